@@ -1,0 +1,46 @@
+# Every target sets up .venv itself; the install step is idempotent (a stamp
+# file re-runs it only when a pyproject or this Makefile changed).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SRC := packages/tamer/src packages/faithful/src
+
+.PHONY: venv test test-tamer test-faithful lint demo bench clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): packages/tamer/pyproject.toml packages/faithful/pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# The CPU wheel first: an unpinned `torch` would download a multi-GB CUDA build.
+	$(BIN)/pip install -q 'torch==2.13.0'
+	$(BIN)/pip install -q -e 'packages/tamer[test]' -e 'packages/faithful[torch,test]' ruff mypy
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/mypy --strict packages/tamer/src/tamer
+	$(BIN)/mypy packages/faithful/src/faithful
+
+# Integration tests need a Docker engine binary; ensure-docker installs Debian's
+# docker.io when run as root and says loudly why it can't otherwise.
+test: lint
+	bash scripts/ensure-docker.sh
+	$(BIN)/python -m pytest packages/tamer/tests packages/faithful/tests
+
+test-tamer: $(STAMP)
+	$(BIN)/python -m pytest packages/tamer/tests
+
+test-faithful: $(STAMP)
+	$(BIN)/python -m pytest packages/faithful/tests
+
+demo: $(STAMP)
+	bash scripts/ensure-docker.sh
+	$(BIN)/python scripts/demo.py
+
+bench: $(STAMP)
+	bash scripts/ensure-docker.sh
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

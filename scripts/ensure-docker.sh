@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Make sure the binaries tamer's integration tests need are present: dockerd
+# (the tests start their own private engine), busybox (test images are built
+# from it, no registry is reachable) and zstd (backups).
+set -u
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+{ [ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1; } || missing+=(busybox-static)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "!!! tamer integration tests need: ${missing[*]} (not installed, and not root to install them)." >&2
+  echo "!!! They will be SKIPPED. Install with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 0
+fi
+echo "installing ${missing[*]} for tamer's integration tests" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
