@@ -1,0 +1,184 @@
+"""What things cost, what could go, and who owns what. Pure functions of an Inventory.
+
+Reclaimable space is split honestly:
+- "safe": nothing anyone would miss: dangling images no container uses,
+  orphaned anonymous volumes, exited/dead containers started with --rm
+  (the engine was asked to remove them and did not);
+- "needs a decision": orphaned named volumes, stopped containers kept on
+  purpose (their writable layer and logs may hold data), tagged images no
+  container uses.
+Anything running, or used by something that exists, is not reclaimable.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from tamer.inventory import Container, Image, Inventory, Volume
+
+STOPPED_STATES = frozenset({"exited", "dead", "created"})
+
+
+@dataclass(frozen=True)
+class Item:
+    """One object with its cost, for top-consumer and reclaimable listings."""
+
+    kind: str  # image, container, volume, log, build-cache
+    id: str
+    name: str
+    bytes: int
+    owner: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class KindTotal:
+    kind: str
+    count: int
+    active: int  # in use / running
+    size: int
+    safe: int
+    needs_decision: int
+
+
+@dataclass
+class OwnerTotal:
+    owner: str
+    layers: int = 0  # image bytes only this owner uses + writable layers
+    volumes: int = 0
+    logs: int = 0
+    objects: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.layers + self.volumes + self.logs
+
+
+@dataclass(frozen=True)
+class DiskReport:
+    totals: tuple[KindTotal, ...]
+    safe: tuple[Item, ...]
+    needs_decision: tuple[Item, ...]
+    top: tuple[Item, ...]
+    owners: tuple[OwnerTotal, ...]
+    unaccounted: int | None
+    data_root_allocated: int | None
+    sizing: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def safe_bytes(self) -> int:
+        return sum(i.bytes for i in self.safe)
+
+    @property
+    def decision_bytes(self) -> int:
+        return sum(i.bytes for i in self.needs_decision)
+
+
+def container_bytes(c: Container) -> int:
+    return (c.writable_size or 0) + (c.log.size.apparent if c.log.size else 0)
+
+
+def volume_bytes(v: Volume) -> int:
+    return v.size.apparent if v.size else 0
+
+
+def classify_image(img: Image) -> str | None:
+    """"safe", "decision" or None (kept: in use)."""
+    if img.containers:
+        return None
+    return "safe" if img.dangling else "decision"
+
+
+def classify_container(c: Container) -> str | None:
+    if c.running or c.state not in STOPPED_STATES:
+        return None
+    if c.auto_remove and c.state in {"exited", "dead"}:
+        return "safe"
+    return "decision"
+
+
+def classify_volume(v: Volume) -> str | None:
+    if not v.orphaned:
+        return None
+    return "safe" if v.anonymous else "decision"
+
+
+def disk_report(inv: Inventory, *, top_n: int = 10) -> DiskReport:
+    """Totals per kind, reclaimable (safe / needs a decision), top consumers, per-owner roll-up."""
+    safe: list[Item] = []
+    decision: list[Item] = []
+    everything: list[Item] = []
+
+    def file(item: Item, verdict: str | None) -> None:
+        everything.append(item)
+        if verdict == "safe":
+            safe.append(item)
+        elif verdict == "decision":
+            decision.append(item)
+
+    for img in inv.images:
+        verdict = classify_image(img)
+        why = "dangling, unused" if verdict == "safe" else ("tagged, unused" if verdict else "in use")
+        file(Item("image", img.id, img.display_name, img.unique_size, img.owner, why), verdict)
+    for c in inv.containers:
+        verdict = classify_container(c)
+        why = {"safe": f"{c.state}, started with --rm", "decision": f"{c.state}, kept"}.get(verdict or "", c.state)
+        file(Item("container", c.id, c.name, c.writable_size or 0, c.owner, why), verdict)
+        if c.log.size and c.log.size.apparent:
+            # a log goes with its container; listed apart because logs are often the surprise
+            file(Item("log", c.id, c.name, c.log.size.apparent, c.owner, f"{c.log_driver} log"), verdict)
+    for v in inv.volumes:
+        verdict = classify_volume(v)
+        why = f"{v.kind}, {'orphaned' if v.orphaned else 'in use' if v.in_use else 'used by stopped containers'}"
+        file(Item("volume", v.name, v.name, volume_bytes(v), v.owner, why), verdict)
+    for b in inv.build_cache:
+        verdict = None if b.in_use else "safe"
+        file(Item("build-cache", b.id, b.description or b.id[:12], b.size, "build cache",
+                  "in use" if b.in_use else "unused"), verdict)
+
+    def total(kind: str, active: int, size: int) -> KindTotal:
+        return KindTotal(kind, sum(1 for i in everything if i.kind == kind), active, size,
+                         sum(i.bytes for i in safe if i.kind == kind),
+                         sum(i.bytes for i in decision if i.kind == kind))
+
+    totals = (
+        total("image", sum(1 for i in inv.images if i.containers), inv.layers_size),
+        total("container", sum(1 for c in inv.containers if c.running),
+              sum(c.writable_size or 0 for c in inv.containers)),
+        total("volume", sum(1 for v in inv.volumes if v.in_use), sum(volume_bytes(v) for v in inv.volumes)),
+        total("log", sum(1 for c in inv.containers if c.running and c.log.size and c.log.size.apparent),
+              sum(c.log.size.apparent for c in inv.containers if c.log.size)),
+        total("build-cache", sum(1 for b in inv.build_cache if b.in_use), sum(b.size for b in inv.build_cache)),
+    )
+
+    owners: dict[str, OwnerTotal] = defaultdict(lambda: OwnerTotal(""))
+    for img in inv.images:
+        if img.owner not in ("shared", "unused"):
+            o = owners[img.owner]
+            o.layers += img.unique_size
+    for c in inv.containers:
+        o = owners[c.owner]
+        o.layers += c.writable_size or 0
+        o.logs += c.log.size.apparent if c.log.size else 0
+        o.objects += 1
+    for v in inv.volumes:
+        o = owners[v.owner]
+        o.volumes += volume_bytes(v)
+        o.objects += 1
+    for name, o in owners.items():
+        o.owner = name
+    notes = []
+    if inv.sizing == "engine":
+        notes.append("sizes are the engine's own figures (data-root not readable here): logs and unaccounted "
+                      "space are unknown, and volumes placed elsewhere through symlinks show as 0")
+    return DiskReport(
+        totals=totals, safe=tuple(sorted(safe, key=lambda i: -i.bytes)),
+        needs_decision=tuple(sorted(decision, key=lambda i: -i.bytes)),
+        top=tuple(sorted(everything, key=lambda i: -i.bytes)[:top_n]),
+        owners=tuple(sorted(owners.values(), key=lambda o: -o.total)),
+        unaccounted=inv.unaccounted,
+        data_root_allocated=inv.data_root_usage.allocated if inv.data_root_usage else None,
+        sizing=inv.sizing, notes=tuple(notes) + inv.warnings,
+    )

@@ -1,0 +1,60 @@
+"""`tamer df` and `tamer ls`: read-only views of the host."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tamer.accounting import disk_report
+from tamer.cli.app import Outcome
+from tamer.cli.progress import Progress
+from tamer.collect import SIZING_CHOICES, read_raw_snapshot
+from tamer.engine import connect
+from tamer.inventory import Inventory, build_inventory
+from tamer.listing import FILTER_KEYS, KINDS, SORT_KEYS, select
+from tamer.report.views import df_json, ls_json, render_df, render_ls
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    sizing = argparse.ArgumentParser(add_help=False)
+    sizing.add_argument("--sizing", choices=SIZING_CHOICES, default="auto",
+                        help="walk the data-root (local), ask the engine (engine), or pick (auto)")
+
+    df = sub.add_parser("df", parents=[common, sizing], help="what everything costs, what could go, who owns it")
+    df.add_argument("-v", "--verbose", action="store_true", help="list every reclaimable object and owner")
+    df.add_argument("--top", type=int, default=10, help="how many top consumers to show")
+    df.set_defaults(handler=run_df)
+
+    keys = "; ".join(f"{k}: {', '.join(v)}" for k, v in FILTER_KEYS.items())
+    ls = sub.add_parser("ls", parents=[common, sizing], help="list images, containers, volumes or build cache")
+    ls.add_argument("kind", nargs="?", default="containers", help=f"one of {', '.join(KINDS)}")
+    ls.add_argument("--filter", "-f", action="append", default=[], metavar="KEY=VALUE",
+                    help=f"repeatable; keys per kind: {keys}")
+    ls.add_argument("--sort", default="size", help=f"one of {', '.join(SORT_KEYS)}")
+    ls.set_defaults(handler=run_ls)
+
+
+def read_inventory(args: argparse.Namespace) -> Inventory:
+    progress = Progress("sizing", enabled=not (args.json or args.quiet))
+    try:
+        raw = read_raw_snapshot(connect(args.host), sizing=args.sizing, progress=progress)
+    finally:
+        progress.close()
+    return build_inventory(raw)
+
+
+def run_df(args: argparse.Namespace) -> Outcome:
+    inv = read_inventory(args)
+    report = disk_report(inv, top_n=args.top)
+    return Outcome(df_json(report, inv), render_df(report, inv, verbose=args.verbose))
+
+
+def run_ls(args: argparse.Namespace) -> Outcome:
+    # validate before touching the engine: bad input changes nothing and costs nothing
+    from tamer.listing import parse_filters
+
+    parse_filters(args.kind, args.filter)
+    inv = read_inventory(args)
+    objs = select(inv, args.kind, args.filter, args.sort)
+    return Outcome({"kind": args.kind, "items": ls_json(args.kind, objs), "sizing": inv.sizing},
+                   render_ls(args.kind, objs, inv.taken_at))

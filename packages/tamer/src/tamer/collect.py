@@ -1,0 +1,244 @@
+"""Reading a host: engine JSON plus sizes measured on disk -> RawSnapshot.
+
+The effectful half of the inventory. When the engine's data-root is readable
+here (a local engine, run as root), sizes come from a parallel walk of the
+data-root; otherwise from the engine's own /system/df figures. The snapshot
+says which, and why when it fell back.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tamer.engine import Engine
+from tamer.inventory import RawSnapshot
+from tamer.sizes import DiskUsage, file_size, measure_trees
+
+JSON = dict[str, Any]
+SIZING_CHOICES = ("auto", "local", "engine")
+# On API 1.41 the engine can't report build cache alone; ask for the (slow) full
+# df only when buildkit's folder suggests there is cache worth listing.
+BUILDKIT_LISTING_THRESHOLD = 4 * 1024 * 1024
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """Layer chain ids from an image's RootFS diff ids (how the layer store names layers)."""
+    chains: list[str] = []
+    for diff in diff_ids:
+        if not chains:
+            chains.append(diff)
+        else:
+            chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff}".encode()).hexdigest())
+    return chains
+
+
+def why_not_local(host: str, data_root: str) -> str | None:
+    """None when the data-root can be walked here; else why not (shown to the user)."""
+    if not host.startswith("unix://"):
+        return f"the engine at {host} is remote, so its data-root is not on this machine"
+    if not data_root:
+        return "the engine did not say where its data-root is"
+    try:
+        os.listdir(data_root)
+        os.listdir(os.path.join(data_root, "volumes"))
+    except FileNotFoundError:
+        return f"the engine's data-root {data_root} does not exist on this machine (engine in a VM or container?)"
+    except PermissionError:
+        return f"the engine's data-root {data_root} is not readable by this user (run as root for the fast, complete path)"
+    except OSError as exc:
+        return f"the engine's data-root {data_root} could not be read: {exc}"
+    return None
+
+
+def read_raw_snapshot(engine: Engine, *, sizing: str = "auto",
+                      progress: Callable[[int, int], None] | None = None) -> RawSnapshot:
+    """Read everything tamer knows about the host behind `engine`.
+
+    Parameters: sizing "auto" (walk the data-root when readable, else the
+    engine's figures), "local" (same, but say so loudly when it must fall
+    back) or "engine"; progress(done, total) is called during the walk.
+    """
+    taken_at = time.time()
+    warnings: list[str] = []
+    info = engine.info()
+    data_root = str(info.get("DockerRootDir", ""))
+    driver = str(info.get("Driver", ""))
+
+    listed = engine.containers()
+    inspected = engine.inspect_many("container", [c["Id"] for c in listed])
+    containers = []
+    for cid, data in inspected.items():
+        if data is None:
+            warnings.append(f"container {cid[:12]} vanished while being read; skipped")
+        else:
+            containers.append(data)
+
+    image_list = engine.images()
+    image_inspect = engine.inspect_many("image", [i["Id"] for i in image_list])
+    images = []
+    for entry in image_list:
+        data = image_inspect.get(entry["Id"])
+        if data is None:
+            warnings.append(f"image {entry['Id'][7:19]} vanished while being read; skipped")
+            continue
+        images.append({"list": entry, "inspect": data,
+                       "chain_ids": chain_ids(list((data.get("RootFS") or {}).get("Layers") or []))})
+    volumes = engine.volumes()
+
+    local: JSON | None = None
+    reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
+    if reason is None:
+        local = _measure_locally(data_root, driver, containers, images, volumes, warnings, progress)
+    elif sizing == "local":
+        warnings.append(f"could not size locally, used the engine's figures instead: {reason}")
+
+    need_df = local is None or local.pop("needs_engine_df", False)
+    engine_df: JSON | None = None
+    build_cache: list[JSON] = []
+    if need_df:
+        engine_df = engine.system_df()
+        build_cache = list(engine_df.get("BuildCache") or [])
+        engine_df = {k: engine_df.get(k) for k in ("LayersSize", "Images", "Containers", "Volumes")}
+    elif engine.supports("1.42"):
+        build_cache = list(engine.system_df(["build-cache"]).get("BuildCache") or [])
+    elif local is not None and local.get("buildkit_allocated", 0) > BUILDKIT_LISTING_THRESHOLD:
+        build_cache = list(engine.system_df().get("BuildCache") or [])
+    if local is not None:
+        # build cache records are the cache's own accounting; attribute its folder to it
+        local["attributed_allocated"] += local.pop("buildkit_allocated", 0)
+    return RawSnapshot(
+        taken_at=taken_at, host=engine.where, api_version=engine.api_version,
+        info={k: info.get(k) for k in ("DockerRootDir", "Driver", "ServerVersion", "ID", "Name")},
+        containers=containers, images=images, volumes=volumes, build_cache=build_cache,
+        engine_df=engine_df, local=local, warnings=warnings,
+    )
+
+
+def _measure_locally(data_root: str, driver: str, containers: list[JSON], images: list[JSON],
+                     volumes: list[JSON], warnings: list[str],
+                     progress: Callable[[int, int], None] | None) -> JSON:
+    needs_engine_df = False
+    dr = os.path.realpath(data_root)
+
+    # image layers: the layer store records each layer's size (what docker df reports)
+    layers: dict[str, int] = {}
+    layer_dirs: dict[str, str] = {}
+    layerdb = os.path.join(dr, "image", driver, "layerdb", "sha256")
+    for entry in images:
+        for chain in entry["chain_ids"]:
+            if chain in layers:
+                continue
+            folder = os.path.join(layerdb, chain.removeprefix("sha256:"))
+            try:
+                with open(os.path.join(folder, "size")) as fh:
+                    layers[chain] = int(fh.read().strip() or 0)
+                with open(os.path.join(folder, "cache-id")) as fh:
+                    layer_dirs[chain] = os.path.join(dr, driver, fh.read().strip())
+            except (OSError, ValueError):
+                needs_engine_df = True  # e.g. the containerd image store (engines >= 24 may use it)
+                break
+
+    roots: dict[str, str] = {}
+    for chain, folder in layer_dirs.items():
+        roots[f"layer:{chain}"] = folder
+    for c in containers:
+        graph = c.get("GraphDriver") or {}
+        upper = (graph.get("Data") or {}).get("UpperDir")
+        if upper and os.path.isdir(upper):
+            roots[f"rw:{c['Id']}"] = upper
+        else:
+            needs_engine_df = True
+    placements: dict[str, JSON] = {}
+    skip: set[str] = set()
+    for v in volumes:
+        name = v["Name"]
+        options = v.get("Options") or {}
+        mountpoint = str(v.get("Mountpoint") or "")
+        if v.get("Driver") != "local":
+            continue  # data lives with a plugin; only the engine can say
+        if "bind" in str(options.get("o", "")).split(",") and options.get("device"):
+            data_path, placement = str(options["device"]), "bind"
+            skip.add(mountpoint)  # when mounted, _data *is* the device: don't count it twice
+        else:
+            real = os.path.realpath(mountpoint)
+            placement = "symlink" if real != os.path.abspath(mountpoint) else "default"
+            data_path = real
+        placements[name] = {"placement": placement, "data_path": data_path}
+        roots[f"vol:{name}"] = data_path
+
+    inside = [p for p in roots.values() if _is_inside(p, dr)]
+    roots_all = dict(roots)
+    roots_all["buildkit"] = os.path.join(dr, "buildkit")
+    roots_all["rest"] = dr
+    measured = measure_trees(roots_all, skip=skip | set(inside) | {roots_all["buildkit"]}, progress=progress)
+
+    volume_sizes: JSON = {}
+    for v in volumes:
+        name = v["Name"]
+        if name not in placements:
+            continue
+        usage = measured.get(f"vol:{name}")
+        if usage is None:
+            warnings.append(f"volume {name}: its data folder {placements[name]['data_path']} is missing "
+                            "(removed meanwhile, or an unmounted drive)")
+        volume_sizes[name] = {**placements[name], "size": _tuple(usage)}
+    rw = {key[3:]: _tuple(u) for key, u in measured.items() if key.startswith("rw:")}
+    logs: JSON = {}
+    log_allocated = 0
+    for c in containers:
+        files = _log_files(c, dr)
+        usage = DiskUsage()
+        for f in files:
+            usage = usage + (file_size(f) or DiskUsage())
+        logs[c["Id"]] = {"files": files, "size": _tuple(usage)}
+        log_allocated += usage.allocated
+
+    total = DiskUsage()
+    attributed = log_allocated
+    for key, usage in measured.items():
+        if usage is None or key == "buildkit":
+            continue
+        path = roots_all[key]
+        if key == "rest" or _is_inside(path, dr):
+            total = total + usage
+            if key != "rest":
+                attributed += usage.allocated
+    buildkit = measured.get("buildkit")
+    if buildkit is not None:
+        total = total + buildkit
+    vanished = sum(u.vanished for u in measured.values() if u is not None)
+    if vanished:
+        warnings.append(f"{vanished} files or folders vanished while being sized (objects removed meanwhile); skipped")
+    return {
+        "layers": layers, "containers": rw, "volumes": volume_sizes, "logs": logs,
+        "data_root": _tuple(total), "attributed_allocated": attributed,
+        "buildkit_allocated": buildkit.allocated if buildkit else 0,
+        "needs_engine_df": needs_engine_df,
+    }
+
+
+def _log_files(container: JSON, data_root: str) -> list[str]:
+    """The container's log file and its rotated siblings, for drivers that write here."""
+    log_type = ((container.get("HostConfig") or {}).get("LogConfig") or {}).get("Type")
+    if log_type == "local":
+        return sorted(glob.glob(os.path.join(data_root, "containers", container["Id"], "local-logs", "*")))
+    path = container.get("LogPath")
+    if not path:
+        return []
+    return sorted(p for p in glob.glob(glob.escape(path) + "*") if os.path.isfile(p))
+
+
+def _is_inside(path: str, root: str) -> bool:
+    path = os.path.abspath(path)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _tuple(usage: DiskUsage | None) -> list[int] | None:
+    if usage is None:
+        return None
+    return [usage.apparent, usage.allocated, usage.files, usage.vanished]

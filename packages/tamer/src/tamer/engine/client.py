@@ -1,0 +1,156 @@
+"""A thin, typed wrapper over docker-py's low-level APIClient.
+
+Returns plain inspect JSON (dicts). Every call goes through `translated`, so a
+caller only ever sees TamerError subclasses. Works with API 1.41 (Debian's
+20.10) and newer engines (1.43+); where they differ it says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+
+from tamer.engine.errors import translated
+from tamer.errors import ObjectNotFound
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+# Inspecting 1,000 containers one by one is latency-bound; a few concurrent
+# requests over the unix socket cut that without loading the engine much.
+INSPECT_CONCURRENCY = 8
+
+
+def resolve_host(host: str | None = None) -> str:
+    """The engine address to use: explicit argument, else DOCKER_HOST, else the default socket."""
+    return host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def connect(host: str | None = None, *, timeout: float = 120.0) -> Engine:
+    """Connect to the engine at `host` (or DOCKER_HOST, or the default socket).
+
+    Raises EngineUnreachable (with where it looked and how to start one) or
+    EnginePermissionDenied.
+
+    Example:
+        >>> engine = connect("unix:///tmp/sandbox/docker.sock")  # doctest: +SKIP
+        >>> engine.api_version  # doctest: +SKIP
+        '1.41'
+    """
+    where = resolve_host(host)
+    with translated(where, "connect"):
+        api = docker.APIClient(base_url=where, version="auto", timeout=int(timeout),
+                               max_pool_size=INSPECT_CONCURRENCY + 2)
+        api.ping()
+    return Engine(api, where)
+
+
+def _api_at_least(version: str, wanted: str) -> bool:
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split(".") if p.isdigit())
+
+    return parts(version) >= parts(wanted)
+
+
+class Engine:
+    """One connected Docker engine. Create it with `connect()`."""
+
+    def __init__(self, api: docker.APIClient, where: str) -> None:
+        self._api = api
+        self.where = where
+        self.api_version: str = str(api.api_version)
+
+    # -- helpers -------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        with translated(self.where, what):
+            return fn()
+
+    def supports(self, api_version: str) -> bool:
+        """True when the engine speaks at least `api_version` (e.g. "1.42")."""
+        return _api_at_least(self.api_version, api_version)
+
+    def inspect_many(self, kind: str, ids: Sequence[str]) -> dict[str, JSON | None]:
+        """Inspect many objects concurrently; an object that vanished meanwhile maps to None."""
+        inspect: Callable[[str], JSON] = {
+            "container": self.inspect_container,
+            "image": self.inspect_image,
+            "volume": self.inspect_volume,
+        }[kind]
+
+        def one(obj_id: str) -> JSON | None:
+            try:
+                return inspect(obj_id)
+            except ObjectNotFound:
+                return None
+
+        if not ids:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(INSPECT_CONCURRENCY, len(ids))) as pool:
+            return dict(zip(ids, pool.map(one, ids), strict=True))
+
+    # -- reading -------------------------------------------------------------
+    def info(self) -> JSON:
+        return self._call("read engine info", self._api.info)
+
+    def version(self) -> JSON:
+        return self._call("read engine version", self._api.version)
+
+    def containers(self) -> list[JSON]:
+        """All containers, running or not (the list form, without sizes)."""
+        return self._call("list containers", lambda: self._api.containers(all=True))
+
+    def inspect_container(self, container: str) -> JSON:
+        return self._call(f"inspect container {container}", lambda: self._api.inspect_container(container))
+
+    def images(self) -> list[JSON]:
+        """All images, intermediate ones included."""
+        return self._call("list images", lambda: self._api.images(all=False))
+
+    def inspect_image(self, image: str) -> JSON:
+        return self._call(f"inspect image {image}", lambda: self._api.inspect_image(image))
+
+    def volumes(self) -> list[JSON]:
+        return self._call("list volumes", lambda: self._api.volumes().get("Volumes") or [])
+
+    def inspect_volume(self, volume: str) -> JSON:
+        return self._call(f"inspect volume {volume}", lambda: self._api.inspect_volume(volume))
+
+    def system_df(self, kinds: Iterable[str] | None = None) -> JSON:
+        """The engine's own disk usage figures (`docker system df -v`).
+
+        `kinds` (API 1.42+) limits what the engine computes: "image",
+        "container", "volume", "build-cache". Older engines ignore it and
+        compute everything, which walks every volume: slow on big hosts.
+        """
+        if kinds is not None and self.supports("1.42"):
+            params = [("type", k) for k in kinds]
+            return self._call("read disk usage", lambda: self._api._result(
+                self._api._get(self._api._url("/system/df"), params=params), True))
+        return self._call("read disk usage", self._api.df)
+
+    def events(self, *, since: float | None = None, until: float | None = None,
+               filters: JSON | None = None) -> Iterator[JSON]:
+        """Engine events as dicts; blocks for new ones unless `until` is given."""
+        stream = self._call("follow events", lambda: self._api.events(
+            since=since, until=until, filters=filters, decode=True))
+        with translated(self.where, "follow events"):
+            yield from stream
+
+    # -- building test and sandbox images ------------------------------------
+    def import_image(self, tar_bytes: bytes, repository: str, tag: str, changes: Sequence[str] = ()) -> str:
+        """Create an image from a root filesystem tarball (`docker import`); returns its id."""
+        def run() -> str:
+            out = self._api.import_image_from_data(tar_bytes, repository=repository, tag=tag,
+                                                   changes=list(changes) or None)
+            return str(self._api.inspect_image(f"{repository}:{tag}")["Id"]) if out is not None else ""
+        return self._call(f"import image {repository}:{tag}", run)
+
+    @property
+    def api(self) -> docker.APIClient:
+        """The underlying docker-py client, for the mutating modules of tamer.engine only."""
+        return self._api

@@ -1,0 +1,82 @@
+"""One translator from docker-py / transport exceptions to TamerError subclasses."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import docker.errors
+import requests.exceptions
+
+from tamer.errors import EngineError, EnginePermissionDenied, EngineUnreachable, ObjectNotFound, TamerError
+
+START_HINT = (
+    "start one (`sudo systemctl start docker`, or `sudo dockerd &`), "
+    "or point DOCKER_HOST at a running engine (e.g. DOCKER_HOST=unix:///var/run/docker.sock)"
+)
+
+
+def _caused_by_permission(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, PermissionError) or getattr(cur, "errno", None) == errno.EACCES:
+            return True
+        if "Permission denied" in str(cur):
+            return True
+        for arg in getattr(cur, "args", ()):
+            if isinstance(arg, BaseException) and _caused_by_permission(arg):
+                return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def translate(exc: BaseException, *, where: str, what: str = "") -> TamerError:
+    """Turn an exception raised while talking to the engine into a TamerError.
+
+    Parameters: `exc` the original exception; `where` the engine address we used
+    (shown to the user); `what` the operation, e.g. "inspect container web".
+    """
+    doing = f" while trying to {what}" if what else ""
+    if isinstance(exc, TamerError):
+        return exc
+    if _caused_by_permission(exc):
+        return EnginePermissionDenied(
+            f"permission denied on the Docker socket at {where}{doing}; "
+            "run as root, or add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again)"
+        )
+    if isinstance(exc, docker.errors.NotFound):
+        return ObjectNotFound(f"not found{doing}: {_explanation(exc)}; run `tamer ls` to see what exists")
+    if isinstance(exc, docker.errors.APIError):
+        return EngineError(f"the engine at {where} refused{doing}: {_explanation(exc)}")
+    if isinstance(exc, docker.errors.DockerException | requests.exceptions.ConnectionError | FileNotFoundError
+                  | ConnectionError):
+        return EngineUnreachable(f"no Docker engine answered at {where}{doing} ({_short(exc)}); {START_HINT}")
+    if isinstance(exc, requests.exceptions.RequestException):
+        return EngineUnreachable(f"talking to the Docker engine at {where} failed{doing} ({_short(exc)}); {START_HINT}")
+    return EngineError(f"unexpected error from the engine at {where}{doing}: {_short(exc)}")
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    explanation = exc.explanation
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode(errors="replace")
+    return str(explanation or exc)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+@contextmanager
+def translated(where: str, what: str = "") -> Iterator[None]:
+    """Context manager: re-raise anything from docker-py as the matching TamerError."""
+    try:
+        yield
+    except TamerError:
+        raise
+    except Exception as exc:  # the one place where engine exceptions are caught broadly
+        raise translate(exc, where=where, what=what) from exc

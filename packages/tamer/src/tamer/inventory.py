@@ -1,0 +1,434 @@
+"""A snapshot of a Docker host as frozen dataclasses, built purely from raw JSON.
+
+`build_inventory(raw)` takes a RawSnapshot (inspect JSON from the engine plus
+the sizes measured on disk, as plain data) and returns an Inventory. It does no
+I/O, so it is unit-tested on captured JSON; `collect.read_raw_snapshot` is the
+effectful half that gathers a RawSnapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tamer.names import is_generated_name
+from tamer.sizes import DiskUsage
+
+JSON = dict[str, Any]
+COMPOSE_PROJECT = "com.docker.compose.project"
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # set by engines >= 23 on anonymous volumes
+RUNNING_STATES = frozenset({"running", "paused", "restarting"})
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+# -- raw input ------------------------------------------------------------------
+@dataclass(frozen=True)
+class RawSnapshot:
+    """Everything read from a host, as JSON-serialisable data.
+
+    containers: container inspect JSON. images: {"list": image list entry,
+    "inspect": image inspect JSON}. volumes: volume list entries. build_cache:
+    build cache records. engine_df: the engine's /system/df answer when its
+    figures were used. local: sizes measured on disk (see collect.py) or None.
+    """
+
+    taken_at: float
+    host: str
+    api_version: str
+    info: JSON
+    containers: list[JSON]
+    images: list[JSON]
+    volumes: list[JSON]
+    build_cache: list[JSON] = field(default_factory=list)
+    engine_df: JSON | None = None
+    local: JSON | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> JSON:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: JSON) -> RawSnapshot:
+        return cls(**data)
+
+
+# -- the inventory -------------------------------------------------------------
+@dataclass(frozen=True)
+class Mount:
+    type: str  # volume, bind, tmpfs
+    name: str | None  # volume name for type=volume
+    source: str
+    destination: str
+    rw: bool
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    tags: tuple[str, ...]
+    created: datetime | None
+    size: int  # all layers, shared ones included (docker's SIZE)
+    shared_size: int  # bytes in layers other images use too
+    dangling: bool
+    containers: tuple[str, ...]  # ids of containers using it, any state
+    volume_paths: tuple[str, ...]  # VOLUME paths it declares
+    labels: dict[str, str]
+    layers: tuple[str, ...]  # chain ids, base first
+    owner: str
+
+    @property
+    def unique_size(self) -> int:
+        return self.size - self.shared_size
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+    @property
+    def display_name(self) -> str:
+        return self.tags[0] if self.tags else f"<none> {self.short_id}"
+
+
+@dataclass(frozen=True)
+class LogFile:
+    container_id: str
+    driver: str
+    path: str | None  # main log file, None for drivers that keep nothing on this host
+    files: tuple[str, ...]  # the log file and its rotated siblings
+    size: DiskUsage | None  # None when unknown (remote engine, unreadable)
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    name_generated: bool
+    image: str  # as the user gave it
+    image_id: str
+    state: str  # running, paused, restarting, created, exited, dead, removing
+    created: datetime | None
+    started: datetime | None
+    finished: datetime | None
+    exit_code: int | None
+    restart_policy: str
+    auto_remove: bool
+    writable_size: int | None  # bytes in its writable layer (docker's SizeRw)
+    log_driver: str
+    log_options: dict[str, str]
+    log: LogFile
+    mounts: tuple[Mount, ...]
+    labels: dict[str, str]
+    compose_project: str | None
+    owner: str
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.state in RUNNING_STATES
+
+
+@dataclass(frozen=True)
+class ImageVolumeOrigin:
+    """An anonymous volume created because the image declared `VOLUME path`."""
+
+    image: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    anonymous: bool
+    driver: str
+    options: dict[str, str]
+    mountpoint: str
+    data_path: str  # where the data really lives (bind device, symlink target, or mountpoint)
+    placement: str  # "default", "bind" (local driver bind options) or "symlink" (the essay's _data link)
+    size: DiskUsage | None  # None when unknown
+    created: datetime | None
+    users_running: tuple[str, ...]  # container names
+    users_stopped: tuple[str, ...]
+    origin: ImageVolumeOrigin | None
+    labels: dict[str, str]
+    owner: str
+
+    @property
+    def orphaned(self) -> bool:
+        return not self.users_running and not self.users_stopped
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.users_running)
+
+    @property
+    def kind(self) -> str:
+        return "anonymous" if self.anonymous else "named"
+
+
+@dataclass(frozen=True)
+class BuildCache:
+    id: str
+    type: str
+    size: int
+    created: datetime | None
+    last_used: datetime | None
+    in_use: bool
+    shared: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What is on one Docker host, and what it costs."""
+
+    taken_at: datetime
+    host: str
+    api_version: str
+    server_version: str
+    data_root: str
+    storage_driver: str
+    sizing: str  # "local" (walked the data-root) or "engine" (the engine's own figures)
+    images: tuple[Image, ...]
+    containers: tuple[Container, ...]
+    volumes: tuple[Volume, ...]
+    build_cache: tuple[BuildCache, ...]
+    layers_size: int  # every distinct image layer once (docker df's image total)
+    data_root_usage: DiskUsage | None  # the whole data-root, when walked
+    attributed_allocated: int | None  # allocated bytes of the data-root we could attribute
+    warnings: tuple[str, ...]
+
+    @property
+    def logs(self) -> tuple[LogFile, ...]:
+        return tuple(c.log for c in self.containers)
+
+    @property
+    def unaccounted(self) -> int | None:
+        """Allocated bytes in the data-root that no image, container, volume, log or cache explains."""
+        if self.data_root_usage is None or self.attributed_allocated is None:
+            return None
+        return max(0, self.data_root_usage.allocated - self.attributed_allocated)
+
+
+# -- parsing helpers -----------------------------------------------------------
+def parse_time(value: Any) -> datetime | None:
+    """Docker timestamps: RFC 3339 with nanoseconds, unix seconds, or the zero time."""
+    if value in (None, "", 0, _ZERO_TIME):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    text = str(value)
+    if text.startswith("0001-01-01"):
+        return None
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text)
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    tz = m.group(3) or "Z"
+    return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if tz == "Z" else tz))
+
+
+def _usage(value: Any) -> DiskUsage | None:
+    if value is None:
+        return None
+    if isinstance(value, DiskUsage):
+        return value
+    return DiskUsage(*value)
+
+
+def _labels(obj: JSON | None) -> dict[str, str]:
+    return dict((obj or {}).get("Labels") or {})
+
+
+def is_dangling(tags: list[str] | None) -> bool:
+    return not tags or all(t == "<none>:<none>" for t in tags)
+
+
+def is_anonymous_volume(name: str, labels: dict[str, str]) -> bool:
+    """Anonymous volumes carry the engine's label (>= 23) or, on older engines, a bare 64-hex name."""
+    if ANONYMOUS_LABEL in labels:
+        return True
+    return bool(_HEX64.match(name)) and COMPOSE_PROJECT not in labels
+
+
+# -- the builder ---------------------------------------------------------------
+def build_inventory(raw: RawSnapshot) -> Inventory:
+    """Turn a RawSnapshot into an Inventory. Pure: same input, same output."""
+    local = raw.local or {}
+    df = raw.engine_df or {}
+    warnings = list(raw.warnings)
+
+    df_containers = {c["Id"]: c for c in df.get("Containers") or []}
+    df_volumes = {v["Name"]: v for v in df.get("Volumes") or []}
+    df_images = {i["Id"]: i for i in df.get("Images") or []}
+    local_rw: dict[str, Any] = local.get("containers", {})
+    local_vols: dict[str, Any] = local.get("volumes", {})
+    local_logs: dict[str, Any] = local.get("logs", {})
+    local_layers: dict[str, int] = local.get("layers", {})
+
+    # containers first: images and volumes refer to them
+    images_by_id = {i["inspect"]["Id"]: i for i in raw.images}
+    containers: list[Container] = []
+    for cj in raw.containers:
+        cid = cj["Id"]
+        state = cj.get("State") or {}
+        host = cj.get("HostConfig") or {}
+        log_cfg = host.get("LogConfig") or {}
+        labels = _labels(cj.get("Config"))
+        project = labels.get(COMPOSE_PROJECT)
+        name = str(cj.get("Name", "")).lstrip("/")
+        rw: int | None
+        if cid in local_rw:
+            rw_usage = _usage(local_rw[cid])
+            rw = rw_usage.apparent if rw_usage else None
+        elif cid in df_containers:
+            rw = df_containers[cid].get("SizeRw")
+        else:
+            rw = None
+        log_entry = local_logs.get(cid) or {}
+        log = LogFile(
+            container_id=cid,
+            driver=str(log_cfg.get("Type") or ""),
+            path=cj.get("LogPath") or None,
+            files=tuple(log_entry.get("files", ())),
+            size=_usage(log_entry.get("size")) if log_entry else None,
+        )
+        mounts = tuple(
+            Mount(type=str(m.get("Type", "")), name=m.get("Name"), source=str(m.get("Source", "")),
+                  destination=str(m.get("Destination", "")), rw=bool(m.get("RW", True)))
+            for m in cj.get("Mounts") or []
+        )
+        exit_code = state.get("ExitCode")
+        containers.append(Container(
+            id=cid, name=name, name_generated=is_generated_name(name),
+            image=str((cj.get("Config") or {}).get("Image") or cj.get("Image", "")),
+            image_id=str(cj.get("Image", "")),
+            state=str(state.get("Status", "unknown")),
+            created=parse_time(cj.get("Created")), started=parse_time(state.get("StartedAt")),
+            finished=parse_time(state.get("FinishedAt")),
+            exit_code=int(exit_code) if exit_code is not None else None,
+            restart_policy=str((host.get("RestartPolicy") or {}).get("Name") or "no"),
+            auto_remove=bool(host.get("AutoRemove")),
+            writable_size=rw, log_driver=log.driver,
+            log_options={str(k): str(v) for k, v in (log_cfg.get("Config") or {}).items()},
+            log=log, mounts=mounts, labels=labels, compose_project=project,
+            owner=f"project:{project}" if project else f"container:{name}",
+        ))
+    by_id = {c.id: c for c in containers}
+
+    # images: sizes from the local layer store when we read it, else the engine's df
+    users_of_image: dict[str, list[str]] = defaultdict(list)
+    for c in containers:
+        users_of_image[c.image_id].append(c.id)
+    layer_users: dict[str, int] = defaultdict(int)
+    for entry in raw.images:
+        for chain in entry.get("chain_ids", ()):
+            layer_users[chain] += 1
+    images: list[Image] = []
+    for entry in raw.images:
+        listed, inspect = entry["list"], entry["inspect"]
+        iid = inspect["Id"]
+        chains = tuple(entry.get("chain_ids", ()))
+        size = int(listed.get("Size") or inspect.get("Size") or 0)
+        if chains and all(ch in local_layers for ch in chains):
+            shared = sum(local_layers[ch] for ch in chains if layer_users[ch] > 1)
+        elif iid in df_images and (df_images[iid].get("SharedSize") or -1) >= 0:
+            shared = int(df_images[iid]["SharedSize"])
+        else:
+            shared = 0
+        users = tuple(users_of_image.get(iid, ()))
+        owners = {by_id[u].owner for u in users}
+        tags = [t for t in (listed.get("RepoTags") or inspect.get("RepoTags") or []) if t != "<none>:<none>"]
+        images.append(Image(
+            id=iid, tags=tuple(tags), created=parse_time(inspect.get("Created") or listed.get("Created")),
+            size=size, shared_size=shared, dangling=is_dangling(tags), containers=users,
+            volume_paths=tuple(sorted(((inspect.get("Config") or {}).get("Volumes") or {}).keys())),
+            labels=_labels(inspect.get("Config")), layers=chains,
+            owner=owners.pop() if len(owners) == 1 else ("shared" if owners else "unused"),
+        ))
+    if local_layers:
+        layers_size = sum(local_layers.values())
+    elif df:
+        layers_size = int(df.get("LayersSize") or 0)
+    else:
+        layers_size = sum(i.size for i in images)
+
+    # volumes: users, origin, real location, size
+    users_of_volume: dict[str, list[tuple[Container, Mount]]] = defaultdict(list)
+    for c in containers:
+        for m in c.mounts:
+            if m.type == "volume" and m.name:
+                users_of_volume[m.name].append((c, m))
+    volumes: list[Volume] = []
+    for v in raw.volumes:
+        name = v["Name"]
+        labels = dict(v.get("Labels") or {})
+        options = {str(k): str(val) for k, val in (v.get("Options") or {}).items()}
+        anonymous = is_anonymous_volume(name, labels)
+        placement_info = (local_vols.get(name) or {})
+        placement = placement_info.get("placement") or ("bind" if _is_bind(options) else "default")
+        data_path = placement_info.get("data_path") or (options.get("device") if _is_bind(options) else None) \
+            or v.get("Mountpoint", "")
+        vol_size: DiskUsage | None
+        if name in local_vols:
+            vol_size = _usage(local_vols[name].get("size"))
+        elif name in df_volumes and (df_volumes[name].get("UsageData") or {}).get("Size", -1) >= 0:
+            vol_size = DiskUsage(apparent=int(df_volumes[name]["UsageData"]["Size"]))
+        else:
+            vol_size = None
+        vol_users = users_of_volume.get(name, [])
+        origin = None
+        if anonymous:
+            for c, m in vol_users:
+                img = images_by_id.get(c.image_id)
+                declared = ((img or {}).get("inspect", {}).get("Config") or {}).get("Volumes") or {}
+                if m.destination in declared:
+                    origin = ImageVolumeOrigin(image=c.image, path=m.destination)
+                    break
+        project = labels.get(COMPOSE_PROJECT)
+        user_owners = {c.owner for c, _ in vol_users}
+        if project:
+            owner = f"project:{project}"
+        elif len(user_owners) == 1:
+            owner = user_owners.pop()
+        else:
+            owner = "shared" if user_owners else "unowned"
+        volumes.append(Volume(
+            name=name, anonymous=anonymous, driver=str(v.get("Driver", "")), options=options,
+            mountpoint=str(v.get("Mountpoint", "")), data_path=str(data_path), placement=placement,
+            size=vol_size, created=parse_time(v.get("CreatedAt")),
+            users_running=tuple(sorted({c.name for c, _ in vol_users if c.running})),
+            users_stopped=tuple(sorted({c.name for c, _ in vol_users if not c.running})),
+            origin=origin, labels=labels, owner=owner,
+        ))
+
+    cache = tuple(
+        BuildCache(id=str(b.get("ID", "")), type=str(b.get("Type", "")), size=int(b.get("Size") or 0),
+                   created=parse_time(b.get("CreatedAt")), last_used=parse_time(b.get("LastUsedAt")),
+                   in_use=bool(b.get("InUse")), shared=bool(b.get("Shared")),
+                   description=str(b.get("Description", "")))
+        for b in raw.build_cache
+    )
+
+    data_root_usage = _usage(local.get("data_root"))
+    attributed = local.get("attributed_allocated")
+    info = raw.info
+    return Inventory(
+        taken_at=datetime.fromtimestamp(raw.taken_at, tz=UTC), host=raw.host, api_version=raw.api_version,
+        server_version=str(info.get("ServerVersion", "")), data_root=str(info.get("DockerRootDir", "")),
+        storage_driver=str(info.get("Driver", "")), sizing="local" if raw.local else "engine",
+        images=tuple(images), containers=tuple(containers), volumes=tuple(volumes), build_cache=cache,
+        layers_size=layers_size, data_root_usage=data_root_usage,
+        attributed_allocated=int(attributed) if attributed is not None else None,
+        warnings=tuple(warnings),
+    )
+
+
+def _is_bind(options: dict[str, str]) -> bool:
+    return "bind" in options.get("o", "").split(",") and bool(options.get("device"))

@@ -1,0 +1,1 @@
+"""Rendering: what the user sees (tables, JSON envelope). Pure functions of values."""

@@ -1,0 +1,33 @@
+"""The versioned JSON envelope every `--json` command prints, on success and failure alike."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+
+ENVELOPE_VERSION = 1
+STATUS_BY_CODE = {0: "ok", 1: "error", 2: "usage", 3: "partial", 130: "interrupted"}
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def envelope(command: str, exit_code: int, data: Any = None, errors: list[str] | None = None) -> str:
+    """{"version", "command", "status", "exit_code", "data", "errors"} as one JSON document."""
+    return json.dumps({
+        "version": ENVELOPE_VERSION,
+        "command": command,
+        "status": STATUS_BY_CODE.get(exit_code, "error"),
+        "exit_code": exit_code,
+        "data": data,
+        "errors": errors or [],
+    }, default=_default, indent=2)
