@@ -1,0 +1,512 @@
+"""Token samplers: processors plus an exact draw, returning tokens and the q they came from.
+
+:func:`make_sampler` builds a :class:`Sampler` from keyword processors (applied
+in :data:`faithful.processors.DEFAULT_ORDER`) or from an explicit ordered list
+of processors. Calling it on ``(B, V)`` logits returns a :class:`SampleResult`:
+the tokens, ``log q[token]`` under the final distribution ``q``, and ``q``
+itself on request. :meth:`Sampler.distribution` returns ``q`` without drawing.
+
+Randomness is keyed (:mod:`faithful.rng`): the token of a row depends only on
+``(seed, rows[i], step)`` and the row's logits, never on the batch around it.
+
+Example:
+    >>> import numpy as np
+    >>> s = make_sampler(temperature=0.8, top_p=0.9)
+    >>> logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
+    >>> result = s(logits, rng=0, return_q=True)
+    >>> result.tokens.shape, result.q.shape
+    ((1,), (1, 4))
+    >>> float(result.q[0, 3])
+    0.0
+    >>> greedy()(logits).tokens.tolist()
+    [0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from faithful.backends import BACKENDS, to_numpy_logits
+from faithful.draw import DRAWS, gumbel_max, search_cdf
+from faithful.errors import SamplingParameterError, ShapeMismatchError
+from faithful.processors import (
+    AllowedTokens,
+    Epsilon,
+    Eta,
+    ForbiddenTokens,
+    History,
+    LogitBias,
+    MinP,
+    NoRepeatNGram,
+    OccurrencePenalty,
+    Processor,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopNSigma,
+    TopP,
+    Typical,
+    _check_nonempty,
+    apply_processors,
+    check_logits,
+)
+from faithful.rng import RngLike, as_keyed_rng
+
+__all__ = [
+    "Mirostat",
+    "SampleResult",
+    "Sampler",
+    "greedy",
+    "make_sampler",
+    "parse_sampler_spec",
+]
+
+_LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """What a sampler returns.
+
+    Attributes:
+        tokens: int64 ``(B,)``.
+        logprobs: float64 ``(B,)``, natural log of ``q[token]`` under the final distribution.
+        q: float64 ``(B, V)`` when ``return_q=True``, else None.
+    """
+
+    tokens: np.ndarray
+    logprobs: np.ndarray
+    q: np.ndarray | None = None
+
+
+@dataclass
+class Mirostat:
+    """Mirostat v1 / v2 truncation (Basu et al. 2021), with per-row state.
+
+    State: ``mu[row]`` (target surprise bound, in bits), keyed by *global row
+    id* (the ``rows`` argument of :meth:`Sampler.__call__`), starting at
+    ``2 * tau``. Each call that draws updates ``mu -= eta * (s - tau)`` where
+    ``s = -log2 q[token]`` under the truncated, renormalised distribution (as
+    llama.cpp). :meth:`Sampler.distribution` reads the state without changing
+    it. Call :meth:`reset` (or ``Sampler.reset()``) between sequences.
+
+    - v2: keep tokens with surprise ``-log2 p <= mu`` (the top token always).
+    - v1: estimate the Zipf exponent ``s_hat`` from the top ``m`` probabilities,
+      then top-k with ``k = ((e * 2**mu) / (1 - V**-e)) ** (1 / s_hat)``, ``e = s_hat - 1``.
+
+    Example:
+        >>> m = Mirostat(version=2, tau=3.0)
+        >>> m.mu_for([0]).tolist()
+        [6.0]
+    """
+
+    version: int = 2
+    tau: float = 5.0
+    eta: float = 0.1
+    m: int = 100
+    mu: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.version not in (1, 2):
+            raise SamplingParameterError(f"`mirostat` version must be 1 or 2, got {self.version!r}")
+        if not (isinstance(self.tau, int | float) and self.tau > 0 and math.isfinite(self.tau)):
+            raise SamplingParameterError(f"`mirostat_tau` must be a finite number > 0, got {self.tau!r}")
+        if not (isinstance(self.eta, int | float) and self.eta > 0 and math.isfinite(self.eta)):
+            raise SamplingParameterError(f"`mirostat_eta` must be a finite number > 0, got {self.eta!r}")
+        if not (isinstance(self.m, int) and self.m >= 2):
+            raise SamplingParameterError(f"`mirostat_m` must be an int >= 2, got {self.m!r}")
+
+    def reset(self) -> None:
+        """Forget every row's state."""
+        self.mu.clear()
+
+    def mu_for(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Current ``mu`` for each row, float64 ``(R,)``."""
+        return np.array([self.mu.get(int(r), 2.0 * self.tau) for r in rows], dtype=np.float64)
+
+    def truncate(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The truncated logits for the current state (pure: state is not changed)."""
+        mu = self.mu_for(rows)
+        b, v = z.shape
+        m = z.max(axis=1, keepdims=True)
+        logp = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+        top = z == m
+        if self.version == 2:
+            keep = (-logp / _LN2 <= mu[:, None]) | top
+            return np.where(keep, z, -np.inf)
+        kk = min(self.m, v)
+        top_logp = -np.sort(-logp, axis=1)[:, :kk]
+        ks = np.empty(b, dtype=np.int64)
+        for i in range(b):
+            lp = top_logp[i][np.isfinite(top_logp[i])]
+            if lp.size < 2:
+                ks[i] = 1
+                continue
+            idx = np.arange(lp.size - 1)
+            t = np.log((idx + 2.0) / (idx + 1.0))
+            s_hat = float((t * (lp[:-1] - lp[1:])).sum() / (t * t).sum())
+            e = s_hat - 1.0
+            with np.errstate(all="ignore"):
+                k = ((e * 2.0 ** mu[i]) / (1.0 - v ** (-e))) ** (1.0 / s_hat) if s_hat > 0 and e != 0 else v
+            ks[i] = int(min(max(k, 1.0), v)) if math.isfinite(k) else v
+        kth = np.take_along_axis(-np.sort(-z, axis=1), (ks - 1)[:, None], axis=1)
+        return np.where(z >= kth, z, -np.inf)
+
+    def update(self, rows: np.ndarray, logprobs: np.ndarray) -> None:
+        """Feed back the surprise of the drawn tokens (natural-log ``logprobs``)."""
+        mu = self.mu_for(rows)
+        surprise = -logprobs / _LN2
+        for r, new in zip(rows.tolist(), (mu - self.eta * (surprise - self.tau)).tolist(), strict=True):
+            self.mu[int(r)] = new
+
+
+def _check_rows(rows: Sequence[int] | np.ndarray | None, b: int) -> np.ndarray:
+    if rows is None:
+        return np.arange(b, dtype=np.int64)
+    arr = np.asarray(rows)
+    if arr.shape != (b,) or (arr.size and arr.dtype.kind not in "iu"):
+        raise ShapeMismatchError(f"`rows` must be {b} int row ids (one per logits row), got shape {arr.shape}")
+    return arr.astype(np.int64)
+
+
+class Sampler:
+    """Processors plus a draw. Build with :func:`make_sampler`, :func:`greedy` or :func:`parse_sampler_spec`.
+
+    Attributes:
+        name: a spec-like description, e.g. ``"temperature:0.8+top-p:0.9"``.
+        processors: the processors, in the order they are applied.
+        draw: ``"inverse_cdf"`` or ``"gumbel"`` (``"argmax"`` for greedy).
+        backend: ``"numpy"`` or ``"torch"``.
+        mirostat: the :class:`Mirostat` state holder, or None.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        processors: Sequence[Processor],
+        *,
+        draw: str = "inverse_cdf",
+        backend: str = "numpy",
+        mirostat: Mirostat | None = None,
+    ) -> None:
+        self.name = name
+        self.processors = tuple(processors)
+        self.draw = draw
+        self.backend = backend
+        self.mirostat = mirostat
+
+    def __repr__(self) -> str:
+        return f"Sampler({self.name!r}, draw={self.draw!r}, backend={self.backend!r})"
+
+    def reset(self) -> None:
+        """Reset stateful parts (mirostat); a no-op for stateless samplers."""
+        if self.mirostat is not None:
+            self.mirostat.reset()
+
+    def _final_logits(
+        self, logits: Any, history: History | None, rows: Sequence[int] | np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        z = check_logits(to_numpy_logits(logits, self.backend))
+        b = z.shape[0]
+        row_ids = _check_rows(rows, b)
+        if history is not None and len(history) != b:
+            raise ShapeMismatchError(f"`history` must have one sequence per row ({b}), got {len(history)}")
+        if self.draw == "argmax":
+            return z, row_ids
+        z = apply_processors(z, self.processors, history)
+        if self.mirostat is not None:
+            z = self.mirostat.truncate(z, row_ids)
+        _check_nonempty(z, f"the processors of {self.name!r}")
+        return z, row_ids
+
+    def distribution(
+        self, logits: Any, *, history: History | None = None, rows: Sequence[int] | np.ndarray | None = None
+    ) -> np.ndarray:
+        """The exact final distribution q that :meth:`__call__` draws from.
+
+        Parameters:
+            logits: ``(B, V)`` real array (torch tensor on the torch backend).
+            history: per-row tokens so far (needed by penalties and no-repeat-ngram).
+            rows: global row ids (only mirostat state depends on them).
+
+        Returns:
+            float64 ``(B, V)``, rows summing to 1, zero outside the kept set.
+
+        Raises:
+            InvalidLogitsError, EmptySupportError, ShapeMismatchError, SamplingParameterError.
+
+        Example:
+            >>> make_sampler(top_k=1).distribution(np.array([[0.0, 1.0]])).tolist()
+            [[0.0, 1.0]]
+        """
+        z, _ = self._final_logits(logits, history, rows)
+        if self.draw == "argmax":
+            q = np.zeros_like(z)
+            q[np.arange(z.shape[0]), np.argmax(z, axis=1)] = 1.0
+            return q
+        w = np.exp(z - z.max(axis=1, keepdims=True))
+        return w / w.sum(axis=1, keepdims=True)
+
+    def __call__(
+        self,
+        logits: Any,
+        *,
+        rng: RngLike = None,
+        step: int = 0,
+        rows: Sequence[int] | np.ndarray | None = None,
+        history: History | None = None,
+        return_q: bool = False,
+    ) -> SampleResult:
+        """Draw one token per row.
+
+        Parameters:
+            logits: ``(B, V)`` real array; a torch tensor (CPU or CUDA) on the torch backend.
+            rng: int seed, :class:`~faithful.rng.KeyedRNG`, or None (fresh seed).
+            step: decoding step, part of the key of the uniforms.
+            rows: global row ids ``(B,)`` for keying (default ``arange(B)``).
+            history: per-row tokens generated so far (for penalties / no-repeat-ngram).
+            return_q: also return the final distribution ``q`` ``(B, V)``.
+
+        Returns:
+            :class:`SampleResult` (tokens int64 ``(B,)``, logprobs float64 ``(B,)``, q or None).
+
+        Raises:
+            InvalidLogitsError: NaN/+inf logits or wrong shape.
+            EmptySupportError: a row has nothing left to sample.
+            ShapeMismatchError: ``rows`` / ``history`` disagree with the batch.
+
+        Example:
+            >>> r = make_sampler()(np.zeros((2, 5)), rng=1, step=0)
+            >>> r.tokens.dtype.name, r.logprobs.round(4).tolist()
+            ('int64', [-1.6094, -1.6094])
+        """
+        z, row_ids = self._final_logits(logits, history, rows)
+        b = z.shape[0]
+        r = np.arange(b)
+        if self.draw == "argmax":
+            tokens = np.argmax(z, axis=1).astype(np.int64)
+            q = None
+            if return_q:
+                q = np.zeros_like(z)
+                q[r, tokens] = 1.0
+            return SampleResult(tokens, np.zeros(b), q)
+        m = z.max(axis=1, keepdims=True)
+        w = np.exp(z - m)
+        if self.draw == "gumbel":
+            u = as_keyed_rng(rng).uniforms(row_ids, step, z.shape[1])
+            tokens = gumbel_max(z, u)
+        else:
+            u1 = as_keyed_rng(rng).uniforms(row_ids, step, 1)[:, 0]
+            tokens = search_cdf(np.cumsum(w, axis=1), u1)
+        total = w.sum(axis=1)
+        logprobs = z[r, tokens] - m[:, 0] - np.log(total)
+        if self.mirostat is not None:
+            self.mirostat.update(row_ids, logprobs)
+        return SampleResult(tokens, logprobs, w / total[:, None] if return_q else None)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def make_sampler(
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    typical_p: float | None = None,
+    epsilon: float | None = None,
+    eta: float | None = None,
+    top_n_sigma: float | None = None,
+    repetition_penalty: float | None = None,
+    presence_penalty: float | None = None,
+    frequency_penalty: float | None = None,
+    no_repeat_ngram_size: int | None = None,
+    logit_bias: Mapping[int, float] | None = None,
+    allowed_tokens: Sequence[int] | None = None,
+    forbidden_tokens: Sequence[int] | None = None,
+    mirostat: int | Mirostat | None = None,
+    mirostat_tau: float = 5.0,
+    mirostat_eta: float = 0.1,
+    processors: Sequence[Processor] | None = None,
+    draw: str = "inverse_cdf",
+    backend: str = "numpy",
+) -> Sampler:
+    """Build a sampler: processors (default order, or ``processors`` in your order) plus a draw.
+
+    Parameters:
+        temperature: ``>= 0``; 0 is the ``T -> 0`` limit (uniform over maximal logits).
+        top_k: int ``>= 1``. top_p: in (0, 1]. min_p: in [0, 1]. typical_p: in (0, 1].
+        epsilon, eta: in (0, 1). top_n_sigma: ``>= 0``.
+        repetition_penalty: ``> 0``. presence_penalty, frequency_penalty: finite.
+        no_repeat_ngram_size: int ``>= 1``. logit_bias: ``{token: bias}``.
+        allowed_tokens, forbidden_tokens: token ids.
+        mirostat: 1 or 2 (or a :class:`Mirostat`), applied after every other processor;
+            ``mirostat_tau`` / ``mirostat_eta`` configure it. The sampler then holds
+            per-row state: see :class:`Mirostat`.
+        processors: an explicit ordered list of processors, applied exactly in that
+            order; cannot be combined with the keyword processors above.
+        draw: ``"inverse_cdf"`` (one uniform per row) or ``"gumbel"`` (one per token).
+        backend: ``"numpy"`` (reference) or ``"torch"`` (accepts torch tensors; same tokens).
+
+    Returns:
+        A :class:`Sampler`.
+
+    Raises:
+        SamplingParameterError: an out-of-range parameter, unknown draw/backend, or both
+            ``processors`` and keyword processors given.
+
+    Example:
+        >>> make_sampler(temperature=0.7, top_k=40).name
+        'temperature:0.7+top-k:40'
+    """
+    if draw not in DRAWS:
+        raise SamplingParameterError(f"`draw` must be one of {list(DRAWS)}, got {draw!r}")
+    if backend not in BACKENDS:
+        raise SamplingParameterError(f"`backend` must be one of {list(BACKENDS)}, got {backend!r}")
+    named: list[tuple[Processor, str]] = []
+    if repetition_penalty is not None:
+        named.append((RepetitionPenalty(repetition_penalty), f"repetition-penalty:{_fmt(repetition_penalty)}"))
+    if presence_penalty is not None or frequency_penalty is not None:
+        pres, freq = presence_penalty or 0.0, frequency_penalty or 0.0
+        named.append((OccurrencePenalty(pres, freq), f"presence:{_fmt(pres)}+frequency:{_fmt(freq)}"))
+    if logit_bias is not None:
+        named.append((LogitBias(dict(logit_bias)), "logit-bias"))
+    if no_repeat_ngram_size is not None:
+        named.append((NoRepeatNGram(no_repeat_ngram_size), f"no-repeat-ngram:{no_repeat_ngram_size}"))
+    if allowed_tokens is not None:
+        named.append((AllowedTokens(tuple(allowed_tokens)), "allowed-tokens"))
+    if forbidden_tokens is not None:
+        named.append((ForbiddenTokens(tuple(forbidden_tokens)), "forbidden-tokens"))
+    temp = Temperature(temperature)
+    if temperature != 1.0:
+        named.append((temp, f"temperature:{_fmt(temperature)}"))
+    if top_n_sigma is not None:
+        named.append((TopNSigma(top_n_sigma), f"top-n-sigma:{_fmt(top_n_sigma)}"))
+    if top_k is not None:
+        named.append((TopK(top_k), f"top-k:{top_k}"))
+    if top_p is not None:
+        named.append((TopP(top_p), f"top-p:{_fmt(top_p)}"))
+    if min_p is not None:
+        named.append((MinP(min_p), f"min-p:{_fmt(min_p)}"))
+    if typical_p is not None:
+        named.append((Typical(typical_p), f"typical:{_fmt(typical_p)}"))
+    if epsilon is not None:
+        named.append((Epsilon(epsilon), f"epsilon:{_fmt(epsilon)}"))
+    if eta is not None:
+        named.append((Eta(eta), f"eta:{_fmt(eta)}"))
+    miro: Mirostat | None
+    if mirostat is None:
+        miro = None
+    elif isinstance(mirostat, Mirostat):
+        miro = mirostat
+    elif isinstance(mirostat, int) and not isinstance(mirostat, bool):
+        miro = Mirostat(version=mirostat, tau=mirostat_tau, eta=mirostat_eta)
+    else:
+        raise SamplingParameterError(f"`mirostat` must be 1, 2, a Mirostat or None, got {mirostat!r}")
+    if processors is not None:
+        if named:
+            raise SamplingParameterError(
+                "give either keyword processors (e.g. top_p=0.9) or an explicit ordered `processors` list, not both"
+            )
+        procs = list(processors)
+        for p in procs:
+            if not isinstance(p, Processor):
+                raise SamplingParameterError(f"`processors` must hold faithful.processors objects, got {p!r}")
+        parts = [type(p).__name__ for p in procs]
+    else:
+        procs = [p for p, _ in named]
+        parts = [label for _, label in named]
+    if miro is not None:
+        parts.append(f"mirostat-v{miro.version}:{_fmt(miro.tau)}")
+    if draw == "gumbel":
+        parts.append("gumbel")
+    return Sampler("+".join(parts) or "sample", procs, draw=draw, backend=backend, mirostat=miro)
+
+
+def greedy(*, backend: str = "numpy") -> Sampler:
+    """Argmax decoding, named for what it is: a prediction, not a sample.
+
+    Returns the first maximal token per row; ``q`` is the one-hot on it and
+    ``logprobs`` are 0. Ignores ``rng``.
+
+    Example:
+        >>> greedy()(np.array([[0.2, 0.9, 0.1]]), return_q=True).q.tolist()
+        [[0.0, 1.0, 0.0]]
+    """
+    if backend not in BACKENDS:
+        raise SamplingParameterError(f"`backend` must be one of {list(BACKENDS)}, got {backend!r}")
+    return Sampler("greedy", (), draw="argmax", backend=backend)
+
+
+_SPEC_KEYS: dict[str, tuple[str, type]] = {
+    "temperature": ("temperature", float),
+    "top-k": ("top_k", int),
+    "top-p": ("top_p", float),
+    "min-p": ("min_p", float),
+    "typical": ("typical_p", float),
+    "epsilon": ("epsilon", float),
+    "eta": ("eta", float),
+    "top-n-sigma": ("top_n_sigma", float),
+    "repetition-penalty": ("repetition_penalty", float),
+    "presence": ("presence_penalty", float),
+    "frequency": ("frequency_penalty", float),
+    "no-repeat-ngram": ("no_repeat_ngram_size", int),
+    "mirostat": ("mirostat_tau", float),
+    "mirostat-v1": ("mirostat_tau", float),
+}
+
+
+def _valid_specs() -> str:
+    return "greedy, sample, gumbel, " + ", ".join(f"{k}:VALUE" for k in _SPEC_KEYS)
+
+
+def parse_sampler_spec(spec: str, *, backend: str = "numpy") -> Sampler:
+    """Build a sampler from a short spec string, parts joined by ``+``.
+
+    Valid parts: ``greedy`` (alone), ``sample``, ``gumbel`` (Gumbel-max draw),
+    ``temperature:T``, ``top-k:K``, ``top-p:P``, ``min-p:P``, ``typical:P``,
+    ``epsilon:E``, ``eta:E``, ``top-n-sigma:N``, ``repetition-penalty:R``,
+    ``presence:X``, ``frequency:X``, ``no-repeat-ngram:N``, ``mirostat:TAU`` (v2),
+    ``mirostat-v1:TAU``.
+
+    Raises:
+        SamplingParameterError: unknown part or bad value (the message lists the valid parts).
+
+    Example:
+        >>> parse_sampler_spec("temperature:0.8+top-p:0.9").name
+        'temperature:0.8+top-p:0.9'
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise SamplingParameterError(f"sampler spec must be a non-empty string; valid parts: {_valid_specs()}")
+    parts = [p.strip().lower() for p in spec.split("+")]
+    if parts == ["greedy"]:
+        return greedy(backend=backend)
+    kwargs: dict[str, Any] = {"backend": backend}
+    for part in parts:
+        if part in ("sample", ""):
+            continue
+        if part == "gumbel":
+            kwargs["draw"] = "gumbel"
+            continue
+        key, sep, raw = part.partition(":")
+        if key not in _SPEC_KEYS or not sep:
+            hint = " (greedy cannot be combined)" if key == "greedy" else ""
+            raise SamplingParameterError(f"unknown sampler spec part {part!r}{hint}; valid parts: {_valid_specs()}")
+        kw, kind = _SPEC_KEYS[key]
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SamplingParameterError(
+                f"sampler spec part {part!r}: {raw!r} is not a valid {kind.__name__}"
+            ) from None
+        kwargs[kw] = value
+        if key.startswith("mirostat"):
+            kwargs["mirostat"] = 1 if key == "mirostat-v1" else 2
+    return make_sampler(**kwargs)
