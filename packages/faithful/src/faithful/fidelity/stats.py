@@ -282,14 +282,46 @@ class GoodnessOfFit:
     impossible: int
 
 
+def _pool_small_bins(
+    expected: NDArray[np.float64], observed: NDArray[np.float64], min_expected: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
+    small = expected < min_expected
+    if not small.any() or (small.all() and expected.sum() < min_expected):
+        return expected, observed, 0
+    order = np.argsort(np.where(small, expected, np.inf), kind="stable")[: int(small.sum())]
+    exp_groups: list[float] = []
+    obs_groups: list[float] = []
+    acc_e = acc_o = 0.0
+    for i in order:
+        acc_e += float(expected[i])
+        acc_o += float(observed[i])
+        if acc_e >= min_expected:
+            exp_groups.append(acc_e)
+            obs_groups.append(acc_o)
+            acc_e = acc_o = 0.0
+    exp_bins = np.append(expected[~small], exp_groups)
+    obs_bins = np.append(observed[~small], obs_groups)
+    if acc_e > 0 or acc_o > 0:
+        if exp_groups:
+            exp_bins[-1] += acc_e
+            obs_bins[-1] += acc_o
+        else:
+            j = int(np.argmin(exp_bins))
+            exp_bins[j] += acc_e
+            obs_bins[j] += acc_o
+    return exp_bins, obs_bins, int(small.sum())
+
+
 def goodness_of_fit(counts: ArrayLike, probs: ArrayLike, *, min_expected: float = 5.0) -> GoodnessOfFit:
     """Test observed ``counts`` against category probabilities ``probs``.
 
-    Categories whose expected count ``N * p`` is below ``min_expected`` are
-    pooled (smallest first) into one bin until that bin reaches
-    ``min_expected``, the usual validity condition for the chi-square
-    approximation; a pooled bin that stays below it is merged into the
-    smallest regular bin. Observations in a category of probability zero
+    Categories whose expected count ``N * p`` is below ``min_expected`` (the
+    usual validity condition of the chi-square approximation) are pooled:
+    taken in increasing order of expected count, consecutive ones are grouped
+    until each group reaches ``min_expected``; a last group that stays below it
+    joins the previous group, or the smallest regular bin when there is none.
+    The grouping depends on the expected counts only, never on what was
+    observed, so the tests keep their level. Observations in a category of probability zero
     make the statistics infinite and the p-values zero.
 
     Parameters: ``counts`` (K,) non-negative integers; ``probs`` (K,)
@@ -316,26 +348,7 @@ def goodness_of_fit(counts: ArrayLike, probs: ArrayLike, *, min_expected: float 
         return GoodnessOfFit(math.inf, math.inf, max(1, int((p > 0).sum()) - 1), 0.0, 0.0, 0, 0, impossible)
     c, p = c[p > 0], p[p > 0]
     expected = n * p
-    order = np.argsort(expected, kind="stable")
-    small = order[expected[order] < min_expected]
-    pooled = 0
-    if len(small) > 0 and len(small) < len(expected):
-        # merge the smallest bins until the pooled bin is large enough
-        cum = np.cumsum(expected[small])
-        take = int(np.searchsorted(cum, min_expected)) + 1
-        take = min(take, len(small))
-        merged = small[:take]
-        keep = np.setdiff1d(np.arange(len(expected)), merged)
-        exp_bins = np.append(expected[keep], expected[merged].sum())
-        obs_bins = np.append(c[keep], c[merged].sum())
-        pooled = len(merged)
-        if exp_bins[-1] < min_expected and len(exp_bins) > 2:
-            j = int(np.argmin(exp_bins[:-1]))
-            exp_bins[j] += exp_bins[-1]
-            obs_bins[j] += obs_bins[-1]
-            exp_bins, obs_bins = exp_bins[:-1], obs_bins[:-1]
-    else:
-        exp_bins, obs_bins = expected, c
+    exp_bins, obs_bins, pooled = _pool_small_bins(expected, c, min_expected)
     bins = len(exp_bins)
     if bins < 2:
         return GoodnessOfFit(0.0, 0.0, 0, 1.0, 1.0, bins, pooled, 0)
