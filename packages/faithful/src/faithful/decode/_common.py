@@ -1,0 +1,266 @@
+"""What every decoder shares: the result type, errors, the sampler protocol and keyed uniforms."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from faithful.errors import FaithfulError
+from faithful.models.base import FloatArray, IntArray, LanguageModel, ModelError
+
+__all__ = [
+    "PAD",
+    "BeamWidthError",
+    "DecodeError",
+    "DecodeResult",
+    "InvalidLengthError",
+    "KeyedUniforms",
+    "TokenSampler",
+    "count_sequences",
+    "resolve_rng",
+]
+
+BoolArray = npt.NDArray[np.bool_]
+PAD = -1
+"""The id that pads ``DecodeResult.tokens`` past each sequence's end."""
+
+
+class DecodeError(FaithfulError, ValueError):
+    """A decoder was called with arguments it cannot honour."""
+
+
+class InvalidLengthError(DecodeError):
+    """``max_new_tokens`` (or another length) is out of range."""
+
+
+class BeamWidthError(DecodeError):
+    """A beam/sample width is below 1 or above the number of distinct sequences the model can produce."""
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """Sequences decoded for a batch of ``B`` prompts, ``K`` candidates each.
+
+    Attributes:
+        tokens: int64 ``(B, K, T)`` generated ids (prompt excluded), padded with ``PAD`` (-1) after each
+            sequence's end; an ending EOS is included.
+        lengths: int64 ``(B, K)`` number of generated tokens of each candidate.
+        logprobs: float64 ``(B, K)`` log-probability of each continuation under the *model*
+            (sum of ``token_logprobs``); exact, untempered, unprocessed.
+        token_logprobs: float64 ``(B, K, T)`` per-token model log-probabilities (0 at padding).
+        scores: float64 ``(B, K)`` what the decoder ranked by (beam: length-normalised score; stochastic
+            beam: the Gumbel key; sampling: the model log-probability). Candidates are sorted by it, best first.
+        finished: bool ``(B, K)`` whether the candidate ended with EOS (False: cut at ``max_new_tokens``).
+        distributions: float64 ``(B, K, T, V)`` the next-token distribution at each step that the decoder
+            drew from (sampling: the sampler's ``q``; greedy/beam: the model's distribution that was ranked),
+            zeros at padding; None unless requested with ``return_distributions=True``.
+        proposal_logprobs: float64 ``(B, K)`` log-probability of each candidate under the per-step
+            distributions drawn from (differs from ``logprobs`` under temperature/top-k/top-p); None
+            for deterministic decoders.
+        extras: decoder-specific values (e.g. stochastic beam's ``inclusion_probs``).
+
+    Example::
+
+        >>> r = DecodeResult.from_lists([[[1, 2]]], [[[-0.5, -0.25]]], finished=[[True]])
+        >>> r.best(), r.logprobs.tolist()
+        ([[1, 2]], [[-0.75]])
+    """
+
+    tokens: IntArray
+    lengths: IntArray
+    logprobs: FloatArray
+    token_logprobs: FloatArray
+    scores: FloatArray
+    finished: BoolArray
+    distributions: FloatArray | None = None
+    proposal_logprobs: FloatArray | None = None
+    extras: dict[str, Any] | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """``B``."""
+        return int(self.tokens.shape[0])
+
+    @property
+    def num_candidates(self) -> int:
+        """``K``."""
+        return int(self.tokens.shape[1])
+
+    def sequences(self) -> list[list[list[int]]]:
+        """Return the candidates as nested lists ``[b][k] -> token ids`` (no padding)."""
+        return [
+            [self.tokens[b, k, : self.lengths[b, k]].tolist() for k in range(self.tokens.shape[1])]
+            for b in range(self.tokens.shape[0])
+        ]
+
+    def best(self) -> list[list[int]]:
+        """Return the first (best-ranked) candidate of each prompt."""
+        return [self.tokens[b, 0, : self.lengths[b, 0]].tolist() for b in range(self.tokens.shape[0])]
+
+    @classmethod
+    def from_lists(
+        cls,
+        tokens: Sequence[Sequence[Sequence[int]]],
+        token_logprobs: Sequence[Sequence[Sequence[float]]],
+        *,
+        finished: Sequence[Sequence[bool]],
+        scores: npt.ArrayLike | None = None,
+        proposal_logprobs: npt.ArrayLike | None = None,
+        extras: dict[str, Any] | None = None,
+    ) -> DecodeResult:
+        """Build a result from ragged ``[b][k]`` lists (padding is added)."""
+        b = len(tokens)
+        k = max((len(r) for r in tokens), default=0)
+        t = max((len(s) for r in tokens for s in r), default=0)
+        tok = np.full((b, k, t), PAD, dtype=np.int64)
+        tlp = np.zeros((b, k, t))
+        lengths = np.zeros((b, k), dtype=np.int64)
+        for i, row in enumerate(tokens):
+            for j, seq in enumerate(row):
+                tok[i, j, : len(seq)] = seq
+                tlp[i, j, : len(seq)] = token_logprobs[i][j]
+                lengths[i, j] = len(seq)
+        lp = tlp.sum(axis=2)
+        return cls(
+            tokens=tok,
+            lengths=lengths,
+            logprobs=lp,
+            token_logprobs=tlp,
+            scores=lp.copy() if scores is None else np.asarray(scores, dtype=np.float64),
+            finished=np.asarray(finished, dtype=bool).reshape(b, k),
+            proposal_logprobs=None if proposal_logprobs is None else np.asarray(proposal_logprobs, np.float64),
+            extras=extras,
+        )
+
+
+class SampleResultLike(Protocol):
+    """What a token sampler returns (``faithful.samplers.SampleResult``)."""
+
+    tokens: IntArray
+    logprobs: FloatArray
+    q: FloatArray | None
+
+
+class TokenSampler(Protocol):
+    """A token-level sampler (``faithful.samplers.Sampler``): draws one token per row from logits.
+
+    ``__call__(logits (B, V), *, rng, step, rows, history, return_q)`` returns tokens ``(B,)``, their
+    log-probabilities under the sampler's distribution ``q`` and, on request, ``q`` itself ``(B, V)``.
+    Draws depend only on ``(seed, row, step)``, so sub-batches reproduce the full batch's draws.
+    """
+
+    def __call__(
+        self,
+        logits: FloatArray,
+        *,
+        rng: Any = None,
+        step: int = 0,
+        rows: IntArray | None = None,
+        history: Any = None,
+        return_q: bool = False,
+    ) -> SampleResultLike: ...
+
+    def distribution(self, logits: FloatArray, *, history: Any = None) -> FloatArray: ...
+
+
+class KeyedUniforms(Protocol):
+    """Counter-based uniforms: ``uniforms(rows, step, n)`` depends only on ``(seed, row, step, lane)``."""
+
+    def uniforms(self, rows: npt.ArrayLike, step: int, n: int = 1) -> FloatArray: ...
+
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+class _SplitMixKeyed:
+    """Stand-in keyed generator (splitmix64 of seed, row, step, lane) until ``faithful.rng`` is present."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+
+    def uniforms(self, rows: npt.ArrayLike, step: int, n: int = 1) -> FloatArray:
+        r = np.asarray(rows, dtype=np.int64).reshape(-1).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            h = _mix(np.full(r.shape, self.seed, dtype=np.uint64) + _GOLD)
+            h = _mix(h ^ (r * _GOLD))
+            h = _mix(h ^ np.uint64(int(step) & 0xFFFFFFFFFFFFFFFF))
+            lanes = np.arange(n, dtype=np.uint64)
+            x = _mix(h[:, None] ^ ((lanes[None, :] + np.uint64(1)) * _M2))
+        out: FloatArray = ((x >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+        return out
+
+
+def resolve_rng(rng: Any) -> KeyedUniforms:
+    """Turn ``rng`` (an int seed, a keyed generator, or None for a fresh OS seed) into keyed uniforms.
+
+    Uses ``faithful.rng.as_keyed_rng`` when that module is available.
+    """
+    try:
+        mod = importlib.import_module("faithful.rng")
+    except ImportError:
+        mod = None
+    if mod is not None and hasattr(mod, "as_keyed_rng"):
+        keyed: KeyedUniforms = mod.as_keyed_rng(rng)
+        return keyed
+    if rng is None:
+        return _SplitMixKeyed(int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0]))
+    if hasattr(rng, "uniforms"):
+        found: KeyedUniforms = rng
+        return found
+    if isinstance(rng, int | np.integer):
+        return _SplitMixKeyed(int(rng))
+    raise DecodeError(f"rng must be an int seed, a keyed generator or None, got {type(rng).__name__}")
+
+
+def check_max_new_tokens(max_new_tokens: int) -> int:
+    """Validate ``max_new_tokens >= 1``."""
+    if not isinstance(max_new_tokens, int | np.integer) or max_new_tokens < 1:
+        raise InvalidLengthError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    return int(max_new_tokens)
+
+
+def count_sequences(vocab_size: int, eos_token_id: int | None, max_new_tokens: int) -> int:
+    """Upper bound on the distinct continuations of length ``<= max_new_tokens`` (EOS ends a sequence)."""
+    if eos_token_id is None:
+        return int(vocab_size**max_new_tokens)
+    other = vocab_size - 1
+    return int(sum(other ** (t - 1) for t in range(1, max_new_tokens + 1)) + other**max_new_tokens)
+
+
+def check_width(name: str, width: int, model: LanguageModel, max_new_tokens: int) -> int:
+    """Validate a beam/sample width against the number of distinct sequences."""
+    if not isinstance(width, int | np.integer) or width < 1:
+        raise BeamWidthError(f"{name} must be an integer >= 1, got {width!r}")
+    possible = count_sequences(model.vocab_size, model.eos_token_id, max_new_tokens)
+    if width > possible:
+        raise BeamWidthError(
+            f"{name}={width} exceeds the {possible} distinct sequences of at most {max_new_tokens} tokens "
+            f"over a vocabulary of {model.vocab_size}; lower {name} or raise max_new_tokens"
+        )
+    return int(width)
+
+
+def start_expanded(model: LanguageModel, prompts: Sequence[Sequence[int]], copies: int) -> tuple[Any, int]:
+    """Start the model on ``prompts`` and repeat each row ``copies`` times (row ``b * copies + k``)."""
+    if isinstance(prompts, str):
+        raise ModelError("prompts must be token ids, got a str; encode it with the model's tokenizer first")
+    state = model.start(prompts)
+    b = len(prompts)
+    if copies > 1:
+        state = model.select(state, np.repeat(np.arange(b, dtype=np.int64), copies))
+    return state, b

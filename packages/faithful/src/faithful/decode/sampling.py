@@ -1,0 +1,263 @@
+"""Single-path decoders: the argmax baseline and ancestral sampling with any token sampler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from faithful.decode._common import (
+    PAD,
+    DecodeResult,
+    TokenSampler,
+    check_max_new_tokens,
+    check_width,
+    resolve_rng,
+    start_expanded,
+)
+from faithful.models.base import FloatArray, IntArray, LanguageModel
+
+__all__ = ["ancestral_sample", "greedy_argmax"]
+
+# choose(logprobs of the active rows (A, V), global row ids (A,), step, history) -> (tokens (A,), log q (A,), q|None)
+_Chooser = Callable[[FloatArray, IntArray, int, list[IntArray]], tuple[IntArray, FloatArray, FloatArray | None]]
+
+
+def _single_path(
+    model: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    copies: int,
+    max_new_tokens: int,
+    choose: _Chooser,
+    *,
+    return_distributions: bool,
+    needs_history: bool,
+    deterministic: bool,
+) -> DecodeResult:
+    state, b = start_expanded(model, prompts, copies)
+    n = b * copies
+    eos = model.eos_token_id
+    feed_after_end = eos if eos is not None else 0
+    tokens = np.full((n, max_new_tokens), PAD, dtype=np.int64)
+    tlp = np.zeros((n, max_new_tokens))
+    qlp = np.zeros(n)
+    dists = np.zeros((n, max_new_tokens, model.vocab_size)) if return_distributions else None
+    lengths = np.zeros(n, dtype=np.int64)
+    finished = np.zeros(n, dtype=bool)
+    active = np.ones(n, dtype=bool)
+    all_rows = np.arange(n, dtype=np.int64)
+    prompt_rows = [np.asarray(list(prompts[i // copies]), dtype=np.int64) for i in range(n)]
+    for step in range(max_new_tokens):
+        lp = model.next_logprobs(state)
+        idx = all_rows if active.all() else all_rows[active]
+        lp_active = lp if idx.shape[0] == n else lp[idx]
+        history = (
+            [np.concatenate([prompt_rows[i], tokens[i, :step]]) for i in idx] if needs_history else []
+        )
+        chosen, chosen_q, q = choose(lp_active, idx, step, history)
+        tokens[idx, step] = chosen
+        tlp[idx, step] = lp_active[np.arange(idx.shape[0]), chosen]
+        qlp[idx] += chosen_q
+        if dists is not None:
+            dists[idx, step] = np.exp(lp_active) if q is None else q
+        lengths[idx] += 1
+        if eos is not None:
+            ended = chosen == eos
+            finished[idx[ended]] = True
+            active[idx[ended]] = False
+        if step + 1 == max_new_tokens or not active.any():
+            break
+        feed = np.full(n, feed_after_end, dtype=np.int64)
+        feed[idx] = chosen
+        state = model.advance(state, feed)
+    width = int(lengths.max())
+    logprobs = tlp.sum(axis=1)
+    return DecodeResult(
+        tokens=tokens[:, :width].reshape(b, copies, width),
+        lengths=lengths.reshape(b, copies),
+        logprobs=logprobs.reshape(b, copies),
+        token_logprobs=tlp[:, :width].reshape(b, copies, width),
+        scores=logprobs.reshape(b, copies).copy(),
+        finished=finished.reshape(b, copies),
+        distributions=None if dists is None else dists[:, :width].reshape(b, copies, width, -1),
+        proposal_logprobs=None if deterministic else qlp.reshape(b, copies),
+    )
+
+
+def greedy_argmax(
+    model: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    return_distributions: bool = False,
+) -> DecodeResult:
+    """The argmax baseline: at every step take the single most likely next token.
+
+    This is prediction, not sampling: it returns the same sequence every time and
+    need not be the most likely *sequence* (use :func:`beam_search` for a better
+    search, or :func:`ancestral_sample` to draw from the model). Ties go to the
+    lowest token id, as in ``torch.argmax`` and Hugging Face ``generate``.
+
+    Args:
+        model: any :class:`~faithful.models.base.LanguageModel`.
+        prompts: ``B`` prompts of token ids.
+        max_new_tokens: stop after this many tokens (>= 1); EOS (included) stops a row earlier.
+        return_distributions: also return the model's ``(B, 1, T, V)`` next-token distributions.
+
+    Returns:
+        A :class:`DecodeResult` with ``K = 1``.
+
+    Raises:
+        InvalidLengthError: when ``max_new_tokens < 1``.
+        EmptyPromptError, VocabMismatchError: from the model, on bad prompts.
+
+    Example::
+
+        >>> from faithful.models import NGramModel
+        >>> m = NGramModel.from_text("abc\\nabc\\n", n=3)
+        >>> m.vocab.decode(greedy_argmax(m, [[]], 10).best()[0])
+        'abc'
+    """
+    max_new_tokens = check_max_new_tokens(max_new_tokens)
+
+    def choose(
+        lp: FloatArray, rows: IntArray, step: int, history: list[IntArray]
+    ) -> tuple[IntArray, FloatArray, FloatArray | None]:
+        return np.argmax(lp, axis=1).astype(np.int64), np.zeros(lp.shape[0]), None
+
+    return _single_path(
+        model,
+        prompts,
+        1,
+        max_new_tokens,
+        choose,
+        return_distributions=return_distributions,
+        needs_history=False,
+        deterministic=True,
+    )
+
+
+def ancestral_sample(
+    model: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    sampler: TokenSampler | None = None,
+    num_samples: int = 1,
+    rng: Any = None,
+    return_distributions: bool = False,
+) -> DecodeResult:
+    """Ancestral sampling: draw each token from the sampler's distribution given the prefix.
+
+    With the default (untempered, untruncated) sampler the sequences are exact
+    samples from the model's sequence distribution. Draws follow the keyed-RNG
+    contract: row ``b * num_samples + k`` at step ``t`` uses the uniforms keyed by
+    ``(seed, row, t)``, so results do not depend on batching.
+
+    Args:
+        model: any :class:`~faithful.models.base.LanguageModel`.
+        prompts: ``B`` prompts of token ids.
+        max_new_tokens: stop after this many tokens (>= 1); EOS (included) stops a row earlier.
+        sampler: a token sampler (``faithful.samplers.make_sampler(...)``); default: plain sampling.
+        num_samples: ``K`` independent samples per prompt.
+        rng: int seed, keyed generator, or None (fresh entropy).
+        return_distributions: also return each step's ``q`` ``(B, K, T, V)``.
+
+    Returns:
+        A :class:`DecodeResult`; ``logprobs`` are under the model, ``proposal_logprobs`` under the sampler.
+
+    Raises:
+        InvalidLengthError: when ``max_new_tokens < 1``.
+        BeamWidthError: when ``num_samples < 1``.
+
+    Example::
+
+        >>> from faithful.models import NGramModel
+        >>> m = NGramModel.from_text("abc\\nabd\\n", n=3)
+        >>> r = ancestral_sample(m, [[]], 10, num_samples=4, rng=0)
+        >>> r.tokens.shape[:2]
+        (1, 4)
+    """
+    max_new_tokens = check_max_new_tokens(max_new_tokens)
+    if not isinstance(num_samples, int) or num_samples < 1:
+        check_width("num_samples", num_samples, model, max_new_tokens)
+    if sampler is None:
+        sampler = default_sampler()
+    keyed = resolve_rng(rng)
+    the_sampler = sampler
+
+    def choose(
+        lp: FloatArray, rows: IntArray, step: int, history: list[IntArray]
+    ) -> tuple[IntArray, FloatArray, FloatArray | None]:
+        res = the_sampler(lp, rng=keyed, step=step, rows=rows, history=history, return_q=return_distributions)
+        return (
+            np.asarray(res.tokens, dtype=np.int64),
+            np.asarray(res.logprobs, dtype=np.float64),
+            None if res.q is None else np.asarray(res.q, dtype=np.float64),
+        )
+
+    return _single_path(
+        model,
+        prompts,
+        num_samples,
+        max_new_tokens,
+        choose,
+        return_distributions=return_distributions,
+        needs_history=True,
+        deterministic=False,
+    )
+
+
+def default_sampler() -> TokenSampler:
+    """Plain sampling from the model's distribution: ``faithful.samplers.make_sampler()``, or an exact
+    inverse-CDF stand-in while that module is absent."""
+    try:
+        import importlib
+
+        mod = importlib.import_module("faithful.samplers")
+        made: TokenSampler = mod.make_sampler()
+        return made
+    except ImportError:
+        return InverseCDFSampler()
+
+
+class _Result:
+    def __init__(self, tokens: IntArray, logprobs: FloatArray, q: FloatArray | None) -> None:
+        self.tokens, self.logprobs, self.q = tokens, logprobs, q
+
+
+class InverseCDFSampler:
+    """Exact sampling from ``softmax(logits)`` by inverse CDF on keyed uniforms (no processors)."""
+
+    def distribution(self, logits: FloatArray, *, history: Any = None) -> FloatArray:
+        """Return ``softmax(logits)`` ``(B, V)`` in float64."""
+        x = np.asarray(logits, dtype=np.float64)
+        p = np.exp(x - x.max(axis=1, keepdims=True))
+        out: FloatArray = p / p.sum(axis=1, keepdims=True)
+        return out
+
+    def __call__(
+        self,
+        logits: FloatArray,
+        *,
+        rng: Any = None,
+        step: int = 0,
+        rows: IntArray | None = None,
+        history: Any = None,
+        return_q: bool = False,
+    ) -> _Result:
+        """Draw one token per row; see :class:`~faithful.decode._common.TokenSampler`."""
+        q = self.distribution(logits)
+        b = q.shape[0]
+        row_ids = np.arange(b) if rows is None else np.asarray(rows)
+        u = resolve_rng(rng).uniforms(row_ids, step, 1)[:, 0]
+        cdf = np.cumsum(q, axis=1)
+        tok = np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), q.shape[1] - 1)
+        # never land on a zero-probability token through rounding at the top of the CDF
+        while np.any(q[np.arange(b), tok] == 0):
+            bad = q[np.arange(b), tok] == 0
+            tok[bad] -= 1
+        with np.errstate(divide="ignore"):
+            lq = np.log(q[np.arange(b), tok])
+        return _Result(tok.astype(np.int64), lq, q if return_q else None)
