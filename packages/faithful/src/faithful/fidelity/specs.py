@@ -1,0 +1,236 @@
+"""Model and decoder specs of the command line, as library functions.
+
+Models (:func:`load_model`):
+
+* ``pydoc[:N[:char|word]]``: an n-gram (default character 4-gram) trained on the text of
+  Python's ``pydoc_data.topics``, one stripped non-empty line per sequence.
+* ``ngram:PATH[:N[:char|word]]``: an n-gram trained on a text file, one line per sequence.
+* ``hf:DIR`` or a directory holding a ``config.json``: a Hugging Face causal LM (needs torch
+  and transformers).
+
+Decoders (:func:`parse_decoder_list`): a comma-separated list whose items are either a decoder
+of :func:`faithful.decode.parse_decoder_spec` (``greedy``, ``sample``, ``beam:4``,
+``diverse-beam:4``, ``stochastic-beam:4``, ``mbr:16``; ``key=value`` items after one are its
+options) or a sampler spec of :func:`faithful.samplers.parse_sampler_spec` (``top-p:0.9``,
+``temperature:0.8+top-k:40``), which means ancestral sampling with that sampler. ``DECODER@SAMPLER``
+gives a sampling decoder its sampler (``mbr:8@top-p:0.95``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faithful.errors import FaithfulError
+from faithful.models import LanguageModel, NGramModel
+
+__all__ = [
+    "DecoderChoice",
+    "ModelSpecError",
+    "decode_outputs",
+    "load_model",
+    "parse_decoder_list",
+    "pydoc_text",
+]
+
+_DECODER_NAMES = {
+    "greedy",
+    "argmax",
+    "sample",
+    "ancestral",
+    "beam",
+    "diverse-beam",
+    "diverse_beam",
+    "stochastic-beam",
+    "stochastic_beam",
+    "sbs",
+    "mbr",
+}
+_DETERMINISTIC = {"greedy", "argmax", "beam", "diverse-beam", "diverse_beam"}
+
+Key = tuple[int, ...]
+
+
+class ModelSpecError(FaithfulError):
+    """A ``--model`` or ``--decoders`` spec could not be understood."""
+
+
+def pydoc_text() -> str:
+    """The text of Python's ``pydoc_data.topics``: stripped, non-empty lines joined by newlines."""
+    topics = importlib.import_module("pydoc_data.topics").topics
+    lines = (line.strip() for text in topics.values() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _ngram_options(parts: Sequence[str], spec: str, default_n: int) -> tuple[int, str]:
+    n, level = default_n, "char"
+    if len(parts) > 2:
+        raise ModelSpecError(f"too many ':' parts in model spec {spec!r}; expected e.g. ngram:corpus.txt:3:char")
+    if parts:
+        try:
+            n = int(parts[0])
+        except ValueError:
+            raise ModelSpecError(f"the n-gram order in {spec!r} must be an integer, got {parts[0]!r}") from None
+        if n < 1:
+            raise ModelSpecError(f"the n-gram order in {spec!r} must be >= 1, got {n}")
+    if len(parts) == 2:
+        level = parts[1]
+        if level not in ("char", "word"):
+            raise ModelSpecError(f"the n-gram level in {spec!r} must be 'char' or 'word', got {level!r}")
+    return n, level
+
+
+def load_model(spec: str) -> LanguageModel:
+    """Build the model a ``--model`` spec names (see the module docstring).
+
+    Raises:
+        ModelSpecError: on an unknown or malformed spec, a missing file, or a Hugging Face model
+            without torch/transformers.
+
+    Example::
+
+        >>> m = load_model("pydoc:2")
+        >>> m.vocab_size > 50
+        True
+    """
+    if spec == "pydoc" or spec.startswith("pydoc:"):
+        n, level = _ngram_options(spec.split(":")[1:], spec, 4)
+        return NGramModel.from_text(pydoc_text(), n=n, level=level)  # type: ignore[arg-type]
+    if spec.startswith("ngram:"):
+        rest = spec[len("ngram:") :]
+        parts = rest.split(":")
+        # a path may itself hold ':'; take trailing numeric/level parts as options
+        opts: list[str] = []
+        while len(parts) > 1 and (parts[-1].isdigit() or parts[-1] in ("char", "word")) and len(opts) < 2:
+            opts.insert(0, parts.pop())
+        path = Path(":".join(parts))
+        if not path.is_file():
+            raise ModelSpecError(
+                f"no text file at {str(path)!r} for model spec {spec!r}; expected ngram:PATH_TO_TEXT[:N[:char|word]]"
+            )
+        n, level = _ngram_options(opts, spec, 3)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            raise ModelSpecError(f"{str(path)!r} holds no text to train an n-gram on")
+        return NGramModel.from_text(text, n=n, level=level)  # type: ignore[arg-type]
+    hf_dir = spec[len("hf:") :] if spec.startswith("hf:") else spec
+    if spec.startswith("hf:") or (Path(hf_dir) / "config.json").is_file():
+        if not (Path(hf_dir) / "config.json").is_file():
+            raise ModelSpecError(f"{hf_dir!r} is not a Hugging Face model directory (no config.json)")
+        try:
+            hf = importlib.import_module("faithful.models.hf")
+        except ImportError as exc:
+            raise ModelSpecError(
+                f"loading a Hugging Face model needs torch and transformers ({exc}); "
+                "install them with `pip install 'faithful[torch]' transformers`"
+            ) from None
+        model: LanguageModel = hf.load_hf_model(hf_dir)
+        return model
+    raise ModelSpecError(
+        f"unknown model spec {spec!r}; expected pydoc[:N], ngram:PATH_TO_TEXT[:N[:char|word]], "
+        "or a Hugging Face model directory (hf:DIR)"
+    )
+
+
+@dataclass(frozen=True)
+class DecoderChoice:
+    """One decoder of a comparison: its label, the decoder spec and the sampler spec (or None)."""
+
+    label: str
+    decoder: str
+    sampler: str | None
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether every run gives the same output (greedy, beam, diverse beam)."""
+        return self.decoder.split(",")[0].split(":")[0].strip().lower() in _DETERMINISTIC
+
+
+def _is_decoder_name(item: str) -> bool:
+    return item.split(",")[0].split(":")[0].strip().lower() in _DECODER_NAMES
+
+
+def parse_decoder_list(spec: str) -> list[DecoderChoice]:
+    """Parse ``"greedy,sample,top-p:0.9,beam:4"`` into :class:`DecoderChoice` values, validating each.
+
+    Raises:
+        ModelSpecError: on an empty list, a duplicate, or a spec neither a decoder nor a sampler;
+            the message lists what is valid.
+
+    Example::
+
+        >>> [c.label for c in parse_decoder_list("greedy,top-p:0.9,beam:4,length_penalty=0.6")]
+        ['greedy', 'top-p:0.9', 'beam:4,length_penalty=0.6']
+    """
+    from faithful.decode import parse_decoder_spec
+    from faithful.samplers import parse_sampler_spec
+
+    items: list[str] = []
+    for raw in spec.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        if "=" in part and "@" not in part and items and _is_decoder_name(items[-1]):
+            items[-1] = f"{items[-1]},{part}"
+        else:
+            items.append(part)
+    if not items:
+        raise ModelSpecError("no decoders given; expected a comma-separated list such as greedy,sample,top-p:0.9,beam:4")
+    out: list[DecoderChoice] = []
+    for item in items:
+        dec, _, samp = item.partition("@")
+        sampler: str | None = samp or None
+        if _is_decoder_name(dec):
+            decoder = dec
+        elif not samp:
+            decoder, sampler = "sample", dec
+        else:
+            raise ModelSpecError(f"{dec!r} in {item!r} is not a decoder; DECODER@SAMPLER needs a decoder name first")
+        try:
+            parse_decoder_spec(decoder)
+            if sampler is not None:
+                parse_sampler_spec(sampler)
+        except FaithfulError as exc:
+            raise ModelSpecError(
+                f"bad decoder {item!r}: {exc}. Decoders: greedy, sample, beam:K, diverse-beam:K, "
+                "stochastic-beam:K, mbr:N; or a sampler spec such as top-p:0.9 or temperature:0.8+top-k:40"
+            ) from None
+        out.append(DecoderChoice(label=item, decoder=decoder, sampler=sampler))
+    labels = [c.label for c in out]
+    if len(set(labels)) != len(labels):
+        raise ModelSpecError(f"a decoder is listed twice in {spec!r}; list each once")
+    return out
+
+
+def decode_outputs(
+    model: LanguageModel,
+    choice: DecoderChoice,
+    n: int,
+    max_new_tokens: int,
+    *,
+    prompt: Sequence[int] = (),
+    seed: int | None = 0,
+) -> list[Key]:
+    """Run a decoder ``n`` times on ``prompt`` and return its ``n`` outputs (EOS included when it ended).
+
+    A run's output is the decoder's best candidate. Deterministic decoders (greedy, beam, diverse
+    beam) give the same output every run, so they run once and the output is repeated; the
+    others run as one batch of ``n`` rows whose keyed randomness makes the runs independent.
+
+    Raises: FaithfulError when ``n < 1`` or from the decoder.
+    """
+    from faithful.decode import parse_decoder_spec
+    from faithful.decode.generate import resolve_sampler
+
+    if n < 1:
+        raise FaithfulError(f"the number of outputs must be >= 1, got {n}")
+    run = parse_decoder_spec(choice.decoder)
+    sampler: Any = resolve_sampler(choice.sampler)
+    if choice.deterministic:
+        best = run(model, [list(prompt)], max_new_tokens, sampler, seed).best()[0]
+        return [tuple(int(t) for t in best)] * n
+    result = run(model, [list(prompt)] * n, max_new_tokens, sampler, seed)
+    return [tuple(int(t) for t in row) for row in result.best()]
