@@ -199,6 +199,11 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
+def _entropy(logp: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Row entropy in nats, ``(B, 1)``; removed tokens (``p = 0``) contribute 0."""
+    return -(p * np.where(p > 0, logp, 0.0)).sum(axis=1, keepdims=True)
+
+
 def _keep(z: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return np.where(keep, z, -np.inf)
 
@@ -383,7 +388,7 @@ class Typical(Processor):
             return logits.copy()
         logp = log_softmax(logits)
         p = np.exp(logp)
-        entropy = -np.where(p > 0, p * logp, 0.0).sum(axis=1, keepdims=True)
+        entropy = _entropy(logp, p)
         shifted = np.abs(-logp - entropy)
         order = np.argsort(shifted, axis=1, kind="stable")
         sorted_shift = np.take_along_axis(shifted, order, axis=1)
@@ -431,7 +436,7 @@ class Eta(Processor):
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         logp = log_softmax(logits)
         p = np.exp(logp)
-        entropy = -np.where(p > 0, p * logp, 0.0).sum(axis=1, keepdims=True)
+        entropy = _entropy(logp, p)
         eps = float(self.epsilon)
         cut = np.minimum(eps, math.sqrt(eps) * np.exp(-entropy))
         top = logits == logits.max(axis=1, keepdims=True)

@@ -1,0 +1,107 @@
+"""Hugging Face's processors as an outside oracle: same kept sets, same renormalised probabilities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+lp = pytest.importorskip("transformers.generation.logits_process")
+
+from faithful.processors import (  # noqa: E402
+    Epsilon,
+    Eta,
+    MinP,
+    NoRepeatNGram,
+    Processor,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
+    Typical,
+    softmax,
+)
+from faithful.samplers import make_sampler  # noqa: E402
+
+B, V = 12, 1000
+
+
+def logits(seed: int, scale: float) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((B, V)) * scale
+
+
+def hf_apply(proc: Any, z: np.ndarray, input_ids: np.ndarray | None = None) -> np.ndarray:
+    ids = torch.zeros((z.shape[0], 1), dtype=torch.long) if input_ids is None else torch.from_numpy(input_ids)
+    return proc(ids, torch.from_numpy(z.copy())).numpy()
+
+
+def assert_same_distribution(ours: np.ndarray, theirs: np.ndarray) -> None:
+    np.testing.assert_array_equal(np.isfinite(ours), np.isfinite(theirs))
+    np.testing.assert_allclose(softmax(ours), softmax(theirs), rtol=1e-12, atol=1e-15)
+
+
+CASES = [
+    (Temperature(0.7), lambda: lp.TemperatureLogitsWarper(0.7)),
+    (Temperature(1.9), lambda: lp.TemperatureLogitsWarper(1.9)),
+    (TopK(1), lambda: lp.TopKLogitsWarper(1)),
+    (TopK(40), lambda: lp.TopKLogitsWarper(40)),
+    (TopP(0.05), lambda: lp.TopPLogitsWarper(0.05)),
+    (TopP(0.5), lambda: lp.TopPLogitsWarper(0.5)),
+    (TopP(0.9), lambda: lp.TopPLogitsWarper(0.9)),
+    (TopP(0.99), lambda: lp.TopPLogitsWarper(0.99)),
+    (MinP(0.01), lambda: lp.MinPLogitsWarper(0.01)),
+    (MinP(0.2), lambda: lp.MinPLogitsWarper(0.2)),
+    (Typical(0.2), lambda: lp.TypicalLogitsWarper(0.2)),
+    (Typical(0.9), lambda: lp.TypicalLogitsWarper(0.9)),
+    (Epsilon(3e-4), lambda: lp.EpsilonLogitsWarper(3e-4)),
+    (Epsilon(0.02), lambda: lp.EpsilonLogitsWarper(0.02)),
+    (Eta(3e-4), lambda: lp.EtaLogitsWarper(3e-4)),
+    (Eta(0.05), lambda: lp.EtaLogitsWarper(0.05)),
+]
+
+
+@pytest.mark.parametrize(("ours", "theirs"), CASES, ids=lambda x: getattr(x, "name", ""))
+@pytest.mark.parametrize("scale", [0.5, 2.0, 6.0])
+def test_warpers_match_hugging_face(ours: Processor, theirs: Any, scale: float) -> None:
+    for seed in range(3):
+        z = logits(seed, scale)
+        assert_same_distribution(ours(z), hf_apply(theirs(), z))
+
+
+def test_repetition_penalty_matches_hugging_face() -> None:
+    z = logits(10, 2.0)
+    ids = np.random.default_rng(11).integers(0, V, (B, 30))
+    ours = RepetitionPenalty(1.3)(z, ids.tolist())
+    np.testing.assert_allclose(ours, hf_apply(lp.RepetitionPenaltyLogitsProcessor(1.3), z, ids), rtol=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_no_repeat_ngram_matches_hugging_face(n: int) -> None:
+    z = logits(12, 1.0)[:, :8]
+    ids = np.random.default_rng(13 + n).integers(0, 8, (B, 9))
+    ours = NoRepeatNGram(n)
+    try:
+        out = ours(z, ids.tolist())
+    except Exception:
+        pytest.skip("a row was emptied by the random history")
+    theirs = hf_apply(lp.NoRepeatNGramLogitsProcessor(n), z, ids)
+    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(theirs))
+
+
+def test_composed_chain_matches_hugging_face_in_its_order() -> None:
+    z = logits(20, 3.0)
+    ids = np.random.default_rng(21).integers(0, V, (B, 10))
+    chain = lp.LogitsProcessorList(
+        [
+            lp.RepetitionPenaltyLogitsProcessor(1.2),
+            lp.TemperatureLogitsWarper(0.8),
+            lp.TopKLogitsWarper(50),
+            lp.TopPLogitsWarper(0.9),
+            lp.MinPLogitsWarper(0.02),
+        ]
+    )
+    theirs = softmax(hf_apply(chain, z, ids))
+    sampler = make_sampler(repetition_penalty=1.2, temperature=0.8, top_k=50, top_p=0.9, min_p=0.02)
+    np.testing.assert_allclose(sampler.distribution(z, history=ids.tolist()), theirs, rtol=1e-12, atol=1e-15)
