@@ -97,11 +97,11 @@ class InverseCDFTestSampler:
     ) -> Any:
         from types import SimpleNamespace
 
-        from faithful.decode._common import resolve_rng
+        from faithful.rng import as_keyed_rng
 
         q = self.distribution(logits)
         row_ids = np.arange(q.shape[0]) if rows is None else np.asarray(rows)
-        u = resolve_rng(rng).uniforms(row_ids, step, 1)[:, 0]
+        u = as_keyed_rng(rng).uniforms(row_ids, step, 1)[:, 0]
         tok = np.minimum((np.cumsum(q, axis=1) < u[:, None]).sum(axis=1), q.shape[1] - 1)
         lq = np.log(q[np.arange(q.shape[0]), tok])
         return SimpleNamespace(tokens=tok.astype(np.int64), logprobs=lq, q=q if return_q else None)

@@ -88,3 +88,10 @@ def test_empty_prompt_where_one_is_needed() -> None:
     needy = CallableModel(lambda p: np.zeros((len(p), 5)), vocab_size=5, allow_empty_prompt=False)
     with pytest.raises(EmptyPromptError):
         generate_text(needy, "", tokenizer=Vocab(["a", "b"]), max_new_tokens=3)
+
+
+def test_generate_text_with_a_sampler_spec_is_reproducible() -> None:
+    m = NGramModel.from_text(TEXT, n=3, level="word")
+    a = generate_text(m, "the", decoder="sample:4", sampler="top-p:0.9", max_new_tokens=8, rng=5)
+    b = generate_text(m, "the", decoder="sample:4", sampler="top-p:0.9", max_new_tokens=8, rng=5)
+    assert a.texts == b.texts and len(a.texts) == 4

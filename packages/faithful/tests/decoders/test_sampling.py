@@ -109,3 +109,26 @@ def test_bad_lengths_and_widths() -> None:
         ancestral_sample(m, [[]], -1)
     with pytest.raises(BeamWidthError, match="num_samples"):
         ancestral_sample(m, [[]], 3, num_samples=0)
+
+
+@pytest.mark.parametrize("kwargs", [{"top_k": 2}, {"temperature": 0.7, "top_p": 0.8}])
+def test_real_sampler_matches_its_exact_truncated_distribution(kwargs: dict) -> None:
+    from faithful.samplers import make_sampler
+
+    m = random_table_model(vocab_size=4, eos=0, seed=12)
+    sampler = make_sampler(**kwargs)
+
+    def q_fn(prefixes: list[tuple[int, ...]]) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(sampler.distribution(m.next_logprobs(m.start([list(p) for p in prefixes]))))
+
+    proposal = CallableModel(q_fn, vocab_size=4, eos_token_id=0)
+    exact = exact_distribution(proposal, [1], 3)
+    n = 10_000
+    r = ancestral_sample(m, [[1]], 3, sampler=sampler, num_samples=n, rng=99)
+    seqs = [tuple(s) for s in r.sequences()[0]]
+    assert set(seqs) <= set(exact)  # never outside the kept support
+    keys = sorted(exact)
+    counts = np.array([seqs.count(k) for k in keys])
+    assert chisquare(counts, np.array([exact[k] for k in keys]) * n).pvalue > 1e-3
+    np.testing.assert_allclose(r.logprobs, score_sequences(m, [[1]], r.sequences()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -12,6 +11,7 @@ import numpy.typing as npt
 
 from faithful.errors import FaithfulError
 from faithful.models.base import FloatArray, IntArray, LanguageModel, ModelError
+from faithful.rng import as_keyed_rng
 
 __all__ = [
     "PAD",
@@ -141,9 +141,14 @@ class DecodeResult:
 class SampleResultLike(Protocol):
     """What a token sampler returns (``faithful.samplers.SampleResult``)."""
 
-    tokens: IntArray
-    logprobs: FloatArray
-    q: FloatArray | None
+    @property
+    def tokens(self) -> np.ndarray: ...
+
+    @property
+    def logprobs(self) -> np.ndarray: ...
+
+    @property
+    def q(self) -> np.ndarray | None: ...
 
 
 class TokenSampler(Protocol):
@@ -156,74 +161,37 @@ class TokenSampler(Protocol):
 
     def __call__(
         self,
-        logits: FloatArray,
+        logits: Any,
         *,
         rng: Any = None,
         step: int = 0,
-        rows: IntArray | None = None,
+        rows: Any = None,
         history: Any = None,
         return_q: bool = False,
     ) -> SampleResultLike: ...
 
-    def distribution(self, logits: FloatArray, *, history: Any = None) -> FloatArray: ...
+    def distribution(self, logits: Any, *, history: Any = None) -> np.ndarray: ...
 
 
 class KeyedUniforms(Protocol):
     """Counter-based uniforms: ``uniforms(rows, step, n)`` depends only on ``(seed, row, step, lane)``."""
 
-    def uniforms(self, rows: npt.ArrayLike, step: int, n: int = 1) -> FloatArray: ...
-
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLD = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
-
-
-class _SplitMixKeyed:
-    """Stand-in keyed generator (splitmix64 of seed, row, step, lane) until ``faithful.rng`` is present."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
-
-    def uniforms(self, rows: npt.ArrayLike, step: int, n: int = 1) -> FloatArray:
-        r = np.asarray(rows, dtype=np.int64).reshape(-1).astype(np.uint64)
-        with np.errstate(over="ignore"):
-            h = _mix(np.full(r.shape, self.seed, dtype=np.uint64) + _GOLD)
-            h = _mix(h ^ (r * _GOLD))
-            h = _mix(h ^ np.uint64(int(step) & 0xFFFFFFFFFFFFFFFF))
-            lanes = np.arange(n, dtype=np.uint64)
-            x = _mix(h[:, None] ^ ((lanes[None, :] + np.uint64(1)) * _M2))
-        out: FloatArray = ((x >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-        return out
+    def uniforms(self, rows: Any, step: int, n: int = 1) -> np.ndarray: ...
 
 
 def resolve_rng(rng: Any) -> KeyedUniforms:
-    """Turn ``rng`` (an int seed, a keyed generator, or None for a fresh OS seed) into keyed uniforms.
+    """Turn ``rng`` (an int seed, a :class:`~faithful.rng.KeyedRNG`, or None for a fresh seed) into keyed uniforms.
 
-    Uses ``faithful.rng.as_keyed_rng`` when that module is available.
+    Any object with a ``uniforms(rows, step, n)`` method is used as is.
+
+    Raises:
+        DecodeError: on anything else.
     """
-    try:
-        mod = importlib.import_module("faithful.rng")
-    except ImportError:
-        mod = None
-    if mod is not None and hasattr(mod, "as_keyed_rng"):
-        keyed: KeyedUniforms = mod.as_keyed_rng(rng)
-        return keyed
-    if rng is None:
-        return _SplitMixKeyed(int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0]))
-    if hasattr(rng, "uniforms"):
+    if rng is not None and hasattr(rng, "uniforms"):
         found: KeyedUniforms = rng
         return found
-    if isinstance(rng, int | np.integer):
-        return _SplitMixKeyed(int(rng))
+    if rng is None or isinstance(rng, int | np.integer):
+        return as_keyed_rng(None if rng is None else int(rng))
     raise DecodeError(f"rng must be an int seed, a keyed generator or None, got {type(rng).__name__}")
 
 

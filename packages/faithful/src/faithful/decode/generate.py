@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -13,6 +12,7 @@ from faithful.decode.mbr import exact_match, mbr_decode, negative_edit_distance,
 from faithful.decode.sampling import ancestral_sample, greedy_argmax
 from faithful.decode.stochastic_beam import stochastic_beam_search
 from faithful.models.base import EmptyPromptError, LanguageModel, VocabMismatchError
+from faithful.samplers import parse_sampler_spec
 
 __all__ = ["DECODERS", "Decoder", "Generation", "Tokenizer", "generate_text", "parse_decoder_spec"]
 
@@ -143,11 +143,7 @@ def resolve_sampler(sampler: str | TokenSampler | None) -> TokenSampler | None:
     """Turn a sampler spec (``"top-p:0.9"``, via ``faithful.samplers.parse_sampler_spec``) into a sampler."""
     if sampler is None or not isinstance(sampler, str):
         return sampler
-    try:
-        mod = importlib.import_module("faithful.samplers")
-    except ImportError:
-        raise DecodeError("sampler specs need faithful.samplers, which is not available") from None
-    parsed: TokenSampler = mod.parse_sampler_spec(sampler)
+    parsed: TokenSampler = parse_sampler_spec(sampler)
     return parsed
 
 

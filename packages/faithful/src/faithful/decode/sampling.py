@@ -17,6 +17,7 @@ from faithful.decode._common import (
     start_expanded,
 )
 from faithful.models.base import FloatArray, IntArray, LanguageModel
+from faithful.samplers import make_sampler
 
 __all__ = ["ancestral_sample", "greedy_argmax"]
 
@@ -210,54 +211,6 @@ def ancestral_sample(
 
 
 def default_sampler() -> TokenSampler:
-    """Plain sampling from the model's distribution: ``faithful.samplers.make_sampler()``, or an exact
-    inverse-CDF stand-in while that module is absent."""
-    try:
-        import importlib
-
-        mod = importlib.import_module("faithful.samplers")
-        made: TokenSampler = mod.make_sampler()
-        return made
-    except ImportError:
-        return InverseCDFSampler()
-
-
-class _Result:
-    def __init__(self, tokens: IntArray, logprobs: FloatArray, q: FloatArray | None) -> None:
-        self.tokens, self.logprobs, self.q = tokens, logprobs, q
-
-
-class InverseCDFSampler:
-    """Exact sampling from ``softmax(logits)`` by inverse CDF on keyed uniforms (no processors)."""
-
-    def distribution(self, logits: FloatArray, *, history: Any = None) -> FloatArray:
-        """Return ``softmax(logits)`` ``(B, V)`` in float64."""
-        x = np.asarray(logits, dtype=np.float64)
-        p = np.exp(x - x.max(axis=1, keepdims=True))
-        out: FloatArray = p / p.sum(axis=1, keepdims=True)
-        return out
-
-    def __call__(
-        self,
-        logits: FloatArray,
-        *,
-        rng: Any = None,
-        step: int = 0,
-        rows: IntArray | None = None,
-        history: Any = None,
-        return_q: bool = False,
-    ) -> _Result:
-        """Draw one token per row; see :class:`~faithful.decode._common.TokenSampler`."""
-        q = self.distribution(logits)
-        b = q.shape[0]
-        row_ids = np.arange(b) if rows is None else np.asarray(rows)
-        u = resolve_rng(rng).uniforms(row_ids, step, 1)[:, 0]
-        cdf = np.cumsum(q, axis=1)
-        tok = np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), q.shape[1] - 1)
-        # never land on a zero-probability token through rounding at the top of the CDF
-        while np.any(q[np.arange(b), tok] == 0):
-            bad = q[np.arange(b), tok] == 0
-            tok[bad] -= 1
-        with np.errstate(divide="ignore"):
-            lq = np.log(q[np.arange(b), tok])
-        return _Result(tok.astype(np.int64), lq, q if return_q else None)
+    """Plain, exact sampling from the model's distribution: ``faithful.samplers.make_sampler()``."""
+    made: TokenSampler = make_sampler()
+    return made
