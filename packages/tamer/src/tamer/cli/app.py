@@ -73,10 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         return _fail(command, 1, f"internal error: {type(exc).__name__}: {exc} (rerun with --traceback "
                      "and report it)", want_json)
-    if want_json:
-        print(envelope(command, outcome.exit_code, outcome.data, outcome.errors))
-    elif outcome.text:
-        print(outcome.text)
+    try:
+        if want_json:
+            print(envelope(command, outcome.exit_code, outcome.data, outcome.errors))
+        elif outcome.text:
+            print(outcome.text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `tamer df | head`: the reader left; that is not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return outcome.exit_code
 
 

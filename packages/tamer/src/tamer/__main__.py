@@ -1,0 +1,7 @@
+"""`python -m tamer` is the `tamer` command."""
+
+from __future__ import annotations
+
+from tamer.cli import main
+
+raise SystemExit(main())
