@@ -39,13 +39,18 @@ class SandboxEngine:
             raise AssertionError(f"docker {' '.join(args)} failed: {proc.stderr.decode(errors='replace')}")
         return proc.stdout.decode(errors="replace")
 
-    def tamer(self, *args: str, env: dict[str, str] | None = None, user: int | None = None,
+    def tamer(self, *args: str, env: dict[str, str] | None = None, powerless: bool = False,
               ) -> subprocess.CompletedProcess[str]:
-        """Run the tamer CLI as a user would, against this engine."""
+        """Run the tamer CLI as a user would, against this engine.
+
+        powerless: run as root stripped of every capability, so file permissions
+        apply to it as to an ordinary user (who may not be able to reach this
+        checkout, hence not a real other uid).
+        """
         full_env = {**os.environ, "DOCKER_HOST": self.host, **(env or {})}
         cmd = [sys.executable, "-m", "tamer", *args]
-        if user is not None:
-            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        if powerless:
+            cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
 
 
