@@ -4,7 +4,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-
 from faithful.draw import AliasTable, gumbel_max, inverse_cdf, inverse_cdf_from_logits, search_cdf
 from faithful.errors import EmptySupportError, InvalidLogitsError, ShapeMismatchError
 from faithful.rng import KeyedRNG

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from faithful.errors import EmptySupportError, SamplingParameterError, ShapeMismatchError
 from faithful.processors import (
     AllowedTokens,

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from faithful.errors import FaithfulError, SamplingParameterError, ShapeMismatchError
 from faithful.rng import KeyedRNG, as_keyed_rng
+from scipy import stats
 
 
 def test_uniforms_are_open_interval_float64_and_shaped() -> None:
