@@ -1,18 +1,431 @@
-"""Command line entry point of faithful."""
+"""Command line entry point of faithful: ``coin``, ``compare`` and ``generate``.
+
+Parses arguments, calls the library, renders the result; nothing else. Human output by default;
+``--json`` prints one versioned envelope ``{"version", "command", "status", "exit_code", "data",
+"errors"}`` on stdout, also on failure. Exit codes: 0 ok, 1 error, 2 usage, 130 interrupted.
+Tracebacks only with ``--traceback``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TextIO
+
+from faithful import __version__
+from faithful.errors import FaithfulError
+
+__all__ = ["ENVELOPE_VERSION", "UsageError", "main"]
+
+ENVELOPE_VERSION = "1"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_DECODERS = "greedy,sample,top-p:0.9,beam:4"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the `faithful` command; returns the exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    if args in ([], ["--help"], ["-h"]):
-        print("usage: faithful COMMAND ...\n\nfaithful decodes model output distributions properly.")
-        return 0
-    print(f"faithful: unknown command {args[0]!r}; run `faithful --help` for the list", file=sys.stderr)
-    return 2
+class UsageError(FaithfulError):
+    """The command line itself was wrong (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; run `{self.prog} --help` for usage")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON envelope on stdout")
+    p.add_argument(
+        "--traceback", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks on errors"
+    )
+    p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress on stderr")
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        return value
+
+    return parse
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"probabilities must be in [0, 1], got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``faithful`` (exposed for documentation and tests)."""
+    parser = _Parser(
+        prog="faithful",
+        description="Decode model output distributions properly, and measure whether a decoder does.",
+    )
+    parser.add_argument("--version", action="version", version=f"faithful {__version__}")
+    _common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    coin = sub.add_parser(
+        "coin",
+        help="toss a model's coin N times with a decoder: the essay's experiment",
+        description="Toss a coin the model puts at --p, N times, with a decoder, and report the exact "
+        "binomial probability of what came out (greedy on [0.55, 0.45]: 20 heads, p = 6.4e-06).",
+    )
+    coin.add_argument("--p", type=_probability, nargs="+", default=[0.55, 0.45], metavar="P",
+                      help="the model's face probabilities (default: 0.55 0.45)")
+    coin.add_argument("--n", type=_positive_int("--n"), default=20, help="tosses (default: 20)")
+    coin.add_argument("--decoder", default="greedy",
+                      help="a sampler spec: greedy, sample, top-p:0.9, temperature:0.7, ... (default: greedy)")
+    coin.add_argument("--seed", type=int, default=0, help="seed of the keyed randomness (default: 0)")
+    _common(coin)
+
+    cmp_ = sub.add_parser(
+        "compare",
+        help="measure how faithfully decoders reproduce a model's distribution",
+        description="Decode N outputs with each decoder and compare them with the model: exactly (TV, KL, "
+        "G-test against the enumerated sequence distribution) when the model is small enough, else with the "
+        "surprisal check and exact samples; plus lengths, n-gram divergence, distinct-n and repetition.",
+    )
+    cmp_.add_argument("--model", required=True,
+                      help="pydoc[:N], pydoc-words[:N], ngram:PATH_TO_TEXT[:N[:char|word]], or a Hugging Face model directory")
+    cmp_.add_argument("--decoders", default=DEFAULT_DECODERS,
+                      help=f"comma-separated decoders or sampler specs (default: {DEFAULT_DECODERS})")
+    cmp_.add_argument("--n", type=_positive_int("--n"), default=1000, help="outputs per decoder (default: 1000)")
+    cmp_.add_argument("--max-new-tokens", type=_positive_int("--max-new-tokens"), default=32,
+                      help="length bound of every decoder, EOS included (default: 32)")
+    cmp_.add_argument("--prompt", default="", help="text every output continues (default: none)")
+    cmp_.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    mode = cmp_.add_mutually_exclusive_group()
+    mode.add_argument("--exact", dest="exact", action="store_true", default=None,
+                      help="require exact metrics; fail when the model cannot be enumerated")
+    mode.add_argument("--no-exact", dest="exact", action="store_false",
+                      help="skip enumeration; use the surprisal check")
+    cmp_.add_argument("--threshold", type=_probability, default=1e-6,
+                      help="prune prefixes below this probability when enumerating (default: 1e-6)")
+    cmp_.add_argument("--min-coverage", type=_probability, default=0.95,
+                      help="least enumerated mass for exact metrics (default: 0.95)")
+    cmp_.add_argument("--report", metavar="DIR", help="write an HTML report with PNG charts into DIR")
+    _common(cmp_)
+
+    gen = sub.add_parser("generate", help="continue a prompt with a model and a decoder",
+                         description="Continue --prompt with the model, decoder and sampler given.")
+    gen.add_argument("--model", required=True,
+                     help="pydoc[:N], pydoc-words[:N], ngram:PATH_TO_TEXT[:N[:char|word]], or a Hugging Face model directory")
+    gen.add_argument("--decoder", default="sample",
+                     help="greedy, sample[:K], beam:K, diverse-beam:K, stochastic-beam:K, mbr:N (default: sample)")
+    gen.add_argument("--sampler", default=None,
+                     help="sampler spec for sampling decoders: top-p:0.9, temperature:0.8+top-k:40, ...")
+    gen.add_argument("--prompt", default="", help="the text to continue (default: empty)")
+    gen.add_argument("--max-new-tokens", type=_positive_int("--max-new-tokens"), default=64,
+                     help="longest continuation (default: 64)")
+    gen.add_argument("--seed", type=int, default=None, help="seed (default: fresh randomness)")
+    _common(gen)
+    return parser
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        if x != 0 and (abs(x) < 10 ** (-digits) or abs(x) >= 10**6):
+            return f"{x:.{max(1, digits - 1)}e}"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def render_coin(data: dict[str, Any]) -> str:
+    """Human text of a coin experiment's data."""
+    labels, counts, expected = data["labels"], data["counts"], data["expected"]
+    p = ", ".join(f"{x:g}" for x in data["p"])
+    lines = [
+        f"{data['n']} tosses of a coin the model puts at [{p}], decoded with {data['decoder']} (seed {data['seed']}):",
+        "",
+        f"  {data['tosses']}",
+        "",
+        "  " + ", ".join(f"{lab}: {c}" for lab, c in zip(labels, counts, strict=True))
+        + "   (the model expects " + ", ".join(f"{e:g}" for e in expected) + ")",
+    ]
+    if len(labels) == 2:
+        lines.append(
+            f"  P(exactly {counts[0]} {labels[0]} in {data['n']} tosses) = {_fmt(data['probability_of_counts'], 4)}"
+            "   (binomial, exact)"
+        )
+    else:
+        lines.append(f"  P(these counts) = {_fmt(data['probability_of_counts'], 4)}   (multinomial, exact)")
+    verdict = (
+        "not what the model's distribution produces" if data["p_value"] < 0.01 else "consistent with the model"
+    )
+    lines.append(f"  exact two-sided test: p = {_fmt(data['p_value'], 4)}  -> {verdict}")
+    if data.get("decoder_q") is not None:
+        q = ", ".join(f"{x:.3g}" for x in data["decoder_q"])
+        lines.append(f"  the decoder drew every toss from q = [{q}]; the model says [{p}]")
+    return "\n".join(lines)
+
+
+def render_comparison(data: dict[str, Any]) -> str:
+    """Human text of a comparison's data: a header and one row per decoder."""
+    head = (
+        f"faithful compare: {data['model']}, {data['n']} outputs per decoder, "
+        f"at most {data['max_new_tokens']} new tokens, seed {data['seed']}"
+    )
+    rows = []
+    exact = data["mode"] == "exact"
+    for r in data["table"]:
+        gap = "-" if r["surprisal_gap"] is None else _fmt(r["surprisal_gap"])
+        if r["gap_ci"] is not None and not exact:
+            gap += f" [{_fmt(r['gap_ci'][0])}, {_fmt(r['gap_ci'][1])}]"
+        d = data["decoders"][r["decoder"]]
+        row = [r["decoder"]]
+        if exact:
+            row += [f"{_fmt(r['tv'])} ({_fmt(r['tv_null_q95'])})", _fmt(d["sequence"]["g_pvalue"], 3)]
+        row += [
+            gap,
+            f"{_fmt(r['distinct_2'])} ({_fmt(r['model_distinct_2'])})",
+            f"{_fmt(r['mean_length'], 1)} ({_fmt(r['model_mean_length'], 1)})",
+            "yes" if r["consistent"] else "NO",
+        ]
+        rows.append(row)
+    headers = ["decoder"]
+    if exact:
+        headers += ["TV (exact-sampling q95)", "G-test p"]
+    headers += [
+        "surprisal gap" + ("" if exact else " [95% CI]"),
+        "distinct-2 (model)",
+        "mean length (model)",
+        "faithful?",
+    ]
+    legend = (
+        "TV: total variation between the decoder's outputs and the exact distribution; exact sampling at this "
+        "N stays below the q95 in 95% of runs."
+        if exact
+        else "surprisal gap: mean -log p(token) minus the model's mean entropy, nats/token; 0 for exact samples."
+    )
+    return "\n".join(
+        [
+            head,
+            f"mode: {data['mode']} - {data['note']}",
+            "",
+            _table(headers, rows),
+            "",
+            legend,
+            "model columns: what exact samples of the model give (distinct-2 at the same N; length implied by EOS).",
+        ]
+    )
+
+
+def render_generation(data: dict[str, Any]) -> str:
+    """Human text of generated continuations."""
+    if len(data["texts"]) == 1:
+        return str(data["texts"][0])
+    return "\n".join(f"[{i}] {t}" for i, t in enumerate(data["texts"]))
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    if getattr(args, "json", False) or getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return None
+
+    def say(msg: str) -> None:
+        print(f"faithful: {msg}...", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _encode_prompt(model: Any, text: str) -> list[int]:
+    if not text:
+        return []
+    from faithful.decode.generate import find_tokenizer
+
+    return [int(t) for t in find_tokenizer(model).encode(text)]
+
+
+def cmd_coin(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful coin``."""
+    from faithful.fidelity import coin_experiment
+    from faithful.samplers import parse_sampler_spec
+
+    try:
+        sampler = parse_sampler_spec(args.decoder)
+    except FaithfulError as exc:
+        raise UsageError(f"bad --decoder {args.decoder!r}: {exc}") from None
+    result = coin_experiment(args.p, args.n, sampler, seed=args.seed)
+    data = result.to_dict()
+    data["decoder"] = args.decoder
+    return data, render_coin(data)
+
+
+def cmd_compare(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful compare``."""
+    from faithful.fidelity.harness import compare_decoders
+    from faithful.fidelity.specs import ModelSpecError, load_model, parse_decoder_list
+
+    try:
+        choices = parse_decoder_list(args.decoders)
+        model = load_model(args.model)
+    except ModelSpecError as exc:
+        raise UsageError(str(exc)) from None
+    comparison = compare_decoders(
+        model,
+        choices,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        prompt=_encode_prompt(model, args.prompt),
+        seed=args.seed,
+        exact=args.exact,
+        threshold=args.threshold,
+        min_coverage=args.min_coverage,
+        model_name=args.model,
+        progress=_progress(args),
+    )
+    data = comparison.to_dict()
+    text = render_comparison(data)
+    if args.report:
+        from faithful.fidelity.report import write_report
+
+        path = write_report(comparison, args.report)
+        data["report"] = str(path)
+        text += f"\n\nreport: {path}"
+    return data, text
+
+
+def cmd_generate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful generate``."""
+    from faithful.decode import generate_text, parse_decoder_spec
+    from faithful.fidelity.specs import ModelSpecError, load_model
+    from faithful.samplers import parse_sampler_spec
+
+    try:
+        parse_decoder_spec(args.decoder)
+        if args.sampler is not None:
+            parse_sampler_spec(args.sampler)
+        model = load_model(args.model)
+    except (ModelSpecError, FaithfulError) as exc:
+        raise UsageError(str(exc)) from None
+    gen = generate_text(
+        model,
+        args.prompt,
+        decoder=args.decoder,
+        sampler=args.sampler,
+        max_new_tokens=args.max_new_tokens,
+        rng=args.seed,
+    )
+    r = gen.result
+    data = {
+        "model": args.model,
+        "decoder": args.decoder,
+        "sampler": args.sampler,
+        "prompt": args.prompt,
+        "seed": args.seed,
+        "texts": gen.texts,
+        "tokens": r.sequences()[0],
+        "logprobs": [float(x) for x in r.logprobs[0]],
+        "finished": [bool(x) for x in r.finished[0]],
+    }
+    return data, render_generation(data)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], str]]] = {
+    "coin": cmd_coin,
+    "compare": cmd_compare,
+    "generate": cmd_generate,
+}
+
+
+def _envelope(command: str | None, exit_code: int, data: Any, errors: list[dict[str, str]]) -> str:
+    from faithful.fidelity.compare import _jsonable
+
+    env = {
+        "version": ENVELOPE_VERSION,
+        "command": command,
+        "status": "ok" if exit_code == EXIT_OK else ("interrupted" if exit_code == EXIT_INTERRUPTED else "error"),
+        "exit_code": exit_code,
+        "data": _jsonable(data),
+        "errors": errors,
+    }
+    return json.dumps(env, indent=2, allow_nan=False)
+
+
+def _wants(flag: str, argv: Sequence[str]) -> bool:
+    return f"--{flag}" in argv
+
+
+def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the ``faithful`` command line; returns the exit code.
+
+    Parameters: ``argv`` (default ``sys.argv[1:]``), ``stdout``/``stderr`` streams (default the
+    process's). Never raises except SystemExit from ``--help``/``--version``.
+    """
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    as_json = _wants("json", args_list)
+    show_tb = _wants("traceback", args_list)
+    command: str | None = next((a for a in args_list if a in COMMANDS), None)
+    parser = build_parser()
+    if not args_list:
+        parser.print_help(out)
+        return EXIT_OK
+    code, data, errors, text = EXIT_OK, None, [], ""
+    try:
+        args = parser.parse_args(args_list)
+        command = args.command
+        if command is None:
+            raise UsageError("no command given; expected one of coin, compare, generate (run `faithful --help`)")
+        data, text = COMMANDS[command](args)
+    except UsageError as exc:
+        code, errors = EXIT_USAGE, [{"type": "usage", "message": str(exc)}]
+    except KeyboardInterrupt:
+        code, errors = EXIT_INTERRUPTED, [{"type": "interrupted", "message": "interrupted"}]
+    except FaithfulError as exc:
+        code, errors = EXIT_ERROR, [{"type": type(exc).__name__, "message": str(exc)}]
+    except Exception as exc:  # the CLI's last line of defence: one clear line, a traceback on request
+        code = EXIT_ERROR
+        errors = [
+            {
+                "type": type(exc).__name__,
+                "message": f"unexpected error: {exc}; rerun with --traceback and report it if it persists",
+            }
+        ]
+    if errors and show_tb:
+        traceback.print_exc(file=err)
+    if as_json:
+        print(_envelope(command, code, data, errors), file=out)
+    elif errors:
+        for e in errors:
+            print(f"faithful: error: {e['message']}", file=err)
+    else:
+        print(text, file=out)
+    return code
 
 
 if __name__ == "__main__":

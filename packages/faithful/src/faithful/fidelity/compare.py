@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from faithful.errors import FaithfulError
 from faithful.fidelity.diversity import (
@@ -70,6 +71,7 @@ class Fidelity:
             ``model_*`` (exact sampling at the same N, or the reference).
         length_hist / model_length_hist: distributions over content lengths, for charts.
         rank_freq / model_rank_freq: output frequencies by rank, for charts.
+        token_rank_freq / model_token_rank_freq: token (unigram) frequencies by rank, for charts.
     """
 
     mode: str
@@ -84,6 +86,8 @@ class Fidelity:
     model_length_hist: dict[int, float] = field(default_factory=dict)
     rank_freq: list[float] = field(default_factory=list)
     model_rank_freq: list[float] = field(default_factory=list)
+    token_rank_freq: list[float] = field(default_factory=list)
+    model_token_rank_freq: list[float] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
@@ -165,8 +169,39 @@ def _rank_freq(keys: Sequence[Key]) -> list[float]:
     return [c / len(keys) for c in sorted(counts.values(), reverse=True)]
 
 
+def _token_rank_freq(freqs: dict[Key, float]) -> list[float]:
+    return sorted(freqs.values(), reverse=True)
+
+
 def _length_hist(contents: Sequence[Key]) -> dict[int, float]:
     return {k: v / len(contents) for k, v in length_counts(contents).items()}
+
+
+def _null_tv(
+    dist: SequenceDistribution, p_model: NDArray[np.float64], n: int, reps: int, seed: int
+) -> NDArray[np.float64]:
+    """TV between N exact samples and the model, ``reps`` times: what exact sampling shows at this N."""
+    key = ("null_tv", n, reps, seed)
+    if key not in dist._cache:
+        rng = np.random.default_rng(seed)
+        p = p_model / p_model.sum()
+        null = np.empty(max(1, reps))
+        for i in range(len(null)):
+            counts = rng.multinomial(n, p)
+            null[i] = 0.5 * np.abs(counts / n - p).sum()
+        dist._cache[key] = null
+    out: NDArray[np.float64] = dist._cache[key]
+    return out
+
+
+def _baseline_diversity(dist: SequenceDistribution, n: int, reps: int, seed: int, rep_n: int) -> dict[str, float]:
+    """Diversity statistics of N exact samples, averaged over up to 10 runs."""
+    key = ("diversity", n, reps, seed, rep_n)
+    if key not in dist._cache:
+        rng = np.random.default_rng(seed + 1)
+        runs = [_diversity(strip_eos(dist.sample(n, rng), dist.eos_token_id), rep_n) for _ in range(max(1, min(10, reps)))]
+        dist._cache[key] = {name: float(np.mean([r[name] for r in runs])) for name in runs[0]}
+    return dict(dist._cache[key])
 
 
 def compare_exact(
@@ -203,6 +238,7 @@ def compare_exact(
     Example::
 
         >>> import numpy as np
+from numpy.typing import NDArray
         >>> from faithful.models import CallableModel
         >>> from faithful.fidelity import enumerate_sequences
         >>> coin = CallableModel(lambda p: np.log([[0.55, 0.45]] * len(p)), vocab_size=2)
@@ -223,9 +259,7 @@ def compare_exact(
     p_hat = counts / n
     gof: GoodnessOfFit = goodness_of_fit(counts, p_model / p_model.sum())
     smoothed = (counts + smoothing) / (n + smoothing * len(counts)) if smoothing > 0 else p_hat
-    rng = np.random.default_rng(seed)
-    null_counts = rng.multinomial(n, p_model / p_model.sum(), size=null_reps)
-    null_tv = 0.5 * np.abs(null_counts / n - p_model[None, :]).sum(axis=1)
+    null_tv = _null_tv(dist, p_model, n, null_reps, seed)
     sequence = {
         "tv": total_variation(p_hat, p_model),
         "tv_null_mean": float(null_tv.mean()),
@@ -275,20 +309,14 @@ def compare_exact(
         "chi2_pvalue": len_gof.chi2_pvalue,
         "df": len_gof.df,
     }
+    unigrams, model_unigrams = ngram_frequencies(contents, 1), dist.ngram_frequencies(1)
     ngrams = {
-        "unigram": ngram_divergence(ngram_frequencies(contents, 1), dist.ngram_frequencies(1)),
+        "unigram": ngram_divergence(unigrams, model_unigrams),
         "bigram": ngram_divergence(ngram_frequencies(contents, 2), dist.ngram_frequencies(2)),
     }
     diversity = _diversity(contents, rep_n)
-    reps = [strip_eos(dist.sample(n, rng), eos) for _ in range(max(1, min(10, null_reps)))]
-    for name in list(diversity):
-        fn = {
-            "distinct_1": lambda s: distinct_n(s, 1),
-            "distinct_2": lambda s: distinct_n(s, 2),
-            f"repetition_{rep_n}": lambda s: repetition_rate(s, rep_n),
-            "duplicate_outputs": sequence_duplicate_rate,
-        }[name]
-        diversity[f"model_{name}"] = float(np.mean([fn(r) for r in reps]))
+    for name, value in _baseline_diversity(dist, n, null_reps, seed, rep_n).items():
+        diversity[f"model_{name}"] = value
     check = surprisal_check(score_outputs(model, keys, prompt=dist.prompt)) if model is not None and n >= 2 else None
     return Fidelity(
         mode="exact",
@@ -303,6 +331,8 @@ def compare_exact(
         model_length_hist=model_hist,
         rank_freq=_rank_freq(keys),
         model_rank_freq=[float(x) / dist.covered_mass for x in dist.vector()[: max(100, 10 * len(set(keys)))]],
+        token_rank_freq=_token_rank_freq(unigrams),
+        model_token_rank_freq=_token_rank_freq(model_unigrams),
     )
 
 
@@ -370,8 +400,9 @@ def compare_to_reference(
         "model_truncated": sum(1 for k in ref_keys if eos is None or not k or k[-1] != eos) / len(ref_keys),
         "model_source": length_source,
     }
+    unigrams, ref_unigrams = ngram_frequencies(contents, 1), ngram_frequencies(ref_contents, 1)
     ngrams = {
-        "unigram": ngram_divergence(ngram_frequencies(contents, 1), ngram_frequencies(ref_contents, 1)),
+        "unigram": ngram_divergence(unigrams, ref_unigrams),
         "bigram": ngram_divergence(ngram_frequencies(contents, 2), ngram_frequencies(ref_contents, 2)),
     }
     diversity = _diversity(contents, rep_n)
@@ -390,4 +421,6 @@ def compare_to_reference(
         model_length_hist={k: v / total_model for k, v in model_hist.items()} if total_model else {},
         rank_freq=_rank_freq(keys),
         model_rank_freq=_rank_freq(ref_keys),
+        token_rank_freq=_token_rank_freq(unigrams),
+        model_token_rank_freq=_token_rank_freq(ref_unigrams),
     )

@@ -89,6 +89,8 @@ class SequenceDistribution:
     covered_mass: float
     prompt: Key = ()
     _keys: list[Key] = field(default_factory=list, repr=False, compare=False)
+    # derived tables, computed once: a comparison of many decoders reuses them
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._keys.extend(sorted(self.probs, key=lambda k: -self.probs[k]))
@@ -104,8 +106,10 @@ class SequenceDistribution:
         return max(0.0, 1.0 - self.covered_mass)
 
     def vector(self) -> NDArray[np.float64]:
-        """Probabilities in the order of :attr:`keys`."""
-        return np.array([self.probs[k] for k in self._keys], dtype=np.float64)
+        """Probabilities in the order of :attr:`keys` (a fresh copy)."""
+        if "vector" not in self._cache:
+            self._cache["vector"] = np.array([self.probs[k] for k in self._keys], dtype=np.float64)
+        return np.array(self._cache["vector"])
 
     def content(self, key: Key) -> Key:
         """The output without its EOS."""
@@ -115,11 +119,14 @@ class SequenceDistribution:
 
     def length_distribution(self) -> dict[int, float]:
         """Probability of each content length (EOS not counted), over the covered mass."""
+        if "lengths" in self._cache:
+            return dict(self._cache["lengths"])
         out: dict[int, float] = {}
         for k, p in self.probs.items():
             n = len(self.content(k))
             out[n] = out.get(n, 0.0) + p
-        return dict(sorted(out.items()))
+        self._cache["lengths"] = dict(sorted(out.items()))
+        return dict(self._cache["lengths"])
 
     def mean_length(self) -> float:
         """Expected content length, conditioned on the covered outputs."""
@@ -138,6 +145,8 @@ class SequenceDistribution:
 
         ``f(g) = sum_x p(x) count_g(x) / sum_x p(x) |x|_n`` over the covered outputs.
         """
+        if ("ngrams", n) in self._cache:
+            return dict(self._cache[("ngrams", n)])
         acc: dict[Key, float] = {}
         for k, p in self.probs.items():
             c = self.content(k)
@@ -145,7 +154,8 @@ class SequenceDistribution:
                 g = c[i : i + n]
                 acc[g] = acc.get(g, 0.0) + p
         total = sum(acc.values())
-        return {g: v / total for g, v in acc.items()} if total > 0 else {}
+        self._cache[("ngrams", n)] = {g: v / total for g, v in acc.items()} if total > 0 else {}
+        return dict(self._cache[("ngrams", n)])
 
     def sample(self, n: int, rng: np.random.Generator) -> list[Key]:
         """Draw ``n`` exact samples from the covered outputs (renormalised): a reference for diversity."""
@@ -155,8 +165,13 @@ class SequenceDistribution:
 
     def counts_of(self, outputs: Sequence[Key]) -> tuple[NDArray[np.int64], int]:
         """Counts of ``outputs`` in the order of :attr:`keys`, and how many fell outside them."""
-        c = Counter(outputs)
-        vec = np.array([c.get(k, 0) for k in self._keys], dtype=np.int64)
+        if "index" not in self._cache:
+            self._cache["index"] = {k: i for i, k in enumerate(self._keys)}
+        index = self._cache["index"]
+        vec = np.zeros(len(self._keys), dtype=np.int64)
+        for k, v in Counter(outputs).items():
+            if k in index:
+                vec[index[k]] = v
         return vec, len(outputs) - int(vec.sum())
 
 

@@ -4,6 +4,8 @@ Models (:func:`load_model`):
 
 * ``pydoc[:N[:char|word]]``: an n-gram (default character 4-gram) trained on the text of
   Python's ``pydoc_data.topics``, one stripped non-empty line per sequence.
+* ``pydoc-words[:N]``: a character n-gram (default 3) over the lowercase words of that text, one
+  word per sequence: small enough to enumerate at short length bounds, for exact metrics.
 * ``ngram:PATH[:N[:char|word]]``: an n-gram trained on a text file, one line per sequence.
 * ``hf:DIR`` or a directory holding a ``config.json``: a Hugging Face causal LM (needs torch
   and transformers).
@@ -19,6 +21,7 @@ gives a sampling decoder its sampler (``mbr:8@top-p:0.95``).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,7 @@ __all__ = [
     "load_model",
     "parse_decoder_list",
     "pydoc_text",
+    "pydoc_words",
 ]
 
 _DECODER_NAMES = {
@@ -63,6 +67,11 @@ def pydoc_text() -> str:
     topics = importlib.import_module("pydoc_data.topics").topics
     lines = (line.strip() for text in topics.values() for line in text.splitlines())
     return "\n".join(line for line in lines if line)
+
+
+def pydoc_words() -> str:
+    """The lowercase words (runs of ``a-z``) of :func:`pydoc_text`, one per line."""
+    return "\n".join(re.findall(r"[a-z]+", pydoc_text().lower()))
 
 
 def _ngram_options(parts: Sequence[str], spec: str, default_n: int) -> tuple[int, str]:
@@ -96,6 +105,11 @@ def load_model(spec: str) -> LanguageModel:
         >>> m.vocab_size > 50
         True
     """
+    if spec == "pydoc-words" or spec.startswith("pydoc-words:"):
+        n, level = _ngram_options(spec.split(":")[1:], spec, 3)
+        if level != "char":
+            raise ModelSpecError(f"pydoc-words is a character model; drop the level from {spec!r}")
+        return NGramModel.from_text(pydoc_words(), n=n, level="char")
     if spec == "pydoc" or spec.startswith("pydoc:"):
         n, level = _ngram_options(spec.split(":")[1:], spec, 4)
         return NGramModel.from_text(pydoc_text(), n=n, level=level)  # type: ignore[arg-type]
@@ -130,7 +144,7 @@ def load_model(spec: str) -> LanguageModel:
         model: LanguageModel = hf.load_hf_model(hf_dir)
         return model
     raise ModelSpecError(
-        f"unknown model spec {spec!r}; expected pydoc[:N], ngram:PATH_TO_TEXT[:N[:char|word]], "
+        f"unknown model spec {spec!r}; expected pydoc[:N], pydoc-words[:N], ngram:PATH_TO_TEXT[:N[:char|word]], "
         "or a Hugging Face model directory (hf:DIR)"
     )
 
