@@ -149,7 +149,16 @@ def check_logits(logits: object) -> np.ndarray:
 
 
 def _check_nonempty(z: np.ndarray, what: str) -> None:
-    if z.size and (empty := ~np.isfinite(z.max(axis=1))).any():
+    if not z.size:
+        return
+    top = z.max(axis=1)  # NaN and +inf propagate into the max, so one reduction checks all three
+    if (bad := np.isnan(top) | (top == np.inf)).any():
+        rows = np.flatnonzero(bad)[:10].tolist()
+        raise InvalidLogitsError(
+            f"rows {rows} hold NaN or +inf after {what} (an overflow, e.g. a huge logit_bias); "
+            "keep logits and biases within float64 range"
+        )
+    if (empty := top == -np.inf).any():
         rows = np.flatnonzero(empty)[:10].tolist()
         raise EmptySupportError(
             f"rows {rows} have no token left after {what}; relax the mask or constraint for those rows"
@@ -229,6 +238,9 @@ class Processor:
 class Temperature(Processor):
     """Divide logits by ``temperature`` (> 0); ``0`` gives uniform over the maximal logits.
 
+    When ``z / T`` would overflow float64, the row max is subtracted first
+    (``(z - max z) / T``: the same distribution, finite logits).
+
     Example:
         >>> Temperature(0.5)(np.array([[1.0, 2.0]])).tolist()
         [[2.0, 4.0]]
@@ -243,9 +255,16 @@ class Temperature(Processor):
             raise _param_error("temperature", "a finite number >= 0 (0 means argmax)", self.temperature)
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
+        top = logits.max(axis=1, keepdims=True)
         if self.temperature == 0:
-            return np.where(logits == logits.max(axis=1, keepdims=True), 0.0, -np.inf)
-        return logits / float(self.temperature)
+            return np.where(logits == top, 0.0, -np.inf)
+        t = float(self.temperature)
+        if t >= 1.0 or float(np.abs(top).max(initial=0.0)) < 1e300 * t:
+            return logits / t
+        # z / T would overflow to +inf: shift by the row max first (same softmax, no overflow);
+        # entries that overflow to -inf had probability exp(-huge) = 0 anyway.
+        with np.errstate(over="ignore"):
+            return (logits - top) / t
 
 
 @dataclass(frozen=True)
@@ -671,6 +690,9 @@ def apply_processors(
         [[0.5, 1.0]]
     """
     z = logits.copy() if not processors else logits
-    for proc in processors:
-        z = proc(z, history)
+    # A penalty that overflows a very negative logit to -inf is the right limit (probability 0);
+    # overflow to +inf is caught by the sampler's check of the result.
+    with np.errstate(over="ignore"):
+        for proc in processors:
+            z = proc(z, history)
     return z
