@@ -1,0 +1,298 @@
+"""Adapter: a Hugging Face causal LM (with its KV cache) as a :class:`~faithful.models.base.LanguageModel`.
+
+torch and transformers are optional: this module imports them only when a model
+is wrapped or loaded, so ``import faithful.models`` never needs them.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from faithful.models.base import (
+    EmptyPromptError,
+    FloatArray,
+    IntArray,
+    ModelError,
+    VocabMismatchError,
+    as_index_array,
+    as_prompts,
+)
+
+__all__ = ["HFCausalLM", "HFState", "HFTokenizer", "load_hf_model"]
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ModelError(
+            "the Hugging Face adapter needs torch and transformers: pip install 'faithful[torch]' transformers"
+        ) from None
+    return torch
+
+
+@dataclass(frozen=True)
+class HFState:
+    """State of :class:`HFCausalLM` for ``B`` rows.
+
+    Attributes:
+        cache: the model's KV cache (never mutated once in a state: methods work on shallow copies).
+        attention_mask: long ``(B, L)``, 0 at left padding.
+        next_position: long ``(B,)`` position id of the next token.
+        logits: float ``(B, V)`` next-token logits.
+    """
+
+    cache: Any
+    attention_mask: Any
+    next_position: Any
+    logits: Any
+
+
+class HFTokenizer:
+    """Wrap a Hugging Face tokenizer as a faithful tokenizer (``encode``/``decode``/``vocab_size``)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids the tokenizer can emit (added tokens included)."""
+        return len(self.tokenizer)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``, special tokens dropped."""
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+
+def _fork_cache(cache: Any) -> Any:
+    """A shallow copy whose layers can be updated/reordered without touching ``cache``.
+
+    The dynamic cache's update concatenates into new tensors and reorder index-selects into new tensors,
+    so copying the layer objects (not the tensors) is enough to keep old states valid.
+    """
+    new = copy.copy(cache)
+    if hasattr(cache, "layers"):
+        new.layers = [copy.copy(layer) for layer in cache.layers]
+    return new
+
+
+class HFCausalLM:
+    """A Hugging Face causal language model behind the faithful model protocol.
+
+    Prompts of different lengths are left-padded with an attention mask and
+    position ids that skip the padding, exactly as ``generate`` does, and the KV
+    cache makes each decoding step one token long. ``next_logprobs`` returns the
+    exact float64 ``log_softmax`` of the model's logits.
+
+    Args:
+        model: a ``transformers`` causal LM (``AutoModelForCausalLM``), in eval mode.
+        tokenizer: optional Hugging Face tokenizer, for text in/out (``self.tokenizer``).
+        eos_token_id: the id that ends a sequence; default ``model.config.eos_token_id`` (first, if a list).
+            Pass ``-1`` for none.
+        pad_token_id: the id used for left padding and after EOS; default pad, else EOS, else 0.
+        bos_token_id: when given, an empty prompt becomes ``[bos_token_id]``; otherwise empty prompts
+            raise :class:`EmptyPromptError`.
+
+    Raises:
+        VocabMismatchError: when the tokenizer has more ids than the model's output layer.
+
+    Example::
+
+        >>> import torch, transformers
+        >>> torch.manual_seed(0) and None
+        >>> cfg = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=50)
+        >>> lm = HFCausalLM(transformers.GPT2LMHeadModel(cfg).eval())
+        >>> lm.next_logprobs(lm.start([[1, 2], [3]])).shape
+        (2, 50)
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        eos_token_id: int | None = None,
+        pad_token_id: int | None = None,
+        bos_token_id: int | None = None,
+    ) -> None:
+        self.torch = _torch()
+        self.model = model
+        out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        size = getattr(out, "out_features", None) or getattr(model.config, "vocab_size", None)
+        if size is None:
+            raise ModelError("cannot tell the vocabulary size of this model (no output embeddings/config.vocab_size)")
+        self.vocab_size = int(size)
+        cfg_eos = getattr(model.config, "eos_token_id", None)
+        if isinstance(cfg_eos, list | tuple):
+            cfg_eos = cfg_eos[0] if cfg_eos else None
+        eos = cfg_eos if eos_token_id is None else (None if eos_token_id < 0 else eos_token_id)
+        if eos is not None and not 0 <= int(eos) < self.vocab_size:
+            raise ModelError(f"eos_token_id must be in 0..{self.vocab_size - 1}, got {eos}")
+        self.eos_token_id: int | None = None if eos is None else int(eos)
+        cfg_pad = getattr(model.config, "pad_token_id", None)
+        if pad_token_id is not None:
+            self.pad_token_id = int(pad_token_id)
+        elif cfg_pad is not None:
+            self.pad_token_id = int(cfg_pad)
+        else:
+            self.pad_token_id = self.eos_token_id if self.eos_token_id is not None else 0
+        self.bos_token_id = bos_token_id
+        self.tokenizer: HFTokenizer | None = None
+        if tokenizer is not None:
+            self.tokenizer = tokenizer if isinstance(tokenizer, HFTokenizer) else HFTokenizer(tokenizer)
+            if self.tokenizer.vocab_size > self.vocab_size:
+                raise VocabMismatchError(
+                    f"the tokenizer has {self.tokenizer.vocab_size} ids but the model only {self.vocab_size}; "
+                    "load the tokenizer that belongs to this model"
+                )
+        # transformers renamed `past_key_values` to `cache`; speak whichever this version understands
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._keep_arg = "logits_to_keep" in params
+        param = next(iter(model.parameters()), None)
+        self.device = param.device if param is not None else self.torch.device("cpu")
+
+    def _forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> tuple[Any, Any]:
+        kwargs = {self._cache_arg: cache}
+        if self._keep_arg:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **kwargs
+        )
+        new_cache = getattr(out, "cache", None)
+        if new_cache is None:
+            new_cache = out.past_key_values
+        return out.logits[:, -1, :], new_cache
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> HFState:
+        """Run the (left-padded) prompts through the model once and keep the cache.
+
+        Raises:
+            EmptyPromptError: on an empty prompt when no ``bos_token_id`` was given.
+            VocabMismatchError: on a token id outside the model's vocabulary.
+        """
+        torch = self.torch
+        rows = as_prompts(prompts, self.vocab_size)
+        for i, r in enumerate(rows):
+            if not r:
+                if self.bos_token_id is None:
+                    raise EmptyPromptError(
+                        f"prompt {i} is empty; a causal LM needs at least one token to condition on "
+                        "(pass bos_token_id= to start empty prompts from a BOS token)"
+                    )
+                rows[i] = [self.bos_token_id]
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :] = r
+            mask[i, width - len(r) :] = 1
+        input_ids = torch.from_numpy(ids).to(self.device)
+        attention_mask = torch.from_numpy(mask).to(self.device)
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits, cache = self._forward(input_ids, attention_mask, position_ids, None)
+        lengths = torch.tensor([len(r) for r in rows], device=self.device)
+        return HFState(cache, attention_mask, lengths, logits)
+
+    def next_logprobs(self, state: HFState) -> FloatArray:
+        """Return ``(B, V)`` float64 ``log_softmax`` of the logits."""
+        torch = self.torch
+        with torch.inference_mode():
+            lp = torch.log_softmax(state.logits.to(torch.float64), dim=-1)
+        out: FloatArray = lp.cpu().numpy()
+        return out
+
+    def advance(self, state: HFState, tokens: IntArray) -> HFState:
+        """Feed one token per row through the model, extending the KV cache."""
+        torch = self.torch
+        toks = as_index_array(tokens, self.vocab_size)
+        b = state.attention_mask.shape[0]
+        if toks.shape[0] != b:
+            raise ModelError(f"expected {b} tokens (one per row), got {toks.shape[0]}")
+        input_ids = torch.from_numpy(toks).to(self.device)[:, None]
+        mask = torch.cat([state.attention_mask, state.attention_mask.new_ones((b, 1))], dim=1)
+        with torch.inference_mode():
+            logits, cache = self._forward(input_ids, mask, state.next_position[:, None], _fork_cache(state.cache))
+        return HFState(cache, mask, state.next_position + 1, logits)
+
+    def select(self, state: HFState, indices: IntArray) -> HFState:
+        """Reorder/repeat rows (beam reordering and expansion), cache included."""
+        torch = self.torch
+        idx = torch.from_numpy(as_index_array(indices, state.attention_mask.shape[0])).to(self.device)
+        cache = _fork_cache(state.cache)
+        with torch.inference_mode():
+            if hasattr(cache, "layers"):
+                for layer in cache.layers:
+                    layer.reorder_cache(idx)
+            else:
+                cache.reorder_cache(idx)
+            return HFState(cache, state.attention_mask[idx], state.next_position[idx], state.logits[idx])
+
+
+def load_hf_model(
+    path: str,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    eos_token_id: int | None = None,
+    bos_token_id: int | None = None,
+) -> HFCausalLM:
+    """Load a causal LM (and its tokenizer, when the folder has one) from a local path or hub id.
+
+    Args:
+        path: what ``AutoModelForCausalLM.from_pretrained`` accepts.
+        device: torch device string.
+        dtype: ``"float32"``, ``"bfloat16"``, ... or None for the checkpoint's.
+        eos_token_id, bos_token_id: as in :class:`HFCausalLM`.
+
+    Returns:
+        An :class:`HFCausalLM` in eval mode.
+
+    Raises:
+        ModelError: when torch/transformers are missing or the model cannot be loaded.
+        VocabMismatchError: when the tokenizer does not fit the model.
+
+    Example::
+
+        lm = load_hf_model("./my-tiny-gpt2")
+        generate_text(lm, "Hello", decoder="beam:4", max_new_tokens=20)
+    """
+    torch = _torch()
+    try:
+        import transformers
+    except ImportError:  # pragma: no cover
+        raise ModelError("load_hf_model needs transformers: pip install transformers") from None
+    kwargs: dict[str, Any] = {}
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype)
+    try:
+        model: Any = transformers.AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a causal LM from {path!r}: {exc}") from exc
+    model = model.to(device).eval()
+    tokenizer: Any = None
+    # a local folder without tokenizer files would otherwise get an empty default tokenizer
+    has_files = not os.path.isdir(path) or any(
+        os.path.exists(os.path.join(path, name)) for name in _TOKENIZER_FILES
+    )
+    if has_files:
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError, TypeError):
+            tokenizer = None
+    return HFCausalLM(model, tokenizer, eos_token_id=eos_token_id, bos_token_id=bos_token_id)
