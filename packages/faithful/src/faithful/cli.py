@@ -205,7 +205,7 @@ def render_comparison(data: dict[str, Any]) -> str:
         d = data["decoders"][r["decoder"]]
         row = [r["decoder"]]
         if exact:
-            row += [f"{_fmt(r['tv'])} ({_fmt(r['tv_null_q95'])})", _fmt(d["sequence"]["g_pvalue"], 3)]
+            row += [f"{_fmt(r['tv'])} ({_fmt(r['tv_null_q95'])})", _fmt(d["sequence"]["pvalue"], 3)]
         row += [
             gap,
             f"{_fmt(r['distinct_2'])} ({_fmt(r['model_distinct_2'])})",
@@ -215,7 +215,7 @@ def render_comparison(data: dict[str, Any]) -> str:
         rows.append(row)
     headers = ["decoder"]
     if exact:
-        headers += ["TV (exact-sampling q95)", "G-test p"]
+        headers += ["TV (exact-sampling q95)", "p"]
     headers += [
         "surprisal gap" + ("" if exact else " [95% CI]"),
         "distinct-2 (model)",
@@ -224,9 +224,11 @@ def render_comparison(data: dict[str, Any]) -> str:
     ]
     legend = (
         "TV: total variation between the decoder's outputs and the exact distribution; exact sampling at this "
-        "N stays below the q95 in 95% of runs."
+        "N stays below the q95 in 95% of runs.\np: that the outputs are exact samples (G-tests on all and on the "
+        "likely outputs, surprisal check; Bonferroni); faithful? = p >= 0.01."
         if exact
-        else "surprisal gap: mean -log p(token) minus the model's mean entropy, nats/token; 0 for exact samples."
+        else "surprisal gap: mean -log p(token) minus the model's mean entropy, nats/token; 0 for exact samples;"
+        " faithful? = its test gives p >= 0.01."
     )
     return "\n".join(
         [
@@ -242,10 +244,11 @@ def render_comparison(data: dict[str, Any]) -> str:
 
 
 def render_generation(data: dict[str, Any]) -> str:
-    """Human text of generated continuations."""
-    if len(data["texts"]) == 1:
-        return str(data["texts"][0])
-    return "\n".join(f"[{i}] {t}" for i, t in enumerate(data["texts"]))
+    """Human text of generated continuations (an empty one is said, not printed as a blank line)."""
+    texts = [t if t else "(empty continuation: the model ended the sequence at once)" for t in data["texts"]]
+    if len(texts) == 1:
+        return str(texts[0])
+    return "\n".join(f"[{i}] {t}" for i, t in enumerate(texts))
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -396,6 +399,7 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
         parser.print_help(out)
         return EXIT_OK
     code, data, errors, text = EXIT_OK, None, [], ""
+    failure: BaseException | None = None
     try:
         args = parser.parse_args(args_list)
         command = args.command
@@ -403,21 +407,21 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
             raise UsageError("no command given; expected one of coin, compare, generate (run `faithful --help`)")
         data, text = COMMANDS[command](args)
     except UsageError as exc:
-        code, errors = EXIT_USAGE, [{"type": "usage", "message": str(exc)}]
-    except KeyboardInterrupt:
-        code, errors = EXIT_INTERRUPTED, [{"type": "interrupted", "message": "interrupted"}]
+        failure, code, errors = exc, EXIT_USAGE, [{"type": "usage", "message": str(exc)}]
+    except KeyboardInterrupt as exc:
+        failure, code, errors = exc, EXIT_INTERRUPTED, [{"type": "interrupted", "message": "interrupted"}]
     except FaithfulError as exc:
-        code, errors = EXIT_ERROR, [{"type": type(exc).__name__, "message": str(exc)}]
+        failure, code, errors = exc, EXIT_ERROR, [{"type": type(exc).__name__, "message": str(exc)}]
     except Exception as exc:  # the CLI's last line of defence: one clear line, a traceback on request
-        code = EXIT_ERROR
+        failure, code = exc, EXIT_ERROR
         errors = [
             {
                 "type": type(exc).__name__,
                 "message": f"unexpected error: {exc}; rerun with --traceback and report it if it persists",
             }
         ]
-    if errors and show_tb:
-        traceback.print_exc(file=err)
+    if failure is not None and show_tb:
+        traceback.print_exception(failure, file=err)
     if as_json:
         print(_envelope(command, code, data, errors), file=out)
     elif errors:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
-
 from faithful.models import CallableModel, LanguageModel, NGramModel
 
 TEXT = "ab\nabc\nb\nba\ncab\naa\nbca\nabcab\n"
@@ -29,6 +30,15 @@ def ancestral_samples(model: LanguageModel, n: int, max_length: int, seed: int) 
             break
         state = model.advance(state, tokens)
     return out
+
+
+Ancestral = Callable[[LanguageModel, int, int, int], list[list[int]]]
+
+
+@pytest.fixture(scope="session")
+def ancestral() -> Ancestral:
+    """The independent exact sampler above, as a fixture (tests import nothing from conftest)."""
+    return ancestral_samples
 
 
 @pytest.fixture(scope="session")

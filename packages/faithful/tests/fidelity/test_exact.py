@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-
 from faithful.errors import FaithfulError
 from faithful.fidelity import NotEnumerableError, enumerate_sequences, normalize_output
 from faithful.models import CallableModel, HMMModel, NGramModel

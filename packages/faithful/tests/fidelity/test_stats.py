@@ -6,9 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats as ss
-from scipy.spatial.distance import jensenshannon
-
 from faithful.errors import FaithfulError
 from faithful.fidelity import (
     binomial_pmf,
@@ -26,6 +23,8 @@ from faithful.fidelity import (
     strip_eos,
     total_variation,
 )
+from scipy import stats as ss
+from scipy.spatial.distance import jensenshannon
 
 
 @pytest.mark.parametrize("df", [1, 2, 3, 7.5, 20, 150, 3000])
