@@ -37,7 +37,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def test_coin_default_is_the_essay(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run("coin")
+    code, out, err = run("coin")
     assert code == 0 and err == ""
     assert "H" * 20 in out
     assert "H: 20, T: 0" in out and "6.416e-06" in out

@@ -158,7 +158,12 @@ class SequenceDistribution:
         return dict(self._cache[("ngrams", n)])
 
     def sample(self, n: int, rng: np.random.Generator) -> list[Key]:
-        """Draw ``n`` exact samples from the covered outputs (renormalised): a reference for diversity."""
+        """Draw ``n`` exact samples from the covered outputs (renormalised): a reference for diversity.
+
+        Raises: FaithfulError when nothing was enumerated.
+        """
+        if not self._keys:
+            raise FaithfulError("no outputs were enumerated; lower the pruning threshold")
         p = self.vector()
         idx = rng.choice(len(p), size=n, p=p / p.sum())
         return [self._keys[int(i)] for i in idx]

@@ -156,7 +156,7 @@ def _table_html(c: Comparison) -> str:
     exact = c.mode == "exact"
     head = ["decoder"]
     if exact:
-        head += ["TV", "TV of exact sampling (q95)", "G-test p", "KL(dec||model)"]
+        head += ["TV", "TV of exact sampling (q95)", "p (exact samples?)", "KL(dec||model)"]
     head += ["surprisal gap", "95% CI", "distinct-2", "model distinct-2", "mean length", "model mean length",
              "faithful?"]
     rows = []
@@ -164,7 +164,7 @@ def _table_html(c: Comparison) -> str:
         s = f.surprisal
         cells = [html.escape(label)]
         if exact:
-            cells += [_fmt(f.sequence["tv"]), _fmt(f.sequence["tv_null_q95"]), _fmt(f.sequence["g_pvalue"]),
+            cells += [_fmt(f.sequence["tv"]), _fmt(f.sequence["tv_null_q95"]), _fmt(f.sequence["pvalue"]),
                       _fmt(f.sequence["kl_decoder_model"])]
         cells += [
             _fmt(None if s is None else s.gap),
@@ -213,7 +213,8 @@ def write_report(comparison: Comparison, directory: str | Path) -> Path:
             "The model is small enough to enumerate: each decoder's outputs are compared with the exact "
             "distribution over whole outputs. TV is the total variation distance; exact sampling with the same "
             "number of outputs stays below the listed 95th percentile in 95% of runs, so a decoder far above it "
-            "does not reproduce the model. The G-test p-value tests exactly that."
+            "does not reproduce the model. The p-value tests exactly that (G-tests over all outputs and over the "
+            "likely ones, and the surprisal check, Bonferroni-combined)."
         )
     else:
         how = (

@@ -199,21 +199,26 @@ def surprisal_check(scored: ScoredOutputs, *, confidence: float = 0.95) -> Surpr
 def implied_length_distribution(scored: ScoredOutputs, max_length: int) -> dict[int, float]:
     """The length distribution implied by the model's EOS probabilities, from exact samples.
 
-    Rao-Blackwellised: ``P(L = t) = E[ p(EOS | x_<t) 1{the output reached step t} ]``, so each
-    sample adds its EOS probability at every step it reached, and the mass left at the bound
-    goes to ``max_length``. Unbiased only when ``scored`` holds exact ancestral samples of the
-    model (use a sampler at temperature 1, no truncation); lengths count content tokens (no EOS).
+    Rao-Blackwellised: ``P(L = t) = E[ p(EOS | x_<t) 1{the output reached step t} ]`` for
+    ``t < max_length``, and ``P(L = max_length) = E[ (1 - p(EOS | x_<T-1)) 1{reached step T-1} ]``;
+    the estimates are then normalised to sum to one. Each uses the model's probabilities
+    instead of the one coin flip a sample made, so it is far less noisy than counting lengths.
+    Unbiased (before the normalisation) only when ``scored`` holds exact ancestral samples of the
+    model with at most ``max_length`` tokens; lengths count content tokens (no EOS).
+
+    Raises: FaithfulError without samples or with ``max_length < 1``.
     """
-    n = len(scored.eos_prob)
-    if n == 0:
+    if len(scored.eos_prob) == 0:
         raise FaithfulError("need at least one exact sample to estimate the implied length distribution")
+    if max_length < 1:
+        raise FaithfulError(f"`max_length` must be >= 1, got {max_length}")
     acc = np.zeros(max_length + 1)
     for e in scored.eos_prob:
         steps = min(len(e), max_length)
         acc[:steps] += e[:steps]
-    total_stop = acc / n
-    rest = max(0.0, 1.0 - float(total_stop[:max_length].sum()))
-    out = {t: float(total_stop[t]) for t in range(max_length) if total_stop[t] > 0}
-    if rest > 0:
-        out[max_length] = rest
-    return out
+        if len(e) >= max_length:
+            acc[max_length] += 1.0 - e[max_length - 1]
+    total = float(acc.sum())
+    if total <= 0:
+        raise FaithfulError("the samples carry no length information (all empty); draw samples with tokens")
+    return {t: float(acc[t] / total) for t in range(max_length + 1) if acc[t] > 0}
