@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tamer.engine import Engine
+from tamer.engine.datastore import container_from_datastore
 from tamer.inventory import RawSnapshot
 from tamer.sizes import DiskUsage, file_size, measure_trees
 
@@ -69,10 +70,17 @@ def read_raw_snapshot(engine: Engine, *, sizing: str = "auto",
     data_root = str(info.get("DockerRootDir", ""))
     driver = str(info.get("Driver", ""))
 
+    reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
     listed = engine.containers()
-    inspected = engine.inspect_many("container", [c["Id"] for c in listed])
-    containers = []
-    for cid, data in inspected.items():
+    containers: list[JSON] = []
+    to_inspect = []
+    for entry in listed:
+        fast = container_from_datastore(data_root, driver, entry) if reason is None else None
+        if fast is None:
+            to_inspect.append(entry["Id"])
+        else:
+            containers.append(fast)
+    for cid, data in engine.inspect_many("container", to_inspect).items():
         if data is None:
             warnings.append(f"container {cid[:12]} vanished while being read; skipped")
         else:
@@ -91,7 +99,6 @@ def read_raw_snapshot(engine: Engine, *, sizing: str = "auto",
     volumes = engine.volumes()
 
     local: JSON | None = None
-    reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
     if reason is None:
         local = _measure_locally(data_root, driver, containers, images, volumes, warnings, progress)
     elif sizing == "local":
@@ -230,7 +237,13 @@ def _log_files(container: JSON, data_root: str) -> list[str]:
     path = container.get("LogPath")
     if not path:
         return []
-    return sorted(p for p in glob.glob(glob.escape(path) + "*") if os.path.isfile(p))
+    folder, base = os.path.split(path)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    # json-file rotates to NAME.1, NAME.2 (and .gz when compressed)
+    return sorted(os.path.join(folder, n) for n in names if n.startswith(base))
 
 
 def _is_inside(path: str, root: str) -> bool:

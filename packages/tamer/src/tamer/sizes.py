@@ -134,14 +134,11 @@ def measure_trees(roots: Mapping[K, str], *, skip: Iterable[str] = (), stay_on_d
             result[key] = None
             continue
         dev = st.st_dev if stay_on_device else None
+        # two levels: the data-root's overlay2/ alone would otherwise be one giant task
         tasks.append((key, (root, False, skip_set, dev)))
-        try:
-            with os.scandir(root) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False) and entry.path not in skip_set:
-                        tasks.append((key, (entry.path, True, skip_set, dev)))
-        except OSError:
-            pass
+        for child in _subdirs(root, skip_set, dev):
+            tasks.append((key, (child, False, skip_set, dev)))
+            tasks.extend((key, (grandchild, True, skip_set, dev)) for grandchild in _subdirs(child, skip_set, dev))
     n_workers = workers or os.cpu_count() or 1
     parts: list[_Partial]
     if n_workers <= 1 or len(tasks) < MIN_TASKS_FOR_POOL:
@@ -167,7 +164,7 @@ def measure_trees(roots: Mapping[K, str], *, skip: Iterable[str] = (), stay_on_d
         acc.vanished += part.vanished
         assert acc.links is not None and part.links is not None
         acc.links.update(part.links)
-        if not args[1]:
+        if args[0] == roots[key]:
             # the root directory's own blocks, as du counts them
             with contextlib.suppress(OSError):
                 acc.allocated += os.stat(args[0]).st_blocks * 512
@@ -180,6 +177,20 @@ def measure_trees(roots: Mapping[K, str], *, skip: Iterable[str] = (), stay_on_d
             vanished=acc.vanished,
         )
     return result
+
+
+def _subdirs(path: str, skip: frozenset[str], dev: int | None) -> list[str]:
+    out = []
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False) and entry.path not in skip:
+                    if dev is not None and entry.stat(follow_symlinks=False).st_dev != dev:
+                        continue
+                    out.append(entry.path)
+    except OSError:
+        pass
+    return out
 
 
 def measure_tree(root: str, **kwargs: object) -> DiskUsage | None:

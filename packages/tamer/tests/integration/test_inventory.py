@@ -236,3 +236,35 @@ def test_ls_every_kind_human_and_sorted(eng: Any, kind: str) -> None:
     for sort in ("size", "age", "name"):
         proc = eng.tamer("ls", kind, "--sort", sort)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_fast_local_container_records_match_the_api(eng: Any) -> None:
+    """The datastore path must say exactly what `docker inspect` says, for every field we use."""
+    from tamer.engine.datastore import container_from_datastore
+
+    eng.docker("run", "--name", "fast-a", "--restart", "no", "--log-opt", "max-size=2m", "-v", "fastvol:/v",
+               "--label", "team=x", BUSYBOX, "sh", "-c", "exit 4", check=False)
+    eng.docker("run", "-d", "--name", "fast-b", "--restart", "unless-stopped", MONGO)
+    eng.docker("create", "--rm", "--name", "fast-c", BUSYBOX, "true")
+    engine = connect(eng.host)
+    driver = engine.info()["Driver"]
+    listed = engine.containers()
+    assert len(listed) >= 3
+    for entry in listed:
+        fast = container_from_datastore(str(eng.data_root), driver, entry)
+        api = engine.inspect_container(entry["Id"])
+        assert fast is not None, entry["Names"]
+        assert fast["Name"] == api["Name"]
+        assert fast["Image"] == api["Image"]
+        for key in ("Status", "ExitCode"):
+            assert fast["State"][key] == api["State"][key], (entry["Names"], key)
+        for key in ("StartedAt", "FinishedAt"):
+            assert fast["State"][key] == api["State"][key], (entry["Names"], key)
+        for key in ("RestartPolicy", "AutoRemove", "LogConfig"):
+            assert fast["HostConfig"][key] == api["HostConfig"][key], (entry["Names"], key)
+        assert fast["LogPath"] == api["LogPath"]
+        assert fast["Config"]["Labels"] == (api["Config"]["Labels"] or {})
+        assert fast["Config"]["Image"] == api["Config"]["Image"]
+        assert fast["GraphDriver"]["Data"].get("UpperDir") == api["GraphDriver"]["Data"].get("UpperDir")
+        assert sorted((m.get("Name"), m["Destination"]) for m in fast["Mounts"]) == \
+            sorted((m.get("Name"), m["Destination"]) for m in api["Mounts"])
