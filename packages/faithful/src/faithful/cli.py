@@ -153,6 +153,11 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _fmt_p(p: Any) -> str:
+    # a p-value that underflowed is "smaller than anything we can compute", not zero
+    return "<1e-300" if isinstance(p, float) and p == 0.0 else _fmt(p)
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
@@ -183,7 +188,7 @@ def render_coin(data: dict[str, Any]) -> str:
     verdict = (
         "not what the model's distribution produces" if data["p_value"] < 0.01 else "consistent with the model"
     )
-    lines.append(f"  exact two-sided test: p = {_fmt(data['p_value'], 4)}  -> {verdict}")
+    lines.append(f"  exact two-sided test: p = {_fmt_p(data['p_value'])}  -> {verdict}")
     if data.get("decoder_q") is not None:
         q = ", ".join(f"{x:.3g}" for x in data["decoder_q"])
         lines.append(f"  the decoder drew every toss from q = [{q}]; the model says [{p}]")
@@ -205,7 +210,7 @@ def render_comparison(data: dict[str, Any]) -> str:
         d = data["decoders"][r["decoder"]]
         row = [r["decoder"]]
         if exact:
-            row += [f"{_fmt(r['tv'])} ({_fmt(r['tv_null_q95'])})", _fmt(d["sequence"]["pvalue"], 3)]
+            row += [f"{_fmt(r['tv'])} ({_fmt(r['tv_null_q95'])})", _fmt_p(d["sequence"]["pvalue"])]
         row += [
             gap,
             f"{_fmt(r['distinct_2'])} ({_fmt(r['model_distinct_2'])})",

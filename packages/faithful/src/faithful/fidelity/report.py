@@ -104,7 +104,7 @@ def _fidelity_chart(plt: Any, c: Comparison, path: Path) -> None:
         ax_fit.plot(xs, q95, color=_MODEL_COLOR, ls="--", marker="_", ms=20, label="exact sampling, 95th pct")
         ax_fit.set_ylabel("total variation to the model", fontsize=8)
         ax_fit.set_title("Distance to the model's sequence distribution (lower is better)", fontsize=10)
-        ax_fit.legend(fontsize=7, frameon=False)
+        ax_fit.legend(fontsize=7, loc="lower left", framealpha=0.9)
     else:
         gaps, lo, hi = [], [], []
         for k in labels:

@@ -21,6 +21,7 @@ gives a sampling decoder its sampler (``mbr:8@top-p:0.95``).
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,7 +142,13 @@ def load_model(spec: str) -> LanguageModel:
                 f"loading a Hugging Face model needs torch and transformers ({exc}); "
                 "install them with `pip install 'faithful[torch]' transformers`"
             ) from None
-        model: LanguageModel = hf.load_hf_model(hf_dir)
+        # an empty prompt starts from the checkpoint's BOS token (GPT-2 style models have one)
+        try:
+            config = json.loads((Path(hf_dir) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelSpecError(f"cannot read {hf_dir}/config.json: {exc}") from None
+        bos = config.get("bos_token_id")
+        model: LanguageModel = hf.load_hf_model(hf_dir, bos_token_id=bos if isinstance(bos, int) else None)
         return model
     raise ModelSpecError(
         f"unknown model spec {spec!r}; expected pydoc[:N], pydoc-words[:N], ngram:PATH_TO_TEXT[:N[:char|word]], "
