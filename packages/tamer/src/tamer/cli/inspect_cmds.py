@@ -9,7 +9,7 @@ from tamer.accounting import disk_report
 from tamer.cli.app import Outcome
 from tamer.cli.progress import Progress
 from tamer.collect import SIZING_CHOICES, read_raw_snapshot
-from tamer.engine import connect
+from tamer.engine import Engine, connect
 from tamer.inventory import Inventory, build_inventory
 from tamer.listing import FILTER_KEYS, KINDS, SORT_KEYS, select
 from tamer.report.views import df_json, ls_json, render_df, render_ls
@@ -34,10 +34,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ls.set_defaults(handler=run_ls)
 
 
-def read_inventory(args: argparse.Namespace) -> Inventory:
+def read_inventory(args: argparse.Namespace, engine: Engine | None = None) -> Inventory:
     progress = Progress("sizing", enabled=not (args.json or args.quiet))
     try:
-        raw = read_raw_snapshot(connect(args.host), sizing=args.sizing, progress=progress)
+        raw = read_raw_snapshot(engine or connect(args.host), sizing=args.sizing, progress=progress)
     finally:
         progress.close()
     return build_inventory(raw)

@@ -1,0 +1,218 @@
+"""`tamer plan`, `tamer clean`, `tamer policy`, `tamer watch`: cleanup by policy."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tamer.apply import apply_plan
+from tamer.cli.app import Outcome
+from tamer.cli.inspect_cmds import read_inventory
+from tamer.cli.progress import Progress
+from tamer.engine import Engine, connect
+from tamer.errors import UsageError
+from tamer.history import History, uses_from_event
+from tamer.journal import Journal
+from tamer.plan import Plan, make_plan
+from tamer.policy import DEFAULT_POLICY, Policy, read_policy_file
+from tamer.report.plan_view import render_apply, render_plan, render_run
+from tamer.report.units import parse_duration
+from tamer.state import state_dir
+
+DEFAULT_POLICY_TOML = """\
+# tamer's built-in default policy: what `docker system prune` removes (stopped
+# containers, dangling images), plus anonymous volumes orphaned for a week.
+# Named volumes and tagged images are never removed by default.
+version = 1
+
+[protect]
+labels = ["keep"]
+
+[containers]
+states = ["exited", "dead", "created"]
+older_than = "0s"
+
+[images]
+dangling = true
+
+[volumes]
+orphaned_anonymous_older_than = "7d"
+"""
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    pol = argparse.ArgumentParser(add_help=False)
+    pol.add_argument("--policy", metavar="FILE", help="TOML policy (default: the safe built-in one)")
+    pol.add_argument("--sizing", choices=("auto", "local", "engine"), default="auto", help=argparse.SUPPRESS)
+    pol.add_argument("-v", "--verbose", action="store_true", help="list everything that stays, too")
+
+    plan = sub.add_parser("plan", parents=[common, pol], help="preview what a clean would remove, and why")
+    plan.add_argument("-o", "--output", metavar="FILE", help="also save the plan, for `clean --plan FILE`")
+    plan.set_defaults(handler=run_plan)
+
+    clean = sub.add_parser("clean", parents=[common, pol], help="remove what the policy allows (preview by default)")
+    clean.add_argument("--apply", action="store_true", help="do it (without a terminal, also --yes)")
+    clean.add_argument("--yes", "-y", action="store_true", help="don't ask for confirmation")
+    clean.add_argument("--plan", dest="plan_file", metavar="FILE", help="execute a plan saved by `tamer plan -o`")
+    clean.add_argument("--abandon", action="store_true", help="forget an interrupted clean instead of finishing it")
+    clean.add_argument("--journal", action="store_true", help="show the journal of recent cleans")
+    clean.set_defaults(handler=run_clean)
+
+    policy = sub.add_parser("policy", parents=[common], help="check or show a cleanup policy")
+    psub = policy.add_subparsers(dest="policy_command", metavar="ACTION")
+    check = psub.add_parser("check", parents=[common], help="validate a policy file (line-precise errors)")
+    check.add_argument("file")
+    check.set_defaults(handler=run_policy_check)
+    show = psub.add_parser("show", parents=[common], help="print the built-in default policy")
+    show.set_defaults(handler=lambda a: Outcome({"policy": DEFAULT_POLICY_TOML}, DEFAULT_POLICY_TOML.rstrip()))
+    policy.set_defaults(handler=lambda a: (_ for _ in ()).throw(
+        UsageError("tamer policy needs an action: check FILE or show")))
+
+    watch = sub.add_parser("watch", parents=[common], help="record when images and volumes are used (for LRU)")
+    watch.add_argument("--once", action="store_true", help="catch up on past events, then exit")
+    watch.add_argument("--since", default=None, help="start this long ago (e.g. 24h) instead of where it left off")
+    watch.set_defaults(handler=run_watch)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    return read_policy_file(args.policy) if args.policy else DEFAULT_POLICY
+
+
+def backup_available() -> bool:
+    try:
+        from tamer.volumes import backup  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def backup_before_removal(engine: Engine, name: str) -> Path:
+    """Back up a named volume into the state directory and verify it; the path, or a TamerError."""
+    from tamer.volumes.backup import backup_volume, verify_backup
+
+    folder = state_dir() / "backups"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out = folder / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.tar.zst"
+    result = backup_volume(engine, name, out)
+    verify_backup(result.path)
+    return Path(result.path)
+
+
+def build_plan(args: argparse.Namespace, engine: Engine, policy: Policy) -> Plan:
+    inv = read_inventory(args, engine)
+    history = History(inv.host).last_used()
+    return make_plan(inv, policy, history=history or None, backup_available=backup_available())
+
+
+def run_plan(args: argparse.Namespace) -> Outcome:
+    policy = _policy(args)  # a bad policy fails before the engine is asked anything
+    plan = build_plan(args, connect(args.host), policy)
+    if args.output:
+        Path(args.output).write_text(json.dumps(plan.to_json(), indent=1))
+    text = render_plan(plan, verbose=args.verbose)
+    if args.output:
+        text += f"\nsaved to {args.output}; `tamer clean --plan {args.output} --apply` executes exactly this plan"
+    return Outcome(plan.to_json(), text)
+
+
+def run_clean(args: argparse.Namespace) -> Outcome:
+    journal = Journal()
+    if args.journal:
+        runs = journal.recent()
+        return Outcome({"runs": runs}, "\n".join(render_run(journal.get(r["id"])) for r in runs) or "no cleans yet")
+    if args.apply and not args.yes and not sys.stdin.isatty():
+        raise UsageError("--apply without a terminal also needs --yes (nothing was removed)")
+    policy = _policy(args)
+    engine = connect(args.host)
+    unfinished = journal.unfinished(engine.where)
+    if unfinished is not None:
+        text = ("An earlier clean did not finish (killed, or the engine went away):\n" + render_run(unfinished))
+        if args.abandon:
+            journal.abandon(unfinished.id)
+            return Outcome({"abandoned": unfinished.id}, text + "\nabandoned: its pending steps will not run.")
+        if not args.apply:
+            return Outcome({"unfinished": unfinished.id, "plan": unfinished.plan.to_json()},
+                           text + "\n`tamer clean --apply` finishes it (re-checking each object); "
+                           "`tamer clean --abandon` forgets it.")
+        progress = Progress("cleaning", enabled=not (args.json or args.quiet))
+        try:
+            result = apply_plan(engine, unfinished.plan, journal, resume_run=unfinished.id,
+                                backup=backup_before_removal, progress=progress)
+        finally:
+            progress.close()
+        return Outcome(_result_json(result), text + "\n\n" + render_apply(result), result.exit_code)
+    if args.abandon:
+        return Outcome({"abandoned": None}, "no unfinished clean to abandon")
+
+    if args.plan_file:
+        try:
+            plan = Plan.from_json(json.loads(Path(args.plan_file).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"can't use the plan file {args.plan_file}: {exc}; save one with "
+                             "`tamer plan -o FILE`") from None
+        if plan.host != engine.where:
+            raise UsageError(f"the plan was made for {plan.host}, not {engine.where}; nothing was removed")
+    else:
+        plan = build_plan(args, engine, policy)
+    preview = render_plan(plan, verbose=args.verbose)
+    if not args.apply:
+        return Outcome(plan.to_json(), preview + "\n\nThis was a preview: nothing was removed. "
+                       "`tamer clean --apply` does it.")
+    if not plan.actions:
+        return Outcome({"plan": plan.to_json(), "result": None}, preview)
+    if not args.yes:
+        print(preview)
+        answer = input(f"\nRemove these {len(plan.actions)} object(s)? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            return Outcome({"plan": plan.to_json(), "result": None}, "nothing was removed")
+        preview = ""
+    progress = Progress("cleaning", enabled=not (args.json or args.quiet))
+    try:
+        result = apply_plan(engine, plan, journal, backup=backup_before_removal, progress=progress)
+    finally:
+        progress.close()
+    data = {"plan": plan.to_json(), **_result_json(result)}
+    return Outcome(data, (preview + "\n\n" if preview else "") + render_apply(result), result.exit_code)
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    return {"run_id": result.run_id, "plan_id": result.plan_id, "resumed": result.resumed,
+            "reclaimed": result.reclaimed, "steps": [dataclasses.asdict(s) for s in result.steps]}
+
+
+def run_policy_check(args: argparse.Namespace) -> Outcome:
+    policy = read_policy_file(args.file)
+    summary = {k: str(v) if v is not None else None for k, v in dataclasses.asdict(policy).items()}
+    return Outcome({"valid": True, "policy": summary}, f"{args.file}: valid")
+
+
+def run_watch(args: argparse.Namespace) -> Outcome:
+    engine = connect(args.host)
+    history = History(engine.where)
+    now = time.time()
+    if args.since:
+        since = now - parse_duration(args.since).total_seconds()
+    else:
+        since = history.cursor() or now - 86400
+    until = now if args.once else None
+    recorded = 0
+    last = since
+    if not args.once and not args.json:
+        print(f"watching {engine.where} for container, volume and image use (Ctrl-C stops)", file=sys.stderr)
+    try:
+        for event in engine.events(since=since, until=until):
+            uses = uses_from_event(event)
+            at = float(event.get("timeNano", 0)) / 1e9 or float(event.get("time", 0))
+            last = max(last, at)
+            recorded += history.record(uses, cursor=last)
+    except KeyboardInterrupt:
+        pass
+    if args.once:
+        history.record([], cursor=until)
+    return Outcome({"recorded": recorded, "cursor": last},
+                   f"recorded {recorded} uses from the engine's events into {history.path}")

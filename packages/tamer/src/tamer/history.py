@@ -1,0 +1,106 @@
+"""Last-used times over time, in SQLite, fed by `tamer watch` from the engine's events.
+
+Docker keeps no "last used" for images or volumes; budget eviction needs one to
+be true LRU. `tamer watch` follows container create/start/die, volume
+mount/unmount and image pull/tag events and records, per object, the latest
+time it was used. Without a history, planning falls back to container
+timestamps and image creation times, and says so.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tamer.state import state_dir
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS last_used (
+    host TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (host, kind, id));
+CREATE TABLE IF NOT EXISTS cursor (host TEXT PRIMARY KEY, at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Use:
+    """One use of an object, derived from one engine event."""
+
+    kind: str  # image, volume, container
+    id: str
+    at: float  # unix seconds
+
+
+def uses_from_event(event: dict[str, Any]) -> list[Use]:
+    """Which objects an engine event says were used, and when. Pure.
+
+    Container events name their image (Actor.Attributes.image, as the user
+    wrote it) and carry the image id in `from`; volume mount events name the
+    volume (Actor.ID).
+    """
+    kind = event.get("Type")
+    action = str(event.get("Action") or event.get("status") or "")
+    at = float(event.get("timeNano", 0)) / 1e9 or float(event.get("time", 0))
+    actor = event.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    uses: list[Use] = []
+    if kind == "container" and action in ("create", "start", "die", "restart", "exec_start", "attach"):
+        image = attrs.get("image") or event.get("from")
+        if image:
+            uses.append(Use("image", str(image), at))
+        if actor.get("ID"):
+            uses.append(Use("container", str(actor["ID"]), at))
+    elif kind == "volume" and action in ("mount", "unmount", "create"):
+        if actor.get("ID"):
+            uses.append(Use("volume", str(actor["ID"]), at))
+    elif kind == "image" and action in ("pull", "tag", "import", "load", "push"):
+        if actor.get("ID"):
+            uses.append(Use("image", str(actor["ID"]), at))
+        name = attrs.get("name")
+        if name:
+            uses.append(Use("image", str(name), at))
+    return uses
+
+
+class History:
+    """The SQLite store of last-used times for one engine (`host`)."""
+
+    def __init__(self, host: str, path: Path | None = None) -> None:
+        self.host = host
+        self.path = path or state_dir() / "history.sqlite"
+        with closing(self._connect()) as db, db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def record(self, uses: Iterable[Use], cursor: float | None = None) -> int:
+        rows = [(self.host, u.kind, u.id, u.at) for u in uses]
+        with closing(self._connect()) as db, db:
+            db.executemany(
+                "INSERT INTO last_used (host, kind, id, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (host, kind, id) DO UPDATE SET at = max(at, excluded.at)", rows)
+            if cursor is not None:
+                db.execute("INSERT INTO cursor (host, at) VALUES (?, ?) "
+                           "ON CONFLICT (host) DO UPDATE SET at = max(at, excluded.at)", (self.host, cursor))
+        return len(rows)
+
+    def cursor(self) -> float | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT at FROM cursor WHERE host = ?", (self.host,)).fetchone()
+        return float(row[0]) if row else None
+
+    def last_used(self) -> dict[tuple[str, str], datetime]:
+        """(kind, id or image name) -> last use, for planning."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT kind, id, at FROM last_used WHERE host = ?", (self.host,)).fetchall()
+        return {(k, i): datetime.fromtimestamp(at, tz=UTC) for k, i, at in rows}
+
+    def __iter__(self) -> Iterator[tuple[str, str, float]]:
+        with closing(self._connect()) as db:
+            yield from db.execute("SELECT kind, id, at FROM last_used WHERE host = ? ORDER BY at", (self.host,))
