@@ -7,6 +7,7 @@ caller only ever sees TamerError subclasses. Works with API 1.41 (Debian's
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -150,7 +151,81 @@ class Engine:
             return str(self._api.inspect_image(f"{repository}:{tag}")["Id"]) if out is not None else ""
         return self._call(f"import image {repository}:{tag}", run)
 
+    # -- removals (used by apply.py only) ------------------------------------
+    def remove_image(self, ref: str) -> None:
+        """Remove an image reference (a tag, or an id when untagged); never forced."""
+        self._call(f"remove image {ref}", lambda: self._api.remove_image(ref, force=False, noprune=False))
+
+    def remove_build_cache(self, cache_id: str) -> int:
+        """Remove one build cache record; returns the bytes the engine says it reclaimed."""
+        def run() -> int:
+            params = {"filters": json.dumps({"id": [cache_id]})}
+            out = self._api._result(self._api._post(self._api._url("/build/prune"), params=params), True)
+            return int((out or {}).get("SpaceReclaimed") or 0)
+        return self._call(f"remove build cache {cache_id}", run)
+
+    def containers_using(self, *, volume: str | None = None, image: str | None = None) -> list[JSON]:
+        """Containers (any state) that use a volume or descend from an image, asked of the engine now."""
+        filters: dict[str, str] = {}
+        if volume:
+            filters["volume"] = volume
+        if image:
+            filters["ancestor"] = image
+        return self._call("list containers", lambda: self._api.containers(all=True, filters=filters))
+
     @property
     def api(self) -> docker.APIClient:
         """The underlying docker-py client, for the mutating modules of tamer.engine only."""
         return self._api
+
+    # -- containers and volumes (mutating) -------------------------------------
+    # Used by tamer.volumes (place, move, adopt, run). Each returns plain JSON
+    # and raises TamerError subclasses only.
+    def create_volume(self, name: str, *, driver: str = "local", driver_opts: dict[str, str] | None = None,
+                      labels: dict[str, str] | None = None) -> JSON:
+        return self._call(f"create volume {name}", lambda: self._api.create_volume(
+            name=name, driver=driver, driver_opts=driver_opts or None, labels=labels or None))
+
+    def remove_volume(self, name: str, *, force: bool = False) -> None:
+        self._call(f"remove volume {name}", lambda: self._api.remove_volume(name, force=force))
+
+    def containers_using_volume(self, name: str) -> list[JSON]:
+        """Containers (any state) that mount volume `name`, as list entries."""
+        return self._call(f"list containers using volume {name}", lambda: self._api.containers(
+            all=True, filters={"volume": name}))
+
+    def create_container_raw(self, body: JSON, *, name: str | None = None) -> str:
+        """POST /containers/create with a full body (Config fields + HostConfig + NetworkingConfig).
+
+        Used to re-create a container with exactly the configuration read from
+        its inspect JSON. Returns the new container's id.
+        """
+        def run() -> str:
+            out = self._api.create_container_from_config(body, name=name)
+            return str(out["Id"])
+        return self._call(f"create container {name or ''}".strip(), run)
+
+    def start_container(self, container: str) -> None:
+        self._call(f"start container {container}", lambda: self._api.start(container))
+
+    def stop_container(self, container: str, *, timeout: int = 10) -> None:
+        self._call(f"stop container {container}", lambda: self._api.stop(container, timeout=timeout))
+
+    def remove_container(self, container: str, *, force: bool = False) -> None:
+        """Remove a container; its volumes (anonymous ones too) are always kept."""
+        self._call(f"remove container {container}", lambda: self._api.remove_container(
+            container, v=False, force=force))
+
+    def rename_container(self, container: str, new_name: str) -> None:
+        self._call(f"rename container {container}", lambda: self._api.rename(container, new_name))
+
+    def pause_container(self, container: str) -> None:
+        self._call(f"pause container {container}", lambda: self._api.pause(container))
+
+    def unpause_container(self, container: str) -> None:
+        self._call(f"unpause container {container}", lambda: self._api.unpause(container))
+
+    def connect_network(self, container: str, network: str, endpoint: JSON) -> None:
+        self._call(f"connect container {container} to network {network}", lambda: self._api._raise_for_status(
+            self._api._post_json(self._api._url("/networks/{0}/connect", network),
+                                 data={"Container": container, "EndpointConfig": endpoint})))
