@@ -391,7 +391,12 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
     """Run the ``faithful`` command line; returns the exit code.
 
     Parameters: ``argv`` (default ``sys.argv[1:]``), ``stdout``/``stderr`` streams (default the
-    process's). Never raises except SystemExit from ``--help``/``--version``.
+    process's). Never raises: every failure becomes an exit code and a message (or envelope).
+
+    Example::
+
+        >>> main(["coin", "--n", "3", "--json"])  # doctest: +SKIP
+        0
     """
     args_list = sys.argv[1:] if argv is None else list(argv)
     out = stdout or sys.stdout
@@ -406,7 +411,10 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
     code, data, errors, text = EXIT_OK, None, [], ""
     failure: BaseException | None = None
     try:
-        args = parser.parse_args(args_list)
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # --help and --version print and stop; usage errors raise UsageError
+            return int(exc.code or 0)
         command = args.command
         if command is None:
             raise UsageError("no command given; expected one of coin, compare, generate (run `faithful --help`)")

@@ -1,10 +1,11 @@
 """The harness finds decoders that are 1% off and leaves exact sampling alone.
 
 Stated power (checked here): on the bigram model of ``conftest.TEXT`` with outputs of at most 6
-tokens, N = 50,000 outputs detect (p < 0.01) in every one of 10 seeds
+tokens, N = 50,000 outputs detect (p < 0.01), in every seed tried,
   * a decoder whose output distribution moves 1% of mass between the two likeliest outputs
-    (TV = 0.01 exactly), through the G-test on the likely outputs;
-  * ancestral sampling at temperature 0.98 (TV = 0.0093 from the model), through the surprisal check.
+    (TV = 0.01 exactly), through the G-test on the likely outputs (10 seeds);
+  * ancestral sampling at temperature 0.98 (TV = 0.0093 from the model), through the surprisal
+    check (4 seeds).
 False alarms: exact samples are flagged at about the nominal 1% rate (here <= 3% of 300 runs).
 """
 

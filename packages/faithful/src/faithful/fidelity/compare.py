@@ -251,7 +251,6 @@ def compare_exact(
         Example::
 
             >>> import numpy as np
-    from numpy.typing import NDArray
             >>> from faithful.models import CallableModel
             >>> from faithful.fidelity import enumerate_sequences
             >>> coin = CallableModel(lambda p: np.log([[0.55, 0.45]] * len(p)), vocab_size=2)
