@@ -33,3 +33,30 @@ class EngineError(TamerError):
 
 class ObjectNotFound(TamerError):
     """An image, container or volume named by the user (or vanished meanwhile) does not exist."""
+
+
+# -- volumes: place, move, back up, restore, adopt, run (tamer.volumes) ----------
+class PlacementRefused(UsageError):
+    """A volume location (--at/--to PATH) that tamer will not use: relative, `/`, inside the data-root, a file."""
+
+
+class VolumeInUse(TamerError):
+    """The volume has containers using it and the user did not consent to stopping them (--stop-users)."""
+
+
+class NotEnoughSpace(TamerError):
+    """The destination cannot hold the data (checked before copying, or found full while copying)."""
+
+
+class BackupCorrupt(TamerError):
+    """A backup archive failed verification: a checksum mismatch, damage, truncation; names the bad file."""
+
+
+class RestoreRefused(TamerError):
+    """A restore that would be unsafe: an entry escaping the volume, a non-empty target volume."""
+
+
+class VolumeOperationFailed(TamerError):
+    """A move or adopt failed part-way; the message says what was rolled back and what is left."""
+
+    exit_code = 3

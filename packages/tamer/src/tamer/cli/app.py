@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tamer.cli import clean_cmds, inspect_cmds
+    from tamer.cli import clean_cmds, inspect_cmds, volume_cmds
 
     common = _Parser(add_help=False)
     common.add_argument("--host", "-H", help="engine address (default: $DOCKER_HOST, else the local socket)")
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     inspect_cmds.register(sub, common)
     clean_cmds.register(sub, common)
+    volume_cmds.register(sub, common)
     return parser
 
 

@@ -1,0 +1,135 @@
+"""`tamer volume ...`, `tamer adopt` and `tamer run`: volumes where you want them.
+
+Parses arguments, calls tamer.volumes, renders the result; nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tamer.cli.app import Outcome
+from tamer.engine import connect
+from tamer.errors import UsageError
+from tamer.report.units import human_bytes
+from tamer.volumes import backup as bk
+from tamer.volumes import place
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    vol = sub.add_parser("volume", parents=[common], help="place, move, back up and restore named volumes")
+    vsub = vol.add_subparsers(dest="volume_command", metavar="ACTION", parser_class=type(vol))
+    vol.set_defaults(handler=lambda a: _help(vol))
+
+    create = vsub.add_parser("create", parents=[common], help="a named volume whose data lives at PATH")
+    create.add_argument("name")
+    create.add_argument("--at", metavar="PATH", help="absolute folder for the data, on any drive (made if missing)")
+    create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    create.set_defaults(handler=run_create)
+
+    ls = vsub.add_parser("ls", parents=[common], help="volumes and where their data lives (default, bind, symlink)")
+    ls.set_defaults(handler=run_ls)
+
+    backup = vsub.add_parser("backup", parents=[common], help="tar + zstd with a checksum manifest, mode 0600")
+    backup.add_argument("name")
+    backup.add_argument("-o", "--output", required=True, metavar="FILE")
+    backup.add_argument("--pause-users", action="store_true",
+                        help="pause the running containers using it while reading (a consistent copy)")
+    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    backup.set_defaults(handler=run_backup)
+
+    verify = vsub.add_parser("verify", parents=[common], help="re-read a backup and check every checksum")
+    verify.add_argument("file")
+    verify.set_defaults(handler=run_verify)
+
+    restore = vsub.add_parser("restore", parents=[common], help="restore a backup into a new or empty volume")
+    restore.add_argument("file")
+    restore.add_argument("name")
+    restore.add_argument("--at", metavar="PATH", help="place the new volume's data at PATH")
+    restore.set_defaults(handler=run_restore)
+
+
+def _help(parser: argparse.ArgumentParser) -> Outcome:
+    return Outcome(None, parser.format_help())
+
+
+def needs_consent(args: argparse.Namespace) -> bool:
+    """True when the command should act (--apply); raises UsageError for --apply without a terminal or --yes."""
+    if not getattr(args, "apply", False):
+        return False
+    if not getattr(args, "yes", False) and not sys.stdin.isatty():
+        raise UsageError("--apply without a terminal also needs --yes; expected both, so a script never changes "
+                         "things by accident; add --yes")
+    return True
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            raise UsageError(f"label {p!r} is not KEY=VALUE; expected e.g. --label team=data")
+        out[key] = value
+    return out
+
+
+def run_create(args: argparse.Namespace) -> Outcome:
+    labels = _labels(args.label)
+    engine = connect(args.host)
+    plan = place.plan_create(engine, args.name, args.at, labels)
+    vol = place.apply_create(engine, plan)
+    vp = place.volume_place(vol)
+    lines = [f"created volume {plan.name}, data {place.describe_place(vp)}"]
+    if plan.at is not None:
+        lines.append(f"free on that drive: {human_bytes(plan.at.free_bytes)} of {human_bytes(plan.at.total_bytes)}")
+    lines += [f"note: {n}" for n in plan.notes]
+    lines.append(f"use it: docker run -v {plan.name}:/path/in/container ...")
+    return Outcome({"volume": plan.name, "placement": vp.placement, "data_path": vp.data_path,
+                    "free_bytes": plan.at.free_bytes if plan.at else None, "notes": list(plan.notes)},
+                   "\n".join(lines))
+
+
+def run_ls(args: argparse.Namespace) -> Outcome:
+    engine = connect(args.host)
+    places = sorted((place.volume_place(v) for v in engine.volumes()), key=lambda p: p.name)
+    rows = [f"{'NAME':<30} {'PLACEMENT':<9} DATA"]
+    rows += [f"{p.name:<30} {p.placement:<9} {p.data_path or '-'}" for p in places]
+    symlinked = [p.name for p in places if p.placement == "symlink"]
+    if symlinked:
+        rows.append(f"\n{len(symlinked)} volume(s) placed with a symlink in the engine's volumes folder (the "
+                    "essay's trick): `tamer volume move NAME --to PATH` turns each into a bind placement")
+    return Outcome({"volumes": [p.__dict__ for p in places]}, "\n".join(rows))
+
+
+def run_backup(args: argparse.Namespace) -> Outcome:
+    engine = connect(args.host)
+    r = bk.backup_volume(engine, args.name, Path(args.output), pause_users=args.pause_users, overwrite=args.force)
+    text = [f"backed up volume {r.volume}: {r.files} files, {human_bytes(r.bytes)} -> {r.path} "
+            f"({human_bytes(r.archive_bytes)}, mode 0600)", f"sha256 {r.sha256}"]
+    if r.paused:
+        text.append(f"paused and resumed {len(r.paused)} container(s) while reading")
+    text += [f"warning: {w}" for w in r.warnings]
+    return Outcome(_result_json(r), "\n".join(text))
+
+
+def _result_json(r: bk.BackupResult) -> dict[str, Any]:
+    return {"path": str(r.path), "volume": r.volume, "files": r.files, "entries": r.entries, "bytes": r.bytes,
+            "sha256": r.sha256, "archive_bytes": r.archive_bytes, "paused": list(r.paused),
+            "warnings": list(r.warnings)}
+
+
+def run_verify(args: argparse.Namespace) -> Outcome:
+    r = bk.verify_backup(Path(args.file))
+    return Outcome(_result_json(r), f"ok: {r.path} holds volume {r.volume}: {r.files} files, "
+                   f"{human_bytes(r.bytes)}, every checksum matches (archive sha256 {r.sha256})")
+
+
+def run_restore(args: argparse.Namespace) -> Outcome:
+    engine = connect(args.host)
+    plan = bk.plan_restore(engine, Path(args.file), args.name, at=args.at)
+    r = bk.apply_restore(engine, plan)
+    how = "new" if r.created else "empty"
+    return Outcome(r.__dict__, f"restored {r.files} files ({human_bytes(r.bytes)}) into {how} volume {r.volume} "
+                   f"at {r.data_path}; every checksum verified")

@@ -1,0 +1,217 @@
+"""Where a volume's data lives, where it may live, and `tamer volume create NAME --at PATH`.
+
+The essay puts volumes on a bigger disk by planting a symlink inside
+/var/lib/docker/volumes. The robust form is the local driver's bind options
+(type=none, o=bind, device=PATH): the engine records the location itself, so
+it survives engine upgrades and `docker volume inspect` tells the truth.
+Volumes placed with the symlink trick are recognised (placement "symlink").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tamer.engine import Engine
+from tamer.errors import ObjectNotFound, PlacementRefused, TamerError, UsageError
+
+JSON = dict[str, Any]
+# The engine's own rule for volume names (daemon/names: RestrictedNamePattern).
+_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+PLACED_LABEL = "io.tamer.placed-at"
+
+
+def check_volume_name(name: str) -> str:
+    """Return `name` when the engine would accept it as a volume name, else raise UsageError."""
+    if not _VOLUME_NAME.match(name):
+        raise UsageError(f"volume name {name!r} is not valid: expected 2 or more of letters, digits, '_', '.', '-', "
+                         "starting with a letter or digit; e.g. mongo_data")
+    return name
+
+
+# -- where a volume's data lives ------------------------------------------------
+@dataclass(frozen=True)
+class VolumePlace:
+    """Where an existing volume keeps its data.
+
+    placement: "default" (under the data-root), "bind" (local driver bind
+    options, as `tamer volume create --at` makes), "symlink" (the essay's link
+    planted in the volumes folder) or "plugin" (another driver: only it knows).
+    data_path: the folder holding the files on this host ("" for plugins).
+    """
+
+    name: str
+    driver: str
+    placement: str
+    data_path: str
+    mountpoint: str
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def volume_place(vol: JSON) -> VolumePlace:
+    """Classify a volume from its inspect JSON (pure except for resolving symlinks on this host)."""
+    name = str(vol.get("Name"))
+    options = {str(k): str(v) for k, v in (vol.get("Options") or {}).items()}
+    labels = {str(k): str(v) for k, v in (vol.get("Labels") or {}).items()}
+    mountpoint = str(vol.get("Mountpoint") or "")
+    driver = str(vol.get("Driver") or "local")
+    if driver != "local":
+        return VolumePlace(name, driver, "plugin", "", mountpoint, options, labels)
+    if "bind" in options.get("o", "").split(",") and options.get("device"):
+        return VolumePlace(name, driver, "bind", options["device"], mountpoint, options, labels)
+    real = os.path.realpath(mountpoint)
+    placement = "symlink" if real != os.path.abspath(mountpoint) else "default"
+    return VolumePlace(name, driver, placement, real, mountpoint, options, labels)
+
+
+def describe_place(vp: VolumePlace) -> str:
+    if vp.placement == "bind":
+        return f"at {vp.data_path} (bind options)"
+    if vp.placement == "symlink":
+        return (f"at {vp.data_path} through a symlink planted in the engine's volumes folder (the essay's trick; "
+                f"`tamer volume move {vp.name} --to {os.path.dirname(vp.data_path)}` makes it a bind placement)")
+    if vp.placement == "plugin":
+        return f"with the {vp.driver} driver"
+    return f"in the engine's data-root ({vp.data_path})"
+
+
+def local_data_dir(vp: VolumePlace) -> Path:
+    """The volume's data folder on this host; raises when it is not reachable from here."""
+    if vp.placement == "plugin":
+        raise TamerError(f"volume {vp.name} uses the {vp.driver} driver: its data is not in a folder tamer can read; "
+                         "expected a local-driver volume; back it up with the plugin's own tools")
+    path = Path(vp.data_path)
+    if not path.is_dir():
+        raise TamerError(f"volume {vp.name}: its data folder {path} is not reachable from here; expected tamer to run "
+                         "on the engine's own host as root; run it there (or check that the drive is mounted)")
+    return path
+
+
+def data_root(engine: Engine) -> str:
+    return str(engine.info().get("DockerRootDir") or "/var/lib/docker")
+
+
+def inspect_volume_or_none(engine: Engine, name: str) -> JSON | None:
+    try:
+        return engine.inspect_volume(name)
+    except ObjectNotFound:
+        return None
+
+
+# -- where a volume may live ----------------------------------------------------
+@dataclass(frozen=True)
+class PlaceCheck:
+    """A checked location for volume data. `exists`: the folder is already there; `entries`: how many
+    entries it holds (0 when new); `free_bytes`/`total_bytes`: of the filesystem that will hold it."""
+
+    path: str
+    exists: bool
+    entries: int
+    free_bytes: int
+    total_bytes: int
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _resolve_prospective(path: str) -> str:
+    """realpath that also works for a path whose last parts do not exist yet."""
+    return os.path.realpath(path)  # realpath resolves the existing prefix and keeps the rest
+
+
+def check_place(path: str, engine_data_root: str) -> PlaceCheck:
+    """Check a location for volume data; raise PlacementRefused saying why it cannot be used.
+
+    Refused: a relative path, `/`, anything inside the engine's data-root (the
+    engine owns it and may delete it), an existing file, a place that cannot
+    be made. Example: check_place("/mnt/big/mongo_data", "/var/lib/docker").
+    """
+    if not path or not os.path.isabs(path):
+        raise PlacementRefused(f"volume location {path!r} is relative; expected an absolute path such as "
+                               f"/mnt/big/{path or 'NAME'}; give the full path")
+    norm = os.path.normpath(path)
+    if norm == "/":
+        raise PlacementRefused("volume location `/` refused: expected a folder of its own, not the root of the "
+                               "filesystem; give e.g. /mnt/big/NAME")
+    real = _resolve_prospective(norm)
+    if real == "/":
+        raise PlacementRefused(f"volume location {path} resolves to `/`; expected a folder of its own")
+    root_real = os.path.realpath(engine_data_root)
+    if _inside(real, root_real) or _inside(norm, os.path.normpath(engine_data_root)):
+        raise PlacementRefused(f"volume location {path} is inside the engine's data-root {engine_data_root}; "
+                               "expected a folder outside it (the engine owns its data-root and may delete what "
+                               "is there); pick a folder on another drive, e.g. /mnt/big/NAME")
+    if _inside(root_real, real):
+        raise PlacementRefused(f"volume location {path} contains the engine's data-root {engine_data_root}; "
+                               "expected a folder of its own outside it")
+    if os.path.lexists(norm) and not os.path.isdir(norm):
+        raise PlacementRefused(f"volume location {path} is a file, not a folder; expected a folder (existing or "
+                               "new); pick another path or move the file away")
+    existing = norm
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise PlacementRefused(f"volume location {path} cannot be made: {existing} is a file; expected folders "
+                               "all the way down")
+    if existing != norm and not os.access(existing, os.W_OK | os.X_OK):
+        raise PlacementRefused(f"volume location {path} cannot be made: no permission to create folders in "
+                               f"{existing}; run as root or pick a writable place")
+    usage = shutil.disk_usage(existing)
+    entries = len(os.listdir(norm)) if existing == norm else 0
+    return PlaceCheck(path=norm, exists=existing == norm, entries=entries, free_bytes=usage.free,
+                      total_bytes=usage.total)
+
+
+def bind_options(path: str) -> dict[str, str]:
+    """The local driver options that keep a volume's data at `path`."""
+    return {"type": "none", "o": "bind", "device": path}
+
+
+# -- tamer volume create NAME --at PATH -----------------------------------------
+@dataclass(frozen=True)
+class CreatePlan:
+    name: str
+    at: PlaceCheck | None
+    driver_opts: dict[str, str]
+    labels: dict[str, str]
+    notes: tuple[str, ...] = ()
+
+
+def plan_create(engine: Engine, name: str, at: str | None, labels: dict[str, str] | None = None) -> CreatePlan:
+    """Check everything `volume create` needs; changes nothing. Raises UsageError / PlacementRefused."""
+    check_volume_name(name)
+    existing = inspect_volume_or_none(engine, name)
+    if existing is not None:
+        vp = volume_place(existing)
+        raise UsageError(f"volume {name} already exists, {describe_place(vp)}; expected a new name; "
+                         f"pick another name, or `tamer volume move {name} --to PATH` to put it elsewhere")
+    all_labels = dict(labels or {})
+    if at is None:
+        return CreatePlan(name, None, {}, all_labels)
+    check = check_place(at, data_root(engine))
+    notes: list[str] = []
+    if check.entries:
+        notes.append(f"{check.path} already holds {check.entries} entries; the volume will show them")
+    all_labels[PLACED_LABEL] = check.path
+    return CreatePlan(name, check, bind_options(check.path), all_labels, tuple(notes))
+
+
+def apply_create(engine: Engine, plan: CreatePlan) -> JSON:
+    """Make the folder (when new) and the volume. Returns the volume's inspect JSON."""
+    made = False
+    if plan.at is not None and not os.path.isdir(plan.at.path):
+        os.makedirs(plan.at.path, mode=0o755)
+        made = True
+    try:
+        engine.create_volume(plan.name, driver_opts=plan.driver_opts, labels=plan.labels)
+    except Exception:
+        if made and plan.at is not None:
+            os.rmdir(plan.at.path)
+        raise
+    return engine.inspect_volume(plan.name)
