@@ -131,6 +131,10 @@ def test_compare_exact_on_a_model_that_cannot_be_enumerated_is_an_error(corpus: 
     assert "exact metrics need an enumerable model" in err and "without --exact" in err
     code, env = envelope(*argv)
     assert env["errors"][0]["type"] == "NotEnumerableError"
+    low_coverage = ("compare", "--model", f"ngram:{corpus}:2", "--decoders", "sample", "--n", "10",
+                    "--max-new-tokens", "12", "--threshold", "0.01", "--exact")
+    code, _, err = run(*low_coverage)
+    assert code == 1 and "covered only" in err and "lower --threshold" in err
 
 
 def test_compare_prompt_is_encoded(corpus: Path) -> None:
