@@ -287,7 +287,13 @@ class TopK(Processor):
         k = int(self.top_k)
         if k >= logits.shape[1]:
             return logits.copy()
-        kth = -np.partition(-logits, k - 1, axis=1)[:, k - 1 : k]
+        from faithful.backends.numpy_fast import candidate_superset
+
+        idx = candidate_superset(logits, k)
+        rows = np.arange(logits.shape[0])[:, None]
+        cand = np.where(idx >= 0, logits[rows, np.maximum(idx, 0)], -np.inf)
+        c = cand.shape[1]
+        kth = np.partition(cand, c - k, axis=1)[:, c - k : c - k + 1] if k <= c else -np.inf
         return _keep(logits, logits >= kth)
 
 
@@ -296,9 +302,10 @@ def top_p_threshold(logits: np.ndarray, top_p: float, first_k: int = 256) -> np.
 
     The kept set is ``{z >= threshold}``: the smallest set of the form
     ``{p >= tau}`` whose mass reaches ``top_p``. Only the largest candidates
-    are sorted: the top ``first_k`` by partition, growing 8x for rows whose
-    nucleus is larger, so no full sort happens unless the nucleus needs it.
-    The answer does not depend on ``first_k``.
+    are sorted: a superset of the top ``first_k`` found by one comparison pass
+    (:func:`faithful.backends.numpy_fast.candidate_superset`), growing 8x for
+    rows whose nucleus is larger, so no full sort happens unless the nucleus
+    needs it. The answer does not depend on ``first_k``.
 
     Parameters:
         logits: float64 ``(B, V)``, no empty rows.
@@ -306,7 +313,13 @@ def top_p_threshold(logits: np.ndarray, top_p: float, first_k: int = 256) -> np.
 
     Returns:
         float64 ``(B,)``.
+
+    Example:
+        >>> top_p_threshold(np.log(np.array([[0.5, 0.3, 0.2]])), 0.7).round(3).tolist()
+        [-1.204]
     """
+    from faithful.backends.numpy_fast import candidate_superset
+
     b, v = logits.shape
     m = logits.max(axis=1)
     total = np.exp(logits - m[:, None]).sum(axis=1)
@@ -316,16 +329,15 @@ def top_p_threshold(logits: np.ndarray, top_p: float, first_k: int = 256) -> np.
     k = min(v, max(1, first_k))
     while pending.size:
         zp = logits[pending]
-        if k < v:
-            part = np.partition(-zp, k - 1, axis=1)[:, :k]
-            cand = np.sort(part, axis=1)
-        else:
-            cand = np.sort(-zp, axis=1)
-        cand = -cand  # descending
+        idx = candidate_superset(zp, k)
+        # {z >= bound} is itself a top set: sorted, it is the exact prefix of the sorted row
+        cand = np.where(idx >= 0, zp[np.arange(pending.size)[:, None], np.maximum(idx, 0)], -np.inf)
+        cand = -np.sort(-cand, axis=1)
+        whole = idx.shape[1] >= v
         cum = np.cumsum(np.exp(cand - m[pending, None]), axis=1)
         reached = cum >= need[pending, None]
         hit = reached.any(axis=1)
-        done = hit | (k >= v)
+        done = hit | whole
         # Rounding can leave the full cumsum a hair under top_p * total: keep all finite.
         last_finite = np.isfinite(cand).sum(axis=1) - 1
         j = np.where(hit, reached.argmax(axis=1), last_finite)

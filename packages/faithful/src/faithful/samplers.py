@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from faithful.backends import BACKENDS, to_numpy_logits
+from faithful.backends import BACKENDS, is_torch_tensor, to_numpy_logits
+from faithful.backends.numpy_fast import sample_truncated
 from faithful.draw import DRAWS, gumbel_max, search_cdf
 from faithful.errors import SamplingParameterError, ShapeMismatchError
 from faithful.processors import (
@@ -193,12 +194,42 @@ class Sampler:
         draw: str = "inverse_cdf",
         backend: str = "numpy",
         mirostat: Mirostat | None = None,
+        fast: bool = True,
     ) -> None:
         self.name = name
         self.processors = tuple(processors)
         self.draw = draw
         self.backend = backend
         self.mirostat = mirostat
+        self._fast = self._fast_plan() if fast else None
+
+    def _fast_plan(self) -> dict[str, Any] | None:
+        """Parameters for :func:`~faithful.backends.numpy_fast.sample_truncated` when it applies.
+
+        It applies to ``temperature (> 0) -> top_k -> top_p -> min_p`` (any subset, in
+        that order, at least one truncation) with the inverse-CDF draw and no mirostat.
+        """
+        if self.draw != "inverse_cdf" or self.mirostat is not None:
+            return None
+        order = (Temperature, TopK, TopP, MinP)
+        plan: dict[str, Any] = {"temperature": 1.0}
+        last = -1
+        for proc in self.processors:
+            kind = type(proc)
+            if kind not in order or order.index(kind) <= last:
+                return None
+            last = order.index(kind)
+            if isinstance(proc, Temperature):
+                if proc.temperature == 0:
+                    return None
+                plan["temperature"] = float(proc.temperature)
+            elif isinstance(proc, TopK):
+                plan["top_k"] = int(proc.top_k)
+            elif isinstance(proc, TopP):
+                plan["top_p"] = float(proc.top_p)
+            elif isinstance(proc, MinP):
+                plan["min_p"] = float(proc.min_p)
+        return plan if len(plan) > 1 else None
 
     def __repr__(self) -> str:
         return f"Sampler({self.name!r}, draw={self.draw!r}, backend={self.backend!r})"
@@ -249,8 +280,10 @@ class Sampler:
             q = np.zeros_like(z)
             q[np.arange(z.shape[0]), np.argmax(z, axis=1)] = 1.0
             return q
-        w = np.exp(z - z.max(axis=1, keepdims=True))
-        return w / w.sum(axis=1, keepdims=True)
+        with np.errstate(over="ignore"):
+            w = np.exp(z - z.max(axis=1, keepdims=True))
+        total = np.cumsum(w, axis=1)[:, -1:] if self.draw == "inverse_cdf" else w.sum(axis=1, keepdims=True)
+        return w / total
 
     def __call__(
         self,
@@ -285,6 +318,30 @@ class Sampler:
             >>> r.tokens.dtype.name, r.logprobs.round(4).tolist()
             ('int64', [-1.6094, -1.6094])
         """
+        if self._fast is not None:
+            x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
+            if x.dtype.kind == "f" and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0:
+                row_ids = _check_rows(rows, x.shape[0])
+                if history is not None and len(history) != x.shape[0]:
+                    raise ShapeMismatchError(
+                        f"`history` must have one sequence per row ({x.shape[0]}), got {len(history)}"
+                    )
+                u = as_keyed_rng(rng).uniforms(row_ids, step, 1)[:, 0]
+                fast = sample_truncated(x, u, return_q=return_q, **self._fast)
+                if fast is not None:
+                    return SampleResult(*fast)
+        with np.errstate(over="ignore"):  # exp(-huge) -> 0 is the right limit
+            return self._sample_reference(logits, rng, step, rows, history, return_q)
+
+    def _sample_reference(
+        self,
+        logits: Any,
+        rng: RngLike,
+        step: int,
+        rows: Sequence[int] | np.ndarray | None,
+        history: History | None,
+        return_q: bool,
+    ) -> SampleResult:
         z, row_ids = self._final_logits(logits, history, rows)
         b = z.shape[0]
         r = np.arange(b)
@@ -300,10 +357,13 @@ class Sampler:
         if self.draw == "gumbel":
             u = as_keyed_rng(rng).uniforms(row_ids, step, z.shape[1])
             tokens = gumbel_max(z, u)
+            total = w.sum(axis=1)
         else:
             u1 = as_keyed_rng(rng).uniforms(row_ids, step, 1)[:, 0]
-            tokens = search_cdf(np.cumsum(w, axis=1), u1)
-        total = w.sum(axis=1)
+            cdf = np.cumsum(w, axis=1)
+            tokens = search_cdf(cdf, u1)
+            # the running sum's end, as the fast path computes it: identical logprobs and q
+            total = cdf[:, -1]
         logprobs = z[r, tokens] - m[:, 0] - np.log(total)
         if self.mirostat is not None:
             self.mirostat.update(row_ids, logprobs)
@@ -337,6 +397,7 @@ def make_sampler(
     processors: Sequence[Processor] | None = None,
     draw: str = "inverse_cdf",
     backend: str = "numpy",
+    fast: bool = True,
 ) -> Sampler:
     """Build a sampler: processors (default order, or ``processors`` in your order) plus a draw.
 
@@ -354,6 +415,9 @@ def make_sampler(
             order; cannot be combined with the keyword processors above.
         draw: ``"inverse_cdf"`` (one uniform per row) or ``"gumbel"`` (one per token).
         backend: ``"numpy"`` (reference) or ``"torch"`` (accepts torch tensors; same tokens).
+        fast: use the candidate kernels of :mod:`faithful.backends.numpy_fast` for the chain
+            ``temperature -> top_k -> top_p -> min_p`` (same results up to float64 rounding of a
+            normaliser); False forces the dense reference path.
 
     Returns:
         A :class:`Sampler`.
@@ -427,7 +491,7 @@ def make_sampler(
         parts.append(f"mirostat-v{miro.version}:{_fmt(miro.tau)}")
     if draw == "gumbel":
         parts.append("gumbel")
-    return Sampler("+".join(parts) or "sample", procs, draw=draw, backend=backend, mirostat=miro)
+    return Sampler("+".join(parts) or "sample", procs, draw=draw, backend=backend, mirostat=miro, fast=fast)
 
 
 def greedy(*, backend: str = "numpy") -> Sampler:

@@ -1,0 +1,141 @@
+"""The candidate kernels against the dense reference, on vocabularies large enough to use them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from faithful.backends.numpy_fast import candidate_superset, sample_truncated
+from faithful.processors import TopK, TopP, softmax, top_p_threshold
+from faithful.rng import KeyedRNG
+from faithful.samplers import make_sampler
+
+B, V = 48, 50257
+
+
+def lm_like(seed: int, b: int = B, v: int = V, dtype: Any = np.float32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = -1.1 * np.log(np.arange(1, v + 1))
+    rows = [(base + rng.normal(0, 0.5, v))[rng.permutation(v)] * rng.uniform(0.5, 2.0) for _ in range(b)]
+    return np.asarray(rows, dtype=dtype)
+
+
+def adversarial(v: int = V) -> np.ndarray:
+    rows = [
+        np.arange(v, dtype=np.float64),  # ascending: the sample's stride hits none of the top
+        -np.arange(v, dtype=np.float64),
+        np.zeros(v),  # all tied
+        np.where(np.arange(v) % 1000 == 999, 1.0, 0.0),  # ties at the top, off the sample's stride
+        np.where(np.arange(v) < v - 10, -np.inf, np.arange(v, dtype=np.float64)),  # 10 finite tokens
+        np.repeat(np.arange(v // 32 + 1, dtype=np.float64), 32)[:v],  # blocks of ties
+    ]
+    return np.asarray(rows)
+
+
+@pytest.mark.parametrize("k", [1, 5, 50, 300, 2000, 10000])
+def test_candidate_superset_contains_the_top_k_and_ties(k: int) -> None:
+    for x in (lm_like(1, b=8), adversarial()):
+        idx = candidate_superset(x, k)
+        for row in range(x.shape[0]):
+            cand = idx[row][idx[row] >= 0]
+            assert (np.diff(cand) > 0).all()
+            kth = np.sort(x[row])[-k]
+            assert set(np.flatnonzero(x[row] >= kth)) <= set(cand.tolist())
+
+
+def dense_top_p_threshold(z: np.ndarray, top_p: float) -> np.ndarray:
+    """Full-sort reference, with the same arithmetic as faithful.processors.top_p_threshold."""
+    m = z.max(axis=1)
+    need = top_p * np.exp(z - m[:, None]).sum(axis=1)
+    desc = -np.sort(-z, axis=1)
+    cum = np.cumsum(np.exp(desc - m[:, None]), axis=1)
+    reached = cum >= need[:, None]
+    j = np.where(reached.any(axis=1), reached.argmax(axis=1), np.isfinite(desc).sum(axis=1) - 1)
+    return desc[np.arange(z.shape[0]), j]
+
+
+@pytest.mark.parametrize("top_p", [0.01, 0.5, 0.9, 0.99, 0.9999])
+def test_top_p_threshold_equals_a_full_sort(top_p: float) -> None:
+    for x in (lm_like(2, b=16).astype(np.float64), adversarial()):
+        np.testing.assert_array_equal(top_p_threshold(x, top_p), dense_top_p_threshold(x, top_p))
+
+
+def test_top_k_processor_equals_a_full_sort() -> None:
+    x = np.concatenate([lm_like(3, b=8).astype(np.float64), adversarial()])
+    for k in (1, 40, 1000):
+        kth = -np.sort(-x, axis=1)[:, k - 1 : k]
+        np.testing.assert_array_equal(np.isfinite(TopK(k)(x)), np.isfinite(np.where(x >= kth, x, -np.inf)))
+
+
+FAST_CONFIGS: list[dict[str, Any]] = [
+    {"top_k": 1},
+    {"top_k": 50},
+    {"top_k": 5000},
+    {"top_p": 0.9},
+    {"top_p": 0.3, "temperature": 0.6},
+    {"min_p": 0.05},
+    {"min_p": 0.3, "temperature": 1.7},
+    {"top_k": 100, "top_p": 0.8},
+    {"temperature": 0.8, "top_k": 200, "top_p": 0.95, "min_p": 0.02},
+    {"top_p": 0.9, "min_p": 0.1},
+]
+
+
+@pytest.mark.parametrize("kwargs", FAST_CONFIGS, ids=lambda k: "+".join(f"{a}={b}" for a, b in k.items()))
+def test_fast_path_equals_the_dense_reference(kwargs: dict[str, Any]) -> None:
+    fast = make_sampler(**kwargs)
+    slow = make_sampler(fast=False, **kwargs)
+    assert fast._fast is not None and slow._fast is None
+    for x in (lm_like(4), adversarial()):
+        before = x.copy()
+        a = fast(x, rng=5, step=2, return_q=True)
+        b = slow(x, rng=5, step=2, return_q=True)
+        np.testing.assert_array_equal(x, before)
+        np.testing.assert_array_equal(a.tokens, b.tokens)
+        np.testing.assert_allclose(a.logprobs, b.logprobs, rtol=1e-12)
+        assert a.q is not None and b.q is not None
+        np.testing.assert_array_equal(a.q > 0, b.q > 0)
+        np.testing.assert_allclose(a.q, b.q, rtol=1e-12, atol=1e-300)
+        # without q, the same tokens
+        np.testing.assert_array_equal(fast(x, rng=5, step=2).tokens, a.tokens)
+
+
+@pytest.mark.parametrize("kwargs", FAST_CONFIGS[:6], ids=lambda k: "+".join(f"{a}={b}" for a, b in k.items()))
+def test_fast_path_is_batch_invariant(kwargs: dict[str, Any]) -> None:
+    s = make_sampler(**kwargs)
+    x = lm_like(6, b=16)
+    rows = np.arange(500, 516)
+    batch = s(x, rng=8, rows=rows)
+    for i in (0, 9, 15):
+        alone = s(x[i : i + 1], rng=8, rows=rows[i : i + 1])
+        assert alone.tokens[0] == batch.tokens[i] and alone.logprobs[0] == batch.logprobs[i]
+
+
+def test_fast_path_goodness_of_fit_on_a_large_vocabulary(fits: Callable[..., None]) -> None:
+    # one LM-like row over 5000 tokens (large enough for the sampled-threshold kernel); the 10^6-draw
+    # fits are on the dense reference, which this path equals token for token (tests above)
+    v = 5000
+    x = lm_like(7, b=1, v=v)
+    s = make_sampler(temperature=0.9, top_k=40, top_p=0.9)
+    assert s._fast is not None
+    q = s.distribution(x)[0]
+    support = np.flatnonzero(q)
+    assert 1 <= support.size <= 40
+    n, chunk = 60_000, 10_000
+    tokens = np.concatenate(
+        [
+            s(np.broadcast_to(x, (chunk, v)), rng=KeyedRNG(9), rows=np.arange(i, i + chunk)).tokens
+            for i in range(0, n, chunk)
+        ]
+    )
+    fits(tokens, q)
+
+
+def test_sample_truncated_falls_back_when_temperature_overflows() -> None:
+    x = np.array([[1e308, 0.0, -1e308]])
+    assert sample_truncated(x, np.array([0.5]), temperature=0.5, top_k=1) is None
+    r = make_sampler(temperature=0.5, top_k=2)(x, rng=0, return_q=True)
+    assert r.tokens.tolist() == [0] and r.q is not None
+    np.testing.assert_allclose(r.q, softmax(TopP(1.0)(np.array([[0.0, -np.inf, -np.inf]]))))
