@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tamer.cli.app import Outcome
+from tamer.cli.app import Outcome, _Parser
 from tamer.engine import connect
 from tamer.errors import UsageError
 from tamer.report.units import human_bytes
 from tamer.volumes import backup as bk
 from tamer.volumes import place
+from tamer.volumes import run as run_mod
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -49,6 +50,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     restore.add_argument("name")
     restore.add_argument("--at", metavar="PATH", help="place the new volume's data at PATH")
     restore.set_defaults(handler=run_restore)
+
+    register_run(sub, common)
 
 
 def _help(parser: argparse.ArgumentParser) -> Outcome:
@@ -133,3 +136,79 @@ def run_restore(args: argparse.Namespace) -> Outcome:
     how = "new" if r.created else "empty"
     return Outcome(r.__dict__, f"restored {r.files} files ({human_bytes(r.bytes)}) into {how} volume {r.volume} "
                    f"at {r.data_path}; every checksum verified")
+
+
+# -- tamer run ------------------------------------------------------------------
+class _CommandAfterDashes(_Parser):
+    """`tamer run IMAGE [options] -- COMMAND ARGS...`: everything after `--` is the container's command.
+
+    Options may come before or after IMAGE (as the issue's usage writes them);
+    argparse alone cannot tell a trailing command from misplaced arguments.
+    """
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        argv = list(args or [])
+        command: list[str] = []
+        if "--" in argv:
+            cut = argv.index("--")
+            argv, command = argv[:cut], argv[cut + 1:]
+        ns, extras = super().parse_known_args(argv, namespace)
+        ns.container_command = command
+        return ns, extras
+
+
+def register_run(sub: Any, common: argparse.ArgumentParser) -> None:
+    run = sub.add_parser("run", parents=[common], help="run a container with every declared VOLUME named (and placed)",
+                         description="Like `docker run -d`, but every VOLUME the image declares gets a named "
+                         "volume NAME-<path> (on DIR with --at), the name is explicit, a restart policy and log "
+                         "rotation are on, and -v mistakes that leave data in anonymous volumes are refused.")
+    run.add_argument("image")
+    run.__class__ = _CommandAfterDashes
+    run.add_argument("--name", required=True, help="the container's name (required: no generated names)")
+    run.add_argument("-v", "--volume", action="append", default=[], metavar="SOURCE:TARGET[:MODE]")
+    run.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CONTAINER[/PROTO]")
+    run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--at", metavar="DIR", help="place each new named volume's data in DIR/<volume name>")
+    run.add_argument("--restart", default=run_mod.DEFAULT_RESTART, help="no, always, unless-stopped (default), "
+                     "on-failure[:N]")
+    run.add_argument("--no-log-rotation", action="store_true", help="keep the engine's log settings (default: "
+                     "json-file, 3 files of 10 MB)")
+    run.add_argument("--network")
+    run.add_argument("-w", "--workdir")
+    run.add_argument("-u", "--user")
+    run.add_argument("--entrypoint")
+    run.add_argument("--hostname")
+    run.set_defaults(handler=run_run)
+
+
+def _at(cp: place.CreatePlan | None) -> str | None:
+    return cp.at.path if cp is not None and cp.at is not None else None
+
+
+def run_run(args: argparse.Namespace) -> Outcome:
+    command = list(getattr(args, "container_command", None) or [])
+    req = run_mod.RunRequest(
+        image=args.image, name=args.name, command=tuple(command), volumes=tuple(args.volume),
+        ports=tuple(args.publish), env=tuple(args.env), labels=tuple(args.label), at=args.at, restart=args.restart,
+        log_rotation=not args.no_log_rotation, network=args.network, workdir=args.workdir, user=args.user,
+        entrypoint=args.entrypoint, hostname=args.hostname)
+    engine = connect(args.host)
+    plan = run_mod.plan_run(engine, req)
+    cid = run_mod.apply_run(engine, plan)
+    made = {cp.name: cp for cp in plan.create}
+    lines = [f"started container {plan.name} ({cid[:12]}) from {plan.image}"]
+    for vs in plan.mounts:
+        if vs.kind == "bind":
+            where = f"host folder {vs.source}"
+        elif vs.source in made:
+            cp = made[vs.source]
+            where = f"new volume {vs.source}" + (f" at {cp.at.path}" if cp.at else "")
+        else:
+            where = f"existing volume {vs.source}"
+        lines.append(f"  {vs.target:<20} <- {where}")
+    lines += [f"note: {n}" for n in plan.notes]
+    data = {"container": plan.name, "id": cid, "image": plan.image, "notes": list(plan.notes),
+            "mounts": [{"source": vs.source, "target": vs.target, "kind": vs.kind, "mode": vs.mode,
+                        "created": vs.source in made, "at": _at(made.get(vs.source))} for vs in plan.mounts]}
+    return Outcome(data, "\n".join(lines))
