@@ -164,7 +164,7 @@ def _table_html(c: Comparison) -> str:
         s = f.surprisal
         cells = [html.escape(label)]
         if exact:
-            cells += [_fmt(f.sequence["tv"]), _fmt(f.sequence["tv_null_q95"]), _fmt(f.sequence["pvalue"]),
+            cells += [_fmt(f.sequence["tv"]), _fmt(f.sequence["tv_null_q95"]), "&lt;1e-300" if f.sequence["pvalue"] == 0.0 else _fmt(f.sequence["pvalue"]),
                       _fmt(f.sequence["kl_decoder_model"])]
         cells += [
             _fmt(None if s is None else s.gap),
