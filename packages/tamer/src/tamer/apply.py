@@ -161,13 +161,15 @@ def _recheck_container(engine: Engine, action: Action) -> None:
 
 def _recheck_volume(engine: Engine, action: Action) -> str:
     data = engine.inspect_volume(action.id)
-    created = parse_time(data.get("CreatedAt"))
-    if (created.isoformat() if created else None) != action.fingerprint.get("created"):
-        raise Changed("a different volume of the same name exists now")
+    # users first: that is the precise reason to keep it (and the local driver's
+    # CreatedAt follows its folder's mtime, which a new user can change)
     users = engine.containers_using(volume=action.id)
     if users:
         names = ", ".join(str((u.get("Names") or ["?"])[0]).lstrip("/") for u in users[:3])
         raise Changed(f"now used by {names}")
+    created = parse_time(data.get("CreatedAt"))
+    if (created.isoformat() if created else None) != action.fingerprint.get("created"):
+        raise Changed("a different volume of the same name exists now")
     return ""
 
 

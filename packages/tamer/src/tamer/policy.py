@@ -163,7 +163,15 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        if m:
+            line = int(m.group(1))
+            msg = msg[: m.start()].strip() + f" (column {m.group(2)})"
+        else:  # "at end of document": the problem started somewhere before the end
+            line = max(1, len(text.splitlines()))
+            msg = msg.replace("(at end of document)", "").strip() + " (reached the end of the file)"
+        raise PolicyError(f"{source}:{line}: not valid TOML: {msg}; see `tamer policy show` for the format") from None
     where = _Locator(text)
     errors: list[str] = []
 
