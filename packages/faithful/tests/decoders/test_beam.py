@@ -111,3 +111,15 @@ def test_diverse_beam_groups_differ_and_one_group_is_beam_search() -> None:
     np.testing.assert_allclose(div.logprobs, score_sequences(m, [[1]], div.sequences()))
     with pytest.raises(DecodeError, match="multiple"):
         diverse_beam_search(m, [[1]], 5, num_beams=4, num_groups=3)
+
+
+def test_large_row_top_k_matches_the_stable_numpy_order() -> None:
+    pytest.importorskip("torch")
+    from faithful.decode import beam as beam_mod
+
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(size=(3, 70_000)), 1)  # many exact ties
+    x[1, :10] = -np.inf
+    got = beam_mod._top_sorted_threshold(x, 16)
+    expected = np.argsort(-x, axis=1, kind="stable")[:, :16]
+    np.testing.assert_array_equal(got, expected)

@@ -159,3 +159,11 @@ def test_chain_errors() -> None:
     with pytest.raises(ChainError):
         sample_paths(c, 0)
     assert kbest_paths(c, 6).scores[0, 4] == -np.inf  # only 4 paths exist
+
+
+def test_viterbi_logprob_is_the_posterior_of_the_path() -> None:
+    pi, a, b = random_hmm(3, 4, 1)
+    chain = hmm_chain(pi, a, b, [[0, 1, 2, 3]])
+    v = viterbi(chain)
+    assert v.logprobs[0] == pytest.approx(v.scores[0] - log_partition(chain)[0])
+    assert v.logprobs[0] <= 0

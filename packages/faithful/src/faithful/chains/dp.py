@@ -10,7 +10,8 @@ and rows of different lengths are handled by masking.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -40,12 +41,21 @@ class PathsResult:
     Attributes:
         paths: int64 ``(B, T)`` (Viterbi) or ``(B, K, T)`` (k-best, samples); ``-1`` past each row's length.
         scores: float64 ``(B,)`` or ``(B, K)``: path scores (for an HMM chain, ``log P(z, x)``).
-        logprobs: float64, same shape as ``scores``: ``log P(z | x)`` = score minus the log-partition.
+        logprobs: float64, same shape as ``scores``: ``log P(z | x)`` = score minus the log-partition
+            (computed on first access: it costs one forward pass).
     """
 
     paths: IntArray
     scores: FloatArray
-    logprobs: FloatArray
+    chain: LinearChain = field(repr=False)
+    log_z: FloatArray | None = field(default=None, repr=False)
+
+    @cached_property
+    def logprobs(self) -> FloatArray:
+        """``scores - log_partition(chain)``, broadcast over samples/k-best."""
+        log_z = log_partition(self.chain) if self.log_z is None else self.log_z
+        out: FloatArray = self.scores - (log_z if self.scores.ndim == 1 else log_z[:, None])
+        return out
 
 
 def _lse(x: FloatArray, axis: int) -> FloatArray:
@@ -243,7 +253,7 @@ def viterbi(chain: LinearChain) -> PathsResult:
             r = rows[live]
             cand = d[r, t - 1] + _column(chain.transition(t), r, z[r, t])
             z[r, t - 1] = np.argmax(cand, axis=1)
-    return PathsResult(paths=z, scores=scores, logprobs=scores - log_partition(chain))
+    return PathsResult(paths=z, scores=scores, chain=chain)
 
 
 def sample_paths(chain: LinearChain, num_samples: int = 1, rng: Any = None) -> PathsResult:
@@ -304,7 +314,7 @@ def sample_paths(chain: LinearChain, num_samples: int = 1, rng: Any = None) -> P
             z[live, t - 1] = draw(logits, ids[live], t - 1)
     paths = z.reshape(b, n, t_len)
     scores = path_score(chain, paths)
-    return PathsResult(paths=paths, scores=scores, logprobs=scores - log_z[:, None])
+    return PathsResult(paths=paths, scores=scores, chain=chain, log_z=log_z)
 
 
 def kbest_paths(chain: LinearChain, k: int) -> PathsResult:
@@ -363,4 +373,4 @@ def kbest_paths(chain: LinearChain, k: int) -> PathsResult:
         state = np.where(live, ps, state)
         rank = np.where(live, pr, rank)
     paths = np.where(np.isfinite(scores)[:, :, None], paths, -1)
-    return PathsResult(paths=paths, scores=scores, logprobs=scores - log_partition(chain)[:, None])
+    return PathsResult(paths=paths, scores=scores, chain=chain)

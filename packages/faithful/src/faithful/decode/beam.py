@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -61,8 +62,13 @@ class _Group:
 
 
 def _top_sorted(x: FloatArray, k: int) -> IntArray:
-    """Indices of the ``k`` largest entries of each row of ``x`` (2-D), sorted descending."""
+    """Indices of the ``k`` largest entries of each row of ``x`` (2-D), sorted descending.
+
+    Ties go to the lower index, whichever path computes it.
+    """
     n = x.shape[1]
+    if k < n and n >= _LARGE and "torch" in sys.modules:
+        return _top_sorted_threshold(x, k)
     if k < n:
         part = np.argpartition(-x, k - 1, axis=1)[:, :k]
     else:
@@ -70,6 +76,24 @@ def _top_sorted(x: FloatArray, k: int) -> IntArray:
     vals = np.take_along_axis(x, part, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
     out: IntArray = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    return out
+
+
+_LARGE = 1 << 16
+
+
+def _top_sorted_threshold(x: FloatArray, k: int) -> IntArray:
+    """Large rows: torch's multithreaded topk finds the k-th value, numpy picks the same set as a stable sort.
+
+    torch is only used when the caller already imported it (e.g. a Hugging Face model), never imported here.
+    """
+    torch = sys.modules["torch"]
+    kth = torch.topk(torch.from_numpy(x), k, dim=1, sorted=True).values[:, -1].numpy()
+    out = np.empty((x.shape[0], k), dtype=np.int64)
+    for r in range(x.shape[0]):
+        cand = np.flatnonzero(x[r] >= kth[r])
+        order = np.lexsort((cand, -x[r, cand]))[:k]  # value descending, then index ascending
+        out[r] = cand[order]
     return out
 
 

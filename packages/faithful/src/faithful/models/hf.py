@@ -213,7 +213,7 @@ class HFCausalLM:
         """Return ``(B, V)`` float64 ``log_softmax`` of the logits."""
         torch = self.torch
         with torch.inference_mode():
-            lp = torch.log_softmax(state.logits.to(torch.float64), dim=-1)
+            lp = torch.log_softmax(state.logits, dim=-1, dtype=torch.float64)
         out: FloatArray = lp.cpu().numpy()
         return out
 

@@ -1,0 +1,153 @@
+"""Bench: faithful's sequence decoders next to the model's raw cached forward loop and Hugging Face generate,
+and faithful.chains' Viterbi/forward next to hmmlearn. Ratios are measured in the same run.
+
+Targets: decoder overhead over the raw forward <= 10% (ratio <= 1.10); Viterbi / hmmlearn <= 1.0.
+
+    .venv/bin/python bench/faithful_decoders.py [--vocab 50257] [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm up (allocations, lazy imports)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -> list[tuple[str, float, str]]:
+    import torch
+    import transformers
+
+    from faithful.decode import ancestral_sample, beam_search
+    from faithful.models.hf import HFCausalLM
+    from faithful.samplers import make_sampler
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=128, n_head=2, vocab_size=vocab, n_positions=256)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    model.generation_config.pad_token_id = 0
+    prompt_len = 8
+    prompts = np.random.default_rng(0).integers(1, vocab, size=(rows, prompt_len))
+    ids = torch.from_numpy(prompts)
+    # no EOS: every row generates exactly new_tokens tokens in every contender
+    lm = HFCausalLM(model, eos_token_id=-1)
+    cache_arg = lm._cache_arg
+
+    def raw_loop(batch: int) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode():
+                x = ids.repeat_interleave(batch // rows, dim=0)
+                out = model(input_ids=x, use_cache=True, logits_to_keep=1)
+                cache = out.past_key_values if getattr(out, "cache", None) is None else out.cache
+                tok = out.logits[:, -1].argmax(-1, keepdim=True)
+                for _ in range(new_tokens - 1):
+                    out = model(input_ids=tok, use_cache=True, logits_to_keep=1, **{cache_arg: cache})
+                    cache = out.past_key_values if getattr(out, "cache", None) is None else out.cache
+                    tok = out.logits[:, -1].argmax(-1, keepdim=True)
+            return tok
+
+        return run
+
+    sampler = make_sampler()
+    ours_sample = lambda: ancestral_sample(lm, prompts.tolist(), new_tokens, sampler=sampler, rng=0)  # noqa: E731
+    ours_beam = lambda: beam_search(  # noqa: E731
+        lm, prompts.tolist(), new_tokens, num_beams=beams, length_penalty=1.0, early_stopping="never"
+    )
+
+    def hf_sample() -> object:
+        with torch.inference_mode():
+            return model.generate(ids, do_sample=True, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                  top_k=0, eos_token_id=None)
+
+    def hf_beam() -> object:
+        with torch.inference_mode():
+            return model.generate(ids, do_sample=False, num_beams=beams, max_new_tokens=new_tokens,
+                                  min_new_tokens=new_tokens, early_stopping="never", eos_token_id=None)
+
+    out = []
+    t_raw = best_of(raw_loop(rows), repeats)
+    t_ours = best_of(ours_sample, repeats)
+    t_hf = best_of(hf_sample, repeats)
+    out.append((f"raw cached forward, {rows} rows", t_raw, ""))
+    out.append(("faithful ancestral_sample", t_ours, f"{t_ours / t_raw:.2f}x raw  {t_ours / t_hf:.2f}x HF"))
+    out.append(("HF generate(do_sample=True)", t_hf, f"{t_hf / t_raw:.2f}x raw"))
+    t_raw_b = best_of(raw_loop(rows * beams), repeats)
+    t_ours_b = best_of(ours_beam, repeats)
+    t_hf_b = best_of(hf_beam, repeats)
+    out.append((f"raw cached forward, {rows * beams} rows", t_raw_b, ""))
+    out.append((f"faithful beam_search(num_beams={beams})", t_ours_b,
+                f"{t_ours_b / t_raw_b:.2f}x raw  {t_ours_b / t_hf_b:.2f}x HF"))
+    out.append((f"HF generate(num_beams={beams})", t_hf_b, f"{t_hf_b / t_raw_b:.2f}x raw"))
+    return out
+
+
+def bench_chain(states: int, steps: int, repeats: int) -> list[tuple[str, float, str]]:
+    from hmmlearn.hmm import CategoricalHMM
+
+    from faithful.chains import hmm_chain, log_partition, viterbi
+
+    rng = np.random.default_rng(0)
+    v = 32
+    pi = rng.dirichlet(np.ones(states))
+    a = rng.dirichlet(np.ones(states), size=states)
+    b = rng.dirichlet(np.ones(v), size=states)
+    m = CategoricalHMM(n_components=states, n_features=v)
+    m.startprob_, m.transmat_, m.emissionprob_ = pi, a, b
+    obs = rng.integers(0, v, size=steps)
+    x = obs[:, None]
+    ref_lp, ref_path = m.decode(x, algorithm="viterbi")
+    ours = viterbi(hmm_chain(pi, a, b, [obs]))
+    assert ours.paths[0].tolist() == ref_path.tolist() and abs(ours.scores[0] - ref_lp) < 1e-6 * abs(ref_lp)
+    t_ref = best_of(lambda: m.decode(x, algorithm="viterbi"), repeats)
+    t_ours = best_of(lambda: viterbi(hmm_chain(pi, a, b, [obs])), repeats)
+    t_ref_f = best_of(lambda: m.score(x), repeats)
+    t_ours_f = best_of(lambda: log_partition(hmm_chain(pi, a, b, [obs])), repeats)
+    return [
+        (f"hmmlearn decode (viterbi), {states} states x {steps} steps", t_ref, ""),
+        ("faithful.chains viterbi", t_ours, f"{t_ours / t_ref:.2f}x hmmlearn"),
+        ("hmmlearn score (forward)", t_ref_f, ""),
+        ("faithful.chains log_partition", t_ours_f, f"{t_ours_f / t_ref_f:.2f}x hmmlearn"),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vocab", type=int, default=50257)
+    ap.add_argument("--rows", type=int, default=8)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--beams", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
+    args = ap.parse_args()
+    if args.quick:
+        args.vocab, args.new_tokens, args.repeats = 1000, 8, 1
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    except ImportError:
+        print("torch not installed: skipping the language-model bench")
+    else:
+        print(f"tiny GPT-2 (2 layers, width 128, vocab {args.vocab}), {args.rows} rows x {args.new_tokens} new tokens")
+        for name, t, ratio in bench_lm(args.vocab, args.rows, args.new_tokens, args.beams, args.repeats):
+            print(f"  {name:<48} {t * 1e3:9.1f} ms  {ratio}")
+    steps = 2000 if args.quick else 20_000
+    print(f"HMM, 64 states x {steps} steps")
+    for name, t, ratio in bench_chain(64, steps, args.repeats):
+        print(f"  {name:<48} {t * 1e3:9.1f} ms  {ratio}")
+
+
+if __name__ == "__main__":
+    main()
