@@ -15,6 +15,7 @@ from tamer.engine import connect
 from tamer.errors import UsageError
 from tamer.report.units import human_bytes
 from tamer.volumes import backup as bk
+from tamer.volumes import move as mv
 from tamer.volumes import place
 from tamer.volumes import run as run_mod
 
@@ -51,7 +52,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     restore.add_argument("--at", metavar="PATH", help="place the new volume's data at PATH")
     restore.set_defaults(handler=run_restore)
 
+    move = vsub.add_parser("move", parents=[common, _acting()], help="move a volume's data to PATH, verified, "
+                           "with its containers re-created; previews unless --apply")
+    move.add_argument("name")
+    move.add_argument("--to", required=True, metavar="PATH", help="new, empty folder for the data (any drive)")
+    move.add_argument("--stop-users", action="store_true", help="consent to stop (and restart) running users")
+    move.add_argument("--purge-source", action="store_true", help="delete the old data after a verified move")
+    move.add_argument("--rollback", action="store_true", help="undo an unfinished (killed or failed) move")
+    move.set_defaults(handler=run_move)
+
     register_run(sub, common)
+
+
+def _acting() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--apply", action="store_true", help="act (without it: print the plan and change nothing)")
+    p.add_argument("--yes", "-y", action="store_true", help="confirm --apply when not at a terminal")
+    return p
 
 
 def _help(parser: argparse.ArgumentParser) -> Outcome:
@@ -212,3 +229,49 @@ def run_run(args: argparse.Namespace) -> Outcome:
             "mounts": [{"source": vs.source, "target": vs.target, "kind": vs.kind, "mode": vs.mode,
                         "created": vs.source in made, "at": _at(made.get(vs.source))} for vs in plan.mounts]}
     return Outcome(data, "\n".join(lines))
+
+
+# -- tamer volume move ------------------------------------------------------------
+def run_move(args: argparse.Namespace) -> Outcome:
+    engine = connect(args.host)
+    acting = needs_consent(args)
+    if args.rollback:
+        pending = mv.pending_move(engine, args.name)
+        if not acting:
+            if pending is None:
+                return Outcome({"pending": None}, f"no unfinished move of volume {args.name}")
+            return Outcome({"pending": pending}, f"unfinished move of {args.name} to {pending['dest']}; done: "
+                           f"{', '.join(pending['done']) or 'nothing'}; `--rollback --apply` undoes it")
+        did = mv.rollback_move(engine, args.name)
+        return Outcome({"rolled_back": did}, "rolled back:\n" + "\n".join(f"  {d}" for d in did))
+    plan = mv.plan_move(engine, args.name, args.to, stop_users=args.stop_users)
+    if not acting:
+        return Outcome(_move_plan_json(plan), _render_move_plan(plan) + "\n(preview: add --apply to move)")
+    r = mv.apply_move(engine, plan, purge_source=args.purge_source)
+    lines = [f"moved volume {r.volume}: {r.files} files, {human_bytes(r.bytes)} now at {r.dest} (verified)"]
+    if r.recreated:
+        lines.append(f"re-created {', '.join(r.recreated)}; started {', '.join(r.started) or 'none'}")
+    if r.source_kept:
+        lines.append(f"the old data stays at {r.source_kept} until you remove it (or rerun with --purge-source)")
+    return Outcome(r.__dict__, "\n".join(lines))
+
+
+def _move_plan_json(plan: mv.MovePlan) -> dict[str, Any]:
+    return {"volume": plan.volume, "from": plan.source.data_path, "placement": plan.source.placement,
+            "to": plan.dest, "bytes": plan.size.bytes, "files": plan.size.files, "free_bytes": plan.free_bytes,
+            "users": [{"name": u.name, "running": u.running} for u in plan.users], "keeper": plan.keeper,
+            "steps": list(plan.steps), "resume": plan.resume is not None, "notes": list(plan.notes)}
+
+
+def _render_move_plan(plan: mv.MovePlan) -> str:
+    lines = [f"move volume {plan.volume}: {plan.size.files} files, {human_bytes(plan.size.bytes)}",
+             f"  from {plan.source.data_path} ({plan.source.placement})", f"  to   {plan.dest}"]
+    if plan.free_bytes:
+        lines.append(f"  free there: {human_bytes(plan.free_bytes)}")
+    for u in plan.users:
+        lines.append(f"  user {u.name}: {'running: stop, re-create, start' if u.running else 're-create'}")
+    lines.append("steps: " + ", ".join(plan.steps))
+    if plan.keeper:
+        lines.append(f"the old data is kept in volume {plan.keeper} until --purge-source")
+    lines += [f"note: {n}" for n in plan.notes]
+    return "\n".join(lines)
