@@ -14,6 +14,7 @@ from tamer.cli.app import Outcome, _Parser
 from tamer.engine import connect
 from tamer.errors import UsageError
 from tamer.report.units import human_bytes
+from tamer.volumes import adopt as ad
 from tamer.volumes import backup as bk
 from tamer.volumes import move as mv
 from tamer.volumes import place
@@ -60,6 +61,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     move.add_argument("--purge-source", action="store_true", help="delete the old data after a verified move")
     move.add_argument("--rollback", action="store_true", help="undo an unfinished (killed or failed) move")
     move.set_defaults(handler=run_move)
+
+    adopt = sub.add_parser("adopt", parents=[common, _acting()], help="name a container's anonymous volumes and "
+                           "re-create it using them; previews unless --apply")
+    adopt.add_argument("container")
+    adopt.add_argument("--at", metavar="DIR", help="place each new named volume's data in DIR/<volume name>")
+    adopt.set_defaults(handler=run_adopt)
 
     register_run(sub, common)
 
@@ -275,3 +282,26 @@ def _render_move_plan(plan: mv.MovePlan) -> str:
         lines.append(f"the old data is kept in volume {plan.keeper} until --purge-source")
     lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(lines)
+
+
+# -- tamer adopt ------------------------------------------------------------------
+def run_adopt(args: argparse.Namespace) -> Outcome:
+    engine = connect(args.host)
+    acting = needs_consent(args)
+    plan = ad.plan_adopt(engine, args.container, at=args.at)
+    items: list[dict[str, Any]] = [{"anonymous": a.anonymous, "path": a.path, "volume": a.create.name,
+              "at": a.create.at.path if a.create.at else None} for a in plan.adoptions]
+    data: dict[str, Any] = {"container": plan.container, "running": plan.running, "adoptions": items,
+                            "notes": list(plan.notes), "applied": False}
+    if not plan.adoptions:
+        return Outcome(data, f"{plan.container} has no anonymous volumes: nothing to adopt")
+    lines = [f"adopt the anonymous volumes of {plan.container}:"]
+    lines += [f"  {a['path']:<20} {a['anonymous'][:12]} -> {a['volume']}" + (f" at {a['at']}" if a["at"] else "")
+              for a in items]
+    lines += [f"note: {n}" for n in plan.notes]
+    if not acting:
+        return Outcome(data, "\n".join(lines) + "\n(preview: add --apply to adopt)")
+    new_id = ad.apply_adopt(engine, plan)
+    data.update(applied=True, id=new_id)
+    lines.append(f"done: {plan.container} re-created ({new_id[:12]}) with named volumes, data copied and verified")
+    return Outcome(data, "\n".join(lines))
