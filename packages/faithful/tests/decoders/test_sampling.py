@@ -132,3 +132,21 @@ def test_real_sampler_matches_its_exact_truncated_distribution(kwargs: dict) -> 
     counts = np.array([seqs.count(k) for k in keys])
     assert chisquare(counts, np.array([exact[k] for k in keys]) * n).pvalue > 1e-3
     np.testing.assert_allclose(r.logprobs, score_sequences(m, [[1]], r.sequences()))
+
+
+def test_ancestral_on_an_hmm_with_eos_matches_enumeration() -> None:
+    from faithful.models import HMMModel
+
+    rng = np.random.default_rng(4)
+    pi = rng.dirichlet(np.ones(3))
+    a = rng.dirichlet(np.ones(3), size=3)
+    b = rng.dirichlet(np.ones(3), size=3)
+    m = HMMModel(pi, a, b, eos_token_id=0)
+    exact = exact_distribution(m, [], 3)
+    assert abs(sum(exact.values()) - 1) < 1e-12
+    n = 10_000
+    r = ancestral_sample(m, [[]], 3, num_samples=n, rng=3)
+    seqs = [tuple(s) for s in r.sequences()[0]]
+    keys = sorted(exact)
+    counts = np.array([seqs.count(k) for k in keys])
+    assert chisquare(counts, np.array([exact[k] for k in keys]) * n).pvalue > 1e-3

@@ -141,14 +141,16 @@ def forward_scores(chain: LinearChain, semiring: str = "log") -> FloatArray:
 def _forward_max_single(chain: LinearChain, out: FloatArray) -> FloatArray:
     """Max-product for one chain with shared transitions: few numpy calls per step (the hot loop)."""
     tr = np.ascontiguousarray(chain.transitions)
-    e = chain.emissions[0]
     d = out[0]
     buf = np.empty_like(tr)
     length = int(chain.lengths[0])
+    # views made once: per-step indexing would cost as much as the arithmetic at S = 64
+    rows, cols, emit = list(d[:length]), list(d[:length, :, None]), list(chain.emissions[0, :length])
+    add, reduce_max = np.add, np.maximum.reduce
     for t in range(1, length):
-        np.add(tr, d[t - 1][:, None], out=buf)
-        buf.max(axis=0, out=d[t])
-        d[t] += e[t]
+        add(tr, cols[t - 1], out=buf)
+        reduce_max(buf, axis=0, out=rows[t])
+        add(rows[t], emit[t], out=rows[t])
     d[length:] = d[length - 1]
     return out
 
@@ -239,12 +241,18 @@ def viterbi(chain: LinearChain) -> PathsResult:
     z[rows, ends] = np.argmax(final, axis=1)
     scores = final.max(axis=1)
     if b == 1 and chain.transitions.ndim == 2:
-        tr_t = np.ascontiguousarray(chain.transitions.T)  # row j = scores of moves into j
-        d0, zz = d[0], z[0]
+        tr_t = list(np.ascontiguousarray(chain.transitions.T))  # row j = scores of moves into j
+        d_rows = list(d[0])
         buf = np.empty(d.shape[2])
+        add = np.add
+        zt = int(z[0, ends[0]])
+        zz = [0] * (int(ends[0]) + 1)
+        zz[-1] = zt
         for t in range(int(ends[0]), 0, -1):
-            np.add(d0[t - 1], tr_t[zz[t]], out=buf)
-            zz[t - 1] = buf.argmax()
+            add(d_rows[t - 1], tr_t[zt], out=buf)
+            zt = int(buf.argmax())
+            zz[t - 1] = zt
+        z[0, : len(zz)] = zz
     else:
         for t in range(t_len - 1, 0, -1):
             live = ends >= t
