@@ -27,6 +27,7 @@ from faithful.rng import RngLike, as_keyed_rng
 __all__ = [
     "DRAWS",
     "AliasTable",
+    "band_search",
     "gumbel_max",
     "inverse_cdf",
     "inverse_cdf_from_logits",
@@ -77,6 +78,55 @@ def search_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     return lo
 
 
+_BLOCK = 512
+
+
+def band_search(w: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse CDF over non-negative weights without a full running sum: blocks, then one block.
+
+    The bands are those of the running sum in token order; it is computed in two
+    levels (block totals of 512 tokens, a running sum over blocks, then a running
+    sum inside the one block the uniform falls in), so a draw costs one pass over
+    the weights instead of a full ``cumsum``. As with any floating-point CDF,
+    a band edge can move by an ulp; a zero-weight token is never returned.
+
+    Parameters:
+        w: float64 ``(B, V)`` non-negative finite weights; every row has a positive weight.
+        u: float64 ``(B,)`` in (0, 1).
+
+    Returns:
+        ``(tokens int64 (B,), totals float64 (B,))``: the tokens, and the row totals the
+        bands were scaled to (use them to normalise: ``q = w / totals``).
+
+    Example:
+        >>> band_search(np.array([[0.8, 0.2]]), np.array([0.85]))[0].tolist()
+        [1]
+    """
+    b, v = w.shape
+    r = np.arange(b)
+    if v <= 2 * _BLOCK:
+        cdf = np.cumsum(w, axis=1)
+        return search_cdf(cdf, u), cdf[:, -1]
+    nb = v // _BLOCK
+    blocks = w[:, : nb * _BLOCK].reshape(b, nb, _BLOCK).sum(axis=2)
+    if nb * _BLOCK < v:
+        blocks = np.concatenate([blocks, w[:, nb * _BLOCK :].sum(axis=1, keepdims=True)], axis=1)
+    prefix = np.cumsum(blocks, axis=1)
+    total = prefix[:, -1]
+    target = np.minimum(u * total, np.nextafter(total, 0.0))
+    blk = search_cdf(prefix, u)  # first block whose running total exceeds the target
+    before = np.where(blk > 0, prefix[r, np.maximum(blk - 1, 0)], 0.0)
+    cols = blk[:, None] * _BLOCK + np.arange(_BLOCK)[None, :]
+    inside = cols < v
+    seg = np.where(inside, w[r[:, None], np.minimum(cols, v - 1)], 0.0)
+    cum = before[:, None] + np.cumsum(seg, axis=1)
+    above = cum > target[:, None]
+    # the block's own running sum can round a hair below the block prefix: then its last positive weight
+    last_pos = _BLOCK - 1 - np.argmax((seg > 0)[:, ::-1], axis=1)
+    pos = np.where(above.any(axis=1), above.argmax(axis=1), last_pos)
+    return (blk * _BLOCK + pos).astype(np.int64), total
+
+
 def inverse_cdf(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Draw one token per row by inverse CDF ("bands") over non-negative weights.
 
@@ -102,11 +152,10 @@ def inverse_cdf(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
     u = _check_uniforms(u, w.shape[0])
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise InvalidLogitsError("`weights` must be finite and non-negative; pass probabilities, not logits")
-    cdf = np.cumsum(w, axis=1)
-    if np.any(cdf[:, -1] <= 0):
-        bad = np.flatnonzero(cdf[:, -1] <= 0).tolist()
+    if np.any(w.max(axis=1) <= 0):
+        bad = np.flatnonzero(w.max(axis=1) <= 0).tolist()
         raise EmptySupportError(f"rows {bad} have no positive weight; nothing can be drawn from them")
-    return search_cdf(cdf, u)
+    return band_search(w, u)[0]
 
 
 def inverse_cdf_from_logits(z: np.ndarray, u: np.ndarray) -> np.ndarray:

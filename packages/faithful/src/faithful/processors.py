@@ -297,19 +297,29 @@ class TopK(Processor):
         return _keep(logits, logits >= kth)
 
 
-def top_p_threshold(logits: np.ndarray, top_p: float, first_k: int = 256) -> np.ndarray:
+_KEY_ONE = int(np.array([1.0]).view(np.int64)[0] >> 48)  # top 16 bits of 1.0
+
+
+def top_p_threshold(
+    logits: np.ndarray, top_p: float, first_k: int = 256, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Per row, the smallest logit kept by nucleus (top-p) truncation.
 
     The kept set is ``{z >= threshold}``: the smallest set of the form
-    ``{p >= tau}`` whose mass reaches ``top_p``. Only the largest candidates
-    are sorted: a superset of the top ``first_k`` found by one comparison pass
-    (:func:`faithful.backends.numpy_fast.candidate_superset`), growing 8x for
-    rows whose nucleus is larger, so no full sort happens unless the nucleus
-    needs it. The answer does not depend on ``first_k``.
+    ``{p >= tau}`` whose mass reaches ``top_p``. No full sort: first a superset
+    of the top ``first_k`` found by one comparison pass
+    (:func:`faithful.backends.numpy_fast.candidate_superset`) is sorted; rows
+    whose nucleus is larger are bucketed by the top bits of their weights
+    (16 buckets per factor of 2, one ``bincount``), and only the boundary
+    bucket is sorted. Masses are float64 sums of ``exp(z - max z)``; which
+    method a row takes can move its boundary only when the mass lands within
+    float64 rounding of ``top_p``.
 
     Parameters:
         logits: float64 ``(B, V)``, no empty rows.
         top_p: in (0, 1).
+        first_k: size of the first window.
+        weights: ``exp(logits - max)`` if the caller already has it.
 
     Returns:
         float64 ``(B,)``.
@@ -318,32 +328,55 @@ def top_p_threshold(logits: np.ndarray, top_p: float, first_k: int = 256) -> np.
         >>> top_p_threshold(np.log(np.array([[0.5, 0.3, 0.2]])), 0.7).round(3).tolist()
         [-1.204]
     """
-    from faithful.backends.numpy_fast import candidate_superset
+    from faithful.backends.numpy_fast import candidate_superset, pad_candidates
 
     b, v = logits.shape
     m = logits.max(axis=1)
-    total = np.exp(logits - m[:, None]).sum(axis=1)
+    w = np.exp(logits - m[:, None]) if weights is None else weights
+    total = w.sum(axis=1)
     need = top_p * total
     threshold = np.empty(b, dtype=np.float64)
-    pending = np.arange(b)
-    k = min(v, max(1, first_k))
-    while pending.size:
-        zp = logits[pending]
-        idx = candidate_superset(zp, k)
-        # {z >= bound} is itself a top set: sorted, it is the exact prefix of the sorted row
-        cand = np.where(idx >= 0, zp[np.arange(pending.size)[:, None], np.maximum(idx, 0)], -np.inf)
-        cand = -np.sort(-cand, axis=1)
-        whole = idx.shape[1] >= v
-        cum = np.cumsum(np.exp(cand - m[pending, None]), axis=1)
-        reached = cum >= need[pending, None]
-        hit = reached.any(axis=1)
-        done = hit | whole
-        # Rounding can leave the full cumsum a hair under top_p * total: keep all finite.
-        last_finite = np.isfinite(cand).sum(axis=1) - 1
-        j = np.where(hit, reached.argmax(axis=1), last_finite)
-        threshold[pending[done]] = cand[np.flatnonzero(done), j[done]]
-        pending = pending[~done]
-        k = min(v, k * 8)
+    rows = np.arange(b)
+    idx = candidate_superset(logits, min(v, max(1, first_k)))
+    # {z >= bound} is itself a top set: sorted, it is the exact prefix of the sorted row
+    cand = np.where(idx >= 0, logits[rows[:, None], np.maximum(idx, 0)], -np.inf)
+    cand = -np.sort(-cand, axis=1)
+    whole = idx.shape[1] >= v
+    cum = np.cumsum(np.exp(cand - m[:, None]), axis=1)
+    reached = cum >= need[:, None]
+    hit = reached.any(axis=1)
+    done = hit | whole
+    # Rounding can leave the full sum a hair under top_p * total: keep all finite.
+    last_finite = np.isfinite(cand).sum(axis=1) - 1
+    j = np.where(hit, reached.argmax(axis=1), last_finite)
+    threshold[done] = cand[done, j[done]]
+    pending = np.flatnonzero(~done)
+    if pending.size == 0:
+        return threshold
+    # Large nuclei: bucket by the top bits of the float64 weight w in (0, 1] (monotone in z):
+    # bucket 0 holds w in [2**-1/16... 1], 16 buckets per factor of 2, the last bucket everything
+    # below 2**-63 (and w = 0).
+    zp, wp = logits[pending], w[pending]
+    n_buckets = 1024
+    p = pending.size
+    key = np.minimum(_KEY_ONE - (wp.view(np.int64) >> 48), n_buckets - 1)
+    key += (np.arange(p) * n_buckets)[:, None]
+    mass = np.bincount(key.ravel(), weights=wp.ravel(), minlength=p * n_buckets).reshape(p, n_buckets)
+    cum_b = np.cumsum(mass, axis=1)  # heaviest weights first
+    crossed = cum_b >= need[pending, None]
+    last_nonempty = n_buckets - 1 - np.argmax((mass > 0)[:, ::-1], axis=1)
+    jb = np.where(crossed.any(axis=1), crossed.argmax(axis=1), last_nonempty)
+    before = np.where(jb > 0, cum_b[np.arange(p), np.maximum(jb - 1, 0)], 0.0)
+    boundary_key = jb + np.arange(p) * n_buckets
+    in_bucket = pad_candidates(np.flatnonzero(key == boundary_key[:, None]), p, v)
+    ok = in_bucket >= 0
+    zb = np.where(ok, zp[np.arange(p)[:, None], np.maximum(in_bucket, 0)], -np.inf)
+    zb = -np.sort(-zb, axis=1)
+    cum_in = before[:, None] + np.cumsum(np.exp(zb - m[pending, None]), axis=1)
+    reached_in = cum_in >= need[pending, None]
+    last_in = np.isfinite(zb).sum(axis=1) - 1
+    jj = np.where(reached_in.any(axis=1), reached_in.argmax(axis=1), last_in)
+    threshold[pending] = zb[np.arange(p), jj]
     return threshold
 
 

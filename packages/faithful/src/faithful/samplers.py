@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from faithful.backends import BACKENDS, is_torch_tensor, to_numpy_logits
-from faithful.backends.numpy_fast import sample_truncated
-from faithful.draw import DRAWS, gumbel_max, search_cdf
+from faithful.backends.numpy_fast import argmax_checked, sample_truncated
+from faithful.draw import DRAWS, band_search, gumbel_max
 from faithful.errors import SamplingParameterError, ShapeMismatchError
 from faithful.processors import (
     AllowedTokens,
@@ -207,7 +207,7 @@ class Sampler:
         """Parameters for :func:`~faithful.backends.numpy_fast.sample_truncated` when it applies.
 
         It applies to ``temperature (> 0) -> top_k -> top_p -> min_p`` (any subset, in
-        that order, at least one truncation) with the inverse-CDF draw and no mirostat.
+        that order, none included) with the inverse-CDF draw and no mirostat.
         """
         if self.draw != "inverse_cdf" or self.mirostat is not None:
             return None
@@ -229,7 +229,7 @@ class Sampler:
                 plan["top_p"] = float(proc.top_p)
             elif isinstance(proc, MinP):
                 plan["min_p"] = float(proc.min_p)
-        return plan if len(plan) > 1 else None
+        return plan
 
     def __repr__(self) -> str:
         return f"Sampler({self.name!r}, draw={self.draw!r}, backend={self.backend!r})"
@@ -282,8 +282,9 @@ class Sampler:
             return q
         with np.errstate(over="ignore"):
             w = np.exp(z - z.max(axis=1, keepdims=True))
-        total = np.cumsum(w, axis=1)[:, -1:] if self.draw == "inverse_cdf" else w.sum(axis=1, keepdims=True)
-        return w / total
+        if self.draw == "inverse_cdf":  # normalise exactly as the draw does
+            return w / band_search(w, np.full(w.shape[0], 0.5))[1][:, None]
+        return w / w.sum(axis=1, keepdims=True)
 
     def __call__(
         self,
@@ -318,6 +319,11 @@ class Sampler:
             >>> r.tokens.dtype.name, r.logprobs.round(4).tolist()
             ('int64', [-1.6094, -1.6094])
         """
+        if self.draw == "argmax" and not return_q:
+            x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
+            if x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] > 0:
+                _check_rows(rows, x.shape[0])
+                return SampleResult(argmax_checked(x), np.zeros(x.shape[0]), None)
         if self._fast is not None:
             x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
             if x.dtype.kind == "f" and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0:
@@ -327,7 +333,8 @@ class Sampler:
                         f"`history` must have one sequence per row ({x.shape[0]}), got {len(history)}"
                     )
                 u = as_keyed_rng(rng).uniforms(row_ids, step, 1)[:, 0]
-                fast = sample_truncated(x, u, return_q=return_q, **self._fast)
+                with np.errstate(over="ignore"):  # z / T -> -inf for hugely negative z: probability 0
+                    fast = sample_truncated(x, u, return_q=return_q, **self._fast)
                 if fast is not None:
                     return SampleResult(*fast)
         with np.errstate(over="ignore"):  # exp(-huge) -> 0 is the right limit
@@ -360,10 +367,7 @@ class Sampler:
             total = w.sum(axis=1)
         else:
             u1 = as_keyed_rng(rng).uniforms(row_ids, step, 1)[:, 0]
-            cdf = np.cumsum(w, axis=1)
-            tokens = search_cdf(cdf, u1)
-            # the running sum's end, as the fast path computes it: identical logprobs and q
-            total = cdf[:, -1]
+            tokens, total = band_search(w, u1)
         logprobs = z[r, tokens] - m[:, 0] - np.log(total)
         if self.mirostat is not None:
             self.mirostat.update(row_ids, logprobs)

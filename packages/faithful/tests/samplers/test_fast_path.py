@@ -70,6 +70,8 @@ def test_top_k_processor_equals_a_full_sort() -> None:
 
 
 FAST_CONFIGS: list[dict[str, Any]] = [
+    {},
+    {"temperature": 0.7},
     {"top_k": 1},
     {"top_k": 50},
     {"top_k": 5000},
@@ -102,7 +104,7 @@ def test_fast_path_equals_the_dense_reference(kwargs: dict[str, Any]) -> None:
         np.testing.assert_array_equal(fast(x, rng=5, step=2).tokens, a.tokens)
 
 
-@pytest.mark.parametrize("kwargs", FAST_CONFIGS[:6], ids=lambda k: "+".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("kwargs", FAST_CONFIGS[:8], ids=lambda k: "+".join(f"{a}={b}" for a, b in k.items()))
 def test_fast_path_is_batch_invariant(kwargs: dict[str, Any]) -> None:
     s = make_sampler(**kwargs)
     x = lm_like(6, b=16)
@@ -139,3 +141,38 @@ def test_sample_truncated_falls_back_when_temperature_overflows() -> None:
     r = make_sampler(temperature=0.5, top_k=2)(x, rng=0, return_q=True)
     assert r.tokens.tolist() == [0] and r.q is not None
     np.testing.assert_allclose(r.q, softmax(TopP(1.0)(np.array([[0.0, -np.inf, -np.inf]]))))
+
+
+def test_band_search_equals_a_full_running_sum() -> None:
+    from faithful.draw import band_search, search_cdf
+
+    rng = np.random.default_rng(10)
+    w = rng.exponential(size=(64, 5000)) * (rng.random((64, 5000)) < 0.3)
+    w[0] = 0.0
+    w[0, [0, 4999]] = 1.0  # first and last token only
+    w[1, :] = 0.0
+    w[1, 2600] = 3.0  # one token, in the middle of a block
+    n = 0
+    for seed in range(20):
+        u = KeyedRNG(seed).uniforms(np.arange(64), 0)[:, 0]
+        tokens, total = band_search(w, u)
+        assert (w[np.arange(64), tokens] > 0).all()
+        np.testing.assert_allclose(total, w.sum(axis=1), rtol=1e-12)
+        n += int((tokens == search_cdf(np.cumsum(w, axis=1), u)).sum())
+    assert n == 64 * 20  # band edges move only by rounding; no uniform hit one here
+
+
+def test_greedy_fast_path_checks_its_input() -> None:
+    from faithful.errors import EmptySupportError, InvalidLogitsError
+    from faithful.samplers import greedy
+
+    x = lm_like(11, b=4)
+    np.testing.assert_array_equal(greedy()(x).tokens, x.argmax(axis=1))
+    bad = x.copy()
+    bad[2, 7] = np.nan
+    with pytest.raises(InvalidLogitsError, match=r"rows \[2\]"):
+        greedy()(bad)
+    bad[2, 7] = -np.inf
+    bad[3] = -np.inf
+    with pytest.raises(EmptySupportError, match=r"rows \[3\]"):
+        greedy()(bad)

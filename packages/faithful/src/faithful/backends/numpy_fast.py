@@ -23,10 +23,10 @@ import math
 
 import numpy as np
 
-from faithful.draw import search_cdf
+from faithful.draw import band_search, search_cdf
 from faithful.errors import EmptySupportError, InvalidLogitsError
 
-__all__ = ["candidate_superset", "check_row_max", "pad_candidates", "sample_truncated"]
+__all__ = ["argmax_checked", "candidate_superset", "check_row_max", "pad_candidates", "sample_truncated"]
 
 _SAMPLE_STRIDE = 32
 # Rows shorter than this, or k this large relative to the row, are taken whole.
@@ -51,6 +51,17 @@ def check_row_max(top: np.ndarray) -> None:
         raise EmptySupportError(
             f"rows {rows} have no token left after the input logits; relax the mask or constraint for those rows"
         )
+
+
+def argmax_checked(x: np.ndarray) -> np.ndarray:
+    """First maximal token per row, after validating the logits from their row maxima (two passes).
+
+    Example:
+        >>> argmax_checked(np.array([[0.0, 2.0, 2.0]])).tolist()
+        [1]
+    """
+    check_row_max(x.max(axis=1))
+    return np.argmax(x, axis=1).astype(np.int64)
 
 
 def pad_candidates(flat: np.ndarray, b: int, v: int) -> np.ndarray:
@@ -103,6 +114,30 @@ def candidate_superset(x: np.ndarray, k: int) -> np.ndarray:
     return pad_candidates(flat, b, v)
 
 
+def _sample_dense(
+    x: np.ndarray,
+    u: np.ndarray,
+    zmax: np.ndarray,
+    t: float,
+    top_p: float | None,
+    min_cut: np.ndarray | None,
+    return_q: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """No top-k: the kept set may be most of the row, so stay dense (the reference's arithmetic)."""
+    from faithful.processors import top_p_threshold
+
+    z = x.astype(np.float64) / t if t != 1.0 or x.dtype != np.float64 else x
+    w = np.exp(z - zmax[:, None])
+    cut = top_p_threshold(z, top_p, weights=w) if top_p is not None else None
+    if min_cut is not None:
+        cut = min_cut if cut is None else np.maximum(cut, min_cut)
+    if cut is not None:
+        w = np.where(z >= cut[:, None], w, 0.0)
+    tokens, total = band_search(w, u)
+    logprobs = z[np.arange(x.shape[0]), tokens] - zmax - np.log(total)
+    return tokens, logprobs, (w / total[:, None] if return_q else None)
+
+
 def _kth_largest(values: np.ndarray, k: int) -> np.ndarray:
     c = values.shape[1]
     if k > c:
@@ -148,23 +183,15 @@ def sample_truncated(
     min_p = None if not min_p else float(min_p)
     min_cut = zmax + math.log(min_p) if min_p is not None else None
 
+    if top_k is None and (min_cut is None or top_p is not None):
+        return _sample_dense(x, u, zmax, t, top_p, min_cut, return_q)
     if top_k is not None:
         idx = candidate_superset(x, top_k)
-    elif top_p is not None:
-        from faithful.processors import top_p_threshold
-
-        z_full = x.astype(np.float64) / t
-        cut = top_p_threshold(z_full, top_p)
-        if min_cut is not None:
-            cut = np.maximum(cut, min_cut)
-        idx = pad_candidates(np.flatnonzero(z_full >= cut[:, None]), b, v)
-        top_p = None  # applied
-    elif min_cut is not None:
+    else:
+        assert min_cut is not None
         bound = min_cut * t
         bound = bound - (np.abs(bound) + 1.0) * 1e-6  # generous: the exact test below decides
         idx = pad_candidates(np.flatnonzero(x >= bound[:, None]), b, v)
-    else:
-        idx = np.broadcast_to(np.arange(v, dtype=np.int64), (b, v))
 
     valid = idx >= 0
     zc = np.where(valid, x[r[:, None], np.where(valid, idx, 0)].astype(np.float64) / t, -np.inf)
