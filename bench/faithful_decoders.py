@@ -15,20 +15,22 @@ from collections.abc import Callable
 import numpy as np
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm up (allocations, lazy imports)
-    times = []
+def best_of(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Best time of each contender, run round-robin so that load changes hit all of them alike."""
+    for fn in fns:
+        fn()  # warm up (allocations, lazy imports)
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
 
 
 def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -> list[tuple[str, float, str]]:
     import torch
     import transformers
-
     from faithful.decode import ancestral_sample, beam_search
     from faithful.models.hf import HFCausalLM
     from faithful.samplers import make_sampler
@@ -76,15 +78,11 @@ def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -
                                   min_new_tokens=new_tokens, early_stopping="never", eos_token_id=None)
 
     out = []
-    t_raw = best_of(raw_loop(rows), repeats)
-    t_ours = best_of(ours_sample, repeats)
-    t_hf = best_of(hf_sample, repeats)
+    t_raw, t_ours, t_hf = best_of([raw_loop(rows), ours_sample, hf_sample], repeats)
     out.append((f"raw cached forward, {rows} rows", t_raw, ""))
     out.append(("faithful ancestral_sample", t_ours, f"{t_ours / t_raw:.2f}x raw  {t_ours / t_hf:.2f}x HF"))
     out.append(("HF generate(do_sample=True)", t_hf, f"{t_hf / t_raw:.2f}x raw"))
-    t_raw_b = best_of(raw_loop(rows * beams), repeats)
-    t_ours_b = best_of(ours_beam, repeats)
-    t_hf_b = best_of(hf_beam, repeats)
+    t_raw_b, t_ours_b, t_hf_b = best_of([raw_loop(rows * beams), ours_beam, hf_beam], repeats)
     out.append((f"raw cached forward, {rows * beams} rows", t_raw_b, ""))
     out.append((f"faithful beam_search(num_beams={beams})", t_ours_b,
                 f"{t_ours_b / t_raw_b:.2f}x raw  {t_ours_b / t_hf_b:.2f}x HF"))
@@ -93,9 +91,8 @@ def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -
 
 
 def bench_chain(states: int, steps: int, repeats: int) -> list[tuple[str, float, str]]:
-    from hmmlearn.hmm import CategoricalHMM
-
     from faithful.chains import hmm_chain, log_partition, viterbi
+    from hmmlearn.hmm import CategoricalHMM
 
     rng = np.random.default_rng(0)
     v = 32
@@ -109,10 +106,10 @@ def bench_chain(states: int, steps: int, repeats: int) -> list[tuple[str, float,
     ref_lp, ref_path = m.decode(x, algorithm="viterbi")
     ours = viterbi(hmm_chain(pi, a, b, [obs]))
     assert ours.paths[0].tolist() == ref_path.tolist() and abs(ours.scores[0] - ref_lp) < 1e-6 * abs(ref_lp)
-    t_ref = best_of(lambda: m.decode(x, algorithm="viterbi"), repeats)
-    t_ours = best_of(lambda: viterbi(hmm_chain(pi, a, b, [obs])), repeats)
-    t_ref_f = best_of(lambda: m.score(x), repeats)
-    t_ours_f = best_of(lambda: log_partition(hmm_chain(pi, a, b, [obs])), repeats)
+    t_ref, t_ours = best_of(
+        [lambda: m.decode(x, algorithm="viterbi"), lambda: viterbi(hmm_chain(pi, a, b, [obs]))], repeats
+    )
+    t_ref_f, t_ours_f = best_of([lambda: m.score(x), lambda: log_partition(hmm_chain(pi, a, b, [obs]))], repeats)
     return [
         (f"hmmlearn decode (viterbi), {states} states x {steps} steps", t_ref, ""),
         ("faithful.chains viterbi", t_ours, f"{t_ours / t_ref:.2f}x hmmlearn"),
@@ -127,7 +124,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--beams", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     args = ap.parse_args()
     if args.quick:

@@ -49,13 +49,16 @@ class HFState:
         cache: the model's KV cache (never mutated once in a state: methods work on shallow copies).
         attention_mask: long ``(B, L)``, 0 at left padding.
         next_position: long ``(B,)`` position id of the next token.
-        logits: float ``(B, V)`` next-token logits.
+        logits: float ``(B', V)`` next-token logits of the rows before the last :meth:`HFCausalLM.select`.
+        logits_rows: long ``(B,)`` rows of ``logits`` that this state's rows read, or None for all
+            (selecting rows does not copy the ``(B, V)`` logits, which are usually replaced right after).
     """
 
     cache: Any
     attention_mask: Any
     next_position: Any
     logits: Any
+    logits_rows: Any = None
 
 
 class HFTokenizer:
@@ -213,7 +216,8 @@ class HFCausalLM:
         """Return ``(B, V)`` float64 ``log_softmax`` of the logits."""
         torch = self.torch
         with torch.inference_mode():
-            lp = torch.log_softmax(state.logits, dim=-1, dtype=torch.float64)
+            logits = state.logits if state.logits_rows is None else state.logits[state.logits_rows]
+            lp = torch.log_softmax(logits, dim=-1, dtype=torch.float64)
         out: FloatArray = lp.cpu().numpy()
         return out
 
@@ -241,7 +245,8 @@ class HFCausalLM:
                     layer.reorder_cache(idx)
             else:
                 cache.reorder_cache(idx)
-            return HFState(cache, state.attention_mask[idx], state.next_position[idx], state.logits[idx])
+            rows = idx if state.logits_rows is None else state.logits_rows[idx]
+            return HFState(cache, state.attention_mask[idx], state.next_position[idx], state.logits, rows)
 
 
 def load_hf_model(
