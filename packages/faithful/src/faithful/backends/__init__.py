@@ -2,13 +2,14 @@
 
 Both backends run the same float64 reference arithmetic and the same keyed
 uniforms (:mod:`faithful.rng`), so they return the same tokens. The torch
-backend accepts tensors on any device (CPU or CUDA) and runs the selection
-fast path in torch (see :mod:`faithful.backends.torch_backend`); results come
-back as numpy arrays, the type :class:`faithful.samplers.SampleResult` promises.
+backend accepts tensors on any device (CPU or CUDA): CPU tensors are read in
+place, others copied to the host once, and the numpy kernels
+(:mod:`faithful.backends.numpy_fast`) run on them; results come back as numpy
+arrays, the type :class:`faithful.samplers.SampleResult` promises.
 
 Example:
-    >>> to_numpy_logits([[0.0, 1.0]], "numpy").dtype.name
-    'float64'
+    >>> to_numpy_logits([[0.0, 1.0]], "numpy").shape
+    (1, 2)
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ def is_torch_tensor(x: Any) -> bool:
 
 
 def to_numpy_logits(logits: Any, backend: str) -> np.ndarray:
-    """Logits as a float64 numpy array, never writing to the caller's object.
+    """Logits as a numpy array (same dtype, no copy where possible); faithful never writes to it.
 
     Parameters:
         logits: numpy array, nested sequence, or (torch backend) a torch tensor on any device.
         backend: ``"numpy"`` or ``"torch"``.
 
     Returns:
-        float64 ``np.ndarray`` (a view of ``logits`` only if it already is float64 numpy).
+        ``np.ndarray``; validation and the float64 cast happen in :func:`faithful.processors.check_logits`.
 
     Raises:
         SamplingParameterError: unknown backend, or a torch tensor given to the numpy backend
@@ -53,7 +54,4 @@ def to_numpy_logits(logits: Any, backend: str) -> np.ndarray:
         from faithful.backends.torch_backend import tensor_to_numpy
 
         return tensor_to_numpy(logits)
-    arr = np.asarray(logits)
-    if arr.dtype.kind in "fiu":
-        return arr.astype(np.float64, copy=False)
-    return arr
+    return np.asarray(logits)
