@@ -105,3 +105,17 @@ def test_sampler_distribution_is_used_and_reported() -> None:
     hot = CallableModel(lambda p: m.fn(p) / 3.0, vocab_size=4, eos_token_id=0)
     np.testing.assert_allclose(r.proposal_logprobs, score_sequences(hot, [[1]], r.sequences()))
     np.testing.assert_allclose(r.logprobs, score_sequences(m, [[1]], r.sequences()))
+
+
+def test_width_above_the_sequences_with_positive_probability() -> None:
+    from faithful.decode import beam_search
+    from faithful.models import NGramModel
+
+    # two tokens after <bos> are impossible (<bos> itself) -> only <eos>, a<eos>, b<eos>, <unk><eos> in 2 steps
+    m = NGramModel.from_text("ab\n", n=2)
+    n_possible = 1 + 3 + 9  # EOS | x EOS | x y, with x, y in {a, b, <unk>}
+    assert stochastic_beam_search(m, [[]], 2, k=n_possible, rng=0).tokens.shape[1] == n_possible
+    with pytest.raises(BeamWidthError, match="positive probability"):
+        stochastic_beam_search(m, [[]], 2, k=n_possible + 1, rng=0)
+    with pytest.raises(BeamWidthError, match="positive probability"):
+        beam_search(m, [[]], 2, num_beams=n_possible + 1, length_penalty=0.0, early_stopping="never")

@@ -11,6 +11,7 @@ import numpy as np
 
 from faithful.decode._common import (
     PAD,
+    BeamWidthError,
     BoolArray,
     DecodeError,
     DecodeResult,
@@ -294,9 +295,19 @@ def beam_search(
         model, prompts, max_new_tokens, 1, num_beams, length_penalty, early_stopping, 0.0
     )
     result = _take(result, n_ret)
+    _check_possible(result, num_beams)
     if return_distributions:
         result = _with_distributions(model, prompts, result)
     return result
+
+
+def _check_possible(result: DecodeResult, width: int) -> None:
+    # an empty slot (length 0) or a hypothesis through a zero-probability token means there were not enough
+    if not np.all(np.isfinite(result.logprobs)) or np.any(result.lengths == 0):
+        raise BeamWidthError(
+            f"num_beams={width} exceeds the number of sequences with positive probability for some prompt; "
+            "lower num_beams"
+        )
 
 
 def diverse_beam_search(
@@ -364,6 +375,7 @@ def diverse_beam_search(
         float(diversity_penalty),
     )
     result = _take(result, n_ret)
+    _check_possible(result, num_beams)
     if return_distributions:
         result = _with_distributions(model, prompts, result)
     return result

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from faithful.decode._common import (
     PAD,
+    BeamWidthError,
     DecodeResult,
     TokenSampler,
     check_max_new_tokens,
@@ -26,6 +27,7 @@ from faithful.decode._common import (
     resolve_rng,
     start_expanded,
 )
+from faithful.decode.beam import _top_sorted
 from faithful.models.base import FloatArray, LanguageModel
 
 __all__ = ["sbs_estimate", "stochastic_beam_search"]
@@ -139,7 +141,7 @@ def stochastic_beam_search(
         child_key = np.where(expand[:, :, None], child_key, -np.inf)
         carry_key = np.where(done, key, -np.inf)
         cand = np.concatenate([child_key.reshape(b, slots * v), carry_key], axis=1)
-        top = np.argsort(-cand, axis=1, kind="stable")[:, :slots]
+        top = _top_sorted(cand, slots)
         new_key = np.take_along_axis(cand, top, axis=1)
         is_carry = top >= slots * v
         parent = np.where(is_carry, top - slots * v, top // v)
@@ -171,6 +173,10 @@ def stochastic_beam_search(
         flat_parent = (brow * slots + parent).reshape(-1)
         feed = np.where(grow, token, eos if eos is not None else 0).reshape(-1)
         state = model.advance(model.select(state, flat_parent), feed.astype(np.int64))
+    if not np.all(np.isfinite(key[:, :k])):
+        raise BeamWidthError(
+            f"k={k} exceeds the number of sequences with positive probability for some prompt; lower k"
+        )
     kappa = key[:, k]
     incl = np.where(
         np.isneginf(kappa)[:, None],
