@@ -353,21 +353,21 @@ def top_p_threshold(
     pending = np.flatnonzero(~done)
     if pending.size == 0:
         return threshold
-    # Large nuclei: bucket by the top bits of the float64 weight w in (0, 1] (monotone in z):
-    # bucket 0 holds w in [2**-1/16... 1], 16 buckets per factor of 2, the last bucket everything
-    # below 2**-63 (and w = 0).
-    zp, wp = logits[pending], w[pending]
-    n_buckets = 1024
+    # Large nuclei: bucket by the top 16 bits of the float64 weight w in [0, 1] (sign, exponent and
+    # 4 mantissa bits: monotone in w, hence in z; 16 buckets per factor of 2).
+    zp, wp = (logits, w) if pending.size == b else (logits[pending], w[pending])
+    n_buckets = _KEY_ONE + 1
     p = pending.size
-    key = np.minimum(_KEY_ONE - (wp.view(np.int64) >> 48), n_buckets - 1)
+    key = wp.view(np.int64) >> 48  # in [0, _KEY_ONE] for w in [0, 1]
     key += (np.arange(p) * n_buckets)[:, None]
     mass = np.bincount(key.ravel(), weights=wp.ravel(), minlength=p * n_buckets).reshape(p, n_buckets)
+    mass = mass[:, ::-1]
     cum_b = np.cumsum(mass, axis=1)  # heaviest weights first
     crossed = cum_b >= need[pending, None]
     last_nonempty = n_buckets - 1 - np.argmax((mass > 0)[:, ::-1], axis=1)
     jb = np.where(crossed.any(axis=1), crossed.argmax(axis=1), last_nonempty)
     before = np.where(jb > 0, cum_b[np.arange(p), np.maximum(jb - 1, 0)], 0.0)
-    boundary_key = jb + np.arange(p) * n_buckets
+    boundary_key = (n_buckets - 1 - jb) + np.arange(p) * n_buckets
     in_bucket = pad_candidates(np.flatnonzero(key == boundary_key[:, None]), p, v)
     ok = in_bucket >= 0
     zb = np.where(ok, zp[np.arange(p)[:, None], np.maximum(in_bucket, 0)], -np.inf)

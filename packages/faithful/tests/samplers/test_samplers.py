@@ -272,3 +272,23 @@ def test_sampler_errors() -> None:
     with pytest.raises(SamplingParameterError, match="mirostat"):
         make_sampler(mirostat=True)
     assert issubclass(SamplingParameterError, FaithfulError)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda s: s.name)
+def test_cuda_tensors_give_the_same_tokens(sampler: Sampler) -> None:  # pragma: no cover - needs a GPU
+    import torch
+
+    z = random_logits(8).astype(np.float32)
+    ours = sampler(z, rng=4, step=2, history=HISTORY)
+    twin = Sampler(sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat)
+    theirs = twin(torch.from_numpy(z).cuda(), rng=4, step=2, history=HISTORY)
+    np.testing.assert_array_equal(ours.tokens, theirs.tokens)
