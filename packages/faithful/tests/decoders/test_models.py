@@ -132,3 +132,11 @@ def test_hmm_rejects_bad_parameters_and_impossible_prompts() -> None:
     m = HMMModel([1.0, 0.0], [[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]])
     with pytest.raises(ModelError, match="probability zero"):
         m.start([[1]])
+
+
+def test_a_single_prompt_instead_of_a_batch_is_a_clear_error() -> None:
+    m = CallableModel(lambda p: np.zeros((len(p), 3)), vocab_size=3)
+    with pytest.raises(ModelError, match="batch"):
+        m.start([1, 2])  # type: ignore[list-item]
+    with pytest.raises(ModelError, match="batch"):
+        m.start("ab")  # type: ignore[arg-type]

@@ -125,6 +125,11 @@ def as_prompts(prompts: Sequence[Sequence[int]], vocab_size: int) -> list[list[i
     """
     if isinstance(prompts, np.ndarray) and prompts.ndim == 1:
         raise ModelError("prompts must be a batch (a sequence of token-id sequences), got a 1-D array; wrap it: [prompt]")
+    if isinstance(prompts, str) or any(isinstance(p, int | np.integer | str) for p in prompts):
+        raise ModelError(
+            "prompts must be a batch of token-id sequences, e.g. [[1, 2, 3]]; got a single sequence or text "
+            "(wrap one prompt in a list; encode text with the model's tokenizer first)"
+        )
     rows = [[int(t) for t in p] for p in prompts]
     if not rows:
         raise ModelError("expected at least one prompt, got an empty batch")
