@@ -18,19 +18,27 @@ stored in full (zeros compress to almost nothing) and written back sparse.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
+import functools
 import hashlib
 import io
 import json
 import os
+import shutil
 import stat
+import subprocess
 import tarfile
+import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import zstandard
 
-from tamer.errors import BackupCorrupt
+from tamer.errors import BackupCorrupt, TamerError
 
 FORMAT = 1
 HEADER_NAME = "tamer-backup.json"
@@ -41,6 +49,7 @@ FLUSH_AT = 1 << 20
 READ_WHOLE = 8 << 20  # files up to this size are read in one call
 CHUNK = 1 << 20
 ZSTD_LEVEL = 3  # zstd's own default, as `zstd` on the command line
+ZSTD_THREADS = int(os.environ.get("TAMER_ZSTD_THREADS", "1"))
 BLOCK = tarfile.BLOCKSIZE
 
 
@@ -101,128 +110,379 @@ def _xattrs(path: str) -> dict[str, str]:
     return out
 
 
-def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid = st.st_uid
-    info.gid = st.st_gid
-    info.mtime = int(st.st_mtime)
-    info.uname = info.gname = ""
-    return info
+_ZERO_BLOCK = bytes(BLOCK)
+_TYPE_REG, _TYPE_LNK, _TYPE_SYM, _TYPE_DIR, _TYPE_FIFO = b"0", b"1", b"2", b"5", b"6"
+_OCTAL7, _OCTAL11 = 0o7777777, 0o77777777777
+_USTAR_TAIL = b"ustar\x0000" + bytes(BLOCK - 265)
+_CHK_CONST = 8 * 32 + sum(_USTAR_TAIL)
+
+
+def _header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typeflag: bytes,
+            linkname: bytes = b"") -> bytes:
+    """One tar header: plain ustar when everything fits (nearly always), else tarfile's PAX form.
+
+    Written by hand because tarfile's general path costs more per entry than
+    reading a small file does; the format is the same.
+    """
+    if len(name) > 100 or len(linkname) > 100 or not (0 <= uid < _OCTAL7 and 0 <= gid < _OCTAL7
+                                                      and 0 <= size < _OCTAL11 and 0 <= mtime < _OCTAL11):
+        info = tarfile.TarInfo(os.fsdecode(name))
+        info.mode, info.uid, info.gid, info.size, info.mtime = mode, uid, gid, size, mtime
+        info.type, info.linkname = typeflag, os.fsdecode(linkname)
+        info.uname = info.gname = ""
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    nums = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
+    # checksum: every byte of the header, the checksum field counted as eight spaces
+    chk = _CHK_CONST + sum(name) + sum(nums) + typeflag[0] + sum(linkname)
+    return b"".join((name, bytes(100 - len(name)), nums, b"%06o\0 " % chk, typeflag, linkname,
+                     bytes(100 - len(linkname)), _USTAR_TAIL))
+
+
+def _read_file(path: str, size: int) -> tuple[bytes, int]:
+    """The first `size` bytes of a file (padded with zeros if it shrank) and how many were really there."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        data = os.read(fd, size) if size else b""
+        if len(data) < size:
+            parts = [data]
+            got = len(data)
+            while got < size:
+                more = os.read(fd, min(CHUNK << 4, size - got))
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    real = len(data)
+    if real < size:
+        data += bytes(size - real)
+    return data, real
+
+
+READ_THREADS = 2
+BATCH = 256
+READ_AHEAD = 4
+
+
+@dataclass
+class _Entry:
+    rel: str
+    path: str
+    name: bytes
+    perm: int
+    uid: int
+    gid: int
+    mtime: int
+    size: int
+    typeflag: bytes
+    link: bytes | None = None  # hard link to this earlier name
+    target: bytes = b""  # symlink target
+
+
+def _read_batch(batch: list[_Entry]) -> list[tuple[bytes, int, str, dict[str, str]]]:
+    """(data, bytes really read, sha256, xattrs) for each entry; data only for regular files."""
+    out = []
+    for e in batch:
+        x = _xattrs(e.path)
+        if e.typeflag == _TYPE_REG and e.link is None:
+            data, real = _read_file(e.path, e.size)
+            out.append((data, real, hashlib.sha256(data).hexdigest(), x))
+        else:
+            out.append((b"", 0, "", x))
+    return out
+
+
+def gnu_tar() -> str | None:
+    """GNU tar's path, unless TAMER_BACKUP_WITH=python asks for the pure-Python writer (or there is none)."""
+    if os.environ.get("TAMER_BACKUP_WITH") == "python":
+        return None
+    return _find_gnu_tar()
+
+
+@functools.cache
+def _find_gnu_tar() -> str | None:
+    path = shutil.which("tar")
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if "GNU tar" in out else None
+
+
+class _TarTap:
+    """Watches a tar stream go by, chunk by chunk: hashes file contents, collects xattrs, counts.
+
+    It never changes or copies the stream, so the chunks themselves go on to
+    the compressor whole (one call per MiB, not three per file). tar's own
+    end-of-archive zeros stay in the stream; the manifest follows them and
+    the reader reads past zero blocks (as `tar --ignore-zeros` does).
+    """
+
+    def __init__(self, stats: WriteStats, files: dict[str, Any], xattrs: dict[str, dict[str, str]]) -> None:
+        self.stats, self.files, self.xattrs = stats, files, xattrs
+        self.mode = "header"  # header, ext (an extended header's payload), data, skip
+        self.need = BLOCK
+        self.acc = bytearray()
+        self.left = 0
+        self.pad = 0
+        self.ext_type = b""
+        self.ext_size = 0
+        self.pax: dict[str, str] = {}
+        self.sha = hashlib.sha256()
+        self.rel = ""
+        self.size = 0
+        self.ended = False
+
+    def feed(self, chunk: bytes) -> None:
+        mv = memoryview(chunk)
+        i, n = 0, len(chunk)
+        while i < n and not self.ended:
+            if self.mode == "data":
+                take = min(self.left, n - i)
+                self.sha.update(mv[i:i + take])
+                i += take
+                self.left -= take
+                if not self.left:
+                    self._file_done()
+                continue
+            if self.mode == "skip":
+                take = min(self.left, n - i)
+                i += take
+                self.left -= take
+                if not self.left:
+                    self.mode, self.need = "header", BLOCK
+                continue
+            if not self.acc and n - i >= self.need:
+                block = bytes(mv[i:i + self.need])
+                i += self.need
+            else:
+                take = min(self.need - len(self.acc), n - i)
+                self.acc += mv[i:i + take]
+                i += take
+                if len(self.acc) < self.need:
+                    continue
+                block, self.acc = bytes(self.acc), bytearray()
+            if self.mode == "ext":
+                self._ext(block)
+            elif block == _ZERO_BLOCK:
+                self.ended = True
+            else:
+                self._header(block)
+
+    def _ext(self, payload: bytes) -> None:
+        body = payload[:self.ext_size]
+        if self.ext_type == b"x":
+            self.pax = _pax_records(body)
+        elif self.ext_type == b"L":
+            self.pax["path"] = os.fsdecode(_cstr(body))
+        self.mode, self.need = "header", BLOCK
+
+    def _header(self, h: bytes) -> None:
+        typeflag = h[156:157]
+        size = _num(h[124:136])
+        if typeflag in (b"x", b"g", b"L", b"K"):
+            self.ext_type, self.ext_size = typeflag, size
+            self.mode, self.need = "ext", size + (-size % BLOCK)
+            if not self.need:
+                self._ext(b"")
+            return
+        name = self.pax.get("path")
+        if name is None:
+            raw = _cstr(h[0:100])
+            prefix = _cstr(h[345:500]) if h[257:262] == b"ustar" else b""
+            name = os.fsdecode(prefix + b"/" + raw if prefix else raw)
+        rel = name.rstrip("/").removeprefix(DATA).removeprefix("/")
+        x = {k[len("SCHILY.xattr."):]: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode()
+             for k, v in self.pax.items() if k.startswith("SCHILY.xattr.")}
+        if x:
+            self.xattrs[rel] = x
+        self.pax = {}
+        if rel:
+            self.stats.entries += 1
+        if typeflag in (b"3", b"4"):
+            self.stats.warnings.append(f"{rel}: a device node; stored, but a restore skips it")
+        if typeflag in (b"0", b"\0", b"7"):
+            self.rel, self.size, self.sha = rel, size, hashlib.sha256()
+            self.pad = -size % BLOCK
+            if size:
+                self.mode, self.left = "data", size
+            else:
+                self._file_done()
+        elif size and typeflag not in (b"1", b"2", b"5"):
+            self.mode, self.left = "skip", size + (-size % BLOCK)
+
+    def _file_done(self) -> None:
+        self.files[self.rel] = [self.size, self.sha.hexdigest()]
+        self.stats.files += 1
+        self.stats.bytes += self.size
+        if self.pad:
+            self.mode, self.left = "skip", self.pad
+        else:
+            self.mode, self.need = "header", BLOCK
+
+
+def _forward_tar(root: str, write: Callable[[bytes], Any], stats: WriteStats, files: dict[str, Any],
+                 xattrs: dict[str, dict[str, str]]) -> None:
+    """Let GNU tar read the folder (a process of its own, like `tar | zstd`) and pass its stream on.
+
+    The stream goes to the compressor unchanged up to tar's end-of-archive
+    marker, while _TarTap hashes file contents and collects xattrs for the
+    manifest. Names are rewritten by tar itself (./x -> data/x, symlink
+    targets untouched); owners numeric; times whole seconds; xattrs in PAX
+    records (SCHILY.xattr.*).
+    """
+    tar = gnu_tar()
+    assert tar is not None
+    cmd = [tar, "--create", "--file=-", "--blocking-factor=256", "--directory", root, "--format=posix", "--xattrs",
+           "--xattrs-include=*", "--numeric-owner", "--pax-option=delete=atime,delete=ctime,delete=mtime",
+           r"--transform=s,^\.,data,S", "."]
+    tap = _TarTap(stats, files, xattrs)
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, bufsize=0)
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError):  # let tar run up to 1 MiB ahead of us, not 64 KiB
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+        fd = proc.stdout.fileno()
+        try:
+            while chunk := os.read(fd, CHUNK):
+                tap.feed(chunk)
+                write(chunk)
+        finally:
+            rc = proc.wait()
+            proc.stdout.close()
+        errors.seek(0)
+        text = errors.read().decode(errors="replace").strip()
+    if rc == 1:  # "file changed as we read it": stored as read, say so
+        stats.warnings += [f"tar: {line}" for line in text.splitlines()]
+    elif rc != 0 or not tap.ended:
+        raise TamerError(f"reading the volume folder {root} with tar failed: {text[-500:] or 'no end of archive'}; "
+                         "expected a readable folder (run as root on the engine's host)")
 
 
 def write_archive(root: str, out: IO[bytes], header: dict[str, Any]) -> tuple[WriteStats, str, int]:
     """Write the folder `root` as a compressed archive to `out`.
 
     Returns (stats, sha256 of the compressed bytes, compressed size). A file
-    that changes size while being read is stored as read (padded or cut to the
-    size first seen) and reported in stats.warnings; pause the users for a
+    that changes size while being read is stored as first seen (cut, or
+    padded with zeros) and reported in stats.warnings; pause the users for a
     consistent copy.
     """
     stats = WriteStats()
     hashed = _HashingWriter(out)
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=1)
+    # threads=1: compression runs on a worker thread of libzstd, beside this one reading and hashing files
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=ZSTD_THREADS)
     files: dict[str, Any] = {}
     xattrs: dict[str, dict[str, str]] = {}
-    links: dict[tuple[int, int], str] = {}
-    buf = bytearray()
+    links: dict[tuple[int, int], bytes] = {}
+    parts: list[bytes] = []
+    pending = 0
     with cctx.stream_writer(hashed, closefd=False) as zw:  # type: ignore[arg-type]
-        def emit(data: bytes | bytearray | memoryview) -> None:
-            nonlocal buf
-            buf += data
-            if len(buf) >= FLUSH_AT:
-                zw.write(buf)
-                buf = bytearray()
+        def flush() -> None:
+            nonlocal parts, pending
+            zw.write(b"".join(parts))
+            parts = []
+            pending = 0
 
         def add_bytes(name: str, payload: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            info.mode = 0o600
-            emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-            emit(payload)
-            emit(b"\0" * (-len(payload) % BLOCK))
+            parts.append(_header(name.encode(), 0o600, 0, 0, len(payload), 0, _TYPE_REG))
+            parts.append(payload + bytes(-len(payload) % BLOCK))
 
         add_bytes(HEADER_NAME, json.dumps({**header, "format": FORMAT}, sort_keys=True).encode())
-        root_info = _info(DATA, os.stat(root))
-        root_info.type = tarfile.DIRTYPE
-        emit(root_info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        root_x = _xattrs(root)
-        if root_x:
-            xattrs[""] = root_x
-        for rel, path, st in _scan(root):
-            name = f"{DATA}/{rel}"
-            info = _info(name, st)
-            mode = st.st_mode
-            data: bytes | None = None
-            if stat.S_ISREG(mode):
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in links:
-                    info.type = tarfile.LNKTYPE
-                    info.linkname = links[key]
-                else:
-                    if st.st_nlink > 1:
-                        links[key] = name
-                    info.size = st.st_size
-                    data = b""
-            elif stat.S_ISDIR(mode):
-                info.type = tarfile.DIRTYPE
-            elif stat.S_ISLNK(mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(path)
-            elif stat.S_ISFIFO(mode):
-                info.type = tarfile.FIFOTYPE
-            else:
-                stats.warnings.append(f"{rel}: skipped (a socket or device node is not volume data)")
-                continue
-            x = _xattrs(path)
-            if x:
-                xattrs[rel] = x
-            stats.entries += 1
-            emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-            if data is None:
-                continue
-            size = st.st_size
-            sha = hashlib.sha256()
-            written = 0
-            with open(path, "rb", buffering=0) as f:
-                if size <= READ_WHOLE:
-                    chunk = f.read(size)
-                    sha.update(chunk)
-                    emit(chunk)
-                    written = len(chunk)
-                else:
-                    while written < size:
-                        chunk = f.read(min(CHUNK, size - written))
-                        if not chunk:
-                            break
-                        sha.update(chunk)
-                        emit(chunk)
-                        written += len(chunk)
-            if written < size:
-                stats.warnings.append(f"{rel}: shrank while being read; stored {written} of {size} bytes "
-                                      "padded with zeros (pause its users for a consistent copy)")
-                pad = b"\0" * (size - written)
-                sha.update(pad)
-                emit(pad)
-            elif os.stat(path, follow_symlinks=False).st_size != size:
-                stats.warnings.append(f"{rel}: changed size while being read; stored the first {size} bytes")
-            emit(b"\0" * (-size % BLOCK))
-            files[rel] = [size, sha.hexdigest()]
-            stats.files += 1
-            stats.bytes += size
+        if gnu_tar() is not None:
+            flush()
+            _forward_tar(root, zw.write, stats, files, xattrs)
+        else:
+            st = os.stat(root)
+            parts.append(_header(DATA.encode(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, 0, int(st.st_mtime),
+                                 _TYPE_DIR))
+            root_x = _xattrs(root)
+            if root_x:
+                xattrs[""] = root_x
+            prefix = DATA.encode() + b"/"
+
+            def emit_batch(batch: list[_Entry], reads: Future[list[tuple[bytes, int, str, dict[str, str]]]]) -> None:
+                nonlocal pending
+                results = iter(reads.result())
+                for e in batch:
+                    data, real, digest, x = next(results)
+                    if x:
+                        xattrs[e.rel] = x
+                    if e.typeflag != _TYPE_REG or e.link is not None:
+                        parts.append(_header(e.name, e.perm, e.uid, e.gid, 0, e.mtime,
+                                             _TYPE_LNK if e.link is not None else e.typeflag, e.link or e.target))
+                        pending += BLOCK
+                        continue
+                    size = e.size
+                    if real < size:
+                        stats.warnings.append(f"{e.rel}: shrank while being read; stored {real} of {size} bytes "
+                                              "padded with zeros (pause its users for a consistent copy)")
+                    parts.append(_header(e.name, e.perm, e.uid, e.gid, size, e.mtime, _TYPE_REG))
+                    parts.append(data)
+                    if size % BLOCK:
+                        parts.append(_ZERO_BLOCK[:BLOCK - size % BLOCK])
+                    files[e.rel] = [size, digest]
+                    stats.files += 1
+                    stats.bytes += size
+                    pending += size + BLOCK
+                if pending >= FLUSH_AT:
+                    flush()
+
+            # Reading and hashing files runs on a few threads (both release the GIL), in batches, in order;
+            # this thread builds headers and feeds the compressor, whose own worker compresses.
+            inflight: deque[tuple[list[_Entry], Future[list[tuple[bytes, int, str, dict[str, str]]]]]] = deque()
+            with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+                batch: list[_Entry] = []
+                for rel, path, st in _scan(root):
+                    mode = st.st_mode
+                    e = _Entry(rel, path, prefix + os.fsencode(rel), stat.S_IMODE(mode), st.st_uid, st.st_gid,
+                               int(st.st_mtime), 0, _TYPE_REG)
+                    if stat.S_ISREG(mode):
+                        key = (st.st_dev, st.st_ino)
+                        if st.st_nlink > 1 and key in links:
+                            e.link = links[key]
+                        else:
+                            if st.st_nlink > 1:
+                                links[key] = e.name
+                            e.size = st.st_size
+                    elif stat.S_ISDIR(mode):
+                        e.typeflag = _TYPE_DIR
+                    elif stat.S_ISLNK(mode):
+                        e.typeflag = _TYPE_SYM
+                        e.target = os.fsencode(os.readlink(path))
+                    elif stat.S_ISFIFO(mode):
+                        e.typeflag = _TYPE_FIFO
+                    else:
+                        stats.warnings.append(f"{rel}: skipped (a socket or device node is not volume data)")
+                        continue
+                    stats.entries += 1
+                    batch.append(e)
+                    if len(batch) >= BATCH:
+                        inflight.append((batch, pool.submit(_read_batch, batch)))
+                        batch = []
+                        if len(inflight) > READ_AHEAD:
+                            emit_batch(*inflight.popleft())
+                if batch:
+                    inflight.append((batch, pool.submit(_read_batch, batch)))
+                while inflight:
+                    emit_batch(*inflight.popleft())
         manifest = {"format": FORMAT, "files": files, "xattrs": xattrs, "entries": stats.entries,
                     "bytes": stats.bytes}
         add_bytes(MANIFEST_NAME, json.dumps(manifest, separators=(",", ":")).encode())
-        emit(b"\0" * (2 * BLOCK))
-        zw.write(buf)
+        parts.append(bytes(2 * BLOCK))
+        flush()
     return stats, hashed.sha.hexdigest(), hashed.size
 
 
 # -- reading --------------------------------------------------------------------
 class _HashingReader(io.RawIOBase):
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], enabled: bool) -> None:
         self.raw = raw
         self.sha = hashlib.sha256()
+        self.enabled = enabled
         self.size = 0
 
     def readable(self) -> bool:
@@ -231,7 +491,8 @@ class _HashingReader(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         n = self.raw.readinto(b)  # type: ignore[attr-defined]
         if n:
-            self.sha.update(memoryview(b)[:n])
+            if self.enabled:
+                self.sha.update(memoryview(b)[:n])
             self.size += n
         return int(n or 0)
 
@@ -247,30 +508,102 @@ class ReadResult:
     archive_bytes: int
 
 
-def _file_hash(stream: IO[bytes], size: int, on_chunk: Callable[[bytes], None] | None) -> tuple[str, int]:
-    sha = hashlib.sha256()
-    got = 0
-    while got < size:
-        chunk = stream.read(min(CHUNK, size - got))
-        if not chunk:
-            break
-        sha.update(chunk)
-        if on_chunk is not None:
-            on_chunk(chunk)
-        got += len(chunk)
-    return sha.hexdigest(), got
+class FileOut(Protocol):
+    """Where the bytes of one regular file go while it is read (restore writes them; verify drops them)."""
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
-FileSink = Callable[[tarfile.TarInfo], "Callable[[bytes], None] | None"]
+FileSink = Callable[[tarfile.TarInfo], "FileOut | None"]
 EntrySink = Callable[[tarfile.TarInfo], None]
 
 
-def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntrySink | None = None) -> ReadResult:
+def _num(field: bytes) -> int:
+    if field and field[0] & 0x80:  # base-256, as GNU tar writes large values
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _cstr(field: bytes) -> bytes:
+    return field.split(b"\0", 1)[0]
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        length = int(data[pos:space])
+        key, _, value = data[space + 1:pos + length - 1].partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _members(stream: Any) -> Iterator[tarfile.TarInfo]:
+    """Headers of a tar stream (ustar, PAX, GNU long names); the caller reads each member's data."""
+    pax: dict[str, str] = {}
+    long_name: bytes | None = None
+    long_link: bytes | None = None
+    while True:
+        h = stream.read(BLOCK)
+        if not h:
+            return  # the end; whether the manifest came is the caller's check
+        if len(h) < BLOCK:
+            raise _Corrupt("the archive ends in the middle of an entry header")
+        if h == _ZERO_BLOCK:
+            continue  # an end-of-archive marker (tar's, inside the stream) or padding: read on
+        if _num(h[148:156]) != sum(h[:148]) + 256 + sum(h[156:]):
+            raise _Corrupt("an entry header fails its checksum")
+        typeflag = h[156:157] or _TYPE_REG
+        size = _num(h[124:136])
+        if typeflag in (b"x", b"g", b"L", b"K"):
+            payload = stream.read(size + (-size % BLOCK))[:size]
+            if len(payload) < size:
+                raise _Corrupt("the archive ends inside an extended header")
+            if typeflag == b"x":
+                pax = _pax_records(payload)
+            elif typeflag == b"L":
+                long_name = _cstr(payload)
+            elif typeflag == b"K":
+                long_link = _cstr(payload)
+            continue
+        name = _cstr(h[0:100])
+        if h[257:262] == b"ustar":
+            prefix = _cstr(h[345:500])
+            if prefix:
+                name = prefix + b"/" + name
+        if long_name is not None:
+            name = long_name
+        link = long_link if long_link is not None else _cstr(h[157:257])
+        m = tarfile.TarInfo(pax.get("path") or os.fsdecode(name))
+        m.type = b"0" if typeflag == b"\0" else typeflag
+        m.mode = _num(h[100:108])
+        m.uid = int(pax.get("uid") or _num(h[108:116]))
+        m.gid = int(pax.get("gid") or _num(h[116:124]))
+        m.size = int(pax.get("size") or size)
+        m.mtime = int(float(pax.get("mtime") or _num(h[136:148])))
+        m.linkname = pax.get("linkpath") or os.fsdecode(link)
+        if m.type == tarfile.DIRTYPE:
+            m.name = m.name.rstrip("/")
+        pax, long_name, long_link = {}, None, None
+        yield m
+
+
+def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntrySink | None = None,
+                 hash_archive: bool = True) -> ReadResult:
     """Stream through the archive at `path`, checking every file's checksum against the manifest.
 
     on_entry(member) is called for each non-regular entry under data/ (the
     root folder included); on_file(member) for each regular file returns a
-    callable that receives its bytes (or None to only check them). Raises
+    FileOut that receives its bytes (or None to only check them). Raises
     BackupCorrupt naming the file that failed: damaged compressed data, a
     truncated archive, a checksum or size mismatch, a file missing from or
     extra to the manifest.
@@ -285,54 +618,70 @@ def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntryS
     except OSError as exc:
         raise BackupCorrupt(f"cannot read backup {path}: {exc.strerror}; expected a readable tamer backup "
                             "file") from exc
-    hashing = _HashingReader(raw)
+    hashing = _HashingReader(raw, hash_archive)
+    prefix = DATA + "/"
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(io.BufferedReader(hashing, CHUNK))
-        with tarfile.open(fileobj=reader, mode="r|") as tar:
-            for member in tar:
-                current = member.name
-                if manifest is not None:
-                    raise BackupCorrupt(f"{path}: entry {member.name} after the manifest; expected the manifest "
-                                        "last; this is not a backup tamer wrote")
-                if member.name in (HEADER_NAME, MANIFEST_NAME):
-                    stream = tar.extractfile(member)
-                    assert stream is not None
-                    try:
-                        meta = json.loads(stream.read())
-                    except ValueError as exc:
-                        raise BackupCorrupt(f"{path}: {member.name} is not valid JSON; the archive is damaged")\
-                            from exc
-                    if member.name == HEADER_NAME:
-                        header = meta
-                    else:
-                        manifest = meta
-                    continue
-                if header is None:
-                    raise BackupCorrupt(f"{path}: starts with {member.name}, not {HEADER_NAME}; expected a backup "
-                                        "written by `tamer volume backup`")
-                if member.isreg():
-                    sink = on_file(member) if on_file is not None else None
-                    stream = tar.extractfile(member)
-                    assert stream is not None
-                    digest, got = _file_hash(stream, member.size, sink)
-                    if got != member.size:
-                        raise BackupCorrupt(f"{path}: {member.name} is truncated ({got} of {member.size} bytes); "
-                                            "the archive was cut short; restore from another copy")
-                    seen[member.name[len(DATA) + 1:]] = (member.size, digest)
+        stream = io.BufferedReader(reader, CHUNK)
+        for member in _members(stream):
+            current = member.name
+            if manifest is not None:
+                raise BackupCorrupt(f"{path}: entry {member.name} after the manifest; expected the manifest "
+                                    "last; this is not a backup tamer wrote")
+            padding = -member.size % BLOCK if member.isreg() else 0
+            if member.name in (HEADER_NAME, MANIFEST_NAME):
+                raw_meta = stream.read(member.size + padding)[:member.size]
+                try:
+                    meta = json.loads(raw_meta)
+                except ValueError as exc:
+                    raise BackupCorrupt(f"{path}: {member.name} is not valid JSON; the archive is damaged or "
+                                        "truncated; restore from another copy") from exc
+                if member.name == HEADER_NAME:
+                    header = meta
                 else:
-                    if on_entry is not None:
-                        on_entry(member)
-                entries += 1
+                    manifest = meta
+                continue
+            if header is None:
+                raise BackupCorrupt(f"{path}: starts with {member.name}, not {HEADER_NAME}; expected a backup "
+                                    "written by `tamer volume backup`")
+            if member.isreg():
+                sink = on_file(member) if on_file is not None else None
+                sha = hashlib.sha256()
+                left = member.size
+                try:
+                    while left > 0:
+                        chunk = stream.read(min(CHUNK << 3, left))
+                        if not chunk:
+                            raise BackupCorrupt(f"{path}: {member.name} is truncated ({member.size - left} of "
+                                                f"{member.size} bytes); the archive was cut short; restore from "
+                                                "another copy")
+                        sha.update(chunk)
+                        if sink is not None:
+                            sink.write(chunk)
+                        left -= len(chunk)
+                finally:
+                    if sink is not None:
+                        sink.close()
+                if padding:
+                    stream.read(padding)
+                rel = member.name[len(prefix):] if member.name.startswith(prefix) else member.name
+                seen[rel] = (member.size, sha.hexdigest())
+            else:
+                if on_entry is not None:
+                    on_entry(member)
+                if member.size and not (member.islnk() or member.issym() or member.isdir()):
+                    stream.read(member.size + (-member.size % BLOCK))
+            entries += 1
         # read what follows the end-of-archive blocks, so the zstd frame checksum is checked too
-        while reader.read(CHUNK):
+        while stream.read(CHUNK):
             pass
     except BackupCorrupt:
         raise
     except zstandard.ZstdError as exc:
         raise BackupCorrupt(f"{path}: the compressed data is damaged while reading {current} ({exc}); expected an "
                             "intact tamer backup; restore from another copy") from exc
-    except (tarfile.TarError, EOFError) as exc:
-        raise BackupCorrupt(f"{path}: the archive is truncated or damaged at {current} ({exc}); expected an "
+    except (_Corrupt, ValueError, tarfile.TarError, EOFError) as exc:
+        raise BackupCorrupt(f"{path}: the archive is truncated or damaged after {current} ({exc}); expected an "
                             "intact tamer backup; restore from another copy") from exc
     finally:
         raw.close()
@@ -355,5 +704,5 @@ def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntryS
         raise BackupCorrupt(f"{path}: data/{missing[0]} (and {len(missing) - 1} more) listed in the manifest is "
                             "missing from the archive; the archive was altered")
     return ReadResult(header=header, manifest=manifest, files=len(seen), entries=entries - 1,
-                      bytes=sum(s for s, _ in seen.values()), sha256=hashing.sha.hexdigest(),
+                      bytes=sum(s for s, _ in seen.values()), sha256=hashing.sha.hexdigest() if hash_archive else "",
                       archive_bytes=hashing.size)

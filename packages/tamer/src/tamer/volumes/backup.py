@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import tarfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,6 +147,7 @@ class RestoreResult:
     entries: int
     bytes: int
     sha256: str
+    warnings: tuple[str, ...] = ()
 
 
 def plan_restore(engine: Engine, archive: Path, name: str, *, at: str | None = None) -> RestorePlan:
@@ -175,8 +175,57 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root + "/")
 
 
+class _FileOut:
+    """One regular file being restored: all-zero blocks become holes, so sparse files come back sparse."""
+
+    __slots__ = ("fd", "hole", "member")
+
+    def __init__(self, fd: int, member: tarfile.TarInfo) -> None:
+        self.fd = fd
+        self.member = member
+        self.hole = False
+
+    def write(self, chunk: bytes) -> None:
+        if len(chunk) < ZERO_BLOCK:
+            os.write(self.fd, chunk)
+            self.hole = False
+            return
+        view = memoryview(chunk)
+        for off in range(0, len(view), ZERO_BLOCK):
+            part = view[off:off + ZERO_BLOCK]
+            if len(part) == ZERO_BLOCK and part == _ZEROS:
+                os.lseek(self.fd, ZERO_BLOCK, os.SEEK_CUR)
+                self.hole = True
+            else:
+                os.write(self.fd, part)
+                self.hole = False
+
+    def close(self) -> None:
+        m = self.member
+        try:
+            if self.hole:
+                os.ftruncate(self.fd, m.size)
+            if (m.uid, m.gid) != _IDS:
+                with contextlib.suppress(PermissionError):  # not root: keep our own ids
+                    os.fchown(self.fd, m.uid, m.gid)
+            if m.mode & 0o7000:
+                os.fchmod(self.fd, m.mode)  # after chown, which clears set-id bits
+            os.utime(self.fd, (m.mtime, m.mtime))
+        finally:
+            os.close(self.fd)
+
+
+_ZEROS = bytes(ZERO_BLOCK)
+_IDS = (os.geteuid(), os.getegid())
+
+
 class _Extractor:
-    """Writes archive entries below `staging`, refusing any that would land outside it."""
+    """Writes archive entries below `staging`, refusing any that would land outside it.
+
+    Folders it made itself are known to be real folders (mkdir fails on
+    anything existing), so only entries below anything else need the slower
+    check that resolves links.
+    """
 
     def __init__(self, archive: str, staging: str) -> None:
         self.archive = archive
@@ -184,9 +233,10 @@ class _Extractor:
         self.real_staging = os.path.realpath(staging)
         self.meta: list[tuple[str, tarfile.TarInfo]] = []
         self.files: set[str] = set()
-        self.fd: int | None = None
-        self.fd_size = 0
+        self.safe_dirs: set[str] = {""}
+        self.current: _FileOut | None = None
         self.root_member: tarfile.TarInfo | None = None
+        self.skipped: list[str] = []
 
     def _refuse(self, name: str, why: str) -> RestoreRefused:
         return RestoreRefused(f"{self.archive}: entry {name!r} refused: {why}; expected every entry inside the "
@@ -202,45 +252,29 @@ class _Extractor:
         if parts[0] != DATA:
             raise self._refuse(name, f"outside the archive's {DATA}/ folder")
         rel = "/".join(p for p in parts[1:] if p not in ("", "."))
-        path = os.path.join(self.staging, rel) if rel else self.staging
-        parent = os.path.realpath(os.path.dirname(path)) if rel else self.real_staging
-        if not _inside(parent, self.real_staging):
+        if not rel:
+            return "", self.staging
+        path = self.staging + "/" + rel
+        parent_rel = rel.rpartition("/")[0]
+        if parent_rel not in self.safe_dirs and not _inside(os.path.realpath(os.path.dirname(path)),
+                                                            self.real_staging):
             raise self._refuse(name, "its folder is reached through a link that leaves the volume")
         return rel, path
 
-    def _close(self) -> None:
-        if self.fd is not None:
-            os.ftruncate(self.fd, self.fd_size)
-            os.close(self.fd)
-            self.fd = None
-
-    def on_file(self, member: tarfile.TarInfo) -> Callable[[bytes], None]:
-        self._close()
+    def on_file(self, member: tarfile.TarInfo) -> _FileOut:
         rel, path = self._target(member)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        self.fd, self.fd_size = fd, member.size
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, member.mode & 0o777)
         self.files.add(rel)
-        self.meta.append((path, member))
-
-        def write(chunk: bytes) -> None:
-            # all-zero blocks become holes: sparse files come back sparse
-            view = memoryview(chunk)
-            for off in range(0, len(view), ZERO_BLOCK):
-                part = view[off:off + ZERO_BLOCK]
-                if len(part) == ZERO_BLOCK and part == bytes(ZERO_BLOCK):
-                    os.lseek(fd, ZERO_BLOCK, os.SEEK_CUR)
-                else:
-                    os.write(fd, part)
-        return write
+        return _FileOut(fd, member)
 
     def on_entry(self, member: tarfile.TarInfo) -> None:
-        self._close()
         rel, path = self._target(member)
         if member.isdir():
             if not rel:
                 self.root_member = member  # applied to the volume's own folder at the end
                 return
             os.mkdir(path, 0o700)
+            self.safe_dirs.add(rel)
             self.meta.append((path, member))
         elif member.issym():
             target = member.linkname
@@ -263,38 +297,41 @@ class _Extractor:
             os.mkfifo(path, 0o600)
             self.meta.append((path, member))
         else:
-            raise self._refuse(member.name, "device nodes and other special files are not restored")
+            self.skipped.append(f"{rel}: a device node or other special file, not restored")
 
     def finish(self, xattrs: dict[str, dict[str, str]]) -> None:
-        """Owners, modes, xattrs and times, folders last and deepest first (writing into a folder bumps its mtime)."""
-        self._close()
+        """Owners, modes, times of folders, links and fifos (folders last, deepest first: writing into a
+        folder bumps its mtime), then every recorded xattr."""
         dirs = []
         for path, m in self.meta:
             if m.isdir():
                 dirs.append((path, m))
-                continue
-            self._set(path, m, xattrs.get(os.path.relpath(path, self.staging)))
+            else:
+                self._set(path, m)
         for path, m in sorted(dirs, key=lambda pm: pm[0].count("/"), reverse=True):
-            self._set(path, m, xattrs.get(os.path.relpath(path, self.staging)))
+            self._set(path, m)
+        for rel, values in xattrs.items():
+            if rel:
+                self._set_xattrs(os.path.join(self.staging, rel), values)
 
     def set_root(self, root: str, xattrs: dict[str, dict[str, str]]) -> None:
         if self.root_member is not None:
-            self._set(root, self.root_member, xattrs.get(""))
+            self._set(root, self.root_member)
+        self._set_xattrs(root, xattrs.get("") or {})
 
-    def _set(self, path: str, m: tarfile.TarInfo, xattrs: dict[str, str] | None) -> None:
-        for key, value in (xattrs or {}).items():
+    @staticmethod
+    def _set_xattrs(path: str, values: dict[str, str]) -> None:
+        for key, value in values.items():
             with contextlib.suppress(OSError):  # a filesystem without xattrs (e.g. some tmpfs) loses them
                 os.setxattr(path, key, base64.b64decode(value), follow_symlinks=False)
+
+    @staticmethod
+    def _set(path: str, m: tarfile.TarInfo) -> None:
         with contextlib.suppress(PermissionError):  # not root: keep our own ids
             os.lchown(path, m.uid, m.gid)
         if not m.issym():
             os.chmod(path, m.mode)
         os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
-
-    def abort(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 def apply_restore(engine: Engine, plan: RestorePlan) -> RestoreResult:
@@ -313,8 +350,10 @@ def apply_restore(engine: Engine, plan: RestorePlan) -> RestoreResult:
         staging = root / f".tamer-restore-{secrets.token_hex(4)}"
         os.mkdir(staging, 0o700)
         ex = _Extractor(str(plan.archive), str(staging))
+        old_umask = os.umask(0)  # files are created with their final mode
         try:
             result = read_archive(str(plan.archive), on_file=ex.on_file, on_entry=ex.on_entry)
+            os.umask(old_umask)
             xattrs = result.manifest.get("xattrs") or {}
             ex.finish(xattrs)
             for entry in os.listdir(staging):
@@ -322,7 +361,7 @@ def apply_restore(engine: Engine, plan: RestorePlan) -> RestoreResult:
             os.rmdir(staging)
             ex.set_root(str(root), xattrs)
         except BaseException:
-            ex.abort()
+            os.umask(old_umask)
             shutil.rmtree(staging, ignore_errors=True)
             raise
     except BaseException:
@@ -333,7 +372,8 @@ def apply_restore(engine: Engine, plan: RestorePlan) -> RestoreResult:
                 shutil.rmtree(plan.at.path, ignore_errors=True)
         raise
     return RestoreResult(volume=plan.volume, created=created, data_path=str(root), files=result.files,
-                         entries=result.entries, bytes=result.bytes, sha256=result.sha256)
+                         entries=result.entries, bytes=result.bytes, sha256=result.sha256,
+                         warnings=tuple(ex.skipped))
 
 
 def volume_exists(engine: Engine, name: str) -> bool:
