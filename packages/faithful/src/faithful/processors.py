@@ -29,7 +29,7 @@ Semantics match Hugging Face's processors of the same name except where noted:
 
 Example:
     >>> z = np.log(np.array([[0.5, 0.3, 0.2]]))
-    >>> np.isfinite(TopP(0.8)(z)).tolist()
+    >>> np.isfinite(TopP(0.75)(z)).tolist()
     [[True, True, False]]
 """
 
@@ -436,8 +436,8 @@ class Typical(Processor):
     until their mass reaches ``typical_p`` (in (0, 1]; 1 keeps everything).
 
     Example:
-        >>> z = np.log(np.array([[0.5, 0.25, 0.25]]))
-        >>> int(np.isfinite(Typical(0.2)(z)).sum())
+        >>> z = np.log(np.array([[0.7, 0.2, 0.1]]))
+        >>> int(np.isfinite(Typical(0.75)(z)).sum())
         2
     """
 
@@ -487,7 +487,7 @@ class Eta(Processor):
     """Eta sampling (Hewitt et al. 2022): drop ``p < min(eta, sqrt(eta) * exp(-H))``; keep the top token.
 
     Example:
-        >>> int(np.isfinite(Eta(0.1)(np.log(np.array([[0.9, 0.09, 0.01]])))).sum())
+        >>> int(np.isfinite(Eta(0.05)(np.log(np.array([[0.9, 0.09, 0.01]])))).sum())
         2
     """
 

@@ -82,7 +82,7 @@ def test_sampler_goodness_of_fit(label: str, kwargs: dict[str, Any], q: np.ndarr
     q = expected_q(kwargs, q)
     sampler = make_sampler(**kwargs)
     np.testing.assert_allclose(sampler.distribution(Z[None, :])[0], q, rtol=1e-12, atol=1e-15)
-    n = N if sampler.draw == "inverse_cdf" else N // 4  # Gumbel needs V uniforms per draw
+    n = N
     result = sampler(np.broadcast_to(Z, (n, Z.size)), rng=KeyedRNG(hash(label) % 2**32), step=3)
     fits(result.tokens, q)
     with np.errstate(divide="ignore"):
@@ -90,7 +90,7 @@ def test_sampler_goodness_of_fit(label: str, kwargs: dict[str, Any], q: np.ndarr
 
 
 def test_history_processors_goodness_of_fit(fits: Callable[..., None]) -> None:
-    n = 200_000
+    n = N
     history = [[0, 1, 3, 1]] * n
     sampler = make_sampler(repetition_penalty=2.0, presence_penalty=0.5, frequency_penalty=0.25, no_repeat_ngram_size=2)
     z = Z.copy()
@@ -222,8 +222,7 @@ def test_mirostat_v1_and_goodness_of_fit(fits: Callable[..., None]) -> None:
     s2 = make_sampler(mirostat=2, mirostat_tau=2.5)
     q2 = s2.distribution(Z[None, :])[0]  # mu = 5 bits: p >= 1/32 kept
     np.testing.assert_allclose(q2, exact_q([0, 1, 2, 3, 4, 5, 6]))
-    n = 200_000
-    fits(s2(np.broadcast_to(Z, (n, 10)), rng=3).tokens, q2)
+    fits(s2(np.broadcast_to(Z, (N, 10)), rng=3).tokens, q2)
     with pytest.raises(SamplingParameterError):
         Mirostat(version=3)
 

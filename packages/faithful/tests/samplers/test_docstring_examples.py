@@ -1,0 +1,28 @@
+"""The examples in the docstrings are true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "faithful.rng",
+    "faithful.draw",
+    "faithful.processors",
+    "faithful.samplers",
+    "faithful.backends",
+    "faithful.backends.numpy_fast",
+    "faithful.backends.torch_backend",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    if name.endswith("torch_backend"):
+        pytest.importorskip("torch")
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
+    assert result.attempted > 0
