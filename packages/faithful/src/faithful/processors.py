@@ -42,6 +42,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from faithful.backends.numpy_fast import candidate_superset, top_p_threshold
 from faithful.errors import EmptySupportError, InvalidLogitsError, SamplingParameterError, ShapeMismatchError
 
 __all__ = [
@@ -287,97 +288,12 @@ class TopK(Processor):
         k = int(self.top_k)
         if k >= logits.shape[1]:
             return logits.copy()
-        from faithful.backends.numpy_fast import candidate_superset
-
         idx = candidate_superset(logits, k)
         rows = np.arange(logits.shape[0])[:, None]
         cand = np.where(idx >= 0, logits[rows, np.maximum(idx, 0)], -np.inf)
         c = cand.shape[1]
         kth = np.partition(cand, c - k, axis=1)[:, c - k : c - k + 1] if k <= c else -np.inf
         return _keep(logits, logits >= kth)
-
-
-_KEY_ONE = int(np.array([1.0]).view(np.int64)[0] >> 48)  # top 16 bits of 1.0
-
-
-def top_p_threshold(
-    logits: np.ndarray, top_p: float, first_k: int = 256, weights: np.ndarray | None = None
-) -> np.ndarray:
-    """Per row, the smallest logit kept by nucleus (top-p) truncation.
-
-    The kept set is ``{z >= threshold}``: the smallest set of the form
-    ``{p >= tau}`` whose mass reaches ``top_p``. No full sort: first a superset
-    of the top ``first_k`` found by one comparison pass
-    (:func:`faithful.backends.numpy_fast.candidate_superset`) is sorted; rows
-    whose nucleus is larger are bucketed by the top bits of their weights
-    (16 buckets per factor of 2, one ``bincount``), and only the boundary
-    bucket is sorted. Masses are float64 sums of ``exp(z - max z)``; which
-    method a row takes can move its boundary only when the mass lands within
-    float64 rounding of ``top_p``.
-
-    Parameters:
-        logits: float64 ``(B, V)``, no empty rows.
-        top_p: in (0, 1).
-        first_k: size of the first window.
-        weights: ``exp(logits - max)`` if the caller already has it.
-
-    Returns:
-        float64 ``(B,)``.
-
-    Example:
-        >>> top_p_threshold(np.log(np.array([[0.5, 0.3, 0.2]])), 0.7).round(3).tolist()
-        [-1.204]
-    """
-    from faithful.backends.numpy_fast import candidate_superset, pad_candidates
-
-    b, v = logits.shape
-    m = logits.max(axis=1)
-    w = np.exp(logits - m[:, None]) if weights is None else weights
-    total = w.sum(axis=1)
-    need = top_p * total
-    threshold = np.empty(b, dtype=np.float64)
-    rows = np.arange(b)
-    idx = candidate_superset(logits, min(v, max(1, first_k)))
-    # {z >= bound} is itself a top set: sorted, it is the exact prefix of the sorted row
-    cand = np.where(idx >= 0, logits[rows[:, None], np.maximum(idx, 0)], -np.inf)
-    cand = -np.sort(-cand, axis=1)
-    whole = idx.shape[1] >= v
-    cum = np.cumsum(np.exp(cand - m[:, None]), axis=1)
-    reached = cum >= need[:, None]
-    hit = reached.any(axis=1)
-    done = hit | whole
-    # Rounding can leave the full sum a hair under top_p * total: keep all finite.
-    last_finite = np.isfinite(cand).sum(axis=1) - 1
-    j = np.where(hit, reached.argmax(axis=1), last_finite)
-    threshold[done] = cand[done, j[done]]
-    pending = np.flatnonzero(~done)
-    if pending.size == 0:
-        return threshold
-    # Large nuclei: bucket by the top 16 bits of the float64 weight w in [0, 1] (sign, exponent and
-    # 4 mantissa bits: monotone in w, hence in z; 16 buckets per factor of 2).
-    zp, wp = (logits, w) if pending.size == b else (logits[pending], w[pending])
-    n_buckets = _KEY_ONE + 1
-    p = pending.size
-    key = wp.view(np.int64) >> 48  # in [0, _KEY_ONE] for w in [0, 1]
-    key += (np.arange(p) * n_buckets)[:, None]
-    mass = np.bincount(key.ravel(), weights=wp.ravel(), minlength=p * n_buckets).reshape(p, n_buckets)
-    mass = mass[:, ::-1]
-    cum_b = np.cumsum(mass, axis=1)  # heaviest weights first
-    crossed = cum_b >= need[pending, None]
-    last_nonempty = n_buckets - 1 - np.argmax((mass > 0)[:, ::-1], axis=1)
-    jb = np.where(crossed.any(axis=1), crossed.argmax(axis=1), last_nonempty)
-    before = np.where(jb > 0, cum_b[np.arange(p), np.maximum(jb - 1, 0)], 0.0)
-    boundary_key = (n_buckets - 1 - jb) + np.arange(p) * n_buckets
-    in_bucket = pad_candidates(np.flatnonzero(key == boundary_key[:, None]), p, v)
-    ok = in_bucket >= 0
-    zb = np.where(ok, zp[np.arange(p)[:, None], np.maximum(in_bucket, 0)], -np.inf)
-    zb = -np.sort(-zb, axis=1)
-    cum_in = before[:, None] + np.cumsum(np.exp(zb - m[pending, None]), axis=1)
-    reached_in = cum_in >= need[pending, None]
-    last_in = np.isfinite(zb).sum(axis=1) - 1
-    jj = np.where(reached_in.any(axis=1), reached_in.argmax(axis=1), last_in)
-    threshold[pending] = zb[np.arange(p), jj]
-    return threshold
 
 
 @dataclass(frozen=True)
