@@ -174,8 +174,13 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
             refusals.append(Refusal("container", c.id, c.name, size, why))
 
     # -- volumes -----------------------------------------------------------
+    users_of: dict[str, list[Container]] = defaultdict(list)
+    for c in inv.containers:
+        for m in c.mounts:
+            if m.type == "volume" and m.name:
+                users_of[m.name].append(c)
     for v in inv.volumes:
-        users = [c for c in inv.containers if any(m.type == "volume" and m.name == v.name for m in c.mounts)]
+        users = users_of.get(v.name, [])
         left = [c for c in users if c.id not in removed_containers]
         why, reason, needs_backup = _volume_verdict(v, left, users, policy, now, backup_available)
         if why is None:
