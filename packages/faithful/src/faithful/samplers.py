@@ -78,11 +78,14 @@ class SampleResult:
         tokens: int64 ``(B,)``.
         logprobs: float64 ``(B,)``, natural log of ``q[token]`` under the final distribution.
         q: float64 ``(B, V)`` when ``return_q=True``, else None.
+        seed: the seed of the keyed uniforms used (read it to reproduce a call made
+            with ``rng=None``); None for greedy, which uses no randomness.
     """
 
     tokens: np.ndarray
     logprobs: np.ndarray
     q: np.ndarray | None = None
+    seed: int | None = None
 
 
 @dataclass
@@ -332,11 +335,12 @@ class Sampler:
                     raise ShapeMismatchError(
                         f"`history` must have one sequence per row ({x.shape[0]}), got {len(history)}"
                     )
-                u = as_keyed_rng(rng).uniforms(row_ids, step, 1)[:, 0]
+                keyed = as_keyed_rng(rng)
+                u = keyed.uniforms(row_ids, step, 1)[:, 0]
                 with np.errstate(over="ignore"):  # z / T -> -inf for hugely negative z: probability 0
                     fast = sample_truncated(x, u, return_q=return_q, **self._fast)
                 if fast is not None:
-                    return SampleResult(*fast)
+                    return SampleResult(*fast, seed=keyed.seed)
         with np.errstate(over="ignore"):  # exp(-huge) -> 0 is the right limit
             return self._sample_reference(logits, rng, step, rows, history, return_q)
 
@@ -361,17 +365,18 @@ class Sampler:
             return SampleResult(tokens, np.zeros(b), q)
         m = z.max(axis=1, keepdims=True)
         w = np.exp(z - m)
+        keyed = as_keyed_rng(rng)
         if self.draw == "gumbel":
-            u = as_keyed_rng(rng).uniforms(row_ids, step, z.shape[1])
+            u = keyed.uniforms(row_ids, step, z.shape[1])
             tokens = gumbel_max(z, u)
             total = w.sum(axis=1)
         else:
-            u1 = as_keyed_rng(rng).uniforms(row_ids, step, 1)[:, 0]
+            u1 = keyed.uniforms(row_ids, step, 1)[:, 0]
             tokens, total = band_search(w, u1)
         logprobs = z[r, tokens] - m[:, 0] - np.log(total)
         if self.mirostat is not None:
             self.mirostat.update(row_ids, logprobs)
-        return SampleResult(tokens, logprobs, w / total[:, None] if return_q else None)
+        return SampleResult(tokens, logprobs, w / total[:, None] if return_q else None, seed=keyed.seed)
 
 
 def _fmt(x: float) -> str:

@@ -158,6 +158,17 @@ def test_numpy_and_torch_give_the_same_tokens(sampler: Sampler) -> None:
     np.testing.assert_array_equal(ours.q, theirs.q)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"top_k": 5}, {"typical_p": 0.9}])
+def test_rng_none_reports_its_seed(kwargs: dict[str, Any]) -> None:
+    s = make_sampler(**kwargs)
+    z = random_logits(9)
+    first = s(z)
+    assert isinstance(first.seed, int)
+    np.testing.assert_array_equal(s(z, rng=first.seed).tokens, first.tokens)
+    assert s(z, rng=7).seed == 7
+    assert greedy()(z).seed is None
+
+
 def test_keyed_reproducibility_and_step_changes_draws() -> None:
     s = make_sampler(temperature=1.0)
     z = np.zeros((256, 50))
