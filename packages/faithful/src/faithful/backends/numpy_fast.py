@@ -223,7 +223,7 @@ def _sample_dense(
     if min_cut is not None:
         cut = min_cut if cut is None else np.maximum(cut, min_cut)
     if cut is not None:
-        w = np.where(z >= cut[:, None], w, 0.0)
+        np.multiply(w, z >= cut[:, None], out=w)  # w is our own array: zero the removed tokens in place
     tokens, total = band_search(w, u)
     logprobs = z[np.arange(x.shape[0]), tokens] - zmax - np.log(total)
     return tokens, logprobs, (w / total[:, None] if return_q else None)
