@@ -8,6 +8,27 @@ itself on request. :meth:`Sampler.distribution` returns ``q`` without drawing.
 
 Randomness is keyed (:mod:`faithful.rng`): the token of a row depends only on
 ``(seed, rows[i], step)`` and the row's logits, never on the batch around it.
+Pass ``rows`` (global row ids) when a row is sampled in different batches, and
+``step`` per decoding step; ``SampleResult.seed`` tells the seed used when
+``rng=None``.
+
+How a call runs:
+
+- The common chain ``temperature -> top_k -> top_p -> min_p`` (any subset) with the
+  inverse-CDF draw runs the kernels of :mod:`faithful.backends.numpy_fast`: no full
+  sort, no float64 copy of the logits when top-k or min-p bound the support.
+  Everything else runs the dense float64 reference: :func:`faithful.processors.check_logits`,
+  the processors in order, then the draw. Both give the same tokens, log-probabilities
+  and q up to float64 rounding of a normaliser (tested token for token).
+- ``draw="inverse_cdf"`` (default): the essay's bands over ``exp(z - max z)`` in token
+  order, one uniform per row. ``draw="gumbel"``: Gumbel-max, one uniform per token.
+  Neither can return a token of probability 0.
+- ``temperature=0`` is the ``T -> 0`` limit: uniform over the maximal logits (so exact
+  ties are broken at random); :func:`greedy` is plain argmax (first maximum), named
+  for what it is: a prediction, not a sample.
+- Mirostat keeps per-row state in the sampler (:class:`Mirostat`): see there.
+- ``backend="torch"`` accepts torch tensors (CPU in place, CUDA copied to the host
+  once) and returns the same numpy results as ``backend="numpy"``.
 
 Example:
     >>> import numpy as np
