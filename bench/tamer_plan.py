@@ -184,7 +184,7 @@ def bench_prune() -> None:
     print(f"tamer clean (default)  : reclaimed {t['reclaimed']:>12,} bytes (du)  [{t['said']}]")
     print(f"ratio tamer/prune = {t['reclaimed'] / max(1, p['reclaimed']):.3f}")
     print(f"prune also removed what the policy protects (label keep): {p['protected']:,} bytes; "
-          f"ratio tamer/(prune - protected) = {t["reclaimed"] / max(1, p["reclaimed"] - p["protected"]):.4f} "
+          f"ratio tamer/(prune - protected) = {t['reclaimed'] / max(1, p['reclaimed'] - p['protected']):.4f} "
           "(target >= 1.0)")
     from collections import Counter
 
