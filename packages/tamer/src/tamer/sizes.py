@@ -97,8 +97,14 @@ def _walk(root: str, recurse: bool, skip: frozenset[str], root_dev: int | None) 
     return part
 
 
-def _task(args: tuple[str, bool, frozenset[str], int | None]) -> _Partial:
-    return _walk(*args)
+# The skip set can hold thousands of paths; forked workers inherit it from here
+# instead of having it pickled into every one of thousands of tasks.
+_SKIP: frozenset[str] = frozenset()
+
+
+def _task(args: tuple[str, bool, int | None]) -> _Partial:
+    path, recurse, dev = args
+    return _walk(path, recurse, _SKIP, dev)
 
 
 def measure_trees(roots: Mapping[K, str], *, skip: Iterable[str] = (), stay_on_device: bool = True,
@@ -122,7 +128,8 @@ def measure_trees(roots: Mapping[K, str], *, skip: Iterable[str] = (), stay_on_d
     skip_set = frozenset(os.path.normpath(s) for s in skip)
     # Split each root into (root's own entries) + (one task per child directory)
     # so one huge volume still spreads over all workers.
-    tasks: list[tuple[K, tuple[str, bool, frozenset[str], int | None]]] = []
+    global _SKIP
+    tasks: list[tuple[K, tuple[str, bool, int | None]]] = []
     result: dict[K, DiskUsage | None] = {}
     for key, root in roots.items():
         try:
@@ -135,10 +142,11 @@ def measure_trees(roots: Mapping[K, str], *, skip: Iterable[str] = (), stay_on_d
             continue
         dev = st.st_dev if stay_on_device else None
         # two levels: the data-root's overlay2/ alone would otherwise be one giant task
-        tasks.append((key, (root, False, skip_set, dev)))
+        tasks.append((key, (root, False, dev)))
         for child in _subdirs(root, skip_set, dev):
-            tasks.append((key, (child, False, skip_set, dev)))
-            tasks.extend((key, (grandchild, True, skip_set, dev)) for grandchild in _subdirs(child, skip_set, dev))
+            tasks.append((key, (child, False, dev)))
+            tasks.extend((key, (grandchild, True, dev)) for grandchild in _subdirs(child, skip_set, dev))
+    _SKIP = skip_set
     n_workers = workers or os.cpu_count() or 1
     parts: list[_Partial]
     if n_workers <= 1 or len(tasks) < MIN_TASKS_FOR_POOL:
