@@ -11,6 +11,8 @@ from faithful.backends.numpy_fast import candidate_superset, sample_truncated
 from faithful.processors import TopK, TopP, softmax, top_p_threshold
 from faithful.rng import KeyedRNG
 from faithful.samplers import make_sampler
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 B, V = 48, 50257
 
@@ -176,3 +178,51 @@ def test_greedy_fast_path_checks_its_input() -> None:
     bad[3] = -np.inf
     with pytest.raises(EmptySupportError, match=r"rows \[3\]"):
         greedy()(bad)
+
+
+@st.composite
+def structured_logits(draw: st.DrawFn) -> np.ndarray:
+    """Wide rows (past the sampled-threshold cut-off) with ties, -inf runs and odd scales."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    b = draw(st.integers(1, 3))
+    v = draw(st.sampled_from([4097, 5000, 8191]))
+    kind = draw(st.sampled_from(["normal", "integers", "sorted", "sparse", "flat"]))
+    scale = draw(st.sampled_from([1e-3, 1.0, 10.0, 300.0]))
+    if kind == "normal":
+        x = rng.standard_normal((b, v)) * scale
+    elif kind == "integers":
+        x = rng.integers(-3, 3, (b, v)).astype(np.float64) * scale
+    elif kind == "sorted":
+        x = np.sort(rng.standard_normal((b, v)), axis=1) * scale
+    elif kind == "sparse":
+        x = np.full((b, v), -np.inf)
+        for row in range(b):
+            alive = rng.choice(v, size=int(rng.integers(1, 60)), replace=False)
+            x[row, alive] = rng.standard_normal(alive.size) * scale
+    else:
+        x = np.zeros((b, v))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return x.astype(dtype)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    x=structured_logits(),
+    top_k=st.one_of(st.none(), st.integers(1, 600)),
+    top_p=st.one_of(st.none(), st.floats(0.01, 1.0)),
+    min_p=st.one_of(st.none(), st.floats(0.0, 1.0)),
+    temperature=st.sampled_from([1.0, 0.5, 2.0]),
+)
+def test_fast_path_equals_the_reference_on_structured_rows(
+    x: np.ndarray, top_k: int | None, top_p: float | None, min_p: float | None, temperature: float
+) -> None:
+    kwargs: dict[str, Any] = {"top_k": top_k, "top_p": top_p, "min_p": min_p, "temperature": temperature}
+    fast, slow = make_sampler(**kwargs), make_sampler(fast=False, **kwargs)
+    a = fast(x, rng=1, step=4, return_q=True)
+    b = slow(x, rng=1, step=4, return_q=True)
+    assert a.q is not None and b.q is not None
+    np.testing.assert_array_equal(a.q > 0, b.q > 0)
+    np.testing.assert_allclose(a.q, b.q, rtol=1e-12, atol=1e-300)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    assert (a.q[np.arange(x.shape[0]), a.tokens] > 0).all()

@@ -105,3 +105,21 @@ def test_composed_chain_matches_hugging_face_in_its_order() -> None:
     theirs = softmax(hf_apply(chain, z, ids))
     sampler = make_sampler(repetition_penalty=1.2, temperature=0.8, top_k=50, top_p=0.9, min_p=0.02)
     np.testing.assert_allclose(sampler.distribution(z, history=ids.tolist()), theirs, rtol=1e-12, atol=1e-15)
+
+
+def test_logit_bias_matches_sequence_bias_for_single_tokens() -> None:
+    from faithful.processors import LogitBias
+
+    z = logits(30, 2.0)
+    bias = {3: 2.5, 17: -1.0, 999: 4.0}
+    theirs = hf_apply(lp.SequenceBiasLogitsProcessor([[[t], b] for t, b in bias.items()]), z)
+    np.testing.assert_allclose(LogitBias(bias)(z), theirs, rtol=1e-15)
+
+
+def test_forbidden_tokens_match_suppress_tokens() -> None:
+    from faithful.processors import ForbiddenTokens
+
+    z = logits(31, 2.0)
+    banned = [0, 5, 500, 999]
+    theirs = hf_apply(lp.SuppressTokensLogitsProcessor(banned), z)
+    assert_same_distribution(ForbiddenTokens(banned)(z), theirs)
