@@ -303,3 +303,30 @@ def test_without_history_the_plan_says_it_falls_back(eng: Any, tmp_path: Path) -
     policy.write_text(KEEP_BASE.replace("[images]\n", "[images]\nunused_older_than = \"30d\"\n"))
     rc, plan = tamer_json(eng, tmp_path, "plan", "--policy", str(policy))
     assert rc == 0 and any("no usage history" in n for n in plan["data"]["notes"])
+
+
+def test_named_volume_goes_only_by_rule_and_after_a_verified_backup(eng: Any, tmp_path: Path) -> None:
+    digest = make_named_data(eng, "old-scratch", kb=500)
+    eng.docker("volume", "create", "--label", "keep=1", "old-labelled-empty")
+    other = make_named_data(eng, "unruled")
+    policy = tmp_path / "named.toml"
+    policy.write_text(KEEP_BASE + "[containers]\nremove = false\n[[volumes.named]]\nnames = [\"old-*\"]\n")
+    rc, plan = tamer_json(eng, tmp_path, "plan", "--policy", str(policy))
+    acts = {a["name"]: a for a in plan["data"]["actions"] if a["kind"] == "volume"}
+    assert acts["old-scratch"]["needs_backup"] is True and "backed up and verified first" in acts["old-scratch"]["reason"]
+    keep = {r["name"]: r["why"] for r in plan["data"]["refusals"] if r["kind"] == "volume"}
+    assert "protected by label keep" in keep["old-labelled-empty"]
+    assert "no [[volumes.named]] rule" in keep["unruled"]
+    rc, result = tamer_json(eng, tmp_path, "clean", "--policy", str(policy), "--apply", "--yes")
+    assert rc == 0, result
+    step = next(s for s in result["data"]["steps"] if s["name"] == "old-scratch")
+    assert step["status"] == "done" and step["detail"].startswith("backed up and verified: ")
+    archive = Path(step["detail"].removeprefix("backed up and verified: "))
+    assert archive.is_file() and (archive.stat().st_mode & 0o777) == 0o600
+    left = eng.docker("volume", "ls", "-q").split()
+    assert "old-scratch" not in left and {"unruled", "old-labelled-empty"} <= set(left)
+    # the data is all in the backup: restore it and compare every byte
+    restored = tamer(eng, tmp_path, "volume", "restore", str(archive), "old-scratch-restored")
+    assert restored.returncode == 0, restored.stderr
+    assert volume_digest(eng, "old-scratch-restored") == digest
+    assert volume_digest(eng, "unruled") == other
