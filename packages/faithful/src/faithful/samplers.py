@@ -362,6 +362,7 @@ class Sampler:
                     fast = sample_truncated(x, u, return_q=return_q, **self._fast)
                 if fast is not None:
                     return SampleResult(*fast, seed=keyed.seed)
+                rng = keyed  # the reference path below draws with the same uniforms
         with np.errstate(over="ignore"):  # exp(-huge) -> 0 is the right limit
             return self._sample_reference(logits, rng, step, rows, history, return_q)
 
