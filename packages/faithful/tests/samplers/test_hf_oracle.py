@@ -123,3 +123,19 @@ def test_forbidden_tokens_match_suppress_tokens() -> None:
     banned = [0, 5, 500, 999]
     theirs = hf_apply(lp.SuppressTokensLogitsProcessor(banned), z)
     assert_same_distribution(ForbiddenTokens(banned)(z), theirs)
+
+
+def test_documented_difference_ties_at_the_top_p_boundary() -> None:
+    # Hugging Face keeps one of the three tied tokens (which one depends on its sort); we keep all three.
+    z = np.log(np.array([[0.4, 0.2, 0.2, 0.2]]))
+    theirs = np.isfinite(hf_apply(lp.TopPLogitsWarper(0.5), z))
+    ours = np.isfinite(TopP(0.5)(z))
+    assert theirs.sum() == 2 and theirs[0, 0]
+    assert ours.sum() == 4
+
+
+def test_documented_difference_temperature_zero() -> None:
+    with pytest.raises(ValueError):
+        lp.TemperatureLogitsWarper(0.0)
+    z = np.array([[1.0, 3.0, 3.0]])
+    np.testing.assert_array_equal(softmax(Temperature(0.0)(z)), [[0.0, 0.5, 0.5]])
