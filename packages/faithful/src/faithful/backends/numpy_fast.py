@@ -124,11 +124,16 @@ def candidate_superset(x: np.ndarray, k: int) -> np.ndarray:
     return pad_candidates(flat, b, v)
 
 
-_KEY_ONE = int(np.array([1.0]).view(np.int64)[0] >> 48)  # top 16 bits of 1.0
+_KEY_SHIFT = 50
+_KEY_ONE = int(np.array([1.0]).view(np.int64)[0] >> _KEY_SHIFT)  # top 14 bits of 1.0
 
 
 def top_p_threshold(
-    logits: np.ndarray, top_p: float, first_k: int = 256, weights: np.ndarray | None = None
+    logits: np.ndarray,
+    top_p: float,
+    first_k: int = 256,
+    weights: np.ndarray | None = None,
+    order_by: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per row, the smallest logit kept by nucleus (top-p) truncation.
 
@@ -137,7 +142,7 @@ def top_p_threshold(
     of the top ``first_k`` found by one comparison pass
     (:func:`candidate_superset`) is sorted; rows
     whose nucleus is larger are bucketed by the top bits of their weights
-    (16 buckets per factor of 2, one ``bincount``), and only the boundary
+    (4 buckets per factor of 2, one ``bincount``), and only the boundary
     bucket is sorted. Masses are float64 sums of ``exp(z - max z)``; which
     method a row takes can move its boundary only when the mass lands within
     float64 rounding of ``top_p``.
@@ -147,6 +152,8 @@ def top_p_threshold(
         top_p: in (0, 1).
         first_k: size of the first window.
         weights: ``exp(logits - max)`` if the caller already has it.
+        order_by: an array ordered like ``logits`` (e.g. the float32 logits they were
+            computed from) to pick the first window from; cheaper to scan.
 
     Returns:
         float64 ``(B,)``.
@@ -162,7 +169,7 @@ def top_p_threshold(
     need = top_p * total
     threshold = np.empty(b, dtype=np.float64)
     rows = np.arange(b)
-    idx = candidate_superset(logits, min(v, max(1, first_k)))
+    idx = candidate_superset(logits if order_by is None else order_by, min(v, max(1, first_k)))
     # {z >= bound} is itself a top set: sorted, it is the exact prefix of the sorted row
     cand = np.where(idx >= 0, logits[rows[:, None], np.maximum(idx, 0)], -np.inf)
     cand = -np.sort(-cand, axis=1)
@@ -178,12 +185,12 @@ def top_p_threshold(
     pending = np.flatnonzero(~done)
     if pending.size == 0:
         return threshold
-    # Large nuclei: bucket by the top 16 bits of the float64 weight w in [0, 1] (sign, exponent and
-    # 4 mantissa bits: monotone in w, hence in z; 16 buckets per factor of 2).
+    # Large nuclei: bucket by the top 14 bits of the float64 weight w in [0, 1] (sign, exponent and
+    # 2 mantissa bits: monotone in w, hence in z; 4 buckets per factor of 2).
     zp, wp = (logits, w) if pending.size == b else (logits[pending], w[pending])
     n_buckets = _KEY_ONE + 1
     p = pending.size
-    key = wp.view(np.int64) >> 48  # in [0, _KEY_ONE] for w in [0, 1]
+    key = wp.view(np.int64) >> _KEY_SHIFT  # in [0, _KEY_ONE] for w in [0, 1]
     key += (np.arange(p) * n_buckets)[:, None]
     mass = np.bincount(key.ravel(), weights=wp.ravel(), minlength=p * n_buckets).reshape(p, n_buckets)
     mass = mass[:, ::-1]
@@ -219,7 +226,7 @@ def _sample_dense(
     if t != 1.0:
         z = z / t
     w = np.exp(z - zmax[:, None])
-    cut = top_p_threshold(z, top_p, weights=w) if top_p is not None else None
+    cut = top_p_threshold(z, top_p, weights=w, order_by=x) if top_p is not None else None
     if min_cut is not None:
         cut = min_cut if cut is None else np.maximum(cut, min_cut)
     if cut is not None:
