@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from faithful.backends import BACKENDS, is_torch_tensor, to_numpy_logits
-from faithful.backends.numpy_fast import argmax_checked, sample_truncated
+from faithful.backends.numpy_fast import argmax_checked, candidate_superset, sample_truncated
 from faithful.draw import DRAWS, band_search, gumbel_max
 from faithful.errors import SamplingParameterError, ShapeMismatchError
 from faithful.processors import (
@@ -165,7 +165,7 @@ class Mirostat:
             keep = (-logp / _LN2 <= mu[:, None]) | top
             return np.where(keep, z, -np.inf)
         kk = min(self.m, v)
-        top_logp = -np.sort(-logp, axis=1)[:, :kk]
+        top_logp = _top_sorted(logp, kk)
         ks = np.empty(b, dtype=np.int64)
         for i in range(b):
             lp = top_logp[i][np.isfinite(top_logp[i])]
@@ -179,7 +179,7 @@ class Mirostat:
             with np.errstate(all="ignore"):
                 k = ((e * 2.0 ** mu[i]) / (1.0 - v ** (-e))) ** (1.0 / s_hat) if s_hat > 0 and e != 0 else v
             ks[i] = int(min(max(k, 1.0), v)) if math.isfinite(k) else v
-        kth = np.take_along_axis(-np.sort(-z, axis=1), (ks - 1)[:, None], axis=1)
+        kth = np.take_along_axis(_top_sorted(z, int(ks.max())), (ks - 1)[:, None], axis=1)
         return np.where(z >= kth, z, -np.inf)
 
     def update(self, rows: np.ndarray, logprobs: np.ndarray) -> None:
@@ -188,6 +188,13 @@ class Mirostat:
         surprise = -logprobs / _LN2
         for r, new in zip(rows.tolist(), (mu - self.eta * (surprise - self.tau)).tolist(), strict=True):
             self.mu[int(r)] = new
+
+
+def _top_sorted(z: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` largest values of each row, in descending order, without sorting whole rows."""
+    idx = candidate_superset(z, k)
+    cand = np.where(idx >= 0, z[np.arange(z.shape[0])[:, None], np.maximum(idx, 0)], -np.inf)
+    return -np.sort(-cand, axis=1)[:, :k]
 
 
 def _check_rows(rows: Sequence[int] | np.ndarray | None, b: int) -> np.ndarray:

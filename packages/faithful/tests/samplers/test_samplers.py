@@ -302,3 +302,17 @@ def test_cuda_tensors_give_the_same_tokens(sampler: Sampler) -> None:  # pragma:
     twin = Sampler(sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat)
     theirs = twin(torch.from_numpy(z).cuda(), rng=4, step=2, history=HISTORY)
     np.testing.assert_array_equal(ours.tokens, theirs.tokens)
+
+
+def test_mirostat_v1_truncation_is_a_top_k_of_the_estimated_size() -> None:
+    # Zipf-like row: v1 estimates s ~ 1.1 and keeps the k most likely tokens (ties kept)
+    v = 6000
+    z = -1.1 * np.log(np.arange(1, v + 1, dtype=np.float64))[None, :]
+    m = Mirostat(version=1, tau=3.0)
+    kept = np.isfinite(m.truncate(z, np.array([0])))
+    k = int(kept.sum())
+    assert 1 <= k < v
+    np.testing.assert_array_equal(np.flatnonzero(kept[0]), np.arange(k))
+    # a higher mu (more surprise allowed) keeps more tokens
+    m.mu[0] = 10.0
+    assert int(np.isfinite(m.truncate(z, np.array([0]))).sum()) > k
