@@ -148,10 +148,13 @@ def test_batch_invariance_and_no_mutation(sampler: Sampler) -> None:
 @pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda s: s.name)
 def test_numpy_and_torch_give_the_same_tokens(sampler: Sampler) -> None:
     torch = pytest.importorskip("torch")
-    z = random_logits(2)
+    z = random_logits(2).astype(np.float32).astype(np.float64)
     ours = sampler(z, rng=9, step=1, history=HISTORY, return_q=True)
     twin = Sampler(sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat)
-    theirs = twin(torch.from_numpy(z), rng=9, step=1, history=HISTORY, return_q=True)
+    tensor = torch.from_numpy(z.astype(np.float32)).double()
+    before = tensor.clone()
+    theirs = twin(tensor, rng=9, step=1, history=HISTORY, return_q=True)
+    assert torch.equal(tensor, before)  # CPU tensors are read in place, never written
     np.testing.assert_array_equal(ours.tokens, theirs.tokens)
     np.testing.assert_array_equal(ours.logprobs, theirs.logprobs)
     assert ours.q is not None and theirs.q is not None
@@ -316,3 +319,14 @@ def test_mirostat_v1_truncation_is_a_top_k_of_the_estimated_size() -> None:
     # a higher mu (more surprise allowed) keeps more tokens
     m.mu[0] = 10.0
     assert int(np.isfinite(m.truncate(z, np.array([0]))).sum()) > k
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda s: s.name)
+def test_float32_tensors_and_arrays_agree(sampler: Sampler) -> None:
+    torch = pytest.importorskip("torch")
+    z = random_logits(12).astype(np.float32)
+    twin = Sampler(sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat)
+    a = sampler(z, rng=2, history=HISTORY)
+    b = twin(torch.from_numpy(z.copy()), rng=2, history=HISTORY)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_array_equal(a.logprobs, b.logprobs)
