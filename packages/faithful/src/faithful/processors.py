@@ -42,7 +42,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from faithful.backends.numpy_fast import candidate_superset, check_row_max, top_p_threshold
+from faithful.backends.numpy_fast import (
+    candidate_superset,
+    check_row_max,
+    mass_threshold_ascending,
+    top_p_threshold,
+)
 from faithful.errors import EmptySupportError, InvalidLogitsError, SamplingParameterError, ShapeMismatchError
 
 __all__ = [
@@ -363,12 +368,9 @@ class Typical(Processor):
         p = np.exp(logp)
         entropy = _entropy(logp, p)
         shifted = np.abs(-logp - entropy)
-        order = np.argsort(shifted, axis=1, kind="stable")
-        sorted_shift = np.take_along_axis(shifted, order, axis=1)
-        cum = np.cumsum(np.take_along_axis(p, order, axis=1), axis=1)
-        last = np.minimum((cum < self.typical_p).sum(axis=1), logits.shape[1] - 1)
-        cut = sorted_shift[np.arange(logits.shape[0]), last][:, None]
-        return _keep(logits, shifted <= cut)
+        # take tokens by increasing |surprise - entropy| until their mass reaches typical_p (no full sort)
+        cut = mass_threshold_ascending(shifted, p, np.full(logits.shape[0], float(self.typical_p)))
+        return _keep(logits, shifted <= cut[:, None])
 
 
 @dataclass(frozen=True)

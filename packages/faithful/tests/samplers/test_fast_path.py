@@ -226,3 +226,42 @@ def test_fast_path_equals_the_reference_on_structured_rows(
     np.testing.assert_allclose(a.q, b.q, rtol=1e-12, atol=1e-300)
     np.testing.assert_array_equal(a.tokens, b.tokens)
     assert (a.q[np.arange(x.shape[0]), a.tokens] > 0).all()
+
+
+def sorted_mass_threshold(keys: np.ndarray, w: np.ndarray, need: np.ndarray) -> np.ndarray:
+    order = np.argsort(keys, axis=1, kind="stable")
+    sk = np.take_along_axis(keys, order, axis=1)
+    cum = np.cumsum(np.take_along_axis(w, order, axis=1), axis=1)
+    last = np.minimum((cum < need[:, None]).sum(axis=1), keys.shape[1] - 1)
+    return np.where((cum >= need[:, None]).any(axis=1), sk[np.arange(keys.shape[0]), last], np.inf)
+
+
+@pytest.mark.parametrize("kind", ["normal", "rounded", "with_inf", "scaled"])
+def test_mass_threshold_equals_a_full_sort(kind: str) -> None:
+    from faithful.backends.numpy_fast import mass_threshold_ascending
+
+    rng = np.random.default_rng(["normal", "rounded", "with_inf", "scaled"].index(kind))
+    keys = np.abs(rng.standard_normal((8, 20000)))
+    if kind == "rounded":
+        keys = np.round(keys, 1)  # many ties
+    if kind == "with_inf":
+        keys[:, ::3] = np.inf
+    if kind == "scaled":
+        keys *= 300.0
+    w = rng.exponential(size=keys.shape)
+    w[np.isinf(keys)] = 0.0
+    w /= w.sum(axis=1, keepdims=True)
+    for mass in (0.01, 0.5, 0.9, 0.999):
+        need = np.full(8, mass)
+        np.testing.assert_array_equal(mass_threshold_ascending(keys, w, need), sorted_mass_threshold(keys, w, need))
+
+
+def test_typical_matches_hugging_face_on_a_large_vocabulary() -> None:
+    torch = pytest.importorskip("torch")
+    lp = pytest.importorskip("transformers.generation.logits_process")
+    from faithful.processors import Typical
+
+    z = lm_like(13, b=8).astype(np.float64)
+    for mass in (0.2, 0.9):
+        theirs = lp.TypicalLogitsWarper(mass)(torch.zeros((8, 1), dtype=torch.long), torch.from_numpy(z.copy())).numpy()
+        np.testing.assert_array_equal(np.isfinite(Typical(mass)(z)), np.isfinite(theirs))

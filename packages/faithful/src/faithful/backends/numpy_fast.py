@@ -30,6 +30,7 @@ __all__ = [
     "argmax_checked",
     "candidate_superset",
     "check_row_max",
+    "mass_threshold_ascending",
     "pad_candidates",
     "sample_truncated",
     "top_p_threshold",
@@ -126,6 +127,7 @@ def candidate_superset(x: np.ndarray, k: int) -> np.ndarray:
 
 _KEY_SHIFT = 50
 _KEY_ONE = int(np.array([1.0]).view(np.int64)[0] >> _KEY_SHIFT)  # top 14 bits of 1.0
+_KEY_INF = int(np.array([np.inf]).view(np.int64)[0] >> _KEY_SHIFT)
 
 
 def top_p_threshold(
@@ -209,6 +211,68 @@ def top_p_threshold(
     last_in = np.isfinite(zb).sum(axis=1) - 1
     jj = np.where(reached_in.any(axis=1), reached_in.argmax(axis=1), last_in)
     threshold[pending] = zb[np.arange(p), jj]
+    return threshold
+
+
+def mass_threshold_ascending(keys: np.ndarray, weights: np.ndarray, need: np.ndarray, first_k: int = 256) -> np.ndarray:
+    """Per row, the smallest key ``tau`` with ``sum(weights[keys <= tau]) >= need``, without a full sort.
+
+    Tokens are taken in ascending key order until their weight reaches ``need``
+    (the crossing token included); ties with it come along through ``keys <= tau``.
+    Same two stages as :func:`top_p_threshold`: a sorted window of the smallest
+    ``first_k`` keys, then buckets on the top bits of the (non-negative) keys.
+
+    Parameters:
+        keys: float64 ``(B, V)``, ``>= 0`` (``+inf`` allowed, sorts last).
+        weights: float64 ``(B, V)``, ``>= 0``.
+        need: float64 ``(B,)``.
+
+    Returns:
+        float64 ``(B,)``; ``+inf`` where even all weights fall short (rounding).
+
+    Example:
+        >>> mass_threshold_ascending(np.array([[0.3, 0.1, 0.2]]), np.array([[0.2, 0.5, 0.3]]), np.array([0.7])).tolist()
+        [0.2]
+    """
+    b, v = keys.shape
+    rows = np.arange(b)
+    threshold = np.full(b, np.inf)
+    idx = candidate_superset(-keys, min(v, max(1, first_k)))
+    safe = np.maximum(idx, 0)
+    ck = np.where(idx >= 0, keys[rows[:, None], safe], np.inf)
+    cw = np.where(idx >= 0, weights[rows[:, None], safe], 0.0)
+    order = np.argsort(ck, axis=1, kind="stable")
+    ck = np.take_along_axis(ck, order, axis=1)
+    cum = np.cumsum(np.take_along_axis(cw, order, axis=1), axis=1)
+    reached = cum >= need[:, None]
+    hit = reached.any(axis=1)
+    threshold[hit] = ck[hit, reached[hit].argmax(axis=1)]
+    pending = np.flatnonzero(~hit) if idx.shape[1] < v else np.zeros(0, dtype=np.int64)
+    if pending.size == 0:
+        return threshold
+    kp, wp = (keys, weights) if pending.size == b else (keys[pending], weights[pending])
+    p = pending.size
+    n_buckets = _KEY_INF + 1
+    bucket = kp.view(np.int64) >> _KEY_SHIFT  # monotone for non-negative floats; +inf is the largest
+    bucket += (np.arange(p) * n_buckets)[:, None]
+    mass = np.bincount(bucket.ravel(), weights=wp.ravel(), minlength=p * n_buckets).reshape(p, n_buckets)
+    cum_b = np.cumsum(mass, axis=1)
+    crossed = cum_b >= need[pending, None]
+    found = crossed.any(axis=1)
+    jb = np.where(found, crossed.argmax(axis=1), 0)
+    before = np.where(jb > 0, cum_b[np.arange(p), np.maximum(jb - 1, 0)], 0.0)
+    in_bucket = pad_candidates(np.flatnonzero(bucket == (jb + np.arange(p) * n_buckets)[:, None]), p, v)
+    ok = in_bucket >= 0
+    pr = np.arange(p)[:, None]
+    bk = np.where(ok, kp[pr, np.maximum(in_bucket, 0)], np.inf)
+    bw = np.where(ok, wp[pr, np.maximum(in_bucket, 0)], 0.0)
+    order = np.argsort(bk, axis=1, kind="stable")
+    bk = np.take_along_axis(bk, order, axis=1)
+    cum_in = before[:, None] + np.cumsum(np.take_along_axis(bw, order, axis=1), axis=1)
+    reached_in = cum_in >= need[pending, None]
+    last_in = ok.sum(axis=1) - 1
+    j = np.where(reached_in.any(axis=1), reached_in.argmax(axis=1), last_in)
+    threshold[pending] = np.where(found, bk[np.arange(p), np.maximum(j, 0)], np.inf)
     return threshold
 
 
