@@ -125,9 +125,11 @@ def candidate_superset(x: np.ndarray, k: int) -> np.ndarray:
     return pad_candidates(flat, b, v)
 
 
+_W_SHIFT = 46
+_W_ONE = int(np.array([1.0]).view(np.int64)[0] >> _W_SHIFT)
+_W_BUCKETS = 64 * 64
 _KEY_SHIFT = 50
-_KEY_ONE = int(np.array([1.0]).view(np.int64)[0] >> _KEY_SHIFT)  # top 14 bits of 1.0
-_KEY_INF = int(np.array([np.inf]).view(np.int64)[0] >> _KEY_SHIFT)
+_KEY_INF = int(np.array([np.inf]).view(np.int64)[0] >> _KEY_SHIFT)  # typical: keys in [0, inf]
 
 
 def top_p_threshold(
@@ -144,7 +146,7 @@ def top_p_threshold(
     of the top ``first_k`` found by one comparison pass
     (:func:`candidate_superset`) is sorted; rows
     whose nucleus is larger are bucketed by the top bits of their weights
-    (4 buckets per factor of 2, one ``bincount``), and only the boundary
+    (64 buckets per factor of 2, one ``bincount``), and only the boundary
     bucket is sorted. Masses are float64 sums of ``exp(z - max z)``; which
     method a row takes can move its boundary only when the mass lands within
     float64 rounding of ``top_p``.
@@ -187,21 +189,23 @@ def top_p_threshold(
     pending = np.flatnonzero(~done)
     if pending.size == 0:
         return threshold
-    # Large nuclei: bucket by the top 14 bits of the float64 weight w in [0, 1] (sign, exponent and
-    # 2 mantissa bits: monotone in w, hence in z; 4 buckets per factor of 2).
+    # Large nuclei: bucket by the float64 bits of the weight w in [0, 1] (exponent and 6 mantissa
+    # bits: 64 buckets per factor of 2, monotone in w, hence in z), heaviest first; everything
+    # below 2**-64 shares the last bucket.
     zp, wp = (logits, w) if pending.size == b else (logits[pending], w[pending])
-    n_buckets = _KEY_ONE + 1
+    n_buckets = _W_BUCKETS
     p = pending.size
-    key = wp.view(np.int64) >> _KEY_SHIFT  # in [0, _KEY_ONE] for w in [0, 1]
+    key = wp.view(np.int64) >> _W_SHIFT
+    np.subtract(_W_ONE, key, out=key)  # 0 for w = 1, growing as w shrinks
+    np.minimum(key, n_buckets - 1, out=key)
     key += (np.arange(p) * n_buckets)[:, None]
     mass = np.bincount(key.ravel(), weights=wp.ravel(), minlength=p * n_buckets).reshape(p, n_buckets)
-    mass = mass[:, ::-1]
-    cum_b = np.cumsum(mass, axis=1)  # heaviest weights first
+    cum_b = np.cumsum(mass, axis=1)
     crossed = cum_b >= need[pending, None]
     last_nonempty = n_buckets - 1 - np.argmax((mass > 0)[:, ::-1], axis=1)
     jb = np.where(crossed.any(axis=1), crossed.argmax(axis=1), last_nonempty)
     before = np.where(jb > 0, cum_b[np.arange(p), np.maximum(jb - 1, 0)], 0.0)
-    boundary_key = (n_buckets - 1 - jb) + np.arange(p) * n_buckets
+    boundary_key = jb + np.arange(p) * n_buckets
     in_bucket = pad_candidates(np.flatnonzero(key == boundary_key[:, None]), p, v)
     ok = in_bucket >= 0
     zb = np.where(ok, zp[np.arange(p)[:, None], np.maximum(in_bucket, 0)], -np.inf)
