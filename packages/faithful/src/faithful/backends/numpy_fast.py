@@ -1,20 +1,29 @@
 """numpy kernels: candidate selection without a full sort, and the truncated-sampling fast path.
 
 The common chain ``temperature -> top_k -> top_p -> min_p`` followed by an
-inverse-CDF draw needs only the few tokens that can survive truncation. This
-module finds a *superset* of them with one comparison pass (the threshold is
-read off a strided sample of each row, which can only under-estimate the k-th
-largest value), then does every exact decision in float64 on that small set:
+inverse-CDF draw needs only the tokens that can survive truncation. When top-k
+or min-p bounds the support, this module finds a *superset* of the survivors
+with one comparison pass (for top-k the bound is read off a strided sample of
+each row, which can only under-estimate the k-th largest value), then makes
+every exact decision in float64 on that small set:
 
 - top-k: exact k-th largest among the candidates (ties kept), by partition;
-- top-p: the candidates sorted by logit, a running sum against ``top_p`` times the
-  normaliser (over the top-k set when top-k ran first, else over the whole row);
+- top-p after top-k: the candidates sorted by logit, a running sum against
+  ``top_p`` times the normaliser over the top-k set;
 - min-p: ``z >= max z + log(min_p)``;
-- the draw: bands of ``exp(z - max z)`` in token order, as the dense reference.
+- the draw: bands of ``exp(z - max z)`` in token order.
 
-Tokens, log-probabilities and q are the reference's (:mod:`faithful.samplers`)
-up to float64 rounding of a normaliser: a kept set can only differ when a
-top-p boundary falls within an ulp of a running sum.
+Without top-k or min-p the support can be most of the row, so the path stays
+dense: ``exp`` over the row in float64, the top-p threshold by
+:func:`top_p_threshold` (a sorted window of the top 256, else buckets on the
+bits of the weights: no full sort), and the blocked band search of
+:func:`faithful.draw.band_search`. :func:`mass_threshold_ascending` is the same
+idea for typical sampling.
+
+Tokens, log-probabilities and q are the dense reference's
+(:mod:`faithful.samplers`) up to float64 rounding: a kept set can only differ
+when a top-p boundary falls within an ulp of a running sum, a token only when a
+uniform falls within an ulp of a band edge.
 """
 
 from __future__ import annotations
@@ -321,7 +330,7 @@ def sample_truncated(
     min_p: float | None = None,
     return_q: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
-    """Sample from ``temperature -> top_k -> top_p -> min_p`` truncation, touching every logit once or twice.
+    """Sample from ``temperature -> top_k -> top_p -> min_p`` truncation without sorting whole rows.
 
     Parameters:
         x: ``(B, V)`` float logits (float32 or float64), not modified.
