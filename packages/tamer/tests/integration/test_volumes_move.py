@@ -238,3 +238,41 @@ def test_move_refuses_bad_destinations(eng: Any, used: tuple[str, Any], tmp_path
     to = to.replace("DATAROOT", str(eng.data_root)).replace("FILE", str(afile))
     r = eng.tamer("volume", "move", used[0], "--to", to, "--stop-users", "--apply", "--yes", env=state)
     assert r.returncode == 2 and says in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("crash", [None, "mid-swap-keep", "mid-swap"])
+def test_move_a_volume_placed_by_the_symlink_trick(eng: Any, tmp_path: Path, state: dict[str, str],
+                                                   crash: str | None) -> None:
+    """The essay's placement: the volume's folder in the engine's volumes dir is a symlink to another disk.
+    Killed mid-swap, a rollback puts the link back and the volume works as before."""
+    hdd = tmp_path / "HDD" / "docker_volumes" / "mv_link"
+    hdd.mkdir(parents=True)
+    link = eng.data_root / "volumes" / "mv_link"
+    os.symlink(hdd, link)
+    try:
+        eng.docker("volume", "create", "mv_link")
+        populate(hdd / "_data")
+        before = fingerprint(hdd / "_data")
+        dest = tmp_path / "disk2" / "mv_link"
+        if crash:
+            r = eng.tamer("volume", "move", "mv_link", "--to", str(dest), "--apply", "--yes",
+                          env={**state, "TAMER_TEST_CRASH_AT": crash})
+            assert r.returncode == 137
+            r = eng.tamer("volume", "move", "mv_link", "--to", str(dest), "--rollback", "--apply", "--yes", env=state)
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert link.is_symlink() and fingerprint(hdd / "_data") == before
+            out = eng.docker("run", "--rm", "-v", "mv_link:/d", "tamer-test/busybox:1", "cat", "/d/owned")
+            assert out == "owned"
+            return
+        r = eng.tamer("volume", "move", "mv_link", "--to", str(dest), "--apply", "--yes", "--json", env=state)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert json.loads(r.stdout)["data"]["source_kept"] == str(hdd / "_data")
+        vol = json.loads(eng.docker("volume", "inspect", "mv_link"))[0]
+        assert vol["Options"]["device"] == str(dest)
+        assert fingerprint(dest) == before
+        assert fingerprint(hdd / "_data") == before, "the old data stays until --purge-source"
+        assert not link.is_symlink()
+    finally:
+        eng.docker("volume", "rm", "-f", "mv_link", check=False)
+        if link.is_symlink():
+            link.unlink()

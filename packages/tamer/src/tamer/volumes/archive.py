@@ -25,11 +25,13 @@ import hashlib
 import io
 import json
 import os
+import queue
 import shutil
 import stat
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -347,13 +349,33 @@ def _forward_tar(root: str, write: Callable[[bytes], Any], stats: WriteStats, fi
         with contextlib.suppress(OSError):  # let tar run up to 1 MiB ahead of us, not 64 KiB
             fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
         fd = proc.stdout.fileno()
+        # The tap (parsing, sha256) runs on its own thread: hashing releases the GIL, so it overlaps
+        # with compression on this one and tar in its process, three stages as in `tar | zstd`.
+        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        failed: list[BaseException] = []
+
+        def tap_loop() -> None:
+            try:
+                while (item := chunks.get()) is not None:
+                    tap.feed(item)
+            except BaseException as exc:  # handed to the main thread below
+                failed.append(exc)
+                while chunks.get() is not None:
+                    pass
+
+        tapper = threading.Thread(target=tap_loop, name="tamer-backup-tap", daemon=True)
+        tapper.start()
         try:
             while chunk := os.read(fd, CHUNK):
-                tap.feed(chunk)
+                chunks.put(chunk)
                 write(chunk)
         finally:
+            chunks.put(None)
+            tapper.join()
             rc = proc.wait()
             proc.stdout.close()
+        if failed:
+            raise failed[0]
         errors.seek(0)
         text = errors.read().decode(errors="replace").strip()
     if rc == 1:  # "file changed as we read it": stored as read, say so

@@ -6,7 +6,8 @@ Steps (each journaled; a killed move is resumed or rolled back by a rerun):
     verify        compare both trees, sha256 of every file
     remove-users  remove the users (their configuration is in the journal)
     keep-source   default placement: move the engine's data folder into a keeper volume NAME.pre-move
-                  (one rename), because removing the volume would delete it
+                  (one rename), because removing the volume would delete it; symlink placement: put
+                  the link aside (the engine refuses to remove a volume whose folder is a link)
     remove-old    remove the volume NAME (bind/symlink data stays where it was)
     create-new    create NAME with bind options to PATH
     recreate      create the users again with their exact configuration
@@ -249,6 +250,17 @@ class _Move:
                 self.engine.remove_container(u.id, force=True)
 
     def step_keep_source(self) -> None:
+        if self.source.placement == "symlink":
+            # The engine refuses to remove a volume whose folder is a link leading out of its root
+            # ("Unable to remove a directory outside of the local volume root"): put the link aside
+            # (one rename) and leave an ordinary empty folder in its place for the engine to remove.
+            link, aside = _link_paths(self.source)
+            if link.is_symlink():
+                os.rename(link, aside)
+            if not link.exists():
+                os.mkdir(link, 0o700)
+                os.mkdir(link / "_data", 0o755)
+            return
         keeper = self.d.get("keeper")
         if not keeper:
             return
@@ -267,6 +279,8 @@ class _Move:
         vol = inspect_volume_or_none(self.engine, self.name)
         if vol is not None and volume_place(vol).data_path != str(self.dest):
             self.engine.remove_volume(self.name)
+        if self.source.placement == "symlink":
+            _link_paths(self.source)[1].unlink(missing_ok=True)  # the data stays where the link pointed
 
     def step_create_new(self) -> None:
         if inspect_volume_or_none(self.engine, self.name) is None:
@@ -289,6 +303,12 @@ class _Move:
         for u in self.users:
             if u.running:
                 self.engine.start_container(self.d["new_ids"][u.name])
+
+
+def _link_paths(source: VolumePlace) -> tuple[Path, Path]:
+    """The essay's link (volumes/NAME) and where a move puts it aside meanwhile."""
+    link = Path(source.mountpoint).parent
+    return link, link.with_name(f".{link.name}.tamer-link")
 
 
 def rollback_move(engine: Engine, name: str) -> list[str]:
@@ -314,6 +334,14 @@ def rollback_move(engine: Engine, name: str) -> list[str]:
         vol = None
     keeper = d.get("keeper")
     keeper_vol = inspect_volume_or_none(engine, keeper) if keeper else None
+    if source.placement == "symlink":
+        link, aside = _link_paths(source)
+        if aside.is_symlink():
+            if link.exists() and not link.is_symlink():
+                os.rmdir(link / "_data")  # the empty stand-in made by keep-source; never holds data
+                os.rmdir(link)
+            os.rename(aside, link)
+            did.append(f"put the link {link} back")
     if vol is None:
         if source.placement == "symlink":
             link = Path(source.mountpoint).parent
