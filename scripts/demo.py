@@ -54,7 +54,56 @@ def show_inventory(host: str) -> None:
     tamer(host, "ls", "images", "--filter", "dangling=true")
 
 
-DEMO_STEPS = [show_inventory]
+def show_cleanup(host: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as state:
+        os.environ["TAMER_STATE_DIR"] = state  # the demo's journal lives and dies with the sandbox
+        banner("Cleanup by policy: first the plan (nothing is removed)")
+        tamer(host, "plan")
+        banner("Then the same plan, applied (journaled; named volumes and running containers untouched)")
+        tamer(host, "clean", "--apply", "--yes")
+        banner("What is left")
+        tamer(host, "df")
+        del os.environ["TAMER_STATE_DIR"]
+
+
+DEMO_STEPS = [show_inventory, show_cleanup]
+
+
+def show_volumes(host: str) -> None:
+    """tamer run with named volumes (the essay's Mongo), then a verified move to another directory."""
+    import tempfile
+
+    from tamer.engine import connect
+    from tamer.sandbox import mongo_standin
+
+    mongo_standin(connect(host), "demo/mongo-standin:1")  # declares VOLUME /data/db and /data/configdb
+    place = Path(tempfile.mkdtemp(prefix="tamer-demo-volumes-"))
+    os.environ.setdefault("TAMER_STATE_DIR", str(place / "state"))
+    banner("tamer run: the essay's typo (-v mongo_config/data/configdb) would leave data in an anonymous volume")
+    tamer(host, "run", "demo/mongo-standin:1", "--name", "mongo_container", "-p", "27017:27017",
+          "-v", "mongo_data:/data/db", "-v", "mongo_config/data/configdb")
+    banner("tamer run: every declared VOLUME gets a named volume on the big disk; restart policy, log rotation")
+    tamer(host, "run", "demo/mongo-standin:1", "--name", "mongo_container", "-p", "27017:27017",
+          "--at", str(place / "HDD"))
+    subprocess.run(["docker", "-H", host, "exec", "mongo_container", "sh", "-c",
+                    "seq 1 20000 > /data/db/collection-0.wt"], check=False)
+    tamer(host, "volume", "ls")
+    banner("tamer volume move: copy, verify, re-create the volume elsewhere and the container as it was")
+    dest = str(place / "HDD2" / "mongo_container-data-db")
+    tamer(host, "volume", "move", "mongo_container-data-db", "--to", dest, "--stop-users")
+    tamer(host, "volume", "move", "mongo_container-data-db", "--to", dest, "--stop-users", "--apply", "--yes")
+    banner("tamer volume backup and verify")
+    tamer(host, "volume", "backup", "mongo_container-data-db", "-o", str(place / "mongo_data.tar.zst"),
+          "--pause-users")
+    tamer(host, "volume", "verify", str(place / "mongo_data.tar.zst"))
+    import shutil
+
+    shutil.rmtree(place, ignore_errors=True)
+
+
+DEMO_STEPS.append(show_volumes)
 
 
 def faithful_demo() -> None:
