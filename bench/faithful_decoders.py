@@ -44,7 +44,6 @@ def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -
     ids = torch.from_numpy(prompts)
     # no EOS: every row generates exactly new_tokens tokens in every contender
     lm = HFCausalLM(model, eos_token_id=-1)
-    lm_fast = HFCausalLM(model, eos_token_id=-1, fast_normaliser=True)
     cache_arg = lm._cache_arg
 
     def raw_loop(batch: int) -> Callable[[], object]:
@@ -67,10 +66,6 @@ def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -
     ours_beam = lambda: beam_search(  # noqa: E731
         lm, prompts.tolist(), new_tokens, num_beams=beams, length_penalty=1.0, early_stopping="never"
     )
-    fast_sample = lambda: ancestral_sample(lm_fast, prompts.tolist(), new_tokens, sampler=sampler, rng=0)  # noqa: E731
-    fast_beam = lambda: beam_search(  # noqa: E731
-        lm_fast, prompts.tolist(), new_tokens, num_beams=beams, length_penalty=1.0, early_stopping="never"
-    )
 
     def hf_sample() -> object:
         with torch.inference_mode():
@@ -83,16 +78,14 @@ def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -
                                   min_new_tokens=new_tokens, early_stopping="never", eos_token_id=None)
 
     out = []
-    t_raw, t_ours, t_fast, t_hf = best_of([raw_loop(rows), ours_sample, fast_sample, hf_sample], repeats)
+    t_raw, t_ours, t_hf = best_of([raw_loop(rows), ours_sample, hf_sample], repeats)
     out.append((f"raw cached forward, {rows} rows", t_raw, ""))
     out.append(("faithful ancestral_sample", t_ours, f"{t_ours / t_raw:.2f}x raw  {t_ours / t_hf:.2f}x HF"))
-    out.append(("  ... fast_normaliser=True", t_fast, f"{t_fast / t_raw:.2f}x raw  {t_fast / t_hf:.2f}x HF"))
     out.append(("HF generate(do_sample=True)", t_hf, f"{t_hf / t_raw:.2f}x raw"))
-    t_raw_b, t_ours_b, t_fast_b, t_hf_b = best_of([raw_loop(rows * beams), ours_beam, fast_beam, hf_beam], repeats)
+    t_raw_b, t_ours_b, t_hf_b = best_of([raw_loop(rows * beams), ours_beam, hf_beam], repeats)
     out.append((f"raw cached forward, {rows * beams} rows", t_raw_b, ""))
     out.append((f"faithful beam_search(num_beams={beams})", t_ours_b,
                 f"{t_ours_b / t_raw_b:.2f}x raw  {t_ours_b / t_hf_b:.2f}x HF"))
-    out.append(("  ... fast_normaliser=True", t_fast_b, f"{t_fast_b / t_raw_b:.2f}x raw  {t_fast_b / t_hf_b:.2f}x HF"))
     out.append((f"HF generate(num_beams={beams})", t_hf_b, f"{t_hf_b / t_raw_b:.2f}x raw"))
     return out
 
