@@ -164,3 +164,14 @@ def test_load_hf_model_round_trip(tmp_path: object, model: object) -> None:
     with pytest.raises(ModelError, match="cannot load"):
         load_hf_model(str(tmp_path / "missing"))  # type: ignore[operator]
 
+
+
+def test_config_eos_outside_the_vocabulary_is_a_clear_error() -> None:
+    from faithful.models import ModelError
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=20)  # GPT-2's EOS 50256 > 19
+    bad = transformers.GPT2LMHeadModel(cfg).eval()
+    with pytest.raises(ModelError, match=r"model.config.eos_token_id=50256"):
+        HFCausalLM(bad)
+    assert HFCausalLM(bad, eos_token_id=-1).eos_token_id is None

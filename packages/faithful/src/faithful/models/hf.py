@@ -117,7 +117,7 @@ class HFCausalLM:
 
         >>> import torch, transformers
         >>> torch.manual_seed(0) and None
-        >>> cfg = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=50)
+        >>> cfg = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=50, bos_token_id=0, eos_token_id=0)
         >>> lm = HFCausalLM(transformers.GPT2LMHeadModel(cfg).eval())
         >>> lm.next_logprobs(lm.start([[1, 2], [3]])).shape
         (2, 50)
@@ -144,7 +144,11 @@ class HFCausalLM:
             cfg_eos = cfg_eos[0] if cfg_eos else None
         eos = cfg_eos if eos_token_id is None else (None if eos_token_id < 0 else eos_token_id)
         if eos is not None and not 0 <= int(eos) < self.vocab_size:
-            raise ModelError(f"eos_token_id must be in 0..{self.vocab_size - 1}, got {eos}")
+            source = "eos_token_id" if eos_token_id is not None else "model.config.eos_token_id"
+            raise ModelError(
+                f"{source}={eos} is outside the vocabulary 0..{self.vocab_size - 1}; "
+                "pass eos_token_id= a valid id, or -1 for no EOS"
+            )
         self.eos_token_id: int | None = None if eos is None else int(eos)
         cfg_pad = getattr(model.config, "pad_token_id", None)
         if pad_token_id is not None:
