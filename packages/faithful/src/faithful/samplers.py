@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,7 +77,7 @@ from faithful.processors import (
     apply_processors,
     check_logits,
 )
-from faithful.rng import RngLike, as_keyed_rng
+from faithful.rng import KeyedRNG, RngLike, as_keyed_rng
 
 __all__ = [
     "Mirostat",
@@ -195,6 +195,23 @@ def _top_sorted(z: np.ndarray, k: int) -> np.ndarray:
     idx = candidate_superset(z, k)
     cand = np.where(idx >= 0, z[np.arange(z.shape[0])[:, None], np.maximum(idx, 0)], -np.inf)
     return -np.sort(-cand, axis=1)[:, :k]
+
+
+class _Uniforms(Protocol):
+    def uniforms(self, rows: np.ndarray | Sequence[int], step: int, n: int = 1) -> np.ndarray: ...
+
+
+def _uniform_source(rng: Any) -> tuple[_Uniforms, int | None]:
+    """``rng`` as keyed uniforms and its seed: int / KeyedRNG / None, or any object with ``uniforms``."""
+    if (
+        rng is not None
+        and not isinstance(rng, int | np.integer | KeyedRNG)
+        and callable(getattr(rng, "uniforms", None))
+    ):
+        seed = getattr(rng, "seed", None)
+        return rng, seed if isinstance(seed, int) else None
+    keyed = as_keyed_rng(rng)
+    return keyed, keyed.seed
 
 
 def _check_rows(rows: Sequence[int] | np.ndarray | None, b: int) -> np.ndarray:
@@ -331,7 +348,8 @@ class Sampler:
 
         Parameters:
             logits: ``(B, V)`` real array; a torch tensor (CPU or CUDA) on the torch backend.
-            rng: int seed, :class:`~faithful.rng.KeyedRNG`, or None (fresh seed).
+            rng: int seed, :class:`~faithful.rng.KeyedRNG`, or None (fresh seed); any object
+                with the same ``uniforms(rows, step, n)`` method is used as is.
             step: decoding step, part of the key of the uniforms.
             rows: global row ids ``(B,)`` for keying (default ``arange(B)``).
             history: per-row tokens generated so far (for penalties / no-repeat-ngram).
@@ -355,6 +373,7 @@ class Sampler:
             if x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] > 0:
                 _check_rows(rows, x.shape[0])
                 return SampleResult(argmax_checked(x), np.zeros(x.shape[0]), None)
+        source: Any = rng
         if self._fast is not None:
             x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
             if x.dtype.kind == "f" and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0:
@@ -363,20 +382,20 @@ class Sampler:
                     raise ShapeMismatchError(
                         f"`history` must have one sequence per row ({x.shape[0]}), got {len(history)}"
                     )
-                keyed = as_keyed_rng(rng)
+                keyed, seed = _uniform_source(rng)
                 u = keyed.uniforms(row_ids, step, 1)[:, 0]
                 with np.errstate(over="ignore"):  # z / T -> -inf for hugely negative z: probability 0
                     fast = sample_truncated(x, u, return_q=return_q, **self._fast)
                 if fast is not None:
-                    return SampleResult(*fast, seed=keyed.seed)
-                rng = keyed  # the reference path below draws with the same uniforms
+                    return SampleResult(*fast, seed=seed)
+                source = keyed  # the reference path below draws with the same uniforms
         with np.errstate(over="ignore"):  # exp(-huge) -> 0 is the right limit
-            return self._sample_reference(logits, rng, step, rows, history, return_q)
+            return self._sample_reference(logits, source, step, rows, history, return_q)
 
     def _sample_reference(
         self,
         logits: Any,
-        rng: RngLike,
+        rng: Any,
         step: int,
         rows: Sequence[int] | np.ndarray | None,
         history: History | None,
@@ -394,7 +413,7 @@ class Sampler:
             return SampleResult(tokens, np.zeros(b), q)
         m = z.max(axis=1, keepdims=True)
         w = np.exp(z - m)
-        keyed = as_keyed_rng(rng)
+        keyed, seed = _uniform_source(rng)
         if self.draw == "gumbel":
             u = keyed.uniforms(row_ids, step, z.shape[1])
             tokens = gumbel_max(z, u)
@@ -405,7 +424,7 @@ class Sampler:
         logprobs = z[r, tokens] - m[:, 0] - np.log(total)
         if self.mirostat is not None:
             self.mirostat.update(row_ids, logprobs)
-        return SampleResult(tokens, logprobs, w / total[:, None] if return_q else None, seed=keyed.seed)
+        return SampleResult(tokens, logprobs, w / total[:, None] if return_q else None, seed=seed)
 
 
 def _fmt(x: float) -> str:

@@ -330,3 +330,18 @@ def test_float32_tensors_and_arrays_agree(sampler: Sampler) -> None:
     b = twin(torch.from_numpy(z.copy()), rng=2, history=HISTORY)
     np.testing.assert_array_equal(a.tokens, b.tokens)
     np.testing.assert_array_equal(a.logprobs, b.logprobs)
+
+
+def test_any_keyed_uniform_source_is_accepted() -> None:
+    class Offset:
+        """A user's keyed generator: same interface as KeyedRNG."""
+
+        def uniforms(self, rows: Any, step: int, n: int = 1) -> np.ndarray:
+            return KeyedRNG(5).uniforms(rows, step + 1, n)
+
+    z = random_logits(14)
+    for kwargs in ({}, {"top_k": 5}, {"typical_p": 0.9}):
+        s = make_sampler(**kwargs)
+        r = s(z, rng=Offset(), step=2)
+        np.testing.assert_array_equal(r.tokens, s(z, rng=5, step=3).tokens)
+        assert r.seed is None
