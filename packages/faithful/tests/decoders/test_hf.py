@@ -175,3 +175,13 @@ def test_config_eos_outside_the_vocabulary_is_a_clear_error() -> None:
     with pytest.raises(ModelError, match=r"model.config.eos_token_id=50256"):
         HFCausalLM(bad)
     assert HFCausalLM(bad, eos_token_id=-1).eos_token_id is None
+
+
+def test_context_overflow_is_a_clear_error(model: object) -> None:
+    from faithful.models import ModelError
+
+    lm = HFCausalLM(model)  # n_positions=64
+    with pytest.raises(ModelError, match="context holds 64"):
+        lm.start([[1] * 65])
+    with pytest.raises(ModelError, match="context of 64 positions is full"):
+        greedy_argmax(lm, [[1] * 60], 10)

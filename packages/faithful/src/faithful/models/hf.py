@@ -166,6 +166,8 @@ class HFCausalLM:
                     f"the tokenizer has {self.tokenizer.vocab_size} ids but the model only {self.vocab_size}; "
                     "load the tokenizer that belongs to this model"
                 )
+        ctx = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        self.max_positions: int | None = int(ctx) if ctx else None
         # transformers renamed `past_key_values` to `cache`; speak whichever this version understands
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -203,6 +205,10 @@ class HFCausalLM:
                     )
                 rows[i] = [self.bos_token_id]
         width = max(len(r) for r in rows)
+        if self.max_positions is not None and width > self.max_positions:
+            raise ModelError(
+                f"a prompt has {width} tokens but the model's context holds {self.max_positions}; shorten it"
+            )
         ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, r in enumerate(rows):
@@ -232,6 +238,11 @@ class HFCausalLM:
         b = state.attention_mask.shape[0]
         if toks.shape[0] != b:
             raise ModelError(f"expected {b} tokens (one per row), got {toks.shape[0]}")
+        if self.max_positions is not None and int(state.next_position.max()) >= self.max_positions:
+            raise ModelError(
+                f"the model's context of {self.max_positions} positions is full; lower max_new_tokens "
+                "or shorten the prompt"
+            )
         input_ids = torch.from_numpy(toks).to(self.device)[:, None]
         mask = torch.cat([state.attention_mask, state.attention_mask.new_ones((b, 1))], dim=1)
         with torch.inference_mode():
