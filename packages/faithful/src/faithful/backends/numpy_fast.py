@@ -181,20 +181,28 @@ def top_p_threshold(
     total = w.sum(axis=1)
     need = top_p * total
     threshold = np.empty(b, dtype=np.float64)
-    rows = np.arange(b)
-    idx = candidate_superset(logits if order_by is None else order_by, min(v, max(1, first_k)))
-    # {z >= bound} is itself a top set: sorted, it is the exact prefix of the sorted row
-    cand = np.where(idx >= 0, logits[rows[:, None], np.maximum(idx, 0)], -np.inf)
-    cand = -np.sort(-cand, axis=1)
-    whole = idx.shape[1] >= v
-    cum = np.cumsum(np.exp(cand - m[:, None]), axis=1)
-    reached = cum >= need[:, None]
-    hit = reached.any(axis=1)
-    done = hit | whole
-    # Rounding can leave the full sum a hair under top_p * total: keep all finite.
-    last_finite = np.isfinite(cand).sum(axis=1) - 1
-    j = np.where(hit, reached.argmax(axis=1), last_finite)
-    threshold[done] = cand[done, j[done]]
+    done = np.zeros(b, dtype=bool)
+    k = min(v, max(1, first_k))
+    # The window holds ~k tokens of weight <= 1 (the top token's), so it cannot reach `need`
+    # when need >> k: such rows go straight to the buckets. Rows are taken whole when short.
+    whole_rows = v <= _SMALL_ROW or k * 8 >= v
+    tried = np.arange(b) if whole_rows else np.flatnonzero(need <= 4.0 * k)
+    if tried.size:
+        sel = logits if order_by is None else order_by
+        zt = logits if tried.size == b else logits[tried]
+        idx = candidate_superset(sel if tried.size == b else sel[tried], k)
+        # {z >= bound} is itself a top set: sorted, it is the exact prefix of the sorted row
+        cand = np.where(idx >= 0, zt[np.arange(tried.size)[:, None], np.maximum(idx, 0)], -np.inf)
+        cand = -np.sort(-cand, axis=1)
+        cum = np.cumsum(np.exp(cand - m[tried, None]), axis=1)
+        reached = cum >= need[tried, None]
+        hit = reached.any(axis=1)
+        ok = hit | (idx.shape[1] >= v)
+        # Rounding can leave the full sum a hair under top_p * total: keep all finite.
+        last_finite = np.isfinite(cand).sum(axis=1) - 1
+        j = np.where(hit, reached.argmax(axis=1), last_finite)
+        threshold[tried[ok]] = cand[ok, j[ok]]
+        done[tried[ok]] = True
     pending = np.flatnonzero(~done)
     if pending.size == 0:
         return threshold
