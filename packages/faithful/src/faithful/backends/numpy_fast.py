@@ -183,10 +183,9 @@ def top_p_threshold(
     threshold = np.empty(b, dtype=np.float64)
     done = np.zeros(b, dtype=bool)
     k = min(v, max(1, first_k))
-    # The window holds ~k tokens of weight <= 1 (the top token's), so it cannot reach `need`
-    # when need >> k: such rows go straight to the buckets. Rows are taken whole when short.
-    whole_rows = v <= _SMALL_ROW or k * 8 >= v
-    tried = np.arange(b) if whole_rows else np.flatnonzero(need <= 4.0 * k)
+    # Every row tries the sorted window first: measured on language-model-like rows, skipping it
+    # for rows whose nucleus looks large saved nothing (the buckets then see every row).
+    tried = np.arange(b)
     if tried.size:
         sel = logits if order_by is None else order_by
         zt = logits if tried.size == b else logits[tried]
