@@ -309,7 +309,8 @@ def _sample_dense(
     z = x.astype(np.float64, copy=False)
     if t != 1.0:
         z = z / t
-    w = np.exp(z - zmax[:, None])
+    w = z - zmax[:, None]
+    np.exp(w, out=w)  # in place: one temporary instead of two
     cut = top_p_threshold(z, top_p, weights=w, order_by=x) if top_p is not None else None
     if min_cut is not None:
         cut = min_cut if cut is None else np.maximum(cut, min_cut)
