@@ -158,8 +158,10 @@ def run_restore(args: argparse.Namespace) -> Outcome:
     plan = bk.plan_restore(engine, Path(args.file), args.name, at=args.at)
     r = bk.apply_restore(engine, plan)
     how = "new" if r.created else "empty"
-    return Outcome(r.__dict__, f"restored {r.files} files ({human_bytes(r.bytes)}) into {how} volume {r.volume} "
-                   f"at {r.data_path}; every checksum verified")
+    lines = [f"restored {r.files} files ({human_bytes(r.bytes)}) into {how} volume {r.volume} at {r.data_path}; "
+             "every checksum verified"]
+    lines += [f"warning: {w}" for w in r.warnings]
+    return Outcome(r.__dict__, "\n".join(lines))
 
 
 # -- tamer run ------------------------------------------------------------------

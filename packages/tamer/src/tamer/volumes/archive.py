@@ -64,20 +64,38 @@ class WriteStats:
 
 
 class _HashingWriter:
-    """A file-like sink that counts and hashes what passes through to `raw`."""
+    """A file-like sink that counts and hashes (on a thread of its own) what passes through to `raw`.
+
+    Hashing the compressed output on the compressing thread would put a
+    second full pass in series with compression; hashlib releases the GIL,
+    so a thread lets it overlap. Call close() before reading `sha`.
+    """
 
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
         self.sha = hashlib.sha256()
         self.size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        self._thread = threading.Thread(target=self._hash, name="tamer-archive-sha", daemon=True)
+        self._thread.start()
+
+    def _hash(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self.sha.update(item)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return self.raw.write(data)
+        chunk = bytes(data)
+        self._queue.put(chunk)
+        self.size += len(chunk)
+        return self.raw.write(chunk)
 
     def flush(self) -> None:
         self.raw.flush()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 def _scan(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -402,100 +420,103 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any]) -> tuple[Wr
     links: dict[tuple[int, int], bytes] = {}
     parts: list[bytes] = []
     pending = 0
-    with cctx.stream_writer(hashed, closefd=False) as zw:  # type: ignore[arg-type]
-        def flush() -> None:
-            nonlocal parts, pending
-            zw.write(b"".join(parts))
-            parts = []
-            pending = 0
+    try:
+        with cctx.stream_writer(hashed, closefd=False) as zw:  # type: ignore[arg-type]
+            def flush() -> None:
+                nonlocal parts, pending
+                zw.write(b"".join(parts))
+                parts = []
+                pending = 0
 
-        def add_bytes(name: str, payload: bytes) -> None:
-            parts.append(_header(name.encode(), 0o600, 0, 0, len(payload), 0, _TYPE_REG))
-            parts.append(payload + bytes(-len(payload) % BLOCK))
+            def add_bytes(name: str, payload: bytes) -> None:
+                parts.append(_header(name.encode(), 0o600, 0, 0, len(payload), 0, _TYPE_REG))
+                parts.append(payload + bytes(-len(payload) % BLOCK))
 
-        add_bytes(HEADER_NAME, json.dumps({**header, "format": FORMAT}, sort_keys=True).encode())
-        if gnu_tar() is not None:
-            flush()
-            _forward_tar(root, zw.write, stats, files, xattrs)
-        else:
-            st = os.stat(root)
-            parts.append(_header(DATA.encode(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, 0, int(st.st_mtime),
-                                 _TYPE_DIR))
-            root_x = _xattrs(root)
-            if root_x:
-                xattrs[""] = root_x
-            prefix = DATA.encode() + b"/"
+            add_bytes(HEADER_NAME, json.dumps({**header, "format": FORMAT}, sort_keys=True).encode())
+            if gnu_tar() is not None:
+                flush()
+                _forward_tar(root, zw.write, stats, files, xattrs)
+            else:
+                st = os.stat(root)
+                parts.append(_header(DATA.encode(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, 0, int(st.st_mtime),
+                                     _TYPE_DIR))
+                root_x = _xattrs(root)
+                if root_x:
+                    xattrs[""] = root_x
+                prefix = DATA.encode() + b"/"
 
-            def emit_batch(batch: list[_Entry], reads: Future[list[tuple[bytes, int, str, dict[str, str]]]]) -> None:
-                nonlocal pending
-                results = iter(reads.result())
-                for e in batch:
-                    data, real, digest, x = next(results)
-                    if x:
-                        xattrs[e.rel] = x
-                    if e.typeflag != _TYPE_REG or e.link is not None:
-                        parts.append(_header(e.name, e.perm, e.uid, e.gid, 0, e.mtime,
-                                             _TYPE_LNK if e.link is not None else e.typeflag, e.link or e.target))
-                        pending += BLOCK
-                        continue
-                    size = e.size
-                    if real < size:
-                        stats.warnings.append(f"{e.rel}: shrank while being read; stored {real} of {size} bytes "
-                                              "padded with zeros (pause its users for a consistent copy)")
-                    parts.append(_header(e.name, e.perm, e.uid, e.gid, size, e.mtime, _TYPE_REG))
-                    parts.append(data)
-                    if size % BLOCK:
-                        parts.append(_ZERO_BLOCK[:BLOCK - size % BLOCK])
-                    files[e.rel] = [size, digest]
-                    stats.files += 1
-                    stats.bytes += size
-                    pending += size + BLOCK
-                if pending >= FLUSH_AT:
-                    flush()
+                def emit_batch(batch: list[_Entry], reads: Future[list[tuple[bytes, int, str, dict[str, str]]]]) -> None:
+                    nonlocal pending
+                    results = iter(reads.result())
+                    for e in batch:
+                        data, real, digest, x = next(results)
+                        if x:
+                            xattrs[e.rel] = x
+                        if e.typeflag != _TYPE_REG or e.link is not None:
+                            parts.append(_header(e.name, e.perm, e.uid, e.gid, 0, e.mtime,
+                                                 _TYPE_LNK if e.link is not None else e.typeflag, e.link or e.target))
+                            pending += BLOCK
+                            continue
+                        size = e.size
+                        if real < size:
+                            stats.warnings.append(f"{e.rel}: shrank while being read; stored {real} of {size} bytes "
+                                                  "padded with zeros (pause its users for a consistent copy)")
+                        parts.append(_header(e.name, e.perm, e.uid, e.gid, size, e.mtime, _TYPE_REG))
+                        parts.append(data)
+                        if size % BLOCK:
+                            parts.append(_ZERO_BLOCK[:BLOCK - size % BLOCK])
+                        files[e.rel] = [size, digest]
+                        stats.files += 1
+                        stats.bytes += size
+                        pending += size + BLOCK
+                    if pending >= FLUSH_AT:
+                        flush()
 
-            # Reading and hashing files runs on a few threads (both release the GIL), in batches, in order;
-            # this thread builds headers and feeds the compressor, whose own worker compresses.
-            inflight: deque[tuple[list[_Entry], Future[list[tuple[bytes, int, str, dict[str, str]]]]]] = deque()
-            with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-                batch: list[_Entry] = []
-                for rel, path, st in _scan(root):
-                    mode = st.st_mode
-                    e = _Entry(rel, path, prefix + os.fsencode(rel), stat.S_IMODE(mode), st.st_uid, st.st_gid,
-                               int(st.st_mtime), 0, _TYPE_REG)
-                    if stat.S_ISREG(mode):
-                        key = (st.st_dev, st.st_ino)
-                        if st.st_nlink > 1 and key in links:
-                            e.link = links[key]
+                # Reading and hashing files runs on a few threads (both release the GIL), in batches, in order;
+                # this thread builds headers and feeds the compressor, whose own worker compresses.
+                inflight: deque[tuple[list[_Entry], Future[list[tuple[bytes, int, str, dict[str, str]]]]]] = deque()
+                with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+                    batch: list[_Entry] = []
+                    for rel, path, st in _scan(root):
+                        mode = st.st_mode
+                        e = _Entry(rel, path, prefix + os.fsencode(rel), stat.S_IMODE(mode), st.st_uid, st.st_gid,
+                                   int(st.st_mtime), 0, _TYPE_REG)
+                        if stat.S_ISREG(mode):
+                            key = (st.st_dev, st.st_ino)
+                            if st.st_nlink > 1 and key in links:
+                                e.link = links[key]
+                            else:
+                                if st.st_nlink > 1:
+                                    links[key] = e.name
+                                e.size = st.st_size
+                        elif stat.S_ISDIR(mode):
+                            e.typeflag = _TYPE_DIR
+                        elif stat.S_ISLNK(mode):
+                            e.typeflag = _TYPE_SYM
+                            e.target = os.fsencode(os.readlink(path))
+                        elif stat.S_ISFIFO(mode):
+                            e.typeflag = _TYPE_FIFO
                         else:
-                            if st.st_nlink > 1:
-                                links[key] = e.name
-                            e.size = st.st_size
-                    elif stat.S_ISDIR(mode):
-                        e.typeflag = _TYPE_DIR
-                    elif stat.S_ISLNK(mode):
-                        e.typeflag = _TYPE_SYM
-                        e.target = os.fsencode(os.readlink(path))
-                    elif stat.S_ISFIFO(mode):
-                        e.typeflag = _TYPE_FIFO
-                    else:
-                        stats.warnings.append(f"{rel}: skipped (a socket or device node is not volume data)")
-                        continue
-                    stats.entries += 1
-                    batch.append(e)
-                    if len(batch) >= BATCH:
+                            stats.warnings.append(f"{rel}: skipped (a socket or device node is not volume data)")
+                            continue
+                        stats.entries += 1
+                        batch.append(e)
+                        if len(batch) >= BATCH:
+                            inflight.append((batch, pool.submit(_read_batch, batch)))
+                            batch = []
+                            if len(inflight) > READ_AHEAD:
+                                emit_batch(*inflight.popleft())
+                    if batch:
                         inflight.append((batch, pool.submit(_read_batch, batch)))
-                        batch = []
-                        if len(inflight) > READ_AHEAD:
-                            emit_batch(*inflight.popleft())
-                if batch:
-                    inflight.append((batch, pool.submit(_read_batch, batch)))
-                while inflight:
-                    emit_batch(*inflight.popleft())
-        manifest = {"format": FORMAT, "files": files, "xattrs": xattrs, "entries": stats.entries,
-                    "bytes": stats.bytes}
-        add_bytes(MANIFEST_NAME, json.dumps(manifest, separators=(",", ":")).encode())
-        parts.append(bytes(2 * BLOCK))
-        flush()
+                    while inflight:
+                        emit_batch(*inflight.popleft())
+            manifest = {"format": FORMAT, "files": files, "xattrs": xattrs, "entries": stats.entries,
+                        "bytes": stats.bytes}
+            add_bytes(MANIFEST_NAME, json.dumps(manifest, separators=(",", ":")).encode())
+            parts.append(bytes(2 * BLOCK))
+            flush()
+    finally:
+        hashed.close()
     return stats, hashed.sha.hexdigest(), hashed.size
 
 
