@@ -95,3 +95,13 @@ def test_generate_text_with_a_sampler_spec_is_reproducible() -> None:
     a = generate_text(m, "the", decoder="sample:4", sampler="top-p:0.9", max_new_tokens=8, rng=5)
     b = generate_text(m, "the", decoder="sample:4", sampler="top-p:0.9", max_new_tokens=8, rng=5)
     assert a.texts == b.texts and len(a.texts) == 4
+
+
+def test_mbr_keeps_distributions_aligned_with_the_reordered_samples() -> None:
+    from faithful.decode import score_sequences, step_distributions
+
+    m = random_table_model(vocab_size=4, eos=0, seed=2)
+    r = mbr_decode(m, [[1]], 3, num_samples=6, rng=1, return_distributions=True)
+    assert r.distributions is not None
+    np.testing.assert_allclose(r.distributions, step_distributions(m, [[1]], r.tokens, r.lengths))
+    np.testing.assert_allclose(r.logprobs, score_sequences(m, [[1]], r.sequences()))

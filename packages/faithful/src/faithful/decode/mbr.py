@@ -104,6 +104,7 @@ def mbr_decode(
     utility: Utility = unigram_f1,
     sampler: TokenSampler | None = None,
     rng: Any = None,
+    return_distributions: bool = False,
 ) -> DecodeResult:
     """Minimum-Bayes-risk decoding: sample, then pick the sample with the highest expected utility.
 
@@ -120,6 +121,7 @@ def mbr_decode(
         utility: ``utility(hypothesis, reference) -> float`` (default :func:`unigram_f1`).
         sampler: token sampler for the evidence (default: exact sampling from the model).
         rng: int seed, keyed generator, or None.
+        return_distributions: also return each sample's per-step ``q`` ``(B, N, T, V)``.
 
     Returns:
         A :class:`DecodeResult` with all ``N`` samples sorted by expected utility (``scores``);
@@ -137,7 +139,13 @@ def mbr_decode(
         (1, 8)
     """
     samples = ancestral_sample(
-        model, prompts, max_new_tokens, sampler=sampler, num_samples=num_samples, rng=rng
+        model,
+        prompts,
+        max_new_tokens,
+        sampler=sampler,
+        num_samples=num_samples,
+        rng=rng,
+        return_distributions=return_distributions,
     )
     seqs = samples.sequences()
     b = samples.logprobs.shape[0]
@@ -151,5 +159,6 @@ def mbr_decode(
         token_logprobs=samples.token_logprobs[rows, order],
         scores=expected[rows, order],
         finished=samples.finished[rows, order],
+        distributions=None if samples.distributions is None else samples.distributions[rows, order],
         proposal_logprobs=None if samples.proposal_logprobs is None else samples.proposal_logprobs[rows, order],
     )
