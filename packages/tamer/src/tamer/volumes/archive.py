@@ -381,15 +381,34 @@ def _forward_tar(root: str, write: Callable[[bytes], Any], stats: WriteStats, fi
                 while chunks.get() is not None:
                     pass
 
+        # Compression too gets a thread of its own, single-threaded inside zstd (its multi-threaded
+        # mode costs more CPU for the same work): tar, tap and compressor run side by side.
+        to_compress: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+
+        def compress_loop() -> None:
+            try:
+                while (item := to_compress.get()) is not None:
+                    write(item)
+            except BaseException as exc:
+                failed.append(exc)
+                while to_compress.get() is not None:
+                    pass
+
         tapper = threading.Thread(target=tap_loop, name="tamer-backup-tap", daemon=True)
+        compressor = threading.Thread(target=compress_loop, name="tamer-backup-zstd", daemon=True)
         tapper.start()
+        compressor.start()
         try:
-            while chunk := os.read(fd, CHUNK):
+            while not failed and (chunk := os.read(fd, CHUNK)):
                 chunks.put(chunk)
-                write(chunk)
+                to_compress.put(chunk)
         finally:
             chunks.put(None)
+            to_compress.put(None)
             tapper.join()
+            compressor.join()
+            if failed:
+                proc.kill()
             rc = proc.wait()
             proc.stdout.close()
         if failed:
@@ -413,8 +432,9 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any]) -> tuple[Wr
     """
     stats = WriteStats()
     hashed = _HashingWriter(out)
-    # threads=1: compression runs on a worker thread of libzstd, beside this one reading and hashing files
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=ZSTD_THREADS)
+    # Python writer: threads=1, a libzstd worker compresses beside this thread reading and hashing files
+    threads = ZSTD_THREADS if gnu_tar() is None else 0  # with tar, compression has a thread of ours already
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=threads)
     files: dict[str, Any] = {}
     xattrs: dict[str, dict[str, str]] = {}
     links: dict[tuple[int, int], bytes] = {}
