@@ -73,10 +73,10 @@ from faithful.processors import (
     TopNSigma,
     TopP,
     Typical,
-    _check_nonempty,
     apply_processors,
     check_logits,
 )
+from faithful.processors._base import _check_nonempty
 from faithful.rng import KeyedRNG, RngLike, as_keyed_rng
 
 __all__ = [

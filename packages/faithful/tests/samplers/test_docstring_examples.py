@@ -11,6 +11,8 @@ MODULES = [
     "faithful.rng",
     "faithful.draw",
     "faithful.processors",
+    "faithful.processors.truncation",
+    "faithful.processors.history",
     "faithful.samplers",
     "faithful.backends",
     "faithful.backends.numpy_fast",
