@@ -123,3 +123,12 @@ def test_large_row_top_k_matches_the_stable_numpy_order() -> None:
     got = beam_mod._top_sorted_threshold(x, 16)
     expected = np.argsort(-x, axis=1, kind="stable")[:, :16]
     np.testing.assert_array_equal(got, expected)
+
+
+def test_diverse_beam_distributions_follow_the_hypotheses() -> None:
+    from faithful.decode import step_distributions
+
+    m = random_table_model(vocab_size=5, eos=0, seed=7)
+    r = diverse_beam_search(m, [[2]], 4, num_beams=4, num_groups=2, return_distributions=True)
+    assert r.distributions is not None
+    np.testing.assert_allclose(r.distributions, step_distributions(m, [[2]], r.tokens, r.lengths))

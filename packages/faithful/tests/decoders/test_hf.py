@@ -185,3 +185,20 @@ def test_context_overflow_is_a_clear_error(model: object) -> None:
         lm.start([[1] * 65])
     with pytest.raises(ModelError, match="context of 64 positions is full"):
         greedy_argmax(lm, [[1] * 60], 10)
+
+
+def test_ancestral_sampling_on_hf_is_reproducible_and_exactly_scored(model: object) -> None:
+    from faithful.decode import ancestral_sample, stochastic_beam_search
+    from faithful.samplers import make_sampler
+
+    lm = HFCausalLM(model)
+    sampler = make_sampler(top_k=10)
+    a = ancestral_sample(lm, PROMPTS, 6, sampler=sampler, num_samples=2, rng=3, return_distributions=True)
+    b = ancestral_sample(lm, PROMPTS, 6, sampler=sampler, num_samples=2, rng=3)
+    assert a.sequences() == b.sequences()
+    np.testing.assert_allclose(a.logprobs, score_sequences(lm, PROMPTS, a.sequences()), atol=1e-4)
+    assert a.distributions is not None
+    assert np.all((a.distributions > 0).sum(axis=-1)[a.tokens >= 0] == 10)  # top-k support at every step
+    s = stochastic_beam_search(lm, PROMPTS, 4, k=3, rng=0)
+    for row in s.sequences():
+        assert len({tuple(x) for x in row}) == 3
