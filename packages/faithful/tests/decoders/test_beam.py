@@ -118,8 +118,9 @@ def test_large_row_top_k_matches_the_stable_numpy_order() -> None:
     from faithful.decode import beam as beam_mod
 
     rng = np.random.default_rng(0)
-    x = np.round(rng.normal(size=(3, 70_000)), 1)  # many exact ties
+    x = np.round(rng.normal(size=(4, 70_000)), 1)  # many exact ties
     x[1, :10] = -np.inf
+    x[3] = rng.normal(size=70_000)  # no ties: the fast branch
     got = beam_mod._top_sorted_threshold(x, 16)
     expected = np.argsort(-x, axis=1, kind="stable")[:, :16]
     np.testing.assert_array_equal(got, expected)

@@ -89,10 +89,14 @@ def _top_sorted_threshold(x: FloatArray, k: int) -> IntArray:
     torch is only used when the caller already imported it (e.g. a Hugging Face model), never imported here.
     """
     torch = sys.modules["torch"]
-    kth = torch.topk(torch.from_numpy(x), k, dim=1, sorted=True).values[:, -1].numpy()
+    top = torch.topk(torch.from_numpy(x), k + 1, dim=1, sorted=True)
+    vals, idx = top.values.numpy(), top.indices.numpy()
     out = np.empty((x.shape[0], k), dtype=np.int64)
     for r in range(x.shape[0]):
-        cand = np.flatnonzero(x[r] >= kth[r])
+        if vals[r, k - 1] > vals[r, k]:
+            cand = idx[r, :k]  # no tie at the boundary: the set is unique, only its order needs fixing
+        else:
+            cand = np.flatnonzero(x[r] >= vals[r, k - 1])
         order = np.lexsort((cand, -x[r, cand]))[:k]  # value descending, then index ascending
         out[r] = cand[order]
     return out
