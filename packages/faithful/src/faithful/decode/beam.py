@@ -93,10 +93,9 @@ def _top_sorted_threshold(x: FloatArray, k: int) -> IntArray:
     vals, idx = top.values.numpy(), top.indices.numpy()
     out = np.empty((x.shape[0], k), dtype=np.int64)
     for r in range(x.shape[0]):
-        if vals[r, k - 1] > vals[r, k]:
-            cand = idx[r, :k]  # no tie at the boundary: the set is unique, only its order needs fixing
-        else:
-            cand = np.flatnonzero(x[r] >= vals[r, k - 1])
+        # no tie at the boundary: the set is unique and only its order needs fixing; else scan for all ties
+        unique = vals[r, k - 1] > vals[r, k]
+        cand = idx[r, :k] if unique else np.flatnonzero(x[r] >= vals[r, k - 1])
         order = np.lexsort((cand, -x[r, cand]))[:k]  # value descending, then index ascending
         out[r] = cand[order]
     return out
