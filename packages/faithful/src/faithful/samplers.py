@@ -45,17 +45,17 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from faithful.backends import BACKENDS, is_torch_tensor, to_numpy_logits
-from faithful.backends.numpy_fast import argmax_checked, candidate_superset, sample_truncated
+from faithful.backends.numpy_fast import argmax_checked, sample_truncated
 from faithful.draw import DRAWS, band_search, gumbel_max
 from faithful.errors import SamplingParameterError, ShapeMismatchError
+from faithful.mirostat import Mirostat
 from faithful.processors import (
     AllowedTokens,
     Epsilon,
@@ -88,7 +88,6 @@ __all__ = [
     "parse_sampler_spec",
 ]
 
-_LN2 = math.log(2.0)
 
 
 @dataclass(frozen=True)
@@ -107,94 +106,6 @@ class SampleResult:
     logprobs: np.ndarray
     q: np.ndarray | None = None
     seed: int | None = None
-
-
-@dataclass
-class Mirostat:
-    """Mirostat v1 / v2 truncation (Basu et al. 2021), with per-row state.
-
-    State: ``mu[row]`` (target surprise bound, in bits), keyed by *global row
-    id* (the ``rows`` argument of :meth:`Sampler.__call__`), starting at
-    ``2 * tau``. Each call that draws updates ``mu -= eta * (s - tau)`` where
-    ``s = -log2 q[token]`` under the truncated, renormalised distribution (as
-    llama.cpp). :meth:`Sampler.distribution` reads the state without changing
-    it. Call :meth:`reset` (or ``Sampler.reset()``) between sequences.
-
-    - v2: keep tokens with surprise ``-log2 p <= mu`` (the top token always).
-    - v1: estimate the Zipf exponent ``s_hat`` from the top ``m`` probabilities,
-      then top-k with ``k = ((e * 2**mu) / (1 - V**-e)) ** (1 / s_hat)``, ``e = s_hat - 1``.
-
-    Example:
-        >>> m = Mirostat(version=2, tau=3.0)
-        >>> m.mu_for([0]).tolist()
-        [6.0]
-    """
-
-    version: int = 2
-    tau: float = 5.0
-    eta: float = 0.1
-    m: int = 100
-    mu: dict[int, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.version not in (1, 2):
-            raise SamplingParameterError(f"`mirostat` version must be 1 or 2, got {self.version!r}")
-        if not (isinstance(self.tau, int | float) and self.tau > 0 and math.isfinite(self.tau)):
-            raise SamplingParameterError(f"`mirostat_tau` must be a finite number > 0, got {self.tau!r}")
-        if not (isinstance(self.eta, int | float) and self.eta > 0 and math.isfinite(self.eta)):
-            raise SamplingParameterError(f"`mirostat_eta` must be a finite number > 0, got {self.eta!r}")
-        if not (isinstance(self.m, int) and self.m >= 2):
-            raise SamplingParameterError(f"`mirostat_m` must be an int >= 2, got {self.m!r}")
-
-    def reset(self) -> None:
-        """Forget every row's state."""
-        self.mu.clear()
-
-    def mu_for(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
-        """Current ``mu`` for each row, float64 ``(R,)``."""
-        return np.array([self.mu.get(int(r), 2.0 * self.tau) for r in rows], dtype=np.float64)
-
-    def truncate(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """The truncated logits for the current state (pure: state is not changed)."""
-        mu = self.mu_for(rows)
-        b, v = z.shape
-        m = z.max(axis=1, keepdims=True)
-        logp = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
-        top = z == m
-        if self.version == 2:
-            keep = (-logp / _LN2 <= mu[:, None]) | top
-            return np.where(keep, z, -np.inf)
-        kk = min(self.m, v)
-        top_logp = _top_sorted(logp, kk)
-        ks = np.empty(b, dtype=np.int64)
-        for i in range(b):
-            lp = top_logp[i][np.isfinite(top_logp[i])]
-            if lp.size < 2:
-                ks[i] = 1
-                continue
-            idx = np.arange(lp.size - 1)
-            t = np.log((idx + 2.0) / (idx + 1.0))
-            s_hat = float((t * (lp[:-1] - lp[1:])).sum() / (t * t).sum())
-            e = s_hat - 1.0
-            with np.errstate(all="ignore"):
-                k = ((e * 2.0 ** mu[i]) / (1.0 - v ** (-e))) ** (1.0 / s_hat) if s_hat > 0 and e != 0 else v
-            ks[i] = int(min(max(k, 1.0), v)) if math.isfinite(k) else v
-        kth = np.take_along_axis(_top_sorted(z, int(ks.max())), (ks - 1)[:, None], axis=1)
-        return np.where(z >= kth, z, -np.inf)
-
-    def update(self, rows: np.ndarray, logprobs: np.ndarray) -> None:
-        """Feed back the surprise of the drawn tokens (natural-log ``logprobs``)."""
-        mu = self.mu_for(rows)
-        surprise = -logprobs / _LN2
-        for r, new in zip(rows.tolist(), (mu - self.eta * (surprise - self.tau)).tolist(), strict=True):
-            self.mu[int(r)] = new
-
-
-def _top_sorted(z: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` largest values of each row, in descending order, without sorting whole rows."""
-    idx = candidate_superset(z, k)
-    cand = np.where(idx >= 0, z[np.arange(z.shape[0])[:, None], np.maximum(idx, 0)], -np.inf)
-    return -np.sort(-cand, axis=1)[:, :k]
 
 
 class _Uniforms(Protocol):

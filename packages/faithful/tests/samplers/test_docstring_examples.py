@@ -14,6 +14,7 @@ MODULES = [
     "faithful.processors.truncation",
     "faithful.processors.history",
     "faithful.samplers",
+    "faithful.mirostat",
     "faithful.backends",
     "faithful.backends.numpy_fast",
     "faithful.backends.torch_backend",
