@@ -22,7 +22,8 @@ from pathlib import Path
 
 from tamer.engine import Engine
 from tamer.errors import ObjectNotFound, RestoreRefused, TamerError, UsageError
-from tamer.volumes.archive import DATA, read_archive, write_archive
+from tamer.volumes.archive import DATA, read_archive
+from tamer.volumes.archive_write import write_archive
 from tamer.volumes.place import (
     CreatePlan,
     PlaceCheck,
