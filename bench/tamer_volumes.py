@@ -86,16 +86,16 @@ def main() -> int:
             ours, theirs = work / "ours.tar.zst", work / "theirs.tar.zst"
             for p in (ours, theirs):
                 p.unlink(missing_ok=True)
-            keep("anchor backup", timed(lambda: pipe(["tar", "-C", str(src), "-cf", "-", "."],
-                                                     ["zstd", "-3", "-q", "-o", str(theirs)])))
-            keep("tamer backup", timed(lambda: backup_volume(engine, "bench_vol", ours)))
+            keep("anchor backup", timed(lambda t=theirs: pipe(["tar", "-C", str(src), "-cf", "-", "."],
+                                                              ["zstd", "-3", "-q", "-o", str(t)])))
+            keep("tamer backup", timed(lambda o=ours: backup_volume(engine, "bench_vol", o)))
             out_dir = work / "anchor-restore"
             shutil.rmtree(out_dir, ignore_errors=True)
             out_dir.mkdir()
-            keep("anchor restore", timed(lambda: pipe(["zstd", "-dc", str(theirs)], ["tar", "-C", str(out_dir),
-                                                                                      "-xf", "-"])))
+            keep("anchor restore", timed(lambda t=theirs, d=out_dir: pipe(["zstd", "-dc", str(t)],
+                                                                           ["tar", "-C", str(d), "-xf", "-"])))
             name = f"bench_restored{rep}"
-            keep("tamer restore", timed(lambda: apply_restore(engine, plan_restore(engine, ours, name))))
+            keep("tamer restore", timed(lambda o=ours, n=name: apply_restore(engine, plan_restore(engine, o, n))))
             # empty it first: the engine deleting 100,000 files itself outlasts its API timeout
             restored = Path(engine.inspect_volume(name)["Mountpoint"])
             shutil.rmtree(restored)
