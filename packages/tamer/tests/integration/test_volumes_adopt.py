@@ -100,3 +100,13 @@ def test_adopt_rolls_back_when_the_copy_fails(eng: Any, full_adoptee: tuple[dict
     assert set(eng.docker("volume", "ls", "-q").split()) == vols
     assert mounts(eng, "adopt_full") == anon and container(eng, "adopt_full")["State"]["Running"]
     assert not list(disk.iterdir())
+
+
+def test_adopt_a_host_network_container(eng: Any) -> None:
+    """Re-created on the host's network, with its hostname left to the engine (which fills it from the host)."""
+    eng.docker("run", "-d", "--name", "adopt_host", "--network", "host", MONGO)
+    r = eng.tamer("adopt", "adopt_host", "--apply", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    c = container(eng, "adopt_host")
+    assert c["State"]["Running"] and c["HostConfig"]["NetworkMode"] == "host"
+    assert mounts(eng, "adopt_host") == {"/data/db": "adopt_host-data-db", "/data/configdb": "adopt_host-data-configdb"}

@@ -130,3 +130,11 @@ def test_hand_written_tar_headers_read_back_by_tarfile_and_by_ours() -> None:
         if m.isreg() and m.size:
             buf.read(m.size + (-m.size % 512))
     assert ours == names
+
+
+def test_recreate_body_leaves_hostname_to_the_engine_on_shared_networks() -> None:
+    info = {"Id": "1" * 64, "Name": "/h", "Image": "sha256:1",
+            "Config": {"Image": "busybox", "Hostname": "myhost", "Env": []},
+            "HostConfig": {"NetworkMode": "host"}, "Mounts": [], "NetworkSettings": {"Networks": {"host": {}}}}
+    body = recreate_body(info, "busybox").body
+    assert "Hostname" not in body and body["HostConfig"]["NetworkMode"] == "host"

@@ -55,6 +55,12 @@ def recreate_body(info: JSON, image: str, replace: dict[str, str] | None = None)
     config = {k: v for k, v in (info.get("Config") or {}).items() if v not in (None, "") or k == "Cmd"}
     config["Image"] = image
     host = dict(info.get("HostConfig") or {})
+    mode = str(host.get("NetworkMode") or "")
+    if mode == "host" or mode.startswith("container:"):
+        # the engine fills these from the host or the other container; giving them back conflicts
+        # with the network mode (the docker CLI refuses it; 20.10's daemon lets it pass)
+        for key in ("Hostname", "Domainname", "MacAddress", "ExposedPorts"):
+            config.pop(key, None)
     binds = [b for b in (host.get("Binds") or []) if _bind_target(b) not in replace]
     mounts = [m for m in (host.get("Mounts") or []) if os.path.normpath(str(m.get("Target"))) not in replace]
     explicit = {_bind_target(b) for b in binds} | {os.path.normpath(str(m.get("Target"))) for m in mounts}
