@@ -155,7 +155,9 @@ def find_tokenizer(model: LanguageModel, tokenizer: Tokenizer | None = None) -> 
     """
     tok = tokenizer or getattr(model, "tokenizer", None) or getattr(model, "vocab", None)
     if tok is None:
-        raise VocabMismatchError("this model has no tokenizer; pass tokenizer= (anything with encode/decode)")
+        raise VocabMismatchError(
+            "this model has no tokenizer, so text can't be encoded or decoded: save one beside a Hugging Face "
+            "model (tokenizer.save_pretrained(DIR)), or in Python pass tokenizer= (anything with encode/decode)")
     size = getattr(tok, "vocab_size", None)
     if size is None and hasattr(tok, "__len__"):
         size = len(tok)  # type: ignore[arg-type]
