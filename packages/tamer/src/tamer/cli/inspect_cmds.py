@@ -22,7 +22,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     df = sub.add_parser("df", parents=[common, sizing], help="what everything costs, what could go, who owns it")
     df.add_argument("-v", "--verbose", action="store_true", help="list every reclaimable object and owner")
-    df.add_argument("--top", type=int, default=10, help="how many top consumers to show")
+    df.add_argument("--top", type=_positive, default=10, help="how many top consumers to show")
     df.set_defaults(handler=run_df)
 
     keys = "; ".join(f"{k}: {', '.join(v)}" for k, v in FILTER_KEYS.items())
@@ -30,8 +30,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ls.add_argument("kind", nargs="?", default="containers", help=f"one of {', '.join(KINDS)}")
     ls.add_argument("--filter", "-f", action="append", default=[], metavar="KEY=VALUE",
                     help=f"repeatable; keys per kind: {keys}")
-    ls.add_argument("--sort", default="size", help=f"one of {', '.join(SORT_KEYS)}")
+    ls.add_argument("--sort", default="size", choices=SORT_KEYS, help="largest first, oldest first, or by name")
     ls.set_defaults(handler=run_ls)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def read_inventory(args: argparse.Namespace, engine: Engine | None = None) -> Inventory:
