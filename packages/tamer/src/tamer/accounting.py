@@ -84,6 +84,14 @@ def volume_bytes(v: Volume) -> int:
     return v.size.apparent if v.size else 0
 
 
+def docker_total(inv: Inventory) -> int:
+    """Everything Docker holds that tamer can attribute: layers once, writable layers, volumes, logs, cache."""
+    return (inv.layers_size + sum(c.writable_size or 0 for c in inv.containers)
+            + sum(volume_bytes(v) for v in inv.volumes)
+            + sum(c.log.size.apparent for c in inv.containers if c.log.size)
+            + sum(b.size for b in inv.build_cache))
+
+
 def classify_image(img: Image) -> str | None:
     """"safe", "decision" or None (kept: in use)."""
     if img.containers:

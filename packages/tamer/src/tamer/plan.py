@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from tamer.accounting import container_bytes, volume_bytes
+from tamer.accounting import container_bytes, docker_total, volume_bytes
 from tamer.inventory import BuildCache, Container, Image, Inventory, Volume
 from tamer.policy import Policy
 from tamer.report.units import human_bytes
@@ -255,7 +255,7 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
     # -- disk budget: least recently used first, never protected or in use --
     if policy.budget is not None:
         _apply_budget(inv, policy.budget, actions, refusals, image_candidates, cache_candidates, notes, now,
-                      hist, removed_containers)
+                      hist)
 
     actions.sort(key=lambda a: KIND_ORDER[a.kind])  # stable: keeps LRU order within a kind
     return Plan(host=inv.host, policy=policy.source, made_at=now.isoformat(), actions=tuple(actions),
@@ -337,10 +337,8 @@ def _newest_per_repo(images: tuple[Image, ...], keep: int) -> set[str]:
 
 def _apply_budget(inv: Inventory, budget: int, actions: list[Action], refusals: list[Refusal],
                   image_candidates: list[tuple[datetime | None, Image]], cache_candidates: list[BuildCache],
-                  notes: list[str], now: datetime, hist: LastUsed, removed_containers: set[str]) -> None:
-    total = inv.layers_size + sum(c.writable_size or 0 for c in inv.containers) + \
-        sum(volume_bytes(v) for v in inv.volumes) + \
-        sum(c.log.size.apparent for c in inv.containers if c.log.size) + sum(b.size for b in inv.build_cache)
+                  notes: list[str], now: datetime, hist: LastUsed) -> None:
+    total = docker_total(inv)
     after = total - sum(a.bytes for a in actions)
     if after <= budget:
         notes.append(f"within budget: Docker uses {human_bytes(total)}, {human_bytes(after)} after this plan, "

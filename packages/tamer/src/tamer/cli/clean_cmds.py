@@ -70,13 +70,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     check.set_defaults(handler=run_policy_check)
     show = psub.add_parser("show", parents=[common], help="print the built-in default policy")
     show.set_defaults(handler=lambda a: Outcome({"policy": DEFAULT_POLICY_TOML}, DEFAULT_POLICY_TOML.rstrip()))
-    policy.set_defaults(handler=lambda a: (_ for _ in ()).throw(
-        UsageError("tamer policy needs an action: check FILE or show")))
+    policy.set_defaults(handler=_policy_needs_action)
 
     watch = sub.add_parser("watch", parents=[common], help="record when images and volumes are used (for LRU)")
     watch.add_argument("--once", action="store_true", help="catch up on past events, then exit")
     watch.add_argument("--since", default=None, help="start this long ago (e.g. 24h) instead of where it left off")
     watch.set_defaults(handler=run_watch)
+
+
+def _policy_needs_action(args: argparse.Namespace) -> Outcome:
+    raise UsageError("tamer policy needs an action: check FILE or show")
 
 
 def _policy(args: argparse.Namespace) -> Policy:
@@ -121,14 +124,15 @@ def run_plan(args: argparse.Namespace) -> Outcome:
 
 
 def run_clean(args: argparse.Namespace) -> Outcome:
-    journal = Journal()
     if args.journal:
+        journal = Journal()
         runs = journal.recent()
         return Outcome({"runs": runs}, "\n".join(render_run(journal.get(r["id"])) for r in runs) or "no cleans yet")
     if args.apply and not args.yes and not sys.stdin.isatty():
         raise UsageError("--apply without a terminal also needs --yes (nothing was removed)")
     policy = _policy(args)
     engine = connect(args.host)
+    journal = Journal()  # only now: bad input leaves no trace, not even a state folder
     unfinished = journal.unfinished(engine.where)
     if unfinished is not None:
         text = ("An earlier clean did not finish (killed, or the engine went away):\n" + render_run(unfinished))

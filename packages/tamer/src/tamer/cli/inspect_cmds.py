@@ -11,7 +11,7 @@ from tamer.cli.progress import Progress
 from tamer.collect import SIZING_CHOICES, read_raw_snapshot
 from tamer.engine import Engine, connect
 from tamer.inventory import Inventory, build_inventory
-from tamer.listing import FILTER_KEYS, KINDS, SORT_KEYS, select
+from tamer.listing import FILTER_KEYS, KINDS, SORT_KEYS, parse_filters, select
 from tamer.report.views import df_json, ls_json, render_df, render_ls
 
 
@@ -61,10 +61,8 @@ def run_df(args: argparse.Namespace) -> Outcome:
 
 def run_ls(args: argparse.Namespace) -> Outcome:
     # validate before touching the engine: bad input changes nothing and costs nothing
-    from tamer.listing import parse_filters
-
     parse_filters(args.kind, args.filter)
     inv = read_inventory(args)
     objs = select(inv, args.kind, args.filter, args.sort)
-    return Outcome({"kind": args.kind, "items": ls_json(args.kind, objs), "sizing": inv.sizing},
+    return Outcome({"kind": args.kind, "items": ls_json(objs), "sizing": inv.sizing},
                    render_ls(args.kind, objs, inv.taken_at))

@@ -108,7 +108,7 @@ def render_ls(kind: str, objs: Sequence[Any], now: datetime) -> str:
     return render_table(["ID", "TYPE", "SIZE", "LAST USED", "IN USE", "DESCRIPTION"], rows, right=(2,))
 
 
-def ls_json(kind: str, objs: Sequence[Image | Container | Volume | BuildCache]) -> list[dict[str, Any]]:
+def ls_json(objs: Sequence[Image | Container | Volume | BuildCache]) -> list[dict[str, Any]]:
     out = []
     for o in objs:
         d = dataclasses.asdict(o)
