@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Make sure the binaries tamer's integration tests need are present: dockerd
 # (the tests start their own private engine), busybox (test images are built
-# from it, no registry is reachable) and zstd (backups).
+# from it, no registry is reachable), zstd (backups) and faketime (age rules).
 set -u
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 { [ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1; } || missing+=(busybox-static)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+# faketime shifts one process's clock: every age rule is tested with it.
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "!!! tamer integration tests need: ${missing[*]} (not installed, and not root to install them)." >&2
