@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faithful.backends.numpy_fast import candidate_superset
+from faithful.selection import candidate_superset
 from faithful.errors import SamplingParameterError
 
 _LN2 = math.log(2.0)

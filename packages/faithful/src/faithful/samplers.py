@@ -15,7 +15,7 @@ Pass ``rows`` (global row ids) when a row is sampled in different batches, and
 How a call runs:
 
 - The common chain ``temperature -> top_k -> top_p -> min_p`` (any subset) with the
-  inverse-CDF draw runs the kernels of :mod:`faithful.backends.numpy_fast`: no full
+  inverse-CDF draw runs the kernels of :mod:`faithful.selection`: no full
   sort, no float64 copy of the logits when top-k or min-p bound the support.
   Everything else runs the dense float64 reference: :func:`faithful.processors.check_logits`,
   the processors in order, then the draw. Both give the same tokens, log-probabilities
@@ -51,8 +51,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from faithful.backends import BACKENDS, is_torch_tensor, to_numpy_logits
-from faithful.backends.numpy_fast import argmax_checked, sample_truncated
+from faithful.tensors import BACKENDS, is_torch_tensor, to_numpy_logits
+from faithful.selection import argmax_checked, sample_truncated
 from faithful.draw import DRAWS, band_search, gumbel_max
 from faithful.errors import SamplingParameterError, ShapeMismatchError
 from faithful.mirostat import Mirostat
@@ -163,7 +163,7 @@ class Sampler:
         self._fast = self._fast_plan() if fast else None
 
     def _fast_plan(self) -> dict[str, Any] | None:
-        """Parameters for :func:`~faithful.backends.numpy_fast.sample_truncated` when it applies.
+        """Parameters for :func:`~faithful.selection.sample_truncated` when it applies.
 
         It applies to ``temperature (> 0) -> top_k -> top_p -> min_p`` (any subset, in
         that order, none included) with the inverse-CDF draw and no mirostat.
@@ -383,7 +383,7 @@ def make_sampler(
             order; cannot be combined with the keyword processors above.
         draw: ``"inverse_cdf"`` (one uniform per row) or ``"gumbel"`` (one per token).
         backend: ``"numpy"`` (reference) or ``"torch"`` (accepts torch tensors; same tokens).
-        fast: use the candidate kernels of :mod:`faithful.backends.numpy_fast` for the chain
+        fast: use the candidate kernels of :mod:`faithful.selection` for the chain
             ``temperature -> top_k -> top_p -> min_p`` (same results up to float64 rounding of a
             normaliser); False forces the dense reference path.
 

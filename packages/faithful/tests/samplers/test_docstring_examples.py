@@ -15,15 +15,14 @@ MODULES = [
     "faithful.processors.history",
     "faithful.samplers",
     "faithful.mirostat",
-    "faithful.backends",
-    "faithful.backends.numpy_fast",
-    "faithful.backends.torch_backend",
+    "faithful.selection",
+    "faithful.tensors",
 ]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name: str) -> None:
-    if name.endswith("torch_backend"):
+    if name.endswith("tensors"):
         pytest.importorskip("torch")
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faithful.backends.numpy_fast import candidate_superset, sample_truncated
+from faithful.selection import candidate_superset, sample_truncated
 from faithful.processors import TopK, TopP, softmax, top_p_threshold
 from faithful.rng import KeyedRNG
 from faithful.samplers import make_sampler
@@ -238,7 +238,7 @@ def sorted_mass_threshold(keys: np.ndarray, w: np.ndarray, need: np.ndarray) -> 
 
 @pytest.mark.parametrize("kind", ["normal", "rounded", "with_inf", "scaled"])
 def test_mass_threshold_equals_a_full_sort(kind: str) -> None:
-    from faithful.backends.numpy_fast import mass_threshold_ascending
+    from faithful.selection import mass_threshold_ascending
 
     rng = np.random.default_rng(["normal", "rounded", "with_inf", "scaled"].index(kind))
     keys = np.abs(rng.standard_normal((8, 20000)))

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from faithful.backends.numpy_fast import top_p_threshold
+from faithful.selection import top_p_threshold
 from faithful.processors._base import History, Processor, check_logits, log_softmax, softmax
 from faithful.processors.history import (
     AllowedTokens,

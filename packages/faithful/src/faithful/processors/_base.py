@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from faithful.backends.numpy_fast import (
+from faithful.selection import (
     check_row_max,
 )
 from faithful.errors import EmptySupportError, InvalidLogitsError, SamplingParameterError, ShapeMismatchError

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from faithful.backends.numpy_fast import (
+from faithful.selection import (
     candidate_superset,
     mass_threshold_ascending,
     top_p_threshold,

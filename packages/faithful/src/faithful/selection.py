@@ -1,4 +1,7 @@
-"""numpy kernels: candidate selection without a full sort, and the truncated-sampling fast path.
+"""Selection without a full sort, in numpy: the reference path's truncation helpers and its sparse draw.
+
+This module is part of the numpy reference: it never imports :mod:`faithful.kernels` (the
+compiled kernels are tested against it).
 
 The common chain ``temperature -> top_k -> top_p -> min_p`` followed by an
 inverse-CDF draw needs only the tokens that can survive truncation. When top-k
