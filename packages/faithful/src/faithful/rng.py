@@ -22,20 +22,32 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from faithful.errors import SamplingParameterError, ShapeMismatchError
 
-__all__ = ["KeyedRNG", "RngLike", "as_keyed_rng", "splitmix64"]
+__all__ = [
+    "KeyedRNG",
+    "RngLike",
+    "UniformSource",
+    "as_keyed_rng",
+    "bits_to_uniform",
+    "resolve_rng",
+    "splitmix64",
+]
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
-# 53-bit integer k maps to (k + 0.5) / 2**53: never 0, never 1.
-_TWO_M53 = 2.0**-53
+_S30, _S27, _S31, _S12 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(12)
+# The top 52 bits k map to (k + 0.5) * 2**-52. k + 0.5 needs 53 significant bits, which a
+# float64 holds exactly, and the scaling is a power of two, so the result is exact: the
+# smallest value is 2**-53, the largest 1 - 2**-53. (With 53 bits, (2**53 - 1 + 0.5) * 2**-53
+# rounds to exactly 1.0, and a Gumbel draw at u = 1 picks a -inf token.)
+_TWO_M52 = 2.0**-52
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -57,6 +69,28 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     z *= _M2
     z ^= z >> _S31
     return z
+
+
+def bits_to_uniform(bits: np.ndarray) -> np.ndarray:
+    """Map 64-bit generator outputs to uniforms in the open interval (0, 1), exactly.
+
+    ``u = ((bits >> 12) + 0.5) * 2**-52``: the top 52 bits pick one of 2**52 equally
+    likely midpoints. Every step is exact in float64 (no rounding anywhere), so a
+    compiled kernel reproduces it bit for bit by the same formula, and
+    ``2**-53 <= u <= 1 - 2**-53`` for every input, including 0 and ``2**64 - 1``.
+
+    Parameters:
+        bits: ``uint64`` array of any shape (e.g. :func:`splitmix64` outputs).
+
+    Returns:
+        float64 array of the same shape.
+
+    Example:
+        >>> ends = bits_to_uniform(np.array([0, 2**64 - 1], dtype=np.uint64))
+        >>> bool(ends[0] == 2.0**-53 and ends[1] == 1 - 2.0**-53)
+        True
+    """
+    return ((np.asarray(bits, dtype=np.uint64) >> _S12).astype(np.float64) + 0.5) * _TWO_M52
 
 
 def _as_u64(values: np.ndarray) -> np.ndarray:
@@ -101,7 +135,8 @@ class KeyedRNG:
 
         Returns:
             float64 array of shape ``(R, n)``; entry ``[i, j]`` depends only on
-            ``(seed, rows[i], step, j)``, with 53 random bits.
+            ``(seed, rows[i], step, j)``, with 52 random bits
+            (:func:`bits_to_uniform`), so ``2**-53 <= u <= 1 - 2**-53``.
 
         Raises:
             ShapeMismatchError: ``rows`` is not one-dimensional.
@@ -122,7 +157,7 @@ class KeyedRNG:
         keys = self._row_keys(rows_arr, step)
         lanes = np.arange(int(n), dtype=np.uint64) + _GOLDEN
         bits = splitmix64(keys[:, None] ^ lanes[None, :])
-        return ((bits >> _S11).astype(np.float64) + 0.5) * _TWO_M53
+        return bits_to_uniform(bits)
 
 
 RngLike = int | KeyedRNG | None
@@ -155,3 +190,42 @@ def as_keyed_rng(rng: RngLike) -> KeyedRNG:
         f"`rng` must be an int seed, a faithful.rng.KeyedRNG or None, got {type(rng).__name__}; "
         "global or stream generators are not accepted because they make draws depend on the batch"
     )
+
+
+@runtime_checkable
+class UniformSource(Protocol):
+    """Counter-based uniforms: ``uniforms(rows, step, n)`` depends only on ``(seed, row, step, lane)``.
+
+    :class:`KeyedRNG` is one; a test may pass any object with this method (e.g. one that
+    returns boundary values) to every sampler and decoder.
+    """
+
+    def uniforms(self, rows: np.ndarray | Sequence[int], step: int, n: int = 1) -> np.ndarray: ...
+
+
+def resolve_rng(rng: Any) -> UniformSource:
+    """The one place an ``rng`` argument becomes a source of keyed uniforms.
+
+    Parameters:
+        rng: an int seed, a :class:`KeyedRNG`, None (a fresh seed from OS entropy), or
+            any object with a callable ``uniforms(rows, step, n)`` method, used as is.
+
+    Returns:
+        The uniform source. Its seed, where it has one, is ``getattr(source, "seed", None)``
+        (for ``rng=None`` that is the fresh seed, to reproduce the run).
+
+    Raises:
+        SamplingParameterError: ``rng`` is of another kind (e.g. ``np.random.Generator`` or a bool).
+
+    Example:
+        >>> resolve_rng(3) == KeyedRNG(3)
+        True
+    """
+    if (
+        rng is not None
+        and not isinstance(rng, int | np.integer | KeyedRNG)
+        and callable(getattr(rng, "uniforms", None))
+    ):
+        source: UniformSource = rng
+        return source
+    return as_keyed_rng(rng)

@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from faithful.errors import FaithfulError
 from faithful.models.base import FloatArray, IntArray, LanguageModel, ModelError
-from faithful.rng import as_keyed_rng
+from faithful.rng import UniformSource, resolve_rng
 
 __all__ = [
     "PAD",
@@ -133,7 +133,9 @@ class DecodeResult:
             token_logprobs=tlp,
             scores=lp.copy() if scores is None else np.asarray(scores, dtype=np.float64),
             finished=np.asarray(finished, dtype=bool).reshape(b, k),
-            proposal_logprobs=None if proposal_logprobs is None else np.asarray(proposal_logprobs, np.float64),
+            proposal_logprobs=None
+            if proposal_logprobs is None
+            else np.asarray(proposal_logprobs, np.float64),
             extras=extras,
         )
 
@@ -173,26 +175,8 @@ class TokenSampler(Protocol):
     def distribution(self, logits: Any, *, history: Any = None) -> np.ndarray: ...
 
 
-class KeyedUniforms(Protocol):
-    """Counter-based uniforms: ``uniforms(rows, step, n)`` depends only on ``(seed, row, step, lane)``."""
-
-    def uniforms(self, rows: Any, step: int, n: int = 1) -> np.ndarray: ...
-
-
-def resolve_rng(rng: Any) -> KeyedUniforms:
-    """Turn ``rng`` (an int seed, a :class:`~faithful.rng.KeyedRNG`, or None for a fresh seed) into keyed uniforms.
-
-    Any object with a ``uniforms(rows, step, n)`` method is used as is.
-
-    Raises:
-        DecodeError: on anything else.
-    """
-    if rng is not None and hasattr(rng, "uniforms"):
-        found: KeyedUniforms = rng
-        return found
-    if rng is None or isinstance(rng, int | np.integer):
-        return as_keyed_rng(None if rng is None else int(rng))
-    raise DecodeError(f"rng must be an int seed, a keyed generator or None, got {type(rng).__name__}")
+# The one resolver lives in faithful.rng; decoders import it from here as before.
+KeyedUniforms = UniformSource
 
 
 def check_max_new_tokens(max_new_tokens: int) -> int:
