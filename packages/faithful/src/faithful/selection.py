@@ -302,6 +302,7 @@ def mass_threshold_ascending(keys: np.ndarray, weights: np.ndarray, need: np.nda
 def _sample_dense(
     x: np.ndarray,
     u: np.ndarray,
+    shift: np.ndarray,
     zmax: np.ndarray,
     t: float,
     top_p: float | None,
@@ -311,7 +312,7 @@ def _sample_dense(
     """No top-k: the kept set may be most of the row, so stay dense (the reference's arithmetic)."""
     z = x.astype(np.float64, copy=False)
     if t != 1.0:
-        z = z / t
+        z = (z - shift[:, None]) / t  # shift first: see sample_truncated
     w = z - zmax[:, None]
     np.exp(w, out=w)  # in place: one temporary instead of two
     cut = top_p_threshold(z, top_p, weights=w, order_by=x) if top_p is not None else None
@@ -350,8 +351,7 @@ def sample_truncated(
         return_q: also return the dense final distribution.
 
     Returns:
-        ``(tokens int64 (B,), logprobs float64 (B,), q float64 (B, V) or None)``, or None when
-        ``x / temperature`` would overflow (use the reference path, which shifts by the max first).
+        ``(tokens int64 (B,), logprobs float64 (B,), q float64 (B, V) or None)``.
 
     Raises:
         InvalidLogitsError: NaN or +inf logits. EmptySupportError: a row entirely -inf.
@@ -360,9 +360,11 @@ def sample_truncated(
     top = x.max(axis=1)
     check_row_max(top)
     t = float(temperature)
-    if t < 1.0 and not float(np.abs(top).max(initial=0.0)) < 1e300 * t:
-        return None  # z / T would overflow: the reference shifts first (see processors.Temperature)
-    zmax = top.astype(np.float64) / t
+    # With T != 1 the logits are shifted by the row max *before* dividing, as
+    # processors.Temperature does: z - max z is exact where the mass is, while z / T
+    # rounds each logit relative to its own size (logits near 1e12 moved q by 1e-5).
+    shift = top.astype(np.float64) if t != 1.0 else np.zeros(b)
+    zmax = (top.astype(np.float64) - shift) / t
     r = np.arange(b)
     top_k = None if top_k is None or top_k >= v else int(top_k)
     top_p = None if top_p is None or top_p >= 1.0 else float(top_p)
@@ -370,17 +372,17 @@ def sample_truncated(
     min_cut = zmax + math.log(min_p) if min_p is not None else None
 
     if top_k is None and (min_cut is None or top_p is not None):
-        return _sample_dense(x, u, zmax, t, top_p, min_cut, return_q)
+        return _sample_dense(x, u, shift, zmax, t, top_p, min_cut, return_q)
     if top_k is not None:
         idx = candidate_superset(x, top_k)
     else:
         assert min_cut is not None
-        bound = min_cut * t
+        bound = min_cut * t + shift
         bound = bound - (np.abs(bound) + 1.0) * 1e-6  # generous: the exact test below decides
         idx = pad_candidates(np.flatnonzero(x >= bound[:, None]), b, v)
 
     valid = idx >= 0
-    zc = np.where(valid, x[r[:, None], np.where(valid, idx, 0)].astype(np.float64) / t, -np.inf)
+    zc = np.where(valid, (x[r[:, None], np.where(valid, idx, 0)].astype(np.float64) - shift[:, None]) / t, -np.inf)
     keep = np.isfinite(zc)
     if top_k is not None:
         keep &= zc >= _kth_largest(zc, top_k)[:, None]

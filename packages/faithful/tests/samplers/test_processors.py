@@ -24,6 +24,7 @@ from faithful.processors import (
     softmax,
     top_p_threshold,
 )
+from faithful.samplers import make_sampler
 
 P = np.array([[0.4, 0.25, 0.15, 0.1, 0.06, 0.04]])
 Z = np.log(P)
@@ -77,7 +78,45 @@ def test_temperature_zero_is_uniform_over_ties() -> None:
 
 
 def test_temperature_scales() -> None:
-    np.testing.assert_allclose(Temperature(2.0)(np.array([[2.0, -4.0]])), [[1.0, -2.0]])
+    # shifted by the row max before dividing: the same distribution as z / T
+    np.testing.assert_allclose(Temperature(2.0)(np.array([[2.0, -4.0]])), [[0.0, -3.0]])
+
+
+def _exact_tempered_q(z: np.ndarray, t: float) -> np.ndarray:
+    """softmax(z / t) per row at 50 digits (mpmath), rounded once to float64."""
+    import mpmath
+
+    with mpmath.workdps(50):
+        out = []
+        for row in z:
+            m = max(mpmath.mpf(float(x)) for x in row if np.isfinite(x))
+            e = [mpmath.exp((mpmath.mpf(float(x)) - m) / mpmath.mpf(t)) if np.isfinite(x) else mpmath.mpf(0) for x in row]
+            s = mpmath.fsum(e)
+            out.append([float(x / s) for x in e])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("t", [0.7, 0.3, 1.7, 1e-3])
+@pytest.mark.parametrize("scale", [1e12, -1e12, 3e15])
+def test_temperature_is_exact_for_huge_logits(t: float, scale: float) -> None:
+    # Issue 13 bug 4: z / T rounded each logit relative to its own size, so logits near 1e12
+    # moved q by ~2e-5. Shifting by the row max first keeps q exact to float64 rounding.
+    offsets = np.array([[0.0, 1.0, 2.0, -3.0, -np.inf, 0.5], [7.0, -1.0, 0.0, 2.0, 3.0, 1.0]])
+    z = scale + offsets  # representable: the offsets are multiples of the ulp at these scales
+    assert np.array_equal(z - scale, offsets)
+    expected = _exact_tempered_q(z, t)
+    np.testing.assert_allclose(softmax(Temperature(t)(z)), expected, rtol=1e-13, atol=1e-300)
+    for fast in (True, False):
+        s = make_sampler(temperature=t, fast=fast)
+        np.testing.assert_allclose(s.distribution(z), expected, rtol=1e-13, atol=1e-300)
+        r = s(z, rng=3, return_q=True)
+        assert r.q is not None
+        np.testing.assert_allclose(r.q, expected, rtol=1e-13, atol=1e-300)
+        np.testing.assert_allclose(r.logprobs, np.log(expected[np.arange(2), r.tokens]), rtol=1e-12, atol=1e-15)
+    for extra in ({"top_p": 0.9}, {"min_p": 0.05}, {"top_k": 3}, {"top_k": 4, "top_p": 0.95, "min_p": 0.01}):
+        fast_q = make_sampler(temperature=t, **extra)(z, rng=1, return_q=True).q
+        ref_q = make_sampler(temperature=t, fast=False, **extra).distribution(z)
+        np.testing.assert_allclose(fast_q, ref_q, rtol=1e-13, atol=1e-300)
 
 
 def test_typical_hand_computed() -> None:

@@ -39,7 +39,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from faithful.selection import top_p_threshold
 from faithful.processors._base import History, Processor, check_logits, log_softmax, softmax
 from faithful.processors.history import (
     AllowedTokens,
@@ -59,6 +58,7 @@ from faithful.processors.truncation import (
     TopP,
     Typical,
 )
+from faithful.selection import top_p_threshold
 
 __all__ = [
     "DEFAULT_ORDER",
@@ -115,7 +115,7 @@ def apply_processors(
 
     Example:
         >>> apply_processors(np.array([[1.0, 2.0]]), [Temperature(2.0)]).tolist()
-        [[0.5, 1.0]]
+        [[-0.5, 0.0]]
     """
     z = logits.copy() if not processors else logits
     # A penalty that overflows a very negative logit to -inf is the right limit (probability 0);

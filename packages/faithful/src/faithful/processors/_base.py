@@ -8,10 +8,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from faithful.errors import EmptySupportError, InvalidLogitsError, SamplingParameterError, ShapeMismatchError
 from faithful.selection import (
     check_row_max,
 )
-from faithful.errors import EmptySupportError, InvalidLogitsError, SamplingParameterError, ShapeMismatchError
 
 History = Sequence[Sequence[int]]
 

@@ -8,11 +8,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from faithful.selection import (
-    candidate_superset,
-    mass_threshold_ascending,
-    top_p_threshold,
-)
 from faithful.processors._base import (
     History,
     Processor,
@@ -24,18 +19,26 @@ from faithful.processors._base import (
     log_softmax,
     softmax,
 )
+from faithful.selection import (
+    candidate_superset,
+    mass_threshold_ascending,
+    top_p_threshold,
+)
 
 
 @dataclass(frozen=True)
 class Temperature(Processor):
-    """Divide logits by ``temperature`` (> 0); ``0`` gives uniform over the maximal logits.
+    """``(z - max z) / temperature`` (> 0); ``0`` gives uniform over the maximal logits.
 
-    When ``z / T`` would overflow float64, the row max is subtracted first
-    (``(z - max z) / T``: the same distribution, finite logits).
+    The row maximum is subtracted *before* dividing: ``z - max z`` is computed
+    without rounding error for the tokens that carry the mass (Sterbenz), while
+    ``z / T`` rounds each logit relative to its own size, so logits near ``1e12``
+    would move ``q`` by ``1e-5``. The shift does not change the distribution and
+    keeps ``z / T`` from overflowing for small ``T``.
 
     Example:
         >>> Temperature(0.5)(np.array([[1.0, 2.0]])).tolist()
-        [[2.0, 4.0]]
+        [[-2.0, 0.0]]
     """
 
     temperature: float
@@ -50,13 +53,9 @@ class Temperature(Processor):
         top = logits.max(axis=1, keepdims=True)
         if self.temperature == 0:
             return np.where(logits == top, 0.0, -np.inf)
-        t = float(self.temperature)
-        if t >= 1.0 or float(np.abs(top).max(initial=0.0)) < 1e300 * t:
-            return logits / t
-        # z / T would overflow to +inf: shift by the row max first (same softmax, no overflow);
-        # entries that overflow to -inf had probability exp(-huge) = 0 anyway.
+        # a -inf logit stays -inf; a finite one far below the max may overflow to -inf (probability 0)
         with np.errstate(over="ignore"):
-            return (logits - top) / t
+            return (logits - top) / float(self.temperature)
 
 
 @dataclass(frozen=True)
