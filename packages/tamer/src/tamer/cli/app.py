@@ -1,16 +1,28 @@
-"""Argument parsing, dispatch, and the one place where errors become exit codes."""
+"""Argument parsing, dispatch, and the one place where errors become exit codes.
+
+Global options (`-H/--host`, `--json`, `-q/--quiet`, `--traceback`) work before or after
+the command. argparse alone gets this wrong: a subcommand parses into a fresh namespace and
+copies every attribute back, defaults included, so `tamer -H ADDR clean` used to lose
+`-H ADDR` to the subcommand's default (None) and act on the default engine. Here every
+parser in the tree has those options with no default at all (SUPPRESS), whoever defined
+them and however, so only a value given on the command line ever lands in the namespace;
+the defaults are filled in once, after parsing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 from tamer.errors import TamerError, UsageError
 from tamer.report.envelope import envelope
+from tamer.state import StateUnavailable
 
 
 @dataclass
@@ -26,6 +38,29 @@ class Outcome:
 Handler = Callable[[argparse.Namespace], Outcome]
 
 
+@dataclass(frozen=True)
+class GlobalOption:
+    """An option every command accepts, anywhere on the command line."""
+
+    dest: str
+    flags: tuple[str, ...]
+    default: Any
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+GLOBAL_OPTIONS = (
+    GlobalOption("host", ("--host", "-H"), None,
+                 {"metavar": "ADDR", "help": "engine address (default: $DOCKER_HOST, else the local socket)"}),
+    GlobalOption("json", ("--json",), False,
+                 {"action": "store_true", "help": "print a versioned JSON envelope on stdout"}),
+    GlobalOption("quiet", ("--quiet", "-q"), False, {"action": "store_true", "help": "no progress output"}),
+    GlobalOption("traceback", ("--traceback",), False,
+                 {"action": "store_true", "help": "show a traceback on errors"}),
+)
+_DEST_BY_FLAG = {flag: opt.dest for opt in GLOBAL_OPTIONS for flag in opt.flags}
+_TAKES_VALUE = {flag for opt in GLOBAL_OPTIONS if "action" not in opt.options for flag in opt.flags}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of exiting, so --json still gets an envelope."""
 
@@ -33,65 +68,197 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+def global_options_parser() -> argparse.ArgumentParser:
+    """The parent parser of the global options; no defaults (see the module docstring)."""
+    common = _Parser(add_help=False)
+    for opt in GLOBAL_OPTIONS:
+        common.add_argument(*opt.flags, dest=opt.dest, default=argparse.SUPPRESS, **opt.options)
+    return common
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    seen: set[int] = set()
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+
+
+def make_global_options_win(parser: argparse.ArgumentParser) -> None:
+    """Make sure no parser in the tree can put a default for a global option into the namespace.
+
+    Covers options added through the shared parent, options a subcommand defines itself,
+    and `set_defaults(host=...)`. Abbreviated long options are turned off as well, so the
+    options this module looks for before parsing (for an envelope on a usage error) are
+    spelled exactly as argparse reads them.
+    """
+    for p in _parsers(parser):
+        p.allow_abbrev = False
+        for action in p._actions:
+            dests = {_DEST_BY_FLAG[f] for f in action.option_strings if f in _DEST_BY_FLAG}
+            if dests:
+                (action.dest,) = dests
+                action.default = argparse.SUPPRESS
+                action.required = False
+        for opt in GLOBAL_OPTIONS:
+            p._defaults.pop(opt.dest, None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tamer.cli import clean_cmds, inspect_cmds, volume_cmds
 
-    common = _Parser(add_help=False)
-    common.add_argument("--host", "-H", help="engine address (default: $DOCKER_HOST, else the local socket)")
-    common.add_argument("--json", action="store_true", help="print a versioned JSON envelope on stdout")
-    common.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    common.add_argument("--traceback", action="store_true", help="show a traceback on errors")
+    common = global_options_parser()
     parser = _Parser(prog="tamer", description="Keep a Docker host from becoming a 100 GB blob.",
                      parents=[common])
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     inspect_cmds.register(sub, common)
     clean_cmds.register(sub, common)
     volume_cmds.register(sub, common)
+    make_global_options_win(parser)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv`, then give each global option not given anywhere its default."""
+    args = parser.parse_args(list(argv))
+    for opt in GLOBAL_OPTIONS:
+        if not hasattr(args, opt.dest):
+            setattr(args, opt.dest, opt.default)
+    return args
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What the raw arguments say before parsing: enough to report a usage error properly."""
+
+    json: bool
+    traceback: bool
+    command: str | None
+
+
+def _scan(argv: Sequence[str], commands: Sequence[str]) -> _Scan:
+    flags: set[str] = set()
+    command: str | None = None
+    skip = False
+    for token in argv:
+        if token == "--":  # the rest is a container's command (`tamer run IMAGE -- ...`)
+            break
+        if skip:
+            skip = False
+            continue
+        if token in _TAKES_VALUE:
+            skip = True
+        elif token in _DEST_BY_FLAG:
+            flags.add(_DEST_BY_FLAG[token])
+        elif token.startswith("-") and not token.startswith("--") and len(token) > 2:
+            # a cluster of short flags such as -qy, or -Hunix://... (a value glued on)
+            for ch in token[1:]:
+                dest = _DEST_BY_FLAG.get(f"-{ch}")
+                if dest is None or f"-{ch}" in _TAKES_VALUE:
+                    break
+                flags.add(dest)
+        elif command is None and not token.startswith("-") and token in commands:
+            command = token
+    return _Scan("json" in flags, "traceback" in flags, command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `tamer`; returns the exit code (0 ok, 1 error, 2 usage, 3 partial, 130 interrupted)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    want_json = "--json" in args_list
-    want_tb = "--traceback" in args_list
-    command = next((a for a in args_list if not a.startswith("-")), "")
     try:
-        parser = build_parser()
-        args = parser.parse_args(args_list)
-        if not getattr(args, "handler", None):
-            parser.print_help()
-            return 0
-        command = args.command
-        outcome: Outcome = args.handler(args)
-    except KeyboardInterrupt:
-        return _fail(command, 130, "interrupted", want_json)
-    except TamerError as exc:
-        if want_tb:
-            traceback.print_exc()
-        return _fail(command, exc.exit_code, str(exc), want_json)
-    except Exception as exc:  # a bug: say so plainly, traceback on request
-        if want_tb:
-            traceback.print_exc()
-        return _fail(command, 1, f"internal error: {type(exc).__name__}: {exc} (rerun with --traceback "
-                     "and report it)", want_json)
-    try:
-        if want_json:
-            print(envelope(command, outcome.exit_code, outcome.data, outcome.errors))
-        elif outcome.text:
-            print(outcome.text)
-        sys.stdout.flush()
+        return _main(args_list)
     except BrokenPipeError:
-        # `tamer df | head`: the reader left; that is not an error of ours
-        import os
+        # output cut short mid-command (the reader left): no traceback, no second error at exit
+        _discard(sys.stdout)
+        return 1
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+def _main(args_list: list[str]) -> int:
+    notes: list[str] = []
+    scan = _Scan("--json" in args_list, "--traceback" in args_list, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StateUnavailable)
+        try:
+            parser = build_parser()
+            commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            scan = _scan(args_list, list(commands))
+            args = parse_args(parser, args_list)
+            scan = _Scan(args.json, args.traceback, args.command)
+            if not getattr(args, "handler", None):
+                if args.json:
+                    raise UsageError(f"no command given; expected one of {', '.join(commands)} "
+                                     "(see `tamer --help`)")
+                _write(sys.stdout, parser.format_help().rstrip())
+                return 0
+            outcome: Outcome = args.handler(args)
+        except KeyboardInterrupt:
+            return _fail(scan, 130, "interrupted", _notes(caught, notes))
+        except TamerError as exc:
+            if scan.traceback:
+                traceback.print_exc()
+            return _fail(scan, exc.exit_code, str(exc), _notes(caught, notes))
+        except Exception as exc:  # a bug: say so plainly, traceback on request
+            if scan.traceback:
+                traceback.print_exc()
+            return _fail(scan, 1, f"internal error: {type(exc).__name__}: {exc} (rerun with --traceback "
+                         "and report it)", _notes(caught, notes))
+        _notes(caught, notes)
+    if scan.json:
+        _write(sys.stdout, envelope(scan.command, outcome.exit_code, outcome.data,
+                                    [*notes, *(outcome.errors or [])]))
+    else:
+        _warn(notes)
+        if outcome.text:
+            _write(sys.stdout, outcome.text)
     return outcome.exit_code
 
 
-def _fail(command: str, code: int, message: str, want_json: bool) -> int:
-    if want_json:
-        print(envelope(command, code, None, [message]))
+def _notes(caught: list[warnings.WarningMessage], into: list[str]) -> list[str]:
+    """tamer's own warnings (say, an unreadable state database) for stderr or the envelope's errors."""
+    for w in caught:
+        if issubclass(w.category, StateUnavailable):
+            into.append(f"warning: {w.message}")
+        else:  # not ours: let Python's usual filters decide, as if we had not looked
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    caught.clear()
+    return into
+
+
+def _warn(notes: list[str]) -> None:
+    for note in notes:
+        _write(sys.stderr, f"tamer: {note}")
+
+
+def _fail(scan: _Scan, code: int, message: str, notes: list[str]) -> int:
+    if scan.json:
+        _write(sys.stdout, envelope(scan.command, code, None, [*notes, message]))
     else:
-        print(f"tamer: error: {message}", file=sys.stderr)
+        _warn(notes)
+        _write(sys.stderr, f"tamer: error: {message}")
     return code
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Print, treating a reader that went away (`tamer ls | head`) as the end of output, not an error."""
+    try:
+        print(text, file=stream)
+        stream.flush()
+    except BrokenPipeError:
+        _discard(stream)
+
+
+def _discard(stream: TextIO) -> None:
+    # what is still buffered would fail again when Python flushes at exit
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

@@ -1,4 +1,14 @@
-"""The versioned JSON envelope every `--json` command prints, on success and failure alike."""
+"""The versioned JSON envelope every `--json` command prints, on success and failure alike.
+
+The same shape in tamer and faithful:
+
+    {"version": 1, "command": "df" | null, "status": "ok" | "error" | "usage" | "partial" | "interrupted",
+     "exit_code": 0, "data": ... | null, "errors": ["message", ...]}
+
+`version` is a number; `status` follows from `exit_code`; `errors` is a list of strings, each a
+whole sentence a person can act on (warnings that did not stop the command start with
+"warning:" and come with status "ok"). `command` is null when none could be read.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +31,13 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def envelope(command: str, exit_code: int, data: Any = None, errors: list[str] | None = None) -> str:
+def envelope(command: str | None, exit_code: int, data: Any = None, errors: list[str] | None = None) -> str:
     """{"version", "command", "status", "exit_code", "data", "errors"} as one JSON document."""
     return json.dumps({
         "version": ENVELOPE_VERSION,
-        "command": command,
+        "command": command or None,
         "status": STATUS_BY_CODE.get(exit_code, "error"),
         "exit_code": exit_code,
         "data": data,
-        "errors": errors or [],
+        "errors": [str(e) for e in errors or []],
     }, default=_default, indent=2)
