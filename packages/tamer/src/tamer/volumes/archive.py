@@ -13,7 +13,9 @@ own end-of-archive marker before the manifest. Times are whole seconds (as
 GNU tar's default format); owners are numeric ids; xattrs are in the manifest
 (base64), which restore uses, whatever PAX records also carry them. Sparse
 files are stored in full (zeros compress to almost nothing) and written back
-sparse. Any tar can list or extract the data part.
+sparse. Sizes of 8 GiB and more (past the ustar field's 11 octal digits) are
+PAX `size` records, written by both writers and read by the reader and the
+writer's tap. Any tar can list or extract the data part.
 
 archive_write.write_archive and read_archive here are the two halves;
 backup.py puts them to use.
@@ -181,6 +183,8 @@ def _pax_records(data: bytes) -> dict[str, str]:
     while pos < len(data):
         space = data.index(b" ", pos)
         length = int(data[pos:space])
+        if length <= space - pos:
+            raise ValueError(f"a PAX record of length {length}")
         key, _, value = data[space + 1:pos + length - 1].partition(b"=")
         out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos += length
@@ -227,14 +231,20 @@ def _members(stream: Any) -> Iterator[tarfile.TarInfo]:
         if long_name is not None:
             name = long_name
         link = long_link if long_link is not None else _cstr(h[157:257])
+        if typeflag == b"S" or any(k.startswith("GNU.sparse.") for k in pax):
+            raise _Corrupt("a GNU sparse entry, a form tamer never writes (it stores files whole and restores "
+                           "zero runs as holes)")
         m = tarfile.TarInfo(pax.get("path") or os.fsdecode(name))
         m.type = b"0" if typeflag == b"\0" else typeflag
-        m.mode = _num(h[100:108])
+        m.mode = _num(h[100:108]) & 0o7777
         m.uid = int(pax.get("uid") or _num(h[108:116]))
         m.gid = int(pax.get("gid") or _num(h[116:124]))
+        # PAX size first: a file of 8 GiB or more does not fit the 11 octal digits of the ustar field
         m.size = int(pax.get("size") or size)
         m.mtime = int(float(pax.get("mtime") or _num(h[136:148])))
         m.linkname = pax.get("linkpath") or os.fsdecode(link)
+        if min(m.size, m.uid, m.gid) < 0:
+            raise _Corrupt(f"{m.name} declares a negative size or owner")
         if m.type == tarfile.DIRTYPE:
             m.name = m.name.rstrip("/")
         pax, long_name, long_link = {}, None, None

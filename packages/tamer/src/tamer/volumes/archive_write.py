@@ -4,8 +4,13 @@ With GNU tar (the usual case) tar reads the folder in a process of its own
 and its stream passes through unchanged while _TarTap hashes every file and
 collects xattrs for the manifest; compression and the archive's own sha256
 each run on a thread of their own, so the stages overlap as in
-`tar | zstd`. Without GNU tar (or with TAMER_BACKUP_WITH=python) a pure
-Python writer reads files on a small thread pool and writes the same format.
+`tar | zstd`. Without GNU tar (or with writer="python") a pure Python
+writer reads files on a small thread pool and writes the same format.
+
+Sizes of any magnitude: a file of 8 GiB or more does not fit the ustar size
+field, so both writers put its size in a PAX record (GNU tar does so itself)
+and the tap reads it from there. Large files are streamed, never held whole
+in memory.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ from tamer.volumes.archive import (
 # Writes to the compressor are batched: one call per ~1 MiB instead of one per header.
 FLUSH_AT = 1 << 20
 ZSTD_LEVEL = 3  # zstd's own default, as `zstd` on the command line
-ZSTD_THREADS = int(os.environ.get("TAMER_ZSTD_THREADS", "1"))
+# Files above this size are streamed by the writing thread in chunks instead of read whole by the pool.
+STREAM_AT = 8 << 20
+WRITERS = ("auto", "tar", "python")
 
 
 @dataclass
@@ -156,6 +163,38 @@ def _read_file(path: str, size: int) -> tuple[bytes, int]:
     return data, real
 
 
+def _stream_file(e: _Entry, write: Callable[[bytes], Any]) -> tuple[str, int]:
+    """Write one large file's header and its `e.size` bytes (padded with zeros if it shrank) in chunks.
+
+    Returns (sha256 of what was stored, bytes really read). Runs of zeros in
+    sparse files are read as zeros, not skipped: the stream is a plain tar
+    any tool can extract; restore writes them back as holes.
+    """
+    write(_header(e.name, e.perm, e.uid, e.gid, e.size, e.mtime, _TYPE_REG))
+    sha = hashlib.sha256()
+    real = 0
+    fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        while real < e.size:
+            chunk = os.read(fd, min(CHUNK << 3, e.size - real))
+            if not chunk:
+                break
+            sha.update(chunk)
+            write(chunk)
+            real += len(chunk)
+    finally:
+        os.close(fd)
+    left = e.size - real
+    while left:
+        pad = bytes(min(CHUNK << 3, left))
+        sha.update(pad)
+        write(pad)
+        left -= len(pad)
+    if e.size % BLOCK:
+        write(_ZERO_BLOCK[:BLOCK - e.size % BLOCK])
+    return sha.hexdigest(), real
+
+
 READ_THREADS = 2
 BATCH = 256
 READ_AHEAD = 4
@@ -177,11 +216,12 @@ class _Entry:
 
 
 def _read_batch(batch: list[_Entry]) -> list[tuple[bytes, int, str, dict[str, str]]]:
-    """(data, bytes really read, sha256, xattrs) for each entry; data only for regular files."""
+    """(data, bytes really read, sha256, xattrs) for each entry; data only for small regular files
+    (large ones are streamed when written)."""
     out = []
     for e in batch:
         x = _xattrs(e.path)
-        if e.typeflag == _TYPE_REG and e.link is None:
+        if e.typeflag == _TYPE_REG and e.link is None and e.size <= STREAM_AT:
             data, real = _read_file(e.path, e.size)
             out.append((data, real, hashlib.sha256(data).hexdigest(), x))
         else:
@@ -189,11 +229,17 @@ def _read_batch(batch: list[_Entry]) -> list[tuple[bytes, int, str, dict[str, st
     return out
 
 
-def gnu_tar() -> str | None:
-    """GNU tar's path, unless TAMER_BACKUP_WITH=python asks for the pure-Python writer (or there is none)."""
-    if os.environ.get("TAMER_BACKUP_WITH") == "python":
+def gnu_tar(writer: str = "auto") -> str | None:
+    """GNU tar's path for `writer` ("auto": when installed; "tar": required; "python": never)."""
+    if writer not in WRITERS:
+        raise TamerError(f"archive writer {writer!r} is unknown; expected one of {', '.join(WRITERS)}")
+    if writer == "python":
         return None
-    return _find_gnu_tar()
+    found = _find_gnu_tar()
+    if found is None and writer == "tar":
+        raise TamerError("GNU tar was asked for as the archive writer but is not installed; expected `tar "
+                         "--version` to say GNU tar; install it or use the python writer")
+    return found
 
 
 @functools.cache
@@ -279,6 +325,8 @@ class _TarTap:
     def _header(self, h: bytes) -> None:
         typeflag = h[156:157]
         size = _num(h[124:136])
+        if typeflag not in (b"x", b"g", b"L", b"K") and "size" in self.pax:
+            size = int(self.pax["size"])  # 8 GiB and more: the ustar field cannot hold it (failure 5)
         if typeflag in (b"x", b"g", b"L", b"K"):
             self.ext_type, self.ext_size = typeflag, size
             self.mode, self.need = "ext", size + (-size % BLOCK)
@@ -320,7 +368,7 @@ class _TarTap:
             self.mode, self.need = "header", BLOCK
 
 
-def _forward_tar(root: str, write: Callable[[bytes], Any], stats: WriteStats, files: dict[str, Any],
+def _forward_tar(tar: str, root: str, write: Callable[[bytes], Any], stats: WriteStats, files: dict[str, Any],
                  xattrs: dict[str, dict[str, str]]) -> None:
     """Let GNU tar read the folder (a process of its own, like `tar | zstd`) and pass its stream on.
 
@@ -330,8 +378,6 @@ def _forward_tar(root: str, write: Callable[[bytes], Any], stats: WriteStats, fi
     targets untouched); owners numeric; times whole seconds; xattrs in PAX
     records (SCHILY.xattr.*).
     """
-    tar = gnu_tar()
-    assert tar is not None
     cmd = [tar, "--create", "--file=-", "--blocking-factor=256", "--directory", root, "--format=posix", "--xattrs",
            "--xattrs-include=*", "--numeric-owner", "--pax-option=delete=atime,delete=ctime,delete=mtime",
            r"--transform=s,^\.,data,S", "."]
@@ -397,18 +443,23 @@ def _forward_tar(root: str, write: Callable[[bytes], Any], stats: WriteStats, fi
                          "expected a readable folder (run as root on the engine's host)")
 
 
-def write_archive(root: str, out: IO[bytes], header: dict[str, Any]) -> tuple[WriteStats, str, int]:
+def write_archive(root: str, out: IO[bytes], header: dict[str, Any], *, writer: str = "auto",
+                  zstd_threads: int = 1) -> tuple[WriteStats, str, int]:
     """Write the folder `root` as a compressed archive to `out`.
 
+    writer: "auto" (GNU tar when installed, else pure Python), "tar" or
+    "python". zstd_threads: libzstd workers for the Python writer (with tar,
+    compression already runs on a thread of its own).
     Returns (stats, sha256 of the compressed bytes, compressed size). A file
     that changes size while being read is stored as first seen (cut, or
     padded with zeros) and reported in stats.warnings; pause the users for a
     consistent copy.
     """
+    tar = gnu_tar(writer)
     stats = WriteStats()
     hashed = _HashingWriter(out)
     # Python writer: threads=1, a libzstd worker compresses beside this thread reading and hashing files
-    threads = ZSTD_THREADS if gnu_tar() is None else 0  # with tar, compression has a thread of ours already
+    threads = zstd_threads if tar is None else 0
     cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=threads)
     files: dict[str, Any] = {}
     xattrs: dict[str, dict[str, str]] = {}
@@ -428,9 +479,9 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any]) -> tuple[Wr
                 parts.append(payload + bytes(-len(payload) % BLOCK))
 
             add_bytes(HEADER_NAME, json.dumps({**header, "format": FORMAT}, sort_keys=True).encode())
-            if gnu_tar() is not None:
+            if tar is not None:
                 flush()
-                _forward_tar(root, zw.write, stats, files, xattrs)
+                _forward_tar(tar, root, zw.write, stats, files, xattrs)
             else:
                 st = os.stat(root)
                 parts.append(_header(DATA.encode(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, 0, int(st.st_mtime),
@@ -453,6 +504,17 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any]) -> tuple[Wr
                             pending += BLOCK
                             continue
                         size = e.size
+                        if size > STREAM_AT:
+                            flush()
+                            digest, real = _stream_file(e, zw.write)
+                            files[e.rel] = [size, digest]
+                            stats.files += 1
+                            stats.bytes += size
+                            if real < size:
+                                stats.warnings.append(f"{e.rel}: shrank while being read; stored {real} of {size} "
+                                                      "bytes padded with zeros (pause its users for a consistent "
+                                                      "copy)")
+                            continue
                         if real < size:
                             stats.warnings.append(f"{e.rel}: shrank while being read; stored {real} of {size} bytes "
                                                   "padded with zeros (pause its users for a consistent copy)")

@@ -10,20 +10,19 @@ the volume are refused before anything is written for them.
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import fcntl
 import os
 import secrets
-import shutil
-import tarfile
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tamer.engine import Engine
 from tamer.errors import ObjectNotFound, RestoreRefused, TamerError, UsageError
-from tamer.volumes.archive import DATA, read_archive
-from tamer.volumes.archive_write import write_archive
+from tamer.volumes.archive import read_archive
+from tamer.volumes.archive_write import gnu_tar, write_archive
 from tamer.volumes.place import (
     CreatePlan,
     PlaceCheck,
@@ -34,8 +33,7 @@ from tamer.volumes.place import (
     plan_create,
     volume_place,
 )
-
-ZERO_BLOCK = 64 * 1024
+from tamer.volumes.restore import STAGING_PREFIX, restore_into
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,9 @@ class BackupResult:
     entries: all entries below the volume root; bytes: sum of file sizes;
     sha256: of the archive file itself; archive_bytes: its size;
     paused: containers paused while it was written; warnings: files that
-    changed while read, entries skipped.
+    changed while read, entries skipped; consistent: False when containers
+    using the volume ran (unpaused) while it was read, so the copy may be
+    torn (always True for a verified archive: verify cannot know).
     """
 
     path: Path
@@ -58,20 +58,59 @@ class BackupResult:
     entries: int
     paused: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    consistent: bool = True
 
 
 def _running_users(engine: Engine, name: str) -> list[str]:
     return [str(c["Id"]) for c in engine.containers_using_volume(name) if c.get("State") == "running"]
 
 
+TMP_MARK = ".tamer-"
+
+
+def _clean_dead_partials(out: Path) -> list[str]:
+    """Remove partial archives that killed backups to `out` left beside it.
+
+    Each backup holds an flock on its partial file while writing; a partial
+    whose lock can be taken has no live writer (the kernel drops the lock
+    when the process dies), so it is removed. Live ones are left alone.
+    """
+    gone = []
+    prefix = f".{out.name}{TMP_MARK}"
+    with contextlib.suppress(OSError):
+        names = [n for n in os.listdir(out.parent) if n.startswith(prefix)]
+        for n in names:
+            path = out.parent / n
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a backup writing it right now
+                os.unlink(path)
+                gone.append(n)
+            finally:
+                os.close(fd)
+    return gone
+
+
 def backup_volume(engine: Engine, name: str, out: Path, *, pause_users: bool = False,
-                  overwrite: bool = False) -> BackupResult:
+                  overwrite: bool = False, writer: str = "auto") -> BackupResult:
     """Back up volume `name` to the file `out` (tar + zstd, checksum manifest, mode 0600).
 
     pause_users: pause the running containers using the volume while it is
     read (a consistent copy), unpausing them afterwards whatever happens.
-    Raises ObjectNotFound, UsageError (out exists, unless overwrite), TamerError
-    when the data folder is not reachable from this host.
+    Without it, a copy taken while a container using the volume runs may be
+    torn: `consistent` is False and a warning says so. writer: "auto" (GNU
+    tar when installed), "tar" or "python". Partial files left beside `out`
+    by killed backups are removed first (never a live one's). Raises
+    ObjectNotFound, UsageError (out exists, unless overwrite), TamerError when
+    the data folder is not reachable from this host.
 
     Example:
         >>> r = backup_volume(engine, "mongo_data", Path("/backups/mongo.tar.zst"))  # doctest: +SKIP
@@ -82,38 +121,61 @@ def backup_volume(engine: Engine, name: str, out: Path, *, pause_users: bool = F
     vp = volume_place(vol)
     root = local_data_dir(vp)
     out = Path(out).absolute()
-    if out.exists() and not overwrite:
-        raise UsageError(f"backup file {out} already exists; expected a new file; pick another name or remove it")
     if not out.parent.is_dir():
         raise UsageError(f"folder {out.parent} for the backup does not exist; expected an existing folder")
+    _clean_dead_partials(out)
+    if out.exists() and not overwrite:
+        raise UsageError(f"backup file {out} already exists; expected a new file; pick another name or remove it")
+    gnu_tar(writer)  # an unknown or missing writer is refused before anything is written
     paused: list[str] = []
-    tmp = out.with_name(f".{out.name}.tamer-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    running: list[str] = []
+    tmp = out.with_name(f".{out.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until closed or killed: tells a live partial from a dead one
         os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(os.dup(fd), "wb") as f:
             if pause_users:
                 for cid in _running_users(engine, name):
                     engine.pause_container(cid)
                     paused.append(cid)
+            else:
+                running = _running_users(engine, name)
             try:
                 header = {"volume": name, "created": datetime.now(UTC).isoformat(), "placement": vp.placement,
                           "data_path": vp.data_path, "labels": vp.labels}
-                stats, digest, size = write_archive(str(root), f, header)
+                stats, digest, size = write_archive(str(root), f, header, writer=writer)
+                if not pause_users:
+                    running = sorted(set(running) | set(_running_users(engine, name)))
             finally:
                 for cid in paused:
                     with contextlib.suppress(TamerError):
                         engine.unpause_container(cid)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, out)
+        if overwrite:
+            os.replace(tmp, out)
+        else:
+            try:
+                os.link(tmp, out)  # never replaces a file that appeared meanwhile
+            except FileExistsError as exc:
+                raise UsageError(f"backup file {out} appeared while the backup ran; expected a new file; pick "
+                                 "another name") from exc
+            os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
+    warnings = list(stats.warnings)
+    if running:
+        warnings.insert(0, f"{len(running)} container(s) using {name} ran while it was read, so this copy may be "
+                           "torn (files caught mid-write); back up with --pause-users (or stop them) for a "
+                           "consistent copy")
     return BackupResult(path=out, volume=name, files=stats.files, bytes=stats.bytes, sha256=digest,
                         archive_bytes=size, entries=stats.entries, paused=tuple(paused),
-                        warnings=tuple(stats.warnings))
+                        warnings=tuple(warnings), consistent=not running)
 
 
 def verify_backup(path: Path) -> BackupResult:
@@ -151,8 +213,31 @@ class RestoreResult:
     warnings: tuple[str, ...] = ()
 
 
+def _folder_shared_with(engine: Engine, name: str, folder: str) -> list[str]:
+    """Other volumes whose data folder is `folder`, inside it or holds it."""
+    real = os.path.realpath(folder)
+    out = []
+    for v in engine.volumes():
+        vp = volume_place(v)
+        if vp.name == name or not vp.data_path:
+            continue
+        other = os.path.realpath(vp.data_path)
+        if other == real or other.startswith(real + "/") or real.startswith(other + "/"):
+            out.append(vp.name)
+    return sorted(out)
+
+
+def _refuse_shared(engine: Engine, name: str, folder: str) -> None:
+    shared = _folder_shared_with(engine, name, folder)
+    if shared:
+        raise RestoreRefused(f"the folder {folder} for volume {name} is also used by volume(s) "
+                             f"{', '.join(shared)}; expected a folder no other volume uses, so a restore cannot "
+                             "write into another volume's data; restore into a new volume (--at a new folder)")
+
+
 def plan_restore(engine: Engine, archive: Path, name: str, *, at: str | None = None) -> RestorePlan:
-    """Check that `archive` is readable and `name` is new (or an existing, empty local volume)."""
+    """Check that `archive` is readable and `name` is new (or an existing, empty local volume whose folder no
+    other volume uses). Changes nothing; apply_restore checks it all again when it acts."""
     check_volume_name(name)
     archive = Path(archive).absolute()
     if not archive.is_file():
@@ -161,220 +246,56 @@ def plan_restore(engine: Engine, archive: Path, name: str, *, at: str | None = N
     existing = inspect_volume_or_none(engine, name)
     if existing is None:
         create = plan_create(engine, name, at)
+        if create.at is not None:
+            if create.at.entries:
+                raise RestoreRefused(f"{create.at.path} already holds {create.at.entries} entries; expected a new "
+                                     "or empty folder for a restore, so nothing is overwritten; pick another "
+                                     "--at folder")
+            _refuse_shared(engine, name, create.at.path)
         return RestorePlan(archive, name, create, create.at)
     if at is not None:
         raise UsageError(f"volume {name} already exists, so --at cannot place it; expected a new volume name with "
                          "--at, or no --at to restore into the existing empty volume")
     root = local_data_dir(volume_place(existing))
-    if any(os.scandir(root)):
+    if any(not e.name.startswith(STAGING_PREFIX) for e in os.scandir(root)):  # a killed restore's staging: cleaned
         raise RestoreRefused(f"volume {name} is not empty ({root}); expected a new or empty volume so nothing is "
                              "overwritten; restore into a new name, or empty it first")
+    _refuse_shared(engine, name, str(root))
     return RestorePlan(archive, name, None, None)
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + "/")
+def apply_restore(engine: Engine, plan: RestorePlan, *, privileged: bool = False) -> RestoreResult:
+    """Create the volume (when new), restore into it through a staging folder (restore.restore_into), checking
+    again at this moment that its folder is empty and used by no other volume.
 
-
-class _FileOut:
-    """One regular file being restored: all-zero blocks become holes, so sparse files come back sparse."""
-
-    __slots__ = ("fd", "hole", "member")
-
-    def __init__(self, fd: int, member: tarfile.TarInfo) -> None:
-        self.fd = fd
-        self.member = member
-        self.hole = False
-
-    def write(self, chunk: bytes) -> None:
-        if len(chunk) < ZERO_BLOCK:
-            os.write(self.fd, chunk)
-            self.hole = False
-            return
-        view = memoryview(chunk)
-        for off in range(0, len(view), ZERO_BLOCK):
-            part = view[off:off + ZERO_BLOCK]
-            if len(part) == ZERO_BLOCK and part == _ZEROS:
-                os.lseek(self.fd, ZERO_BLOCK, os.SEEK_CUR)
-                self.hole = True
-            else:
-                os.write(self.fd, part)
-                self.hole = False
-
-    def close(self) -> None:
-        m = self.member
-        try:
-            if self.hole:
-                os.ftruncate(self.fd, m.size)
-            if (m.uid, m.gid) != _IDS:
-                with contextlib.suppress(PermissionError):  # not root: keep our own ids
-                    os.fchown(self.fd, m.uid, m.gid)
-            if m.mode & 0o7000:
-                os.fchmod(self.fd, m.mode)  # after chown, which clears set-id bits
-            os.utime(self.fd, (m.mtime, m.mtime))
-        finally:
-            os.close(self.fd)
-
-
-_ZEROS = bytes(ZERO_BLOCK)
-_IDS = (os.geteuid(), os.getegid())
-
-
-class _Extractor:
-    """Writes archive entries below `staging`, refusing any that would land outside it.
-
-    Folders it made itself are known to be real folders (mkdir fails on
-    anything existing), so only entries below anything else need the slower
-    check that resolves links.
-    """
-
-    def __init__(self, archive: str, staging: str) -> None:
-        self.archive = archive
-        self.staging = staging
-        self.real_staging = os.path.realpath(staging)
-        self.meta: list[tuple[str, tarfile.TarInfo]] = []
-        self.files: set[str] = set()
-        self.safe_dirs: set[str] = {""}
-        self.current: _FileOut | None = None
-        self.root_member: tarfile.TarInfo | None = None
-        self.skipped: list[str] = []
-
-    def _refuse(self, name: str, why: str) -> RestoreRefused:
-        return RestoreRefused(f"{self.archive}: entry {name!r} refused: {why}; expected every entry inside the "
-                              "volume; nothing was restored; this archive was not written by tamer or was altered")
-
-    def _target(self, member: tarfile.TarInfo) -> tuple[str, str]:
-        name = member.name
-        if name.startswith("/"):
-            raise self._refuse(name, "absolute path")
-        parts = name.split("/")
-        if ".." in parts:
-            raise self._refuse(name, "`..` in the path escapes the volume")
-        if parts[0] != DATA:
-            raise self._refuse(name, f"outside the archive's {DATA}/ folder")
-        rel = "/".join(p for p in parts[1:] if p not in ("", "."))
-        if not rel:
-            return "", self.staging
-        path = self.staging + "/" + rel
-        parent_rel = rel.rpartition("/")[0]
-        if parent_rel not in self.safe_dirs and not _inside(os.path.realpath(os.path.dirname(path)),
-                                                            self.real_staging):
-            raise self._refuse(name, "its folder is reached through a link that leaves the volume")
-        return rel, path
-
-    def on_file(self, member: tarfile.TarInfo) -> _FileOut:
-        rel, path = self._target(member)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, member.mode & 0o777)
-        self.files.add(rel)
-        return _FileOut(fd, member)
-
-    def on_entry(self, member: tarfile.TarInfo) -> None:
-        rel, path = self._target(member)
-        if member.isdir():
-            if not rel:
-                self.root_member = member  # applied to the volume's own folder at the end
-                return
-            os.mkdir(path, 0o700)
-            self.safe_dirs.add(rel)
-            self.meta.append((path, member))
-        elif member.issym():
-            target = member.linkname
-            if os.path.isabs(target):
-                raise self._refuse(member.name, f"a link to the absolute path {target} points outside the volume")
-            resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-            if resolved == ".." or resolved.startswith("../"):
-                raise self._refuse(member.name, f"a link to {target} points outside the volume")
-            os.symlink(target, path)
-            self.meta.append((path, member))
-        elif member.islnk():
-            target = member.linkname
-            tparts = target.split("/")
-            trel = "/".join(tparts[1:])
-            if target.startswith("/") or ".." in tparts or tparts[0] != DATA or trel not in self.files:
-                raise self._refuse(member.name, f"a hard link to {target}, which is not a file earlier in the "
-                                                "archive")
-            os.link(os.path.join(self.staging, trel), path, follow_symlinks=False)
-        elif member.isfifo():
-            os.mkfifo(path, 0o600)
-            self.meta.append((path, member))
-        else:
-            self.skipped.append(f"{rel}: a device node or other special file, not restored")
-
-    def finish(self, xattrs: dict[str, dict[str, str]]) -> None:
-        """Owners, modes, times of folders, links and fifos (folders last, deepest first: writing into a
-        folder bumps its mtime), then every recorded xattr."""
-        dirs = []
-        for path, m in self.meta:
-            if m.isdir():
-                dirs.append((path, m))
-            else:
-                self._set(path, m)
-        for path, m in sorted(dirs, key=lambda pm: pm[0].count("/"), reverse=True):
-            self._set(path, m)
-        for rel, values in xattrs.items():
-            if rel:
-                self._set_xattrs(os.path.join(self.staging, rel), values)
-
-    def set_root(self, root: str, xattrs: dict[str, dict[str, str]]) -> None:
-        if self.root_member is not None:
-            self._set(root, self.root_member)
-        self._set_xattrs(root, xattrs.get("") or {})
-
-    @staticmethod
-    def _set_xattrs(path: str, values: dict[str, str]) -> None:
-        for key, value in values.items():
-            with contextlib.suppress(OSError):  # a filesystem without xattrs (e.g. some tmpfs) loses them
-                os.setxattr(path, key, base64.b64decode(value), follow_symlinks=False)
-
-    @staticmethod
-    def _set(path: str, m: tarfile.TarInfo) -> None:
-        with contextlib.suppress(PermissionError):  # not root: keep our own ids
-            os.lchown(path, m.uid, m.gid)
-        if not m.issym():
-            os.chmod(path, m.mode)
-        os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
-
-
-def apply_restore(engine: Engine, plan: RestorePlan) -> RestoreResult:
-    """Create the volume (when new), extract and verify into a staging folder inside it, then move into place.
-
-    On any failure the staging folder is removed, and so is the volume when
-    this restore created it. Raises BackupCorrupt, RestoreRefused.
+    privileged: also restore set-user/group-id bits and security.*/trusted.*
+    xattrs. On any failure the staging folder is removed, and so is the volume
+    when this restore created it. Raises BackupCorrupt, RestoreRefused,
+    NotEnoughSpace.
     """
     created = False
     if plan.create is not None:
+        if inspect_volume_or_none(engine, plan.volume) is not None:
+            raise RestoreRefused(f"volume {plan.volume} appeared while planning the restore; expected a new volume; "
+                                 "nothing was restored; run the restore again")
         apply_create(engine, plan.create)
         created = True
     try:
         vol = engine.inspect_volume(plan.volume)
         root = local_data_dir(volume_place(vol))
-        staging = root / f".tamer-restore-{secrets.token_hex(4)}"
-        os.mkdir(staging, 0o700)
-        ex = _Extractor(str(plan.archive), str(staging))
-        old_umask = os.umask(0)  # files are created with their final mode
-        try:
-            result = read_archive(str(plan.archive), on_file=ex.on_file, on_entry=ex.on_entry)
-            os.umask(old_umask)
-            xattrs = result.manifest.get("xattrs") or {}
-            ex.finish(xattrs)
-            for entry in os.listdir(staging):
-                os.rename(staging / entry, root / entry)
-            os.rmdir(staging)
-            ex.set_root(str(root), xattrs)
-        except BaseException:
-            os.umask(old_umask)
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        _refuse_shared(engine, plan.volume, str(root))
+        done = restore_into(str(plan.archive), str(root), privileged=privileged)
     except BaseException:
         if created:
             with contextlib.suppress(TamerError):
                 engine.remove_volume(plan.volume)
             if plan.at is not None and not plan.at.exists:
-                shutil.rmtree(plan.at.path, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    os.rmdir(plan.at.path)  # only when empty: never remove data
         raise
-    return RestoreResult(volume=plan.volume, created=created, data_path=str(root), files=result.files,
-                         entries=result.entries, bytes=result.bytes, sha256=result.sha256,
-                         warnings=tuple(ex.skipped))
+    r = done.read
+    return RestoreResult(volume=plan.volume, created=created, data_path=str(root), files=r.files,
+                         entries=r.entries, bytes=r.bytes, sha256=r.sha256, warnings=tuple(done.warnings))
 
 
 def volume_exists(engine: Engine, name: str) -> bool:
