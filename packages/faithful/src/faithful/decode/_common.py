@@ -22,7 +22,10 @@ __all__ = [
     "KeyedUniforms",
     "TokenSampler",
     "count_sequences",
+    "draws_from_the_model",
+    "log_softmax_at",
     "resolve_rng",
+    "scores_array",
 ]
 
 BoolArray = npt.NDArray[np.bool_]
@@ -177,6 +180,77 @@ class TokenSampler(Protocol):
 
 # The one resolver lives in faithful.rng; decoders import it from here as before.
 KeyedUniforms = UniformSource
+
+# Rows per block when a float64 pass over float32 logits needs a float64 copy: bounds the
+# temporary to a few MB whatever the batch.
+_BLOCK_ROWS = 16
+
+
+def scores_array(scores: Any) -> npt.NDArray[np.floating[Any]]:
+    """A model's raw scores as a numpy array, shared without a copy where possible (CPU torch tensors).
+
+    Args:
+        scores: ``(B, V)`` numpy array or torch tensor (:func:`faithful.models.base.model_logits`).
+
+    Returns:
+        ``(B, V)`` float numpy array in the model's own dtype (half types become float32); never written to.
+    """
+    if type(scores).__module__.startswith("torch"):
+        from faithful.tensors import tensor_to_numpy
+
+        scores = tensor_to_numpy(scores)
+    arr = np.asarray(scores)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def log_softmax_at(scores: npt.NDArray[np.floating[Any]], tokens: IntArray) -> FloatArray:
+    """``log_softmax(scores)[b, tokens[b]]`` per row, the normaliser summed in float64.
+
+    One exp pass over each row; float32 rows are widened block by block, so no
+    ``(B, V)`` float64 copy is made. Rows entirely ``-inf`` give ``-inf``.
+
+    Args:
+        scores: ``(B, V)`` float logits. tokens: int64 ``(B,)``.
+
+    Returns:
+        float64 ``(B,)``.
+
+    Example::
+
+        >>> log_softmax_at(np.array([[0.0, 0.0]], dtype=np.float32), np.array([1])).round(4).tolist()
+        [-0.6931]
+    """
+    b = scores.shape[0]
+    out = np.empty(b)
+    rows = np.arange(b)
+    for lo in range(0, b, _BLOCK_ROWS):
+        z = np.asarray(scores[lo : lo + _BLOCK_ROWS], dtype=np.float64)
+        m = z.max(axis=1)
+        m = np.where(np.isfinite(m), m, 0.0)
+        with np.errstate(divide="ignore", over="ignore"):
+            total = np.exp(z - m[:, None]).sum(axis=1)
+            out[lo : lo + _BLOCK_ROWS] = (
+                z[rows[: z.shape[0]], tokens[lo : lo + _BLOCK_ROWS]] - m - np.log(total)
+            )
+    return out
+
+
+def draws_from_the_model(sampler: Any) -> bool:
+    """True when ``sampler`` is faithful's plain sampler: its ``q`` is the model's distribution.
+
+    Its ``logprobs`` are then the model's log-probabilities of the drawn tokens, from the
+    sampler's own float64 normaliser, and a decoder need not sum the row again.
+    """
+    from faithful.samplers import Sampler
+
+    return (
+        isinstance(sampler, Sampler)
+        and not sampler.processors
+        and sampler.mirostat is None
+        and sampler.draw in ("inverse_cdf", "gumbel")
+    )
 
 
 def check_max_new_tokens(max_new_tokens: int) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from faithful.decode._common import (
     PAD,
@@ -13,16 +14,24 @@ from faithful.decode._common import (
     TokenSampler,
     check_max_new_tokens,
     check_width,
+    draws_from_the_model,
+    log_softmax_at,
     resolve_rng,
+    scores_array,
     start_expanded,
 )
-from faithful.models.base import FloatArray, IntArray, LanguageModel
+from faithful.models.base import FloatArray, IntArray, LanguageModel, log_normalize, model_logits
 from faithful.samplers import make_sampler
 
 __all__ = ["ancestral_sample", "greedy_argmax"]
 
-# choose(logprobs of the active rows (A, V), global row ids (A,), step, history) -> (tokens (A,), log q (A,), q|None)
-_Chooser = Callable[[FloatArray, IntArray, int, list[IntArray]], tuple[IntArray, FloatArray, FloatArray | None]]
+Scores = npt.NDArray[np.floating[Any]]
+# choose(raw logits of the active rows (A, V), global row ids (A,), step, history)
+#   -> (tokens (A,), log q (A,), q or None, the model's log-probabilities of the tokens or None when unknown)
+_Chooser = Callable[
+    [Scores, IntArray, int, list[IntArray]],
+    tuple[IntArray, FloatArray, FloatArray | None, FloatArray | None],
+]
 
 
 def _single_path(
@@ -50,18 +59,18 @@ def _single_path(
     all_rows = np.arange(n, dtype=np.int64)
     prompt_rows = [np.asarray(list(prompts[i // copies]), dtype=np.int64) for i in range(n)]
     for step in range(max_new_tokens):
-        lp = model.next_logprobs(state)
+        # the model's own logits, read in place: processors are defined on raw logits (HF's
+        # repetition penalty divides positive logits and multiplies negative ones), not on log-softmax
+        scores = scores_array(model_logits(model, state))
         idx = all_rows if active.all() else all_rows[active]
-        lp_active = lp if idx.shape[0] == n else lp[idx]
-        history = (
-            [np.concatenate([prompt_rows[i], tokens[i, :step]]) for i in idx] if needs_history else []
-        )
-        chosen, chosen_q, q = choose(lp_active, idx, step, history)
+        active_scores = scores if idx.shape[0] == n else scores[idx]
+        history = [np.concatenate([prompt_rows[i], tokens[i, :step]]) for i in idx] if needs_history else []
+        chosen, chosen_q, q, model_lp = choose(active_scores, idx, step, history)
         tokens[idx, step] = chosen
-        tlp[idx, step] = lp_active[np.arange(idx.shape[0]), chosen]
+        tlp[idx, step] = log_softmax_at(active_scores, chosen) if model_lp is None else model_lp
         qlp[idx] += chosen_q
         if dists is not None:
-            dists[idx, step] = np.exp(lp_active) if q is None else q
+            dists[idx, step] = np.exp(log_normalize(active_scores)) if q is None else q
         lengths[idx] += 1
         if eos is not None:
             ended = chosen == eos
@@ -123,9 +132,9 @@ def greedy_argmax(
     max_new_tokens = check_max_new_tokens(max_new_tokens)
 
     def choose(
-        lp: FloatArray, rows: IntArray, step: int, history: list[IntArray]
-    ) -> tuple[IntArray, FloatArray, FloatArray | None]:
-        return np.argmax(lp, axis=1).astype(np.int64), np.zeros(lp.shape[0]), None
+        x: Scores, rows: IntArray, step: int, history: list[IntArray]
+    ) -> tuple[IntArray, FloatArray, FloatArray | None, FloatArray | None]:
+        return np.argmax(x, axis=1).astype(np.int64), np.zeros(x.shape[0]), None, None
 
     return _single_path(
         model,
@@ -187,15 +196,27 @@ def ancestral_sample(
         sampler = default_sampler()
     keyed = resolve_rng(rng)
     the_sampler = sampler
+    # the plain sampler's q is the model's distribution: its log q of the drawn token, from the
+    # sampler's own float64 normaliser, is the model's log-probability (no second pass over the row)
+    plain = draws_from_the_model(sampler)
 
     def choose(
-        lp: FloatArray, rows: IntArray, step: int, history: list[IntArray]
-    ) -> tuple[IntArray, FloatArray, FloatArray | None]:
-        res = the_sampler(lp, rng=keyed, step=step, rows=rows, history=history, return_q=return_distributions)
+        x: Scores, rows: IntArray, step: int, history: list[IntArray]
+    ) -> tuple[IntArray, FloatArray, FloatArray | None, FloatArray | None]:
+        res = the_sampler(
+            x,
+            rng=keyed,
+            step=step,
+            rows=rows,
+            history=None if plain else history,
+            return_q=return_distributions,
+        )
+        log_q = np.asarray(res.logprobs, dtype=np.float64)
         return (
             np.asarray(res.tokens, dtype=np.int64),
-            np.asarray(res.logprobs, dtype=np.float64),
+            log_q,
             None if res.q is None else np.asarray(res.q, dtype=np.float64),
+            log_q if plain else None,
         )
 
     return _single_path(
@@ -205,7 +226,7 @@ def ancestral_sample(
         max_new_tokens,
         choose,
         return_distributions=return_distributions,
-        needs_history=True,
+        needs_history=not plain,
         deterministic=False,
     )
 

@@ -25,10 +25,11 @@ from faithful.decode._common import (
     check_max_new_tokens,
     check_width,
     resolve_rng,
+    scores_array,
     start_expanded,
 )
 from faithful.decode.beam import _top_sorted
-from faithful.models.base import FloatArray, LanguageModel
+from faithful.models.base import FloatArray, IntArray, LanguageModel, log_normalize, model_logits
 
 __all__ = ["sbs_estimate", "stochastic_beam_search"]
 
@@ -59,6 +60,15 @@ def _truncated_gumbel(phi_keys: FloatArray, parent_key: FloatArray) -> FloatArra
     return result
 
 
+def _histories(prompt_rows: list[IntArray], generated: IntArray) -> list[IntArray]:
+    """Row ``b * slots + s``: prompt ``b`` then slot ``s``'s tokens so far (padding dropped)."""
+    out = []
+    for i, prompt in enumerate(prompt_rows):
+        for row in generated[i]:
+            out.append(np.concatenate([prompt, row[row >= 0]]))
+    return out
+
+
 def stochastic_beam_search(
     model: LanguageModel,
     prompts: Sequence[Sequence[int]],
@@ -73,8 +83,9 @@ def stochastic_beam_search(
 
     Sequences are drawn from the distribution of complete continuations, where a
     continuation ends at EOS or is cut at ``max_new_tokens``. With a ``sampler`` the
-    per-step distribution is ``sampler.distribution(logprobs)`` (temperature, top-k,
-    ...) instead of the model's own.
+    per-step distribution is ``sampler.distribution(logits, history=...)`` (temperature,
+    top-k, penalties, ...) on the model's raw logits and each row's tokens so far
+    (prompt included), instead of the model's own.
 
     Randomness follows the keyed-RNG contract: the root key of prompt ``b`` uses row
     ``b * (k + 1)`` at step 0 and the children of beam slot ``s`` at depth ``t`` use row
@@ -126,13 +137,17 @@ def stochastic_beam_search(
     tlp = np.zeros((b, slots, max_new_tokens))
     dists = np.zeros((b, slots, max_new_tokens, v)) if return_distributions else None
     brow = np.arange(b)[:, None]
+    prompt_rows = [np.asarray(list(p), dtype=np.int64) for p in prompts]
     for step in range(max_new_tokens):
-        lp = model.next_logprobs(state)  # (b*slots, V)
+        # processors read the model's raw logits, as the documentation promises and HF does
+        scores = scores_array(model_logits(model, state))  # (b*slots, V)
+        lp = log_normalize(scores)
         if sampler is None:
             logq = lp
         else:
+            history = _histories(prompt_rows, tokens[:, :, :step])
             with np.errstate(divide="ignore"):
-                logq = np.log(np.asarray(sampler.distribution(lp), dtype=np.float64))
+                logq = np.log(np.asarray(sampler.distribution(scores, history=history), dtype=np.float64))
         lp3, logq3 = lp.reshape(b, slots, v), logq.reshape(b, slots, v)
         expand = np.isfinite(key) & ~done
         child_phi = np.where(expand[:, :, None], phi[:, :, None] + logq3, -np.inf)
@@ -166,7 +181,11 @@ def stochastic_beam_search(
             dists[:, :, step] = np.where(grow[:, :, None], q_rows, dists[:, :, step])
         if eos is not None:
             ended = ended | (grow & (token == eos))
-        done = done | (grow & ((token == eos) if eos is not None else False)) | (grow & (step + 1 >= max_new_tokens))
+        done = (
+            done
+            | (grow & ((token == eos) if eos is not None else False))
+            | (grow & (step + 1 >= max_new_tokens))
+        )
         key = new_key
         if step + 1 >= max_new_tokens or bool(np.all(done | ~np.isfinite(key))):
             break
@@ -219,7 +238,9 @@ def sbs_estimate(result: DecodeResult, values: npt.ArrayLike, *, normalize: bool
     from faithful.decode._common import DecodeError
 
     if not result.extras or "inclusion_probs" not in result.extras:
-        raise DecodeError("sbs_estimate needs a result of stochastic_beam_search (it carries inclusion_probs)")
+        raise DecodeError(
+            "sbs_estimate needs a result of stochastic_beam_search (it carries inclusion_probs)"
+        )
     f = np.asarray(values, dtype=np.float64)
     if f.shape != result.logprobs.shape:
         raise DecodeError(f"values must have shape {result.logprobs.shape} (B, k), got {f.shape}")

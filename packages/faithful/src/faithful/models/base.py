@@ -6,6 +6,14 @@ from prompts, read ``next_logprobs``, ``advance`` it by one token per row and
 ``select`` rows (beam reordering and expansion). That is enough for greedy,
 sampling, beam search and exact enumeration of sequence distributions.
 
+A model may also offer ``next_logits(state)``: its raw next-token scores, in its
+own array type and dtype (a float32 torch tensor for a Hugging Face model). Token
+samplers' processors are defined on raw logits (a repetition penalty divides
+positive logits and multiplies negative ones, as in Hugging Face), so the
+sampling decoders hand samplers :func:`model_logits`, which is ``next_logits``
+when the model has it and ``next_logprobs`` otherwise (n-gram and HMM models
+have no scores but their log-probabilities).
+
 Example::
 
     >>> import numpy as np
@@ -39,6 +47,7 @@ __all__ = [
     "as_index_array",
     "as_prompts",
     "log_normalize",
+    "model_logits",
 ]
 
 
@@ -92,6 +101,29 @@ class LanguageModel(Protocol):
         ...
 
 
+def model_logits(model: LanguageModel, state: Any) -> Any:
+    """The raw next-token scores a token sampler should see: ``next_logits`` if the model has it.
+
+    Args:
+        model: any :class:`LanguageModel`.
+        state: its state for ``B`` rows.
+
+    Returns:
+        ``(B, V)`` scores whose softmax is the model's next-token distribution: the model's
+        own logits (any float dtype; a torch tensor for a Hugging Face model, returned
+        without a copy or a cast), or ``next_logprobs`` for models without logits.
+
+    Example::
+
+        >>> from faithful.models import CallableModel
+        >>> m = CallableModel(lambda prefixes: np.array([[2.0, 0.0]] * len(prefixes)), vocab_size=2)
+        >>> model_logits(m, m.start([[]])).tolist()
+        [[2.0, 0.0]]
+    """
+    raw = getattr(model, "next_logits", None)
+    return raw(state) if callable(raw) else model.next_logprobs(state)
+
+
 def log_normalize(scores: npt.ArrayLike) -> FloatArray:
     """Log-softmax along the last axis in float64; rows of all ``-inf`` stay ``-inf``.
 
@@ -124,7 +156,9 @@ def as_prompts(prompts: Sequence[Sequence[int]], vocab_size: int) -> list[list[i
         VocabMismatchError: when a token id is out of range.
     """
     if isinstance(prompts, np.ndarray) and prompts.ndim == 1:
-        raise ModelError("prompts must be a batch (a sequence of token-id sequences), got a 1-D array; wrap it: [prompt]")
+        raise ModelError(
+            "prompts must be a batch (a sequence of token-id sequences), got a 1-D array; wrap it: [prompt]"
+        )
     if isinstance(prompts, str) or any(isinstance(p, int | np.integer | str) for p in prompts):
         raise ModelError(
             "prompts must be a batch of token-id sequences, e.g. [[1, 2, 3]]; got a single sequence or text "

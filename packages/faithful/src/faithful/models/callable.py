@@ -76,13 +76,17 @@ class CallableModel:
             raise EmptyPromptError("this model needs a non-empty prompt; pass at least one token per row")
         return PrefixState(tuple(tuple(r) for r in rows))
 
-    def next_logprobs(self, state: PrefixState) -> FloatArray:
-        """Return ``(B, V)`` float64 log-probabilities from ``fn``, log-normalised."""
+    def next_logits(self, state: PrefixState) -> FloatArray:
+        """Return ``fn``'s ``(B, V)`` scores as float64, as they are (samplers' processors read these)."""
         scores = np.asarray(self.fn(list(state.prefixes)), dtype=np.float64)
         expected = (len(state.prefixes), self.vocab_size)
         if scores.shape != expected:
             raise ModelError(f"the model function returned shape {scores.shape}, expected {expected} (B, V)")
-        return log_normalize(scores)
+        return scores
+
+    def next_logprobs(self, state: PrefixState) -> FloatArray:
+        """Return ``(B, V)`` float64 log-probabilities from ``fn``, log-normalised."""
+        return log_normalize(self.next_logits(state))
 
     def advance(self, state: PrefixState, tokens: IntArray) -> PrefixState:
         """Append one token per row."""

@@ -28,7 +28,13 @@ from faithful.models.base import (
 __all__ = ["HFCausalLM", "HFState", "HFTokenizer", "load_hf_model"]
 
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+)
 
 
 def _torch() -> Any:
@@ -137,7 +143,9 @@ class HFCausalLM:
         out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         size = getattr(out, "out_features", None) or getattr(model.config, "vocab_size", None)
         if size is None:
-            raise ModelError("cannot tell the vocabulary size of this model (no output embeddings/config.vocab_size)")
+            raise ModelError(
+                "cannot tell the vocabulary size of this model (no output embeddings/config.vocab_size)"
+            )
         self.vocab_size = int(size)
         cfg_eos = getattr(model.config, "eos_token_id", None)
         if isinstance(cfg_eos, list | tuple):
@@ -166,7 +174,9 @@ class HFCausalLM:
                     f"the tokenizer has {self.tokenizer.vocab_size} ids but the model only {self.vocab_size}; "
                     "load the tokenizer that belongs to this model"
                 )
-        ctx = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        ctx = getattr(model.config, "max_position_embeddings", None) or getattr(
+            model.config, "n_positions", None
+        )
         self.max_positions: int | None = int(ctx) if ctx else None
         # transformers renamed `past_key_values` to `cache`; speak whichever this version understands
         params = inspect.signature(model.forward).parameters
@@ -180,7 +190,11 @@ class HFCausalLM:
         if self._keep_arg:
             kwargs["logits_to_keep"] = 1
         out = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **kwargs
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            **kwargs,
         )
         new_cache = getattr(out, "cache", None)
         if new_cache is None:
@@ -222,11 +236,22 @@ class HFCausalLM:
         lengths = torch.tensor([len(r) for r in rows], device=self.device)
         return HFState(cache, attention_mask, lengths, logits)
 
+    def next_logits(self, state: HFState) -> Any:
+        """Return the model's ``(B, V)`` next-token logits: the torch tensor it computed, in its dtype.
+
+        No copy and no cast unless rows were selected since the last forward (then only
+        the selected rows are gathered). Token samplers read it in place.
+        """
+        if state.logits_rows is None:
+            return state.logits
+        with self.torch.inference_mode():
+            return state.logits[state.logits_rows]
+
     def next_logprobs(self, state: HFState) -> FloatArray:
         """Return ``(B, V)`` float64 ``log_softmax`` of the logits."""
         torch = self.torch
         with torch.inference_mode():
-            logits = state.logits if state.logits_rows is None else state.logits[state.logits_rows]
+            logits = self.next_logits(state)
             lp = torch.log_softmax(logits, dim=-1, dtype=torch.float64)
         out: FloatArray = lp.cpu().numpy()
         return out
@@ -246,7 +271,9 @@ class HFCausalLM:
         input_ids = torch.from_numpy(toks).to(self.device)[:, None]
         mask = torch.cat([state.attention_mask, state.attention_mask.new_ones((b, 1))], dim=1)
         with torch.inference_mode():
-            logits, cache = self._forward(input_ids, mask, state.next_position[:, None], _fork_cache(state.cache))
+            logits, cache = self._forward(
+                input_ids, mask, state.next_position[:, None], _fork_cache(state.cache)
+            )
         return HFState(cache, mask, state.next_position + 1, logits)
 
     def select(self, state: HFState, indices: IntArray) -> HFState:
