@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tamer.engine import Engine, connect
 from tamer.sandbox import PrivateEngine, build_busybox_image, mongo_standin, why_no_private_engine
 
 BUSYBOX = "tamer-test/busybox:1"
 MONGO = "tamer-test/mongo-standin:1"
+FAULTY_TAMER = Path(__file__).parent / "faulty_tamer.py"
 
 
 @dataclass
@@ -40,15 +40,19 @@ class SandboxEngine:
         return proc.stdout.decode(errors="replace")
 
     def tamer(self, *args: str, env: dict[str, str] | None = None, powerless: bool = False,
-              ) -> subprocess.CompletedProcess[str]:
+              fault: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the tamer CLI as a user would, against this engine.
 
         powerless: run as root stripped of every capability, so file permissions
         apply to it as to an ordinary user (who may not be able to reach this
         checkout, hence not a real other uid).
+        fault: run through tests/faulty_tamer.py, which exits 137 (as kill -9 would) at that fault point
+        ("move.copy.after", "@3" for the third point hit; see tamer.operation.faults).
         """
         full_env = {**os.environ, "DOCKER_HOST": self.host, **(env or {})}
         cmd = [sys.executable, "-m", "tamer", *args]
+        if fault is not None:
+            cmd = [sys.executable, str(FAULTY_TAMER), fault, *args]
         if powerless:
             cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)

@@ -80,7 +80,7 @@ def full_adoptee(eng: Any, tmp_path: Path) -> Iterator[tuple[dict[str, str], Pat
 def test_adopt_refuses_when_the_place_is_too_small(eng: Any, full_adoptee: tuple[dict[str, str], Path]) -> None:
     anon, disk = full_adoptee
     vols = set(eng.docker("volume", "ls", "-q").split())
-    r = eng.tamer("adopt", "adopt_full", "--at", str(disk), "--apply", "--yes")
+    r = eng.tamer("adopt", "adopt_full", "--at", str(disk), "--allow-tmpfs", "--apply", "--yes")
     assert r.returncode == 1 and "nothing was changed" in r.stderr, r.stdout + r.stderr
     assert set(eng.docker("volume", "ls", "-q").split()) == vols
     assert mounts(eng, "adopt_full") == anon and container(eng, "adopt_full")["State"]["Running"]
@@ -94,7 +94,7 @@ def test_adopt_rolls_back_when_the_copy_fails(eng: Any, full_adoptee: tuple[dict
 
     monkeypatch.setattr(cp, "measure", lambda root: cp.TreeSize(1, 1, 1, 1))
     vols = set(eng.docker("volume", "ls", "-q").split())
-    plan = plan_adopt(eng.engine, "adopt_full", at=str(disk))
+    plan = plan_adopt(eng.engine, "adopt_full", at=str(disk), allow_volatile=True)
     with pytest.raises(NotEnoughSpace, match="rolled back"):
         apply_adopt(eng.engine, plan)
     assert set(eng.docker("volume", "ls", "-q").split()) == vols

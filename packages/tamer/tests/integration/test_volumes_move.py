@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tamer.errors import NotEnoughSpace
-from tamer.volumes.journal import Journal
-from tamer.volumes.move import apply_move, plan_move
+from tamer.volumes.move import Move, apply_move, move_key, plan_move
 
 MONGO = "tamer-test/mongo-standin:1"
 
@@ -141,16 +139,23 @@ def test_move_keeps_everything_and_recreates_users(eng: Any, used: tuple[str, An
     assert not list((tmp_path / "state").rglob("*.json")), "no journal left after a finished move"
 
 
-@pytest.mark.parametrize("point", ["before-copy", "mid-copy", "after-copy", "mid-swap-keep", "mid-swap",
-                                   "recreate"])
+# every step, killed at its worst moment (".mid": the step did its work, the journal does not say so yet),
+# plus a copy killed while writing and a re-created container not yet recorded
+KILL_POINTS = [f"move.{s}.mid" for s in ("stop", "copy", "verify", "remove-users", "keep-source", "remove-old",
+                                          "create-new", "recreate", "start")]
+KILL_POINTS += ["move.copy.started", "move.recreate.created", "move.verify.before", "move.commit.before"]
+
+
+@pytest.mark.parametrize("point", ["move.stop.after", "move.copy.started", "move.verify.after",
+                                   "move.keep-source.mid", "move.remove-old.after", "move.recreate.created"])
 def test_killed_move_then_rerun_completes(eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str],
                                           point: str) -> None:
     name, before = used
     anon = anon_of(eng)
     dest = tmp_path / "disk2" / "mv_vol"
     args = ("volume", "move", name, "--to", str(dest), "--stop-users", "--apply", "--yes")
-    r = eng.tamer(*args, env={**state, "TAMER_TEST_CRASH_AT": point})
-    assert r.returncode == 137, r.stdout + r.stderr
+    r = eng.tamer(*args, env=state, fault=point)
+    assert r.returncode == 137 and f"fault-kill: {point}" in r.stderr, r.stdout + r.stderr
     # after the crash the data is whole at one of the places it can be
     places = [mountpoint(eng, v) for v in eng.docker("volume", "ls", "-q").split() if v.startswith(name)]
     assert any(fingerprint(p) == before for p in [*places, dest] if p.exists()), "data intact somewhere"
@@ -159,15 +164,17 @@ def test_killed_move_then_rerun_completes(eng: Any, used: tuple[str, Any], tmp_p
     assert_moved(eng, name, dest, before, anon)
 
 
-@pytest.mark.parametrize("point", ["mid-copy", "mid-swap"])
+@pytest.mark.parametrize("point", KILL_POINTS)
 def test_killed_move_then_rollback_restores(eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str],
                                             point: str) -> None:
+    """Regression (issue 10): after a kill in the recreate step, `--rollback --apply` failed with "volume is
+    in use" (the re-created container was not recorded yet) and left the service down."""
     name, before = used
     anon = anon_of(eng)
     dest = tmp_path / "disk2" / "mv_vol"
-    r = eng.tamer("volume", "move", name, "--to", str(dest), "--stop-users", "--apply", "--yes",
-                  env={**state, "TAMER_TEST_CRASH_AT": point})
-    assert r.returncode == 137
+    r = eng.tamer("volume", "move", name, "--to", str(dest), "--stop-users", "--apply", "--yes", env=state,
+                  fault=point)
+    assert r.returncode == 137 and f"fault-kill: {point}" in r.stderr, r.stdout + r.stderr
     r = eng.tamer("volume", "move", name, "--to", str(dest), "--rollback", env=state)
     assert r.returncode == 0 and "unfinished" in r.stdout
     r = eng.tamer("volume", "move", name, "--to", str(dest), "--rollback", "--apply", "--yes", env=state)
@@ -180,6 +187,8 @@ def test_killed_move_then_rollback_restores(eng: Any, used: tuple[str, Any], tmp
     c = container(eng, "mv_user")
     assert c["State"]["Running"]
     assert {m["Destination"]: m["Name"] for m in c["Mounts"]} == {"/data/db": name, "/data/configdb": anon}
+    assert eng.docker("exec", "mv_user", "cat", "/data/db/owned") == "owned"
+    assert len(eng.docker("ps", "-aq", "--filter", "volume=mv_vol").split()) == 1, "no re-created copy left"
 
 
 @pytest.fixture
@@ -198,7 +207,7 @@ def test_full_destination_is_a_clean_error(eng: Any, used: tuple[str, Any], smal
     name, before = used
     volumes_before = set(eng.docker("volume", "ls", "-q").split())
     r = eng.tamer("volume", "move", name, "--to", str(small_disk / "mv_vol"), "--stop-users", "--apply", "--yes",
-                  env=state)
+                  "--allow-tmpfs", env=state)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "free" in r.stderr and "nothing was changed" in r.stderr
     assert set(eng.docker("volume", "ls", "-q").split()) == volumes_before
@@ -218,7 +227,7 @@ def test_destination_filling_up_mid_copy_rolls_back(eng: Any, used: tuple[str, A
     from tamer.volumes import copy as cp
 
     monkeypatch.setattr(cp, "measure", lambda root: cp.TreeSize(1, 1, 1, 1))
-    plan = plan_move(eng.engine, name, str(small_disk / "mv_vol"), stop_users=True)
+    plan = plan_move(eng.engine, name, str(small_disk / "mv_vol"), stop_users=True, allow_volatile=True)
     (small_disk / "filler").write_bytes(b"\1" * (2 << 20))
     with pytest.raises(NotEnoughSpace, match="rolled back"):
         apply_move(eng.engine, plan)
@@ -226,7 +235,7 @@ def test_destination_filling_up_mid_copy_rolls_back(eng: Any, used: tuple[str, A
     assert fingerprint(mountpoint(eng, name)) == before
     assert not (small_disk / "mv_vol").exists()
     assert container(eng, "mv_user")["State"]["Running"]
-    assert Journal.load("move", eng.engine.where, name) is None
+    assert Move.load(move_key(eng.engine, name)) is None
 
 
 @pytest.mark.parametrize(("to", "says"), [("rel/dir", "relative"), ("/", "`/`"),
@@ -240,7 +249,7 @@ def test_move_refuses_bad_destinations(eng: Any, used: tuple[str, Any], tmp_path
     assert r.returncode == 2 and says in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("crash", [None, "mid-swap-keep", "mid-swap"])
+@pytest.mark.parametrize("crash", [None, "move.keep-source.after", "move.remove-old.after"])
 def test_move_a_volume_placed_by_the_symlink_trick(eng: Any, tmp_path: Path, state: dict[str, str],
                                                    crash: str | None) -> None:
     """The essay's placement: the volume's folder in the engine's volumes dir is a symlink to another disk.
@@ -255,8 +264,8 @@ def test_move_a_volume_placed_by_the_symlink_trick(eng: Any, tmp_path: Path, sta
         before = fingerprint(hdd / "_data")
         dest = tmp_path / "disk2" / "mv_link"
         if crash:
-            r = eng.tamer("volume", "move", "mv_link", "--to", str(dest), "--apply", "--yes",
-                          env={**state, "TAMER_TEST_CRASH_AT": crash})
+            r = eng.tamer("volume", "move", "mv_link", "--to", str(dest), "--apply", "--yes", env=state,
+                          fault=crash)
             assert r.returncode == 137
             r = eng.tamer("volume", "move", "mv_link", "--to", str(dest), "--rollback", "--apply", "--yes", env=state)
             assert r.returncode == 0, r.stdout + r.stderr

@@ -6,6 +6,7 @@ Parses arguments, calls tamer.volumes, renders the result; nothing else.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from tamer.errors import UsageError
 from tamer.report.units import human_bytes
 from tamer.volumes import adopt as ad
 from tamer.volumes import backup as bk
+from tamer.volumes import guard, place
 from tamer.volumes import move as mv
-from tamer.volumes import place
 from tamer.volumes import run as run_mod
 
 
@@ -30,6 +31,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("name")
     create.add_argument("--at", metavar="PATH", help="absolute folder for the data, on any drive (made if missing)")
     create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    create.add_argument("--allow-tmpfs", action="store_true", help="accept a folder on tmpfs/ramfs (lost at reboot)")
     create.set_defaults(handler=run_create)
 
     ls = vsub.add_parser("ls", parents=[common], help="volumes and where their data lives (default, bind, symlink)")
@@ -60,12 +62,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     move.add_argument("--stop-users", action="store_true", help="consent to stop (and restart) running users")
     move.add_argument("--purge-source", action="store_true", help="delete the old data after a verified move")
     move.add_argument("--rollback", action="store_true", help="undo an unfinished (killed or failed) move")
+    move.add_argument("--allow-tmpfs", action="store_true", help="accept a destination on tmpfs/ramfs (its data "
+                      "is lost at reboot)")
     move.set_defaults(handler=run_move)
 
     adopt = sub.add_parser("adopt", parents=[common, _acting()], help="name a container's anonymous volumes and "
                            "re-create it using them; previews unless --apply")
     adopt.add_argument("container")
     adopt.add_argument("--at", metavar="DIR", help="place each new named volume's data in DIR/<volume name>")
+    adopt.add_argument("--name-for", action="append", default=[], metavar="PATH=NAME",
+                       help="the volume name for the container path PATH (default CONTAINER-<path>)")
+    adopt.add_argument("--allow-tmpfs", action="store_true", help="accept a DIR on tmpfs/ramfs (lost at reboot)")
+    adopt.add_argument("--rollback", action="store_true", help="undo an unfinished (killed or failed) adoption")
     adopt.set_defaults(handler=run_adopt)
 
     register_run(sub, common)
@@ -105,7 +113,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 def run_create(args: argparse.Namespace) -> Outcome:
     labels = _labels(args.label)
     engine = connect(args.host)
-    plan = place.plan_create(engine, args.name, args.at, labels)
+    plan = place.plan_create(engine, args.name, args.at, labels, allow_volatile=args.allow_tmpfs)
     vol = place.apply_create(engine, plan)
     vp = place.volume_place(vol)
     lines = [f"created volume {plan.name}, data {place.describe_place(vp)}"]
@@ -130,8 +138,16 @@ def run_ls(args: argparse.Namespace) -> Outcome:
     return Outcome({"volumes": [p.__dict__ for p in places]}, "\n".join(rows))
 
 
+def _require_root(engine: Any, action: str, *, write: bool) -> None:
+    """Say what needs root before anything is read or changed (the data-root is root's)."""
+    root = place.data_root(engine)
+    if os.path.isdir(root):
+        guard.require_data_access(root, action, write=write)
+
+
 def run_backup(args: argparse.Namespace) -> Outcome:
     engine = connect(args.host)
+    _require_root(engine, "volume backup", write=False)
     r = bk.backup_volume(engine, args.name, Path(args.output), pause_users=args.pause_users, overwrite=args.force)
     text = [f"backed up volume {r.volume}: {r.files} files, {human_bytes(r.bytes)} -> {r.path} "
             f"({human_bytes(r.archive_bytes)}, mode 0600)", f"sha256 {r.sha256}"]
@@ -155,6 +171,7 @@ def run_verify(args: argparse.Namespace) -> Outcome:
 
 def run_restore(args: argparse.Namespace) -> Outcome:
     engine = connect(args.host)
+    _require_root(engine, "volume restore", write=True)
     plan = bk.plan_restore(engine, Path(args.file), args.name, at=args.at)
     r = bk.apply_restore(engine, plan)
     how = "new" if r.created else "empty"
@@ -196,6 +213,9 @@ def register_run(sub: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--at", metavar="DIR", help="place each new named volume's data in DIR/<volume name>")
+    run.add_argument("--name-for", action="append", default=[], metavar="PATH=NAME",
+                     help="the volume name for a declared VOLUME path (default NAME-<path>)")
+    run.add_argument("--allow-tmpfs", action="store_true", help="accept a DIR on tmpfs/ramfs (lost at reboot)")
     run.add_argument("--restart", default=run_mod.DEFAULT_RESTART, help="no, always, unless-stopped (default), "
                      "on-failure[:N]")
     run.add_argument("--no-log-rotation", action="store_true", help="keep the engine's log settings (default: "
@@ -218,7 +238,8 @@ def run_run(args: argparse.Namespace) -> Outcome:
         image=args.image, name=args.name, command=tuple(command), volumes=tuple(args.volume),
         ports=tuple(args.publish), env=tuple(args.env), labels=tuple(args.label), at=args.at, restart=args.restart,
         log_rotation=not args.no_log_rotation, network=args.network, workdir=args.workdir, user=args.user,
-        entrypoint=args.entrypoint, hostname=args.hostname)
+        entrypoint=args.entrypoint, hostname=args.hostname, name_for=tuple(args.name_for),
+        allow_volatile=args.allow_tmpfs)
     engine = connect(args.host)
     plan = run_mod.plan_run(engine, req)
     cid = run_mod.apply_run(engine, plan)
@@ -253,7 +274,8 @@ def run_move(args: argparse.Namespace) -> Outcome:
                            f"{', '.join(pending['done']) or 'nothing'}; `--rollback --apply` undoes it")
         did = mv.rollback_move(engine, args.name)
         return Outcome({"rolled_back": did}, "rolled back:\n" + "\n".join(f"  {d}" for d in did))
-    plan = mv.plan_move(engine, args.name, args.to, stop_users=args.stop_users)
+    plan = mv.plan_move(engine, args.name, args.to, stop_users=args.stop_users, purge_source=args.purge_source,
+                        allow_volatile=args.allow_tmpfs)
     if not acting:
         return Outcome(_move_plan_json(plan), _render_move_plan(plan) + "\n(preview: add --apply to move)")
     r = mv.apply_move(engine, plan, purge_source=args.purge_source)
@@ -290,7 +312,17 @@ def _render_move_plan(plan: mv.MovePlan) -> str:
 def run_adopt(args: argparse.Namespace) -> Outcome:
     engine = connect(args.host)
     acting = needs_consent(args)
-    plan = ad.plan_adopt(engine, args.container, at=args.at)
+    if args.rollback:
+        pending = ad.pending_adopt(engine, args.container)
+        if not acting:
+            if pending is None:
+                return Outcome({"pending": None}, f"no unfinished adoption of {args.container}")
+            return Outcome({"pending": pending}, f"unfinished adoption of {args.container}; done: "
+                           f"{', '.join(pending['done']) or 'nothing'}; `--rollback --apply` undoes it")
+        did = ad.rollback_adopt(engine, args.container)
+        return Outcome({"rolled_back": did}, "rolled back:\n" + "\n".join(f"  {d}" for d in did))
+    plan = ad.plan_adopt(engine, args.container, at=args.at, name_for=tuple(args.name_for),
+                         allow_volatile=args.allow_tmpfs)
     items: list[dict[str, Any]] = [{"anonymous": a.anonymous, "path": a.path, "volume": a.create.name,
               "at": a.create.at.path if a.create.at else None} for a in plan.adoptions]
     data: dict[str, Any] = {"container": plan.container, "running": plan.running, "adoptions": items,

@@ -18,6 +18,7 @@ from typing import Any
 
 from tamer.engine import Engine
 from tamer.errors import ObjectNotFound, PlacementRefused, TamerError, UsageError
+from tamer.volumes import guard
 
 JSON = dict[str, Any]
 # The engine's own rule for volume names (daemon/names: RestrictedNamePattern).
@@ -183,8 +184,14 @@ class CreatePlan:
     notes: tuple[str, ...] = ()
 
 
-def plan_create(engine: Engine, name: str, at: str | None, labels: dict[str, str] | None = None) -> CreatePlan:
-    """Check everything `volume create` needs; changes nothing. Raises UsageError / PlacementRefused."""
+def plan_create(engine: Engine, name: str, at: str | None, labels: dict[str, str] | None = None, *,
+                allow_volatile: bool = False) -> CreatePlan:
+    """Check everything `volume create` needs; changes nothing. Raises UsageError / PlacementRefused.
+
+    An --at folder must be new or empty, used by no other volume or container (two volumes on one folder
+    mix their data, and removing one may delete the other's), and on a disk (tmpfs/ramfs lose everything at
+    reboot) unless allow_volatile.
+    """
     check_volume_name(name)
     existing = inspect_volume_or_none(engine, name)
     if existing is not None:
@@ -195,15 +202,44 @@ def plan_create(engine: Engine, name: str, at: str | None, labels: dict[str, str
     if at is None:
         return CreatePlan(name, None, {}, all_labels)
     check = check_place(at, data_root(engine))
+    check_new_home(engine, check, allow_volatile=allow_volatile)
     notes: list[str] = []
-    if check.entries:
-        notes.append(f"{check.path} already holds {check.entries} entries; the volume will show them")
     all_labels[PLACED_LABEL] = check.path
     return CreatePlan(name, check, bind_options(check.path), all_labels, tuple(notes))
 
 
-def apply_create(engine: Engine, plan: CreatePlan) -> JSON:
-    """Make the folder (when new) and the volume. Returns the volume's inspect JSON."""
+def check_new_home(engine: Engine, check: PlaceCheck, *, allow_volatile: bool = False) -> None:
+    """Refuse a folder for new volume data that holds data, that another volume or container uses (itself,
+    a parent or a child), or (unless allow_volatile) that is on tmpfs/ramfs. Checked against the live
+    engine; used when planning and again at the point of action."""
+    if os.path.isdir(check.path) and any(os.scandir(check.path)):
+        raise PlacementRefused(f"{check.path} is not empty ({len(os.listdir(check.path))} entries); expected a new "
+                               "or empty folder, so nothing there is mixed up or overwritten; pick another folder "
+                               "(or empty this one)")
+    users = guard.folder_users(engine, check.path)
+    if users:
+        raise PlacementRefused(f"{check.path} is used already: {'; '.join(u.describe() for u in users)}; expected "
+                               "a folder no other volume or container uses (two volumes on one folder mix their "
+                               "data); pick another folder")
+    volatile = guard.volatile_filesystem(check.path)
+    if volatile and not allow_volatile:
+        raise PlacementRefused(f"{check.path} is on a {volatile} filesystem, which lives in memory: its data is "
+                               "lost at the next reboot; expected a folder on a disk; pick one, or add "
+                               "--allow-tmpfs if losing the data at reboot is really what you want")
+
+
+def apply_create(engine: Engine, plan: CreatePlan, *, allow_volatile: bool = True) -> JSON:
+    """Make the folder (when new) and the volume. Returns the volume's inspect JSON.
+
+    Re-checked here, at the point of action: the name is still free (the engine's create is idempotent: an
+    existing volume of that name would be silently reused and two data sets merged) and the folder is still
+    new or empty and unused.
+    """
+    if inspect_volume_or_none(engine, plan.name) is not None:
+        raise UsageError(f"volume {plan.name} exists now (it did not when planned); expected a new name, so no "
+                         "data of another volume is mixed in; nothing was changed; pick another name")
+    if plan.at is not None:
+        check_new_home(engine, plan.at, allow_volatile=allow_volatile)
     made = False
     if plan.at is not None and not os.path.isdir(plan.at.path):
         os.makedirs(plan.at.path, mode=0o755)

@@ -58,6 +58,45 @@ def volume_name_for(container: str, path: str) -> str:
     return f"{container}-{slug}"
 
 
+def parse_name_for(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """--name-for PATH=NAME options -> {normalized container path: volume name}; UsageError when malformed."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        path, sep, name = pair.partition("=")
+        if not sep or not path.startswith("/") or not name:
+            raise UsageError(f"--name-for {pair}: expected /container/path=VOLUME_NAME, e.g. "
+                             "--name-for /data-db=mongo-data-db2")
+        check_volume_name(name)
+        out[os.path.normpath(path)] = name
+    return out
+
+
+def assign_volume_names(container: str, paths: list[str], overrides: dict[str, str] | None = None,
+                        taken: dict[str, str] | None = None) -> dict[str, str]:
+    """Name a volume for each container path: CONTAINER-<path> unless overridden; never two paths one name.
+
+    `taken`: names already used by other mounts of the container {name: path}. The readable slug maps
+    `/data/db` and `/data-db` both to `data-db`: instead of merging their data, refuse and say how to name
+    one (--name-for PATH=NAME). Example: assign_volume_names("m", ["/data/db"]) == {"/data/db": "m-data-db"}.
+    """
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(paths))
+    if unknown:
+        raise UsageError(f"--name-for {unknown[0]}: the container has no such volume path; expected one of "
+                         f"{', '.join(paths) or '(none)'}")
+    owner: dict[str, str] = dict(taken or {})
+    out: dict[str, str] = {}
+    for path in paths:
+        name = overrides.get(path) or volume_name_for(container, path)
+        if name in owner:
+            raise UsageError(f"container paths {owner[name]} and {path} would both get the volume name {name}, "
+                             "merging their data; expected one volume per path; name one of them with "
+                             f"--name-for {path}=NAME (e.g. --name-for {path}={name}-2)")
+        owner[name] = path
+        out[path] = name
+    return out
+
+
 def parse_volume_spec(spec: str, container: str) -> tuple[VolumeSpec, str | None]:
     """Check one -v spec; return it (and a note) or raise UsageError saying what is wrong and the fix.
 
@@ -130,6 +169,8 @@ class RunRequest:
     user: str | None = None
     entrypoint: str | None = None
     hostname: str | None = None
+    name_for: tuple[str, ...] = ()  # PATH=NAME: the volume name for a declared path
+    allow_volatile: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,8 +217,11 @@ def plan_run(engine: Engine, req: RunRequest) -> RunPlan:
         bindings.setdefault(key, []).extend(binding)
     notes: list[str] = []
     explicit: dict[str, VolumeSpec] = {}
+    auto_named: set[str] = set()  # names tamer made up (bare -v /path): never let two paths share one
     for spec in req.volumes:
         vs, note = parse_volume_spec(spec, req.name)
+        if note:
+            auto_named.add(vs.target)
         if vs.target in explicit:
             raise UsageError(f"-v {spec}: {vs.target} is mounted twice; expected one source per container path")
         explicit[vs.target] = vs
@@ -197,8 +241,18 @@ def plan_run(engine: Engine, req: RunRequest) -> RunPlan:
             if close:
                 notes.append(f"-v ...:{vs.target}: the image declares {close[0]}, not {vs.target}; a typo? "
                              f"{close[0]} gets its own named volume anyway")
-    mounts = [explicit.get(p) or VolumeSpec(volume_name_for(req.name, p), p, "", "named") for p in declared]
+    implicit = [p for p in declared if p not in explicit]
+    names = assign_volume_names(req.name, implicit, parse_name_for(req.name_for),
+                                taken={vs.source: t for t, vs in explicit.items() if vs.kind == "named"})
+    mounts = [explicit.get(p) or VolumeSpec(names[p], p, "", "named") for p in declared]
     mounts += [vs for t, vs in explicit.items() if t not in declared]
+    auto_named |= set(implicit)
+    for vs in mounts:
+        same = [o.target for o in mounts if o.kind == "named" and o.source == vs.source]
+        if vs.kind == "named" and len(same) > 1 and auto_named.intersection(same):
+            raise UsageError(f"container paths {' and '.join(same)} would all get the volume {vs.source}, merging "
+                             "their data; expected one volume per path; name them yourself with -v NAME:PATH or "
+                             "--name-for PATH=NAME")
     creates: list[CreatePlan] = []
     reuse: list[str] = []
     for vs in mounts:
@@ -206,10 +260,19 @@ def plan_run(engine: Engine, req: RunRequest) -> RunPlan:
             continue
         existing = inspect_volume_or_none(engine, vs.source)
         if existing is not None:
+            labels_of = existing.get("Labels") or {}
+            ours = labels_of.get(FOR_LABEL) == req.name and labels_of.get(PATH_LABEL) == vs.target
+            if vs.target not in explicit and not ours:
+                owner = (f"made for container {labels_of[FOR_LABEL]}:{labels_of.get(PATH_LABEL, '?')}"
+                         if labels_of.get(FOR_LABEL) else "not made by tamer run for this container")
+                raise UsageError(f"volume {vs.source} exists already ({owner}); expected a new name for "
+                                 f"{vs.target}, so no other data is mixed in; reuse it knowingly with -v "
+                                 f"{vs.source}:{vs.target}, or name another with --name-for {vs.target}=NAME")
             reuse.append(vs.source)
             continue
         at = os.path.join(req.at, vs.source) if req.at else None
-        creates.append(plan_create(engine, vs.source, at, {FOR_LABEL: req.name, PATH_LABEL: vs.target}))
+        creates.append(plan_create(engine, vs.source, at, {FOR_LABEL: req.name, PATH_LABEL: vs.target},
+                                   allow_volatile=req.allow_volatile))
     if reuse:
         notes.append(f"reusing existing volume(s) {', '.join(reuse)}: their data is kept")
     binds = [f"{vs.source}:{vs.target}" + (f":{vs.mode}" if vs.mode else "") for vs in mounts]
