@@ -10,6 +10,7 @@ timestamps and image creation times, and says so.
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tamer.state import state_dir
+from tamer.errors import TamerError
+from tamer.state import StateUnavailable, state_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS last_used (
@@ -67,40 +69,82 @@ def uses_from_event(event: dict[str, Any]) -> list[Use]:
     return uses
 
 
+class HistoryUnavailable(TamerError):
+    """The usage history cannot be written (a damaged or unreadable database)."""
+
+
 class History:
-    """The SQLite store of last-used times for one engine (`host`)."""
+    """The SQLite store of last-used times for one engine (`host`).
+
+    A damaged or unreadable database (garbage in the file, a folder in its place, no
+    permission) never stops a command that only reads or plans: reading then warns
+    (`StateUnavailable`) and gives no history, as if `tamer watch` had never run.
+    Recording into it raises HistoryUnavailable, which says how to fix it.
+    """
 
     def __init__(self, host: str, path: Path | None = None) -> None:
         self.host = host
-        self.path = path or state_dir() / "history.sqlite"
-        with closing(self._connect()) as db, db:
-            db.executescript(SCHEMA)
+        self.problem: str | None = None
+        try:
+            self.path = path or state_dir() / "history.sqlite"
+        except TamerError as exc:
+            self.path = Path("history.sqlite")
+            self._unusable(str(exc))
+            return
+        try:
+            with closing(self._connect()) as db, db:
+                db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            self._unusable(f"tamer's usage history {self.path} cannot be read ({exc})")
+
+    def _unusable(self, why: str) -> None:
+        self.problem = (f"{why}; going on without it (ages from container and image timestamps, as if "
+                        f"`tamer watch` had never run); to start a new history, move it aside "
+                        f"(mv {self.path} {self.path}.broken)")
+        warnings.warn(self.problem, StateUnavailable, stacklevel=3)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
 
+    def _read(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        if self.problem is not None:
+            return []
+        try:
+            with closing(self._connect()) as db:
+                return db.execute(query, params).fetchall()
+        except (sqlite3.Error, OSError) as exc:
+            self._unusable(f"tamer's usage history {self.path} cannot be read ({exc})")
+            return []
+
     def record(self, uses: Iterable[Use], cursor: float | None = None) -> int:
+        """Store uses (keeping the latest time per object) and the events cursor; the number stored.
+
+        Raises HistoryUnavailable when the database cannot be written.
+        """
+        if self.problem is not None:
+            raise HistoryUnavailable(self.problem.replace("going on without it", "nothing was recorded"))
         rows = [(self.host, u.kind, u.id, u.at) for u in uses]
-        with closing(self._connect()) as db, db:
-            db.executemany(
-                "INSERT INTO last_used (host, kind, id, at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (host, kind, id) DO UPDATE SET at = max(at, excluded.at)", rows)
-            if cursor is not None:
-                db.execute("INSERT INTO cursor (host, at) VALUES (?, ?) "
-                           "ON CONFLICT (host) DO UPDATE SET at = max(at, excluded.at)", (self.host, cursor))
+        try:
+            with closing(self._connect()) as db, db:
+                db.executemany(
+                    "INSERT INTO last_used (host, kind, id, at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (host, kind, id) DO UPDATE SET at = max(at, excluded.at)", rows)
+                if cursor is not None:
+                    db.execute("INSERT INTO cursor (host, at) VALUES (?, ?) "
+                               "ON CONFLICT (host) DO UPDATE SET at = max(at, excluded.at)", (self.host, cursor))
+        except (sqlite3.Error, OSError) as exc:
+            raise HistoryUnavailable(f"tamer's usage history {self.path} cannot be written ({exc}); nothing was "
+                                     f"recorded; move it aside (mv {self.path} {self.path}.broken) and rerun") from None
         return len(rows)
 
     def cursor(self) -> float | None:
-        with closing(self._connect()) as db:
-            row = db.execute("SELECT at FROM cursor WHERE host = ?", (self.host,)).fetchone()
-        return float(row[0]) if row else None
+        rows = self._read("SELECT at FROM cursor WHERE host = ?", (self.host,))
+        return float(rows[0][0]) if rows else None
 
     def last_used(self) -> dict[tuple[str, str], datetime]:
-        """(kind, id or image name) -> last use, for planning."""
-        with closing(self._connect()) as db:
-            rows = db.execute("SELECT kind, id, at FROM last_used WHERE host = ?", (self.host,)).fetchall()
+        """(kind, id or image name) -> last use, for planning; empty when the history is unreadable."""
+        rows = self._read("SELECT kind, id, at FROM last_used WHERE host = ?", (self.host,))
         return {(k, i): datetime.fromtimestamp(at, tz=UTC) for k, i, at in rows}
 
     def __iter__(self) -> Iterator[tuple[str, str, float]]:
-        with closing(self._connect()) as db:
-            yield from db.execute("SELECT kind, id, at FROM last_used WHERE host = ? ORDER BY at", (self.host,))
+        yield from self._read("SELECT kind, id, at FROM last_used WHERE host = ? ORDER BY at", (self.host,))

@@ -25,6 +25,10 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Inspecting 1,000 containers one by one is latency-bound; a few concurrent
 # requests over the unix socket cut that without loading the engine much.
 INSPECT_CONCURRENCY = 8
+# A healthy engine answers /version and /_ping at once, even when busy; one that accepts
+# the connection and then says nothing is hung, and waiting the long per-request timeout
+# (meant for slow operations such as `system df`) would only hide that.
+ANSWER_TIMEOUT_S = 15.0
 
 
 def resolve_host(host: str | None = None) -> str:
@@ -32,10 +36,14 @@ def resolve_host(host: str | None = None) -> str:
     return host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
 
 
-def connect(host: str | None = None, *, timeout: float = 120.0) -> Engine:
+def connect(host: str | None = None, *, timeout: float = 120.0, answer_within: float | None = None) -> Engine:
     """Connect to the engine at `host` (or DOCKER_HOST, or the default socket).
 
-    Raises EngineUnreachable (with where it looked and how to start one) or
+    `answer_within` (default ANSWER_TIMEOUT_S) bounds the first exchange (version, ping);
+    `timeout` bounds each later request.
+
+    Raises EngineUnreachable (with where it looked and how to start one, or, when it accepts
+    connections but does not answer, that it is not responding and what to do) or
     EnginePermissionDenied.
 
     Example:
@@ -44,10 +52,12 @@ def connect(host: str | None = None, *, timeout: float = 120.0) -> Engine:
         '1.41'
     """
     where = resolve_host(host)
+    first = ANSWER_TIMEOUT_S if answer_within is None else answer_within
     with translated(where, "connect"):
-        api = docker.APIClient(base_url=where, version="auto", timeout=int(timeout),
+        api = docker.APIClient(base_url=where, version="auto", timeout=first,
                                max_pool_size=INSPECT_CONCURRENCY + 2)
         api.ping()
+    api.timeout = timeout  # read by docker-py on every request
     return Engine(api, where)
 
 

@@ -17,6 +17,32 @@ START_HINT = (
 )
 
 
+NOT_RESPONDING_HINT = (
+    "it accepts connections but does not answer: it is running but hung or overloaded; check it "
+    "(`docker -H {where} info`, `systemctl status docker`, `journalctl -u docker`), restart it if it stays "
+    "stuck (`sudo systemctl restart docker`), then retry"
+)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        yield cur
+        todo += [a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]
+        todo += [c for c in (cur.__cause__, cur.__context__) if c is not None]
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # docker-py wraps the first request's timeout in a DockerException; look through the chain
+    return any(isinstance(e, requests.exceptions.Timeout | TimeoutError) and not
+               isinstance(e, requests.exceptions.ConnectTimeout) for e in _chain(exc))
+
+
 def _caused_by_permission(exc: BaseException) -> bool:
     seen: set[int] = set()
     cur: BaseException | None = exc
@@ -47,6 +73,9 @@ def translate(exc: BaseException, *, where: str, what: str = "") -> TamerError:
             f"permission denied on the Docker socket at {where}{doing}; "
             "run as root, or add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again)"
         )
+    if _timed_out(exc):
+        return EngineUnreachable(f"the Docker engine at {where} did not answer in time{doing} ({_short(exc)}); "
+                                 + NOT_RESPONDING_HINT.format(where=where))
     if isinstance(exc, docker.errors.NotFound):
         return ObjectNotFound(f"not found{doing}: {_explanation(exc)}; run `tamer ls` to see what exists")
     if isinstance(exc, docker.errors.APIError):
