@@ -284,6 +284,7 @@ def run_move(args: argparse.Namespace) -> Outcome:
         lines.append(f"re-created {', '.join(r.recreated)}; started {', '.join(r.started) or 'none'}")
     if r.source_kept:
         lines.append(f"the old data stays at {r.source_kept} until you remove it (or rerun with --purge-source)")
+    lines += [f"warning: {w}" for w in r.warnings]
     return Outcome(r.__dict__, "\n".join(lines))
 
 

@@ -99,6 +99,7 @@ class MoveResult:
     started: tuple[str, ...]
     source_kept: str | None  # where the old data still is (a keeper volume or a folder), None when purged
     resumed: bool
+    warnings: tuple[str, ...] = ()
 
 
 def _place_from_json(d: JSON) -> VolumePlace:
@@ -241,12 +242,13 @@ def apply_move(engine: Engine, plan: MovePlan, *, purge_source: bool = False) ->
         users = [User(**u) for u in d["users"]]
         source = _place_from_json(d["source"])
         kept: str | None = d.get("keeper") or source.data_path
-        purged = bool(d["purge"])
         op.commit()
+        purged = bool(d["purge"]) and not d.get("purge_refused")
         size = d["size"]
+        warnings = (f"the old data was not deleted: {d['purge_refused']}",) if d.get("purge_refused") else ()
         return MoveResult(plan.volume, source.data_path, d["dest"], size["files"], size["bytes"],
                           tuple(u.name for u in users), tuple(u.name for u in users if u.running),
-                          None if purged else kept, resumed)
+                          None if purged else kept, resumed, warnings)
 
 
 class Move(Operation):
@@ -370,6 +372,13 @@ class Move(Operation):
     def finish(self) -> None:
         if not self.data.get("purge"):
             return
+        try:
+            self._purge()
+        except guard.FolderInUse as exc:
+            # the move itself is complete and verified; only the deletion is refused: keep the old data
+            self.data["purge_refused"] = str(exc)
+
+    def _purge(self) -> None:
         source = self.source
         keeper = self.data.get("keeper")
         if keeper:
