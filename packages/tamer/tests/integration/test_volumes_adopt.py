@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tamer.errors import NotEnoughSpace
 from tamer.volumes.adopt import apply_adopt, plan_adopt
 
@@ -110,3 +109,42 @@ def test_adopt_a_host_network_container(eng: Any) -> None:
     c = container(eng, "adopt_host")
     assert c["State"]["Running"] and c["HostConfig"]["NetworkMode"] == "host"
     assert mounts(eng, "adopt_host") == {"/data/db": "adopt_host-data-db", "/data/configdb": "adopt_host-data-configdb"}
+
+
+ADOPT_POINTS = [f"adopt.{s}.mid" for s in ("stop", "create", "copy", "verify", "park", "recreate", "start",
+                                           "remove-old")] + ["adopt.copy.started", "adopt.recreate.created"]
+
+
+def _names(eng: Any) -> list[str]:
+    return eng.docker("ps", "-a", "--format", "{{.Names}}").split()
+
+
+@pytest.mark.parametrize("then", ["rerun", "rollback"])
+@pytest.mark.parametrize("point", ADOPT_POINTS)
+def test_killed_adopt_then_rerun_or_rollback(eng: Any, tmp_path: Path, point: str, then: str) -> None:
+    """Regression (issue 10): a kill midway left NAME-pre-adopt-xxxx behind with no way back. Now every step
+    is journaled: a rerun finishes, --rollback puts the original back, running, with its anonymous volumes."""
+    state = {"TAMER_STATE_DIR": str(tmp_path / "state")}
+    eng.docker("run", "-d", "--name", "adk", MONGO)
+    eng.docker("exec", "adk", "sh", "-c", "head -c 300000 /dev/urandom > /data/db/r; echo cfg > /data/configdb/c")
+    want = eng.docker("exec", "adk", "sh", "-c", "md5sum /data/db/r /data/configdb/c")
+    anon = mounts(eng, "adk")
+    vols_before = set(eng.docker("volume", "ls", "-q").split())
+    r = eng.tamer("adopt", "adk", "--at", str(tmp_path / "big"), "--apply", "--yes", env=state, fault=point)
+    assert r.returncode == 137 and f"fault-kill: {point}" in r.stderr, r.stdout + r.stderr
+    if then == "rerun":
+        r = eng.tamer("adopt", "adk", "--apply", "--yes", env=state)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert mounts(eng, "adk") == {"/data/db": "adk-data-db", "/data/configdb": "adk-data-configdb"}
+    else:
+        r = eng.tamer("adopt", "adk", "--rollback", env=state)
+        assert r.returncode == 0 and "unfinished" in r.stdout, r.stdout + r.stderr
+        r = eng.tamer("adopt", "adk", "--rollback", "--apply", "--yes", env=state)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert mounts(eng, "adk") == anon
+        assert set(eng.docker("volume", "ls", "-q").split()) == vols_before
+        assert not (tmp_path / "big" / "adk-data-db").exists()
+    assert container(eng, "adk")["State"]["Running"]
+    assert eng.docker("exec", "adk", "sh", "-c", "md5sum /data/db/r /data/configdb/c") == want
+    assert [n for n in _names(eng) if n.startswith("adk")] == ["adk"], "no parked container left behind"
+    assert not list((tmp_path / "state").rglob("*.json")), "no journal left"
