@@ -84,10 +84,40 @@ def volume_bytes(v: Volume) -> int:
     return v.size.apparent if v.size else 0
 
 
+def container_freed_bytes(c: Container) -> int:
+    """What removing the container frees: its writable layer and logs, allocated bytes where measured."""
+    rw = c.writable_allocated if c.writable_allocated is not None else (c.writable_size or 0)
+    log = c.log.size.allocated if c.log.size else 0
+    return rw + log
+
+
+def volume_freed_bytes(v: Volume) -> int:
+    """What removing the volume frees: the allocated bytes (du, not apparent size: a sparse file counts its
+    blocks) of data that actually goes. A volume with bind options only points at a folder that stays
+    when the volume is removed: 0."""
+    if v.placement == "bind" or v.size is None:
+        return 0
+    return v.size.allocated if v.size.allocated or not v.size.apparent else v.size.apparent
+
+
+def distinct_volumes(volumes: tuple[Volume, ...]) -> list[Volume]:
+    """One volume per data folder: several volumes bound to one folder hold its bytes once."""
+    seen: set[str] = set()
+    out: list[Volume] = []
+    for v in volumes:
+        key = v.data_path or f"volume:{v.name}"
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(v)
+    return out
+
+
 def docker_total(inv: Inventory) -> int:
-    """Everything Docker holds that tamer can attribute: layers once, writable layers, volumes, logs, cache."""
+    """Everything Docker holds that tamer can attribute: layers once, writable layers, volumes (each data
+    folder once), logs, cache."""
     return (inv.layers_size + sum(c.writable_size or 0 for c in inv.containers)
-            + sum(volume_bytes(v) for v in inv.volumes)
+            + sum(volume_bytes(v) for v in distinct_volumes(inv.volumes))
             + sum(c.log.size.apparent for c in inv.containers if c.log.size)
             + sum(b.size for b in inv.build_cache))
 

@@ -1,36 +1,63 @@
 """The only module that removes things: executes a Plan, step by step, with a journal.
 
-Before each removal the object is re-read from the engine and checked against
-the fingerprint the plan recorded (still stopped, still unused, same tags);
-anything that changed is skipped with the reason, and so is anything the
-engine refuses: the exit code then says partial (3). Named volumes are backed
-up and the backup verified before removal, or they stay.
+A plan is an input, never a permission. Whatever it says, this module:
+- refuses an engine other than the one the plan was made on (`docker info` ID);
+- re-derives every action from the plan's recorded policy and the host as it
+  is now, and does only what both the plan and that re-derivation allow (a
+  plan can narrow a clean, never widen it);
+- re-checks each object against the live engine at the moment of removal:
+  never a running or restarted container, never a volume any container mounts,
+  never an image a container uses, never a volume whose _data is a symlink,
+  and never a named volume (as the engine says now, whatever the plan claims)
+  without a backup of its current data that was verified first;
+- removes a container without its volumes, and restarts their orphan clock.
 
-If the engine goes away mid-run, the run is marked interrupted and the error
-says how to resume; if the process is killed, the journal still shows the run
-as running, and the next `clean --apply` finishes it.
+Steps end as done, gone, skipped or failed, each with a reason code; any skip
+makes the exit code partial (3). One clean at a time (tamer.operation's one
+lock). If the engine goes away mid-run, the run is marked interrupted and the
+error says how to resume; if the process is killed, the journal still shows
+the run as running, and the next `clean --apply` finishes it. Faults are
+injected through tamer.operation.faults (points `clean.<idx>.before` and
+`clean.<idx>.after`, the latter between a removal and its journal entry).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from tamer.engine import Engine
 from tamer.errors import EngineUnreachable, ObjectNotFound, TamerError
-from tamer.inventory import RUNNING_STATES, parse_time
-from tamer.journal import Journal
-from tamer.plan import Action, Plan
-
-# Test-only hooks, for the fault tests: die right after removing step N (before
-# journaling it), or pause before each step so a test can restart the engine.
-CRASH_AT_ENV = "TAMER_TEST_CRASH_AT"
-STEP_DELAY_ENV = "TAMER_TEST_STEP_DELAY"
+from tamer.inventory import RUNNING_STATES, Inventory, is_anonymous_volume, parse_time
+from tamer.journal import Journal, StepStatus
+from tamer.operation import faults, operation_lock
+from tamer.plan import Action, LastUsed, Plan, make_plan
+from tamer.policy import policy_from_json
+from tamer.reasons import Reason
 
 Backup = Callable[[Engine, str], Path]
+Facts = dict[str, Any]
+
+
+class WrongEngine(TamerError):
+    """The engine answering is not the one the plan was made on."""
+
+
+@dataclass(frozen=True)
+class Current:
+    """The host as it is now, for re-deriving a plan: inventory, usage history and the orphan clock."""
+
+    inventory: Inventory
+    history: LastUsed = field(default_factory=dict)
+    orphan_clock: Mapping[str, datetime] = field(default_factory=dict)
+
+
+Reader = Callable[[Engine], Current]
 
 
 @dataclass(frozen=True)
@@ -40,8 +67,9 @@ class StepResult:
     id: str
     name: str
     bytes: int
-    status: str  # done, gone, skipped, failed
-    detail: str
+    status: StepStatus
+    code: str
+    facts: Facts
 
 
 @dataclass(frozen=True)
@@ -53,132 +81,186 @@ class ApplyResult:
 
     @property
     def reclaimed(self) -> int:
-        return sum(s.bytes for s in self.steps if s.status == "done")
+        return sum(s.bytes for s in self.steps if s.status is StepStatus.DONE)
 
     @property
     def exit_code(self) -> int:
-        return 3 if any(s.status in ("skipped", "failed") for s in self.steps) else 0
+        return 3 if any(s.status in (StepStatus.SKIPPED, StepStatus.FAILED) for s in self.steps) else 0
 
 
-class Changed(TamerError):
-    """The object is not what the plan saw: skip it."""
+class _Keep(Exception):
+    """Raised inside a step: the object stays, for this reason."""
+
+    def __init__(self, code: Reason, facts: Facts | None = None) -> None:
+        super().__init__(code.value)
+        self.code = code
+        self.facts = facts or {}
 
 
-def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, resume_run: int | None = None,
-               backup: Backup | None = None, progress: Callable[[int, int], None] | None = None) -> ApplyResult:
+def check_engine(engine: Engine, plan: Plan) -> None:
+    """Refuse (WrongEngine) unless `engine` is the engine the plan was made on."""
+    live = str(engine.info().get("ID") or "")
+    if not plan.engine_id:
+        raise WrongEngine(f"the plan records no engine ID, so tamer cannot tell which engine it was made for; "
+                          f"expected a plan made by this tamer; make a new one against {engine.where}; nothing "
+                          "was removed")
+    if live != plan.engine_id:
+        raise WrongEngine(f"the plan was made on engine {plan.engine_id} ({plan.host}), but {engine.where} is "
+                          f"engine {live or 'with no ID'}; expected the same engine; make a new plan against the "
+                          "engine you mean (-H/--host); nothing was removed")
+
+
+def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Reader,
+               resume_run: int | None = None, backup: Backup | None = None,
+               progress: Callable[[int, int], None] | None = None) -> ApplyResult:
     """Execute `plan` (or finish the interrupted run `resume_run`, which holds its own plan).
 
-    Raises EngineUnreachable (with how to resume) when the engine goes away;
-    every step done before that is in the journal.
+    Parameters:
+        read_current: reads the host as it is now (inventory, history, orphan clock) to re-derive the plan.
+        backup: backs up and verifies a named volume, returning the archive; None: named volumes stay.
+    Raises WrongEngine before anything is done when the engine is not the plan's; OperationLocked when
+    another tamer operation runs; EngineUnreachable (with how to resume) when the engine goes away; every
+    step done before that is in the journal.
     """
-    journal.lock()
-    try:
+    with operation_lock("clean --apply"):
+        if resume_run is not None:
+            plan = journal.get(resume_run).plan
+        check_engine(engine, plan)
+        allowed, refused_now = _rederive(engine, plan, read_current, backup is not None)
+        # (an action in neither set names an object the host no longer has: it is gone, nothing to do)
         if resume_run is None:
             run_id = journal.start(plan)
         else:
             run_id = resume_run
             journal.adopt(run_id)
         run = journal.get(run_id)
-        crash_at = int(os.environ.get(CRASH_AT_ENV, "-1"))
-        delay = float(os.environ.get(STEP_DELAY_ENV, "0"))
         pending = run.pending
         for n, step in enumerate(pending):
-            if delay:
-                time.sleep(delay)
+            faults.hit(f"clean.{step.idx}.before", idx=step.idx)
             action = run.plan.actions[step.idx]
-            try:
-                status, detail = _execute(engine, action, backup)
-            except EngineUnreachable as exc:
-                journal.finish(run_id, "interrupted")
-                raise EngineUnreachable(f"{exc}\nthe clean stopped at step {step.idx + 1} of {len(run.steps)}; "
-                                        "every step before it is recorded. Once the engine is back, run "
-                                        "`tamer clean --apply` again: it shows the journal and finishes this "
-                                        "run, re-checking each object.") from exc
-            if step.idx == crash_at:
-                os._exit(137)  # simulate a kill at the worst moment: removed, not yet journaled
-            journal.mark(run_id, step.idx, status, detail)
+            key = (action.kind, action.id)
+            if key in allowed:
+                try:
+                    status, code, facts = _execute(engine, plan, journal, action, backup)
+                except EngineUnreachable as exc:
+                    journal.finish(run_id, "interrupted")
+                    raise EngineUnreachable(
+                        f"{exc}\nthe clean stopped at step {step.idx + 1} of {len(run.steps)}; every step before "
+                        "it is recorded. Once the engine is back, run `tamer clean --apply` again: it shows the "
+                        "journal and finishes this run, re-checking each object.") from exc
+            elif key in refused_now:
+                status, code, facts = StepStatus.SKIPPED, Reason.NOT_ELIGIBLE_NOW, refused_now[key]
+            else:
+                status, code, facts = StepStatus.GONE, Reason.ALREADY_GONE, {}
+            faults.hit(f"clean.{step.idx}.after", idx=step.idx)  # removed, not yet journaled: the worst moment
+            journal.mark(run_id, step.idx, status, code, facts)
             if progress:
                 progress(n + 1, len(pending))
         final = journal.get(run_id)
-        partial = any(s.status in ("skipped", "failed") for s in final.steps)
+        partial = any(s.status in (StepStatus.SKIPPED, StepStatus.FAILED) for s in final.steps)
         journal.finish(run_id, "partial" if partial else "done")
         return ApplyResult(run_id=run_id, plan_id=final.plan_id, resumed=resume_run is not None,
-                           steps=tuple(StepResult(s.idx, s.kind, s.object_id, s.name, s.bytes, s.status, s.detail)
+                           steps=tuple(StepResult(s.idx, s.kind, s.object_id, s.name, s.bytes, s.status,
+                                                  s.code or "", s.facts or {"detail": s.detail})
                                        for s in final.steps))
-    finally:
-        journal.unlock()
 
 
-def _execute(engine: Engine, action: Action, backup: Backup | None) -> tuple[str, str]:
-    """Re-check one object, then remove it. Returns (status, detail)."""
+def _rederive(engine: Engine, plan: Plan, read_current: Reader,
+              backup_available: bool) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Facts]]:
+    """What the plan's own policy removes on the host as it is now (and why it keeps the rest)."""
+    policy = policy_from_json(plan.rules)
+    current = read_current(engine)
+    fresh = make_plan(current.inventory, policy, history=current.history or None,
+                      orphan_clock=current.orphan_clock, backup_available=backup_available)
+    allowed = {(a.kind, a.id) for a in fresh.actions}
+    refused = {(r.kind, r.id): {"now_code": r.code.value, "now_facts": r.facts} for r in fresh.refusals}
+    return allowed, refused
+
+
+def _execute(engine: Engine, plan: Plan, journal: Journal, action: Action,
+             backup: Backup | None) -> tuple[StepStatus, Reason, Facts]:
+    """Re-check one object against the live engine, then remove it."""
     try:
         if action.kind == "container":
-            _recheck_container(engine, action)
-            engine.remove_container(action.id)
-        elif action.kind == "volume":
-            detail = _recheck_volume(engine, action)
-            if action.needs_backup:
+            volumes = _recheck_container(engine, action)
+            # its volumes become orphaned now: their clock starts now, never at their creation
+            journal.volumes_used(plan.engine_id or plan.host, volumes, time.time())
+            engine.remove_container(action.id)  # never with its volumes
+            return StepStatus.DONE, Reason.REMOVED, {}
+        if action.kind == "volume":
+            named = _recheck_volume(engine, action)
+            if named:
                 if backup is None:
-                    return "skipped", "named volume: no backup support available, so it stays"
+                    return StepStatus.SKIPPED, Reason.NO_BACKUP_SUPPORT, {}
                 try:
                     path = backup(engine, action.id)
                 except TamerError as exc:
-                    return "skipped", f"backup failed, volume kept: {exc}"
-                detail = f"backed up and verified: {path}"
+                    return StepStatus.SKIPPED, Reason.BACKUP_FAILED, {"error": str(exc)}
+                _recheck_volume(engine, action)  # nobody started using it while it was backed up
+                engine.remove_volume(action.id)
+                return StepStatus.DONE, Reason.BACKED_UP_REMOVED, {"archive": str(path)}
             engine.remove_volume(action.id)
-            return "done", detail
-        elif action.kind == "image":
+            return StepStatus.DONE, Reason.REMOVED, {}
+        if action.kind == "image":
             tags = _recheck_image(engine, action)
             for ref in tags or [action.id]:
                 engine.remove_image(ref)
-        elif action.kind == "build-cache":
+            return StepStatus.DONE, Reason.REMOVED, {}
+        if action.kind == "build-cache":
             engine.remove_build_cache(action.id)
-        else:
-            return "failed", f"unknown kind {action.kind}"
+            return StepStatus.DONE, Reason.REMOVED, {}
+        return StepStatus.FAILED, Reason.UNKNOWN_KIND, {"kind": action.kind}
     except ObjectNotFound:
-        return "gone", "already gone"
-    except Changed as exc:
-        return "skipped", f"changed since the plan: {exc}"
+        return StepStatus.GONE, Reason.ALREADY_GONE, {}
+    except _Keep as keep:
+        return StepStatus.SKIPPED, keep.code, keep.facts
     except EngineUnreachable:
         raise
     except TamerError as exc:
-        return "skipped", f"the engine refused: {exc}"
-    return "done", ""
+        return StepStatus.SKIPPED, Reason.ENGINE_REFUSED, {"error": str(exc)}
 
 
-def _recheck_container(engine: Engine, action: Action) -> None:
+def _recheck_container(engine: Engine, action: Action) -> list[str]:
+    """Raise _Keep unless the container is stopped as planned; returns the volumes it mounts."""
     data = engine.inspect_container(action.id)
     state = data.get("State") or {}
     status = str(state.get("Status"))
-    if status in RUNNING_STATES:
-        raise Changed(f"it is {status} now")
+    if status in RUNNING_STATES or state.get("Running") or state.get("Restarting") or state.get("Paused"):
+        raise _Keep(Reason.RUNNING_NOW, {"state": status})
     if status != action.fingerprint.get("state"):
-        raise Changed(f"it was {action.fingerprint.get('state')}, now {status}")
-    finished = parse_time(state.get("FinishedAt"))
-    if (finished.isoformat() if finished else None) != action.fingerprint.get("finished"):
-        raise Changed("it ran again since the plan")
+        raise _Keep(Reason.STATE_CHANGED, {"was": action.fingerprint.get("state"), "now": status})
+    for key, live in (("finished", state.get("FinishedAt")), ("started", state.get("StartedAt"))):
+        when = parse_time(live)
+        if key in action.fingerprint and (when.isoformat() if when else None) != action.fingerprint[key]:
+            raise _Keep(Reason.RAN_SINCE_PLAN)
+    return [str(m["Name"]) for m in data.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
 
 
-def _recheck_volume(engine: Engine, action: Action) -> str:
+def _recheck_volume(engine: Engine, action: Action) -> bool:
+    """Raise _Keep unless the volume is unused and the same one; returns whether it is named (live)."""
     data = engine.inspect_volume(action.id)
     # users first: that is the precise reason to keep it (and the local driver's
     # CreatedAt follows its folder's mtime, which a new user can change)
     users = engine.containers_using(volume=action.id)
     if users:
-        names = ", ".join(str((u.get("Names") or ["?"])[0]).lstrip("/") for u in users[:3])
-        raise Changed(f"now used by {names}")
+        raise _Keep(Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/")
+                                                  for u in users[:3]]})
     created = parse_time(data.get("CreatedAt"))
-    if (created.isoformat() if created else None) != action.fingerprint.get("created"):
-        raise Changed("a different volume of the same name exists now")
-    return ""
+    if "created" in action.fingerprint and (created.isoformat() if created else None) != action.fingerprint["created"]:
+        raise _Keep(Reason.REPLACED)
+    mountpoint = str(data.get("Mountpoint") or "")
+    if data.get("Driver") == "local" and mountpoint and os.path.islink(mountpoint):
+        raise _Keep(Reason.SYMLINKED_NOW, {"data_path": os.path.realpath(mountpoint)})
+    return not is_anonymous_volume(str(data.get("Name") or action.id), dict(data.get("Labels") or {}))
 
 
 def _recheck_image(engine: Engine, action: Action) -> list[str]:
     data = engine.inspect_image(action.id)
     tags = sorted(t for t in data.get("RepoTags") or [] if t != "<none>:<none>")
     if tags != action.fingerprint.get("tags"):
-        raise Changed(f"its tags changed to {', '.join(tags) or 'none'}")
+        raise _Keep(Reason.TAGS_CHANGED, {"tags": tags})
     users = engine.containers_using(image=action.id)
     if users:
-        raise Changed(f"now used by {len(users)} container(s)")
+        raise _Keep(Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/")
+                                                  for u in users[:3]]})
     return tags

@@ -117,6 +117,7 @@ class Container:
     restart_policy: str
     auto_remove: bool
     writable_size: int | None  # bytes in its writable layer (docker's SizeRw)
+    writable_allocated: int | None  # blocks its writable layer holds on disk (du), when walked here
     log_driver: str
     log_options: dict[str, str]
     log: LogFile
@@ -190,6 +191,7 @@ class Inventory:
 
     taken_at: datetime
     host: str
+    engine_id: str  # `docker info`'s ID: which engine this is, whatever address reached it
     api_version: str
     server_version: str
     data_root: str
@@ -284,9 +286,11 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
         project = labels.get(COMPOSE_PROJECT)
         name = str(cj.get("Name", "")).lstrip("/")
         rw: int | None
+        rw_allocated: int | None = None
         if cid in local_rw:
             rw_usage = _usage(local_rw[cid])
             rw = rw_usage.apparent if rw_usage else None
+            rw_allocated = rw_usage.allocated if rw_usage else None
         elif cid in df_containers:
             rw = df_containers[cid].get("SizeRw")
         else:
@@ -315,7 +319,7 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
             exit_code=int(exit_code) if exit_code is not None else None,
             restart_policy=str((host.get("RestartPolicy") or {}).get("Name") or "no"),
             auto_remove=bool(host.get("AutoRemove")),
-            writable_size=rw, log_driver=log.driver,
+            writable_size=rw, writable_allocated=rw_allocated, log_driver=log.driver,
             log_options={str(k): str(v) for k, v in (log_cfg.get("Config") or {}).items()},
             log=log, mounts=mounts, labels=labels, compose_project=project,
             owner=f"project:{project}" if project else f"container:{name}",
@@ -420,7 +424,8 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
     attributed = local.get("attributed_allocated")
     info = raw.info
     return Inventory(
-        taken_at=datetime.fromtimestamp(raw.taken_at, tz=UTC), host=raw.host, api_version=raw.api_version,
+        taken_at=datetime.fromtimestamp(raw.taken_at, tz=UTC), host=raw.host,
+        engine_id=str(info.get("ID") or ""), api_version=raw.api_version,
         server_version=str(info.get("ServerVersion", "")), data_root=str(info.get("DockerRootDir", "")),
         storage_driver=str(info.get("Driver", "")), sizing="local" if raw.local else "engine",
         images=tuple(images), containers=tuple(containers), volumes=tuple(volumes), build_cache=cache,

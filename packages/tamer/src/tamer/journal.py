@@ -1,26 +1,35 @@
 """The clean journal: every step of every `clean --apply`, in SQLite, so an
-interrupted clean can be shown and resumed.
+interrupted clean can be shown and resumed; and the orphan clock of volumes.
 
 A run is written with all its steps "pending" before anything is removed;
-each step is marked as it ends (done, gone, skipped, failed). A run still
-marked "running" whose process is gone was interrupted: the next
-`clean --apply` shows it and finishes it (re-checking every step).
+each step is marked as it ends (done, gone, skipped, failed) with its reason
+code and facts. A run still marked "running" whose process is gone was
+interrupted: the next `clean --apply` shows it and finishes it (re-checking
+every step). One clean at a time: the lock is tamer.operation's one lock.
+
+The orphan clock: when tamer last saw each volume used (a container mounting
+it, in any state; its containers removed by a clean), or, when it never saw
+it used, when it first saw it orphaned. Orphaned volumes age from there,
+never from their creation time.
 """
 
 from __future__ import annotations
 
-import fcntl
+import enum
 import json
 import os
 import sqlite3
 import time
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tamer.errors import TamerError
+from tamer.inventory import Inventory
 from tamer.plan import Plan
+from tamer.reasons import Reason
 from tamer.state import state_dir
 
 SCHEMA = """
@@ -31,12 +40,24 @@ CREATE TABLE IF NOT EXISTS steps (
     run_id INTEGER NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL, object_id TEXT NOT NULL,
     name TEXT NOT NULL, bytes INTEGER NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '',
     at REAL, PRIMARY KEY (run_id, idx));
+CREATE TABLE IF NOT EXISTS volume_clock (
+    engine TEXT NOT NULL, name TEXT NOT NULL, created TEXT NOT NULL, last_used REAL NOT NULL,
+    PRIMARY KEY (engine, name));
 """
-FINAL_STEP = ("done", "gone", "skipped", "failed")
+# columns added after the first release of the journal (older files get them on open)
+MIGRATIONS = ("ALTER TABLE steps ADD COLUMN code TEXT NOT NULL DEFAULT ''",
+              "ALTER TABLE steps ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'")
 
 
-class CleanInProgress(TamerError):
-    """Another `tamer clean --apply` is running against this state directory."""
+class StepStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    GONE = "gone"  # already removed (by someone else, or by us just before a kill)
+    SKIPPED = "skipped"  # kept on purpose: changed since the plan, in use, no backup...
+    FAILED = "failed"
+
+
+FINAL_STEP = (StepStatus.DONE, StepStatus.GONE, StepStatus.SKIPPED, StepStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -46,8 +67,14 @@ class Step:
     object_id: str
     name: str
     bytes: int
-    status: str  # pending, done, gone (already removed), skipped, failed
-    detail: str
+    status: StepStatus
+    detail: str  # prose written by tamer before reason codes; empty for newer steps
+    code: str = ""  # a tamer.reasons.Reason value
+    facts: dict[str, Any] | None = None
+
+
+class UnreadableRun(TamerError):
+    """A journal run whose recorded plan this version cannot read."""
 
 
 @dataclass(frozen=True)
@@ -69,32 +96,18 @@ class Run:
 class Journal:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or state_dir() / "journal.sqlite"
-        self._lock_file: IO[str] | None = None
         with closing(self._db()) as db, db:
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(steps)")}
+            for statement in MIGRATIONS:
+                if statement.split()[5] not in columns:
+                    db.execute(statement)
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # a step marked done must survive a crash right after
         return db
-
-    # -- one clean at a time -------------------------------------------------
-    def lock(self) -> None:
-        fh = open(str(self.path) + ".lock", "w")  # noqa: SIM115 - held until unlock()
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise CleanInProgress("another `tamer clean --apply` is running right now; wait for it to finish "
-                                  "(or stop it), then run this again") from None
-        self._lock_file = fh
-
-    def unlock(self) -> None:
-        if self._lock_file:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
 
     # -- runs ------------------------------------------------------------------
     def start(self, plan: Plan) -> int:
@@ -108,10 +121,10 @@ class Journal:
                            [(run_id, i, a.kind, a.id, a.name, a.bytes) for i, a in enumerate(plan.actions)])
         return run_id
 
-    def mark(self, run_id: int, idx: int, status: str, detail: str = "") -> None:
+    def mark(self, run_id: int, idx: int, status: StepStatus, code: Reason, facts: dict[str, Any]) -> None:
         with closing(self._db()) as db, db:
-            db.execute("UPDATE steps SET status = ?, detail = ?, at = ? WHERE run_id = ? AND idx = ?",
-                       (status, detail, time.time(), run_id, idx))
+            db.execute("UPDATE steps SET status = ?, code = ?, facts = ?, at = ? WHERE run_id = ? AND idx = ?",
+                       (status.value, code.value, json.dumps(facts), time.time(), run_id, idx))
 
     def finish(self, run_id: int, status: str) -> None:
         with closing(self._db()) as db, db:
@@ -129,23 +142,73 @@ class Journal:
                              (run_id,)).fetchone()
             if row is None:
                 raise TamerError(f"no clean run {run_id} in the journal {self.path}")
-            steps = db.execute("SELECT idx, kind, object_id, name, bytes, status, detail FROM steps "
+            steps = db.execute("SELECT idx, kind, object_id, name, bytes, status, detail, code, facts FROM steps "
                                "WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
-        return Run(id=row[0], host=row[1], plan_id=row[2], plan=Plan.from_json(json.loads(row[3])),
-                   started=row[4], finished=row[5], status=row[6], steps=tuple(Step(*s) for s in steps))
+        try:
+            plan = Plan.from_json(json.loads(row[3]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnreadableRun(f"journal run {run_id} in {self.path} holds a plan this tamer cannot read "
+                                f"({type(exc).__name__}: {exc}); it was written by an older tamer") from None
+        return Run(id=row[0], host=row[1], plan_id=row[2], plan=plan, started=row[4], finished=row[5],
+                   status=row[6], steps=tuple(Step(s[0], s[1], s[2], s[3], s[4], StepStatus(s[5]), s[6], s[7],
+                                                   json.loads(s[8] or "{}")) for s in steps))
 
     def unfinished(self, host: str) -> Run | None:
-        """The latest run against `host` that did not end (killed, engine gone), if any."""
+        """The latest run against `host` that did not end (killed, engine gone), if any.
+
+        A run an older tamer left unfinished, in a format this one cannot read, is marked abandoned:
+        nothing of it runs (every object it named is still judged afresh by the next plan).
+        """
         with closing(self._db()) as db:
             row = db.execute("SELECT id FROM runs WHERE host = ? AND status IN ('running', 'interrupted') "
                              "ORDER BY id DESC LIMIT 1", (host,)).fetchone()
-        return self.get(int(row[0])) if row else None
+        if not row:
+            return None
+        try:
+            return self.get(int(row[0]))
+        except UnreadableRun:
+            self.abandon(int(row[0]))
+            return None
 
     def abandon(self, run_id: int) -> None:
         with closing(self._db()) as db, db:
             db.execute("UPDATE runs SET status = 'abandoned', finished = ? WHERE id = ?", (time.time(), run_id))
-            db.execute("UPDATE steps SET status = 'skipped', detail = 'run abandoned by the user' "
-                       "WHERE run_id = ? AND status = 'pending'", (run_id,))
+            db.execute("UPDATE steps SET status = 'skipped', code = ?, facts = '{}' "
+                       "WHERE run_id = ? AND status = 'pending'", (Reason.ABANDONED.value, run_id))
+
+    # -- the orphan clock -----------------------------------------------------------
+    def observe_volumes(self, inv: Inventory) -> dict[str, datetime]:
+        """Update and return the orphan clock of every volume in `inv` (name -> last seen used).
+
+        A volume any container mounts (running or not) was used now; an orphaned volume tamer has no
+        time for is first seen orphaned now; a volume re-created under an old name starts afresh.
+        Rows of volumes that no longer exist are dropped.
+        """
+        engine = inv.engine_id or inv.host
+        now = inv.taken_at.timestamp()
+        with closing(self._db()) as db, db:
+            known = {name: (created, at) for name, created, at in db.execute(
+                "SELECT name, created, last_used FROM volume_clock WHERE engine = ?", (engine,))}
+            rows: list[tuple[str, str, str, float]] = []
+            for v in inv.volumes:
+                created = v.created.isoformat() if v.created else ""
+                old = known.get(v.name)
+                if not v.orphaned or old is None or old[0] != created:
+                    rows.append((engine, v.name, created, now))
+            db.executemany("INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?,?,?,?) "
+                           "ON CONFLICT (engine, name) DO UPDATE SET created = excluded.created, last_used = "
+                           "CASE WHEN volume_clock.created = excluded.created "
+                           "THEN max(volume_clock.last_used, excluded.last_used) ELSE excluded.last_used END", rows)
+            gone = set(known) - {v.name for v in inv.volumes}
+            db.executemany("DELETE FROM volume_clock WHERE engine = ? AND name = ?", [(engine, n) for n in gone])
+            clock = dict(db.execute("SELECT name, last_used FROM volume_clock WHERE engine = ?", (engine,)))
+        return {name: datetime.fromtimestamp(at, tz=UTC) for name, at in clock.items()}
+
+    def volumes_used(self, engine: str, names: list[str], at: float) -> None:
+        """Restart the clock of these volumes: their container is being removed now."""
+        with closing(self._db()) as db, db:
+            db.executemany("UPDATE volume_clock SET last_used = max(last_used, ?) WHERE engine = ? AND name = ?",
+                           [(at, engine, n) for n in names])
 
     def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         with closing(self._db()) as db:

@@ -1,13 +1,21 @@
 """Inventory + policy -> Plan: what would go (with reason and bytes) and what stays (with why). Pure.
 
-The same inventory, policy, history and `now` always give the same Plan. A
-dry run renders the Plan; `clean --apply` executes that same object (apply.py
-never re-decides). Each action carries a fingerprint of what must still hold
-at apply time (the container still stopped, the volume still unused...).
+The same inventory, policy, history, orphan clock and `now` always give the
+same Plan. A dry run renders the Plan; `clean --apply` executes that same
+object, and apply.py re-derives each action from the recorded policy and the
+live host, so a plan can narrow what happens, never widen it. Each action
+carries a fingerprint of what must still hold at apply time.
 
-Order of execution: containers, then volumes, then images, then build cache,
-so images and anonymous volumes freed by removed containers can go too (as
-`docker system prune` does for dangling images).
+Decisions are data: every Action and Refusal carries a `Reason` code and its
+facts (tamer.reasons); tamer.report turns them into prose. Nothing here
+decides by message text, and nothing here imports tamer.report.
+
+Orphaned volumes age from when they were last used (the orphan clock: `tamer
+watch` history, the clean journal, or when tamer first saw them orphaned),
+never from their creation; a volume whose containers go in this run stays in
+this run: its clock starts when they are gone.
+
+Order of execution: containers, then volumes, then images, then build cache.
 """
 
 from __future__ import annotations
@@ -21,43 +29,64 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from tamer.accounting import container_bytes, docker_total, volume_bytes
+from tamer.accounting import container_freed_bytes, docker_total, volume_freed_bytes
 from tamer.inventory import BuildCache, Container, Image, Inventory, Volume
-from tamer.policy import Policy
-from tamer.report.units import human_bytes
+from tamer.policy import Policy, policy_to_json
+from tamer.reasons import BUDGET_EVICTABLE_VOLUME, NoteCode, Reason
 
 KIND_ORDER = {"container": 0, "volume": 1, "image": 2, "build-cache": 3}
 LastUsed = Mapping[tuple[str, str], datetime]
+Facts = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Action:
+    """Remove one object. bytes: what its removal frees (allocated bytes of data that actually goes)."""
+
     kind: str
     id: str
     name: str
     bytes: int
-    reason: str
+    code: Reason
+    facts: Facts
     fingerprint: dict[str, Any]
     needs_backup: bool = False
 
 
 @dataclass(frozen=True)
 class Refusal:
+    """Keep one object, and why (a code and its facts)."""
+
     kind: str
     id: str
     name: str
     bytes: int
-    why: str
+    code: Reason
+    facts: Facts = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Note:
+    code: NoteCode
+    facts: Facts = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Plan:
+    """What a clean would do on one engine, under one recorded policy, judged at `made_at`.
+
+    engine_id: the engine's ID from `docker info`; apply refuses any other engine.
+    rules: the policy itself (policy_to_json), so apply can re-derive every action.
+    """
+
     host: str
+    engine_id: str
     policy: str
+    rules: dict[str, Any]
     made_at: str
     actions: tuple[Action, ...]
     refusals: tuple[Refusal, ...]
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[Note, ...] = field(default_factory=tuple)
 
     @property
     def total_bytes(self) -> int:
@@ -65,33 +94,39 @@ class Plan:
 
     @property
     def plan_id(self) -> str:
-        """A digest of exactly what would be done; the journal and the preview show it."""
-        body = json.dumps([asdict(a) for a in self.actions], sort_keys=True)
+        """A digest of what would be done and under which rules (an id, not a seal: see tamer.sealing)."""
+        body = json.dumps({"engine": self.engine_id, "rules": self.rules,
+                           "actions": [_action_json(a) for a in self.actions]}, sort_keys=True)
         return hashlib.sha256(f"{self.host}\n{body}".encode()).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
-        return {"plan_id": self.plan_id, "host": self.host, "policy": self.policy, "made_at": self.made_at,
-                "total_bytes": self.total_bytes, "actions": [asdict(a) for a in self.actions],
-                "refusals": [asdict(r) for r in self.refusals], "notes": list(self.notes)}
+        return {"plan_id": self.plan_id, "host": self.host, "engine_id": self.engine_id, "policy": self.policy,
+                "rules": self.rules, "made_at": self.made_at, "total_bytes": self.total_bytes,
+                "actions": [_action_json(a) for a in self.actions],
+                "refusals": [{**asdict(r), "code": r.code.value} for r in self.refusals],
+                "notes": [{"code": n.code.value, "facts": n.facts} for n in self.notes]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
-        plan = cls(host=data["host"], policy=data["policy"], made_at=data["made_at"],
-                   actions=tuple(Action(**a) for a in data["actions"]),
-                   refusals=tuple(Refusal(**r) for r in data["refusals"]), notes=tuple(data.get("notes", ())))
-        if data.get("plan_id") and data["plan_id"] != plan.plan_id:
-            from tamer.errors import UsageError
+        """Rebuild a Plan from to_json's output (raises KeyError, TypeError or ValueError when it is not one)."""
+        return cls(host=str(data["host"]), engine_id=str(data["engine_id"]), policy=str(data["policy"]),
+                   rules=dict(data["rules"]), made_at=str(data["made_at"]),
+                   actions=tuple(Action(**{**a, "code": Reason(a["code"])}) for a in data["actions"]),
+                   refusals=tuple(Refusal(**{**r, "code": Reason(r["code"])}) for r in data["refusals"]),
+                   notes=tuple(Note(NoteCode(n["code"]), dict(n.get("facts") or {}))
+                               for n in data.get("notes", ())))
 
-            raise UsageError("the saved plan was edited (its plan_id does not match its actions); "
-                             "make a new one with `tamer plan -o FILE`")
-        return plan
+
+def _action_json(a: Action) -> dict[str, Any]:
+    return {**asdict(a), "code": a.code.value}
 
 
 def _protected(labels: Mapping[str, str], policy: Policy) -> str | None:
+    """The protect label that matches, if any."""
     for spec in policy.protect_labels:
         key, sep, value = spec.partition("=")
         if key in labels and (not sep or labels[key] == value):
-            return f"protected by label {spec}"
+            return spec
     return None
 
 
@@ -103,15 +138,8 @@ def _has_any_label(labels: Mapping[str, str], specs: tuple[str, ...]) -> bool:
     return False
 
 
-def _ago(delta: timedelta) -> str:
-    s = delta.total_seconds()
-    if s < 120:
-        return f"{int(s)}s"
-    if s < 7200:
-        return f"{int(s // 60)}m"
-    if s < 172800:
-        return f"{int(s // 3600)}h"
-    return f"{int(s // 86400)}d"
+def _secs(delta: timedelta | None) -> float | None:
+    return None if delta is None else round(delta.total_seconds(), 3)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -119,11 +147,11 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 def container_fingerprint(c: Container) -> dict[str, Any]:
-    return {"state": c.state, "finished": _iso(c.finished), "image": c.image_id}
+    return {"state": c.state, "finished": _iso(c.finished), "started": _iso(c.started), "image": c.image_id}
 
 
 def volume_fingerprint(v: Volume) -> dict[str, Any]:
-    return {"created": _iso(v.created), "driver": v.driver}
+    return {"created": _iso(v.created), "driver": v.driver, "anonymous": v.anonymous}
 
 
 def image_fingerprint(i: Image) -> dict[str, Any]:
@@ -141,37 +169,52 @@ def image_last_used(img: Image, inv_containers: Mapping[str, Container], history
     return max(times) if times else None
 
 
+def volume_last_used(name: str, history: LastUsed, orphan_clock: Mapping[str, datetime]) -> tuple[datetime | None,
+                                                                                                  str]:
+    """When a volume was last used, and how we know: the latest of `tamer watch` history and tamer's own
+    orphan clock (last seen in use, its containers removed by a clean, or first seen orphaned)."""
+    seen = [(t, src) for t, src in ((history.get(("volume", name)), "watch"), (orphan_clock.get(name), "tamer"))
+            if t is not None]
+    if not seen:
+        return None, "unknown"
+    return max(seen, key=lambda ts: ts[0])
+
+
 def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None,
-              now: datetime | None = None, backup_available: bool = False) -> Plan:
-    """Decide, for every object, remove (an Action) or keep (a Refusal with why).
+              orphan_clock: Mapping[str, datetime] | None = None, now: datetime | None = None,
+              backup_available: bool = False) -> Plan:
+    """Decide, for every object, remove (an Action) or keep (a Refusal with a reason code).
 
     Parameters:
         inv: the host, as read.
         policy: the rules (policy.DEFAULT_POLICY when the user gave none).
         history: last-used times from `tamer watch` (None: fall back to timestamps, and say so).
+        orphan_clock: volume name -> when tamer last saw it used (or first saw it orphaned); a volume in
+            neither this nor `history` has just been found orphaned: its clock starts now.
         now: the time to judge ages against (default: when the inventory was taken).
         backup_available: whether named volumes can be backed up and verified before removal.
+    Returns: the Plan; it records the engine's id and the policy, for apply to re-derive it.
     """
     now = now or inv.taken_at
     hist: LastUsed = history or {}
+    clock: Mapping[str, datetime] = orphan_clock or {}
     actions: list[Action] = []
     refusals: list[Refusal] = []
-    notes: list[str] = []
+    notes: list[Note] = []
     containers = {c.id: c for c in inv.containers}
 
     # -- containers --------------------------------------------------------
     removed_containers: set[str] = set()
     for c in inv.containers:
-        why = _container_verdict(c, policy, now)
-        size = container_bytes(c)
-        if why is None:
+        verdict = _container_verdict(c, policy, now)
+        size = container_freed_bytes(c)
+        if verdict is None:
             stopped_for = now - (c.finished or c.created or now)
-            actions.append(Action("container", c.id, c.name, size,
-                                  f"{c.state} {_ago(stopped_for)} ago; policy removes {c.state} containers",
-                                  container_fingerprint(c)))
+            actions.append(Action("container", c.id, c.name, size, Reason.CONTAINER_STOPPED,
+                                  {"state": c.state, "stopped_for": _secs(stopped_for)}, container_fingerprint(c)))
             removed_containers.add(c.id)
         else:
-            refusals.append(Refusal("container", c.id, c.name, size, why))
+            refusals.append(Refusal("container", c.id, c.name, size, *verdict))
 
     # -- volumes -----------------------------------------------------------
     users_of: dict[str, list[Container]] = defaultdict(list)
@@ -181,62 +224,68 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
                 users_of[m.name].append(c)
     for v in inv.volumes:
         users = users_of.get(v.name, [])
-        left = [c for c in users if c.id not in removed_containers]
-        why, reason, needs_backup = _volume_verdict(v, left, users, policy, now, backup_available)
-        if why is None:
-            actions.append(Action("volume", v.name, v.name, volume_bytes(v), reason, volume_fingerprint(v),
+        last, since = volume_last_used(v.name, hist, clock)
+        code, facts, needs_backup = _volume_verdict(v, users, removed_containers, last, since, policy, now,
+                                                    backup_available)
+        size = volume_freed_bytes(v)
+        if code in _VOLUME_REMOVALS:
+            if v.placement == "bind":
+                facts = {**facts, "folder_stays": v.data_path}
+            actions.append(Action("volume", v.name, v.name, size, code, facts, volume_fingerprint(v),
                                   needs_backup=needs_backup))
         else:
-            refusals.append(Refusal("volume", v.name, v.name, volume_bytes(v), why))
+            refusals.append(Refusal("volume", v.name, v.name, size, code, facts))
 
     # -- images ------------------------------------------------------------
     if (policy.images_unused_older_than is not None or policy.budget is not None) and not history:
-        notes.append("no usage history for this engine: image last-used falls back to container timestamps "
-                     "and creation times; run `tamer watch` for true least-recently-used eviction")
+        notes.append(Note(NoteCode.NO_HISTORY))
     newest_kept = _newest_per_repo(inv.images, policy.keep_newest)
     image_candidates: list[tuple[datetime | None, Image]] = []
     for img in inv.images:
         users_left = [cid for cid in img.containers if cid not in removed_containers]
         last = image_last_used(img, containers, hist)
-        why = _protected(img.labels, policy)
-        if why is None and users_left:
-            names = ", ".join(containers[cid].name for cid in users_left[:3] if cid in containers)
-            why = f"used by {len(users_left)} container(s): {names}"
-        if why is None and img.dangling:
+        keep: tuple[Reason, Facts] | None = None
+        label = _protected(img.labels, policy)
+        if label:
+            keep = (Reason.PROTECTED_LABEL, {"label": label})
+        elif users_left:
+            keep = (Reason.IMAGE_IN_USE, {"count": len(users_left),
+                                          "users": [containers[cid].name for cid in users_left[:3]
+                                                    if cid in containers]})
+        elif img.dangling:
             if policy.dangling_images:
-                actions.append(Action("image", img.id, img.display_name, img.unique_size,
-                                      "dangling (untagged) and unused", image_fingerprint(img)))
+                actions.append(Action("image", img.id, img.display_name, img.unique_size, Reason.IMAGE_DANGLING,
+                                      {}, image_fingerprint(img)))
                 continue
-            why = "dangling, but the policy keeps dangling images"
-        if why is None:
+            keep = (Reason.DANGLING_KEPT, {})
+        if keep is None:
             kept_tag = next((t for t in img.tags for pat in policy.keep_tags if fnmatchcase(t, pat)), None)
             if kept_tag:
-                why = f"tag {kept_tag} matches keep_tags"
+                keep = (Reason.TAG_KEPT, {"tag": kept_tag})
             elif img.id in newest_kept:
-                why = f"one of the {policy.keep_newest} newest of its repository (keep_newest)"
-        if why is None and policy.images_unused_older_than is not None and last is not None \
+                keep = (Reason.NEWEST_KEPT, {"keep_newest": policy.keep_newest})
+        if keep is None and policy.images_unused_older_than is not None and last is not None \
                 and now - last >= policy.images_unused_older_than:
-            actions.append(Action("image", img.id, img.display_name, img.unique_size,
-                                  f"unused for {_ago(now - last)} (policy: {_ago(policy.images_unused_older_than)})",
-                                  image_fingerprint(img)))
+            actions.append(Action("image", img.id, img.display_name, img.unique_size, Reason.IMAGE_UNUSED,
+                                  {"unused_for": _secs(now - last),
+                                   "threshold": _secs(policy.images_unused_older_than)}, image_fingerprint(img)))
             continue
-        if why is None:
+        if keep is None:
             image_candidates.append((last, img))
-            why = "tagged; unused for " + (_ago(now - last) if last else "an unknown time") + \
-                  ("" if policy.images_unused_older_than is None
-                   else f", policy waits {_ago(policy.images_unused_older_than)}")
-        refusals.append(Refusal("image", img.id, img.display_name, img.unique_size, why))
+            keep = (Reason.IMAGE_RECENT, {"unused_for": _secs(now - last) if last else None,
+                                          "threshold": _secs(policy.images_unused_older_than)})
+        refusals.append(Refusal("image", img.id, img.display_name, img.unique_size, *keep))
 
     # -- build cache -------------------------------------------------------
     cache_candidates: list[BuildCache] = []
     for b in sorted(inv.build_cache, key=lambda b: b.last_used or b.created or now):
         if b.in_use:
-            refusals.append(Refusal("build-cache", b.id, b.description or b.id, b.size, "in use by a build"))
+            refusals.append(Refusal("build-cache", b.id, b.description or b.id, b.size, Reason.CACHE_IN_USE))
             continue
         last = b.last_used or b.created
         if policy.cache_older_than is not None and last is not None and now - last >= policy.cache_older_than:
-            actions.append(Action("build-cache", b.id, b.description or b.id, b.size,
-                                  f"unused for {_ago(now - last)}", {"last_used": _iso(b.last_used)}))
+            actions.append(Action("build-cache", b.id, b.description or b.id, b.size, Reason.CACHE_UNUSED,
+                                  {"unused_for": _secs(now - last)}, {"last_used": _iso(b.last_used)}))
         else:
             cache_candidates.append(b)
     if policy.cache_max_size is not None:
@@ -244,81 +293,91 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
         for b in list(cache_candidates):
             if kept <= policy.cache_max_size:
                 break
-            actions.append(Action("build-cache", b.id, b.description or b.id, b.size,
-                                  f"build cache over its {human_bytes(policy.cache_max_size)} budget; least recently used",
-                                  {"last_used": _iso(b.last_used)}))
+            actions.append(Action("build-cache", b.id, b.description or b.id, b.size, Reason.CACHE_OVER_BUDGET,
+                                  {"budget": policy.cache_max_size}, {"last_used": _iso(b.last_used)}))
             cache_candidates.remove(b)
             kept -= b.size
-    refusals.extend(Refusal("build-cache", b.id, b.description or b.id, b.size, "recent enough")
+    refusals.extend(Refusal("build-cache", b.id, b.description or b.id, b.size, Reason.CACHE_RECENT)
                     for b in cache_candidates)
 
     # -- disk budget: least recently used first, never protected or in use --
     if policy.budget is not None:
         _apply_budget(inv, policy.budget, actions, refusals, image_candidates, cache_candidates, notes, now,
-                      hist)
+                      hist, clock)
 
     actions.sort(key=lambda a: KIND_ORDER[a.kind])  # stable: keeps LRU order within a kind
-    return Plan(host=inv.host, policy=policy.source, made_at=now.isoformat(), actions=tuple(actions),
-                refusals=tuple(refusals), notes=tuple(notes))
+    return Plan(host=inv.host, engine_id=inv.engine_id, policy=policy.source, rules=policy_to_json(policy),
+                made_at=now.isoformat(), actions=tuple(actions), refusals=tuple(refusals), notes=tuple(notes))
 
 
-def _container_verdict(c: Container, policy: Policy, now: datetime) -> str | None:
+_VOLUME_REMOVALS = frozenset({Reason.VOLUME_ORPHANED, Reason.VOLUME_NAMED_RULE})
+
+
+def _container_verdict(c: Container, policy: Policy, now: datetime) -> tuple[Reason, Facts] | None:
     """None to remove; else why it stays."""
     if c.running:
-        return f"{c.state}: running containers are never touched"
-    protected = _protected(c.labels, policy)
-    if protected:
-        return protected
+        return Reason.RUNNING, {"state": c.state}
+    label = _protected(c.labels, policy)
+    if label:
+        return Reason.PROTECTED_LABEL, {"label": label}
     if not policy.remove_containers:
-        return "the policy removes no containers"
+        return Reason.POLICY_KEEPS_CONTAINERS, {}
     if c.state not in policy.container_states:
-        return f"state {c.state} is not one the policy removes ({', '.join(policy.container_states)})"
+        return Reason.STATE_NOT_SELECTED, {"state": c.state, "states": list(policy.container_states)}
     if any(fnmatchcase(c.name, p) for p in policy.container_keep_names):
-        return "name matches keep_names"
+        return Reason.NAME_KEPT, {}
     if policy.container_names and not any(fnmatchcase(c.name, p) for p in policy.container_names):
-        return "name matches none of the policy's names"
+        return Reason.NAME_NOT_SELECTED, {}
     if policy.container_labels and not _has_any_label(c.labels, policy.container_labels):
-        return "has none of the policy's labels"
+        return Reason.LABEL_NOT_SELECTED, {}
     if policy.generated_names_only and not c.name_generated:
-        return "named on purpose (the policy removes only containers docker named)"
+        return Reason.NAMED_ON_PURPOSE, {}
     since = c.finished or c.created
     if since is not None and now - since < policy.container_older_than:
-        return f"too recent: {c.state} {_ago(now - since)} ago, policy waits {_ago(policy.container_older_than)}"
+        return Reason.CONTAINER_TOO_RECENT, {"state": c.state, "stopped_for": _secs(now - since),
+                                             "threshold": _secs(policy.container_older_than)}
     return None
 
 
-def _volume_verdict(v: Volume, left: list[Container], users: list[Container], policy: Policy, now: datetime,
-                    backup_available: bool) -> tuple[str | None, str, bool]:
-    protected = _protected(v.labels, policy)
-    if protected:
-        return protected, "", False
-    if left:
-        running = [c.name for c in left if c.running]
+def _volume_verdict(v: Volume, users: list[Container], removed: set[str], last: datetime | None, since: str,
+                    policy: Policy, now: datetime, backup_available: bool) -> tuple[Reason, Facts, bool]:
+    """(code, facts, needs_backup); the code is a removal code when the volume may go."""
+    label = _protected(v.labels, policy)
+    if label:
+        return Reason.PROTECTED_LABEL, {"label": label}, False
+    staying = [c for c in users if c.id not in removed]
+    if staying:
+        running = [c.name for c in staying if c.running]
         if running:
-            return f"in use by running container(s): {', '.join(running[:3])}", "", False
-        return f"used by stopped container(s) that stay: {', '.join(c.name for c in left[:3])}", "", False
-    freed = " (its containers are being removed)" if users else ""
-    age = now - v.created if v.created else None
+            return Reason.VOLUME_IN_USE, {"users": running[:3]}, False
+        return Reason.VOLUME_USED_BY_STOPPED, {"users": [c.name for c in staying[:3]]}, False
+    if users:
+        # its containers go in this run: it becomes orphaned only then, and its clock starts then
+        return Reason.VOLUME_USERS_GO_THIS_RUN, {"users": [c.name for c in users[:3]]}, False
+    orphaned_for = now - last if last is not None else timedelta(0)
+    clock = {"orphaned_for": _secs(max(orphaned_for, timedelta(0))), "since": since}
     if v.anonymous:
         threshold = policy.orphaned_anonymous_older_than
         if threshold is None:
-            return "orphaned anonymous volume; the policy keeps them", "", False
-        if age is not None and age < threshold:
-            return f"too recent: orphaned anonymous volume created {_ago(age)} ago, policy waits {_ago(threshold)}", \
-                "", False
-        return None, f"orphaned anonymous volume{freed}, created {_ago(age) if age else '?'} ago", False
+            return Reason.POLICY_KEEPS_ANONYMOUS, {}, False
+        if orphaned_for < threshold:
+            return Reason.ORPHAN_TOO_RECENT, {**clock, "threshold": _secs(threshold)}, False
+        if v.placement == "symlink":
+            return Reason.VOLUME_SYMLINKED, {"data_path": v.data_path}, False
+        return Reason.VOLUME_ORPHANED, clock, False
     for rule in policy.named_volume_rules:
         if any(fnmatchcase(v.name, p) for p in rule.names) or _has_any_label(v.labels, rule.labels):
-            if age is not None and age < rule.older_than:
-                return f"too recent for its named-volume rule: created {_ago(age)} ago, rule waits " \
-                       f"{_ago(rule.older_than)}", "", False
+            if orphaned_for < rule.older_than:
+                return Reason.NAMED_TOO_RECENT, {**clock, "threshold": _secs(rule.older_than)}, False
             if v.driver != "local":
-                return f"named volume on driver {v.driver}: tamer can only back up local volumes", "", False
+                return Reason.NAMED_NOT_LOCAL, {"driver": v.driver}, False
+            if v.placement == "symlink":
+                # the engine refuses to remove it (its _data is a link): a backup would be made for nothing
+                return Reason.VOLUME_SYMLINKED, {"data_path": v.data_path}, False
             if not backup_available:
-                return "named volume: no verified backup possible here, so it stays", "", False
-            return None, f"named volume{freed} selected by a [[volumes.named]] rule; backed up and verified first", \
-                True
-    return "named volume: no [[volumes.named]] rule names it (named volumes never go by default)", "", False
+                return Reason.NAMED_NO_BACKUP, {}, False
+            return Reason.VOLUME_NAMED_RULE, clock, True
+    return Reason.NAMED_NO_RULE, {}, False
 
 
 def _newest_per_repo(images: tuple[Image, ...], keep: int) -> set[str]:
@@ -337,50 +396,51 @@ def _newest_per_repo(images: tuple[Image, ...], keep: int) -> set[str]:
 
 def _apply_budget(inv: Inventory, budget: int, actions: list[Action], refusals: list[Refusal],
                   image_candidates: list[tuple[datetime | None, Image]], cache_candidates: list[BuildCache],
-                  notes: list[str], now: datetime, hist: LastUsed) -> None:
+                  notes: list[Note], now: datetime, hist: LastUsed, clock: Mapping[str, datetime]) -> None:
     total = docker_total(inv)
     after = total - sum(a.bytes for a in actions)
     if after <= budget:
-        notes.append(f"within budget: Docker uses {human_bytes(total)}, {human_bytes(after)} after this plan, "
-                     f"budget {human_bytes(budget)}")
+        notes.append(Note(NoteCode.WITHIN_BUDGET, {"total": total, "after": after, "budget": budget}))
         return
-    # candidates: unused images, idle build cache, orphaned anonymous volumes kept only for being recent
+    # candidates: unused images, idle build cache, orphaned volumes kept only for their clock
     pool: list[tuple[datetime, str, Any]] = []
     epoch = datetime.min.replace(tzinfo=now.tzinfo)
     for last, img in image_candidates:
         pool.append((last or epoch, "image", img))
     for b in cache_candidates:
         pool.append((b.last_used or b.created or epoch, "build-cache", b))
-    refused_volumes = {r.id for r in refusals if r.kind == "volume" and r.why.startswith("too recent: orphaned")}
-    for v in inv.volumes:
-        if v.name in refused_volumes:
-            pool.append((hist.get(("volume", v.name)) or v.created or epoch, "volume", v))
+    waiting = {r.id for r in refusals if r.kind == "volume" and r.code in BUDGET_EVICTABLE_VOLUME}
+    volumes = {v.name: v for v in inv.volumes}
+    for name in sorted(waiting):
+        v = volumes[name]
+        if v.placement == "symlink":
+            continue
+        pool.append((volume_last_used(name, hist, clock)[0] or epoch, "volume", v))
     pool.sort(key=lambda t: t[0])
     evicted: set[tuple[str, str]] = set()
     for last, kind, obj in pool:
         if after <= budget:
             break
-        over = f"over budget ({human_bytes(after)} > {human_bytes(budget)}); least recently used"
-        stamp = f", last used {_ago(now - last)} ago" if last != epoch else ", never seen used"
+        facts: Facts = {"over": after - budget, "budget": budget,
+                        "last_used_for": _secs(now - last) if last != epoch else None}
         if kind == "image":
-            actions.append(Action("image", obj.id, obj.display_name, obj.unique_size, over + stamp,
+            actions.append(Action("image", obj.id, obj.display_name, obj.unique_size, Reason.BUDGET_LRU, facts,
                                   image_fingerprint(obj)))
             after -= obj.unique_size
             evicted.add(("image", obj.id))
         elif kind == "build-cache":
-            actions.append(Action("build-cache", obj.id, obj.description or obj.id, obj.size, over + stamp,
-                                  {"last_used": _iso(obj.last_used)}))
+            actions.append(Action("build-cache", obj.id, obj.description or obj.id, obj.size, Reason.BUDGET_LRU,
+                                  facts, {"last_used": _iso(obj.last_used)}))
             after -= obj.size
             evicted.add(("build-cache", obj.id))
         else:
-            actions.append(Action("volume", obj.name, obj.name, volume_bytes(obj), over + stamp,
+            size = volume_freed_bytes(obj)
+            actions.append(Action("volume", obj.name, obj.name, size, Reason.BUDGET_LRU, facts,
                                   volume_fingerprint(obj)))
-            after -= volume_bytes(obj)
+            after -= size
             evicted.add(("volume", obj.name))
     refusals[:] = [r for r in refusals if (r.kind, r.id) not in evicted]
     if after > budget:
-        notes.append(f"still over budget by {human_bytes(after - budget)} after this plan: the rest is in use, "
-                     "protected, or a named volume")
+        notes.append(Note(NoteCode.STILL_OVER_BUDGET, {"over": after - budget}))
     else:
-        notes.append(f"budget {human_bytes(budget)}: evicting least recently used first brings Docker to "
-                     f"{human_bytes(after)}")
+        notes.append(Note(NoteCode.BUDGET_MET, {"budget": budget, "after": after}))

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
@@ -113,20 +113,34 @@ SCHEMA: dict[str, dict[str, str]] = {
 }
 
 
+# Limits past which a value is a typo, not a policy: a timedelta holds at most
+# 999999999 days, and sizes must fit the journal's 64-bit integers.
+MAX_DURATION = timedelta(days=100 * 366)
+MAX_SIZE = 2**63 - 1
+
+
 def parse_duration_value(text: str) -> timedelta | None:
+    """"7d" -> timedelta(days=7); None when malformed or past MAX_DURATION (a century)."""
     m = DURATION.match(text.strip())
     if not m:
         return None
-    return timedelta(seconds=float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)])
+    seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    if not seconds <= MAX_DURATION.total_seconds():  # also catches inf and nan from huge digit strings
+        return None
+    return timedelta(seconds=seconds)
 
 
 def parse_size_value(text: str | int) -> int | None:
+    """"40GB" -> 40_000_000_000; None when malformed, negative or past MAX_SIZE."""
     if isinstance(text, int):
-        return text if text >= 0 else None
+        return text if 0 <= text <= MAX_SIZE else None
     m = SIZE.match(text.strip())
     if not m:
         return None
-    return int(float(m.group(1)) * SIZE_FACTORS[m.group(2)])
+    value = float(m.group(1)) * SIZE_FACTORS[m.group(2)]
+    if not value <= MAX_SIZE:
+        return None
+    return int(value)
 
 
 class _Locator:
@@ -162,6 +176,10 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
     """
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise PolicyError(f"{source}:1: not a usable policy: values are nested too deeply for a policy "
+                          "(expected flat sections of keys, lists of strings and [[volumes.named]] tables); "
+                          "see `tamer policy show` for the format") from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
@@ -184,7 +202,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         if not isinstance(body, dict):
             if section in SCHEMA[""]:
                 if section == "version" and body != 1:
-                    err(where.line_of("", section), f"version must be 1, got {body!r}")
+                    err(where.line_of("", section), f"version must be 1, got {_clip(body)}")
                 continue
             err(where.line_of("", section), f"unknown top-level key {section!r}: expected sections "
                 f"{', '.join(s for s in SCHEMA if s and '.' not in s)}")
@@ -238,40 +256,47 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
 _BAD = object()
 
 
+def _clip(value: Any) -> str:
+    """repr of a bad value, cut short: a garbage file must not make a garbage-sized message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check(kind: str, value: Any, err: Any, key: str) -> Any:
     if kind == "bool":
         if not isinstance(value, bool):
-            err(f"{key} must be true or false, got {value!r}")
+            err(f"{key} must be true or false, got {_clip(value)}")
             return _BAD
         return value
     if kind == "int":
         return value
     if kind == "count":
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            err(f"{key} must be a whole number >= 0, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SIZE:
+            err(f"{key} must be a whole number >= 0 (below 2^63), got {_clip(value)}")
             return _BAD
         return value
     if kind == "strs":
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            err(f"{key} must be a list of non-empty strings, e.g. [\"keep\"], got {value!r}")
+            err(f"{key} must be a list of non-empty strings, e.g. [\"keep\"], got {_clip(value)}")
             return _BAD
         return tuple(value)
     if kind == "states":
         if not isinstance(value, list) or not value or any(v not in STATES for v in value):
             err(f"{key} must be a list drawn from {list(STATES)} (running containers are never removed), "
-                f"got {value!r}")
+                f"got {_clip(value)}")
             return _BAD
         return tuple(value)
     if kind == "duration":
         parsed = parse_duration_value(value) if isinstance(value, str) else None
         if parsed is None:
-            err(f"{key} must be a duration like \"7d\", \"12h\" or \"2w\", got {value!r}")
+            err(f"{key} must be a duration like \"7d\", \"12h\" or \"2w\", at most {MAX_DURATION.days}d, "
+                f"got {_clip(value)}")
             return _BAD
         return parsed
     if kind == "size":
         size = parse_size_value(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
         if size is None or size <= 0:
-            err(f"{key} must be a positive size like \"40GB\" or \"500MiB\", got {value!r}")
+            err(f"{key} must be a positive size like \"40GB\" or \"500MiB\", below 2^63 bytes, got {_clip(value)}")
             return _BAD
         return size
     raise AssertionError(kind)
@@ -304,6 +329,44 @@ def _named_rule(rule: Any, n: int, where: _Locator, err: Any) -> list[NamedVolum
         return []
     return [NamedVolumeRule(names=out.get("names", ()), labels=out.get("labels", ()),
                             older_than=out.get("older_than", timedelta(0)))]
+
+
+def policy_to_json(policy: Policy) -> dict[str, Any]:
+    """The rules as plain JSON (durations in seconds), recorded in every plan so apply can re-derive it."""
+    out: dict[str, Any] = {}
+    for f in fields(policy):
+        value = getattr(policy, f.name)
+        if f.name == "named_volume_rules":
+            value = [{"names": list(r.names), "labels": list(r.labels), "older_than": r.older_than.total_seconds()}
+                     for r in value]
+        elif isinstance(value, timedelta):
+            value = value.total_seconds()
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def policy_from_json(data: dict[str, Any]) -> Policy:
+    """The inverse of policy_to_json; raises PolicyError when the record is not one."""
+    try:
+        kwargs: dict[str, Any] = {}
+        for f in fields(Policy):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            default = getattr(DEFAULT_POLICY, f.name)
+            if f.name == "named_volume_rules":
+                value = tuple(NamedVolumeRule(tuple(r["names"]), tuple(r["labels"]),
+                                              timedelta(seconds=float(r["older_than"]))) for r in value)
+            elif f.name.endswith("older_than") and value is not None:
+                value = timedelta(seconds=float(value))
+            elif isinstance(default, tuple) or isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = value
+        return Policy(**kwargs)
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise PolicyError(f"the policy recorded in the plan is not valid ({exc}); make a new plan") from None
 
 
 def read_policy_file(path: str) -> Policy:

@@ -20,6 +20,11 @@ BUSYBOX = "tamer-test/busybox:1"
 MONGO = "tamer-test/mongo-standin:1"
 # the session's base images stay, whatever a test's policy says
 KEEP_BASE = '[images]\nkeep_tags = ["tamer-test/*"]\n'
+FAULTY = Path(__file__).parents[1] / "faulty_tamer.py"
+# the CLI with a one-second pause before each clean step, installed through the fault seam
+SLOW_STEPS = ("import sys, time\nfrom tamer.operation import faults\nfrom tamer.cli import main\n"
+              "faults.install(lambda p, ctx: time.sleep(1.0) if p.endswith('.before') else None)\n"
+              "raise SystemExit(main(sys.argv[1:]))\n")
 
 
 def tamer(eng: Any, state: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -85,7 +90,9 @@ def test_default_policy_plan_then_apply(eng: Any, tmp_path: Path) -> None:
     assert not any(k == "volume" and n == "precious" for k, n in removing)
     keep = {r["name"]: r["why"] for r in plan["data"]["refusals"]}
     assert "running" in keep["alive"] and "protected by label keep" in keep["kept-by-label"]
-    assert "named volume" in keep["precious"]
+    # its only user goes in this run: a volume never goes with its container (its orphan clock starts then)
+    codes = {r["name"]: r["code"] for r in plan["data"]["refusals"]}
+    assert codes["precious"] == "volume-users-go-this-run" and "removed in this run" in keep["precious"]
     assert plan["data"]["total_bytes"] == sum(a["bytes"] for a in plan["data"]["actions"]) > 200_000
 
     human = tamer(eng, tmp_path, "clean")  # preview by default
@@ -120,7 +127,7 @@ def test_custom_policy(eng: Any, tmp_path: Path) -> None:
     assert ("container", "nostalgic_hopper") in acted
     assert ("container", "one-off") not in acted  # named on purpose
     assert not any(k == "image" for k, _ in acted)  # dangling kept by this policy
-    rc, result = tamer_json(eng, tmp_path, "clean", "--policy", str(policy), "--apply", "--yes")
+    rc, _ = tamer_json(eng, tmp_path, "clean", "--policy", str(policy), "--apply", "--yes")
     assert rc == 0
     left = names(eng)
     assert "nostalgic_hopper" not in left and "one-off" in left
@@ -132,7 +139,7 @@ def test_preview_and_apply_are_the_same_plan(eng: Any, tmp_path: Path) -> None:
     saved = tmp_path / "plan.json"
     out = tamer(eng, tmp_path, "plan", "-o", str(saved))
     assert out.returncode == 0
-    plan = json.loads(saved.read_text())
+    plan = json.loads(saved.read_text())["plan"]
     # the host changes after the preview: a new stopped container appears
     eng.docker("run", "--name", "after-the-plan", BUSYBOX, "true")
     rc, result = tamer_json(eng, tmp_path, "clean", "--plan", str(saved), "--apply", "--yes")
@@ -142,8 +149,9 @@ def test_preview_and_apply_are_the_same_plan(eng: Any, tmp_path: Path) -> None:
     assert executed == [(a["kind"], a["id"]) for a in plan["actions"]]
     assert "after-the-plan" in names(eng)  # not in the plan: untouched
     # an edited plan is refused, nothing removed
-    plan["actions"].append({**plan["actions"][0], "id": "deadbeef"})
-    saved.write_text(json.dumps(plan))
+    sealed = json.loads(saved.read_text())
+    sealed["plan"]["actions"].append({**plan["actions"][0], "id": "deadbeef"})
+    saved.write_text(json.dumps(sealed))
     bad = tamer(eng, tmp_path, "clean", "--plan", str(saved), "--apply", "--yes")
     assert bad.returncode == 2 and "edited" in bad.stderr and "after-the-plan" in names(eng)
 
@@ -155,20 +163,22 @@ def test_killed_mid_apply_then_rerun_finishes(eng: Any, tmp_path: Path, crash_at
         eng.docker("run", "--name", f"extra-{i}", BUSYBOX, "true")
     saved = tmp_path / "plan.json"
     tamer(eng, tmp_path, "plan", "-o", str(saved))
-    plan = json.loads(saved.read_text())
+    plan = json.loads(saved.read_text())["plan"]
     n = len(plan["actions"])
     assert n >= 5
     at = n - 1 if crash_at == "last" else int(crash_at)
     eng.docker("run", "--name", "made-after-plan", BUSYBOX, "true")
-    killed = tamer(eng, tmp_path, "clean", "--plan", str(saved), "--apply", "--yes",
-                   env={"TAMER_TEST_CRASH_AT": str(at)})
-    assert killed.returncode == 137
+    # killed between a removal and its journal entry, through the fault seam (no test switch in tamer)
+    killed = subprocess.run([sys.executable, str(FAULTY), f"clean.{at}.after", "clean", "--plan", str(saved),
+                             "--apply", "--yes"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path)})
+    assert killed.returncode == 137, killed.stderr
     # the rerun shows the journal first...
     show = tamer(eng, tmp_path, "clean")
     assert show.returncode == 0 and "did not finish" in show.stdout and "pending" in show.stdout
     # ...and finishes the same plan
     rc, result = tamer_json(eng, tmp_path, "clean", "--apply", "--yes")
-    assert rc == 0, result
+    assert rc == 0, [(s["status"], s["name"], s["detail"]) for s in result["data"]["steps"]]
     assert result["data"]["resumed"] is True and result["data"]["plan_id"] == plan["plan_id"]
     statuses = [s["status"] for s in result["data"]["steps"]]
     assert all(s in ("done", "gone") for s in statuses)
@@ -190,7 +200,7 @@ def test_volume_used_between_plan_and_apply_stays(eng: Any, tmp_path: Path) -> N
     policy.write_text(KEEP_BASE + "[volumes]\norphaned_anonymous_older_than = \"0s\"\n")
     saved = tmp_path / "plan.json"
     tamer(eng, tmp_path, "plan", "--policy", str(policy), "-o", str(saved))
-    planned = {a["id"] for a in json.loads(saved.read_text())["actions"] if a["kind"] == "volume"}
+    planned = {a["id"] for a in json.loads(saved.read_text())["plan"]["actions"] if a["kind"] == "volume"}
     assert set(vols) <= planned
     # someone starts using one of them before the apply
     eng.docker("run", "-d", "--name", "late-user", "-v", f"{vols[0]}:/data", BUSYBOX, "sleep", "600")
@@ -210,9 +220,9 @@ def test_engine_restart_during_apply(eng: Any, tmp_path: Path) -> None:
         eng.docker("run", "--name", f"slow-{i}", BUSYBOX, "true")
     saved = tmp_path / "plan.json"
     tamer(eng, tmp_path, "plan", "-o", str(saved))
-    n = len(json.loads(saved.read_text())["actions"])
-    env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path), "TAMER_TEST_STEP_DELAY": "1.0"}
-    proc = subprocess.Popen([sys.executable, "-m", "tamer", "clean", "--plan", str(saved), "--apply", "--yes"],
+    n = len(json.loads(saved.read_text())["plan"]["actions"])
+    env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_STEPS, "clean", "--plan", str(saved), "--apply", "--yes"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = tmp_path / "journal.sqlite"
     deadline = time.monotonic() + 60
@@ -292,7 +302,7 @@ def test_watch_records_last_use_and_budget_evicts_lru(eng: Any, tmp_path: Path) 
     assert evicted[:2] == ["lru/b:1", "lru/a:1"], evicted
     assert "lru/c:1" not in evicted
     assert all("least recently used" in a["reason"] for a in plan["data"]["actions"] if a["kind"] == "image")
-    rc, result = tamer_json(eng, tmp_path, "clean", "--policy", str(policy), "--apply", "--yes")
+    rc, _ = tamer_json(eng, tmp_path, "clean", "--policy", str(policy), "--apply", "--yes")
     assert rc == 0
     left = eng.docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
     assert "lru/c:1" in left and "lru/b:1" not in left and "lru/a:1" not in left
@@ -302,7 +312,7 @@ def test_without_history_the_plan_says_it_falls_back(eng: Any, tmp_path: Path) -
     policy = tmp_path / "p.toml"
     policy.write_text(KEEP_BASE.replace("[images]\n", "[images]\nunused_older_than = \"30d\"\n"))
     rc, plan = tamer_json(eng, tmp_path, "plan", "--policy", str(policy))
-    assert rc == 0 and any("no usage history" in n for n in plan["data"]["notes"])
+    assert rc == 0 and any("no usage history" in n["text"] for n in plan["data"]["notes"])
 
 
 def test_named_volume_goes_only_by_rule_and_after_a_verified_backup(eng: Any, tmp_path: Path) -> None:

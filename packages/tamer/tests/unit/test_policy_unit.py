@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from tamer.cli.clean_cmds import DEFAULT_POLICY_TOML
 from tamer.inventory import RawSnapshot, build_inventory
 from tamer.plan import Plan, make_plan
 from tamer.policy import DEFAULT_POLICY, PolicyError, load_policy
+from tamer.reasons import Reason
 
 DATA = Path(__file__).parent / "data" / "snapshot.json"
 
@@ -53,4 +53,4 @@ def test_plan_is_pure_and_repeatable() -> None:
     assert [x.name for x in named] == ["old-cache"]
     without_backup = make_plan(inv, ruled, backup_available=False)
     assert "old-cache" not in {x.name for x in without_backup.actions}
-    assert any(r.name == "old-cache" and "backup" in r.why for r in without_backup.refusals)
+    assert any(r.name == "old-cache" and r.code is Reason.NAMED_NO_BACKUP for r in without_backup.refusals)

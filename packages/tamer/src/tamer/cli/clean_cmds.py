@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tamer.apply import apply_plan
+from tamer.apply import Current, apply_plan
 from tamer.cli.app import Outcome
 from tamer.cli.inspect_cmds import read_inventory
 from tamer.cli.progress import Progress
@@ -20,8 +20,9 @@ from tamer.history import History, uses_from_event
 from tamer.journal import Journal
 from tamer.plan import Plan, make_plan
 from tamer.policy import DEFAULT_POLICY, Policy, read_policy_file
-from tamer.report.plan_view import render_apply, render_plan, render_run
+from tamer.report.plan_view import plan_json, render_apply, render_plan, render_run, result_json
 from tamer.report.units import parse_duration
+from tamer.sealing import open_plan, plan_key, seal_plan
 from tamer.state import state_dir
 
 DEFAULT_POLICY_TOML = """\
@@ -106,21 +107,32 @@ def backup_before_removal(engine: Engine, name: str) -> Path:
     return Path(result.path)
 
 
-def build_plan(args: argparse.Namespace, engine: Engine, policy: Policy) -> Plan:
+def read_current(args: argparse.Namespace, engine: Engine) -> Current:
+    """The host now, its usage history and its orphan clock (recorded as a side effect: every plan looks)."""
     inv = read_inventory(args, engine)
     history = History(inv.host).last_used()
-    return make_plan(inv, policy, history=history or None, backup_available=backup_available())
+    clock = Journal().observe_volumes(inv)
+    return Current(inv, history, clock)
+
+
+def build_plan(args: argparse.Namespace, engine: Engine, policy: Policy) -> tuple[Plan, Current]:
+    current = read_current(args, engine)
+    plan = make_plan(current.inventory, policy, history=current.history or None,
+                     orphan_clock=current.orphan_clock, backup_available=backup_available())
+    return plan, current
 
 
 def run_plan(args: argparse.Namespace) -> Outcome:
     policy = _policy(args)  # a bad policy fails before the engine is asked anything
-    plan = build_plan(args, connect(args.host), policy)
+    plan, _ = build_plan(args, connect(args.host), policy)
     if args.output:
-        Path(args.output).write_text(json.dumps(plan.to_json(), indent=1))
+        sealed = seal_plan(plan, plan_key())
+        Path(args.output).write_text(json.dumps(sealed, indent=1))
     text = render_plan(plan, verbose=args.verbose)
     if args.output:
-        text += f"\nsaved to {args.output}; `tamer clean --plan {args.output} --apply` executes exactly this plan"
-    return Outcome(plan.to_json(), text)
+        text += f"\nsaved to {args.output}; `tamer clean --plan {args.output} --apply` executes this plan, " \
+                "re-checking each object"
+    return Outcome(plan_json(plan), text)
 
 
 def run_clean(args: argparse.Namespace) -> Outcome:
@@ -146,47 +158,52 @@ def run_clean(args: argparse.Namespace) -> Outcome:
         progress = Progress("cleaning", enabled=not (args.json or args.quiet))
         try:
             result = apply_plan(engine, unfinished.plan, journal, resume_run=unfinished.id,
-                                backup=backup_before_removal, progress=progress)
+                                read_current=lambda e: read_current(args, e), backup=backup_before_removal,
+                                progress=progress)
         finally:
             progress.close()
-        return Outcome(_result_json(result), text + "\n\n" + render_apply(result), result.exit_code)
+        return Outcome(result_json(result), text + "\n\n" + render_apply(result), result.exit_code)
     if args.abandon:
         return Outcome({"abandoned": None}, "no unfinished clean to abandon")
 
+    fresh: Current | None = None
     if args.plan_file:
-        try:
-            plan = Plan.from_json(json.loads(Path(args.plan_file).read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"can't use the plan file {args.plan_file}: {exc}; save one with "
-                             "`tamer plan -o FILE`") from None
-        if plan.host != engine.where:
-            raise UsageError(f"the plan was made for {plan.host}, not {engine.where}; nothing was removed")
+        plan = _read_plan_file(args.plan_file)
     else:
-        plan = build_plan(args, engine, policy)
+        plan, fresh = build_plan(args, engine, policy)
     preview = render_plan(plan, verbose=args.verbose)
     if not args.apply:
-        return Outcome(plan.to_json(), preview + "\n\nThis was a preview: nothing was removed. "
+        return Outcome(plan_json(plan), preview + "\n\nThis was a preview: nothing was removed. "
                        "`tamer clean --apply` does it.")
     if not plan.actions:
-        return Outcome({"plan": plan.to_json(), "result": None}, preview)
+        return Outcome({"plan": plan_json(plan), "result": None}, preview)
     if not args.yes:
         print(preview)
         answer = input(f"\nRemove these {len(plan.actions)} object(s)? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
-            return Outcome({"plan": plan.to_json(), "result": None}, "nothing was removed")
+            return Outcome({"plan": plan_json(plan), "result": None}, "nothing was removed")
         preview = ""
+
+    def current_for_apply(e: Engine) -> Current:
+        # a plan made a moment ago in this process was derived from exactly this; a saved one is re-read
+        return fresh if fresh is not None else read_current(args, e)
+
     progress = Progress("cleaning", enabled=not (args.json or args.quiet))
     try:
-        result = apply_plan(engine, plan, journal, backup=backup_before_removal, progress=progress)
+        result = apply_plan(engine, plan, journal, read_current=current_for_apply, backup=backup_before_removal,
+                            progress=progress)
     finally:
         progress.close()
-    data = {"plan": plan.to_json(), **_result_json(result)}
+    data = {"plan": plan_json(plan), **result_json(result)}
     return Outcome(data, (preview + "\n\n" if preview else "") + render_apply(result), result.exit_code)
 
 
-def _result_json(result: Any) -> dict[str, Any]:
-    return {"run_id": result.run_id, "plan_id": result.plan_id, "resumed": result.resumed,
-            "reclaimed": result.reclaimed, "steps": [dataclasses.asdict(s) for s in result.steps]}
+def _read_plan_file(path: str) -> Plan:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"can't use the plan file {path}: {exc}; save one with `tamer plan -o FILE`") from None
+    return open_plan(data, plan_key(), f"the plan file {path}")
 
 
 def run_policy_check(args: argparse.Namespace) -> Outcome:
