@@ -270,7 +270,9 @@ def mass_threshold_ascending(keys: np.ndarray, weights: np.ndarray, need: np.nda
     reached = cum >= need[:, None]
     hit = reached.any(axis=1)
     threshold[hit] = ck[hit, reached[hit].argmax(axis=1)]
-    pending = np.flatnonzero(~hit) if idx.shape[1] < v else np.zeros(0, dtype=np.int64)
+    # a row whose window already held all its tokens is done (rounding kept all); the others go to the
+    # buckets. Judged per row: idx is padded to the widest row of the batch (batch invariance).
+    pending = np.flatnonzero(~hit & ((idx >= 0).sum(axis=1) < v))
     if pending.size == 0:
         return threshold
     kp, wp = (keys, weights) if pending.size == b else (keys[pending], weights[pending])

@@ -1,0 +1,411 @@
+"""numba kernels: temperature + truncation (top-k, top-p, min-p, typical, epsilon, eta) + inverse-CDF draw, fused.
+
+One row at a time (rows in parallel with ``prange``), in float64:
+
+1. one pass for the row maximum ``m`` (and NaN / +inf / all ``-inf`` detection);
+2. one vectorised pass for ``s = (x - m) / T`` (subtract first, then divide: right at any
+   scale), stored, so no later loop divides;
+3. one pass for ``w = exp(s)``, stored, with (for top-k and top-p) a histogram of the weights
+   over buckets of ``s`` (64 per factor of 2 of ``w``; the bucket is monotone in ``s``);
+4. each truncation narrows the kept set, always an interval ``lo <= s <= hi`` of ``s``
+   (every truncation here keeps an up- or down-closed set of ``s``, typical a band):
+   a mass or count threshold is found in the histogram, then only the boundary bucket's
+   members are gathered and sorted (no full sort);
+5. the keyed uniform ``u`` picks the token whose band ``(c_{i-1}, c_i]`` of the running
+   sum of kept weights in token order holds ``u * Z``, as :func:`faithful.draw.band_search`.
+
+Exact decisions mirror the numpy reference (:mod:`faithful.processors`): ties at a
+threshold are all kept, the top token survives epsilon/eta, a running sum that rounds
+a hair below its target keeps everything. Sums are taken in a different order than the
+reference's, so a kept set can differ only when a mass lands within float64 rounding of
+``top_p`` (or a cut), and a token only when ``u * Z`` lands within rounding of a band edge.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+NB = 4096  # buckets of s; the last one takes everything below s = -(NB - 1) / SCALE (about -44)
+SCALE = 64.0 / math.log(2.0)
+D_SCALE = 100.0  # typical: linear buckets of |surprise - entropy|, 0.01 nats wide
+
+OP_TOP_K, OP_TOP_P, OP_MIN_P, OP_TYPICAL, OP_EPSILON, OP_ETA = 1, 2, 3, 4, 5, 6
+OK, BAD_VALUE, EMPTY_ROW = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def _key(s: float) -> int:
+    return int(min(-s * SCALE, NB - 1.0))
+
+
+@njit(cache=True)
+def _kept_stats(s: np.ndarray, w: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    """Mass and sum of ``w * s`` over the kept set (four accumulators: the adds are latency-bound)."""
+    v = s.shape[0]
+    z0 = z1 = z2 = z3 = 0.0
+    a0 = a1 = a2 = a3 = 0.0
+    n4 = v - v % 4
+    for i in range(0, n4, 4):
+        k0 = (lo <= s[i]) & (s[i] <= hi) & (w[i] > 0)
+        k1 = (lo <= s[i + 1]) & (s[i + 1] <= hi) & (w[i + 1] > 0)
+        k2 = (lo <= s[i + 2]) & (s[i + 2] <= hi) & (w[i + 2] > 0)
+        k3 = (lo <= s[i + 3]) & (s[i + 3] <= hi) & (w[i + 3] > 0)
+        z0 += w[i] if k0 else 0.0
+        z1 += w[i + 1] if k1 else 0.0
+        z2 += w[i + 2] if k2 else 0.0
+        z3 += w[i + 3] if k3 else 0.0
+        a0 += w[i] * s[i] if k0 else 0.0
+        a1 += w[i + 1] * s[i + 1] if k1 else 0.0
+        a2 += w[i + 2] * s[i + 2] if k2 else 0.0
+        a3 += w[i + 3] * s[i + 3] if k3 else 0.0
+    for i in range(n4, v):
+        k0 = (lo <= s[i]) & (s[i] <= hi) & (w[i] > 0)
+        z0 += w[i] if k0 else 0.0
+        a0 += w[i] * s[i] if k0 else 0.0
+    return (z0 + z1) + (z2 + z3), (a0 + a1) + (a2 + a3)
+
+
+_CHUNK = 256
+
+
+@njit(cache=True)
+def _members(s: np.ndarray, key: int, lo: float, hi: float) -> np.ndarray:
+    """The kept s values in histogram bucket ``key``, sorted descending.
+
+    A vectorised count per chunk; only chunks holding members are scanned.
+    """
+    v = s.shape[0]
+    out = np.empty(16, dtype=np.float64)
+    n = 0
+    for c0 in range(0, v, _CHUNK):
+        c1 = min(v, c0 + _CHUNK)
+        hits = 0
+        for i in range(c0, c1):
+            hits += (_key(s[i]) == key) & (lo <= s[i]) & (s[i] <= hi)
+        if hits == 0:
+            continue
+        if n + hits > out.shape[0]:
+            bigger = np.empty(2 * (n + hits), dtype=np.float64)
+            bigger[:n] = out[:n]
+            out = bigger
+        for i in range(c0, c1):
+            if (_key(s[i]) == key) & (lo <= s[i]) & (s[i] <= hi):
+                out[n] = s[i]
+                n += 1
+    res = np.sort(out[:n])
+    return res[::-1]
+
+
+@njit(cache=True)
+def _top_k(s: np.ndarray, mass: np.ndarray, count: np.ndarray, k: int) -> tuple[float, float]:
+    """The k-th largest s (ties kept by ``s >= it``) and the mass kept; ``(-inf, -1)`` when ``k >= V``.
+
+    Only called first in the chain (the kept set is then the whole row), so bucket counts are exact.
+    """
+    before = 0
+    above = 0.0
+    for j in range(NB):
+        if before + count[j] >= k:
+            vals = _members(s, j, -np.inf, np.inf)
+            tau = vals[k - before - 1]
+            for i in range(vals.shape[0]):
+                if vals[i] < tau:
+                    break
+                above += math.exp(vals[i])
+            return tau, above
+        before += count[j]
+        above += mass[j]
+    return -np.inf, -1.0
+
+
+@njit(cache=True)
+def _kept_mass(s: np.ndarray, w: np.ndarray, lo: float, hi: float) -> float:
+    """Mass of the kept set (eight accumulators: the adds are latency-bound)."""
+    v = s.shape[0]
+    acc = np.zeros(8)
+    n8 = v - v % 8
+    for i in range(0, n8, 8):
+        for j in range(8):
+            acc[j] += w[i + j] if (lo <= s[i + j]) & (s[i + j] <= hi) else 0.0
+    for i in range(n8, v):
+        acc[0] += w[i] if (lo <= s[i]) & (s[i] <= hi) else 0.0
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+
+@njit(cache=True)
+def _mass_cut(
+    s: np.ndarray, mass: np.ndarray, lo: float, hi: float, need: float
+) -> tuple[float, float]:
+    """Smallest tau with mass{tau <= s, lo <= s <= hi} >= need, and that mass; ``(lo, -1)`` if never reached."""
+    jh = 0 if hi >= 0.0 else _key(hi)
+    jl = NB - 1 if lo == -np.inf else _key(lo)
+    before = 0.0
+    for j in range(jh, jl + 1):
+        partial = (j == jh and hi < 0.0) or (j == jl and lo != -np.inf)
+        if not partial and before + mass[j] < need:
+            before += mass[j]
+            continue
+        vals = _members(s, j, lo, hi)
+        for i in range(vals.shape[0]):
+            before += math.exp(vals[i])
+            if before >= need:
+                tau = vals[i]
+                for r in range(i + 1, vals.shape[0]):  # ties with tau come along
+                    if vals[r] < tau:
+                        break
+                    before += math.exp(vals[r])
+                return tau, before
+    return lo, -1.0
+
+
+@njit(cache=True)
+def _typical_band(
+    s: np.ndarray, w: np.ndarray, lo: float, hi: float, z: float, s1: float, p: float
+) -> tuple[float, float]:
+    """Typical sampling's kept set as an interval of s: tokens by increasing |surprise - H| to mass p."""
+    log_z = math.log(z)
+    h = log_z - s1 / z
+    nd = NB
+    dmass = np.zeros(nd, dtype=np.float64)
+    v = s.shape[0]
+    for i in range(v):
+        if (lo <= s[i]) & (s[i] <= hi) & (w[i] > 0):
+            f = abs(-(s[i] - log_z) - h) * D_SCALE
+            dmass[int(min(f, nd - 1.0))] += w[i] / z
+    before = 0.0
+    jb = nd - 1
+    for j in range(nd):
+        if before + dmass[j] >= p:
+            jb = j
+            break
+        before += dmass[j]
+    n = 0
+    dd = np.empty(v, dtype=np.float64)
+    pp = np.empty(v, dtype=np.float64)
+    for i in range(v):
+        if (lo <= s[i]) & (s[i] <= hi) & (w[i] > 0):
+            d = abs(-(s[i] - log_z) - h)
+            if int(min(d * D_SCALE, nd - 1.0)) == jb:
+                dd[n] = d
+                pp[n] = w[i] / z
+                n += 1
+    order = np.argsort(dd[:n], kind="mergesort")
+    cut = np.inf
+    for r in range(n):
+        before += pp[order[r]]
+        if before >= p:
+            cut = dd[order[r]]
+            break
+    if cut == np.inf and n > 0:
+        cut = dd[order[n - 1]]
+    # {d <= cut} is an interval of s (d is monotone on each side of log Z - H)
+    a, b = np.inf, -np.inf
+    for i in range(v):
+        if (lo <= s[i]) & (s[i] <= hi) & (w[i] > 0) & (abs(-(s[i] - log_z) - h) <= cut):
+            a = min(a, s[i])
+            b = max(b, s[i])
+    return a, b
+
+
+@njit(cache=True)
+def _floor_cut(s: np.ndarray, w: np.ndarray, lo: float, hi: float, z: float, cut: float) -> float:
+    """Smallest kept s with ``w / z >= cut``; the top kept token always survives (epsilon, eta)."""
+    best = np.inf
+    top = -np.inf
+    for i in range(s.shape[0]):
+        if (lo <= s[i]) & (s[i] <= hi) & (w[i] > 0):
+            top = max(top, s[i])
+            if w[i] / z >= cut:
+                best = min(best, s[i])
+    return min(best, top)
+
+
+@njit(cache=True)
+def _draw(s: np.ndarray, w: np.ndarray, lo: float, hi: float, z: float, u: float) -> int:
+    """The token whose band of the running kept sum (in token order) holds ``u * z``.
+
+    Two levels, as :func:`faithful.draw.band_search`: chunk totals, then a running sum in one chunk.
+    """
+    v = s.shape[0]
+    target = min(u * z, np.nextafter(z, 0.0))
+    c = 0.0
+    last_chunk = -1
+    for c0 in range(0, v, _CHUNK):
+        c1 = min(v, c0 + _CHUNK)
+        t0 = t1 = t2 = t3 = 0.0
+        i = c0
+        while i + 4 <= c1:
+            t0 += w[i] if (lo <= s[i]) & (s[i] <= hi) else 0.0
+            t1 += w[i + 1] if (lo <= s[i + 1]) & (s[i + 1] <= hi) else 0.0
+            t2 += w[i + 2] if (lo <= s[i + 2]) & (s[i + 2] <= hi) else 0.0
+            t3 += w[i + 3] if (lo <= s[i + 3]) & (s[i + 3] <= hi) else 0.0
+            i += 4
+        while i < c1:
+            t0 += w[i] if (lo <= s[i]) & (s[i] <= hi) else 0.0
+            i += 1
+        total = (t0 + t1) + (t2 + t3)
+        if total > 0:
+            last_chunk = c0
+        if c + total > target:
+            for i in range(c0, c1):
+                if (w[i] > 0) & (lo <= s[i]) & (s[i] <= hi):
+                    c += w[i]
+                    if c > target:
+                        return i
+            break  # the chunk's running sum rounded a hair below its total: its last kept token
+        c += total
+    c1 = min(v, last_chunk + _CHUNK) if last_chunk >= 0 else v
+    for i in range(c1 - 1, -1, -1):  # the last kept token with positive weight takes the rest
+        if (w[i] > 0) & (lo <= s[i]) & (s[i] <= hi):
+            return i
+    return -1
+
+
+@njit(cache=True)
+def _row(
+    x: np.ndarray,
+    t: float,
+    codes: np.ndarray,
+    values: np.ndarray,
+    u: float,
+    q: np.ndarray,
+    want_q: bool,
+    s: np.ndarray,
+    w: np.ndarray,
+    mass: np.ndarray,
+    count: np.ndarray,
+) -> tuple[int, float, int]:
+    """One row; ``s``, ``w`` (V,) and ``mass``, ``count`` (NB,) are scratch owned by the caller."""
+    v = x.shape[0]
+    m = -np.inf
+    bad = False
+    for i in range(v):
+        xi = np.float64(x[i])
+        bad |= xi != xi
+        m = max(m, xi)
+    if bad or m == np.inf:
+        return -1, 0.0, BAD_VALUE
+    if m == -np.inf:
+        return -1, 0.0, EMPTY_ROW
+    if t == 1.0:
+        for i in range(v):
+            s[i] = np.float64(x[i]) - m
+    else:
+        for i in range(v):
+            s[i] = (np.float64(x[i]) - m) / t
+    hist = False
+    for op in range(codes.shape[0]):
+        hist |= (codes[op] == OP_TOP_K) | (codes[op] == OP_TOP_P)
+    z0 = z1 = 0.0  # two accumulators: the exp dominates, the adds need not wait on each other
+    if hist:
+        mass[:] = 0.0
+        count[:] = 0
+        for i in range(v):
+            e = math.exp(s[i])
+            w[i] = e
+            k = _key(s[i])
+            mass[k] += e
+            count[k] += 1
+            if i & 1:
+                z1 += e
+            else:
+                z0 += e
+    else:
+        for i in range(v):
+            e = math.exp(s[i])
+            w[i] = e
+            if i & 1:
+                z1 += e
+            else:
+                z0 += e
+    lo, hi = -np.inf, np.inf
+    z = z0 + z1
+    s1 = np.nan  # sum of w * s over the kept set, computed when an entropy needs it
+    for op in range(codes.shape[0]):
+        code, val = codes[op], values[op]
+        if code == OP_TOP_K:
+            tau, kept = _top_k(s, mass, count, int(val))
+            if kept >= 0.0:
+                lo, z, s1 = tau, kept, np.nan
+        elif code == OP_TOP_P:
+            tau, kept = _mass_cut(s, mass, lo, hi, val * z)
+            if kept >= 0.0:
+                lo, z, s1 = max(lo, tau), kept, np.nan
+        elif code == OP_MIN_P:
+            lo = max(lo, math.log(val))
+            z, s1 = _kept_mass(s, w, lo, hi), np.nan
+        elif code == OP_TYPICAL:
+            if s1 != s1:
+                z, s1 = _kept_stats(s, w, lo, hi)
+            a, b = _typical_band(s, w, lo, hi, z, s1, val)
+            lo, hi = max(lo, a), min(hi, b)
+            z, s1 = _kept_stats(s, w, lo, hi)
+        else:  # epsilon, eta
+            cut = val
+            if code == OP_ETA:
+                if s1 != s1:
+                    z, s1 = _kept_stats(s, w, lo, hi)
+                entropy = math.log(z) - s1 / z
+                cut = min(val, math.sqrt(val) * math.exp(-entropy))
+            lo = max(lo, _floor_cut(s, w, lo, hi, z, cut))
+            z, s1 = _kept_stats(s, w, lo, hi)
+    token = _draw(s, w, lo, hi, z, u)
+    if want_q:
+        for i in range(v):
+            q[i] = w[i] / z if (w[i] > 0) & (lo <= s[i]) & (s[i] <= hi) else 0.0
+    return token, s[token] - math.log(z), OK
+
+
+@njit(cache=True, parallel=True)
+def sample_rows(
+    x: np.ndarray,
+    t: float,
+    codes: np.ndarray,
+    values: np.ndarray,
+    u: np.ndarray,
+    want_q: bool,
+    n_chunks: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens, log q[token], status per row (OK / BAD_VALUE / EMPTY_ROW) and q (``(B, V)`` or ``(0, 0)``).
+
+    Rows are split into ``n_chunks`` contiguous chunks run in parallel; each chunk allocates its
+    scratch once (fresh 400 kB arrays per row cost more in page faults than the row's exps).
+    """
+    b, v = x.shape
+    tokens = np.empty(b, dtype=np.int64)
+    logprobs = np.empty(b, dtype=np.float64)
+    status = np.empty(b, dtype=np.int64)
+    q = np.empty((b, v) if want_q else (0, 0), dtype=np.float64)
+    dummy = np.empty(0, dtype=np.float64)
+    n_chunks = max(1, min(n_chunks, b))
+    for c in prange(n_chunks):
+        s = np.empty(v, dtype=np.float64)
+        w = np.empty(v, dtype=np.float64)
+        mass = np.empty(NB, dtype=np.float64)
+        count = np.empty(NB, dtype=np.int64)
+        for r in range(c * b // n_chunks, (c + 1) * b // n_chunks):
+            qr = q[r] if want_q else dummy
+            tok, lp, st = _row(x[r], t, codes, values, u[r], qr, want_q, s, w, mass, count)
+            tokens[r] = tok
+            logprobs[r] = lp
+            status[r] = st
+    return tokens, logprobs, status, q
+
+
+@njit(cache=True, parallel=True)
+def exp_sum_rows(x: np.ndarray) -> np.ndarray:
+    """The floor of any exact sampler: per row, the max, then the float64 sum of ``exp(x - max)``."""
+    b, v = x.shape
+    out = np.empty(b, dtype=np.float64)
+    for r in prange(b):
+        m = -np.inf
+        for i in range(v):
+            m = max(m, np.float64(x[r, i]))
+        acc = 0.0
+        for i in range(v):
+            acc += math.exp(np.float64(x[r, i]) - m)
+        out[r] = acc
+    return out
