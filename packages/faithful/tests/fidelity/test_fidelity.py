@@ -36,14 +36,49 @@ def dist(ngram: NGramModel) -> SequenceDistribution:
 
 
 def test_exact_samples_are_not_flagged_false_alarm_rate(dist: SequenceDistribution) -> None:
+    """300 runs of exact sampling, N = 2000 over 5,461 outcomes: every G-test rejects within the
+    binomial range of its level (the chi-square approximation of the all-outputs G-test rejected
+    about 10% at 0.05 here), and the combined verdict at most at the nominal rate."""
+    from scipy.stats import binom
+
+    runs = 300
     flagged = 0
-    for seed in range(300):
+    pvalues: dict[str, list[float]] = {"g_pvalue": [], "head_g_pvalue": []}
+    for seed in range(runs):
         outputs = dist.sample(2000, np.random.default_rng(10_000 + seed))
-        flagged += not compare_exact(outputs, dist, null_reps=20).consistent
+        f = compare_exact(outputs, dist, null_reps=20)
+        flagged += not f.consistent
+        for name, values in pvalues.items():
+            values.append(f.sequence[name])
     assert flagged <= 9, f"{flagged}/300 exact-sample runs flagged at alpha = 0.01"
+    for name, values in pvalues.items():
+        for alpha in (0.01, 0.05):
+            lo, hi = binom.interval(0.999, runs, alpha)
+            rejected = int((np.array(values) < alpha).sum())
+            assert lo <= rejected <= hi, f"{name}: {rejected}/{runs} rejected at alpha = {alpha}"
 
 
-def test_independent_ancestral_sampler_and_faithful_decoder_pass(ancestral: Callable[..., list[list[int]]], ngram: NGramModel, dist: SequenceDistribution) -> None:
+def test_harness_g_tests_take_their_pvalues_from_the_simulated_null(dist: SequenceDistribution) -> None:
+    """The all-outputs and likely-outputs G-tests use the Monte Carlo null whose level
+    test_stats checks over 1,000 runs (the chi-square approximation was anti-conservative)."""
+    from faithful.fidelity.stats import GoodnessOfFitNull
+
+    p = np.append(dist.vector(), dist.pruned_mass)
+    p = p / p.sum()
+    null = GoodnessOfFitNull.simulate(p, 2000, reps=3000, seed=4)
+    for seed in range(3):
+        outputs = dist.sample(2000, np.random.default_rng(seed))
+        f = compare_exact(outputs, dist, seed=4, gof_reps=3000)
+        counts_in, outside = dist.counts_of([tuple(o) for o in outputs])
+        g_p, _ = null.pvalues(np.append(counts_in, outside))
+        assert f.sequence["g_pvalue"] == pytest.approx(float(g_p))
+        assert "Monte Carlo" in f.sequence["pvalue_method"]
+        assert f.sequence["g_pvalue"] >= 1 / 3001 and f.sequence["head_g_pvalue"] >= 1 / 3001
+
+
+def test_independent_ancestral_sampler_and_faithful_decoder_pass(
+    ancestral: Callable[..., list[list[int]]], ngram: NGramModel, dist: SequenceDistribution
+) -> None:
     flagged = 0
     for seed in range(10):
         flagged += not compare_exact(ancestral(ngram, 2000, 6, seed), dist, model=ngram).consistent
@@ -81,7 +116,9 @@ def test_detects_temperature_098_at_stated_n(ngram: NGramModel, dist: SequenceDi
         assert f.surprisal is not None and f.surprisal.gap < 0
 
 
-def test_greedy_and_beam_are_flagged_with_the_numbers_they_earn(ngram: NGramModel, dist: SequenceDistribution) -> None:
+def test_greedy_and_beam_are_flagged_with_the_numbers_they_earn(
+    ngram: NGramModel, dist: SequenceDistribution
+) -> None:
     best = greedy_argmax(ngram, [[]], 6).best()[0]
     f = compare_exact([best] * 500, dist, model=ngram)
     assert not f.consistent
@@ -92,14 +129,18 @@ def test_greedy_and_beam_are_flagged_with_the_numbers_they_earn(ngram: NGramMode
     assert not compare_exact([beam] * 500, dist, model=ngram).consistent
 
 
-def test_stochastic_beam_top_candidate_is_an_exact_sample(ngram: NGramModel, dist: SequenceDistribution) -> None:
+def test_stochastic_beam_top_candidate_is_an_exact_sample(
+    ngram: NGramModel, dist: SequenceDistribution
+) -> None:
     # the Gumbel-top-1 of stochastic beam search is an exact sample: the harness must agree
     out = stochastic_beam_search(ngram, [[]] * 2000, 6, k=3, rng=5).best()
     assert compare_exact(out, dist, model=ngram).consistent
 
 
 def test_top_p_is_flagged(ngram: NGramModel, dist: SequenceDistribution) -> None:
-    out = ancestral_sample(ngram, [[]], 6, sampler=make_sampler(top_p=0.8), num_samples=3000, rng=1).sequences()[0]
+    out = ancestral_sample(
+        ngram, [[]], 6, sampler=make_sampler(top_p=0.8), num_samples=3000, rng=1
+    ).sequences()[0]
     f = compare_exact(out, dist, model=ngram)
     assert not f.consistent and f.sequence["tv"] > f.sequence["tv_null_q95"]
 
@@ -114,7 +155,9 @@ def test_kl_smoothing_is_stated_and_kl_detects_impossible_outputs(dist: Sequence
     assert outside.sequence["outside_support"] == 10
 
 
-def test_surprisal_check_false_alarms_and_power(ancestral: Callable[..., list[list[int]]], stopping: CallableModel) -> None:
+def test_surprisal_check_false_alarms_and_power(
+    ancestral: Callable[..., list[list[int]]], stopping: CallableModel
+) -> None:
     flagged = 0
     for seed in range(60):
         scored = score_outputs(stopping, ancestral(stopping, 300, 8, seed))
@@ -136,7 +179,9 @@ def test_surprisal_numbers_by_hand(coin: CallableModel) -> None:
     assert check.gap == pytest.approx((-3 * np.log(0.55) - np.log(0.45)) / 4 - h)
 
 
-def test_implied_length_distribution_matches_enumeration(ancestral: Callable[..., list[list[int]]], stopping: CallableModel) -> None:
+def test_implied_length_distribution_matches_enumeration(
+    ancestral: Callable[..., list[list[int]]], stopping: CallableModel
+) -> None:
     exact = enumerate_sequences(stopping, max_length=6, threshold=0.0).length_distribution()
     est = implied_length_distribution(score_outputs(stopping, ancestral(stopping, 4000, 6, 3)), 6)
     assert sum(est.values()) == pytest.approx(1.0)

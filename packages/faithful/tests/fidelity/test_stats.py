@@ -117,6 +117,78 @@ def test_greedy_coin_rejected_by_goodness_of_fit() -> None:
     assert r.chi2_pvalue < 1e-3
 
 
+def _level_range(trials: int, alpha: float) -> tuple[int, int]:
+    """Rejections of a test at level alpha: the central 99.9% range of Binomial(trials, alpha)."""
+    lo, hi = ss.binom.interval(0.999, trials, alpha)
+    return int(lo), int(hi)
+
+
+@pytest.fixture(scope="module")
+def sparse_probs(ngram: object) -> np.ndarray:
+    """The harness's own case: exact sequences of the char-bigram model up to 6 tokens (5,461 outcomes)."""
+    from faithful.fidelity import enumerate_sequences
+
+    d = enumerate_sequences(ngram, max_length=6, threshold=0.0)  # type: ignore[arg-type]
+    p = np.append(d.vector(), d.pruned_mass)
+    return p / p.sum()
+
+
+def test_monte_carlo_goodness_of_fit_has_its_level_with_thousands_of_sparse_bins(
+    sparse_probs: np.ndarray,
+) -> None:
+    """1,000 runs of exact sampling (numpy's multinomial), N = 2000 over 5,461 outcomes: the Monte
+    Carlo G- and chi-square tests reject within the binomial range of alpha; the chi-square
+    approximation of G does not (it rejects about twice too often at 0.05)."""
+    from faithful.fidelity.stats import GoodnessOfFitNull
+
+    n, runs = 2000, 1000
+    assert len(sparse_probs) > 5000 and (n * sparse_probs < 1).mean() > 0.9
+    counts = np.random.default_rng(7).multinomial(n, sparse_probs, size=runs)
+    null = GoodnessOfFitNull.simulate(sparse_probs, n, reps=5000, seed=1)
+    g_p, chi2_p = null.pvalues(counts)
+    for alpha in (0.01, 0.05):
+        lo, hi = _level_range(runs, alpha)
+        assert lo <= int((g_p < alpha).sum()) <= hi, (alpha, (g_p < alpha).mean())
+        assert lo <= int((chi2_p < alpha).sum()) <= hi, (alpha, (chi2_p < alpha).mean())
+    # the asymptotic p-values of the same statistic on the same runs: too many rejections
+    obs, _ = null._pool(counts.astype(np.float64))
+    g = 2 * np.where(obs > 0, obs * np.log(np.maximum(obs, 1) / null.expected), 0.0).sum(axis=1)
+    asym = ss.chi2.sf(g, len(null.expected) - 1)
+    assert int((asym < 0.05).sum()) > _level_range(runs, 0.05)[1], (asym < 0.05).mean()
+    # one vector through `test` gives the batch's numbers and the asymptotic statistics
+    one = null.test(counts[0])
+    plain = goodness_of_fit(counts[0], sparse_probs)
+    assert one.g == pytest.approx(plain.g) and one.chi2 == pytest.approx(plain.chi2) and one.df == plain.df
+    assert one.g_pvalue == g_p[0] and one.chi2_pvalue == chi2_p[0] and one.reps == 5000
+
+
+def test_monte_carlo_goodness_of_fit_has_power_and_edges(sparse_probs: np.ndarray) -> None:
+    from faithful.fidelity.stats import GoodnessOfFitNull
+
+    null = GoodnessOfFitNull.simulate(sparse_probs, 2000, reps=2000, seed=3)
+    q = sparse_probs.copy()
+    top = np.argsort(-q)[:2]
+    q[top[0]] -= 0.05  # 5% of the mass moved between the two likeliest outputs
+    q[top[1]] += 0.05
+    counts = np.random.default_rng(0).multinomial(2000, q, size=50)
+    g_p, _ = null.pvalues(counts)
+    assert (g_p < 0.01).mean() > 0.9
+    assert null.pvalues(counts)[0].min() >= 1 / 2001  # resolution of 2000 simulations
+    # an observation in a category of probability zero is impossible: p = 0
+    p = np.array([0.5, 0.5, 0.0])
+    small = GoodnessOfFitNull.simulate(p, 10, reps=99)
+    assert small.test([5, 4, 1]).g_pvalue == 0.0 and small.test([5, 4, 1]).impossible == 1
+    assert small.pvalues([[5, 5, 0], [5, 4, 1]])[0].tolist()[1] == 0.0
+    # exactly the expected counts: the smallest statistic, p = 1
+    assert goodness_of_fit([5, 5, 0], p, monte_carlo=99).g_pvalue == 1.0
+    with pytest.raises(FaithfulError, match="n = 10"):
+        small.pvalues([[5, 5, 1]])
+    with pytest.raises(FaithfulError, match="reps"):
+        GoodnessOfFitNull.simulate(p, 10, reps=0)
+    with pytest.raises(FaithfulError, match="one per category"):
+        small.test([5, 5])
+
+
 def test_diversity_by_hand() -> None:
     seqs = [(1, 2, 3), (1, 2, 4)]
     assert distinct_n(seqs, 1) == pytest.approx(4 / 6)
