@@ -21,19 +21,23 @@ from pathlib import Path
 
 from tamer.engine import Engine
 from tamer.errors import ObjectNotFound, RestoreRefused, TamerError, UsageError
+from tamer.operation import faults, operation_lock
 from tamer.volumes.archive import read_archive
 from tamer.volumes.archive_write import gnu_tar, write_archive
+from tamer.volumes.guard import assert_folder_free, require_data_access
 from tamer.volumes.place import (
     CreatePlan,
     PlaceCheck,
+    VolumePlace,
     apply_create,
     check_volume_name,
+    data_root,
     inspect_volume_or_none,
     local_data_dir,
     plan_create,
     volume_place,
 )
-from tamer.volumes.restore import STAGING_PREFIX, restore_into
+from tamer.volumes.restore import leftovers, restore_into
 
 
 @dataclass(frozen=True)
@@ -120,13 +124,21 @@ def backup_volume(engine: Engine, name: str, out: Path, *, pause_users: bool = F
     vol = engine.inspect_volume(name)
     vp = volume_place(vol)
     root = local_data_dir(vp)
+    require_data_access(str(root), "volume backup", write=False)
     out = Path(out).absolute()
     if not out.parent.is_dir():
         raise UsageError(f"folder {out.parent} for the backup does not exist; expected an existing folder")
-    _clean_dead_partials(out)
     if out.exists() and not overwrite:
         raise UsageError(f"backup file {out} already exists; expected a new file; pick another name or remove it")
     gnu_tar(writer)  # an unknown or missing writer is refused before anything is written
+    with operation_lock(f"volume backup {name}"):
+        _clean_dead_partials(out)
+        return _backup_locked(engine, name, vp, root, out, pause_users=pause_users, overwrite=overwrite,
+                              writer=writer)
+
+
+def _backup_locked(engine: Engine, name: str, vp: VolumePlace, root: Path, out: Path, *, pause_users: bool,
+                   overwrite: bool, writer: str) -> BackupResult:
     paused: list[str] = []
     running: list[str] = []
     tmp = out.with_name(f".{out.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
@@ -144,7 +156,9 @@ def backup_volume(engine: Engine, name: str, out: Path, *, pause_users: bool = F
             try:
                 header = {"volume": name, "created": datetime.now(UTC).isoformat(), "placement": vp.placement,
                           "data_path": vp.data_path, "labels": vp.labels}
+                faults.hit("backup.write.before", tmp=str(tmp))
                 stats, digest, size = write_archive(str(root), f, header, writer=writer)
+                faults.hit("backup.write.after", tmp=str(tmp))
                 if not pause_users:
                     running = sorted(set(running) | set(_running_users(engine, name)))
             finally:
@@ -213,31 +227,16 @@ class RestoreResult:
     warnings: tuple[str, ...] = ()
 
 
-def _folder_shared_with(engine: Engine, name: str, folder: str) -> list[str]:
-    """Other volumes whose data folder is `folder`, inside it or holds it."""
-    real = os.path.realpath(folder)
-    out = []
-    for v in engine.volumes():
-        vp = volume_place(v)
-        if vp.name == name or not vp.data_path:
-            continue
-        other = os.path.realpath(vp.data_path)
-        if other == real or other.startswith(real + "/") or real.startswith(other + "/"):
-            out.append(vp.name)
-    return sorted(out)
-
-
 def _refuse_shared(engine: Engine, name: str, folder: str) -> None:
-    shared = _folder_shared_with(engine, name, folder)
-    if shared:
-        raise RestoreRefused(f"the folder {folder} for volume {name} is also used by volume(s) "
-                             f"{', '.join(shared)}; expected a folder no other volume uses, so a restore cannot "
-                             "write into another volume's data; restore into a new volume (--at a new folder)")
+    """No other volume and no container bind mount may use the folder a restore writes into (checked live)."""
+    assert_folder_free(engine, folder, f"restore volume {name} into", except_volumes=[name])
 
 
-def plan_restore(engine: Engine, archive: Path, name: str, *, at: str | None = None) -> RestorePlan:
+def plan_restore(engine: Engine, archive: Path, name: str, *, at: str | None = None,
+                 allow_volatile: bool = False) -> RestorePlan:
     """Check that `archive` is readable and `name` is new (or an existing, empty local volume whose folder no
-    other volume uses). Changes nothing; apply_restore checks it all again when it acts."""
+    other volume uses). allow_volatile: accept an --at folder on tmpfs/ramfs. Changes nothing; apply_restore
+    checks it all again when it acts."""
     check_volume_name(name)
     archive = Path(archive).absolute()
     if not archive.is_file():
@@ -245,7 +244,7 @@ def plan_restore(engine: Engine, archive: Path, name: str, *, at: str | None = N
                          "`tamer volume backup`")
     existing = inspect_volume_or_none(engine, name)
     if existing is None:
-        create = plan_create(engine, name, at)
+        create = plan_create(engine, name, at, allow_volatile=allow_volatile)
         if create.at is not None:
             if create.at.entries:
                 raise RestoreRefused(f"{create.at.path} already holds {create.at.entries} entries; expected a new "
@@ -257,7 +256,8 @@ def plan_restore(engine: Engine, archive: Path, name: str, *, at: str | None = N
         raise UsageError(f"volume {name} already exists, so --at cannot place it; expected a new volume name with "
                          "--at, or no --at to restore into the existing empty volume")
     root = local_data_dir(volume_place(existing))
-    if any(not e.name.startswith(STAGING_PREFIX) for e in os.scandir(root)):  # a killed restore's staging: cleaned
+    dead = leftovers(str(root))  # what a killed restore left: restore removes it under its lock
+    if any(e.name not in dead for e in os.scandir(root)):
         raise RestoreRefused(f"volume {name} is not empty ({root}); expected a new or empty volume so nothing is "
                              "overwritten; restore into a new name, or empty it first")
     _refuse_shared(engine, name, str(root))
@@ -273,13 +273,21 @@ def apply_restore(engine: Engine, plan: RestorePlan, *, privileged: bool = False
     when this restore created it. Raises BackupCorrupt, RestoreRefused,
     NotEnoughSpace.
     """
+    with operation_lock(f"volume restore {plan.volume}"):
+        return _restore_locked(engine, plan, privileged=privileged)
+
+
+def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> RestoreResult:
     created = False
+    if plan.create is not None and plan.create.at is None:
+        require_data_access(data_root(engine), "volume restore")
     if plan.create is not None:
         if inspect_volume_or_none(engine, plan.volume) is not None:
             raise RestoreRefused(f"volume {plan.volume} appeared while planning the restore; expected a new volume; "
                                  "nothing was restored; run the restore again")
         apply_create(engine, plan.create)
         created = True
+        faults.hit("restore.created")
     try:
         vol = engine.inspect_volume(plan.volume)
         root = local_data_dir(volume_place(vol))

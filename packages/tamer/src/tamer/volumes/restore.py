@@ -35,6 +35,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -44,9 +45,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tamer.errors import BackupCorrupt, NotEnoughSpace, RestoreRefused
+from tamer.operation import faults
 from tamer.volumes.archive import DATA, ReadResult, read_archive
 
 STAGING_PREFIX = ".tamer-restore-"
+_MOVING = ".moving"
 ZERO_BLOCK = 64 * 1024
 _ZEROS = bytes(ZERO_BLOCK)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -66,6 +69,7 @@ class RestoreStats:
     read: ReadResult
     warnings: list[str] = field(default_factory=list)
     dropped_privileged: int = 0  # set-id bits or security.*/trusted.* xattrs left out (privileged=False)
+    privileged_seen: int = 0  # entries with set-id bits or security.*/trusted.* xattrs, kept or not
     skipped_devices: int = 0
 
 
@@ -143,6 +147,7 @@ class _Extractor:
         self.root_member: tarfile.TarInfo | None = None
         self.warnings: list[str] = []
         self.dropped_privileged = 0
+        self.privileged_seen = 0
         self.skipped_devices = 0
         self._cached: tuple[str, int] | None = None
         self.root_xattrs: dict[str, bytes] = {}
@@ -215,6 +220,8 @@ class _Extractor:
 
     def mode_of(self, m: tarfile.TarInfo) -> int:
         mode = m.mode & 0o7777
+        if mode & _SETID:
+            self.privileged_seen += 1
         if mode & _SETID and not self.privileged:
             self.dropped_privileged += 1
             self.warnings.append(f"{m.name}: set-user/group-id bit not restored (restore with the privileged "
@@ -322,6 +329,7 @@ class _Extractor:
                 if not isinstance(key, str) or not key or "\0" in key:
                     raise self.refuse(f"{DATA}/{rel}", f"xattr name {key!r} is malformed")
                 if key.startswith(_PRIVILEGED_XATTRS):
+                    self.privileged_seen += 1
                     if not self.privileged:
                         self.dropped_privileged += 1
                         self.warnings.append(f"{DATA}/{rel}: xattr {key} not restored (restore with the "
@@ -380,16 +388,61 @@ def _lock(fd: int, what: str) -> None:
                              "time per volume; wait for it to finish") from exc
 
 
+def _remove(name: str, dir_fd: int) -> None:
+    if stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)  # the fd-based rmtree: never follows a link
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _moved_by(name: str, root_fd: int) -> list[str]:
+    """The entries a killed restore's `.moving` record says it had started moving into place."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+    except OSError:
+        return []
+    try:
+        raw = os.read(fd, 1 << 24)
+    finally:
+        os.close(fd)
+    try:
+        names = json.loads(raw).get("names", [])
+    except (ValueError, AttributeError):
+        return []
+    return [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n]
+
+
+def leftovers(root: str) -> set[str]:
+    """Names in the folder `root` that killed restores left (staging, records, entries half moved)."""
+    fd = os.open(os.path.realpath(root), _DIR_FLAGS)
+    try:
+        out = set()
+        for name in os.listdir(fd):
+            if name.startswith(STAGING_PREFIX):
+                out.add(name)
+                if name.endswith(_MOVING):
+                    out.update(_moved_by(name, fd))
+        return out
+    finally:
+        os.close(fd)
+
+
 def clean_leftovers(root_fd: int) -> list[str]:
-    """Remove staging folders that killed restores left in the folder `root_fd`; the caller holds its lock,
-    so no live restore owns them. Returns their names."""
+    """Undo what killed restores left in the folder `root_fd`; the caller holds its lock, so no live restore
+    owns any of it. A staging folder is removed; a `.moving` record (written before entries move from staging
+    into place) names the entries already moved, which are removed too. Returns what was removed."""
     gone = []
-    for name in os.listdir(root_fd):
-        if name.startswith(STAGING_PREFIX):
-            st = os.lstat(name, dir_fd=root_fd)
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(name, dir_fd=root_fd)  # the fd-based rmtree: never follows a link
-                gone.append(name)
+    for name in sorted(os.listdir(root_fd)):
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        if name.endswith(_MOVING):
+            for entry in _moved_by(name, root_fd):
+                with contextlib.suppress(FileNotFoundError):
+                    _remove(entry, root_fd)
+                    gone.append(entry)
+        with contextlib.suppress(FileNotFoundError):
+            _remove(name, root_fd)
+            gone.append(name)
     return gone
 
 
@@ -434,27 +487,34 @@ def restore_into(archive: str, root: str, *, privileged: bool = False) -> Restor
             xattrs = result.manifest.get("xattrs") or {}
             ex.finish(xattrs)
             ex.close()
-            for name in sorted(os.listdir(staging_fd)):
+            faults.hit("restore.extract.after", staging=staging)
+            names = sorted(os.listdir(staging_fd))
+            # what is about to move into place, recorded first: a run killed while moving is undone by the next
+            fd = os.open(staging + _MOVING, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=root_fd)
+            try:
+                os.write(fd, json.dumps({"names": names}).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            for name in names:
                 _renameat_noreplace(staging_fd, name, root_fd)
                 moved.append(name)
+                faults.hit("restore.move", name=name)
             os.close(staging_fd)
             staging_fd = -1
             os.rmdir(staging, dir_fd=root_fd)
+            os.unlink(staging + _MOVING, dir_fd=root_fd)
             ex.set_root(root_fd)
         except BaseException:
             ex.close()
             if staging_fd >= 0:
                 os.close(staging_fd)
-            with contextlib.suppress(OSError):
-                shutil.rmtree(staging, dir_fd=root_fd)
-            for name in moved:
+            for name in [staging, *moved, staging + _MOVING]:
                 with contextlib.suppress(OSError):
-                    if stat.S_ISDIR(os.lstat(name, dir_fd=root_fd).st_mode):
-                        shutil.rmtree(name, dir_fd=root_fd)
-                    else:
-                        os.unlink(name, dir_fd=root_fd)
+                    _remove(name, root_fd)
             raise
     finally:
         os.close(root_fd)
     return RestoreStats(read=result, warnings=ex.warnings, dropped_privileged=ex.dropped_privileged,
-                        skipped_devices=ex.skipped_devices)
+                        privileged_seen=ex.privileged_seen, skipped_devices=ex.skipped_devices)
