@@ -199,7 +199,8 @@ def top_p_threshold(
         cum = np.cumsum(np.exp(cand - m[tried, None]), axis=1)
         reached = cum >= need[tried, None]
         hit = reached.any(axis=1)
-        ok = hit | (idx.shape[1] >= v)
+        # judged per row: idx is padded to the widest row of the batch (batch invariance)
+        ok = hit | ((idx >= 0).sum(axis=1) >= v)
         # Rounding can leave the full sum a hair under top_p * total: keep all finite.
         last_finite = np.isfinite(cand).sum(axis=1) - 1
         j = np.where(hit, reached.argmax(axis=1), last_finite)
