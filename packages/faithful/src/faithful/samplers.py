@@ -154,6 +154,7 @@ class Sampler:
         backend: str = "numpy",
         mirostat: Mirostat | None = None,
         fast: bool = True,
+        kernels: str = "auto",
     ) -> None:
         self.name = name
         self.processors = tuple(processors)
@@ -161,6 +162,19 @@ class Sampler:
         self.backend = backend
         self.mirostat = mirostat
         self._fast = self._fast_plan() if fast else None
+        self.kernels = _check_kernels(kernels)
+        self._fused = self._fused_plan() if fast and kernels != "numpy" else None
+
+    def _fused_plan(self) -> Any:
+        """The compiled kernel's plan (:func:`faithful.kernels.fused_plan`), or None.
+
+        None when numba is absent, ``kernels="numpy"``, or the chain is not one the kernel runs.
+        """
+        if self.draw != "inverse_cdf" or self.mirostat is not None or not _kernels_available():
+            return None
+        from faithful.kernels import fused_plan
+
+        return fused_plan(self.processors)
 
     def _fast_plan(self) -> dict[str, Any] | None:
         """Parameters for :func:`~faithful.selection.sample_truncated` when it applies.
@@ -285,6 +299,19 @@ class Sampler:
                 _check_rows(rows, x.shape[0])
                 return SampleResult(argmax_checked(x), np.zeros(x.shape[0]), None)
         source: Any = rng
+        if self._fused is not None:
+            x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
+            if x.dtype.kind == "f" and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0:
+                row_ids = _check_rows(rows, x.shape[0])
+                if history is not None and len(history) != x.shape[0]:
+                    raise ShapeMismatchError(
+                        f"`history` must have one sequence per row ({x.shape[0]}), got {len(history)}"
+                    )
+                from faithful.kernels import sample_fused
+
+                keyed, seed = _uniform_source(rng)
+                u = keyed.uniforms(row_ids, step, 1)[:, 0]
+                return SampleResult(*sample_fused(x, u, self._fused, return_q=return_q), seed=seed)
         if self._fast is not None:
             x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
             if x.dtype.kind == "f" and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0:
@@ -342,6 +369,26 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+KERNELS = ("auto", "numba", "numpy")
+
+
+def _kernels_available() -> bool:
+    # find_spec, not an import: the reference path never imports numba or faithful.kernels' compiled parts
+    from faithful.kernels import available
+
+    return available()
+
+
+def _check_kernels(kernels: str) -> str:
+    if kernels not in KERNELS:
+        raise SamplingParameterError(f"`kernels` must be one of {list(KERNELS)}, got {kernels!r}")
+    if kernels == "numba" and not _kernels_available():
+        raise SamplingParameterError(
+            "`kernels='numba'` needs numba; install it with `pip install faithful[fast]`, or use kernels='auto'"
+        )
+    return kernels
+
+
 def make_sampler(
     *,
     temperature: float = 1.0,
@@ -366,6 +413,7 @@ def make_sampler(
     draw: str = "inverse_cdf",
     backend: str = "numpy",
     fast: bool = True,
+    kernels: str = "auto",
 ) -> Sampler:
     """Build a sampler: processors (default order, or ``processors`` in your order) plus a draw.
 
@@ -386,6 +434,9 @@ def make_sampler(
         fast: use the candidate kernels of :mod:`faithful.selection` for the chain
             ``temperature -> top_k -> top_p -> min_p`` (same results up to float64 rounding of a
             normaliser); False forces the dense reference path.
+        kernels: which fast path: ``"auto"`` (the compiled kernels of :mod:`faithful.kernels` when
+            numba is installed, else numpy), ``"numba"`` (compiled; an error without numba) or
+            ``"numpy"`` (the numpy candidate kernels). Ignored when ``fast=False``.
 
     Returns:
         A :class:`Sampler`.
@@ -459,7 +510,7 @@ def make_sampler(
         parts.append(f"mirostat-v{miro.version}:{_fmt(miro.tau)}")
     if draw == "gumbel":
         parts.append("gumbel")
-    return Sampler("+".join(parts) or "sample", procs, draw=draw, backend=backend, mirostat=miro, fast=fast)
+    return Sampler("+".join(parts) or "sample", procs, draw=draw, backend=backend, mirostat=miro, fast=fast, kernels=kernels)
 
 
 def greedy(*, backend: str = "numpy") -> Sampler:
