@@ -1,19 +1,28 @@
 """Command line entry point of faithful: ``coin``, ``compare`` and ``generate``.
 
 Parses arguments, calls the library, renders the result; nothing else. Human output by default;
-``--json`` prints one versioned envelope ``{"version", "command", "status", "exit_code", "data",
-"errors"}`` on stdout, also on failure. Exit codes: 0 ok, 1 error, 2 usage, 130 interrupted.
-Tracebacks only with ``--traceback``.
+``--json`` prints one versioned envelope on stdout, also on failure and on usage errors, the
+same as tamer's::
+
+    {"version": 1, "command": "coin" | null, "status": "ok" | "error" | "usage" | "interrupted",
+     "exit_code": 0, "data": ... | null, "errors": ["message", ...]}
+
+Exit codes: 0 ok, 1 error, 2 usage (anything wrong with the command line or its values), 130
+interrupted. Tracebacks only with ``--traceback``. The global options (``--json``, ``-q``,
+``--traceback``) work before or after the command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn, TextIO
 
 from faithful import __version__
@@ -21,8 +30,9 @@ from faithful.errors import FaithfulError
 
 __all__ = ["ENVELOPE_VERSION", "UsageError", "main"]
 
-ENVELOPE_VERSION = "1"
+ENVELOPE_VERSION = 1
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+STATUS_BY_CODE = {EXIT_OK: "ok", EXIT_ERROR: "error", EXIT_USAGE: "usage", EXIT_INTERRUPTED: "interrupted"}
 DEFAULT_DECODERS = "greedy,sample,top-p:0.9,beam:4"
 
 
@@ -35,12 +45,49 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}; run `{self.prog} --help` for usage")
 
 
+GLOBAL_FLAGS = {"--json": "json", "--traceback": "traceback", "--quiet": "quiet", "-q": "quiet"}
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    # no defaults: a subcommand's parser must not overwrite a value given before the command
+    # (see _make_global_options_win); main() fills in False for what was not given
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON envelope on stdout")
     p.add_argument(
         "--traceback", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks on errors"
     )
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress on stderr")
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out: list[argparse.ArgumentParser] = []
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        if any(p is q for q in out):
+            continue
+        out.append(p)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+    return out
+
+
+def _make_global_options_win(parser: argparse.ArgumentParser) -> None:
+    """No parser in the tree may default a global option; long options are never abbreviated.
+
+    argparse copies a subcommand's defaults over what the main parser read, so a default
+    anywhere would undo ``faithful --json coin``; an abbreviation (``--js``) would be read by
+    argparse but not by the scan that decides how to report a usage error.
+    """
+    for p in _parsers(parser):
+        p.allow_abbrev = False
+        for action in p._actions:
+            dests = {GLOBAL_FLAGS[f] for f in action.option_strings if f in GLOBAL_FLAGS}
+            if dests:
+                (action.dest,) = dests
+                action.default = argparse.SUPPRESS
+        for dest in GLOBAL_FLAGS.values():
+            p._defaults.pop(dest, None)
 
 
 def _positive_int(name: str) -> Callable[[str], int]:
@@ -131,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="longest continuation (default: 64)")
     gen.add_argument("--seed", type=int, default=None, help="seed (default: fresh randomness)")
     _common(gen)
+    _make_global_options_win(parser)
     return parser
 
 
@@ -269,6 +317,36 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     return say
 
 
+def _silence_libraries() -> None:
+    """Under -q or --json nothing but the result (and errors) may reach the terminal.
+
+    transformers and huggingface_hub draw loading bars and log advice on stderr on their own;
+    they read these switches when imported, and expose functions once they are.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+    for name in ("transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        hf_logging = sys.modules["transformers"].utils.logging
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+@contextmanager
+def _usage(what: str) -> Iterator[None]:
+    """Turn an error raised while reading the command line's values into a usage error (exit 2)."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except FaithfulError as exc:
+        raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
+
+
 def _encode_prompt(model: Any, text: str) -> list[int]:
     if not text:
         return []
@@ -280,12 +358,13 @@ def _encode_prompt(model: Any, text: str) -> list[int]:
 def cmd_coin(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """``faithful coin``."""
     from faithful.fidelity import coin_experiment
+    from faithful.fidelity.coin import _validate_p
     from faithful.samplers import parse_sampler_spec
 
-    try:
+    with _usage(f"bad --p {' '.join(f'{x:g}' for x in args.p)}"):
+        _validate_p(args.p)
+    with _usage(f"bad --decoder {args.decoder!r}"):
         sampler = parse_sampler_spec(args.decoder)
-    except FaithfulError as exc:
-        raise UsageError(f"bad --decoder {args.decoder!r}: {exc}") from None
     result = coin_experiment(args.p, args.n, sampler, seed=args.seed)
     data = result.to_dict()
     data["decoder"] = args.decoder
@@ -295,19 +374,19 @@ def cmd_coin(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 def cmd_compare(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """``faithful compare``."""
     from faithful.fidelity.harness import compare_decoders
-    from faithful.fidelity.specs import ModelSpecError, load_model, parse_decoder_list
+    from faithful.fidelity.specs import load_model, parse_decoder_list
 
-    try:
+    with _usage(""):
         choices = parse_decoder_list(args.decoders)
         model = load_model(args.model)
-    except ModelSpecError as exc:
-        raise UsageError(str(exc)) from None
+    with _usage(f"bad --prompt {args.prompt!r}"):
+        prompt = _encode_prompt(model, args.prompt)
     comparison = compare_decoders(
         model,
         choices,
         n=args.n,
         max_new_tokens=args.max_new_tokens,
-        prompt=_encode_prompt(model, args.prompt),
+        prompt=prompt,
         seed=args.seed,
         exact=args.exact,
         threshold=args.threshold,
@@ -329,16 +408,17 @@ def cmd_compare(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 def cmd_generate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """``faithful generate``."""
     from faithful.decode import generate_text, parse_decoder_spec
-    from faithful.fidelity.specs import ModelSpecError, load_model
+    from faithful.fidelity.specs import check_sampler_fits, load_model
     from faithful.samplers import parse_sampler_spec
 
-    try:
+    with _usage(f"bad --decoder {args.decoder!r}"):
         parse_decoder_spec(args.decoder)
+    with _usage(f"bad --sampler {args.sampler!r}"):
         if args.sampler is not None:
             parse_sampler_spec(args.sampler)
+        check_sampler_fits(args.decoder, args.sampler)
+    with _usage(""):
         model = load_model(args.model)
-    except (ModelSpecError, FaithfulError) as exc:
-        raise UsageError(str(exc)) from None
     gen = generate_text(
         model,
         args.prompt,
@@ -369,29 +449,40 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], str]]] 
 }
 
 
-def _envelope(command: str | None, exit_code: int, data: Any, errors: list[dict[str, str]]) -> str:
+def _envelope(command: str | None, exit_code: int, data: Any, errors: list[str]) -> str:
     from faithful.fidelity.compare import _jsonable
 
     env = {
         "version": ENVELOPE_VERSION,
         "command": command,
-        "status": "ok" if exit_code == EXIT_OK else ("interrupted" if exit_code == EXIT_INTERRUPTED else "error"),
+        "status": STATUS_BY_CODE.get(exit_code, "error"),
         "exit_code": exit_code,
         "data": _jsonable(data),
-        "errors": errors,
+        "errors": [str(e) for e in errors],
     }
     return json.dumps(env, indent=2, allow_nan=False)
 
 
-def _wants(flag: str, argv: Sequence[str]) -> bool:
-    return f"--{flag}" in argv
+def _scan(argv: Sequence[str]) -> tuple[set[str], str | None]:
+    """The global flags and the command in raw arguments: how to report a usage error."""
+    flags: set[str] = set()
+    command = None
+    for token in argv:
+        if token in GLOBAL_FLAGS:
+            flags.add(GLOBAL_FLAGS[token])
+        elif token.startswith("-") and not token.startswith("--") and len(token) > 2 and "q" in token[1:]:
+            flags.add("quiet")
+        elif command is None and token in COMMANDS:
+            command = token
+    return flags, command
 
 
 def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run the ``faithful`` command line; returns the exit code.
 
     Parameters: ``argv`` (default ``sys.argv[1:]``), ``stdout``/``stderr`` streams (default the
-    process's). Never raises: every failure becomes an exit code and a message (or envelope).
+    process's). Never raises: every failure becomes an exit code and a message (or envelope);
+    a reader that goes away (``faithful coin | head``) ends the output quietly.
 
     Example::
 
@@ -401,48 +492,76 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
     args_list = sys.argv[1:] if argv is None else list(argv)
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    as_json = _wants("json", args_list)
-    show_tb = _wants("traceback", args_list)
-    command: str | None = next((a for a in args_list if a in COMMANDS), None)
+    try:
+        return _main(args_list, out, err)
+    except BrokenPipeError:
+        _discard(out)
+        return EXIT_ERROR
+
+
+def _main(args_list: list[str], out: TextIO, err: TextIO) -> int:
+    flags, command = _scan(args_list)
     parser = build_parser()
     if not args_list:
-        parser.print_help(out)
+        _write(out, parser.format_help().rstrip("\n"))
         return EXIT_OK
-    code, data, errors, text = EXIT_OK, None, [], ""
+    code, data, text = EXIT_OK, None, ""
+    errors: list[str] = []
     failure: BaseException | None = None
     try:
         try:
             args = parser.parse_args(args_list)
         except SystemExit as exc:  # --help and --version print and stop; usage errors raise UsageError
             return int(exc.code or 0)
+        for dest in GLOBAL_FLAGS.values():
+            if not hasattr(args, dest):
+                setattr(args, dest, False)
+        flags = {dest for dest in GLOBAL_FLAGS.values() if getattr(args, dest)}
         command = args.command
         if command is None:
             raise UsageError("no command given; expected one of coin, compare, generate (run `faithful --help`)")
+        if flags & {"json", "quiet"}:
+            _silence_libraries()
         data, text = COMMANDS[command](args)
     except UsageError as exc:
-        failure, code, errors = exc, EXIT_USAGE, [{"type": "usage", "message": str(exc)}]
+        failure, code, errors = exc, EXIT_USAGE, [str(exc)]
     except KeyboardInterrupt as exc:
-        failure, code, errors = exc, EXIT_INTERRUPTED, [{"type": "interrupted", "message": "interrupted"}]
+        failure, code, errors = exc, EXIT_INTERRUPTED, ["interrupted"]
     except FaithfulError as exc:
-        failure, code, errors = exc, EXIT_ERROR, [{"type": type(exc).__name__, "message": str(exc)}]
+        failure, code, errors = exc, EXIT_ERROR, [str(exc)]
     except Exception as exc:  # the CLI's last line of defence: one clear line, a traceback on request
         failure, code = exc, EXIT_ERROR
-        errors = [
-            {
-                "type": type(exc).__name__,
-                "message": f"unexpected error: {exc}; rerun with --traceback and report it if it persists",
-            }
-        ]
-    if failure is not None and show_tb:
+        errors = [f"unexpected error ({type(exc).__name__}): {exc}; rerun with --traceback and report it if it persists"]
+    if failure is not None and "traceback" in flags:
         traceback.print_exception(failure, file=err)
-    if as_json:
-        print(_envelope(command, code, data, errors), file=out)
+    if "json" in flags:
+        _write(out, _envelope(command, code, data, errors))
     elif errors:
         for e in errors:
-            print(f"faithful: error: {e['message']}", file=err)
+            _write(err, f"faithful: error: {e}")
     else:
-        print(text, file=out)
+        _write(out, text)
     return code
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Print, treating a reader that went away (``faithful coin | head``) as the end of output."""
+    try:
+        print(text, file=stream)
+        stream.flush()
+    except BrokenPipeError:
+        _discard(stream)
+
+
+def _discard(stream: TextIO) -> None:
+    # what is still buffered would fail again when Python flushes at exit
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

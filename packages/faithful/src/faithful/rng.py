@@ -140,7 +140,7 @@ class KeyedRNG:
 
         Raises:
             ShapeMismatchError: ``rows`` is not one-dimensional.
-            SamplingParameterError: ``n`` is negative.
+            SamplingParameterError: ``n`` is negative or not an int; ``step`` is not an int.
 
         Example:
             >>> u = KeyedRNG(0).uniforms(np.arange(3), step=1, n=4)
@@ -152,8 +152,10 @@ class KeyedRNG:
             raise ShapeMismatchError(f"`rows` must be one-dimensional (R,), got shape {rows_arr.shape}")
         if rows_arr.size and not np.issubdtype(rows_arr.dtype, np.integer):
             raise ShapeMismatchError(f"`rows` must hold integers, got dtype {rows_arr.dtype}")
-        if isinstance(n, bool) or int(n) != n or n < 0:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             raise SamplingParameterError(f"`n` must be a non-negative int, got {n!r}")
+        if isinstance(step, bool) or not isinstance(step, int | np.integer):  # "x" or 1.5: never int()-ed
+            raise SamplingParameterError(f"`step` must be an int (the decoding step), got {step!r}")
         keys = self._row_keys(rows_arr, step)
         lanes = np.arange(int(n), dtype=np.uint64) + _GOLDEN
         bits = splitmix64(keys[:, None] ^ lanes[None, :])

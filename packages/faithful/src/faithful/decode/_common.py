@@ -270,7 +270,7 @@ def count_sequences(vocab_size: int, eos_token_id: int | None, max_new_tokens: i
 
 def check_width(name: str, width: int, model: LanguageModel, max_new_tokens: int) -> int:
     """Validate a beam/sample width against the number of distinct sequences."""
-    if not isinstance(width, int | np.integer) or width < 1:
+    if isinstance(width, bool) or not isinstance(width, int | np.integer) or width < 1:
         raise BeamWidthError(f"{name} must be an integer >= 1, got {width!r}")
     possible = count_sequences(model.vocab_size, model.eos_token_id, max_new_tokens)
     if width > possible:

@@ -357,7 +357,8 @@ def diverse_beam_search(
         2
     """
     max_new_tokens = check_max_new_tokens(max_new_tokens)
-    if num_groups < 1 or num_beams % num_groups:
+    num_beams = check_width("num_beams", num_beams, model, max_new_tokens)
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1 or num_beams % num_groups:
         raise DecodeError(f"num_beams={num_beams} must be a positive multiple of num_groups={num_groups}")
     group_size = num_beams // num_groups
     check_width("num_beams // num_groups", group_size, model, max_new_tokens)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from faithful.decode._common import DecodeError, DecodeResult, TokenSampler
+from faithful.decode._common import BeamWidthError, DecodeError, DecodeResult, TokenSampler
 from faithful.decode.beam import beam_search, diverse_beam_search
 from faithful.decode.mbr import exact_match, mbr_decode, negative_edit_distance, unigram_f1
 from faithful.decode.sampling import ancestral_sample, greedy_argmax
@@ -66,7 +66,8 @@ def parse_decoder_spec(spec: str) -> Decoder:
         ``decoder(model, prompts, max_new_tokens, sampler, rng) -> DecodeResult``.
 
     Raises:
-        DecodeError: on an unknown name or malformed option.
+        DecodeError: on an unknown name or malformed option; BeamWidthError (a DecodeError) on a
+            width that is not a whole number >= 1 (``beam:0`` is an error, not the default).
 
     Example::
 
@@ -76,13 +77,17 @@ def parse_decoder_spec(spec: str) -> Decoder:
         True
     """
     head, *rest = [s.strip() for s in spec.split(",")]
-    name, _, width_s = head.partition(":")
+    name, colon, width_s = head.partition(":")
     name = name.strip().lower()
     opts = _options(rest)
+    # a width given is used as given: 0, negative or not a whole number is an error, never a default
     try:
-        width = int(width_s) if width_s else None
+        width = int(width_s) if colon else None
     except ValueError:
-        raise DecodeError(f"the width in decoder spec {spec!r} must be an integer, e.g. beam:4") from None
+        width = 0
+    if width is not None and width < 1:
+        raise BeamWidthError(f"the width in decoder spec {spec!r} must be a whole number >= 1, got "
+                             f"{width_s.strip()!r}; e.g. beam:4, sample:8 or mbr:16")
 
     def pop_float(key: str, default: float) -> float:
         try:
@@ -90,26 +95,35 @@ def parse_decoder_spec(spec: str) -> Decoder:
         except ValueError:
             raise DecodeError(f"decoder option {key} must be a number in {spec!r}") from None
 
+    def pop_int(key: str, default: int) -> int:
+        text = opts.pop(key, str(default))
+        try:
+            return int(text)
+        except ValueError:  # never int(float(...)): groups=1.5 is an error, not 1
+            raise DecodeError(f"decoder option {key} must be a whole number in {spec!r}, got {text!r}") from None
+
     decoder: Decoder
     if name in ("greedy", "argmax"):
+        if width is not None:
+            raise DecodeError(f"greedy takes no width, got {spec!r}; for several outputs use sample:N or beam:K")
 
         def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
             return greedy_argmax(m, p, n)
 
     elif name in ("sample", "ancestral"):
-        k = width or 1
+        k = 1 if width is None else width
 
         def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
             return ancestral_sample(m, p, n, sampler=s, num_samples=k, rng=r)
 
     elif name == "beam":
-        kb, lp, es = width or 4, pop_float("length_penalty", 1.0), _early(opts.pop("early_stopping", "false"))
+        kb, lp, es = 4 if width is None else width, pop_float("length_penalty", 1.0), _early(opts.pop("early_stopping", "false"))
 
         def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
             return beam_search(m, p, n, num_beams=kb, length_penalty=lp, early_stopping=es)  # type: ignore[arg-type]
 
     elif name in ("diverse-beam", "diverse_beam"):
-        kd, groups = width or 4, int(pop_float("groups", 2))
+        kd, groups = 4 if width is None else width, pop_int("groups", 2)
         pen, lpd = pop_float("penalty", 0.5), pop_float("length_penalty", 1.0)
 
         def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
@@ -118,13 +132,13 @@ def parse_decoder_spec(spec: str) -> Decoder:
             )
 
     elif name in ("stochastic-beam", "stochastic_beam", "sbs"):
-        ks = width or 4
+        ks = 4 if width is None else width
 
         def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
             return stochastic_beam_search(m, p, n, k=ks, sampler=s, rng=r)
 
     elif name == "mbr":
-        km, util_name = width or 16, opts.pop("utility", "f1")
+        km, util_name = 16 if width is None else width, opts.pop("utility", "f1")
         if util_name not in _UTILITIES:
             raise DecodeError(f"mbr utility must be one of {sorted(_UTILITIES)}, got {util_name!r}")
         util = _UTILITIES[util_name]

@@ -190,7 +190,7 @@ def ancestral_sample(
         (1, 4)
     """
     max_new_tokens = check_max_new_tokens(max_new_tokens)
-    if not isinstance(num_samples, int) or num_samples < 1:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         check_width("num_samples", num_samples, model, max_new_tokens)
     if sampler is None:
         sampler = default_sampler()

@@ -34,6 +34,7 @@ from faithful.models import LanguageModel, NGramModel
 __all__ = [
     "DecoderChoice",
     "ModelSpecError",
+    "check_sampler_fits",
     "decode_outputs",
     "load_model",
     "parse_decoder_list",
@@ -89,8 +90,36 @@ def _ngram_options(parts: Sequence[str], spec: str, default_n: int) -> tuple[int
     if len(parts) == 2:
         level = parts[1]
         if level not in ("char", "word"):
-            raise ModelSpecError(f"the n-gram level in {spec!r} must be 'char' or 'word', got {level!r}")
+            raise ModelSpecError(
+                f"the n-gram level in {spec!r} must be char or word, got {level!r}; expected e.g. ngram:corpus.txt:3:char"
+            )
     return n, level
+
+
+def _ngram_path_and_options(spec: str) -> tuple[Path, int, str]:
+    """Split ``ngram:PATH[:N[:char|word]]``; a path may itself hold ':'.
+
+    The options are checked before the file, so ``ngram:PATH:3:chars`` says that the level is
+    wrong (expected char|word) rather than that no file ``PATH:3:chars`` exists.
+    """
+    parts = spec[len("ngram:") :].split(":")
+    # the longest tail of at most two parts whose head is an existing file holds the options
+    for k in (2, 1):
+        if len(parts) > k and Path(":".join(parts[:-k])).is_file():
+            n, level = _ngram_options(parts[-k:], spec, 3)
+            return Path(":".join(parts[:-k])), n, level
+    opts: list[str] = []
+    if len(parts) > 2 and parts[-2].strip().lstrip("+-").isdigit():
+        opts = parts[-2:]  # PATH:N:LEVEL
+    elif len(parts) > 1 and parts[-1].strip().lstrip("+-").isdigit():
+        opts = parts[-1:]  # PATH:N
+    n, level = _ngram_options(opts, spec, 3)
+    path = Path(":".join(parts[: len(parts) - len(opts)]))
+    if not path.is_file():
+        raise ModelSpecError(
+            f"no text file at {str(path)!r} for model spec {spec!r}; expected ngram:PATH_TO_TEXT[:N[:char|word]]"
+        )
+    return path, n, level
 
 
 def load_model(spec: str) -> LanguageModel:
@@ -115,19 +144,11 @@ def load_model(spec: str) -> LanguageModel:
         n, level = _ngram_options(spec.split(":")[1:], spec, 4)
         return NGramModel.from_text(pydoc_text(), n=n, level=level)  # type: ignore[arg-type]
     if spec.startswith("ngram:"):
-        rest = spec[len("ngram:") :]
-        parts = rest.split(":")
-        # a path may itself hold ':'; take trailing numeric/level parts as options
-        opts: list[str] = []
-        while len(parts) > 1 and (parts[-1].isdigit() or parts[-1] in ("char", "word")) and len(opts) < 2:
-            opts.insert(0, parts.pop())
-        path = Path(":".join(parts))
-        if not path.is_file():
-            raise ModelSpecError(
-                f"no text file at {str(path)!r} for model spec {spec!r}; expected ngram:PATH_TO_TEXT[:N[:char|word]]"
-            )
-        n, level = _ngram_options(opts, spec, 3)
-        text = path.read_text(encoding="utf-8", errors="replace")
+        path, n, level = _ngram_path_and_options(spec)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise ModelSpecError(f"cannot read {str(path)!r} for model spec {spec!r}: {exc.strerror or exc}") from None
         if not text.strip():
             raise ModelSpecError(f"{str(path)!r} holds no text to train an n-gram on")
         return NGramModel.from_text(text, n=n, level=level)  # type: ignore[arg-type]
@@ -168,6 +189,36 @@ class DecoderChoice:
     def deterministic(self) -> bool:
         """Whether every run gives the same output (greedy, beam, diverse beam)."""
         return self.decoder.split(",")[0].split(":")[0].strip().lower() in _DETERMINISTIC
+
+
+def _decoder_name(spec: str) -> str:
+    return spec.split(",")[0].split(":")[0].strip().lower()
+
+
+def check_sampler_fits(decoder: str, sampler: str | None) -> None:
+    """Refuse a sampler given to a decoder that does not sample (greedy, beam, diverse beam).
+
+    Such a decoder would ignore it silently, and the output would be labelled with a sampler
+    that played no part.
+
+    Raises:
+        ModelSpecError: when ``sampler`` is given and ``decoder`` takes none.
+
+    Example::
+
+        >>> check_sampler_fits("sample", "top-p:0.9")
+        >>> try:
+        ...     check_sampler_fits("beam:4", "top-p:0.9")
+        ... except ModelSpecError as exc:
+        ...     print(str(exc)[:28])
+        beam takes no sampler (it do
+    """
+    name = _decoder_name(decoder)
+    if sampler is not None and name in _DETERMINISTIC:
+        raise ModelSpecError(
+            f"{name} takes no sampler (it does not sample), got {sampler!r}; drop the sampler, or use a "
+            "sampling decoder with it: sample, stochastic-beam:K or mbr:N"
+        )
 
 
 def _is_decoder_name(item: str) -> bool:
@@ -214,6 +265,7 @@ def parse_decoder_list(spec: str) -> list[DecoderChoice]:
             parse_decoder_spec(decoder)
             if sampler is not None:
                 parse_sampler_spec(sampler)
+            check_sampler_fits(decoder, sampler)
         except FaithfulError as exc:
             raise ModelSpecError(
                 f"bad decoder {item!r}: {exc}. Decoders: greedy, sample, beam:K, diverse-beam:K, "
