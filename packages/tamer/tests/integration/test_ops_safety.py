@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -238,3 +240,41 @@ def test_non_root_is_told_what_needs_root(tmp_path: Path) -> None:
         pytest.skip(f"user nobody cannot import tamer from this checkout: {proc.stderr[-200:]}")
     assert "needs root" in proc.stdout and "uid 65534" in proc.stdout and "nothing was changed" in proc.stdout, \
         proc.stdout + proc.stderr
+
+
+# -- a kill during `docker stop`: the engine finishes the stop after tamer is gone ------------------------
+STUBBORN = ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]  # ignores SIGTERM: a stop takes 10 s
+
+
+@pytest.mark.parametrize("command", ["adopt", "move"])
+def test_rollback_after_a_kill_during_stop_leaves_the_service_running(eng: Any, tmp_path: Path,
+                                                                     state: dict[str, str], command: str) -> None:
+    """Regression: the rollback found the container still running (the engine was mid-stop), did not start
+    it, and the stop then finished: service down after a "successful" rollback."""
+    faulty = Path(__file__).parent.parent / "faulty_tamer.py"
+    if command == "adopt":
+        eng.docker("run", "-d", "--name", "stub", MONGO, *STUBBORN)
+        args = ["adopt", "stub", "--apply", "--yes"]
+        rollback = ["adopt", "stub", "--rollback", "--apply", "--yes"]
+        point = "adopt.stop.before"
+    else:
+        eng.docker("volume", "create", "stub_v")
+        eng.docker("run", "-d", "--name", "stub", "-v", "stub_v:/data/db", MONGO, *STUBBORN)
+        dest = tmp_path / "d2"
+        args = ["volume", "move", "stub_v", "--to", str(dest), "--stop-users", "--apply", "--yes"]
+        rollback = ["volume", "move", "stub_v", "--to", str(dest), "--rollback", "--apply", "--yes"]
+        point = "move.stop.before"
+    proc = subprocess.Popen([sys.executable, str(faulty), "-", *args], stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.DEVNULL, env={**os.environ, **state, "DOCKER_HOST": eng.host})
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.strip() == f"fault-point: {point}":
+            break
+    time.sleep(1.0)  # the engine has sent SIGTERM and waits up to 10 s before SIGKILL
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert inspect(eng, "stub")["State"]["Running"], "still stopping"
+    r = eng.tamer(*rollback, env=state)
+    assert r.returncode == 0, r.stdout + r.stderr
+    time.sleep(11)  # past the engine's stop timeout
+    assert inspect(eng, "stub")["State"]["Running"], "the service is down after the rollback"

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 from tamer.engine import Engine
 from tamer.errors import NotEnoughSpace, ObjectNotFound, TamerError, UsageError, VolumeOperationFailed
-from tamer.operation import Operation, OperationState, faults, operation_lock
+from tamer.operation import Operation, OperationState, StepStatus, faults, operation_lock
 from tamer.volumes import copy as cp
 from tamer.volumes import guard
 from tamer.volumes.place import (
@@ -333,6 +333,10 @@ class Adopt(Operation):
                 with contextlib.suppress(OSError):
                     os.rmdir(c.at.path)
         if d["running"]:
+            if self.status("stop") is not StepStatus.PENDING:
+                # a stop killed midway goes on in the engine: wait for it (a stop of a stopped container
+                # returns at once), or the container would go down after we found it running
+                self.engine.stop_container(name)
             info = self.engine.inspect_container(name)
             if not (info.get("State") or {}).get("Running"):
                 self.engine.start_container(name)

@@ -8,6 +8,8 @@ size, sha256 of every file, link targets, xattrs, hard-link groups.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import hashlib
 import os
@@ -23,6 +25,7 @@ from pathlib import Path
 from tamer.errors import NotEnoughSpace, TamerError
 
 CHUNK = 1 << 20
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def copy_tree(src: Path, dst: Path, *, on_started: Callable[[subprocess.Popen[by
     `on_started(proc)` lets tests interrupt a copy in progress.
     """
     proc = subprocess.Popen(["cp", "-a", "--sparse=always", "--", f"{src}/.", str(dst)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
     if on_started is not None:
         on_started(proc)
     _, err = proc.communicate()
@@ -75,6 +78,14 @@ def copy_tree(src: Path, dst: Path, *, on_started: Callable[[subprocess.Popen[by
                                  "whole volume; free space there or pick a bigger drive")
         raise TamerError(f"copying {src} to {dst} failed: {text[-500:]}; expected a readable source and a "
                          "writable destination")
+
+
+def _die_with_parent() -> None:
+    """In the cp child: be killed when tamer dies (kill -9 included), so no orphaned copy keeps writing
+    into a folder that a rerun or a rollback is clearing."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _xattrs(path: str) -> dict[str, bytes]:

@@ -41,7 +41,7 @@ from tamer.errors import (
     VolumeInUse,
     VolumeOperationFailed,
 )
-from tamer.operation import Operation, OperationState, faults, operation_lock
+from tamer.operation import Operation, OperationState, StepStatus, faults, operation_lock
 from tamer.volumes import copy as cp
 from tamer.volumes import guard
 from tamer.volumes.place import (
@@ -479,8 +479,13 @@ def _undo_move(engine: Engine, op: Move) -> list[str]:
         except ObjectNotFound:
             create_again(engine, recreation_from_json(u.recreation))
             did.append(f"re-created container {u.name}")
+    stop_issued = op.status("stop") is not StepStatus.PENDING
     for u in users:
         if u.running:
+            if stop_issued:
+                # a stop killed midway goes on in the engine: wait for it (a stop of a stopped container
+                # returns at once), or the user would go down after we found it running
+                engine.stop_container(u.name)
             info = engine.inspect_container(u.name)
             if not (info.get("State") or {}).get("Running"):
                 engine.start_container(u.name)
