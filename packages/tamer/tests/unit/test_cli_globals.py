@@ -139,3 +139,17 @@ def test_policy_show_takes_host_and_asks_no_engine() -> None:
 def test_parse_args_fills_defaults_only_for_what_was_not_given() -> None:
     args = parse_args(build_parser(), ["df"])
     assert isinstance(args, argparse.Namespace) and args.host is None and args.json is False
+
+
+@pytest.mark.parametrize("empty", ["", " "])
+def test_an_empty_host_is_a_usage_error_not_the_default_engine(empty: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for full in (["-H", empty, "df"], ["df", f"--host={empty}"]):
+        assert main(full) == 2
+        err = capsys.readouterr().err
+        assert "needs an engine address" in err and DEFAULT not in err
+
+
+def test_a_missing_host_value_is_a_usage_error_with_an_envelope(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--json", "df", "-H"]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "usage" and "-H" in doc["errors"][0]

@@ -130,6 +130,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
     for opt in GLOBAL_OPTIONS:
         if not hasattr(args, opt.dest):
             setattr(args, opt.dest, opt.default)
+    if args.host is not None and not args.host.strip():
+        # an empty -H would quietly mean "DOCKER_HOST, else the local socket": not the engine named
+        raise UsageError("-H/--host needs an engine address, got an empty one; expected e.g. "
+                         "-H unix:///var/run/docker.sock or -H tcp://HOST:2376 (nothing was done)")
     return args
 
 
