@@ -81,3 +81,11 @@ def test_a_damaged_history_never_blocks_reading_or_planning(eng: Any, how: str, 
             assert len(doc["errors"]) == 1 and doc["errors"][0].startswith("warning:")
             assert str(db) in doc["errors"][0]
     assert os.path.lexists(db)  # left for the user to look at; never silently replaced
+
+
+def test_only_the_first_exchange_has_the_short_bound(eng: Any) -> None:
+    from tamer.engine import client
+
+    engine = client.connect(eng.host, timeout=321.0, answer_within=0.5)
+    assert engine.api.timeout == 321.0  # slow operations (system df on a big host) keep the long bound
+    assert engine.info()["DockerRootDir"]
