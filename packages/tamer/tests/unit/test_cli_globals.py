@@ -153,3 +153,34 @@ def test_a_missing_host_value_is_a_usage_error_with_an_envelope(capsys: pytest.C
     assert main(["--json", "df", "-H"]) == 2
     doc = json.loads(capsys.readouterr().out)
     assert doc["status"] == "usage" and "-H" in doc["errors"][0]
+
+
+def _every_command(parser: argparse.ArgumentParser, path: list[str]) -> list[list[str]]:
+    """Each command of the parser tree, with dummy values for what it requires (commands added later too)."""
+    found = [path] if path else []
+    args: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _every_command(child, [*path, name])
+        elif not action.option_strings and action.nargs not in ("?", "*", argparse.SUPPRESS):
+            args.append("x1")
+        elif action.required:
+            args += [action.option_strings[0], "/nonexistent/x1"]
+    if path:
+        found[0] = [*path, *args]
+    return found
+
+
+def test_no_command_ever_reaches_docker_host_when_h_is_given(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = _every_command(build_parser(), [])
+    assert len(commands) >= 15 and ["df"] in commands
+    for argv in commands:
+        for full in (["-H", GIVEN, *argv], [*argv, "-H", GIVEN]):
+            main(full)
+            captured = capsys.readouterr()
+            said = captured.out + captured.err
+            assert DEFAULT not in said, (full, said)
+            assert "internal error" not in said and "Traceback" not in said, (full, said)
+            if "no Docker engine answered" in said:
+                assert GIVEN in said, (full, said)
