@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import zstandard
-
 from tamer.errors import BackupCorrupt, NotEnoughSpace, RestoreRefused
 from tamer.volumes.backup import apply_restore, backup_volume, plan_restore, verify_backup
 from tamer.volumes.proof import prove_restorable
@@ -164,7 +163,7 @@ def _archive(path: Path, entries: list[tuple[tarfile.TarInfo, bytes]], *, xattrs
     path.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
 
 
-def E(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644,  # noqa: N802
+def E(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644,
       payload: bytes = b"data") -> tuple[tarfile.TarInfo, bytes]:
     e = tarfile.TarInfo(name)
     e.type = kind

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from tamer.volumes.archive import _TYPE_REG, _header, _members
 from tamer.volumes.archive_write import WriteStats, _TarTap
 
