@@ -168,6 +168,56 @@ def test_surprisal_check_false_alarms_and_power(
     assert check.gap < 0 and not check.consistent and check.ci_high < 0
 
 
+def test_each_surprisal_statistic_keeps_its_level_on_exact_samples(
+    ancestral: Callable[..., list[list[int]]], ngram: NGramModel
+) -> None:
+    """250 runs of 300 exact samples (the independent sampler): every statistic of the check, and
+    their combination, rejects within the binomial range of its level at 0.01 and 0.05."""
+    from scipy.stats import binom
+
+    runs, size = 250, 300
+    scored = score_outputs(ngram, ancestral(ngram, runs * size, 8, 2024), batch_size=4096)
+    names = ("gap_p_value", "variance_p_value", "dispersion_p_value", "position_p_value", "p_value")
+    checks = [surprisal_check(scored.take(range(r * size, (r + 1) * size))) for r in range(runs)]
+    pvalues = np.array([[getattr(c, k) for k in names] for c in checks])
+    for alpha in (0.01, 0.05):
+        lo, hi = binom.interval(0.999, runs, alpha)
+        rejected = (pvalues < alpha).sum(axis=0)
+        for name, count in zip(names, rejected, strict=True):
+            assert count <= hi, f"{name}: {count}/{runs} exact-sample runs rejected at {alpha}"
+            if name != "p_value":  # the Bonferroni combination may be conservative
+                assert lo <= count, f"{name}: {count}/{runs} rejected at {alpha}: the test is blind"
+
+
+def test_surprisal_check_catches_a_mixture_whose_mean_gap_is_zero() -> None:
+    """Outputs at temperature 0.8 and 1.3, mixed in the proportion that makes the mean surprisal gap
+    vanish (the first-moment check alone passes it), on the pydoc-words character trigram: the
+    variance, dispersion and per-position statistics reject it; the 51/49 mixture is rejected too,
+    and exact samples pass."""
+    from faithful.fidelity.specs import load_model
+
+    model = load_model("pydoc-words")
+    n = 4000
+    cold = ancestral_sample(model, [[]], 20, sampler=make_sampler(temperature=0.8), num_samples=n, rng=11)
+    hot = ancestral_sample(model, [[]], 20, sampler=make_sampler(temperature=1.3), num_samples=n, rng=12)
+    scored = score_outputs(model, cold.sequences()[0] + hot.sequences()[0])
+    gaps = np.array([float((s - h).sum()) for s, h in zip(scored.surprisal, scored.entropy, strict=True)])
+    cum_cold = np.concatenate([[0.0], np.cumsum(gaps[:n])])
+    cum_hot = np.concatenate([[0.0], np.cumsum(gaps[n:])])
+    k = int(np.argmin(np.abs(cum_cold + cum_hot[::-1])))  # k cold outputs and n - k hot ones
+    assert 0.5 < k / n < 0.8
+    mixed = surprisal_check(scored.take([*range(k), *range(n, 2 * n - k)]))
+    assert mixed.n_outputs == n and mixed.gap_p_value > 0.5 and mixed.ci_low < 0 < mixed.ci_high
+    assert mixed.p_value < 1e-6 and not mixed.consistent
+    assert mixed.dispersion_z > 5 and mixed.dispersion_ratio > 1.2
+    assert mixed.variance_z > 3 and mixed.variance_ratio > 1.05
+    assert mixed.position_p_value < 1e-4
+    half = int(0.51 * n)
+    assert not surprisal_check(scored.take([*range(half), *range(n, 2 * n - half)])).consistent
+    exact = ancestral_sample(model, [[]], 20, num_samples=n, rng=13).sequences()[0]
+    assert surprisal_check(score_outputs(model, exact)).consistent
+
+
 def test_surprisal_numbers_by_hand(coin: CallableModel) -> None:
     # tosses H,T of the coin: surprisals -ln .55, -ln .45; entropy H = -.55 ln .55 - .45 ln .45 each step
     scored = score_outputs(coin, [[0, 1], [0, 0]])

@@ -13,6 +13,21 @@ Two entry points, one per kind of model:
 
 Both return a :class:`Fidelity` whose ``to_dict()`` is JSON-ready and whose ``consistent``
 answers the question a test suite asks.
+
+What each mode can and cannot see:
+
+* **exact** sees any deviation of the output distribution, given enough outputs: the G-test over
+  all outputs (p-values from the simulated multinomial null, so its level holds with thousands
+  of sparse outputs), the G-test over the likely outputs (a shift of mass among them: 1% TV at
+  N = 50,000 on the test bigram), and the surprisal check (systematic sharpening or flattening).
+  It cannot see what the enumeration pruned (``covered_mass`` says how much that is).
+* **reference** runs the surprisal check alone for ``consistent``: the mean gap (temperature,
+  truncation), the variance of per-token surprisal against the model's varentropy, the dispersion
+  of whole outputs (a per-output mixture of sharp and flat decoding whose mean gap is zero), and
+  the gap along positions. It is blind to any change that keeps those four null means, e.g. two
+  equally likely tokens swapped in some context, or a change confined to contexts too rare to move
+  the averages at this N; lengths, n-grams and diversity are reported against the reference but
+  not tested.
 """
 
 from __future__ import annotations
