@@ -210,7 +210,8 @@ def gumbel_max(z: np.ndarray, u: np.ndarray) -> np.ndarray:
         raise ShapeMismatchError(f"`u` must have the shape of `z` (B, V), got {u.shape} and {z.shape}")
     if np.any(~np.isfinite(z.max(axis=1))):
         raise EmptySupportError("a row has no finite logit; nothing can be drawn from it")
-    return np.argmax(z - np.log(-np.log(u)), axis=1).astype(np.int64)
+    tokens: np.ndarray = np.argmax(z - np.log(-np.log(u)), axis=1).astype(np.int64)
+    return tokens
 
 
 @dataclass(frozen=True)

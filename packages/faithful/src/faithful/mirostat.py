@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faithful.selection import candidate_superset
+from faithful._numeric import log_softmax
 from faithful.errors import SamplingParameterError
+from faithful.selection import candidate_superset
 
 _LN2 = math.log(2.0)
 
@@ -46,12 +47,10 @@ class Mirostat:
     mu: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.version not in (1, 2):
-            raise SamplingParameterError(f"`mirostat` version must be 1 or 2, got {self.version!r}")
-        if not (isinstance(self.tau, int | float) and self.tau > 0 and math.isfinite(self.tau)):
-            raise SamplingParameterError(f"`mirostat_tau` must be a finite number > 0, got {self.tau!r}")
-        if not (isinstance(self.eta, int | float) and self.eta > 0 and math.isfinite(self.eta)):
-            raise SamplingParameterError(f"`mirostat_eta` must be a finite number > 0, got {self.eta!r}")
+        # version, tau and eta are checked by the one processor table (faithful.processors.table)
+        from faithful.processors.table import validate_fields
+
+        validate_fields(self)
         if not (isinstance(self.m, int) and self.m >= 2):
             raise SamplingParameterError(f"`mirostat_m` must be an int >= 2, got {self.m!r}")
 
@@ -67,9 +66,8 @@ class Mirostat:
         """The truncated logits for the current state (pure: state is not changed)."""
         mu = self.mu_for(rows)
         b, v = z.shape
-        m = z.max(axis=1, keepdims=True)
-        logp = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
-        top = z == m
+        logp = log_softmax(z)
+        top = z == z.max(axis=1, keepdims=True)
         if self.version == 2:
             keep = (-logp / _LN2 <= mu[:, None]) | top
             return np.where(keep, z, -np.inf)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 
-from faithful.errors import EmptySupportError, InvalidLogitsError, SamplingParameterError, ShapeMismatchError
-from faithful.selection import (
-    check_row_max,
-)
+from faithful._numeric import check_row_max, log_softmax, softmax
+from faithful.errors import InvalidLogitsError, SamplingParameterError, ShapeMismatchError
 
 History = Sequence[Sequence[int]]
 
@@ -27,15 +24,6 @@ def _real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise _param_error(name, "a real number", value)
     return float(value)
-
-
-def _in_range(name: str, value: object, lo: float, hi: float, *, lo_open: bool, hi_open: bool) -> float:
-    v = _real(name, value)
-    ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-    if not ok or math.isnan(v):
-        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise _param_error(name, f"in {interval}", value)
-    return v
 
 
 def check_logits(logits: object) -> np.ndarray:
@@ -69,20 +57,8 @@ def check_logits(logits: object) -> np.ndarray:
 
 
 def _check_nonempty(z: np.ndarray, what: str) -> None:
-    if not z.size:
-        return
-    top = z.max(axis=1)  # NaN and +inf propagate into the max, so one reduction checks all three
-    if (bad := np.isnan(top) | (top == np.inf)).any():
-        rows = np.flatnonzero(bad)[:10].tolist()
-        raise InvalidLogitsError(
-            f"rows {rows} hold NaN or +inf after {what} (an overflow, e.g. a huge logit_bias); "
-            "keep logits and biases within float64 range"
-        )
-    if (empty := top == -np.inf).any():
-        rows = np.flatnonzero(empty)[:10].tolist()
-        raise EmptySupportError(
-            f"rows {rows} have no token left after {what}; relax the mask or constraint for those rows"
-        )
+    if z.size:
+        check_row_max(z.max(axis=1), after=what)
 
 
 def _history_matrix(history: History | None, shape: tuple[int, int], name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -100,37 +76,20 @@ def _history_matrix(history: History | None, shape: tuple[int, int], name: str) 
     return rows, tokens
 
 
-def _token_ids(name: str, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
-    ids = np.asarray(tokens)
-    if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
-        raise _param_error(name, "a 1-D sequence of int token ids", tokens)
-    return ids.astype(np.int64)
-
-
 def _check_ids_in_vocab(name: str, ids: np.ndarray, v: int) -> None:
     if ids.size and (ids.min() < 0 or ids.max() >= v):
         raise ShapeMismatchError(f"`{name}` holds token ids outside [0, {v}) for a vocabulary of {v}")
 
 
-# ---------------------------------------------------------------- softmax
+# ---------------------------------------------------------------- softmax (faithful._numeric)
 
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64; ``-inf`` stays ``-inf``. ``z``: ``(B, V)``, no empty rows."""
-    m = z.max(axis=1, keepdims=True)
-    s = z - m
-    return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (exactly 0 for ``-inf``). ``z``: ``(B, V)``, no empty rows."""
-    w = np.exp(z - z.max(axis=1, keepdims=True))
-    return w / w.sum(axis=1, keepdims=True)
+__all__ = ["History", "Processor", "check_logits", "log_softmax", "softmax"]
 
 
 def _entropy(logp: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Row entropy in nats, ``(B, 1)``; removed tokens (``p = 0``) contribute 0."""
-    return -(p * np.where(p > 0, logp, 0.0)).sum(axis=1, keepdims=True)
+    h: np.ndarray = -(p * np.where(p > 0, logp, 0.0)).sum(axis=1, keepdims=True)
+    return h
 
 
 def _keep(z: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -149,6 +108,15 @@ class Processor:
 
     name: ClassVar[str] = "processor"
     needs_history: ClassVar[bool] = False
+    # A stochastic processor (XTC) takes ``rng``, ``rows``, ``step`` and ``lane`` keywords too;
+    # the sampler passes it the keyed source it draws with.
+    stochastic: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        # every parameter is checked (and normalised) by the one processor table
+        from faithful.processors.table import validate_fields
+
+        validate_fields(self)
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         raise NotImplementedError

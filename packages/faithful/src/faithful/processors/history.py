@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -16,9 +15,6 @@ from faithful.processors._base import (
     _check_nonempty,
     _history_matrix,
     _keep,
-    _param_error,
-    _real,
-    _token_ids,
 )
 
 
@@ -37,11 +33,6 @@ class RepetitionPenalty(Processor):
     penalty: float
     name: ClassVar[str] = "repetition_penalty"
     needs_history: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        v = _real("repetition_penalty", self.penalty)
-        if not (v > 0 and math.isfinite(v)):
-            raise _param_error("repetition_penalty", "a finite number > 0", self.penalty)
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         rows, tokens = _history_matrix(history, logits.shape, self.name)
@@ -69,16 +60,12 @@ class OccurrencePenalty(Processor):
     name: ClassVar[str] = "occurrence_penalty"
     needs_history: ClassVar[bool] = True
 
-    def __post_init__(self) -> None:
-        for label, value in (("presence_penalty", self.presence), ("frequency_penalty", self.frequency)):
-            if not math.isfinite(_real(label, value)):
-                raise _param_error(label, "a finite number", value)
-
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         rows, tokens = _history_matrix(history, logits.shape, "presence/frequency penalty")
         b, v = logits.shape
         counts = np.bincount(rows * v + tokens, minlength=b * v).reshape(b, v).astype(np.float64)
-        return logits - float(self.presence) * (counts > 0) - float(self.frequency) * counts
+        out: np.ndarray = logits - float(self.presence) * (counts > 0) - float(self.frequency) * counts
+        return out
 
 
 @dataclass(frozen=True)
@@ -94,10 +81,6 @@ class NoRepeatNGram(Processor):
     size: int
     name: ClassVar[str] = "no_repeat_ngram"
     needs_history: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, int | np.integer) or self.size < 1:
-            raise _param_error("no_repeat_ngram_size", "an int >= 1", self.size)
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         _history_matrix(history, logits.shape, "no_repeat_ngram_size")
@@ -134,15 +117,6 @@ class LogitBias(Processor):
     bias: Mapping[int, float] = field(default_factory=dict)
     name: ClassVar[str] = "logit_bias"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.bias, Mapping):
-            raise _param_error("logit_bias", "a mapping {token_id: bias}", self.bias)
-        for token, value in self.bias.items():
-            if isinstance(token, bool) or not isinstance(token, int | np.integer):
-                raise _param_error("logit_bias", "keyed by int token ids", token)
-            if math.isnan(_real("logit_bias", value)) or value == math.inf:
-                raise _param_error("logit_bias", "finite or -inf biases", value)
-
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         if not self.bias:
             return logits.copy()
@@ -167,9 +141,6 @@ class AllowedTokens(Processor):
     tokens: Sequence[int]
     name: ClassVar[str] = "allowed_tokens"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tokens", tuple(int(t) for t in _token_ids("allowed_tokens", self.tokens)))
-
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         ids = np.asarray(self.tokens, dtype=np.int64)
         _check_ids_in_vocab("allowed_tokens", ids, logits.shape[1])
@@ -191,9 +162,6 @@ class ForbiddenTokens(Processor):
 
     tokens: Sequence[int]
     name: ClassVar[str] = "forbidden_tokens"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tokens", tuple(int(t) for t in _token_ids("forbidden_tokens", self.tokens)))
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         ids = np.asarray(self.tokens, dtype=np.int64)

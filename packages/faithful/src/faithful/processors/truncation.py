@@ -12,10 +12,7 @@ from faithful.processors._base import (
     History,
     Processor,
     _entropy,
-    _in_range,
     _keep,
-    _param_error,
-    _real,
     log_softmax,
     softmax,
 )
@@ -44,18 +41,14 @@ class Temperature(Processor):
     temperature: float
     name: ClassVar[str] = "temperature"
 
-    def __post_init__(self) -> None:
-        t = _real("temperature", self.temperature)
-        if not (t >= 0 and math.isfinite(t)):
-            raise _param_error("temperature", "a finite number >= 0 (0 means argmax)", self.temperature)
-
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         top = logits.max(axis=1, keepdims=True)
         if self.temperature == 0:
             return np.where(logits == top, 0.0, -np.inf)
         # a -inf logit stays -inf; a finite one far below the max may overflow to -inf (probability 0)
         with np.errstate(over="ignore"):
-            return (logits - top) / float(self.temperature)
+            out: np.ndarray = (logits - top) / float(self.temperature)
+        return out
 
 
 @dataclass(frozen=True)
@@ -69,10 +62,6 @@ class TopK(Processor):
 
     top_k: int
     name: ClassVar[str] = "top_k"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int | np.integer) or self.top_k < 1:
-            raise _param_error("top_k", "an int >= 1", self.top_k)
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         k = int(self.top_k)
@@ -102,9 +91,6 @@ class TopP(Processor):
     top_p: float
     name: ClassVar[str] = "top_p"
 
-    def __post_init__(self) -> None:
-        _in_range("top_p", self.top_p, 0.0, 1.0, lo_open=True, hi_open=False)
-
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         if self.top_p >= 1.0:
             return logits.copy()
@@ -123,9 +109,6 @@ class MinP(Processor):
 
     min_p: float
     name: ClassVar[str] = "min_p"
-
-    def __post_init__(self) -> None:
-        _in_range("min_p", self.min_p, 0.0, 1.0, lo_open=False, hi_open=False)
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         if self.min_p == 0:
@@ -149,9 +132,6 @@ class Typical(Processor):
 
     typical_p: float
     name: ClassVar[str] = "typical_p"
-
-    def __post_init__(self) -> None:
-        _in_range("typical_p", self.typical_p, 0.0, 1.0, lo_open=True, hi_open=False)
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         if self.typical_p >= 1.0:
@@ -177,9 +157,6 @@ class Epsilon(Processor):
     epsilon: float
     name: ClassVar[str] = "epsilon"
 
-    def __post_init__(self) -> None:
-        _in_range("epsilon", self.epsilon, 0.0, 1.0, lo_open=True, hi_open=True)
-
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         top = logits == logits.max(axis=1, keepdims=True)
         return _keep(logits, (softmax(logits) >= self.epsilon) | top)
@@ -196,9 +173,6 @@ class Eta(Processor):
 
     epsilon: float
     name: ClassVar[str] = "eta"
-
-    def __post_init__(self) -> None:
-        _in_range("eta", self.epsilon, 0.0, 1.0, lo_open=True, hi_open=True)
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         logp = log_softmax(logits)
@@ -225,11 +199,6 @@ class TopNSigma(Processor):
 
     n: float
     name: ClassVar[str] = "top_n_sigma"
-
-    def __post_init__(self) -> None:
-        v = _real("top_n_sigma", self.n)
-        if not (v >= 0 and math.isfinite(v)):
-            raise _param_error("top_n_sigma", "a finite number >= 0", self.n)
 
     def __call__(self, logits: np.ndarray, history: History | None = None) -> np.ndarray:
         finite = np.isfinite(logits)
