@@ -35,13 +35,12 @@ import math
 
 import numpy as np
 
+from faithful._numeric import check_row_max
 from faithful.draw import band_search, search_cdf
-from faithful.errors import EmptySupportError, InvalidLogitsError
 
 __all__ = [
     "argmax_checked",
     "candidate_superset",
-    "check_row_max",
     "mass_threshold_ascending",
     "pad_candidates",
     "sample_truncated",
@@ -51,26 +50,6 @@ __all__ = [
 _SAMPLE_STRIDE = 32
 # Rows shorter than this, or k this large relative to the row, are taken whole.
 _SMALL_ROW = 4096
-
-
-def check_row_max(top: np.ndarray) -> None:
-    """Validate logits from their row maxima (NaN and +inf propagate into a max).
-
-    Raises:
-        InvalidLogitsError: a row holds NaN or +inf.
-        EmptySupportError: a row is entirely -inf.
-    """
-    if (bad := np.isnan(top) | (top == np.inf)).any():
-        rows = np.flatnonzero(bad)[:10].tolist()
-        raise InvalidLogitsError(
-            f"logits contain NaN or +inf in rows {rows}; fix the model output "
-            "(use -inf, not NaN or +inf, to remove a token)"
-        )
-    if (empty := top == -np.inf).any():
-        rows = np.flatnonzero(empty)[:10].tolist()
-        raise EmptySupportError(
-            f"rows {rows} have no token left after the input logits; relax the mask or constraint for those rows"
-        )
 
 
 def argmax_checked(x: np.ndarray) -> np.ndarray:

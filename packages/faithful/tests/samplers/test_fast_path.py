@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faithful.selection import candidate_superset, sample_truncated
 from faithful.processors import TopK, TopP, softmax, top_p_threshold
 from faithful.rng import KeyedRNG
 from faithful.samplers import make_sampler
+from faithful.selection import candidate_superset, sample_truncated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -145,6 +145,29 @@ def test_sample_truncated_shifts_before_dividing_so_temperature_cannot_overflow(
     r = make_sampler(temperature=0.5, top_k=2)(x, rng=0, return_q=True)
     assert r.tokens.tolist() == [0] and r.q is not None
     np.testing.assert_allclose(r.q, softmax(TopP(1.0)(np.array([[0.0, -np.inf, -np.inf]]))))
+
+
+@pytest.mark.parametrize("scale", [1e12, -1e12])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"top_k": 3}, {"top_p": 0.9}, {"min_p": 0.01}, {"top_k": 4, "top_p": 0.8, "min_p": 0.001}],
+    ids=lambda k: "+".join(k) or "plain",
+)
+def test_sample_truncated_is_exact_for_logits_near_1e12(scale: float, kwargs: dict[str, Any]) -> None:
+    # issue 13 bug 4 in the numpy fast path: x / T - max / T rounded each logit to an ulp of 1e12 / T
+    # (~1e-4), moving q by ~1e-4; shifting by the row max first leaves the offsets exact
+    offsets = np.array([0.0, -0.5, -1.0, -1.25, -2.0, -3.0, -4.5, -7.0, -9.0, -30.0])
+    v = 5000  # past _SMALL_ROW: top-k takes the sampled-bound candidate path
+    row = np.full(v, -np.inf)
+    row[np.arange(offsets.size) * 37] = offsets
+    x = np.stack([scale + row, scale + row[::-1]])
+    t = 0.7
+    got = sample_truncated(x, np.array([0.3, 0.8]), temperature=t, return_q=True, **kwargs)
+    assert got is not None and got[2] is not None
+    ref = make_sampler(fast=False, temperature=t, **kwargs).distribution(np.stack([row, row[::-1]]))
+    np.testing.assert_array_equal(got[2] > 0, ref > 0)
+    np.testing.assert_allclose(got[2], ref, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(got[1], np.log(ref[[0, 1], got[0]]), rtol=0, atol=1e-12)
 
 
 def test_band_search_equals_a_full_running_sum() -> None:
