@@ -53,34 +53,45 @@ def test_h_to_an_absent_engine_never_falls_back_to_docker_host(eng: Any, placeme
     assert _exists(eng, cid), "an engine nobody named was changed"
 
 
-@pytest.mark.parametrize("how", ["garbage", "directory", "unreadable"])
-def test_a_damaged_history_never_blocks_reading_or_planning(eng: Any, how: str, tmp_path: Path) -> None:
+STATE_FILES = ("history.sqlite", "journal.sqlite")
+
+
+@pytest.mark.parametrize("how", ["garbage", "directory", "unreadable", "state-dir-is-a-file"])
+def test_a_damaged_state_never_blocks_reading_or_planning(eng: Any, how: str, tmp_path: Path) -> None:
+    """df, ls and plan (and a clean preview) go on without history, and say so; nothing is replaced."""
     state = tmp_path / "state"
-    state.mkdir()
-    db = state / "history.sqlite"
-    if how == "garbage":
-        db.write_bytes(b"this is not an sqlite database\x00" * 100)
-    elif how == "directory":
-        db.mkdir()
+    if how == "state-dir-is-a-file":
+        state.write_text("not a folder")
     else:
-        db.write_bytes(b"")
-        db.chmod(0)
+        state.mkdir()
+    for name in STATE_FILES if how != "state-dir-is-a-file" else ():
+        db = state / name
+        if how == "garbage":
+            db.write_bytes(b"this is not an sqlite database\x00" * 100)
+        elif how == "directory":
+            db.mkdir()
+        else:
+            db.write_bytes(b"")
+            db.chmod(0)
+    if how == "unreadable":
         state.chmod(0o755)
         tmp_path.chmod(0o755)
     env = {"TAMER_STATE_DIR": str(state)}
     powerless = how == "unreadable"  # root ignores mode 000; a user without privileges does not
-    for command in (["plan"], ["df"], ["ls"], ["clean"]):
+    for command in (["plan"], ["df"], ["ls"], ["ls", "volumes"]):
         proc = eng.tamer(*command, env=env, powerless=powerless)
         assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
-        if command[0] in ("plan", "clean"):
-            assert "warning:" in proc.stderr and str(db) in proc.stderr and "without it" in proc.stderr
+        if command[0] == "plan":
+            assert "warning:" in proc.stderr and str(state) in proc.stderr and "without it" in proc.stderr
         doc = json.loads(eng.tamer(*command, "--json", env=env, powerless=powerless).stdout)
         assert doc["status"] == "ok" and doc["exit_code"] == 0, doc["errors"]
-        if command[0] in ("plan", "clean"):
-            assert len(doc["errors"]) == 1 and doc["errors"][0].startswith("warning:")
-            assert str(db) in doc["errors"][0]
-    assert os.path.lexists(db)  # left for the user to look at; never silently replaced
+        assert all(e.startswith("warning:") for e in doc["errors"])
+        if command[0] == "plan":
+            assert doc["errors"] and str(state) in doc["errors"][0]
+    for name in STATE_FILES if how != "state-dir-is-a-file" else ():
+        assert os.path.lexists(state / name)  # left for the user to look at; never silently replaced
+    assert os.path.lexists(state)
 
 
 def test_only_the_first_exchange_has_the_short_bound(eng: Any) -> None:
