@@ -51,33 +51,24 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from faithful.tensors import BACKENDS, is_torch_tensor, to_numpy_logits
-from faithful.selection import argmax_checked, sample_truncated
 from faithful.draw import DRAWS, band_search, gumbel_max
 from faithful.errors import SamplingParameterError, ShapeMismatchError
 from faithful.mirostat import Mirostat
 from faithful.processors import (
-    AllowedTokens,
-    Epsilon,
-    Eta,
-    ForbiddenTokens,
     History,
-    LogitBias,
     MinP,
-    NoRepeatNGram,
-    OccurrencePenalty,
     Processor,
-    RepetitionPenalty,
     Temperature,
     TopK,
-    TopNSigma,
     TopP,
-    Typical,
     apply_processors,
     check_logits,
 )
 from faithful.processors._base import _check_nonempty
-from faithful.rng import KeyedRNG, RngLike, as_keyed_rng
+from faithful.processors.table import KEYWORDS, TABLE, spec_help, spec_index
+from faithful.rng import KeyedRNG, RngLike, as_keyed_rng, resolve_rng
+from faithful.selection import argmax_checked, sample_truncated
+from faithful.tensors import BACKENDS, is_torch_tensor, to_numpy_logits
 
 __all__ = [
     "Mirostat",
@@ -212,8 +203,18 @@ class Sampler:
         if self.mirostat is not None:
             self.mirostat.reset()
 
+    @property
+    def stochastic(self) -> bool:
+        """True when a processor draws its own keyed randomness (XTC): q then depends on ``rng`` and ``step``."""
+        return any(p.stochastic for p in self.processors)
+
     def _final_logits(
-        self, logits: Any, history: History | None, rows: Sequence[int] | np.ndarray | None
+        self,
+        logits: Any,
+        history: History | None,
+        rows: Sequence[int] | np.ndarray | None,
+        rng: Any = None,
+        step: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         z = check_logits(to_numpy_logits(logits, self.backend))
         b = z.shape[0]
@@ -222,21 +223,31 @@ class Sampler:
             raise ShapeMismatchError(f"`history` must have one sequence per row ({b}), got {len(history)}")
         if self.draw == "argmax":
             return z, row_ids
-        z = apply_processors(z, self.processors, history)
+        # stochastic processors use the lanes after the draw's (inverse CDF: lane 0; Gumbel: 0..V-1)
+        first_lane = z.shape[1] if self.draw == "gumbel" else 1
+        z = apply_processors(z, self.processors, history, rng=rng, rows=row_ids, step=step, first_lane=first_lane)
         if self.mirostat is not None:
             z = self.mirostat.truncate(z, row_ids)
         _check_nonempty(z, f"the processors of {self.name!r}")
         return z, row_ids
 
     def distribution(
-        self, logits: Any, *, history: History | None = None, rows: Sequence[int] | np.ndarray | None = None
+        self,
+        logits: Any,
+        *,
+        history: History | None = None,
+        rows: Sequence[int] | np.ndarray | None = None,
+        rng: RngLike | _Uniforms = None,
+        step: int = 0,
     ) -> np.ndarray:
         """The exact final distribution q that :meth:`__call__` draws from.
 
         Parameters:
             logits: ``(B, V)`` real array (torch tensor on the torch backend).
             history: per-row tokens so far (needed by penalties and no-repeat-ngram).
-            rows: global row ids (only mirostat state depends on them).
+            rows: global row ids (mirostat state and XTC's keyed coin depend on them).
+            rng, step: for a stochastic sampler (XTC), the same ``rng`` and ``step`` as the call
+                whose q you want; required then.
 
         Returns:
             float64 ``(B, V)``, rows summing to 1, zero outside the kept set.
@@ -248,7 +259,11 @@ class Sampler:
             >>> make_sampler(top_k=1).distribution(np.array([[0.0, 1.0]])).tolist()
             [[0.0, 1.0]]
         """
-        z, _ = self._final_logits(logits, history, rows)
+        if self.stochastic and rng is None:
+            raise SamplingParameterError(
+                f"{self.name!r} is stochastic (XTC): pass the `rng` and `step` of the draw whose q you want"
+            )
+        z, _ = self._final_logits(logits, history, rows, resolve_rng(rng) if rng is not None else None, step)
         if self.draw == "argmax":
             q = np.zeros_like(z)
             q[np.arange(z.shape[0]), np.argmax(z, axis=1)] = 1.0
@@ -256,8 +271,10 @@ class Sampler:
         with np.errstate(over="ignore"):
             w = np.exp(z - z.max(axis=1, keepdims=True))
         if self.draw == "inverse_cdf":  # normalise exactly as the draw does
-            return w / band_search(w, np.full(w.shape[0], 0.5))[1][:, None]
-        return w / w.sum(axis=1, keepdims=True)
+            q = w / band_search(w, np.full(w.shape[0], 0.5))[1][:, None]
+        else:
+            q = w / w.sum(axis=1, keepdims=True)
+        return q
 
     def __call__(
         self,
@@ -339,7 +356,8 @@ class Sampler:
         history: History | None,
         return_q: bool,
     ) -> SampleResult:
-        z, row_ids = self._final_logits(logits, history, rows)
+        keyed, seed = _uniform_source(rng)
+        z, row_ids = self._final_logits(logits, history, rows, keyed, step)
         b = z.shape[0]
         r = np.arange(b)
         if self.draw == "argmax":
@@ -351,7 +369,6 @@ class Sampler:
             return SampleResult(tokens, np.zeros(b), q)
         m = z.max(axis=1, keepdims=True)
         w = np.exp(z - m)
-        keyed, seed = _uniform_source(rng)
         if self.draw == "gumbel":
             u = keyed.uniforms(row_ids, step, z.shape[1])
             tokens = gumbel_max(z, u)
@@ -363,10 +380,6 @@ class Sampler:
         if self.mirostat is not None:
             self.mirostat.update(row_ids, logprobs)
         return SampleResult(tokens, logprobs, w / total[:, None] if return_q else None, seed=seed)
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
 
 
 KERNELS = ("auto", "numba", "numpy")
@@ -402,13 +415,21 @@ def make_sampler(
     repetition_penalty: float | None = None,
     presence_penalty: float | None = None,
     frequency_penalty: float | None = None,
+    dry_multiplier: float | None = None,
+    dry_base: float | None = None,
+    dry_allowed_length: int | None = None,
+    dry_penalty_last_n: int | None = None,
+    dry_sequence_breakers: Sequence[Sequence[int]] | None = None,
     no_repeat_ngram_size: int | None = None,
     logit_bias: Mapping[int, float] | None = None,
     allowed_tokens: Sequence[int] | None = None,
     forbidden_tokens: Sequence[int] | None = None,
+    xtc_probability: float | None = None,
+    xtc_threshold: float | None = None,
+    xtc_min_keep: int | None = None,
     mirostat: int | Mirostat | None = None,
-    mirostat_tau: float = 5.0,
-    mirostat_eta: float = 0.1,
+    mirostat_tau: float | None = None,
+    mirostat_eta: float | None = None,
     processors: Sequence[Processor] | None = None,
     draw: str = "inverse_cdf",
     backend: str = "numpy",
@@ -417,15 +438,24 @@ def make_sampler(
 ) -> Sampler:
     """Build a sampler: processors (default order, or ``processors`` in your order) plus a draw.
 
+    The processor keywords, their checks and defaults and the order they are applied
+    in come from the processor table (:mod:`faithful.processors.table`, listed in
+    :mod:`faithful.processors`); a keyword left None is off.
+
     Parameters:
         temperature: ``>= 0``; 0 is the ``T -> 0`` limit (uniform over maximal logits).
         top_k: int ``>= 1``. top_p: in (0, 1]. min_p: in [0, 1]. typical_p: in (0, 1].
         epsilon, eta: in (0, 1). top_n_sigma: ``>= 0``.
         repetition_penalty: ``> 0``. presence_penalty, frequency_penalty: finite.
+        dry_multiplier, dry_base (1.75), dry_allowed_length (2), dry_penalty_last_n (-1: all),
+            dry_sequence_breakers (token sequences): llama.cpp's DRY (:class:`~faithful.processors.DRY`);
+            the others need ``dry_multiplier``.
         no_repeat_ngram_size: int ``>= 1``. logit_bias: ``{token: bias}``.
         allowed_tokens, forbidden_tokens: token ids.
+        xtc_probability, xtc_threshold (0.1), xtc_min_keep (1): llama.cpp's XTC
+            (:class:`~faithful.processors.XTC`), stochastic: it uses the call's ``rng``.
         mirostat: 1 or 2 (or a :class:`Mirostat`), applied after every other processor;
-            ``mirostat_tau`` / ``mirostat_eta`` configure it. The sampler then holds
+            ``mirostat_tau`` (5.0) / ``mirostat_eta`` (0.1) configure it. The sampler then holds
             per-row state: see :class:`Mirostat`.
         processors: an explicit ordered list of processors, applied exactly in that
             order; cannot be combined with the keyword processors above.
@@ -442,59 +472,47 @@ def make_sampler(
         A :class:`Sampler`.
 
     Raises:
-        SamplingParameterError: an out-of-range parameter, unknown draw/backend, or both
-            ``processors`` and keyword processors given.
+        SamplingParameterError: an out-of-range parameter, unknown draw/backend, a
+            secondary keyword without its processor's main one (``dry_base`` without
+            ``dry_multiplier``), or both ``processors`` and keyword processors given.
 
     Example:
         >>> make_sampler(temperature=0.7, top_k=40).name
         'temperature:0.7+top-k:40'
     """
+    given = {k: v for k, v in locals().items() if k in KEYWORDS and v is not None}
     if draw not in DRAWS:
         raise SamplingParameterError(f"`draw` must be one of {list(DRAWS)}, got {draw!r}")
     if backend not in BACKENDS:
         raise SamplingParameterError(f"`backend` must be one of {list(BACKENDS)}, got {backend!r}")
-    named: list[tuple[Processor, str]] = []
-    if repetition_penalty is not None:
-        named.append((RepetitionPenalty(repetition_penalty), f"repetition-penalty:{_fmt(repetition_penalty)}"))
-    if presence_penalty is not None or frequency_penalty is not None:
-        pres, freq = presence_penalty or 0.0, frequency_penalty or 0.0
-        named.append((OccurrencePenalty(pres, freq), f"presence:{_fmt(pres)}+frequency:{_fmt(freq)}"))
-    if logit_bias is not None:
-        named.append((LogitBias(dict(logit_bias)), "logit-bias"))
-    if no_repeat_ngram_size is not None:
-        named.append((NoRepeatNGram(no_repeat_ngram_size), f"no-repeat-ngram:{no_repeat_ngram_size}"))
-    if allowed_tokens is not None:
-        named.append((AllowedTokens(tuple(allowed_tokens)), "allowed-tokens"))
-    if forbidden_tokens is not None:
-        named.append((ForbiddenTokens(tuple(forbidden_tokens)), "forbidden-tokens"))
-    temp = Temperature(temperature)
-    if temperature != 1.0:
-        named.append((temp, f"temperature:{_fmt(temperature)}"))
-    if top_n_sigma is not None:
-        named.append((TopNSigma(top_n_sigma), f"top-n-sigma:{_fmt(top_n_sigma)}"))
-    if top_k is not None:
-        named.append((TopK(top_k), f"top-k:{top_k}"))
-    if top_p is not None:
-        named.append((TopP(top_p), f"top-p:{_fmt(top_p)}"))
-    if min_p is not None:
-        named.append((MinP(min_p), f"min-p:{_fmt(min_p)}"))
-    if typical_p is not None:
-        named.append((Typical(typical_p), f"typical:{_fmt(typical_p)}"))
-    if epsilon is not None:
-        named.append((Epsilon(epsilon), f"epsilon:{_fmt(epsilon)}"))
-    if eta is not None:
-        named.append((Eta(eta), f"eta:{_fmt(eta)}"))
-    miro: Mirostat | None
-    if mirostat is None:
-        miro = None
-    elif isinstance(mirostat, Mirostat):
-        miro = mirostat
-    elif isinstance(mirostat, int) and not isinstance(mirostat, bool):
-        miro = Mirostat(version=mirostat, tau=mirostat_tau, eta=mirostat_eta)
-    else:
-        raise SamplingParameterError(f"`mirostat` must be 1, 2, a Mirostat or None, got {mirostat!r}")
+    procs: list[Processor] = []
+    parts: list[str] = []
+    miro: Mirostat | None = None
+    for entry in TABLE:
+        mine = {p.keyword: given[p.keyword] for p in entry.params if p.keyword in given}
+        if not any(p.primary and p.keyword in mine for p in entry.params):
+            if mine:
+                main = " or ".join(f"`{p.keyword}`" for p in entry.params if p.primary)
+                raise SamplingParameterError(
+                    f"{', '.join(f'`{k}`' for k in mine)} configure {entry.name}, which is off: give {main} too"
+                )
+            continue
+        if entry.identity is not None and entry.identity(mine):
+            continue
+        if entry.cls is Mirostat:
+            if isinstance(mine["mirostat"], Mirostat):
+                if len(mine) > 1:
+                    raise SamplingParameterError("give either a Mirostat object or `mirostat_tau`/`mirostat_eta`")
+                miro = mine["mirostat"]
+                parts.append(entry.label({"mirostat": miro.version, "mirostat_tau": miro.tau}))
+            else:
+                miro = entry.build(mine)
+                parts.append(entry.label(mine))
+            continue
+        procs.append(entry.build(mine))
+        parts.append(entry.label(mine))
     if processors is not None:
-        if named:
+        if procs:
             raise SamplingParameterError(
                 "give either keyword processors (e.g. top_p=0.9) or an explicit ordered `processors` list, not both"
             )
@@ -502,12 +520,7 @@ def make_sampler(
         for p in procs:
             if not isinstance(p, Processor):
                 raise SamplingParameterError(f"`processors` must hold faithful.processors objects, got {p!r}")
-        parts = [type(p).__name__ for p in procs]
-    else:
-        procs = [p for p, _ in named]
-        parts = [label for _, label in named]
-    if miro is not None:
-        parts.append(f"mirostat-v{miro.version}:{_fmt(miro.tau)}")
+        parts = [type(p).__name__ for p in procs] + parts
     if draw == "gumbel":
         parts.append("gumbel")
     return Sampler("+".join(parts) or "sample", procs, draw=draw, backend=backend, mirostat=miro, fast=fast, kernels=kernels)
@@ -528,68 +541,65 @@ def greedy(*, backend: str = "numpy") -> Sampler:
     return Sampler("greedy", (), draw="argmax", backend=backend)
 
 
-_SPEC_KEYS: dict[str, tuple[str, type]] = {
-    "temperature": ("temperature", float),
-    "top-k": ("top_k", int),
-    "top-p": ("top_p", float),
-    "min-p": ("min_p", float),
-    "typical": ("typical_p", float),
-    "epsilon": ("epsilon", float),
-    "eta": ("eta", float),
-    "top-n-sigma": ("top_n_sigma", float),
-    "repetition-penalty": ("repetition_penalty", float),
-    "presence": ("presence_penalty", float),
-    "frequency": ("frequency_penalty", float),
-    "no-repeat-ngram": ("no_repeat_ngram_size", int),
-    "mirostat": ("mirostat_tau", float),
-    "mirostat-v1": ("mirostat_tau", float),
-}
-
-
-def _valid_specs() -> str:
-    return "greedy, sample, gumbel, " + ", ".join(f"{k}:VALUE" for k in _SPEC_KEYS)
-
-
 def parse_sampler_spec(spec: str, *, backend: str = "numpy") -> Sampler:
     """Build a sampler from a short spec string, parts joined by ``+``.
 
-    Valid parts: ``greedy`` (alone), ``sample``, ``gumbel`` (Gumbel-max draw),
-    ``temperature:T``, ``top-k:K``, ``top-p:P``, ``min-p:P``, ``typical:P``,
-    ``epsilon:E``, ``eta:E``, ``top-n-sigma:N``, ``repetition-penalty:R``,
-    ``presence:X``, ``frequency:X``, ``no-repeat-ngram:N``, ``mirostat:TAU`` (v2),
-    ``mirostat-v1:TAU``.
+    Valid parts: ``greedy`` (alone), ``sample``, ``gumbel`` (Gumbel-max draw), and
+    ``key:VALUE`` for every parameter of the processor table
+    (:func:`faithful.processors.table.spec_help` lists them): ``temperature:T``,
+    ``top-k:K``, ``top-p:P``, ``min-p:P``, ``typical:P``, ``epsilon:E``, ``eta:E``,
+    ``top-n-sigma:N``, ``repetition-penalty:R``, ``presence:X``, ``frequency:X``,
+    ``dry:M`` (with ``dry-base:B``, ``dry-allowed-length:N``, ``dry-last-n:N``,
+    ``dry-breakers:13,25/7``), ``no-repeat-ngram:N``, ``logit-bias:5=-1.5,7=-inf``,
+    ``allowed-tokens:1,2,3``, ``forbidden-tokens:4,5``, ``xtc:P`` (with
+    ``xtc-threshold:T``, ``xtc-min-keep:N``), ``mirostat:TAU`` (v2), ``mirostat-v1:TAU``,
+    ``mirostat-eta:E``. Each part may appear once.
 
     Raises:
-        SamplingParameterError: unknown part or bad value (the message lists the valid parts).
+        SamplingParameterError: unknown or repeated part, or a bad value (the message
+            names the part and lists the valid parts).
 
     Example:
         >>> parse_sampler_spec("temperature:0.8+top-p:0.9").name
         'temperature:0.8+top-p:0.9'
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise SamplingParameterError(f"sampler spec must be a non-empty string; valid parts: {_valid_specs()}")
+        raise SamplingParameterError(f"sampler spec must be a non-empty string; valid parts: {spec_help()}")
     parts = [p.strip().lower() for p in spec.split("+")]
     if parts == ["greedy"]:
         return greedy(backend=backend)
-    kwargs: dict[str, Any] = {"backend": backend}
+    index = spec_index()
+    kwargs: dict[str, Any] = {}
+    set_by: dict[str, str] = {}  # keyword -> the part that set it
+
+    def put(keyword: str, value: Any, part: str) -> None:
+        if keyword in set_by:
+            raise SamplingParameterError(
+                f"sampler spec {spec!r} sets `{keyword}` twice ({set_by[keyword]!r} and {part!r}); "
+                "give each part once"
+            )
+        set_by[keyword] = part
+        kwargs[keyword] = value
+
     for part in parts:
-        if part in ("sample", ""):
+        if part in ("sample", "gumbel"):
+            put("draw", "gumbel" if part == "gumbel" else "inverse_cdf", part)
             continue
-        if part == "gumbel":
-            kwargs["draw"] = "gumbel"
-            continue
+        if part == "" and len(parts) > 1:
+            raise SamplingParameterError(f"sampler spec {spec!r} has an empty part (two '+' in a row?)")
         key, sep, raw = part.partition(":")
-        if key not in _SPEC_KEYS or not sep:
+        if key not in index or not sep:
             hint = " (greedy cannot be combined)" if key == "greedy" else ""
-            raise SamplingParameterError(f"unknown sampler spec part {part!r}{hint}; valid parts: {_valid_specs()}")
-        kw, kind = _SPEC_KEYS[key]
+            raise SamplingParameterError(f"unknown sampler spec part {part!r}{hint}; valid parts: {spec_help()}")
+        _, param, spec_key = index[key]
         try:
-            value = kind(raw)
+            value = param.parse(raw)
         except ValueError:
             raise SamplingParameterError(
-                f"sampler spec part {part!r}: {raw!r} is not a valid {kind.__name__}"
+                f"sampler spec part {part!r}: {raw!r} is not a valid value for `{param.keyword}` "
+                f"(expected {param.expected})"
             ) from None
-        kwargs[kw] = value
-        if key.startswith("mirostat"):
-            kwargs["mirostat"] = 1 if key == "mirostat-v1" else 2
-    return make_sampler(**kwargs)
+        put(param.keyword, value, part)
+        for keyword, implied in spec_key.implies.items():
+            put(keyword, implied, part)
+    return make_sampler(backend=backend, **kwargs)

@@ -256,7 +256,7 @@ def test_parse_sampler_spec() -> None:
         parse_sampler_spec("nucleus:0.9")
     with pytest.raises(SamplingParameterError, match="top_p"):
         parse_sampler_spec("top-p:1.5")
-    with pytest.raises(SamplingParameterError, match="not a valid int"):
+    with pytest.raises(SamplingParameterError, match="not a valid value for `top_k`"):
         parse_sampler_spec("top-k:4.5")
     with pytest.raises(SamplingParameterError, match="greedy cannot be combined"):
         parse_sampler_spec("greedy+top-k:3")
