@@ -73,6 +73,10 @@ class Step:
     facts: dict[str, Any] | None = None
 
 
+class StateUnreadable(TamerError):
+    """The journal database is damaged or unreadable."""
+
+
 class UnreadableRun(TamerError):
     """A journal run whose recorded plan this version cannot read."""
 
@@ -96,12 +100,17 @@ class Run:
 class Journal:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or state_dir() / "journal.sqlite"
-        with closing(self._db()) as db, db:
-            db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(steps)")}
-            for statement in MIGRATIONS:
-                if statement.split()[5] not in columns:
-                    db.execute(statement)
+        try:
+            with closing(self._db()) as db, db:
+                db.executescript(SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(steps)")}
+                for statement in MIGRATIONS:
+                    if statement.split()[5] not in columns:
+                        db.execute(statement)
+        except sqlite3.Error as exc:
+            raise StateUnreadable(f"the clean journal {self.path} cannot be used ({exc}); expected an SQLite "
+                                  "database written by tamer; move it aside (a new one is made) and run this "
+                                  "again: nothing was changed") from None
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -215,3 +224,14 @@ class Journal:
             rows = db.execute("SELECT id, host, plan_id, started, finished, status FROM runs ORDER BY id DESC "
                               "LIMIT ?", (limit,)).fetchall()
         return [dict(zip(("id", "host", "plan_id", "started", "finished", "status"), r, strict=True)) for r in rows]
+
+
+def observe_orphan_clock(inv: Inventory, path: Path | None = None) -> tuple[dict[str, datetime], str | None]:
+    """Journal(path).observe_volumes(inv), never failing: a damaged or unreadable state database must not
+    block a command that only reads or plans. Returns (clock, None), or ({}, why) when it could not be
+    used; with no clock every orphaned volume counts as just found orphaned, so nothing goes early."""
+    try:
+        return Journal(path).observe_volumes(inv), None
+    except (sqlite3.Error, OSError, TamerError) as exc:
+        return {}, (f"the orphan clock could not be read or recorded ({exc}); orphaned volumes are judged as "
+                    "just found orphaned, so none goes in this run")

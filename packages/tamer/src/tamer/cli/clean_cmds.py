@@ -17,7 +17,7 @@ from tamer.cli.progress import Progress
 from tamer.engine import Engine, connect
 from tamer.errors import UsageError
 from tamer.history import History, uses_from_event
-from tamer.journal import Journal
+from tamer.journal import Journal, StateUnreadable, observe_orphan_clock
 from tamer.plan import Plan, make_plan
 from tamer.policy import DEFAULT_POLICY, Policy, read_policy_file
 from tamer.report.plan_view import plan_json, render_apply, render_plan, render_run, result_json
@@ -111,7 +111,9 @@ def read_current(args: argparse.Namespace, engine: Engine) -> Current:
     """The host now, its usage history and its orphan clock (recorded as a side effect: every plan looks)."""
     inv = read_inventory(args, engine)
     history = History(inv.host).last_used()
-    clock = Journal().observe_volumes(inv)
+    clock, problem = observe_orphan_clock(inv)
+    if problem:
+        inv = dataclasses.replace(inv, warnings=(*inv.warnings, problem))
     return Current(inv, history, clock)
 
 
@@ -124,15 +126,15 @@ def build_plan(args: argparse.Namespace, engine: Engine, policy: Policy) -> tupl
 
 def run_plan(args: argparse.Namespace) -> Outcome:
     policy = _policy(args)  # a bad policy fails before the engine is asked anything
-    plan, _ = build_plan(args, connect(args.host), policy)
+    plan, current = build_plan(args, connect(args.host), policy)
     if args.output:
         sealed = seal_plan(plan, plan_key())
         Path(args.output).write_text(json.dumps(sealed, indent=1))
-    text = render_plan(plan, verbose=args.verbose)
+    text = _with_warnings(render_plan(plan, verbose=args.verbose), current)
     if args.output:
         text += f"\nsaved to {args.output}; `tamer clean --plan {args.output} --apply` executes this plan, " \
                 "re-checking each object"
-    return Outcome(plan_json(plan), text)
+    return Outcome({**plan_json(plan), "warnings": list(current.inventory.warnings)}, text)
 
 
 def run_clean(args: argparse.Namespace) -> Outcome:
@@ -144,7 +146,15 @@ def run_clean(args: argparse.Namespace) -> Outcome:
         raise UsageError("--apply without a terminal also needs --yes (nothing was removed)")
     policy = _policy(args)
     engine = connect(args.host)
-    journal = Journal()  # only now: bad input leaves no trace, not even a state folder
+    try:
+        journal = Journal()  # only now: bad input leaves no trace, not even a state folder
+    except StateUnreadable:
+        if args.apply or args.abandon:
+            raise
+        # a preview only reads: it goes on without the journal (and says so through the plan's warnings)
+        plan, current = build_plan(args, engine, policy)
+        return Outcome(plan_json(plan), _with_warnings(render_plan(plan, verbose=args.verbose), current) +
+                       "\n\nThis was a preview: nothing was removed.")
     unfinished = journal.unfinished(engine.where)
     if unfinished is not None:
         text = ("An earlier clean did not finish (killed, or the engine went away):\n" + render_run(unfinished))
@@ -172,6 +182,8 @@ def run_clean(args: argparse.Namespace) -> Outcome:
     else:
         plan, fresh = build_plan(args, engine, policy)
     preview = render_plan(plan, verbose=args.verbose)
+    if fresh is not None:
+        preview = _with_warnings(preview, fresh)
     if not args.apply:
         return Outcome(plan_json(plan), preview + "\n\nThis was a preview: nothing was removed. "
                        "`tamer clean --apply` does it.")
@@ -196,6 +208,10 @@ def run_clean(args: argparse.Namespace) -> Outcome:
         progress.close()
     data = {"plan": plan_json(plan), **result_json(result)}
     return Outcome(data, (preview + "\n\n" if preview else "") + render_apply(result), result.exit_code)
+
+
+def _with_warnings(text: str, current: Current) -> str:
+    return "\n".join([text, *(f"warning: {w}" for w in current.inventory.warnings)])
 
 
 def _read_plan_file(path: str) -> Plan:

@@ -11,6 +11,7 @@ from tamer.cli.progress import Progress
 from tamer.collect import SIZING_CHOICES, read_raw_snapshot
 from tamer.engine import Engine, connect
 from tamer.inventory import Inventory, build_inventory
+from tamer.journal import observe_orphan_clock
 from tamer.listing import FILTER_KEYS, KINDS, SORT_KEYS, parse_filters, select
 from tamer.report.views import df_json, ls_json, render_df, render_ls
 
@@ -55,6 +56,7 @@ def read_inventory(args: argparse.Namespace, engine: Engine | None = None) -> In
 
 def run_df(args: argparse.Namespace) -> Outcome:
     inv = read_inventory(args)
+    observe_orphan_clock(inv)  # every look starts the orphan clock of newly orphaned volumes (never fails)
     report = disk_report(inv, top_n=args.top)
     return Outcome(df_json(report, inv), render_df(report, inv, verbose=args.verbose))
 

@@ -32,7 +32,10 @@ def _names(facts: Facts, key: str = "users") -> str:
 def _clock(f: Facts) -> str:
     if f.get("since") == "unknown":
         return "just found orphaned (its clock starts now)"
-    return f"orphaned {ago(f.get('orphaned_for'))} ago"
+    if f.get("since") == "tamer":
+        return (f"unused for {ago(f.get('orphaned_for'))} as far as tamer knows (since it last saw it in use, "
+                "or first seen orphaned)")
+    return f"unused for {ago(f.get('orphaned_for'))} (from `tamer watch`)"
 
 
 _PROSE: dict[Reason, Callable[[Facts], str]] = {
