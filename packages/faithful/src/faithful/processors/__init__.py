@@ -81,7 +81,6 @@ Example:
     [[True, True, False]]
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -142,7 +141,6 @@ __all__ = [
     "softmax",
     "top_p_threshold",
 ]
-
 
 
 def apply_processors(

@@ -48,7 +48,9 @@ def check_logits(logits: object) -> np.ndarray:
         raise InvalidLogitsError(f"logits must be real numbers, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] < 1:
         hint = "; for one row use logits[None, :]" if arr.ndim == 1 else ""
-        raise InvalidLogitsError(f"logits must have shape (batch, vocab) with vocab >= 1, got {arr.shape}{hint}")
+        raise InvalidLogitsError(
+            f"logits must have shape (batch, vocab) with vocab >= 1, got {arr.shape}{hint}"
+        )
     z = arr.astype(np.float64, copy=False)
     if z.size == 0:
         return z
@@ -61,7 +63,9 @@ def _check_nonempty(z: np.ndarray, what: str) -> None:
         check_row_max(z.max(axis=1), after=what)
 
 
-def _history_matrix(history: History | None, shape: tuple[int, int], name: str) -> tuple[np.ndarray, np.ndarray]:
+def _history_matrix(
+    history: History | None, shape: tuple[int, int], name: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Flatten history into (row index, token) arrays, validating ids."""
     b, v = shape
     if history is None:
