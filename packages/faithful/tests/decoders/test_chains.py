@@ -9,6 +9,7 @@ import pytest
 from faithful.chains import (
     ChainError,
     LinearChain,
+    forward_scores,
     hmm_chain,
     kbest_paths,
     log_partition,
@@ -17,6 +18,7 @@ from faithful.chains import (
     sample_paths,
     viterbi,
 )
+from faithful.kernels import available
 from faithful.models import HMMModel
 from scipy.stats import chisquare
 
@@ -40,17 +42,28 @@ def fitted(pi: np.ndarray, a: np.ndarray, b: np.ndarray) -> object:
     return m
 
 
-@pytest.mark.parametrize(("s", "v", "t", "seed"), [(3, 4, 12, 0), (8, 5, 200, 1), (16, 6, 500, 2), (5, 3, 40, 3)])
-def test_viterbi_and_forward_equal_hmmlearn(s: int, v: int, t: int, seed: int) -> None:
+KERNELS = [
+    "numpy",
+    pytest.param("numba", marks=pytest.mark.skipif(not available(), reason="numba not installed")),
+]
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize(
+    ("s", "v", "t", "seed"), [(3, 4, 12, 0), (8, 5, 200, 1), (16, 6, 500, 2), (5, 3, 40, 3)]
+)
+def test_viterbi_and_forward_equal_hmmlearn(s: int, v: int, t: int, seed: int, kernels: str) -> None:
     pi, a, b = random_hmm(s, v, seed, sparse=seed == 3)
     m = fitted(pi, a, b)
     obs = np.random.default_rng(seed + 10).integers(0, v, size=t)
     ref_lp, ref_path = m.decode(obs[:, None], algorithm="viterbi")
     chain = hmm_chain(pi, a, b, [obs])
-    vit = viterbi(chain)
+    vit = viterbi(chain, kernels=kernels)
     assert vit.paths[0].tolist() == ref_path.tolist()
     assert vit.scores[0] == pytest.approx(ref_lp, rel=1e-10, abs=1e-9)
-    assert log_partition(chain)[0] == pytest.approx(m.score(obs[:, None]), rel=1e-10, abs=1e-9)
+    assert log_partition(chain, kernels=kernels)[0] == pytest.approx(
+        m.score(obs[:, None]), rel=1e-10, abs=1e-9
+    )
     np.testing.assert_allclose(posterior_marginals(chain)[0], m.predict_proba(obs[:, None]), atol=1e-9)
 
 
@@ -167,3 +180,85 @@ def test_viterbi_logprob_is_the_posterior_of_the_path() -> None:
     v = viterbi(chain)
     assert v.logprobs[0] == pytest.approx(v.scores[0] - log_partition(chain)[0])
     assert v.logprobs[0] <= 0
+
+
+def random_chain(shape: str, seed: int, lengths: list[int], s: int = 7, t: int = 30) -> LinearChain:
+    rng = np.random.default_rng(seed)
+    b = len(lengths)
+    em = rng.normal(size=(b, t, s)) * 3
+    size = {"shared": (s, s), "per_row": (b, s, s), "per_step": (b, t - 1, s, s)}[shape]
+    tr = rng.normal(size=size) * 3
+    tr = np.where(rng.random(size) < 0.25, -np.inf, tr)  # structural zeros
+    em[0, 2] = -np.inf  # a dead state at one position
+    return LinearChain.create(em, tr, initial=np.round(rng.normal(size=s)), lengths=lengths)
+
+
+@pytest.mark.skipif(not available(), reason="numba not installed")
+@pytest.mark.parametrize("shape", ["shared", "per_row", "per_step"])
+@pytest.mark.parametrize("lengths", [[30], [1], [30, 1, 12, 30, 2], [2, 2]])
+def test_compiled_chains_equal_the_numpy_reference(shape: str, lengths: list[int]) -> None:
+    for seed in range(3):
+        c = random_chain(shape, seed, lengths)
+        # max-product: one addition per candidate and an exact max, so bit for bit
+        np.testing.assert_array_equal(
+            forward_scores(c, "max", kernels="numba"), forward_scores(c, "max", kernels="numpy")
+        )
+        fast, ref = viterbi(c, kernels="numba"), viterbi(c, kernels="numpy")
+        np.testing.assert_array_equal(fast.paths, ref.paths)
+        np.testing.assert_array_equal(fast.scores, ref.scores)
+        # sum-product: the same shifted exp -> matmul -> log, products summed in another order
+        a, r = forward_scores(c, "log", kernels="numba"), forward_scores(c, "log", kernels="numpy")
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(r))
+        np.testing.assert_allclose(a[np.isfinite(r)], r[np.isfinite(r)], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            log_partition(c, kernels="numba"), log_partition(c, kernels="numpy"), rtol=1e-12
+        )
+
+
+@pytest.mark.skipif(not available(), reason="numba not installed")
+def test_compiled_viterbi_breaks_ties_to_the_lowest_state() -> None:
+    # every path ties: the lowest state wins each argmax, on both paths (hmmlearn picks differently
+    # on such exact ties: [2, 2, 2, 2, 0] for a uniform 3-state HMM, so it is no oracle here)
+    c = LinearChain.create(np.zeros((6, 4)), np.zeros((4, 4)))
+    assert (
+        viterbi(c, kernels="numba").paths.tolist() == [[0] * 6] == viterbi(c, kernels="numpy").paths.tolist()
+    )
+    c = LinearChain.create(
+        np.zeros((5, 3)), np.log(np.full((3, 3), 1 / 3)), initial=np.log(np.full(3, 1 / 3))
+    )
+    assert (
+        viterbi(c, kernels="numba").paths.tolist() == [[0] * 5] == viterbi(c, kernels="numpy").paths.tolist()
+    )
+
+
+@pytest.mark.skipif(not available(), reason="numba not installed")
+def test_compiled_forward_falls_back_to_log_sum_exp_on_extreme_spreads() -> None:
+    em = np.array([[0.0, 0.0], [0.0, 0.0]])
+    tr = np.array([[0.0, -2000.0], [-2000.0, 0.0]])
+    chain = LinearChain.create(em, tr, initial=[0.0, -1500.0])
+    expected = np.logaddexp.reduce([0.0, -2000.0, -3500.0, -1500.0])
+    assert log_partition(chain, kernels="numba")[0] == pytest.approx(expected, rel=1e-15)
+
+
+def test_chain_kernels_argument_is_checked() -> None:
+    c = LinearChain.create(np.zeros((2, 2)), np.zeros((2, 2)))
+    with pytest.raises(ChainError, match="kernels"):
+        viterbi(c, kernels="cuda")
+    with pytest.raises(ChainError, match="kernels"):
+        log_partition(c, kernels="")
+
+
+def test_numpy_chains_do_not_import_the_kernels() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from faithful.chains import LinearChain, viterbi, log_partition\n"
+        "c = LinearChain.create(np.zeros((3, 2)), np.zeros((2, 2)))\n"
+        "viterbi(c, kernels='numpy'); log_partition(c, kernels='numpy')\n"
+        "bad = [m for m in sys.modules if m.startswith(('numba', 'faithful.kernels._'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -106,17 +106,32 @@ def _sum_step(a: FloatArray, tr: FloatArray, cache: dict[int, Any], key: int) ->
     return _lse(x, axis=1)
 
 
-def forward_scores(chain: LinearChain, semiring: str = "log") -> FloatArray:
+def forward_scores(chain: LinearChain, semiring: str = "log", *, kernels: str = "auto") -> FloatArray:
     """Forward scores ``alpha`` ``(B, T, S)`` in the ``"log"`` (sum) or ``"max"`` semiring.
 
     ``alpha[b, t, s]`` is the log-sum (or max) of the scores of all prefixes ending in state ``s``
     at position ``t``; past a row's length it repeats the last position.
 
+    Parameters:
+        chain: the chain.
+        semiring: ``"log"`` or ``"max"``.
+        kernels: ``"auto"`` (the compiled kernels of :mod:`faithful.kernels` when numba is
+            installed), ``"numba"`` (require them) or ``"numpy"`` (the reference). Max-product is
+            the same bit for bit either way; sum-product agrees to float64 rounding.
+
     Raises:
-        ChainError: on an unknown semiring.
+        ChainError: on an unknown semiring or ``kernels`` value, or ``kernels="numba"`` without numba.
     """
     if semiring not in ("log", "max"):
         raise ChainError(f"semiring must be 'log' or 'max', got {semiring!r}")
+    if _use_kernels(kernels) and chain.num_steps > 1:
+        from faithful import kernels as fast
+
+        if semiring == "max":
+            return fast.chain_forward_max(chain.initial, chain.emissions, chain.transitions, chain.lengths)
+        op = _LogMatmul(chain.transitions)
+        if op.ok:  # else the reference's log-sum-exp fallback below
+            return fast.chain_forward_sum(chain.initial, chain.emissions, op.exp, op.col, chain.lengths)
     b, t_len, s = chain.emissions.shape
     out = np.empty((b, t_len, s))
     a = chain.initial + chain.emissions[:, 0]
@@ -155,13 +170,33 @@ def _forward_max_single(chain: LinearChain, out: FloatArray) -> FloatArray:
     return out
 
 
+KERNELS = ("auto", "numba", "numpy")
+
+
+def _use_kernels(kernels: str) -> bool:
+    """Whether to run the compiled chain kernels; found by ``find_spec``, so the numpy path never imports numba."""
+    if kernels not in KERNELS:
+        raise ChainError(f"`kernels` must be one of {list(KERNELS)}, got {kernels!r}")
+    if kernels == "numpy":
+        return False
+    from faithful.kernels import available
+
+    if not available():
+        if kernels == "numba":
+            raise ChainError("`kernels='numba'` needs numba; install it with `pip install faithful[fast]`")
+        return False
+    return True
+
+
 def _ends(chain: LinearChain) -> IntArray:
     out: IntArray = chain.lengths - 1
     return out
 
 
-def log_partition(chain: LinearChain) -> FloatArray:
+def log_partition(chain: LinearChain, *, kernels: str = "auto") -> FloatArray:
     """``log Z`` per row ``(B,)``: the log-sum of all path scores (an HMM's ``log P(x)``).
+
+    ``kernels`` as in :func:`forward_scores`.
 
     Example::
 
@@ -170,7 +205,7 @@ def log_partition(chain: LinearChain) -> FloatArray:
         >>> round(float(np.exp(log_partition(c))[0]), 6)
         0.25
     """
-    alpha = forward_scores(chain, "log")
+    alpha = forward_scores(chain, "log", kernels=kernels)
     last = alpha[np.arange(chain.batch_size), _ends(chain)]
     return _lse(last, axis=1)
 
@@ -217,10 +252,11 @@ def _column(tr: FloatArray, rows: IntArray, z: IntArray) -> FloatArray:
     return out
 
 
-def viterbi(chain: LinearChain) -> PathsResult:
+def viterbi(chain: LinearChain, *, kernels: str = "auto") -> PathsResult:
     """The highest-scoring path of each row (max-product), with its score and posterior log-probability.
 
-    Ties go to the lowest state id, as in hmmlearn's Viterbi.
+    Ties go to the lowest state id (hmmlearn agrees except on exact ties). ``kernels`` as in
+    :func:`forward_scores`: the compiled kernels return the reference's paths and scores bit for bit.
 
     Returns:
         :class:`PathsResult` with ``paths`` ``(B, T)`` and ``scores``/``logprobs`` ``(B,)``.
@@ -232,7 +268,14 @@ def viterbi(chain: LinearChain) -> PathsResult:
         >>> viterbi(c).paths.tolist()
         [[0, 0, 1]]
     """
-    d = forward_scores(chain, "max")
+    if _use_kernels(kernels):
+        from faithful import kernels as fast
+
+        d = fast.chain_forward_max(chain.initial, chain.emissions, chain.transitions, chain.lengths)
+        scores = d[np.arange(chain.batch_size), _ends(chain)].max(axis=1)
+        paths = fast.chain_backtrack(d, chain.transitions, chain.lengths)
+        return PathsResult(paths=paths, scores=scores, chain=chain)
+    d = forward_scores(chain, "max", kernels="numpy")
     b, t_len, _ = d.shape
     rows = np.arange(b)
     ends = _ends(chain)

@@ -10,6 +10,10 @@ What runs fused (:mod:`faithful.kernels._truncate`): ``temperature (> 0)`` first
 of ``top_k`` (first truncation only), ``top_p``, ``min_p``, ``typical_p``, ``epsilon``,
 ``eta`` in any order, with the inverse-CDF draw. Every other chain runs the reference.
 
+Chains (:mod:`faithful.kernels._chains`): max-product (Viterbi, bit for bit the reference's)
+and sum-product (forward, to float64 rounding) over :class:`faithful.chains.LinearChain` tensors,
+dispatched by :mod:`faithful.chains.dp`.
+
 Example:
     >>> import numpy as np
     >>> from faithful.processors import TopP
@@ -30,7 +34,15 @@ import numpy as np
 from faithful.errors import EmptySupportError, InvalidLogitsError
 from faithful.processors import Epsilon, Eta, MinP, Processor, Temperature, TopK, TopP, Typical
 
-__all__ = ["FusedPlan", "available", "fused_plan", "sample_fused"]
+__all__ = [
+    "FusedPlan",
+    "available",
+    "chain_backtrack",
+    "chain_forward_max",
+    "chain_forward_sum",
+    "fused_plan",
+    "sample_fused",
+]
 
 # the op codes of faithful.kernels._truncate (kept here too so planning never imports numba)
 _OP_TOP_K, _OP_TOP_P, _OP_MIN_P, _OP_TYPICAL, _OP_EPSILON, _OP_ETA = 1, 2, 3, 4, 5, 6
@@ -136,3 +148,56 @@ def sample_fused(
             f"rows {rows} have no token left after the input logits; relax the mask or constraint for those rows"
         )
     return tokens, logprobs, (q if return_q else None)
+
+
+def _transitions_4d(tr: np.ndarray) -> np.ndarray:
+    """A chain's transitions as ``(Bt, Tt, S, S)`` (shared ones as ``(1, 1, S, S)``), C-contiguous."""
+    if tr.ndim == 2:
+        tr = tr[None, None]
+    elif tr.ndim == 3:
+        tr = tr[:, None]
+    return np.ascontiguousarray(tr, dtype=np.float64)
+
+
+def chain_forward_max(
+    initial: np.ndarray, emissions: np.ndarray, transitions: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    """Max-product forward scores ``(B, T, S)`` of a linear chain: bit for bit the numpy reference's.
+
+    Parameters are the fields of :class:`faithful.chains.LinearChain`.
+    """
+    from faithful.kernels._chains import forward_max
+
+    out: np.ndarray = forward_max(
+        np.ascontiguousarray(initial), np.ascontiguousarray(emissions), _transitions_4d(transitions), lengths
+    )
+    return out
+
+
+def chain_backtrack(d: np.ndarray, transitions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Viterbi paths ``(B, T)`` from max-product scores (first maximal state on ties, ``-1`` past the end)."""
+    from faithful.kernels._chains import backtrack
+
+    out: np.ndarray = backtrack(d, _transitions_4d(transitions), lengths)
+    return out
+
+
+def chain_forward_sum(
+    initial: np.ndarray, emissions: np.ndarray, shifted: np.ndarray, col: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    """Sum-product forward scores ``(B, T, S)`` from ``shifted = exp(tr - col)`` and the column maxima ``col``.
+
+    ``shifted`` is ``(S, S)``, ``(B, S, S)`` or ``(B, T-1, S, S)`` and ``col`` the same without the
+    second-to-last axis. Equal to the reference's exp -> matmul -> log up to float64 rounding.
+    """
+    from faithful.kernels._chains import forward_sum
+
+    c = col[None, None] if col.ndim == 1 else (col[:, None] if col.ndim == 2 else col)
+    out: np.ndarray = forward_sum(
+        np.ascontiguousarray(initial),
+        np.ascontiguousarray(emissions),
+        _transitions_4d(shifted),
+        np.ascontiguousarray(c, dtype=np.float64),
+        lengths,
+    )
+    return out
