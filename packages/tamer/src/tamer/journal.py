@@ -91,10 +91,24 @@ class Run:
     finished: float | None
     status: str  # running, done, partial, interrupted
     steps: tuple[Step, ...]
+    pid: int = 0  # the process that ran it last
 
     @property
     def pending(self) -> tuple[Step, ...]:
         return tuple(s for s in self.steps if s.status == "pending")
+
+    @property
+    def in_progress(self) -> bool:
+        """Marked running, and the process that runs it is alive (not killed): it is going on right now."""
+        if self.status != "running" or self.pid <= 0 or self.pid == os.getpid():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 class Journal:
@@ -147,7 +161,7 @@ class Journal:
 
     def get(self, run_id: int) -> Run:
         with closing(self._db()) as db:
-            row = db.execute("SELECT id, host, plan_id, plan, started, finished, status FROM runs WHERE id = ?",
+            row = db.execute("SELECT id, host, plan_id, plan, started, finished, status, pid FROM runs WHERE id = ?",
                              (run_id,)).fetchone()
             if row is None:
                 raise TamerError(f"no clean run {run_id} in the journal {self.path}")
@@ -159,7 +173,7 @@ class Journal:
             raise UnreadableRun(f"journal run {run_id} in {self.path} holds a plan this tamer cannot read "
                                 f"({type(exc).__name__}: {exc}); it was written by an older tamer") from None
         return Run(id=row[0], host=row[1], plan_id=row[2], plan=plan, started=row[4], finished=row[5],
-                   status=row[6], steps=tuple(Step(s[0], s[1], s[2], s[3], s[4], StepStatus(s[5]), s[6], s[7],
+                   status=row[6], pid=int(row[7] or 0), steps=tuple(Step(s[0], s[1], s[2], s[3], s[4], StepStatus(s[5]), s[6], s[7],
                                                    json.loads(s[8] or "{}")) for s in steps))
 
     def unfinished(self, host: str) -> Run | None:
@@ -214,10 +228,12 @@ class Journal:
         return {name: datetime.fromtimestamp(at, tz=UTC) for name, at in clock.items()}
 
     def volumes_used(self, engine: str, names: list[str], at: float) -> None:
-        """Restart the clock of these volumes: their container is being removed now."""
+        """Restart the clock of these volumes: their container is being removed now. (A volume with no row
+        gets one with an unknown creation time, which the next look replaces by its own, later, time.)"""
         with closing(self._db()) as db, db:
-            db.executemany("UPDATE volume_clock SET last_used = max(last_used, ?) WHERE engine = ? AND name = ?",
-                           [(at, engine, n) for n in names])
+            db.executemany("INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?, ?, '', ?) "
+                           "ON CONFLICT (engine, name) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
+                           [(engine, n, at) for n in names])
 
     def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         with closing(self._db()) as db:

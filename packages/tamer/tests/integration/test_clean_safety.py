@@ -404,7 +404,7 @@ def test_policy_garbage_is_a_clear_error(eng: Any, tmp_path: Path, text: str, fr
 
 # -- 8. two cleans at once ------------------------------------------------------------------------------
 PAUSED = ("import sys, time\nfrom tamer.operation import faults\nfrom tamer.cli import main\n"
-          "faults.install(lambda p, ctx: time.sleep(4) if p == 'clean.0.before' else None)\n"
+          "faults.install(lambda p, ctx: time.sleep(8) if p == 'clean.0.before' else None)\n"
           "raise SystemExit(main(sys.argv[1:]))\n")
 
 
@@ -422,7 +422,9 @@ def test_two_cleans_at_once_never_double_act(eng: Any, tmp_path: Path) -> None:
         time.sleep(0.1)
     assert "clean --apply" in lock.read_text()
     second = tamer_at(eng, tmp_path, None, "clean", "--policy", str(policy), "--apply", "--yes")
+    look = tamer_at(eng, tmp_path, None, "clean", "--abandon")  # neither a preview nor --abandon disturbs it
     out, err = first.communicate(timeout=120)
+    assert look.returncode == 0 and f"running right now (pid {first.pid})" in look.stdout, look.stdout
     assert second.returncode == 1 and "another tamer operation" in second.stderr, second.stderr
     assert f"pid {first.pid}" in second.stderr
     assert first.returncode == 0, err

@@ -156,6 +156,10 @@ def run_clean(args: argparse.Namespace) -> Outcome:
         return Outcome(plan_json(plan), _with_warnings(render_plan(plan, verbose=args.verbose), current) +
                        "\n\nThis was a preview: nothing was removed.")
     unfinished = journal.unfinished(engine.where)
+    if unfinished is not None and unfinished.in_progress and not args.apply:
+        return Outcome({"in_progress": unfinished.id, "pid": unfinished.pid},
+                       f"A clean is running right now (pid {unfinished.pid}):\n{render_run(unfinished)}\n"
+                       "wait for it to finish, then look again; nothing was removed by this command.")
     if unfinished is not None:
         text = ("An earlier clean did not finish (killed, or the engine went away):\n" + render_run(unfinished))
         if args.abandon:
