@@ -497,6 +497,9 @@ def make_sampler(
                     f"{', '.join(f'`{k}`' for k in mine)} configure {entry.name}, which is off: give {main} too"
                 )
             continue
+        # checked before the identity test, so temperature=True cannot pass as 1.0
+        checks = {p.keyword: p.check for p in entry.params}
+        mine = {k: v if isinstance(v, Mirostat) else checks[k](k, v) for k, v in mine.items()}
         if entry.identity is not None and entry.identity(mine):
             continue
         if entry.cls is Mirostat:

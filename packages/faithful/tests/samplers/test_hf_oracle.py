@@ -11,6 +11,8 @@ torch = pytest.importorskip("torch")
 lp = pytest.importorskip("transformers.generation.logits_process")
 
 from faithful.processors import (  # noqa: E402
+    TABLE,
+    Entry,
     Epsilon,
     Eta,
     MinP,
@@ -139,3 +141,34 @@ def test_documented_difference_temperature_zero() -> None:
         lp.TemperatureLogitsWarper(0.0)
     z = np.array([[1.0, 3.0, 3.0]])
     np.testing.assert_array_equal(softmax(Temperature(0.0)(z)), [[0.0, 0.5, 0.5]])
+
+
+HF_ENTRIES = [e for e in TABLE if e.hf is not None]
+
+
+def test_the_table_names_hugging_face_equivalents() -> None:
+    assert {e.name for e in HF_ENTRIES} >= {
+        "temperature",
+        "top_k",
+        "top_p",
+        "min_p",
+        "typical_p",
+        "epsilon",
+        "eta",
+    }
+    for e in HF_ENTRIES:
+        assert hasattr(lp, e.hf or ""), f"{e.name}: transformers has no {e.hf}"
+
+
+@pytest.mark.parametrize("entry", HF_ENTRIES, ids=lambda e: e.name)
+@pytest.mark.parametrize("scale", [0.5, 3.0])
+def test_every_table_entry_with_an_hf_equivalent_matches_it(entry: Entry, scale: float) -> None:
+    # built from the table alone: its example parameters, its HF class and argument mapping
+    assert entry.hf_args is not None
+    ours = entry.build(entry.example)
+    theirs = getattr(lp, entry.hf or "")(**entry.hf_args(entry.example))
+    for seed in range(3):
+        z = logits(100 + seed, scale)
+        ids = np.random.default_rng(200 + seed).integers(0, V, (B, 12))
+        mine = ours(z, ids.tolist())
+        assert_same_distribution(mine, hf_apply(theirs, z, ids))

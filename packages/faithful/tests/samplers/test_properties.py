@@ -25,6 +25,8 @@ SAMPLERS = [
     make_sampler(temperature=0.0),
     make_sampler(mirostat=2),
     make_sampler(draw="gumbel", top_p=0.5),
+    make_sampler(xtc_probability=1.0, xtc_threshold=0.05),
+    make_sampler(xtc_probability=0.5, xtc_threshold=0.2, temperature=0.5, top_k=5, draw="gumbel"),
     greedy(),
 ]
 

@@ -118,6 +118,7 @@ SAMPLERS = [
     make_sampler(top_n_sigma=1.0),
     make_sampler(repetition_penalty=1.3, no_repeat_ngram_size=2, presence_penalty=0.3),
     make_sampler(draw="gumbel", top_k=50),
+    make_sampler(dry_multiplier=0.8, dry_allowed_length=1, xtc_probability=0.5, xtc_threshold=0.01),
     make_sampler(temperature=0.0),
     greedy(),
 ]
