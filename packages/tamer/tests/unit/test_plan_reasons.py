@@ -13,11 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tamer.accounting import distinct_volumes, docker_total, volume_freed_bytes
+from tamer.errors import UsageError
 from tamer.inventory import Inventory, RawSnapshot, build_inventory
 from tamer.plan import Plan, make_plan
 from tamer.policy import DEFAULT_POLICY, PolicyError, load_policy, policy_from_json, policy_to_json
 from tamer.reasons import NoteCode, Reason
 from tamer.report.reasons import describe, describe_note
+from tamer.report.units import parse_duration
 from tamer.sealing import PlanKeyUnsafe, PlanRefused, open_plan, plan_key, seal_plan
 from tamer.sizes import DiskUsage
 
@@ -215,3 +217,10 @@ def test_policy_fuzz_only_policy_errors(entries: list[tuple[str, str, str]], noi
             load_policy(text, "fuzz.toml")
         except PolicyError as exc:
             assert "fuzz.toml:" in str(exc) and len(str(exc)) < 20_000
+
+
+@pytest.mark.parametrize("text", ["99999999999999d", "9" * 400 + "w", "36601d"])
+def test_cli_durations_past_a_century_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError, match="too long"):
+        parse_duration(text)
+    assert parse_duration("36600d") == timedelta(days=36600)

@@ -233,13 +233,11 @@ def run_policy_check(args: argparse.Namespace) -> Outcome:
 
 
 def run_watch(args: argparse.Namespace) -> Outcome:
+    back = parse_duration(args.since) if args.since else None  # bad input fails before the engine is asked
     engine = connect(args.host)
     history = History(engine.where)
     now = time.time()
-    if args.since:
-        since = now - parse_duration(args.since).total_seconds()
-    else:
-        since = history.cursor() or now - 86400
+    since = now - back.total_seconds() if back is not None else (history.cursor() or now - 86400)
     until = now if args.once else None
     recorded = 0
     last = since

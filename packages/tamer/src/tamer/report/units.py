@@ -40,6 +40,7 @@ def human_age(then: datetime | None, now: datetime) -> str:
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=100 * 366)  # past this it is a typo (and timedelta overflows at 999999999 days)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -49,6 +50,10 @@ def parse_duration(text: str) -> timedelta:
     datetime.timedelta(days=7)
     """
     match = _DURATION.match(text.strip())
+    shown = text if len(text) <= 40 else text[:37] + "..."
     if not match:
-        raise UsageError(f"bad duration {text!r}: expected a number and a unit s, m, h, d or w, e.g. 7d or 12h")
-    return timedelta(seconds=float(match.group(1)) * _SECONDS[match.group(2)])
+        raise UsageError(f"bad duration {shown!r}: expected a number and a unit s, m, h, d or w, e.g. 7d or 12h")
+    seconds = float(match.group(1)) * _SECONDS[match.group(2)]
+    if not seconds <= MAX_DURATION.total_seconds():  # also inf, from a huge digit string
+        raise UsageError(f"duration {shown!r} is too long: expected at most {MAX_DURATION.days}d (a century)")
+    return timedelta(seconds=seconds)
