@@ -204,8 +204,9 @@ class Journal:
         """Update and return the orphan clock of every volume in `inv` (name -> last seen used).
 
         A volume any container mounts (running or not) was used now; an orphaned volume tamer has no
-        time for is first seen orphaned now; a volume re-created under an old name starts afresh.
-        Rows of volumes that no longer exist are dropped.
+        time for is first seen orphaned now; a volume re-created under an old name starts afresh; a time
+        in the future (the system clock went back) becomes now. Rows of volumes that no longer exist are
+        dropped.
         """
         engine = inv.engine_id or inv.host
         now = inv.taken_at.timestamp()
@@ -218,6 +219,11 @@ class Journal:
                 old = known.get(v.name)
                 if not v.orphaned or old is None or old[0] != created:
                     rows.append((engine, v.name, created, now))
+                elif old[1] > now:
+                    # the clock went back (it had run ahead): restart from now, or the volume would wait for a
+                    # date that may be years away
+                    db.execute("UPDATE volume_clock SET last_used = ? WHERE engine = ? AND name = ?",
+                               (now, engine, v.name))
             db.executemany("INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?,?,?,?) "
                            "ON CONFLICT (engine, name) DO UPDATE SET created = excluded.created, last_used = "
                            "CASE WHEN volume_clock.created = excluded.created "

@@ -224,3 +224,31 @@ def test_cli_durations_past_a_century_are_usage_errors(text: str) -> None:
     with pytest.raises(UsageError, match="too long"):
         parse_duration(text)
     assert parse_duration("36600d") == timedelta(days=36600)
+
+
+# -- the orphan clock's record (an SQLite file in a temporary folder) ----------------------------------
+def test_orphan_clock_record(inv: Inventory, tmp_path: Path) -> None:
+    from tamer.journal import Journal
+
+    journal = Journal(tmp_path / "j.sqlite")
+    orphan, used = _vol(inv, ORPHAN), _vol(inv, LEAKEY_VOLS[0])
+    t0 = inv.taken_at
+    first = journal.observe_volumes(inv)
+    assert first[orphan] == t0 and first[used] == t0  # first seen orphaned / seen in use: now
+    later = dataclasses.replace(inv, taken_at=t0 + timedelta(days=3))
+    clock = journal.observe_volumes(later)
+    assert clock[orphan] == t0  # still orphaned: its clock keeps running
+    assert clock[used] == t0 + timedelta(days=3)  # in use: restarted
+    # re-created under the same name: a new volume, a new clock
+    recreated = dataclasses.replace(later, taken_at=t0 + timedelta(days=5), volumes=tuple(
+        dataclasses.replace(v, created=t0 + timedelta(days=4)) if v.name == orphan else v for v in inv.volumes))
+    assert journal.observe_volumes(recreated)[orphan] == t0 + timedelta(days=5)
+    # the system clock went back two years after running ahead: restart from now, not from the future
+    back = dataclasses.replace(recreated, taken_at=t0 - timedelta(days=700))
+    assert journal.observe_volumes(back)[orphan] == t0 - timedelta(days=700)
+    # a container removed by a clean restarts its volumes' clock
+    journal.volumes_used(inv.engine_id, [orphan], (t0 + timedelta(days=9)).timestamp())
+    assert journal.observe_volumes(dataclasses.replace(back, taken_at=t0 + timedelta(days=10)))[orphan] == \
+        t0 + timedelta(days=9)
+    # volumes that are gone are forgotten
+    assert journal.observe_volumes(dataclasses.replace(back, volumes=())) == {}
