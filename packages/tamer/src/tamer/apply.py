@@ -9,7 +9,8 @@ A plan is an input, never a permission. Whatever it says, this module:
   never a running or restarted container, never a volume any container mounts,
   never an image a container uses, never a volume whose _data is a symlink,
   and never a named volume (as the engine says now, whatever the plan claims)
-  without a backup of its current data that was verified first;
+  without a backup of its current data that was verified and proven to
+  restore it (backup_before_removal);
 - removes a container without its volumes, and restarts their orphan clock.
 
 Steps end as done, gone, skipped or failed, each with a reason code; any skip
@@ -39,6 +40,7 @@ from tamer.operation import faults, operation_lock
 from tamer.plan import Action, LastUsed, Plan, make_plan
 from tamer.policy import policy_from_json
 from tamer.reasons import Reason
+from tamer.state import state_dir
 
 Backup = Callable[[Engine, str], Path]
 Facts = dict[str, Any]
@@ -95,6 +97,26 @@ class _Keep(Exception):
         super().__init__(code.value)
         self.code = code
         self.facts = facts or {}
+
+
+def backup_before_removal(engine: Engine, name: str) -> Path:
+    """Back up a named volume into the state directory, verify the archive, and prove that it restores the
+    volume's current data (a scratch restore compared entry by entry with the live folder). Returns the
+    archive; raises a TamerError when any of it fails (the volume then stays)."""
+    from tamer.volumes.backup import backup_volume, verify_backup
+    from tamer.volumes.proof import prove_restorable
+
+    folder = state_dir() / "backups"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out = folder / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.tar.zst"
+    result = backup_volume(engine, name, out)
+    verify_backup(result.path)
+    live = str(engine.inspect_volume(name).get("Mountpoint") or "")
+    if not live or not os.path.isdir(live):
+        raise TamerError(f"the folder of volume {name} ({live or 'unknown'}) is not readable here, so tamer cannot "
+                         "prove that the backup restores it; expected a local engine run as root; the volume stays")
+    prove_restorable(Path(result.path), Path(live), scratch_dir=folder)
+    return Path(result.path)
 
 
 def check_engine(engine: Engine, plan: Plan) -> None:

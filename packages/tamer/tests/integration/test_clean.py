@@ -323,15 +323,16 @@ def test_named_volume_goes_only_by_rule_and_after_a_verified_backup(eng: Any, tm
     policy.write_text(KEEP_BASE + "[containers]\nremove = false\n[[volumes.named]]\nnames = [\"old-*\"]\n")
     rc, plan = tamer_json(eng, tmp_path, "plan", "--policy", str(policy))
     acts = {a["name"]: a for a in plan["data"]["actions"] if a["kind"] == "volume"}
-    assert acts["old-scratch"]["needs_backup"] is True and "backed up and verified first" in acts["old-scratch"]["reason"]
+    assert acts["old-scratch"]["needs_backup"] is True and "proven to restore first" in acts["old-scratch"]["reason"]
     keep = {r["name"]: r["why"] for r in plan["data"]["refusals"] if r["kind"] == "volume"}
     assert "protected by label keep" in keep["old-labelled-empty"]
     assert "no [[volumes.named]] rule" in keep["unruled"]
     rc, result = tamer_json(eng, tmp_path, "clean", "--policy", str(policy), "--apply", "--yes")
     assert rc == 0, result
     step = next(s for s in result["data"]["steps"] if s["name"] == "old-scratch")
-    assert step["status"] == "done" and step["detail"].startswith("backed up and verified: ")
-    archive = Path(step["detail"].removeprefix("backed up and verified: "))
+    assert step["status"] == "done" and step["code"] == "backed-up-removed"
+    assert step["detail"].startswith("backed up, verified and proven to restore: ")
+    archive = Path(step["facts"]["archive"])
     assert archive.is_file() and (archive.stat().st_mode & 0o777) == 0o600
     left = eng.docker("volume", "ls", "-q").split()
     assert "old-scratch" not in left and {"unruled", "old-labelled-empty"} <= set(left)

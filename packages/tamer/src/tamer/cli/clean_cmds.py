@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tamer.apply import Current, apply_plan
+from tamer.apply import Current, apply_plan, backup_before_removal
 from tamer.cli.app import Outcome
 from tamer.cli.inspect_cmds import read_inventory
 from tamer.cli.progress import Progress
@@ -23,7 +23,6 @@ from tamer.policy import DEFAULT_POLICY, Policy, read_policy_file
 from tamer.report.plan_view import plan_json, render_apply, render_plan, render_run, result_json
 from tamer.report.units import parse_duration
 from tamer.sealing import open_plan, plan_key, seal_plan
-from tamer.state import state_dir
 
 DEFAULT_POLICY_TOML = """\
 # tamer's built-in default policy: what `docker system prune` removes (stopped
@@ -93,18 +92,6 @@ def backup_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def backup_before_removal(engine: Engine, name: str) -> Path:
-    """Back up a named volume into the state directory and verify it; the path, or a TamerError."""
-    from tamer.volumes.backup import backup_volume, verify_backup
-
-    folder = state_dir() / "backups"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    out = folder / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.tar.zst"
-    result = backup_volume(engine, name, out)
-    verify_backup(result.path)
-    return Path(result.path)
 
 
 def read_current(args: argparse.Namespace, engine: Engine) -> Current:

@@ -44,7 +44,7 @@ _PROSE: dict[Reason, Callable[[Facts], str]] = {
     Reason.VOLUME_ORPHANED: lambda f: f"orphaned anonymous volume, unused for {ago(f.get('orphaned_for'))}"
                                       + (" (tamer's clock)" if f.get("since") == "tamer" else ""),
     Reason.VOLUME_NAMED_RULE: lambda f: "named volume selected by a [[volumes.named]] rule; "
-                                        "backed up and verified first",
+                                        "backed up, verified and proven to restore first",
     Reason.IMAGE_DANGLING: lambda f: "dangling (untagged) and unused",
     Reason.IMAGE_UNUSED: lambda f: f"unused for {ago(f.get('unused_for'))} (policy: {ago(f.get('threshold'))})",
     Reason.CACHE_UNUSED: lambda f: f"unused for {ago(f.get('unused_for'))}",
@@ -91,7 +91,7 @@ _PROSE: dict[Reason, Callable[[Facts], str]] = {
     Reason.CACHE_IN_USE: lambda f: "in use by a build",
     Reason.CACHE_RECENT: lambda f: "recent enough",
     Reason.REMOVED: lambda f: "",
-    Reason.BACKED_UP_REMOVED: lambda f: f"backed up and verified: {f.get('archive')}",
+    Reason.BACKED_UP_REMOVED: lambda f: f"backed up, verified and proven to restore: {f.get('archive')}",
     Reason.ALREADY_GONE: lambda f: "already gone",
     Reason.NOT_ELIGIBLE_NOW: lambda f: "changed since the plan: the plan's policy no longer selects it on the "
                                        f"host as it is now ({f.get('now', '?')})",
