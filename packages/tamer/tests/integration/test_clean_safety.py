@@ -199,6 +199,8 @@ def test_edited_plan_is_refused_and_a_sealed_plan_cannot_widen(eng: Any, tmp_pat
 
 
 def test_plan_key_readable_by_others_is_refused(eng: Any, tmp_path: Path) -> None:
+    nowhere = tamer_at(eng, tmp_path, None, "plan", "-o", str(tmp_path / "no-such-dir" / "plan.json"))
+    assert nowhere.returncode == 2 and "can't write the plan" in nowhere.stderr, nowhere.stderr
     plan_key(tmp_path)
     (tmp_path / "plan.key").chmod(0o644)
     saved = tmp_path / "plan.json"

@@ -116,7 +116,11 @@ def run_plan(args: argparse.Namespace) -> Outcome:
     plan, current = build_plan(args, connect(args.host), policy)
     if args.output:
         sealed = seal_plan(plan, plan_key())
-        Path(args.output).write_text(json.dumps(sealed, indent=1))
+        try:
+            Path(args.output).write_text(json.dumps(sealed, indent=1))
+        except OSError as exc:
+            raise UsageError(f"can't write the plan to {args.output}: {exc.strerror or exc}; expected a writable "
+                             "file path (its folder must exist); nothing was removed") from None
     text = _with_warnings(render_plan(plan, verbose=args.verbose), current)
     if args.output:
         text += f"\nsaved to {args.output}; `tamer clean --plan {args.output} --apply` executes this plan, " \
