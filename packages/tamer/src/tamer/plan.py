@@ -29,7 +29,13 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from tamer.accounting import container_freed_bytes, docker_total, volume_freed_bytes
+from tamer.accounting import (
+    container_bytes,
+    container_freed_bytes,
+    docker_total,
+    volume_bytes,
+    volume_freed_bytes,
+)
 from tamer.inventory import BuildCache, Container, Image, Inventory, Volume
 from tamer.policy import Policy, policy_to_json
 from tamer.reasons import BUDGET_EVICTABLE_VOLUME, NoteCode, Reason
@@ -394,11 +400,22 @@ def _newest_per_repo(images: tuple[Image, ...], keep: int) -> set[str]:
     return kept
 
 
+def _counted_in_total(action: Action, inv: Inventory) -> int:
+    """What docker_total stops counting when `action` is done (apparent sizes, as df shows them)."""
+    if action.kind == "container":
+        return next((container_bytes(c) for c in inv.containers if c.id == action.id), 0)
+    if action.kind == "volume":
+        return next((volume_bytes(v) for v in inv.volumes if v.name == action.id), 0)
+    return action.bytes  # images and build cache: the same figure in both
+
+
 def _apply_budget(inv: Inventory, budget: int, actions: list[Action], refusals: list[Refusal],
                   image_candidates: list[tuple[datetime | None, Image]], cache_candidates: list[BuildCache],
                   notes: list[Note], now: datetime, hist: LastUsed, clock: Mapping[str, datetime]) -> None:
+    # the budget is judged in docker_total's terms (what df shows), so what each removal takes off that
+    # total is counted the same way; an action's own `bytes` stays what it frees on disk
     total = docker_total(inv)
-    after = total - sum(a.bytes for a in actions)
+    after = total - sum(_counted_in_total(a, inv) for a in actions)
     if after <= budget:
         notes.append(Note(NoteCode.WITHIN_BUDGET, {"total": total, "after": after, "budget": budget}))
         return
@@ -437,7 +454,7 @@ def _apply_budget(inv: Inventory, budget: int, actions: list[Action], refusals: 
             size = volume_freed_bytes(obj)
             actions.append(Action("volume", obj.name, obj.name, size, Reason.BUDGET_LRU, facts,
                                   volume_fingerprint(obj)))
-            after -= size
+            after -= volume_bytes(obj)
             evicted.add(("volume", obj.name))
     refusals[:] = [r for r in refusals if (r.kind, r.id) not in evicted]
     if after > budget:

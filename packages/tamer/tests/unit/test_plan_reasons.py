@@ -252,3 +252,19 @@ def test_orphan_clock_record(inv: Inventory, tmp_path: Path) -> None:
         t0 + timedelta(days=9)
     # volumes that are gone are forgotten
     assert journal.observe_volumes(dataclasses.replace(back, volumes=())) == {}
+
+
+def test_budget_counts_removals_as_the_total_does(inv: Inventory) -> None:
+    """A sparse volume frees little on disk but leaves Docker's (apparent) total by its full size: the budget
+    must not evict more than needed because the two figures were mixed."""
+    name = _vol(inv, ORPHAN)
+    sparse = tuple(dataclasses.replace(v, size=DiskUsage(apparent=10 * 1000**3, allocated=1000**2, files=1))
+                   if v.name == name else v for v in inv.volumes)
+    inv2 = dataclasses.replace(inv, volumes=sparse)
+    total = docker_total(inv2)
+    policy = load_policy(f'[budget]\nmax_size = {total - 9 * 1000**3}\n[volumes]\norphaned_anonymous_older_than = "0s"\n')
+    plan = make_plan(inv2, policy, orphan_clock={v.name: inv.taken_at for v in inv.volumes})
+    removed = next(a for a in plan.actions if a.id == name)
+    assert removed.code is Reason.VOLUME_ORPHANED and removed.bytes == 1000**2  # what it frees on disk
+    assert not [a for a in plan.actions if a.code is Reason.BUDGET_LRU]  # already within budget
+    assert plan.notes[-1].code is NoteCode.WITHIN_BUDGET
