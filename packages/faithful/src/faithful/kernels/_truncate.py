@@ -3,22 +3,28 @@
 One row at a time (rows in parallel with ``prange``), in float64:
 
 1. one pass for the row maximum ``m`` (and NaN / +inf / all ``-inf`` detection);
-2. one vectorised pass for ``s = (x - m) / T`` (subtract first, then divide: right at any
-   scale), stored, so no later loop divides;
-3. one pass for ``w = exp(s)``, stored, with (for top-k and top-p) a histogram of the weights
-   over buckets of ``s`` (64 per factor of 2 of ``w``; the bucket is monotone in ``s``);
-4. each truncation narrows the kept set, always an interval ``lo <= s <= hi`` of ``s``
+2. one pass for ``s = (x - m) / T`` (subtract first, then divide: right at any scale) and
+   ``w = exp(s)``, both stored, with (for top-k and top-p) a histogram of the weights over
+   buckets of ``s`` (64 per factor of 2 of ``w``; the bucket is monotone in ``s``) and (typical
+   or eta first) the entropy's ``sum w * s``;
+3. each truncation narrows the kept set, always an interval ``lo <= s <= hi`` of ``s``
    (every truncation here keeps an up- or down-closed set of ``s``, typical a band):
    a mass or count threshold is found in the histogram, then only the boundary bucket's
-   members are gathered and sorted (no full sort);
-5. the keyed uniform ``u`` picks the token whose band ``(c_{i-1}, c_i]`` of the running
-   sum of kept weights in token order holds ``u * Z``, as :func:`faithful.draw.band_search`.
+   members are gathered and sorted (no full sort); a kept mass is recomputed only when a
+   later truncation needs it;
+4. the keyed uniform ``u`` picks the token whose band ``(c_{i-1}, c_i]`` of the running
+   sum of kept weights in token order holds ``u * Z``, exactly as :func:`faithful.draw.band_search`
+   computes it (blocks of 512 summed as numpy's pairwise sum, a running sum over the blocks):
+   that pass gives the normaliser ``Z`` of q and of the token's log-probability.
 
 Exact decisions mirror the numpy reference (:mod:`faithful.processors`): ties at a
 threshold are all kept, the top token survives epsilon/eta, a running sum that rounds
-a hair below its target keeps everything. Sums are taken in a different order than the
-reference's, so a kept set can differ only when a mass lands within float64 rounding of
-``top_p`` (or a cut), and a token only when ``u * Z`` lands within rounding of a band edge.
+a hair below its target keeps everything. The masses the cuts compare are summed in a
+different order than the reference's, so a kept set can differ only when a mass lands within
+float64 rounding of ``top_p`` (or a cut). Given the kept set, ``Z`` is the reference's sum of
+the same weights in the same order; the weights come from libm's ``exp`` instead of numpy's
+(they differ by an ulp in a few percent of tokens), so q agrees to a few ulps and a token can
+differ only when ``u * Z`` lands within that of a band edge.
 """
 
 from __future__ import annotations
@@ -136,9 +142,7 @@ def _kept_mass(s: np.ndarray, w: np.ndarray, lo: float, hi: float) -> float:
 
 
 @njit(cache=True)
-def _mass_cut(
-    s: np.ndarray, mass: np.ndarray, lo: float, hi: float, need: float
-) -> tuple[float, float]:
+def _mass_cut(s: np.ndarray, mass: np.ndarray, lo: float, hi: float, need: float) -> tuple[float, float]:
     """Smallest tau with mass{tau <= s, lo <= s <= hi} >= need, and that mass; ``(lo, -1)`` if never reached."""
     jh = 0 if hi >= 0.0 else _key(hi)
     jl = NB - 1 if lo == -np.inf else _key(lo)
@@ -223,45 +227,104 @@ def _floor_cut(s: np.ndarray, w: np.ndarray, lo: float, hi: float, z: float, cut
     return min(best, top)
 
 
-@njit(cache=True)
-def _draw(s: np.ndarray, w: np.ndarray, lo: float, hi: float, z: float, u: float) -> int:
-    """The token whose band of the running kept sum (in token order) holds ``u * z``.
+@njit(cache=True, inline="always")
+def _kw(s: np.ndarray, w: np.ndarray, lo: float, hi: float, i: int) -> float:
+    """Token ``i``'s weight when kept (``lo <= s <= hi``), else 0."""
+    return w[i] if (lo <= s[i]) & (s[i] <= hi) else 0.0
 
-    Two levels, as :func:`faithful.draw.band_search`: chunk totals, then a running sum in one chunk.
+
+@njit(cache=True)
+def _pairwise(s: np.ndarray, w: np.ndarray, lo: float, hi: float, a: int, n: int) -> float:
+    """The kept weights ``a .. a+n-1`` summed exactly as numpy's pairwise ``add.reduce`` sums them.
+
+    Same tree (halves rounded to multiples of 8 above 128 terms), same eight accumulators below,
+    so the result is numpy's bit for bit on the same weights: q then matches the reference's
+    normaliser to the rounding of the weights themselves.
+    """
+    if n < 8:
+        res = 0.0
+        for i in range(a, a + n):
+            res += _kw(s, w, lo, hi, i)
+        return res
+    if n <= 128:
+        r0 = _kw(s, w, lo, hi, a)
+        r1 = _kw(s, w, lo, hi, a + 1)
+        r2 = _kw(s, w, lo, hi, a + 2)
+        r3 = _kw(s, w, lo, hi, a + 3)
+        r4 = _kw(s, w, lo, hi, a + 4)
+        r5 = _kw(s, w, lo, hi, a + 5)
+        r6 = _kw(s, w, lo, hi, a + 6)
+        r7 = _kw(s, w, lo, hi, a + 7)
+        i = 8
+        end8 = n - n % 8
+        while i < end8:
+            r0 += _kw(s, w, lo, hi, a + i)
+            r1 += _kw(s, w, lo, hi, a + i + 1)
+            r2 += _kw(s, w, lo, hi, a + i + 2)
+            r3 += _kw(s, w, lo, hi, a + i + 3)
+            r4 += _kw(s, w, lo, hi, a + i + 4)
+            r5 += _kw(s, w, lo, hi, a + i + 5)
+            r6 += _kw(s, w, lo, hi, a + i + 6)
+            r7 += _kw(s, w, lo, hi, a + i + 7)
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += _kw(s, w, lo, hi, a + i)
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise(s, w, lo, hi, a, n2) + _pairwise(s, w, lo, hi, a + n2, n - n2)
+
+
+_BLOCK = 512  # faithful.draw.band_search's block
+
+
+@njit(cache=True)
+def _band_draw(
+    s: np.ndarray, w: np.ndarray, lo: float, hi: float, u: float, prefix: np.ndarray
+) -> tuple[int, float]:
+    """The token whose band of the running kept sum (token order) holds ``u * total``, and ``total``.
+
+    :func:`faithful.draw.band_search` step for step: rows up to 1024 tokens take a running sum;
+    longer rows sum blocks of 512 (numpy's pairwise sum), take a running sum over the blocks, then
+    one inside the block the target falls in. Given the same weights the token and the total are the
+    reference's bit for bit. ``prefix`` is scratch of at least ``V // 512 + 1``.
     """
     v = s.shape[0]
-    target = min(u * z, np.nextafter(z, 0.0))
+    if v <= 2 * _BLOCK:
+        total = 0.0
+        for i in range(v):
+            total += _kw(s, w, lo, hi, i)
+        target = min(u * total, np.nextafter(total, 0.0))
+        c = 0.0
+        for i in range(v):
+            c += _kw(s, w, lo, hi, i)
+            if c > target:
+                return i, total
+        return v - 1, total  # unreachable: the running sum ends at total > target
+    nb = v // _BLOCK
+    n = nb + (1 if nb * _BLOCK < v else 0)
+    run = 0.0
+    for j in range(n):
+        run += _pairwise(s, w, lo, hi, j * _BLOCK, min(_BLOCK, v - j * _BLOCK))
+        prefix[j] = run
+    total = prefix[n - 1]
+    target = min(u * total, np.nextafter(total, 0.0))
+    blk = 0
+    while prefix[blk] <= target:
+        blk += 1
+    before = prefix[blk - 1] if blk > 0 else 0.0
     c = 0.0
-    last_chunk = -1
-    for c0 in range(0, v, _CHUNK):
-        c1 = min(v, c0 + _CHUNK)
-        t0 = t1 = t2 = t3 = 0.0
-        i = c0
-        while i + 4 <= c1:
-            t0 += w[i] if (lo <= s[i]) & (s[i] <= hi) else 0.0
-            t1 += w[i + 1] if (lo <= s[i + 1]) & (s[i + 1] <= hi) else 0.0
-            t2 += w[i + 2] if (lo <= s[i + 2]) & (s[i + 2] <= hi) else 0.0
-            t3 += w[i + 3] if (lo <= s[i + 3]) & (s[i + 3] <= hi) else 0.0
-            i += 4
-        while i < c1:
-            t0 += w[i] if (lo <= s[i]) & (s[i] <= hi) else 0.0
-            i += 1
-        total = (t0 + t1) + (t2 + t3)
-        if total > 0:
-            last_chunk = c0
-        if c + total > target:
-            for i in range(c0, c1):
-                if (w[i] > 0) & (lo <= s[i]) & (s[i] <= hi):
-                    c += w[i]
-                    if c > target:
-                        return i
-            break  # the chunk's running sum rounded a hair below its total: its last kept token
-        c += total
-    c1 = min(v, last_chunk + _CHUNK) if last_chunk >= 0 else v
-    for i in range(c1 - 1, -1, -1):  # the last kept token with positive weight takes the rest
-        if (w[i] > 0) & (lo <= s[i]) & (s[i] <= hi):
-            return i
-    return -1
+    last = -1
+    for i in range(blk * _BLOCK, min(v, (blk + 1) * _BLOCK)):
+        wi = _kw(s, w, lo, hi, i)
+        c += wi
+        if before + c > target:
+            return i, total
+        if wi > 0:
+            last = i
+    return last, total  # the block's own running sum rounded a hair below its prefix
 
 
 @njit(cache=True)
@@ -277,8 +340,9 @@ def _row(
     w: np.ndarray,
     mass: np.ndarray,
     count: np.ndarray,
+    prefix: np.ndarray,
 ) -> tuple[int, float, int]:
-    """One row; ``s``, ``w`` (V,) and ``mass``, ``count`` (NB,) are scratch owned by the caller."""
+    """One row; ``s``, ``w`` (V,), ``mass``, ``count`` (NB,) and ``prefix`` (V // 512 + 1,) are the caller's scratch."""
     v = x.shape[0]
     m = -np.inf
     bad = False
@@ -290,16 +354,21 @@ def _row(
         return -1, 0.0, BAD_VALUE
     if m == -np.inf:
         return -1, 0.0, EMPTY_ROW
-    if t == 1.0:
+    n_ops = codes.shape[0]
+    hist = False
+    for op in range(n_ops):
+        hist |= (codes[op] == OP_TOP_K) | (codes[op] == OP_TOP_P)
+    # an entropy needed before any cut (typical or eta first): its sum of w * s rides on the exp pass
+    want_s1 = n_ops > 0 and ((codes[0] == OP_TYPICAL) | (codes[0] == OP_ETA))
+    if t == 1.0:  # s = (x - m) / T, subtract first, then divide: right at any scale
         for i in range(v):
             s[i] = np.float64(x[i]) - m
     else:
         for i in range(v):
             s[i] = (np.float64(x[i]) - m) / t
-    hist = False
-    for op in range(codes.shape[0]):
-        hist |= (codes[op] == OP_TOP_K) | (codes[op] == OP_TOP_P)
     z0 = z1 = 0.0  # two accumulators: the exp dominates, the adds need not wait on each other
+    a0 = 0.0
+    # one exp pass, in the variant the chain needs (branches inside one loop measured slower)
     if hist:
         mass[:] = 0.0
         count[:] = 0
@@ -309,6 +378,15 @@ def _row(
             k = _key(s[i])
             mass[k] += e
             count[k] += 1
+            if i & 1:
+                z1 += e
+            else:
+                z0 += e
+    elif want_s1:
+        for i in range(v):
+            e = math.exp(s[i])
+            w[i] = e
+            a0 += e * s[i] if e > 0.0 else 0.0
             if i & 1:
                 z1 += e
             else:
@@ -323,40 +401,60 @@ def _row(
                 z0 += e
     lo, hi = -np.inf, np.inf
     z = z0 + z1
-    s1 = np.nan  # sum of w * s over the kept set, computed when an entropy needs it
-    for op in range(codes.shape[0]):
+    s1 = a0 if want_s1 else np.nan  # sum of w * s over the kept set, when an entropy needs it
+    fresh = True  # z (and s1 when not NaN) describe the current kept set
+    for op in range(n_ops):
         code, val = codes[op], values[op]
         if code == OP_TOP_K:
             tau, kept = _top_k(s, mass, count, int(val))
             if kept >= 0.0:
                 lo, z, s1 = tau, kept, np.nan
         elif code == OP_TOP_P:
+            if not fresh:
+                z, s1 = _kept_stats(s, w, lo, hi)
+                fresh = True
             tau, kept = _mass_cut(s, mass, lo, hi, val * z)
             if kept >= 0.0:
                 lo, z, s1 = max(lo, tau), kept, np.nan
         elif code == OP_MIN_P:
             lo = max(lo, math.log(val))
-            z, s1 = _kept_mass(s, w, lo, hi), np.nan
+            fresh = False
         elif code == OP_TYPICAL:
-            if s1 != s1:
+            if not fresh or s1 != s1:
                 z, s1 = _kept_stats(s, w, lo, hi)
             a, b = _typical_band(s, w, lo, hi, z, s1, val)
             lo, hi = max(lo, a), min(hi, b)
-            z, s1 = _kept_stats(s, w, lo, hi)
+            fresh = False
         else:  # epsilon, eta
+            if not fresh or (code == OP_ETA and s1 != s1):
+                z, s1 = _kept_stats(s, w, lo, hi)
             cut = val
             if code == OP_ETA:
-                if s1 != s1:
-                    z, s1 = _kept_stats(s, w, lo, hi)
                 entropy = math.log(z) - s1 / z
                 cut = min(val, math.sqrt(val) * math.exp(-entropy))
             lo = max(lo, _floor_cut(s, w, lo, hi, z, cut))
-            z, s1 = _kept_stats(s, w, lo, hi)
-    token = _draw(s, w, lo, hi, z, u)
-    if want_q:
+            fresh = False
+    zk = np.nan
+    if hi < 0.0:
+        # typical dropped the top token: the reference's weights are exp(z - max kept z), with z the
+        # logits it saw (x, or s after a temperature); recompute the kept ones from the same numbers
+        zk = -np.inf
         for i in range(v):
-            q[i] = w[i] / z if (w[i] > 0) & (lo <= s[i]) & (s[i] <= hi) else 0.0
-    return token, s[token] - math.log(z), OK
+            if (lo <= s[i]) & (s[i] <= hi):
+                zk = max(zk, np.float64(x[i]) if t == 1.0 else s[i])
+        for i in range(v):
+            if (lo <= s[i]) & (s[i] <= hi):
+                w[i] = math.exp((np.float64(x[i]) if t == 1.0 else s[i]) - zk)
+    # the draw computes the reference's normaliser itself: no pass for the last cut's mass
+    token, total = _band_draw(s, w, lo, hi, u, prefix)
+    if want_q:
+        for i in range(v):  # w / total, as the reference divides (not w * (1 / total))
+            q[i] = _kw(s, w, lo, hi, i) / total
+    if zk == zk:
+        lp = ((np.float64(x[token]) if t == 1.0 else s[token]) - zk) - math.log(total)
+    else:
+        lp = s[token] - math.log(total)
+    return token, lp, OK
 
 
 @njit(cache=True, parallel=True)
@@ -386,9 +484,10 @@ def sample_rows(
         w = np.empty(v, dtype=np.float64)
         mass = np.empty(NB, dtype=np.float64)
         count = np.empty(NB, dtype=np.int64)
+        prefix = np.empty(v // _BLOCK + 1, dtype=np.float64)
         for r in range(c * b // n_chunks, (c + 1) * b // n_chunks):
             qr = q[r] if want_q else dummy
-            tok, lp, st = _row(x[r], t, codes, values, u[r], qr, want_q, s, w, mass, count)
+            tok, lp, st = _row(x[r], t, codes, values, u[r], qr, want_q, s, w, mass, count, prefix)
             tokens[r] = tok
             logprobs[r] = lp
             status[r] = st
