@@ -90,7 +90,10 @@ def _exact_tempered_q(z: np.ndarray, t: float) -> np.ndarray:
         out = []
         for row in z:
             m = max(mpmath.mpf(float(x)) for x in row if np.isfinite(x))
-            e = [mpmath.exp((mpmath.mpf(float(x)) - m) / mpmath.mpf(t)) if np.isfinite(x) else mpmath.mpf(0) for x in row]
+            e = [
+                mpmath.exp((mpmath.mpf(float(x)) - m) / mpmath.mpf(t)) if np.isfinite(x) else mpmath.mpf(0)
+                for x in row
+            ]
             s = mpmath.fsum(e)
             out.append([float(x / s) for x in e])
     return np.array(out)
@@ -112,7 +115,9 @@ def test_temperature_is_exact_for_huge_logits(t: float, scale: float) -> None:
         r = s(z, rng=3, return_q=True)
         assert r.q is not None
         np.testing.assert_allclose(r.q, expected, rtol=1e-13, atol=1e-300)
-        np.testing.assert_allclose(r.logprobs, np.log(expected[np.arange(2), r.tokens]), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            r.logprobs, np.log(expected[np.arange(2), r.tokens]), rtol=1e-12, atol=1e-15
+        )
     for extra in ({"top_p": 0.9}, {"min_p": 0.05}, {"top_k": 3}, {"top_k": 4, "top_p": 0.95, "min_p": 0.01}):
         fast_q = make_sampler(temperature=t, **extra)(z, rng=1, return_q=True).q
         ref_q = make_sampler(temperature=t, fast=False, **extra).distribution(z)

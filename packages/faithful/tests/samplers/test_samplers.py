@@ -78,7 +78,9 @@ def expected_q(kwargs: dict[str, Any], q: np.ndarray | None) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("label", "kwargs", "q"), GOF_CASES, ids=[c[0] for c in GOF_CASES])
-def test_sampler_goodness_of_fit(label: str, kwargs: dict[str, Any], q: np.ndarray | None, fits: Callable[..., None]) -> None:
+def test_sampler_goodness_of_fit(
+    label: str, kwargs: dict[str, Any], q: np.ndarray | None, fits: Callable[..., None]
+) -> None:
     q = expected_q(kwargs, q)
     sampler = make_sampler(**kwargs)
     np.testing.assert_allclose(sampler.distribution(Z[None, :])[0], q, rtol=1e-12, atol=1e-15)
@@ -92,7 +94,9 @@ def test_sampler_goodness_of_fit(label: str, kwargs: dict[str, Any], q: np.ndarr
 def test_history_processors_goodness_of_fit(fits: Callable[..., None]) -> None:
     n = N
     history = [[0, 1, 3, 1]] * n
-    sampler = make_sampler(repetition_penalty=2.0, presence_penalty=0.5, frequency_penalty=0.25, no_repeat_ngram_size=2)
+    sampler = make_sampler(
+        repetition_penalty=2.0, presence_penalty=0.5, frequency_penalty=0.25, no_repeat_ngram_size=2
+    )
     z = Z.copy()
     z[[0, 1, 3]] = np.where(z[[0, 1, 3]] < 0, z[[0, 1, 3]] * 2.0, z[[0, 1, 3]] / 2.0)
     z[[0, 1, 3]] -= 0.5
@@ -135,7 +139,9 @@ def test_batch_invariance_and_no_mutation(sampler: Sampler) -> None:
     assert batch.q is not None
     np.testing.assert_allclose(batch.q.sum(axis=1), 1.0, rtol=1e-12)
     assert (batch.q[np.arange(64), batch.tokens] > 0).all()
-    np.testing.assert_allclose(np.log(batch.q[np.arange(64), batch.tokens]), batch.logprobs, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(
+        np.log(batch.q[np.arange(64), batch.tokens]), batch.logprobs, rtol=1e-12, atol=1e-300
+    )
     for i in (0, 17, 63):
         alone = sampler(z[i : i + 1], rng=42, step=7, rows=[rows[i]], history=HISTORY[i : i + 1])
         assert alone.tokens[0] == batch.tokens[i]
@@ -151,7 +157,9 @@ def test_numpy_and_torch_give_the_same_tokens(sampler: Sampler) -> None:
     torch = pytest.importorskip("torch")
     z = random_logits(2).astype(np.float32).astype(np.float64)
     ours = sampler(z, rng=9, step=1, history=HISTORY, return_q=True)
-    twin = Sampler(sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat)
+    twin = Sampler(
+        sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat
+    )
     tensor = torch.from_numpy(z.astype(np.float32)).double()
     before = tensor.clone()
     theirs = twin(tensor, rng=9, step=1, history=HISTORY, return_q=True)
@@ -303,7 +311,9 @@ def test_cuda_tensors_give_the_same_tokens(sampler: Sampler) -> None:  # pragma:
 
     z = random_logits(8).astype(np.float32)
     ours = sampler(z, rng=4, step=2, history=HISTORY)
-    twin = Sampler(sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat)
+    twin = Sampler(
+        sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat
+    )
     theirs = twin(torch.from_numpy(z).cuda(), rng=4, step=2, history=HISTORY)
     np.testing.assert_array_equal(ours.tokens, theirs.tokens)
 
@@ -326,7 +336,9 @@ def test_mirostat_v1_truncation_is_a_top_k_of_the_estimated_size() -> None:
 def test_float32_tensors_and_arrays_agree(sampler: Sampler) -> None:
     torch = pytest.importorskip("torch")
     z = random_logits(12).astype(np.float32)
-    twin = Sampler(sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat)
+    twin = Sampler(
+        sampler.name, sampler.processors, draw=sampler.draw, backend="torch", mirostat=sampler.mirostat
+    )
     a = sampler(z, rng=2, history=HISTORY)
     b = twin(torch.from_numpy(z.copy()), rng=2, history=HISTORY)
     np.testing.assert_array_equal(a.tokens, b.tokens)
