@@ -11,7 +11,8 @@ A plan is an input, never a permission. Whatever it says, this module:
   and never a named volume (as the engine says now, whatever the plan claims)
   without a backup of its current data that was verified and proven to
   restore it (backup_before_removal);
-- removes a container without its volumes, and restarts their orphan clock.
+- removes a container without its volumes, restarts their orphan clock, and
+  never removes those volumes in the same run.
 
 Steps end as done, gone, skipped or failed, each with a reason code; any skip
 makes the exit code partial (3). One clean at a time (tamer.operation's one
@@ -157,13 +158,19 @@ def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Re
             journal.adopt(run_id)
         run = journal.get(run_id)
         pending = run.pending
+        released: dict[str, str] = {}  # volume -> the container of this run whose removal orphaned it
         for n, step in enumerate(pending):
             faults.hit(f"clean.{step.idx}.before", idx=step.idx)
             action = run.plan.actions[step.idx]
             key = (action.kind, action.id)
             if key in allowed:
                 try:
-                    status, code, facts = _execute(engine, plan, journal, action, backup)
+                    if action.kind == "volume" and action.id in released:
+                        # its container went in this run: its orphan clock has only just started
+                        status, code, facts = (StepStatus.SKIPPED, Reason.VOLUME_USERS_GO_THIS_RUN,
+                                               {"users": [released[action.id]]})
+                    else:
+                        status, code, facts = _execute(engine, plan, journal, action, backup, released)
                 except EngineUnreachable as exc:
                     journal.finish(run_id, "interrupted")
                     raise EngineUnreachable(
@@ -199,12 +206,13 @@ def _rederive(engine: Engine, plan: Plan, read_current: Reader,
     return allowed, refused
 
 
-def _execute(engine: Engine, plan: Plan, journal: Journal, action: Action,
-             backup: Backup | None) -> tuple[StepStatus, Reason, Facts]:
-    """Re-check one object against the live engine, then remove it."""
+def _execute(engine: Engine, plan: Plan, journal: Journal, action: Action, backup: Backup | None,
+             released: dict[str, str]) -> tuple[StepStatus, Reason, Facts]:
+    """Re-check one object against the live engine, then remove it (noting the volumes a container held)."""
     try:
         if action.kind == "container":
             volumes = _recheck_container(engine, action)
+            released.update(dict.fromkeys(volumes, action.name))
             # its volumes become orphaned now: their clock starts now, never at their creation
             journal.volumes_used(plan.engine_id or plan.host, volumes, time.time())
             engine.remove_container(action.id)  # never with its volumes

@@ -275,6 +275,31 @@ def test_apply_refuses_what_changed_after_planning_whatever_the_plan_says(
     assert result.steps[0].status is StepStatus.SKIPPED and "named-data" in volumes(eng)
 
 
+def test_apply_never_removes_a_volume_in_the_run_that_removed_its_container(
+        eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path))
+    eng.docker("run", "--name", "holder", MONGO, "true")
+    held = mounts_of(eng, "holder")
+    now = _snapshot(eng)
+    c = next(x for x in now.inventory.containers if x.name == "holder")
+    # a view in which the volumes already look orphaned, so that only the point of action can refuse them
+    blind = dataclasses.replace(now.inventory, containers=tuple(
+        dataclasses.replace(x, mounts=()) if x.id == c.id else x for x in now.inventory.containers))
+    vols = {v.name: v for v in now.inventory.volumes}
+    actions = [Action("container", c.id, c.name, 0, Reason.CONTAINER_STOPPED, {}, container_fingerprint(c)),
+               *(Action("volume", v, v, 0, Reason.VOLUME_ORPHANED, {}, volume_fingerprint(vols[v])) for v in held)]
+    plan = _hand_plan(eng, actions, KEEP_BASE + '[volumes]\norphaned_anonymous_older_than = "0s"\n')
+    result = apply_plan(eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: Current(blind))
+    steps = {s.id: s for s in result.steps}
+    assert steps[c.id].status is StepStatus.DONE
+    for v in held:
+        assert steps[v].status is StepStatus.SKIPPED and steps[v].code == Reason.VOLUME_USERS_GO_THIS_RUN
+        assert steps[v].facts["users"] == ["holder"]
+    assert set(held) <= volumes(eng)
+
+
 def test_apply_refuses_another_engine(eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path))
     eng.docker("run", "--name", "elsewhere", BUSYBOX, "true")
