@@ -268,3 +268,32 @@ def test_budget_counts_removals_as_the_total_does(inv: Inventory) -> None:
     assert removed.code is Reason.VOLUME_ORPHANED and removed.bytes == 1000**2  # what it frees on disk
     assert not [a for a in plan.actions if a.code is Reason.BUDGET_LRU]  # already within budget
     assert plan.notes[-1].code is NoteCode.WITHIN_BUDGET
+
+
+def test_a_journal_from_an_older_tamer_opens_and_its_unreadable_run_is_set_aside(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tamer.journal import Journal
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:  # the first release's schema, with an unfinished run in its plan format
+        db.executescript(
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, plan_id TEXT NOT NULL, "
+            "plan TEXT NOT NULL, started REAL NOT NULL, finished REAL, status TEXT NOT NULL, pid INTEGER NOT NULL);"
+            "CREATE TABLE steps (run_id INTEGER NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL, "
+            "object_id TEXT NOT NULL, name TEXT NOT NULL, bytes INTEGER NOT NULL, status TEXT NOT NULL, "
+            "detail TEXT NOT NULL DEFAULT '', at REAL, PRIMARY KEY (run_id, idx));")
+        old_plan = {"host": "unix://x", "policy": "p", "made_at": "t", "actions": [{"kind": "container", "id": "c",
+                    "name": "n", "bytes": 1, "reason": "old prose", "fingerprint": {}}], "refusals": []}
+        db.execute("INSERT INTO runs (host, plan_id, plan, started, status, pid) VALUES (?,?,?,?,?,?)",
+                   ("unix://x", "abc", json.dumps(old_plan), 1.0, "running", 1))
+        db.execute("INSERT INTO steps (run_id, idx, kind, object_id, name, bytes, status) "
+                   "VALUES (1, 0, 'container', 'c', 'n', 1, 'pending')")
+    journal = Journal(path)
+    assert journal.unfinished("unix://x") is None  # nothing of it runs: the next plan judges afresh
+    assert journal.recent()[0]["status"] == "abandoned"
+    (tmp_path / "garbage.sqlite").write_bytes(b"not sqlite" * 50)
+    from tamer.journal import StateUnreadable
+
+    with pytest.raises(StateUnreadable, match="move it aside"):
+        Journal(tmp_path / "garbage.sqlite")
