@@ -10,8 +10,11 @@ its ``dist`` sampler afterwards, which sorts by probability: the expected lists 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,3 +240,26 @@ def test_numpy_and_torch_agree(sampler: Sampler) -> None:
     np.testing.assert_array_equal(ours.tokens, theirs.tokens)
     assert ours.q is not None and theirs.q is not None
     np.testing.assert_array_equal(ours.q, theirs.q)
+
+
+# outputs of llama.cpp itself, built from source (provenance in the file's "source")
+DRY_LLAMA = json.loads((Path(__file__).parent / "llama_cpp_cases.json").read_text())["dry"]
+
+
+@pytest.mark.parametrize("case", DRY_LLAMA, ids=lambda c: f"{len(c['history'])}tok")
+def test_equals_llama_cpp_built_from_source(case: dict[str, Any]) -> None:
+    amounts = case["subtracted"]
+    dry = DRY(
+        case["multiplier"],
+        case["base"],
+        case["allowed_length"],
+        case["penalty_last_n"],
+        case["sequence_breakers"],
+    )
+    out = dry(np.zeros((1, len(amounts))), [case["history"]])
+    np.testing.assert_allclose(-out[0], amounts, rtol=1e-6, atol=0)  # llama.cpp computes in float32
+
+
+def test_the_llama_cpp_sample_exercises_the_penalty() -> None:
+    assert sum(any(a != 0 for a in c["subtracted"]) for c in DRY_LLAMA) >= 30
+    assert any(c["sequence_breakers"] for c in DRY_LLAMA) and any(c["allowed_length"] == 0 for c in DRY_LLAMA)

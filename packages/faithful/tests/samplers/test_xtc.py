@@ -10,7 +10,10 @@ probability is 0.99 with a fixed seed, so the coin acted; here probability 1.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -152,3 +155,15 @@ def test_numpy_and_torch_agree(sampler: Sampler) -> None:
     np.testing.assert_array_equal(ours.tokens, theirs.tokens)
     assert ours.q is not None and theirs.q is not None
     np.testing.assert_array_equal(ours.q, theirs.q)
+
+
+# outputs of llama.cpp itself, built from source (provenance in the file's "source")
+XTC_LLAMA = json.loads((Path(__file__).parent / "llama_cpp_cases.json").read_text())["xtc"]
+
+
+@pytest.mark.parametrize("case", XTC_LLAMA, ids=lambda c: f"{len(c['logits'])}tok-t{c['threshold']}")
+def test_equals_llama_cpp_built_from_source(case: dict[str, Any]) -> None:
+    z = np.array([case["logits"]], dtype=np.float32).astype(np.float64)  # llama.cpp read them as float32
+    out = XTC(1.0, case["threshold"], case["min_keep"])(z, rng=0)
+    assert np.flatnonzero(np.isfinite(out[0])).tolist() == case["kept"]
+    assert sum(len(c["kept"]) < len(c["logits"]) for c in XTC_LLAMA) >= 8  # the sample includes rows XTC cut
