@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -278,3 +280,34 @@ def test_rollback_after_a_kill_during_stop_leaves_the_service_running(eng: Any, 
     assert r.returncode == 0, r.stdout + r.stderr
     time.sleep(11)  # past the engine's stop timeout
     assert inspect(eng, "stub")["State"]["Running"], "the service is down after the rollback"
+
+
+@pytest.mark.parametrize("args", [
+    ["volume", "move", "nr_v", "--to", "DEST", "--apply", "--yes"],
+    ["adopt", "nr_c", "--apply", "--yes"],
+    ["volume", "backup", "nr_v", "-o", "DEST.tar.zst"],
+    ["volume", "restore", "ARCHIVE", "nr_new"],
+], ids=["move", "adopt", "backup", "restore"])
+def test_a_docker_group_user_is_told_what_needs_root(eng: Any, tmp_path: Path, args: list[str]) -> None:
+    """A user who may use the engine's socket (here: its group) but not its root-owned data-root gets, before
+    anything changes, an error saying what needs root and why."""
+    eng.docker("volume", "create", "nr_v")
+    eng.docker("create", "--name", "nr_c", MONGO)
+    archive = tmp_path / "a.tar.zst"
+    r = eng.tamer("volume", "backup", "nr_v", "-o", str(archive))
+    assert r.returncode == 0, r.stderr
+    os.chmod(tmp_path, 0o777)
+    args = [a.replace("DEST", str(tmp_path / "dest")).replace("ARCHIVE", str(archive)) for a in args]
+    before = (sorted(volumes(eng)), eng.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}"))
+    sock_gid = os.stat(eng.host.removeprefix("unix://")).st_gid
+    home = Path(tempfile.mkdtemp(prefix="tamer-nobody-"))  # a state dir this user can write, as its own would be
+    os.chmod(home, 0o777)
+    proc = subprocess.run(["setpriv", "--reuid=65534", f"--regid={sock_gid}", "--clear-groups", sys.executable, "-m",
+                           "tamer", *args], capture_output=True, text=True,
+                          env={**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(home / "st"),
+                               "HOME": str(home)})
+    shutil.rmtree(home)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "needs root" in proc.stderr and "data-root" in proc.stderr and "sudo" in proc.stderr, proc.stderr
+    assert (sorted(volumes(eng)), eng.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}")) == before
+    assert not (tmp_path / "dest").exists() and not (tmp_path / "dest.tar.zst").exists()
