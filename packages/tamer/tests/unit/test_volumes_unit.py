@@ -7,7 +7,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from tamer.errors import PlacementRefused, UsageError
 from tamer.volumes.archive import _header, _members
 from tamer.volumes.place import check_place, volume_place
@@ -120,7 +119,8 @@ def test_hand_written_tar_headers_read_back_by_tarfile_and_by_ours() -> None:
     stream = (_header(b"data/a", 0o640, 1000, 1001, 3, 1_700_000_000, b"0") + b"abc" + bytes(509)
               + _header(b"data/l", 0o777, 0, 0, 0, 1, b"2", b"a")
               + _header(long_name, 0o600, 2**22, 0, 0, 5, b"0") + bytes(1024))
-    names = [(m.name, m.mode, m.uid, m.size, m.linkname) for m in tarfile.open(fileobj=io.BytesIO(stream))]
+    with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+        names = [(m.name, m.mode, m.uid, m.size, m.linkname) for m in tar]
     assert names == [("data/a", 0o640, 1000, 3, ""), ("data/l", 0o777, 0, 0, "a"),
                      (long_name.decode(), 0o600, 2**22, 0, "")]
     ours = []
@@ -138,3 +138,62 @@ def test_recreate_body_leaves_hostname_to_the_engine_on_shared_networks() -> Non
             "HostConfig": {"NetworkMode": "host"}, "Mounts": [], "NetworkSettings": {"Networks": {"host": {}}}}
     body = recreate_body(info, "busybox").body
     assert "Hostname" not in body and body["HostConfig"]["NetworkMode"] == "host"
+
+
+# -- names: two paths never share a volume (issue 10, failure 7) -------------------------------------------
+def test_assign_volume_names_refuses_paths_that_share_a_slug() -> None:
+    from tamer.volumes.run import assign_volume_names
+
+    assert assign_volume_names("m", ["/data/db", "/data/configdb"]) == {"/data/db": "m-data-db",
+                                                                        "/data/configdb": "m-data-configdb"}
+    for paths in (["/data/db", "/data-db"], ["/a b", "/a-b"], ["/x/", "/x"], ["/a.b/c", "/a.b-c"]):
+        normalized = sorted({str(Path(p)) for p in paths})
+        if len(normalized) < 2:
+            continue
+        with pytest.raises(UsageError, match="--name-for"):
+            assign_volume_names("m", normalized)
+    assert assign_volume_names("m", ["/data/db", "/data-db"], {"/data-db": "m-other"})["/data-db"] == "m-other"
+    with pytest.raises(UsageError, match="m-data-db"):  # an override onto a name another path gets
+        assign_volume_names("m", ["/data/db", "/x"], {"/x": "m-data-db"})
+    with pytest.raises(UsageError, match="/elsewhere and /data/db"):  # a name another mount of it uses
+        assign_volume_names("m", ["/data/db"], taken={"m-data-db": "/elsewhere"})
+
+
+def test_name_for_is_checked() -> None:
+    from tamer.volumes.run import parse_name_for
+
+    assert parse_name_for(["/data-db/=x_2"]) == {"/data-db": "x_2"}
+    for bad in ("data-db=x", "/data-db", "/data-db=", "/d=bad name"):
+        with pytest.raises(UsageError):
+            parse_name_for([bad])
+
+
+# -- guard: physical relations, volatile filesystems, root ---------------------------------------------------
+def test_relation_is_physical(tmp_path: Path) -> None:
+    import os
+
+    from tamer.volumes.guard import relation
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    os.symlink(tmp_path / "a", tmp_path / "alias")
+    assert relation(str(tmp_path / "alias"), str(tmp_path / "a")) == "the same folder"
+    assert relation(str(tmp_path / "a" / "b"), str(tmp_path / "alias")) == "inside it"
+    assert relation(str(tmp_path), str(tmp_path / "a")) == "a parent of it"
+    assert relation(str(tmp_path / "ab"), str(tmp_path / "a")) is None, "a prefix is not a parent"
+    assert relation("", str(tmp_path)) is None
+
+
+def test_volatile_filesystem_reads_the_mount_table() -> None:
+    from tamer.volumes.guard import filesystem_type, volatile_filesystem
+
+    assert volatile_filesystem("/dev/shm/x/y") in ("tmpfs", None)
+    assert filesystem_type("/proc") == "proc"
+
+
+def test_require_data_access_says_what_needs_root(tmp_path: Path) -> None:
+    from tamer.errors import TamerError
+    from tamer.volumes.guard import require_data_access
+
+    require_data_access(str(tmp_path), "volume move")  # root here: fine
+    with pytest.raises(TamerError, match=r"volume backup. needs root: it reads .*uid 1000 may not read"):
+        require_data_access("/var/lib/docker", "volume backup", write=False, uid=1000, access=lambda p, m: False)
