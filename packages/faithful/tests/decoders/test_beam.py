@@ -133,3 +133,119 @@ def test_diverse_beam_distributions_follow_the_hypotheses() -> None:
     r = diverse_beam_search(m, [[2]], 4, num_beams=4, num_groups=2, return_distributions=True)
     assert r.distributions is not None
     np.testing.assert_allclose(r.distributions, step_distributions(m, [[2]], r.tokens, r.lengths))
+
+
+numba_only = pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("numba") is None, reason="numba not installed"
+)
+
+
+def wide_model(vocab_size: int, seed: int, dtype: type = np.float64, eos: int | None = 0) -> object:
+    """Random logits over a wide vocabulary, with exact ties and -inf tokens, as a function of the prefix."""
+    from faithful.models import CallableModel
+
+    def fn(prefixes: list[tuple[int, ...]]) -> np.ndarray:
+        out = np.empty((len(prefixes), vocab_size), dtype=dtype)
+        for i, p in enumerate(prefixes):
+            rng = np.random.default_rng((seed * 1_000_003 + hash(p)) % (2**32))
+            row = np.round(rng.normal(size=vocab_size) * 3, 1)  # many exact ties
+            row[rng.integers(0, vocab_size, size=vocab_size // 10)] = -np.inf
+            out[i] = row
+        return out
+
+    return CallableModel(fn, vocab_size=vocab_size, eos_token_id=eos)
+
+
+@numba_only
+@pytest.mark.parametrize("vocab", [3, 17, 3000])
+@pytest.mark.parametrize(
+    ("num_beams", "length_penalty", "early_stopping"), [(1, 0.0, False), (4, 1.0, "never"), (8, 1.3, True)]
+)
+def test_fused_beam_kernel_gives_the_reference_beams(
+    vocab: int, num_beams: int, length_penalty: float, early_stopping: object
+) -> None:
+    for seed, dtype in ((0, np.float64), (1, np.float32)):
+        m = wide_model(vocab, seed, dtype)
+        args = dict(num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping)
+        if vocab == 3 and num_beams == 8:
+            args["num_beams"] = 3
+        fast = beam_search(m, [[1], [2, 1]], 6, kernels="numba", **args)  # type: ignore[arg-type]
+        ref = beam_search(m, [[1], [2, 1]], 6, kernels="numpy", **args)  # type: ignore[arg-type]
+        assert fast.sequences() == ref.sequences()
+        np.testing.assert_array_equal(fast.lengths, ref.lengths)
+        np.testing.assert_allclose(fast.logprobs, ref.logprobs, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fast.scores, ref.scores, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fast.token_logprobs, ref.token_logprobs, rtol=1e-12, atol=1e-12)
+
+
+@numba_only
+def test_beam_candidates_are_each_rows_best_with_exact_log_probs() -> None:
+    from faithful.errors import EmptySupportError, InvalidLogitsError
+    from faithful.kernels import beam_candidates
+    from faithful.models.base import log_normalize
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=(6, 5000)) * 2, 1)
+    x[1, :4990] = -np.inf  # fewer finite tokens than candidates
+    x[2] = 0.0  # all tied: the lowest ids win
+    x[3, ::7] = x[3].max()  # ties at the top, spread out
+    for dtype in (np.float64, np.float32):
+        xd = x.astype(dtype)
+        for c in (1, 2, 16, 40):
+            tok, lp = beam_candidates(xd, c)
+            ref_tok = np.lexsort(
+                (np.broadcast_to(np.arange(5000), x.shape), -xd.astype(np.float64)), axis=-1
+            )[:, :c]
+            np.testing.assert_array_equal(tok, ref_tok)
+            ref_lp = np.take_along_axis(log_normalize(xd), ref_tok, axis=1)
+            np.testing.assert_array_equal(np.isfinite(lp), np.isfinite(ref_lp))
+            fin = np.isfinite(ref_lp)
+            np.testing.assert_allclose(lp[fin], ref_lp[fin], rtol=0, atol=1e-13)
+    with pytest.raises(InvalidLogitsError, match=r"rows \[1\]"):
+        beam_candidates(np.array([[0.0, 1.0], [np.nan, 0.0]]), 2)
+    with pytest.raises(EmptySupportError, match=r"rows \[0\]"):
+        beam_candidates(np.array([[-np.inf, -np.inf]]), 1)
+
+
+def test_beam_kernels_argument_is_checked() -> None:
+    m = random_table_model(vocab_size=3, eos=0)
+    with pytest.raises(DecodeError, match="kernels"):
+        beam_search(m, [[]], 2, num_beams=2, kernels="gpu")
+
+
+def test_reference_top_k_takes_the_lowest_ids_among_boundary_ties() -> None:
+    # regression: argpartition picked arbitrary members of a tie at the k-th value, so the numpy
+    # reference and the fused kernel (lowest ids, as documented) chose different beams on tied logits
+    from faithful.decode import beam as beam_mod
+
+    x = np.zeros((3, 300))
+    x[0, 150] = 1.0
+    x[1, ::3] = -1.0
+    x[2, 7] = -np.inf
+    got = beam_mod._top_sorted(x, 8)
+    np.testing.assert_array_equal(got, np.argsort(-x, axis=1, kind="stable")[:, :8])
+
+
+@numba_only
+@pytest.mark.parametrize(
+    ("num_beams", "length_penalty", "early_stopping"), [(4, 1.0, False), (3, 2.0, "never")]
+)
+def test_fused_and_reference_beams_agree_on_a_tiny_gpt2(
+    num_beams: int, length_penalty: float, early_stopping: object
+) -> None:
+    # the fused path is the default, so test_hf's comparison with HF generate runs it; this ties the
+    # numpy reference to it on the same model (float32 logits read in place vs torch's float64 log_softmax)
+    pytest.importorskip("transformers")
+    from faithful.models.hf import HFCausalLM
+
+    from .test_hf import PROMPTS, pick_eos, tiny_gpt2
+
+    model = tiny_gpt2(3)
+    eos = pick_eos(model, PROMPTS, 3)
+    lm = HFCausalLM(model, eos_token_id=eos, pad_token_id=eos)
+    kw = dict(num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping)
+    fast = beam_search(lm, PROMPTS, 10, kernels="numba", **kw)  # type: ignore[arg-type]
+    ref = beam_search(lm, PROMPTS, 10, kernels="numpy", **kw)  # type: ignore[arg-type]
+    assert fast.sequences() == ref.sequences()
+    np.testing.assert_allclose(fast.logprobs, ref.logprobs, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fast.scores, ref.scores, rtol=1e-12, atol=1e-12)

@@ -71,7 +71,13 @@ def _top_sorted(x: FloatArray, k: int) -> IntArray:
     if k < n and n >= _LARGE and "torch" in sys.modules:
         return _top_sorted_threshold(x, k)
     if k < n:
-        part = np.argpartition(-x, k - 1, axis=1)[:, :k]
+        # argpartition alone may pick any of the values tied at the boundary: take the lowest ids
+        kth = np.partition(x, n - k, axis=1)[:, n - k : n - k + 1]
+        above = x > kth
+        tied = x == kth
+        room = k - above.sum(axis=1, keepdims=True)
+        chosen = above | (tied & (np.cumsum(tied, axis=1) <= room))
+        part = np.nonzero(chosen)[1].reshape(x.shape[0], k)  # exactly k per row, ascending ids
     else:
         part = np.broadcast_to(np.arange(n), x.shape).copy()
     vals = np.take_along_axis(x, part, axis=1)
@@ -101,29 +107,72 @@ def _top_sorted_threshold(x: FloatArray, k: int) -> IntArray:
     return out
 
 
+@dataclass
+class _Candidates:
+    """A group's ``keep = min(2k, k V)`` best extensions per prompt, best first: flat ids ``parent * V + token``,
+    accumulated model scores, ranking keys (scores minus any diversity penalty) and the token log-probs."""
+
+    top: IntArray  # (b, keep)
+    acc: FloatArray
+    key: FloatArray
+    lp: FloatArray
+
+
+def _reference_candidates(g: _Group, lp: FloatArray, penalty: FloatArray | None) -> _Candidates:
+    """The reference: every beam's full row of log-probs ``lp`` ``(b, k, V)``, a top-k over ``k * V``."""
+    b, k, v = lp.shape
+    acc = g.run_scores[:, :, None] + lp
+    key = acc if penalty is None else acc - penalty[:, None, :]
+    keep = min(2 * k, k * v)
+    top = _top_sorted(key.reshape(b, k * v), keep)  # (b, keep)
+    return _Candidates(
+        top=top,
+        acc=np.take_along_axis(acc.reshape(b, k * v), top, axis=1),
+        key=np.take_along_axis(key.reshape(b, k * v), top, axis=1),
+        lp=np.take_along_axis(lp.reshape(b, k * v), top, axis=1),
+    )
+
+
+def _fused_candidates(g: _Group, tokens: IntArray, lps: FloatArray, v: int) -> _Candidates:
+    """From each beam's own best ``c`` tokens (:func:`faithful.kernels.beam_candidates`, ``(b * k, c)``).
+
+    A candidate among a prompt's best ``2k`` is among its own beam's best ``2k`` (a beam's
+    candidates rank by its log-probs alone), so ranking the ``k * c`` gathered ones by score,
+    then flat id (the reference's order), gives the reference's ``keep`` candidates.
+    """
+    b, k = g.run_scores.shape
+    c = tokens.shape[1]
+    keep = min(2 * k, k * v)
+    acc = (g.run_scores[:, :, None] + lps.reshape(b, k, c)).reshape(b, k * c)
+    flat = (np.arange(k, dtype=np.int64)[None, :, None] * v + tokens.reshape(b, k, c)).reshape(b, k * c)
+    order = np.lexsort((flat, -acc), axis=-1)[:, :keep]
+    top_acc = np.take_along_axis(acc, order, axis=1)
+    return _Candidates(
+        top=np.take_along_axis(flat, order, axis=1),
+        acc=top_acc,
+        key=top_acc,
+        lp=np.take_along_axis(lps.reshape(b, k * c), order, axis=1),
+    )
+
+
 def _group_step(
     g: _Group,
-    lp: FloatArray,
-    penalty: FloatArray | None,
+    cands: _Candidates,
+    v: int,
     step: int,
     max_new_tokens: int,
     eos: int | None,
     length_penalty: float,
     early_stopping: EarlyStopping,
 ) -> tuple[IntArray, IntArray]:
-    """Advance one group by one token. ``lp`` is ``(b, k, V)`` model log-probs.
+    """Advance one group by one token from its candidates (vocabulary size ``v``).
 
     Returns the parent beam (within the group) and token of each new running beam, ``(b, k)`` each.
     """
-    b, k, v = lp.shape
-    acc = g.run_scores[:, :, None] + lp
-    key = acc if penalty is None else acc - penalty[:, None, :]
-    keep = min(2 * k, k * v)
-    top = _top_sorted(key.reshape(b, k * v), keep)  # (b, keep)
+    b, k = g.run_scores.shape
+    keep = cands.top.shape[1]
+    top, top_acc, top_key, top_lp = cands.top, cands.acc, cands.key, cands.lp
     parent, token = top // v, top % v
-    top_acc = np.take_along_axis(acc.reshape(b, k * v), top, axis=1)
-    top_key = np.take_along_axis(key.reshape(b, k * v), top, axis=1)
-    top_lp = np.take_along_axis(lp.reshape(b, k * v), top, axis=1)
     rows = np.arange(b)[:, None]
     cand_tokens = g.run_tokens[rows, parent]
     cand_tokens[:, :, step] = token
@@ -165,6 +214,24 @@ def _group_step(
     return new_parent, new_token
 
 
+_KERNELS = ("auto", "numba", "numpy")
+
+
+def _use_kernels(kernels: str) -> bool:
+    """Whether the compiled beam kernel runs (found by ``find_spec``: the numpy path never imports numba)."""
+    if kernels not in _KERNELS:
+        raise DecodeError(f"`kernels` must be one of {list(_KERNELS)}, got {kernels!r}")
+    if kernels == "numpy":
+        return False
+    from faithful.kernels import available
+
+    if not available():
+        if kernels == "numba":
+            raise DecodeError("`kernels='numba'` needs numba; install it with `pip install faithful[fast]`")
+        return False
+    return True
+
+
 def _group_done(g: _Group, early_stopping: EarlyStopping) -> bool:
     return (not g.improvable.any()) or (bool(g.fin_is.all()) and early_stopping is True)
 
@@ -178,20 +245,37 @@ def _run_beams(
     length_penalty: float,
     early_stopping: EarlyStopping,
     diversity_penalty: float,
+    kernels: str = "auto",
 ) -> tuple[DecodeResult, list[_Group]]:
     k_total = num_groups * group_size
     state, b = start_expanded(model, prompts, k_total)
     eos = model.eos_token_id
     groups = [_Group.empty(b, group_size, max_new_tokens) for _ in range(num_groups)]
+    raw = getattr(model, "next_logits", None)
+    fused = num_groups == 1 and callable(raw) and _use_kernels(kernels)
     for step in range(max_new_tokens):
-        lp = model.next_logprobs(state).reshape(b, num_groups, group_size, -1)
-        v = lp.shape[-1]
+        if fused:
+            from faithful.kernels import beam_candidates
+            from faithful.tensors import is_torch_tensor, tensor_to_numpy
+
+            assert callable(raw)
+            x = raw(state)
+            x = tensor_to_numpy(x) if is_torch_tensor(x) else np.asarray(x)
+            v = x.shape[-1]
+            cand_tok, cand_lp = beam_candidates(x, min(2 * group_size, v))
+        else:
+            lp = model.next_logprobs(state).reshape(b, num_groups, group_size, -1)
+            v = lp.shape[-1]
         counts = np.zeros((b, v)) if num_groups > 1 else None
         parents = np.empty((b, num_groups, group_size), dtype=np.int64)
         tokens = np.empty((b, num_groups, group_size), dtype=np.int64)
         for gi, g in enumerate(groups):
-            penalty = None if counts is None or gi == 0 else diversity_penalty * counts
-            par, tok = _group_step(g, lp[:, gi], penalty, step, max_new_tokens, eos, length_penalty, early_stopping)
+            if fused:
+                cands = _fused_candidates(g, cand_tok, cand_lp, v)
+            else:
+                penalty = None if counts is None or gi == 0 else diversity_penalty * counts
+                cands = _reference_candidates(g, lp[:, gi], penalty)
+            par, tok = _group_step(g, cands, v, step, max_new_tokens, eos, length_penalty, early_stopping)
             parents[:, gi] = par + gi * group_size
             tokens[:, gi] = tok
             if counts is not None:
@@ -242,6 +326,7 @@ def beam_search(
     length_penalty: float = 1.0,
     early_stopping: EarlyStopping = False,
     return_distributions: bool = False,
+    kernels: str = "auto",
 ) -> DecodeResult:
     """Beam search for high-probability sequences; returns the n-best with scores.
 
@@ -270,6 +355,12 @@ def beam_search(
         length_penalty: exponent of the length normalisation (see above).
         early_stopping: ``True``, ``False`` or ``"never"`` (see above).
         return_distributions: also return the model's next-token distributions along each hypothesis.
+        kernels: ``"auto"`` (default): for a model with raw logits (``next_logits``, e.g. Hugging
+            Face) and numba installed, one compiled pass per beam computes its exact float64
+            log-normaliser and its ``2K`` best tokens, reading the model's logits in place;
+            ``"numba"`` requires that; ``"numpy"`` is the reference (full float64 log-softmax rows
+            and a top-k over ``K * V``). Both give the same beams: token log-probs agree to
+            float64 rounding of the normaliser.
 
     Returns:
         A :class:`DecodeResult` with ``K' = num_return_sequences`` candidates sorted by ``scores``
@@ -291,11 +382,12 @@ def beam_search(
     max_new_tokens = check_max_new_tokens(max_new_tokens)
     num_beams = check_width("num_beams", num_beams, model, max_new_tokens)
     _check_beam_args(length_penalty, early_stopping)
+    _use_kernels(kernels)  # a bad value is an error whatever the model
     n_ret = num_beams if num_return_sequences is None else num_return_sequences
     if not 1 <= n_ret <= num_beams:
         raise DecodeError(f"num_return_sequences must be in 1..num_beams={num_beams}, got {n_ret}")
     result, _ = _run_beams(
-        model, prompts, max_new_tokens, 1, num_beams, length_penalty, early_stopping, 0.0
+        model, prompts, max_new_tokens, 1, num_beams, length_penalty, early_stopping, 0.0, kernels
     )
     result = _take(result, n_ret)
     _check_possible(result, num_beams)
@@ -358,7 +450,12 @@ def diverse_beam_search(
     """
     max_new_tokens = check_max_new_tokens(max_new_tokens)
     num_beams = check_width("num_beams", num_beams, model, max_new_tokens)
-    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1 or num_beams % num_groups:
+    if (
+        isinstance(num_groups, bool)
+        or not isinstance(num_groups, int)
+        or num_groups < 1
+        or num_beams % num_groups
+    ):
         raise DecodeError(f"num_beams={num_beams} must be a positive multiple of num_groups={num_groups}")
     group_size = num_beams // num_groups
     check_width("num_beams // num_groups", group_size, model, max_new_tokens)
@@ -397,7 +494,9 @@ def _take(r: DecodeResult, n: int) -> DecodeResult:
     )
 
 
-def _with_distributions(model: LanguageModel, prompts: Sequence[Sequence[int]], r: DecodeResult) -> DecodeResult:
+def _with_distributions(
+    model: LanguageModel, prompts: Sequence[Sequence[int]], r: DecodeResult
+) -> DecodeResult:
     """Re-score the returned hypotheses to record the model's distribution at each of their steps."""
     from faithful.decode.scoring import step_distributions
 

@@ -14,6 +14,9 @@ Chains (:mod:`faithful.kernels._chains`): max-product (Viterbi, bit for bit the 
 and sum-product (forward, to float64 rounding) over :class:`faithful.chains.LinearChain` tensors,
 dispatched by :mod:`faithful.chains.dp`.
 
+Beam search (:mod:`faithful.kernels._beam`): each beam row's exact log-normaliser and its
+``2K`` best tokens in one pass over the model's logits, dispatched by :mod:`faithful.decode.beam`.
+
 Example:
     >>> import numpy as np
     >>> from faithful.processors import TopP
@@ -37,6 +40,7 @@ from faithful.processors import Epsilon, Eta, MinP, Processor, Temperature, TopK
 __all__ = [
     "FusedPlan",
     "available",
+    "beam_candidates",
     "chain_backtrack",
     "chain_forward_max",
     "chain_forward_sum",
@@ -201,3 +205,37 @@ def chain_forward_sum(
         lengths,
     )
     return out
+
+
+def beam_candidates(x: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each beam row's ``c`` best tokens and their exact float64 log-probabilities, in one pass.
+
+    Parameters:
+        x: ``(R, V)`` float32 or float64 logits (read in place when C-contiguous).
+        c: candidates per row, ``1 <= c <= V`` (beam search takes ``2K``).
+
+    Returns:
+        ``(tokens int64 (R, c), logprobs float64 (R, c))``, sorted by logit descending then token
+        id ascending; ``logprobs = (x - max) - log(sum exp(x - max))``, the float64 log-softmax.
+
+    Raises:
+        InvalidLogitsError: NaN or +inf logits. EmptySupportError: a row entirely -inf.
+    """
+    from faithful.kernels._beam import BAD_VALUE, EMPTY_ROW
+    from faithful.kernels._beam import beam_candidates as run
+
+    xs = np.ascontiguousarray(x)
+    if xs.dtype not in (np.float32, np.float64):
+        xs = xs.astype(np.float64)
+    tokens, logprobs, status = run(xs, int(c))
+    if (status == BAD_VALUE).any():
+        rows = np.flatnonzero(status == BAD_VALUE)[:10].tolist()
+        raise InvalidLogitsError(
+            f"logits contain NaN or +inf in rows {rows}; fix the model output (use -inf, not NaN or +inf, to remove a token)"
+        )
+    if (status == EMPTY_ROW).any():
+        rows = np.flatnonzero(status == EMPTY_ROW)[:10].tolist()
+        raise EmptySupportError(
+            f"rows {rows} have no token left after the input logits; relax the mask or constraint for those rows"
+        )
+    return tokens, logprobs
