@@ -24,6 +24,7 @@ __all__ = [
     "count_sequences",
     "draws_from_the_model",
     "log_softmax_at",
+    "reads_history",
     "resolve_rng",
     "scores_array",
 ]
@@ -235,6 +236,16 @@ def log_softmax_at(scores: npt.NDArray[np.floating[Any]], tokens: IntArray) -> F
                 z[rows[: z.shape[0]], tokens[lo : lo + _BLOCK_ROWS]] - m - np.log(total)
             )
     return out
+
+
+def reads_history(sampler: Any) -> bool:
+    """Whether ``sampler`` may read the tokens so far; False only for faithful samplers whose
+    processors all ignore history (then a decoder need not build it every step)."""
+    from faithful.samplers import Sampler
+
+    if not isinstance(sampler, Sampler):
+        return True
+    return any(getattr(p, "needs_history", True) for p in sampler.processors)
 
 
 def draws_from_the_model(sampler: Any) -> bool:

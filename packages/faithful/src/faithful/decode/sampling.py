@@ -16,6 +16,7 @@ from faithful.decode._common import (
     check_width,
     draws_from_the_model,
     log_softmax_at,
+    reads_history,
     resolve_rng,
     scores_array,
     start_expanded,
@@ -199,6 +200,7 @@ def ancestral_sample(
     # the plain sampler's q is the model's distribution: its log q of the drawn token, from the
     # sampler's own float64 normaliser, is the model's log-probability (no second pass over the row)
     plain = draws_from_the_model(sampler)
+    needs_history = reads_history(sampler)
 
     def choose(
         x: Scores, rows: IntArray, step: int, history: list[IntArray]
@@ -208,7 +210,7 @@ def ancestral_sample(
             rng=keyed,
             step=step,
             rows=rows,
-            history=None if plain else history,
+            history=history if needs_history else None,
             return_q=return_distributions,
         )
         log_q = np.asarray(res.logprobs, dtype=np.float64)
@@ -226,7 +228,7 @@ def ancestral_sample(
         max_new_tokens,
         choose,
         return_distributions=return_distributions,
-        needs_history=not plain,
+        needs_history=needs_history,
         deterministic=False,
     )
 
