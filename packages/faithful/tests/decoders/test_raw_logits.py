@@ -144,3 +144,16 @@ def test_plain_sampler_scores_tokens_by_the_model_in_float64(lm: HFCausalLM) -> 
                 want = log_normalize(raw_logits_after(lm, prompt + seq[:t]))
                 assert abs(a.token_logprobs[b, k, t] - want[tok]) < 1e-5  # cached vs uncached float32 forward
                 np.testing.assert_allclose(a.distributions[b, k, t], np.exp(want), rtol=0, atol=1e-6)
+
+
+def test_log_softmax_at_sums_in_float64_blockwise() -> None:
+    from faithful.decode._common import log_softmax_at
+
+    x = np.random.default_rng(0).normal(size=(40, 3000)).astype(np.float32) * 30  # more rows than one block
+    tokens = np.arange(40) * 7
+    want = log_normalize(x.astype(np.float64))[np.arange(40), tokens]
+    np.testing.assert_allclose(log_softmax_at(x, tokens), want, rtol=0, atol=1e-12)
+    dead = np.array([[-np.inf, -np.inf], [0.0, np.log(3.0)]])
+    with np.errstate(all="raise"):
+        got = log_softmax_at(dead, np.array([0, 1]))
+    assert got[0] == -np.inf and abs(got[1] - np.log(0.75)) < 1e-15

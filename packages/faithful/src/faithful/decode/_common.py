@@ -230,11 +230,10 @@ def log_softmax_at(scores: npt.NDArray[np.floating[Any]], tokens: IntArray) -> F
         z = np.asarray(scores[lo : lo + _BLOCK_ROWS], dtype=np.float64)
         m = z.max(axis=1)
         m = np.where(np.isfinite(m), m, 0.0)
-        with np.errstate(divide="ignore", over="ignore"):
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             total = np.exp(z - m[:, None]).sum(axis=1)
-            out[lo : lo + _BLOCK_ROWS] = (
-                z[rows[: z.shape[0]], tokens[lo : lo + _BLOCK_ROWS]] - m - np.log(total)
-            )
+            picked = z[rows[: z.shape[0]], tokens[lo : lo + _BLOCK_ROWS]]
+            out[lo : lo + _BLOCK_ROWS] = np.where(total > 0, picked - m - np.log(total), -np.inf)
     return out
 
 
