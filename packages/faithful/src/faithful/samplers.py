@@ -265,13 +265,13 @@ class Sampler:
             )
         z, _ = self._final_logits(logits, history, rows, resolve_rng(rng) if rng is not None else None, step)
         if self.draw == "argmax":
-            q = np.zeros_like(z)
-            q[np.arange(z.shape[0]), np.argmax(z, axis=1)] = 1.0
-            return q
+            one_hot: np.ndarray = np.zeros_like(z)
+            one_hot[np.arange(z.shape[0]), np.argmax(z, axis=1)] = 1.0
+            return one_hot
         with np.errstate(over="ignore"):
             w = np.exp(z - z.max(axis=1, keepdims=True))
         if self.draw == "inverse_cdf":  # normalise exactly as the draw does
-            q = w / band_search(w, np.full(w.shape[0], 0.5))[1][:, None]
+            q: np.ndarray = w / band_search(w, np.full(w.shape[0], 0.5))[1][:, None]
         else:
             q = w / w.sum(axis=1, keepdims=True)
         return q
@@ -507,10 +507,13 @@ def make_sampler(
                 if len(mine) > 1:
                     raise SamplingParameterError("give either a Mirostat object or `mirostat_tau`/`mirostat_eta`")
                 miro = mine["mirostat"]
-                parts.append(entry.label({"mirostat": miro.version, "mirostat_tau": miro.tau}))
             else:
                 miro = entry.build(mine)
-                parts.append(entry.label(mine))
+            # named from the object, so the name parses back to it (tau always, eta when not the default)
+            state = {"mirostat": miro.version, "mirostat_tau": miro.tau}
+            if miro.eta != Mirostat.eta:
+                state["mirostat_eta"] = miro.eta
+            parts.append(entry.label(state))
             continue
         procs.append(entry.build(mine))
         parts.append(entry.label(mine))

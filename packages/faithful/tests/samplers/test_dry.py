@@ -143,7 +143,7 @@ def test_window_and_exponent_clamp() -> None:
 
 
 def test_validation_messages() -> None:
-    for kwargs, needle in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"dry_multiplier": -1.0}, "`dry_multiplier` must be a finite number >= 0, got -1.0"),
         ({"dry_multiplier": 1.0, "dry_base": 0.5}, "`dry_base` must be a finite number >= 1, got 0.5"),
         (
@@ -153,7 +153,8 @@ def test_validation_messages() -> None:
         ({"dry_multiplier": 1.0, "dry_penalty_last_n": -2}, "`dry_penalty_last_n` must be an int >= -1"),
         ({"dry_multiplier": 1.0, "dry_sequence_breakers": [[]]}, "`dry_sequence_breakers` must be non-empty"),
         ({"dry_base": 2.0}, "`dry_base` configure dry, which is off: give `dry_multiplier` too"),
-    ]:
+    ]
+    for kwargs, needle in cases:
         with pytest.raises(SamplingParameterError) as info:
             make_sampler(**kwargs)
         assert needle in str(info.value)

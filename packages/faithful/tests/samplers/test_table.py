@@ -207,3 +207,28 @@ def test_new_spec_parts_for_token_lists() -> None:
     assert parse_sampler_spec(s.name).processors == s.processors
     q = s.distribution(np.zeros((1, 10)))
     assert np.flatnonzero(q[0]).tolist() == [0, 3]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mirostat": 2},
+        {"mirostat": 1, "mirostat_tau": 3.0},
+        {"mirostat": 2, "mirostat_eta": 0.3},
+        {"mirostat": Mirostat(version=1, tau=4.0, eta=0.2)},
+        {"presence_penalty": 0.5},
+        {"temperature": 0.0, "top_k": 3},
+        {"dry_multiplier": 0.5, "dry_sequence_breakers": [[1], [2, 3]], "draw": "gumbel"},
+    ],
+)
+def test_a_sampler_name_parses_back_to_the_same_sampler(kwargs: dict[str, Any]) -> None:
+    s = make_sampler(**kwargs)
+    back = parse_sampler_spec(s.name)
+    assert back.name == s.name and back.processors == s.processors and back.draw == s.draw
+    if s.mirostat is not None:
+        assert back.mirostat is not None
+        assert (back.mirostat.version, back.mirostat.tau, back.mirostat.eta) == (
+            s.mirostat.version,
+            s.mirostat.tau,
+            s.mirostat.eta,
+        )

@@ -66,7 +66,7 @@ class XTC(Processor):
         acts = (n_top >= 2) & (remaining >= int(self.min_keep))
         return _keep(logits, ~(drop & acts))
 
-    def acts(self, rows: np.ndarray, *, rng: Any, step: int = 0, lane: int = 0) -> np.ndarray:
+    def acts(self, rows: np.ndarray | Sequence[int], *, rng: Any, step: int = 0, lane: int = 0) -> np.ndarray:
         """Whether XTC acts on each row: ``u <= probability`` for the keyed uniform of ``(row, step, lane)``."""
         u = resolve_rng(rng).uniforms(rows, step, lane + 1)[:, lane]
         return np.asarray(u <= float(self.probability))
