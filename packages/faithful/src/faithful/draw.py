@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faithful._numeric import check_row_max
 from faithful.errors import EmptySupportError, InvalidLogitsError, ShapeMismatchError
 from faithful.rng import RngLike, as_keyed_rng
 
@@ -172,6 +173,7 @@ def inverse_cdf_from_logits(z: np.ndarray, u: np.ndarray) -> np.ndarray:
         int64 ``(B,)`` tokens.
 
     Raises:
+        InvalidLogitsError: NaN or ``+inf`` logits.
         EmptySupportError: a row is entirely ``-inf``.
 
     Example:
@@ -180,8 +182,7 @@ def inverse_cdf_from_logits(z: np.ndarray, u: np.ndarray) -> np.ndarray:
     """
     z = np.asarray(z, dtype=np.float64)
     m = z.max(axis=1, keepdims=True)
-    if np.any(~np.isfinite(m)):
-        raise EmptySupportError("a row has no finite logit; nothing can be drawn from it")
+    check_row_max(m[:, 0])  # NaN / +inf: InvalidLogitsError; a row of -inf: EmptySupportError
     return inverse_cdf(np.exp(z - m), u)
 
 
@@ -198,6 +199,7 @@ def gumbel_max(z: np.ndarray, u: np.ndarray) -> np.ndarray:
 
     Raises:
         ShapeMismatchError: shapes disagree.
+        InvalidLogitsError: NaN or ``+inf`` logits.
         EmptySupportError: a row is entirely ``-inf``.
 
     Example:
@@ -208,8 +210,7 @@ def gumbel_max(z: np.ndarray, u: np.ndarray) -> np.ndarray:
     u = np.asarray(u, dtype=np.float64)
     if z.ndim != 2 or u.shape != z.shape:
         raise ShapeMismatchError(f"`u` must have the shape of `z` (B, V), got {u.shape} and {z.shape}")
-    if np.any(~np.isfinite(z.max(axis=1))):
-        raise EmptySupportError("a row has no finite logit; nothing can be drawn from it")
+    check_row_max(z.max(axis=1))  # NaN / +inf: InvalidLogitsError; a row of -inf: EmptySupportError
     tokens: np.ndarray = np.argmax(z - np.log(-np.log(u)), axis=1).astype(np.int64)
     return tokens
 

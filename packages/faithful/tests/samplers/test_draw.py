@@ -99,6 +99,13 @@ def test_draw_errors() -> None:
         inverse_cdf_from_logits(np.full((1, 3), -np.inf), np.array([0.5]))
     with pytest.raises(EmptySupportError):
         gumbel_max(np.full((1, 2), -np.inf), np.full((1, 2), 0.5))
+    # NaN or +inf is a bad input, not an empty row (the one validator, faithful._numeric, says which)
+    for bad in (np.nan, np.inf):
+        z = np.array([[0.0, 1.0], [bad, 0.0]])
+        with pytest.raises(InvalidLogitsError, match=r"rows \[1\]"):
+            gumbel_max(z, np.full((2, 2), 0.5))
+        with pytest.raises(InvalidLogitsError, match=r"rows \[1\]"):
+            inverse_cdf_from_logits(z, np.array([0.5, 0.5]))
     with pytest.raises(EmptySupportError):
         AliasTable.build(np.zeros(4))
     with pytest.raises(ShapeMismatchError):
