@@ -86,11 +86,14 @@ def _members(s: np.ndarray, key: int, lo: float, hi: float) -> np.ndarray:
     v = s.shape[0]
     out = np.empty(16, dtype=np.float64)
     n = 0
+    kf, kf1, last = float(key), float(key + 1), key == NB - 1
     for c0 in range(0, v, _CHUNK):
         c1 = min(v, c0 + _CHUNK)
         hits = 0
         for i in range(c0, c1):
-            hits += (_key(s[i]) == key) & (lo <= s[i]) & (s[i] <= hi)
+            # _key(s) == key, without a float -> int conversion per token (int(y) == key <=> key <= y < key + 1)
+            y = -s[i] * SCALE
+            hits += (y >= kf) & ((y < kf1) | last) & (lo <= s[i]) & (s[i] <= hi)
         if hits == 0:
             continue
         if n + hits > out.shape[0]:
@@ -167,13 +170,25 @@ def _mass_cut(s: np.ndarray, mass: np.ndarray, lo: float, hi: float, need: float
 
 @njit(cache=True)
 def _typical_band(
-    s: np.ndarray, w: np.ndarray, lo: float, hi: float, z: float, s1: float, p: float
+    s: np.ndarray,
+    w: np.ndarray,
+    lo: float,
+    hi: float,
+    z: float,
+    s1: float,
+    p: float,
+    dmass: np.ndarray,
+    dd: np.ndarray,
+    pp: np.ndarray,
 ) -> tuple[float, float]:
-    """Typical sampling's kept set as an interval of s: tokens by increasing |surprise - H| to mass p."""
+    """Typical sampling's kept set as an interval of s: tokens by increasing |surprise - H| to mass p.
+
+    ``dmass`` (NB,), ``dd`` and ``pp`` (V,) are the caller's scratch (fresh arrays per row cost page faults).
+    """
     log_z = math.log(z)
     h = log_z - s1 / z
     nd = NB
-    dmass = np.zeros(nd, dtype=np.float64)
+    dmass[:] = 0.0
     v = s.shape[0]
     for i in range(v):
         if (lo <= s[i]) & (s[i] <= hi) & (w[i] > 0):
@@ -187,8 +202,6 @@ def _typical_band(
             break
         before += dmass[j]
     n = 0
-    dd = np.empty(v, dtype=np.float64)
-    pp = np.empty(v, dtype=np.float64)
     for i in range(v):
         if (lo <= s[i]) & (s[i] <= hi) & (w[i] > 0):
             d = abs(-(s[i] - log_z) - h)
@@ -341,8 +354,12 @@ def _row(
     mass: np.ndarray,
     count: np.ndarray,
     prefix: np.ndarray,
+    dmass: np.ndarray,
+    dd: np.ndarray,
+    pp: np.ndarray,
 ) -> tuple[int, float, int]:
-    """One row; ``s``, ``w`` (V,), ``mass``, ``count`` (NB,) and ``prefix`` (V // 512 + 1,) are the caller's scratch."""
+    """One row. Scratch owned by the caller: ``s``, ``w``, ``dd``, ``pp`` (V,), ``mass``, ``count``,
+    ``dmass`` (NB,) and ``prefix`` (V // 512 + 1,)."""
     v = x.shape[0]
     m = -np.inf
     bad = False
@@ -383,14 +400,18 @@ def _row(
             else:
                 z0 += e
     elif want_s1:
+        a1 = 0.0  # two accumulators for w * s, as for w: the adds need not wait on each other
         for i in range(v):
             e = math.exp(s[i])
             w[i] = e
-            a0 += e * s[i] if e > 0.0 else 0.0
+            ws = e * s[i] if e > 0.0 else 0.0
             if i & 1:
                 z1 += e
+                a1 += ws
             else:
                 z0 += e
+                a0 += ws
+        a0 += a1
     else:
         for i in range(v):
             e = math.exp(s[i])
@@ -422,7 +443,7 @@ def _row(
         elif code == OP_TYPICAL:
             if not fresh or s1 != s1:
                 z, s1 = _kept_stats(s, w, lo, hi)
-            a, b = _typical_band(s, w, lo, hi, z, s1, val)
+            a, b = _typical_band(s, w, lo, hi, z, s1, val, dmass, dd, pp)
             lo, hi = max(lo, a), min(hi, b)
             fresh = False
         else:  # epsilon, eta
@@ -485,9 +506,17 @@ def sample_rows(
         mass = np.empty(NB, dtype=np.float64)
         count = np.empty(NB, dtype=np.int64)
         prefix = np.empty(v // _BLOCK + 1, dtype=np.float64)
+        typical = False
+        for op in range(codes.shape[0]):
+            typical |= codes[op] == OP_TYPICAL
+        dmass = np.empty(NB if typical else 0, dtype=np.float64)
+        dd = np.empty(v if typical else 0, dtype=np.float64)
+        pp = np.empty(v if typical else 0, dtype=np.float64)
         for r in range(c * b // n_chunks, (c + 1) * b // n_chunks):
             qr = q[r] if want_q else dummy
-            tok, lp, st = _row(x[r], t, codes, values, u[r], qr, want_q, s, w, mass, count, prefix)
+            tok, lp, st = _row(
+                x[r], t, codes, values, u[r], qr, want_q, s, w, mass, count, prefix, dmass, dd, pp
+            )
             tokens[r] = tok
             logprobs[r] = lp
             status[r] = st
