@@ -88,8 +88,7 @@ def test_sparse_file_past_8_gib_round_trips_and_stays_sparse(eng: Any, tmp_path:
     r = eng.tamer("volume", "backup", "ac_big", "-o", str(out), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["data"]["bytes"] == GIB8 + 1, "recorded at its real size, not 0"
-    assert out.stat().st_size < 16 << 20
-    assert verify_backup(out).bytes == GIB8 + 1
+    assert out.stat().st_size < 16 << 20  # (restore below verifies every checksum on the way)
     r = eng.tamer("volume", "restore", str(out), "ac_big_copy")
     assert r.returncode == 0, r.stderr
     copy = mountpoint(eng, "ac_big_copy") / "disk.img"
@@ -316,5 +315,6 @@ def test_prove_restorable_sees_current_data_and_torn_copies(eng: Any, tmp_path: 
     eng.docker("run", "-d", "--name", "ac_prove_user", "-v", "ac_prove:/d", "tamer-test/busybox:1", "sleep", "300")
     torn = backup_volume(eng.engine, "ac_prove", tmp_path / "t.tar.zst")
     assert not torn.consistent and "may be torn" in torn.warnings[0]
+    assert not verify_backup(torn.path).consistent, "verify says so too, later"
     paused = backup_volume(eng.engine, "ac_prove", tmp_path / "c.tar.zst", pause_users=True)
     assert paused.consistent

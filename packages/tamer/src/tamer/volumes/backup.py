@@ -1,11 +1,16 @@
 """`tamer volume backup` and `tamer volume restore`, and the check the cleanup relies on.
 
 backup_volume writes a zstd-compressed tar with a checksum manifest (format in
-archive.py), mode 0600, through a temporary file renamed into place only when
-complete. verify_backup re-reads an archive and checks every checksum.
-restore extracts into a new or empty volume: first into a staging folder
-inside the volume, verified, then moved into place; entries that would escape
-the volume are refused before anything is written for them.
+archive.py), mode 0600, into a partial file beside the output (locked while
+written; a killed backup's partial is removed by the next run) that is linked
+into place only when complete, never over a file that appeared meanwhile. A
+copy read while containers using the volume ran is marked as possibly torn.
+verify_backup re-reads an archive and checks every checksum; proof.py's
+prove_restorable shows it restores the volume's current data.
+plan_restore/apply_restore restore into a new or empty volume whose folder
+no other volume or container uses, re-checked when acting; the extraction
+itself (restore.py) resolves every path physically inside the volume.
+Backup and restore run under tamer's one operation lock.
 """
 
 from __future__ import annotations
@@ -50,7 +55,9 @@ class BackupResult:
     paused: containers paused while it was written; warnings: files that
     changed while read, entries skipped; consistent: False when containers
     using the volume ran (unpaused) while it was read, so the copy may be
-    torn (always True for a verified archive: verify cannot know).
+    torn (for a verified archive: False when its header says users ran when
+    the backup started; a copy torn by a user started midway is only caught
+    at backup time, or by prove_restorable).
     """
 
     path: Path
@@ -155,7 +162,8 @@ def _backup_locked(engine: Engine, name: str, vp: VolumePlace, root: Path, out: 
                 running = _running_users(engine, name)
             try:
                 header = {"volume": name, "created": datetime.now(UTC).isoformat(), "placement": vp.placement,
-                          "data_path": vp.data_path, "labels": vp.labels}
+                          "data_path": vp.data_path, "labels": vp.labels, "users_paused": paused,
+                          "users_running": running}
                 faults.hit("backup.write.before", tmp=str(tmp))
                 stats, digest, size = write_archive(str(root), f, header, writer=writer)
                 faults.hit("backup.write.after", tmp=str(tmp))
@@ -199,8 +207,15 @@ def verify_backup(path: Path) -> BackupResult:
     (damaged, truncated, checksum mismatch, missing or extra).
     """
     r = read_archive(str(path))
+    # the header can only lower trust: a copy its writer saw taken under running users may be torn
+    running = r.header.get("users_running")
+    running = running if isinstance(running, list) else []
+    torn = bool(running)
     return BackupResult(path=Path(path).absolute(), volume=str(r.header.get("volume", "")), files=r.files,
-                        bytes=r.bytes, sha256=r.sha256, archive_bytes=r.archive_bytes, entries=r.entries)
+                        bytes=r.bytes, sha256=r.sha256, archive_bytes=r.archive_bytes, entries=r.entries,
+                        consistent=not torn,
+                        warnings=(f"taken while {len(running)} container(s) using the volume ran: it may be torn",)
+                        if torn else ())
 
 
 # -- restore --------------------------------------------------------------------

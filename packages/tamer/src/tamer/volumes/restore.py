@@ -35,6 +35,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -113,10 +114,14 @@ class _FileOut:
             os.close(self.fd)
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _renameat_noreplace(src_dir: int, name: str, dst_dir: int) -> None:
     """Move `name` between two folders, never replacing anything at the destination."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fn = getattr(libc, "renameat2", None)
+    fn = getattr(_libc(), "renameat2", None)
     if fn is not None:
         raw = os.fsencode(name)
         if fn(src_dir, raw, dst_dir, raw, 1) == 0:  # RENAME_NOREPLACE
