@@ -16,6 +16,7 @@ MODULES = [
     "faithful.processors.dry",
     "faithful.processors.xtc",
     "faithful.processors.table",
+    "faithful.processors._params",
     "faithful._numeric",
     "faithful.samplers",
     "faithful.mirostat",
