@@ -458,7 +458,11 @@ def render_table() -> str:
     rows = []
     for i, e in enumerate(TABLE, 1):
         specs = ", ".join(f"``{k.key}:``" for p in e.params for k in p.spec) or "-"
-        params = "; ".join(f"``{p.keyword}`` {p.expected}" for p in e.params)
+        params = "; ".join(
+            f"``{p.keyword}`` {p.expected}"
+            + (f" (default {p.fmt(p.default)})" if p.default not in (None, ()) else "")
+            for p in e.params
+        )
         text = (
             f"{i}. ``{e.name}`` ({e.cls.__name__}): {e.summary}. Parameters: {params}. Spec: {specs}. "
             f"Hugging Face: {e.hf or 'none'}."
