@@ -49,6 +49,20 @@ def best_ms(fn: Callable[[], Any], repeat: int) -> float:
     return min(times) * 1e3 if repeat < 5 else statistics.median(sorted(times)[: max(3, repeat // 2)]) * 1e3
 
 
+def paired_ms(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Median ms of each function, timed round-robin (a, b, a, b, ...): on a loaded machine the load
+    drifts over seconds, and interleaving makes a ratio compare runs made under the same load."""
+    for fn in fns:
+        fn()  # warm up
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) * 1e3 for t in times]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64)
@@ -133,19 +147,24 @@ def main() -> None:
     if floor_ms is not None:
         print(f"floor (numba max + float64 exp-sum pass): {floor_ms:.2f} ms = {floor_ms / read_ms:.1f}x a read pass")
     anchor = floor_ms if floor_ms is not None else read_ms
+    print("medians; each sampler is timed round-robin with the floor, and its ratio is to that floor")
     print(f"{'sampler':<20}{'faithful ms':>12}{'x floor':>9}{'HF+multinomial ms':>19}{'HF / ours':>11}  targets")
     for label, sampler, hf_fn, floor_target in cases:
         step = iter(range(10**9))
-        ours = best_ms(lambda s=sampler, it=step: s(logits, rng=0, step=next(it)), args.repeat)
-        theirs = best_ms(hf_fn, args.repeat) if hf_fn is not None else None
+        contenders: list[Callable[[], Any]] = [lambda s=sampler, it=step: s(logits, rng=0, step=next(it))]
+        if floor_ms is not None:
+            contenders.append(lambda: exp_sum_rows(logits))
+        ours, *rest = paired_ms(contenders, args.repeat)
+        case_floor = rest[0] if rest else anchor  # the floor timed alongside this case
+        theirs = paired_ms([hf_fn], max(3, args.repeat // 2))[0] if hf_fn is not None else None
         target = ""
         if floor_target is not None and floor_ms is not None:
-            ratio = ours / floor_ms
+            ratio = ours / case_floor
             target = f"<= {floor_target:g}x floor: {'held' if ratio <= floor_target else 'missed'} ({ratio:.2f}x)"
         if floor_target is not None and theirs is not None:
             target += f"; >= 20x HF: {'held' if theirs >= 20 * ours else 'missed'} ({theirs / ours:.1f}x)"
         hf_txt = f"{theirs:19.2f}{theirs / ours:10.1f}x" if theirs is not None else f"{'-':>19}{'-':>11}"
-        print(f"{label:<20}{ours:12.2f}{ours / anchor:8.2f}x{hf_txt}  {target}")
+        print(f"{label:<20}{ours:12.2f}{ours / case_floor:8.2f}x{hf_txt}  {target}")
     if torch is not None:
         t64 = torch.from_numpy(logits)
         u = torch.rand(t64.shape[0], 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))

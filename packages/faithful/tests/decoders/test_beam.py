@@ -249,3 +249,19 @@ def test_fused_and_reference_beams_agree_on_a_tiny_gpt2(
     assert fast.sequences() == ref.sequences()
     np.testing.assert_allclose(fast.logprobs, ref.logprobs, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fast.scores, ref.scores, rtol=1e-12, atol=1e-12)
+
+
+def test_without_numba_beam_search_runs_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faithful.kernels
+
+    monkeypatch.setattr(faithful.kernels, "available", lambda: False)
+    monkeypatch.setattr(faithful.kernels, "beam_candidates", _must_not_run)
+    m = random_table_model(vocab_size=5, eos=0, seed=2)
+    auto = beam_search(m, [[1]], 4, num_beams=3)
+    assert auto.sequences() == beam_search(m, [[1]], 4, num_beams=3, kernels="numpy").sequences()
+    with pytest.raises(DecodeError, match="needs numba"):
+        beam_search(m, [[1]], 4, num_beams=3, kernels="numba")
+
+
+def _must_not_run(*args: object) -> None:
+    raise AssertionError("a compiled kernel ran although numba is reported missing")

@@ -262,3 +262,22 @@ def test_numpy_chains_do_not_import_the_kernels() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_without_numba_the_numpy_path_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faithful.kernels
+
+    monkeypatch.setattr(faithful.kernels, "available", lambda: False)
+    monkeypatch.setattr(faithful.kernels, "chain_forward_max", _must_not_run)
+    monkeypatch.setattr(faithful.kernels, "chain_forward_sum", _must_not_run)
+    monkeypatch.setattr(faithful.kernels, "chain_backtrack", _must_not_run)
+    pi, a, b = random_hmm(4, 3, 2)
+    c = hmm_chain(pi, a, b, [[0, 1, 2, 1]])
+    assert viterbi(c).paths.tolist() == viterbi(c, kernels="numpy").paths.tolist()
+    assert log_partition(c)[0] == log_partition(c, kernels="numpy")[0]
+    with pytest.raises(ChainError, match="needs numba"):
+        viterbi(c, kernels="numba")
+
+
+def _must_not_run(*args: object) -> None:
+    raise AssertionError("a compiled kernel ran although numba is reported missing")
