@@ -37,7 +37,9 @@ def verdict(ratio: float, target: float, what: str) -> str:
     return f"target <= {target:.2f}x {what}: {'held' if ratio <= target else 'missed'} ({ratio:.2f}x)"
 
 
-def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -> list[tuple[str, float, str]]:
+def bench_lm(
+    vocab: int, rows: int, new_tokens: int, beams: int, repeats: int
+) -> list[tuple[str, float, str]]:
     import torch
     import transformers
     from faithful.decode import ancestral_sample, beam_search
@@ -76,7 +78,12 @@ def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -
         lm, prompts.tolist(), new_tokens, num_beams=beams, length_penalty=1.0, early_stopping="never"
     )
     ref_beam = lambda: beam_search(  # noqa: E731
-        lm, prompts.tolist(), new_tokens, num_beams=beams, length_penalty=1.0, early_stopping="never",
+        lm,
+        prompts.tolist(),
+        new_tokens,
+        num_beams=beams,
+        length_penalty=1.0,
+        early_stopping="never",
         kernels="numpy",
     )
     floor_logits = np.random.default_rng(1).normal(size=(rows * beams, vocab)).astype(np.float32)
@@ -91,19 +98,37 @@ def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -
 
     def hf_sample() -> object:
         with torch.inference_mode():
-            return model.generate(ids, do_sample=True, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                  top_k=0, eos_token_id=None)
+            return model.generate(
+                ids,
+                do_sample=True,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                top_k=0,
+                eos_token_id=None,
+            )
 
     def hf_beam() -> object:
         with torch.inference_mode():
-            return model.generate(ids, do_sample=False, num_beams=beams, max_new_tokens=new_tokens,
-                                  min_new_tokens=new_tokens, early_stopping="never", eos_token_id=None)
+            return model.generate(
+                ids,
+                do_sample=False,
+                num_beams=beams,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                early_stopping="never",
+                eos_token_id=None,
+            )
 
     out = []
     t_raw, t_ours, t_hf = best_of([raw_loop(rows), ours_sample, hf_sample], repeats)
     out.append((f"raw cached forward, {rows} rows", t_raw, ""))
-    out.append(("faithful ancestral_sample", t_ours,
-                f"{t_ours / t_hf:.2f}x HF; " + verdict(t_ours / t_raw, 1.10, "raw")))
+    out.append(
+        (
+            "faithful ancestral_sample",
+            t_ours,
+            f"{t_ours / t_hf:.2f}x HF; " + verdict(t_ours / t_raw, 1.10, "raw"),
+        )
+    )
     out.append(("HF generate(do_sample=True)", t_hf, f"{t_hf / t_raw:.2f}x raw"))
     contenders = [raw_loop(rows * beams), ours_beam, ref_beam, hf_beam]
     try:
@@ -115,13 +140,23 @@ def bench_lm(vocab: int, rows: int, new_tokens: int, beams: int, repeats: int) -
         t_raw_b, t_ours_b, t_ref_b, t_hf_b, t_floor = best_of([*contenders, beam_floor], repeats)
     hf_ratio = t_hf_b / t_raw_b
     out.append((f"raw cached forward, {rows * beams} rows", t_raw_b, ""))
-    out.append((f"faithful beam_search(num_beams={beams})", t_ours_b,
-                f"{t_ours_b / t_hf_b:.2f}x HF; " + verdict(t_ours_b / t_raw_b, hf_ratio, "raw (HF's own ratio)")))
+    out.append(
+        (
+            f"faithful beam_search(num_beams={beams})",
+            t_ours_b,
+            f"{t_ours_b / t_hf_b:.2f}x HF; " + verdict(t_ours_b / t_raw_b, hf_ratio, "raw (HF's own ratio)"),
+        )
+    )
     out.append(("  numpy reference (kernels='numpy')", t_ref_b, f"{t_ref_b / t_raw_b:.2f}x raw"))
     out.append((f"HF generate(num_beams={beams})", t_hf_b, f"{hf_ratio:.2f}x raw"))
     if t_floor is not None:
-        out.append(("  floor: raw + one exp-sum pass per beam row", t_raw_b + t_floor,
-                    f"{(t_raw_b + t_floor) / t_raw_b:.2f}x raw"))
+        out.append(
+            (
+                "  floor: raw + one exp-sum pass per beam row",
+                t_raw_b + t_floor,
+                f"{(t_raw_b + t_floor) / t_raw_b:.2f}x raw",
+            )
+        )
     return out
 
 
@@ -185,7 +220,9 @@ def main() -> None:
     except ImportError:
         print("torch not installed: skipping the language-model bench")
     else:
-        print(f"tiny GPT-2 (2 layers, width 128, vocab {args.vocab}), {args.rows} rows x {args.new_tokens} new tokens")
+        print(
+            f"tiny GPT-2 (2 layers, width 128, vocab {args.vocab}), {args.rows} rows x {args.new_tokens} new tokens"
+        )
         for name, t, ratio in bench_lm(args.vocab, args.rows, args.new_tokens, args.beams, args.repeats):
             print(f"  {name:<48} {t * 1e3:9.1f} ms  {ratio}")
     steps = 2000 if args.quick else 20_000

@@ -84,7 +84,9 @@ def main() -> None:
         make_sampler(kernels="numba", top_p=0.9)(logits, rng=0)
         first_s = time.perf_counter() - t0
         floor_ms = best_ms(lambda: exp_sum_rows(logits), args.repeat)
-        print(f"numba {numba.__version__}, {numba.get_num_threads()} threads; first call (load or compile, cache=True): {first_s:.2f} s")
+        print(
+            f"numba {numba.__version__}, {numba.get_num_threads()} threads; first call (load or compile, cache=True): {first_s:.2f} s"
+        )
     except ImportError:  # pragma: no cover
         floor_ms = None
         print("numba is not installed: the compiled kernels and the floor are skipped")
@@ -145,10 +147,14 @@ def main() -> None:
     print(f"faithful token samplers, batch {args.batch} x vocab {args.vocab}, float32 logits, CPU")
     print(f"one read pass: logits.max(axis=1) {max_ms:.3f} ms, logits.sum() {sum_ms:.3f} ms")
     if floor_ms is not None:
-        print(f"floor (numba max + float64 exp-sum pass): {floor_ms:.2f} ms = {floor_ms / read_ms:.1f}x a read pass")
+        print(
+            f"floor (numba max + float64 exp-sum pass): {floor_ms:.2f} ms = {floor_ms / read_ms:.1f}x a read pass"
+        )
     anchor = floor_ms if floor_ms is not None else read_ms
     print("medians; each sampler is timed round-robin with the floor, and its ratio is to that floor")
-    print(f"{'sampler':<20}{'faithful ms':>12}{'x floor':>9}{'HF+multinomial ms':>19}{'HF / ours':>11}  targets")
+    print(
+        f"{'sampler':<20}{'faithful ms':>12}{'x floor':>9}{'HF+multinomial ms':>19}{'HF / ours':>11}  targets"
+    )
     for label, sampler, hf_fn, floor_target in cases:
         step = iter(range(10**9))
         contenders: list[Callable[[], Any]] = [lambda s=sampler, it=step: s(logits, rng=0, step=next(it))]
@@ -160,7 +166,9 @@ def main() -> None:
         target = ""
         if floor_target is not None and floor_ms is not None:
             ratio = ours / case_floor
-            target = f"<= {floor_target:g}x floor: {'held' if ratio <= floor_target else 'missed'} ({ratio:.2f}x)"
+            target = (
+                f"<= {floor_target:g}x floor: {'held' if ratio <= floor_target else 'missed'} ({ratio:.2f}x)"
+            )
         if floor_target is not None and theirs is not None:
             target += f"; >= 20x HF: {'held' if theirs >= 20 * ours else 'missed'} ({theirs / ours:.1f}x)"
         hf_txt = f"{theirs:19.2f}{theirs / ours:10.1f}x" if theirs is not None else f"{'-':>19}{'-':>11}"
@@ -188,10 +196,15 @@ def main() -> None:
     if torch is not None:
         t = torch.from_numpy(logits)
         print("torch backend (tensor in, same tokens as numpy), ms and x floor:")
-        for label, kwargs in (("top-k 50", {"top_k": 50}), ("top-p 0.9", {"top_p": 0.9}), ("min-p 0.05", {"min_p": 0.05})):
+        for label, kwargs in (
+            ("top-k 50", {"top_k": 50}),
+            ("top-p 0.9", {"top_p": 0.9}),
+            ("min-p 0.05", {"min_p": 0.05}),
+        ):
             s = make_sampler(backend="torch", **kwargs)  # type: ignore[arg-type]
             ms = best_ms(lambda s=s: s(t, rng=0), args.repeat)
             print(f"  {label:<18}{ms:12.2f}{ms / anchor:8.2f}x")
+
 
 if __name__ == "__main__":
     main()

@@ -217,7 +217,9 @@ def top_p_threshold(
     return threshold
 
 
-def mass_threshold_ascending(keys: np.ndarray, weights: np.ndarray, need: np.ndarray, first_k: int = 256) -> np.ndarray:
+def mass_threshold_ascending(
+    keys: np.ndarray, weights: np.ndarray, need: np.ndarray, first_k: int = 256
+) -> np.ndarray:
     """Per row, the smallest key ``tau`` with ``sum(weights[keys <= tau]) >= need``, without a full sort.
 
     Tokens are taken in ascending key order until their weight reaches ``need``
@@ -364,7 +366,9 @@ def sample_truncated(
         idx = pad_candidates(np.flatnonzero(x >= bound[:, None]), b, v)
 
     valid = idx >= 0
-    zc = np.where(valid, (x[r[:, None], np.where(valid, idx, 0)].astype(np.float64) - shift[:, None]) / t, -np.inf)
+    zc = np.where(
+        valid, (x[r[:, None], np.where(valid, idx, 0)].astype(np.float64) - shift[:, None]) / t, -np.inf
+    )
     keep = np.isfinite(zc)
     if top_k is not None:
         keep &= zc >= _kth_largest(zc, top_k)[:, None]

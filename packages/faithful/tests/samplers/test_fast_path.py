@@ -278,7 +278,9 @@ def test_mass_threshold_equals_a_full_sort(kind: str) -> None:
     w /= w.sum(axis=1, keepdims=True)
     for mass in (0.01, 0.5, 0.9, 0.999):
         need = np.full(8, mass)
-        np.testing.assert_array_equal(mass_threshold_ascending(keys, w, need), sorted_mass_threshold(keys, w, need))
+        np.testing.assert_array_equal(
+            mass_threshold_ascending(keys, w, need), sorted_mass_threshold(keys, w, need)
+        )
 
 
 def test_typical_matches_hugging_face_on_a_large_vocabulary() -> None:
@@ -288,5 +290,7 @@ def test_typical_matches_hugging_face_on_a_large_vocabulary() -> None:
 
     z = lm_like(13, b=8).astype(np.float64)
     for mass in (0.2, 0.9):
-        theirs = lp.TypicalLogitsWarper(mass)(torch.zeros((8, 1), dtype=torch.long), torch.from_numpy(z.copy())).numpy()
+        theirs = lp.TypicalLogitsWarper(mass)(
+            torch.zeros((8, 1), dtype=torch.long), torch.from_numpy(z.copy())
+        ).numpy()
         np.testing.assert_array_equal(np.isfinite(Typical(mass)(z)), np.isfinite(theirs))

@@ -73,13 +73,17 @@ def assert_same(x: np.ndarray, seed: int = 0, **kwargs: Any) -> None:
     np.testing.assert_array_equal(fused(x, rng=seed, step=3).tokens, a.tokens)
 
 
-@pytest.mark.parametrize("kwargs", CHAINS, ids=lambda k: "+".join(f"{a}={b}" for a, b in k.items()) or "plain")
+@pytest.mark.parametrize(
+    "kwargs", CHAINS, ids=lambda k: "+".join(f"{a}={b}" for a, b in k.items()) or "plain"
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lm_rows_match_the_reference(kwargs: dict[str, Any], dtype: Any) -> None:
     assert_same(lm_like(1, 12, 50257, dtype), seed=5, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs", CHAINS, ids=lambda k: "+".join(f"{a}={b}" for a, b in k.items()) or "plain")
+@pytest.mark.parametrize(
+    "kwargs", CHAINS, ids=lambda k: "+".join(f"{a}={b}" for a, b in k.items()) or "plain"
+)
 def test_hard_rows_match_the_reference(kwargs: dict[str, Any]) -> None:
     for v in (5, 300, 5000):
         assert_same(hard_rows(v), seed=v, **kwargs)
