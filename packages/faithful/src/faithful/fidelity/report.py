@@ -221,8 +221,11 @@ def write_report(comparison: Comparison, directory: str | Path) -> Path:
             "The model is too large to enumerate, so each decoder is checked by the per-step surprisal test: for "
             "exact samples the mean surprisal of the chosen tokens equals the model's mean entropy, so the gap is "
             "0 within its confidence interval. A negative gap means the decoder picks likelier tokens than the "
-            "model would (greedy, beam, top-p); a positive one, less likely ones. The model columns come from "
-            "exact samples of the model."
+            "model would (greedy, beam, top-p); a positive one, less likely ones. One mean can hide a mixture "
+            "(sharp outputs and flat ones whose gaps cancel), so the verdict also tests the spread of per-token "
+            "surprisal against the model's varentropy, the dispersion of whole outputs and the gap along "
+            "positions (Bonferroni-combined). It cannot see changes that keep all four means, such as two equally "
+            "likely tokens swapped. The model columns come from exact samples of the model."
         )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>faithful: fidelity report</title>
 <style>{_CSS}</style></head><body>
