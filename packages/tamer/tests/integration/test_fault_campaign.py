@@ -125,7 +125,7 @@ class World:
     env: dict[str, str]
     expected: dict[str, Fingerprint] = field(default_factory=dict)  # volume name -> its data
     running: set[str] = field(default_factory=set)  # containers that must be running
-    backups: dict[Path, str] = field(default_factory=dict)  # a verified archive -> the volume it holds
+    backups: dict[Path, Fingerprint] = field(default_factory=dict)  # a verified archive -> the data it holds
     log: list[str] = field(default_factory=list)
     n: int = 0
     last_rc: int | None = None  # exit code of the last run that was not killed
@@ -241,7 +241,7 @@ def op_backup(w: World) -> bool:
         assert w.last_rc == 0, w.log[-1]
     r = w.tamer("volume", "verify", str(out))
     assert r.returncode == 0, w.log[-1]
-    w.backups[out] = name
+    w.backups[out] = w.expected[name]
     return killed
 
 
@@ -260,7 +260,7 @@ def op_restore(w: World) -> bool:
     else:
         assert w.last_rc == 0, w.log[-1]
     got = fingerprint(w.data(name))
-    want = w.expected[w.backups[archive]]
+    want = w.backups[archive]
     assert same(want, got), f"restore of {archive.name} into {name} differs: {diff(want, got)}\n" + "\n".join(w.log[-4:])
     w.expected[name] = got
     return killed
@@ -282,7 +282,7 @@ def op_clean(w: World) -> bool:
     for gone in [v for v in w.expected if v.startswith("jv") and v not in present]:
         archives = sorted((w.tmp / "state" / "backups").glob(f"{gone}-*.tar.zst"), key=lambda p: p.stat().st_mtime)
         assert archives, f"clean removed {gone} with no backup in the state dir\n" + "\n".join(w.log[-4:])
-        back = f"{gone}back"
+        back = w.fresh("cleaned")  # a name no rule matches
         r = w.tamer("volume", "restore", str(archives[-1]), back)
         assert r.returncode == 0, w.log[-1]
         got = fingerprint(w.data(back))
@@ -316,7 +316,27 @@ def test_fault_campaign(eng: Any, tmp_path: Path, capsys: pytest.CaptureFixture[
             else:
                 w.running.add(c)
         w.expected[name] = fingerprint(w.data(name))
+    # the essay's placement (a symlink planted in the engine's volumes folder) and tamer's own (bind options)
+    link = eng.data_root / "volumes" / "cv3"
+    (tmp_path / "HDD" / "cv3").mkdir(parents=True)
+    os.symlink(tmp_path / "HDD" / "cv3", link)
+    eng.docker("volume", "create", "cv3")
+    r = w.tamer("volume", "create", "cv4", "--at", str(tmp_path / "BIG" / "cv4"), "--label", KEEP)
+    assert r.returncode == 0, r.stderr
+    for name in ("cv3", "cv4"):
+        populate(w.data(name), rng)
+        w.expected[name] = fingerprint(w.data(name))
     w.check("setup")
+    try:
+        run_campaign(w, seed, target, capsys)
+    finally:
+        if link.is_symlink():  # never moved: the engine cannot remove a volume whose folder is a link
+            eng.docker("volume", "rm", "-f", "cv3", check=False)
+            link.unlink(missing_ok=True)
+
+
+def run_campaign(w: World, seed: int, target: int, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = w.rng
     kills = {k: 0 for k, _ in OPS}
     attempts = 0
     while sum(kills.values()) < target and attempts < target * 4:
@@ -332,5 +352,5 @@ def test_fault_campaign(eng: Any, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert sum(kills.values()) >= target, f"only {kills} kills in {attempts} runs (seed {seed})"
     if target >= len(OPS):
         assert all(kills.values()), f"a kind of operation was never killed: {kills} (seed {seed})"
-    leftovers = list((tmp_path / "state").rglob("*.json"))
+    leftovers = list((w.tmp / "state").rglob("*.json"))
     assert not leftovers, f"unfinished operations left: {leftovers}"

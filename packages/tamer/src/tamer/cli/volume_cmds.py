@@ -103,9 +103,9 @@ def needs_consent(args: argparse.Namespace) -> bool:
 def _labels(pairs: list[str]) -> dict[str, str]:
     out = {}
     for p in pairs:
-        key, sep, value = p.partition("=")
-        if not sep or not key:
-            raise UsageError(f"label {p!r} is not KEY=VALUE; expected e.g. --label team=data")
+        key, _, value = p.partition("=")
+        if not key:  # KEY alone is a label with an empty value, as in docker and `tamer run`
+            raise UsageError(f"label {p!r} has no key; expected KEY=VALUE or KEY, e.g. --label team=data")
         out[key] = value
     return out
 
@@ -160,6 +160,7 @@ def run_backup(args: argparse.Namespace) -> Outcome:
 def _result_json(r: bk.BackupResult) -> dict[str, Any]:
     return {"path": str(r.path), "volume": r.volume, "files": r.files, "entries": r.entries, "bytes": r.bytes,
             "sha256": r.sha256, "archive_bytes": r.archive_bytes, "paused": list(r.paused),
+            "consistent": getattr(r, "consistent", None),
             "warnings": list(r.warnings)}
 
 
