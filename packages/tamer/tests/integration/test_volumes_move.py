@@ -285,3 +285,22 @@ def test_move_a_volume_placed_by_the_symlink_trick(eng: Any, tmp_path: Path, sta
         eng.docker("volume", "rm", "-f", "mv_link", check=False)
         if link.is_symlink():
             link.unlink()
+
+
+def test_a_move_killed_while_purging_finishes_and_is_never_rolled_back(eng: Any, used: tuple[str, Any],
+                                                                       tmp_path: Path, state: dict[str, str]) -> None:
+    """Once the verified move is done and --purge-source is deleting the old data, the copy is the only whole
+    one: a rollback (which removes the copy) is refused; a rerun finishes."""
+    name, before = used
+    anon = anon_of(eng)
+    dest = tmp_path / "disk2" / "mv_vol"
+    args = ("volume", "move", name, "--to", str(dest), "--stop-users", "--purge-source", "--apply", "--yes")
+    r = eng.tamer(*args, env=state, fault="move.purge.before")
+    assert r.returncode == 137, r.stdout + r.stderr
+    r = eng.tamer("volume", "move", name, "--to", str(dest), "--rollback", "--apply", "--yes", env=state)
+    assert r.returncode == 2 and "cannot be rolled back" in r.stderr and "run the same" in r.stderr, r.stderr
+    assert fingerprint(dest) == before
+    r = eng.tamer(*args, env=state)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_moved(eng, name, dest, before, anon)
+    assert not [v for v in eng.docker("volume", "ls", "-q").split() if v.startswith("mv_vol.pre-move")]

@@ -386,9 +386,11 @@ class Move(Operation):
             if kv is not None:
                 guard.assert_folder_free(self.engine, str(kv["Mountpoint"]), "delete the old data",
                                          except_volumes={keeper})
+                faults.hit("move.purge.before", op=self)
                 self.engine.remove_volume(keeper)
         elif os.path.isdir(source.data_path):
             guard.assert_folder_free(self.engine, source.data_path, "delete the old data")
+            faults.hit("move.purge.before", op=self)
             shutil.rmtree(source.data_path)
             if source.placement == "symlink":
                 with contextlib.suppress(OSError):
@@ -396,6 +398,12 @@ class Move(Operation):
 
     # -- rollback: re-establish the original from the live system, whatever step was killed ---------------
     def rollback(self) -> list[str]:
+        if self.state is OperationState.COMMITTING and self.data.get("purge"):
+            # the move is done and verified and the old data may be half deleted: the copy is now the only
+            # whole one, and undoing would remove it
+            raise UsageError(f"the move of {self.name} to {self.dest} finished and was deleting the old data "
+                             "(--purge-source) when it stopped; it cannot be rolled back: the data is whole at "
+                             f"{self.dest}; expected a rerun to finish: run the same `tamer volume move` again")
         self.set_state(OperationState.ROLLING_BACK)
         did = _undo_move(self.engine, self)
         self.remove()
