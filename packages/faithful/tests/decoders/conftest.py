@@ -12,7 +12,9 @@ from faithful.models import CallableModel
 from faithful.models.base import LanguageModel
 
 
-def random_table_model(vocab_size: int = 3, eos: int | None = 0, seed: int = 0, sharp: float = 1.0) -> CallableModel:
+def random_table_model(
+    vocab_size: int = 3, eos: int | None = 0, seed: int = 0, sharp: float = 1.0
+) -> CallableModel:
     """A model whose next-token logits are a fixed random function of the whole prefix."""
     cache: dict[tuple[int, ...], np.ndarray] = {}
 
@@ -70,7 +72,9 @@ def _stack(model: LanguageModel, states: list[Any]) -> Any:
     kwargs = {}
     for name in fields:
         vals = [getattr(s, name) for s in states]
-        kwargs[name] = np.concatenate(vals) if isinstance(vals[0], np.ndarray) else tuple(v for x in vals for v in x)
+        kwargs[name] = (
+            np.concatenate(vals) if isinstance(vals[0], np.ndarray) else tuple(v for x in vals for v in x)
+        )
     return type(first)(**kwargs)
 
 

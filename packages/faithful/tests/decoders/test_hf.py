@@ -19,8 +19,15 @@ PROMPTS = [[1, 2, 3, 4], [9], [7, 8]]
 def tiny_gpt2(seed: int = 0, eos: int = 5) -> object:
     torch.manual_seed(seed)
     cfg = transformers.GPT2Config(
-        n_layer=2, n_embd=64, n_head=2, vocab_size=V, n_positions=64, initializer_range=0.3,
-        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+        n_layer=2,
+        n_embd=64,
+        n_head=2,
+        vocab_size=V,
+        n_positions=64,
+        initializer_range=0.3,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
     )
     model = transformers.GPT2LMHeadModel(cfg).eval()
     model.generation_config.pad_token_id = eos
@@ -75,8 +82,10 @@ def test_states_are_not_mutated_by_advance_or_select(model: object) -> None:
     a = lm.next_logprobs(lm.advance(lm.select(s0, np.array([2, 0, 0])), np.array([1, 2, 3])))
     b = lm.next_logprobs(lm.advance(lm.select(s0, np.array([2, 0, 0])), np.array([1, 2, 3])))
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(lm.next_logprobs(lm.advance(s0, np.array([1, 1, 1])))[0],
-                               lm.next_logprobs(lm.advance(s0, np.array([1, 1, 1])))[0])
+    np.testing.assert_allclose(
+        lm.next_logprobs(lm.advance(s0, np.array([1, 1, 1])))[0],
+        lm.next_logprobs(lm.advance(s0, np.array([1, 1, 1])))[0],
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -96,19 +105,33 @@ def test_greedy_equals_hf_generate(seed: int) -> None:
     ("num_beams", "length_penalty", "early_stopping"),
     [(4, 1.0, False), (4, 0.0, True), (3, 2.0, "never"), (4, -0.5, False), (2, 1.0, True)],
 )
-def test_beam_search_equals_hf_generate(num_beams: int, length_penalty: float, early_stopping: object) -> None:
+def test_beam_search_equals_hf_generate(
+    num_beams: int, length_penalty: float, early_stopping: object
+) -> None:
     model = tiny_gpt2(3)
     eos = pick_eos(model, PROMPTS, 3)
     model.generation_config.pad_token_id = eos
     lm = HFCausalLM(model, eos_token_id=eos, pad_token_id=eos)
     ids, mask = left_padded(PROMPTS, eos)
     out = model.generate(
-        ids, attention_mask=mask, do_sample=False, max_new_tokens=10, eos_token_id=eos,
-        num_beams=num_beams, num_return_sequences=num_beams, length_penalty=length_penalty,
-        early_stopping=early_stopping, output_scores=True, return_dict_in_generate=True,
+        ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=10,
+        eos_token_id=eos,
+        num_beams=num_beams,
+        num_return_sequences=num_beams,
+        length_penalty=length_penalty,
+        early_stopping=early_stopping,
+        output_scores=True,
+        return_dict_in_generate=True,
     )
     ours = beam_search(
-        lm, PROMPTS, 10, num_beams=num_beams, length_penalty=length_penalty,
+        lm,
+        PROMPTS,
+        10,
+        num_beams=num_beams,
+        length_penalty=length_penalty,
         early_stopping=early_stopping,  # type: ignore[arg-type]
     )
     theirs = hf_continuations(out.sequences, ids.shape[1], eos)
@@ -122,7 +145,9 @@ def test_errors(model: object) -> None:
     lm = HFCausalLM(model)
     with pytest.raises(EmptyPromptError, match="empty"):
         lm.start([[1], []])
-    assert HFCausalLM(model, bos_token_id=5).next_logprobs(HFCausalLM(model, bos_token_id=5).start([[]])).shape == (1, V)
+    assert HFCausalLM(model, bos_token_id=5).next_logprobs(
+        HFCausalLM(model, bos_token_id=5).start([[]])
+    ).shape == (1, V)
     with pytest.raises(VocabMismatchError):
         lm.start([[V]])
 
@@ -158,12 +183,12 @@ def test_load_hf_model_round_trip(tmp_path: object, model: object) -> None:
     lm = load_hf_model(str(tmp_path))
     assert lm.vocab_size == V and lm.eos_token_id == 5 and lm.tokenizer is None
     np.testing.assert_allclose(
-        lm.next_logprobs(lm.start(PROMPTS)), HFCausalLM(model).next_logprobs(HFCausalLM(model).start(PROMPTS)),
+        lm.next_logprobs(lm.start(PROMPTS)),
+        HFCausalLM(model).next_logprobs(HFCausalLM(model).start(PROMPTS)),
         atol=1e-6,
     )
     with pytest.raises(ModelError, match="cannot load"):
         load_hf_model(str(tmp_path / "missing"))  # type: ignore[operator]
-
 
 
 def test_config_eos_outside_the_vocabulary_is_a_clear_error() -> None:

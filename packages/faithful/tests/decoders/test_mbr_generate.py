@@ -52,8 +52,16 @@ def test_mbr_with_exact_match_picks_the_sample_mode() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["greedy", "sample", "sample:3", "beam:3", "beam:2,length_penalty=0.5,early_stopping=never",
-     "diverse-beam:4,groups=2,penalty=1.0", "stochastic-beam:3", "mbr:8,utility=edit"],
+    [
+        "greedy",
+        "sample",
+        "sample:3",
+        "beam:3",
+        "beam:2,length_penalty=0.5,early_stopping=never",
+        "diverse-beam:4,groups=2,penalty=1.0",
+        "stochastic-beam:3",
+        "mbr:8,utility=edit",
+    ],
 )
 def test_generate_text_with_every_decoder(spec: str) -> None:
     m = NGramModel.from_text(TEXT, n=3, level="word")
@@ -68,8 +76,14 @@ def test_generate_text_greedy_char_level() -> None:
 
 
 def test_spec_errors() -> None:
-    for bad in ["nucleus", "beam:x", "beam:2,foo", "beam:2,early_stopping=maybe", "beam:2,bar=1",
-                "mbr:4,utility=bleu"]:
+    for bad in [
+        "nucleus",
+        "beam:x",
+        "beam:2,foo",
+        "beam:2,early_stopping=maybe",
+        "beam:2,bar=1",
+        "mbr:4,utility=bleu",
+    ]:
         with pytest.raises(DecodeError):
             parse_decoder_spec(bad)
 

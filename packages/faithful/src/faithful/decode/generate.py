@@ -86,8 +86,10 @@ def parse_decoder_spec(spec: str) -> Decoder:
     except ValueError:
         width = 0
     if width is not None and width < 1:
-        raise BeamWidthError(f"the width in decoder spec {spec!r} must be a whole number >= 1, got "
-                             f"{width_s.strip()!r}; e.g. beam:4, sample:8 or mbr:16")
+        raise BeamWidthError(
+            f"the width in decoder spec {spec!r} must be a whole number >= 1, got "
+            f"{width_s.strip()!r}; e.g. beam:4, sample:8 or mbr:16"
+        )
 
     def pop_float(key: str, default: float) -> float:
         try:
@@ -100,33 +102,49 @@ def parse_decoder_spec(spec: str) -> Decoder:
         try:
             return int(text)
         except ValueError:  # never int(float(...)): groups=1.5 is an error, not 1
-            raise DecodeError(f"decoder option {key} must be a whole number in {spec!r}, got {text!r}") from None
+            raise DecodeError(
+                f"decoder option {key} must be a whole number in {spec!r}, got {text!r}"
+            ) from None
 
     decoder: Decoder
     if name in ("greedy", "argmax"):
         if width is not None:
-            raise DecodeError(f"greedy takes no width, got {spec!r}; for several outputs use sample:N or beam:K")
+            raise DecodeError(
+                f"greedy takes no width, got {spec!r}; for several outputs use sample:N or beam:K"
+            )
 
-        def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
+        def decoder(
+            m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any
+        ) -> DecodeResult:
             return greedy_argmax(m, p, n)
 
     elif name in ("sample", "ancestral"):
         k = 1 if width is None else width
 
-        def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
+        def decoder(
+            m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any
+        ) -> DecodeResult:
             return ancestral_sample(m, p, n, sampler=s, num_samples=k, rng=r)
 
     elif name == "beam":
-        kb, lp, es = 4 if width is None else width, pop_float("length_penalty", 1.0), _early(opts.pop("early_stopping", "false"))
+        kb, lp, es = (
+            4 if width is None else width,
+            pop_float("length_penalty", 1.0),
+            _early(opts.pop("early_stopping", "false")),
+        )
 
-        def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
+        def decoder(
+            m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any
+        ) -> DecodeResult:
             return beam_search(m, p, n, num_beams=kb, length_penalty=lp, early_stopping=es)  # type: ignore[arg-type]
 
     elif name in ("diverse-beam", "diverse_beam"):
         kd, groups = 4 if width is None else width, pop_int("groups", 2)
         pen, lpd = pop_float("penalty", 0.5), pop_float("length_penalty", 1.0)
 
-        def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
+        def decoder(
+            m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any
+        ) -> DecodeResult:
             return diverse_beam_search(
                 m, p, n, num_beams=kd, num_groups=groups, diversity_penalty=pen, length_penalty=lpd
             )
@@ -134,7 +152,9 @@ def parse_decoder_spec(spec: str) -> Decoder:
     elif name in ("stochastic-beam", "stochastic_beam", "sbs"):
         ks = 4 if width is None else width
 
-        def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
+        def decoder(
+            m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any
+        ) -> DecodeResult:
             return stochastic_beam_search(m, p, n, k=ks, sampler=s, rng=r)
 
     elif name == "mbr":
@@ -143,7 +163,9 @@ def parse_decoder_spec(spec: str) -> Decoder:
             raise DecodeError(f"mbr utility must be one of {sorted(_UTILITIES)}, got {util_name!r}")
         util = _UTILITIES[util_name]
 
-        def decoder(m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any) -> DecodeResult:
+        def decoder(
+            m: LanguageModel, p: Sequence[Sequence[int]], n: int, s: TokenSampler | None, r: Any
+        ) -> DecodeResult:
             return mbr_decode(m, p, n, num_samples=km, utility=util, sampler=s, rng=r)
 
     else:
@@ -171,7 +193,8 @@ def find_tokenizer(model: LanguageModel, tokenizer: Tokenizer | None = None) -> 
     if tok is None:
         raise VocabMismatchError(
             "this model has no tokenizer, so text can't be encoded or decoded: save one beside a Hugging Face "
-            "model (tokenizer.save_pretrained(DIR)), or in Python pass tokenizer= (anything with encode/decode)")
+            "model (tokenizer.save_pretrained(DIR)), or in Python pass tokenizer= (anything with encode/decode)"
+        )
     size = getattr(tok, "vocab_size", None)
     if size is None and hasattr(tok, "__len__"):
         size = len(tok)  # type: ignore[arg-type]

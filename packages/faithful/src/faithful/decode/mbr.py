@@ -160,5 +160,7 @@ def mbr_decode(
         scores=expected[rows, order],
         finished=samples.finished[rows, order],
         distributions=None if samples.distributions is None else samples.distributions[rows, order],
-        proposal_logprobs=None if samples.proposal_logprobs is None else samples.proposal_logprobs[rows, order],
+        proposal_logprobs=None
+        if samples.proposal_logprobs is None
+        else samples.proposal_logprobs[rows, order],
     )

@@ -177,7 +177,9 @@ def compare_decoders(
             note = f"{msg}; using the surprisal check and exact samples"
             dist = None
         elif dist is not None:
-            note = f"exact: {len(dist.probs)} outputs enumerated, covering {dist.covered_mass:.4f} of the mass"
+            note = (
+                f"exact: {len(dist.probs)} outputs enumerated, covering {dist.covered_mass:.4f} of the mass"
+            )
     else:
         note = "surprisal check and exact samples (exact metrics not requested)"
     reference: list[Key] = []
@@ -202,7 +204,12 @@ def compare_decoders(
             fid = compare_exact(outs, dist, model=model, seed=seed or 0)
         else:
             fid = compare_to_reference(
-                outs, reference, model=model, max_length=max_new_tokens, prompt=prompt, reference_is_exact=True
+                outs,
+                reference,
+                model=model,
+                max_length=max_new_tokens,
+                prompt=prompt,
+                reference_is_exact=True,
             )
         results[choice.label] = fid
         outputs[choice.label] = outs

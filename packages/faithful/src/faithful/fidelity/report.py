@@ -40,7 +40,17 @@ def _pyplot() -> Any:
 
 
 def _colors(n: int) -> list[str]:
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+    palette = [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#17becf",
+        "#bcbd22",
+    ]
     return [palette[i % len(palette)] for i in range(n)]
 
 
@@ -54,7 +64,9 @@ def _length_chart(plt: Any, c: Comparison, path: Path) -> None:
     for ax, label, color in zip(axes.flat, labels, _colors(len(labels)), strict=False):
         hist = c.results[label].length_hist
         ax.bar(xs, [hist.get(x, 0.0) for x in xs], color=color, alpha=0.75, width=1.0, label=label)
-        ax.step(xs, [model_hist.get(x, 0.0) for x in xs], where="mid", color=_MODEL_COLOR, lw=1.5, label="model")
+        ax.step(
+            xs, [model_hist.get(x, 0.0) for x in xs], where="mid", color=_MODEL_COLOR, lw=1.5, label="model"
+        )
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("length (tokens, EOS not counted)", fontsize=8)
         ax.tick_params(labelsize=8)
@@ -80,8 +92,14 @@ def _rank_chart(plt: Any, c: Comparison, path: Path) -> None:
         for (label, f), color in zip(c.results.items(), _colors(len(c.results)), strict=True):
             ys = getattr(f, attr)
             if ys:
-                ax.loglog(range(1, len(ys) + 1), ys, color=color, lw=1.2, marker="." if len(ys) < 4 else None,
-                          label=label)
+                ax.loglog(
+                    range(1, len(ys) + 1),
+                    ys,
+                    color=color,
+                    lw=1.2,
+                    marker="." if len(ys) < 4 else None,
+                    label=label,
+                )
         ax.set_title(f"Rank-frequency of {title}", fontsize=10)
         ax.set_xlabel("rank", fontsize=8)
         ax.set_ylabel("frequency", fontsize=8)
@@ -157,15 +175,26 @@ def _table_html(c: Comparison) -> str:
     head = ["decoder"]
     if exact:
         head += ["TV", "TV of exact sampling (q95)", "p (exact samples?)", "KL(dec||model)"]
-    head += ["surprisal gap", "95% CI", "distinct-2", "model distinct-2", "mean length", "model mean length",
-             "faithful?"]
+    head += [
+        "surprisal gap",
+        "95% CI",
+        "distinct-2",
+        "model distinct-2",
+        "mean length",
+        "model mean length",
+        "faithful?",
+    ]
     rows = []
     for label, f in c.results.items():
         s = f.surprisal
         cells = [html.escape(label)]
         if exact:
-            cells += [_fmt(f.sequence["tv"]), _fmt(f.sequence["tv_null_q95"]), "&lt;1e-300" if f.sequence["pvalue"] == 0.0 else _fmt(f.sequence["pvalue"]),
-                      _fmt(f.sequence["kl_decoder_model"])]
+            cells += [
+                _fmt(f.sequence["tv"]),
+                _fmt(f.sequence["tv_null_q95"]),
+                "&lt;1e-300" if f.sequence["pvalue"] == 0.0 else _fmt(f.sequence["pvalue"]),
+                _fmt(f.sequence["kl_decoder_model"]),
+            ]
         cells += [
             _fmt(None if s is None else s.gap),
             "-" if s is None else f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]",
@@ -177,7 +206,11 @@ def _table_html(c: Comparison) -> str:
         ]
         rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     return (
-        "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
+        "<table><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
@@ -200,12 +233,12 @@ def write_report(comparison: Comparison, directory: str | Path) -> Path:
         _rank_chart(plt, comparison, out / "rank_frequency.png")
         (out / "comparison.json").write_text(json.dumps(comparison.to_dict(), indent=2), encoding="utf-8")
     except OSError as exc:
-        raise ReportError(f"cannot write the report into {str(out)!r}: {exc}; choose a writable directory") from None
+        raise ReportError(
+            f"cannot write the report into {str(out)!r}: {exc}; choose a writable directory"
+        ) from None
     c = comparison
     examples = "".join(
-        f"<h3>{html.escape(label)}</h3><pre>"
-        + "\n".join(html.escape(repr(t)) for t in texts)
-        + "</pre>"
+        f"<h3>{html.escape(label)}</h3><pre>" + "\n".join(html.escape(repr(t)) for t in texts) + "</pre>"
         for label, texts in c.examples.items()
     )
     if c.mode == "exact":

@@ -117,7 +117,9 @@ class HMMModel:
         """Condition on one observation per row, then step the hidden state once."""
         toks = as_index_array(tokens, self.vocab_size)
         if toks.shape[0] != state.log_belief.shape[0]:
-            raise ModelError(f"expected {state.log_belief.shape[0]} tokens (one per row), got {toks.shape[0]}")
+            raise ModelError(
+                f"expected {state.log_belief.shape[0]} tokens (one per row), got {toks.shape[0]}"
+            )
         post = state.log_belief + self.log_emissionprob[:, toks].T
         peak = np.max(post, axis=1, keepdims=True)
         # A zero-probability observation (e.g. padding after EOS) leaves an all -inf row rather than raising:
