@@ -58,6 +58,15 @@ class SandboxEngine:
         return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
 
 
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own tamer state dir (journals, lock, history), in-process and in the CLIs it runs,
+    so tests never share the user's (or each other's) state and lock. A test may still pass its own."""
+    path = tmp_path_factory.mktemp("tamer-state")
+    monkeypatch.setenv("TAMER_STATE_DIR", str(path))
+    return path
+
+
 def _skip_or_fail(reason: str) -> None:
     message = f"!!! tamer integration tests cannot run: {reason}"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

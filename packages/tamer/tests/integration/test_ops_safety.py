@@ -311,3 +311,27 @@ def test_a_docker_group_user_is_told_what_needs_root(eng: Any, tmp_path: Path, a
     assert "needs root" in proc.stderr and "data-root" in proc.stderr and "sudo" in proc.stderr, proc.stderr
     assert (sorted(volumes(eng)), eng.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}")) == before
     assert not (tmp_path / "dest").exists() and not (tmp_path / "dest.tar.zst").exists()
+
+
+def test_two_operations_at_once_the_second_is_told_who_holds_the_lock(eng: Any, tmp_path: Path,
+                                                                      state: dict[str, str]) -> None:
+    from tamer.operation import operation_lock
+
+    eng.docker("volume", "create", "lk_v")
+    with operation_lock("volume backup something"):
+        r = eng.tamer("volume", "move", "lk_v", "--to", str(tmp_path / "d2"), "--apply", "--yes", env=state)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"pid {os.getpid()}" in r.stderr and "tamer volume backup something" in r.stderr, r.stderr
+    assert not (tmp_path / "d2").exists()
+    assert not json.loads(eng.docker("volume", "inspect", "lk_v"))[0]["Options"]
+
+
+def test_restore_at_a_folder_another_volume_uses_is_refused(eng: Any, tmp_path: Path) -> None:
+    eng.docker("volume", "create", "rt_src")
+    archive = tmp_path / "rt.tar.zst"
+    assert eng.tamer("volume", "backup", "rt_src", "-o", str(archive)).returncode == 0
+    r = eng.tamer("volume", "create", "rt_other", "--at", str(tmp_path / "home"))
+    assert r.returncode == 0, r.stderr
+    r = eng.tamer("volume", "restore", str(archive), "rt_new", "--at", str(tmp_path / "home"))
+    assert r.returncode == 2 and "volume rt_other" in r.stderr, r.stdout + r.stderr
+    assert "rt_new" not in volumes(eng)
