@@ -63,7 +63,7 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
         >>> int(splitmix64(np.array([0], dtype=np.uint64))[0])
         0
     """
-    z = x ^ (x >> _S30)
+    z: np.ndarray = x ^ (x >> _S30)
     z = z * _M1
     z ^= z >> _S27
     z *= _M2

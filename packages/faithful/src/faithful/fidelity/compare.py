@@ -145,7 +145,7 @@ class Fidelity:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (infinities become the strings ``"inf"``)."""
-        return _jsonable(
+        out: dict[str, Any] = _jsonable(
             {
                 "mode": self.mode,
                 "n": self.n,
@@ -161,6 +161,7 @@ class Fidelity:
                 "model_length_hist": {str(k): v for k, v in self.model_length_hist.items()},
             }
         )
+        return out
 
 
 def _jsonable(x: Any) -> Any:

@@ -75,7 +75,7 @@ class Comparison:
         """A JSON-ready dict (without the raw outputs)."""
         from faithful.fidelity.compare import _jsonable
 
-        return _jsonable(
+        out: dict[str, Any] = _jsonable(
             {
                 "model": self.model,
                 "mode": self.mode,
@@ -91,6 +91,7 @@ class Comparison:
                 "seconds": self.seconds,
             }
         )
+        return out
 
 
 def _decode_text(model: LanguageModel) -> Callable[[Sequence[int]], str] | None:

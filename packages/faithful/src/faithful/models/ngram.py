@@ -197,7 +197,7 @@ class NGramModel:
         if self.smoothing == "add-k":
             c = self._dense(self._counts.get(context))
             generatable = self._base > 0
-            p = np.where(generatable, c + self.k, 0.0)
+            p: FloatArray = np.where(generatable, c + self.k, 0.0)
             p = p / p.sum()
         else:
             p = self._base
