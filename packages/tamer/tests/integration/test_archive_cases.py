@@ -86,7 +86,7 @@ def test_sparse_file_past_8_gib_round_trips_and_stays_sparse(eng: Any, tmp_path:
     assert big.stat().st_size == GIB8 + 1 and big.stat().st_blocks * 512 < 1 << 20
     out = tmp_path / "big.tar.zst"
     r = eng.tamer("volume", "backup", "ac_big", "-o", str(out), "--json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stderr + r.stdout
     assert json.loads(r.stdout)["data"]["bytes"] == GIB8 + 1, "recorded at its real size, not 0"
     assert out.stat().st_size < 16 << 20  # (restore below verifies every checksum on the way)
     r = eng.tamer("volume", "restore", str(out), "ac_big_copy")
