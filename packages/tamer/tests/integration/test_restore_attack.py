@@ -19,9 +19,11 @@ import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import zstandard
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -37,6 +39,12 @@ COMPONENTS = ["a", "b", "s", "..", ".", "", "outside", "victim", "data"]
 LINK_TARGETS = ["..", "../..", "../../..", "/", str(OUTSIDE), str(VICTIM), "a", "a/b", "s", ".", "../outside",
                 "s/..", "../../outside/victim", "/tmp"]
 XATTR_KEYS = ["user.attack", "security.capability", "trusted.attack", "system.posix_acl_access", "weird.ns"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_world() -> Iterator[None]:
+    yield
+    shutil.rmtree(WORLD, ignore_errors=True)
 
 
 def _setup_world() -> None:
