@@ -20,7 +20,7 @@ $(STAMP): packages/tamer/pyproject.toml packages/faithful/pyproject.toml Makefil
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/mypy --strict packages/tamer/src/tamer
-	$(BIN)/mypy packages/faithful/src/faithful
+	$(BIN)/mypy --strict packages/faithful/src/faithful
 
 # Integration tests need a Docker engine binary; ensure-docker installs Debian's
 # docker.io when run as root and says loudly why it can't otherwise.

@@ -35,17 +35,48 @@ def run(outdir: Path) -> None:
     """Run the three demo steps, writing reports under ``outdir``."""
     started = time.perf_counter()
     exact_dir, pydoc_dir = outdir / "faithful-exact", outdir / "faithful-pydoc"
-    step("the essay's coin, decoded greedily", ["coin", "--p", "0.55", "0.45", "--n", "20", "--decoder", "greedy"])
-    step("the same coin, sampled", ["coin", "--p", "0.55", "0.45", "--n", "20", "--decoder", "sample", "--seed", "7"])
+    step(
+        "the essay's coin, decoded greedily",
+        ["coin", "--p", "0.55", "0.45", "--n", "20", "--decoder", "greedy"],
+    )
+    step(
+        "the same coin, sampled",
+        ["coin", "--p", "0.55", "0.45", "--n", "20", "--decoder", "sample", "--seed", "7"],
+    )
     step(
         "exact fidelity: a character trigram over pydoc's words, enumerated",
-        ["compare", "--model", "pydoc-words", "--decoders", DECODERS, "--n", "2000", "--max-new-tokens", "6",
-         "--min-coverage", "0.9", "--report", str(exact_dir)],
+        [
+            "compare",
+            "--model",
+            "pydoc-words",
+            "--decoders",
+            DECODERS,
+            "--n",
+            "2000",
+            "--max-new-tokens",
+            "6",
+            "--min-coverage",
+            "0.9",
+            "--report",
+            str(exact_dir),
+        ],
     )
     step(
         "surprisal check: a character 4-gram over pydoc's lines, too large to enumerate",
-        ["compare", "--model", "pydoc", "--decoders", DECODERS, "--n", "1000", "--max-new-tokens", "32",
-         "--no-exact", "--report", str(pydoc_dir)],
+        [
+            "compare",
+            "--model",
+            "pydoc",
+            "--decoders",
+            DECODERS,
+            "--n",
+            "1000",
+            "--max-new-tokens",
+            "32",
+            "--no-exact",
+            "--report",
+            str(pydoc_dir),
+        ],
     )
     print(f"\nfaithful demo done in {time.perf_counter() - started:.0f} s; open the reports:")
     print(f"  {(exact_dir / 'index.html').resolve()}")

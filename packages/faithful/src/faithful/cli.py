@@ -51,11 +51,15 @@ GLOBAL_FLAGS = {"--json": "json", "--traceback": "traceback", "--quiet": "quiet"
 def _common(p: argparse.ArgumentParser) -> None:
     # no defaults: a subcommand's parser must not overwrite a value given before the command
     # (see _make_global_options_win); main() fills in False for what was not given
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON envelope on stdout")
+    p.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON envelope on stdout"
+    )
     p.add_argument(
         "--traceback", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks on errors"
     )
-    p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress on stderr")
+    p.add_argument(
+        "--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress on stderr"
+    )
 
 
 def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -129,11 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Toss a coin the model puts at --p, N times, with a decoder, and report the exact "
         "binomial probability of what came out (greedy on [0.55, 0.45]: 20 heads, p = 6.4e-06).",
     )
-    coin.add_argument("--p", type=_probability, nargs="+", default=[0.55, 0.45], metavar="P",
-                      help="the model's face probabilities (default: 0.55 0.45)")
+    coin.add_argument(
+        "--p",
+        type=_probability,
+        nargs="+",
+        default=[0.55, 0.45],
+        metavar="P",
+        help="the model's face probabilities (default: 0.55 0.45)",
+    )
     coin.add_argument("--n", type=_positive_int("--n"), default=20, help="tosses (default: 20)")
-    coin.add_argument("--decoder", default="greedy",
-                      help="a sampler spec: greedy, sample, top-p:0.9, temperature:0.7, ... (default: greedy)")
+    coin.add_argument(
+        "--decoder",
+        default="greedy",
+        help="a sampler spec: greedy, sample, top-p:0.9, temperature:0.7, ... (default: greedy)",
+    )
     coin.add_argument("--seed", type=int, default=0, help="seed of the keyed randomness (default: 0)")
     _common(coin)
 
@@ -144,38 +157,80 @@ def build_parser() -> argparse.ArgumentParser:
         "G-test against the enumerated sequence distribution) when the model is small enough, else with the "
         "surprisal check and exact samples; plus lengths, n-gram divergence, distinct-n and repetition.",
     )
-    cmp_.add_argument("--model", required=True,
-                      help="pydoc[:N], pydoc-words[:N], ngram:PATH_TO_TEXT[:N[:char|word]], or a Hugging Face model directory")
-    cmp_.add_argument("--decoders", default=DEFAULT_DECODERS,
-                      help=f"comma-separated decoders or sampler specs (default: {DEFAULT_DECODERS})")
-    cmp_.add_argument("--n", type=_positive_int("--n"), default=1000, help="outputs per decoder (default: 1000)")
-    cmp_.add_argument("--max-new-tokens", type=_positive_int("--max-new-tokens"), default=32,
-                      help="length bound of every decoder, EOS included (default: 32)")
+    cmp_.add_argument(
+        "--model",
+        required=True,
+        help="pydoc[:N], pydoc-words[:N], ngram:PATH_TO_TEXT[:N[:char|word]], or a Hugging Face model directory",
+    )
+    cmp_.add_argument(
+        "--decoders",
+        default=DEFAULT_DECODERS,
+        help=f"comma-separated decoders or sampler specs (default: {DEFAULT_DECODERS})",
+    )
+    cmp_.add_argument(
+        "--n", type=_positive_int("--n"), default=1000, help="outputs per decoder (default: 1000)"
+    )
+    cmp_.add_argument(
+        "--max-new-tokens",
+        type=_positive_int("--max-new-tokens"),
+        default=32,
+        help="length bound of every decoder, EOS included (default: 32)",
+    )
     cmp_.add_argument("--prompt", default="", help="text every output continues (default: none)")
     cmp_.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     mode = cmp_.add_mutually_exclusive_group()
-    mode.add_argument("--exact", dest="exact", action="store_true", default=None,
-                      help="require exact metrics; fail when the model cannot be enumerated")
-    mode.add_argument("--no-exact", dest="exact", action="store_false",
-                      help="skip enumeration; use the surprisal check")
-    cmp_.add_argument("--threshold", type=_probability, default=1e-6,
-                      help="prune prefixes below this probability when enumerating (default: 1e-6)")
-    cmp_.add_argument("--min-coverage", type=_probability, default=0.95,
-                      help="least enumerated mass for exact metrics (default: 0.95)")
+    mode.add_argument(
+        "--exact",
+        dest="exact",
+        action="store_true",
+        default=None,
+        help="require exact metrics; fail when the model cannot be enumerated",
+    )
+    mode.add_argument(
+        "--no-exact", dest="exact", action="store_false", help="skip enumeration; use the surprisal check"
+    )
+    cmp_.add_argument(
+        "--threshold",
+        type=_probability,
+        default=1e-6,
+        help="prune prefixes below this probability when enumerating (default: 1e-6)",
+    )
+    cmp_.add_argument(
+        "--min-coverage",
+        type=_probability,
+        default=0.95,
+        help="least enumerated mass for exact metrics (default: 0.95)",
+    )
     cmp_.add_argument("--report", metavar="DIR", help="write an HTML report with PNG charts into DIR")
     _common(cmp_)
 
-    gen = sub.add_parser("generate", help="continue a prompt with a model and a decoder",
-                         description="Continue --prompt with the model, decoder and sampler given.")
-    gen.add_argument("--model", required=True,
-                     help="pydoc[:N], pydoc-words[:N], ngram:PATH_TO_TEXT[:N[:char|word]], or a Hugging Face model directory")
-    gen.add_argument("--decoder", default="sample",
-                     help="greedy, sample[:K], beam:K, diverse-beam:K, stochastic-beam:K, mbr:N (default: sample)")
-    gen.add_argument("--sampler", default=None,
-                     help="sampler spec for sampling decoders: top-p:0.9, temperature:0.8+top-k:40, ...")
+    gen = sub.add_parser(
+        "generate",
+        help="continue a prompt with a model and a decoder",
+        description="Continue --prompt with the model, decoder and sampler given.",
+    )
+    gen.add_argument(
+        "--model",
+        required=True,
+        help="pydoc[:N], pydoc-words[:N], ngram:PATH_TO_TEXT[:N[:char|word]], or a Hugging Face model directory",
+    )
+    gen.add_argument(
+        "--decoder",
+        default="sample",
+        help="greedy, sample[:K], beam:K, diverse-beam:K, stochastic-beam:K, mbr:N (default: sample)",
+    )
+    gen.add_argument(
+        "--sampler",
+        default=None,
+        help="sampler spec for sampling decoders: top-p:0.9, temperature:0.8+top-k:40, ...",
+    )
     gen.add_argument("--prompt", default="", help="the text to continue (default: empty)")
-    gen.add_argument("--max-new-tokens", type=_positive_int("--max-new-tokens"), default=64,
-                     help="longest continuation (default: 64)")
+    gen.add_argument(
+        "--max-new-tokens",
+        type=_positive_int("--max-new-tokens"),
+        default=64,
+        help="longest continuation (default: 64)",
+    )
     gen.add_argument("--seed", type=int, default=None, help="seed (default: fresh randomness)")
     _common(gen)
     _make_global_options_win(parser)
@@ -223,8 +278,11 @@ def render_coin(data: dict[str, Any]) -> str:
         "",
         f"  {data['tosses']}",
         "",
-        "  " + ", ".join(f"{lab}: {c}" for lab, c in zip(labels, counts, strict=True))
-        + "   (the model expects " + ", ".join(f"{e:g}" for e in expected) + ")",
+        "  "
+        + ", ".join(f"{lab}: {c}" for lab, c in zip(labels, counts, strict=True))
+        + "   (the model expects "
+        + ", ".join(f"{e:g}" for e in expected)
+        + ")",
     ]
     if len(labels) == 2:
         lines.append(
@@ -234,7 +292,9 @@ def render_coin(data: dict[str, Any]) -> str:
     else:
         lines.append(f"  P(these counts) = {_fmt(data['probability_of_counts'], 4)}   (multinomial, exact)")
     verdict = (
-        "not what the model's distribution produces" if data["p_value"] < 0.01 else "consistent with the model"
+        "not what the model's distribution produces"
+        if data["p_value"] < 0.01
+        else "consistent with the model"
     )
     lines.append(f"  exact two-sided test: p = {_fmt_p(data['p_value'])}  -> {verdict}")
     if data.get("decoder_q") is not None:
@@ -519,7 +579,9 @@ def _main(args_list: list[str], out: TextIO, err: TextIO) -> int:
         flags = {dest for dest in GLOBAL_FLAGS.values() if getattr(args, dest)}
         command = args.command
         if command is None:
-            raise UsageError("no command given; expected one of coin, compare, generate (run `faithful --help`)")
+            raise UsageError(
+                "no command given; expected one of coin, compare, generate (run `faithful --help`)"
+            )
         if flags & {"json", "quiet"}:
             _silence_libraries()
         data, text = COMMANDS[command](args)
@@ -531,7 +593,9 @@ def _main(args_list: list[str], out: TextIO, err: TextIO) -> int:
         failure, code, errors = exc, EXIT_ERROR, [str(exc)]
     except Exception as exc:  # the CLI's last line of defence: one clear line, a traceback on request
         failure, code = exc, EXIT_ERROR
-        errors = [f"unexpected error ({type(exc).__name__}): {exc}; rerun with --traceback and report it if it persists"]
+        errors = [
+            f"unexpected error ({type(exc).__name__}): {exc}; rerun with --traceback and report it if it persists"
+        ]
     if failure is not None and "traceback" in flags:
         traceback.print_exception(failure, file=err)
     if "json" in flags:

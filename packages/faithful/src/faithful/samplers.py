@@ -80,7 +80,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class SampleResult:
     """What a sampler returns.
@@ -121,7 +120,9 @@ def _check_rows(rows: Sequence[int] | np.ndarray | None, b: int) -> np.ndarray:
         return np.arange(b, dtype=np.int64)
     arr = np.asarray(rows)
     if arr.shape != (b,) or (arr.size and arr.dtype.kind not in "iu"):
-        raise ShapeMismatchError(f"`rows` must be {b} int row ids (one per logits row), got shape {arr.shape}")
+        raise ShapeMismatchError(
+            f"`rows` must be {b} int row ids (one per logits row), got shape {arr.shape}"
+        )
     return arr.astype(np.int64)
 
 
@@ -225,7 +226,9 @@ class Sampler:
             return z, row_ids
         # stochastic processors use the lanes after the draw's (inverse CDF: lane 0; Gumbel: 0..V-1)
         first_lane = z.shape[1] if self.draw == "gumbel" else 1
-        z = apply_processors(z, self.processors, history, rng=rng, rows=row_ids, step=step, first_lane=first_lane)
+        z = apply_processors(
+            z, self.processors, history, rng=rng, rows=row_ids, step=step, first_lane=first_lane
+        )
         if self.mirostat is not None:
             z = self.mirostat.truncate(z, row_ids)
         _check_nonempty(z, f"the processors of {self.name!r}")
@@ -505,7 +508,9 @@ def make_sampler(
         if entry.cls is Mirostat:
             if isinstance(mine["mirostat"], Mirostat):
                 if len(mine) > 1:
-                    raise SamplingParameterError("give either a Mirostat object or `mirostat_tau`/`mirostat_eta`")
+                    raise SamplingParameterError(
+                        "give either a Mirostat object or `mirostat_tau`/`mirostat_eta`"
+                    )
                 miro = mine["mirostat"]
             else:
                 miro = entry.build(mine)
@@ -529,7 +534,15 @@ def make_sampler(
         parts = [type(p).__name__ for p in procs] + parts
     if draw == "gumbel":
         parts.append("gumbel")
-    return Sampler("+".join(parts) or "sample", procs, draw=draw, backend=backend, mirostat=miro, fast=fast, kernels=kernels)
+    return Sampler(
+        "+".join(parts) or "sample",
+        procs,
+        draw=draw,
+        backend=backend,
+        mirostat=miro,
+        fast=fast,
+        kernels=kernels,
+    )
 
 
 def greedy(*, backend: str = "numpy") -> Sampler:
@@ -596,7 +609,9 @@ def parse_sampler_spec(spec: str, *, backend: str = "numpy") -> Sampler:
         key, sep, raw = part.partition(":")
         if key not in index or not sep:
             hint = " (greedy cannot be combined)" if key == "greedy" else ""
-            raise SamplingParameterError(f"unknown sampler spec part {part!r}{hint}; valid parts: {spec_help()}")
+            raise SamplingParameterError(
+                f"unknown sampler spec part {part!r}{hint}; valid parts: {spec_help()}"
+            )
         _, param, spec_key = index[key]
         try:
             value = param.parse(raw)

@@ -60,7 +60,8 @@ def argmax_checked(x: np.ndarray) -> np.ndarray:
         [1]
     """
     check_row_max(x.max(axis=1))
-    return np.argmax(x, axis=1).astype(np.int64)
+    tokens: np.ndarray = np.argmax(x, axis=1).astype(np.int64)
+    return tokens
 
 
 def pad_candidates(flat: np.ndarray, b: int, v: int) -> np.ndarray:

@@ -78,7 +78,8 @@ def tensor_to_numpy(t: Any) -> np.ndarray:
         t = t.cpu()
     if t.dtype.is_complex or t.dtype == torch.bool:
         return np.asarray(t.numpy())
-    return t.resolve_conj().resolve_neg().numpy()
+    array: np.ndarray = t.resolve_conj().resolve_neg().numpy()
+    return array
 
 
 def uniforms_tensor(u: np.ndarray, device: Any = "cpu") -> Any:

@@ -90,14 +90,32 @@ def test_bad_input_is_a_clear_usage_error(argv: tuple[str, ...], needle: str | N
 
 
 def test_compare_exact_end_to_end(corpus: Path) -> None:
-    code, out, _ = run("compare", "--model", f"ngram:{corpus}:2", "--decoders", "greedy,sample,top-p:0.8,beam:3",
-                       "--n", "400", "--max-new-tokens", "6")
+    code, out, _ = run(
+        "compare",
+        "--model",
+        f"ngram:{corpus}:2",
+        "--decoders",
+        "greedy,sample,top-p:0.8,beam:3",
+        "--n",
+        "400",
+        "--max-new-tokens",
+        "6",
+    )
     assert code == 0
     assert "mode: exact" in out
     for name in ("greedy", "sample", "top-p:0.8", "beam:3"):
         assert name in out
-    code, env = envelope("compare", "--model", f"ngram:{corpus}:2", "--decoders", "greedy,sample", "--n", "400",
-                         "--max-new-tokens", "6")
+    code, env = envelope(
+        "compare",
+        "--model",
+        f"ngram:{corpus}:2",
+        "--decoders",
+        "greedy,sample",
+        "--n",
+        "400",
+        "--max-new-tokens",
+        "6",
+    )
     data = env["data"]
     assert code == 0 and data["mode"] == "exact"
     rows = {r["decoder"]: r for r in data["table"]}
@@ -108,8 +126,20 @@ def test_compare_exact_end_to_end(corpus: Path) -> None:
 
 def test_compare_reference_mode_and_report(corpus: Path, tmp_path: Path) -> None:
     report = tmp_path / "report"
-    code, env = envelope("compare", "--model", f"ngram:{corpus}:2", "--decoders", "greedy,sample", "--n", "200",
-                         "--max-new-tokens", "12", "--no-exact", "--report", str(report))
+    code, env = envelope(
+        "compare",
+        "--model",
+        f"ngram:{corpus}:2",
+        "--decoders",
+        "greedy,sample",
+        "--n",
+        "200",
+        "--max-new-tokens",
+        "12",
+        "--no-exact",
+        "--report",
+        str(report),
+    )
     assert code == 0 and env["data"]["mode"] == "reference"
     rows = {r["decoder"]: r for r in env["data"]["table"]}
     assert rows["greedy"]["surprisal_gap"] < 0 and rows["sample"]["consistent"]
@@ -123,36 +153,112 @@ def test_compare_reference_mode_and_report(corpus: Path, tmp_path: Path) -> None
 
 
 def test_compare_exact_on_a_model_that_cannot_be_enumerated_is_an_error(corpus: Path) -> None:
-    argv = ("compare", "--model", f"ngram:{corpus}:2", "--decoders", "sample", "--n", "10",
-            "--max-new-tokens", "40", "--threshold", "0", "--exact")
+    argv = (
+        "compare",
+        "--model",
+        f"ngram:{corpus}:2",
+        "--decoders",
+        "sample",
+        "--n",
+        "10",
+        "--max-new-tokens",
+        "40",
+        "--threshold",
+        "0",
+        "--exact",
+    )
     code, out, err = run(*argv)
     assert code == 1 and out == ""
     assert "exact metrics need an enumerable model" in err and "without --exact" in err
     code, env = envelope(*argv)
-    assert code == 1 and env["status"] == "error" and "exact metrics need an enumerable model" in env["errors"][0]
-    low_coverage = ("compare", "--model", f"ngram:{corpus}:2", "--decoders", "sample", "--n", "10",
-                    "--max-new-tokens", "12", "--threshold", "0.01", "--exact")
+    assert (
+        code == 1
+        and env["status"] == "error"
+        and "exact metrics need an enumerable model" in env["errors"][0]
+    )
+    low_coverage = (
+        "compare",
+        "--model",
+        f"ngram:{corpus}:2",
+        "--decoders",
+        "sample",
+        "--n",
+        "10",
+        "--max-new-tokens",
+        "12",
+        "--threshold",
+        "0.01",
+        "--exact",
+    )
     code, _, err = run(*low_coverage)
     assert code == 1 and "covered only" in err and "lower --threshold" in err
 
 
 def test_compare_prompt_is_encoded(corpus: Path) -> None:
-    code, env = envelope("compare", "--model", f"ngram:{corpus}:2", "--decoders", "greedy", "--n", "5",
-                         "--max-new-tokens", "4", "--prompt", "ab")
+    code, env = envelope(
+        "compare",
+        "--model",
+        f"ngram:{corpus}:2",
+        "--decoders",
+        "greedy",
+        "--n",
+        "5",
+        "--max-new-tokens",
+        "4",
+        "--prompt",
+        "ab",
+    )
     assert code == 0 and len(env["data"]["prompt"]) == 2
 
 
 def test_generate_end_to_end(corpus: Path) -> None:
-    code, out, _ = run("generate", "--model", f"ngram:{corpus}:3", "--decoder", "greedy", "--prompt", "ab",
-                       "--max-new-tokens", "5")
+    code, out, _ = run(
+        "generate",
+        "--model",
+        f"ngram:{corpus}:3",
+        "--decoder",
+        "greedy",
+        "--prompt",
+        "ab",
+        "--max-new-tokens",
+        "5",
+    )
     assert code == 0 and out.strip() != ""
-    code, env = envelope("generate", "--model", f"ngram:{corpus}:3", "--decoder", "sample",
-                         "--sampler", "top-p:0.9", "--prompt", "a", "--max-new-tokens", "5", "--seed", "1")
+    code, env = envelope(
+        "generate",
+        "--model",
+        f"ngram:{corpus}:3",
+        "--decoder",
+        "sample",
+        "--sampler",
+        "top-p:0.9",
+        "--prompt",
+        "a",
+        "--max-new-tokens",
+        "5",
+        "--seed",
+        "1",
+    )
     assert code == 0 and len(env["data"]["texts"]) == 1 and env["data"]["seed"] == 1
-    _, env2 = envelope("generate", "--model", f"ngram:{corpus}:3", "--decoder", "sample",
-                           "--sampler", "top-p:0.9", "--prompt", "a", "--max-new-tokens", "5", "--seed", "1")
+    _, env2 = envelope(
+        "generate",
+        "--model",
+        f"ngram:{corpus}:3",
+        "--decoder",
+        "sample",
+        "--sampler",
+        "top-p:0.9",
+        "--prompt",
+        "a",
+        "--max-new-tokens",
+        "5",
+        "--seed",
+        "1",
+    )
     assert env2["data"]["texts"] == env["data"]["texts"]
-    code, env = envelope("generate", "--model", f"ngram:{corpus}:3", "--decoder", "beam:2", "--max-new-tokens", "5")
+    code, env = envelope(
+        "generate", "--model", f"ngram:{corpus}:3", "--decoder", "beam:2", "--max-new-tokens", "5"
+    )
     assert code == 0 and len(env["data"]["texts"]) == 2
     code, _, err = run("generate", "--model", f"ngram:{corpus}:3", "--sampler", "top-q:2")
     assert code == 2 and "valid parts" in err

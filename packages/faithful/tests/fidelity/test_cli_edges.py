@@ -46,9 +46,14 @@ def corpus(tmp_path: Path) -> Path:
 
 
 # -- global options before or after the command -------------------------------------------------
-@pytest.mark.parametrize("argv", [["coin", "--n", "3"], ["compare", "--model", "ngram:{c}:2", "--decoders",
-                                  "greedy", "--n", "5", "--max-new-tokens", "3"],
-                                  ["generate", "--model", "ngram:{c}:2", "--max-new-tokens", "3", "--seed", "1"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["coin", "--n", "3"],
+        ["compare", "--model", "ngram:{c}:2", "--decoders", "greedy", "--n", "5", "--max-new-tokens", "3"],
+        ["generate", "--model", "ngram:{c}:2", "--max-new-tokens", "3", "--seed", "1"],
+    ],
+)
 def test_global_options_work_before_and_after_the_command(argv: list[str], corpus: Path) -> None:
     argv = [a.format(c=corpus) for a in argv]
     for full in (["--json", "-q", *argv], [argv[0], "--json", "-q", *argv[1:]], [*argv, "-q", "--json"]):
@@ -80,14 +85,17 @@ def test_no_subcommand_default_overrides_a_global_option() -> None:
 def _closed_pipe_run(*argv: str) -> tuple[int, str]:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before faithful writes a byte
-    proc = subprocess.run([sys.executable, "-m", "faithful.cli", *argv], stdout=write_end,
-                          stderr=subprocess.PIPE, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "faithful.cli", *argv], stdout=write_end, stderr=subprocess.PIPE, timeout=120
+    )
     os.close(write_end)
     return proc.returncode, proc.stderr.decode()
 
 
-@pytest.mark.parametrize(("argv", "code"), [(["coin", "--n", "50"], 0), (["coin", "--n", "50", "--json"], 0),
-                                            (["coin", "--p", "1.5", "--json"], 2)])
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [(["coin", "--n", "50"], 0), (["coin", "--n", "50", "--json"], 0), (["coin", "--p", "1.5", "--json"], 2)],
+)
 def test_a_closed_pipe_is_not_a_traceback(argv: list[str], code: int) -> None:
     rc, err = _closed_pipe_run(*argv)
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
@@ -96,35 +104,53 @@ def test_a_closed_pipe_is_not_a_traceback(argv: list[str], code: int) -> None:
 
 def test_head_reading_the_first_lines() -> None:
     # big enough to overflow the pipe's buffer after head has gone
-    proc = subprocess.run(f"{sys.executable} -m faithful.cli coin --n 300000 --decoder sample | head -n 1",
-                          shell=True, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        f"{sys.executable} -m faithful.cli coin --n 300000 --decoder sample | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.stdout.startswith("300000 tosses of a coin")
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
 
 
 # -- every bad input is a usage error -----------------------------------------------------------
-@pytest.mark.parametrize(("argv", "needle"), [
-    (("coin", "--p", "0.55", "0.5"), "sum to 1"),
-    (("coin", "--p", "1.5"), "[0, 1]"),
-    (("coin", "--p", "nan"), "[0, 1]"),
-    (("coin", "--p", "0.5", "0.25"), "sum to 1"),
-    (("coin", "--decoder", "top-p:1.5"), "top_p"),
-    (("compare", "--model", "ngram:{c}:3:chars"), "must be char or word, got 'chars'"),
-    (("compare", "--model", "ngram:/nonexistent/file.txt:3:chars"), "must be char or word, got 'chars'"),
-    (("compare", "--model", "ngram:{c}:chars"), "order"),
-    (("compare", "--model", "ngram:{c}:0"), ">= 1"),
-    (("compare", "--model", "ngram:/nonexistent/file.txt:3"), "no text file"),
-    (("compare", "--model", "pydoc:3:chars"), "char or word"),
-    (("compare", "--model", "ngram:{c}:2", "--decoders", "greedy@top-p:0.9"), "greedy takes no sampler"),
-    (("compare", "--model", "ngram:{c}:2", "--decoders", "beam:2@temperature:0.5"), "beam takes no sampler"),
-    (("generate", "--model", "ngram:{c}:2", "--decoder", "greedy", "--sampler", "top-p:0.9"),
-     "greedy takes no sampler"),
-    (("generate", "--model", "ngram:{c}:2", "--decoder", "beam:2", "--sampler", "top-k:3"), "beam takes no sampler"),
-    (("generate", "--model", "ngram:{c}:2", "--decoder", "diverse-beam:2", "--sampler", "top-k:3"),
-     "takes no sampler"),
-    (("generate", "--model", "ngram:{c}:2", "--decoder", "greedy:3"), "greedy takes no width"),
-    (("generate", "--model", "ngram:{c}:2", "--decoder", "diverse-beam:4,groups=1.5"), "whole number"),
-])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (("coin", "--p", "0.55", "0.5"), "sum to 1"),
+        (("coin", "--p", "1.5"), "[0, 1]"),
+        (("coin", "--p", "nan"), "[0, 1]"),
+        (("coin", "--p", "0.5", "0.25"), "sum to 1"),
+        (("coin", "--decoder", "top-p:1.5"), "top_p"),
+        (("compare", "--model", "ngram:{c}:3:chars"), "must be char or word, got 'chars'"),
+        (("compare", "--model", "ngram:/nonexistent/file.txt:3:chars"), "must be char or word, got 'chars'"),
+        (("compare", "--model", "ngram:{c}:chars"), "order"),
+        (("compare", "--model", "ngram:{c}:0"), ">= 1"),
+        (("compare", "--model", "ngram:/nonexistent/file.txt:3"), "no text file"),
+        (("compare", "--model", "pydoc:3:chars"), "char or word"),
+        (("compare", "--model", "ngram:{c}:2", "--decoders", "greedy@top-p:0.9"), "greedy takes no sampler"),
+        (
+            ("compare", "--model", "ngram:{c}:2", "--decoders", "beam:2@temperature:0.5"),
+            "beam takes no sampler",
+        ),
+        (
+            ("generate", "--model", "ngram:{c}:2", "--decoder", "greedy", "--sampler", "top-p:0.9"),
+            "greedy takes no sampler",
+        ),
+        (
+            ("generate", "--model", "ngram:{c}:2", "--decoder", "beam:2", "--sampler", "top-k:3"),
+            "beam takes no sampler",
+        ),
+        (
+            ("generate", "--model", "ngram:{c}:2", "--decoder", "diverse-beam:2", "--sampler", "top-k:3"),
+            "takes no sampler",
+        ),
+        (("generate", "--model", "ngram:{c}:2", "--decoder", "greedy:3"), "greedy takes no width"),
+        (("generate", "--model", "ngram:{c}:2", "--decoder", "diverse-beam:4,groups=1.5"), "whole number"),
+    ],
+)
 def test_bad_input_is_a_usage_error(argv: tuple[str, ...], needle: str, corpus: Path) -> None:
     argv = tuple(a.format(c=corpus) for a in argv)
     code, out, err = run(*argv)
@@ -136,8 +162,19 @@ def test_bad_input_is_a_usage_error(argv: tuple[str, ...], needle: str, corpus: 
 
 def test_a_sampler_with_a_sampling_decoder_is_fine(corpus: Path) -> None:
     for decoder in ("sample", "stochastic-beam:2", "mbr:3"):
-        code, _, err = run("generate", "--model", f"ngram:{corpus}:2", "--decoder", decoder, "--sampler", "top-k:3",
-                           "--max-new-tokens", "3", "--seed", "0")
+        code, _, err = run(
+            "generate",
+            "--model",
+            f"ngram:{corpus}:2",
+            "--decoder",
+            decoder,
+            "--sampler",
+            "top-k:3",
+            "--max-new-tokens",
+            "3",
+            "--seed",
+            "0",
+        )
         assert code == 0, (decoder, err)
 
 
@@ -183,11 +220,13 @@ def test_the_width_given_is_the_width_used() -> None:
 @pytest.mark.parametrize("width", [0, -1, 1.5, "2", True, None])
 def test_library_decoders_refuse_bad_widths(width: Any) -> None:
     m = NGramModel.from_text(CORPUS, n=2)
-    calls = [lambda: beam_search(m, [[]], 4, num_beams=width),
-             lambda: diverse_beam_search(m, [[]], 4, num_beams=width, num_groups=1),
-             lambda: ancestral_sample(m, [[]], 4, num_samples=width, rng=0),
-             lambda: stochastic_beam_search(m, [[]], 4, k=width, rng=0),
-             lambda: mbr_decode(m, [[]], 4, num_samples=width, rng=0)]
+    calls = [
+        lambda: beam_search(m, [[]], 4, num_beams=width),
+        lambda: diverse_beam_search(m, [[]], 4, num_beams=width, num_groups=1),
+        lambda: ancestral_sample(m, [[]], 4, num_samples=width, rng=0),
+        lambda: stochastic_beam_search(m, [[]], 4, k=width, rng=0),
+        lambda: mbr_decode(m, [[]], 4, num_samples=width, rng=0),
+    ]
     for call in calls:
         with pytest.raises(BeamWidthError):
             call()
@@ -208,16 +247,36 @@ def hf_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=6, n_positions=16,
-                                  bos_token_id=1, eos_token_id=0, pad_token_id=0)
+    cfg = transformers.GPT2Config(
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        vocab_size=6,
+        n_positions=16,
+        bos_token_id=1,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
     path = tmp_path_factory.mktemp("tiny-gpt2-quiet")
     transformers.GPT2LMHeadModel(cfg).eval().save_pretrained(path, max_shard_size="20KB")
     return path
 
 
 def test_quiet_and_json_silence_library_progress(hf_model_dir: Path) -> None:
-    argv = [sys.executable, "-m", "faithful.cli", "compare", "--model", f"hf:{hf_model_dir}", "--decoders",
-            "greedy", "--n", "3", "--max-new-tokens", "2"]
+    argv = [
+        sys.executable,
+        "-m",
+        "faithful.cli",
+        "compare",
+        "--model",
+        f"hf:{hf_model_dir}",
+        "--decoders",
+        "greedy",
+        "--n",
+        "3",
+        "--max-new-tokens",
+        "2",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     loud = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert loud.returncode == 0, loud.stderr

@@ -22,7 +22,9 @@ def check_envelope(text: str, *, exit_code: int | None = None) -> dict[str, Any]
     """Parse stdout as exactly one envelope and check every field; returns the document."""
     doc = json.loads(text)
     assert isinstance(doc, dict) and set(doc) == KEYS, f"envelope keys: {doc}"
-    assert type(doc["version"]) is int and doc["version"] == 1, f"version must be the number 1: {doc['version']!r}"
+    assert type(doc["version"]) is int and doc["version"] == 1, (
+        f"version must be the number 1: {doc['version']!r}"
+    )
     assert doc["command"] is None or (isinstance(doc["command"], str) and doc["command"]), doc["command"]
     code = doc["exit_code"]
     assert type(code) is int and code in STATUS_BY_EXIT_CODE, f"exit_code: {code!r}"
@@ -53,17 +55,39 @@ CASES: list[tuple[list[str], int, str | None, str | None]] = [
     (["frobnicate"], 2, None, "invalid choice"),
     ([], 2, None, "no command"),
     (["compare", "--model", "ngram:{corpus}:2", "--decoders", "beam:0"], 2, "compare", "whole number >= 1"),
-    (["compare", "--model", "ngram:{corpus}:2", "--decoders", "sample", "--n", "5", "--max-new-tokens", "40",
-      "--threshold", "0", "--exact"], 1, "compare", "enumerable"),
-    (["generate", "--model", "ngram:{corpus}:2", "--decoder", "greedy", "--max-new-tokens", "3"], 0, "generate",
-     None),
+    (
+        [
+            "compare",
+            "--model",
+            "ngram:{corpus}:2",
+            "--decoders",
+            "sample",
+            "--n",
+            "5",
+            "--max-new-tokens",
+            "40",
+            "--threshold",
+            "0",
+            "--exact",
+        ],
+        1,
+        "compare",
+        "enumerable",
+    ),
+    (
+        ["generate", "--model", "ngram:{corpus}:2", "--decoder", "greedy", "--max-new-tokens", "3"],
+        0,
+        "generate",
+        None,
+    ),
 ]
 
 
 @pytest.mark.parametrize(("argv", "code", "command", "fragment"), CASES)
 @pytest.mark.parametrize("where", ["first", "last"])
-def test_every_outcome_prints_the_shared_envelope(argv: list[str], code: int, command: str | None,
-                                                  fragment: str | None, where: str, corpus: Path) -> None:
+def test_every_outcome_prints_the_shared_envelope(
+    argv: list[str], code: int, command: str | None, fragment: str | None, where: str, corpus: Path
+) -> None:
     argv = [a.format(corpus=corpus) for a in argv]
     full = ["--json", *argv] if where == "first" else [*argv, "--json"]
     out, err = io.StringIO(), io.StringIO()

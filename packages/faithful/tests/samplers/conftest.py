@@ -20,7 +20,9 @@ def assert_fits(tokens: np.ndarray, q: np.ndarray, *, alpha: float = 1e-5) -> No
     """
     q = np.asarray(q, dtype=np.float64)
     counts = np.bincount(tokens, minlength=q.size).astype(np.float64)
-    assert counts[q == 0].sum() == 0, f"drew tokens of probability 0: {np.flatnonzero((q == 0) & (counts > 0))}"
+    assert counts[q == 0].sum() == 0, (
+        f"drew tokens of probability 0: {np.flatnonzero((q == 0) & (counts > 0))}"
+    )
     support = q > 0
     expected = q[support] * tokens.size
     observed = counts[support]
@@ -48,7 +50,10 @@ try:
 except ImportError:  # pragma: no cover
     HAVE_TORCH = False
 
-BACKENDS = ["numpy", pytest.param("torch", marks=pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed"))]
+BACKENDS = [
+    "numpy",
+    pytest.param("torch", marks=pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed")),
+]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -79,7 +79,9 @@ class CoinResult:
 def _validate_p(p: Sequence[float]) -> np.ndarray:
     arr = np.asarray(p, dtype=np.float64)
     if arr.ndim != 1 or len(arr) < 2:
-        raise FaithfulError(f"the coin needs at least two face probabilities, got {list(p)}; e.g. --p 0.55 0.45")
+        raise FaithfulError(
+            f"the coin needs at least two face probabilities, got {list(p)}; e.g. --p 0.55 0.45"
+        )
     if np.any(arr < 0) or not np.all(np.isfinite(arr)):
         raise FaithfulError(f"face probabilities must be finite and >= 0, got {list(p)}")
     if not math.isclose(float(arr.sum()), 1.0, abs_tol=1e-6):
@@ -87,7 +89,9 @@ def _validate_p(p: Sequence[float]) -> np.ndarray:
     return arr
 
 
-def coin_experiment(p: Sequence[float], n: int, sampler: Any = "greedy", *, seed: int | None = 0) -> CoinResult:
+def coin_experiment(
+    p: Sequence[float], n: int, sampler: Any = "greedy", *, seed: int | None = 0
+) -> CoinResult:
     """Toss the model's coin ``n`` times with ``sampler`` and score the outcome exactly.
 
     Parameters:
@@ -125,9 +129,11 @@ def coin_experiment(p: Sequence[float], n: int, sampler: Any = "greedy", *, seed
         prob_counts = binomial_pmf(counts[0], n, float(probs[0]))
     else:
         prob_counts = multinomial_pmf(counts, probs)
-    log_seq = sum(c * math.log(pi) for c, pi in zip(counts, probs, strict=True) if c > 0) if all(
-        pi > 0 for c, pi in zip(counts, probs, strict=True) if c > 0
-    ) else -math.inf
+    log_seq = (
+        sum(c * math.log(pi) for c, pi in zip(counts, probs, strict=True) if c > 0)
+        if all(pi > 0 for c, pi in zip(counts, probs, strict=True) if c > 0)
+        else -math.inf
+    )
     return CoinResult(
         p=[float(x) for x in probs],
         n=n,

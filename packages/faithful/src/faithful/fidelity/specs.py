@@ -79,12 +79,16 @@ def pydoc_words() -> str:
 def _ngram_options(parts: Sequence[str], spec: str, default_n: int) -> tuple[int, str]:
     n, level = default_n, "char"
     if len(parts) > 2:
-        raise ModelSpecError(f"too many ':' parts in model spec {spec!r}; expected e.g. ngram:corpus.txt:3:char")
+        raise ModelSpecError(
+            f"too many ':' parts in model spec {spec!r}; expected e.g. ngram:corpus.txt:3:char"
+        )
     if parts:
         try:
             n = int(parts[0])
         except ValueError:
-            raise ModelSpecError(f"the n-gram order in {spec!r} must be an integer, got {parts[0]!r}") from None
+            raise ModelSpecError(
+                f"the n-gram order in {spec!r} must be an integer, got {parts[0]!r}"
+            ) from None
         if n < 1:
             raise ModelSpecError(f"the n-gram order in {spec!r} must be >= 1, got {n}")
     if len(parts) == 2:
@@ -148,7 +152,9 @@ def load_model(spec: str) -> LanguageModel:
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
-            raise ModelSpecError(f"cannot read {str(path)!r} for model spec {spec!r}: {exc.strerror or exc}") from None
+            raise ModelSpecError(
+                f"cannot read {str(path)!r} for model spec {spec!r}: {exc.strerror or exc}"
+            ) from None
         if not text.strip():
             raise ModelSpecError(f"{str(path)!r} holds no text to train an n-gram on")
         return NGramModel.from_text(text, n=n, level=level)  # type: ignore[arg-type]
@@ -250,7 +256,9 @@ def parse_decoder_list(spec: str) -> list[DecoderChoice]:
         else:
             items.append(part)
     if not items:
-        raise ModelSpecError("no decoders given; expected a comma-separated list such as greedy,sample,top-p:0.9,beam:4")
+        raise ModelSpecError(
+            "no decoders given; expected a comma-separated list such as greedy,sample,top-p:0.9,beam:4"
+        )
     out: list[DecoderChoice] = []
     for item in items:
         dec, _, samp = item.partition("@")
@@ -260,7 +268,9 @@ def parse_decoder_list(spec: str) -> list[DecoderChoice]:
         elif not samp:
             decoder, sampler = "sample", dec
         else:
-            raise ModelSpecError(f"{dec!r} in {item!r} is not a decoder; DECODER@SAMPLER needs a decoder name first")
+            raise ModelSpecError(
+                f"{dec!r} in {item!r} is not a decoder; DECODER@SAMPLER needs a decoder name first"
+            )
         try:
             parse_decoder_spec(decoder)
             if sampler is not None:

@@ -141,7 +141,8 @@ def _kept_mass(s: np.ndarray, w: np.ndarray, lo: float, hi: float) -> float:
             acc[j] += w[i + j] if (lo <= s[i + j]) & (s[i + j] <= hi) else 0.0
     for i in range(n8, v):
         acc[0] += w[i] if (lo <= s[i]) & (s[i] <= hi) else 0.0
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    total: float = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    return total
 
 
 @njit(cache=True)
