@@ -205,8 +205,9 @@ class Journal:
 
         A volume any container mounts (running or not) was used now; an orphaned volume tamer has no
         time for is first seen orphaned now; a volume re-created under an old name starts afresh; a time
-        in the future (the system clock went back) becomes now. Rows of volumes that no longer exist are
-        dropped.
+        in the future (the system clock went back) becomes now, unless now is earlier than the volume's
+        creation: then this clock is the wrong one and nothing is recorded for that volume (a run must
+        never make a volume older than it is). Rows of volumes that no longer exist are dropped.
         """
         engine = inv.engine_id or inv.host
         now = inv.taken_at.timestamp()
@@ -217,6 +218,12 @@ class Journal:
             for v in inv.volumes:
                 created = v.created.isoformat() if v.created else ""
                 old = known.get(v.name)
+                if v.created is not None and now < v.created.timestamp():
+                    # this clock reads earlier than the volume's creation (a host at 1970 before NTP, a VM
+                    # resumed from an old snapshot): a time read now would make the volume look years old
+                    # to the next run at the right time. Record nothing; with no row it counts as just
+                    # found orphaned, and an existing row keeps its (later) time.
+                    continue
                 if not v.orphaned or old is None or old[0] != created:
                     rows.append((engine, v.name, created, now))
                 elif old[1] > now:

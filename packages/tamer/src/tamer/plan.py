@@ -231,6 +231,8 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
     for v in inv.volumes:
         users = users_of.get(v.name, [])
         last, since = volume_last_used(v.name, hist, clock)
+        if last is not None and v.created is not None and last < v.created:
+            last = v.created  # never used before it existed: that time came from a wrong clock
         code, facts, needs_backup = _volume_verdict(v, users, removed_containers, last, since, policy, now,
                                                     backup_available)
         size = volume_freed_bytes(v)
