@@ -43,6 +43,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     backup.add_argument("--pause-users", action="store_true",
                         help="pause the running containers using it while reading (a consistent copy)")
     backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    backup.add_argument("--writer", choices=("auto", "tar", "python"), default="auto",
+                        help="archive writer: GNU tar when installed (auto), or tamer's own (python)")
     backup.set_defaults(handler=run_backup)
 
     verify = vsub.add_parser("verify", parents=[common], help="re-read a backup and check every checksum")
@@ -53,6 +55,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     restore.add_argument("file")
     restore.add_argument("name")
     restore.add_argument("--at", metavar="PATH", help="place the new volume's data at PATH")
+    restore.add_argument("--privileged", action="store_true",
+                         help="also restore set-user/group-id bits and security.*/trusted.* xattrs "
+                         "(dropped and listed otherwise)")
+    restore.add_argument("--allow-tmpfs", action="store_true", help="accept an --at folder on tmpfs/ramfs "
+                         "(lost at reboot)")
     restore.set_defaults(handler=run_restore)
 
     move = vsub.add_parser("move", parents=[common, _acting()], help="move a volume's data to PATH, verified, "
@@ -148,7 +155,8 @@ def _require_root(engine: Any, action: str, *, write: bool) -> None:
 def run_backup(args: argparse.Namespace) -> Outcome:
     engine = connect(args.host)
     _require_root(engine, "volume backup", write=False)
-    r = bk.backup_volume(engine, args.name, Path(args.output), pause_users=args.pause_users, overwrite=args.force)
+    r = bk.backup_volume(engine, args.name, Path(args.output), pause_users=args.pause_users, overwrite=args.force,
+                         writer=args.writer)
     text = [f"backed up volume {r.volume}: {r.files} files, {human_bytes(r.bytes)} -> {r.path} "
             f"({human_bytes(r.archive_bytes)}, mode 0600)", f"sha256 {r.sha256}"]
     if r.paused:
@@ -173,8 +181,8 @@ def run_verify(args: argparse.Namespace) -> Outcome:
 def run_restore(args: argparse.Namespace) -> Outcome:
     engine = connect(args.host)
     _require_root(engine, "volume restore", write=True)
-    plan = bk.plan_restore(engine, Path(args.file), args.name, at=args.at)
-    r = bk.apply_restore(engine, plan)
+    plan = bk.plan_restore(engine, Path(args.file), args.name, at=args.at, allow_volatile=args.allow_tmpfs)
+    r = bk.apply_restore(engine, plan, privileged=args.privileged)
     how = "new" if r.created else "empty"
     lines = [f"restored {r.files} files ({human_bytes(r.bytes)}) into {how} volume {r.volume} at {r.data_path}; "
              "every checksum verified"]
