@@ -126,6 +126,98 @@ def read_raw_snapshot(engine: Engine, *, sizing: str = "auto",
     )
 
 
+LISTED_KINDS = ("images", "containers", "volumes", "cache")
+
+
+def read_for_listing(engine: Engine, kind: str) -> RawSnapshot:
+    """What `tamer ls KIND` shows when no size was asked for: only the reads that kind needs, no walk.
+
+    containers: the container list plus each one's record (the engine's files when the data-root
+    is readable here, else an inspect). volumes: the volume list plus the container list (who
+    uses what) and the images whose declared VOLUMEs may have made an anonymous one. images: the
+    image list, their inspects and the container list (who uses them). cache: the engine's
+    build-cache records. Sizes stay unknown (None) except what the engine's lists carry (an
+    image's SIZE); the snapshot has neither `local` nor `engine_df`.
+    """
+    if kind not in LISTED_KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+    taken_at = time.time()
+    warnings: list[str] = []
+    info = engine.info()
+    containers: list[JSON] = []
+    images: list[JSON] = []
+    volumes: list[JSON] = []
+    build_cache: list[JSON] = []
+    if kind == "containers":
+        data_root = str(info.get("DockerRootDir", ""))
+        reason = why_not_local(engine.where, data_root)
+        containers = _container_records(engine, data_root, str(info.get("Driver", "")), reason is None, warnings)
+    elif kind == "volumes":
+        volumes = engine.volumes()
+        containers = [_container_from_list(c) for c in engine.containers()]
+        anonymous_users = {c["Image"] for c in containers if any(
+            m.get("Type") == "volume" and m.get("Name") for m in c["Mounts"])}
+        images = _image_records(engine, [{"Id": i} for i in sorted(anonymous_users) if i], warnings)
+    elif kind == "images":
+        containers = [_container_from_list(c) for c in engine.containers()]
+        images = _image_records(engine, engine.images(), warnings)
+    elif engine.supports("1.42"):
+        build_cache = list(engine.system_df(["build-cache"]).get("BuildCache") or [])
+    else:
+        build_cache = list(engine.system_df().get("BuildCache") or [])
+    return RawSnapshot(
+        taken_at=taken_at, host=engine.where, api_version=engine.api_version,
+        info={k: info.get(k) for k in ("DockerRootDir", "Driver", "ServerVersion", "ID", "Name")},
+        containers=containers, images=images, volumes=volumes, build_cache=build_cache,
+        engine_df=None, local=None, warnings=warnings,
+    )
+
+
+def _container_records(engine: Engine, data_root: str, driver: str, local: bool, warnings: list[str]) -> list[JSON]:
+    containers: list[JSON] = []
+    to_inspect = []
+    for entry in engine.containers():
+        fast = container_from_datastore(data_root, driver, entry) if local else None
+        if fast is None:
+            to_inspect.append(entry["Id"])
+        else:
+            containers.append(fast)
+    for cid, data in engine.inspect_many("container", to_inspect).items():
+        if data is None:
+            warnings.append(f"container {cid[:12]} vanished while being read; skipped")
+        else:
+            containers.append(data)
+    return containers
+
+
+def _image_records(engine: Engine, image_list: list[JSON], warnings: list[str]) -> list[JSON]:
+    image_inspect = engine.inspect_many("image", [i["Id"] for i in image_list])
+    images = []
+    for entry in image_list:
+        data = image_inspect.get(entry["Id"])
+        if data is None:
+            warnings.append(f"image {entry['Id'][7:19]} vanished while being read; skipped")
+            continue
+        images.append({"list": entry, "inspect": data,
+                       "chain_ids": chain_ids(list((data.get("RootFS") or {}).get("Layers") or []))})
+    return images
+
+
+def _container_from_list(listed: JSON) -> JSON:
+    """The inspect-shaped part of a container that its list entry already holds (who it is, what it uses).
+
+    Enough for the volume and image views (users, owners); the fields only an inspect has
+    (exit code, restart policy, log settings) stay empty, and those views do not show them.
+    """
+    names = listed.get("Names") or [""]
+    return {
+        "Id": listed["Id"], "Name": names[0], "Created": listed.get("Created"),
+        "Image": listed.get("ImageID") or "", "State": {"Status": listed.get("State")},
+        "Config": {"Image": listed.get("Image"), "Labels": listed.get("Labels") or {}},
+        "Mounts": listed.get("Mounts") or [], "HostConfig": {}, "_source": "list",
+    }
+
+
 def _measure_locally(data_root: str, driver: str, containers: list[JSON], images: list[JSON],
                      volumes: list[JSON], warnings: list[str],
                      progress: Callable[[int, int], None] | None) -> JSON:

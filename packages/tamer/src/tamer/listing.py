@@ -9,12 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from tamer.accounting import container_bytes, volume_bytes
 from tamer.errors import UsageError
-from tamer.inventory import BuildCache, Container, Image, Inventory, Volume
 from tamer.report.units import parse_duration
+
+if TYPE_CHECKING:
+    from tamer.inventory import BuildCache, Container, Image, Inventory, Volume
+
+# The object types are imported where they are used, not here: the CLI reads KINDS, FILTER_KEYS
+# and SORT_KEYS to build its parser, and `tamer ls --help` or a bad filter must not pay for the
+# inventory's import.
 
 KINDS = ("images", "containers", "volumes", "cache")
 FILTER_KEYS: dict[str, tuple[str, ...]] = {
@@ -26,7 +31,7 @@ FILTER_KEYS: dict[str, tuple[str, ...]] = {
 SORT_KEYS = ("size", "age", "name")
 CONTAINER_STATES = ("running", "paused", "restarting", "created", "exited", "dead", "removing")
 
-Obj = Image | Container | Volume | BuildCache
+Obj: TypeAlias = "Image | Container | Volume | BuildCache"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,9 @@ def _labels(obj: Obj) -> dict[str, str]:
 
 
 def size_of(obj: Obj) -> int:
+    from tamer.accounting import container_bytes, volume_bytes
+    from tamer.inventory import Container, Image, Volume
+
     if isinstance(obj, Image):
         return obj.size
     if isinstance(obj, Container):
@@ -88,6 +96,8 @@ def size_of(obj: Obj) -> int:
 
 
 def name_of(obj: Obj) -> str:
+    from tamer.inventory import Container, Image, Volume
+
     if isinstance(obj, Image):
         return obj.display_name
     if isinstance(obj, Container | Volume):
@@ -96,6 +106,8 @@ def name_of(obj: Obj) -> str:
 
 
 def _matches(obj: Obj, f: Filter, now: datetime) -> bool:
+    from tamer.inventory import BuildCache, Container, Image, Volume
+
     checks: dict[str, Callable[[], bool]] = {
         "dangling": lambda: isinstance(obj, Image) and obj.dangling == _truthy(f.value),
         "unused": lambda: isinstance(obj, Image) and (not obj.containers) == _truthy(f.value),
@@ -113,6 +125,8 @@ def _matches(obj: Obj, f: Filter, now: datetime) -> bool:
 
 
 def _older(obj: Obj, value: str, now: datetime) -> bool:
+    from tamer.inventory import BuildCache, Container
+
     when = obj.last_used if isinstance(obj, BuildCache) and obj.last_used else _created(obj)
     if isinstance(obj, Container) and obj.finished and not obj.running:
         when = obj.finished  # a stopped container's age is how long it has been stopped
@@ -131,8 +145,9 @@ def select(inv: Inventory, kind: str, filters: Sequence[str] = (), sort: str = "
     if sort not in SORT_KEYS:
         raise UsageError(f"unknown sort key {sort!r}: expected one of {', '.join(SORT_KEYS)}")
     now = now or inv.taken_at
-    objs: Sequence[Obj] = {"images": list[Obj](inv.images), "containers": list[Obj](inv.containers),
-                           "volumes": list[Obj](inv.volumes), "cache": list[Obj](inv.build_cache)}[kind]
+    by_kind: dict[str, Sequence[Obj]] = {"images": inv.images, "containers": inv.containers,
+                                         "volumes": inv.volumes, "cache": inv.build_cache}
+    objs = by_kind[kind]
     chosen = [o for o in objs if all(_matches(o, f, now) for f in parsed)]
     if sort == "size":
         chosen.sort(key=lambda o: (-size_of(o), name_of(o)))

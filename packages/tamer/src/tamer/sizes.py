@@ -18,9 +18,7 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -157,6 +155,10 @@ def measure_trees(roots: Mapping[K, str], *, skip: Iterable[str] = (), stay_on_d
                 progress(i + 1, len(tasks))
     else:
         # Bigger tasks are unknown in advance; small chunks keep the workers balanced.
+        # imported here: the pool (multiprocessing) costs ~9 ms to import, and a listing never walks
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("fork")) as pool:
             parts = []
             for i, part in enumerate(pool.map(_task, [a for _, a in tasks], chunksize=4)):

@@ -7,6 +7,11 @@ copies every attribute back, defaults included, so `tamer -H ADDR clean` used to
 parser in the tree has those options with no default at all (SUPPRESS), whoever defined
 them and however, so only a value given on the command line ever lands in the namespace;
 the defaults are filled in once, after parsing.
+
+Start-up is part of the interface (`tamer --help` must feel instant): the command modules are
+imported only for the command on the command line (COMMANDS says which module registers which
+command and the one-line help the top-level listing shows), and none of them imports the docker
+SDK at import time. `tamer --help`, `tamer --version` and a bad command import no command module.
 """
 
 from __future__ import annotations
@@ -110,23 +115,75 @@ def make_global_options_win(parser: argparse.ArgumentParser) -> None:
             p._defaults.pop(opt.dest, None)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from tamer.cli import clean_cmds, inspect_cmds, volume_cmds
+@dataclass(frozen=True)
+class Command:
+    """A top-level command: the module whose `register(sub, common)` defines it, and its one-line help."""
 
+    name: str
+    module: str
+    help: str
+
+
+# In the order `tamer --help` lists them. A module registers all of its commands at once.
+COMMANDS = (
+    Command("df", "tamer.cli.inspect_cmds", "what everything costs, what could go, who owns it"),
+    Command("ls", "tamer.cli.inspect_cmds", "list images, containers, volumes or build cache"),
+    Command("plan", "tamer.cli.clean_cmds", "preview what a clean would remove, and why"),
+    Command("clean", "tamer.cli.clean_cmds", "remove what the policy allows (preview by default)"),
+    Command("policy", "tamer.cli.clean_cmds", "check or show a cleanup policy"),
+    Command("watch", "tamer.cli.clean_cmds", "record when images and volumes are used (for LRU)"),
+    Command("volume", "tamer.cli.volume_cmds", "place, move, back up and restore named volumes"),
+    Command("adopt", "tamer.cli.volume_cmds",
+            "name a container's anonymous volumes and re-create it using them; previews unless --apply"),
+    Command("run", "tamer.cli.volume_cmds", "run a container with every declared VOLUME named (and placed)"),
+)
+_COMMAND_NAMES = tuple(c.name for c in COMMANDS)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser tree; given `argv`, only the tree its command needs.
+
+    With `argv`, only the module of the command named there is imported and registered; every
+    other command is a placeholder that carries its help line (enough for `tamer --help` and for
+    argparse to name the valid choices). `parse_command_line` re-parses with the whole tree in
+    the one case where the placeholder would be reached.
+    """
+    import importlib
+
+    wanted = None if argv is None else _scan(argv, _COMMAND_NAMES).command
     common = global_options_parser()
     parser = _Parser(prog="tamer", description="Keep a Docker host from becoming a 100 GB blob.",
                      parents=[common])
+    parser.add_argument("--version", action="store_true", help="print tamer's version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-    inspect_cmds.register(sub, common)
-    clean_cmds.register(sub, common)
-    volume_cmds.register(sub, common)
+    modules = list(dict.fromkeys(c.module for c in COMMANDS if argv is None or c.name == wanted))
+    for name in modules:
+        importlib.import_module(name).register(sub, common)
+    for command in COMMANDS:
+        if command.name not in sub.choices:
+            sub.add_parser(command.name, help=command.help, add_help=False)
+    order = {name: i for i, name in enumerate(_COMMAND_NAMES)}
+    sub._choices_actions.sort(key=lambda a: order.get(a.dest, len(order)))
     make_global_options_win(parser)
     return parser
+
+
+def parse_command_line(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parse `argv` with the lean parser (see build_parser); the whole tree only if it must."""
+    parser = build_parser(argv)
+    args = parse_args(parser, argv)
+    if args.command is not None and not getattr(args, "handler", None):
+        # the scan did not see the command argparse chose (cannot happen today): be right, not fast
+        parser = build_parser()
+        args = parse_args(parser, argv)
+    return parser, args
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     """Parse `argv`, then give each global option not given anywhere its default."""
     args = parser.parse_args(list(argv))
+    if not hasattr(args, "version"):
+        args.version = False
     for opt in GLOBAL_OPTIONS:
         if not hasattr(args, opt.dest):
             setattr(args, opt.dest, opt.default)
@@ -189,18 +246,20 @@ def _main(args_list: list[str]) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StateUnavailable)
         try:
-            parser = build_parser()
-            commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-            scan = _scan(args_list, list(commands))
-            args = parse_args(parser, args_list)
+            scan = _scan(args_list, _COMMAND_NAMES)
+            parser, args = parse_command_line(args_list)
             scan = _Scan(args.json, args.traceback, args.command)
-            if not getattr(args, "handler", None):
+            if args.version:
+                outcome = Outcome({"name": "tamer", "version": _version()}, f"tamer {_version()}")
+            elif not getattr(args, "handler", None):
+                commands = _COMMAND_NAMES
                 if args.json:
                     raise UsageError(f"no command given; expected one of {', '.join(commands)} "
                                      "(see `tamer --help`)")
                 _write(sys.stdout, parser.format_help().rstrip())
                 return 0
-            outcome: Outcome = args.handler(args)
+            else:
+                outcome = args.handler(args)
         except KeyboardInterrupt:
             return _fail(scan, 130, "interrupted", _notes(caught, notes))
         except TamerError as exc:
@@ -221,6 +280,12 @@ def _main(args_list: list[str]) -> int:
         if outcome.text:
             _write(sys.stdout, outcome.text)
     return outcome.exit_code
+
+
+def _version() -> str:
+    from tamer import __version__
+
+    return __version__
 
 
 def _notes(caught: list[warnings.WarningMessage], into: list[str]) -> list[str]:

@@ -1,19 +1,24 @@
-"""`tamer df` and `tamer ls`: read-only views of the host."""
+"""`tamer df` and `tamer ls`: read-only views of the host.
+
+Only what registering the commands needs is imported at the top; each handler imports what
+it uses, so `tamer ls --help` or a bad filter costs no more than `tamer --help`.
+`tamer ls` sizes nothing unless asked (`--size`, or `--sort size`): a listing reads only the
+engine's lists and records, as `docker ps -a` does, and no folder is walked.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tamer.accounting import disk_report
 from tamer.cli.app import Outcome
-from tamer.cli.progress import Progress
-from tamer.collect import SIZING_CHOICES, read_raw_snapshot
-from tamer.engine import Engine, connect
-from tamer.inventory import Inventory, build_inventory
-from tamer.journal import observe_orphan_clock
-from tamer.listing import FILTER_KEYS, KINDS, SORT_KEYS, parse_filters, select
-from tamer.report.views import df_json, ls_json, render_df, render_ls
+from tamer.listing import FILTER_KEYS, KINDS, SORT_KEYS, parse_filters
+
+if TYPE_CHECKING:
+    from tamer.engine import Engine
+    from tamer.inventory import Inventory
+
+SIZING_CHOICES = ("auto", "local", "engine")  # as tamer.collect.SIZING_CHOICES (checked by a unit test)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -31,7 +36,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ls.add_argument("kind", nargs="?", default="containers", help=f"one of {', '.join(KINDS)}")
     ls.add_argument("--filter", "-f", action="append", default=[], metavar="KEY=VALUE",
                     help=f"repeatable; keys per kind: {keys}")
-    ls.add_argument("--sort", default="size", choices=SORT_KEYS, help="largest first, oldest first, or by name")
+    ls.add_argument("--sort", default=None, choices=SORT_KEYS,
+                    help="largest first, oldest first, or by name (default: size with --size, else name)")
+    ls.add_argument("-s", "--size", action="store_true",
+                    help="measure sizes (walks the data-root when local; slower on big hosts)")
     ls.set_defaults(handler=run_ls)
 
 
@@ -46,6 +54,11 @@ def _positive(text: str) -> int:
 
 
 def read_inventory(args: argparse.Namespace, engine: Engine | None = None) -> Inventory:
+    from tamer.cli.progress import Progress
+    from tamer.collect import read_raw_snapshot
+    from tamer.engine import connect
+    from tamer.inventory import build_inventory
+
     progress = Progress("sizing", enabled=not (args.json or args.quiet))
     try:
         raw = read_raw_snapshot(engine or connect(args.host), sizing=args.sizing, progress=progress)
@@ -55,6 +68,10 @@ def read_inventory(args: argparse.Namespace, engine: Engine | None = None) -> In
 
 
 def run_df(args: argparse.Namespace) -> Outcome:
+    from tamer.accounting import disk_report
+    from tamer.journal import observe_orphan_clock
+    from tamer.report.views import df_json, render_df
+
     inv = read_inventory(args)
     observe_orphan_clock(inv)  # every look starts the orphan clock of newly orphaned volumes (never fails)
     report = disk_report(inv, top_n=args.top)
@@ -64,7 +81,23 @@ def run_df(args: argparse.Namespace) -> Outcome:
 def run_ls(args: argparse.Namespace) -> Outcome:
     # validate before touching the engine: bad input changes nothing and costs nothing
     parse_filters(args.kind, args.filter)
-    inv = read_inventory(args)
-    objs = select(inv, args.kind, args.filter, args.sort)
-    return Outcome({"kind": args.kind, "items": ls_json(objs), "sizing": inv.sizing},
-                   render_ls(args.kind, objs, inv.taken_at))
+    from tamer.listing import select
+    from tamer.report.views import ls_json, render_ls
+
+    sort = args.sort or ("size" if args.size else "name")
+    sized = args.size or sort == "size" or args.sizing != "auto"
+    if sized:
+        inv = read_inventory(args)
+        sizing = inv.sizing
+    else:
+        from tamer.collect import read_for_listing
+        from tamer.engine import connect
+        from tamer.inventory import build_inventory
+
+        inv = build_inventory(read_for_listing(connect(args.host), args.kind))
+        sizing = "none"
+    objs = select(inv, args.kind, args.filter, sort)
+    # only the form that will be printed is built (turning 2,000 objects into JSON costs more than listing them)
+    if args.json:
+        return Outcome({"kind": args.kind, "items": ls_json(objs), "sizing": sizing}, "")
+    return Outcome(None, render_ls(args.kind, objs, inv.taken_at, sized=sized))

@@ -3,6 +3,11 @@
 Returns plain inspect JSON (dicts). Every call goes through `translated`, so a
 caller only ever sees TamerError subclasses. Works with API 1.41 (Debian's
 20.10) and newer engines (1.43+); where they differ it says so.
+
+On a unix socket the reads (lists, inspects, info, df) go through the lean
+standard-library transport (tamer.engine.transport) and docker-py is imported
+only when something else is asked for (a mutation, events, an upload): a
+command that only reads never pays its import. The answers are the same JSON.
 """
 
 from __future__ import annotations
@@ -10,14 +15,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tamer.engine.errors import translated
+from tamer.engine.transport import Params, UnixTransport
 from tamer.errors import ObjectNotFound
+
+if TYPE_CHECKING:
+    import docker
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -53,6 +58,17 @@ def connect(host: str | None = None, *, timeout: float = 120.0, answer_within: f
     """
     where = resolve_host(host)
     first = ANSWER_TIMEOUT_S if answer_within is None else answer_within
+    if where.startswith("unix://"):
+        lean = UnixTransport(where.removeprefix("unix://"), timeout=timeout)
+        with translated(where, "connect"):
+            version = lean.get("/version", timeout=first)
+            api_version = str((version or {}).get("ApiVersion") or "")
+            if not api_version:
+                raise ConnectionError(f"{where} answered /version without an API version: not a Docker engine?")
+        lean.prefix = f"/v{api_version}"
+        return Engine(None, where, lean=lean, api_version=api_version, timeout=timeout)
+    import docker
+
     with translated(where, "connect"):
         api = docker.APIClient(base_url=where, version="auto", timeout=first,
                                max_pool_size=INSPECT_CONCURRENCY + 2)
@@ -71,10 +87,33 @@ def _api_at_least(version: str, wanted: str) -> bool:
 class Engine:
     """One connected Docker engine. Create it with `connect()`."""
 
-    def __init__(self, api: docker.APIClient, where: str) -> None:
-        self._api = api
+    def __init__(self, api: docker.APIClient | None, where: str, *, lean: UnixTransport | None = None,
+                 api_version: str | None = None, timeout: float = 120.0) -> None:
+        if api is None and (lean is None or api_version is None):
+            raise ValueError("Engine needs a docker-py client, or the lean transport and its API version")
+        self._docker_py = api
+        self._lean = lean
+        self._timeout = timeout
         self.where = where
-        self.api_version: str = str(api.api_version)
+        self.api_version: str = str(api.api_version) if api is not None else str(api_version)
+
+    @property
+    def _api(self) -> docker.APIClient:
+        """docker-py's client, made on first use (importing it costs more than most reads)."""
+        if self._docker_py is None:
+            import docker
+
+            with translated(self.where, "connect"):
+                self._docker_py = docker.APIClient(base_url=self.where, version=self.api_version,
+                                                   timeout=self._timeout, max_pool_size=INSPECT_CONCURRENCY + 2)
+        return self._docker_py
+
+    def _read(self, what: str, path: str, params: Params | None, fallback: Callable[[], Any]) -> Any:
+        """GET `path` over the lean transport when there is one, else docker-py's `fallback`."""
+        if self._lean is not None:
+            lean = self._lean
+            return self._call(what, lambda: lean.get(path, params))
+        return self._call(what, fallback)
 
     # -- helpers -------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -101,35 +140,42 @@ class Engine:
 
         if not ids:
             return {}
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(INSPECT_CONCURRENCY, len(ids))) as pool:
             return dict(zip(ids, pool.map(one, ids), strict=True))
 
     # -- reading -------------------------------------------------------------
     def info(self) -> JSON:
-        return self._call("read engine info", self._api.info)
+        return dict(self._read("read engine info", "/info", None, lambda: self._api.info()))
 
     def version(self) -> JSON:
-        return self._call("read engine version", self._api.version)
+        return dict(self._read("read engine version", "/version", None, lambda: self._api.version()))
 
     def containers(self) -> list[JSON]:
         """All containers, running or not (the list form, without sizes)."""
-        return self._call("list containers", lambda: self._api.containers(all=True))
+        return list(self._read("list containers", "/containers/json", {"all": 1},
+                               lambda: self._api.containers(all=True)))
 
     def inspect_container(self, container: str) -> JSON:
-        return self._call(f"inspect container {container}", lambda: self._api.inspect_container(container))
+        return dict(self._read(f"inspect container {container}", f"/containers/{container}/json", None,
+                               lambda: self._api.inspect_container(container)))
 
     def images(self) -> list[JSON]:
         """All images, intermediate ones included."""
-        return self._call("list images", lambda: self._api.images(all=False))
+        return list(self._read("list images", "/images/json", {"all": 0}, lambda: self._api.images(all=False)))
 
     def inspect_image(self, image: str) -> JSON:
-        return self._call(f"inspect image {image}", lambda: self._api.inspect_image(image))
+        return dict(self._read(f"inspect image {image}", f"/images/{image}/json", None,
+                               lambda: self._api.inspect_image(image)))
 
     def volumes(self) -> list[JSON]:
-        return self._call("list volumes", lambda: self._api.volumes().get("Volumes") or [])
+        listed = self._read("list volumes", "/volumes", None, lambda: self._api.volumes())
+        return list((listed or {}).get("Volumes") or [])
 
     def inspect_volume(self, volume: str) -> JSON:
-        return self._call(f"inspect volume {volume}", lambda: self._api.inspect_volume(volume))
+        return dict(self._read(f"inspect volume {volume}", f"/volumes/{volume}", None,
+                               lambda: self._api.inspect_volume(volume)))
 
     def system_df(self, kinds: Iterable[str] | None = None) -> JSON:
         """The engine's own disk usage figures (`docker system df -v`).
@@ -140,9 +186,9 @@ class Engine:
         """
         if kinds is not None and self.supports("1.42"):
             params = [("type", k) for k in kinds]
-            return self._call("read disk usage", lambda: self._api._result(
-                self._api._get(self._api._url("/system/df"), params=params), True))
-        return self._call("read disk usage", self._api.df)
+            return dict(self._read("read disk usage", "/system/df", params, lambda: self._api._result(
+                self._api._get(self._api._url("/system/df"), params=params), True)))
+        return dict(self._read("read disk usage", "/system/df", None, lambda: self._api.df()))
 
     def events(self, *, since: float | None = None, until: float | None = None,
                filters: JSON | None = None) -> Iterator[JSON]:
@@ -181,7 +227,9 @@ class Engine:
             filters["volume"] = volume
         if image:
             filters["ancestor"] = image
-        return self._call("list containers", lambda: self._api.containers(all=True, filters=filters))
+        return list(self._read("list containers", "/containers/json",
+                               {"all": 1, "filters": json.dumps({k: [v] for k, v in filters.items()})},
+                               lambda: self._api.containers(all=True, filters=filters)))
 
     @property
     def api(self) -> docker.APIClient:
@@ -201,8 +249,9 @@ class Engine:
 
     def containers_using_volume(self, name: str) -> list[JSON]:
         """Containers (any state) that mount volume `name`, as list entries."""
-        return self._call(f"list containers using volume {name}", lambda: self._api.containers(
-            all=True, filters={"volume": name}))
+        return list(self._read(f"list containers using volume {name}", "/containers/json",
+                               {"all": 1, "filters": json.dumps({"volume": [name]})},
+                               lambda: self._api.containers(all=True, filters={"volume": name})))
 
     def create_container_raw(self, body: JSON, *, name: str | None = None) -> str:
         """POST /containers/create with a full body (Config fields + HostConfig + NetworkingConfig).

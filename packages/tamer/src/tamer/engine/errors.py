@@ -1,14 +1,21 @@
-"""One translator from docker-py / transport exceptions to TamerError subclasses."""
+"""One translator from docker-py / transport exceptions to TamerError subclasses.
+
+It never imports docker-py or requests itself: an exception can only be one of theirs when
+they were imported already (the lean transport raises EngineHTTPError and OS errors), so
+their classes are looked up in sys.modules. Start-up stays free of their import cost.
+"""
 
 from __future__ import annotations
 
 import errno
+import http.client
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
 
-import docker.errors
-import requests.exceptions
-
+from tamer.engine.transport import EngineHTTPError
 from tamer.errors import EngineError, EnginePermissionDenied, EngineUnreachable, ObjectNotFound, TamerError
 
 START_HINT = (
@@ -37,10 +44,23 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         todo += [c for c in (cur.__cause__, cur.__context__) if c is not None]
 
 
+def _loaded(name: str) -> ModuleType | None:
+    """A module if something already imported it (then its exceptions can occur), else None."""
+    return sys.modules.get(name)
+
+
+def _is(exc: BaseException, module: ModuleType | None, *names: str) -> bool:
+    if module is None:
+        return False
+    classes: tuple[Any, ...] = tuple(getattr(module, n) for n in names)
+    return isinstance(exc, classes)
+
+
 def _timed_out(exc: BaseException) -> bool:
     # docker-py wraps the first request's timeout in a DockerException; look through the chain
-    return any(isinstance(e, requests.exceptions.Timeout | TimeoutError) and not
-               isinstance(e, requests.exceptions.ConnectTimeout) for e in _chain(exc))
+    requests_exceptions = _loaded("requests.exceptions")
+    return any((isinstance(e, TimeoutError) or _is(e, requests_exceptions, "Timeout"))
+               and not _is(e, requests_exceptions, "ConnectTimeout") for e in _chain(exc))
 
 
 def _caused_by_permission(exc: BaseException) -> bool:
@@ -76,20 +96,21 @@ def translate(exc: BaseException, *, where: str, what: str = "") -> TamerError:
     if _timed_out(exc):
         return EngineUnreachable(f"the Docker engine at {where} did not answer in time{doing} ({_short(exc)}); "
                                  + NOT_RESPONDING_HINT.format(where=where))
-    if isinstance(exc, docker.errors.NotFound):
+    docker_errors, requests_exceptions = _loaded("docker.errors"), _loaded("requests.exceptions")
+    if (isinstance(exc, EngineHTTPError) and exc.status == 404) or _is(exc, docker_errors, "NotFound"):
         return ObjectNotFound(f"not found{doing}: {_explanation(exc)}; run `tamer ls` to see what exists")
-    if isinstance(exc, docker.errors.APIError):
+    if isinstance(exc, EngineHTTPError) or _is(exc, docker_errors, "APIError"):
         return EngineError(f"the engine at {where} refused{doing}: {_explanation(exc)}")
-    if isinstance(exc, docker.errors.DockerException | requests.exceptions.ConnectionError | FileNotFoundError
-                  | ConnectionError):
+    if isinstance(exc, FileNotFoundError | ConnectionError) or _is(exc, docker_errors, "DockerException") \
+            or _is(exc, requests_exceptions, "ConnectionError"):
         return EngineUnreachable(f"no Docker engine answered at {where}{doing} ({_short(exc)}); {START_HINT}")
-    if isinstance(exc, requests.exceptions.RequestException):
+    if isinstance(exc, http.client.HTTPException | OSError) or _is(exc, requests_exceptions, "RequestException"):
         return EngineUnreachable(f"talking to the Docker engine at {where} failed{doing} ({_short(exc)}); {START_HINT}")
     return EngineError(f"unexpected error from the engine at {where}{doing}: {_short(exc)}")
 
 
-def _explanation(exc: docker.errors.APIError) -> str:
-    explanation = exc.explanation
+def _explanation(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
     if isinstance(explanation, bytes):
         explanation = explanation.decode(errors="replace")
     return str(explanation or exc)

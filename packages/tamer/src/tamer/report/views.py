@@ -77,9 +77,11 @@ def df_json(report: DiskReport, inv: Inventory) -> dict[str, Any]:
     return data
 
 
-def render_ls(kind: str, objs: Sequence[Any], now: datetime) -> str:
+def render_ls(kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = True) -> str:
+    """`sized` False: nothing was measured (sizes show as "?"), only what the engine's lists carry."""
     if kind == "images":
-        rows = [[_short(i.display_name, 40), i.short_id, human_bytes(i.size), human_bytes(i.shared_size),
+        rows = [[_short(i.display_name, 40), i.short_id, human_bytes(i.size),
+                 human_bytes(i.shared_size if sized else None),
                  str(len(i.containers)), human_age(i.created, now), "dangling" if i.dangling else "", i.owner]
                 for i in objs]
         return render_table(["IMAGE", "ID", "SIZE", "SHARED", "CONTAINERS", "AGE", "", "OWNER"], rows,
