@@ -35,7 +35,7 @@ from typing import Any
 
 from tamer.engine import Engine
 from tamer.errors import EngineUnreachable, ObjectNotFound, TamerError
-from tamer.inventory import RUNNING_STATES, Inventory, is_anonymous_volume, parse_time
+from tamer.inventory import RUNNING_STATES, Inventory, engine_identity, is_anonymous_volume, parse_time
 from tamer.journal import Journal, StepStatus
 from tamer.operation import faults, operation_lock
 from tamer.plan import Action, LastUsed, Plan, make_plan
@@ -121,8 +121,9 @@ def backup_before_removal(engine: Engine, name: str) -> Path:
 
 
 def check_engine(engine: Engine, plan: Plan) -> None:
-    """Refuse (WrongEngine) unless `engine` is the engine the plan was made on."""
-    live = str(engine.info().get("ID") or "")
+    """Refuse (WrongEngine) unless `engine` is the engine the plan was made on (its ID and data root:
+    engines on one host share the ID)."""
+    live = engine_identity(engine.info())
     if not plan.engine_id:
         raise WrongEngine(f"the plan records no engine ID, so tamer cannot tell which engine it was made for; "
                           f"expected a plan made by this tamer; make a new one against {engine.where}; nothing "
@@ -275,12 +276,14 @@ def _recheck_volume(engine: Engine, action: Action) -> bool:
     if users:
         raise _Keep(Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/")
                                                   for u in users[:3]]})
-    created = parse_time(data.get("CreatedAt"))
-    if "created" in action.fingerprint and (created.isoformat() if created else None) != action.fingerprint["created"]:
-        raise _Keep(Reason.REPLACED)
+    # a symlinked _data is checked before the creation time: engine 20.10 reports the link target's mtime as
+    # CreatedAt, so the link alone would read as "replaced", the less precise reason
     mountpoint = str(data.get("Mountpoint") or "")
     if data.get("Driver") == "local" and mountpoint and os.path.islink(mountpoint):
         raise _Keep(Reason.SYMLINKED_NOW, {"data_path": os.path.realpath(mountpoint)})
+    created = parse_time(data.get("CreatedAt"))
+    if "created" in action.fingerprint and (created.isoformat() if created else None) != action.fingerprint["created"]:
+        raise _Keep(Reason.REPLACED)
     return not is_anonymous_volume(str(data.get("Name") or action.id), dict(data.get("Labels") or {}))
 
 

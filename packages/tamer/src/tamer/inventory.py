@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -185,13 +186,25 @@ class BuildCache:
     description: str
 
 
+def engine_identity(info: Mapping[str, Any]) -> str:
+    """Which engine `docker info` describes, whatever address reached it: its ID and its data root.
+
+    The ID alone is not enough: engine 20.10 derives it from the host's /etc/docker/key.json, so every
+    engine on one host (a second dockerd, a sandbox) shares it; two engines never share a data root.
+    Returns "" when the engine reports no ID.
+    """
+    ident = str(info.get("ID") or "")
+    root = str(info.get("DockerRootDir") or "")
+    return f"{ident}@{root}" if ident and root else ident
+
+
 @dataclass(frozen=True)
 class Inventory:
     """What is on one Docker host, and what it costs."""
 
     taken_at: datetime
     host: str
-    engine_id: str  # `docker info`'s ID: which engine this is, whatever address reached it
+    engine_id: str  # engine_identity(): which engine this is, whatever address reached it
     api_version: str
     server_version: str
     data_root: str
@@ -425,7 +438,7 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
     info = raw.info
     return Inventory(
         taken_at=datetime.fromtimestamp(raw.taken_at, tz=UTC), host=raw.host,
-        engine_id=str(info.get("ID") or ""), api_version=raw.api_version,
+        engine_id=engine_identity(info), api_version=raw.api_version,
         server_version=str(info.get("ServerVersion", "")), data_root=str(info.get("DockerRootDir", "")),
         storage_driver=str(info.get("Driver", "")), sizing="local" if raw.local else "engine",
         images=tuple(images), containers=tuple(containers), volumes=tuple(volumes), build_cache=cache,

@@ -20,7 +20,7 @@ import pytest
 from tamer.apply import Current, WrongEngine, apply_plan
 from tamer.collect import read_raw_snapshot
 from tamer.errors import TamerError
-from tamer.inventory import build_inventory
+from tamer.inventory import build_inventory, engine_identity
 from tamer.journal import Journal, StepStatus
 from tamer.plan import Action, Plan, container_fingerprint, image_fingerprint, volume_fingerprint
 from tamer.policy import load_policy, policy_to_json
@@ -216,7 +216,7 @@ def _snapshot(eng: Any) -> Current:
 
 def _hand_plan(eng: Any, actions: list[Action], policy_text: str, engine_id: str | None = None) -> Plan:
     policy = load_policy(policy_text)
-    return Plan(host=eng.host, engine_id=engine_id or str(eng.engine.info()["ID"]), policy="hand-built",
+    return Plan(host=eng.host, engine_id=engine_id or engine_identity(eng.engine.info()), policy="hand-built",
                 rules=policy_to_json(policy), made_at="2026-01-01T00:00:00+00:00", actions=tuple(actions),
                 refusals=())
 

@@ -1,0 +1,60 @@
+"""Attack: two engines on one host share `docker info`'s ID (it is the host's /etc/docker/key.json), so
+the ID alone does not tell them apart. A plan made on one must never act on the other."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tamer.sandbox import PrivateEngine, why_no_private_engine
+
+BUSYBOX = "tamer-test/busybox:1"
+
+
+@pytest.fixture
+def second_engine() -> Iterator[PrivateEngine]:
+    reason = why_no_private_engine()
+    if reason:
+        pytest.skip(reason)
+    sandbox = PrivateEngine.create()
+    try:
+        sandbox.start()
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def _docker(host: str, *args: str, input: bytes | None = None) -> bytes:
+    proc = subprocess.run(["docker", "-H", host, *args], capture_output=True, input=input, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    return proc.stdout
+
+
+def test_a_plan_made_on_one_engine_is_refused_by_another_on_the_same_host(
+        eng: Any, second_engine: PrivateEngine, tmp_path: Path) -> None:
+    other = second_engine.host
+    info = {h: json.loads(_docker(h, "info", "--format", "{{json .}}")) for h in (eng.host, other)}
+    assert info[eng.host]["DockerRootDir"] != info[other]["DockerRootDir"]
+    # the same dangling image (same content, same ID) on both engines
+    eng.docker("create", "--name", "to-commit", BUSYBOX, "true")
+    image = eng.docker("commit", "to-commit").strip()
+    eng.docker("rm", "to-commit")
+    _docker(other, "load", input=_docker(eng.host, "save", image))
+    assert image in _docker(other, "images", "-aq", "--no-trunc").decode()
+    env = {**os.environ, "TAMER_STATE_DIR": str(tmp_path)}
+    made = subprocess.run([sys.executable, "-m", "tamer", "-H", eng.host, "plan", "-o", str(tmp_path / "p.json")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert image in (tmp_path / "p.json").read_text()
+    applied = subprocess.run([sys.executable, "-m", "tamer", "-H", other, "clean", "--plan", str(tmp_path / "p.json"),
+                              "--apply", "--yes", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    envelope = json.loads(applied.stdout)
+    assert applied.returncode == 1 and envelope["status"] == "error", envelope
+    assert "nothing was removed" in json.dumps(envelope["errors"])
+    assert image in _docker(other, "images", "-aq", "--no-trunc").decode(), "the other engine's image was removed"
