@@ -29,7 +29,8 @@ def df_json(eng: Any, *args: str) -> dict[str, Any]:
 
 
 def ls_json(eng: Any, kind: str, *args: str) -> list[dict[str, Any]]:
-    proc = eng.tamer("ls", kind, "--json", *args)
+    # --size: these tests check measured sizes, which `tamer ls` reports only when asked
+    proc = eng.tamer("ls", kind, "--json", "--size", *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)["data"]["items"]
 
@@ -268,3 +269,36 @@ def test_fast_local_container_records_match_the_api(eng: Any) -> None:
         assert fast["GraphDriver"]["Data"].get("UpperDir") == api["GraphDriver"]["Data"].get("UpperDir")
         assert sorted((m.get("Name"), m["Destination"]) for m in fast["Mounts"]) == \
             sorted((m.get("Name"), m["Destination"]) for m in api["Mounts"])
+
+
+@pytest.mark.parametrize("kind", ["images", "containers", "volumes"])
+def test_ls_without_sizes_says_the_same_as_with_them_except_sizes(eng: Any, kind: str) -> None:
+    """The lean listing (no walk, only the reads its kind needs) agrees with the full read on every field it shows."""
+    eng.docker("volume", "create", "lean-named")
+    eng.docker("run", "--name", "lean-a", "-v", "lean-named:/v", "--label", "com.docker.compose.project=p1",
+               BUSYBOX, "sh", "-c", "exit 2", check=False)
+    eng.docker("run", "--name", "lean-m", MONGO, "true")
+    proc = eng.tamer("ls", kind, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["data"]["sizing"] == "none"
+    lean = {i.get("id") or i["name"]: i for i in doc["data"]["items"]}
+    full = {i.get("id") or i["name"]: i for i in ls_json(eng, kind)}
+    assert set(lean) == set(full)
+    if kind == "containers":
+        assert lean and all(i["writable_size"] is None for i in lean.values())
+        keys = ("name", "state", "exit_code", "restart_policy", "owner", "image", "image_id", "mounts", "labels")
+    elif kind == "volumes":
+        assert lean and all(i["size"] is None for i in lean.values())
+        keys = ("kind", "orphaned", "in_use", "users_running", "users_stopped", "origin", "placement", "owner")
+    else:
+        keys = ("tags", "size", "dangling", "containers", "owner", "volume_paths", "layers")
+    def same(a: Any, b: Any) -> bool:  # the engine lists a container's mounts in no fixed order
+        return bool(sorted(map(json.dumps, a)) == sorted(map(json.dumps, b))) if isinstance(a, list) else a == b
+
+    for key, item in lean.items():
+        for field in keys:
+            assert same(item[field], full[key][field]), (key, field, item[field], full[key][field])
+    listed = {"containers": ("ps", "-aq", "--no-trunc"), "volumes": ("volume", "ls", "-q"),
+              "images": ("images", "-q", "--no-trunc")}[kind]
+    assert set(lean) == set(eng.docker(*listed).split())

@@ -1,0 +1,157 @@
+"""Benchmark (issue 11, "tamer fast"): start-up, `tamer ls` and `tamer clean --apply` against their anchors.
+
+Each target is printed as a ratio to its anchor measured in the same run (alternating runs,
+medians), with whether it holds:
+
+- start-up: `tamer --help`, `tamer --version` and a usage error (`tamer pods`) <= 4x the
+  interpreter's own start-up (`python -c pass`, the same interpreter);
+- `tamer ls containers|images|volumes` <= 1.5x `docker ps -a` / `docker images` / `docker volume ls`
+  on a private engine holding --containers containers (default 2,000) and about half as many volumes;
+- with --clean: `tamer clean --apply --yes` of --containers stopped containers <= 1.0x
+  `docker container prune -f` of as many (two fills of the same shape).
+
+For a target missed, the floor line says what the bare minimum costs (the interpreter start
+plus the engine's own answer) against the same anchor.
+
+    .venv/bin/python bench/tamer_fast.py [--containers 2000] [--repeat 7] [--clean]
+Needs root (it starts its own dockerd); never touches the default engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tamer.sandbox import PrivateEngine, build_busybox_image, why_no_private_engine
+
+PY = sys.executable
+TAMER = str(Path(PY).with_name("tamer")) if Path(PY).with_name("tamer").exists() else None
+CONTAINERS_ONLY_POLICY = """\
+version = 1
+[containers]
+states = ["exited", "created", "dead"]
+older_than = "0s"
+"""
+
+
+def tamer_cmd(*args: str) -> list[str]:
+    return [TAMER, *args] if TAMER else [PY, "-m", "tamer", *args]
+
+
+def fill(sandbox: PrivateEngine, n_containers: int, images: list[str], *, named_volumes: int) -> None:
+    """n_containers stopped containers (created or exited); a quarter use a named volume, a quarter make an anonymous one."""
+    api = sandbox.engine.api
+    for i in range(named_volumes):
+        api.create_volume(f"bench-named{i}")
+
+    def create(i: int) -> None:
+        binds = [f"bench-named{i % max(1, named_volumes)}:/data"] if i % 4 == 0 and named_volumes else None
+        image = images[1] if i % 4 == 1 else images[i % len(images)]  # images[1] declares VOLUME /data
+        c = api.create_container(image, ["true"], labels={"bench": str(i)},
+                                 host_config=api.create_host_config(binds=binds))
+        if i % 3 == 0:
+            api.start(c["Id"])
+            api.wait(c["Id"], timeout=120)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(create, range(n_containers)))
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    took = time.perf_counter() - start
+    if proc.returncode not in (0, 2):
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-2000:]}")
+    return took
+
+
+def compare(label: str, ours: list[str], anchor: list[str], env: dict[str, str], repeat: int,
+            target: float) -> tuple[float, float]:
+    timed(ours, env)
+    timed(anchor, env)
+    o: list[float] = []
+    a: list[float] = []
+    for _ in range(repeat):
+        o.append(timed(ours, env))
+        a.append(timed(anchor, env))
+    mo, ma = statistics.median(o), statistics.median(a)
+    ratio = mo / ma
+    verdict = "held" if ratio <= target else "MISSED"
+    print(f"{label:34s} {mo * 1000:8.1f} ms vs {' '.join(anchor[:3]):28s} {ma * 1000:8.1f} ms  "
+          f"ratio {ratio:5.2f}  (target <= {target})  {verdict}", flush=True)
+    return mo, ma
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--containers", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--clean", action="store_true", help="also time clean --apply against container prune")
+    args = parser.parse_args()
+
+    env = {**os.environ}
+    print("== start-up (no engine needed)")
+    bare = [PY, "-c", "pass"]
+    for argv in (["--help"], ["--version"], ["pods"]):
+        compare(f"tamer {' '.join(argv)}", tamer_cmd(*argv), bare, env, args.repeat * 3, 4.0)
+
+    reason = why_no_private_engine()
+    if reason:
+        print(f"ls and clean targets skipped: {reason}")
+        return
+    with PrivateEngine.create() as sandbox:
+        engine = sandbox.engine
+        images = ["bench/a:1", "bench/b:1", "bench/c:1"]
+        build_busybox_image(engine, images[0])
+        build_busybox_image(engine, images[1], volumes=("/data",))
+        build_busybox_image(engine, images[2], extra_files={"/etc/c": b"c" * 1000})
+        t0 = time.monotonic()
+        fill(sandbox, args.containers, images, named_volumes=args.containers // 4)
+        n_vols = len(engine.volumes())
+        print(f"== ls: {args.containers} containers, {n_vols} volumes, {len(engine.images())} images "
+              f"(filled in {time.monotonic() - t0:.0f}s)")
+        env = {**os.environ, "DOCKER_HOST": sandbox.host}
+        state = tempfile.mkdtemp(prefix="tamer-bench-state-")
+        env["TAMER_STATE_DIR"] = state
+        for kind, anchor in (("containers", ["docker", "ps", "-a"]), ("images", ["docker", "images"]),
+                             ("volumes", ["docker", "volume", "ls"])):
+            compare(f"tamer ls {kind}", tamer_cmd("ls", kind), anchor, env, args.repeat, 1.5)
+        # the floor: an interpreter start plus the engine's own answer to the same list, fetched by curl
+        sock = sandbox.host.removeprefix("unix://")
+        for kind, path in (("containers", "/containers/json?all=1"), ("images", "/images/json"),
+                           ("volumes", "/volumes")):
+            curl = ["curl", "-s", "-o", "/dev/null", "--unix-socket", sock, f"http://x{path}"]
+            api = statistics.median(timed(curl, env) for _ in range(args.repeat))
+            py = statistics.median(timed(bare, env) for _ in range(args.repeat))
+            print(f"   floor for ls {kind:10s}: python start {py * 1000:6.1f} ms + engine answer (curl) "
+                  f"{api * 1000:6.1f} ms = {(py + api) * 1000:6.1f} ms")
+
+        if args.clean:
+            policy = Path(state) / "containers.toml"
+            policy.write_text(CONTAINERS_ONLY_POLICY)
+            t = time.perf_counter()
+            subprocess.run(["docker", "-H", sandbox.host, "container", "prune", "-f"], check=True,
+                           stdout=subprocess.DEVNULL)
+            theirs = time.perf_counter() - t
+            fill(sandbox, args.containers, images, named_volumes=args.containers // 4)
+            t = time.perf_counter()
+            proc = subprocess.run(tamer_cmd("clean", "--apply", "--yes", "--quiet", "--policy", str(policy)),
+                                  env=env, capture_output=True, text=True)
+            ours = time.perf_counter() - t
+            left = len(engine.containers())
+            ratio = ours / theirs
+            print(f"== clean: tamer clean --apply {ours:6.1f} s (rc {proc.returncode}, {left} left) vs "
+                  f"docker container prune {theirs:6.1f} s  ratio {ratio:5.2f}  (target <= 1.0)  "
+                  f"{'held' if ratio <= 1.0 and left == 0 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
