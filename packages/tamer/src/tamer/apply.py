@@ -36,7 +36,7 @@ from typing import Any
 from tamer.engine import Engine
 from tamer.errors import EngineUnreachable, ObjectNotFound, TamerError
 from tamer.inventory import RUNNING_STATES, Inventory, engine_identity, is_anonymous_volume, parse_time
-from tamer.journal import Journal, StepStatus
+from tamer.journal import Journal, StateUnwritable, StepStatus
 from tamer.operation import faults, operation_lock
 from tamer.plan import Action, LastUsed, Plan, make_plan
 from tamer.policy import policy_from_json
@@ -183,7 +183,13 @@ def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Re
             else:
                 status, code, facts = StepStatus.GONE, Reason.ALREADY_GONE, {}
             faults.hit(f"clean.{step.idx}.after", idx=step.idx)  # removed, not yet journaled: the worst moment
-            journal.mark(run_id, step.idx, status, code, facts)
+            try:
+                journal.mark(run_id, step.idx, status, code, facts)
+            except StateUnwritable as exc:  # a full disk or a read-only state folder, mid-run
+                raise StateUnwritable(
+                    f"{exc}\nthe clean stopped at step {step.idx + 1} of {len(run.steps)} (done, not yet "
+                    "recorded); the steps before it are recorded. Once the journal can be written, run `tamer "
+                    "clean --apply` again: it finishes this run, re-checking each object.") from None
             if progress:
                 progress(n + 1, len(pending))
         final = journal.get(run_id)

@@ -20,7 +20,8 @@ import json
 import os
 import sqlite3
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,26 @@ class StateUnreadable(TamerError):
     """The journal database is damaged or unreadable."""
 
 
+class StateUnwritable(StateUnreadable):
+    """The journal is fine but cannot be written: a full disk, a read-only filesystem, no permission."""
+
+
+def _why_unwritable(folder: Path, exc: sqlite3.Error) -> str | None:
+    """Why the state folder cannot take a write (None: nothing wrong with the folder; the file is damaged)."""
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return f"{folder} is on a read-only filesystem"
+    free = fs.f_bavail * fs.f_frsize
+    if free < 1 << 20 or "full" in str(exc):
+        return f"the disk holding {folder} is full ({free} bytes free)"
+    if not os.access(folder, os.W_OK):
+        return f"you may not write to {folder}"
+    return None
+
+
 class UnreadableRun(TamerError):
     """A journal run whose recorded plan this version cannot read."""
 
@@ -114,17 +135,33 @@ class Run:
 class Journal:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or state_dir() / "journal.sqlite"
+        with self._tx() as db:
+            db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(steps)")}
+            for statement in MIGRATIONS:
+                if statement.split()[5] not in columns:
+                    db.execute(statement)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; an SQLite error becomes a TamerError that says why and what to do."""
         try:
             with closing(self._db()) as db, db:
-                db.executescript(SCHEMA)
-                columns = {row[1] for row in db.execute("PRAGMA table_info(steps)")}
-                for statement in MIGRATIONS:
-                    if statement.split()[5] not in columns:
-                        db.execute(statement)
+                yield db
         except sqlite3.Error as exc:
-            raise StateUnreadable(f"the clean journal {self.path} cannot be used ({exc}); expected an SQLite "
-                                  "database written by tamer; move it aside (a new one is made) and run this "
-                                  "again: nothing was changed") from None
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: sqlite3.Error) -> StateUnreadable:
+        why = _why_unwritable(self.path.parent, exc)
+        if why is not None:
+            # the file is fine: "move it aside" would throw away the orphan clock and any unfinished run
+            return StateUnwritable(f"the clean journal {self.path} cannot be written: {why} ({exc}); the "
+                                   "journal is not damaged, keep it (it holds the orphan clock and any "
+                                   "unfinished clean); make room or fix that folder, or set TAMER_STATE_DIR to "
+                                   "a writable folder on a disk with space, and run this again")
+        return StateUnreadable(f"the clean journal {self.path} cannot be used ({exc}); expected an SQLite "
+                               "database written by tamer; move it aside (a new one is made) and run this "
+                               "again: nothing was changed")
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -134,7 +171,7 @@ class Journal:
 
     # -- runs ------------------------------------------------------------------
     def start(self, plan: Plan) -> int:
-        with closing(self._db()) as db, db:
+        with self._tx() as db:
             cur = db.execute("INSERT INTO runs (host, plan_id, plan, started, status, pid) VALUES (?,?,?,?,?,?)",
                              (plan.host, plan.plan_id, json.dumps(plan.to_json()), time.time(), "running",
                               os.getpid()))
@@ -145,22 +182,22 @@ class Journal:
         return run_id
 
     def mark(self, run_id: int, idx: int, status: StepStatus, code: Reason, facts: dict[str, Any]) -> None:
-        with closing(self._db()) as db, db:
+        with self._tx() as db:
             db.execute("UPDATE steps SET status = ?, code = ?, facts = ?, at = ? WHERE run_id = ? AND idx = ?",
                        (status.value, code.value, json.dumps(facts), time.time(), run_id, idx))
 
     def finish(self, run_id: int, status: str) -> None:
-        with closing(self._db()) as db, db:
+        with self._tx() as db:
             db.execute("UPDATE runs SET status = ?, finished = ? WHERE id = ?", (status, time.time(), run_id))
 
     def adopt(self, run_id: int) -> None:
         """This process takes over an interrupted run."""
-        with closing(self._db()) as db, db:
+        with self._tx() as db:
             db.execute("UPDATE runs SET status = 'running', pid = ?, finished = NULL WHERE id = ?",
                        (os.getpid(), run_id))
 
     def get(self, run_id: int) -> Run:
-        with closing(self._db()) as db:
+        with self._tx() as db:
             row = db.execute("SELECT id, host, plan_id, plan, started, finished, status, pid FROM runs WHERE id = ?",
                              (run_id,)).fetchone()
             if row is None:
@@ -182,7 +219,7 @@ class Journal:
         A run an older tamer left unfinished, in a format this one cannot read, is marked abandoned:
         nothing of it runs (every object it named is still judged afresh by the next plan).
         """
-        with closing(self._db()) as db:
+        with self._tx() as db:
             row = db.execute("SELECT id FROM runs WHERE host = ? AND status IN ('running', 'interrupted') "
                              "ORDER BY id DESC LIMIT 1", (host,)).fetchone()
         if not row:
@@ -194,7 +231,7 @@ class Journal:
             return None
 
     def abandon(self, run_id: int) -> None:
-        with closing(self._db()) as db, db:
+        with self._tx() as db:
             db.execute("UPDATE runs SET status = 'abandoned', finished = ? WHERE id = ?", (time.time(), run_id))
             db.execute("UPDATE steps SET status = 'skipped', code = ?, facts = '{}' "
                        "WHERE run_id = ? AND status = 'pending'", (Reason.ABANDONED.value, run_id))
@@ -211,7 +248,7 @@ class Journal:
         """
         engine = inv.engine_id or inv.host
         now = inv.taken_at.timestamp()
-        with closing(self._db()) as db, db:
+        with self._tx() as db:
             known = {name: (created, at) for name, created, at in db.execute(
                 "SELECT name, created, last_used FROM volume_clock WHERE engine = ?", (engine,))}
             rows: list[tuple[str, str, str, float]] = []
@@ -243,13 +280,13 @@ class Journal:
     def volumes_used(self, engine: str, names: list[str], at: float) -> None:
         """Restart the clock of these volumes: their container is being removed now. (A volume with no row
         gets one with an unknown creation time, which the next look replaces by its own, later, time.)"""
-        with closing(self._db()) as db, db:
+        with self._tx() as db:
             db.executemany("INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?, ?, '', ?) "
                            "ON CONFLICT (engine, name) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
                            [(engine, n, at) for n in names])
 
     def recent(self, limit: int = 10) -> list[dict[str, Any]]:
-        with closing(self._db()) as db:
+        with self._tx() as db:
             rows = db.execute("SELECT id, host, plan_id, started, finished, status FROM runs ORDER BY id DESC "
                               "LIMIT ?", (limit,)).fetchall()
         return [dict(zip(("id", "host", "plan_id", "started", "finished", "status"), r, strict=True)) for r in rows]
