@@ -19,38 +19,48 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TextIO
 
 from tamer.errors import TamerError, UsageError
-from tamer.report.envelope import envelope
-from tamer.state import StateUnavailable
+
+TYPE_CHECKING = False  # not typing's: importing typing alone costs ~2 ms of `tamer --help`
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+# Plain classes, not dataclasses, in this module: `dataclasses` imports `inspect`, a few
+# milliseconds that `tamer --help` would pay for nothing (json, traceback and tamer.state
+# are imported where they are needed, for the same reason).
 
 
-@dataclass
 class Outcome:
     """What a command produced: data for --json, text for humans, an exit code."""
 
-    data: Any
-    text: str
-    exit_code: int = 0
-    errors: list[str] | None = None
+    __slots__ = ("data", "errors", "exit_code", "text")
+
+    def __init__(self, data: Any, text: str, exit_code: int = 0, errors: list[str] | None = None) -> None:
+        self.data = data
+        self.text = text
+        self.exit_code = exit_code
+        self.errors = errors
+
+    def __repr__(self) -> str:
+        return f"Outcome(exit_code={self.exit_code}, errors={self.errors!r}, text={self.text[:60]!r})"
 
 
 Handler = Callable[[argparse.Namespace], Outcome]
 
 
-@dataclass(frozen=True)
 class GlobalOption:
     """An option every command accepts, anywhere on the command line."""
 
-    dest: str
-    flags: tuple[str, ...]
-    default: Any
-    options: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("default", "dest", "flags", "options")
+
+    def __init__(self, dest: str, flags: tuple[str, ...], default: Any, options: dict[str, Any] | None = None) -> None:
+        self.dest = dest
+        self.flags = flags
+        self.default = default
+        self.options = options or {}
 
 
 GLOBAL_OPTIONS = (
@@ -115,13 +125,15 @@ def make_global_options_win(parser: argparse.ArgumentParser) -> None:
             p._defaults.pop(opt.dest, None)
 
 
-@dataclass(frozen=True)
 class Command:
     """A top-level command: the module whose `register(sub, common)` defines it, and its one-line help."""
 
-    name: str
-    module: str
-    help: str
+    __slots__ = ("help", "module", "name")
+
+    def __init__(self, name: str, module: str, help: str) -> None:
+        self.name = name
+        self.module = module
+        self.help = help
 
 
 # In the order `tamer --help` lists them. A module registers all of its commands at once.
@@ -194,13 +206,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
     return args
 
 
-@dataclass(frozen=True)
 class _Scan:
     """What the raw arguments say before parsing: enough to report a usage error properly."""
 
-    json: bool
-    traceback: bool
-    command: str | None
+    __slots__ = ("command", "json", "traceback")
+
+    def __init__(self, json: bool, traceback: bool, command: str | None) -> None:
+        self.json = json
+        self.traceback = traceback
+        self.command = command
 
 
 def _scan(argv: Sequence[str], commands: Sequence[str]) -> _Scan:
@@ -244,7 +258,6 @@ def _main(args_list: list[str]) -> int:
     notes: list[str] = []
     scan = _Scan("--json" in args_list, "--traceback" in args_list, None)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", StateUnavailable)
         try:
             scan = _scan(args_list, _COMMAND_NAMES)
             parser, args = parse_command_line(args_list)
@@ -259,20 +272,25 @@ def _main(args_list: list[str]) -> int:
                 _write(sys.stdout, parser.format_help().rstrip())
                 return 0
             else:
+                from tamer.state import StateUnavailable  # only a command's work can meet tamer's state
+
+                warnings.simplefilter("always", StateUnavailable)
                 outcome = args.handler(args)
         except KeyboardInterrupt:
             return _fail(scan, 130, "interrupted", _notes(caught, notes))
         except TamerError as exc:
             if scan.traceback:
-                traceback.print_exc()
+                _print_traceback()
             return _fail(scan, exc.exit_code, str(exc), _notes(caught, notes))
         except Exception as exc:  # a bug: say so plainly, traceback on request
             if scan.traceback:
-                traceback.print_exc()
+                _print_traceback()
             return _fail(scan, 1, f"internal error: {type(exc).__name__}: {exc} (rerun with --traceback "
                          "and report it)", _notes(caught, notes))
         _notes(caught, notes)
     if scan.json:
+        from tamer.report.envelope import envelope
+
         _write(sys.stdout, envelope(scan.command, outcome.exit_code, outcome.data,
                                     [*notes, *(outcome.errors or [])]))
     else:
@@ -280,6 +298,12 @@ def _main(args_list: list[str]) -> int:
         if outcome.text:
             _write(sys.stdout, outcome.text)
     return outcome.exit_code
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
 
 
 def _version() -> str:
@@ -290,8 +314,9 @@ def _version() -> str:
 
 def _notes(caught: list[warnings.WarningMessage], into: list[str]) -> list[str]:
     """tamer's own warnings (say, an unreadable state database) for stderr or the envelope's errors."""
+    state = sys.modules.get("tamer.state")  # not imported: none of its warnings can have been issued
     for w in caught:
-        if issubclass(w.category, StateUnavailable):
+        if state is not None and issubclass(w.category, state.StateUnavailable):
             into.append(f"warning: {w.message}")
         else:  # not ours: let Python's usual filters decide, as if we had not looked
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -306,6 +331,8 @@ def _warn(notes: list[str]) -> None:
 
 def _fail(scan: _Scan, code: int, message: str, notes: list[str]) -> int:
     if scan.json:
+        from tamer.report.envelope import envelope
+
         _write(sys.stdout, envelope(scan.command, code, None, [*notes, message]))
     else:
         _warn(notes)
