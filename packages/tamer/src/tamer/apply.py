@@ -25,7 +25,9 @@ injected through tamer.operation.faults (points `clean.<idx>.before` and
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -109,15 +111,32 @@ def backup_before_removal(engine: Engine, name: str) -> Path:
 
     folder = state_dir() / "backups"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    out = folder / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.tar.zst"
-    result = backup_volume(engine, name, out)
-    verify_backup(result.path)
-    live = str(engine.inspect_volume(name).get("Mountpoint") or "")
-    if not live or not os.path.isdir(live):
-        raise TamerError(f"the folder of volume {name} ({live or 'unknown'}) is not readable here, so tamer cannot "
-                         "prove that the backup restores it; expected a local engine run as root; the volume stays")
-    prove_restorable(Path(result.path), Path(live), scratch_dir=folder)
+    out = folder / backup_file_name(name, time.time())
+    try:
+        result = backup_volume(engine, name, out)
+    except OSError as exc:
+        raise TamerError(f"backing up volume {name} into {folder} failed ({exc}); the volume stays") from None
+    try:
+        verify_backup(result.path)
+        live = str(engine.inspect_volume(name).get("Mountpoint") or "")
+        if not live or not os.path.isdir(live):
+            raise TamerError(f"the folder of volume {name} ({live or 'unknown'}) is not readable here, so tamer "
+                             "cannot prove that the backup restores it; expected a local engine run as root; the "
+                             "volume stays")
+        prove_restorable(Path(result.path), Path(live), scratch_dir=folder)
+    except (TamerError, OSError) as exc:
+        # an archive that is not proven is no backup: kept, one would pile up per run until the disk is full
+        Path(result.path).unlink(missing_ok=True)
+        raise TamerError(f"{exc} (that unproven archive was deleted; the volume stays)") from None
     return Path(result.path)
+
+
+def backup_file_name(volume: str, at: float) -> str:
+    """A file name for a backup of `volume` made at `at`: unique (two in one second never collide) and
+    within the 255 bytes a file name may have, whatever the volume's name (up to 255 bytes itself)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(at))
+    digest = hashlib.sha256(volume.encode()).hexdigest()[:8]
+    return f"{volume[:120]}-{digest}-{stamp}-{secrets.token_hex(4)}.tar.zst"
 
 
 def check_engine(engine: Engine, plan: Plan) -> None:
@@ -231,7 +250,7 @@ def _execute(engine: Engine, plan: Plan, journal: Journal, action: Action, backu
                     return StepStatus.SKIPPED, Reason.NO_BACKUP_SUPPORT, {}
                 try:
                     path = backup(engine, action.id)
-                except TamerError as exc:
+                except (TamerError, OSError) as exc:
                     return StepStatus.SKIPPED, Reason.BACKUP_FAILED, {"error": str(exc)}
                 _recheck_volume(engine, action)  # nobody started using it while it was backed up
                 engine.remove_volume(action.id)
