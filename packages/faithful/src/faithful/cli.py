@@ -1,4 +1,4 @@
-"""Command line entry point of faithful: ``coin``, ``compare`` and ``generate``.
+"""Command line entry point of faithful: ``coin``, ``compare``, ``generate``, ``audit-logprobs``, ``conformance``.
 
 Parses arguments, calls the library, renders the result; nothing else. Human output by default;
 ``--json`` prints one versioned envelope on stdout, also on failure and on usage errors, the
@@ -233,6 +233,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--seed", type=int, default=None, help="seed (default: fresh randomness)")
     _common(gen)
+
+    audit = sub.add_parser(
+        "audit-logprobs",
+        help="check that an engine's reported logprobs are log q of the distribution it sampled from",
+        description="Read JSONL records (the logits or top-k logprobs the engine saw, the sampler settings as a "
+        "faithful spec `sampler` or Hugging Face keys `settings`, the chosen `token` and the reported `logprob`) and "
+        "say per record and in total whether the reported logprob is log q of the processed distribution, of the "
+        "raw one, or neither, and how far off.",
+    )
+    audit.add_argument("file", metavar="FILE", help="JSONL file, one record per line")
+    audit.add_argument(
+        "--tol", type=float, default=1e-3, help="match tolerance in nats (relative beyond 1; default: 1e-3)"
+    )
+    _common(audit)
+
+    conf = sub.add_parser(
+        "conformance",
+        help="a matrix engine x setting: each engine's sampler against the exact distribution",
+        description="Feed identical logits (random rows, ties at the cutoff, -inf entries, extreme scales) through "
+        "each engine's own processor chain and sampler, and compare the draws with faithful's exact q (the "
+        "canonical definition) and with the engine's own q.",
+    )
+    conf.add_argument(
+        "--engines",
+        default="faithful,hf,torch-naive",
+        help="comma-separated: faithful, hf, torch-naive, vllm, flashinfer (default: faithful,hf,torch-naive)",
+    )
+    conf.add_argument(
+        "--settings", default=None, help="comma-separated sampler specs (default: a standard grid)"
+    )
+    conf.add_argument(
+        "--vocab",
+        default="50,1000",
+        help="comma-separated vocabulary sizes of the test rows (default: 50,1000)",
+    )
+    conf.add_argument("--n", type=_positive_int("--n"), default=2000, help="draws per row (default: 2000)")
+    conf.add_argument(
+        "--reps",
+        type=_positive_int("--reps"),
+        default=2999,
+        help="simulated samples per null (default: 2999)",
+    )
+    conf.add_argument("--alpha", type=_probability, default=0.01, help="level per engine (default: 0.01)")
+    conf.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    conf.add_argument("--report", metavar="DIR", help="write the matrix as JSON into DIR")
+    _common(conf)
     _make_global_options_win(parser)
     return parser
 
@@ -502,10 +548,60 @@ def cmd_generate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return data, render_generation(data)
 
 
+def cmd_audit_logprobs(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful audit-logprobs``."""
+    from faithful.referee.audit import audit_records, read_records
+    from faithful.referee.render import render_audit
+
+    if not (args.tol > 0 and math.isfinite(args.tol)):
+        raise UsageError(f"--tol must be a positive number of nats, got {args.tol}")
+    records, names = read_records(args.file)
+    data = audit_records(records, tol=args.tol, names=names).to_dict()
+    return data, render_audit(data)
+
+
+def cmd_conformance(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful conformance``."""
+    from faithful.referee.conformance import DEFAULT_SETTINGS, conformance_matrix
+    from faithful.referee.render import render_matrix
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    settings = (
+        DEFAULT_SETTINGS
+        if args.settings is None
+        else [s.strip() for s in args.settings.split(",") if s.strip()]
+    )
+    try:
+        vocab = [int(v) for v in args.vocab.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--vocab must be comma-separated integers, got {args.vocab!r}") from None
+    if not engines or not settings or not vocab:
+        raise UsageError("--engines, --settings and --vocab each need at least one value")
+    with _usage(""):
+        matrix = conformance_matrix(
+            engines, settings, vocab_sizes=vocab, n=args.n, reps=args.reps, alpha=args.alpha, seed=args.seed
+        )
+    data = matrix.to_dict()
+    text = render_matrix(data)
+    if args.report:
+        path = os.path.join(args.report, "conformance.json")
+        try:
+            os.makedirs(args.report, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2)
+        except OSError as exc:
+            raise FaithfulError(f"cannot write the report into {args.report!r}: {exc}") from None
+        data["report"] = path
+        text += f"\n\nreport: {path}"
+    return data, text
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], str]]] = {
     "coin": cmd_coin,
     "compare": cmd_compare,
     "generate": cmd_generate,
+    "audit-logprobs": cmd_audit_logprobs,
+    "conformance": cmd_conformance,
 }
 
 
@@ -580,7 +676,7 @@ def _main(args_list: list[str], out: TextIO, err: TextIO) -> int:
         command = args.command
         if command is None:
             raise UsageError(
-                "no command given; expected one of coin, compare, generate (run `faithful --help`)"
+                f"no command given; expected one of {', '.join(COMMANDS)} (run `faithful --help`)"
             )
         if flags & {"json", "quiet"}:
             _silence_libraries()
