@@ -9,14 +9,13 @@ says which, and why when it fell back.
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from tamer.engine import Engine
-from tamer.engine.datastore import container_from_datastore
+from tamer.engine.datastore import Records, container_from_datastore, read_records
 from tamer.inventory import RawSnapshot
 from tamer.sizes import DiskUsage, file_size, measure_trees
 
@@ -29,6 +28,8 @@ BUILDKIT_LISTING_THRESHOLD = 4 * 1024 * 1024
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """Layer chain ids from an image's RootFS diff ids (how the layer store names layers)."""
+    import hashlib
+
     chains: list[str] = []
     for diff in diff_ids:
         if not chains:
@@ -176,8 +177,19 @@ def read_for_listing(engine: Engine, kind: str) -> RawSnapshot:
 def _container_records(engine: Engine, data_root: str, driver: str, local: bool, warnings: list[str]) -> list[JSON]:
     containers: list[JSON] = []
     to_inspect = []
-    for entry in engine.containers():
-        fast = container_from_datastore(data_root, driver, entry) if local else None
+    records: Records = {}
+    if local:
+        # read the engine's files while the engine builds its list: the list is a wait on the socket
+        import threading
+
+        reader = threading.Thread(target=lambda: records.update(read_records(data_root)), daemon=True)
+        reader.start()
+        listed = engine.containers()
+        reader.join()
+    else:
+        listed = engine.containers()
+    for entry in listed:
+        fast = container_from_datastore(data_root, driver, entry, records=records, layer=False) if local else None
         if fast is None:
             to_inspect.append(entry["Id"])
         else:

@@ -27,14 +27,41 @@ def _read_json(path: str) -> JSON | None:
     return data if isinstance(data, dict) else None
 
 
-def container_from_datastore(data_root: str, driver: str, listed: JSON) -> JSON | None:
-    """An inspect-shaped dict for one listed container, or None to fall back to the API."""
+Records = dict[str, tuple[JSON | None, JSON | None]]
+
+
+def read_records(data_root: str) -> Records:
+    """Every container folder's (config.v2.json, hostconfig.json), parsed; read ahead of the list.
+
+    Meant to run on a thread while the engine assembles its container list (a wait on the
+    socket), so the two overlap. Only the list says which containers exist: a record here
+    is used only for a container the list names, and one the list names but this read
+    missed (created meanwhile) is read again on its own.
+    """
+    folder = os.path.join(data_root, "containers")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    return {cid: (_read_json(os.path.join(folder, cid, "config.v2.json")),
+                  _read_json(os.path.join(folder, cid, "hostconfig.json"))) for cid in names}
+
+
+def container_from_datastore(data_root: str, driver: str, listed: JSON, *, records: Records | None = None,
+                             layer: bool = True) -> JSON | None:
+    """An inspect-shaped dict for one listed container, or None to fall back to the API.
+
+    `records`: what read_records found (read again here if it lacks this container).
+    `layer` False: skip the writable layer's location (GraphDriver), which only sizing uses.
+    """
     cid = listed.get("Id")
     if not isinstance(cid, str):
         return None
     folder = os.path.join(data_root, "containers", cid)
-    config = _read_json(os.path.join(folder, "config.v2.json"))
-    host = _read_json(os.path.join(folder, "hostconfig.json"))
+    config, host = (records or {}).get(cid) or (None, None)
+    if config is None or host is None or config.get("ID") != cid:
+        config = _read_json(os.path.join(folder, "config.v2.json"))
+        host = _read_json(os.path.join(folder, "hostconfig.json"))
     if config is None or host is None or config.get("ID") != cid:
         return None
     state = config.get("State")
@@ -42,10 +69,11 @@ def container_from_datastore(data_root: str, driver: str, listed: JSON) -> JSON 
         return None
     upper = None
     try:
-        with open(os.path.join(data_root, "image", driver, "layerdb", "mounts", cid, "mount-id")) as fh:
-            mount_id = fh.read().strip()
-        if mount_id and driver in ("overlay2", "overlay"):
-            upper = os.path.join(data_root, driver, mount_id, "diff")
+        if layer:
+            with open(os.path.join(data_root, "image", driver, "layerdb", "mounts", cid, "mount-id")) as fh:
+                mount_id = fh.read().strip()
+            if mount_id and driver in ("overlay2", "overlay"):
+                upper = os.path.join(data_root, driver, mount_id, "diff")
     except OSError:
         return None
     names = listed.get("Names") or [config.get("Name", "")]

@@ -8,7 +8,6 @@ their classes are looked up in sys.modules. Start-up stays free of their import 
 from __future__ import annotations
 
 import errno
-import http.client
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,7 +103,7 @@ def translate(exc: BaseException, *, where: str, what: str = "") -> TamerError:
     if isinstance(exc, FileNotFoundError | ConnectionError) or _is(exc, docker_errors, "DockerException") \
             or _is(exc, requests_exceptions, "ConnectionError"):
         return EngineUnreachable(f"no Docker engine answered at {where}{doing} ({_short(exc)}); {START_HINT}")
-    if isinstance(exc, http.client.HTTPException | OSError) or _is(exc, requests_exceptions, "RequestException"):
+    if isinstance(exc, OSError) or _is(exc, requests_exceptions, "RequestException"):
         return EngineUnreachable(f"talking to the Docker engine at {where} failed{doing} ({_short(exc)}); {START_HINT}")
     return EngineError(f"unexpected error from the engine at {where}{doing}: {_short(exc)}")
 

@@ -9,11 +9,10 @@ TimeoutError) are turned into TamerError by the one translator, tamer.engine.err
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import threading
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 Params = dict[str, Any] | list[tuple[str, Any]]
@@ -29,20 +28,103 @@ class EngineHTTPError(Exception):
         self.path = path
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
+class ProtocolError(ConnectionError):
+    """The engine's answer was not the HTTP/1.1 this transport speaks (or the connection broke mid-answer)."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.socket_path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+
+class _UnixConnection:
+    """One HTTP/1.1 connection on a unix socket: GET only, JSON answers, kept alive.
+
+    Written on the bare socket rather than with http.client, whose import (email parsing,
+    random, ssl) costs more than a listing of a small host.
+    """
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self._reader: BinaryIO | None = None
+
+    def settimeout(self, timeout: float) -> None:
+        self.timeout = timeout
+        if self.sock is not None:
+            self.sock.settimeout(timeout)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def get(self, url: str) -> tuple[int, bytes, bool]:
+        """(status, body, whether the engine will close the connection)."""
+        if self.sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect(self.socket_path)
+            except BaseException:
+                sock.close()
+                raise
+            self.sock = sock
+            self._reader = sock.makefile("rb")
+        reader = self._reader
+        if reader is None:  # never: both are set together above
+            raise ProtocolError("connection without a reader")
+        self.sock.sendall(f"GET {url} HTTP/1.1\r\nHost: docker\r\nAccept: application/json\r\n\r\n".encode())
+        status_line = reader.readline(65537)
+        if not status_line:
+            raise _Disconnected("the engine closed the connection before answering")
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise ProtocolError(f"not an HTTP answer: {status_line[:80]!r}")
+        status = int(parts[1])
+        headers: dict[bytes, bytes] = {}
+        while True:
+            line = reader.readline(65537)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                raise ProtocolError("the connection broke inside the answer's headers")
+            key, _, value = line.partition(b":")
+            headers[key.strip().lower()] = value.strip()
+        closing = headers.get(b"connection", b"").lower() == b"close" or parts[0] == b"HTTP/1.0"
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            body = self._read_chunked(reader)
+        elif b"content-length" in headers:
+            length = int(headers[b"content-length"])
+            body = reader.read(length)
+            if len(body) != length:
+                raise ProtocolError(f"the answer stopped after {len(body)} of {length} bytes")
+        elif status in (204, 304) or 100 <= status < 200:
+            body = b""
+        else:
+            body = reader.read()
+            closing = True
+        return status, body, closing
+
+    def _read_chunked(self, reader: BinaryIO) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            size_line = reader.readline(65537)
+            if not size_line:
+                raise ProtocolError("the connection broke inside a chunked answer")
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while reader.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            chunk = reader.read(size)
+            if len(chunk) != size:
+                raise ProtocolError("the connection broke inside a chunk")
+            chunks.append(chunk)
+            reader.readline(65537)  # the CRLF after each chunk
+
+
+class _Disconnected(ConnectionResetError):
+    """A kept-alive connection the engine had closed (retried once on a fresh one)."""
 
 
 class UnixTransport:
@@ -64,26 +146,22 @@ class UnixTransport:
         conn, reused = self._take(timeout)
         try:
             try:
-                conn.request("GET", url, headers={"Accept": "application/json"})
-                response = conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                status, body, closing = conn.get(url)
+            except (BrokenPipeError, ConnectionResetError):
                 if not reused:
                     raise
                 # the engine closed a kept-alive connection while it sat idle: once more, afresh
                 conn.close()
-                conn = _UnixConnection(self.socket_path, conn.timeout or self.timeout)
-                conn.request("GET", url, headers={"Accept": "application/json"})
-                response = conn.getresponse()
-            body = response.read()
+                status, body, closing = conn.get(url)
         except BaseException:
             conn.close()
             raise
-        if response.will_close:
+        if closing:
             conn.close()
         else:
             self._give_back(conn)
-        if response.status >= 400:
-            raise EngineHTTPError(response.status, _message(body), path)
+        if status >= 400:
+            raise EngineHTTPError(status, _message(body), path)
         return json.loads(body) if body else None
 
     def close(self) -> None:
@@ -98,9 +176,7 @@ class UnixTransport:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             return _UnixConnection(self.socket_path, wanted), False
-        conn.timeout = wanted
-        if conn.sock is not None:
-            conn.sock.settimeout(wanted)
+        conn.settimeout(wanted)
         return conn, True
 
     def _give_back(self, conn: _UnixConnection) -> None:

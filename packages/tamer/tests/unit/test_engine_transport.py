@@ -1,0 +1,121 @@
+"""The lean unix-socket transport against a scripted server: the answers docker's engine gives
+(Content-Length, chunked, errors, a kept-alive connection closed while idle, no answer at all)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tamer.engine.errors import translate
+from tamer.engine.transport import EngineHTTPError, UnixTransport
+from tamer.errors import EngineError, EngineUnreachable, ObjectNotFound
+
+Answer = Callable[[bytes], bytes | None]  # request bytes -> raw answer (None: close without answering)
+
+
+def _serve(path: str, answers: list[Answer], *, close_after_each: bool = False) -> threading.Thread:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+
+    def run() -> None:
+        todo = list(answers)
+        while todo:
+            conn, _ = server.accept()
+            with conn:
+                while todo:
+                    request = b""
+                    while b"\r\n\r\n" not in request:
+                        part = conn.recv(4096)
+                        if not part:
+                            break
+                        request += part
+                    if not request:
+                        break
+                    answer = todo.pop(0)(request)
+                    if answer is None:
+                        break
+                    conn.sendall(answer)
+                    if close_after_each:
+                        break
+        server.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _json_answer(body: object, status: str = "200 OK", chunked: bool = False) -> Answer:
+    data = json.dumps(body).encode()
+
+    def answer(_: bytes) -> bytes:
+        if chunked:
+            parts = [data[i:i + 7] for i in range(0, len(data), 7)]
+            payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+            return f"HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + payload
+        return f"HTTP/1.1 {status}\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+
+    return answer
+
+
+@pytest.fixture
+def sock(tmp_path: Path) -> Iterator[str]:
+    yield str(tmp_path / "engine.sock")
+
+
+def test_content_length_chunked_and_keep_alive(sock: str) -> None:
+    big = [{"Id": f"{i:064x}", "Names": [f"/c{i}"]} for i in range(500)]
+    seen: list[bytes] = []
+
+    def record(answer: Answer) -> Answer:
+        return lambda req: (seen.append(req), answer(req))[1]
+
+    thread = _serve(sock, [record(_json_answer({"ApiVersion": "1.43"})), record(_json_answer(big, chunked=True))])
+    lean = UnixTransport(sock, timeout=5)
+    assert lean.get("/version") == {"ApiVersion": "1.43"}
+    lean.prefix = "/v1.43"
+    assert lean.get("/containers/json", {"all": 1, "filters": json.dumps({"volume": ["a b"]})}) == big
+    thread.join(5)
+    assert seen[1].startswith(b"GET /v1.43/containers/json?all=1&filters=%7B%22volume%22%3A+%5B%22a+b%22%5D%7D ")
+    assert len(seen) == 2  # both on one kept-alive connection (the server accepted once)
+
+
+def test_an_idle_connection_the_engine_closed_is_retried_once(sock: str) -> None:
+    thread = _serve(sock, [_json_answer([1]), _json_answer([2])], close_after_each=True)
+    lean = UnixTransport(sock, timeout=5)
+    assert lean.get("/a") == [1]
+    assert lean.get("/b") == [2]  # the pooled connection was closed by the server: a fresh one answers
+    thread.join(5)
+
+
+def test_errors_are_translated_once(sock: str) -> None:
+    _serve(sock, [_json_answer({"message": "No such container: x"}, "404 Not Found"),
+                  _json_answer({"message": "conflict: in use"}, "409 Conflict")])
+    lean = UnixTransport(sock, timeout=5)
+    with pytest.raises(EngineHTTPError) as missing:
+        lean.get("/containers/x/json")
+    with pytest.raises(EngineHTTPError) as refused:
+        lean.get("/containers/y/json")
+    assert isinstance(translate(missing.value, where="unix://" + sock), ObjectNotFound)
+    err = translate(refused.value, where="unix://" + sock, what="remove container y")
+    assert isinstance(err, EngineError) and "conflict: in use" in str(err)
+
+
+def test_no_engine_and_a_hung_engine(sock: str) -> None:
+    with pytest.raises(FileNotFoundError) as none:
+        UnixTransport(sock, timeout=1).get("/version")
+    assert isinstance(translate(none.value, where="unix://" + sock), EngineUnreachable)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock)
+    server.listen(1)  # accepts (the kernel does) and never answers
+    try:
+        with pytest.raises(TimeoutError) as hung:
+            UnixTransport(sock, timeout=0.3).get("/version")
+        err = translate(hung.value, where="unix://" + sock)
+        assert isinstance(err, EngineUnreachable) and "did not answer in time" in str(err)
+    finally:
+        server.close()
