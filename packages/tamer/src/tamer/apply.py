@@ -301,6 +301,9 @@ def _recheck_volume(engine: Engine, action: Action) -> bool:
     if users:
         raise _Keep(Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/")
                                                   for u in users[:3]]})
+    binders = _bind_users(engine, data)
+    if binders:
+        raise _Keep(Reason.IN_USE_NOW, {"users": binders[:3], "bind_mounted": True})
     # a symlinked _data is checked before the creation time: engine 20.10 reports the link target's mtime as
     # CreatedAt, so the link alone would read as "replaced", the less precise reason
     mountpoint = str(data.get("Mountpoint") or "")
@@ -310,6 +313,26 @@ def _recheck_volume(engine: Engine, action: Action) -> bool:
     if "created" in action.fingerprint and (created.isoformat() if created else None) != action.fingerprint["created"]:
         raise _Keep(Reason.REPLACED)
     return not is_anonymous_volume(str(data.get("Name") or action.id), dict(data.get("Labels") or {}))
+
+
+def _bind_users(engine: Engine, volume: Mapping[str, Any]) -> list[str]:
+    """Containers (any state) that bind-mount this volume's folder or a folder inside it, asked of the
+    engine now and compared physically (another spelling of the same folder counts). The engine's own
+    check sees only mounts by name, and removing the volume deletes the folder under them."""
+    from tamer.volumes.guard import relation, volume_data_path
+
+    mountpoint = str(volume.get("Mountpoint") or "")
+    folders = {f for f in (mountpoint, volume_data_path(dict(volume))) if f}
+    if mountpoint and os.path.basename(mountpoint.rstrip("/")) == "_data":
+        folders.add(os.path.dirname(mountpoint.rstrip("/")))  # the folder the engine deletes with it
+    users: list[str] = []
+    for c in engine.containers():
+        for m in c.get("Mounts") or []:
+            if m.get("Type") == "bind" and any(relation(str(m.get("Source") or ""), f) in
+                                               ("the same folder", "inside it") for f in folders):
+                users.append(str((c.get("Names") or [str(c.get("Id"))[:12]])[0]).lstrip("/"))
+                break
+    return users
 
 
 def _recheck_image(engine: Engine, action: Action) -> list[str]:

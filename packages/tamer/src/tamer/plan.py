@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -175,6 +176,19 @@ def image_last_used(img: Image, inv_containers: Mapping[str, Container], history
     return max(times) if times else None
 
 
+def _norm(path: str) -> str:
+    return posixpath.normpath(path) if path else ""
+
+
+def volume_folders(v: Volume) -> set[str]:
+    """The host folders a volume's data is in (lexically): its mountpoint, where the data really is, and
+    for a default-placed local volume the folder the engine deletes with it (the one holding _data)."""
+    folders = {_norm(p) for p in (v.mountpoint, v.data_path) if p}
+    if v.driver == "local" and v.placement == "default" and posixpath.basename(_norm(v.mountpoint)) == "_data":
+        folders.add(posixpath.dirname(_norm(v.mountpoint)))
+    return {f for f in folders if f not in ("", "/", ".")}
+
+
 def volume_last_used(name: str, history: LastUsed, orphan_clock: Mapping[str, datetime]) -> tuple[datetime | None,
                                                                                                   str]:
     """When a volume was last used, and how we know: the latest of `tamer watch` history and tamer's own
@@ -228,6 +242,14 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
         for m in c.mounts:
             if m.type == "volume" and m.name:
                 users_of[m.name].append(c)
+    # a container that bind-mounts a volume's folder (or a folder inside it) uses that volume as surely as
+    # one that mounts it by name: removing the volume deletes the folder under it
+    binds = [(c, _norm(m.source)) for c in inv.containers for m in c.mounts if m.type == "bind" and m.source]
+    for v in inv.volumes:
+        folders = volume_folders(v)
+        for c, source in binds:
+            if c not in users_of[v.name] and any(source == f or source.startswith(f + "/") for f in folders):
+                users_of[v.name].append(c)
     for v in inv.volumes:
         users = users_of.get(v.name, [])
         last, since = volume_last_used(v.name, hist, clock)
