@@ -85,7 +85,7 @@ CASE_KINDS = ("random", "ties", "neg-inf", "peaked", "flat", "offset")
 def cases_for(
     vocab_size: int, *, seed: int = 0, rows: int = 2, kinds: Sequence[str] = CASE_KINDS
 ) -> list[Case]:
-    """The standard cases at one vocabulary size (``rows`` rows each, float64).
+    """The standard cases at one vocabulary size (``rows`` rows each, float64 holding float32 values).
 
     - random: ``N(0, 2^2)`` logits. ties: integer logits (``round(N(0, 1.5^2))``), so most cutoffs
       fall inside a group of equal logits. neg-inf: random with 40% of the entries ``-inf``.
@@ -115,7 +115,9 @@ def cases_for(
             z = 1e-3 * g
         else:
             z = 2.0 * g + 1e4
-        out.append(Case(f"{kind}/V={vocab_size}", z))
+        # float32-representable: engines that compute in float32 see exactly these logits, not a rounding
+        # of them (a rounding moves the offset rows' logits by 1e-3 and can swap a cutoff)
+        out.append(Case(f"{kind}/V={vocab_size}", z.astype(np.float32).astype(np.float64)))
     return out
 
 
