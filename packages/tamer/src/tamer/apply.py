@@ -304,6 +304,9 @@ def _recheck_volume(engine: Engine, action: Action) -> bool:
     binders = _bind_users(engine, data)
     if binders:
         raise _Keep(Reason.IN_USE_NOW, {"users": binders[:3], "bind_mounted": True})
+    sharers = _folder_sharers(engine, data)
+    if sharers:
+        raise _Keep(Reason.FOLDER_SHARED, {"volumes": sharers[:3]})
     # a symlinked _data is checked before the creation time: engine 20.10 reports the link target's mtime as
     # CreatedAt, so the link alone would read as "replaced", the less precise reason
     mountpoint = str(data.get("Mountpoint") or "")
@@ -333,6 +336,21 @@ def _bind_users(engine: Engine, volume: Mapping[str, Any]) -> list[str]:
                 users.append(str((c.get("Names") or [str(c.get("Id"))[:12]])[0]).lstrip("/"))
                 break
     return users
+
+
+def _folder_sharers(engine: Engine, volume: Mapping[str, Any]) -> list[str]:
+    """Other volumes (asked of the engine now) whose data is this volume's folder or inside it, when removing
+    this volume deletes its folder (a local volume without bind options)."""
+    from tamer.volumes.guard import relation, volume_data_path
+
+    options = volume.get("Options") or {}
+    if volume.get("Driver") != "local" or "bind" in str(options.get("o", "")).split(","):
+        return []
+    mountpoint = str(volume.get("Mountpoint") or "")
+    folders = {f for f in (mountpoint, os.path.dirname(mountpoint.rstrip("/"))) if f and f != "/"}
+    name = str(volume.get("Name") or "")
+    return [str(w.get("Name")) for w in engine.volumes() if str(w.get("Name")) != name
+            and any(relation(volume_data_path(w), f) in ("the same folder", "inside it") for f in folders)]
 
 
 def _recheck_image(engine: Engine, action: Action) -> list[str]:

@@ -189,6 +189,13 @@ def volume_folders(v: Volume) -> set[str]:
     return {f for f in folders if f not in ("", "/", ".")}
 
 
+def _folder_sharers(v: Volume, volumes: tuple[Volume, ...]) -> list[str]:
+    """Other volumes whose data is v's folder or inside it (bind options pointing there)."""
+    folders = volume_folders(v)
+    return [w.name for w in volumes if w.name != v.name and w.data_path
+            and any(_norm(w.data_path) == f or _norm(w.data_path).startswith(f + "/") for f in folders)]
+
+
 def volume_last_used(name: str, history: LastUsed, orphan_clock: Mapping[str, datetime]) -> tuple[datetime | None,
                                                                                                   str]:
     """When a volume was last used, and how we know: the latest of `tamer watch` history and tamer's own
@@ -257,6 +264,10 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
             last = v.created  # never used before it existed: that time came from a wrong clock
         code, facts, needs_backup = _volume_verdict(v, users, removed_containers, last, since, policy, now,
                                                     backup_available)
+        if code in _VOLUME_REMOVALS and v.placement == "default":
+            sharers = _folder_sharers(v, inv.volumes)
+            if sharers:  # the engine deletes the folder with the volume, and other volumes' data with it
+                code, facts, needs_backup = Reason.FOLDER_SHARED, {"volumes": sharers[:3]}, False
         size = volume_freed_bytes(v)
         if code in _VOLUME_REMOVALS:
             if v.placement == "bind":

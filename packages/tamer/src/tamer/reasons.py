@@ -42,6 +42,7 @@ class Reason(enum.StrEnum):
     NAMED_NO_BACKUP = "named-no-backup"
     NAMED_NO_RULE = "named-no-rule"
     VOLUME_SYMLINKED = "volume-symlinked"  # facts: data_path
+    FOLDER_SHARED = "folder-shared"  # facts: volumes (whose data is its folder, or inside it)
     IMAGE_IN_USE = "image-in-use"  # facts: count, users
     DANGLING_KEPT = "dangling-kept"
     TAG_KEPT = "tag-kept"  # facts: tag

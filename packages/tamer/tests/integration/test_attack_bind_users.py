@@ -87,3 +87,37 @@ def test_apply_rechecks_bind_users_whatever_the_plan_says(
     step = result.steps[0]
     assert step.status is StepStatus.SKIPPED and step.code == Reason.IN_USE_NOW, step
     assert (data / "sub" / "f").read_text() == "precious\n"
+
+
+@needs_faketime
+@pytest.mark.parametrize("inside", ["", "/sub"])
+def test_a_volume_whose_folder_another_volume_binds_is_never_removed(
+        eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inside: str) -> None:
+    """`docker volume create -o type=none -o o=bind -o device=<A's _data>` B: A looks orphaned, but removing
+    A deletes B's data (the engine deletes A's folder); A must stay, in the plan and at the point of action."""
+    volume, data = _orphan_with_data(eng, "shared-src" + inside.replace("/", "-"))
+    other = "shares-a" + inside.replace("/", "-")
+    eng.docker("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={data}{inside}", other)
+    eng.docker("run", "-d", "--name", "user-of-b", "-v", f"{other}:/live", BUSYBOX, "sleep", "300")
+    assert _tamer(eng, tmp_path, None, "df").returncode == 0
+    proc = _tamer(eng, tmp_path, "+8d", "clean", "--apply", "--yes", "--json")
+    assert proc.returncode in (0, 3), proc
+    assert volume in eng.docker("volume", "ls", "-q").split(), "removed a folder another volume's data is in"
+    assert (data / "sub" / "f").read_text() == "precious\n"
+    refusals = {r["id"]: r for r in json.loads(proc.stdout)["data"]["plan"]["refusals"]}
+    assert refusals[volume]["code"] == "folder-shared" and refusals[volume]["facts"]["volumes"] == [other]
+    # at the point of action, whatever the plan says
+    monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path / "apply"))
+    inv = build_inventory(read_raw_snapshot(eng.engine))
+    v = next(x for x in inv.volumes if x.name == volume)
+    plan = Plan(host=eng.host, engine_id=engine_identity(eng.engine.info()), policy="hand-built",
+                rules=policy_to_json(load_policy("")), made_at="2026-01-01T00:00:00+00:00",
+                actions=(Action("volume", volume, volume, 0, Reason.VOLUME_ORPHANED, {}, volume_fingerprint(v)),),
+                refusals=())
+    blind = dataclasses.replace(inv, taken_at=inv.taken_at + timedelta(days=8),
+                                volumes=tuple(x for x in inv.volumes if x.name != other))
+    result = apply_plan(eng.engine, plan, Journal(tmp_path / "j.sqlite"),
+                        read_current=lambda e: Current(blind, orphan_clock={volume: inv.taken_at}))
+    step = result.steps[0]
+    assert step.status is StepStatus.SKIPPED and step.code == Reason.FOLDER_SHARED, step
+    assert (data / "sub" / "f").read_text() == "precious\n"

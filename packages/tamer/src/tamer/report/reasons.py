@@ -81,6 +81,8 @@ _PROSE: dict[Reason, Callable[[Facts], str]] = {
     Reason.VOLUME_SYMLINKED: lambda f: f"its _data is a symlink to {f.get('data_path')}: the engine will not "
                                        "remove it (and a backup would be made for nothing); move it back with "
                                        "`tamer volume move` or replace the link by hand, then clean",
+    Reason.FOLDER_SHARED: lambda f: f"its folder holds the data of other volume(s) {_names(f, 'volumes')} (bind "
+                                    "options): removing it would delete their data",
     Reason.IMAGE_IN_USE: lambda f: f"used by {f.get('count')} container(s): {_names(f)}",
     Reason.DANGLING_KEPT: lambda f: "dangling, but the policy keeps dangling images",
     Reason.TAG_KEPT: lambda f: f"tag {f.get('tag')} matches keep_tags",
