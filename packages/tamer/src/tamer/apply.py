@@ -102,6 +102,32 @@ class _Keep(Exception):
         self.facts = facts or {}
 
 
+class _Midway(Exception):
+    """The engine began deleting a volume's files and stopped with an error: part of it may be gone."""
+
+    def __init__(self, facts: Facts) -> None:
+        super().__init__(str(facts.get("error")))
+        self.facts = facts
+
+
+def _remove_volume(engine: Engine, name: str, archive: Path | None) -> None:
+    """engine.remove_volume, saying honestly when it failed midway (the local driver deletes file by file, so
+    an immutable file or a mount inside stops it with the rest already deleted) and where the backup is."""
+    try:
+        engine.remove_volume(name)
+    except (ObjectNotFound, EngineUnreachable):
+        raise
+    except TamerError as exc:
+        users = engine.containers_using(volume=name)
+        if users:  # a container took it between the re-check and the removal: the engine deleted nothing
+            raise _Keep(Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/")
+                                                      for u in users[:3]]}) from None
+        facts: Facts = {"error": str(exc)}
+        if archive is not None:
+            facts["archive"] = str(archive)
+        raise _Midway(facts) from None
+
+
 def backup_before_removal(engine: Engine, name: str) -> Path:
     """Back up a named volume into the state directory, verify the archive, and prove that it restores the
     volume's current data (a scratch restore compared entry by entry with the live folder). Returns the
@@ -253,9 +279,9 @@ def _execute(engine: Engine, plan: Plan, journal: Journal, action: Action, backu
                 except (TamerError, OSError) as exc:
                     return StepStatus.SKIPPED, Reason.BACKUP_FAILED, {"error": str(exc)}
                 _recheck_volume(engine, action)  # nobody started using it while it was backed up
-                engine.remove_volume(action.id)
+                _remove_volume(engine, action.id, path)
                 return StepStatus.DONE, Reason.BACKED_UP_REMOVED, {"archive": str(path)}
-            engine.remove_volume(action.id)
+            _remove_volume(engine, action.id, None)
             return StepStatus.DONE, Reason.REMOVED, {}
         if action.kind == "image":
             tags = _recheck_image(engine, action)
@@ -270,6 +296,8 @@ def _execute(engine: Engine, plan: Plan, journal: Journal, action: Action, backu
         return StepStatus.GONE, Reason.ALREADY_GONE, {}
     except _Keep as keep:
         return StepStatus.SKIPPED, keep.code, keep.facts
+    except _Midway as midway:
+        return StepStatus.FAILED, Reason.REMOVAL_FAILED_MIDWAY, midway.facts
     except EngineUnreachable:
         raise
     except TamerError as exc:

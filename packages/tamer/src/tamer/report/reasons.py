@@ -107,6 +107,10 @@ _PROSE: dict[Reason, Callable[[Facts], str]] = {
     Reason.BACKUP_FAILED: lambda f: f"backup failed, volume kept: {f.get('error')}",
     Reason.SYMLINKED_NOW: lambda f: f"its _data is a symlink to {f.get('data_path')}: not removed, not backed up",
     Reason.ENGINE_REFUSED: lambda f: f"the engine refused: {f.get('error')}",
+    Reason.REMOVAL_FAILED_MIDWAY: lambda f: f"the engine failed while deleting its files ({f.get('error')}): part of "
+                                            "its data may be gone already; " + (
+        f"its backup, verified and proven to restore, is {f['archive']}: `tamer volume restore {f['archive']} "
+        "NEW_NAME` brings it all back" if f.get("archive") else "it had no backup (an anonymous volume)"),
     Reason.UNKNOWN_KIND: lambda f: f"unknown kind {f.get('kind')}",
     Reason.ABANDONED: lambda f: "run abandoned by the user",
 }
