@@ -185,7 +185,8 @@ class FaithfulLogitsProcessor:
             r = int(np.flatnonzero(wrong)[0])
             raise GenerateMismatchError(
                 f"generate took token {int(ids[r, -1])} in row {r} where faithful drew {int(chosen[r])}: "
-                "run it with do_sample=False and no processor after faithful's"
+                "run it with do_sample=False and no processor after faithful's (if that row had ended, "
+                "pass the processor the eos_token_id generate stops at)"
             )
         finished |= np.isin(chosen, self._eos)
 

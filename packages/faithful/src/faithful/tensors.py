@@ -7,7 +7,9 @@ host once, and the numpy reference (or the compiled kernels of
 (:mod:`faithful.rng`), so a row's token is identical on numpy, torch CPU and torch
 CUDA. Results come back as numpy arrays, the type :class:`faithful.samplers.SampleResult`
 promises. torch is imported only when a tensor is actually handed in. Running the
-selection on the GPU itself is not done here (a device backend is a later step).
+selection on the GPU itself is not done here (a device backend is a later step); its
+first part exists: :mod:`faithful.torch_rng` computes the keyed uniforms on the tensor's
+own device with torch integer ops, bit-identical to the numpy ones (no host copy).
 
 Example:
     >>> to_numpy_logits([[0.0, 1.0]], "numpy").shape
@@ -83,7 +85,10 @@ def tensor_to_numpy(t: Any) -> np.ndarray:
 
 
 def uniforms_tensor(u: np.ndarray, device: Any = "cpu") -> Any:
-    """The keyed uniforms as a float64 tensor on ``device`` (bit-identical to the numpy ones)."""
+    """Host uniforms ``u`` copied to ``device`` as a float64 tensor (bit-identical to the numpy ones).
+
+    To compute them on the device instead, use :func:`faithful.torch_rng.device_uniforms`.
+    """
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(u)).to(device)

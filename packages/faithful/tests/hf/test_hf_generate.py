@@ -41,6 +41,9 @@ SPECS = [
     "no-repeat-ngram:2",
     "gumbel",
     "temperature:1.5+top-n-sigma:1.0",
+    "xtc:0.5+xtc-threshold:0.05",
+    "mirostat:3.0",
+    "dry:0.8+dry-allowed-length:1",
 ]
 
 
@@ -307,3 +310,39 @@ def test_a_right_padded_mask_is_refused(setup: tuple[Any, int]) -> None:
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
     with pytest.raises(ShapeMismatchError, match="left padding"):
         generate(model, ids, attention_mask=mask, seed=0, max_new_tokens=2)
+
+
+def test_a_bfloat16_model_and_a_sampler_object() -> None:
+    """generate hands processors float32 copies of bf16 logits; faithful's own path widens them the same way."""
+    model = tiny_gpt2(2).to(torch.bfloat16)
+    eos = pick_eos(model, PROMPTS, 3)
+    sampler = parse_sampler_spec("temperature:0.9+top-k:12")
+    out = generate(
+        model, PROMPTS, spec=sampler, seed=21, max_new_tokens=8, eos_token_id=eos, pad_token_id=eos
+    )
+    lm = HFCausalLM(model, eos_token_id=eos, pad_token_id=eos)
+    ref = ancestral_sample(lm, PROMPTS, 8, sampler=sampler, rng=21)
+    assert out.sequences_list() == [r[0] for r in ref.sequences()]
+    np.testing.assert_allclose(out.raw_logq, ref.token_logprobs[:, 0], rtol=0, atol=CROSS_PATH_ATOL)
+
+
+def test_an_ended_row_needs_the_eos_id_the_processor_was_told(setup: tuple[Any, int]) -> None:
+    model, eos = setup
+    ids, mask = left_padded(PROMPTS, eos)
+    # a seed where a row ends (draws eos) before the last step, so generate pads it afterwards
+    seed = next(
+        s
+        for s in range(50)
+        if generate(model, PROMPTS, seed=s, max_new_tokens=10, eos_token_id=eos).lengths.min() < 9
+    )
+    proc = FaithfulLogitsProcessor("sample", seed=seed, attention_mask=mask)  # not told the eos id
+    with pytest.raises(GenerateMismatchError, match="eos_token_id"):
+        model.generate(
+            ids,
+            attention_mask=mask,
+            do_sample=False,
+            max_new_tokens=10,
+            eos_token_id=eos,
+            pad_token_id=(eos + 1) % model.config.vocab_size,
+            logits_processor=[proc],
+        )
