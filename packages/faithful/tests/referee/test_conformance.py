@@ -55,6 +55,7 @@ def test_hf_top_p_ties_are_flagged_against_the_canonical_definition(matrix: Any,
     kinds = {m.case.split("/")[0] for m in cell.mismatches}
     assert "ties" in kinds and kinds <= {"ties", "offset"}
     assert "tied at the cutoff" in cell.reason
+    assert all("top_p" in m.rules for m in cell.mismatches)  # the rule whose cutoff splits the tie group
     assert cell.zero_draws == 0  # HF keeps a subset: it never draws a token the canonical q excludes
     assert cell.p_own >= matrix.alpha / len(matrix.settings)  # torch.multinomial draws from HF's own q
 
@@ -110,6 +111,7 @@ def test_broken_adapters_are_flagged() -> None:
     assert top_p.status == "fail"
     untied = [mm for mm in top_p.mismatches if not mm.tied]
     assert untied and {mm.case.split("/")[0] for mm in untied} >= {"random", "neg-inf"}
+    assert all(mm.rules == ["top_p"] for mm in untied) and "at top_p's cutoff" in top_p.reason
     assert m.cell("broken-top-p", "top-k:5").status == "pass"
     assert m.cell("broken-top-p", "temperature:0.7").status == "pass"
     wrong_t = m.cell("broken-sampler", "temperature:0.7")

@@ -130,6 +130,7 @@ class Mismatch:
     dropped: list[int]  # canonical keeps, engine drops
     added: list[int]  # engine keeps, canonical drops
     tied: bool  # every mismatched token's logit equals a logit on the other side: a tie at the cutoff
+    rules: list[str] = field(default_factory=list)  # the canonical processors whose cutoff the tokens sit at
 
 
 @dataclass
@@ -205,7 +206,47 @@ def _summed_pvalue(nulls: list[GoodnessOfFitNull], gs: list[float], seed: int) -
     return (1.0 + at_least) / (len(total) + 1.0)
 
 
-def _mismatch(case: Case, row: int, canon: np.ndarray, own: np.ndarray) -> tuple[Mismatch | None, int]:
+def _rules(processors: Sequence[Any], z: np.ndarray, dropped: np.ndarray, added: np.ndarray) -> list[str]:
+    """Which of the canonical chain's processors a mismatch is about.
+
+    A token the engine keeps and the canonical chain removes: the processor that removes it. A token
+    the engine drops and the canonical chain keeps: the processor whose cutoff falls inside the
+    token's tie group (breaking the group's ties by 1e-9 makes it keep part of the group), else the
+    last processor that cut the row at that token's logit (its smallest kept logit).
+    """
+    xs = [z[None, :]]
+    for p in processors:
+        xs.append(p(xs[-1], None))
+    kept = [np.isfinite(x[0]) for x in xs]
+    out: list[str] = []
+    for t in added:
+        for i, p in enumerate(processors):
+            if kept[i][t] and not kept[i + 1][t]:
+                out.append(p.name)
+                break
+    for t in dropped:
+        found = []
+        for i, p in enumerate(processors):
+            group = np.flatnonzero(kept[i] & (z == z[t]))
+            if len(group) < 2:
+                continue
+            broken = xs[i].copy()
+            broken[0, group] -= max(1.0, abs(float(broken[0, t]))) * 1e-9 * np.arange(len(group))
+            inside = np.isfinite(p(broken, None)[0, group])
+            if inside.any() and not inside.all():
+                found.append(p.name)
+        if not found:
+            for i in range(len(processors), 0, -1):
+                if (kept[i - 1] & ~kept[i]).any() and z[kept[i]].min() == z[t]:
+                    found.append(processors[i - 1].name)
+                    break
+        out.extend(found)
+    return sorted(set(out))
+
+
+def _mismatch(
+    case: Case, row: int, canon: np.ndarray, own: np.ndarray, processors: Sequence[Any] = ()
+) -> tuple[Mismatch | None, int]:
     """The material support difference of one row, and how many tokens differ by a negligible mass only."""
     c_keep, o_keep = canon > 0, own > 0
     dropped = np.flatnonzero(c_keep & ~o_keep)
@@ -214,7 +255,8 @@ def _mismatch(case: Case, row: int, canon: np.ndarray, own: np.ndarray) -> tuple
         return None, int(dropped.size + added.size)
     z = case.logits[row]
     tied = all(np.any(z[o_keep] == z[t]) for t in dropped) and all(np.any(z[c_keep] == z[t]) for t in added)
-    return Mismatch(case.name, row, dropped.tolist(), added.tolist(), bool(tied)), 0
+    rules = _rules(processors, z, dropped, added)
+    return Mismatch(case.name, row, dropped.tolist(), added.tolist(), bool(tied), rules), 0
 
 
 def _explain(m: Mismatch, setting: str) -> str:
@@ -223,7 +265,8 @@ def _explain(m: Mismatch, setting: str) -> str:
         parts.append(f"drops {_ids(m.dropped)} that {setting} keeps")
     if m.added:
         parts.append(f"keeps {_ids(m.added)} that {setting} removes")
-    why = " (tied at the cutoff with tokens on the other side)" if m.tied else ""
+    at = f" at {' and '.join(m.rules)}'s cutoff" if m.rules else ""
+    why = f"{at} (tied at the cutoff with tokens on the other side)" if m.tied else at
     return f"{m.case} row {m.row}: {' and '.join(parts)}{why}"
 
 
@@ -245,6 +288,7 @@ def _run_cell(
     alpha_cell: float,
 ) -> Cell:
     cell = Cell(engine.name, setting, "pass")
+    processors = parse_sampler_spec(setting).processors
     gs_c: list[float] = []
     gs_o: list[float] = []
     nulls_c: list[GoodnessOfFitNull] = []
@@ -260,7 +304,7 @@ def _run_cell(
         canon = targets[ci]
         for r in range(case.logits.shape[0]):
             cell.rows += 1
-            mm, negligible = _mismatch(case, r, canon[r], own[r])
+            mm, negligible = _mismatch(case, r, canon[r], own[r], processors)
             cell.negligible_tokens += negligible
             if mm is not None:
                 cell.mismatches.append(mm)
