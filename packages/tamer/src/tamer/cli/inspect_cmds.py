@@ -99,5 +99,5 @@ def run_ls(args: argparse.Namespace) -> Outcome:
     objs = select(inv, args.kind, args.filter, sort)
     # only the form that will be printed is built (turning 2,000 objects into JSON costs more than listing them)
     if args.json:
-        return Outcome({"kind": args.kind, "items": ls_json(objs), "sizing": sizing}, "")
+        return Outcome({"kind": args.kind, "items": ls_json(objs, sized=sized), "sizing": sizing}, "")
     return Outcome(None, render_ls(args.kind, objs, inv.taken_at, sized=sized))

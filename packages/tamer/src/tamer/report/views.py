@@ -110,15 +110,19 @@ def render_ls(kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = Tr
     return render_table(["ID", "TYPE", "SIZE", "LAST USED", "IN USE", "DESCRIPTION"], rows, right=(2,))
 
 
-def ls_json(objs: Sequence[Image | Container | Volume | BuildCache]) -> list[dict[str, Any]]:
+def ls_json(objs: Sequence[Image | Container | Volume | BuildCache], *, sized: bool = True) -> list[dict[str, Any]]:
+    """`sized` False: figures nothing measured are null, never 0 (an image's shared bytes, a container's total)."""
     out = []
     for o in objs:
         d = dataclasses.asdict(o)
         if isinstance(o, Volume):
             d.update(kind=o.kind, orphaned=o.orphaned, in_use=o.in_use)
         elif isinstance(o, Image):
-            d.update(unique_size=o.unique_size)
+            d.update(unique_size=o.unique_size if sized else None)
+            if not sized:
+                d.update(shared_size=None)
         elif isinstance(o, Container):
-            d.update(total_size=container_bytes(o))
+            known = o.writable_size is not None or o.log.size is not None
+            d.update(total_size=container_bytes(o) if sized or known else None)
         out.append(d)
     return out
