@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conf.add_argument("--alpha", type=_probability, default=0.01, help="level per engine (default: 0.01)")
     conf.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    conf.add_argument("--report", metavar="DIR", help="write the matrix as JSON into DIR")
+    conf.add_argument("--report", metavar="DIR", help="write conformance.html and conformance.json into DIR")
     _common(conf)
     _make_global_options_win(parser)
     return parser
@@ -584,14 +584,10 @@ def cmd_conformance(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     data = matrix.to_dict()
     text = render_matrix(data)
     if args.report:
-        path = os.path.join(args.report, "conformance.json")
-        try:
-            os.makedirs(args.report, exist_ok=True)
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2)
-        except OSError as exc:
-            raise FaithfulError(f"cannot write the report into {args.report!r}: {exc}") from None
-        data["report"] = path
+        from faithful.referee.report import write_report
+
+        path = write_report(data, args.report)
+        data["report"] = str(path)
         text += f"\n\nreport: {path}"
     return data, text
 

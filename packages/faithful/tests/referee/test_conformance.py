@@ -203,6 +203,12 @@ def test_cli_conformance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert (
         json.loads((tmp_path / "rep" / "conformance.json").read_text())["failures"] == env["data"]["failures"]
     )
+    page = (tmp_path / "rep" / "conformance.html").read_text()
+    assert env["data"]["report"].endswith("conformance.html")
+    assert "FAIL" in page and "rule: top_p" in page and "a tie at the cutoff" in page and "vllm" in page
+    (tmp_path / "file").write_text("x")
+    assert main([*argv[:-1], str(tmp_path / "file" / "sub")]) == 1
+    assert "cannot write the report" in capsys.readouterr().err
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "FAIL" in text and "hf x top-p:0.5" in text and "tied at the cutoff" in text
