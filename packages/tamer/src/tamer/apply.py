@@ -43,6 +43,7 @@ from tamer.operation import faults, operation_lock
 from tamer.plan import Action, LastUsed, Plan, make_plan
 from tamer.policy import policy_from_json
 from tamer.reasons import Reason
+from tamer.sealing import FORMAT, PlanRefused, open_plan, plan_key, seal_plan
 from tamer.state import state_dir
 
 Backup = Callable[[Engine, str], Path]
@@ -193,12 +194,12 @@ def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Re
     """
     with operation_lock("clean --apply"):
         if resume_run is not None:
-            plan = journal.get(resume_run).plan
+            plan = _recorded_plan(journal, resume_run)
         check_engine(engine, plan)
         allowed, refused_now = _rederive(engine, plan, read_current, backup is not None)
         # (an action in neither set names an object the host no longer has: it is gone, nothing to do)
         if resume_run is None:
-            run_id = journal.start(plan)
+            run_id = journal.start(plan, seal_plan(plan, plan_key())["mac"])
         else:
             run_id = resume_run
             journal.adopt(run_id)
@@ -244,6 +245,18 @@ def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Re
                            steps=tuple(StepResult(s.idx, s.kind, s.object_id, s.name, s.bytes, s.status,
                                                   s.code or "", s.facts or {"detail": s.detail})
                                        for s in final.steps))
+
+
+def _recorded_plan(journal: Journal, run_id: int) -> Plan:
+    """The plan of an unfinished run, once its seal shows it is the plan this host recorded: the journal is
+    a file like a saved plan, an input that can never widen what happens."""
+    run = journal.get(run_id)
+    try:
+        return open_plan({"format": FORMAT, "plan": run.plan_data, "mac": run.mac}, plan_key(),
+                         f"the plan of unfinished clean run {run_id} in {journal.path}")
+    except PlanRefused as exc:
+        raise PlanRefused(f"{exc}; `tamer clean --abandon` sets that run aside (its pending steps never run)") \
+            from None
 
 
 def _rederive(engine: Engine, plan: Plan, read_current: Reader,

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS volume_clock (
     PRIMARY KEY (engine, name));
 """
 # columns added after the first release of the journal (older files get them on open)
+RUN_MIGRATIONS = ("ALTER TABLE runs ADD COLUMN mac TEXT NOT NULL DEFAULT ''",)
 MIGRATIONS = ("ALTER TABLE steps ADD COLUMN code TEXT NOT NULL DEFAULT ''",
               "ALTER TABLE steps ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'")
 
@@ -113,6 +114,8 @@ class Run:
     status: str  # running, done, partial, interrupted
     steps: tuple[Step, ...]
     pid: int = 0  # the process that ran it last
+    mac: str = ""  # the seal of its plan (tamer.sealing), checked before a resume runs it
+    plan_data: Any = None  # the plan exactly as recorded (what the seal covers)
 
     @property
     def pending(self) -> tuple[Step, ...]:
@@ -137,10 +140,11 @@ class Journal:
         self.path = path or state_dir() / "journal.sqlite"
         with self._tx() as db:
             db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(steps)")}
-            for statement in MIGRATIONS:
-                if statement.split()[5] not in columns:
-                    db.execute(statement)
+            for table, migrations in (("steps", MIGRATIONS), ("runs", RUN_MIGRATIONS)):
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for statement in migrations:
+                    if statement.split()[5] not in columns:
+                        db.execute(statement)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -170,11 +174,13 @@ class Journal:
         return db
 
     # -- runs ------------------------------------------------------------------
-    def start(self, plan: Plan) -> int:
+    def start(self, plan: Plan, mac: str = "") -> int:
+        """Record a new run of `plan` (sealed by `mac`, see tamer.sealing), all its steps pending."""
         with self._tx() as db:
-            cur = db.execute("INSERT INTO runs (host, plan_id, plan, started, status, pid) VALUES (?,?,?,?,?,?)",
+            cur = db.execute("INSERT INTO runs (host, plan_id, plan, started, status, pid, mac) "
+                             "VALUES (?,?,?,?,?,?,?)",
                              (plan.host, plan.plan_id, json.dumps(plan.to_json()), time.time(), "running",
-                              os.getpid()))
+                              os.getpid(), mac))
             run_id = int(cur.lastrowid or 0)
             db.executemany("INSERT INTO steps (run_id, idx, kind, object_id, name, bytes, status) "
                            "VALUES (?,?,?,?,?,?,'pending')",
@@ -198,19 +204,20 @@ class Journal:
 
     def get(self, run_id: int) -> Run:
         with self._tx() as db:
-            row = db.execute("SELECT id, host, plan_id, plan, started, finished, status, pid FROM runs WHERE id = ?",
-                             (run_id,)).fetchone()
+            row = db.execute("SELECT id, host, plan_id, plan, started, finished, status, pid, mac FROM runs "
+                             "WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise TamerError(f"no clean run {run_id} in the journal {self.path}")
             steps = db.execute("SELECT idx, kind, object_id, name, bytes, status, detail, code, facts FROM steps "
                                "WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
         try:
-            plan = Plan.from_json(json.loads(row[3]))
+            plan_data = json.loads(row[3])
+            plan = Plan.from_json(plan_data)
         except (KeyError, TypeError, ValueError) as exc:
             raise UnreadableRun(f"journal run {run_id} in {self.path} holds a plan this tamer cannot read "
                                 f"({type(exc).__name__}: {exc}); it was written by an older tamer") from None
         return Run(id=row[0], host=row[1], plan_id=row[2], plan=plan, started=row[4], finished=row[5],
-                   status=row[6], pid=int(row[7] or 0), steps=tuple(Step(s[0], s[1], s[2], s[3], s[4], StepStatus(s[5]), s[6], s[7],
+                   status=row[6], pid=int(row[7] or 0), mac=str(row[8] or ""), plan_data=plan_data, steps=tuple(Step(s[0], s[1], s[2], s[3], s[4], StepStatus(s[5]), s[6], s[7],
                                                    json.loads(s[8] or "{}")) for s in steps))
 
     def unfinished(self, host: str) -> Run | None:
