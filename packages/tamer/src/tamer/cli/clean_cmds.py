@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from tamer.plan import Plan, make_plan
 from tamer.policy import DEFAULT_POLICY, Policy, read_policy_file
 from tamer.report.plan_view import plan_json, render_apply, render_plan, render_run, result_json
 from tamer.report.units import parse_duration
+from tamer.sealing import FORMAT as PLAN_FORMAT
 from tamer.sealing import open_plan, plan_key, seal_plan
 
 DEFAULT_POLICY_TOML = """\
@@ -115,12 +118,7 @@ def run_plan(args: argparse.Namespace) -> Outcome:
     policy = _policy(args)  # a bad policy fails before the engine is asked anything
     plan, current = build_plan(args, connect(args.host), policy)
     if args.output:
-        sealed = seal_plan(plan, plan_key())
-        try:
-            Path(args.output).write_text(json.dumps(sealed, indent=1))
-        except OSError as exc:
-            raise UsageError(f"can't write the plan to {args.output}: {exc.strerror or exc}; expected a writable "
-                             "file path (its folder must exist); nothing was removed") from None
+        _write_plan_file(args.output, json.dumps(seal_plan(plan, plan_key()), indent=1))
     text = _with_warnings(render_plan(plan, verbose=args.verbose), current)
     if args.output:
         text += f"\nsaved to {args.output}; `tamer clean --plan {args.output} --apply` executes this plan, " \
@@ -207,6 +205,41 @@ def run_clean(args: argparse.Namespace) -> Outcome:
 
 def _with_warnings(text: str, current: Current) -> str:
     return "\n".join([text, *(f"warning: {w}" for w in current.inventory.warnings)])
+
+
+def _write_plan_file(path: str, text: str) -> None:
+    """Save a plan at `path`: a new file, or in place of an earlier saved plan; never over anything else
+    (a typo'd -o or a link planted in /tmp must not cost a file), never through a symlink. Written to a
+    temporary file beside it, then renamed over, so a kill leaves the old file or the new one whole."""
+    target = Path(path)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise UsageError(f"can't write the plan to {path}: {exc.strerror or exc}; expected a writable file path "
+                         "(its folder must exist); nothing was removed") from None
+    if st is not None:
+        old: Any = None
+        if stat.S_ISREG(st.st_mode):
+            try:
+                old = json.loads(target.read_text())
+            except (OSError, ValueError):
+                old = None
+        if not (isinstance(old, dict) and old.get("format") == PLAN_FORMAT):
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a plan saved by tamer"
+            raise UsageError(f"{path} exists and is {kind}; expected a new file or an earlier `tamer plan -o` "
+                             "file, so nothing else is overwritten; pick another path; nothing was removed")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"can't write the plan to {path}: {exc.strerror or exc}; expected a writable file path "
+                         "(its folder must exist); nothing was removed") from None
 
 
 def _read_plan_file(path: str) -> Plan:
