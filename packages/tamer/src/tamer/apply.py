@@ -37,7 +37,14 @@ from typing import Any
 
 from tamer.engine import Engine
 from tamer.errors import EngineUnreachable, ObjectNotFound, TamerError
-from tamer.inventory import RUNNING_STATES, Inventory, engine_identity, is_anonymous_volume, parse_time
+from tamer.inventory import (
+    RUNNING_STATES,
+    Inventory,
+    engine_identity,
+    engine_labels_anonymous,
+    is_anonymous_volume,
+    parse_time,
+)
 from tamer.journal import Journal, StateUnwritable, StepStatus
 from tamer.operation import faults, operation_lock
 from tamer.plan import Action, LastUsed, Plan, make_plan
@@ -356,7 +363,8 @@ def _recheck_volume(engine: Engine, action: Action) -> bool:
     created = parse_time(data.get("CreatedAt"))
     if "created" in action.fingerprint and (created.isoformat() if created else None) != action.fingerprint["created"]:
         raise _Keep(Reason.REPLACED)
-    return not is_anonymous_volume(str(data.get("Name") or action.id), dict(data.get("Labels") or {}))
+    return not is_anonymous_volume(str(data.get("Name") or action.id), dict(data.get("Labels") or {}),
+                                   engine_labels_them=engine_labels_anonymous(engine.api_version))
 
 
 def _bind_users(engine: Engine, volume: Mapping[str, Any]) -> list[str]:

@@ -265,11 +265,28 @@ def is_dangling(tags: list[str] | None) -> bool:
     return not tags or all(t == "<none>:<none>" for t in tags)
 
 
-def is_anonymous_volume(name: str, labels: dict[str, str]) -> bool:
-    """Anonymous volumes carry the engine's label (>= 23) or, on older engines, a bare 64-hex name."""
+def is_anonymous_volume(name: str, labels: dict[str, str], *, engine_labels_them: bool = False) -> bool:
+    """Anonymous volumes carry the engine's label (>= 23) or, on older engines, a bare 64-hex name.
+
+    engine_labels_them: the engine labels every anonymous volume it makes (API 1.42, engine 23, and later),
+    so an unlabeled one was named by someone (`docker volume create $(sha256sum ...)`), whatever its name:
+    named volumes never go without a rule and a backup. (One an older engine made before an upgrade then
+    counts as named too: kept, the safe side.)
+    """
     if ANONYMOUS_LABEL in labels:
         return True
+    if engine_labels_them:
+        return False
     return bool(_HEX64.match(name)) and COMPOSE_PROJECT not in labels
+
+
+def engine_labels_anonymous(api_version: str) -> bool:
+    """Whether an engine speaking `api_version` labels the anonymous volumes it makes (API >= 1.42)."""
+    try:
+        major, minor = (int(x) for x in api_version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (1, 42)
 
 
 # -- the builder ---------------------------------------------------------------
@@ -387,7 +404,7 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
         name = v["Name"]
         labels = dict(v.get("Labels") or {})
         options = {str(k): str(val) for k, val in (v.get("Options") or {}).items()}
-        anonymous = is_anonymous_volume(name, labels)
+        anonymous = is_anonymous_volume(name, labels, engine_labels_them=engine_labels_anonymous(raw.api_version))
         placement_info = (local_vols.get(name) or {})
         placement = placement_info.get("placement") or ("bind" if _is_bind(options) else "default")
         data_path = placement_info.get("data_path") or (options.get("device") if _is_bind(options) else None) \
