@@ -141,9 +141,17 @@ def backup_before_removal(engine: Engine, name: str) -> Path:
     volume's current data (a scratch restore compared entry by entry with the live folder). Returns the
     archive; raises a TamerError when any of it fails (the volume then stays)."""
     from tamer.volumes.backup import backup_volume, verify_backup
+    from tamer.volumes.guard import relation, volume_data_path
     from tamer.volumes.proof import prove_restorable
 
-    folder = state_dir() / "backups"
+    state = state_dir()
+    vol = engine.inspect_volume(name)
+    for data in {volume_data_path(vol), str(vol.get("Mountpoint") or "")} - {""}:
+        if relation(str(state), data) in ("the same folder", "inside it"):
+            raise TamerError(f"tamer's state folder {state} (where the backup goes) is inside the folder of volume "
+                             f"{name} ({data}): removing the volume would delete its own backup; expected "
+                             "TAMER_STATE_DIR outside every volume; the volume stays")
+    folder = state / "backups"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     out = folder / backup_file_name(name, time.time())
     try:

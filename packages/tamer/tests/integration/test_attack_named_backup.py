@@ -62,3 +62,20 @@ def test_an_unprovable_volume_stays_and_leaves_no_archive_behind(eng: Any, tmp_p
         assert list((state / "backups").iterdir()) == [], "unproven archives pile up in the state folder"
     finally:
         listener.close()
+
+
+def test_a_backup_that_the_removal_would_delete_is_refused(eng: Any, tmp_path: Path) -> None:
+    """TAMER_STATE_DIR inside the very volume a rule removes: the backup was written into the folder it was
+    copying (changing the data, a full-size archive each run) and, had the proof passed, removing the volume
+    would have deleted its only backup. Refused up front, nothing written into the volume."""
+    eng.docker("volume", "create", "home-vol")
+    data = _mountpoint(eng, "home-vol")
+    (data / "notes").write_text("mine\n")
+    state = data / ".local-state"
+    policy = tmp_path / "p.toml"
+    policy.write_text(POLICY.format(pattern="home-*"))
+    state.mkdir()
+    proc = _clean(eng, state, policy)
+    assert proc.returncode == 3 and "internal error" not in proc.stderr, proc
+    assert "home-vol" in eng.docker("volume", "ls", "-q").split()
+    assert (data / "notes").read_text() == "mine\n" and not (state / "backups").exists()
