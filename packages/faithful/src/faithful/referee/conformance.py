@@ -224,7 +224,9 @@ def _rules(processors: Sequence[Any], z: np.ndarray, dropped: np.ndarray, added:
             if kept[i][t] and not kept[i + 1][t]:
                 out.append(p.name)
                 break
-    for t in dropped:
+    # tokens of one tie group share their answer: one pass per distinct logit, not per token
+    for value in np.unique(z[dropped]):
+        t = int(dropped[np.flatnonzero(z[dropped] == value)[0]])
         found = []
         for i, p in enumerate(processors):
             group = np.flatnonzero(kept[i] & (z == z[t]))
