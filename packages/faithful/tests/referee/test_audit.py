@@ -20,6 +20,7 @@ HF_SETTINGS: list[dict[str, Any]] = [
     {"do_sample": True, "temperature": 1.3, "top_k": 5, "top_p": 1.0},
     {"do_sample": True, "top_k": 0, "min_p": 0.1},
     {"do_sample": True, "top_k": 0, "typical_p": 0.7},
+    {"do_sample": True, "top_k": 0, "repetition_penalty": 1.5, "top_p": 0.9},  # the record's history matters
 ]
 
 
@@ -165,6 +166,7 @@ def test_top_logprobs_input_exact_when_the_tail_cannot_matter() -> None:
             "summing",
         ),
         ({"logits": [0.0, 1.0], "token": 0, "logprob": -1.0}, "sampler settings"),
+        ({"logits": [0.0], "sampler": "sample", "settings": {}, "token": 0, "logprob": 0.0}, "not both"),
     ],
 )
 def test_malformed_records_are_named(record: dict[str, Any], message: str) -> None:

@@ -362,13 +362,21 @@ def audit_records(
         AuditInputError: a malformed record (named by its index), or no records.
     """
     out: list[RecordAudit] = []
+    samplers: dict[str, Sampler] = {}  # a file usually repeats a few settings: build each sampler once
     for i, rec in enumerate(records):
         where = names[i] if names is not None and i < len(names) else f"record {i}"
         if not isinstance(rec, Mapping):
             raise AuditInputError(f"{where}: expected a JSON object, got {type(rec).__name__}")
         spec, hf = rec.get("sampler"), rec.get("settings")
+        if spec is not None and hf is not None:
+            raise AuditInputError(
+                f"{where}: give `sampler` (a faithful spec) or `settings` (HF keys), not both"
+            )
         try:
-            s = _resolve_sampler(spec if spec is not None else hf if hf is not None else "")
+            key = json.dumps([spec, hf], sort_keys=True, default=str)
+            if key not in samplers:
+                samplers[key] = _resolve_sampler(spec if spec is not None else hf if hf is not None else "")
+            s = samplers[key]
         except FaithfulError as exc:
             raise AuditInputError(
                 f"{where}: sampler settings: {exc} (give `sampler` as a faithful spec or `settings` as HF keys)"
