@@ -17,13 +17,9 @@ import pytest
 
 TRICKS = ("../../etc", "../containers/json", "x/../../volumes")
 BUSYBOX = "tamer-test/busybox:1"
-ENGINE_CLIENT = pytest.mark.xfail(strict=True, reason=(
-    "tamer.engine puts names into URL paths unquoted: dot segments reach another endpoint, whose answer "
-    "(None or a list) becomes a TypeError; fix in engine/client.py (T5's): quote every path segment "
-    "and refuse '.'/'..' segments as not found"))
+# (was xfail: tamer.engine put names into URL paths as they were; fixed by tamer.engine.client.path_name)
 
 
-@ENGINE_CLIENT
 @pytest.mark.parametrize("name", TRICKS)
 def test_volume_backup_of_a_path_trick_name_is_a_clear_error(eng: Any, tmp_path: Path, name: str) -> None:
     out = tmp_path / "b.tar.zst"
@@ -33,7 +29,6 @@ def test_volume_backup_of_a_path_trick_name_is_a_clear_error(eng: Any, tmp_path:
     assert not out.exists()
 
 
-@ENGINE_CLIENT
 @pytest.mark.parametrize("name", TRICKS)
 def test_adopt_of_a_path_trick_name_is_a_clear_error(eng: Any, name: str) -> None:
     proc = eng.tamer("adopt", name)

@@ -119,3 +119,23 @@ def test_no_engine_and_a_hung_engine(sock: str) -> None:
         assert isinstance(err, EngineUnreachable) and "did not answer in time" in str(err)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize(("kind", "name"), [("volume", "../../etc"), ("volume", "../containers/json"),
+                                            ("volume", "x/../../volumes"), ("container", "a//b"),
+                                            ("image", "repo/./x:1"), ("volume", "")])
+def test_names_that_are_path_tricks_are_not_found_before_any_request(kind: str, name: str) -> None:
+    from tamer.engine.client import path_name
+
+    with pytest.raises(ObjectNotFound) as err:
+        path_name(kind, name)
+    assert repr(name) in str(err.value) and "tamer ls" in str(err.value)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("image", "tamer-test/busybox:1"), ("image", "localhost:5000/a/b:2"),
+                                            ("container", "/web"), ("volume", "my.vol_1-2"),
+                                            ("image", "sha256:" + "a" * 64)])
+def test_real_names_pass(kind: str, name: str) -> None:
+    from tamer.engine.client import path_name
+
+    assert path_name(kind, name) == name

@@ -84,6 +84,22 @@ def _api_at_least(version: str, wanted: str) -> bool:
     return parts(version) >= parts(wanted)
 
 
+def path_name(kind: str, name: str) -> str:
+    """`name` as it may go into a URL path, or ObjectNotFound.
+
+    Names go into URL paths (`/volumes/NAME`); a "." or ".." part (or an empty one) would be
+    resolved away before the engine saw it (HTTP clients and the engine's router both clean
+    paths), so `../containers/json` would ask another endpoint. No container, volume or image
+    can be named so, so such a name is "not found", said plainly. Image references keep their
+    slashes (`repo/name:tag`); a container's one leading slash (`/web`) is the engine's own form.
+    """
+    parts = (name.removeprefix("/") if kind == "container" else name).split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ObjectNotFound(f"no {kind} is named {name!r}: a name with an empty, '.' or '..' path part cannot "
+                             f"name a {kind}; expected a {kind} name or id; run `tamer ls` to see what exists")
+    return name
+
+
 class Engine:
     """One connected Docker engine. Create it with `connect()`."""
 
@@ -158,6 +174,7 @@ class Engine:
                                lambda: self._api.containers(all=True)))
 
     def inspect_container(self, container: str) -> JSON:
+        path_name("container", container)
         return dict(self._read(f"inspect container {container}", f"/containers/{container}/json", None,
                                lambda: self._api.inspect_container(container)))
 
@@ -166,6 +183,7 @@ class Engine:
         return list(self._read("list images", "/images/json", {"all": 0}, lambda: self._api.images(all=False)))
 
     def inspect_image(self, image: str) -> JSON:
+        path_name("image", image)
         return dict(self._read(f"inspect image {image}", f"/images/{image}/json", None,
                                lambda: self._api.inspect_image(image)))
 
@@ -174,6 +192,7 @@ class Engine:
         return list((listed or {}).get("Volumes") or [])
 
     def inspect_volume(self, volume: str) -> JSON:
+        path_name("volume", volume)
         return dict(self._read(f"inspect volume {volume}", f"/volumes/{volume}", None,
                                lambda: self._api.inspect_volume(volume)))
 
@@ -210,6 +229,7 @@ class Engine:
     # -- removals (used by apply.py only) ------------------------------------
     def remove_image(self, ref: str) -> None:
         """Remove an image reference (a tag, or an id when untagged); never forced."""
+        path_name("image", ref)
         self._call(f"remove image {ref}", lambda: self._api.remove_image(ref, force=False, noprune=False))
 
     def remove_build_cache(self, cache_id: str) -> int:
@@ -245,6 +265,7 @@ class Engine:
             name=name, driver=driver, driver_opts=driver_opts or None, labels=labels or None))
 
     def remove_volume(self, name: str, *, force: bool = False) -> None:
+        path_name("volume", name)
         self._call(f"remove volume {name}", lambda: self._api.remove_volume(name, force=force))
 
     def containers_using_volume(self, name: str) -> list[JSON]:
@@ -265,26 +286,33 @@ class Engine:
         return self._call(f"create container {name or ''}".strip(), run)
 
     def start_container(self, container: str) -> None:
+        path_name("container", container)
         self._call(f"start container {container}", lambda: self._api.start(container))
 
     def stop_container(self, container: str, *, timeout: int = 10) -> None:
+        path_name("container", container)
         self._call(f"stop container {container}", lambda: self._api.stop(container, timeout=timeout))
 
     def remove_container(self, container: str, *, force: bool = False) -> None:
         """Remove a container; its volumes (anonymous ones too) are always kept."""
+        path_name("container", container)
         self._call(f"remove container {container}", lambda: self._api.remove_container(
             container, v=False, force=force))
 
     def rename_container(self, container: str, new_name: str) -> None:
+        path_name("container", container)
         self._call(f"rename container {container}", lambda: self._api.rename(container, new_name))
 
     def pause_container(self, container: str) -> None:
+        path_name("container", container)
         self._call(f"pause container {container}", lambda: self._api.pause(container))
 
     def unpause_container(self, container: str) -> None:
+        path_name("container", container)
         self._call(f"unpause container {container}", lambda: self._api.unpause(container))
 
     def connect_network(self, container: str, network: str, endpoint: JSON) -> None:
+        path_name("container", container)
         self._call(f"connect container {container} to network {network}", lambda: self._api._raise_for_status(
             self._api._post_json(self._api._url("/networks/{0}/connect", network),
                                  data={"Container": container, "EndpointConfig": endpoint})))
