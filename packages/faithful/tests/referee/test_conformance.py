@@ -217,3 +217,14 @@ def test_cli_conformance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert env["status"] == "usage" and "unknown engine 'nope'" in env["errors"][0]
     assert main(["conformance", "--vocab", "fifty"]) == 2
     assert "--vocab" in capsys.readouterr().err
+
+
+def test_an_engine_that_raises_is_an_error_cell_not_a_crash() -> None:
+    # faithful's temperature 0 is the T -> 0 limit (uniform over the maximal logits); HF refuses it
+    m = conformance_matrix(
+        ["faithful", "hf"], ["temperature:0", "top-k:3"], vocab_sizes=(50,), n=300, reps=199
+    )
+    assert m.cell("faithful", "temperature:0").status == "pass"
+    hf = m.cell("hf", "temperature:0")
+    assert hf.status == "error" and "temperature" in hf.reason
+    assert m.cell("hf", "top-k:3").status == "pass"
