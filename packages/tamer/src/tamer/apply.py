@@ -210,7 +210,14 @@ def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Re
     with operation_lock("clean --apply"):
         if resume_run is not None:
             plan = _recorded_plan(journal, resume_run)
-        check_engine(engine, plan)
+        try:
+            check_engine(engine, plan)
+        except WrongEngine as exc:
+            if resume_run is None:
+                raise
+            # every `clean --apply` at this address would try to finish it again: say how to set it aside
+            raise WrongEngine(f"{exc}; this was the unfinished clean run {resume_run}: `tamer clean --abandon` "
+                              "sets it aside (its pending steps never run)") from None
         allowed, refused_now = _rederive(engine, plan, read_current, backup is not None)
         # (an action in neither set names an object the host no longer has: it is gone, nothing to do)
         if resume_run is None:

@@ -58,3 +58,22 @@ def test_a_plan_made_on_one_engine_is_refused_by_another_on_the_same_host(
     assert applied.returncode == 1 and envelope["status"] == "error", envelope
     assert "nothing was removed" in json.dumps(envelope["errors"])
     assert image in _docker(other, "images", "-aq", "--no-trunc").decode(), "the other engine's image was removed"
+
+
+def test_an_unfinished_run_of_another_engine_says_how_to_set_it_aside(
+        eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine at an address was replaced (another data root) while a clean was unfinished: every
+    `clean --apply` there resumes that run and is refused; the refusal must say how to get out."""
+    from tamer.apply import WrongEngine, apply_plan
+    from tamer.journal import Journal
+    from tamer.plan import Plan
+    from tamer.policy import load_policy, policy_to_json
+    from tamer.sealing import plan_key, seal_plan
+
+    monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path))
+    plan = Plan(host=eng.host, engine_id="SAME:ID@/var/lib/docker-old", policy="default",
+                rules=policy_to_json(load_policy("")), made_at="2026-01-01T00:00:00+00:00", actions=(), refusals=())
+    journal = Journal(tmp_path / "journal.sqlite")
+    run_id = journal.start(plan, seal_plan(plan, plan_key())["mac"])
+    with pytest.raises(WrongEngine, match="clean --abandon"):
+        apply_plan(eng.engine, plan, journal, resume_run=run_id, read_current=lambda e: pytest.fail("read"))
