@@ -54,8 +54,9 @@ def fill(sandbox: PrivateEngine, n_containers: int, images: list[str], *, named_
     def create(i: int) -> None:
         binds = [f"bench-named{i % max(1, named_volumes)}:/data"] if i % 4 == 0 and named_volumes else None
         image = images[1] if i % 4 == 1 else images[i % len(images)]  # images[1] declares VOLUME /data
-        c = api.create_container(image, ["true"], labels={"bench": str(i)},
-                                 host_config=api.create_host_config(binds=binds))
+        c = api.create_container(
+            image, ["true"], labels={"bench": str(i)}, host_config=api.create_host_config(binds=binds)
+        )
         if i % 3 == 0:
             api.start(c["Id"])
             api.wait(c["Id"], timeout=120)
@@ -69,12 +70,15 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     took = time.perf_counter() - start
     if proc.returncode not in (0, 2):
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-2000:]}")
+        raise SystemExit(
+            f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-2000:]}"
+        )
     return took
 
 
-def compare(label: str, ours: list[str], anchor: list[str], env: dict[str, str], repeat: int,
-            target: float) -> tuple[float, float]:
+def compare(
+    label: str, ours: list[str], anchor: list[str], env: dict[str, str], repeat: int, target: float
+) -> tuple[float, float]:
     timed(ours, env)
     timed(anchor, env)
     o: list[float] = []
@@ -85,16 +89,23 @@ def compare(label: str, ours: list[str], anchor: list[str], env: dict[str, str],
     mo, ma = statistics.median(o), statistics.median(a)
     ratio = mo / ma
     verdict = "held" if ratio <= target else "MISSED"
-    print(f"{label:34s} {mo * 1000:8.1f} ms vs {' '.join(anchor[:3]):28s} {ma * 1000:8.1f} ms  "
-          f"ratio {ratio:5.2f}  (target <= {target})  {verdict}", flush=True)
+    print(
+        f"{label:34s} {mo * 1000:8.1f} ms vs {' '.join(anchor[:3]):28s} {ma * 1000:8.1f} ms  "
+        f"ratio {ratio:5.2f}  (target <= {target})  {verdict}",
+        flush=True,
+    )
     return mo, ma
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--containers", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--clean", action="store_true", help="also time clean --apply against container prune")
+    parser.add_argument(
+        "--clean", action="store_true", help="also time clean --apply against container prune"
+    )
     args = parser.parse_args()
 
     env = {**os.environ}
@@ -116,30 +127,42 @@ def main() -> None:
         t0 = time.monotonic()
         fill(sandbox, args.containers, images, named_volumes=args.containers // 4)
         n_vols = len(engine.volumes())
-        print(f"== ls: {args.containers} containers, {n_vols} volumes, {len(engine.images())} images "
-              f"(filled in {time.monotonic() - t0:.0f}s)")
+        print(
+            f"== ls: {args.containers} containers, {n_vols} volumes, {len(engine.images())} images "
+            f"(filled in {time.monotonic() - t0:.0f}s)"
+        )
         env = {**os.environ, "DOCKER_HOST": sandbox.host}
         state = tempfile.mkdtemp(prefix="tamer-bench-state-")
         env["TAMER_STATE_DIR"] = state
         anchors: dict[str, float] = {}
-        for kind, anchor in (("containers", ["docker", "ps", "-a"]), ("images", ["docker", "images"]),
-                             ("volumes", ["docker", "volume", "ls"])):
-            anchors[kind] = compare(f"tamer ls {kind}", tamer_cmd("ls", kind), anchor, env, args.repeat, 1.5)[1]
+        for kind, anchor in (
+            ("containers", ["docker", "ps", "-a"]),
+            ("images", ["docker", "images"]),
+            ("volumes", ["docker", "volume", "ls"]),
+        ):
+            anchors[kind] = compare(f"tamer ls {kind}", tamer_cmd("ls", kind), anchor, env, args.repeat, 1.5)[
+                1
+            ]
         # the floors: an interpreter start plus the engine's own answers, fetched by curl. tamer's image and
         # volume views say who uses each one (users, owners, container counts), which only the container
         # list tells: their floor includes it.
         sock = sandbox.host.removeprefix("unix://")
         answer: dict[str, float] = {}
-        for kind, path in (("containers", "/containers/json?all=1"), ("images", "/images/json"),
-                           ("volumes", "/volumes")):
+        for kind, path in (
+            ("containers", "/containers/json?all=1"),
+            ("images", "/images/json"),
+            ("volumes", "/volumes"),
+        ):
             curl = ["curl", "-s", "-o", "/dev/null", "--unix-socket", sock, f"http://x{path}"]
             answer[kind] = statistics.median(timed(curl, env) for _ in range(args.repeat))
         py = statistics.median(timed(bare, env) for _ in range(args.repeat))
         for kind, anchor in anchors.items():
             floor = py + answer[kind] + (answer["containers"] if kind != "containers" else 0.0)
-            print(f"   floor for ls {kind:10s}: python start {py * 1000:6.1f} ms + engine answers (curl: the {kind} "
-                  f"list{'' if kind == 'containers' else ' + the container list'}) = {floor * 1000:6.1f} ms, "
-                  f"ratio {floor / anchor:5.2f} to its anchor")
+            print(
+                f"   floor for ls {kind:10s}: python start {py * 1000:6.1f} ms + engine answers (curl: the {kind} "
+                f"list{'' if kind == 'containers' else ' + the container list'}) = {floor * 1000:6.1f} ms, "
+                f"ratio {floor / anchor:5.2f} to its anchor"
+            )
 
         if args.clean:
             policy = Path(state) / "containers.toml"
@@ -156,21 +179,32 @@ def main() -> None:
                         fill(sandbox, args.containers, images, named_volumes=args.containers // 4)
                     t = time.perf_counter()
                     if who == "prune":
-                        subprocess.run(["docker", "-H", sandbox.host, "container", "prune", "-f"], check=True,
-                                       stdout=subprocess.DEVNULL)
+                        subprocess.run(
+                            ["docker", "-H", sandbox.host, "container", "prune", "-f"],
+                            check=True,
+                            stdout=subprocess.DEVNULL,
+                        )
                         theirs_runs.append(time.perf_counter() - t)
                     else:
-                        proc = subprocess.run(tamer_cmd("clean", "--apply", "--yes", "--quiet", "--policy",
-                                                        str(policy)), env=env, capture_output=True, text=True)
+                        proc = subprocess.run(
+                            tamer_cmd("clean", "--apply", "--yes", "--quiet", "--policy", str(policy)),
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                        )
                         ours_runs.append(time.perf_counter() - t)
                         rc = max(rc, proc.returncode)
                         left += len(engine.containers())
-                    print(f"   {who:6s} {(theirs_runs if who == 'prune' else ours_runs)[-1]:6.1f} s", flush=True)
+                    print(
+                        f"   {who:6s} {(theirs_runs if who == 'prune' else ours_runs)[-1]:6.1f} s", flush=True
+                    )
             ours, theirs = statistics.mean(ours_runs), statistics.mean(theirs_runs)
             ratio = ours / theirs
-            print(f"== clean: tamer clean --apply {ours:6.1f} s (rc {rc}, {left} left) vs "
-                  f"docker container prune {theirs:6.1f} s  ratio {ratio:5.2f}  (target <= 1.0)  "
-                  f"{'held' if ratio <= 1.0 and left == 0 else 'MISSED'}")
+            print(
+                f"== clean: tamer clean --apply {ours:6.1f} s (rc {rc}, {left} left) vs "
+                f"docker container prune {theirs:6.1f} s  ratio {ratio:5.2f}  (target <= 1.0)  "
+                f"{'held' if ratio <= 1.0 and left == 0 else 'MISSED'}"
+            )
 
 
 if __name__ == "__main__":

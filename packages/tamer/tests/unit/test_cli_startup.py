@@ -11,8 +11,17 @@ import pytest
 from tamer.cli import inspect_cmds
 from tamer.collect import SIZING_CHOICES
 
-HEAVY = ("docker", "requests", "urllib3", "tamer.engine", "tamer.inventory", "tamer.cli.clean_cmds",
-         "tamer.cli.volume_cmds", "tamer.volumes", "multiprocessing")
+HEAVY = (
+    "docker",
+    "requests",
+    "urllib3",
+    "tamer.engine",
+    "tamer.inventory",
+    "tamer.cli.clean_cmds",
+    "tamer.cli.volume_cmds",
+    "tamer.volumes",
+    "multiprocessing",
+)
 
 
 def _modules_after(argv: list[str], env_host: str | None = None) -> tuple[int, str, set[str]]:
@@ -34,8 +43,9 @@ def _modules_after(argv: list[str], env_host: str | None = None) -> tuple[int, s
     return proc.returncode, proc.stdout + proc.stderr, set(json.loads(line.removeprefix("MODULES ")))
 
 
-@pytest.mark.parametrize("argv", [["--help"], [], ["--version"], ["--version", "--json"], ["pods"],
-                                  ["--json", "pods"], ["-H"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], [], ["--version"], ["--version", "--json"], ["pods"], ["--json", "pods"], ["-H"]]
+)
 def test_help_version_and_usage_errors_import_nothing_heavy(argv: list[str]) -> None:
     rc, out, modules = _modules_after(argv)
     assert rc in (0, 2), out
@@ -53,8 +63,10 @@ def test_version_is_printed_plainly_and_as_an_envelope() -> None:
     assert rc == 0 and doc["data"] == {"name": "tamer", "version": __version__} and doc["status"] == "ok"
 
 
-@pytest.mark.parametrize("argv", [["ls", "--help"], ["ls", "pods"], ["ls", "volumes", "--filter", "colour=red"],
-                                  ["df", "--top", "0"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["ls", "--help"], ["ls", "pods"], ["ls", "volumes", "--filter", "colour=red"], ["df", "--top", "0"]],
+)
 def test_a_command_s_help_and_usage_errors_import_only_its_own_module(argv: list[str]) -> None:
     rc, out, modules = _modules_after(argv)
     assert rc in (0, 2), out

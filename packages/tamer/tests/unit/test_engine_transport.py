@@ -54,7 +54,7 @@ def _json_answer(body: object, status: str = "200 OK", chunked: bool = False) ->
 
     def answer(_: bytes) -> bytes:
         if chunked:
-            parts = [data[i:i + 7] for i in range(0, len(data), 7)]
+            parts = [data[i : i + 7] for i in range(0, len(data), 7)]
             payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
             return f"HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + payload
         return f"HTTP/1.1 {status}\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
@@ -74,13 +74,17 @@ def test_content_length_chunked_and_keep_alive(sock: str) -> None:
     def record(answer: Answer) -> Answer:
         return lambda req: (seen.append(req), answer(req))[1]
 
-    thread = _serve(sock, [record(_json_answer({"ApiVersion": "1.43"})), record(_json_answer(big, chunked=True))])
+    thread = _serve(
+        sock, [record(_json_answer({"ApiVersion": "1.43"})), record(_json_answer(big, chunked=True))]
+    )
     lean = UnixTransport(sock, timeout=5)
     assert lean.get("/version") == {"ApiVersion": "1.43"}
     lean.prefix = "/v1.43"
     assert lean.get("/containers/json", {"all": 1, "filters": json.dumps({"volume": ["a b"]})}) == big
     thread.join(5)
-    assert seen[1].startswith(b"GET /v1.43/containers/json?all=1&filters=%7B%22volume%22%3A+%5B%22a+b%22%5D%7D ")
+    assert seen[1].startswith(
+        b"GET /v1.43/containers/json?all=1&filters=%7B%22volume%22%3A+%5B%22a+b%22%5D%7D "
+    )
     assert len(seen) == 2  # both on one kept-alive connection (the server accepted once)
 
 
@@ -93,8 +97,13 @@ def test_an_idle_connection_the_engine_closed_is_retried_once(sock: str) -> None
 
 
 def test_errors_are_translated_once(sock: str) -> None:
-    _serve(sock, [_json_answer({"message": "No such container: x"}, "404 Not Found"),
-                  _json_answer({"message": "conflict: in use"}, "409 Conflict")])
+    _serve(
+        sock,
+        [
+            _json_answer({"message": "No such container: x"}, "404 Not Found"),
+            _json_answer({"message": "conflict: in use"}, "409 Conflict"),
+        ],
+    )
     lean = UnixTransport(sock, timeout=5)
     with pytest.raises(EngineHTTPError) as missing:
         lean.get("/containers/x/json")
@@ -121,9 +130,17 @@ def test_no_engine_and_a_hung_engine(sock: str) -> None:
         server.close()
 
 
-@pytest.mark.parametrize(("kind", "name"), [("volume", "../../etc"), ("volume", "../containers/json"),
-                                            ("volume", "x/../../volumes"), ("container", "a//b"),
-                                            ("image", "repo/./x:1"), ("volume", "")])
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("volume", "../../etc"),
+        ("volume", "../containers/json"),
+        ("volume", "x/../../volumes"),
+        ("container", "a//b"),
+        ("image", "repo/./x:1"),
+        ("volume", ""),
+    ],
+)
 def test_names_that_are_path_tricks_are_not_found_before_any_request(kind: str, name: str) -> None:
     from tamer.engine.client import path_name
 
@@ -132,9 +149,16 @@ def test_names_that_are_path_tricks_are_not_found_before_any_request(kind: str, 
     assert repr(name) in str(err.value) and "tamer ls" in str(err.value)
 
 
-@pytest.mark.parametrize(("kind", "name"), [("image", "tamer-test/busybox:1"), ("image", "localhost:5000/a/b:2"),
-                                            ("container", "/web"), ("volume", "my.vol_1-2"),
-                                            ("image", "sha256:" + "a" * 64)])
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("image", "tamer-test/busybox:1"),
+        ("image", "localhost:5000/a/b:2"),
+        ("container", "/web"),
+        ("volume", "my.vol_1-2"),
+        ("image", "sha256:" + "a" * 64),
+    ],
+)
 def test_real_names_pass(kind: str, name: str) -> None:
     from tamer.engine.client import path_name
 
