@@ -57,9 +57,9 @@ def container_from_datastore(data_root: str, driver: str, listed: JSON, *, recor
     cid = listed.get("Id")
     if not isinstance(cid, str):
         return None
-    folder = os.path.join(data_root, "containers", cid)
     config, host = (records or {}).get(cid) or (None, None)
     if config is None or host is None or config.get("ID") != cid:
+        folder = os.path.join(data_root, "containers", cid)
         config = _read_json(os.path.join(folder, "config.v2.json"))
         host = _read_json(os.path.join(folder, "hostconfig.json"))
     if config is None or host is None or config.get("ID") != cid:
