@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     coin.add_argument(
         "--decoder",
         default="greedy",
-        help="a sampler spec: greedy, sample, top-p:0.9, temperature:0.7, ... (default: greedy)",
+        help="a sampler spec: greedy, sample, top-p:0.9, temperature:0.7, ... (every part: `faithful processors`; default: greedy)",
     )
     coin.add_argument("--seed", type=int, default=0, help="seed of the keyed randomness (default: 0)")
     _common(coin)
@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--sampler",
         default=None,
-        help="sampler spec for sampling decoders: top-p:0.9, temperature:0.8+top-k:40, ...",
+        help="sampler spec for sampling decoders: top-p:0.9, temperature:0.8+top-k:40, ... (every part: `faithful processors`)",
     )
     gen.add_argument("--prompt", default="", help="the text to continue (default: empty)")
     gen.add_argument(
@@ -247,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tol", type=float, default=1e-3, help="match tolerance in nats (relative beyond 1; default: 1e-3)"
     )
     _common(audit)
+
+    procs = sub.add_parser(
+        "processors",
+        help="every processor, its spec syntax, parameters and Hugging Face equivalent, in the default order",
+        description="List the processors from faithful's one processor table, in the order a sampler applies them.",
+    )
+    _common(procs)
 
     conf = sub.add_parser(
         "conformance",
@@ -592,8 +599,30 @@ def cmd_conformance(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return data, text
 
 
+def cmd_processors(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful processors``: every processor from the one table, in the default order."""
+    from faithful.processors.table import TABLE, render_table, spec_help
+
+    rows = [
+        {
+            "order": i,
+            "name": e.name,
+            "summary": e.summary,
+            "parameters": [
+                {"keyword": p.keyword, "expected": p.expected, "spec": [k.key for k in p.spec], "doc": p.doc}
+                for p in e.params
+            ],
+            "hf": e.hf,
+        }
+        for i, e in enumerate(TABLE, 1)
+    ]
+    text = render_table() + "\n\nSpec parts (join with '+'): " + spec_help(detailed=True)
+    return {"processors": rows}, text
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], str]]] = {
     "coin": cmd_coin,
+    "processors": cmd_processors,
     "compare": cmd_compare,
     "generate": cmd_generate,
     "audit-logprobs": cmd_audit_logprobs,

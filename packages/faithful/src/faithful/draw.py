@@ -23,7 +23,7 @@ import numpy as np
 
 from faithful._numeric import check_row_max
 from faithful.errors import EmptySupportError, InvalidLogitsError, ShapeMismatchError
-from faithful.rng import RngLike, as_keyed_rng
+from faithful.rng import RngLike, resolve_rng
 
 __all__ = [
     "DRAWS",
@@ -289,5 +289,5 @@ class AliasTable:
         Returns:
             int64 ``(n,)``.
         """
-        u = as_keyed_rng(rng).uniforms([row], step, 2 * int(n))[0]
+        u = resolve_rng(rng).uniforms([row], step, 2 * int(n))[0]
         return self.draw(u[0::2], u[1::2])

@@ -66,7 +66,7 @@ from faithful.processors import (
 )
 from faithful.processors._base import _check_nonempty
 from faithful.processors.table import KEYWORDS, TABLE, spec_help, spec_index
-from faithful.rng import KeyedRNG, RngLike, as_keyed_rng, resolve_rng
+from faithful.rng import RngLike, resolve_rng
 from faithful.selection import argmax_checked, sample_truncated
 from faithful.tensors import BACKENDS, is_torch_tensor, to_numpy_logits
 
@@ -104,15 +104,9 @@ class _Uniforms(Protocol):
 
 def _uniform_source(rng: Any) -> tuple[_Uniforms, int | None]:
     """``rng`` as keyed uniforms and its seed: int / KeyedRNG / None, or any object with ``uniforms``."""
-    if (
-        rng is not None
-        and not isinstance(rng, int | np.integer | KeyedRNG)
-        and callable(getattr(rng, "uniforms", None))
-    ):
-        seed = getattr(rng, "seed", None)
-        return rng, seed if isinstance(seed, int) else None
-    keyed = as_keyed_rng(rng)
-    return keyed, keyed.seed
+    source = resolve_rng(rng)
+    seed = getattr(source, "seed", None)
+    return source, seed if isinstance(seed, int) else None
 
 
 def _check_rows(rows: Sequence[int] | np.ndarray | None, b: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from faithful.chains.chain import ChainError, FloatArray, IntArray, LinearChain, path_score
-from faithful.rng import as_keyed_rng
+from faithful.rng import resolve_rng
 
 __all__ = [
     "PathsResult",
@@ -333,7 +333,7 @@ def sample_paths(chain: LinearChain, num_samples: int = 1, rng: Any = None) -> P
     """
     if num_samples < 1:
         raise ChainError(f"num_samples must be >= 1, got {num_samples}")
-    keyed = as_keyed_rng(rng)
+    keyed = resolve_rng(rng)
     alpha = forward_scores(chain, "log")
     b, t_len, _ = alpha.shape
     n = num_samples

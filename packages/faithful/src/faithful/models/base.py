@@ -32,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from faithful._numeric import log_softmax
 from faithful.errors import FaithfulError
 
 FloatArray = npt.NDArray[np.float64]
@@ -138,13 +139,7 @@ def log_normalize(scores: npt.ArrayLike) -> FloatArray:
         >>> np.exp(log_normalize([0.0, 0.0])).tolist()
         [0.5, 0.5]
     """
-    x = np.asarray(scores, dtype=np.float64)
-    peak = np.max(x, axis=-1, keepdims=True)
-    peak = np.where(np.isfinite(peak), peak, 0.0)
-    shifted = x - peak
-    with np.errstate(divide="ignore"):
-        lse = np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
-    out: FloatArray = shifted - lse
+    out: FloatArray = log_softmax(np.asarray(scores, dtype=np.float64), axis=-1)
     return out
 
 
