@@ -19,6 +19,7 @@ from tamer.cli.progress import Progress
 from tamer.engine import Engine, connect
 from tamer.errors import UsageError
 from tamer.history import History, uses_from_event
+from tamer.inventory import parse_time
 from tamer.journal import Journal, StateUnreadable, observe_orphan_clock
 from tamer.plan import Plan, make_plan
 from tamer.policy import DEFAULT_POLICY, Policy, read_policy_file
@@ -260,7 +261,10 @@ def run_watch(args: argparse.Namespace) -> Outcome:
     back = parse_duration(args.since) if args.since else None  # bad input fails before the engine is asked
     engine = connect(args.host)
     history = History(engine.where)
-    now = time.time()
+    # the engine's clock, not ours: events carry its times, and `until` in our clock would make --once wait
+    # for as long as ours runs ahead of it (forever, for a clock a century ahead)
+    engine_now = parse_time(engine.info().get("SystemTime"))
+    now = engine_now.timestamp() if engine_now is not None else time.time()
     since = now - back.total_seconds() if back is not None else (history.cursor() or now - 86400)
     until = now if args.once else None
     recorded = 0
