@@ -12,16 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 BUSYBOX = "tamer-test/busybox:1"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "volumes/backup.py plan_restore/_restore_locked check only that the target is empty, not that no "
-    "running container mounts it (T2's); fix: engine.containers_using(volume=name) filtered to running/"
-    "paused/restarting at plan time and again right before the staged entries are moved in; refuse with "
-    "the users' names (stop them, then restore)"))
 def test_restore_into_a_volume_a_running_container_mounts_is_refused(eng: Any, tmp_path: Path) -> None:
     eng.docker("volume", "create", "rs-src")
     eng.docker("run", "--rm", "-v", "rs-src:/d", BUSYBOX, "sh", "-c", "echo data > /d/f")

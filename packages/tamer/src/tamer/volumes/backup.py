@@ -29,7 +29,7 @@ from tamer.errors import ObjectNotFound, RestoreRefused, TamerError, UsageError
 from tamer.operation import faults, operation_lock
 from tamer.volumes.archive import read_archive
 from tamer.volumes.archive_write import gnu_tar, write_archive
-from tamer.volumes.guard import assert_folder_free, require_data_access
+from tamer.volumes.guard import assert_folder_free, require_data_access, running_users
 from tamer.volumes.place import (
     CreatePlan,
     PlaceCheck,
@@ -243,8 +243,15 @@ class RestoreResult:
 
 
 def _refuse_shared(engine: Engine, name: str, folder: str) -> None:
-    """No other volume and no container bind mount may use the folder a restore writes into (checked live)."""
+    """No other volume and no container bind mount may use the folder a restore writes into, and no running
+    container may mount the volume (an "empty" folder a running program owns fills up under the restore,
+    and the program sees files appear under it); checked live."""
     assert_folder_free(engine, folder, f"restore volume {name} into", except_volumes=[name])
+    busy = running_users(engine, name)
+    if busy:
+        raise RestoreRefused(f"volume {name} is mounted by running container(s) {', '.join(busy)}; expected no "
+                             "running user, so nothing is written under a running program; stop them, restore, "
+                             "then start them; nothing was restored")
 
 
 def plan_restore(engine: Engine, archive: Path, name: str, *, at: str | None = None,
