@@ -78,6 +78,22 @@ def run(outdir: Path) -> None:
             str(pydoc_dir),
         ],
     )
+    step(
+        "the referee: each engine's own sampler against the exact distribution (ties at the cutoff included)",
+        [
+            "conformance",
+            "--engines",
+            "faithful,hf,torch-naive",
+            "--settings",
+            "top-k:5,top-p:0.5,min-p:0.1",
+            "--vocab",
+            "50",
+            "--n",
+            "500",
+            "--reps",
+            "499",
+        ],
+    )
     print(f"\nfaithful demo done in {time.perf_counter() - started:.0f} s; open the reports:")
     print(f"  {(exact_dir / 'index.html').resolve()}")
     print(f"  {(pydoc_dir / 'index.html').resolve()}")
