@@ -46,10 +46,6 @@ def test_names_the_engine_cannot_hold_are_clear_errors(eng: Any, args: tuple[str
     assert set(eng.docker("volume", "ls", "-q").split()) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "volumes/place.py check_volume_name has no length limit (T2's): a derived name over 255 bytes passes the "
-    "preview, and the apply stops the running container before the engine refuses the name; fix: refuse names "
-    "over 255 bytes there (a folder name's limit), saying to pick one with --name-for PATH=NAME"))
 def test_adopt_with_a_derived_name_too_long_is_refused_in_the_preview(eng: Any) -> None:
     name = "c" + "x" * 200
     eng.docker("run", "-d", "--name", name, "-v", "/data/" + "y" * 60, BUSYBOX, "sleep", "300")

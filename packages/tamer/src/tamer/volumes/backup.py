@@ -29,7 +29,7 @@ from tamer.errors import ObjectNotFound, RestoreRefused, TamerError, UsageError
 from tamer.operation import faults, operation_lock
 from tamer.volumes.archive import read_archive
 from tamer.volumes.archive_write import gnu_tar, write_archive
-from tamer.volumes.guard import assert_folder_free, require_data_access, running_users
+from tamer.volumes.guard import assert_folder_free, relation, require_data_access, running_users
 from tamer.volumes.place import (
     CreatePlan,
     PlaceCheck,
@@ -137,6 +137,11 @@ def backup_volume(engine: Engine, name: str, out: Path, *, pause_users: bool = F
         raise UsageError(f"folder {out.parent} for the backup does not exist; expected an existing folder")
     if out.exists() and not overwrite:
         raise UsageError(f"backup file {out} already exists; expected a new file; pick another name or remove it")
+    for data in {str(root), str(vol.get("Mountpoint") or "")} - {""}:
+        if relation(str(out.parent), data) in ("the same folder", "inside it"):
+            raise UsageError(f"{out} is inside volume {name}'s folder {data}: the backup would be written into the "
+                             "data it copies (and hold a partial copy of itself); expected a file outside the "
+                             "volume; pick another folder; nothing was written")
     gnu_tar(writer)  # an unknown or missing writer is refused before anything is written
     with operation_lock(f"volume backup {name}"):
         _clean_dead_partials(out)

@@ -28,9 +28,13 @@ PLACED_LABEL = "io.tamer.placed-at"
 
 def check_volume_name(name: str) -> str:
     """Return `name` when the engine would accept it as a volume name, else raise UsageError."""
-    if not _VOLUME_NAME.match(name):
+    if not _VOLUME_NAME.fullmatch(name):  # (match with $ lets a trailing newline through)
         raise UsageError(f"volume name {name!r} is not valid: expected 2 or more of letters, digits, '_', '.', '-', "
                          "starting with a letter or digit; e.g. mongo_data")
+    if len(name.encode()) > 255:
+        raise UsageError(f"volume name {name[:40]}... is {len(name.encode())} bytes long; expected at most 255 (the "
+                         "engine keeps each volume in a folder of that name); pick a shorter one (with `tamer "
+                         "adopt`/`run`: --name-for PATH=NAME)")
     return name
 
 
