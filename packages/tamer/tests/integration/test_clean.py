@@ -293,7 +293,7 @@ def test_watch_records_last_use_and_budget_evicts_lru(eng: Any, tmp_path: Path) 
     rc, df = tamer_json(eng, tmp_path, "df")
     total = sum(t["size"] for t in df["data"]["totals"])
     sizes = {i["tags"][0]: i["size"] - i["shared_size"] for i in
-             tamer_json(eng, tmp_path, "ls", "images")[1]["data"]["items"] if i["tags"]}
+             tamer_json(eng, tmp_path, "ls", "images", "--size")[1]["data"]["items"] if i["tags"]}
     budget = total - sizes["lru/b:1"] - sizes["lru/a:1"] // 2  # b alone is not enough; b then a is
     policy = tmp_path / "budget.toml"
     policy.write_text(KEEP_BASE + f"[budget]\nmax_size = {budget}\n[volumes]\n")
