@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SRC := packages/tamer/src packages/faithful/src
 
-.PHONY: venv test test-tamer test-faithful lint demo bench clean-venv
+.PHONY: venv test test-tamer test-faithful attack lint demo bench clean-venv
 
 venv: $(STAMP)
 
@@ -30,6 +30,13 @@ test: lint
 
 test-tamer: $(STAMP)
 	$(BIN)/python -m pytest packages/tamer/tests
+
+# The long attack campaigns: many more kills and hostile archives than `make test`'s bounded sizes.
+attack: $(STAMP)
+	bash scripts/ensure-docker.sh
+	TAMER_CAMPAIGN_KILLS=$${TAMER_CAMPAIGN_KILLS:-200} TAMER_ATTACK_EXAMPLES=$${TAMER_ATTACK_EXAMPLES:-3000} \
+	  $(BIN)/python -m pytest packages/tamer/tests/integration/test_fault_campaign.py \
+	  packages/tamer/tests/integration/test_restore_attack.py
 
 test-faithful: $(STAMP)
 	$(BIN)/python -m pytest packages/faithful/tests

@@ -3,7 +3,8 @@ restore, each kill followed by a rerun or a rollback; every volume compared befo
 every file, mode, owner, xattrs, hard links and sparseness (st_blocks): nothing lost.
 
 Seeded and reproducible: the seed is printed (TAMER_CAMPAIGN_SEED=N replays it). Size: 30 kills by default,
-TAMER_CAMPAIGN_KILLS=N for a longer campaign (both read here, by the test, never by tamer). Kills are of
+TAMER_CAMPAIGN_KILLS=N for a longer campaign (`make attack`: 200); under CI one known seed, elsewhere a new one
+each run (both variables read here, by the test, never by tamer). Kills are of
 two kinds, chosen at random: a real SIGKILL of the tamer subprocess after a random delay, and an exact stop
 at the N-th fault point it reaches (tests/faulty_tamer.py, through tamer.operation.faults).
 """
@@ -302,7 +303,9 @@ OPS: list[tuple[str, Callable[[World], bool]]] = [("move", op_move), ("adopt", o
 
 
 def test_fault_campaign(eng: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    seed = int(os.environ.get("TAMER_CAMPAIGN_SEED") or random.randrange(1 << 32))
+    # CI replays one known seed (kill timings still vary); elsewhere every run explores a new one
+    default_seed = 1 if os.environ.get("CI") else random.randrange(1 << 32)
+    seed = int(os.environ.get("TAMER_CAMPAIGN_SEED") or default_seed)
     target = int(os.environ.get("TAMER_CAMPAIGN_KILLS") or 30)
     with capsys.disabled():
         print(f"\nfault campaign: seed {seed} (TAMER_CAMPAIGN_SEED={seed} replays it), {target} kills")
