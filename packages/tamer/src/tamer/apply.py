@@ -207,7 +207,7 @@ def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Re
     another tamer operation runs; EngineUnreachable (with how to resume) when the engine goes away; every
     step done before that is in the journal.
     """
-    with operation_lock("clean --apply"):
+    with operation_lock("clean --apply", engine=engine):
         if resume_run is not None:
             plan = _recorded_plan(journal, resume_run)
         try:

@@ -42,6 +42,7 @@ import fcntl
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,9 +120,50 @@ def lock_path() -> Path:
     return state_dir() / "operation.lock"
 
 
+def engine_lock_path(engine_key: str) -> Path:
+    """The host-wide lock file of one engine, shared by every user and state folder on this host.
+
+    `sudo tamer` and `sudo -E tamer` (or two TAMER_STATE_DIRs) have different state folders but change
+    the same engine: one change at a time must hold per engine, so this lock lives outside any state
+    folder, in /run/lock (world-writable, sticky) or else the temp folder, named by the engine's identity.
+    """
+    base = Path("/run/lock")
+    if not (base.is_dir() and os.access(base, os.W_OK | os.X_OK)):
+        base = Path(tempfile.gettempdir())
+    digest = hashlib.sha256(engine_key.encode()).hexdigest()[:20]
+    return base / f"tamer-engine-{digest}.lock"
+
+
+def _flock_engine(engine_key: str, command: str, deadline: float) -> int:
+    path = engine_lock_path(engine_key)
+    try:
+        # read-only is enough for flock, so a file another user created still locks
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise OperationLocked(f"cannot open the engine's lock file {path}: {exc.strerror}; expected a regular "
+                              "file any user can read; remove it if it is something else, then run this "
+                              "again") from None
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise OperationLocked(
+                    f"another tamer operation holds the lock of this engine ({path}), possibly run with another "
+                    f"state folder (another user, sudo without -E); expected one change at a time on an engine; "
+                    f"wait for it to finish, then run `tamer {command}` again") from None
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
-def operation_lock(command: str, *, wait: float = 0.0) -> Iterator[None]:
+def operation_lock(command: str, *, wait: float = 0.0, engine: Any = None) -> Iterator[None]:
     """Hold tamer's one exclusive lock for the block (re-entrant in this process).
+
+    Two locks, taken in this order: the state folder's (it names its holder) and, when `engine` (a
+    tamer.engine client) is given, that engine's host-wide one (`engine_lock_path`, keyed by
+    `inventory.engine_identity`), so two state folders never change one engine at once.
 
     wait: seconds to wait for another holder before giving up (0: fail at once).
     Raises OperationLocked naming the holder's pid and command.
@@ -149,6 +191,16 @@ def operation_lock(command: str, *, wait: float = 0.0) -> Iterator[None]:
                     f"another tamer operation ({holder}) holds the lock {path}; expected one change at a time on "
                     "this host; wait for it to finish (or stop that process), then run this again") from None
             time.sleep(0.1)
+    engine_fd = -1
+    if engine is not None:
+        try:
+            from tamer.inventory import engine_identity
+
+            engine_fd = _flock_engine(engine_identity(engine.info()) or "unknown", command, deadline)
+        except BaseException:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+            raise
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()}, command `tamer {command}`")
@@ -164,6 +216,8 @@ def operation_lock(command: str, *, wait: float = 0.0) -> Iterator[None]:
             fh.truncate()
         fcntl.flock(fh, fcntl.LOCK_UN)
         fh.close()
+        if engine_fd >= 0:
+            os.close(engine_fd)  # closing the descriptor releases its flock
 
 
 def lock_held() -> bool:

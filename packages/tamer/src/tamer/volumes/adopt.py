@@ -182,7 +182,7 @@ def apply_adopt(engine: Engine, plan: AdoptPlan) -> str:
     re-raises; VolumeOperationFailed (exit 3) when the rollback could not finish (the journal stays)."""
     if not plan.adoptions:
         return plan.container_id
-    with operation_lock(f"adopt {plan.container}"):
+    with operation_lock(f"adopt {plan.container}", engine=engine):
         key = adopt_key(engine, plan.container)
         op: Adopt | None = Adopt.load(key) if plan.resume is not None else None
         if op is None:
@@ -347,7 +347,7 @@ class Adopt(Operation):
 
 def rollback_adopt(engine: Engine, container: str) -> list[str]:
     """Undo an unfinished adoption of `container` from its journal; returns what was done."""
-    with operation_lock(f"adopt {container} --rollback"):
+    with operation_lock(f"adopt {container} --rollback", engine=engine):
         op: Adopt | None = Adopt.load(adopt_key(engine, container))
         if op is None:
             raise UsageError(f"no unfinished adoption of {container} to roll back; expected one left by a killed "

@@ -143,7 +143,7 @@ def backup_volume(engine: Engine, name: str, out: Path, *, pause_users: bool = F
                              "data it copies (and hold a partial copy of itself); expected a file outside the "
                              "volume; pick another folder; nothing was written")
     gnu_tar(writer)  # an unknown or missing writer is refused before anything is written
-    with operation_lock(f"volume backup {name}"):
+    with operation_lock(f"volume backup {name}", engine=engine):
         _clean_dead_partials(out)
         return _backup_locked(engine, name, vp, root, out, pause_users=pause_users, overwrite=overwrite,
                               writer=writer)
@@ -300,7 +300,7 @@ def apply_restore(engine: Engine, plan: RestorePlan, *, privileged: bool = False
     when this restore created it. Raises BackupCorrupt, RestoreRefused,
     NotEnoughSpace.
     """
-    with operation_lock(f"volume restore {plan.volume}"):
+    with operation_lock(f"volume restore {plan.volume}", engine=engine):
         return _restore_locked(engine, plan, privileged=privileged)
 
 

@@ -213,7 +213,7 @@ def _journal_data(plan: MovePlan) -> JSON:
 def apply_move(engine: Engine, plan: MovePlan, *, purge_source: bool = False) -> MoveResult:
     """Carry out (or resume) the move. On failure rolls back and re-raises; VolumeOperationFailed (exit 3)
     when the rollback itself could not finish (the journal stays for another try)."""
-    with operation_lock(f"volume move {plan.volume}"):
+    with operation_lock(f"volume move {plan.volume}", engine=engine):
         key = move_key(engine, plan.volume)
         op = Move.load(key) if plan.resume is not None else None
         resumed = op is not None
@@ -513,7 +513,7 @@ def _undo_move(engine: Engine, op: Move) -> list[str]:
 def rollback_move(engine: Engine, name: str) -> list[str]:
     """Undo an unfinished move of `name` from its journal; returns what was done. Raises UsageError when
     there is no unfinished move."""
-    with operation_lock(f"volume move {name} --rollback"):
+    with operation_lock(f"volume move {name} --rollback", engine=engine):
         op: Move | None = Move.load(move_key(engine, name))
         if op is None:
             raise UsageError(f"no unfinished move of volume {name} to roll back; expected one left by a killed or "
