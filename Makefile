@@ -4,7 +4,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-SRC := packages/tamer/src packages/faithful/src
 
 .PHONY: venv test test-tamer test-faithful attack lint demo bench clean-venv
 
@@ -18,7 +17,8 @@ $(STAMP): packages/tamer/pyproject.toml packages/faithful/pyproject.toml Makefil
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff check packages bench scripts
+	$(BIN)/ruff format --check packages bench scripts
 	$(BIN)/mypy --strict packages/tamer/src/tamer
 	$(BIN)/mypy --strict packages/faithful/src/faithful
 

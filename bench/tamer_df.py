@@ -42,7 +42,11 @@ def fill(sandbox: PrivateEngine, scale: float) -> dict[str, int]:
         kind = "running" if i < n_running else "created" if i < n_running + n_created else "exited"
         binds = [f"named{i % 50}:/data"] if i % 4 == 0 else None
         volumes = ["/anon"] if i % 4 == 1 else None
-        cmd = ["sleep", "3600"] if kind == "running" else ["sh", "-c", f"echo {i} > /out; head -c {i % 7 * 1000} /bin/busybox > /w"]
+        cmd = (
+            ["sleep", "3600"]
+            if kind == "running"
+            else ["sh", "-c", f"echo {i} > /out; head -c {i % 7 * 1000} /bin/busybox > /w"]
+        )
         c = api.create_container(image, cmd, volumes=volumes, host_config=api.create_host_config(binds=binds))
         cid = str(c["Id"])
         if kind != "created":
@@ -72,8 +76,15 @@ def fill(sandbox: PrivateEngine, scale: float) -> dict[str, int]:
                 with open(os.path.join(folder, f"f{f}"), "wb") as fh:
                     fh.write(b"x" * (f % 200 + 1))
                 written += 1
-    return {"images": n_images, "containers": n_containers + 3, "running": n_running, "exited": n_exited + 3,
-            "created": n_created, "volumes": len(vols), "files": written}
+    return {
+        "images": n_images,
+        "containers": n_containers + 3,
+        "running": n_running,
+        "exited": n_exited + 3,
+        "created": n_created,
+        "volumes": len(vols),
+        "files": written,
+    }
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -110,7 +121,9 @@ def main() -> None:
         o, t = statistics.median(ours), statistics.median(theirs)
         print(f"tamer df --json         median {o:.2f}s  runs {[round(x, 2) for x in ours]}")
         print(f"docker system df -v     median {t:.2f}s  runs {[round(x, 2) for x in theirs]}")
-        print(f"ratio tamer/docker = {o / t:.2f}  (target <= 0.5; tamer also reports logs, owners, unaccounted)")
+        print(
+            f"ratio tamer/docker = {o / t:.2f}  (target <= 0.5; tamer also reports logs, owners, unaccounted)"
+        )
 
 
 if __name__ == "__main__":

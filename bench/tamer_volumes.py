@@ -75,7 +75,9 @@ def main() -> int:
         src = Path(engine.inspect_volume("bench_vol")["Mountpoint"])
         t0 = time.perf_counter()
         nbytes = fill(src, args.files, args.mb << 20)
-        print(f"filled volume bench_vol: {args.files} files, {nbytes / 1e6:.0f} MB in {time.perf_counter() - t0:.0f}s")
+        print(
+            f"filled volume bench_vol: {args.files} files, {nbytes / 1e6:.0f} MB in {time.perf_counter() - t0:.0f}s"
+        )
         mb = nbytes / 1e6
         best: dict[str, float] = {}
 
@@ -86,30 +88,50 @@ def main() -> int:
             ours, theirs = work / "ours.tar.zst", work / "theirs.tar.zst"
             for p in (ours, theirs):
                 p.unlink(missing_ok=True)
-            keep("anchor backup", timed(lambda t=theirs: pipe(["tar", "-C", str(src), "-cf", "-", "."],
-                                                              ["zstd", "-3", "-q", "-o", str(t)])))
+            keep(
+                "anchor backup",
+                timed(
+                    lambda t=theirs: pipe(
+                        ["tar", "-C", str(src), "-cf", "-", "."], ["zstd", "-3", "-q", "-o", str(t)]
+                    )
+                ),
+            )
             keep("tamer backup", timed(lambda o=ours: backup_volume(engine, "bench_vol", o)))
             out_dir = work / "anchor-restore"
             shutil.rmtree(out_dir, ignore_errors=True)
             out_dir.mkdir()
-            keep("anchor restore", timed(lambda t=theirs, d=out_dir: pipe(["zstd", "-dc", str(t)],
-                                                                           ["tar", "-C", str(d), "-xf", "-"])))
+            keep(
+                "anchor restore",
+                timed(
+                    lambda t=theirs, d=out_dir: pipe(
+                        ["zstd", "-dc", str(t)], ["tar", "-C", str(d), "-xf", "-"]
+                    )
+                ),
+            )
             name = f"bench_restored{rep}"
-            keep("tamer restore", timed(lambda o=ours, n=name: apply_restore(engine, plan_restore(engine, o, n))))
+            keep(
+                "tamer restore",
+                timed(lambda o=ours, n=name: apply_restore(engine, plan_restore(engine, o, n))),
+            )
             # empty it first: the engine deleting 100,000 files itself outlasts its API timeout
             restored = Path(engine.inspect_volume(name)["Mountpoint"])
             shutil.rmtree(restored)
             restored.mkdir()
             engine.remove_volume(name)
             shutil.rmtree(out_dir, ignore_errors=True)
-            print(f"  round {rep + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in best.items())
-                  + f"; archives: tamer {ours.stat().st_size / 1e6:.0f} MB, tar|zstd {theirs.stat().st_size / 1e6:.0f} MB",
-                  flush=True)
+            print(
+                f"  round {rep + 1}: "
+                + ", ".join(f"{k} {v:.2f}s" for k, v in best.items())
+                + f"; archives: tamer {ours.stat().st_size / 1e6:.0f} MB, tar|zstd {theirs.stat().st_size / 1e6:.0f} MB",
+                flush=True,
+            )
         print(f"\n{mb:.0f} MB in {args.files} files, best of {args.repeat} (same run, same folder):")
         for op in ("backup", "restore"):
             t, a = best[f"tamer {op}"], best[f"anchor {op}"]
-            print(f"  {op:<8} tamer {mb / t:7.1f} MB/s ({t:5.2f}s)   tar|zstd {mb / a:7.1f} MB/s ({a:5.2f}s)   "
-                  f"ratio {a / t:.2f} (target >= 0.8)")
+            print(
+                f"  {op:<8} tamer {mb / t:7.1f} MB/s ({t:5.2f}s)   tar|zstd {mb / a:7.1f} MB/s ({a:5.2f}s)   "
+                f"ratio {a / t:.2f} (target >= 0.8)"
+            )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -23,7 +23,9 @@ def banner(text: str) -> None:
 
 def tamer(host: str, *args: str) -> int:
     print(f"$ tamer {shlex.join(args)}", flush=True)
-    return subprocess.run([sys.executable, "-m", "tamer", *args], env={**os.environ, "DOCKER_HOST": host}).returncode
+    return subprocess.run(
+        [sys.executable, "-m", "tamer", *args], env={**os.environ, "DOCKER_HOST": host}
+    ).returncode
 
 
 def tamer_demo() -> None:
@@ -81,22 +83,64 @@ def show_volumes(host: str) -> None:
     mongo_standin(connect(host), "demo/mongo-standin:1")  # declares VOLUME /data/db and /data/configdb
     place = Path(tempfile.mkdtemp(prefix="tamer-demo-volumes-"))
     os.environ.setdefault("TAMER_STATE_DIR", str(place / "state"))
-    banner("tamer run: the essay's typo (-v mongo_config/data/configdb) would leave data in an anonymous volume")
-    tamer(host, "run", "demo/mongo-standin:1", "--name", "mongo_container", "-p", "27017:27017",
-          "-v", "mongo_data:/data/db", "-v", "mongo_config/data/configdb")
-    banner("tamer run: every declared VOLUME gets a named volume on the big disk; restart policy, log rotation")
-    tamer(host, "run", "demo/mongo-standin:1", "--name", "mongo_container", "-p", "27017:27017",
-          "--at", str(place / "HDD"))
-    subprocess.run(["docker", "-H", host, "exec", "mongo_container", "sh", "-c",
-                    "seq 1 20000 > /data/db/collection-0.wt"], check=False)
+    banner(
+        "tamer run: the essay's typo (-v mongo_config/data/configdb) would leave data in an anonymous volume"
+    )
+    tamer(
+        host,
+        "run",
+        "demo/mongo-standin:1",
+        "--name",
+        "mongo_container",
+        "-p",
+        "27017:27017",
+        "-v",
+        "mongo_data:/data/db",
+        "-v",
+        "mongo_config/data/configdb",
+    )
+    banner(
+        "tamer run: every declared VOLUME gets a named volume on the big disk; restart policy, log rotation"
+    )
+    tamer(
+        host,
+        "run",
+        "demo/mongo-standin:1",
+        "--name",
+        "mongo_container",
+        "-p",
+        "27017:27017",
+        "--at",
+        str(place / "HDD"),
+    )
+    subprocess.run(
+        [
+            "docker",
+            "-H",
+            host,
+            "exec",
+            "mongo_container",
+            "sh",
+            "-c",
+            "seq 1 20000 > /data/db/collection-0.wt",
+        ],
+        check=False,
+    )
     tamer(host, "volume", "ls")
     banner("tamer volume move: copy, verify, re-create the volume elsewhere and the container as it was")
     dest = str(place / "HDD2" / "mongo_container-data-db")
     tamer(host, "volume", "move", "mongo_container-data-db", "--to", dest, "--stop-users")
     tamer(host, "volume", "move", "mongo_container-data-db", "--to", dest, "--stop-users", "--apply", "--yes")
     banner("tamer volume backup and verify")
-    tamer(host, "volume", "backup", "mongo_container-data-db", "-o", str(place / "mongo_data.tar.zst"),
-          "--pause-users")
+    tamer(
+        host,
+        "volume",
+        "backup",
+        "mongo_container-data-db",
+        "-o",
+        str(place / "mongo_data.tar.zst"),
+        "--pause-users",
+    )
     tamer(host, "volume", "verify", str(place / "mongo_data.tar.zst"))
     import shutil
 

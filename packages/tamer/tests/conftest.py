@@ -34,13 +34,16 @@ class SandboxEngine:
 
     def docker(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
         """The docker CLI against this engine: the outside oracle."""
-        proc = subprocess.run(["docker", "-H", self.host, *args], capture_output=True, input=input, timeout=120)
+        proc = subprocess.run(
+            ["docker", "-H", self.host, *args], capture_output=True, input=input, timeout=120
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed: {proc.stderr.decode(errors='replace')}")
         return proc.stdout.decode(errors="replace")
 
-    def tamer(self, *args: str, env: dict[str, str] | None = None, powerless: bool = False,
-              fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    def tamer(
+        self, *args: str, env: dict[str, str] | None = None, powerless: bool = False, fault: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the tamer CLI as a user would, against this engine.
 
         powerless: run as root stripped of every capability, so file permissions

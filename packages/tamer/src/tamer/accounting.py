@@ -116,14 +116,17 @@ def distinct_volumes(volumes: tuple[Volume, ...]) -> list[Volume]:
 def docker_total(inv: Inventory) -> int:
     """Everything Docker holds that tamer can attribute: layers once, writable layers, volumes (each data
     folder once), logs, cache."""
-    return (inv.layers_size + sum(c.writable_size or 0 for c in inv.containers)
-            + sum(volume_bytes(v) for v in distinct_volumes(inv.volumes))
-            + sum(c.log.size.apparent for c in inv.containers if c.log.size)
-            + sum(b.size for b in inv.build_cache))
+    return (
+        inv.layers_size
+        + sum(c.writable_size or 0 for c in inv.containers)
+        + sum(volume_bytes(v) for v in distinct_volumes(inv.volumes))
+        + sum(c.log.size.apparent for c in inv.containers if c.log.size)
+        + sum(b.size for b in inv.build_cache)
+    )
 
 
 def classify_image(img: Image) -> str | None:
-    """"safe", "decision" or None (kept: in use)."""
+    """ "safe", "decision" or None (kept: in use)."""
     if img.containers:
         return None
     return "safe" if img.dangling else "decision"
@@ -162,7 +165,9 @@ def disk_report(inv: Inventory, *, top_n: int = 10) -> DiskReport:
         file(Item("image", img.id, img.display_name, img.unique_size, img.owner, why), verdict)
     for c in inv.containers:
         verdict = classify_container(c)
-        why = {"safe": f"{c.state}, started with --rm", "decision": f"{c.state}, kept"}.get(verdict or "", c.state)
+        why = {"safe": f"{c.state}, started with --rm", "decision": f"{c.state}, kept"}.get(
+            verdict or "", c.state
+        )
         file(Item("container", c.id, c.name, c.writable_size or 0, c.owner, why), verdict)
         if c.log.size and c.log.size.apparent:
             # a log goes with its container; listed apart because logs are often the surprise
@@ -173,23 +178,48 @@ def disk_report(inv: Inventory, *, top_n: int = 10) -> DiskReport:
         file(Item("volume", v.name, v.name, volume_bytes(v), v.owner, why), verdict)
     for b in inv.build_cache:
         verdict = None if b.in_use else "safe"
-        file(Item("build-cache", b.id, b.description or b.id[:12], b.size, "build cache",
-                  "in use" if b.in_use else "unused"), verdict)
+        file(
+            Item(
+                "build-cache",
+                b.id,
+                b.description or b.id[:12],
+                b.size,
+                "build cache",
+                "in use" if b.in_use else "unused",
+            ),
+            verdict,
+        )
 
     def total(kind: str, active: int, size: int) -> KindTotal:
-        return KindTotal(kind, sum(1 for i in everything if i.kind == kind), active, size,
-                         sum(i.bytes for i in safe if i.kind == kind),
-                         sum(i.bytes for i in decision if i.kind == kind))
+        return KindTotal(
+            kind,
+            sum(1 for i in everything if i.kind == kind),
+            active,
+            size,
+            sum(i.bytes for i in safe if i.kind == kind),
+            sum(i.bytes for i in decision if i.kind == kind),
+        )
 
     totals = (
         total("image", sum(1 for i in inv.images if i.containers), inv.layers_size),
-        total("container", sum(1 for c in inv.containers if c.running),
-              sum(c.writable_size or 0 for c in inv.containers)),
-        total("volume", sum(1 for v in inv.volumes if v.in_use),
-              sum(volume_bytes(v) for v in distinct_volumes(inv.volumes))),
-        total("log", sum(1 for c in inv.containers if c.running and c.log.size and c.log.size.apparent),
-              sum(c.log.size.apparent for c in inv.containers if c.log.size)),
-        total("build-cache", sum(1 for b in inv.build_cache if b.in_use), sum(b.size for b in inv.build_cache)),
+        total(
+            "container",
+            sum(1 for c in inv.containers if c.running),
+            sum(c.writable_size or 0 for c in inv.containers),
+        ),
+        total(
+            "volume",
+            sum(1 for v in inv.volumes if v.in_use),
+            sum(volume_bytes(v) for v in distinct_volumes(inv.volumes)),
+        ),
+        total(
+            "log",
+            sum(1 for c in inv.containers if c.running and c.log.size and c.log.size.apparent),
+            sum(c.log.size.apparent for c in inv.containers if c.log.size),
+        ),
+        total(
+            "build-cache", sum(1 for b in inv.build_cache if b.in_use), sum(b.size for b in inv.build_cache)
+        ),
     )
 
     owners: dict[str, OwnerTotal] = defaultdict(lambda: OwnerTotal(""))
@@ -210,14 +240,18 @@ def disk_report(inv: Inventory, *, top_n: int = 10) -> DiskReport:
         o.owner = name
     notes = []
     if inv.sizing == "engine":
-        notes.append("sizes are the engine's own figures (data-root not readable here): logs and unaccounted "
-                      "space are unknown, and volumes placed elsewhere through symlinks show as 0")
+        notes.append(
+            "sizes are the engine's own figures (data-root not readable here): logs and unaccounted "
+            "space are unknown, and volumes placed elsewhere through symlinks show as 0"
+        )
     return DiskReport(
-        totals=totals, safe=tuple(sorted(safe, key=lambda i: -i.bytes)),
+        totals=totals,
+        safe=tuple(sorted(safe, key=lambda i: -i.bytes)),
         needs_decision=tuple(sorted(decision, key=lambda i: -i.bytes)),
         top=tuple(sorted(everything, key=lambda i: -i.bytes)[:top_n]),
         owners=tuple(sorted(owners.values(), key=lambda o: -o.total)),
         unaccounted=inv.unaccounted,
         data_root_allocated=inv.data_root_usage.allocated if inv.data_root_usage else None,
-        sizing=inv.sizing, notes=tuple(notes) + inv.warnings,
+        sizing=inv.sizing,
+        notes=tuple(notes) + inv.warnings,
     )

@@ -128,8 +128,10 @@ def _remove_volume(engine: Engine, name: str, archive: Path | None) -> None:
     except TamerError as exc:
         users = engine.containers_using(volume=name)
         if users:  # a container took it between the re-check and the removal: the engine deleted nothing
-            raise _Keep(Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/")
-                                                      for u in users[:3]]}) from None
+            raise _Keep(
+                Reason.IN_USE_NOW,
+                {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/") for u in users[:3]]},
+            ) from None
         facts: Facts = {"error": str(exc)}
         if archive is not None:
             facts["archive"] = str(archive)
@@ -148,9 +150,11 @@ def backup_before_removal(engine: Engine, name: str) -> Path:
     vol = engine.inspect_volume(name)
     for data in {volume_data_path(vol), str(vol.get("Mountpoint") or "")} - {""}:
         if relation(str(state), data) in ("the same folder", "inside it"):
-            raise TamerError(f"tamer's state folder {state} (where the backup goes) is inside the folder of volume "
-                             f"{name} ({data}): removing the volume would delete its own backup; expected "
-                             "TAMER_STATE_DIR outside every volume; the volume stays")
+            raise TamerError(
+                f"tamer's state folder {state} (where the backup goes) is inside the folder of volume "
+                f"{name} ({data}): removing the volume would delete its own backup; expected "
+                "TAMER_STATE_DIR outside every volume; the volume stays"
+            )
     folder = state / "backups"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     out = folder / backup_file_name(name, time.time())
@@ -162,9 +166,11 @@ def backup_before_removal(engine: Engine, name: str) -> Path:
         verify_backup(result.path)
         live = str(engine.inspect_volume(name).get("Mountpoint") or "")
         if not live or not os.path.isdir(live):
-            raise TamerError(f"the folder of volume {name} ({live or 'unknown'}) is not readable here, so tamer "
-                             "cannot prove that the backup restores it; expected a local engine run as root; the "
-                             "volume stays")
+            raise TamerError(
+                f"the folder of volume {name} ({live or 'unknown'}) is not readable here, so tamer "
+                "cannot prove that the backup restores it; expected a local engine run as root; the "
+                "volume stays"
+            )
         prove_restorable(Path(result.path), Path(live), scratch_dir=folder)
     except (TamerError, OSError) as exc:
         # an archive that is not proven is no backup: kept, one would pile up per run until the disk is full
@@ -186,18 +192,29 @@ def check_engine(engine: Engine, plan: Plan) -> None:
     engines on one host share the ID)."""
     live = engine_identity(engine.info())
     if not plan.engine_id:
-        raise WrongEngine(f"the plan records no engine ID, so tamer cannot tell which engine it was made for; "
-                          f"expected a plan made by this tamer; make a new one against {engine.where}; nothing "
-                          "was removed")
+        raise WrongEngine(
+            f"the plan records no engine ID, so tamer cannot tell which engine it was made for; "
+            f"expected a plan made by this tamer; make a new one against {engine.where}; nothing "
+            "was removed"
+        )
     if live != plan.engine_id:
-        raise WrongEngine(f"the plan was made on engine {plan.engine_id} ({plan.host}), but {engine.where} is "
-                          f"engine {live or 'with no ID'}; expected the same engine; make a new plan against the "
-                          "engine you mean (-H/--host); nothing was removed")
+        raise WrongEngine(
+            f"the plan was made on engine {plan.engine_id} ({plan.host}), but {engine.where} is "
+            f"engine {live or 'with no ID'}; expected the same engine; make a new plan against the "
+            "engine you mean (-H/--host); nothing was removed"
+        )
 
 
-def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Reader,
-               resume_run: int | None = None, backup: Backup | None = None,
-               progress: Callable[[int, int], None] | None = None) -> ApplyResult:
+def apply_plan(
+    engine: Engine,
+    plan: Plan,
+    journal: Journal,
+    *,
+    read_current: Reader,
+    resume_run: int | None = None,
+    backup: Backup | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ApplyResult:
     """Execute `plan` (or finish the interrupted run `resume_run`, which holds its own plan).
 
     Parameters:
@@ -216,8 +233,10 @@ def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Re
             if resume_run is None:
                 raise
             # every `clean --apply` at this address would try to finish it again: say how to set it aside
-            raise WrongEngine(f"{exc}; this was the unfinished clean run {resume_run}: `tamer clean --abandon` "
-                              "sets it aside (its pending steps never run)") from None
+            raise WrongEngine(
+                f"{exc}; this was the unfinished clean run {resume_run}: `tamer clean --abandon` "
+                "sets it aside (its pending steps never run)"
+            ) from None
         allowed, refused_now = _rederive(engine, plan, read_current, backup is not None)
         # (an action in neither set names an object the host no longer has: it is gone, nothing to do)
         if resume_run is None:
@@ -236,8 +255,11 @@ def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Re
                 try:
                     if action.kind == "volume" and action.id in released:
                         # its container went in this run: its orphan clock has only just started
-                        status, code, facts = (StepStatus.SKIPPED, Reason.VOLUME_USERS_GO_THIS_RUN,
-                                               {"users": [released[action.id]]})
+                        status, code, facts = (
+                            StepStatus.SKIPPED,
+                            Reason.VOLUME_USERS_GO_THIS_RUN,
+                            {"users": [released[action.id]]},
+                        )
                     else:
                         status, code, facts = _execute(engine, plan, journal, action, backup, released)
                 except EngineUnreachable as exc:
@@ -245,28 +267,46 @@ def apply_plan(engine: Engine, plan: Plan, journal: Journal, *, read_current: Re
                     raise EngineUnreachable(
                         f"{exc}\nthe clean stopped at step {step.idx + 1} of {len(run.steps)}; every step before "
                         "it is recorded. Once the engine is back, run `tamer clean --apply` again: it shows the "
-                        "journal and finishes this run, re-checking each object.") from exc
+                        "journal and finishes this run, re-checking each object."
+                    ) from exc
             elif key in refused_now:
                 status, code, facts = StepStatus.SKIPPED, Reason.NOT_ELIGIBLE_NOW, refused_now[key]
             else:
                 status, code, facts = StepStatus.GONE, Reason.ALREADY_GONE, {}
-            faults.hit(f"clean.{step.idx}.after", idx=step.idx)  # removed, not yet journaled: the worst moment
+            faults.hit(
+                f"clean.{step.idx}.after", idx=step.idx
+            )  # removed, not yet journaled: the worst moment
             try:
                 journal.mark(run_id, step.idx, status, code, facts)
             except StateUnwritable as exc:  # a full disk or a read-only state folder, mid-run
                 raise StateUnwritable(
                     f"{exc}\nthe clean stopped at step {step.idx + 1} of {len(run.steps)} (done, not yet "
                     "recorded); the steps before it are recorded. Once the journal can be written, run `tamer "
-                    "clean --apply` again: it finishes this run, re-checking each object.") from None
+                    "clean --apply` again: it finishes this run, re-checking each object."
+                ) from None
             if progress:
                 progress(n + 1, len(pending))
         final = journal.get(run_id)
         partial = any(s.status in (StepStatus.SKIPPED, StepStatus.FAILED) for s in final.steps)
         journal.finish(run_id, "partial" if partial else "done")
-        return ApplyResult(run_id=run_id, plan_id=final.plan_id, resumed=resume_run is not None,
-                           steps=tuple(StepResult(s.idx, s.kind, s.object_id, s.name, s.bytes, s.status,
-                                                  s.code or "", s.facts or {"detail": s.detail})
-                                       for s in final.steps))
+        return ApplyResult(
+            run_id=run_id,
+            plan_id=final.plan_id,
+            resumed=resume_run is not None,
+            steps=tuple(
+                StepResult(
+                    s.idx,
+                    s.kind,
+                    s.object_id,
+                    s.name,
+                    s.bytes,
+                    s.status,
+                    s.code or "",
+                    s.facts or {"detail": s.detail},
+                )
+                for s in final.steps
+            ),
+        )
 
 
 def _recorded_plan(journal: Journal, run_id: int) -> Plan:
@@ -274,27 +314,43 @@ def _recorded_plan(journal: Journal, run_id: int) -> Plan:
     a file like a saved plan, an input that can never widen what happens."""
     run = journal.get(run_id)
     try:
-        return open_plan({"format": FORMAT, "plan": run.plan_data, "mac": run.mac}, plan_key(),
-                         f"the plan of unfinished clean run {run_id} in {journal.path}")
+        return open_plan(
+            {"format": FORMAT, "plan": run.plan_data, "mac": run.mac},
+            plan_key(),
+            f"the plan of unfinished clean run {run_id} in {journal.path}",
+        )
     except PlanRefused as exc:
-        raise PlanRefused(f"{exc}; `tamer clean --abandon` sets that run aside (its pending steps never run)") \
-            from None
+        raise PlanRefused(
+            f"{exc}; `tamer clean --abandon` sets that run aside (its pending steps never run)"
+        ) from None
 
 
-def _rederive(engine: Engine, plan: Plan, read_current: Reader,
-              backup_available: bool) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Facts]]:
+def _rederive(
+    engine: Engine, plan: Plan, read_current: Reader, backup_available: bool
+) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Facts]]:
     """What the plan's own policy removes on the host as it is now (and why it keeps the rest)."""
     policy = policy_from_json(plan.rules)
     current = read_current(engine)
-    fresh = make_plan(current.inventory, policy, history=current.history or None,
-                      orphan_clock=current.orphan_clock, backup_available=backup_available)
+    fresh = make_plan(
+        current.inventory,
+        policy,
+        history=current.history or None,
+        orphan_clock=current.orphan_clock,
+        backup_available=backup_available,
+    )
     allowed = {(a.kind, a.id) for a in fresh.actions}
     refused = {(r.kind, r.id): {"now_code": r.code.value, "now_facts": r.facts} for r in fresh.refusals}
     return allowed, refused
 
 
-def _execute(engine: Engine, plan: Plan, journal: Journal, action: Action, backup: Backup | None,
-             released: dict[str, str]) -> tuple[StepStatus, Reason, Facts]:
+def _execute(
+    engine: Engine,
+    plan: Plan,
+    journal: Journal,
+    action: Action,
+    backup: Backup | None,
+    released: dict[str, str],
+) -> tuple[StepStatus, Reason, Facts]:
     """Re-check one object against the live engine, then remove it (noting the volumes a container held)."""
     try:
         if action.kind == "container":
@@ -362,8 +418,9 @@ def _recheck_volume(engine: Engine, action: Action) -> bool:
     # CreatedAt follows its folder's mtime, which a new user can change)
     users = engine.containers_using(volume=action.id)
     if users:
-        raise _Keep(Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/")
-                                                  for u in users[:3]]})
+        raise _Keep(
+            Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/") for u in users[:3]]}
+        )
     binders = _bind_users(engine, data)
     if binders:
         raise _Keep(Reason.IN_USE_NOW, {"users": binders[:3], "bind_mounted": True})
@@ -376,10 +433,16 @@ def _recheck_volume(engine: Engine, action: Action) -> bool:
     if data.get("Driver") == "local" and mountpoint and os.path.islink(mountpoint):
         raise _Keep(Reason.SYMLINKED_NOW, {"data_path": os.path.realpath(mountpoint)})
     created = parse_time(data.get("CreatedAt"))
-    if "created" in action.fingerprint and (created.isoformat() if created else None) != action.fingerprint["created"]:
+    if (
+        "created" in action.fingerprint
+        and (created.isoformat() if created else None) != action.fingerprint["created"]
+    ):
         raise _Keep(Reason.REPLACED)
-    return not is_anonymous_volume(str(data.get("Name") or action.id), dict(data.get("Labels") or {}),
-                                   engine_labels_them=engine_labels_anonymous(engine.api_version))
+    return not is_anonymous_volume(
+        str(data.get("Name") or action.id),
+        dict(data.get("Labels") or {}),
+        engine_labels_them=engine_labels_anonymous(engine.api_version),
+    )
 
 
 def _bind_users(engine: Engine, volume: Mapping[str, Any]) -> list[str]:
@@ -395,8 +458,9 @@ def _bind_users(engine: Engine, volume: Mapping[str, Any]) -> list[str]:
     users: list[str] = []
     for c in engine.containers():
         for m in c.get("Mounts") or []:
-            if m.get("Type") == "bind" and any(relation(str(m.get("Source") or ""), f) in
-                                               ("the same folder", "inside it") for f in folders):
+            if m.get("Type") == "bind" and any(
+                relation(str(m.get("Source") or ""), f) in ("the same folder", "inside it") for f in folders
+            ):
                 users.append(str((c.get("Names") or [str(c.get("Id"))[:12]])[0]).lstrip("/"))
                 break
     return users
@@ -413,8 +477,12 @@ def _folder_sharers(engine: Engine, volume: Mapping[str, Any]) -> list[str]:
     mountpoint = str(volume.get("Mountpoint") or "")
     folders = {f for f in (mountpoint, os.path.dirname(mountpoint.rstrip("/"))) if f and f != "/"}
     name = str(volume.get("Name") or "")
-    return [str(w.get("Name")) for w in engine.volumes() if str(w.get("Name")) != name
-            and any(relation(volume_data_path(w), f) in ("the same folder", "inside it") for f in folders)]
+    return [
+        str(w.get("Name"))
+        for w in engine.volumes()
+        if str(w.get("Name")) != name
+        and any(relation(volume_data_path(w), f) in ("the same folder", "inside it") for f in folders)
+    ]
 
 
 def _recheck_image(engine: Engine, action: Action) -> list[str]:
@@ -424,6 +492,7 @@ def _recheck_image(engine: Engine, action: Action) -> list[str]:
         raise _Keep(Reason.TAGS_CHANGED, {"tags": tags})
     users = engine.containers_using(image=action.id)
     if users:
-        raise _Keep(Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/")
-                                                  for u in users[:3]]})
+        raise _Keep(
+            Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/") for u in users[:3]]}
+        )
     return tags

@@ -15,9 +15,18 @@ BUSYBOX = "demo/busybox:1"
 MONGO = "demo/mongo:7"
 
 
-def run(engine: Engine, image: str, cmd: list[str], *, name: str | None = None, detach: bool = False,
-        volumes: list[str] | None = None, labels: dict[str, str] | None = None,
-        restart: str | None = None, log_max_size: str | None = None) -> str:
+def run(
+    engine: Engine,
+    image: str,
+    cmd: list[str],
+    *,
+    name: str | None = None,
+    detach: bool = False,
+    volumes: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+    restart: str | None = None,
+    log_max_size: str | None = None,
+) -> str:
     """Create and start a container, wait for it unless `detach`; returns its id."""
     api = engine.api
     host_config = api.create_host_config(
@@ -45,25 +54,65 @@ def make_clutter(engine: Engine, *, log_mb: int = 20) -> None:
 
     # a compose project: a running web and a database with a named volume
     api.create_volume("shop_db", labels={"com.docker.compose.project": "shop"})
-    run(engine, BUSYBOX, ["sh", "-c", "dd if=/dev/zero of=/db/data bs=1k count=3000 2>/dev/null"],
-        name="shop-db-1", volumes=["shop_db:/db"], labels={"com.docker.compose.project": "shop"})
-    run(engine, BUSYBOX, ["sleep", "3600"], name="shop-web-1", detach=True, restart="unless-stopped",
-        labels={"com.docker.compose.project": "shop"})
+    run(
+        engine,
+        BUSYBOX,
+        ["sh", "-c", "dd if=/dev/zero of=/db/data bs=1k count=3000 2>/dev/null"],
+        name="shop-db-1",
+        volumes=["shop_db:/db"],
+        labels={"com.docker.compose.project": "shop"},
+    )
+    run(
+        engine,
+        BUSYBOX,
+        ["sleep", "3600"],
+        name="shop-web-1",
+        detach=True,
+        restart="unless-stopped",
+        labels={"com.docker.compose.project": "shop"},
+    )
     # mongo run three times without -v: six anonymous volumes, four orphaned once their containers go
     for i in range(3):
-        cid = run(engine, MONGO, ["sh", "-c", f"dd if=/dev/zero of=/data/db/chunk bs=1k count={1000 * (i + 1)} "
-                                  "2>/dev/null; echo cfg > /data/configdb/cfg"])
+        cid = run(
+            engine,
+            MONGO,
+            [
+                "sh",
+                "-c",
+                f"dd if=/dev/zero of=/data/db/chunk bs=1k count={1000 * (i + 1)} "
+                "2>/dev/null; echo cfg > /data/configdb/cfg",
+            ],
+        )
         if i < 2:
             api.remove_container(cid)  # without -v: the volumes stay behind, unowned
     # a chatty container whose log nobody rotates
-    run(engine, BUSYBOX, ["sh", "-c", f"yes 'GET /health 200 OK' | head -c {log_mb * 1_000_000}"], name="chatty")
+    run(
+        engine,
+        BUSYBOX,
+        ["sh", "-c", f"yes 'GET /health 200 OK' | head -c {log_mb * 1_000_000}"],
+        name="chatty",
+    )
     # exited one-off containers with made-up names, some with data in their writable layer
     for i in range(4):
-        run(engine, "demo/app:latest", ["sh", "-c", f"dd if=/dev/zero of=/scratch bs=1k count={200 * i} 2>/dev/null"])
+        run(
+            engine,
+            "demo/app:latest",
+            ["sh", "-c", f"dd if=/dev/zero of=/scratch bs=1k count={200 * i} 2>/dev/null"],
+        )
     # named volumes: one in use by a stopped container, one orphaned and forgotten
-    run(engine, BUSYBOX, ["sh", "-c", "dd if=/dev/zero of=/r/report bs=1k count=1500 2>/dev/null"],
-        name="reports", volumes=["reports:/r"])
+    run(
+        engine,
+        BUSYBOX,
+        ["sh", "-c", "dd if=/dev/zero of=/r/report bs=1k count=1500 2>/dev/null"],
+        name="reports",
+        volumes=["reports:/r"],
+    )
     api.create_volume("old-cache")
-    run(engine, BUSYBOX, ["sh", "-c", "dd if=/dev/zero of=/c/blob bs=1k count=2500 2>/dev/null"],
-        name="cache-filler", volumes=["old-cache:/c"])
+    run(
+        engine,
+        BUSYBOX,
+        ["sh", "-c", "dd if=/dev/zero of=/c/blob bs=1k count=2500 2>/dev/null"],
+        name="cache-filler",
+        volumes=["old-cache:/c"],
+    )
     api.remove_container("cache-filler")

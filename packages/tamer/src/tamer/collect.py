@@ -57,8 +57,9 @@ def why_not_local(host: str, data_root: str) -> str | None:
     return None
 
 
-def read_raw_snapshot(engine: Engine, *, sizing: str = "auto",
-                      progress: Callable[[int, int], None] | None = None) -> RawSnapshot:
+def read_raw_snapshot(
+    engine: Engine, *, sizing: str = "auto", progress: Callable[[int, int], None] | None = None
+) -> RawSnapshot:
     """Read everything tamer knows about the host behind `engine`.
 
     Parameters: sizing "auto" (walk the data-root when readable, else the
@@ -95,8 +96,13 @@ def read_raw_snapshot(engine: Engine, *, sizing: str = "auto",
         if data is None:
             warnings.append(f"image {entry['Id'][7:19]} vanished while being read; skipped")
             continue
-        images.append({"list": entry, "inspect": data,
-                       "chain_ids": chain_ids(list((data.get("RootFS") or {}).get("Layers") or []))})
+        images.append(
+            {
+                "list": entry,
+                "inspect": data,
+                "chain_ids": chain_ids(list((data.get("RootFS") or {}).get("Layers") or [])),
+            }
+        )
     volumes = engine.volumes()
 
     local: JSON | None = None
@@ -120,10 +126,17 @@ def read_raw_snapshot(engine: Engine, *, sizing: str = "auto",
         # build cache records are the cache's own accounting; attribute its folder to it
         local["attributed_allocated"] += local.pop("buildkit_allocated", 0)
     return RawSnapshot(
-        taken_at=taken_at, host=engine.where, api_version=engine.api_version,
+        taken_at=taken_at,
+        host=engine.where,
+        api_version=engine.api_version,
         info={k: info.get(k) for k in ("DockerRootDir", "Driver", "ServerVersion", "ID", "Name")},
-        containers=containers, images=images, volumes=volumes, build_cache=build_cache,
-        engine_df=engine_df, local=local, warnings=warnings,
+        containers=containers,
+        images=images,
+        volumes=volumes,
+        build_cache=build_cache,
+        engine_df=engine_df,
+        local=local,
+        warnings=warnings,
     )
 
 
@@ -152,12 +165,17 @@ def read_for_listing(engine: Engine, kind: str) -> RawSnapshot:
     if kind == "containers":
         data_root = str(info.get("DockerRootDir", ""))
         reason = why_not_local(engine.where, data_root)
-        containers = _container_records(engine, data_root, str(info.get("Driver", "")), reason is None, warnings)
+        containers = _container_records(
+            engine, data_root, str(info.get("Driver", "")), reason is None, warnings
+        )
     elif kind == "volumes":
         volumes = engine.volumes()
         containers = [_container_from_list(c) for c in engine.containers()]
-        anonymous_users = {c["Image"] for c in containers if any(
-            m.get("Type") == "volume" and m.get("Name") for m in c["Mounts"])}
+        anonymous_users = {
+            c["Image"]
+            for c in containers
+            if any(m.get("Type") == "volume" and m.get("Name") for m in c["Mounts"])
+        }
         images = _image_records(engine, [{"Id": i} for i in sorted(anonymous_users) if i], warnings)
     elif kind == "images":
         containers = [_container_from_list(c) for c in engine.containers()]
@@ -167,14 +185,23 @@ def read_for_listing(engine: Engine, kind: str) -> RawSnapshot:
     else:
         build_cache = list(engine.system_df().get("BuildCache") or [])
     return RawSnapshot(
-        taken_at=taken_at, host=engine.where, api_version=engine.api_version,
+        taken_at=taken_at,
+        host=engine.where,
+        api_version=engine.api_version,
         info={k: info.get(k) for k in ("DockerRootDir", "Driver", "ServerVersion", "ID", "Name")},
-        containers=containers, images=images, volumes=volumes, build_cache=build_cache,
-        engine_df=None, local=None, warnings=warnings,
+        containers=containers,
+        images=images,
+        volumes=volumes,
+        build_cache=build_cache,
+        engine_df=None,
+        local=None,
+        warnings=warnings,
     )
 
 
-def _container_records(engine: Engine, data_root: str, driver: str, local: bool, warnings: list[str]) -> list[JSON]:
+def _container_records(
+    engine: Engine, data_root: str, driver: str, local: bool, warnings: list[str]
+) -> list[JSON]:
     containers: list[JSON] = []
     to_inspect = []
     records: Records = {}
@@ -189,7 +216,11 @@ def _container_records(engine: Engine, data_root: str, driver: str, local: bool,
     else:
         listed = engine.containers()
     for entry in listed:
-        fast = container_from_datastore(data_root, driver, entry, records=records, layer=False) if local else None
+        fast = (
+            container_from_datastore(data_root, driver, entry, records=records, layer=False)
+            if local
+            else None
+        )
         if fast is None:
             to_inspect.append(entry["Id"])
         else:
@@ -210,8 +241,13 @@ def _image_records(engine: Engine, image_list: list[JSON], warnings: list[str]) 
         if data is None:
             warnings.append(f"image {entry['Id'][7:19]} vanished while being read; skipped")
             continue
-        images.append({"list": entry, "inspect": data,
-                       "chain_ids": chain_ids(list((data.get("RootFS") or {}).get("Layers") or []))})
+        images.append(
+            {
+                "list": entry,
+                "inspect": data,
+                "chain_ids": chain_ids(list((data.get("RootFS") or {}).get("Layers") or [])),
+            }
+        )
     return images
 
 
@@ -223,16 +259,27 @@ def _container_from_list(listed: JSON) -> JSON:
     """
     names = listed.get("Names") or [""]
     return {
-        "Id": listed["Id"], "Name": names[0], "Created": listed.get("Created"),
-        "Image": listed.get("ImageID") or "", "State": {"Status": listed.get("State")},
+        "Id": listed["Id"],
+        "Name": names[0],
+        "Created": listed.get("Created"),
+        "Image": listed.get("ImageID") or "",
+        "State": {"Status": listed.get("State")},
         "Config": {"Image": listed.get("Image"), "Labels": listed.get("Labels") or {}},
-        "Mounts": listed.get("Mounts") or [], "HostConfig": {}, "_source": "list",
+        "Mounts": listed.get("Mounts") or [],
+        "HostConfig": {},
+        "_source": "list",
     }
 
 
-def _measure_locally(data_root: str, driver: str, containers: list[JSON], images: list[JSON],
-                     volumes: list[JSON], warnings: list[str],
-                     progress: Callable[[int, int], None] | None) -> JSON:
+def _measure_locally(
+    data_root: str,
+    driver: str,
+    containers: list[JSON],
+    images: list[JSON],
+    volumes: list[JSON],
+    warnings: list[str],
+    progress: Callable[[int, int], None] | None,
+) -> JSON:
     needs_engine_df = False
     dr = os.path.realpath(data_root)
 
@@ -295,8 +342,10 @@ def _measure_locally(data_root: str, driver: str, containers: list[JSON], images
             continue
         usage = measured.get(f"vol:{name}")
         if usage is None:
-            warnings.append(f"volume {name}: its data folder {placements[name]['data_path']} is missing "
-                            "(removed meanwhile, or an unmounted drive)")
+            warnings.append(
+                f"volume {name}: its data folder {placements[name]['data_path']} is missing "
+                "(removed meanwhile, or an unmounted drive)"
+            )
         volume_sizes[name] = {**placements[name], "size": _tuple(usage)}
     rw = {key[3:]: _tuple(u) for key, u in measured.items() if key.startswith("rw:")}
     logs: JSON = {}
@@ -324,10 +373,16 @@ def _measure_locally(data_root: str, driver: str, containers: list[JSON], images
         total = total + buildkit
     vanished = sum(u.vanished for u in measured.values() if u is not None)
     if vanished:
-        warnings.append(f"{vanished} files or folders vanished while being sized (objects removed meanwhile); skipped")
+        warnings.append(
+            f"{vanished} files or folders vanished while being sized (objects removed meanwhile); skipped"
+        )
     return {
-        "layers": layers, "containers": rw, "volumes": volume_sizes, "logs": logs,
-        "data_root": _tuple(total), "attributed_allocated": attributed,
+        "layers": layers,
+        "containers": rw,
+        "volumes": volume_sizes,
+        "logs": logs,
+        "data_root": _tuple(total),
+        "attributed_allocated": attributed,
         "buildkit_allocated": buildkit.allocated if buildkit else 0,
         "needs_engine_df": needs_engine_df,
     }

@@ -98,9 +98,11 @@ class History:
             self._unusable(f"tamer's usage history {self.path} cannot be read ({exc})")
 
     def _unusable(self, why: str) -> None:
-        self.problem = (f"{why}; going on without it (ages from container and image timestamps, as if "
-                        f"`tamer watch` had never run); to start a new history, move it aside "
-                        f"(mv {self.path} {self.path}.broken)")
+        self.problem = (
+            f"{why}; going on without it (ages from container and image timestamps, as if "
+            f"`tamer watch` had never run); to start a new history, move it aside "
+            f"(mv {self.path} {self.path}.broken)"
+        )
         warnings.warn(self.problem, StateUnavailable, stacklevel=3)
 
     def _connect(self) -> sqlite3.Connection:
@@ -128,13 +130,20 @@ class History:
             with closing(self._connect()) as db, db:
                 db.executemany(
                     "INSERT INTO last_used (host, kind, id, at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (host, kind, id) DO UPDATE SET at = max(at, excluded.at)", rows)
+                    "ON CONFLICT (host, kind, id) DO UPDATE SET at = max(at, excluded.at)",
+                    rows,
+                )
                 if cursor is not None:
-                    db.execute("INSERT INTO cursor (host, at) VALUES (?, ?) "
-                               "ON CONFLICT (host) DO UPDATE SET at = max(at, excluded.at)", (self.host, cursor))
+                    db.execute(
+                        "INSERT INTO cursor (host, at) VALUES (?, ?) "
+                        "ON CONFLICT (host) DO UPDATE SET at = max(at, excluded.at)",
+                        (self.host, cursor),
+                    )
         except (sqlite3.Error, OSError) as exc:
-            raise HistoryUnavailable(f"tamer's usage history {self.path} cannot be written ({exc}); nothing was "
-                                     f"recorded; move it aside (mv {self.path} {self.path}.broken) and rerun") from None
+            raise HistoryUnavailable(
+                f"tamer's usage history {self.path} cannot be written ({exc}); nothing was "
+                f"recorded; move it aside (mv {self.path} {self.path}.broken) and rerun"
+            ) from None
         return len(rows)
 
     def cursor(self) -> float | None:

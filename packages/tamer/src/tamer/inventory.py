@@ -334,26 +334,41 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
             size=_usage(log_entry.get("size")) if log_entry else None,
         )
         mounts = tuple(
-            Mount(type=str(m.get("Type", "")), name=m.get("Name"), source=str(m.get("Source", "")),
-                  destination=str(m.get("Destination", "")), rw=bool(m.get("RW", True)))
+            Mount(
+                type=str(m.get("Type", "")),
+                name=m.get("Name"),
+                source=str(m.get("Source", "")),
+                destination=str(m.get("Destination", "")),
+                rw=bool(m.get("RW", True)),
+            )
             for m in cj.get("Mounts") or []
         )
         exit_code = state.get("ExitCode")
-        containers.append(Container(
-            id=cid, name=name, name_generated=is_generated_name(name),
-            image=str((cj.get("Config") or {}).get("Image") or cj.get("Image", "")),
-            image_id=str(cj.get("Image", "")),
-            state=str(state.get("Status", "unknown")),
-            created=parse_time(cj.get("Created")), started=parse_time(state.get("StartedAt")),
-            finished=parse_time(state.get("FinishedAt")),
-            exit_code=int(exit_code) if exit_code is not None else None,
-            restart_policy=str((host.get("RestartPolicy") or {}).get("Name") or "no"),
-            auto_remove=bool(host.get("AutoRemove")),
-            writable_size=rw, writable_allocated=rw_allocated, log_driver=log.driver,
-            log_options={str(k): str(v) for k, v in (log_cfg.get("Config") or {}).items()},
-            log=log, mounts=mounts, labels=labels, compose_project=project,
-            owner=f"project:{project}" if project else f"container:{name}",
-        ))
+        containers.append(
+            Container(
+                id=cid,
+                name=name,
+                name_generated=is_generated_name(name),
+                image=str((cj.get("Config") or {}).get("Image") or cj.get("Image", "")),
+                image_id=str(cj.get("Image", "")),
+                state=str(state.get("Status", "unknown")),
+                created=parse_time(cj.get("Created")),
+                started=parse_time(state.get("StartedAt")),
+                finished=parse_time(state.get("FinishedAt")),
+                exit_code=int(exit_code) if exit_code is not None else None,
+                restart_policy=str((host.get("RestartPolicy") or {}).get("Name") or "no"),
+                auto_remove=bool(host.get("AutoRemove")),
+                writable_size=rw,
+                writable_allocated=rw_allocated,
+                log_driver=log.driver,
+                log_options={str(k): str(v) for k, v in (log_cfg.get("Config") or {}).items()},
+                log=log,
+                mounts=mounts,
+                labels=labels,
+                compose_project=project,
+                owner=f"project:{project}" if project else f"container:{name}",
+            )
+        )
     by_id = {c.id: c for c in containers}
 
     # images: sizes from the local layer store when we read it, else the engine's df
@@ -379,13 +394,21 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
         users = tuple(users_of_image.get(iid, ()))
         owners = {by_id[u].owner for u in users}
         tags = [t for t in (listed.get("RepoTags") or inspect.get("RepoTags") or []) if t != "<none>:<none>"]
-        images.append(Image(
-            id=iid, tags=tuple(tags), created=parse_time(inspect.get("Created") or listed.get("Created")),
-            size=size, shared_size=shared, dangling=is_dangling(tags), containers=users,
-            volume_paths=tuple(sorted(((inspect.get("Config") or {}).get("Volumes") or {}).keys())),
-            labels=_labels(inspect.get("Config")), layers=chains,
-            owner=owners.pop() if len(owners) == 1 else ("shared" if owners else "unused"),
-        ))
+        images.append(
+            Image(
+                id=iid,
+                tags=tuple(tags),
+                created=parse_time(inspect.get("Created") or listed.get("Created")),
+                size=size,
+                shared_size=shared,
+                dangling=is_dangling(tags),
+                containers=users,
+                volume_paths=tuple(sorted(((inspect.get("Config") or {}).get("Volumes") or {}).keys())),
+                labels=_labels(inspect.get("Config")),
+                layers=chains,
+                owner=owners.pop() if len(owners) == 1 else ("shared" if owners else "unused"),
+            )
+        )
     if local_layers:
         layers_size = sum(local_layers.values())
     elif df:
@@ -404,11 +427,16 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
         name = v["Name"]
         labels = dict(v.get("Labels") or {})
         options = {str(k): str(val) for k, val in (v.get("Options") or {}).items()}
-        anonymous = is_anonymous_volume(name, labels, engine_labels_them=engine_labels_anonymous(raw.api_version))
-        placement_info = (local_vols.get(name) or {})
+        anonymous = is_anonymous_volume(
+            name, labels, engine_labels_them=engine_labels_anonymous(raw.api_version)
+        )
+        placement_info = local_vols.get(name) or {}
         placement = placement_info.get("placement") or ("bind" if _is_bind(options) else "default")
-        data_path = placement_info.get("data_path") or (options.get("device") if _is_bind(options) else None) \
+        data_path = (
+            placement_info.get("data_path")
+            or (options.get("device") if _is_bind(options) else None)
             or v.get("Mountpoint", "")
+        )
         vol_size: DiskUsage | None
         if name in local_vols:
             vol_size = _usage(local_vols[name].get("size"))
@@ -433,20 +461,36 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
             owner = user_owners.pop()
         else:
             owner = "shared" if user_owners else "unowned"
-        volumes.append(Volume(
-            name=name, anonymous=anonymous, driver=str(v.get("Driver", "")), options=options,
-            mountpoint=str(v.get("Mountpoint", "")), data_path=str(data_path), placement=placement,
-            size=vol_size, created=parse_time(v.get("CreatedAt")),
-            users_running=tuple(sorted({c.name for c, _ in vol_users if c.running})),
-            users_stopped=tuple(sorted({c.name for c, _ in vol_users if not c.running})),
-            origin=origin, labels=labels, owner=owner,
-        ))
+        volumes.append(
+            Volume(
+                name=name,
+                anonymous=anonymous,
+                driver=str(v.get("Driver", "")),
+                options=options,
+                mountpoint=str(v.get("Mountpoint", "")),
+                data_path=str(data_path),
+                placement=placement,
+                size=vol_size,
+                created=parse_time(v.get("CreatedAt")),
+                users_running=tuple(sorted({c.name for c, _ in vol_users if c.running})),
+                users_stopped=tuple(sorted({c.name for c, _ in vol_users if not c.running})),
+                origin=origin,
+                labels=labels,
+                owner=owner,
+            )
+        )
 
     cache = tuple(
-        BuildCache(id=str(b.get("ID", "")), type=str(b.get("Type", "")), size=int(b.get("Size") or 0),
-                   created=parse_time(b.get("CreatedAt")), last_used=parse_time(b.get("LastUsedAt")),
-                   in_use=bool(b.get("InUse")), shared=bool(b.get("Shared")),
-                   description=str(b.get("Description", "")))
+        BuildCache(
+            id=str(b.get("ID", "")),
+            type=str(b.get("Type", "")),
+            size=int(b.get("Size") or 0),
+            created=parse_time(b.get("CreatedAt")),
+            last_used=parse_time(b.get("LastUsedAt")),
+            in_use=bool(b.get("InUse")),
+            shared=bool(b.get("Shared")),
+            description=str(b.get("Description", "")),
+        )
         for b in raw.build_cache
     )
 
@@ -454,12 +498,20 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
     attributed = local.get("attributed_allocated")
     info = raw.info
     return Inventory(
-        taken_at=datetime.fromtimestamp(raw.taken_at, tz=UTC), host=raw.host,
-        engine_id=engine_identity(info), api_version=raw.api_version,
-        server_version=str(info.get("ServerVersion", "")), data_root=str(info.get("DockerRootDir", "")),
-        storage_driver=str(info.get("Driver", "")), sizing="local" if raw.local else "engine",
-        images=tuple(images), containers=tuple(containers), volumes=tuple(volumes), build_cache=cache,
-        layers_size=layers_size, data_root_usage=data_root_usage,
+        taken_at=datetime.fromtimestamp(raw.taken_at, tz=UTC),
+        host=raw.host,
+        engine_id=engine_identity(info),
+        api_version=raw.api_version,
+        server_version=str(info.get("ServerVersion", "")),
+        data_root=str(info.get("DockerRootDir", "")),
+        storage_driver=str(info.get("Driver", "")),
+        sizing="local" if raw.local else "engine",
+        images=tuple(images),
+        containers=tuple(containers),
+        volumes=tuple(volumes),
+        build_cache=cache,
+        layers_size=layers_size,
+        data_root_usage=data_root_usage,
         attributed_allocated=int(attributed) if attributed is not None else None,
         warnings=tuple(warnings),
     )

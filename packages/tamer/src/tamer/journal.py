@@ -47,8 +47,10 @@ CREATE TABLE IF NOT EXISTS volume_clock (
 """
 # columns added after the first release of the journal (older files get them on open)
 RUN_MIGRATIONS = ("ALTER TABLE runs ADD COLUMN mac TEXT NOT NULL DEFAULT ''",)
-MIGRATIONS = ("ALTER TABLE steps ADD COLUMN code TEXT NOT NULL DEFAULT ''",
-              "ALTER TABLE steps ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'")
+MIGRATIONS = (
+    "ALTER TABLE steps ADD COLUMN code TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE steps ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'",
+)
 
 
 class StepStatus(enum.StrEnum):
@@ -159,13 +161,17 @@ class Journal:
         why = _why_unwritable(self.path.parent, exc)
         if why is not None:
             # the file is fine: "move it aside" would throw away the orphan clock and any unfinished run
-            return StateUnwritable(f"the clean journal {self.path} cannot be written: {why} ({exc}); the "
-                                   "journal is not damaged, keep it (it holds the orphan clock and any "
-                                   "unfinished clean); make room or fix that folder, or set TAMER_STATE_DIR to "
-                                   "a writable folder on a disk with space, and run this again")
-        return StateUnreadable(f"the clean journal {self.path} cannot be used ({exc}); expected an SQLite "
-                               "database written by tamer; move it aside (a new one is made) and run this "
-                               "again: nothing was changed")
+            return StateUnwritable(
+                f"the clean journal {self.path} cannot be written: {why} ({exc}); the "
+                "journal is not damaged, keep it (it holds the orphan clock and any "
+                "unfinished clean); make room or fix that folder, or set TAMER_STATE_DIR to "
+                "a writable folder on a disk with space, and run this again"
+            )
+        return StateUnreadable(
+            f"the clean journal {self.path} cannot be used ({exc}); expected an SQLite "
+            "database written by tamer; move it aside (a new one is made) and run this "
+            "again: nothing was changed"
+        )
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -177,20 +183,32 @@ class Journal:
     def start(self, plan: Plan, mac: str = "") -> int:
         """Record a new run of `plan` (sealed by `mac`, see tamer.sealing), all its steps pending."""
         with self._tx() as db:
-            cur = db.execute("INSERT INTO runs (host, plan_id, plan, started, status, pid, mac) "
-                             "VALUES (?,?,?,?,?,?,?)",
-                             (plan.host, plan.plan_id, json.dumps(plan.to_json()), time.time(), "running",
-                              os.getpid(), mac))
+            cur = db.execute(
+                "INSERT INTO runs (host, plan_id, plan, started, status, pid, mac) VALUES (?,?,?,?,?,?,?)",
+                (
+                    plan.host,
+                    plan.plan_id,
+                    json.dumps(plan.to_json()),
+                    time.time(),
+                    "running",
+                    os.getpid(),
+                    mac,
+                ),
+            )
             run_id = int(cur.lastrowid or 0)
-            db.executemany("INSERT INTO steps (run_id, idx, kind, object_id, name, bytes, status) "
-                           "VALUES (?,?,?,?,?,?,'pending')",
-                           [(run_id, i, a.kind, a.id, a.name, a.bytes) for i, a in enumerate(plan.actions)])
+            db.executemany(
+                "INSERT INTO steps (run_id, idx, kind, object_id, name, bytes, status) "
+                "VALUES (?,?,?,?,?,?,'pending')",
+                [(run_id, i, a.kind, a.id, a.name, a.bytes) for i, a in enumerate(plan.actions)],
+            )
         return run_id
 
     def mark(self, run_id: int, idx: int, status: StepStatus, code: Reason, facts: dict[str, Any]) -> None:
         with self._tx() as db:
-            db.execute("UPDATE steps SET status = ?, code = ?, facts = ?, at = ? WHERE run_id = ? AND idx = ?",
-                       (status.value, code.value, json.dumps(facts), time.time(), run_id, idx))
+            db.execute(
+                "UPDATE steps SET status = ?, code = ?, facts = ?, at = ? WHERE run_id = ? AND idx = ?",
+                (status.value, code.value, json.dumps(facts), time.time(), run_id, idx),
+            )
 
     def finish(self, run_id: int, status: str) -> None:
         with self._tx() as db:
@@ -199,26 +217,48 @@ class Journal:
     def adopt(self, run_id: int) -> None:
         """This process takes over an interrupted run."""
         with self._tx() as db:
-            db.execute("UPDATE runs SET status = 'running', pid = ?, finished = NULL WHERE id = ?",
-                       (os.getpid(), run_id))
+            db.execute(
+                "UPDATE runs SET status = 'running', pid = ?, finished = NULL WHERE id = ?",
+                (os.getpid(), run_id),
+            )
 
     def get(self, run_id: int) -> Run:
         with self._tx() as db:
-            row = db.execute("SELECT id, host, plan_id, plan, started, finished, status, pid, mac FROM runs "
-                             "WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute(
+                "SELECT id, host, plan_id, plan, started, finished, status, pid, mac FROM runs WHERE id = ?",
+                (run_id,),
+            ).fetchone()
             if row is None:
                 raise TamerError(f"no clean run {run_id} in the journal {self.path}")
-            steps = db.execute("SELECT idx, kind, object_id, name, bytes, status, detail, code, facts FROM steps "
-                               "WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
+            steps = db.execute(
+                "SELECT idx, kind, object_id, name, bytes, status, detail, code, facts FROM steps "
+                "WHERE run_id = ? ORDER BY idx",
+                (run_id,),
+            ).fetchall()
         try:
             plan_data = json.loads(row[3])
             plan = Plan.from_json(plan_data)
         except (KeyError, TypeError, ValueError) as exc:
-            raise UnreadableRun(f"journal run {run_id} in {self.path} holds a plan this tamer cannot read "
-                                f"({type(exc).__name__}: {exc}); it was written by an older tamer") from None
-        return Run(id=row[0], host=row[1], plan_id=row[2], plan=plan, started=row[4], finished=row[5],
-                   status=row[6], pid=int(row[7] or 0), mac=str(row[8] or ""), plan_data=plan_data, steps=tuple(Step(s[0], s[1], s[2], s[3], s[4], StepStatus(s[5]), s[6], s[7],
-                                                   json.loads(s[8] or "{}")) for s in steps))
+            raise UnreadableRun(
+                f"journal run {run_id} in {self.path} holds a plan this tamer cannot read "
+                f"({type(exc).__name__}: {exc}); it was written by an older tamer"
+            ) from None
+        return Run(
+            id=row[0],
+            host=row[1],
+            plan_id=row[2],
+            plan=plan,
+            started=row[4],
+            finished=row[5],
+            status=row[6],
+            pid=int(row[7] or 0),
+            mac=str(row[8] or ""),
+            plan_data=plan_data,
+            steps=tuple(
+                Step(s[0], s[1], s[2], s[3], s[4], StepStatus(s[5]), s[6], s[7], json.loads(s[8] or "{}"))
+                for s in steps
+            ),
+        )
 
     def unfinished(self, host: str) -> Run | None:
         """The latest run against `host` that did not end (killed, engine gone), if any.
@@ -227,8 +267,11 @@ class Journal:
         nothing of it runs (every object it named is still judged afresh by the next plan).
         """
         with self._tx() as db:
-            row = db.execute("SELECT id FROM runs WHERE host = ? AND status IN ('running', 'interrupted') "
-                             "ORDER BY id DESC LIMIT 1", (host,)).fetchone()
+            row = db.execute(
+                "SELECT id FROM runs WHERE host = ? AND status IN ('running', 'interrupted') "
+                "ORDER BY id DESC LIMIT 1",
+                (host,),
+            ).fetchone()
         if not row:
             return None
         try:
@@ -239,9 +282,14 @@ class Journal:
 
     def abandon(self, run_id: int) -> None:
         with self._tx() as db:
-            db.execute("UPDATE runs SET status = 'abandoned', finished = ? WHERE id = ?", (time.time(), run_id))
-            db.execute("UPDATE steps SET status = 'skipped', code = ?, facts = '{}' "
-                       "WHERE run_id = ? AND status = 'pending'", (Reason.ABANDONED.value, run_id))
+            db.execute(
+                "UPDATE runs SET status = 'abandoned', finished = ? WHERE id = ?", (time.time(), run_id)
+            )
+            db.execute(
+                "UPDATE steps SET status = 'skipped', code = ?, facts = '{}' "
+                "WHERE run_id = ? AND status = 'pending'",
+                (Reason.ABANDONED.value, run_id),
+            )
 
     # -- the orphan clock -----------------------------------------------------------
     def observe_volumes(self, inv: Inventory) -> dict[str, datetime]:
@@ -256,8 +304,12 @@ class Journal:
         engine = inv.engine_id or inv.host
         now = inv.taken_at.timestamp()
         with self._tx() as db:
-            known = {name: (created, at) for name, created, at in db.execute(
-                "SELECT name, created, last_used FROM volume_clock WHERE engine = ?", (engine,))}
+            known = {
+                name: (created, at)
+                for name, created, at in db.execute(
+                    "SELECT name, created, last_used FROM volume_clock WHERE engine = ?", (engine,)
+                )
+            }
             rows: list[tuple[str, str, str, float]] = []
             for v in inv.volumes:
                 created = v.created.isoformat() if v.created else ""
@@ -273,14 +325,21 @@ class Journal:
                 elif old[1] > now:
                     # the clock went back (it had run ahead): restart from now, or the volume would wait for a
                     # date that may be years away
-                    db.execute("UPDATE volume_clock SET last_used = ? WHERE engine = ? AND name = ?",
-                               (now, engine, v.name))
-            db.executemany("INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?,?,?,?) "
-                           "ON CONFLICT (engine, name) DO UPDATE SET created = excluded.created, last_used = "
-                           "CASE WHEN volume_clock.created = excluded.created "
-                           "THEN max(volume_clock.last_used, excluded.last_used) ELSE excluded.last_used END", rows)
+                    db.execute(
+                        "UPDATE volume_clock SET last_used = ? WHERE engine = ? AND name = ?",
+                        (now, engine, v.name),
+                    )
+            db.executemany(
+                "INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?,?,?,?) "
+                "ON CONFLICT (engine, name) DO UPDATE SET created = excluded.created, last_used = "
+                "CASE WHEN volume_clock.created = excluded.created "
+                "THEN max(volume_clock.last_used, excluded.last_used) ELSE excluded.last_used END",
+                rows,
+            )
             gone = set(known) - {v.name for v in inv.volumes}
-            db.executemany("DELETE FROM volume_clock WHERE engine = ? AND name = ?", [(engine, n) for n in gone])
+            db.executemany(
+                "DELETE FROM volume_clock WHERE engine = ? AND name = ?", [(engine, n) for n in gone]
+            )
             clock = dict(db.execute("SELECT name, last_used FROM volume_clock WHERE engine = ?", (engine,)))
         return {name: datetime.fromtimestamp(at, tz=UTC) for name, at in clock.items()}
 
@@ -288,15 +347,22 @@ class Journal:
         """Restart the clock of these volumes: their container is being removed now. (A volume with no row
         gets one with an unknown creation time, which the next look replaces by its own, later, time.)"""
         with self._tx() as db:
-            db.executemany("INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?, ?, '', ?) "
-                           "ON CONFLICT (engine, name) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
-                           [(engine, n, at) for n in names])
+            db.executemany(
+                "INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?, ?, '', ?) "
+                "ON CONFLICT (engine, name) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
+                [(engine, n, at) for n in names],
+            )
 
     def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         with self._tx() as db:
-            rows = db.execute("SELECT id, host, plan_id, started, finished, status FROM runs ORDER BY id DESC "
-                              "LIMIT ?", (limit,)).fetchall()
-        return [dict(zip(("id", "host", "plan_id", "started", "finished", "status"), r, strict=True)) for r in rows]
+            rows = db.execute(
+                "SELECT id, host, plan_id, started, finished, status FROM runs ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            dict(zip(("id", "host", "plan_id", "started", "finished", "status"), r, strict=True))
+            for r in rows
+        ]
 
 
 def observe_orphan_clock(inv: Inventory, path: Path | None = None) -> tuple[dict[str, datetime], str | None]:
@@ -306,5 +372,7 @@ def observe_orphan_clock(inv: Inventory, path: Path | None = None) -> tuple[dict
     try:
         return Journal(path).observe_volumes(inv), None
     except (sqlite3.Error, OSError, TamerError) as exc:
-        return {}, (f"the orphan clock could not be read or recorded ({exc}); orphaned volumes are judged as "
-                    "just found orphaned, so none goes in this run")
+        return {}, (
+            f"the orphan clock could not be read or recorded ({exc}); orphaned volumes are judged as "
+            "just found orphaned, so none goes in this run"
+        )

@@ -49,8 +49,10 @@ def parse_filters(kind: str, specs: Sequence[str]) -> list[Filter]:
         key, sep, value = spec.partition("=")
         key = key.strip()
         if key not in FILTER_KEYS[kind]:
-            raise UsageError(f"unknown filter {key!r} for {kind}: expected one of "
-                             f"{', '.join(FILTER_KEYS[kind])} (as KEY=VALUE, e.g. --filter older-than=7d)")
+            raise UsageError(
+                f"unknown filter {key!r} for {kind}: expected one of "
+                f"{', '.join(FILTER_KEYS[kind])} (as KEY=VALUE, e.g. --filter older-than=7d)"
+            )
         if key in ("dangling", "orphaned", "unused", "anonymous", "named", "generated-name", "in-use"):
             value = value.strip().lower() if sep else "true"
             if value not in ("true", "false", "1", "0", "yes", "no"):
@@ -58,8 +60,10 @@ def parse_filters(kind: str, specs: Sequence[str]) -> list[Filter]:
         elif key == "state":
             bad = [s for s in value.split(",") if s not in CONTAINER_STATES]
             if not value or bad:
-                raise UsageError(f"unknown container state {','.join(bad) or value!r}: expected one or more of "
-                                 f"{', '.join(CONTAINER_STATES)}, comma-separated")
+                raise UsageError(
+                    f"unknown container state {','.join(bad) or value!r}: expected one or more of "
+                    f"{', '.join(CONTAINER_STATES)}, comma-separated"
+                )
         elif key == "older-than":
             parse_duration(value)
         elif key == "label" and not value:
@@ -138,15 +142,20 @@ def _has_label(labels: dict[str, str], spec: str) -> bool:
     return key in labels and (not sep or labels[key] == value)
 
 
-def select(inv: Inventory, kind: str, filters: Sequence[str] = (), sort: str = "size",
-           now: datetime | None = None) -> list[Any]:
+def select(
+    inv: Inventory, kind: str, filters: Sequence[str] = (), sort: str = "size", now: datetime | None = None
+) -> list[Any]:
     """The objects of `kind` matching every filter, sorted (size: largest first; age: oldest first)."""
     parsed = parse_filters(kind, filters)
     if sort not in SORT_KEYS:
         raise UsageError(f"unknown sort key {sort!r}: expected one of {', '.join(SORT_KEYS)}")
     now = now or inv.taken_at
-    by_kind: dict[str, Sequence[Obj]] = {"images": inv.images, "containers": inv.containers,
-                                         "volumes": inv.volumes, "cache": inv.build_cache}
+    by_kind: dict[str, Sequence[Obj]] = {
+        "images": inv.images,
+        "containers": inv.containers,
+        "volumes": inv.volumes,
+        "cache": inv.build_cache,
+    }
     objs = by_kind[kind]
     chosen = [o for o in objs if all(_matches(o, f, now) for f in parsed)]
     if sort == "size":

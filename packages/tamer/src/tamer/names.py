@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-_ADJECTIVES = frozenset("""
+_ADJECTIVES = frozenset(
+    """
 admiring adoring affectionate agitated amazing angry awesome backstabbing beautiful berserk big blissful bold
 boring brave busy charming clever cocky compassionate competent condescending confident cool cranky crazy
 dazzling desperate determined distracted dreamy drunk eager ecstatic elastic elated elegant eloquent epic evil
@@ -21,7 +22,8 @@ naughty nervous nice nifty nostalgic objective optimistic peaceful pedantic pens
 quirky quizzical recursing relaxed reverent romantic sad serene sharp sick silly sleepy small stoic strange
 stupefied suspicious sweet tender thirsty tiny trusting unruffled upbeat vibrant vigilant vigorous wizardly
 wonderful xenodochial youthful zealous zen
-""".split())
+""".split()
+)
 
 _GENERATED = re.compile(r"^([a-z]+)_([a-z]+)\d*$")
 

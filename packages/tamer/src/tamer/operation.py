@@ -140,9 +140,11 @@ def _flock_engine(engine_key: str, command: str, deadline: float) -> int:
         # read-only is enough for flock, so a file another user created still locks
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise OperationLocked(f"cannot open the engine's lock file {path}: {exc.strerror}; expected a regular "
-                              "file any user can read; remove it if it is something else, then run this "
-                              "again") from None
+        raise OperationLocked(
+            f"cannot open the engine's lock file {path}: {exc.strerror}; expected a regular "
+            "file any user can read; remove it if it is something else, then run this "
+            "again"
+        ) from None
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -153,7 +155,8 @@ def _flock_engine(engine_key: str, command: str, deadline: float) -> int:
                 raise OperationLocked(
                     f"another tamer operation holds the lock of this engine ({path}), possibly run with another "
                     f"state folder (another user, sudo without -E); expected one change at a time on an engine; "
-                    f"wait for it to finish, then run `tamer {command}` again") from None
+                    f"wait for it to finish, then run `tamer {command}` again"
+                ) from None
             time.sleep(0.1)
 
 
@@ -189,7 +192,8 @@ def operation_lock(command: str, *, wait: float = 0.0, engine: Any = None) -> It
                 fh.close()
                 raise OperationLocked(
                     f"another tamer operation ({holder}) holds the lock {path}; expected one change at a time on "
-                    "this host; wait for it to finish (or stop that process), then run this again") from None
+                    "this host; wait for it to finish (or stop that process), then run this again"
+                ) from None
             time.sleep(0.1)
     engine_fd = -1
     if engine is not None:
@@ -267,21 +271,32 @@ class Operation:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise TamerError(f"the journal {path} of an unfinished {cls.kind} cannot be read ({exc}); expected a "
-                             "JSON file written by tamer; move it aside to start over (check the data by hand "
-                             "first)") from exc
+            raise TamerError(
+                f"the journal {path} of an unfinished {cls.kind} cannot be read ({exc}); expected a "
+                "JSON file written by tamer; move it aside to start over (check the data by hand "
+                "first)"
+            ) from exc
         return cls(path, record)
 
     @classmethod
     def begin(cls, key: str, data: JSON, order: tuple[str, ...] | None = None) -> Any:
         path = journal_path(cls.kind, key)
         if path.exists():
-            raise UsageError(f"an unfinished {cls.kind} of {key} is recorded in {path}; expected none; finish it "
-                             "(rerun) or roll it back first")
+            raise UsageError(
+                f"an unfinished {cls.kind} of {key} is recorded in {path}; expected none; finish it "
+                "(rerun) or roll it back first"
+            )
         names = order if order is not None else cls.steps
-        record: JSON = {"kind": cls.kind, "key": key, "state": OperationState.ACTIVE.value, "pid": os.getpid(),
-                        "started": time.time(), "order": list(names),
-                        "status": {s: StepStatus.PENDING.value for s in names}, "data": data}
+        record: JSON = {
+            "kind": cls.kind,
+            "key": key,
+            "state": OperationState.ACTIVE.value,
+            "pid": os.getpid(),
+            "started": time.time(),
+            "order": list(names),
+            "status": {s: StepStatus.PENDING.value for s in names},
+            "data": data,
+        }
         op = cls(path, record)
         op.save()
         return op
@@ -313,8 +328,11 @@ class Operation:
 
     def started_steps(self) -> list[str]:
         """Steps that did something (done, or running when killed), in order."""
-        return [s for s in self.step_names() if self.status(s) in (StepStatus.DONE, StepStatus.RUNNING,
-                                                                      StepStatus.FAILED)]
+        return [
+            s
+            for s in self.step_names()
+            if self.status(s) in (StepStatus.DONE, StepStatus.RUNNING, StepStatus.FAILED)
+        ]
 
     def pending_steps(self) -> list[str]:
         return [s for s in self.step_names() if self.status(s) is not StepStatus.DONE]
@@ -340,8 +358,10 @@ class Operation:
         """Do every step not done yet, in order, journaling each. Raises what a step raised (the failed
         step is marked FAILED; nothing is undone here: call rollback())."""
         if self.state is OperationState.ROLLING_BACK:
-            raise UsageError(f"a rollback of this {self.kind} of {self.key} was started and did not finish; "
-                             "expected it to be finished first; rerun with --rollback")
+            raise UsageError(
+                f"a rollback of this {self.kind} of {self.key} was started and did not finish; "
+                "expected it to be finished first; rerun with --rollback"
+            )
         for step in self.step_names():
             if self.is_done(step):
                 continue
@@ -399,5 +419,15 @@ def unfinished(kind: str) -> list[JSON]:
     return out
 
 
-__all__ = ["FaultPoints", "Operation", "OperationLocked", "OperationState", "StepStatus", "faults",
-           "journal_path", "lock_held", "operation_lock", "unfinished"]
+__all__ = [
+    "FaultPoints",
+    "Operation",
+    "OperationLocked",
+    "OperationState",
+    "StepStatus",
+    "faults",
+    "journal_path",
+    "lock_held",
+    "operation_lock",
+    "unfinished",
+]

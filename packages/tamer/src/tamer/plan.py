@@ -102,26 +102,43 @@ class Plan:
     @property
     def plan_id(self) -> str:
         """A digest of what would be done and under which rules (an id, not a seal: see tamer.sealing)."""
-        body = json.dumps({"engine": self.engine_id, "rules": self.rules,
-                           "actions": [_action_json(a) for a in self.actions]}, sort_keys=True)
+        body = json.dumps(
+            {
+                "engine": self.engine_id,
+                "rules": self.rules,
+                "actions": [_action_json(a) for a in self.actions],
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(f"{self.host}\n{body}".encode()).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
-        return {"plan_id": self.plan_id, "host": self.host, "engine_id": self.engine_id, "policy": self.policy,
-                "rules": self.rules, "made_at": self.made_at, "total_bytes": self.total_bytes,
-                "actions": [_action_json(a) for a in self.actions],
-                "refusals": [{**asdict(r), "code": r.code.value} for r in self.refusals],
-                "notes": [{"code": n.code.value, "facts": n.facts} for n in self.notes]}
+        return {
+            "plan_id": self.plan_id,
+            "host": self.host,
+            "engine_id": self.engine_id,
+            "policy": self.policy,
+            "rules": self.rules,
+            "made_at": self.made_at,
+            "total_bytes": self.total_bytes,
+            "actions": [_action_json(a) for a in self.actions],
+            "refusals": [{**asdict(r), "code": r.code.value} for r in self.refusals],
+            "notes": [{"code": n.code.value, "facts": n.facts} for n in self.notes],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
         """Rebuild a Plan from to_json's output (raises KeyError, TypeError or ValueError when it is not one)."""
-        return cls(host=str(data["host"]), engine_id=str(data["engine_id"]), policy=str(data["policy"]),
-                   rules=dict(data["rules"]), made_at=str(data["made_at"]),
-                   actions=tuple(Action(**{**a, "code": Reason(a["code"])}) for a in data["actions"]),
-                   refusals=tuple(Refusal(**{**r, "code": Reason(r["code"])}) for r in data["refusals"]),
-                   notes=tuple(Note(NoteCode(n["code"]), dict(n.get("facts") or {}))
-                               for n in data.get("notes", ())))
+        return cls(
+            host=str(data["host"]),
+            engine_id=str(data["engine_id"]),
+            policy=str(data["policy"]),
+            rules=dict(data["rules"]),
+            made_at=str(data["made_at"]),
+            actions=tuple(Action(**{**a, "code": Reason(a["code"])}) for a in data["actions"]),
+            refusals=tuple(Refusal(**{**r, "code": Reason(r["code"])}) for r in data["refusals"]),
+            notes=tuple(Note(NoteCode(n["code"]), dict(n.get("facts") or {})) for n in data.get("notes", ())),
+        )
 
 
 def _action_json(a: Action) -> dict[str, Any]:
@@ -165,7 +182,9 @@ def image_fingerprint(i: Image) -> dict[str, Any]:
     return {"tags": sorted(i.tags)}
 
 
-def image_last_used(img: Image, inv_containers: Mapping[str, Container], history: LastUsed) -> datetime | None:
+def image_last_used(
+    img: Image, inv_containers: Mapping[str, Container], history: LastUsed
+) -> datetime | None:
     times = [history[k] for k in [("image", img.id), *(("image", t) for t in img.tags)] if k in history]
     for cid in img.containers:
         c = inv_containers.get(cid)
@@ -184,7 +203,11 @@ def volume_folders(v: Volume) -> set[str]:
     """The host folders a volume's data is in (lexically): its mountpoint, where the data really is, and
     for a default-placed local volume the folder the engine deletes with it (the one holding _data)."""
     folders = {_norm(p) for p in (v.mountpoint, v.data_path) if p}
-    if v.driver == "local" and v.placement == "default" and posixpath.basename(_norm(v.mountpoint)) == "_data":
+    if (
+        v.driver == "local"
+        and v.placement == "default"
+        and posixpath.basename(_norm(v.mountpoint)) == "_data"
+    ):
         folders.add(posixpath.dirname(_norm(v.mountpoint)))
     return {f for f in folders if f not in ("", "/", ".")}
 
@@ -192,24 +215,39 @@ def volume_folders(v: Volume) -> set[str]:
 def _folder_sharers(v: Volume, volumes: tuple[Volume, ...]) -> list[str]:
     """Other volumes whose data is v's folder or inside it (bind options pointing there)."""
     folders = volume_folders(v)
-    return [w.name for w in volumes if w.name != v.name and w.data_path
-            and any(_norm(w.data_path) == f or _norm(w.data_path).startswith(f + "/") for f in folders)]
+    return [
+        w.name
+        for w in volumes
+        if w.name != v.name
+        and w.data_path
+        and any(_norm(w.data_path) == f or _norm(w.data_path).startswith(f + "/") for f in folders)
+    ]
 
 
-def volume_last_used(name: str, history: LastUsed, orphan_clock: Mapping[str, datetime]) -> tuple[datetime | None,
-                                                                                                  str]:
+def volume_last_used(
+    name: str, history: LastUsed, orphan_clock: Mapping[str, datetime]
+) -> tuple[datetime | None, str]:
     """When a volume was last used, and how we know: the latest of `tamer watch` history and tamer's own
     orphan clock (last seen in use, its containers removed by a clean, or first seen orphaned)."""
-    seen = [(t, src) for t, src in ((history.get(("volume", name)), "watch"), (orphan_clock.get(name), "tamer"))
-            if t is not None]
+    seen = [
+        (t, src)
+        for t, src in ((history.get(("volume", name)), "watch"), (orphan_clock.get(name), "tamer"))
+        if t is not None
+    ]
     if not seen:
         return None, "unknown"
     return max(seen, key=lambda ts: ts[0])
 
 
-def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None,
-              orphan_clock: Mapping[str, datetime] | None = None, now: datetime | None = None,
-              backup_available: bool = False) -> Plan:
+def make_plan(
+    inv: Inventory,
+    policy: Policy,
+    *,
+    history: LastUsed | None = None,
+    orphan_clock: Mapping[str, datetime] | None = None,
+    now: datetime | None = None,
+    backup_available: bool = False,
+) -> Plan:
     """Decide, for every object, remove (an Action) or keep (a Refusal with a reason code).
 
     Parameters:
@@ -237,8 +275,17 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
         size = container_freed_bytes(c)
         if verdict is None:
             stopped_for = now - (c.finished or c.created or now)
-            actions.append(Action("container", c.id, c.name, size, Reason.CONTAINER_STOPPED,
-                                  {"state": c.state, "stopped_for": _secs(stopped_for)}, container_fingerprint(c)))
+            actions.append(
+                Action(
+                    "container",
+                    c.id,
+                    c.name,
+                    size,
+                    Reason.CONTAINER_STOPPED,
+                    {"state": c.state, "stopped_for": _secs(stopped_for)},
+                    container_fingerprint(c),
+                )
+            )
             removed_containers.add(c.id)
         else:
             refusals.append(Refusal("container", c.id, c.name, size, *verdict))
@@ -262,8 +309,9 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
         last, since = volume_last_used(v.name, hist, clock)
         if last is not None and v.created is not None and last < v.created:
             last = v.created  # never used before it existed: that time came from a wrong clock
-        code, facts, needs_backup = _volume_verdict(v, users, removed_containers, last, since, policy, now,
-                                                    backup_available)
+        code, facts, needs_backup = _volume_verdict(
+            v, users, removed_containers, last, since, policy, now, backup_available
+        )
         if code in _VOLUME_REMOVALS and v.placement == "default":
             sharers = _folder_sharers(v, inv.volumes)
             if sharers:  # the engine deletes the folder with the volume, and other volumes' data with it
@@ -272,8 +320,18 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
         if code in _VOLUME_REMOVALS:
             if v.placement == "bind":
                 facts = {**facts, "folder_stays": v.data_path}
-            actions.append(Action("volume", v.name, v.name, size, code, facts, volume_fingerprint(v),
-                                  needs_backup=needs_backup))
+            actions.append(
+                Action(
+                    "volume",
+                    v.name,
+                    v.name,
+                    size,
+                    code,
+                    facts,
+                    volume_fingerprint(v),
+                    needs_backup=needs_backup,
+                )
+            )
         else:
             refusals.append(Refusal("volume", v.name, v.name, size, code, facts))
 
@@ -290,13 +348,26 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
         if label:
             keep = (Reason.PROTECTED_LABEL, {"label": label})
         elif users_left:
-            keep = (Reason.IMAGE_IN_USE, {"count": len(users_left),
-                                          "users": [containers[cid].name for cid in users_left[:3]
-                                                    if cid in containers]})
+            keep = (
+                Reason.IMAGE_IN_USE,
+                {
+                    "count": len(users_left),
+                    "users": [containers[cid].name for cid in users_left[:3] if cid in containers],
+                },
+            )
         elif img.dangling:
             if policy.dangling_images:
-                actions.append(Action("image", img.id, img.display_name, img.unique_size, Reason.IMAGE_DANGLING,
-                                      {}, image_fingerprint(img)))
+                actions.append(
+                    Action(
+                        "image",
+                        img.id,
+                        img.display_name,
+                        img.unique_size,
+                        Reason.IMAGE_DANGLING,
+                        {},
+                        image_fingerprint(img),
+                    )
+                )
                 continue
             keep = (Reason.DANGLING_KEPT, {})
         if keep is None:
@@ -305,16 +376,33 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
                 keep = (Reason.TAG_KEPT, {"tag": kept_tag})
             elif img.id in newest_kept:
                 keep = (Reason.NEWEST_KEPT, {"keep_newest": policy.keep_newest})
-        if keep is None and policy.images_unused_older_than is not None and last is not None \
-                and now - last >= policy.images_unused_older_than:
-            actions.append(Action("image", img.id, img.display_name, img.unique_size, Reason.IMAGE_UNUSED,
-                                  {"unused_for": _secs(now - last),
-                                   "threshold": _secs(policy.images_unused_older_than)}, image_fingerprint(img)))
+        if (
+            keep is None
+            and policy.images_unused_older_than is not None
+            and last is not None
+            and now - last >= policy.images_unused_older_than
+        ):
+            actions.append(
+                Action(
+                    "image",
+                    img.id,
+                    img.display_name,
+                    img.unique_size,
+                    Reason.IMAGE_UNUSED,
+                    {"unused_for": _secs(now - last), "threshold": _secs(policy.images_unused_older_than)},
+                    image_fingerprint(img),
+                )
+            )
             continue
         if keep is None:
             image_candidates.append((last, img))
-            keep = (Reason.IMAGE_RECENT, {"unused_for": _secs(now - last) if last else None,
-                                          "threshold": _secs(policy.images_unused_older_than)})
+            keep = (
+                Reason.IMAGE_RECENT,
+                {
+                    "unused_for": _secs(now - last) if last else None,
+                    "threshold": _secs(policy.images_unused_older_than),
+                },
+            )
         refusals.append(Refusal("image", img.id, img.display_name, img.unique_size, *keep))
 
     # -- build cache -------------------------------------------------------
@@ -325,8 +413,17 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
             continue
         last = b.last_used or b.created
         if policy.cache_older_than is not None and last is not None and now - last >= policy.cache_older_than:
-            actions.append(Action("build-cache", b.id, b.description or b.id, b.size, Reason.CACHE_UNUSED,
-                                  {"unused_for": _secs(now - last)}, {"last_used": _iso(b.last_used)}))
+            actions.append(
+                Action(
+                    "build-cache",
+                    b.id,
+                    b.description or b.id,
+                    b.size,
+                    Reason.CACHE_UNUSED,
+                    {"unused_for": _secs(now - last)},
+                    {"last_used": _iso(b.last_used)},
+                )
+            )
         else:
             cache_candidates.append(b)
     if policy.cache_max_size is not None:
@@ -334,21 +431,41 @@ def make_plan(inv: Inventory, policy: Policy, *, history: LastUsed | None = None
         for b in list(cache_candidates):
             if kept <= policy.cache_max_size:
                 break
-            actions.append(Action("build-cache", b.id, b.description or b.id, b.size, Reason.CACHE_OVER_BUDGET,
-                                  {"budget": policy.cache_max_size}, {"last_used": _iso(b.last_used)}))
+            actions.append(
+                Action(
+                    "build-cache",
+                    b.id,
+                    b.description or b.id,
+                    b.size,
+                    Reason.CACHE_OVER_BUDGET,
+                    {"budget": policy.cache_max_size},
+                    {"last_used": _iso(b.last_used)},
+                )
+            )
             cache_candidates.remove(b)
             kept -= b.size
-    refusals.extend(Refusal("build-cache", b.id, b.description or b.id, b.size, Reason.CACHE_RECENT)
-                    for b in cache_candidates)
+    refusals.extend(
+        Refusal("build-cache", b.id, b.description or b.id, b.size, Reason.CACHE_RECENT)
+        for b in cache_candidates
+    )
 
     # -- disk budget: least recently used first, never protected or in use --
     if policy.budget is not None:
-        _apply_budget(inv, policy.budget, actions, refusals, image_candidates, cache_candidates, notes, now,
-                      hist, clock)
+        _apply_budget(
+            inv, policy.budget, actions, refusals, image_candidates, cache_candidates, notes, now, hist, clock
+        )
 
     actions.sort(key=lambda a: KIND_ORDER[a.kind])  # stable: keeps LRU order within a kind
-    return Plan(host=inv.host, engine_id=inv.engine_id, policy=policy.source, rules=policy_to_json(policy),
-                made_at=now.isoformat(), actions=tuple(actions), refusals=tuple(refusals), notes=tuple(notes))
+    return Plan(
+        host=inv.host,
+        engine_id=inv.engine_id,
+        policy=policy.source,
+        rules=policy_to_json(policy),
+        made_at=now.isoformat(),
+        actions=tuple(actions),
+        refusals=tuple(refusals),
+        notes=tuple(notes),
+    )
 
 
 _VOLUME_REMOVALS = frozenset({Reason.VOLUME_ORPHANED, Reason.VOLUME_NAMED_RULE})
@@ -375,13 +492,24 @@ def _container_verdict(c: Container, policy: Policy, now: datetime) -> tuple[Rea
         return Reason.NAMED_ON_PURPOSE, {}
     since = c.finished or c.created
     if since is not None and now - since < policy.container_older_than:
-        return Reason.CONTAINER_TOO_RECENT, {"state": c.state, "stopped_for": _secs(now - since),
-                                             "threshold": _secs(policy.container_older_than)}
+        return Reason.CONTAINER_TOO_RECENT, {
+            "state": c.state,
+            "stopped_for": _secs(now - since),
+            "threshold": _secs(policy.container_older_than),
+        }
     return None
 
 
-def _volume_verdict(v: Volume, users: list[Container], removed: set[str], last: datetime | None, since: str,
-                    policy: Policy, now: datetime, backup_available: bool) -> tuple[Reason, Facts, bool]:
+def _volume_verdict(
+    v: Volume,
+    users: list[Container],
+    removed: set[str],
+    last: datetime | None,
+    since: str,
+    policy: Policy,
+    now: datetime,
+    backup_available: bool,
+) -> tuple[Reason, Facts, bool]:
     """(code, facts, needs_backup); the code is a removal code when the volume may go."""
     label = _protected(v.labels, policy)
     if label:
@@ -444,9 +572,18 @@ def _counted_in_total(action: Action, inv: Inventory) -> int:
     return action.bytes  # images and build cache: the same figure in both
 
 
-def _apply_budget(inv: Inventory, budget: int, actions: list[Action], refusals: list[Refusal],
-                  image_candidates: list[tuple[datetime | None, Image]], cache_candidates: list[BuildCache],
-                  notes: list[Note], now: datetime, hist: LastUsed, clock: Mapping[str, datetime]) -> None:
+def _apply_budget(
+    inv: Inventory,
+    budget: int,
+    actions: list[Action],
+    refusals: list[Refusal],
+    image_candidates: list[tuple[datetime | None, Image]],
+    cache_candidates: list[BuildCache],
+    notes: list[Note],
+    now: datetime,
+    hist: LastUsed,
+    clock: Mapping[str, datetime],
+) -> None:
     # the budget is judged in docker_total's terms (what df shows), so what each removal takes off that
     # total is counted the same way; an action's own `bytes` stays what it frees on disk
     total = docker_total(inv)
@@ -473,22 +610,44 @@ def _apply_budget(inv: Inventory, budget: int, actions: list[Action], refusals: 
     for last, kind, obj in pool:
         if after <= budget:
             break
-        facts: Facts = {"over": after - budget, "budget": budget,
-                        "last_used_for": _secs(now - last) if last != epoch else None}
+        facts: Facts = {
+            "over": after - budget,
+            "budget": budget,
+            "last_used_for": _secs(now - last) if last != epoch else None,
+        }
         if kind == "image":
-            actions.append(Action("image", obj.id, obj.display_name, obj.unique_size, Reason.BUDGET_LRU, facts,
-                                  image_fingerprint(obj)))
+            actions.append(
+                Action(
+                    "image",
+                    obj.id,
+                    obj.display_name,
+                    obj.unique_size,
+                    Reason.BUDGET_LRU,
+                    facts,
+                    image_fingerprint(obj),
+                )
+            )
             after -= obj.unique_size
             evicted.add(("image", obj.id))
         elif kind == "build-cache":
-            actions.append(Action("build-cache", obj.id, obj.description or obj.id, obj.size, Reason.BUDGET_LRU,
-                                  facts, {"last_used": _iso(obj.last_used)}))
+            actions.append(
+                Action(
+                    "build-cache",
+                    obj.id,
+                    obj.description or obj.id,
+                    obj.size,
+                    Reason.BUDGET_LRU,
+                    facts,
+                    {"last_used": _iso(obj.last_used)},
+                )
+            )
             after -= obj.size
             evicted.add(("build-cache", obj.id))
         else:
             size = volume_freed_bytes(obj)
-            actions.append(Action("volume", obj.name, obj.name, size, Reason.BUDGET_LRU, facts,
-                                  volume_fingerprint(obj)))
+            actions.append(
+                Action("volume", obj.name, obj.name, size, Reason.BUDGET_LRU, facts, volume_fingerprint(obj))
+            )
             after -= volume_bytes(obj)
             evicted.add(("volume", obj.name))
     refusals[:] = [r for r in refusals if (r.kind, r.id) not in evicted]

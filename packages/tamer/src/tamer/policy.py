@@ -51,8 +51,19 @@ from tamer.errors import UsageError
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?$")
-SIZE_FACTORS = {None: 1, "B": 1, "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
-                "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
+SIZE_FACTORS = {
+    None: 1,
+    "B": 1,
+    "kB": 1000,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "TiB": 1024**4,
+}
 STATES = ("exited", "dead", "created")
 
 
@@ -103,9 +114,21 @@ DEFAULT_POLICY = Policy()
 SCHEMA: dict[str, dict[str, str]] = {
     "": {"version": "int"},
     "protect": {"labels": "strs"},
-    "containers": {"remove": "bool", "states": "states", "older_than": "duration", "keep_names": "strs",
-                   "names": "strs", "labels": "strs", "generated_names_only": "bool"},
-    "images": {"dangling": "bool", "unused_older_than": "duration", "keep_tags": "strs", "keep_newest": "count"},
+    "containers": {
+        "remove": "bool",
+        "states": "states",
+        "older_than": "duration",
+        "keep_names": "strs",
+        "names": "strs",
+        "labels": "strs",
+        "generated_names_only": "bool",
+    },
+    "images": {
+        "dangling": "bool",
+        "unused_older_than": "duration",
+        "keep_tags": "strs",
+        "keep_newest": "count",
+    },
     "volumes": {"orphaned_anonymous_older_than": "duration", "named": "rules"},
     "volumes.named": {"names": "strs", "labels": "strs", "older_than": "duration"},
     "build_cache": {"older_than": "duration", "max_size": "size"},
@@ -120,7 +143,7 @@ MAX_SIZE = 2**63 - 1
 
 
 def parse_duration_value(text: str) -> timedelta | None:
-    """"7d" -> timedelta(days=7); None when malformed or past MAX_DURATION (a century)."""
+    """ "7d" -> timedelta(days=7); None when malformed or past MAX_DURATION (a century)."""
     m = DURATION.match(text.strip())
     if not m:
         return None
@@ -131,7 +154,7 @@ def parse_duration_value(text: str) -> timedelta | None:
 
 
 def parse_size_value(text: str | int) -> int | None:
-    """"40GB" -> 40_000_000_000; None when malformed, negative or past MAX_SIZE."""
+    """ "40GB" -> 40_000_000_000; None when malformed, negative or past MAX_SIZE."""
     if isinstance(text, int):
         return text if 0 <= text <= MAX_SIZE else None
     m = SIZE.match(text.strip())
@@ -177,9 +200,11 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
     try:
         data = tomllib.loads(text)
     except RecursionError:
-        raise PolicyError(f"{source}:1: not a usable policy: values are nested too deeply for a policy "
-                          "(expected flat sections of keys, lists of strings and [[volumes.named]] tables); "
-                          "see `tamer policy show` for the format") from None
+        raise PolicyError(
+            f"{source}:1: not a usable policy: values are nested too deeply for a policy "
+            "(expected flat sections of keys, lists of strings and [[volumes.named]] tables); "
+            "see `tamer policy show` for the format"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
@@ -189,7 +214,9 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         else:  # "at end of document": the problem started somewhere before the end
             line = max(1, len(text.splitlines()))
             msg = msg.replace("(at end of document)", "").strip() + " (reached the end of the file)"
-        raise PolicyError(f"{source}:{line}: not valid TOML: {msg}; see `tamer policy show` for the format") from None
+        raise PolicyError(
+            f"{source}:{line}: not valid TOML: {msg}; see `tamer policy show` for the format"
+        ) from None
     where = _Locator(text)
     errors: list[str] = []
 
@@ -204,22 +231,33 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
                 if section == "version" and body != 1:
                     err(where.line_of("", section), f"version must be 1, got {_clip(body)}")
                 continue
-            err(where.line_of("", section), f"unknown top-level key {section!r}: expected sections "
-                f"{', '.join(s for s in SCHEMA if s and '.' not in s)}")
+            err(
+                where.line_of("", section),
+                f"unknown top-level key {section!r}: expected sections "
+                f"{', '.join(s for s in SCHEMA if s and '.' not in s)}",
+            )
             continue
         if section not in SCHEMA:
-            err(where.line_of(section), f"unknown section [{section}]: expected one of "
-                f"{', '.join(s for s in SCHEMA if s and '.' not in s)}")
+            err(
+                where.line_of(section),
+                f"unknown section [{section}]: expected one of "
+                f"{', '.join(s for s in SCHEMA if s and '.' not in s)}",
+            )
             continue
         for key, value in body.items():
             if key not in SCHEMA[section]:
-                err(where.line_of(section, key), f"unknown key {key!r} in [{section}]: expected one of "
-                    f"{', '.join(SCHEMA[section])}")
+                err(
+                    where.line_of(section, key),
+                    f"unknown key {key!r} in [{section}]: expected one of {', '.join(SCHEMA[section])}",
+                )
                 continue
             kind = SCHEMA[section][key]
             if kind == "rules":
                 if not isinstance(value, list):
-                    err(where.line_of(section, key), "volumes.named must be written as [[volumes.named]] tables")
+                    err(
+                        where.line_of(section, key),
+                        "volumes.named must be written as [[volumes.named]] tables",
+                    )
                     continue
                 for n, rule in enumerate(value):
                     named_rules.extend(_named_rule(rule, n, where, err))
@@ -228,7 +266,9 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             if parsed is not _BAD:
                 values[f"{section}.{key}"] = parsed
     if errors:
-        raise PolicyError("policy has errors:\n  " + "\n  ".join(errors) + "\nfix them and run `tamer policy check FILE`")
+        raise PolicyError(
+            "policy has errors:\n  " + "\n  ".join(errors) + "\nfix them and run `tamer policy check FILE`"
+        )
     d = DEFAULT_POLICY
     return Policy(
         source=source,
@@ -244,8 +284,9 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         images_unused_older_than=values.get("images.unused_older_than", d.images_unused_older_than),
         keep_tags=values.get("images.keep_tags", d.keep_tags),
         keep_newest=values.get("images.keep_newest", d.keep_newest),
-        orphaned_anonymous_older_than=values.get("volumes.orphaned_anonymous_older_than",
-                                                 d.orphaned_anonymous_older_than),
+        orphaned_anonymous_older_than=values.get(
+            "volumes.orphaned_anonymous_older_than", d.orphaned_anonymous_older_than
+        ),
         named_volume_rules=tuple(named_rules),
         cache_older_than=values.get("build_cache.older_than", d.cache_older_than),
         cache_max_size=values.get("build_cache.max_size", d.cache_max_size),
@@ -277,26 +318,34 @@ def _check(kind: str, value: Any, err: Any, key: str) -> Any:
         return value
     if kind == "strs":
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            err(f"{key} must be a list of non-empty strings, e.g. [\"keep\"], got {_clip(value)}")
+            err(f'{key} must be a list of non-empty strings, e.g. ["keep"], got {_clip(value)}')
             return _BAD
         return tuple(value)
     if kind == "states":
         if not isinstance(value, list) or not value or any(v not in STATES for v in value):
-            err(f"{key} must be a list drawn from {list(STATES)} (running containers are never removed), "
-                f"got {_clip(value)}")
+            err(
+                f"{key} must be a list drawn from {list(STATES)} (running containers are never removed), "
+                f"got {_clip(value)}"
+            )
             return _BAD
         return tuple(value)
     if kind == "duration":
         parsed = parse_duration_value(value) if isinstance(value, str) else None
         if parsed is None:
-            err(f"{key} must be a duration like \"7d\", \"12h\" or \"2w\", at most {MAX_DURATION.days}d, "
-                f"got {_clip(value)}")
+            err(
+                f'{key} must be a duration like "7d", "12h" or "2w", at most {MAX_DURATION.days}d, '
+                f"got {_clip(value)}"
+            )
             return _BAD
         return parsed
     if kind == "size":
-        size = parse_size_value(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+        size = (
+            parse_size_value(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+        )
         if size is None or size <= 0:
-            err(f"{key} must be a positive size like \"40GB\" or \"500MiB\", below 2^63 bytes, got {_clip(value)}")
+            err(
+                f'{key} must be a positive size like "40GB" or "500MiB", below 2^63 bytes, got {_clip(value)}'
+            )
             return _BAD
         return size
     raise AssertionError(kind)
@@ -311,24 +360,39 @@ def _named_rule(rule: Any, n: int, where: _Locator, err: Any) -> list[NamedVolum
     out: dict[str, Any] = {}
     for key, value in rule.items():
         if key not in SCHEMA["volumes.named"]:
-            err(where.line_of("volumes.named", key, nth=n), f"unknown key {key!r} in [[volumes.named]]: "
-                f"expected one of {', '.join(SCHEMA['volumes.named'])}")
+            err(
+                where.line_of("volumes.named", key, nth=n),
+                f"unknown key {key!r} in [[volumes.named]]: "
+                f"expected one of {', '.join(SCHEMA['volumes.named'])}",
+            )
             ok = False
             continue
-        parsed = _check(SCHEMA["volumes.named"][key], value,
-                        lambda msg, k=key: err(where.line_of("volumes.named", k, nth=n), msg), key)
+        parsed = _check(
+            SCHEMA["volumes.named"][key],
+            value,
+            lambda msg, k=key: err(where.line_of("volumes.named", k, nth=n), msg),
+            key,
+        )
         if parsed is _BAD:
             ok = False
         else:
             out[key] = parsed
     if ok and not out.get("names") and not out.get("labels"):
-        err(line, "a [[volumes.named]] rule must name its volumes (names = [...]) or their labels "
-            "(labels = [...]): named volumes are never removed by a catch-all")
+        err(
+            line,
+            "a [[volumes.named]] rule must name its volumes (names = [...]) or their labels "
+            "(labels = [...]): named volumes are never removed by a catch-all",
+        )
         ok = False
     if not ok:
         return []
-    return [NamedVolumeRule(names=out.get("names", ()), labels=out.get("labels", ()),
-                            older_than=out.get("older_than", timedelta(0)))]
+    return [
+        NamedVolumeRule(
+            names=out.get("names", ()),
+            labels=out.get("labels", ()),
+            older_than=out.get("older_than", timedelta(0)),
+        )
+    ]
 
 
 def policy_to_json(policy: Policy) -> dict[str, Any]:
@@ -337,8 +401,10 @@ def policy_to_json(policy: Policy) -> dict[str, Any]:
     for f in fields(policy):
         value = getattr(policy, f.name)
         if f.name == "named_volume_rules":
-            value = [{"names": list(r.names), "labels": list(r.labels), "older_than": r.older_than.total_seconds()}
-                     for r in value]
+            value = [
+                {"names": list(r.names), "labels": list(r.labels), "older_than": r.older_than.total_seconds()}
+                for r in value
+            ]
         elif isinstance(value, timedelta):
             value = value.total_seconds()
         elif isinstance(value, tuple):
@@ -357,8 +423,12 @@ def policy_from_json(data: dict[str, Any]) -> Policy:
             value = data[f.name]
             default = getattr(DEFAULT_POLICY, f.name)
             if f.name == "named_volume_rules":
-                value = tuple(NamedVolumeRule(tuple(r["names"]), tuple(r["labels"]),
-                                              timedelta(seconds=float(r["older_than"]))) for r in value)
+                value = tuple(
+                    NamedVolumeRule(
+                        tuple(r["names"]), tuple(r["labels"]), timedelta(seconds=float(r["older_than"]))
+                    )
+                    for r in value
+                )
             elif f.name.endswith("older_than") and value is not None:
                 value = timedelta(seconds=float(value))
             elif isinstance(default, tuple) or isinstance(value, list):
@@ -374,8 +444,10 @@ def read_policy_file(path: str) -> Policy:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except FileNotFoundError:
-        raise PolicyError(f"policy file {path} does not exist; give the path of a TOML policy "
-                          "(see `tamer policy show` for the default)") from None
+        raise PolicyError(
+            f"policy file {path} does not exist; give the path of a TOML policy "
+            "(see `tamer policy show` for the default)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"policy file {path} could not be read: {exc}") from None
     return load_policy(text, path)

@@ -66,7 +66,9 @@ class Reason(enum.StrEnum):
     BACKUP_FAILED = "backup-failed"  # facts: error
     SYMLINKED_NOW = "symlinked-now"  # facts: data_path
     ENGINE_REFUSED = "engine-refused"  # facts: error
-    REMOVAL_FAILED_MIDWAY = "removal-failed-midway"  # a volume; facts: error, archive (its proven backup, if any)
+    REMOVAL_FAILED_MIDWAY = (
+        "removal-failed-midway"  # a volume; facts: error, archive (its proven backup, if any)
+    )
     UNKNOWN_KIND = "unknown-kind"
     ABANDONED = "abandoned"
 

@@ -25,9 +25,42 @@ from tamer.errors import EngineUnreachable, TamerError
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 # The applets our images need; a shell, coreutils and sleep are enough.
-APPLETS = ("sh", "ls", "cat", "echo", "sleep", "du", "dd", "mkdir", "rm", "cp", "head", "seq", "touch",
-           "true", "false", "wc", "yes", "sync", "ln", "stat", "find", "xargs", "tar", "sha256sum", "mv",
-           "chmod", "chown", "env", "test", "printf", "base64", "id", "date", "kill")
+APPLETS = (
+    "sh",
+    "ls",
+    "cat",
+    "echo",
+    "sleep",
+    "du",
+    "dd",
+    "mkdir",
+    "rm",
+    "cp",
+    "head",
+    "seq",
+    "touch",
+    "true",
+    "false",
+    "wc",
+    "yes",
+    "sync",
+    "ln",
+    "stat",
+    "find",
+    "xargs",
+    "tar",
+    "sha256sum",
+    "mv",
+    "chmod",
+    "chown",
+    "env",
+    "test",
+    "printf",
+    "base64",
+    "id",
+    "date",
+    "kill",
+)
 
 
 class SandboxError(TamerError):
@@ -46,7 +79,9 @@ def busybox_rootfs_tar(extra_files: dict[str, bytes] | None = None) -> bytes:
     """A root filesystem tarball holding busybox, its applet links and `extra_files`."""
     busybox = find_busybox()
     if busybox is None:
-        raise SandboxError("no busybox binary found; install Debian's busybox-static (`apt-get install busybox-static`)")
+        raise SandboxError(
+            "no busybox binary found; install Debian's busybox-static (`apt-get install busybox-static`)"
+        )
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for d in ("bin", "tmp", "etc", "data"):
@@ -68,8 +103,15 @@ def busybox_rootfs_tar(extra_files: dict[str, bytes] | None = None) -> bytes:
     return buf.getvalue()
 
 
-def build_busybox_image(engine: Engine, ref: str, *, volumes: tuple[str, ...] = (), cmd: tuple[str, ...] = ("sh",),
-                        labels: dict[str, str] | None = None, extra_files: dict[str, bytes] | None = None) -> str:
+def build_busybox_image(
+    engine: Engine,
+    ref: str,
+    *,
+    volumes: tuple[str, ...] = (),
+    cmd: tuple[str, ...] = ("sh",),
+    labels: dict[str, str] | None = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> str:
     """Build `ref` (repo:tag) from busybox; `volumes` are declared like the mongo image's VOLUMEs.
 
     Returns the image id. Example: build_busybox_image(engine, "mongo-standin:1",
@@ -93,8 +135,12 @@ def list_json(items: tuple[str, ...]) -> str:
 
 def mongo_standin(engine: Engine, ref: str = "mongo-standin:1") -> str:
     """An image declaring VOLUME /data/db and /data/configdb, as the official mongo image does."""
-    return build_busybox_image(engine, ref, volumes=("/data/db", "/data/configdb"),
-                               cmd=("sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"))
+    return build_busybox_image(
+        engine,
+        ref,
+        volumes=("/data/db", "/data/configdb"),
+        cmd=("sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"),
+    )
 
 
 def why_no_private_engine() -> str | None:
@@ -149,10 +195,26 @@ class PrivateEngine:
         if reason:
             raise SandboxError(reason)
         log = open(self.base / "dockerd.log", "ab")  # noqa: SIM115 - kept open for the daemon's lifetime
-        cmd = ["dockerd", "--data-root", str(self.data_root), "--exec-root", str(self.base / "exec"),
-               "--pidfile", str(self.base / "docker.pid"), "-H", self.host,
-               "--bridge", "none", "--iptables=false", "--ip-masq=false", "--ip6tables=false",
-               "--containerd-namespace", self.namespace, "--containerd-plugins-namespace", self.namespace + "-p"]
+        cmd = [
+            "dockerd",
+            "--data-root",
+            str(self.data_root),
+            "--exec-root",
+            str(self.base / "exec"),
+            "--pidfile",
+            str(self.base / "docker.pid"),
+            "-H",
+            self.host,
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip6tables=false",
+            "--containerd-namespace",
+            self.namespace,
+            "--containerd-plugins-namespace",
+            self.namespace + "-p",
+        ]
         if not _dockerd_knows("--ip6tables"):
             cmd.remove("--ip6tables=false")
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -63,8 +63,10 @@ def plan_key(folder: Path | None = None) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise PlanKeyUnsafe(f"the plan key {path} cannot be opened ({exc.strerror}); expected a regular file "
-                            "owned by you with mode 0600; remove it (saved plans then need remaking)") from None
+        raise PlanKeyUnsafe(
+            f"the plan key {path} cannot be opened ({exc.strerror}); expected a regular file "
+            "owned by you with mode 0600; remove it (saved plans then need remaking)"
+        ) from None
     try:
         st = os.fstat(fd)
         problem = None
@@ -75,15 +77,19 @@ def plan_key(folder: Path | None = None) -> bytes:
         elif st.st_mode & 0o077:
             problem = f"has mode {stat.S_IMODE(st.st_mode):04o}: others may read or change it"
         if problem:
-            raise PlanKeyUnsafe(f"the plan key {path} {problem}; expected a file only you can read (0600); "
-                                f"if you trust its content, `chmod 600 {path}`, else remove it (saved plans then "
-                                "need remaking); nothing was changed")
+            raise PlanKeyUnsafe(
+                f"the plan key {path} {problem}; expected a file only you can read (0600); "
+                f"if you trust its content, `chmod 600 {path}`, else remove it (saved plans then "
+                "need remaking); nothing was changed"
+            )
         key = os.read(fd, KEY_BYTES + 1)
     finally:
         os.close(fd)
     if len(key) != KEY_BYTES:
-        raise PlanKeyUnsafe(f"the plan key {path} holds {len(key)} bytes, expected {KEY_BYTES}; remove it and make "
-                            "the plan again")
+        raise PlanKeyUnsafe(
+            f"the plan key {path} holds {len(key)} bytes, expected {KEY_BYTES}; remove it and make "
+            "the plan again"
+        )
     return key
 
 
@@ -105,16 +111,24 @@ def open_plan(data: Any, key: bytes, source: str = "the plan file") -> Plan:
     """The Plan inside a sealed plan, after checking its seal; PlanRefused when anything is off."""
     remake = "make a new one with `tamer plan -o FILE` on this host; nothing was removed"
     if not isinstance(data, dict) or data.get("format") != FORMAT or "plan" not in data:
-        raise PlanRefused(f"{source} is not a plan saved by `tamer plan -o` (expected a JSON object with "
-                          f"format {FORMAT!r}); {remake}")
+        raise PlanRefused(
+            f"{source} is not a plan saved by `tamer plan -o` (expected a JSON object with "
+            f"format {FORMAT!r}); {remake}"
+        )
     mac = data.get("mac")
     if not isinstance(mac, str) or not mac:
-        raise PlanRefused(f"{source} carries no seal (its \"mac\" is missing): it was not written by "
-                          f"`tamer plan -o` here, or was edited; {remake}")
+        raise PlanRefused(
+            f'{source} carries no seal (its "mac" is missing): it was not written by '
+            f"`tamer plan -o` here, or was edited; {remake}"
+        )
     if not hmac.compare_digest(mac, _mac(key, data["plan"])):
-        raise PlanRefused(f"{source} was edited or made elsewhere: its seal does not match its content "
-                          f"(expected a plan saved unchanged by `tamer plan -o` on this host); {remake}")
+        raise PlanRefused(
+            f"{source} was edited or made elsewhere: its seal does not match its content "
+            f"(expected a plan saved unchanged by `tamer plan -o` on this host); {remake}"
+        )
     try:
         return Plan.from_json(data["plan"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise PlanRefused(f"{source} is sealed but not a plan this tamer can read ({exc}); {remake}") from None
+        raise PlanRefused(
+            f"{source} is sealed but not a plan this tamer can read ({exc}); {remake}"
+        ) from None

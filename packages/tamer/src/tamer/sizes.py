@@ -43,8 +43,12 @@ class DiskUsage:
     vanished: int = 0
 
     def __add__(self, other: DiskUsage) -> DiskUsage:
-        return DiskUsage(self.apparent + other.apparent, self.allocated + other.allocated,
-                         self.files + other.files, self.vanished + other.vanished)
+        return DiskUsage(
+            self.apparent + other.apparent,
+            self.allocated + other.allocated,
+            self.files + other.files,
+            self.vanished + other.vanished,
+        )
 
 
 @dataclass
@@ -105,9 +109,14 @@ def _task(args: tuple[str, bool, int | None]) -> _Partial:
     return _walk(path, recurse, _SKIP, dev)
 
 
-def measure_trees(roots: Mapping[K, str], *, skip: Iterable[str] = (), stay_on_device: bool = True,
-                  workers: int | None = None, progress: Callable[[int, int], None] | None = None,
-                  ) -> dict[K, DiskUsage | None]:
+def measure_trees(
+    roots: Mapping[K, str],
+    *,
+    skip: Iterable[str] = (),
+    stay_on_device: bool = True,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[K, DiskUsage | None]:
     """Measure many directory trees at once.
 
     Parameters:

@@ -35,5 +35,6 @@ def state_dir() -> Path:
     except OSError as exc:
         raise StateDirUnusable(
             f"tamer's state directory {path} cannot be used ({exc.strerror or exc}); expected a folder this "
-            "user can write; fix or remove it, or point TAMER_STATE_DIR at another folder") from None
+            "user can write; fix or remove it, or point TAMER_STATE_DIR at another folder"
+        ) from None
     return path

@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 
 
-
 @pytest.fixture
 def eng(test_engine: Any) -> Iterator[Any]:
     """The session's engine, with everything a test creates removed afterwards."""

@@ -45,8 +45,9 @@ def fingerprint(root: Path) -> dict[str, Any]:
                     entry["linked_with"] = inodes.setdefault(st.st_ino, rel)
             elif stat.S_ISLNK(st.st_mode):
                 entry["target"] = os.readlink(p)
-            entry["xattrs"] = {k: os.getxattr(p, k, follow_symlinks=False)
-                               for k in os.listxattr(p, follow_symlinks=False)}
+            entry["xattrs"] = {
+                k: os.getxattr(p, k, follow_symlinks=False) for k in os.listxattr(p, follow_symlinks=False)
+            }
             out[rel] = entry
     st = root.stat()
     out["."] = {"mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid}
@@ -117,8 +118,9 @@ def _links_volume(root: Path) -> None:
 
 
 @pytest.mark.parametrize("writer", ["tar", "python"])
-def test_symlinks_absolute_and_up_round_trip_exactly_and_are_never_followed(eng: Any, tmp_path: Path,
-                                                                            writer: str) -> None:
+def test_symlinks_absolute_and_up_round_trip_exactly_and_are_never_followed(
+    eng: Any, tmp_path: Path, writer: str
+) -> None:
     eng.docker("volume", "create", "ac_links")
     root = mountpoint(eng, "ac_links")
     _links_volume(root)
@@ -139,8 +141,13 @@ def test_symlinks_absolute_and_up_round_trip_exactly_and_are_never_followed(eng:
 
 
 # -- failure 8 and hostile archives ---------------------------------------------
-def _archive(path: Path, entries: list[tuple[tarfile.TarInfo, bytes]], *, xattrs: dict[str, Any] | None = None,
-             files: dict[str, Any] | None = None) -> None:
+def _archive(
+    path: Path,
+    entries: list[tuple[tarfile.TarInfo, bytes]],
+    *,
+    xattrs: dict[str, Any] | None = None,
+    files: dict[str, Any] | None = None,
+) -> None:
     """A tamer-shaped archive with exactly these entries (and a manifest that matches their contents)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -152,18 +159,23 @@ def _archive(path: Path, entries: list[tuple[tarfile.TarInfo, bytes]], *, xattrs
         for e, payload in entries:
             if e.isreg():
                 e.size = len(payload)
-                manifest_files[e.name.removeprefix("data/")] = [len(payload), hashlib.sha256(payload).hexdigest()]
+                manifest_files[e.name.removeprefix("data/")] = [
+                    len(payload),
+                    hashlib.sha256(payload).hexdigest(),
+                ]
             tar.addfile(e, io.BytesIO(payload) if e.isreg() else None)
-        manifest = json.dumps({"format": 1, "files": files if files is not None else manifest_files,
-                               "xattrs": xattrs or {}}).encode()
+        manifest = json.dumps(
+            {"format": 1, "files": files if files is not None else manifest_files, "xattrs": xattrs or {}}
+        ).encode()
         info = tarfile.TarInfo("tamer-manifest.json")
         info.size = len(manifest)
         tar.addfile(info, io.BytesIO(manifest))
     path.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
 
 
-def E(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644,
-      payload: bytes = b"data") -> tuple[tarfile.TarInfo, bytes]:
+def E(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644, payload: bytes = b"data"
+) -> tuple[tarfile.TarInfo, bytes]:
     e = tarfile.TarInfo(name)
     e.type = kind
     e.linkname = link
@@ -178,8 +190,15 @@ ROOT = E("data", tarfile.DIRTYPE, mode=0o755)
 def test_restore_never_writes_through_a_link_that_lexically_stays_inside(tmp_path: Path) -> None:
     """`d/s -> ..` then `d/s/l -> ..` used to create `l -> ..` at the volume's root (and so on upwards)."""
     arc = tmp_path / "a.tar.zst"
-    _archive(arc, [ROOT, E("data/d", tarfile.DIRTYPE, mode=0o755), E("data/d/s", tarfile.SYMTYPE, ".."),
-                   E("data/d/s/l", tarfile.SYMTYPE, "..")])
+    _archive(
+        arc,
+        [
+            ROOT,
+            E("data/d", tarfile.DIRTYPE, mode=0o755),
+            E("data/d/s", tarfile.SYMTYPE, ".."),
+            E("data/d/s/l", tarfile.SYMTYPE, ".."),
+        ],
+    )
     target = tmp_path / "vol"
     target.mkdir()
     with pytest.raises(RestoreRefused, match="data/d/s is a symlink"):
@@ -203,8 +222,11 @@ def test_manifest_xattrs_only_for_entries_of_the_archive(tmp_path: Path, rel: st
 
 def test_privileged_bits_and_xattrs_only_when_asked(tmp_path: Path) -> None:
     arc = tmp_path / "a.tar.zst"
-    _archive(arc, [ROOT, E("data/suid", mode=0o4755), E("data/sgid-dir", tarfile.DIRTYPE, mode=0o2775)],
-             xattrs={"suid": {"security.evil": "ZXZpbA==", "user.fine": "b2s="}})
+    _archive(
+        arc,
+        [ROOT, E("data/suid", mode=0o4755), E("data/sgid-dir", tarfile.DIRTYPE, mode=0o2775)],
+        xattrs={"suid": {"security.evil": "ZXZpbA==", "user.fine": "b2s="}},
+    )
     plain = tmp_path / "plain"
     plain.mkdir()
     done = restore_into(str(arc), str(plain))
@@ -220,18 +242,32 @@ def test_privileged_bits_and_xattrs_only_when_asked(tmp_path: Path) -> None:
     assert sorted(os.listxattr(priv / "suid")) == ["security.evil", "user.fine"]
 
 
-@pytest.mark.parametrize(("entries", "why"), [
-    ([ROOT, E("data/f"), E("data/f")], "appears twice"),
-    ([ROOT, E("data/f"), E("data/./f")], "appears twice"),
-    ([ROOT, E("data/d", tarfile.DIRTYPE), E("data/d", tarfile.SYMTYPE, "/etc")], "appears twice"),
-    ([ROOT, E("data/h", tarfile.LNKTYPE, "data/f"), E("data/f")], "hard link"),
-    ([ROOT, E("data/h", tarfile.LNKTYPE, "data/d"), E("data/d", tarfile.DIRTYPE)], "hard link"),
-    ([ROOT, E("data/l", tarfile.SYMTYPE, "/tmp"), E("data/l/x")], "is a symlink"),
-    ([ROOT, E("data/f"), E("data/f/x")], "is a file"),
-    ([ROOT, E("data/a/b")], "not in the archive before it"),
-], ids=["duplicate", "duplicate-dot", "dir-then-link", "hardlink-forward", "hardlink-dir", "below-symlink",
-        "below-file", "no-parent"])
-def test_restore_refuses_clearly_and_leaves_nothing(eng: Any, tmp_path: Path, entries: list[Any], why: str) -> None:
+@pytest.mark.parametrize(
+    ("entries", "why"),
+    [
+        ([ROOT, E("data/f"), E("data/f")], "appears twice"),
+        ([ROOT, E("data/f"), E("data/./f")], "appears twice"),
+        ([ROOT, E("data/d", tarfile.DIRTYPE), E("data/d", tarfile.SYMTYPE, "/etc")], "appears twice"),
+        ([ROOT, E("data/h", tarfile.LNKTYPE, "data/f"), E("data/f")], "hard link"),
+        ([ROOT, E("data/h", tarfile.LNKTYPE, "data/d"), E("data/d", tarfile.DIRTYPE)], "hard link"),
+        ([ROOT, E("data/l", tarfile.SYMTYPE, "/tmp"), E("data/l/x")], "is a symlink"),
+        ([ROOT, E("data/f"), E("data/f/x")], "is a file"),
+        ([ROOT, E("data/a/b")], "not in the archive before it"),
+    ],
+    ids=[
+        "duplicate",
+        "duplicate-dot",
+        "dir-then-link",
+        "hardlink-forward",
+        "hardlink-dir",
+        "below-symlink",
+        "below-file",
+        "no-parent",
+    ],
+)
+def test_restore_refuses_clearly_and_leaves_nothing(
+    eng: Any, tmp_path: Path, entries: list[Any], why: str
+) -> None:
     arc = tmp_path / "a.tar.zst"
     _archive(arc, entries)
     r = eng.tamer("volume", "restore", str(arc), "ac_refused")
@@ -286,7 +322,9 @@ def test_a_folder_another_volume_uses_is_refused(eng: Any, tmp_path: Path) -> No
     shared = tmp_path / "shared"
     shared.mkdir()
     for name in ("ac_share1", "ac_share2"):
-        eng.docker("volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", f"device={shared}", name)
+        eng.docker(
+            "volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", f"device={shared}", name
+        )
     r = eng.tamer("volume", "restore", str(arc), "ac_share1")
     assert r.returncode == 1 and "volume ac_share2 uses" in r.stderr, r.stderr
     r = eng.tamer("volume", "restore", str(arc), "ac_share3", "--at", str(shared))
@@ -312,7 +350,9 @@ def test_prove_restorable_sees_current_data_and_torn_copies(eng: Any, tmp_path: 
     (root / "a").write_text("two")  # the live data moved on: the archive no longer proves it
     with pytest.raises(BackupCorrupt, match="a: sha256 differs"):
         prove_restorable(out, root, scratch_dir=tmp_path)
-    eng.docker("run", "-d", "--name", "ac_prove_user", "-v", "ac_prove:/d", "tamer-test/busybox:1", "sleep", "300")
+    eng.docker(
+        "run", "-d", "--name", "ac_prove_user", "-v", "ac_prove:/d", "tamer-test/busybox:1", "sleep", "300"
+    )
     torn = backup_volume(eng.engine, "ac_prove", tmp_path / "t.tar.zst")
     assert not torn.consistent and "may be torn" in torn.warnings[0]
     assert not verify_backup(torn.path).consistent, "verify says so too, later"

@@ -27,8 +27,12 @@ def tree(root: Path) -> dict[str, Any]:
         for n in dirnames + filenames:
             p = Path(dirpath) / n
             st = p.lstat()
-            out[str(p.relative_to(root))] = (st.st_mode, st.st_uid, int(st.st_mtime),
-                                             hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
+            out[str(p.relative_to(root))] = (
+                st.st_mode,
+                st.st_uid,
+                int(st.st_mtime),
+                hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None,
+            )
     return out
 
 
@@ -41,12 +45,18 @@ def fill(root: Path, files: int, size: int) -> None:
 
 def kill_when(eng: Any, args: list[str], ready: Callable[[], bool], timeout: float = 60) -> None:
     """Start the CLI and SIGKILL it as soon as `ready()` holds (polled every millisecond)."""
-    proc = subprocess.Popen([sys.executable, "-m", "tamer", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "DOCKER_HOST": eng.host})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tamer", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "DOCKER_HOST": eng.host},
+    )
     deadline = time.monotonic() + timeout
     try:
         while not ready():
-            assert proc.poll() is None, f"finished before the kill: {proc.stderr.read() if proc.stderr else ''}"
+            assert proc.poll() is None, (
+                f"finished before the kill: {proc.stderr.read() if proc.stderr else ''}"
+            )
             assert time.monotonic() < deadline, "never reached the point to kill at"
             time.sleep(0.001)
         os.kill(proc.pid, signal.SIGKILL)
@@ -62,8 +72,9 @@ def test_backup_killed_midway_leaves_a_partial_the_next_run_removes(eng: Any, tm
     out = tmp_path / "b.tar.zst"
 
     def partial_written() -> bool:
-        return any(p.name.startswith(".b.tar.zst.tamer-") and p.stat().st_size > 1 << 20
-                   for p in tmp_path.iterdir())
+        return any(
+            p.name.startswith(".b.tar.zst.tamer-") and p.stat().st_size > 1 << 20 for p in tmp_path.iterdir()
+        )
 
     kill_when(eng, ["volume", "backup", "ak_src", "-o", str(out)], partial_written)
     partials = [p for p in tmp_path.iterdir() if p.name.startswith(".b.tar.zst.tamer-")]

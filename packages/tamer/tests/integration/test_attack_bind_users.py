@@ -32,8 +32,17 @@ needs_faketime = pytest.mark.skipif(shutil.which("faketime") is None, reason="fa
 
 
 def _orphan_with_data(eng: Any, name: str) -> tuple[str, Path]:
-    eng.docker("run", "--name", name, "-v", "/data", BUSYBOX, "sh", "-c",
-               "mkdir -p /data/sub && echo precious > /data/sub/f")
+    eng.docker(
+        "run",
+        "--name",
+        name,
+        "-v",
+        "/data",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo precious > /data/sub/f",
+    )
     volume = json.loads(eng.docker("inspect", name))[0]["Mounts"][0]["Name"]
     eng.docker("rm", name)
     return volume, Path(eng.docker("volume", "inspect", "-f", "{{.Mountpoint}}", volume).strip())
@@ -49,13 +58,16 @@ def _tamer(eng: Any, state: Path, shift: str | None, *args: str) -> subprocess.C
 @pytest.mark.parametrize("bound", ["_data", "_data/sub"])
 @pytest.mark.parametrize("state", ["running", "stopped"])
 def test_a_volume_whose_folder_a_container_binds_is_never_removed(
-        eng: Any, tmp_path: Path, bound: str, state: str) -> None:
+    eng: Any, tmp_path: Path, bound: str, state: str
+) -> None:
     volume, data = _orphan_with_data(eng, f"bind-src-{state}-{bound.replace('/', '-')}")
     source = data.parent / bound
     if state == "running":
         eng.docker("run", "-d", "--name", "binder", "-v", f"{source}:/live", BUSYBOX, "sleep", "300")
     else:
-        eng.docker("create", "--name", "binder", "--label", "keep=1", "-v", f"{source}:/live", BUSYBOX, "true")
+        eng.docker(
+            "create", "--name", "binder", "--label", "keep=1", "-v", f"{source}:/live", BUSYBOX, "true"
+        )
     assert _tamer(eng, tmp_path, None, "df").returncode == 0  # first seen orphaned: now
     proc = _tamer(eng, tmp_path, "+8d", "clean", "--apply", "--yes", "--json")
     assert proc.returncode in (0, 3), proc
@@ -67,23 +79,33 @@ def test_a_volume_whose_folder_a_container_binds_is_never_removed(
 
 
 def test_apply_rechecks_bind_users_whatever_the_plan_says(
-        eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path))
     volume, data = _orphan_with_data(eng, "bind-src-apply")
     current = Current(build_inventory(read_raw_snapshot(eng.engine)))
     v = next(x for x in current.inventory.volumes if x.name == volume)
     # a plan made before the binder started (hand-built: the planner would now refuse it)
     policy = load_policy("")
-    plan = Plan(host=eng.host, engine_id=engine_identity(eng.engine.info()), policy="hand-built",
-                rules=policy_to_json(policy), made_at="2026-01-01T00:00:00+00:00",
-                actions=(Action("volume", volume, volume, 0, Reason.VOLUME_ORPHANED, {}, volume_fingerprint(v)),),
-                refusals=())
+    plan = Plan(
+        host=eng.host,
+        engine_id=engine_identity(eng.engine.info()),
+        policy="hand-built",
+        rules=policy_to_json(policy),
+        made_at="2026-01-01T00:00:00+00:00",
+        actions=(Action("volume", volume, volume, 0, Reason.VOLUME_ORPHANED, {}, volume_fingerprint(v)),),
+        refusals=(),
+    )
     eng.docker("run", "-d", "--name", "late-binder", "-v", f"{data}:/live", BUSYBOX, "sleep", "300")
     # the host as read before the binder came, eight days on: the re-derivation allows the removal
     inv = current.inventory
-    stale_but_allowing = Current(dataclasses.replace(inv, taken_at=inv.taken_at + timedelta(days=8)),
-                                 orphan_clock={volume: inv.taken_at})
-    result = apply_plan(eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: stale_but_allowing)
+    stale_but_allowing = Current(
+        dataclasses.replace(inv, taken_at=inv.taken_at + timedelta(days=8)),
+        orphan_clock={volume: inv.taken_at},
+    )
+    result = apply_plan(
+        eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: stale_but_allowing
+    )
     step = result.steps[0]
     assert step.status is StepStatus.SKIPPED and step.code == Reason.IN_USE_NOW, step
     assert (data / "sub" / "f").read_text() == "precious\n"
@@ -92,7 +114,8 @@ def test_apply_rechecks_bind_users_whatever_the_plan_says(
 @needs_faketime
 @pytest.mark.parametrize("inside", ["", "/sub"])
 def test_a_volume_whose_folder_another_volume_binds_is_never_removed(
-        eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inside: str) -> None:
+    eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inside: str
+) -> None:
     """`docker volume create -o type=none -o o=bind -o device=<A's _data>` B: A looks orphaned, but removing
     A deletes B's data (the engine deletes A's folder); A must stay, in the plan and at the point of action."""
     volume, data = _orphan_with_data(eng, "shared-src" + inside.replace("/", "-"))
@@ -110,14 +133,26 @@ def test_a_volume_whose_folder_another_volume_binds_is_never_removed(
     monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path / "apply"))
     inv = build_inventory(read_raw_snapshot(eng.engine))
     v = next(x for x in inv.volumes if x.name == volume)
-    plan = Plan(host=eng.host, engine_id=engine_identity(eng.engine.info()), policy="hand-built",
-                rules=policy_to_json(load_policy("")), made_at="2026-01-01T00:00:00+00:00",
-                actions=(Action("volume", volume, volume, 0, Reason.VOLUME_ORPHANED, {}, volume_fingerprint(v)),),
-                refusals=())
-    blind = dataclasses.replace(inv, taken_at=inv.taken_at + timedelta(days=8),
-                                volumes=tuple(x for x in inv.volumes if x.name != other))
-    result = apply_plan(eng.engine, plan, Journal(tmp_path / "j.sqlite"),
-                        read_current=lambda e: Current(blind, orphan_clock={volume: inv.taken_at}))
+    plan = Plan(
+        host=eng.host,
+        engine_id=engine_identity(eng.engine.info()),
+        policy="hand-built",
+        rules=policy_to_json(load_policy("")),
+        made_at="2026-01-01T00:00:00+00:00",
+        actions=(Action("volume", volume, volume, 0, Reason.VOLUME_ORPHANED, {}, volume_fingerprint(v)),),
+        refusals=(),
+    )
+    blind = dataclasses.replace(
+        inv,
+        taken_at=inv.taken_at + timedelta(days=8),
+        volumes=tuple(x for x in inv.volumes if x.name != other),
+    )
+    result = apply_plan(
+        eng.engine,
+        plan,
+        Journal(tmp_path / "j.sqlite"),
+        read_current=lambda e: Current(blind, orphan_clock={volume: inv.taken_at}),
+    )
     step = result.steps[0]
     assert step.status is StepStatus.SKIPPED and step.code == Reason.FOLDER_SHARED, step
     assert (data / "sub" / "f").read_text() == "precious\n"

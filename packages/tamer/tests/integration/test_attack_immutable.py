@@ -36,8 +36,13 @@ def test_a_removal_that_fails_midway_says_so_and_names_the_backup(eng: Any, tmp_
         policy = tmp_path / "p.toml"
         policy.write_text(POLICY)
         env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path / "state")}
-        proc = subprocess.run([sys.executable, "-m", "tamer", "clean", "--policy", str(policy), "--apply", "--yes",
-                               "--json"], capture_output=True, text=True, env=env, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tamer", "clean", "--policy", str(policy), "--apply", "--yes", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert proc.returncode == 3, proc
         step = next(s for s in json.loads(proc.stdout)["data"]["steps"] if s["id"] == "imm-db")
         assert step["status"] == "failed" and step["code"] == "removal-failed-midway", step
@@ -45,11 +50,19 @@ def test_a_removal_that_fails_midway_says_so_and_names_the_backup(eng: Any, tmp_
         assert archive.is_file()
         assert str(archive) in step["detail"] and "may be gone" in step["detail"], step
         # the backup brings every file back, those the engine deleted included
-        restored = subprocess.run([sys.executable, "-m", "tamer", "volume", "restore", str(archive), "imm-back"],
-                                  capture_output=True, text=True, env=env, timeout=300)
+        restored = subprocess.run(
+            [sys.executable, "-m", "tamer", "volume", "restore", str(archive), "imm-back"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert restored.returncode == 0, restored
         back = Path(eng.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "imm-back").strip())
-        assert (back / "a" / "rows").read_text() == "rows of a\n" and (back / "z" / "rows").read_text() == \
-            "rows of z\n" and (back / "m-locked").read_text() == "locked\n"
+        assert (
+            (back / "a" / "rows").read_text() == "rows of a\n"
+            and (back / "z" / "rows").read_text() == "rows of z\n"
+            and (back / "m-locked").read_text() == "locked\n"
+        )
     finally:
         subprocess.run(["chattr", "-i", str(locked)], capture_output=True)

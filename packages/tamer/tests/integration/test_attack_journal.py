@@ -36,14 +36,29 @@ def test_a_planted_unfinished_run_is_refused_not_finished(eng: Any, tmp_path: Pa
     with sqlite3.connect(state / "journal.sqlite") as db:  # "killed": its process is gone
         db.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (run_id,))
     env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(state)}
-    proc = subprocess.run([sys.executable, "-m", "tamer", "clean", "--apply", "--yes"], capture_output=True,
-                          text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tamer", "clean", "--apply", "--yes"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "--abandon" in proc.stderr, proc
     assert "victim-db" in eng.docker("volume", "ls", "-q").split(), "a planted run removed a named volume"
-    abandon = subprocess.run([sys.executable, "-m", "tamer", "clean", "--abandon"], capture_output=True,
-                             text=True, env=env, timeout=300)
+    abandon = subprocess.run(
+        [sys.executable, "-m", "tamer", "clean", "--abandon"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert abandon.returncode == 0, abandon
-    after = subprocess.run([sys.executable, "-m", "tamer", "clean", "--apply", "--yes"], capture_output=True,
-                           text=True, env=env, timeout=300)
+    after = subprocess.run(
+        [sys.executable, "-m", "tamer", "clean", "--apply", "--yes"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert after.returncode == 0, after
     assert "victim-db" in eng.docker("volume", "ls", "-q").split()

@@ -23,7 +23,12 @@ def test_a_second_state_folder_does_not_get_a_second_lock(eng: Any, tmp_path: Pa
     eng.docker("run", "--name", "two-locks", BUSYBOX, "true")
     env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path / "other-state")}
     with operation_lock("volume move something", engine=eng.engine):  # this process's state folder
-        proc = subprocess.run([sys.executable, "-m", "tamer", "clean", "--apply", "--yes"], capture_output=True,
-                              text=True, env=env, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tamer", "clean", "--apply", "--yes"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
     assert proc.returncode == 1 and "another tamer operation" in proc.stderr, proc
     assert "two-locks" in eng.docker("ps", "-a", "--format", "{{.Names}}").split()

@@ -21,8 +21,13 @@ POLICY = '[images]\nkeep_tags = ["tamer-test/*"]\n[[volumes.named]]\nnames = ["{
 
 def _clean(eng: Any, state: Path, policy: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(state)}
-    return subprocess.run([sys.executable, "-m", "tamer", "clean", "--policy", str(policy), "--apply", "--yes"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tamer", "clean", "--policy", str(policy), "--apply", "--yes"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def _mountpoint(eng: Any, name: str) -> Path:

@@ -36,9 +36,14 @@ def test_adopt_of_a_path_trick_name_is_a_clear_error(eng: Any, name: str) -> Non
     assert "internal error" not in proc.stderr and name in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("args", [("volume", "move", "../x", "--to", "/tmp/nowhere"),
-                                  ("volume", "create", "a" * 300),
-                                  ("volume", "create", "a\nb")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("volume", "move", "../x", "--to", "/tmp/nowhere"),
+        ("volume", "create", "a" * 300),
+        ("volume", "create", "a\nb"),
+    ],
+)
 def test_names_the_engine_cannot_hold_are_clear_errors(eng: Any, args: tuple[str, ...]) -> None:
     before = set(eng.docker("volume", "ls", "-q").split())
     proc = eng.tamer(*args)

@@ -18,12 +18,14 @@ import pytest
 
 BUSYBOX = "tamer-test/busybox:1"
 # fills the state disk right after the first removal, before it is journaled
-FILLING = ("import subprocess, sys\nfrom tamer.operation import faults\nfrom tamer.cli import main\n"
-           "ballast = sys.argv.pop(1)\n"
-           "def fill(point, ctx):\n"
-           "    if point == 'clean.0.after':\n"
-           "        subprocess.run(['dd', 'if=/dev/zero', 'of=' + ballast, 'bs=4k'], capture_output=True)\n"
-           "faults.install(fill)\nraise SystemExit(main(sys.argv[1:]))\n")
+FILLING = (
+    "import subprocess, sys\nfrom tamer.operation import faults\nfrom tamer.cli import main\n"
+    "ballast = sys.argv.pop(1)\n"
+    "def fill(point, ctx):\n"
+    "    if point == 'clean.0.after':\n"
+    "        subprocess.run(['dd', 'if=/dev/zero', 'of=' + ballast, 'bs=4k'], capture_output=True)\n"
+    "faults.install(fill)\nraise SystemExit(main(sys.argv[1:]))\n"
+)
 
 
 @pytest.fixture

@@ -20,8 +20,25 @@ def test_watch_once_ends_whatever_tamers_clock_says(eng: Any, tmp_path: Path) ->
     eng.docker("run", "--rm", "tamer-test/busybox:1", "true")
     env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path)}
     try:
-        proc = subprocess.run(["faketime", "-f", "+100y", sys.executable, "-m", "tamer", "--json", "watch", "--once",
-                               "--since", "1h"], capture_output=True, text=True, env=env, timeout=60)
+        proc = subprocess.run(
+            [
+                "faketime",
+                "-f",
+                "+100y",
+                sys.executable,
+                "-m",
+                "tamer",
+                "--json",
+                "watch",
+                "--once",
+                "--since",
+                "1h",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("watch --once waited for tamer's clock to come (a century ahead of the engine's)")
     assert proc.returncode == 0, proc

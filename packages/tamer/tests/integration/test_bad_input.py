@@ -20,13 +20,21 @@ NOBODY = 65534
 
 
 def run_tamer(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tamer", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tamer", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
 
 
 def state(eng: Any) -> tuple[set[str], ...]:
-    return (set(eng.docker("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}").splitlines()),
-            set(eng.docker("volume", "ls", "-q").split()), set(eng.docker("images", "-aq", "--no-trunc").split()))
+    return (
+        set(eng.docker("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}").splitlines()),
+        set(eng.docker("volume", "ls", "-q").split()),
+        set(eng.docker("images", "-aq", "--no-trunc").split()),
+    )
 
 
 def test_no_engine_at_docker_host_says_where_and_how(tmp_path: Path) -> None:
@@ -63,7 +71,9 @@ def test_permission_denied_on_the_socket(eng: Any) -> None:
 def test_unknown_kind_and_filter_are_usage_errors(eng: Any) -> None:
     before = state(eng)
     bad_kind = eng.tamer("ls", "pods")
-    assert bad_kind.returncode == 2 and "unknown kind 'pods'" in bad_kind.stderr and "images" in bad_kind.stderr
+    assert (
+        bad_kind.returncode == 2 and "unknown kind 'pods'" in bad_kind.stderr and "images" in bad_kind.stderr
+    )
     bad_filter = eng.tamer("ls", "volumes", "--filter", "colour=red")
     assert bad_filter.returncode == 2 and "unknown filter 'colour'" in bad_filter.stderr
     assert "orphaned" in bad_filter.stderr

@@ -22,16 +22,22 @@ MONGO = "tamer-test/mongo-standin:1"
 KEEP_BASE = '[images]\nkeep_tags = ["tamer-test/*"]\n'
 FAULTY = Path(__file__).parents[1] / "faulty_tamer.py"
 # the CLI with a one-second pause before each clean step, installed through the fault seam
-SLOW_STEPS = ("import sys, time\nfrom tamer.operation import faults\nfrom tamer.cli import main\n"
-              "faults.install(lambda p, ctx: time.sleep(1.0) if p.endswith('.before') else None)\n"
-              "raise SystemExit(main(sys.argv[1:]))\n")
+SLOW_STEPS = (
+    "import sys, time\nfrom tamer.operation import faults\nfrom tamer.cli import main\n"
+    "faults.install(lambda p, ctx: time.sleep(1.0) if p.endswith('.before') else None)\n"
+    "raise SystemExit(main(sys.argv[1:]))\n"
+)
 
 
-def tamer(eng: Any, state: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def tamer(
+    eng: Any, state: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return eng.tamer(*args, env={"TAMER_STATE_DIR": str(state), **(env or {})})
 
 
-def tamer_json(eng: Any, state: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+def tamer_json(
+    eng: Any, state: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     proc = tamer(eng, state, *args, "--json", env=env)
     try:
         return proc.returncode, json.loads(proc.stdout)
@@ -55,8 +61,16 @@ def volume_digest(eng: Any, name: str) -> str:
 
 def make_named_data(eng: Any, name: str, kb: int = 300) -> str:
     eng.docker("volume", "create", name)
-    eng.docker("run", "--rm", "-v", f"{name}:/d", BUSYBOX, "sh", "-c",
-               f"dd if=/dev/urandom of=/d/data bs=1k count={kb} 2>/dev/null; mkdir /d/sub; echo hi > /d/sub/f")
+    eng.docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{name}:/d",
+        BUSYBOX,
+        "sh",
+        "-c",
+        f"dd if=/dev/urandom of=/d/data bs=1k count={kb} 2>/dev/null; mkdir /d/sub; echo hi > /d/sub/f",
+    )
     return volume_digest(eng, name)
 
 
@@ -65,10 +79,14 @@ def clutter(eng: Any) -> dict[str, str]:
     from tamer.sandbox import build_busybox_image
 
     build_busybox_image(eng.engine, "tamer-test/rebuilt:1", extra_files={"/v": b"1" * 50_000})
-    build_busybox_image(eng.engine, "tamer-test/rebuilt:1", extra_files={"/v": b"2" * 50_000})  # first dangles
+    build_busybox_image(
+        eng.engine, "tamer-test/rebuilt:1", extra_files={"/v": b"2" * 50_000}
+    )  # first dangles
     digests = {"precious": make_named_data(eng, "precious")}
     eng.docker("run", "--name", "stopped-with-named", "-v", "precious:/p", BUSYBOX, "true")
-    eng.docker("run", "--name", "one-off", BUSYBOX, "sh", "-c", "dd if=/dev/zero of=/x bs=1k count=200 2>/dev/null")
+    eng.docker(
+        "run", "--name", "one-off", BUSYBOX, "sh", "-c", "dd if=/dev/zero of=/x bs=1k count=200 2>/dev/null"
+    )
     eng.docker("run", "-d", "--name", "alive", BUSYBOX, "sleep", "600")
     eng.docker("run", "--name", "kept-by-label", "--label", "keep=yes", BUSYBOX, "true")
     return digests
@@ -116,10 +134,12 @@ def test_custom_policy(eng: Any, tmp_path: Path) -> None:
     digests = clutter(eng)
     eng.docker("run", "--name", "nostalgic_hopper", BUSYBOX, "true")  # an auto-style name
     policy = tmp_path / "policy.toml"
-    policy.write_text("[containers]\ngenerated_names_only = true\n[images]\ndangling = false\n"
-                      "keep_tags = [\"tamer-test/*\"]\n"
-                      "[volumes]\norphaned_anonymous_older_than = \"0s\"\n"
-                      "[[volumes.named]]\nnames = [\"nothing-here-*\"]\n")
+    policy.write_text(
+        "[containers]\ngenerated_names_only = true\n[images]\ndangling = false\n"
+        'keep_tags = ["tamer-test/*"]\n'
+        '[volumes]\norphaned_anonymous_older_than = "0s"\n'
+        '[[volumes.named]]\nnames = ["nothing-here-*"]\n'
+    )
     check = tamer(eng, tmp_path, "policy", "check", str(policy))
     assert check.returncode == 0 and "valid" in check.stdout
     rc, plan = tamer_json(eng, tmp_path, "plan", "--policy", str(policy))
@@ -169,9 +189,13 @@ def test_killed_mid_apply_then_rerun_finishes(eng: Any, tmp_path: Path, crash_at
     at = n - 1 if crash_at == "last" else int(crash_at)
     eng.docker("run", "--name", "made-after-plan", BUSYBOX, "true")
     # killed between a removal and its journal entry, through the fault seam (no test switch in tamer)
-    killed = subprocess.run([sys.executable, str(FAULTY), f"clean.{at}.after", "clean", "--plan", str(saved),
-                             "--apply", "--yes"], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path)})
+    killed = subprocess.run(
+        [sys.executable, str(FAULTY), f"clean.{at}.after", "clean", "--plan", str(saved), "--apply", "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path)},
+    )
     assert killed.returncode == 137, killed.stderr
     # the rerun shows the journal first...
     show = tamer(eng, tmp_path, "clean")
@@ -197,7 +221,7 @@ def test_volume_used_between_plan_and_apply_stays(eng: Any, tmp_path: Path) -> N
     vols = [m["Name"] for m in json.loads(eng.docker("inspect", "leaker"))[0]["Mounts"]]
     eng.docker("rm", "leaker")  # its anonymous volumes are orphaned now
     policy = tmp_path / "p.toml"
-    policy.write_text(KEEP_BASE + "[volumes]\norphaned_anonymous_older_than = \"0s\"\n")
+    policy.write_text(KEEP_BASE + '[volumes]\norphaned_anonymous_older_than = "0s"\n')
     saved = tmp_path / "plan.json"
     tamer(eng, tmp_path, "plan", "--policy", str(policy), "-o", str(saved))
     planned = {a["id"] for a in json.loads(saved.read_text())["plan"]["actions"] if a["kind"] == "volume"}
@@ -214,7 +238,9 @@ def test_volume_used_between_plan_and_apply_stays(eng: Any, tmp_path: Path) -> N
 
 def test_engine_restart_during_apply(eng: Any, tmp_path: Path) -> None:
     if eng.private is None:
-        pytest.skip("restarts the engine: only on the private one")  # TAMER_TEST_DOCKER_HOST engines are not ours
+        pytest.skip(
+            "restarts the engine: only on the private one"
+        )  # TAMER_TEST_DOCKER_HOST engines are not ours
     digests = clutter(eng)
     for i in range(4):
         eng.docker("run", "--name", f"slow-{i}", BUSYBOX, "true")
@@ -222,8 +248,13 @@ def test_engine_restart_during_apply(eng: Any, tmp_path: Path) -> None:
     tamer(eng, tmp_path, "plan", "-o", str(saved))
     n = len(json.loads(saved.read_text())["plan"]["actions"])
     env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_STEPS, "clean", "--plan", str(saved), "--apply", "--yes"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_STEPS, "clean", "--plan", str(saved), "--apply", "--yes"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     journal = tmp_path / "journal.sqlite"
     deadline = time.monotonic() + 60
     done = 0
@@ -249,23 +280,30 @@ def test_engine_restart_during_apply(eng: Any, tmp_path: Path) -> None:
     assert all(f"slow-{i}" not in names(eng) for i in range(4))
 
 
-@pytest.mark.parametrize("text,line,fragment", [
-    ("[containers]\nstates = [\"exited\"\n", 2, "not valid TOML"),
-    ("[containers]\nolder_than = 7d\n", 2, "not valid TOML"),
-    ("version = 1\n[containers]\ncolour = \"red\"\n", 3, "unknown key 'colour'"),
-    ("[images]\nkeep_newest = -1\n", 2, "whole number >= 0"),
-    ("[budget]\nmax_size = \"lots\"\n", 2, "positive size"),
-    ("[containers]\nstates = [\"running\"]\n", 2, "never removed"),
-    ("\n\n[[volumes.named]]\nolder_than = \"1d\"\n", 3, "must name its volumes"),
-    ("[wat]\n", 1, "unknown section [wat]"),
-])
+@pytest.mark.parametrize(
+    "text,line,fragment",
+    [
+        ('[containers]\nstates = ["exited"\n', 2, "not valid TOML"),
+        ("[containers]\nolder_than = 7d\n", 2, "not valid TOML"),
+        ('version = 1\n[containers]\ncolour = "red"\n', 3, "unknown key 'colour'"),
+        ("[images]\nkeep_newest = -1\n", 2, "whole number >= 0"),
+        ('[budget]\nmax_size = "lots"\n', 2, "positive size"),
+        ('[containers]\nstates = ["running"]\n', 2, "never removed"),
+        ('\n\n[[volumes.named]]\nolder_than = "1d"\n', 3, "must name its volumes"),
+        ("[wat]\n", 1, "unknown section [wat]"),
+    ],
+)
 def test_malformed_policy_is_refused_line_precisely_and_nothing_is_removed(
-        eng: Any, tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    eng: Any, tmp_path: Path, text: str, line: int, fragment: str
+) -> None:
     eng.docker("run", "--name", "must-survive", BUSYBOX, "true")
     policy = tmp_path / "bad.toml"
     policy.write_text(text)
-    for args in (("policy", "check", str(policy)), ("plan", "--policy", str(policy)),
-                 ("clean", "--policy", str(policy), "--apply", "--yes")):
+    for args in (
+        ("policy", "check", str(policy)),
+        ("plan", "--policy", str(policy)),
+        ("clean", "--policy", str(policy), "--apply", "--yes"),
+    ):
         proc = tamer(eng, tmp_path, *args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert fragment in proc.stderr
@@ -292,8 +330,11 @@ def test_watch_records_last_use_and_budget_evicts_lru(eng: Any, tmp_path: Path) 
 
     rc, df = tamer_json(eng, tmp_path, "df")
     total = sum(t["size"] for t in df["data"]["totals"])
-    sizes = {i["tags"][0]: i["size"] - i["shared_size"] for i in
-             tamer_json(eng, tmp_path, "ls", "images", "--size")[1]["data"]["items"] if i["tags"]}
+    sizes = {
+        i["tags"][0]: i["size"] - i["shared_size"]
+        for i in tamer_json(eng, tmp_path, "ls", "images", "--size")[1]["data"]["items"]
+        if i["tags"]
+    }
     budget = total - sizes["lru/b:1"] - sizes["lru/a:1"] // 2  # b alone is not enough; b then a is
     policy = tmp_path / "budget.toml"
     policy.write_text(KEEP_BASE + f"[budget]\nmax_size = {budget}\n[volumes]\n")
@@ -310,7 +351,7 @@ def test_watch_records_last_use_and_budget_evicts_lru(eng: Any, tmp_path: Path) 
 
 def test_without_history_the_plan_says_it_falls_back(eng: Any, tmp_path: Path) -> None:
     policy = tmp_path / "p.toml"
-    policy.write_text(KEEP_BASE.replace("[images]\n", "[images]\nunused_older_than = \"30d\"\n"))
+    policy.write_text(KEEP_BASE.replace("[images]\n", '[images]\nunused_older_than = "30d"\n'))
     rc, plan = tamer_json(eng, tmp_path, "plan", "--policy", str(policy))
     assert rc == 0 and any("no usage history" in n["text"] for n in plan["data"]["notes"])
 
@@ -320,10 +361,13 @@ def test_named_volume_goes_only_by_rule_and_after_a_verified_backup(eng: Any, tm
     eng.docker("volume", "create", "--label", "keep=1", "old-labelled-empty")
     other = make_named_data(eng, "unruled")
     policy = tmp_path / "named.toml"
-    policy.write_text(KEEP_BASE + "[containers]\nremove = false\n[[volumes.named]]\nnames = [\"old-*\"]\n")
+    policy.write_text(KEEP_BASE + '[containers]\nremove = false\n[[volumes.named]]\nnames = ["old-*"]\n')
     rc, plan = tamer_json(eng, tmp_path, "plan", "--policy", str(policy))
     acts = {a["name"]: a for a in plan["data"]["actions"] if a["kind"] == "volume"}
-    assert acts["old-scratch"]["needs_backup"] is True and "proven to restore first" in acts["old-scratch"]["reason"]
+    assert (
+        acts["old-scratch"]["needs_backup"] is True
+        and "proven to restore first" in acts["old-scratch"]["reason"]
+    )
     keep = {r["name"]: r["why"] for r in plan["data"]["refusals"] if r["kind"] == "volume"}
     assert "protected by label keep" in keep["old-labelled-empty"]
     assert "no [[volumes.named]] rule" in keep["unruled"]

@@ -34,8 +34,9 @@ KEEP_BASE = '[images]\nkeep_tags = ["tamer-test/*"]\n'
 needs_faketime = pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime is not installed")
 
 
-def tamer_at(eng: Any, state: Path, shift: str | None, *args: str,
-             prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def tamer_at(
+    eng: Any, state: Path, shift: str | None, *args: str, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """The tamer CLI with its clock shifted by `shift` (faketime's "+8d"), against the test engine."""
     cmd = [*(("faketime", "-f", shift) if shift else ()), sys.executable, *(prefix or ("-m", "tamer")), *args]
     env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(state)}
@@ -91,7 +92,9 @@ def symlinked(eng: Any) -> Iterator[Callable[[str, Path], None]]:
 @needs_faketime
 def test_mongo_case_volumes_never_go_with_their_container(eng: Any, tmp_path: Path) -> None:
     """The essay's Mongo case: a default clean 8 days later removed the container AND its anonymous volumes."""
-    eng.docker("run", "--name", "mongo", MONGO, "true")  # no -v: VOLUME /data/db and /data/configdb, anonymous
+    eng.docker(
+        "run", "--name", "mongo", MONGO, "true"
+    )  # no -v: VOLUME /data/db and /data/configdb, anonymous
     anon = mounts_of(eng, "mongo")
     assert len(anon) == 2
     rc, first = tamer_json_at(eng, tmp_path, "+8d", "clean", "--apply", "--yes")
@@ -157,7 +160,11 @@ def test_df_starts_the_clock_and_a_damaged_state_db_blocks_no_preview(eng: Any, 
     assert preview.returncode == 0 and "nothing was removed" in preview.stdout, preview.stderr
     assert tamer_at(eng, tmp_path, None, "df").returncode == 0
     applied = tamer_at(eng, tmp_path, None, "clean", "--apply", "--yes")
-    assert applied.returncode == 1 and "move it aside" in applied.stderr and "internal error" not in applied.stderr
+    assert (
+        applied.returncode == 1
+        and "move it aside" in applied.stderr
+        and "internal error" not in applied.stderr
+    )
 
 
 # -- 2. sealed plans ---------------------------------------------------------------------------------
@@ -174,17 +181,31 @@ def test_edited_plan_is_refused_and_a_sealed_plan_cannot_widen(eng: Any, tmp_pat
     # the essay's attack: plan_id removed, an action added that removes a named volume with no backup
     edited = json.loads(json.dumps(original))
     edited["plan"].pop("plan_id")
-    edited["plan"]["actions"].append({"kind": "volume", "id": "precious-db", "name": "precious-db", "bytes": 0,
-                                      "code": "volume-orphaned", "facts": {}, "fingerprint": {},
-                                      "needs_backup": False})
-    for variant, fragment in ((edited, "seal does not match"), ({**edited, "mac": ""}, "carries no seal"),
-                              ({k: v for k, v in edited.items() if k != "mac"}, "carries no seal"),
-                              (edited["plan"], "not a plan saved by")):
+    edited["plan"]["actions"].append(
+        {
+            "kind": "volume",
+            "id": "precious-db",
+            "name": "precious-db",
+            "bytes": 0,
+            "code": "volume-orphaned",
+            "facts": {},
+            "fingerprint": {},
+            "needs_backup": False,
+        }
+    )
+    for variant, fragment in (
+        (edited, "seal does not match"),
+        ({**edited, "mac": ""}, "carries no seal"),
+        ({k: v for k, v in edited.items() if k != "mac"}, "carries no seal"),
+        (edited["plan"], "not a plan saved by"),
+    ):
         saved.write_text(json.dumps(variant))
         bad = tamer_at(eng, tmp_path, None, "clean", "--plan", str(saved), "--apply", "--yes")
         assert bad.returncode == 2 and fragment in bad.stderr, bad.stderr
         assert "internal error" not in bad.stderr
-        assert "precious-db" in volumes(eng) and "stopped-one" in eng.docker("ps", "-a", "--format", "{{.Names}}")
+        assert "precious-db" in volumes(eng) and "stopped-one" in eng.docker(
+            "ps", "-a", "--format", "{{.Names}}"
+        )
     # even a correctly sealed plan (someone holding the key) cannot remove what its policy would not
     forged = Plan.from_json(edited["plan"] | {"plan_id": ""})
     saved.write_text(json.dumps(seal_plan(forged, plan_key(tmp_path))))
@@ -195,7 +216,9 @@ def test_edited_plan_is_refused_and_a_sealed_plan_cannot_widen(eng: Any, tmp_pat
     assert step["facts"]["now_code"] == "named-no-rule"
     assert "precious-db" in volumes(eng)
     assert eng.docker("run", "--rm", "-v", "precious-db:/d", BUSYBOX, "cat", "/d/f").strip() == "data"
-    assert "stopped-one" not in eng.docker("ps", "-a", "--format", "{{.Names}}").split()  # the honest part ran
+    assert (
+        "stopped-one" not in eng.docker("ps", "-a", "--format", "{{.Names}}").split()
+    )  # the honest part ran
 
 
 def test_plan_key_readable_by_others_is_refused(eng: Any, tmp_path: Path) -> None:
@@ -216,13 +239,20 @@ def _snapshot(eng: Any) -> Current:
 
 def _hand_plan(eng: Any, actions: list[Action], policy_text: str, engine_id: str | None = None) -> Plan:
     policy = load_policy(policy_text)
-    return Plan(host=eng.host, engine_id=engine_id or engine_identity(eng.engine.info()), policy="hand-built",
-                rules=policy_to_json(policy), made_at="2026-01-01T00:00:00+00:00", actions=tuple(actions),
-                refusals=())
+    return Plan(
+        host=eng.host,
+        engine_id=engine_id or engine_identity(eng.engine.info()),
+        policy="hand-built",
+        rules=policy_to_json(policy),
+        made_at="2026-01-01T00:00:00+00:00",
+        actions=tuple(actions),
+        refusals=(),
+    )
 
 
 def test_apply_refuses_what_changed_after_planning_whatever_the_plan_says(
-        eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path))
     from tamer.sandbox import build_busybox_image
 
@@ -245,24 +275,44 @@ def test_apply_refuses_what_changed_after_planning_whatever_the_plan_says(
     actions = [
         Action("container", c.id, c.name, 0, Reason.CONTAINER_STOPPED, {}, container_fingerprint(c)),
         Action("volume", anon, anon, 0, Reason.VOLUME_ORPHANED, {}, volume_fingerprint(inv[anon])),
-        Action("volume", "named-data", "named-data", 0, Reason.VOLUME_ORPHANED, {},  # the plan lies:
-               {**volume_fingerprint(inv["named-data"]), "anonymous": True}, needs_backup=False),
-        Action("image", dangling.id, dangling.display_name, 0, Reason.IMAGE_DANGLING, {},
-               image_fingerprint(dangling)),
+        Action(
+            "volume",
+            "named-data",
+            "named-data",
+            0,
+            Reason.VOLUME_ORPHANED,
+            {},  # the plan lies:
+            {**volume_fingerprint(inv["named-data"]), "anonymous": True},
+            needs_backup=False,
+        ),
+        Action(
+            "image",
+            dangling.id,
+            dangling.display_name,
+            0,
+            Reason.IMAGE_DANGLING,
+            {},
+            image_fingerprint(dangling),
+        ),
     ]
-    policy = ('[containers]\nstates = ["created", "exited"]\n[volumes]\norphaned_anonymous_older_than = "0s"\n'
-              '[[volumes.named]]\nnames = ["named-*"]\n')
+    policy = (
+        '[containers]\nstates = ["created", "exited"]\n[volumes]\norphaned_anonymous_older_than = "0s"\n'
+        '[[volumes.named]]\nnames = ["named-*"]\n'
+    )
     plan = _hand_plan(eng, actions, policy)
 
     def failing_backup(engine: Any, name: str) -> Path:
         raise TamerError(f"no backup of {name} in this test")
 
-    result = apply_plan(eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: stale,
-                        backup=failing_backup)
+    result = apply_plan(
+        eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: stale, backup=failing_backup
+    )
     steps = {s.id: s for s in result.steps}
     assert steps[c.id].status is StepStatus.SKIPPED and steps[c.id].code == Reason.RUNNING_NOW
     assert steps[anon].code == Reason.IN_USE_NOW and "mounts-it" in steps[anon].facts["users"]
-    assert steps["named-data"].code == Reason.BACKUP_FAILED  # named, as the engine says: backup first, or stay
+    assert (
+        steps["named-data"].code == Reason.BACKUP_FAILED
+    )  # named, as the engine says: backup first, or stay
     assert steps[dangling.id].code == Reason.IN_USE_NOW
     assert result.exit_code == 3 and result.reclaimed == 0
     assert "starts-later" in eng.docker("ps", "--format", "{{.Names}}").split()
@@ -270,13 +320,19 @@ def test_apply_refuses_what_changed_after_planning_whatever_the_plan_says(
     assert dangling.id in eng.docker("images", "-aq", "--no-trunc")
     assert eng.docker("run", "--rm", "-v", "named-data:/d", BUSYBOX, "cat", "/d/f").strip() == "keep me"
     # and with no backup function at all, a named volume stays too
-    result = apply_plan(eng.engine, _hand_plan(eng, [actions[2]], policy), Journal(tmp_path / "j.sqlite"),
-                        read_current=lambda e: stale, backup=None)
+    result = apply_plan(
+        eng.engine,
+        _hand_plan(eng, [actions[2]], policy),
+        Journal(tmp_path / "j.sqlite"),
+        read_current=lambda e: stale,
+        backup=None,
+    )
     assert result.steps[0].status is StepStatus.SKIPPED and "named-data" in volumes(eng)
 
 
 def test_apply_never_removes_a_volume_in_the_run_that_removed_its_container(
-        eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dataclasses
 
     monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path))
@@ -285,13 +341,21 @@ def test_apply_never_removes_a_volume_in_the_run_that_removed_its_container(
     now = _snapshot(eng)
     c = next(x for x in now.inventory.containers if x.name == "holder")
     # a view in which the volumes already look orphaned, so that only the point of action can refuse them
-    blind = dataclasses.replace(now.inventory, containers=tuple(
-        dataclasses.replace(x, mounts=()) if x.id == c.id else x for x in now.inventory.containers))
+    blind = dataclasses.replace(
+        now.inventory,
+        containers=tuple(
+            dataclasses.replace(x, mounts=()) if x.id == c.id else x for x in now.inventory.containers
+        ),
+    )
     vols = {v.name: v for v in now.inventory.volumes}
-    actions = [Action("container", c.id, c.name, 0, Reason.CONTAINER_STOPPED, {}, container_fingerprint(c)),
-               *(Action("volume", v, v, 0, Reason.VOLUME_ORPHANED, {}, volume_fingerprint(vols[v])) for v in held)]
+    actions = [
+        Action("container", c.id, c.name, 0, Reason.CONTAINER_STOPPED, {}, container_fingerprint(c)),
+        *(Action("volume", v, v, 0, Reason.VOLUME_ORPHANED, {}, volume_fingerprint(vols[v])) for v in held),
+    ]
     plan = _hand_plan(eng, actions, KEEP_BASE + '[volumes]\norphaned_anonymous_older_than = "0s"\n')
-    result = apply_plan(eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: Current(blind))
+    result = apply_plan(
+        eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: Current(blind)
+    )
     steps = {s.id: s for s in result.steps}
     assert steps[c.id].status is StepStatus.DONE
     for v in held:
@@ -318,7 +382,8 @@ def test_apply_refuses_another_engine(eng: Any, tmp_path: Path, monkeypatch: pyt
 
 
 def test_symlinked_volume_at_apply_is_neither_backed_up_nor_removed(
-        eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, symlinked: Callable[[str, Path], None]) -> None:
+    eng: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, symlinked: Callable[[str, Path], None]
+) -> None:
     if eng.private is None:
         pytest.skip("edits a volume's folder in the data-root: only on the private engine")
     monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path))
@@ -335,17 +400,36 @@ def test_symlinked_volume_at_apply_is_neither_backed_up_nor_removed(
         called.append(name)
         return tmp_path / "never"
 
-    plan = _hand_plan(eng, [Action("volume", v.name, v.name, 0, Reason.VOLUME_NAMED_RULE, {},
-                                   volume_fingerprint(v), needs_backup=True)], '[[volumes.named]]\nnames = ["named-*"]\n')
-    result = apply_plan(eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: stale,
-                        backup=backup)
+    plan = _hand_plan(
+        eng,
+        [
+            Action(
+                "volume",
+                v.name,
+                v.name,
+                0,
+                Reason.VOLUME_NAMED_RULE,
+                {},
+                volume_fingerprint(v),
+                needs_backup=True,
+            )
+        ],
+        '[[volumes.named]]\nnames = ["named-*"]\n',
+    )
+    result = apply_plan(
+        eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: stale, backup=backup
+    )
     assert result.steps[0].code == Reason.SYMLINKED_NOW and not called
     assert (elsewhere / "f").read_text() == "precious" and "named-linked" in volumes(eng)
 
 
 # -- 5. honest freed bytes ---------------------------------------------------------------------------
 def _du(path: Path) -> int:
-    return int(subprocess.run(["du", "-sB1", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
+    return int(
+        subprocess.run(["du", "-sB1", str(path)], capture_output=True, text=True, check=True).stdout.split()[
+            0
+        ]
+    )
 
 
 def test_freed_bytes_are_allocated_bytes_and_bind_folders_stay(eng: Any, tmp_path: Path) -> None:
@@ -363,10 +447,23 @@ def test_freed_bytes_are_allocated_bytes_and_bind_folders_stay(eng: Any, tmp_pat
     (shared / "f").write_bytes(os.urandom(1024 * 1024))
     rc, before = tamer_json_at(eng, tmp_path, None, "df")
     for n in range(3):  # three volumes, one folder
-        eng.docker("volume", "create", "--label", "com.docker.volume.anonymous=", "-o", "type=none", "-o", "o=bind",
-                   "-o", f"device={shared}", f"bound-{n}")
+        eng.docker(
+            "volume",
+            "create",
+            "--label",
+            "com.docker.volume.anonymous=",
+            "-o",
+            "type=none",
+            "-o",
+            "o=bind",
+            "-o",
+            f"device={shared}",
+            f"bound-{n}",
+        )
     policy = tmp_path / "p.toml"
-    policy.write_text(KEEP_BASE + "[containers]\nremove = false\n[volumes]\norphaned_anonymous_older_than = \"0s\"\n")
+    policy.write_text(
+        KEEP_BASE + '[containers]\nremove = false\n[volumes]\norphaned_anonymous_older_than = "0s"\n'
+    )
     rc, plan = tamer_json_at(eng, tmp_path, None, "plan", "--policy", str(policy))
     assert rc == 0, plan
     acts = {a["id"]: a for a in plan["data"]["actions"]}
@@ -377,20 +474,26 @@ def test_freed_bytes_are_allocated_bytes_and_bind_folders_stay(eng: Any, tmp_pat
         a = acts[f"bound-{n}"]
         assert a["bytes"] == 0 and a["facts"]["folder_stays"] == str(shared) and "stays" in a["reason"]
     rc, after = tamer_json_at(eng, tmp_path, None, "df")
-    vol_total = {t["kind"]: t["size"] for t in after["data"]["totals"]}["volume"] - \
-        {t["kind"]: t["size"] for t in before["data"]["totals"]}["volume"]
-    assert 1024 * 1024 <= vol_total < 2 * 1024 * 1024, vol_total  # the shared folder counted once, not 3 times
+    vol_total = {t["kind"]: t["size"] for t in after["data"]["totals"]}["volume"] - {
+        t["kind"]: t["size"] for t in before["data"]["totals"]
+    }["volume"]
+    assert 1024 * 1024 <= vol_total < 2 * 1024 * 1024, (
+        vol_total
+    )  # the shared folder counted once, not 3 times
     rc, result = tamer_json_at(eng, tmp_path, None, "clean", "--policy", str(policy), "--apply", "--yes")
     assert rc == 0, result
     assert not {anon, "bound-0", "bound-1", "bound-2"} & volumes(eng)
     assert (shared / "f").stat().st_size == 1024 * 1024  # the folder and its data stay
     freed = {a["id"]: a["bytes"] for a in result["data"]["plan"]["actions"]}
-    assert result["data"]["reclaimed"] == sum(freed.values()) and abs(freed[anon] - du) <= 8192  # bound ones: 0
+    assert (
+        result["data"]["reclaimed"] == sum(freed.values()) and abs(freed[anon] - du) <= 8192
+    )  # bound ones: 0
 
 
 # -- 6. a named-volume rule on the essay's symlink trick ----------------------------------------------------
 def test_named_rule_on_symlink_trick_volume_is_refused_up_front(
-        eng: Any, tmp_path: Path, symlinked: Callable[[str, Path], None]) -> None:
+    eng: Any, tmp_path: Path, symlinked: Callable[[str, Path], None]
+) -> None:
     if eng.private is None:
         pytest.skip("edits a volume's folder in the data-root: only on the private engine")
     eng.docker("volume", "create", "trick-db")
@@ -399,7 +502,7 @@ def test_named_rule_on_symlink_trick_volume_is_refused_up_front(
     (elsewhere / "table").write_bytes(b"x" * 100_000)
     symlinked("trick-db", elsewhere)
     policy = tmp_path / "p.toml"
-    policy.write_text(KEEP_BASE + "[containers]\nremove = false\n[[volumes.named]]\nnames = [\"trick-*\"]\n")
+    policy.write_text(KEEP_BASE + '[containers]\nremove = false\n[[volumes.named]]\nnames = ["trick-*"]\n')
     rc, plan = tamer_json_at(eng, tmp_path, None, "plan", "--policy", str(policy))
     assert rc == 0
     refusal = next(r for r in plan["data"]["refusals"] if r["id"] == "trick-db")
@@ -413,13 +516,16 @@ def test_named_rule_on_symlink_trick_volume_is_refused_up_front(
 
 
 # -- 7. garbage policies are clear errors ------------------------------------------------------------
-@pytest.mark.parametrize("text,fragment", [
-    ('[containers]\nolder_than = "99999999999999d"\n', "at most"),
-    ('[volumes]\norphaned_anonymous_older_than = "' + "9" * 400 + 'w"\n', "at most"),
-    ('[budget]\nmax_size = "' + "9" * 400 + 'TB"\n', "below 2^63"),
-    ("[images]\nkeep_newest = 99999999999999999999999\n", "below 2^63"),
-    ("x = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ('[containers]\nolder_than = "99999999999999d"\n', "at most"),
+        ('[volumes]\norphaned_anonymous_older_than = "' + "9" * 400 + 'w"\n', "at most"),
+        ('[budget]\nmax_size = "' + "9" * 400 + 'TB"\n', "below 2^63"),
+        ("[images]\nkeep_newest = 99999999999999999999999\n", "below 2^63"),
+        ("x = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ],
+)
 def test_policy_garbage_is_a_clear_error(eng: Any, tmp_path: Path, text: str, fragment: str) -> None:
     policy = tmp_path / "bad.toml"
     policy.write_text(text)
@@ -430,9 +536,11 @@ def test_policy_garbage_is_a_clear_error(eng: Any, tmp_path: Path, text: str, fr
 
 
 # -- 8. two cleans at once ------------------------------------------------------------------------------
-PAUSED = ("import sys, time\nfrom tamer.operation import faults\nfrom tamer.cli import main\n"
-          "faults.install(lambda p, ctx: time.sleep(8) if p == 'clean.0.before' else None)\n"
-          "raise SystemExit(main(sys.argv[1:]))\n")
+PAUSED = (
+    "import sys, time\nfrom tamer.operation import faults\nfrom tamer.cli import main\n"
+    "faults.install(lambda p, ctx: time.sleep(8) if p == 'clean.0.before' else None)\n"
+    "raise SystemExit(main(sys.argv[1:]))\n"
+)
 
 
 def test_two_cleans_at_once_never_double_act(eng: Any, tmp_path: Path) -> None:
@@ -441,8 +549,13 @@ def test_two_cleans_at_once_never_double_act(eng: Any, tmp_path: Path) -> None:
     policy = tmp_path / "p.toml"
     policy.write_text(KEEP_BASE)
     env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path)}
-    first = subprocess.Popen([sys.executable, "-c", PAUSED, "clean", "--policy", str(policy), "--apply", "--yes",
-                              "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", PAUSED, "clean", "--policy", str(policy), "--apply", "--yes", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock = tmp_path / "operation.lock"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (lock.exists() and lock.read_text().strip()):

@@ -27,13 +27,19 @@ def _exists(eng: Any, cid: str) -> bool:
 
 
 @pytest.mark.parametrize("placement", ["before", "after"])
-def test_h_names_the_engine_even_when_docker_host_points_elsewhere(eng: Any, placement: str,
-                                                                   tmp_path: Path) -> None:
+def test_h_names_the_engine_even_when_docker_host_points_elsewhere(
+    eng: Any, placement: str, tmp_path: Path
+) -> None:
     nowhere = f"unix://{tmp_path}/no-engine.sock"
     cid = _stopped_container(eng, f"cli-choice-{placement}")
-    argv = (["-H", eng.host, "clean", "--apply", "--yes"] if placement == "before"
-            else ["clean", "--apply", "--yes", "-H", eng.host])
-    proc = eng.tamer(*argv, "--json", env={"DOCKER_HOST": nowhere, "TAMER_STATE_DIR": str(tmp_path / "state")})
+    argv = (
+        ["-H", eng.host, "clean", "--apply", "--yes"]
+        if placement == "before"
+        else ["clean", "--apply", "--yes", "-H", eng.host]
+    )
+    proc = eng.tamer(
+        *argv, "--json", env={"DOCKER_HOST": nowhere, "TAMER_STATE_DIR": str(tmp_path / "state")}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["status"] == "ok" and doc["errors"] == []
@@ -41,7 +47,9 @@ def test_h_names_the_engine_even_when_docker_host_points_elsewhere(eng: Any, pla
 
 
 @pytest.mark.parametrize("placement", ["before", "after"])
-def test_h_to_an_absent_engine_never_falls_back_to_docker_host(eng: Any, placement: str, tmp_path: Path) -> None:
+def test_h_to_an_absent_engine_never_falls_back_to_docker_host(
+    eng: Any, placement: str, tmp_path: Path
+) -> None:
     nowhere = f"unix://{tmp_path}/no-engine.sock"
     cid = _stopped_container(eng, f"cli-absent-{placement}")
     for command in (["clean", "--apply", "--yes"], ["plan"], ["df"], ["ls", "volumes"], ["volume", "ls"]):

@@ -59,8 +59,12 @@ def fingerprint(root: Path) -> Fingerprint:
             p = os.path.join(dirpath, name)
             rel = os.path.relpath(p, root)
             st = os.lstat(p)
-            xattrs = tuple(sorted((n, os.getxattr(p, n, follow_symlinks=False))
-                                  for n in os.listxattr(p, follow_symlinks=False)))
+            xattrs = tuple(
+                sorted(
+                    (n, os.getxattr(p, n, follow_symlinks=False))
+                    for n in os.listxattr(p, follow_symlinks=False)
+                )
+            )
             if stat.S_ISREG(st.st_mode):
                 h = hashlib.sha256(Path(p).read_bytes()).hexdigest()
                 link = groups.setdefault((st.st_dev, st.st_ino), rel) if st.st_nlink > 1 else ""
@@ -72,7 +76,9 @@ def fingerprint(root: Path) -> Fingerprint:
     return out
 
 
-SPARSE_SLACK = 128  # blocks of 512 B: a restore may allocate up to 64 KiB more per file (it writes whole chunks)
+SPARSE_SLACK = (
+    128  # blocks of 512 B: a restore may allocate up to 64 KiB more per file (it writes whole chunks)
+)
 
 
 def same_entry(want: tuple[Any, ...] | None, got: tuple[Any, ...] | None) -> bool:
@@ -82,7 +88,9 @@ def same_entry(want: tuple[Any, ...] | None, got: tuple[Any, ...] | None) -> boo
     if want[:6] != got[:6] or want[7] != got[7]:
         return False
     blocks_want, blocks_got, size = want[6], got[6], want[7]
-    return bool(blocks_got <= blocks_want + SPARSE_SLACK)and not (blocks_want * 512 < size // 2 <= blocks_got * 512)
+    return bool(blocks_got <= blocks_want + SPARSE_SLACK) and not (
+        blocks_want * 512 < size // 2 <= blocks_got * 512
+    )
 
 
 def same(a: Fingerprint, b: Fingerprint) -> bool:
@@ -111,7 +119,9 @@ def populate(root: Path, rng: random.Random) -> None:
     os.setxattr(target, "user.campaign", rng.randbytes(8))
     os.link(target, root / "hard-link")
     os.symlink("d0/owned", root / "rel-link")
-    os.symlink("/data/db/d0/owned", root / "abs-link")  # normal inside a container; resolves elsewhere on the host
+    os.symlink(
+        "/data/db/d0/owned", root / "abs-link"
+    )  # normal inside a container; resolves elsewhere on the host
     with open(root / "sparse", "wb") as f:
         f.truncate(32 << 20)
         f.seek(rng.randint(1, 30) << 20)
@@ -142,15 +152,24 @@ class World:
     def check(self, what: str) -> None:
         for name, want in self.expected.items():
             got = fingerprint(self.data(name))
-            assert same(want, got), f"{what}: volume {name} changed: {diff(want, got)}\n" + "\n".join(self.log[-6:])
+            assert same(want, got), f"{what}: volume {name} changed: {diff(want, got)}\n" + "\n".join(
+                self.log[-6:]
+            )
         for c in self.running:
             info = json.loads(self.eng.docker("inspect", c))[0]
-            assert info["State"]["Running"], f"{what}: container {c} is not running\n" + "\n".join(self.log[-6:])
+            assert info["State"]["Running"], f"{what}: container {c} is not running\n" + "\n".join(
+                self.log[-6:]
+            )
 
     # -- running tamer, and killing it -----------------------------------------------------------------
     def tamer(self, *args: str) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([sys.executable, "-m", "tamer", *args], capture_output=True, text=True,
-                           env={**os.environ, **self.env}, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-m", "tamer", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
+            timeout=300,
+        )
         self.log.append(f"tamer {' '.join(args)} -> {r.returncode} {r.stderr.strip()[-300:]}")
         return r
 
@@ -159,21 +178,36 @@ class World:
         delay in `delay` seconds. True when it died by the kill (False: it finished first)."""
         if self.rng.random() < 0.5:
             nth = self.rng.randint(1, points)
-            r = subprocess.run([sys.executable, str(FAULTY), f"@{nth}", *args], capture_output=True, text=True,
-                               env={**os.environ, **self.env}, timeout=300)
-            point = next((ln.split(": ", 1)[1] for ln in r.stderr.splitlines() if ln.startswith("fault-kill:")), "")
-            self.log.append(f"tamer {' '.join(args)} killed at fault point #{nth} {point or '(not reached)'}"
-                            f" -> {r.returncode} {r.stderr.strip()[-300:] if r.returncode != 137 else ''}")
+            r = subprocess.run(
+                [sys.executable, str(FAULTY), f"@{nth}", *args],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **self.env},
+                timeout=300,
+            )
+            point = next(
+                (ln.split(": ", 1)[1] for ln in r.stderr.splitlines() if ln.startswith("fault-kill:")), ""
+            )
+            self.log.append(
+                f"tamer {' '.join(args)} killed at fault point #{nth} {point or '(not reached)'}"
+                f" -> {r.returncode} {r.stderr.strip()[-300:] if r.returncode != 137 else ''}"
+            )
             self.last_rc = r.returncode
             return r.returncode == 137
         wait = self.rng.uniform(*delay)
-        proc = subprocess.Popen([sys.executable, "-m", "tamer", *args], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, env={**os.environ, **self.env})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tamer", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **self.env},
+        )
         try:
             proc.wait(timeout=wait)
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            self.log.append(f"tamer {' '.join(args)} finished before the kill at {wait:.2f}s -> {proc.returncode} "
-                            f"{err.strip()[-300:]}")
+            self.log.append(
+                f"tamer {' '.join(args)} finished before the kill at {wait:.2f}s -> {proc.returncode} "
+                f"{err.strip()[-300:]}"
+            )
             self.last_rc = proc.returncode
             return False
         except subprocess.TimeoutExpired:
@@ -211,8 +245,14 @@ def op_move(w: World) -> bool:
 def op_adopt(w: World) -> bool:
     name = w.fresh("ad")
     w.eng.docker("run", "-d", "--name", name, "-l", KEEP, MONGO)
-    w.eng.docker("exec", name, "sh", "-c", f"head -c {w.rng.randint(1, 400_000)} /dev/urandom > /data/db/r; "
-                 "mkdir -p /data/configdb/x; echo cfg > /data/configdb/x/c; chown 999:999 /data/db/r")
+    w.eng.docker(
+        "exec",
+        name,
+        "sh",
+        "-c",
+        f"head -c {w.rng.randint(1, 400_000)} /dev/urandom > /data/db/r; "
+        "mkdir -p /data/configdb/x; echo cfg > /data/configdb/x/c; chown 999:999 /data/db/r",
+    )
     anon = {m["Destination"]: m["Name"] for m in json.loads(w.eng.docker("inspect", name))[0]["Mounts"]}
     for v in anon.values():
         w.expected[v] = fingerprint(w.data(v))
@@ -220,7 +260,11 @@ def op_adopt(w: World) -> bool:
     args = ["adopt", name, "--apply", "--yes"]
     killed = w.killed(*args, points=28)
     if killed:
-        r = w.tamer(*args) if w.rng.random() < 0.5 else w.tamer("adopt", name, "--rollback", "--apply", "--yes")
+        r = (
+            w.tamer(*args)
+            if w.rng.random() < 0.5
+            else w.tamer("adopt", name, "--rollback", "--apply", "--yes")
+        )
         if r.returncode == 2 and "no unfinished adoption" in r.stderr:
             r = w.tamer(*args)
         assert r.returncode == 0, w.log[-1]
@@ -230,7 +274,9 @@ def op_adopt(w: World) -> bool:
     mounts = {m["Destination"]: m["Name"] for m in json.loads(w.eng.docker("inspect", name))[0]["Mounts"]}
     for path, vol in mounts.items():
         got = fingerprint(w.data(vol))
-        assert same(w.expected[anon[path]], got), f"adopt {name}: {path} differs: {diff(w.expected[anon[path]], got)}"
+        assert same(w.expected[anon[path]], got), (
+            f"adopt {name}: {path} differs: {diff(w.expected[anon[path]], got)}"
+        )
     return killed
 
 
@@ -267,7 +313,9 @@ def op_restore(w: World) -> bool:
         assert w.last_rc == 0, w.log[-1]
     got = fingerprint(w.data(name))
     want = w.backups[archive]
-    assert same(want, got), f"restore of {archive.name} into {name} differs: {diff(want, got)}\n" + "\n".join(w.log[-4:])
+    assert same(want, got), f"restore of {archive.name} into {name} differs: {diff(want, got)}\n" + "\n".join(
+        w.log[-4:]
+    )
     w.expected[name] = got
     return killed
 
@@ -286,7 +334,9 @@ def op_clean(w: World) -> bool:
     assert r.returncode in (0, 3), w.log[-1]
     present = set(w.eng.docker("volume", "ls", "-q").split())
     for gone in [v for v in w.expected if v.startswith("jv") and v not in present]:
-        archives = sorted((w.tmp / "state" / "backups").glob(f"{gone}-*.tar.zst"), key=lambda p: p.stat().st_mtime)
+        archives = sorted(
+            (w.tmp / "state" / "backups").glob(f"{gone}-*.tar.zst"), key=lambda p: p.stat().st_mtime
+        )
         assert archives, f"clean removed {gone} with no backup in the state dir\n" + "\n".join(w.log[-4:])
         back = w.fresh("cleaned")  # a name no rule matches
         r = w.tamer("volume", "restore", str(archives[-1]), back)
@@ -298,8 +348,13 @@ def op_clean(w: World) -> bool:
     return killed
 
 
-OPS: list[tuple[str, Callable[[World], bool]]] = [("move", op_move), ("adopt", op_adopt), ("backup", op_backup),
-                                                  ("restore", op_restore), ("clean", op_clean)]
+OPS: list[tuple[str, Callable[[World], bool]]] = [
+    ("move", op_move),
+    ("adopt", op_adopt),
+    ("backup", op_backup),
+    ("restore", op_restore),
+    ("clean", op_clean),
+]
 
 
 def test_fault_campaign(eng: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -355,8 +410,10 @@ def run_campaign(w: World, seed: int, target: int, capsys: pytest.CaptureFixture
             kills[kind] += 1
         w.check(f"after {kind} (attempt {attempts}, seed {seed})")
     with capsys.disabled():
-        print(f"fault campaign: {sum(kills.values())} kills in {attempts} runs: {kills}; {w.removed_by_clean} "
-              "named volumes removed by clean, each restored from its backup and compared")
+        print(
+            f"fault campaign: {sum(kills.values())} kills in {attempts} runs: {kills}; {w.removed_by_clean} "
+            "named volumes removed by clean, each restored from its backup and compared"
+        )
     assert sum(kills.values()) >= target, f"only {kills} kills in {attempts} runs (seed {seed})"
     if target >= len(OPS):
         assert all(kills.values()), f"a kind of operation was never killed: {kills} (seed {seed})"

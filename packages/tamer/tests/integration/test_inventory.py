@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tamer.collect import read_raw_snapshot
 from tamer.engine import connect
 from tamer.inventory import build_inventory
@@ -46,12 +45,28 @@ def within_1pct(ours: int, theirs: int) -> bool:
 def test_df_totals_agree_with_docker_system_df(eng: Any) -> None:
     # clutter: data in writable layers, in anonymous and named volumes, a second image
     eng.docker("volume", "create", "agree-named")
-    eng.docker("run", "--name", "agree-a", "-v", "agree-named:/v", BUSYBOX,
-               "sh", "-c", "dd if=/dev/zero of=/v/blob bs=1k count=700 2>/dev/null; "
-               "dd if=/dev/zero of=/big bs=1k count=300 2>/dev/null")
-    eng.docker("run", "--name", "agree-b", MONGO, "sh", "-c",
-               "dd if=/dev/zero of=/data/db/x bs=1k count=500 2>/dev/null; mkdir -p /data/configdb/d; "
-               "echo hello > /data/configdb/d/f; ln /data/db/x /data/db/x-link")
+    eng.docker(
+        "run",
+        "--name",
+        "agree-a",
+        "-v",
+        "agree-named:/v",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/v/blob bs=1k count=700 2>/dev/null; "
+        "dd if=/dev/zero of=/big bs=1k count=300 2>/dev/null",
+    )
+    eng.docker(
+        "run",
+        "--name",
+        "agree-b",
+        MONGO,
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/data/db/x bs=1k count=500 2>/dev/null; mkdir -p /data/configdb/d; "
+        "echo hello > /data/configdb/d/f; ln /data/db/x /data/db/x-link",
+    )
     eng.docker("run", "-d", "--name", "agree-running", BUSYBOX, "sleep", "600")
 
     ours = totals(df_json(eng))
@@ -100,14 +115,32 @@ def test_volumes_are_sized_where_their_data_really_lives(eng: Any, tmp_path: Pat
         target.mkdir()
         mountpoint.rmdir()
         mountpoint.symlink_to(target)
-        eng.docker("run", "--rm", "-v", "linked:/v", BUSYBOX, "sh", "-c",
-                   "dd if=/dev/zero of=/v/a bs=1k count=800 2>/dev/null")
+        eng.docker(
+            "run",
+            "--rm",
+            "-v",
+            "linked:/v",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/v/a bs=1k count=800 2>/dev/null",
+        )
         # 2. the robust form: local driver bind options
         bound = elsewhere / "bound-data"
         bound.mkdir()
-        eng.docker("volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", f"device={bound}", "bound")
-        eng.docker("run", "--rm", "-v", "bound:/v", BUSYBOX, "sh", "-c",
-                   "dd if=/dev/zero of=/v/b bs=1k count=600 2>/dev/null")
+        eng.docker(
+            "volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", f"device={bound}", "bound"
+        )
+        eng.docker(
+            "run",
+            "--rm",
+            "-v",
+            "bound:/v",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/v/b bs=1k count=600 2>/dev/null",
+        )
         assert (target / "a").stat().st_size == 800 * 1024 and (bound / "b").stat().st_size == 600 * 1024
 
         vols = {v["name"]: v for v in ls_json(eng, "volumes")}
@@ -163,9 +196,22 @@ def test_origin_is_found_while_the_container_exists(eng: Any) -> None:
 
 
 def test_containers_carry_their_whole_story(eng: Any) -> None:
-    eng.docker("run", "--name", "story", "--log-opt", "max-size=1m",
-               "--log-opt", "max-file=2", "--label", "com.docker.compose.project=shop", BUSYBOX,
-               "sh", "-c", "echo out; exit 3", check=False)
+    eng.docker(
+        "run",
+        "--name",
+        "story",
+        "--log-opt",
+        "max-size=1m",
+        "--log-opt",
+        "max-file=2",
+        "--label",
+        "com.docker.compose.project=shop",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo out; exit 3",
+        check=False,
+    )
     eng.docker("create", "--restart", "unless-stopped", BUSYBOX, "true")  # auto-generated name, state created
     rows = {c["name"]: c for c in ls_json(eng, "containers")}
     s = rows["story"]
@@ -179,15 +225,18 @@ def test_containers_carry_their_whole_story(eng: Any) -> None:
     # the project shows up in the owner roll-up
     owners = {o["owner"]: o for o in df_json(eng)["owners"]}
     assert owners["project:shop"]["logs"] > 0
-    assert {c["name"] for c in ls_json(eng, "containers", "--filter", "state=created")} == \
-        {c["name"] for c in generated}
+    assert {c["name"] for c in ls_json(eng, "containers", "--filter", "state=created")} == {
+        c["name"] for c in generated
+    }
 
 
 def test_images_dangling_shared_and_used(eng: Any) -> None:
     from tamer.sandbox import build_busybox_image
 
     build_busybox_image(eng.engine, "tamer-test/dangle:1", extra_files={"/etc/v": b"one"})
-    build_busybox_image(eng.engine, "tamer-test/dangle:1", extra_files={"/etc/v": b"two"})  # first now dangling
+    build_busybox_image(
+        eng.engine, "tamer-test/dangle:1", extra_files={"/etc/v": b"two"}
+    )  # first now dangling
     rows = ls_json(eng, "images")
     dangling = [i for i in rows if i["dangling"]]
     assert dangling and all(not i["tags"] for i in dangling)
@@ -195,7 +244,9 @@ def test_images_dangling_shared_and_used(eng: Any) -> None:
     assert listed == set(eng.docker("images", "-q", "--no-trunc").split())
     used = {i["tags"][0]: i for i in rows if i["tags"]}
     assert used[BUSYBOX]["size"] > 0
-    assert {i["id"] for i in ls_json(eng, "images", "--filter", "dangling=true")} == {i["id"] for i in dangling}
+    assert {i["id"] for i in ls_json(eng, "images", "--filter", "dangling=true")} == {
+        i["id"] for i in dangling
+    }
     safe = df_json(eng)["safe"]
     assert {i["id"] for i in safe if i["kind"] == "image"} >= {i["id"] for i in dangling}
 
@@ -205,7 +256,10 @@ def test_unaccounted_is_what_the_data_root_holds_beyond_the_rest(eng: Any) -> No
     assert data["data_root_allocated"] is not None and data["unaccounted"] is not None
     # du is the oracle for the data-root's size (we do not cross into running containers' mounts)
     import subprocess
-    du = int(subprocess.run(["du", "-sxB1", str(eng.data_root)], capture_output=True, text=True).stdout.split()[0])
+
+    du = int(
+        subprocess.run(["du", "-sxB1", str(eng.data_root)], capture_output=True, text=True).stdout.split()[0]
+    )
     assert abs(data["data_root_allocated"] - du) <= 0.02 * du, (data["data_root_allocated"], du)
     # a stray file in the data-root is unaccounted for
     stray = eng.data_root / "tmp" / "stray.bin"
@@ -243,8 +297,24 @@ def test_fast_local_container_records_match_the_api(eng: Any) -> None:
     """The datastore path must say exactly what `docker inspect` says, for every field we use."""
     from tamer.engine.datastore import container_from_datastore
 
-    eng.docker("run", "--name", "fast-a", "--restart", "no", "--log-opt", "max-size=2m", "-v", "fastvol:/v",
-               "--label", "team=x", BUSYBOX, "sh", "-c", "exit 4", check=False)
+    eng.docker(
+        "run",
+        "--name",
+        "fast-a",
+        "--restart",
+        "no",
+        "--log-opt",
+        "max-size=2m",
+        "-v",
+        "fastvol:/v",
+        "--label",
+        "team=x",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "exit 4",
+        check=False,
+    )
     eng.docker("run", "-d", "--name", "fast-b", "--restart", "unless-stopped", MONGO)
     eng.docker("create", "--rm", "--name", "fast-c", BUSYBOX, "true")
     engine = connect(eng.host)
@@ -267,16 +337,29 @@ def test_fast_local_container_records_match_the_api(eng: Any) -> None:
         assert fast["Config"]["Labels"] == (api["Config"]["Labels"] or {})
         assert fast["Config"]["Image"] == api["Config"]["Image"]
         assert fast["GraphDriver"]["Data"].get("UpperDir") == api["GraphDriver"]["Data"].get("UpperDir")
-        assert sorted((m.get("Name"), m["Destination"]) for m in fast["Mounts"]) == \
-            sorted((m.get("Name"), m["Destination"]) for m in api["Mounts"])
+        assert sorted((m.get("Name"), m["Destination"]) for m in fast["Mounts"]) == sorted(
+            (m.get("Name"), m["Destination"]) for m in api["Mounts"]
+        )
 
 
 @pytest.mark.parametrize("kind", ["images", "containers", "volumes"])
 def test_ls_without_sizes_says_the_same_as_with_them_except_sizes(eng: Any, kind: str) -> None:
     """The lean listing (no walk, only the reads its kind needs) agrees with the full read on every field it shows."""
     eng.docker("volume", "create", "lean-named")
-    eng.docker("run", "--name", "lean-a", "-v", "lean-named:/v", "--label", "com.docker.compose.project=p1",
-               BUSYBOX, "sh", "-c", "exit 2", check=False)
+    eng.docker(
+        "run",
+        "--name",
+        "lean-a",
+        "-v",
+        "lean-named:/v",
+        "--label",
+        "com.docker.compose.project=p1",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "exit 2",
+        check=False,
+    )
     eng.docker("run", "--name", "lean-m", MONGO, "true")
     proc = eng.tamer("ls", kind, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -287,19 +370,44 @@ def test_ls_without_sizes_says_the_same_as_with_them_except_sizes(eng: Any, kind
     assert set(lean) == set(full)
     if kind == "containers":
         assert lean and all(i["writable_size"] is None and i["total_size"] is None for i in lean.values())
-        keys = ("name", "state", "exit_code", "restart_policy", "owner", "image", "image_id", "mounts", "labels")
+        keys = (
+            "name",
+            "state",
+            "exit_code",
+            "restart_policy",
+            "owner",
+            "image",
+            "image_id",
+            "mounts",
+            "labels",
+        )
     elif kind == "volumes":
         assert lean and all(i["size"] is None for i in lean.values())
-        keys = ("kind", "orphaned", "in_use", "users_running", "users_stopped", "origin", "placement", "owner")
+        keys = (
+            "kind",
+            "orphaned",
+            "in_use",
+            "users_running",
+            "users_stopped",
+            "origin",
+            "placement",
+            "owner",
+        )
     else:
         assert lean and all(i["shared_size"] is None and i["unique_size"] is None for i in lean.values())
         keys = ("tags", "size", "dangling", "containers", "owner", "volume_paths", "layers")
+
     def same(a: Any, b: Any) -> bool:  # the engine lists a container's mounts in no fixed order
-        return bool(sorted(map(json.dumps, a)) == sorted(map(json.dumps, b))) if isinstance(a, list) else a == b
+        return (
+            bool(sorted(map(json.dumps, a)) == sorted(map(json.dumps, b))) if isinstance(a, list) else a == b
+        )
 
     for key, item in lean.items():
         for field in keys:
             assert same(item[field], full[key][field]), (key, field, item[field], full[key][field])
-    listed = {"containers": ("ps", "-aq", "--no-trunc"), "volumes": ("volume", "ls", "-q"),
-              "images": ("images", "-q", "--no-trunc")}[kind]
+    listed = {
+        "containers": ("ps", "-aq", "--no-trunc"),
+        "volumes": ("volume", "ls", "-q"),
+        "images": ("images", "-q", "--no-trunc"),
+    }[kind]
     assert set(lean) == set(eng.docker(*listed).split())

@@ -45,8 +45,12 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture
 def twins(eng: Any) -> str:
-    build_busybox_image(eng.engine, TWINS, volumes=("/data/db", "/data-db"),
-                        cmd=("sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"))
+    build_busybox_image(
+        eng.engine,
+        TWINS,
+        volumes=("/data/db", "/data-db"),
+        cmd=("sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"),
+    )
     return TWINS
 
 
@@ -64,12 +68,19 @@ def shared_folder(eng: Any, tmp_path: Path) -> Iterator[Path]:
     yield folder
 
 
-def test_purge_source_refuses_a_folder_another_volume_uses(eng: Any, shared_folder: Path, tmp_path: Path,
-                                                           state: dict[str, str]) -> None:
+def test_purge_source_refuses_a_folder_another_volume_uses(
+    eng: Any, shared_folder: Path, tmp_path: Path, state: dict[str, str]
+) -> None:
     dest = tmp_path / "disk2" / "sh_a"
-    r = eng.tamer("volume", "move", "sh_a", "--to", str(dest), "--purge-source", "--apply", "--yes", env=state)
+    r = eng.tamer(
+        "volume", "move", "sh_a", "--to", str(dest), "--purge-source", "--apply", "--yes", env=state
+    )
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "--purge-source refused" in r.stderr and "volume sh_b" in r.stderr and "nothing was changed" in r.stderr
+    assert (
+        "--purge-source refused" in r.stderr
+        and "volume sh_b" in r.stderr
+        and "nothing was changed" in r.stderr
+    )
     assert (shared_folder / "precious").read_text() == "b's data" and not dest.exists()
     # without --purge-source the move happens and the folder stays for sh_b
     r = eng.tamer("volume", "move", "sh_a", "--to", str(dest), "--apply", "--yes", env=state)
@@ -83,7 +94,9 @@ def test_purge_rechecks_at_the_moment_of_deletion(eng: Any, tmp_path: Path, stat
     folder = tmp_path / "src"
     (folder / "sub").mkdir(parents=True)
     (folder / "sub" / "f").write_text("x")
-    eng.docker("volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", f"device={folder}", "pg_a")
+    eng.docker(
+        "volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", f"device={folder}", "pg_a"
+    )
     dest = tmp_path / "disk2" / "pg_a"
     plan = plan_move(eng.engine, "pg_a", str(dest), stop_users=False, purge_source=True)
 
@@ -98,8 +111,9 @@ def test_purge_rechecks_at_the_moment_of_deletion(eng: Any, tmp_path: Path, stat
     assert eng.docker("exec", "pg_other", "cat", "/x/f") == "x"
 
 
-def test_move_of_a_default_volume_whose_folder_another_volume_binds_is_refused(eng: Any, tmp_path: Path,
-                                                                                state: dict[str, str]) -> None:
+def test_move_of_a_default_volume_whose_folder_another_volume_binds_is_refused(
+    eng: Any, tmp_path: Path, state: dict[str, str]
+) -> None:
     eng.docker("volume", "create", "df_a")
     mp = eng.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "df_a").strip()
     Path(mp, "f").write_text("x")
@@ -165,11 +179,21 @@ def test_run_refuses_two_declared_paths_on_one_name(eng: Any, twins: str, tmp_pa
 
 
 def test_run_never_reuses_a_volume_made_for_something_else(eng: Any) -> None:
-    eng.docker("volume", "create", "--label", "io.tamer.for-container=other", "--label",
-               "io.tamer.container-path=/data/db", "mine-data-db")
+    eng.docker(
+        "volume",
+        "create",
+        "--label",
+        "io.tamer.for-container=other",
+        "--label",
+        "io.tamer.container-path=/data/db",
+        "mine-data-db",
+    )
     r = eng.tamer("run", MONGO, "--name", "mine")
-    assert r.returncode == 2 and "made for container other:/data/db" in r.stderr and "-v mine-data-db:/data/db" \
-        in r.stderr, r.stderr
+    assert (
+        r.returncode == 2
+        and "made for container other:/data/db" in r.stderr
+        and "-v mine-data-db:/data/db" in r.stderr
+    ), r.stderr
     eng.docker("volume", "create", "plain-data-db")
     r = eng.tamer("run", MONGO, "--name", "plain")
     assert r.returncode == 2 and "not made by tamer run" in r.stderr
@@ -195,7 +219,9 @@ def test_adopt_refuses_when_the_name_is_taken_meanwhile(eng: Any, state: dict[st
     eng.docker("run", "-d", "--name", "late", MONGO)
     plan = plan_adopt(eng.engine, "late")
     eng.docker("volume", "create", "late-data-configdb")
-    eng.docker("run", "--rm", "-v", "late-data-configdb:/x", "tamer-test/busybox:1", "sh", "-c", "echo theirs > /x/t")
+    eng.docker(
+        "run", "--rm", "-v", "late-data-configdb:/x", "tamer-test/busybox:1", "sh", "-c", "echo theirs > /x/t"
+    )
     with pytest.raises(Exception, match="exists now"):
         apply_adopt(eng.engine, plan)
     out = eng.docker("run", "--rm", "-v", "late-data-configdb:/x", "tamer-test/busybox:1", "ls", "/x")
@@ -205,7 +231,9 @@ def test_adopt_refuses_when_the_name_is_taken_meanwhile(eng: Any, state: dict[st
 
 
 # -- item 7: never copy live data and call it verified --------------------------------------------------
-def test_move_refuses_to_copy_when_a_user_started_meanwhile(eng: Any, tmp_path: Path, state: dict[str, str]) -> None:
+def test_move_refuses_to_copy_when_a_user_started_meanwhile(
+    eng: Any, tmp_path: Path, state: dict[str, str]
+) -> None:
     eng.docker("volume", "create", "live_v")
     eng.docker("create", "--name", "live_user", "-v", "live_v:/data/db", MONGO)
     plan = plan_move(eng.engine, "live_v", str(tmp_path / "d2"), stop_users=False)
@@ -236,12 +264,17 @@ def test_non_root_is_told_what_needs_root(tmp_path: Path) -> None:
         else:
             print("no error")
         """)
-    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
-                          capture_output=True, text=True, env={**os.environ, "HOME": "/nonexistent"})
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": "/nonexistent"},
+    )
     if "Permission denied" in proc.stderr and "tamer" in proc.stderr:
         pytest.skip(f"user nobody cannot import tamer from this checkout: {proc.stderr[-200:]}")
-    assert "needs root" in proc.stdout and "uid 65534" in proc.stdout and "nothing was changed" in proc.stdout, \
-        proc.stdout + proc.stderr
+    assert (
+        "needs root" in proc.stdout and "uid 65534" in proc.stdout and "nothing was changed" in proc.stdout
+    ), proc.stdout + proc.stderr
 
 
 # -- a kill during `docker stop`: the engine finishes the stop after tamer is gone ------------------------
@@ -249,8 +282,9 @@ STUBBORN = ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]  # ignores
 
 
 @pytest.mark.parametrize("command", ["adopt", "move"])
-def test_rollback_after_a_kill_during_stop_leaves_the_service_running(eng: Any, tmp_path: Path,
-                                                                     state: dict[str, str], command: str) -> None:
+def test_rollback_after_a_kill_during_stop_leaves_the_service_running(
+    eng: Any, tmp_path: Path, state: dict[str, str], command: str
+) -> None:
     """Regression: the rollback found the container still running (the engine was mid-stop), did not start
     it, and the stop then finished: service down after a "successful" rollback."""
     faulty = Path(__file__).parent.parent / "faulty_tamer.py"
@@ -266,8 +300,13 @@ def test_rollback_after_a_kill_during_stop_leaves_the_service_running(eng: Any, 
         args = ["volume", "move", "stub_v", "--to", str(dest), "--stop-users", "--apply", "--yes"]
         rollback = ["volume", "move", "stub_v", "--to", str(dest), "--rollback", "--apply", "--yes"]
         point = "move.stop.before"
-    proc = subprocess.Popen([sys.executable, str(faulty), "-", *args], stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.DEVNULL, env={**os.environ, **state, "DOCKER_HOST": eng.host})
+    proc = subprocess.Popen(
+        [sys.executable, str(faulty), "-", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, **state, "DOCKER_HOST": eng.host},
+    )
     assert proc.stderr is not None
     for line in proc.stderr:
         if line.strip() == f"fault-point: {point}":
@@ -282,12 +321,16 @@ def test_rollback_after_a_kill_during_stop_leaves_the_service_running(eng: Any, 
     assert inspect(eng, "stub")["State"]["Running"], "the service is down after the rollback"
 
 
-@pytest.mark.parametrize("args", [
-    ["volume", "move", "nr_v", "--to", "DEST", "--apply", "--yes"],
-    ["adopt", "nr_c", "--apply", "--yes"],
-    ["volume", "backup", "nr_v", "-o", "DEST.tar.zst"],
-    ["volume", "restore", "ARCHIVE", "nr_new"],
-], ids=["move", "adopt", "backup", "restore"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["volume", "move", "nr_v", "--to", "DEST", "--apply", "--yes"],
+        ["adopt", "nr_c", "--apply", "--yes"],
+        ["volume", "backup", "nr_v", "-o", "DEST.tar.zst"],
+        ["volume", "restore", "ARCHIVE", "nr_new"],
+    ],
+    ids=["move", "adopt", "backup", "restore"],
+)
 def test_a_docker_group_user_is_told_what_needs_root(eng: Any, tmp_path: Path, args: list[str]) -> None:
     """A user who may use the engine's socket (here: its group) but not its root-owned data-root gets, before
     anything changes, an error saying what needs root and why."""
@@ -300,12 +343,25 @@ def test_a_docker_group_user_is_told_what_needs_root(eng: Any, tmp_path: Path, a
     args = [a.replace("DEST", str(tmp_path / "dest")).replace("ARCHIVE", str(archive)) for a in args]
     before = (sorted(volumes(eng)), eng.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}"))
     sock_gid = os.stat(eng.host.removeprefix("unix://")).st_gid
-    home = Path(tempfile.mkdtemp(prefix="tamer-nobody-"))  # a state dir this user can write, as its own would be
+    home = Path(
+        tempfile.mkdtemp(prefix="tamer-nobody-")
+    )  # a state dir this user can write, as its own would be
     os.chmod(home, 0o777)
-    proc = subprocess.run(["setpriv", "--reuid=65534", f"--regid={sock_gid}", "--clear-groups", sys.executable, "-m",
-                           "tamer", *args], capture_output=True, text=True,
-                          env={**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(home / "st"),
-                               "HOME": str(home)})
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            f"--regid={sock_gid}",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "tamer",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(home / "st"), "HOME": str(home)},
+    )
     shutil.rmtree(home)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "needs root" in proc.stderr and "data-root" in proc.stderr and "sudo" in proc.stderr, proc.stderr
@@ -313,8 +369,9 @@ def test_a_docker_group_user_is_told_what_needs_root(eng: Any, tmp_path: Path, a
     assert not (tmp_path / "dest").exists() and not (tmp_path / "dest.tar.zst").exists()
 
 
-def test_two_operations_at_once_the_second_is_told_who_holds_the_lock(eng: Any, tmp_path: Path,
-                                                                      state: dict[str, str]) -> None:
+def test_two_operations_at_once_the_second_is_told_who_holds_the_lock(
+    eng: Any, tmp_path: Path, state: dict[str, str]
+) -> None:
     from tamer.operation import operation_lock
 
     eng.docker("volume", "create", "lk_v")

@@ -36,8 +36,22 @@ OUTSIDE = WORLD / "outside"
 VICTIM = OUTSIDE / "victim"
 
 COMPONENTS = ["a", "b", "s", "..", ".", "", "outside", "victim", "data"]
-LINK_TARGETS = ["..", "../..", "../../..", "/", str(OUTSIDE), str(VICTIM), "a", "a/b", "s", ".", "../outside",
-                "s/..", "../../outside/victim", "/tmp"]
+LINK_TARGETS = [
+    "..",
+    "../..",
+    "../../..",
+    "/",
+    str(OUTSIDE),
+    str(VICTIM),
+    "a",
+    "a/b",
+    "s",
+    ".",
+    "../outside",
+    "s/..",
+    "../../outside/victim",
+    "/tmp",
+]
 XATTR_KEYS = ["user.attack", "security.capability", "trusted.attack", "system.posix_acl_access", "weird.ns"]
 
 
@@ -72,8 +86,13 @@ def snapshot(root: Path, skip: Path) -> dict[str, Any]:
             if p == skip:
                 continue
             s = p.lstat()
-            e: dict[str, Any] = {"mode": s.st_mode, "uid": s.st_uid, "gid": s.st_gid, "mtime": s.st_mtime_ns,
-                                 "xattrs": sorted(os.listxattr(p, follow_symlinks=False))}
+            e: dict[str, Any] = {
+                "mode": s.st_mode,
+                "uid": s.st_uid,
+                "gid": s.st_gid,
+                "mtime": s.st_mtime_ns,
+                "xattrs": sorted(os.listxattr(p, follow_symlinks=False)),
+            }
             if stat.S_ISREG(s.st_mode):
                 e["sha"] = hashlib.sha256(p.read_bytes()).hexdigest()
             elif stat.S_ISLNK(s.st_mode):
@@ -87,25 +106,54 @@ def snapshot(root: Path, skip: Path) -> dict[str, Any]:
 names = st.lists(st.sampled_from(COMPONENTS), min_size=1, max_size=4).map("/".join)
 PLAIN = ["data/a", "data/b", "data/s", "data/a/b", "data/a/c", "data/s/victim", "data/a/b/c", "data/s/s"]
 entry_names = st.one_of(
-    st.sampled_from(PLAIN), st.sampled_from(PLAIN), st.sampled_from(PLAIN), st.sampled_from(PLAIN),
+    st.sampled_from(PLAIN),
+    st.sampled_from(PLAIN),
+    st.sampled_from(PLAIN),
+    st.sampled_from(PLAIN),
     names.map(lambda n: f"data/{n}"),
-    st.sampled_from(["data", "data/", "/tmp/tamer-attack-escape", "../tamer-attack-escape",
-                     f"{VICTIM}", "outside/victim", "data/../outside/victim"]),
+    st.sampled_from(
+        [
+            "data",
+            "data/",
+            "/tmp/tamer-attack-escape",
+            "../tamer-attack-escape",
+            f"{VICTIM}",
+            "outside/victim",
+            "data/../outside/victim",
+        ]
+    ),
 )
-entries = st.lists(st.tuples(
-    st.sampled_from(["file"] * 4 + ["dir"] * 6 + ["symlink"] * 3 + ["hardlink"] * 2 + ["fifo", "chr", "blk", "huge"]),
-    entry_names,
-    st.sampled_from([*LINK_TARGETS, "data/a", "data/a/b", "data/s", "data/s/victim", "data/../outside/victim"]),
-    st.sampled_from([0o644, 0o755, 0o4755, 0o2755, 0o777, 0o000]),
-), min_size=0, max_size=10)
-xattrs = st.one_of(st.just({}), st.dictionaries(
-    st.sampled_from(["", "a", "a/b", "s", "s/victim", "../outside/victim", str(VICTIM), "nothere", "victim"]),
-    st.dictionaries(st.sampled_from(XATTR_KEYS), st.sampled_from(["YQ==", "AAAA", "not base64!"]), max_size=2),
-    max_size=3))
+entries = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["file"] * 4 + ["dir"] * 6 + ["symlink"] * 3 + ["hardlink"] * 2 + ["fifo", "chr", "blk", "huge"]
+        ),
+        entry_names,
+        st.sampled_from(
+            [*LINK_TARGETS, "data/a", "data/a/b", "data/s", "data/s/victim", "data/../outside/victim"]
+        ),
+        st.sampled_from([0o644, 0o755, 0o4755, 0o2755, 0o777, 0o000]),
+    ),
+    min_size=0,
+    max_size=10,
+)
+xattrs = st.one_of(
+    st.just({}),
+    st.dictionaries(
+        st.sampled_from(
+            ["", "a", "a/b", "s", "s/victim", "../outside/victim", str(VICTIM), "nothere", "victim"]
+        ),
+        st.dictionaries(
+            st.sampled_from(XATTR_KEYS), st.sampled_from(["YQ==", "AAAA", "not base64!"]), max_size=2
+        ),
+        max_size=3,
+    ),
+)
 
 
-def build(path: Path, spec: list[tuple[str, str, str, int]], manifest_xattrs: dict[str, Any],
-          honest_manifest: bool) -> None:
+def build(
+    path: Path, spec: list[tuple[str, str, str, int]], manifest_xattrs: dict[str, Any], honest_manifest: bool
+) -> None:
     buf = io.BytesIO()
     files: dict[str, Any] = {}
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -138,8 +186,13 @@ def build(path: Path, spec: list[tuple[str, str, str, int]], manifest_xattrs: di
                 e.type = tarfile.CHRTYPE if kind == "chr" else tarfile.BLKTYPE
                 e.devmajor, e.devminor = 1, 3
             tar.addfile(e, io.BytesIO(payload) if payload else None)
-        manifest = json.dumps({"format": 1, "files": files if honest_manifest else {"victim": [1, "0" * 64]},
-                               "xattrs": manifest_xattrs}).encode()
+        manifest = json.dumps(
+            {
+                "format": 1,
+                "files": files if honest_manifest else {"victim": [1, "0" * 64]},
+                "xattrs": manifest_xattrs,
+            }
+        ).encode()
         info = tarfile.TarInfo("tamer-manifest.json")
         info.size = len(manifest)
         tar.addfile(info, io.BytesIO(manifest))
@@ -147,13 +200,22 @@ def build(path: Path, spec: list[tuple[str, str, str, int]], manifest_xattrs: di
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec=entries, manifest_xattrs=xattrs, honest=st.booleans(), privileged=st.booleans(), tidy=st.booleans())
-def test_no_archive_changes_anything_outside_the_new_volume(spec: list[tuple[str, str, str, int]],
-                                                            manifest_xattrs: dict[str, Any], honest: bool,
-                                                            privileged: bool, tidy: bool) -> None:
+@given(
+    spec=entries, manifest_xattrs=xattrs, honest=st.booleans(), privileged=st.booleans(), tidy=st.booleans()
+)
+def test_no_archive_changes_anything_outside_the_new_volume(
+    spec: list[tuple[str, str, str, int]],
+    manifest_xattrs: dict[str, Any],
+    honest: bool,
+    privileged: bool,
+    tidy: bool,
+) -> None:
     if tidy:  # each name once, folders before what they hold: more archives get past the first checks
-        firsts = {name: (kind, name, target, mode) for kind, name, target, mode in reversed(spec)
-                  if name.startswith("data/") and ".." not in name.split("/") and name.strip("/") != "data"}
+        firsts = {
+            name: (kind, name, target, mode)
+            for kind, name, target, mode in reversed(spec)
+            if name.startswith("data/") and ".." not in name.split("/") and name.strip("/") != "data"
+        }
         for name in list(firsts):
             parts = name.split("/")
             for i in range(2, len(parts)):

@@ -26,20 +26,40 @@ def test_mongo_recipe_end_to_end(eng: Any, tmp_path: Path) -> None:
     for vol in ("mongo_data", "mongo_config"):
         r = eng.tamer("volume", "create", vol, "--at", str(hdd / vol))
         assert r.returncode == 0, r.stderr
-    run = ("run", MONGO, "--name", "mongo_container", "-p", "27017:27017",
-           "-v", "mongo_data:/data/db", "-v", "mongo_config:/data/configdb")
+    run = (
+        "run",
+        MONGO,
+        "--name",
+        "mongo_container",
+        "-p",
+        "27017:27017",
+        "-v",
+        "mongo_data:/data/db",
+        "-v",
+        "mongo_config:/data/configdb",
+    )
     r = eng.tamer(*run)
     assert r.returncode == 0, r.stderr
     info = inspect(eng, "mongo_container")
     assert info["State"]["Running"]
     assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-    assert info["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
+    assert info["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-file": "3", "max-size": "10m"},
+    }
     assert {m["Destination"]: m["Name"] for m in info["Mounts"]} == {
-        "/data/db": "mongo_data", "/data/configdb": "mongo_config"}
+        "/data/db": "mongo_data",
+        "/data/configdb": "mongo_config",
+    }
     assert volumes(eng) - before == {"mongo_data", "mongo_config"}, "no anonymous volume was made"
 
-    eng.docker("exec", "mongo_container", "sh", "-c", "echo record-1 > /data/db/collection && echo cfg > "
-               "/data/configdb/cfg")
+    eng.docker(
+        "exec",
+        "mongo_container",
+        "sh",
+        "-c",
+        "echo record-1 > /data/db/collection && echo cfg > /data/configdb/cfg",
+    )
     assert (hdd / "mongo_data" / "collection").read_text() == "record-1\n", "data lands on the big disk"
     eng.docker("stop", "-t", "1", "mongo_container")
     eng.docker("restart", "-t", "1", "mongo_container")
@@ -49,8 +69,10 @@ def test_mongo_recipe_end_to_end(eng: Any, tmp_path: Path) -> None:
 
     r = eng.tamer(*run)
     assert r.returncode == 0, r.stderr
-    assert eng.docker("exec", "mongo_container", "cat", "/data/db/collection", "/data/configdb/cfg") == \
-        "record-1\ncfg\n"
+    assert (
+        eng.docker("exec", "mongo_container", "cat", "/data/db/collection", "/data/configdb/cfg")
+        == "record-1\ncfg\n"
+    )
 
 
 def test_run_names_every_declared_volume_and_places_it(eng: Any, tmp_path: Path) -> None:
@@ -67,8 +89,21 @@ def test_run_names_every_declared_volume_and_places_it(eng: Any, tmp_path: Path)
 
 
 def test_run_command_after_dashes_and_bare_path_is_named(eng: Any) -> None:
-    r = eng.tamer("run", "tamer-test/busybox:1", "--name", "bb_cmd", "-v", "/scratch", "--restart", "no",
-                  "--no-log-rotation", "--", "sh", "-c", "echo hi > /scratch/f; sleep 60")
+    r = eng.tamer(
+        "run",
+        "tamer-test/busybox:1",
+        "--name",
+        "bb_cmd",
+        "-v",
+        "/scratch",
+        "--restart",
+        "no",
+        "--no-log-rotation",
+        "--",
+        "sh",
+        "-c",
+        "echo hi > /scratch/f; sleep 60",
+    )
     assert r.returncode == 0, r.stderr
     assert "anonymous" in r.stdout and "bb_cmd-scratch" in r.stdout
     info = inspect(eng, "bb_cmd")
@@ -77,17 +112,32 @@ def test_run_command_after_dashes_and_bare_path_is_named(eng: Any) -> None:
     assert info["HostConfig"]["RestartPolicy"]["Name"] in ("", "no")
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["-v", "mongo_data:/data/db", "-v", "mongo_config/data/configdb"], "did you mean -v mongo_config:/data/configdb"),
-    (["-v", "mongo_data:data/db"], "not absolute"),
-    (["-v", "./here:/data/db"], "relative host path"),
-    (["-v", "mongo_data:/data/db:rx"], "unknown mode"),
-    (["-v", "a1:/data/db", "-v", "b1:/data/db"], "mounted twice"),
-    (["-p", "27017:abc"], "expected [IP:][HOSTPORT:]CONTAINERPORT"),
-    (["--restart", "sometimes"], "--restart sometimes"),
-    (["--at", "relative/dir"], "relative"),
-], ids=["essay-typo", "relative-target", "relative-source", "bad-mode", "twice", "bad-port", "bad-restart",
-        "relative-at"])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["-v", "mongo_data:/data/db", "-v", "mongo_config/data/configdb"],
+            "did you mean -v mongo_config:/data/configdb",
+        ),
+        (["-v", "mongo_data:data/db"], "not absolute"),
+        (["-v", "./here:/data/db"], "relative host path"),
+        (["-v", "mongo_data:/data/db:rx"], "unknown mode"),
+        (["-v", "a1:/data/db", "-v", "b1:/data/db"], "mounted twice"),
+        (["-p", "27017:abc"], "expected [IP:][HOSTPORT:]CONTAINERPORT"),
+        (["--restart", "sometimes"], "--restart sometimes"),
+        (["--at", "relative/dir"], "relative"),
+    ],
+    ids=[
+        "essay-typo",
+        "relative-target",
+        "relative-source",
+        "bad-mode",
+        "twice",
+        "bad-port",
+        "bad-restart",
+        "relative-at",
+    ],
+)
 def test_run_refuses_mistakes_before_creating_anything(eng: Any, args: list[str], says: str) -> None:
     before = volumes(eng)
     r = eng.tamer("run", MONGO, "--name", "mongo_bad", *args)

@@ -28,8 +28,9 @@ def setuid_volume(eng: Any) -> str:
 
 
 @pytest.mark.parametrize("writer", ["python", "tar"])
-def test_setid_bits_come_back_only_with_privileged(eng: Any, setuid_volume: str, tmp_path: Path,
-                                                   writer: str) -> None:
+def test_setid_bits_come_back_only_with_privileged(
+    eng: Any, setuid_volume: str, tmp_path: Path, writer: str
+) -> None:
     arc = tmp_path / "b.tar.zst"
     r = eng.tamer("volume", "backup", setuid_volume, "-o", str(arc), "--writer", writer, "--json")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -43,8 +44,9 @@ def test_setid_bits_come_back_only_with_privileged(eng: Any, setuid_volume: str,
 
 
 def test_unknown_writer_is_a_usage_error(eng: Any, setuid_volume: str, tmp_path: Path) -> None:
-    r = eng.tamer("volume", "backup", setuid_volume, "-o", str(tmp_path / "x.tar.zst"), "--writer", "cpio",
-                  "--json")
+    r = eng.tamer(
+        "volume", "backup", setuid_volume, "-o", str(tmp_path / "x.tar.zst"), "--writer", "cpio", "--json"
+    )
     assert r.returncode == 2
     assert json.loads(r.stdout)["status"] == "usage"
     assert not (tmp_path / "x.tar.zst").exists()
@@ -62,7 +64,9 @@ def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(d)])
 
 
-def test_restore_at_tmpfs_needs_allow_tmpfs(eng: Any, setuid_volume: str, tmp_path: Path, tmpfs_dir: Path) -> None:
+def test_restore_at_tmpfs_needs_allow_tmpfs(
+    eng: Any, setuid_volume: str, tmp_path: Path, tmpfs_dir: Path
+) -> None:
     arc = tmp_path / "b.tar.zst"
     assert eng.tamer("volume", "backup", setuid_volume, "-o", str(arc)).returncode == 0
     at = tmpfs_dir / "copy"

@@ -26,8 +26,13 @@ def mounts(eng: Any, name: str) -> dict[str, str]:
 
 def test_adopt_names_anonymous_volumes_keeping_data_and_config(eng: Any, tmp_path: Path) -> None:
     eng.docker("run", "-d", "--name", "adopt_me", "-e", "A=1", "--restart", "always", "-l", "team=db", MONGO)
-    eng.docker("exec", "adopt_me", "sh", "-c", "echo rec > /data/db/r; echo cfg > /data/configdb/c; "
-               "chown 999:999 /data/db/r")
+    eng.docker(
+        "exec",
+        "adopt_me",
+        "sh",
+        "-c",
+        "echo rec > /data/db/r; echo cfg > /data/configdb/c; chown 999:999 /data/db/r",
+    )
     anon = mounts(eng, "adopt_me")
     assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in anon.values())
     before = container(eng, "adopt_me")
@@ -39,7 +44,10 @@ def test_adopt_names_anonymous_volumes_keeping_data_and_config(eng: Any, tmp_pat
     r = eng.tamer("adopt", "adopt_me", "--at", str(tmp_path / "big"), "--apply", "--yes", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["data"]["applied"] is True
-    assert mounts(eng, "adopt_me") == {"/data/db": "adopt_me-data-db", "/data/configdb": "adopt_me-data-configdb"}
+    assert mounts(eng, "adopt_me") == {
+        "/data/db": "adopt_me-data-db",
+        "/data/configdb": "adopt_me-data-configdb",
+    }
     after = container(eng, "adopt_me")
     assert after["State"]["Running"]
     for key in ("Env", "Cmd", "Labels", "Image"):
@@ -76,7 +84,9 @@ def full_adoptee(eng: Any, tmp_path: Path) -> Iterator[tuple[dict[str, str], Pat
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_adopt_refuses_when_the_place_is_too_small(eng: Any, full_adoptee: tuple[dict[str, str], Path]) -> None:
+def test_adopt_refuses_when_the_place_is_too_small(
+    eng: Any, full_adoptee: tuple[dict[str, str], Path]
+) -> None:
     anon, disk = full_adoptee
     vols = set(eng.docker("volume", "ls", "-q").split())
     r = eng.tamer("adopt", "adopt_full", "--at", str(disk), "--allow-tmpfs", "--apply", "--yes")
@@ -85,8 +95,9 @@ def test_adopt_refuses_when_the_place_is_too_small(eng: Any, full_adoptee: tuple
     assert mounts(eng, "adopt_full") == anon and container(eng, "adopt_full")["State"]["Running"]
 
 
-def test_adopt_rolls_back_when_the_copy_fails(eng: Any, full_adoptee: tuple[dict[str, str], Path],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adopt_rolls_back_when_the_copy_fails(
+    eng: Any, full_adoptee: tuple[dict[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The place looked big enough when planned, then filled up mid-copy: everything is put back."""
     anon, disk = full_adoptee
     from tamer.volumes import copy as cp
@@ -108,11 +119,15 @@ def test_adopt_a_host_network_container(eng: Any) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     c = container(eng, "adopt_host")
     assert c["State"]["Running"] and c["HostConfig"]["NetworkMode"] == "host"
-    assert mounts(eng, "adopt_host") == {"/data/db": "adopt_host-data-db", "/data/configdb": "adopt_host-data-configdb"}
+    assert mounts(eng, "adopt_host") == {
+        "/data/db": "adopt_host-data-db",
+        "/data/configdb": "adopt_host-data-configdb",
+    }
 
 
-ADOPT_POINTS = [f"adopt.{s}.mid" for s in ("stop", "create", "copy", "verify", "park", "recreate", "start",
-                                           "remove-old")] + ["adopt.copy.started", "adopt.recreate.created"]
+ADOPT_POINTS = [
+    f"adopt.{s}.mid" for s in ("stop", "create", "copy", "verify", "park", "recreate", "start", "remove-old")
+] + ["adopt.copy.started", "adopt.recreate.created"]
 
 
 def _names(eng: Any) -> list[str]:
@@ -126,7 +141,9 @@ def test_killed_adopt_then_rerun_or_rollback(eng: Any, tmp_path: Path, point: st
     is journaled: a rerun finishes, --rollback puts the original back, running, with its anonymous volumes."""
     state = {"TAMER_STATE_DIR": str(tmp_path / "state")}
     eng.docker("run", "-d", "--name", "adk", MONGO)
-    eng.docker("exec", "adk", "sh", "-c", "head -c 300000 /dev/urandom > /data/db/r; echo cfg > /data/configdb/c")
+    eng.docker(
+        "exec", "adk", "sh", "-c", "head -c 300000 /dev/urandom > /data/db/r; echo cfg > /data/configdb/c"
+    )
     want = eng.docker("exec", "adk", "sh", "-c", "md5sum /data/db/r /data/configdb/c")
     anon = mounts(eng, "adk")
     vols_before = set(eng.docker("volume", "ls", "-q").split())

@@ -43,8 +43,10 @@ def fingerprint(root: Path) -> dict[str, Any]:
             elif stat.S_ISLNK(st.st_mode):
                 entry["target"] = os.readlink(p)
             with contextlib.suppress(OSError):
-                entry["xattrs"] = {k: os.getxattr(p, k, follow_symlinks=False)
-                                   for k in os.listxattr(p, follow_symlinks=False)}
+                entry["xattrs"] = {
+                    k: os.getxattr(p, k, follow_symlinks=False)
+                    for k in os.listxattr(p, follow_symlinks=False)
+                }
             out[rel] = entry
     st = root.stat()
     out["."] = {"mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid}
@@ -84,8 +86,9 @@ def filled(eng: Any) -> tuple[str, Path]:
 
 
 @pytest.mark.parametrize("writer", ["tar", "python"])
-def test_backup_restore_round_trip_keeps_everything(eng: Any, filled: tuple[str, Path], tmp_path: Path,
-                                                    writer: str) -> None:
+def test_backup_restore_round_trip_keeps_everything(
+    eng: Any, filled: tuple[str, Path], tmp_path: Path, writer: str
+) -> None:
     """Both writers: GNU tar read through a tap (the fast path) and the pure-Python one (no GNU tar)."""
     name, root = filled
     out = tmp_path / "bk.tar.zst"
@@ -110,7 +113,9 @@ def test_backup_restore_round_trip_keeps_everything(eng: Any, filled: tuple[str,
     sparse = (copy / "sparse.img").stat()
     assert sparse.st_blocks * 512 < 1024 * 1024, "the sparse file came back sparse"
     # the oracle: a container sees the same data through the engine
-    assert eng.docker("run", "--rm", "-v", "bk_copy:/d", BUSYBOX, "cat", "/d/current-log").startswith("journal")
+    assert eng.docker("run", "--rm", "-v", "bk_copy:/d", BUSYBOX, "cat", "/d/current-log").startswith(
+        "journal"
+    )
 
 
 def test_library_interface_backup_then_verify(eng: Any, filled: tuple[str, Path], tmp_path: Path) -> None:
@@ -118,7 +123,11 @@ def test_library_interface_backup_then_verify(eng: Any, filled: tuple[str, Path]
     result = backup_volume(eng.engine, name, tmp_path / "lib.tar.zst")
     checked = verify_backup(result.path)
     assert (checked.files, checked.bytes, checked.sha256, checked.volume) == (
-        result.files, result.bytes, result.sha256, name)
+        result.files,
+        result.bytes,
+        result.sha256,
+        name,
+    )
 
 
 def test_backup_pause_users_resumes_them(eng: Any, filled: tuple[str, Path], tmp_path: Path) -> None:
@@ -142,14 +151,15 @@ def _no_volume(eng: Any, name: str) -> None:
     assert name not in eng.docker("volume", "ls", "-q").split(), "a refused restore left a volume behind"
 
 
-def test_restore_refuses_a_corrupted_backup_and_names_the_file(eng: Any, filled: tuple[str, Path],
-                                                                tmp_path: Path) -> None:
+def test_restore_refuses_a_corrupted_backup_and_names_the_file(
+    eng: Any, filled: tuple[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "c.tar.zst"
     backup_volume(eng.engine, filled[0], out)
     # change file content inside the archive, keeping it a valid zstd-compressed tar
     raw = bytearray(zstandard.ZstdDecompressor().decompressobj().decompress(out.read_bytes()))
     at = raw.find(b"journal entry")
-    raw[at:at + 7] = b"JOURNAL"
+    raw[at : at + 7] = b"JOURNAL"
     bad = tmp_path / "tampered.tar.zst"
     bad.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
     r = eng.tamer("volume", "restore", str(bad), "bk_bad")
@@ -210,15 +220,26 @@ def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
     return e
 
 
-@pytest.mark.parametrize(("entries", "why"), [
-    ([_entry("/tmp/tamer-evil-abs")], "absolute path"),
-    ([_entry("data/../../tamer-evil-dotdot")], "`..`"),
-    ([_entry("data/d", tarfile.SYMTYPE, "."), _entry("data/l", tarfile.SYMTYPE, "d/.."),
-      _entry("data/l/tamer-evil-escape")], "below a link"),
-    ([_entry("data/h", tarfile.LNKTYPE, "/etc/passwd")], "hard link"),
-], ids=["absolute", "dotdot", "symlink-chain", "hardlink-outside"])
-def test_restore_refuses_entries_that_escape(eng: Any, tmp_path: Path, entries: list[tarfile.TarInfo],
-                                             why: str) -> None:
+@pytest.mark.parametrize(
+    ("entries", "why"),
+    [
+        ([_entry("/tmp/tamer-evil-abs")], "absolute path"),
+        ([_entry("data/../../tamer-evil-dotdot")], "`..`"),
+        (
+            [
+                _entry("data/d", tarfile.SYMTYPE, "."),
+                _entry("data/l", tarfile.SYMTYPE, "d/.."),
+                _entry("data/l/tamer-evil-escape"),
+            ],
+            "below a link",
+        ),
+        ([_entry("data/h", tarfile.LNKTYPE, "/etc/passwd")], "hard link"),
+    ],
+    ids=["absolute", "dotdot", "symlink-chain", "hardlink-outside"],
+)
+def test_restore_refuses_entries_that_escape(
+    eng: Any, tmp_path: Path, entries: list[tarfile.TarInfo], why: str
+) -> None:
     bad = tmp_path / "evil.tar.zst"
     _crafted(bad, entries)
     r = eng.tamer("volume", "restore", str(bad), "bk_evil")
@@ -229,7 +250,9 @@ def test_restore_refuses_entries_that_escape(eng: Any, tmp_path: Path, entries: 
     assert not list(eng.data_root.glob("volumes/tamer-evil-*"))
 
 
-def test_restore_into_existing_volume_only_when_empty(eng: Any, filled: tuple[str, Path], tmp_path: Path) -> None:
+def test_restore_into_existing_volume_only_when_empty(
+    eng: Any, filled: tuple[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "e.tar.zst"
     backup_volume(eng.engine, filled[0], out)
     r = eng.tamer("volume", "restore", str(out), filled[0])

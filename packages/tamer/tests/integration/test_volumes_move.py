@@ -34,7 +34,9 @@ def fingerprint(root: Path) -> dict[str, Any]:
                     e["link"] = inodes.setdefault(st.st_ino, rel)
             elif stat.S_ISLNK(st.st_mode):
                 e["target"] = os.readlink(p)
-            e["xattrs"] = sorted(os.listxattr(p, follow_symlinks=False)) if not stat.S_ISLNK(st.st_mode) else []
+            e["xattrs"] = (
+                sorted(os.listxattr(p, follow_symlinks=False)) if not stat.S_ISLNK(st.st_mode) else []
+            )
             out[rel] = e
     return out
 
@@ -69,8 +71,19 @@ def used(eng: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     """Volume mv_vol with data, used by a running container whose /data/configdb is anonymous."""
     eng.docker("volume", "create", "--label", "team=data", "mv_vol")
     populate(mountpoint(eng, "mv_vol"))
-    eng.docker("run", "-d", "--name", "mv_user", "-e", "KEEP=me", "--restart", "on-failure:3",
-               "-v", "mv_vol:/data/db", MONGO)
+    eng.docker(
+        "run",
+        "-d",
+        "--name",
+        "mv_user",
+        "-e",
+        "KEEP=me",
+        "--restart",
+        "on-failure:3",
+        "-v",
+        "mv_vol:/data/db",
+        MONGO,
+    )
     before = fingerprint(mountpoint(eng, "mv_vol"))
     yield "mv_vol", before
     for v in eng.docker("volume", "ls", "-q").split():
@@ -96,11 +109,14 @@ def assert_moved(eng: Any, name: str, dest: Path, before: dict[str, Any], anon: 
 
 
 def anon_of(eng: Any) -> str:
-    return next(m["Name"] for m in container(eng, "mv_user")["Mounts"] if m["Destination"] == "/data/configdb")
+    return next(
+        m["Name"] for m in container(eng, "mv_user")["Mounts"] if m["Destination"] == "/data/configdb"
+    )
 
 
-def test_preview_changes_nothing_and_consent_is_needed(eng: Any, used: tuple[str, Any], tmp_path: Path,
-                                                       state: dict[str, str]) -> None:
+def test_preview_changes_nothing_and_consent_is_needed(
+    eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str]
+) -> None:
     name, before = used
     dest = tmp_path / "disk2" / "mv_vol"
     r = eng.tamer("volume", "move", name, "--to", str(dest), "--stop-users", env=state)
@@ -114,14 +130,16 @@ def test_preview_changes_nothing_and_consent_is_needed(eng: Any, used: tuple[str
     assert fingerprint(mountpoint(eng, name)) == before
 
 
-def test_move_keeps_everything_and_recreates_users(eng: Any, used: tuple[str, Any], tmp_path: Path,
-                                                   state: dict[str, str]) -> None:
+def test_move_keeps_everything_and_recreates_users(
+    eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str]
+) -> None:
     name, before = used
     anon = anon_of(eng)
     old_id = container(eng, "mv_user")["Id"]
     dest = tmp_path / "disk2" / "mv_vol"
-    r = eng.tamer("volume", "move", name, "--to", str(dest), "--stop-users", "--apply", "--yes", "--json",
-                  env=state)
+    r = eng.tamer(
+        "volume", "move", name, "--to", str(dest), "--stop-users", "--apply", "--yes", "--json", env=state
+    )
     assert r.returncode == 0, r.stderr + r.stdout
     data = json.loads(r.stdout)["data"]
     assert data["source_kept"] == "mv_vol.pre-move" and data["recreated"] == ["mv_user"]
@@ -131,8 +149,18 @@ def test_move_keeps_everything_and_recreates_users(eng: Any, used: tuple[str, An
 
     # and on again, from a bind placement, purging the source after the verified move
     dest2 = tmp_path / "disk3" / "mv_vol"
-    r = eng.tamer("volume", "move", name, "--to", str(dest2), "--stop-users", "--purge-source", "--apply", "--yes",
-                  env=state)
+    r = eng.tamer(
+        "volume",
+        "move",
+        name,
+        "--to",
+        str(dest2),
+        "--stop-users",
+        "--purge-source",
+        "--apply",
+        "--yes",
+        env=state,
+    )
     assert r.returncode == 0, r.stderr
     assert_moved(eng, name, dest2, before, anon)
     assert not dest.exists()
@@ -141,15 +169,37 @@ def test_move_keeps_everything_and_recreates_users(eng: Any, used: tuple[str, An
 
 # every step, killed at its worst moment (".mid": the step did its work, the journal does not say so yet),
 # plus a copy killed while writing and a re-created container not yet recorded
-KILL_POINTS = [f"move.{s}.mid" for s in ("stop", "copy", "verify", "remove-users", "keep-source", "remove-old",
-                                          "create-new", "recreate", "start")]
+KILL_POINTS = [
+    f"move.{s}.mid"
+    for s in (
+        "stop",
+        "copy",
+        "verify",
+        "remove-users",
+        "keep-source",
+        "remove-old",
+        "create-new",
+        "recreate",
+        "start",
+    )
+]
 KILL_POINTS += ["move.copy.started", "move.recreate.created", "move.verify.before", "move.commit.before"]
 
 
-@pytest.mark.parametrize("point", ["move.stop.after", "move.copy.started", "move.verify.after",
-                                   "move.keep-source.mid", "move.remove-old.after", "move.recreate.created"])
-def test_killed_move_then_rerun_completes(eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str],
-                                          point: str) -> None:
+@pytest.mark.parametrize(
+    "point",
+    [
+        "move.stop.after",
+        "move.copy.started",
+        "move.verify.after",
+        "move.keep-source.mid",
+        "move.remove-old.after",
+        "move.recreate.created",
+    ],
+)
+def test_killed_move_then_rerun_completes(
+    eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str], point: str
+) -> None:
     name, before = used
     anon = anon_of(eng)
     dest = tmp_path / "disk2" / "mv_vol"
@@ -165,15 +215,17 @@ def test_killed_move_then_rerun_completes(eng: Any, used: tuple[str, Any], tmp_p
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_killed_move_then_rollback_restores(eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str],
-                                            point: str) -> None:
+def test_killed_move_then_rollback_restores(
+    eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str], point: str
+) -> None:
     """Regression (issue 10): after a kill in the recreate step, `--rollback --apply` failed with "volume is
     in use" (the re-created container was not recorded yet) and left the service down."""
     name, before = used
     anon = anon_of(eng)
     dest = tmp_path / "disk2" / "mv_vol"
-    r = eng.tamer("volume", "move", name, "--to", str(dest), "--stop-users", "--apply", "--yes", env=state,
-                  fault=point)
+    r = eng.tamer(
+        "volume", "move", name, "--to", str(dest), "--stop-users", "--apply", "--yes", env=state, fault=point
+    )
     assert r.returncode == 137 and f"fault-kill: {point}" in r.stderr, r.stdout + r.stderr
     r = eng.tamer("volume", "move", name, "--to", str(dest), "--rollback", env=state)
     assert r.returncode == 0 and "unfinished" in r.stdout
@@ -202,12 +254,23 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_full_destination_is_a_clean_error(eng: Any, used: tuple[str, Any], small_disk: Path,
-                                           state: dict[str, str]) -> None:
+def test_full_destination_is_a_clean_error(
+    eng: Any, used: tuple[str, Any], small_disk: Path, state: dict[str, str]
+) -> None:
     name, before = used
     volumes_before = set(eng.docker("volume", "ls", "-q").split())
-    r = eng.tamer("volume", "move", name, "--to", str(small_disk / "mv_vol"), "--stop-users", "--apply", "--yes",
-                  "--allow-tmpfs", env=state)
+    r = eng.tamer(
+        "volume",
+        "move",
+        name,
+        "--to",
+        str(small_disk / "mv_vol"),
+        "--stop-users",
+        "--apply",
+        "--yes",
+        "--allow-tmpfs",
+        env=state,
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert "free" in r.stderr and "nothing was changed" in r.stderr
     assert set(eng.docker("volume", "ls", "-q").split()) == volumes_before
@@ -215,8 +278,9 @@ def test_full_destination_is_a_clean_error(eng: Any, used: tuple[str, Any], smal
     assert container(eng, "mv_user")["State"]["Running"]
 
 
-def test_destination_filling_up_mid_copy_rolls_back(eng: Any, used: tuple[str, Any], small_disk: Path,
-                                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_destination_filling_up_mid_copy_rolls_back(
+    eng: Any, used: tuple[str, Any], small_disk: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The disk had room when planned and fills up while copying: roll back, nothing lost, nothing left."""
     name, before = used
     monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path / "lib-state"))
@@ -238,10 +302,13 @@ def test_destination_filling_up_mid_copy_rolls_back(eng: Any, used: tuple[str, A
     assert Move.load(move_key(eng.engine, name)) is None
 
 
-@pytest.mark.parametrize(("to", "says"), [("rel/dir", "relative"), ("/", "`/`"),
-                                          ("DATAROOT/x", "data-root"), ("FILE", "is a file")])
-def test_move_refuses_bad_destinations(eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str],
-                                       to: str, says: str) -> None:
+@pytest.mark.parametrize(
+    ("to", "says"),
+    [("rel/dir", "relative"), ("/", "`/`"), ("DATAROOT/x", "data-root"), ("FILE", "is a file")],
+)
+def test_move_refuses_bad_destinations(
+    eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str], to: str, says: str
+) -> None:
     afile = tmp_path / "f"
     afile.write_text("x")
     to = to.replace("DATAROOT", str(eng.data_root)).replace("FILE", str(afile))
@@ -250,8 +317,9 @@ def test_move_refuses_bad_destinations(eng: Any, used: tuple[str, Any], tmp_path
 
 
 @pytest.mark.parametrize("crash", [None, "move.keep-source.after", "move.remove-old.after"])
-def test_move_a_volume_placed_by_the_symlink_trick(eng: Any, tmp_path: Path, state: dict[str, str],
-                                                   crash: str | None) -> None:
+def test_move_a_volume_placed_by_the_symlink_trick(
+    eng: Any, tmp_path: Path, state: dict[str, str], crash: str | None
+) -> None:
     """The essay's placement: the volume's folder in the engine's volumes dir is a symlink to another disk.
     Killed mid-swap, a rollback puts the link back and the volume works as before."""
     hdd = tmp_path / "HDD" / "docker_volumes" / "mv_link"
@@ -264,10 +332,13 @@ def test_move_a_volume_placed_by_the_symlink_trick(eng: Any, tmp_path: Path, sta
         before = fingerprint(hdd / "_data")
         dest = tmp_path / "disk2" / "mv_link"
         if crash:
-            r = eng.tamer("volume", "move", "mv_link", "--to", str(dest), "--apply", "--yes", env=state,
-                          fault=crash)
+            r = eng.tamer(
+                "volume", "move", "mv_link", "--to", str(dest), "--apply", "--yes", env=state, fault=crash
+            )
             assert r.returncode == 137
-            r = eng.tamer("volume", "move", "mv_link", "--to", str(dest), "--rollback", "--apply", "--yes", env=state)
+            r = eng.tamer(
+                "volume", "move", "mv_link", "--to", str(dest), "--rollback", "--apply", "--yes", env=state
+            )
             assert r.returncode == 0, r.stdout + r.stderr
             assert link.is_symlink() and fingerprint(hdd / "_data") == before
             out = eng.docker("run", "--rm", "-v", "mv_link:/d", "tamer-test/busybox:1", "cat", "/d/owned")
@@ -287,8 +358,9 @@ def test_move_a_volume_placed_by_the_symlink_trick(eng: Any, tmp_path: Path, sta
             link.unlink()
 
 
-def test_a_move_killed_while_purging_finishes_and_is_never_rolled_back(eng: Any, used: tuple[str, Any],
-                                                                       tmp_path: Path, state: dict[str, str]) -> None:
+def test_a_move_killed_while_purging_finishes_and_is_never_rolled_back(
+    eng: Any, used: tuple[str, Any], tmp_path: Path, state: dict[str, str]
+) -> None:
     """Once the verified move is done and --purge-source is deleting the old data, the copy is the only whole
     one: a rollback (which removes the copy) is refused; a rerun finishes."""
     name, before = used

@@ -19,8 +19,12 @@ def test_no_shell_anywhere_in_the_volume_code() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.keyword) and node.arg == "shell":
                 raise AssertionError(f"{path}:{node.value.lineno}: shell= passed to a subprocess call")
-            if isinstance(node, ast.Attribute) and node.attr in ("system", "popen", "getoutput",
-                                                                  "getstatusoutput"):
+            if isinstance(node, ast.Attribute) and node.attr in (
+                "system",
+                "popen",
+                "getoutput",
+                "getstatusoutput",
+            ):
                 raise AssertionError(f"{path}:{node.lineno}: {node.attr} runs a shell")
 
 
@@ -32,8 +36,16 @@ def test_paths_with_shell_syntax_are_only_paths(eng: Any, tmp_path: Path) -> Non
     assert r.returncode == 0, r.stderr
     eng.docker("run", "--rm", "-v", "sh_vol:/d", "tamer-test/busybox:1", "sh", "-c", "echo kept > /d/f")
     second = tmp_path / f"two {evil}"
-    r = eng.tamer("volume", "move", "sh_vol", "--to", str(second), "--apply", "--yes",
-                  env={"TAMER_STATE_DIR": str(tmp_path / "state")})
+    r = eng.tamer(
+        "volume",
+        "move",
+        "sh_vol",
+        "--to",
+        str(second),
+        "--apply",
+        "--yes",
+        env={"TAMER_STATE_DIR": str(tmp_path / "state")},
+    )
     assert r.returncode == 0, r.stderr
     assert (second / "f").read_text() == "kept\n"
     out = tmp_path / f"backup {evil}" / "v;$(id)`id`|x.tar.zst"

@@ -49,13 +49,17 @@ def test_symlink_trick_is_recognised(eng: Any, tmp_path: Path) -> None:
             link.unlink()
 
 
-@pytest.mark.parametrize(("at", "says"), [
-    ("relative/place", "relative"),
-    ("/", "`/` refused"),
-    ("DATAROOT/volumes/sneaky", "inside the engine's data-root"),
-    ("FILE", "is a file"),
-    ("FILE/below", "cannot be made"),
-], ids=["relative", "root", "inside-data-root", "a-file", "below-a-file"])
+@pytest.mark.parametrize(
+    ("at", "says"),
+    [
+        ("relative/place", "relative"),
+        ("/", "`/` refused"),
+        ("DATAROOT/volumes/sneaky", "inside the engine's data-root"),
+        ("FILE", "is a file"),
+        ("FILE/below", "cannot be made"),
+    ],
+    ids=["relative", "root", "inside-data-root", "a-file", "below-a-file"],
+)
 def test_create_at_refuses_bad_places(eng: Any, tmp_path: Path, at: str, says: str) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")

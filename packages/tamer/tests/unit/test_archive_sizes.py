@@ -39,9 +39,21 @@ def test_gnu_tar_headers_of_real_sparse_files(tmp_path: Path, size: int) -> None
     with open(tmp_path / "big", "wb") as f:
         f.truncate(size)
     assert os.stat(tmp_path / "big").st_blocks == 0
-    cmd = ["tar", "--create", "--file=-", "--blocking-factor=1", "--directory", str(tmp_path), "--format=posix",
-           "--xattrs", "--xattrs-include=*", "--numeric-owner", "--pax-option=delete=atime,delete=ctime,delete=mtime",
-           r"--transform=s,^\.,data,S", "./big"]
+    cmd = [
+        "tar",
+        "--create",
+        "--file=-",
+        "--blocking-factor=1",
+        "--directory",
+        str(tmp_path),
+        "--format=posix",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--numeric-owner",
+        "--pax-option=delete=atime,delete=ctime,delete=mtime",
+        r"--transform=s,^\.,data,S",
+        "./big",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     head = proc.stdout.read(8 * 512)

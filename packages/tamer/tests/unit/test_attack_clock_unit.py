@@ -22,9 +22,13 @@ def test_last_use_before_creation_counts_from_creation() -> None:
     assert vol.created is not None
     soon = vol.created + timedelta(days=1)  # a day after it was made: it cannot be 7 days orphaned
     for source in ("clock", "history"):
-        plan = make_plan(inv, DEFAULT_POLICY, now=soon,
-                         orphan_clock={vol.name: EPOCH_DAY} if source == "clock" else {},
-                         history={("volume", vol.name): EPOCH_DAY} if source == "history" else None)
+        plan = make_plan(
+            inv,
+            DEFAULT_POLICY,
+            now=soon,
+            orphan_clock={vol.name: EPOCH_DAY} if source == "clock" else {},
+            history={("volume", vol.name): EPOCH_DAY} if source == "history" else None,
+        )
         assert vol.name not in {a.id for a in plan.actions}, source
         refusal = next(r for r in plan.refusals if r.id == vol.name)
         assert refusal.code is Reason.ORPHAN_TOO_RECENT, (source, refusal)

@@ -51,8 +51,9 @@ def hung_engine(tmp_path: Path) -> Iterator[str]:
     server.close()
 
 
-def test_a_hung_engine_is_said_to_be_not_responding(hung_engine: str, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_hung_engine_is_said_to_be_not_responding(
+    hung_engine: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(client, "ANSWER_TIMEOUT_S", 0.5)  # bounded; the real bound is a few seconds
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/elsewhere.sock")
     assert main(["-H", hung_engine, "df"]) == 1
@@ -76,18 +77,22 @@ def _closed_pipe_run(*argv: str, tmp_path: Path) -> tuple[int, str]:
     read_end, write_end = os.pipe()
     os.close(read_end)
     env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/no.sock", "TAMER_STATE_DIR": str(tmp_path / "s")}
-    proc = subprocess.run([sys.executable, "-m", "tamer", *argv], stdout=write_end, stderr=subprocess.PIPE,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tamer", *argv], stdout=write_end, stderr=subprocess.PIPE, env=env, timeout=120
+    )
     os.close(write_end)
     return proc.returncode, proc.stderr.decode()
 
 
-@pytest.mark.parametrize(("argv", "code"), [
-    (["policy", "show"], 0),  # success output
-    (["policy", "show", "--json"], 0),
-    (["ls", "--json"], 1),  # the failure envelope goes to stdout too
-    (["ls", "--sort", "bogus", "--json"], 2),
-])
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["policy", "show"], 0),  # success output
+        (["policy", "show", "--json"], 0),
+        (["ls", "--json"], 1),  # the failure envelope goes to stdout too
+        (["ls", "--sort", "bogus", "--json"], 2),
+    ],
+)
 def test_a_closed_pipe_is_not_a_traceback(argv: list[str], code: int, tmp_path: Path) -> None:
     rc, err = _closed_pipe_run(*argv, tmp_path=tmp_path)
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
@@ -96,8 +101,14 @@ def test_a_closed_pipe_is_not_a_traceback(argv: list[str], code: int, tmp_path: 
 
 def test_head_reading_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/no.sock", "TAMER_STATE_DIR": str(tmp_path / "s")}
-    proc = subprocess.run(f"{sys.executable} -m tamer policy show | head -n 1", shell=True, capture_output=True,
-                          text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        f"{sys.executable} -m tamer policy show | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.stdout == "# tamer's built-in default policy: what `docker system prune` removes (stopped\n"
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
 
@@ -130,7 +141,9 @@ def test_a_damaged_history_reads_as_none_with_a_warning(how: str, tmp_path: Path
             History("h", path).record([Use("volume", "v", time.time())])
 
 
-def test_a_state_dir_that_is_a_file_reads_as_no_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_state_dir_that_is_a_file_reads_as_no_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker = tmp_path / "state"
     blocker.write_text("not a folder")
     monkeypatch.setenv("TAMER_STATE_DIR", str(blocker))
@@ -147,16 +160,20 @@ def test_a_healthy_history_still_works(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "history.sqlite").close()
 
 
-@pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv (util-linux) is needed to drop root's powers")
+@pytest.mark.skipif(
+    not shutil.which("setpriv"), reason="setpriv (util-linux) is needed to drop root's powers"
+)
 def test_an_unreadable_history_for_a_non_root_user(tmp_path: Path) -> None:
     path = tmp_path / "history.sqlite"
     History("h", path).record([Use("volume", "v", 1.0)])
     path.chmod(0)
-    code = ("import warnings, sys; from tamer.history import History\n"
-            "with warnings.catch_warnings(record=True) as w:\n"
-            "    warnings.simplefilter('always')\n"
-            "    print(History('h', sys.argv[1]).last_used())\n"
-            "print([str(x.message) for x in w])")
+    code = (
+        "import warnings, sys; from tamer.history import History\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    print(History('h', sys.argv[1]).last_used())\n"
+        "print([str(x.message) for x in w])"
+    )
     # root stripped of every capability: file permissions apply to it as to any user
     cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-c", code, str(path)]
     if os.geteuid() != 0:

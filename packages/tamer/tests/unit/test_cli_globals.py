@@ -68,8 +68,9 @@ def test_host_is_used_wherever_it_is_placed(argv: list[str], capsys: pytest.Capt
 
 
 @pytest.mark.parametrize("argv", ENGINE_COMMANDS, ids=" ".join)
-def test_json_quiet_and_traceback_are_used_wherever_they_are_placed(argv: list[str],
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_quiet_and_traceback_are_used_wherever_they_are_placed(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     for full in _placements(argv, ["--json", "-q", "--traceback", "-H", GIVEN]):
         assert main(full) == 1
         captured = capsys.readouterr()
@@ -78,8 +79,11 @@ def test_json_quiet_and_traceback_are_used_wherever_they_are_placed(argv: list[s
         assert "Traceback" in captured.err, full
 
 
-@pytest.mark.parametrize("argv", [*ENGINE_COMMANDS, ["policy", "show"], ["policy", "check", "p.toml"],
-                                  ["volume", "verify", "f"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "argv",
+    [*ENGINE_COMMANDS, ["policy", "show"], ["policy", "check", "p.toml"], ["volume", "verify", "f"]],
+    ids=" ".join,
+)
 def test_every_global_option_reaches_every_command(argv: list[str]) -> None:
     parser = build_parser()
     plain = parse_args(parser, argv)
@@ -106,8 +110,10 @@ def test_no_subcommand_default_can_override_a_global_option() -> None:
     leaf.set_defaults(json=False, quiet=False)
     make_global_options_win(parser)
 
-    for argv in (["-H", GIVEN, "--json", "-q", "--traceback", "own"],
-                 ["-H", GIVEN, "--json", "nested", "-q", "leaf", "--traceback"]):
+    for argv in (
+        ["-H", GIVEN, "--json", "-q", "--traceback", "own"],
+        ["-H", GIVEN, "--json", "nested", "-q", "leaf", "--traceback"],
+    ):
         args = parse_args(parser, argv)
         assert (args.host, args.json, args.quiet, args.traceback) == (GIVEN, True, True, True), argv
     args = parse_args(parser, ["own"])
@@ -142,7 +148,9 @@ def test_parse_args_fills_defaults_only_for_what_was_not_given() -> None:
 
 
 @pytest.mark.parametrize("empty", ["", " "])
-def test_an_empty_host_is_a_usage_error_not_the_default_engine(empty: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_empty_host_is_a_usage_error_not_the_default_engine(
+    empty: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     for full in (["-H", empty, "df"], ["df", f"--host={empty}"]):
         assert main(full) == 2
         err = capsys.readouterr().err

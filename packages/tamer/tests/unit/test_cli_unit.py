@@ -8,17 +8,21 @@ import pytest
 from tamer.cli import main
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["ls", "images", "--sort", "bogus"], "invalid choice: 'bogus'"),
-    (["df", "--top", "-1"], "whole number >= 1"),
-    (["ls", "pods"], "unknown kind 'pods'"),
-    (["ls", "volumes", "--filter", "colour=red"], "unknown filter 'colour'"),
-    (["clean", "--policy", "/nonexistent/policy.toml"], "does not exist"),
-    (["policy"], "needs an action"),
-    (["frobnicate"], "invalid choice"),
-])
-def test_usage_errors_exit_2_with_an_envelope(argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["ls", "images", "--sort", "bogus"], "invalid choice: 'bogus'"),
+        (["df", "--top", "-1"], "whole number >= 1"),
+        (["ls", "pods"], "unknown kind 'pods'"),
+        (["ls", "volumes", "--filter", "colour=red"], "unknown filter 'colour'"),
+        (["clean", "--policy", "/nonexistent/policy.toml"], "does not exist"),
+        (["policy"], "needs an action"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_2_with_an_envelope(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     assert main([*argv, "--json"]) == 2
     doc = json.loads(capsys.readouterr().out)

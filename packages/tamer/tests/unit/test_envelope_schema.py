@@ -24,7 +24,9 @@ def check_envelope(text: str, *, exit_code: int | None = None) -> dict[str, Any]
     """Parse stdout as exactly one envelope and check every field; returns the document."""
     doc = json.loads(text)
     assert isinstance(doc, dict) and set(doc) == KEYS, f"envelope keys: {doc}"
-    assert type(doc["version"]) is int and doc["version"] == 1, f"version must be the number 1: {doc['version']!r}"
+    assert type(doc["version"]) is int and doc["version"] == 1, (
+        f"version must be the number 1: {doc['version']!r}"
+    )
     assert doc["command"] is None or (isinstance(doc["command"], str) and doc["command"]), doc["command"]
     code = doc["exit_code"]
     assert type(code) is int and code in STATUS_BY_EXIT_CODE, f"exit_code: {code!r}"
@@ -45,24 +47,29 @@ NO_ENGINE = "unix:///nonexistent/tamer-envelope-test.sock"
 
 def tamer(*argv: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DOCKER_HOST": NO_ENGINE, "TAMER_STATE_DIR": str(tmp_path / "state")}
-    return subprocess.run([sys.executable, "-m", "tamer", *argv], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tamer", *argv], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
-@pytest.mark.parametrize(("argv", "code", "command", "fragment"), [
-    (["policy", "show"], 0, "policy", None),
-    (["df"], 1, "df", NO_ENGINE),
-    (["clean", "--apply", "--yes"], 1, "clean", NO_ENGINE),
-    (["volume", "ls"], 1, "volume", NO_ENGINE),
-    (["ls", "--sort", "bogus"], 2, "ls", "invalid choice"),
-    (["df", "--frobnicate"], 2, "df", "frobnicate"),
-    (["frobnicate"], 2, None, "invalid choice"),
-    ([], 2, None, "no command"),
-    (["policy", "check", "/nonexistent/policy.toml"], 2, "policy", "does not exist"),
-])
+@pytest.mark.parametrize(
+    ("argv", "code", "command", "fragment"),
+    [
+        (["policy", "show"], 0, "policy", None),
+        (["df"], 1, "df", NO_ENGINE),
+        (["clean", "--apply", "--yes"], 1, "clean", NO_ENGINE),
+        (["volume", "ls"], 1, "volume", NO_ENGINE),
+        (["ls", "--sort", "bogus"], 2, "ls", "invalid choice"),
+        (["df", "--frobnicate"], 2, "df", "frobnicate"),
+        (["frobnicate"], 2, None, "invalid choice"),
+        ([], 2, None, "no command"),
+        (["policy", "check", "/nonexistent/policy.toml"], 2, "policy", "does not exist"),
+    ],
+)
 @pytest.mark.parametrize("where", ["first", "last"])
-def test_every_outcome_prints_the_shared_envelope(argv: list[str], code: int, command: str | None,
-                                                  fragment: str | None, where: str, tmp_path: Path) -> None:
+def test_every_outcome_prints_the_shared_envelope(
+    argv: list[str], code: int, command: str | None, fragment: str | None, where: str, tmp_path: Path
+) -> None:
     full = ["--json", *argv] if where == "first" else [*argv, "--json"]
     proc = tamer(*full, tmp_path=tmp_path)
     assert proc.returncode == code, proc.stdout + proc.stderr

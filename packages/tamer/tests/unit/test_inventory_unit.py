@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from tamer.accounting import classify_container, classify_image, classify_volume, disk_report
 from tamer.collect import chain_ids
 from tamer.errors import UsageError
@@ -126,14 +125,17 @@ def test_listing_filters_and_sorting(inv: Inventory) -> None:
     assert select(inv, "images", ["older-than=7d"]) == []
 
 
-@pytest.mark.parametrize("kind,spec,fragment", [
-    ("pods", "", "unknown kind"),
-    ("volumes", "colour=red", "unknown filter 'colour'"),
-    ("containers", "state=sleeping", "unknown container state"),
-    ("images", "older-than=soon", "bad duration"),
-    ("images", "dangling=maybe", "true or false"),
-    ("volumes", "label=", "needs a value"),
-])
+@pytest.mark.parametrize(
+    "kind,spec,fragment",
+    [
+        ("pods", "", "unknown kind"),
+        ("volumes", "colour=red", "unknown filter 'colour'"),
+        ("containers", "state=sleeping", "unknown container state"),
+        ("images", "older-than=soon", "bad duration"),
+        ("images", "dangling=maybe", "true or false"),
+        ("volumes", "label=", "needs a value"),
+    ],
+)
 def test_bad_filters(kind: str, spec: str, fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
         parse_filters(kind, [spec] if spec else [])
@@ -164,11 +166,19 @@ def test_units_and_times() -> None:
     assert human_bytes(12_300_000_000) == "12.3GB"
     assert parse_duration("2w") == timedelta(days=14)
     assert parse_time("0001-01-01T00:00:00Z") is None
-    assert parse_time("2026-11-27T08:57:10.795126744Z") == datetime(2026, 11, 27, 8, 57, 10, 795126, tzinfo=UTC)
+    assert parse_time("2026-11-27T08:57:10.795126744Z") == datetime(
+        2026, 11, 27, 8, 57, 10, 795126, tzinfo=UTC
+    )
     assert parse_time(0) is None
 
 
 def test_envelope_shape() -> None:
     doc = json.loads(envelope("df", 3, {"x": 1}, ["one failed"]))
-    assert doc == {"version": 1, "command": "df", "status": "partial", "exit_code": 3, "data": {"x": 1},
-                   "errors": ["one failed"]}
+    assert doc == {
+        "version": 1,
+        "command": "df",
+        "status": "partial",
+        "exit_code": 3,
+        "data": {"x": 1},
+        "errors": ["one failed"],
+    }

@@ -113,13 +113,22 @@ def test_lock_is_reentrant_in_process() -> None:
 
 
 def test_second_process_gets_a_clear_error_naming_the_holder(state: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import sys, time
         from tamer.operation import operation_lock
         with operation_lock("volume move demo"):
             print("held", flush=True)
             time.sleep(30)
-        """)], stdout=subprocess.PIPE, text=True, env={**os.environ})
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(OperationLocked) as err, operation_lock("clean --apply"):

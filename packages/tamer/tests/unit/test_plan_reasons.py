@@ -57,15 +57,22 @@ def test_orphan_age_counts_from_last_use_never_from_creation(inv: Inventory) -> 
     later = inv.taken_at + timedelta(days=400)
     unknown = make_plan(inv, DEFAULT_POLICY, now=later)
     r = next(r for r in unknown.refusals if r.id == name)
-    assert r.code is Reason.ORPHAN_TOO_RECENT and r.facts["since"] == "unknown" and r.facts["orphaned_for"] == 0
+    assert (
+        r.code is Reason.ORPHAN_TOO_RECENT and r.facts["since"] == "unknown" and r.facts["orphaned_for"] == 0
+    )
     six = make_plan(inv, DEFAULT_POLICY, now=later, orphan_clock={name: later - timedelta(days=6)})
     assert next(r for r in six.refusals if r.id == name).code is Reason.ORPHAN_TOO_RECENT
     eight = make_plan(inv, DEFAULT_POLICY, now=later, orphan_clock={name: later - timedelta(days=8)})
     action = next(a for a in eight.actions if a.id == name)
     assert action.code is Reason.VOLUME_ORPHANED and action.facts["orphaned_for"] == 8 * 86400
     # a use seen by `tamer watch` after tamer's own clock restarts it
-    watched = make_plan(inv, DEFAULT_POLICY, now=later, orphan_clock={name: later - timedelta(days=8)},
-                        history={("volume", name): later - timedelta(days=1)})
+    watched = make_plan(
+        inv,
+        DEFAULT_POLICY,
+        now=later,
+        orphan_clock={name: later - timedelta(days=8)},
+        history={("volume", name): later - timedelta(days=1)},
+    )
     r = next(r for r in watched.refusals if r.id == name)
     assert r.code is Reason.ORPHAN_TOO_RECENT and r.facts["since"] == "watch"
 
@@ -73,17 +80,23 @@ def test_orphan_age_counts_from_last_use_never_from_creation(inv: Inventory) -> 
 def test_named_rules_use_the_orphan_clock_too(inv: Inventory) -> None:
     ruled = load_policy('[[volumes.named]]\nnames = ["old-*"]\nolder_than = "30d"\n')
     later = inv.taken_at + timedelta(days=400)
-    recent = make_plan(inv, ruled, now=later, backup_available=True,
-                       orphan_clock={"old-cache": later - timedelta(days=3)})
+    recent = make_plan(
+        inv, ruled, now=later, backup_available=True, orphan_clock={"old-cache": later - timedelta(days=3)}
+    )
     assert next(r for r in recent.refusals if r.id == "old-cache").code is Reason.NAMED_TOO_RECENT
-    old = make_plan(inv, ruled, now=later, backup_available=True, orphan_clock={"old-cache": later - timedelta(days=31)})
+    old = make_plan(
+        inv, ruled, now=later, backup_available=True, orphan_clock={"old-cache": later - timedelta(days=31)}
+    )
     action = next(a for a in old.actions if a.id == "old-cache")
     assert action.code is Reason.VOLUME_NAMED_RULE and action.needs_backup
 
 
 def test_symlinked_volume_is_refused_up_front(inv: Inventory) -> None:
-    trick = dataclasses.replace(next(v for v in inv.volumes if v.name == "old-cache"), placement="symlink",
-                                data_path="/mnt/big/old-cache")
+    trick = dataclasses.replace(
+        next(v for v in inv.volumes if v.name == "old-cache"),
+        placement="symlink",
+        data_path="/mnt/big/old-cache",
+    )
     inv2 = dataclasses.replace(inv, volumes=tuple(trick if v.name == "old-cache" else v for v in inv.volumes))
     ruled = load_policy('[[volumes.named]]\nnames = ["old-*"]\n')
     plan = make_plan(inv2, ruled, backup_available=True)
@@ -95,7 +108,9 @@ def test_symlinked_volume_is_refused_up_front(inv: Inventory) -> None:
 def test_every_decision_carries_a_code_with_prose(inv: Inventory) -> None:
     budget = load_policy('[budget]\nmax_size = "1kB"\n[images]\nunused_older_than = "1d"\n')
     for policy in (DEFAULT_POLICY, budget):
-        plan = make_plan(inv, policy, orphan_clock={v.name: inv.taken_at - timedelta(days=30) for v in inv.volumes})
+        plan = make_plan(
+            inv, policy, orphan_clock={v.name: inv.taken_at - timedelta(days=30) for v in inv.volumes}
+        )
         for d in (*plan.actions, *plan.refusals):
             assert isinstance(d.code, Reason)
             assert describe(d.code, d.facts)
@@ -119,8 +134,9 @@ def test_budget_evicts_by_code_only_volumes_waiting_on_their_clock(inv: Inventor
 def test_plan_imports_nothing_from_report() -> None:
     for module in ("plan.py", "reasons.py", "apply.py"):
         tree = ast.parse((SRC / module).read_text())
-        imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
-            [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + [
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        ]
         assert not [m for m in imported if m and m.startswith("tamer.report")], module
 
 
@@ -139,8 +155,10 @@ def test_freed_bytes_are_allocated_bytes(inv: Inventory) -> None:
 
 
 def test_policy_round_trips_through_the_plan() -> None:
-    p = load_policy('[[volumes.named]]\nnames = ["a*"]\nolder_than = "3d"\n[budget]\nmax_size = "2GB"\n'
-                    '[images]\nunused_older_than = "30d"\nkeep_tags = ["x:*"]\n')
+    p = load_policy(
+        '[[volumes.named]]\nnames = ["a*"]\nolder_than = "3d"\n[budget]\nmax_size = "2GB"\n'
+        '[images]\nunused_older_than = "30d"\nkeep_tags = ["x:*"]\n'
+    )
     assert policy_from_json(json.loads(json.dumps(policy_to_json(p)))) == p
     assert policy_from_json(policy_to_json(DEFAULT_POLICY)) == DEFAULT_POLICY
     with pytest.raises(PolicyError):
@@ -183,14 +201,40 @@ def test_key_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
 
 
 # -- policy parsing never fails with anything but a PolicyError ----------------------------------------
-SECTIONS = ["", "protect", "containers", "images", "volumes", "[volumes.named]", "build_cache", "budget", "wat"]
-KEYS = ["version", "labels", "remove", "states", "older_than", "keep_names", "names", "generated_names_only",
-        "dangling", "unused_older_than", "keep_tags", "keep_newest", "orphaned_anonymous_older_than", "max_size"]
+SECTIONS = [
+    "",
+    "protect",
+    "containers",
+    "images",
+    "volumes",
+    "[volumes.named]",
+    "build_cache",
+    "budget",
+    "wat",
+]
+KEYS = [
+    "version",
+    "labels",
+    "remove",
+    "states",
+    "older_than",
+    "keep_names",
+    "names",
+    "generated_names_only",
+    "dangling",
+    "unused_older_than",
+    "keep_tags",
+    "keep_newest",
+    "orphaned_anonymous_older_than",
+    "max_size",
+]
 scalars = st.one_of(
-    st.integers(min_value=-(2**70), max_value=2**70), st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(),
     st.floats(allow_nan=True, allow_infinity=True).map(lambda f: repr(f).replace("inf", "inf")),
     st.from_regex(r"[0-9]{1,30}(\.[0-9]{1,5})?\s?(s|m|h|d|w|B|kB|GiB|TB|x)?", fullmatch=True).map(json.dumps),
-    st.text(max_size=12).map(json.dumps))
+    st.text(max_size=12).map(json.dumps),
+)
 
 
 def _value(draw_value: object) -> str:
@@ -199,13 +243,18 @@ def _value(draw_value: object) -> str:
     return str(draw_value)
 
 
-values = st.recursive(scalars.map(_value), lambda inner: st.lists(inner, max_size=4).map(
-    lambda xs: "[" + ", ".join(xs) + "]"), max_leaves=8)
+values = st.recursive(
+    scalars.map(_value),
+    lambda inner: st.lists(inner, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
+    max_leaves=8,
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(SECTIONS), st.sampled_from(KEYS), values), max_size=8),
-       st.text(max_size=40))
+@given(
+    st.lists(st.tuples(st.sampled_from(SECTIONS), st.sampled_from(KEYS), values), max_size=8),
+    st.text(max_size=40),
+)
 def test_policy_fuzz_only_policy_errors(entries: list[tuple[str, str, str]], noise: str) -> None:
     lines = []
     for section, key, value in entries:
@@ -240,8 +289,14 @@ def test_orphan_clock_record(inv: Inventory, tmp_path: Path) -> None:
     assert clock[orphan] == t0  # still orphaned: its clock keeps running
     assert clock[used] == t0 + timedelta(days=3)  # in use: restarted
     # re-created under the same name: a new volume, a new clock
-    recreated = dataclasses.replace(later, taken_at=t0 + timedelta(days=5), volumes=tuple(
-        dataclasses.replace(v, created=t0 + timedelta(days=4)) if v.name == orphan else v for v in inv.volumes))
+    recreated = dataclasses.replace(
+        later,
+        taken_at=t0 + timedelta(days=5),
+        volumes=tuple(
+            dataclasses.replace(v, created=t0 + timedelta(days=4)) if v.name == orphan else v
+            for v in inv.volumes
+        ),
+    )
     assert journal.observe_volumes(recreated)[orphan] == t0 + timedelta(days=5)
     # a clock that reads earlier than the volume's creation (a host at 1970 before NTP) is the wrong one:
     # nothing is recorded, or the next run at the right time would find the volume years old
@@ -252,8 +307,9 @@ def test_orphan_clock_record(inv: Inventory, tmp_path: Path) -> None:
     assert journal.observe_volumes(back)[orphan] == t0 + timedelta(days=4, hours=12)
     # a container removed by a clean restarts its volumes' clock
     journal.volumes_used(inv.engine_id, [orphan], (t0 + timedelta(days=9)).timestamp())
-    assert journal.observe_volumes(dataclasses.replace(back, taken_at=t0 + timedelta(days=10)))[orphan] == \
-        t0 + timedelta(days=9)
+    assert journal.observe_volumes(dataclasses.replace(back, taken_at=t0 + timedelta(days=10)))[
+        orphan
+    ] == t0 + timedelta(days=9)
     # volumes that are gone are forgotten
     assert journal.observe_volumes(dataclasses.replace(back, volumes=())) == {}
 
@@ -262,11 +318,17 @@ def test_budget_counts_removals_as_the_total_does(inv: Inventory) -> None:
     """A sparse volume frees little on disk but leaves Docker's (apparent) total by its full size: the budget
     must not evict more than needed because the two figures were mixed."""
     name = _vol(inv, ORPHAN)
-    sparse = tuple(dataclasses.replace(v, size=DiskUsage(apparent=10 * 1000**3, allocated=1000**2, files=1))
-                   if v.name == name else v for v in inv.volumes)
+    sparse = tuple(
+        dataclasses.replace(v, size=DiskUsage(apparent=10 * 1000**3, allocated=1000**2, files=1))
+        if v.name == name
+        else v
+        for v in inv.volumes
+    )
     inv2 = dataclasses.replace(inv, volumes=sparse)
     total = docker_total(inv2)
-    policy = load_policy(f'[budget]\nmax_size = {total - 9 * 1000**3}\n[volumes]\norphaned_anonymous_older_than = "0s"\n')
+    policy = load_policy(
+        f'[budget]\nmax_size = {total - 9 * 1000**3}\n[volumes]\norphaned_anonymous_older_than = "0s"\n'
+    )
     plan = make_plan(inv2, policy, orphan_clock={v.name: inv.taken_at for v in inv.volumes})
     removed = next(a for a in plan.actions if a.id == name)
     assert removed.code is Reason.VOLUME_ORPHANED and removed.bytes == 1000**2  # what it frees on disk
@@ -286,13 +348,32 @@ def test_a_journal_from_an_older_tamer_opens_and_its_unreadable_run_is_set_aside
             "plan TEXT NOT NULL, started REAL NOT NULL, finished REAL, status TEXT NOT NULL, pid INTEGER NOT NULL);"
             "CREATE TABLE steps (run_id INTEGER NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL, "
             "object_id TEXT NOT NULL, name TEXT NOT NULL, bytes INTEGER NOT NULL, status TEXT NOT NULL, "
-            "detail TEXT NOT NULL DEFAULT '', at REAL, PRIMARY KEY (run_id, idx));")
-        old_plan = {"host": "unix://x", "policy": "p", "made_at": "t", "actions": [{"kind": "container", "id": "c",
-                    "name": "n", "bytes": 1, "reason": "old prose", "fingerprint": {}}], "refusals": []}
-        db.execute("INSERT INTO runs (host, plan_id, plan, started, status, pid) VALUES (?,?,?,?,?,?)",
-                   ("unix://x", "abc", json.dumps(old_plan), 1.0, "running", 1))
-        db.execute("INSERT INTO steps (run_id, idx, kind, object_id, name, bytes, status) "
-                   "VALUES (1, 0, 'container', 'c', 'n', 1, 'pending')")
+            "detail TEXT NOT NULL DEFAULT '', at REAL, PRIMARY KEY (run_id, idx));"
+        )
+        old_plan = {
+            "host": "unix://x",
+            "policy": "p",
+            "made_at": "t",
+            "actions": [
+                {
+                    "kind": "container",
+                    "id": "c",
+                    "name": "n",
+                    "bytes": 1,
+                    "reason": "old prose",
+                    "fingerprint": {},
+                }
+            ],
+            "refusals": [],
+        }
+        db.execute(
+            "INSERT INTO runs (host, plan_id, plan, started, status, pid) VALUES (?,?,?,?,?,?)",
+            ("unix://x", "abc", json.dumps(old_plan), 1.0, "running", 1),
+        )
+        db.execute(
+            "INSERT INTO steps (run_id, idx, kind, object_id, name, bytes, status) "
+            "VALUES (1, 0, 'container', 'c', 'n', 1, 'pending')"
+        )
     journal = Journal(path)
     assert journal.unfinished("unix://x") is None  # nothing of it runs: the next plan judges afresh
     assert journal.recent()[0]["status"] == "abandoned"

@@ -23,7 +23,9 @@ def test_the_default_policy_shown_is_the_one_used() -> None:
 
 
 def test_durations_and_sizes() -> None:
-    p = load_policy('[containers]\nolder_than = "2w"\n[budget]\nmax_size = "40GB"\n[build_cache]\nmax_size = "1GiB"\n')
+    p = load_policy(
+        '[containers]\nolder_than = "2w"\n[budget]\nmax_size = "40GB"\n[build_cache]\nmax_size = "1GiB"\n'
+    )
     assert p.container_older_than == timedelta(days=14)
     assert p.budget == 40 * 1000**3 and p.cache_max_size == 1024**3
 

@@ -56,7 +56,9 @@ class GlobalOption:
 
     __slots__ = ("default", "dest", "flags", "options")
 
-    def __init__(self, dest: str, flags: tuple[str, ...], default: Any, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, dest: str, flags: tuple[str, ...], default: Any, options: dict[str, Any] | None = None
+    ) -> None:
         self.dest = dest
         self.flags = flags
         self.default = default
@@ -64,13 +66,22 @@ class GlobalOption:
 
 
 GLOBAL_OPTIONS = (
-    GlobalOption("host", ("--host", "-H"), None,
-                 {"metavar": "ADDR", "help": "engine address (default: $DOCKER_HOST, else the local socket)"}),
-    GlobalOption("json", ("--json",), False,
-                 {"action": "store_true", "help": "print a versioned JSON envelope on stdout"}),
+    GlobalOption(
+        "host",
+        ("--host", "-H"),
+        None,
+        {"metavar": "ADDR", "help": "engine address (default: $DOCKER_HOST, else the local socket)"},
+    ),
+    GlobalOption(
+        "json",
+        ("--json",),
+        False,
+        {"action": "store_true", "help": "print a versioned JSON envelope on stdout"},
+    ),
     GlobalOption("quiet", ("--quiet", "-q"), False, {"action": "store_true", "help": "no progress output"}),
-    GlobalOption("traceback", ("--traceback",), False,
-                 {"action": "store_true", "help": "show a traceback on errors"}),
+    GlobalOption(
+        "traceback", ("--traceback",), False, {"action": "store_true", "help": "show a traceback on errors"}
+    ),
 )
 _DEST_BY_FLAG = {flag: opt.dest for opt in GLOBAL_OPTIONS for flag in opt.flags}
 _TAKES_VALUE = {flag for opt in GLOBAL_OPTIONS if "action" not in opt.options for flag in opt.flags}
@@ -145,8 +156,11 @@ COMMANDS = (
     Command("policy", "tamer.cli.clean_cmds", "check or show a cleanup policy"),
     Command("watch", "tamer.cli.clean_cmds", "record when images and volumes are used (for LRU)"),
     Command("volume", "tamer.cli.volume_cmds", "place, move, back up and restore named volumes"),
-    Command("adopt", "tamer.cli.volume_cmds",
-            "name a container's anonymous volumes and re-create it using them; previews unless --apply"),
+    Command(
+        "adopt",
+        "tamer.cli.volume_cmds",
+        "name a container's anonymous volumes and re-create it using them; previews unless --apply",
+    ),
     Command("run", "tamer.cli.volume_cmds", "run a container with every declared VOLUME named (and placed)"),
 )
 _COMMAND_NAMES = tuple(c.name for c in COMMANDS)
@@ -164,8 +178,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     wanted = None if argv is None else _scan(argv, _COMMAND_NAMES).command
     common = global_options_parser()
-    parser = _Parser(prog="tamer", description="Keep a Docker host from becoming a 100 GB blob.",
-                     parents=[common])
+    parser = _Parser(
+        prog="tamer", description="Keep a Docker host from becoming a 100 GB blob.", parents=[common]
+    )
     parser.add_argument("--version", action="store_true", help="print tamer's version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     modules = list(dict.fromkeys(c.module for c in COMMANDS if argv is None or c.name == wanted))
@@ -201,8 +216,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
             setattr(args, opt.dest, opt.default)
     if args.host is not None and not args.host.strip():
         # an empty -H would quietly mean "DOCKER_HOST, else the local socket": not the engine named
-        raise UsageError("-H/--host needs an engine address, got an empty one; expected e.g. "
-                         "-H unix:///var/run/docker.sock or -H tcp://HOST:2376 (nothing was done)")
+        raise UsageError(
+            "-H/--host needs an engine address, got an empty one; expected e.g. "
+            "-H unix:///var/run/docker.sock or -H tcp://HOST:2376 (nothing was done)"
+        )
     return args
 
 
@@ -267,8 +284,9 @@ def _main(args_list: list[str]) -> int:
             elif not getattr(args, "handler", None):
                 commands = _COMMAND_NAMES
                 if args.json:
-                    raise UsageError(f"no command given; expected one of {', '.join(commands)} "
-                                     "(see `tamer --help`)")
+                    raise UsageError(
+                        f"no command given; expected one of {', '.join(commands)} (see `tamer --help`)"
+                    )
                 _write(sys.stdout, parser.format_help().rstrip())
                 return 0
             else:
@@ -285,14 +303,20 @@ def _main(args_list: list[str]) -> int:
         except Exception as exc:  # a bug: say so plainly, traceback on request
             if scan.traceback:
                 _print_traceback()
-            return _fail(scan, 1, f"internal error: {type(exc).__name__}: {exc} (rerun with --traceback "
-                         "and report it)", _notes(caught, notes))
+            return _fail(
+                scan,
+                1,
+                f"internal error: {type(exc).__name__}: {exc} (rerun with --traceback and report it)",
+                _notes(caught, notes),
+            )
         _notes(caught, notes)
     if scan.json:
         from tamer.report.envelope import envelope
 
-        _write(sys.stdout, envelope(scan.command, outcome.exit_code, outcome.data,
-                                    [*notes, *(outcome.errors or [])]))
+        _write(
+            sys.stdout,
+            envelope(scan.command, outcome.exit_code, outcome.data, [*notes, *(outcome.errors or [])]),
+        )
     else:
         _warn(notes)
         if outcome.text:

@@ -59,11 +59,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     plan.add_argument("-o", "--output", metavar="FILE", help="also save the plan, for `clean --plan FILE`")
     plan.set_defaults(handler=run_plan)
 
-    clean = sub.add_parser("clean", parents=[common, pol], help="remove what the policy allows (preview by default)")
+    clean = sub.add_parser(
+        "clean", parents=[common, pol], help="remove what the policy allows (preview by default)"
+    )
     clean.add_argument("--apply", action="store_true", help="do it (without a terminal, also --yes)")
     clean.add_argument("--yes", "-y", action="store_true", help="don't ask for confirmation")
-    clean.add_argument("--plan", dest="plan_file", metavar="FILE", help="execute a plan saved by `tamer plan -o`")
-    clean.add_argument("--abandon", action="store_true", help="forget an interrupted clean instead of finishing it")
+    clean.add_argument(
+        "--plan", dest="plan_file", metavar="FILE", help="execute a plan saved by `tamer plan -o`"
+    )
+    clean.add_argument(
+        "--abandon", action="store_true", help="forget an interrupted clean instead of finishing it"
+    )
     clean.add_argument("--journal", action="store_true", help="show the journal of recent cleans")
     clean.set_defaults(handler=run_clean)
 
@@ -73,12 +79,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     check.add_argument("file")
     check.set_defaults(handler=run_policy_check)
     show = psub.add_parser("show", parents=[common], help="print the built-in default policy")
-    show.set_defaults(handler=lambda a: Outcome({"policy": DEFAULT_POLICY_TOML}, DEFAULT_POLICY_TOML.rstrip()))
+    show.set_defaults(
+        handler=lambda a: Outcome({"policy": DEFAULT_POLICY_TOML}, DEFAULT_POLICY_TOML.rstrip())
+    )
     policy.set_defaults(handler=_policy_needs_action)
 
-    watch = sub.add_parser("watch", parents=[common], help="record when images and volumes are used (for LRU)")
+    watch = sub.add_parser(
+        "watch", parents=[common], help="record when images and volumes are used (for LRU)"
+    )
     watch.add_argument("--once", action="store_true", help="catch up on past events, then exit")
-    watch.add_argument("--since", default=None, help="start this long ago (e.g. 24h) instead of where it left off")
+    watch.add_argument(
+        "--since", default=None, help="start this long ago (e.g. 24h) instead of where it left off"
+    )
     watch.set_defaults(handler=run_watch)
 
 
@@ -110,8 +122,13 @@ def read_current(args: argparse.Namespace, engine: Engine) -> Current:
 
 def build_plan(args: argparse.Namespace, engine: Engine, policy: Policy) -> tuple[Plan, Current]:
     current = read_current(args, engine)
-    plan = make_plan(current.inventory, policy, history=current.history or None,
-                     orphan_clock=current.orphan_clock, backup_available=backup_available())
+    plan = make_plan(
+        current.inventory,
+        policy,
+        history=current.history or None,
+        orphan_clock=current.orphan_clock,
+        backup_available=backup_available(),
+    )
     return plan, current
 
 
@@ -122,8 +139,10 @@ def run_plan(args: argparse.Namespace) -> Outcome:
         _write_plan_file(args.output, json.dumps(seal_plan(plan, plan_key()), indent=1))
     text = _with_warnings(render_plan(plan, verbose=args.verbose), current)
     if args.output:
-        text += f"\nsaved to {args.output}; `tamer clean --plan {args.output} --apply` executes this plan, " \
-                "re-checking each object"
+        text += (
+            f"\nsaved to {args.output}; `tamer clean --plan {args.output} --apply` executes this plan, "
+            "re-checking each object"
+        )
     return Outcome({**plan_json(plan), "warnings": list(current.inventory.warnings)}, text)
 
 
@@ -131,7 +150,9 @@ def run_clean(args: argparse.Namespace) -> Outcome:
     if args.journal:
         journal = Journal()
         runs = journal.recent()
-        return Outcome({"runs": runs}, "\n".join(render_run(journal.get(r["id"])) for r in runs) or "no cleans yet")
+        return Outcome(
+            {"runs": runs}, "\n".join(render_run(journal.get(r["id"])) for r in runs) or "no cleans yet"
+        )
     if args.apply and not args.yes and not sys.stdin.isatty():
         raise UsageError("--apply without a terminal also needs --yes (nothing was removed)")
     policy = _policy(args)
@@ -143,27 +164,42 @@ def run_clean(args: argparse.Namespace) -> Outcome:
             raise
         # a preview only reads: it goes on without the journal (and says so through the plan's warnings)
         plan, current = build_plan(args, engine, policy)
-        return Outcome(plan_json(plan), _with_warnings(render_plan(plan, verbose=args.verbose), current) +
-                       "\n\nThis was a preview: nothing was removed.")
+        return Outcome(
+            plan_json(plan),
+            _with_warnings(render_plan(plan, verbose=args.verbose), current)
+            + "\n\nThis was a preview: nothing was removed.",
+        )
     unfinished = journal.unfinished(engine.where)
     if unfinished is not None and unfinished.in_progress and not args.apply:
-        return Outcome({"in_progress": unfinished.id, "pid": unfinished.pid},
-                       f"A clean is running right now (pid {unfinished.pid}):\n{render_run(unfinished)}\n"
-                       "wait for it to finish, then look again; nothing was removed by this command.")
+        return Outcome(
+            {"in_progress": unfinished.id, "pid": unfinished.pid},
+            f"A clean is running right now (pid {unfinished.pid}):\n{render_run(unfinished)}\n"
+            "wait for it to finish, then look again; nothing was removed by this command.",
+        )
     if unfinished is not None:
-        text = ("An earlier clean did not finish (killed, or the engine went away):\n" + render_run(unfinished))
+        text = "An earlier clean did not finish (killed, or the engine went away):\n" + render_run(unfinished)
         if args.abandon:
             journal.abandon(unfinished.id)
-            return Outcome({"abandoned": unfinished.id}, text + "\nabandoned: its pending steps will not run.")
+            return Outcome(
+                {"abandoned": unfinished.id}, text + "\nabandoned: its pending steps will not run."
+            )
         if not args.apply:
-            return Outcome({"unfinished": unfinished.id, "plan": unfinished.plan.to_json()},
-                           text + "\n`tamer clean --apply` finishes it (re-checking each object); "
-                           "`tamer clean --abandon` forgets it.")
+            return Outcome(
+                {"unfinished": unfinished.id, "plan": unfinished.plan.to_json()},
+                text + "\n`tamer clean --apply` finishes it (re-checking each object); "
+                "`tamer clean --abandon` forgets it.",
+            )
         progress = Progress("cleaning", enabled=not (args.json or args.quiet))
         try:
-            result = apply_plan(engine, unfinished.plan, journal, resume_run=unfinished.id,
-                                read_current=lambda e: read_current(args, e), backup=backup_before_removal,
-                                progress=progress)
+            result = apply_plan(
+                engine,
+                unfinished.plan,
+                journal,
+                resume_run=unfinished.id,
+                read_current=lambda e: read_current(args, e),
+                backup=backup_before_removal,
+                progress=progress,
+            )
         finally:
             progress.close()
         return Outcome(result_json(result), text + "\n\n" + render_apply(result), result.exit_code)
@@ -179,8 +215,10 @@ def run_clean(args: argparse.Namespace) -> Outcome:
     if fresh is not None:
         preview = _with_warnings(preview, fresh)
     if not args.apply:
-        return Outcome(plan_json(plan), preview + "\n\nThis was a preview: nothing was removed. "
-                       "`tamer clean --apply` does it.")
+        return Outcome(
+            plan_json(plan),
+            preview + "\n\nThis was a preview: nothing was removed. `tamer clean --apply` does it.",
+        )
     if not plan.actions:
         return Outcome({"plan": plan_json(plan), "result": None}, preview)
     if not args.yes:
@@ -196,8 +234,14 @@ def run_clean(args: argparse.Namespace) -> Outcome:
 
     progress = Progress("cleaning", enabled=not (args.json or args.quiet))
     try:
-        result = apply_plan(engine, plan, journal, read_current=current_for_apply, backup=backup_before_removal,
-                            progress=progress)
+        result = apply_plan(
+            engine,
+            plan,
+            journal,
+            read_current=current_for_apply,
+            backup=backup_before_removal,
+            progress=progress,
+        )
     finally:
         progress.close()
     data = {"plan": plan_json(plan), **result_json(result)}
@@ -218,8 +262,10 @@ def _write_plan_file(path: str, text: str) -> None:
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        raise UsageError(f"can't write the plan to {path}: {exc.strerror or exc}; expected a writable file path "
-                         "(its folder must exist); nothing was removed") from None
+        raise UsageError(
+            f"can't write the plan to {path}: {exc.strerror or exc}; expected a writable file path "
+            "(its folder must exist); nothing was removed"
+        ) from None
     if st is not None:
         old: Any = None
         if stat.S_ISREG(st.st_mode):
@@ -229,8 +275,10 @@ def _write_plan_file(path: str, text: str) -> None:
                 old = None
         if not (isinstance(old, dict) and old.get("format") == PLAN_FORMAT):
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a plan saved by tamer"
-            raise UsageError(f"{path} exists and is {kind}; expected a new file or an earlier `tamer plan -o` "
-                             "file, so nothing else is overwritten; pick another path; nothing was removed")
+            raise UsageError(
+                f"{path} exists and is {kind}; expected a new file or an earlier `tamer plan -o` "
+                "file, so nothing else is overwritten; pick another path; nothing was removed"
+            )
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -239,15 +287,19 @@ def _write_plan_file(path: str, text: str) -> None:
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"can't write the plan to {path}: {exc.strerror or exc}; expected a writable file path "
-                         "(its folder must exist); nothing was removed") from None
+        raise UsageError(
+            f"can't write the plan to {path}: {exc.strerror or exc}; expected a writable file path "
+            "(its folder must exist); nothing was removed"
+        ) from None
 
 
 def _read_plan_file(path: str) -> Plan:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise UsageError(f"can't use the plan file {path}: {exc}; save one with `tamer plan -o FILE`") from None
+        raise UsageError(
+            f"can't use the plan file {path}: {exc}; save one with `tamer plan -o FILE`"
+        ) from None
     return open_plan(data, plan_key(), f"the plan file {path}")
 
 
@@ -281,5 +333,7 @@ def run_watch(args: argparse.Namespace) -> Outcome:
         pass
     if args.once:
         history.record([], cursor=until)
-    return Outcome({"recorded": recorded, "cursor": last},
-                   f"recorded {recorded} uses from the engine's events into {history.path}")
+    return Outcome(
+        {"recorded": recorded, "cursor": last},
+        f"recorded {recorded} uses from the engine's events into {history.path}",
+    )

@@ -23,23 +23,45 @@ SIZING_CHOICES = ("auto", "local", "engine")  # as tamer.collect.SIZING_CHOICES 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     sizing = argparse.ArgumentParser(add_help=False)
-    sizing.add_argument("--sizing", choices=SIZING_CHOICES, default="auto",
-                        help="walk the data-root (local), ask the engine (engine), or pick (auto)")
+    sizing.add_argument(
+        "--sizing",
+        choices=SIZING_CHOICES,
+        default="auto",
+        help="walk the data-root (local), ask the engine (engine), or pick (auto)",
+    )
 
-    df = sub.add_parser("df", parents=[common, sizing], help="what everything costs, what could go, who owns it")
+    df = sub.add_parser(
+        "df", parents=[common, sizing], help="what everything costs, what could go, who owns it"
+    )
     df.add_argument("-v", "--verbose", action="store_true", help="list every reclaimable object and owner")
     df.add_argument("--top", type=_positive, default=10, help="how many top consumers to show")
     df.set_defaults(handler=run_df)
 
     keys = "; ".join(f"{k}: {', '.join(v)}" for k, v in FILTER_KEYS.items())
-    ls = sub.add_parser("ls", parents=[common, sizing], help="list images, containers, volumes or build cache")
+    ls = sub.add_parser(
+        "ls", parents=[common, sizing], help="list images, containers, volumes or build cache"
+    )
     ls.add_argument("kind", nargs="?", default="containers", help=f"one of {', '.join(KINDS)}")
-    ls.add_argument("--filter", "-f", action="append", default=[], metavar="KEY=VALUE",
-                    help=f"repeatable; keys per kind: {keys}")
-    ls.add_argument("--sort", default=None, choices=SORT_KEYS,
-                    help="largest first, oldest first, or by name (default: size with --size, else name)")
-    ls.add_argument("-s", "--size", action="store_true",
-                    help="measure sizes (walks the data-root when local; slower on big hosts)")
+    ls.add_argument(
+        "--filter",
+        "-f",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"repeatable; keys per kind: {keys}",
+    )
+    ls.add_argument(
+        "--sort",
+        default=None,
+        choices=SORT_KEYS,
+        help="largest first, oldest first, or by name (default: size with --size, else name)",
+    )
+    ls.add_argument(
+        "-s",
+        "--size",
+        action="store_true",
+        help="measure sizes (walks the data-root when local; slower on big hosts)",
+    )
     ls.set_defaults(handler=run_ls)
 
 

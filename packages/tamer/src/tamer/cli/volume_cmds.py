@@ -29,22 +29,37 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     create = vsub.add_parser("create", parents=[common], help="a named volume whose data lives at PATH")
     create.add_argument("name")
-    create.add_argument("--at", metavar="PATH", help="absolute folder for the data, on any drive (made if missing)")
+    create.add_argument(
+        "--at", metavar="PATH", help="absolute folder for the data, on any drive (made if missing)"
+    )
     create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    create.add_argument("--allow-tmpfs", action="store_true", help="accept a folder on tmpfs/ramfs (lost at reboot)")
+    create.add_argument(
+        "--allow-tmpfs", action="store_true", help="accept a folder on tmpfs/ramfs (lost at reboot)"
+    )
     create.set_defaults(handler=run_create)
 
-    ls = vsub.add_parser("ls", parents=[common], help="volumes and where their data lives (default, bind, symlink)")
+    ls = vsub.add_parser(
+        "ls", parents=[common], help="volumes and where their data lives (default, bind, symlink)"
+    )
     ls.set_defaults(handler=run_ls)
 
-    backup = vsub.add_parser("backup", parents=[common], help="tar + zstd with a checksum manifest, mode 0600")
+    backup = vsub.add_parser(
+        "backup", parents=[common], help="tar + zstd with a checksum manifest, mode 0600"
+    )
     backup.add_argument("name")
     backup.add_argument("-o", "--output", required=True, metavar="FILE")
-    backup.add_argument("--pause-users", action="store_true",
-                        help="pause the running containers using it while reading (a consistent copy)")
+    backup.add_argument(
+        "--pause-users",
+        action="store_true",
+        help="pause the running containers using it while reading (a consistent copy)",
+    )
     backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    backup.add_argument("--writer", choices=("auto", "tar", "python"), default="auto",
-                        help="archive writer: GNU tar when installed (auto), or tamer's own (python)")
+    backup.add_argument(
+        "--writer",
+        choices=("auto", "tar", "python"),
+        default="auto",
+        help="archive writer: GNU tar when installed (auto), or tamer's own (python)",
+    )
     backup.set_defaults(handler=run_backup)
 
     verify = vsub.add_parser("verify", parents=[common], help="re-read a backup and check every checksum")
@@ -55,32 +70,57 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     restore.add_argument("file")
     restore.add_argument("name")
     restore.add_argument("--at", metavar="PATH", help="place the new volume's data at PATH")
-    restore.add_argument("--privileged", action="store_true",
-                         help="also restore set-user/group-id bits and security.*/trusted.* xattrs "
-                         "(dropped and listed otherwise)")
-    restore.add_argument("--allow-tmpfs", action="store_true", help="accept an --at folder on tmpfs/ramfs "
-                         "(lost at reboot)")
+    restore.add_argument(
+        "--privileged",
+        action="store_true",
+        help="also restore set-user/group-id bits and security.*/trusted.* xattrs "
+        "(dropped and listed otherwise)",
+    )
+    restore.add_argument(
+        "--allow-tmpfs", action="store_true", help="accept an --at folder on tmpfs/ramfs (lost at reboot)"
+    )
     restore.set_defaults(handler=run_restore)
 
-    move = vsub.add_parser("move", parents=[common, _acting()], help="move a volume's data to PATH, verified, "
-                           "with its containers re-created; previews unless --apply")
+    move = vsub.add_parser(
+        "move",
+        parents=[common, _acting()],
+        help="move a volume's data to PATH, verified, "
+        "with its containers re-created; previews unless --apply",
+    )
     move.add_argument("name")
-    move.add_argument("--to", required=True, metavar="PATH", help="new, empty folder for the data (any drive)")
+    move.add_argument(
+        "--to", required=True, metavar="PATH", help="new, empty folder for the data (any drive)"
+    )
     move.add_argument("--stop-users", action="store_true", help="consent to stop (and restart) running users")
     move.add_argument("--purge-source", action="store_true", help="delete the old data after a verified move")
     move.add_argument("--rollback", action="store_true", help="undo an unfinished (killed or failed) move")
-    move.add_argument("--allow-tmpfs", action="store_true", help="accept a destination on tmpfs/ramfs (its data "
-                      "is lost at reboot)")
+    move.add_argument(
+        "--allow-tmpfs",
+        action="store_true",
+        help="accept a destination on tmpfs/ramfs (its data is lost at reboot)",
+    )
     move.set_defaults(handler=run_move)
 
-    adopt = sub.add_parser("adopt", parents=[common, _acting()], help="name a container's anonymous volumes and "
-                           "re-create it using them; previews unless --apply")
+    adopt = sub.add_parser(
+        "adopt",
+        parents=[common, _acting()],
+        help="name a container's anonymous volumes and re-create it using them; previews unless --apply",
+    )
     adopt.add_argument("container")
     adopt.add_argument("--at", metavar="DIR", help="place each new named volume's data in DIR/<volume name>")
-    adopt.add_argument("--name-for", action="append", default=[], metavar="PATH=NAME",
-                       help="the volume name for the container path PATH (default CONTAINER-<path>)")
-    adopt.add_argument("--allow-tmpfs", action="store_true", help="accept a DIR on tmpfs/ramfs (lost at reboot)")
-    adopt.add_argument("--rollback", action="store_true", help="undo an unfinished (killed or failed) adoption")
+    adopt.add_argument(
+        "--name-for",
+        action="append",
+        default=[],
+        metavar="PATH=NAME",
+        help="the volume name for the container path PATH (default CONTAINER-<path>)",
+    )
+    adopt.add_argument(
+        "--allow-tmpfs", action="store_true", help="accept a DIR on tmpfs/ramfs (lost at reboot)"
+    )
+    adopt.add_argument(
+        "--rollback", action="store_true", help="undo an unfinished (killed or failed) adoption"
+    )
     adopt.set_defaults(handler=run_adopt)
 
     register_run(sub, common)
@@ -102,8 +142,10 @@ def needs_consent(args: argparse.Namespace) -> bool:
     if not getattr(args, "apply", False):
         return False
     if not getattr(args, "yes", False) and not sys.stdin.isatty():
-        raise UsageError("--apply without a terminal also needs --yes; expected both, so a script never changes "
-                         "things by accident; add --yes")
+        raise UsageError(
+            "--apply without a terminal also needs --yes; expected both, so a script never changes "
+            "things by accident; add --yes"
+        )
     return True
 
 
@@ -125,12 +167,21 @@ def run_create(args: argparse.Namespace) -> Outcome:
     vp = place.volume_place(vol)
     lines = [f"created volume {plan.name}, data {place.describe_place(vp)}"]
     if plan.at is not None:
-        lines.append(f"free on that drive: {human_bytes(plan.at.free_bytes)} of {human_bytes(plan.at.total_bytes)}")
+        lines.append(
+            f"free on that drive: {human_bytes(plan.at.free_bytes)} of {human_bytes(plan.at.total_bytes)}"
+        )
     lines += [f"note: {n}" for n in plan.notes]
     lines.append(f"use it: docker run -v {plan.name}:/path/in/container ...")
-    return Outcome({"volume": plan.name, "placement": vp.placement, "data_path": vp.data_path,
-                    "free_bytes": plan.at.free_bytes if plan.at else None, "notes": list(plan.notes)},
-                   "\n".join(lines))
+    return Outcome(
+        {
+            "volume": plan.name,
+            "placement": vp.placement,
+            "data_path": vp.data_path,
+            "free_bytes": plan.at.free_bytes if plan.at else None,
+            "notes": list(plan.notes),
+        },
+        "\n".join(lines),
+    )
 
 
 def run_ls(args: argparse.Namespace) -> Outcome:
@@ -140,8 +191,10 @@ def run_ls(args: argparse.Namespace) -> Outcome:
     rows += [f"{p.name:<30} {p.placement:<9} {p.data_path or '-'}" for p in places]
     symlinked = [p.name for p in places if p.placement == "symlink"]
     if symlinked:
-        rows.append(f"\n{len(symlinked)} volume(s) placed with a symlink in the engine's volumes folder (the "
-                    "essay's trick): `tamer volume move NAME --to PATH` turns each into a bind placement")
+        rows.append(
+            f"\n{len(symlinked)} volume(s) placed with a symlink in the engine's volumes folder (the "
+            "essay's trick): `tamer volume move NAME --to PATH` turns each into a bind placement"
+        )
     return Outcome({"volumes": [p.__dict__ for p in places]}, "\n".join(rows))
 
 
@@ -155,10 +208,19 @@ def _require_root(engine: Any, action: str, *, write: bool) -> None:
 def run_backup(args: argparse.Namespace) -> Outcome:
     engine = connect(args.host)
     _require_root(engine, "volume backup", write=False)
-    r = bk.backup_volume(engine, args.name, Path(args.output), pause_users=args.pause_users, overwrite=args.force,
-                         writer=args.writer)
-    text = [f"backed up volume {r.volume}: {r.files} files, {human_bytes(r.bytes)} -> {r.path} "
-            f"({human_bytes(r.archive_bytes)}, mode 0600)", f"sha256 {r.sha256}"]
+    r = bk.backup_volume(
+        engine,
+        args.name,
+        Path(args.output),
+        pause_users=args.pause_users,
+        overwrite=args.force,
+        writer=args.writer,
+    )
+    text = [
+        f"backed up volume {r.volume}: {r.files} files, {human_bytes(r.bytes)} -> {r.path} "
+        f"({human_bytes(r.archive_bytes)}, mode 0600)",
+        f"sha256 {r.sha256}",
+    ]
     if r.paused:
         text.append(f"paused and resumed {len(r.paused)} container(s) while reading")
     text += [f"warning: {w}" for w in r.warnings]
@@ -166,16 +228,27 @@ def run_backup(args: argparse.Namespace) -> Outcome:
 
 
 def _result_json(r: bk.BackupResult) -> dict[str, Any]:
-    return {"path": str(r.path), "volume": r.volume, "files": r.files, "entries": r.entries, "bytes": r.bytes,
-            "sha256": r.sha256, "archive_bytes": r.archive_bytes, "paused": list(r.paused),
-            "consistent": getattr(r, "consistent", None),
-            "warnings": list(r.warnings)}
+    return {
+        "path": str(r.path),
+        "volume": r.volume,
+        "files": r.files,
+        "entries": r.entries,
+        "bytes": r.bytes,
+        "sha256": r.sha256,
+        "archive_bytes": r.archive_bytes,
+        "paused": list(r.paused),
+        "consistent": getattr(r, "consistent", None),
+        "warnings": list(r.warnings),
+    }
 
 
 def run_verify(args: argparse.Namespace) -> Outcome:
     r = bk.verify_backup(Path(args.file))
-    return Outcome(_result_json(r), f"ok: {r.path} holds volume {r.volume}: {r.files} files, "
-                   f"{human_bytes(r.bytes)}, every checksum matches (archive sha256 {r.sha256})")
+    return Outcome(
+        _result_json(r),
+        f"ok: {r.path} holds volume {r.volume}: {r.files} files, "
+        f"{human_bytes(r.bytes)}, every checksum matches (archive sha256 {r.sha256})",
+    )
 
 
 def run_restore(args: argparse.Namespace) -> Outcome:
@@ -184,8 +257,10 @@ def run_restore(args: argparse.Namespace) -> Outcome:
     plan = bk.plan_restore(engine, Path(args.file), args.name, at=args.at, allow_volatile=args.allow_tmpfs)
     r = bk.apply_restore(engine, plan, privileged=args.privileged)
     how = "new" if r.created else "empty"
-    lines = [f"restored {r.files} files ({human_bytes(r.bytes)}) into {how} volume {r.volume} at {r.data_path}; "
-             "every checksum verified"]
+    lines = [
+        f"restored {r.files} files ({human_bytes(r.bytes)}) into {how} volume {r.volume} at {r.data_path}; "
+        "every checksum verified"
+    ]
     lines += [f"warning: {w}" for w in r.warnings]
     return Outcome(r.__dict__, "\n".join(lines))
 
@@ -203,17 +278,21 @@ class _CommandAfterDashes(_Parser):
         command: list[str] = []
         if "--" in argv:
             cut = argv.index("--")
-            argv, command = argv[:cut], argv[cut + 1:]
+            argv, command = argv[:cut], argv[cut + 1 :]
         ns, extras = super().parse_known_args(argv, namespace)
         ns.container_command = command
         return ns, extras
 
 
 def register_run(sub: Any, common: argparse.ArgumentParser) -> None:
-    run = sub.add_parser("run", parents=[common], help="run a container with every declared VOLUME named (and placed)",
-                         description="Like `docker run -d`, but every VOLUME the image declares gets a named "
-                         "volume NAME-<path> (on DIR with --at), the name is explicit, a restart policy and log "
-                         "rotation are on, and -v mistakes that leave data in anonymous volumes are refused.")
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run a container with every declared VOLUME named (and placed)",
+        description="Like `docker run -d`, but every VOLUME the image declares gets a named "
+        "volume NAME-<path> (on DIR with --at), the name is explicit, a restart policy and log "
+        "rotation are on, and -v mistakes that leave data in anonymous volumes are refused.",
+    )
     run.add_argument("image")
     run.__class__ = _CommandAfterDashes
     run.add_argument("--name", required=True, help="the container's name (required: no generated names)")
@@ -222,13 +301,26 @@ def register_run(sub: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--at", metavar="DIR", help="place each new named volume's data in DIR/<volume name>")
-    run.add_argument("--name-for", action="append", default=[], metavar="PATH=NAME",
-                     help="the volume name for a declared VOLUME path (default NAME-<path>)")
-    run.add_argument("--allow-tmpfs", action="store_true", help="accept a DIR on tmpfs/ramfs (lost at reboot)")
-    run.add_argument("--restart", default=run_mod.DEFAULT_RESTART, help="no, always, unless-stopped (default), "
-                     "on-failure[:N]")
-    run.add_argument("--no-log-rotation", action="store_true", help="keep the engine's log settings (default: "
-                     "json-file, 3 files of 10 MB)")
+    run.add_argument(
+        "--name-for",
+        action="append",
+        default=[],
+        metavar="PATH=NAME",
+        help="the volume name for a declared VOLUME path (default NAME-<path>)",
+    )
+    run.add_argument(
+        "--allow-tmpfs", action="store_true", help="accept a DIR on tmpfs/ramfs (lost at reboot)"
+    )
+    run.add_argument(
+        "--restart",
+        default=run_mod.DEFAULT_RESTART,
+        help="no, always, unless-stopped (default), on-failure[:N]",
+    )
+    run.add_argument(
+        "--no-log-rotation",
+        action="store_true",
+        help="keep the engine's log settings (default: json-file, 3 files of 10 MB)",
+    )
     run.add_argument("--network")
     run.add_argument("-w", "--workdir")
     run.add_argument("-u", "--user")
@@ -244,11 +336,24 @@ def _at(cp: place.CreatePlan | None) -> str | None:
 def run_run(args: argparse.Namespace) -> Outcome:
     command = list(getattr(args, "container_command", None) or [])
     req = run_mod.RunRequest(
-        image=args.image, name=args.name, command=tuple(command), volumes=tuple(args.volume),
-        ports=tuple(args.publish), env=tuple(args.env), labels=tuple(args.label), at=args.at, restart=args.restart,
-        log_rotation=not args.no_log_rotation, network=args.network, workdir=args.workdir, user=args.user,
-        entrypoint=args.entrypoint, hostname=args.hostname, name_for=tuple(args.name_for),
-        allow_volatile=args.allow_tmpfs)
+        image=args.image,
+        name=args.name,
+        command=tuple(command),
+        volumes=tuple(args.volume),
+        ports=tuple(args.publish),
+        env=tuple(args.env),
+        labels=tuple(args.label),
+        at=args.at,
+        restart=args.restart,
+        log_rotation=not args.no_log_rotation,
+        network=args.network,
+        workdir=args.workdir,
+        user=args.user,
+        entrypoint=args.entrypoint,
+        hostname=args.hostname,
+        name_for=tuple(args.name_for),
+        allow_volatile=args.allow_tmpfs,
+    )
     engine = connect(args.host)
     plan = run_mod.plan_run(engine, req)
     cid = run_mod.apply_run(engine, plan)
@@ -264,9 +369,23 @@ def run_run(args: argparse.Namespace) -> Outcome:
             where = f"existing volume {vs.source}"
         lines.append(f"  {vs.target:<20} <- {where}")
     lines += [f"note: {n}" for n in plan.notes]
-    data = {"container": plan.name, "id": cid, "image": plan.image, "notes": list(plan.notes),
-            "mounts": [{"source": vs.source, "target": vs.target, "kind": vs.kind, "mode": vs.mode,
-                        "created": vs.source in made, "at": _at(made.get(vs.source))} for vs in plan.mounts]}
+    data = {
+        "container": plan.name,
+        "id": cid,
+        "image": plan.image,
+        "notes": list(plan.notes),
+        "mounts": [
+            {
+                "source": vs.source,
+                "target": vs.target,
+                "kind": vs.kind,
+                "mode": vs.mode,
+                "created": vs.source in made,
+                "at": _at(made.get(vs.source)),
+            }
+            for vs in plan.mounts
+        ],
+    }
     return Outcome(data, "\n".join(lines))
 
 
@@ -279,12 +398,21 @@ def run_move(args: argparse.Namespace) -> Outcome:
         if not acting:
             if pending is None:
                 return Outcome({"pending": None}, f"no unfinished move of volume {args.name}")
-            return Outcome({"pending": pending}, f"unfinished move of {args.name} to {pending['dest']}; done: "
-                           f"{', '.join(pending['done']) or 'nothing'}; `--rollback --apply` undoes it")
+            return Outcome(
+                {"pending": pending},
+                f"unfinished move of {args.name} to {pending['dest']}; done: "
+                f"{', '.join(pending['done']) or 'nothing'}; `--rollback --apply` undoes it",
+            )
         did = mv.rollback_move(engine, args.name)
         return Outcome({"rolled_back": did}, "rolled back:\n" + "\n".join(f"  {d}" for d in did))
-    plan = mv.plan_move(engine, args.name, args.to, stop_users=args.stop_users, purge_source=args.purge_source,
-                        allow_volatile=args.allow_tmpfs)
+    plan = mv.plan_move(
+        engine,
+        args.name,
+        args.to,
+        stop_users=args.stop_users,
+        purge_source=args.purge_source,
+        allow_volatile=args.allow_tmpfs,
+    )
     if not acting:
         return Outcome(_move_plan_json(plan), _render_move_plan(plan) + "\n(preview: add --apply to move)")
     r = mv.apply_move(engine, plan, purge_source=args.purge_source)
@@ -292,21 +420,36 @@ def run_move(args: argparse.Namespace) -> Outcome:
     if r.recreated:
         lines.append(f"re-created {', '.join(r.recreated)}; started {', '.join(r.started) or 'none'}")
     if r.source_kept:
-        lines.append(f"the old data stays at {r.source_kept} until you remove it (or rerun with --purge-source)")
+        lines.append(
+            f"the old data stays at {r.source_kept} until you remove it (or rerun with --purge-source)"
+        )
     lines += [f"warning: {w}" for w in r.warnings]
     return Outcome(r.__dict__, "\n".join(lines))
 
 
 def _move_plan_json(plan: mv.MovePlan) -> dict[str, Any]:
-    return {"volume": plan.volume, "from": plan.source.data_path, "placement": plan.source.placement,
-            "to": plan.dest, "bytes": plan.size.bytes, "files": plan.size.files, "free_bytes": plan.free_bytes,
-            "users": [{"name": u.name, "running": u.running} for u in plan.users], "keeper": plan.keeper,
-            "steps": list(plan.steps), "resume": plan.resume is not None, "notes": list(plan.notes)}
+    return {
+        "volume": plan.volume,
+        "from": plan.source.data_path,
+        "placement": plan.source.placement,
+        "to": plan.dest,
+        "bytes": plan.size.bytes,
+        "files": plan.size.files,
+        "free_bytes": plan.free_bytes,
+        "users": [{"name": u.name, "running": u.running} for u in plan.users],
+        "keeper": plan.keeper,
+        "steps": list(plan.steps),
+        "resume": plan.resume is not None,
+        "notes": list(plan.notes),
+    }
 
 
 def _render_move_plan(plan: mv.MovePlan) -> str:
-    lines = [f"move volume {plan.volume}: {plan.size.files} files, {human_bytes(plan.size.bytes)}",
-             f"  from {plan.source.data_path} ({plan.source.placement})", f"  to   {plan.dest}"]
+    lines = [
+        f"move volume {plan.volume}: {plan.size.files} files, {human_bytes(plan.size.bytes)}",
+        f"  from {plan.source.data_path} ({plan.source.placement})",
+        f"  to   {plan.dest}",
+    ]
     if plan.free_bytes:
         lines.append(f"  free there: {human_bytes(plan.free_bytes)}")
     for u in plan.users:
@@ -327,25 +470,45 @@ def run_adopt(args: argparse.Namespace) -> Outcome:
         if not acting:
             if pending is None:
                 return Outcome({"pending": None}, f"no unfinished adoption of {args.container}")
-            return Outcome({"pending": pending}, f"unfinished adoption of {args.container}; done: "
-                           f"{', '.join(pending['done']) or 'nothing'}; `--rollback --apply` undoes it")
+            return Outcome(
+                {"pending": pending},
+                f"unfinished adoption of {args.container}; done: "
+                f"{', '.join(pending['done']) or 'nothing'}; `--rollback --apply` undoes it",
+            )
         did = ad.rollback_adopt(engine, args.container)
         return Outcome({"rolled_back": did}, "rolled back:\n" + "\n".join(f"  {d}" for d in did))
-    plan = ad.plan_adopt(engine, args.container, at=args.at, name_for=tuple(args.name_for),
-                         allow_volatile=args.allow_tmpfs)
-    items: list[dict[str, Any]] = [{"anonymous": a.anonymous, "path": a.path, "volume": a.create.name,
-              "at": a.create.at.path if a.create.at else None} for a in plan.adoptions]
-    data: dict[str, Any] = {"container": plan.container, "running": plan.running, "adoptions": items,
-                            "notes": list(plan.notes), "applied": False}
+    plan = ad.plan_adopt(
+        engine, args.container, at=args.at, name_for=tuple(args.name_for), allow_volatile=args.allow_tmpfs
+    )
+    items: list[dict[str, Any]] = [
+        {
+            "anonymous": a.anonymous,
+            "path": a.path,
+            "volume": a.create.name,
+            "at": a.create.at.path if a.create.at else None,
+        }
+        for a in plan.adoptions
+    ]
+    data: dict[str, Any] = {
+        "container": plan.container,
+        "running": plan.running,
+        "adoptions": items,
+        "notes": list(plan.notes),
+        "applied": False,
+    }
     if not plan.adoptions:
         return Outcome(data, f"{plan.container} has no anonymous volumes: nothing to adopt")
     lines = [f"adopt the anonymous volumes of {plan.container}:"]
-    lines += [f"  {a['path']:<20} {a['anonymous'][:12]} -> {a['volume']}" + (f" at {a['at']}" if a["at"] else "")
-              for a in items]
+    lines += [
+        f"  {a['path']:<20} {a['anonymous'][:12]} -> {a['volume']}" + (f" at {a['at']}" if a["at"] else "")
+        for a in items
+    ]
     lines += [f"note: {n}" for n in plan.notes]
     if not acting:
         return Outcome(data, "\n".join(lines) + "\n(preview: add --apply to adopt)")
     new_id = ad.apply_adopt(engine, plan)
     data.update(applied=True, id=new_id)
-    lines.append(f"done: {plan.container} re-created ({new_id[:12]}) with named volumes, data copied and verified")
+    lines.append(
+        f"done: {plan.container} re-created ({new_id[:12]}) with named volumes, data copied and verified"
+    )
     return Outcome(data, "\n".join(lines))

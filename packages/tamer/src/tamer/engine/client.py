@@ -64,14 +64,17 @@ def connect(host: str | None = None, *, timeout: float = 120.0, answer_within: f
             version = lean.get("/version", timeout=first)
             api_version = str((version or {}).get("ApiVersion") or "")
             if not api_version:
-                raise ConnectionError(f"{where} answered /version without an API version: not a Docker engine?")
+                raise ConnectionError(
+                    f"{where} answered /version without an API version: not a Docker engine?"
+                )
         lean.prefix = f"/v{api_version}"
         return Engine(None, where, lean=lean, api_version=api_version, timeout=timeout)
     import docker
 
     with translated(where, "connect"):
-        api = docker.APIClient(base_url=where, version="auto", timeout=first,
-                               max_pool_size=INSPECT_CONCURRENCY + 2)
+        api = docker.APIClient(
+            base_url=where, version="auto", timeout=first, max_pool_size=INSPECT_CONCURRENCY + 2
+        )
         api.ping()
     api.timeout = timeout  # read by docker-py on every request
     return Engine(api, where)
@@ -95,16 +98,25 @@ def path_name(kind: str, name: str) -> str:
     """
     parts = (name.removeprefix("/") if kind == "container" else name).split("/")
     if any(part in ("", ".", "..") for part in parts):
-        raise ObjectNotFound(f"no {kind} is named {name!r}: a name with an empty, '.' or '..' path part cannot "
-                             f"name a {kind}; expected a {kind} name or id; run `tamer ls` to see what exists")
+        raise ObjectNotFound(
+            f"no {kind} is named {name!r}: a name with an empty, '.' or '..' path part cannot "
+            f"name a {kind}; expected a {kind} name or id; run `tamer ls` to see what exists"
+        )
     return name
 
 
 class Engine:
     """One connected Docker engine. Create it with `connect()`."""
 
-    def __init__(self, api: docker.APIClient | None, where: str, *, lean: UnixTransport | None = None,
-                 api_version: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        api: docker.APIClient | None,
+        where: str,
+        *,
+        lean: UnixTransport | None = None,
+        api_version: str | None = None,
+        timeout: float = 120.0,
+    ) -> None:
         if api is None and (lean is None or api_version is None):
             raise ValueError("Engine needs a docker-py client, or the lean transport and its API version")
         self._docker_py = api
@@ -120,8 +132,12 @@ class Engine:
             import docker
 
             with translated(self.where, "connect"):
-                self._docker_py = docker.APIClient(base_url=self.where, version=self.api_version,
-                                                   timeout=self._timeout, max_pool_size=INSPECT_CONCURRENCY + 2)
+                self._docker_py = docker.APIClient(
+                    base_url=self.where,
+                    version=self.api_version,
+                    timeout=self._timeout,
+                    max_pool_size=INSPECT_CONCURRENCY + 2,
+                )
         return self._docker_py
 
     def _read(self, what: str, path: str, params: Params | None, fallback: Callable[[], Any]) -> Any:
@@ -170,22 +186,39 @@ class Engine:
 
     def containers(self) -> list[JSON]:
         """All containers, running or not (the list form, without sizes)."""
-        return list(self._read("list containers", "/containers/json", {"all": 1},
-                               lambda: self._api.containers(all=True)))
+        return list(
+            self._read(
+                "list containers", "/containers/json", {"all": 1}, lambda: self._api.containers(all=True)
+            )
+        )
 
     def inspect_container(self, container: str) -> JSON:
         path_name("container", container)
-        return dict(self._read(f"inspect container {container}", f"/containers/{container}/json", None,
-                               lambda: self._api.inspect_container(container)))
+        return dict(
+            self._read(
+                f"inspect container {container}",
+                f"/containers/{container}/json",
+                None,
+                lambda: self._api.inspect_container(container),
+            )
+        )
 
     def images(self) -> list[JSON]:
         """All images, intermediate ones included."""
-        return list(self._read("list images", "/images/json", {"all": 0}, lambda: self._api.images(all=False)))
+        return list(
+            self._read("list images", "/images/json", {"all": 0}, lambda: self._api.images(all=False))
+        )
 
     def inspect_image(self, image: str) -> JSON:
         path_name("image", image)
-        return dict(self._read(f"inspect image {image}", f"/images/{image}/json", None,
-                               lambda: self._api.inspect_image(image)))
+        return dict(
+            self._read(
+                f"inspect image {image}",
+                f"/images/{image}/json",
+                None,
+                lambda: self._api.inspect_image(image),
+            )
+        )
 
     def volumes(self) -> list[JSON]:
         listed = self._read("list volumes", "/volumes", None, lambda: self._api.volumes())
@@ -193,8 +226,14 @@ class Engine:
 
     def inspect_volume(self, volume: str) -> JSON:
         path_name("volume", volume)
-        return dict(self._read(f"inspect volume {volume}", f"/volumes/{volume}", None,
-                               lambda: self._api.inspect_volume(volume)))
+        return dict(
+            self._read(
+                f"inspect volume {volume}",
+                f"/volumes/{volume}",
+                None,
+                lambda: self._api.inspect_volume(volume),
+            )
+        )
 
     def system_df(self, kinds: Iterable[str] | None = None) -> JSON:
         """The engine's own disk usage figures (`docker system df -v`).
@@ -205,25 +244,38 @@ class Engine:
         """
         if kinds is not None and self.supports("1.42"):
             params = [("type", k) for k in kinds]
-            return dict(self._read("read disk usage", "/system/df", params, lambda: self._api._result(
-                self._api._get(self._api._url("/system/df"), params=params), True)))
+            return dict(
+                self._read(
+                    "read disk usage",
+                    "/system/df",
+                    params,
+                    lambda: self._api._result(
+                        self._api._get(self._api._url("/system/df"), params=params), True
+                    ),
+                )
+            )
         return dict(self._read("read disk usage", "/system/df", None, lambda: self._api.df()))
 
-    def events(self, *, since: float | None = None, until: float | None = None,
-               filters: JSON | None = None) -> Iterator[JSON]:
+    def events(
+        self, *, since: float | None = None, until: float | None = None, filters: JSON | None = None
+    ) -> Iterator[JSON]:
         """Engine events as dicts; blocks for new ones unless `until` is given."""
-        stream = self._call("follow events", lambda: self._api.events(
-            since=since, until=until, filters=filters, decode=True))
+        stream = self._call(
+            "follow events", lambda: self._api.events(since=since, until=until, filters=filters, decode=True)
+        )
         with translated(self.where, "follow events"):
             yield from stream
 
     # -- building test and sandbox images ------------------------------------
     def import_image(self, tar_bytes: bytes, repository: str, tag: str, changes: Sequence[str] = ()) -> str:
         """Create an image from a root filesystem tarball (`docker import`); returns its id."""
+
         def run() -> str:
-            out = self._api.import_image_from_data(tar_bytes, repository=repository, tag=tag,
-                                                   changes=list(changes) or None)
+            out = self._api.import_image_from_data(
+                tar_bytes, repository=repository, tag=tag, changes=list(changes) or None
+            )
             return str(self._api.inspect_image(f"{repository}:{tag}")["Id"]) if out is not None else ""
+
         return self._call(f"import image {repository}:{tag}", run)
 
     # -- removals (used by apply.py only) ------------------------------------
@@ -234,10 +286,12 @@ class Engine:
 
     def remove_build_cache(self, cache_id: str) -> int:
         """Remove one build cache record; returns the bytes the engine says it reclaimed."""
+
         def run() -> int:
             params = {"filters": json.dumps({"id": [cache_id]})}
             out = self._api._result(self._api._post(self._api._url("/build/prune"), params=params), True)
             return int((out or {}).get("SpaceReclaimed") or 0)
+
         return self._call(f"remove build cache {cache_id}", run)
 
     def containers_using(self, *, volume: str | None = None, image: str | None = None) -> list[JSON]:
@@ -247,9 +301,14 @@ class Engine:
             filters["volume"] = volume
         if image:
             filters["ancestor"] = image
-        return list(self._read("list containers", "/containers/json",
-                               {"all": 1, "filters": json.dumps({k: [v] for k, v in filters.items()})},
-                               lambda: self._api.containers(all=True, filters=filters)))
+        return list(
+            self._read(
+                "list containers",
+                "/containers/json",
+                {"all": 1, "filters": json.dumps({k: [v] for k, v in filters.items()})},
+                lambda: self._api.containers(all=True, filters=filters),
+            )
+        )
 
     @property
     def api(self) -> docker.APIClient:
@@ -259,10 +318,20 @@ class Engine:
     # -- containers and volumes (mutating) -------------------------------------
     # Used by tamer.volumes (place, move, adopt, run). Each returns plain JSON
     # and raises TamerError subclasses only.
-    def create_volume(self, name: str, *, driver: str = "local", driver_opts: dict[str, str] | None = None,
-                      labels: dict[str, str] | None = None) -> JSON:
-        return self._call(f"create volume {name}", lambda: self._api.create_volume(
-            name=name, driver=driver, driver_opts=driver_opts or None, labels=labels or None))
+    def create_volume(
+        self,
+        name: str,
+        *,
+        driver: str = "local",
+        driver_opts: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> JSON:
+        return self._call(
+            f"create volume {name}",
+            lambda: self._api.create_volume(
+                name=name, driver=driver, driver_opts=driver_opts or None, labels=labels or None
+            ),
+        )
 
     def remove_volume(self, name: str, *, force: bool = False) -> None:
         path_name("volume", name)
@@ -270,9 +339,14 @@ class Engine:
 
     def containers_using_volume(self, name: str) -> list[JSON]:
         """Containers (any state) that mount volume `name`, as list entries."""
-        return list(self._read(f"list containers using volume {name}", "/containers/json",
-                               {"all": 1, "filters": json.dumps({"volume": [name]})},
-                               lambda: self._api.containers(all=True, filters={"volume": name})))
+        return list(
+            self._read(
+                f"list containers using volume {name}",
+                "/containers/json",
+                {"all": 1, "filters": json.dumps({"volume": [name]})},
+                lambda: self._api.containers(all=True, filters={"volume": name}),
+            )
+        )
 
     def create_container_raw(self, body: JSON, *, name: str | None = None) -> str:
         """POST /containers/create with a full body (Config fields + HostConfig + NetworkingConfig).
@@ -280,9 +354,11 @@ class Engine:
         Used to re-create a container with exactly the configuration read from
         its inspect JSON. Returns the new container's id.
         """
+
         def run() -> str:
             out = self._api.create_container_from_config(body, name=name)
             return str(out["Id"])
+
         return self._call(f"create container {name or ''}".strip(), run)
 
     def start_container(self, container: str) -> None:
@@ -296,8 +372,10 @@ class Engine:
     def remove_container(self, container: str, *, force: bool = False) -> None:
         """Remove a container; its volumes (anonymous ones too) are always kept."""
         path_name("container", container)
-        self._call(f"remove container {container}", lambda: self._api.remove_container(
-            container, v=False, force=force))
+        self._call(
+            f"remove container {container}",
+            lambda: self._api.remove_container(container, v=False, force=force),
+        )
 
     def rename_container(self, container: str, new_name: str) -> None:
         path_name("container", container)
@@ -313,6 +391,12 @@ class Engine:
 
     def connect_network(self, container: str, network: str, endpoint: JSON) -> None:
         path_name("container", container)
-        self._call(f"connect container {container} to network {network}", lambda: self._api._raise_for_status(
-            self._api._post_json(self._api._url("/networks/{0}/connect", network),
-                                 data={"Container": container, "EndpointConfig": endpoint})))
+        self._call(
+            f"connect container {container} to network {network}",
+            lambda: self._api._raise_for_status(
+                self._api._post_json(
+                    self._api._url("/networks/{0}/connect", network),
+                    data={"Container": container, "EndpointConfig": endpoint},
+                )
+            ),
+        )

@@ -43,12 +43,18 @@ def read_records(data_root: str) -> Records:
         names = os.listdir(folder)
     except OSError:
         return {}
-    return {cid: (_read_json(os.path.join(folder, cid, "config.v2.json")),
-                  _read_json(os.path.join(folder, cid, "hostconfig.json"))) for cid in names}
+    return {
+        cid: (
+            _read_json(os.path.join(folder, cid, "config.v2.json")),
+            _read_json(os.path.join(folder, cid, "hostconfig.json")),
+        )
+        for cid in names
+    }
 
 
-def container_from_datastore(data_root: str, driver: str, listed: JSON, *, records: Records | None = None,
-                             layer: bool = True) -> JSON | None:
+def container_from_datastore(
+    data_root: str, driver: str, listed: JSON, *, records: Records | None = None, layer: bool = True
+) -> JSON | None:
     """An inspect-shaped dict for one listed container, or None to fall back to the API.
 
     `records`: what read_records found (read again here if it lacks this container).
@@ -82,11 +88,17 @@ def container_from_datastore(data_root: str, driver: str, listed: JSON, *, recor
         "Name": names[0] if names else "",
         "Created": config.get("Created") or listed.get("Created"),
         "Image": listed.get("ImageID") or config.get("Image"),
-        "State": {"Status": listed.get("State"), "ExitCode": state.get("ExitCode"),
-                  "StartedAt": state.get("StartedAt"), "FinishedAt": state.get("FinishedAt")},
+        "State": {
+            "Status": listed.get("State"),
+            "ExitCode": state.get("ExitCode"),
+            "StartedAt": state.get("StartedAt"),
+            "FinishedAt": state.get("FinishedAt"),
+        },
         "HostConfig": host,
-        "Config": {"Image": (config.get("Config") or {}).get("Image") or listed.get("Image"),
-                   "Labels": listed.get("Labels") or (config.get("Config") or {}).get("Labels") or {}},
+        "Config": {
+            "Image": (config.get("Config") or {}).get("Image") or listed.get("Image"),
+            "Labels": listed.get("Labels") or (config.get("Config") or {}).get("Labels") or {},
+        },
         "LogPath": config.get("LogPath", ""),
         "Mounts": listed.get("Mounts") or [],
         "GraphDriver": {"Name": driver, "Data": {"UpperDir": upper} if upper else {}},

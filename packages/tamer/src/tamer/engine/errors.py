@@ -58,8 +58,11 @@ def _is(exc: BaseException, module: ModuleType | None, *names: str) -> bool:
 def _timed_out(exc: BaseException) -> bool:
     # docker-py wraps the first request's timeout in a DockerException; look through the chain
     requests_exceptions = _loaded("requests.exceptions")
-    return any((isinstance(e, TimeoutError) or _is(e, requests_exceptions, "Timeout"))
-               and not _is(e, requests_exceptions, "ConnectTimeout") for e in _chain(exc))
+    return any(
+        (isinstance(e, TimeoutError) or _is(e, requests_exceptions, "Timeout"))
+        and not _is(e, requests_exceptions, "ConnectTimeout")
+        for e in _chain(exc)
+    )
 
 
 def _caused_by_permission(exc: BaseException) -> bool:
@@ -93,18 +96,25 @@ def translate(exc: BaseException, *, where: str, what: str = "") -> TamerError:
             "run as root, or add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again)"
         )
     if _timed_out(exc):
-        return EngineUnreachable(f"the Docker engine at {where} did not answer in time{doing} ({_short(exc)}); "
-                                 + NOT_RESPONDING_HINT.format(where=where))
+        return EngineUnreachable(
+            f"the Docker engine at {where} did not answer in time{doing} ({_short(exc)}); "
+            + NOT_RESPONDING_HINT.format(where=where)
+        )
     docker_errors, requests_exceptions = _loaded("docker.errors"), _loaded("requests.exceptions")
     if (isinstance(exc, EngineHTTPError) and exc.status == 404) or _is(exc, docker_errors, "NotFound"):
         return ObjectNotFound(f"not found{doing}: {_explanation(exc)}; run `tamer ls` to see what exists")
     if isinstance(exc, EngineHTTPError) or _is(exc, docker_errors, "APIError"):
         return EngineError(f"the engine at {where} refused{doing}: {_explanation(exc)}")
-    if isinstance(exc, FileNotFoundError | ConnectionError) or _is(exc, docker_errors, "DockerException") \
-            or _is(exc, requests_exceptions, "ConnectionError"):
+    if (
+        isinstance(exc, FileNotFoundError | ConnectionError)
+        or _is(exc, docker_errors, "DockerException")
+        or _is(exc, requests_exceptions, "ConnectionError")
+    ):
         return EngineUnreachable(f"no Docker engine answered at {where}{doing} ({_short(exc)}); {START_HINT}")
     if isinstance(exc, OSError) or _is(exc, requests_exceptions, "RequestException"):
-        return EngineUnreachable(f"talking to the Docker engine at {where} failed{doing} ({_short(exc)}); {START_HINT}")
+        return EngineUnreachable(
+            f"talking to the Docker engine at {where} failed{doing} ({_short(exc)}); {START_HINT}"
+        )
     return EngineError(f"unexpected error from the engine at {where}{doing}: {_short(exc)}")
 
 

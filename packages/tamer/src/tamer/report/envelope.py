@@ -33,11 +33,15 @@ def _default(obj: Any) -> Any:
 
 def envelope(command: str | None, exit_code: int, data: Any = None, errors: list[str] | None = None) -> str:
     """{"version", "command", "status", "exit_code", "data", "errors"} as one JSON document."""
-    return json.dumps({
-        "version": ENVELOPE_VERSION,
-        "command": command or None,
-        "status": STATUS_BY_CODE.get(exit_code, "error"),
-        "exit_code": exit_code,
-        "data": data,
-        "errors": [str(e) for e in errors or []],
-    }, default=_default, indent=2)
+    return json.dumps(
+        {
+            "version": ENVELOPE_VERSION,
+            "command": command or None,
+            "status": STATUS_BY_CODE.get(exit_code, "error"),
+            "exit_code": exit_code,
+            "data": data,
+            "errors": [str(e) for e in errors or []],
+        },
+        default=_default,
+        indent=2,
+    )

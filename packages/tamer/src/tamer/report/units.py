@@ -44,7 +44,7 @@ MAX_DURATION = timedelta(days=100 * 366)  # past this it is a typo (and timedelt
 
 
 def parse_duration(text: str) -> timedelta:
-    """"30d", "12h", "2w", "90m", "45s" -> timedelta; anything else is a UsageError.
+    """ "30d", "12h", "2w", "90m", "45s" -> timedelta; anything else is a UsageError.
 
     >>> parse_duration("7d")
     datetime.timedelta(days=7)
@@ -52,7 +52,9 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     shown = text if len(text) <= 40 else text[:37] + "..."
     if not match:
-        raise UsageError(f"bad duration {shown!r}: expected a number and a unit s, m, h, d or w, e.g. 7d or 12h")
+        raise UsageError(
+            f"bad duration {shown!r}: expected a number and a unit s, m, h, d or w, e.g. 7d or 12h"
+        )
     seconds = float(match.group(1)) * _SECONDS[match.group(2)]
     if not seconds <= MAX_DURATION.total_seconds():  # also inf, from a huge digit string
         raise UsageError(f"duration {shown!r} is too long: expected at most {MAX_DURATION.days}d (a century)")

@@ -12,48 +12,95 @@ from tamer.inventory import BuildCache, Container, Image, Inventory, Volume
 from tamer.report.table import render_table
 from tamer.report.units import human_age, human_bytes
 
-KIND_TITLES = {"image": "Images", "container": "Containers", "volume": "Volumes", "log": "Container logs",
-               "build-cache": "Build cache"}
+KIND_TITLES = {
+    "image": "Images",
+    "container": "Containers",
+    "volume": "Volumes",
+    "log": "Container logs",
+    "build-cache": "Build cache",
+}
 
 
 def render_df(report: DiskReport, inv: Inventory, *, verbose: bool = False) -> str:
     out: list[str] = []
-    sizing = ("walked the data-root " + inv.data_root if report.sizing == "local"
-              else "the engine's own figures")
-    out.append(f"Docker host {inv.host} (engine {inv.server_version}, API {inv.api_version}); sizes: {sizing}")
+    sizing = (
+        "walked the data-root " + inv.data_root if report.sizing == "local" else "the engine's own figures"
+    )
+    out.append(
+        f"Docker host {inv.host} (engine {inv.server_version}, API {inv.api_version}); sizes: {sizing}"
+    )
     out.append("")
-    rows = [[KIND_TITLES[t.kind], str(t.count), str(t.active), human_bytes(t.size), human_bytes(t.safe),
-             human_bytes(t.needs_decision)] for t in report.totals]
-    out.append(render_table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "SAFE TO FREE", "NEEDS A DECISION"], rows,
-                            right=(1, 2, 3, 4, 5)))
+    rows = [
+        [
+            KIND_TITLES[t.kind],
+            str(t.count),
+            str(t.active),
+            human_bytes(t.size),
+            human_bytes(t.safe),
+            human_bytes(t.needs_decision),
+        ]
+        for t in report.totals
+    ]
+    out.append(
+        render_table(
+            ["TYPE", "TOTAL", "ACTIVE", "SIZE", "SAFE TO FREE", "NEEDS A DECISION"],
+            rows,
+            right=(1, 2, 3, 4, 5),
+        )
+    )
     if report.unaccounted is not None:
-        out.append(f"Unaccounted in the data-root: {human_bytes(report.unaccounted)} of "
-                   f"{human_bytes(report.data_root_allocated)} on disk (engine metadata and leftovers)")
+        out.append(
+            f"Unaccounted in the data-root: {human_bytes(report.unaccounted)} of "
+            f"{human_bytes(report.data_root_allocated)} on disk (engine metadata and leftovers)"
+        )
     out.append("")
-    out.append(f"Reclaimable: {human_bytes(report.safe_bytes)} safe (nothing anyone would miss), "
-               f"{human_bytes(report.decision_bytes)} needs a decision")
+    out.append(
+        f"Reclaimable: {human_bytes(report.safe_bytes)} safe (nothing anyone would miss), "
+        f"{human_bytes(report.decision_bytes)} needs a decision"
+    )
     limit = None if verbose else 8
     for title, items in (("Safe to free", report.safe), ("Needs a decision", report.needs_decision)):
         if items:
             out.append(f"\n{title}:")
             shown = items[:limit] if limit else items
-            out.append(render_table(["KIND", "NAME", "SIZE", "WHY"],
-                                    [[i.kind, _short(i.name), human_bytes(i.bytes), i.why] for i in shown],
-                                    right=(2,)))
+            out.append(
+                render_table(
+                    ["KIND", "NAME", "SIZE", "WHY"],
+                    [[i.kind, _short(i.name), human_bytes(i.bytes), i.why] for i in shown],
+                    right=(2,),
+                )
+            )
             if limit and len(items) > limit:
                 out.append(f"... and {len(items) - limit} more (tamer df -v)")
     if report.top:
         out.append("\nTop consumers:")
-        out.append(render_table(["KIND", "NAME", "SIZE", "OWNER"],
-                                [[i.kind, _short(i.name), human_bytes(i.bytes), i.owner] for i in report.top],
-                                right=(2,)))
+        out.append(
+            render_table(
+                ["KIND", "NAME", "SIZE", "OWNER"],
+                [[i.kind, _short(i.name), human_bytes(i.bytes), i.owner] for i in report.top],
+                right=(2,),
+            )
+        )
     owners = [o for o in report.owners if o.total or verbose]
     if owners:
         out.append("\nBy owner:")
         shown_owners = owners if verbose else owners[:10]
-        out.append(render_table(["OWNER", "TOTAL", "LAYERS", "VOLUMES", "LOGS"],
-                                [[o.owner, human_bytes(o.total), human_bytes(o.layers), human_bytes(o.volumes),
-                                  human_bytes(o.logs)] for o in shown_owners], right=(1, 2, 3, 4)))
+        out.append(
+            render_table(
+                ["OWNER", "TOTAL", "LAYERS", "VOLUMES", "LOGS"],
+                [
+                    [
+                        o.owner,
+                        human_bytes(o.total),
+                        human_bytes(o.layers),
+                        human_bytes(o.volumes),
+                        human_bytes(o.logs),
+                    ]
+                    for o in shown_owners
+                ],
+                right=(1, 2, 3, 4),
+            )
+        )
         if len(owners) > len(shown_owners):
             out.append(f"... and {len(owners) - len(shown_owners)} more owners (tamer df -v)")
     for note in report.notes:
@@ -80,37 +127,79 @@ def df_json(report: DiskReport, inv: Inventory) -> dict[str, Any]:
 def render_ls(kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = True) -> str:
     """`sized` False: nothing was measured (sizes show as "?"), only what the engine's lists carry."""
     if kind == "images":
-        rows = [[_short(i.display_name, 40), i.short_id, human_bytes(i.size),
-                 human_bytes(i.shared_size if sized else None),
-                 str(len(i.containers)), human_age(i.created, now), "dangling" if i.dangling else "", i.owner]
-                for i in objs]
-        return render_table(["IMAGE", "ID", "SIZE", "SHARED", "CONTAINERS", "AGE", "", "OWNER"], rows,
-                            right=(2, 3, 4, 5))
+        rows = [
+            [
+                _short(i.display_name, 40),
+                i.short_id,
+                human_bytes(i.size),
+                human_bytes(i.shared_size if sized else None),
+                str(len(i.containers)),
+                human_age(i.created, now),
+                "dangling" if i.dangling else "",
+                i.owner,
+            ]
+            for i in objs
+        ]
+        return render_table(
+            ["IMAGE", "ID", "SIZE", "SHARED", "CONTAINERS", "AGE", "", "OWNER"], rows, right=(2, 3, 4, 5)
+        )
     if kind == "containers":
-        rows = [[_short(c.name, 32) + (" (auto)" if c.name_generated else ""), c.short_id, _short(c.image, 28),
-                 c.state + (f" ({c.exit_code})" if c.state == "exited" else ""),
-                 human_bytes(c.writable_size), human_bytes(c.log.size.apparent if c.log.size else None),
-                 human_age(c.created, now), c.restart_policy + (" --rm" if c.auto_remove else ""), c.owner]
-                for c in objs]
-        return render_table(["NAME", "ID", "IMAGE", "STATE", "WRITABLE", "LOGS", "AGE", "RESTART", "OWNER"],
-                            rows, right=(4, 5, 6))
+        rows = [
+            [
+                _short(c.name, 32) + (" (auto)" if c.name_generated else ""),
+                c.short_id,
+                _short(c.image, 28),
+                c.state + (f" ({c.exit_code})" if c.state == "exited" else ""),
+                human_bytes(c.writable_size),
+                human_bytes(c.log.size.apparent if c.log.size else None),
+                human_age(c.created, now),
+                c.restart_policy + (" --rm" if c.auto_remove else ""),
+                c.owner,
+            ]
+            for c in objs
+        ]
+        return render_table(
+            ["NAME", "ID", "IMAGE", "STATE", "WRITABLE", "LOGS", "AGE", "RESTART", "OWNER"],
+            rows,
+            right=(4, 5, 6),
+        )
     if kind == "volumes":
         rows = []
         for v in objs:
             users = ", ".join([*(f"{u} (running)" for u in v.users_running), *v.users_stopped]) or "-"
             origin = f"VOLUME {v.origin.path} of {v.origin.image}" if v.origin else ""
             where = v.data_path if v.placement != "default" else ""
-            rows.append([_short(v.name, 40), v.kind, "orphaned" if v.orphaned else "in use" if v.in_use else
-                         "stopped users", human_bytes(volume_bytes(v) if v.size else None),
-                         v.placement + (f" -> {where}" if where else ""), _short(users, 40), origin])
-        return render_table(["VOLUME", "KIND", "STATUS", "SIZE", "PLACEMENT", "USERS", "CREATED BY"], rows,
-                            right=(3,))
-    rows = [[b.id[:12], b.type, human_bytes(b.size), human_age(b.last_used, now), "yes" if b.in_use else "no",
-             _short(b.description, 40)] for b in objs]
+            rows.append(
+                [
+                    _short(v.name, 40),
+                    v.kind,
+                    "orphaned" if v.orphaned else "in use" if v.in_use else "stopped users",
+                    human_bytes(volume_bytes(v) if v.size else None),
+                    v.placement + (f" -> {where}" if where else ""),
+                    _short(users, 40),
+                    origin,
+                ]
+            )
+        return render_table(
+            ["VOLUME", "KIND", "STATUS", "SIZE", "PLACEMENT", "USERS", "CREATED BY"], rows, right=(3,)
+        )
+    rows = [
+        [
+            b.id[:12],
+            b.type,
+            human_bytes(b.size),
+            human_age(b.last_used, now),
+            "yes" if b.in_use else "no",
+            _short(b.description, 40),
+        ]
+        for b in objs
+    ]
     return render_table(["ID", "TYPE", "SIZE", "LAST USED", "IN USE", "DESCRIPTION"], rows, right=(2,))
 
 
-def ls_json(objs: Sequence[Image | Container | Volume | BuildCache], *, sized: bool = True) -> list[dict[str, Any]]:
+def ls_json(
+    objs: Sequence[Image | Container | Volume | BuildCache], *, sized: bool = True
+) -> list[dict[str, Any]]:
     """`sized` False: figures nothing measured are null, never 0 (an image's shared bytes, a container's total)."""
     out = []
     for o in objs:

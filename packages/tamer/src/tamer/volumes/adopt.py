@@ -86,8 +86,14 @@ def adopt_key(engine: Engine, container: str) -> str:
     return f"{container}@{hashlib.sha256(engine.where.encode()).hexdigest()[:10]}"
 
 
-def plan_adopt(engine: Engine, container: str, *, at: str | None = None, name_for: tuple[str, ...] = (),
-               allow_volatile: bool = False) -> AdoptPlan:
+def plan_adopt(
+    engine: Engine,
+    container: str,
+    *,
+    at: str | None = None,
+    name_for: tuple[str, ...] = (),
+    allow_volatile: bool = False,
+) -> AdoptPlan:
     """Find the container's anonymous volumes and plan a named volume for each; changes nothing.
 
     Raises UsageError (a name taken, two paths on one name), PlacementRefused, NotEnoughSpace, and a
@@ -97,12 +103,20 @@ def plan_adopt(engine: Engine, container: str, *, at: str | None = None, name_fo
     pending = Adopt.load(adopt_key(engine, container))
     if pending is not None:
         d = pending.data
-        resumed = tuple(Adoption(a["anonymous"], a["path"], _create_from_json(a["create"])) for a in d["adoptions"])
+        resumed = tuple(
+            Adoption(a["anonymous"], a["path"], _create_from_json(a["create"])) for a in d["adoptions"]
+        )
         done = [s for s in pending.step_names() if pending.is_done(s)]
-        return AdoptPlan(d["container"], d["container_id"], d["running"], resumed,
-                         recreation_from_json(d["recreation"]), recreation_from_json(d["original"]),
-                         (f"resuming an unfinished adoption; done already: {', '.join(done) or 'nothing'}",),
-                         resume=pending.record)
+        return AdoptPlan(
+            d["container"],
+            d["container_id"],
+            d["running"],
+            resumed,
+            recreation_from_json(d["recreation"]),
+            recreation_from_json(d["original"]),
+            (f"resuming an unfinished adoption; done already: {', '.join(done) or 'nothing'}",),
+            resume=pending.record,
+        )
     root = data_root(engine)
     if os.path.isdir(root):
         guard.require_data_access(root, "adopt")
@@ -128,12 +142,23 @@ def plan_adopt(engine: Engine, container: str, *, at: str | None = None, name_fo
         existing = inspect_volume_or_none(engine, new)
         if existing is not None:
             labels = existing.get("Labels") or {}
-            owner = f" (made for {labels[FOR_LABEL]}:{labels.get(PATH_LABEL, '?')})" if labels.get(FOR_LABEL) else ""
-            raise UsageError(f"volume {new} (for {name}:{path}) exists already{owner}; expected a free name, so no "
-                             f"other data is mixed in; remove or rename it first, or pick a name with --name-for "
-                             f"{path}=NAME")
-        create = plan_create(engine, new, os.path.join(at, new) if at else None, {FOR_LABEL: name, PATH_LABEL: path},
-                             allow_volatile=allow_volatile)
+            owner = (
+                f" (made for {labels[FOR_LABEL]}:{labels.get(PATH_LABEL, '?')})"
+                if labels.get(FOR_LABEL)
+                else ""
+            )
+            raise UsageError(
+                f"volume {new} (for {name}:{path}) exists already{owner}; expected a free name, so no "
+                f"other data is mixed in; remove or rename it first, or pick a name with --name-for "
+                f"{path}=NAME"
+            )
+        create = plan_create(
+            engine,
+            new,
+            os.path.join(at, new) if at else None,
+            {FOR_LABEL: name, PATH_LABEL: path},
+            allow_volatile=allow_volatile,
+        )
         adoptions.append(Adoption(anonymous, path, create))
     _check_room(engine, adoptions, at)
     image = image_ref(engine, info)
@@ -151,26 +176,35 @@ def plan_adopt(engine: Engine, container: str, *, at: str | None = None, name_fo
 def _check_room(engine: Engine, adoptions: list[Adoption], at: str | None) -> None:
     if not adoptions:
         return
-    need = sum(cp.measure(local_data_dir(volume_place(engine.inspect_volume(a.anonymous)))).allocated
-               for a in adoptions)
+    need = sum(
+        cp.measure(local_data_dir(volume_place(engine.inspect_volume(a.anonymous)))).allocated
+        for a in adoptions
+    )
     where = at or data_root(engine)
     probe = where
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
     free = shutil.disk_usage(probe).free
     if need > free:
-        raise NotEnoughSpace(f"the anonymous volumes hold {need} bytes, {where} has {free} free; expected room for "
-                             "a copy; free space there or pick another --at; nothing was changed")
+        raise NotEnoughSpace(
+            f"the anonymous volumes hold {need} bytes, {where} has {free} free; expected room for "
+            "a copy; free space there or pick another --at; nothing was changed"
+        )
 
 
 def _create_to_json(c: CreatePlan) -> JSON:
-    return {"name": c.name, "at": c.at.__dict__ if c.at else None, "driver_opts": c.driver_opts,
-            "labels": c.labels}
+    return {
+        "name": c.name,
+        "at": c.at.__dict__ if c.at else None,
+        "driver_opts": c.driver_opts,
+        "labels": c.labels,
+    }
 
 
 def _create_from_json(d: JSON) -> CreatePlan:
-    return CreatePlan(d["name"], PlaceCheck(**d["at"]) if d["at"] else None, dict(d["driver_opts"]),
-                      dict(d["labels"]))
+    return CreatePlan(
+        d["name"], PlaceCheck(**d["at"]) if d["at"] else None, dict(d["driver_opts"]), dict(d["labels"])
+    )
 
 
 def _rec_json(r: Recreation) -> JSON:
@@ -186,13 +220,25 @@ def apply_adopt(engine: Engine, plan: AdoptPlan) -> str:
         key = adopt_key(engine, plan.container)
         op: Adopt | None = Adopt.load(key) if plan.resume is not None else None
         if op is None:
-            op = Adopt.begin(key, {
-                "container": plan.container, "container_id": plan.container_id, "running": plan.running,
-                "adoptions": [{"anonymous": a.anonymous, "path": a.path, "create": _create_to_json(a.create)}
-                              for a in plan.adoptions],
-                "recreation": _rec_json(plan.recreation), "original": _rec_json(plan.original),
-                "parked": f"{plan.container}-pre-adopt-{secrets.token_hex(3)}", "made": [], "made_dirs": [],
-                "copying": [], "new_id": None})
+            op = Adopt.begin(
+                key,
+                {
+                    "container": plan.container,
+                    "container_id": plan.container_id,
+                    "running": plan.running,
+                    "adoptions": [
+                        {"anonymous": a.anonymous, "path": a.path, "create": _create_to_json(a.create)}
+                        for a in plan.adoptions
+                    ],
+                    "recreation": _rec_json(plan.recreation),
+                    "original": _rec_json(plan.original),
+                    "parked": f"{plan.container}-pre-adopt-{secrets.token_hex(3)}",
+                    "made": [],
+                    "made_dirs": [],
+                    "copying": [],
+                    "new_id": None,
+                },
+            )
         op.engine = engine
         try:
             op.stash()
@@ -202,9 +248,12 @@ def apply_adopt(engine: Engine, plan: AdoptPlan) -> str:
             except Exception as rb:
                 raise VolumeOperationFailed(
                     f"adopting the volumes of {plan.container} failed: {exc}; rolling back also failed: {rb}; the "
-                    f"journal {op.path} is kept: rerun `tamer adopt {plan.container} --rollback --apply`") from exc
-            msg = (f"adopting the volumes of {plan.container} failed: {exc}; rolled back: the container and its "
-                   "anonymous volumes are as before")
+                    f"journal {op.path} is kept: rerun `tamer adopt {plan.container} --rollback --apply`"
+                ) from exc
+            msg = (
+                f"adopting the volumes of {plan.container} failed: {exc}; rolled back: the container and its "
+                "anonymous volumes are as before"
+            )
             if isinstance(exc, TamerError):
                 raise type(exc)(msg) from exc
             raise TamerError(msg) from exc
@@ -216,6 +265,7 @@ def apply_adopt(engine: Engine, plan: AdoptPlan) -> str:
 def _copy_started(dest: Path) -> Callable[[subprocess.Popen[bytes]], None]:
     def hit(proc: subprocess.Popen[bytes]) -> None:
         faults.hit("adopt.copy.started", proc=proc, dest=dest)
+
     return hit
 
 
@@ -256,8 +306,10 @@ class Adopt(Operation):
             if c.name in copying:
                 cp.clear_folder(dst)  # our own partial copy from a killed run
             elif any(os.scandir(dst)):
-                raise UsageError(f"the new volume {c.name} is not empty ({dst}); expected an empty volume, so no "
-                                 "data is merged; nothing was copied")
+                raise UsageError(
+                    f"the new volume {c.name} is not empty ({dst}); expected an empty volume, so no "
+                    "data is merged; nothing was copied"
+                )
             else:
                 copying.append(c.name)
                 self.save()
@@ -350,8 +402,10 @@ def rollback_adopt(engine: Engine, container: str) -> list[str]:
     with operation_lock(f"adopt {container} --rollback", engine=engine):
         op: Adopt | None = Adopt.load(adopt_key(engine, container))
         if op is None:
-            raise UsageError(f"no unfinished adoption of {container} to roll back; expected one left by a killed "
-                             "or failed `tamer adopt`")
+            raise UsageError(
+                f"no unfinished adoption of {container} to roll back; expected one left by a killed "
+                "or failed `tamer adopt`"
+            )
         op.engine = engine
         return op.rollback()
 

@@ -54,15 +54,19 @@ _USTAR_TAIL = b"ustar\x0000" + bytes(BLOCK - 265)
 _CHK_CONST = 8 * 32 + sum(_USTAR_TAIL)
 
 
-def _header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typeflag: bytes,
-            linkname: bytes = b"") -> bytes:
+def _header(
+    name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typeflag: bytes, linkname: bytes = b""
+) -> bytes:
     """One tar header: plain ustar when everything fits (nearly always), else tarfile's PAX form.
 
     Written by hand because tarfile's general path costs more per entry than
     reading a small file does; the format is the same.
     """
-    if len(name) > 100 or len(linkname) > 100 or not (0 <= uid < _OCTAL7 and 0 <= gid < _OCTAL7
-                                                      and 0 <= size < _OCTAL11 and 0 <= mtime < _OCTAL11):
+    if (
+        len(name) > 100
+        or len(linkname) > 100
+        or not (0 <= uid < _OCTAL7 and 0 <= gid < _OCTAL7 and 0 <= size < _OCTAL11 and 0 <= mtime < _OCTAL11)
+    ):
         info = tarfile.TarInfo(os.fsdecode(name))
         info.mode, info.uid, info.gid, info.size, info.mtime = mode, uid, gid, size, mtime
         info.type, info.linkname = typeflag, os.fsdecode(linkname)
@@ -71,8 +75,18 @@ def _header(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, t
     nums = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
     # checksum: every byte of the header, the checksum field counted as eight spaces
     chk = _CHK_CONST + sum(name) + sum(nums) + typeflag[0] + sum(linkname)
-    return b"".join((name, bytes(100 - len(name)), nums, b"%06o\0 " % chk, typeflag, linkname,
-                     bytes(100 - len(linkname)), _USTAR_TAIL))
+    return b"".join(
+        (
+            name,
+            bytes(100 - len(name)),
+            nums,
+            b"%06o\0 " % chk,
+            typeflag,
+            linkname,
+            bytes(100 - len(linkname)),
+            _USTAR_TAIL,
+        )
+    )
 
 
 # -- reading --------------------------------------------------------------------
@@ -85,7 +99,9 @@ class _Prefetch(io.RawIOBase):
         self._pending = b""
         self._done = False
         self._stop = False
-        self._thread = threading.Thread(target=self._run, args=(source,), name="tamer-restore-zstd", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(source,), name="tamer-restore-zstd", daemon=True
+        )
         self._thread.start()
 
     def _run(self, source: Any) -> None:
@@ -185,7 +201,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
         length = int(data[pos:space])
         if length <= space - pos:
             raise ValueError(f"a PAX record of length {length}")
-        key, _, value = data[space + 1:pos + length - 1].partition(b"=")
+        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
         out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos += length
     return out
@@ -232,8 +248,10 @@ def _members(stream: Any) -> Iterator[tarfile.TarInfo]:
             name = long_name
         link = long_link if long_link is not None else _cstr(h[157:257])
         if typeflag == b"S" or any(k.startswith("GNU.sparse.") for k in pax):
-            raise _Corrupt("a GNU sparse entry, a form tamer never writes (it stores files whole and restores "
-                           "zero runs as holes)")
+            raise _Corrupt(
+                "a GNU sparse entry, a form tamer never writes (it stores files whole and restores "
+                "zero runs as holes)"
+            )
         m = tarfile.TarInfo(pax.get("path") or os.fsdecode(name))
         m.type = b"0" if typeflag == b"\0" else typeflag
         m.mode = _num(h[100:108]) & 0o7777
@@ -251,8 +269,13 @@ def _members(stream: Any) -> Iterator[tarfile.TarInfo]:
         yield m
 
 
-def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntrySink | None = None,
-                 hash_archive: bool = True) -> ReadResult:
+def read_archive(
+    path: str,
+    *,
+    on_file: FileSink | None = None,
+    on_entry: EntrySink | None = None,
+    hash_archive: bool = True,
+) -> ReadResult:
     """Stream through the archive at `path`, checking every file's checksum against the manifest.
 
     on_entry(member) is called for each non-regular entry under data/ (the
@@ -270,8 +293,9 @@ def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntryS
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
-        raise BackupCorrupt(f"cannot read backup {path}: {exc.strerror}; expected a readable tamer backup "
-                            "file") from exc
+        raise BackupCorrupt(
+            f"cannot read backup {path}: {exc.strerror}; expected a readable tamer backup file"
+        ) from exc
     hashing = _HashingReader(raw, hash_archive)
     prefetch: _Prefetch | None = None
     prefix = DATA + "/"
@@ -282,24 +306,30 @@ def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntryS
         for member in _members(stream):
             current = member.name
             if manifest is not None:
-                raise BackupCorrupt(f"{path}: entry {member.name} after the manifest; expected the manifest "
-                                    "last; this is not a backup tamer wrote")
+                raise BackupCorrupt(
+                    f"{path}: entry {member.name} after the manifest; expected the manifest "
+                    "last; this is not a backup tamer wrote"
+                )
             padding = -member.size % BLOCK if member.isreg() else 0
             if member.name in (HEADER_NAME, MANIFEST_NAME):
-                raw_meta = stream.read(member.size + padding)[:member.size]
+                raw_meta = stream.read(member.size + padding)[: member.size]
                 try:
                     meta = json.loads(raw_meta)
                 except ValueError as exc:
-                    raise BackupCorrupt(f"{path}: {member.name} is not valid JSON; the archive is damaged or "
-                                        "truncated; restore from another copy") from exc
+                    raise BackupCorrupt(
+                        f"{path}: {member.name} is not valid JSON; the archive is damaged or "
+                        "truncated; restore from another copy"
+                    ) from exc
                 if member.name == HEADER_NAME:
                     header = meta
                 else:
                     manifest = meta
                 continue
             if header is None:
-                raise BackupCorrupt(f"{path}: starts with {member.name}, not {HEADER_NAME}; expected a backup "
-                                    "written by `tamer volume backup`")
+                raise BackupCorrupt(
+                    f"{path}: starts with {member.name}, not {HEADER_NAME}; expected a backup "
+                    "written by `tamer volume backup`"
+                )
             if member.isreg():
                 sink = on_file(member) if on_file is not None else None
                 sha = hashlib.sha256()
@@ -308,9 +338,11 @@ def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntryS
                     while left > 0:
                         chunk = stream.read(min(CHUNK << 3, left))
                         if not chunk:
-                            raise BackupCorrupt(f"{path}: {member.name} is truncated ({member.size - left} of "
-                                                f"{member.size} bytes); the archive was cut short; restore from "
-                                                "another copy")
+                            raise BackupCorrupt(
+                                f"{path}: {member.name} is truncated ({member.size - left} of "
+                                f"{member.size} bytes); the archive was cut short; restore from "
+                                "another copy"
+                            )
                         sha.update(chunk)
                         if sink is not None:
                             sink.write(chunk)
@@ -320,7 +352,7 @@ def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntryS
                         sink.close()
                 if padding:
                     stream.read(padding)
-                rel = member.name[len(prefix):] if member.name.startswith(prefix) else member.name
+                rel = member.name[len(prefix) :] if member.name.startswith(prefix) else member.name
                 seen[rel] = (member.size, sha.hexdigest())
             else:
                 if on_entry is not None:
@@ -334,11 +366,15 @@ def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntryS
     except BackupCorrupt:
         raise
     except zstandard.ZstdError as exc:
-        raise BackupCorrupt(f"{path}: the compressed data is damaged while reading {current} ({exc}); expected an "
-                            "intact tamer backup; restore from another copy") from exc
+        raise BackupCorrupt(
+            f"{path}: the compressed data is damaged while reading {current} ({exc}); expected an "
+            "intact tamer backup; restore from another copy"
+        ) from exc
     except (_Corrupt, ValueError, tarfile.TarError, EOFError) as exc:
-        raise BackupCorrupt(f"{path}: the archive is truncated or damaged after {current} ({exc}); expected an "
-                            "intact tamer backup; restore from another copy") from exc
+        raise BackupCorrupt(
+            f"{path}: the archive is truncated or damaged after {current} ({exc}); expected an "
+            "intact tamer backup; restore from another copy"
+        ) from exc
     finally:
         if prefetch is not None:
             prefetch.close()
@@ -346,21 +382,33 @@ def read_archive(path: str, *, on_file: FileSink | None = None, on_entry: EntryS
     if header is None:
         raise BackupCorrupt(f"{path}: no {HEADER_NAME}; expected a backup written by `tamer volume backup`")
     if manifest is None:
-        raise BackupCorrupt(f"{path}: the archive ends after {current} without its manifest: it was truncated; "
-                            "restore from another copy")
+        raise BackupCorrupt(
+            f"{path}: the archive ends after {current} without its manifest: it was truncated; "
+            "restore from another copy"
+        )
     expected: dict[str, list[Any]] = manifest.get("files") or {}
     for rel, (size, digest) in seen.items():
         want = expected.get(rel)
         if want is None:
             raise BackupCorrupt(f"{path}: data/{rel} is not in the manifest; the archive was altered")
         if int(want[0]) != size or str(want[1]) != digest:
-            raise BackupCorrupt(f"{path}: data/{rel} failed its checksum (expected sha256 {want[1]}, "
-                                f"{want[0]} bytes; got {digest}, {size} bytes); the archive is damaged; "
-                                "restore from another copy")
+            raise BackupCorrupt(
+                f"{path}: data/{rel} failed its checksum (expected sha256 {want[1]}, "
+                f"{want[0]} bytes; got {digest}, {size} bytes); the archive is damaged; "
+                "restore from another copy"
+            )
     missing = sorted(set(expected) - set(seen))
     if missing:
-        raise BackupCorrupt(f"{path}: data/{missing[0]} (and {len(missing) - 1} more) listed in the manifest is "
-                            "missing from the archive; the archive was altered")
-    return ReadResult(header=header, manifest=manifest, files=len(seen), entries=entries - 1,
-                      bytes=sum(s for s, _ in seen.values()), sha256=hashing.sha.hexdigest() if hash_archive else "",
-                      archive_bytes=hashing.size)
+        raise BackupCorrupt(
+            f"{path}: data/{missing[0]} (and {len(missing) - 1} more) listed in the manifest is "
+            "missing from the archive; the archive was altered"
+        )
+    return ReadResult(
+        header=header,
+        manifest=manifest,
+        files=len(seen),
+        entries=entries - 1,
+        bytes=sum(s for s, _ in seen.values()),
+        sha256=hashing.sha.hexdigest() if hash_archive else "",
+        archive_bytes=hashing.size,
+    )

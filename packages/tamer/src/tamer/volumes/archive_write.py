@@ -139,7 +139,6 @@ def _xattrs(path: str) -> dict[str, str]:
     return out
 
 
-
 def _read_file(path: str, size: int) -> tuple[bytes, int]:
     """The first `size` bytes of a file (padded with zeros if it shrank) and how many were really there."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -191,7 +190,7 @@ def _stream_file(e: _Entry, write: Callable[[bytes], Any]) -> tuple[str, int]:
         write(pad)
         left -= len(pad)
     if e.size % BLOCK:
-        write(_ZERO_BLOCK[:BLOCK - e.size % BLOCK])
+        write(_ZERO_BLOCK[: BLOCK - e.size % BLOCK])
     return sha.hexdigest(), real
 
 
@@ -237,8 +236,10 @@ def gnu_tar(writer: str = "auto") -> str | None:
         return None
     found = _find_gnu_tar()
     if found is None and writer == "tar":
-        raise TamerError("GNU tar was asked for as the archive writer but is not installed; expected `tar "
-                         "--version` to say GNU tar; install it or use the python writer")
+        raise TamerError(
+            "GNU tar was asked for as the archive writer but is not installed; expected `tar "
+            "--version` to say GNU tar; install it or use the python writer"
+        )
     return found
 
 
@@ -284,7 +285,7 @@ class _TarTap:
         while i < n and not self.ended:
             if self.mode == "data":
                 take = min(self.left, n - i)
-                self.sha.update(mv[i:i + take])
+                self.sha.update(mv[i : i + take])
                 i += take
                 self.left -= take
                 if not self.left:
@@ -298,11 +299,11 @@ class _TarTap:
                     self.mode, self.need = "header", BLOCK
                 continue
             if not self.acc and n - i >= self.need:
-                block = bytes(mv[i:i + self.need])
+                block = bytes(mv[i : i + self.need])
                 i += self.need
             else:
                 take = min(self.need - len(self.acc), n - i)
-                self.acc += mv[i:i + take]
+                self.acc += mv[i : i + take]
                 i += take
                 if len(self.acc) < self.need:
                     continue
@@ -315,7 +316,7 @@ class _TarTap:
                 self._header(block)
 
     def _ext(self, payload: bytes) -> None:
-        body = payload[:self.ext_size]
+        body = payload[: self.ext_size]
         if self.ext_type == b"x":
             self.pax = _pax_records(body)
         elif self.ext_type == b"L":
@@ -339,8 +340,11 @@ class _TarTap:
             prefix = _cstr(h[345:500]) if h[257:262] == b"ustar" else b""
             name = os.fsdecode(prefix + b"/" + raw if prefix else raw)
         rel = name.rstrip("/").removeprefix(DATA).removeprefix("/")
-        x = {k[len("SCHILY.xattr."):]: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode()
-             for k, v in self.pax.items() if k.startswith("SCHILY.xattr.")}
+        x = {
+            k[len("SCHILY.xattr.") :]: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode()
+            for k, v in self.pax.items()
+            if k.startswith("SCHILY.xattr.")
+        }
         if x:
             self.xattrs[rel] = x
         self.pax = {}
@@ -368,8 +372,14 @@ class _TarTap:
             self.mode, self.need = "header", BLOCK
 
 
-def _forward_tar(tar: str, root: str, write: Callable[[bytes], Any], stats: WriteStats, files: dict[str, Any],
-                 xattrs: dict[str, dict[str, str]]) -> None:
+def _forward_tar(
+    tar: str,
+    root: str,
+    write: Callable[[bytes], Any],
+    stats: WriteStats,
+    files: dict[str, Any],
+    xattrs: dict[str, dict[str, str]],
+) -> None:
     """Let GNU tar read the folder (a process of its own, like `tar | zstd`) and pass its stream on.
 
     The stream goes to the compressor unchanged up to tar's end-of-archive
@@ -378,9 +388,21 @@ def _forward_tar(tar: str, root: str, write: Callable[[bytes], Any], stats: Writ
     targets untouched); owners numeric; times whole seconds; xattrs in PAX
     records (SCHILY.xattr.*).
     """
-    cmd = [tar, "--create", "--file=-", "--blocking-factor=256", "--directory", root, "--format=posix", "--xattrs",
-           "--xattrs-include=*", "--numeric-owner", "--pax-option=delete=atime,delete=ctime,delete=mtime",
-           r"--transform=s,^\.,data,S", "."]
+    cmd = [
+        tar,
+        "--create",
+        "--file=-",
+        "--blocking-factor=256",
+        "--directory",
+        root,
+        "--format=posix",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--numeric-owner",
+        "--pax-option=delete=atime,delete=ctime,delete=mtime",
+        r"--transform=s,^\.,data,S",
+        ".",
+    ]
     tap = _TarTap(stats, files, xattrs)
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, bufsize=0)
@@ -439,12 +461,15 @@ def _forward_tar(tar: str, root: str, write: Callable[[bytes], Any], stats: Writ
     if rc == 1:  # "file changed as we read it": stored as read, say so
         stats.warnings += [f"tar: {line}" for line in text.splitlines()]
     elif rc != 0 or not tap.ended:
-        raise TamerError(f"reading the volume folder {root} with tar failed: {text[-500:] or 'no end of archive'}; "
-                         "expected a readable folder (run as root on the engine's host)")
+        raise TamerError(
+            f"reading the volume folder {root} with tar failed: {text[-500:] or 'no end of archive'}; "
+            "expected a readable folder (run as root on the engine's host)"
+        )
 
 
-def write_archive(root: str, out: IO[bytes], header: dict[str, Any], *, writer: str = "auto",
-                  zstd_threads: int = 1) -> tuple[WriteStats, str, int]:
+def write_archive(
+    root: str, out: IO[bytes], header: dict[str, Any], *, writer: str = "auto", zstd_threads: int = 1
+) -> tuple[WriteStats, str, int]:
     """Write the folder `root` as a compressed archive to `out`.
 
     writer: "auto" (GNU tar when installed, else pure Python), "tar" or
@@ -468,6 +493,7 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any], *, writer: 
     pending = 0
     try:
         with cctx.stream_writer(hashed, closefd=False) as zw:  # type: ignore[arg-type]
+
             def flush() -> None:
                 nonlocal parts, pending
                 zw.write(b"".join(parts))
@@ -484,14 +510,25 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any], *, writer: 
                 _forward_tar(tar, root, zw.write, stats, files, xattrs)
             else:
                 st = os.stat(root)
-                parts.append(_header(DATA.encode(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, 0, int(st.st_mtime),
-                                     _TYPE_DIR))
+                parts.append(
+                    _header(
+                        DATA.encode(),
+                        stat.S_IMODE(st.st_mode),
+                        st.st_uid,
+                        st.st_gid,
+                        0,
+                        int(st.st_mtime),
+                        _TYPE_DIR,
+                    )
+                )
                 root_x = _xattrs(root)
                 if root_x:
                     xattrs[""] = root_x
                 prefix = DATA.encode() + b"/"
 
-                def emit_batch(batch: list[_Entry], reads: Future[list[tuple[bytes, int, str, dict[str, str]]]]) -> None:
+                def emit_batch(
+                    batch: list[_Entry], reads: Future[list[tuple[bytes, int, str, dict[str, str]]]]
+                ) -> None:
                     nonlocal pending
                     results = iter(reads.result())
                     for e in batch:
@@ -499,8 +536,18 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any], *, writer: 
                         if x:
                             xattrs[e.rel] = x
                         if e.typeflag != _TYPE_REG or e.link is not None:
-                            parts.append(_header(e.name, e.perm, e.uid, e.gid, 0, e.mtime,
-                                                 _TYPE_LNK if e.link is not None else e.typeflag, e.link or e.target))
+                            parts.append(
+                                _header(
+                                    e.name,
+                                    e.perm,
+                                    e.uid,
+                                    e.gid,
+                                    0,
+                                    e.mtime,
+                                    _TYPE_LNK if e.link is not None else e.typeflag,
+                                    e.link or e.target,
+                                )
+                            )
                             pending += BLOCK
                             continue
                         size = e.size
@@ -511,17 +558,21 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any], *, writer: 
                             stats.files += 1
                             stats.bytes += size
                             if real < size:
-                                stats.warnings.append(f"{e.rel}: shrank while being read; stored {real} of {size} "
-                                                      "bytes padded with zeros (pause its users for a consistent "
-                                                      "copy)")
+                                stats.warnings.append(
+                                    f"{e.rel}: shrank while being read; stored {real} of {size} "
+                                    "bytes padded with zeros (pause its users for a consistent "
+                                    "copy)"
+                                )
                             continue
                         if real < size:
-                            stats.warnings.append(f"{e.rel}: shrank while being read; stored {real} of {size} bytes "
-                                                  "padded with zeros (pause its users for a consistent copy)")
+                            stats.warnings.append(
+                                f"{e.rel}: shrank while being read; stored {real} of {size} bytes "
+                                "padded with zeros (pause its users for a consistent copy)"
+                            )
                         parts.append(_header(e.name, e.perm, e.uid, e.gid, size, e.mtime, _TYPE_REG))
                         parts.append(data)
                         if size % BLOCK:
-                            parts.append(_ZERO_BLOCK[:BLOCK - size % BLOCK])
+                            parts.append(_ZERO_BLOCK[: BLOCK - size % BLOCK])
                         files[e.rel] = [size, digest]
                         stats.files += 1
                         stats.bytes += size
@@ -531,13 +582,24 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any], *, writer: 
 
                 # Reading and hashing files runs on a few threads (both release the GIL), in batches, in order;
                 # this thread builds headers and feeds the compressor, whose own worker compresses.
-                inflight: deque[tuple[list[_Entry], Future[list[tuple[bytes, int, str, dict[str, str]]]]]] = deque()
+                inflight: deque[tuple[list[_Entry], Future[list[tuple[bytes, int, str, dict[str, str]]]]]] = (
+                    deque()
+                )
                 with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
                     batch: list[_Entry] = []
                     for rel, path, st in _scan(root):
                         mode = st.st_mode
-                        e = _Entry(rel, path, prefix + os.fsencode(rel), stat.S_IMODE(mode), st.st_uid, st.st_gid,
-                                   int(st.st_mtime), 0, _TYPE_REG)
+                        e = _Entry(
+                            rel,
+                            path,
+                            prefix + os.fsencode(rel),
+                            stat.S_IMODE(mode),
+                            st.st_uid,
+                            st.st_gid,
+                            int(st.st_mtime),
+                            0,
+                            _TYPE_REG,
+                        )
                         if stat.S_ISREG(mode):
                             key = (st.st_dev, st.st_ino)
                             if st.st_nlink > 1 and key in links:
@@ -554,7 +616,9 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any], *, writer: 
                         elif stat.S_ISFIFO(mode):
                             e.typeflag = _TYPE_FIFO
                         else:
-                            stats.warnings.append(f"{rel}: skipped (a socket or device node is not volume data)")
+                            stats.warnings.append(
+                                f"{rel}: skipped (a socket or device node is not volume data)"
+                            )
                             continue
                         stats.entries += 1
                         batch.append(e)
@@ -567,8 +631,13 @@ def write_archive(root: str, out: IO[bytes], header: dict[str, Any], *, writer: 
                         inflight.append((batch, pool.submit(_read_batch, batch)))
                     while inflight:
                         emit_batch(*inflight.popleft())
-            manifest = {"format": FORMAT, "files": files, "xattrs": xattrs, "entries": stats.entries,
-                        "bytes": stats.bytes}
+            manifest = {
+                "format": FORMAT,
+                "files": files,
+                "xattrs": xattrs,
+                "entries": stats.entries,
+                "bytes": stats.bytes,
+            }
             add_bytes(MANIFEST_NAME, json.dumps(manifest, separators=(",", ":")).encode())
             parts.append(bytes(2 * BLOCK))
             flush()

@@ -110,8 +110,15 @@ def _clean_dead_partials(out: Path) -> list[str]:
     return gone
 
 
-def backup_volume(engine: Engine, name: str, out: Path, *, pause_users: bool = False,
-                  overwrite: bool = False, writer: str = "auto") -> BackupResult:
+def backup_volume(
+    engine: Engine,
+    name: str,
+    out: Path,
+    *,
+    pause_users: bool = False,
+    overwrite: bool = False,
+    writer: str = "auto",
+) -> BackupResult:
     """Back up volume `name` to the file `out` (tar + zstd, checksum manifest, mode 0600).
 
     pause_users: pause the running containers using the volume while it is
@@ -136,21 +143,35 @@ def backup_volume(engine: Engine, name: str, out: Path, *, pause_users: bool = F
     if not out.parent.is_dir():
         raise UsageError(f"folder {out.parent} for the backup does not exist; expected an existing folder")
     if out.exists() and not overwrite:
-        raise UsageError(f"backup file {out} already exists; expected a new file; pick another name or remove it")
+        raise UsageError(
+            f"backup file {out} already exists; expected a new file; pick another name or remove it"
+        )
     for data in {str(root), str(vol.get("Mountpoint") or "")} - {""}:
         if relation(str(out.parent), data) in ("the same folder", "inside it"):
-            raise UsageError(f"{out} is inside volume {name}'s folder {data}: the backup would be written into the "
-                             "data it copies (and hold a partial copy of itself); expected a file outside the "
-                             "volume; pick another folder; nothing was written")
+            raise UsageError(
+                f"{out} is inside volume {name}'s folder {data}: the backup would be written into the "
+                "data it copies (and hold a partial copy of itself); expected a file outside the "
+                "volume; pick another folder; nothing was written"
+            )
     gnu_tar(writer)  # an unknown or missing writer is refused before anything is written
     with operation_lock(f"volume backup {name}", engine=engine):
         _clean_dead_partials(out)
-        return _backup_locked(engine, name, vp, root, out, pause_users=pause_users, overwrite=overwrite,
-                              writer=writer)
+        return _backup_locked(
+            engine, name, vp, root, out, pause_users=pause_users, overwrite=overwrite, writer=writer
+        )
 
 
-def _backup_locked(engine: Engine, name: str, vp: VolumePlace, root: Path, out: Path, *, pause_users: bool,
-                   overwrite: bool, writer: str) -> BackupResult:
+def _backup_locked(
+    engine: Engine,
+    name: str,
+    vp: VolumePlace,
+    root: Path,
+    out: Path,
+    *,
+    pause_users: bool,
+    overwrite: bool,
+    writer: str,
+) -> BackupResult:
     paused: list[str] = []
     running: list[str] = []
     tmp = out.with_name(f".{out.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
@@ -166,9 +187,15 @@ def _backup_locked(engine: Engine, name: str, vp: VolumePlace, root: Path, out: 
             else:
                 running = _running_users(engine, name)
             try:
-                header = {"volume": name, "created": datetime.now(UTC).isoformat(), "placement": vp.placement,
-                          "data_path": vp.data_path, "labels": vp.labels, "users_paused": paused,
-                          "users_running": running}
+                header = {
+                    "volume": name,
+                    "created": datetime.now(UTC).isoformat(),
+                    "placement": vp.placement,
+                    "data_path": vp.data_path,
+                    "labels": vp.labels,
+                    "users_paused": paused,
+                    "users_running": running,
+                }
                 faults.hit("backup.write.before", tmp=str(tmp))
                 stats, digest, size = write_archive(str(root), f, header, writer=writer)
                 faults.hit("backup.write.after", tmp=str(tmp))
@@ -186,8 +213,9 @@ def _backup_locked(engine: Engine, name: str, vp: VolumePlace, root: Path, out: 
             try:
                 os.link(tmp, out)  # never replaces a file that appeared meanwhile
             except FileExistsError as exc:
-                raise UsageError(f"backup file {out} appeared while the backup ran; expected a new file; pick "
-                                 "another name") from exc
+                raise UsageError(
+                    f"backup file {out} appeared while the backup ran; expected a new file; pick another name"
+                ) from exc
             os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -197,12 +225,24 @@ def _backup_locked(engine: Engine, name: str, vp: VolumePlace, root: Path, out: 
         os.close(fd)
     warnings = list(stats.warnings)
     if running:
-        warnings.insert(0, f"{len(running)} container(s) using {name} ran while it was read, so this copy may be "
-                           "torn (files caught mid-write); back up with --pause-users (or stop them) for a "
-                           "consistent copy")
-    return BackupResult(path=out, volume=name, files=stats.files, bytes=stats.bytes, sha256=digest,
-                        archive_bytes=size, entries=stats.entries, paused=tuple(paused),
-                        warnings=tuple(warnings), consistent=not running)
+        warnings.insert(
+            0,
+            f"{len(running)} container(s) using {name} ran while it was read, so this copy may be "
+            "torn (files caught mid-write); back up with --pause-users (or stop them) for a "
+            "consistent copy",
+        )
+    return BackupResult(
+        path=out,
+        volume=name,
+        files=stats.files,
+        bytes=stats.bytes,
+        sha256=digest,
+        archive_bytes=size,
+        entries=stats.entries,
+        paused=tuple(paused),
+        warnings=tuple(warnings),
+        consistent=not running,
+    )
 
 
 def verify_backup(path: Path) -> BackupResult:
@@ -216,11 +256,19 @@ def verify_backup(path: Path) -> BackupResult:
     running = r.header.get("users_running")
     running = running if isinstance(running, list) else []
     torn = bool(running)
-    return BackupResult(path=Path(path).absolute(), volume=str(r.header.get("volume", "")), files=r.files,
-                        bytes=r.bytes, sha256=r.sha256, archive_bytes=r.archive_bytes, entries=r.entries,
-                        consistent=not torn,
-                        warnings=(f"taken while {len(running)} container(s) using the volume ran: it may be torn",)
-                        if torn else ())
+    return BackupResult(
+        path=Path(path).absolute(),
+        volume=str(r.header.get("volume", "")),
+        files=r.files,
+        bytes=r.bytes,
+        sha256=r.sha256,
+        archive_bytes=r.archive_bytes,
+        entries=r.entries,
+        consistent=not torn,
+        warnings=(f"taken while {len(running)} container(s) using the volume ran: it may be torn",)
+        if torn
+        else (),
+    )
 
 
 # -- restore --------------------------------------------------------------------
@@ -254,39 +302,50 @@ def _refuse_shared(engine: Engine, name: str, folder: str) -> None:
     assert_folder_free(engine, folder, f"restore volume {name} into", except_volumes=[name])
     busy = running_users(engine, name)
     if busy:
-        raise RestoreRefused(f"volume {name} is mounted by running container(s) {', '.join(busy)}; expected no "
-                             "running user, so nothing is written under a running program; stop them, restore, "
-                             "then start them; nothing was restored")
+        raise RestoreRefused(
+            f"volume {name} is mounted by running container(s) {', '.join(busy)}; expected no "
+            "running user, so nothing is written under a running program; stop them, restore, "
+            "then start them; nothing was restored"
+        )
 
 
-def plan_restore(engine: Engine, archive: Path, name: str, *, at: str | None = None,
-                 allow_volatile: bool = False) -> RestorePlan:
+def plan_restore(
+    engine: Engine, archive: Path, name: str, *, at: str | None = None, allow_volatile: bool = False
+) -> RestorePlan:
     """Check that `archive` is readable and `name` is new (or an existing, empty local volume whose folder no
     other volume uses). allow_volatile: accept an --at folder on tmpfs/ramfs. Changes nothing; apply_restore
     checks it all again when it acts."""
     check_volume_name(name)
     archive = Path(archive).absolute()
     if not archive.is_file():
-        raise UsageError(f"backup file {archive} does not exist or is not a file; expected a file written by "
-                         "`tamer volume backup`")
+        raise UsageError(
+            f"backup file {archive} does not exist or is not a file; expected a file written by "
+            "`tamer volume backup`"
+        )
     existing = inspect_volume_or_none(engine, name)
     if existing is None:
         create = plan_create(engine, name, at, allow_volatile=allow_volatile)
         if create.at is not None:
             if create.at.entries:
-                raise RestoreRefused(f"{create.at.path} already holds {create.at.entries} entries; expected a new "
-                                     "or empty folder for a restore, so nothing is overwritten; pick another "
-                                     "--at folder")
+                raise RestoreRefused(
+                    f"{create.at.path} already holds {create.at.entries} entries; expected a new "
+                    "or empty folder for a restore, so nothing is overwritten; pick another "
+                    "--at folder"
+                )
             _refuse_shared(engine, name, create.at.path)
         return RestorePlan(archive, name, create, create.at)
     if at is not None:
-        raise UsageError(f"volume {name} already exists, so --at cannot place it; expected a new volume name with "
-                         "--at, or no --at to restore into the existing empty volume")
+        raise UsageError(
+            f"volume {name} already exists, so --at cannot place it; expected a new volume name with "
+            "--at, or no --at to restore into the existing empty volume"
+        )
     root = local_data_dir(volume_place(existing))
     dead = leftovers(str(root))  # what a killed restore left: restore removes it under its lock
     if any(e.name not in dead for e in os.scandir(root)):
-        raise RestoreRefused(f"volume {name} is not empty ({root}); expected a new or empty volume so nothing is "
-                             "overwritten; restore into a new name, or empty it first")
+        raise RestoreRefused(
+            f"volume {name} is not empty ({root}); expected a new or empty volume so nothing is "
+            "overwritten; restore into a new name, or empty it first"
+        )
     _refuse_shared(engine, name, str(root))
     return RestorePlan(archive, name, None, None)
 
@@ -310,8 +369,10 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
         require_data_access(data_root(engine), "volume restore")
     if plan.create is not None:
         if inspect_volume_or_none(engine, plan.volume) is not None:
-            raise RestoreRefused(f"volume {plan.volume} appeared while planning the restore; expected a new volume; "
-                                 "nothing was restored; run the restore again")
+            raise RestoreRefused(
+                f"volume {plan.volume} appeared while planning the restore; expected a new volume; "
+                "nothing was restored; run the restore again"
+            )
         apply_create(engine, plan.create)
         created = True
         faults.hit("restore.created")
@@ -329,8 +390,16 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
                     os.rmdir(plan.at.path)  # only when empty: never remove data
         raise
     r = done.read
-    return RestoreResult(volume=plan.volume, created=created, data_path=str(root), files=r.files,
-                         entries=r.entries, bytes=r.bytes, sha256=r.sha256, warnings=tuple(done.warnings))
+    return RestoreResult(
+        volume=plan.volume,
+        created=created,
+        data_path=str(root),
+        files=r.files,
+        entries=r.entries,
+        bytes=r.bytes,
+        sha256=r.sha256,
+        warnings=tuple(done.warnings),
+    )
 
 
 def volume_exists(engine: Engine, name: str) -> bool:

@@ -59,25 +59,35 @@ def clear_folder(path: Path) -> None:
             os.unlink(entry.path)
 
 
-def copy_tree(src: Path, dst: Path, *, on_started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> None:
+def copy_tree(
+    src: Path, dst: Path, *, on_started: Callable[[subprocess.Popen[bytes]], None] | None = None
+) -> None:
     """Copy the contents of `src` into the existing folder `dst` with `cp -a --sparse=always`.
 
     Raises NotEnoughSpace when the destination fills up, TamerError for other
     failures; the partial copy is left for the caller to clear.
     `on_started(proc)` lets tests interrupt a copy in progress.
     """
-    proc = subprocess.Popen(["cp", "-a", "--sparse=always", "--", f"{src}/.", str(dst)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(
+        ["cp", "-a", "--sparse=always", "--", f"{src}/.", str(dst)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_die_with_parent,
+    )
     if on_started is not None:
         on_started(proc)
     _, err = proc.communicate()
     if proc.returncode != 0:
         text = err.decode(errors="replace").strip()
         if "No space left" in text or "Disk quota" in text:
-            raise NotEnoughSpace(f"{dst} filled up while copying ({text.splitlines()[-1]}); expected room for the "
-                                 "whole volume; free space there or pick a bigger drive")
-        raise TamerError(f"copying {src} to {dst} failed: {text[-500:]}; expected a readable source and a "
-                         "writable destination")
+            raise NotEnoughSpace(
+                f"{dst} filled up while copying ({text.splitlines()[-1]}); expected room for the "
+                "whole volume; free space there or pick a bigger drive"
+            )
+        raise TamerError(
+            f"copying {src} to {dst} failed: {text[-500:]}; expected a readable source and a "
+            "writable destination"
+        )
 
 
 def _die_with_parent() -> None:
@@ -90,7 +100,9 @@ def _die_with_parent() -> None:
 
 def _xattrs(path: str) -> dict[str, bytes]:
     try:
-        return {n: os.getxattr(path, n, follow_symlinks=False) for n in os.listxattr(path, follow_symlinks=False)}
+        return {
+            n: os.getxattr(path, n, follow_symlinks=False) for n in os.listxattr(path, follow_symlinks=False)
+        }
     except OSError as exc:
         if exc.errno in (errno.ENOTSUP, errno.EPERM):
             return {}
@@ -107,9 +119,11 @@ def _sha(path: str) -> str:
 
 def verify_copy(src: Path, dst: Path) -> TreeSize:
     """Prove `dst` is a faithful copy of `src`; raise TamerError naming the first difference."""
+
     def fail(rel: str, what: str) -> TamerError:
-        return TamerError(f"verifying the copy failed at {rel or '.'}: {what}; the source is untouched; "
-                          "rerun to copy again")
+        return TamerError(
+            f"verifying the copy failed at {rel or '.'}: {what}; the source is untouched; rerun to copy again"
+        )
 
     src_links: dict[int, str] = {}
     dst_links: dict[int, str] = {}
@@ -128,8 +142,11 @@ def verify_copy(src: Path, dst: Path) -> TreeSize:
             entries += 1
             allocated += s.st_blocks * 512
             if (s.st_mode, s.st_uid, s.st_gid) != (d.st_mode, d.st_uid, d.st_gid):
-                raise fail(rel, f"mode/owner {oct(s.st_mode)} {s.st_uid}:{s.st_gid} became "
-                                f"{oct(d.st_mode)} {d.st_uid}:{d.st_gid}")
+                raise fail(
+                    rel,
+                    f"mode/owner {oct(s.st_mode)} {s.st_uid}:{s.st_gid} became "
+                    f"{oct(d.st_mode)} {d.st_uid}:{d.st_gid}",
+                )
             if not stat.S_ISLNK(s.st_mode) and s.st_mtime_ns != d.st_mtime_ns:
                 raise fail(rel, "modification time differs")
             if _xattrs(s_path) != _xattrs(d_path):

@@ -79,8 +79,9 @@ def volume_data_path(vol: JSON) -> str:
     return os.path.realpath(str(vol.get("Mountpoint") or "")) if vol.get("Mountpoint") else ""
 
 
-def folder_users(engine: Engine, folder: str, *, except_volumes: Iterable[str] = (),
-                 except_containers: Iterable[str] = ()) -> list[FolderUser]:
+def folder_users(
+    engine: Engine, folder: str, *, except_volumes: Iterable[str] = (), except_containers: Iterable[str] = ()
+) -> list[FolderUser]:
     """Every volume and container (running or not) whose data is `folder`, inside it or above it."""
     skip_v, skip_c = set(except_volumes), set(except_containers)
     users: list[FolderUser] = []
@@ -106,19 +107,30 @@ def folder_users(engine: Engine, folder: str, *, except_volumes: Iterable[str] =
                 continue
             rel = relation(str(m.get("Source") or ""), folder)
             if rel:
-                users.append(FolderUser("container", names[0] if names else cid[:12], str(m.get("Source")), rel))
+                users.append(
+                    FolderUser("container", names[0] if names else cid[:12], str(m.get("Source")), rel)
+                )
                 break
     return users
 
 
-def assert_folder_free(engine: Engine, folder: str, doing: str, *, except_volumes: Iterable[str] = (),
-                       except_containers: Iterable[str] = ()) -> None:
+def assert_folder_free(
+    engine: Engine,
+    folder: str,
+    doing: str,
+    *,
+    except_volumes: Iterable[str] = (),
+    except_containers: Iterable[str] = (),
+) -> None:
     """Raise FolderInUse when anything else uses `folder` (checked now, against the live engine)."""
     users = folder_users(engine, folder, except_volumes=except_volumes, except_containers=except_containers)
     if users:
-        raise FolderInUse(f"refusing to {doing} {folder}: " + "; ".join(u.describe() for u in users)
-                          + "; expected a folder no other volume or container uses; nothing there was deleted "
-                          "or overwritten; move or remove those users first, or leave the folder")
+        raise FolderInUse(
+            f"refusing to {doing} {folder}: "
+            + "; ".join(u.describe() for u in users)
+            + "; expected a folder no other volume or container uses; nothing there was deleted "
+            "or overwritten; move or remove those users first, or leave the folder"
+        )
 
 
 def running_users(engine: Engine, volume: str) -> list[str]:
@@ -134,9 +146,11 @@ def running_users(engine: Engine, volume: str) -> list[str]:
 def assert_no_running_users(engine: Engine, volume: str, doing: str) -> None:
     busy = running_users(engine, volume)
     if busy:
-        raise VolumeInUse(f"cannot {doing}: container(s) {', '.join(busy)} started using volume {volume} "
-                          "meanwhile; expected its users stopped, because a copy of data being written may be "
-                          "torn; stop them (or rerun with --stop-users) and try again")
+        raise VolumeInUse(
+            f"cannot {doing}: container(s) {', '.join(busy)} started using volume {volume} "
+            "meanwhile; expected its users stopped, because a copy of data being written may be "
+            "torn; stop them (or rerun with --stop-users) and try again"
+        )
 
 
 def filesystem_type(path: str) -> str:
@@ -163,8 +177,14 @@ def volatile_filesystem(path: str) -> str | None:
     return fstype if fstype in VOLATILE_FS else None
 
 
-def require_data_access(folder: str, action: str, *, write: bool = True, uid: int | None = None,
-                        access: Callable[[str, int], bool] = os.access) -> None:
+def require_data_access(
+    folder: str,
+    action: str,
+    *,
+    write: bool = True,
+    uid: int | None = None,
+    access: Callable[[str, int], bool] = os.access,
+) -> None:
     """Raise before anything changes when this process may not read and write `folder` (the data-root).
 
     uid and access are injectable for tests. Example: require_data_access("/var/lib/docker", "volume move").
@@ -173,7 +193,9 @@ def require_data_access(folder: str, action: str, *, write: bool = True, uid: in
     if access(folder, os.R_OK | os.X_OK | (os.W_OK if write else 0)):
         return
     verb = "reads and writes" if write else "reads"
-    raise TamerError(f"`tamer {action}` needs root: it {verb} volume data directly in the engine's data-root "
-                     f"{folder}, which is owned by root and closed to other users (uid {euid} may not "
-                     f"{'write' if write else 'read'} there); expected to run as root on the engine's host; rerun "
-                     "with sudo; nothing was changed")
+    raise TamerError(
+        f"`tamer {action}` needs root: it {verb} volume data directly in the engine's data-root "
+        f"{folder}, which is owned by root and closed to other users (uid {euid} may not "
+        f"{'write' if write else 'read'} there); expected to run as root on the engine's host; rerun "
+        "with sudo; nothing was changed"
+    )

@@ -59,7 +59,17 @@ from tamer.volumes.place import (
 from tamer.volumes.recreate import create_again, image_ref, recreate_body, recreation_from_json
 
 JSON = dict[str, Any]
-STEPS = ("stop", "copy", "verify", "remove-users", "keep-source", "remove-old", "create-new", "recreate", "start")
+STEPS = (
+    "stop",
+    "copy",
+    "verify",
+    "remove-users",
+    "keep-source",
+    "remove-old",
+    "create-new",
+    "recreate",
+    "start",
+)
 KEEPER_LABEL = "io.tamer.moved-from"
 
 
@@ -111,8 +121,15 @@ def move_key(engine: Engine, name: str) -> str:
     return f"{name}@{hashlib.sha256(engine.where.encode()).hexdigest()[:10]}"
 
 
-def plan_move(engine: Engine, name: str, to: str, *, stop_users: bool, purge_source: bool = False,
-              allow_volatile: bool = False) -> MovePlan:
+def plan_move(
+    engine: Engine,
+    name: str,
+    to: str,
+    *,
+    stop_users: bool,
+    purge_source: bool = False,
+    allow_volatile: bool = False,
+) -> MovePlan:
     """Check a move; changes nothing. Raises UsageError, PlacementRefused, VolumeInUse, NotEnoughSpace,
     FolderInUse; a TamerError saying what needs root when this user may not write the data-root."""
     check_volume_name(name)
@@ -120,20 +137,32 @@ def plan_move(engine: Engine, name: str, to: str, *, stop_users: bool, purge_sou
     if op is not None:
         d = op.data
         if os.path.normpath(to) != d["dest"]:
-            raise UsageError(f"a move of volume {name} to {d['dest']} is unfinished; expected the same "
-                             f"--to; rerun with --to {d['dest']} to finish it, or add --rollback")
+            raise UsageError(
+                f"a move of volume {name} to {d['dest']} is unfinished; expected the same "
+                f"--to; rerun with --to {d['dest']} to finish it, or add --rollback"
+            )
         done = [s for s in op.step_names() if op.is_done(s)]
-        return MovePlan(name, _place_from_json(d["source"]), d["dest"], cp.TreeSize(**d["size"]), 0,
-                        tuple(User(**u) for u in d["users"]), d.get("keeper"), tuple(op.pending_steps()),
-                        resume=op.record, notes=(f"resuming an unfinished move; done already: "
-                                                 f"{', '.join(done) or 'nothing'}",),
-                        source_shared_with=tuple(d.get("shared", ())))
+        return MovePlan(
+            name,
+            _place_from_json(d["source"]),
+            d["dest"],
+            cp.TreeSize(**d["size"]),
+            0,
+            tuple(User(**u) for u in d["users"]),
+            d.get("keeper"),
+            tuple(op.pending_steps()),
+            resume=op.record,
+            notes=(f"resuming an unfinished move; done already: {', '.join(done) or 'nothing'}",),
+            source_shared_with=tuple(d.get("shared", ())),
+        )
     root = data_root(engine)
     if os.path.isdir(root):
         guard.require_data_access(root, "volume move")
     vol = inspect_volume_or_none(engine, name)
     if vol is None:
-        raise ObjectNotFound(f"volume {name} does not exist; expected an existing volume; `tamer volume ls` lists them")
+        raise ObjectNotFound(
+            f"volume {name} does not exist; expected an existing volume; `tamer volume ls` lists them"
+        )
     vp = volume_place(vol)
     src = local_data_dir(vp)
     check: PlaceCheck = check_place(to, root)
@@ -142,48 +171,72 @@ def plan_move(engine: Engine, name: str, to: str, *, stop_users: bool, purge_sou
     if real_src == real_dest:
         raise UsageError(f"volume {name} already keeps its data at {dest}; nothing to move")
     if real_dest.startswith(real_src + "/") or real_src.startswith(real_dest + "/"):
-        raise UsageError(f"{dest} and the volume's data folder {src} contain one another; expected separate folders")
+        raise UsageError(
+            f"{dest} and the volume's data folder {src} contain one another; expected separate folders"
+        )
     if check.entries:
-        raise UsageError(f"{dest} is not empty ({check.entries} entries); expected a new or empty folder, so "
-                         "nothing there is mixed up or overwritten; pick another folder")
+        raise UsageError(
+            f"{dest} is not empty ({check.entries} entries); expected a new or empty folder, so "
+            "nothing there is mixed up or overwritten; pick another folder"
+        )
     others = guard.folder_users(engine, dest, except_volumes=())
     if others:
-        raise PlacementRefused(f"{dest} is used already: {'; '.join(u.describe() for u in others)}; expected a "
-                               "folder no other volume or container uses (two volumes on one folder mix their "
-                               "data); pick another folder")
+        raise PlacementRefused(
+            f"{dest} is used already: {'; '.join(u.describe() for u in others)}; expected a "
+            "folder no other volume or container uses (two volumes on one folder mix their "
+            "data); pick another folder"
+        )
     volatile = guard.volatile_filesystem(dest)
     if volatile and not allow_volatile:
-        raise PlacementRefused(f"{dest} is on a {volatile} filesystem, which lives in memory: its data is lost at "
-                               "the next reboot; expected a folder on a disk; pick one, or add --allow-tmpfs if "
-                               "losing the data at reboot is really what you want")
+        raise PlacementRefused(
+            f"{dest} is on a {volatile} filesystem, which lives in memory: its data is lost at "
+            "the next reboot; expected a folder on a disk; pick one, or add --allow-tmpfs if "
+            "losing the data at reboot is really what you want"
+        )
     size = cp.measure(src)
     if size.allocated > check.free_bytes:
-        raise NotEnoughSpace(f"volume {name} needs {size.allocated} bytes, {dest} has {check.free_bytes} free; "
-                             "expected room for the whole volume; free space there or pick a bigger drive; "
-                             "nothing was changed")
+        raise NotEnoughSpace(
+            f"volume {name} needs {size.allocated} bytes, {dest} has {check.free_bytes} free; "
+            "expected room for the whole volume; free space there or pick a bigger drive; "
+            "nothing was changed"
+        )
     users: list[User] = []
     for c in engine.containers_using_volume(name):
         info = engine.inspect_container(str(c["Id"]))
         running = bool((info.get("State") or {}).get("Running"))
         rec = recreate_body(info, image_ref(engine, info))
-        users.append(User(str(info["Id"]), rec.name, running,
-                          {"name": rec.name, "body": rec.body, "extra_networks": rec.extra_networks}))
+        users.append(
+            User(
+                str(info["Id"]),
+                rec.name,
+                running,
+                {"name": rec.name, "body": rec.body, "extra_networks": rec.extra_networks},
+            )
+        )
     busy = [u.name for u in users if u.running]
     if busy and not stop_users:
-        raise VolumeInUse(f"volume {name} is used by running container(s) {', '.join(busy)}; expected consent to "
-                          "stop them: add --stop-users (they are re-created with the same configuration and "
-                          "started again)")
-    shared = guard.folder_users(engine, str(src), except_volumes={name}, except_containers={u.id for u in users})
+        raise VolumeInUse(
+            f"volume {name} is used by running container(s) {', '.join(busy)}; expected consent to "
+            "stop them: add --stop-users (they are re-created with the same configuration and "
+            "started again)"
+        )
+    shared = guard.folder_users(
+        engine, str(src), except_volumes={name}, except_containers={u.id for u in users}
+    )
     if shared and vp.placement == "default":
-        raise VolumeInUse(f"the data folder {src} of volume {name} is also used: "
-                          f"{'; '.join(u.describe() for u in shared)}; expected it to be this volume's alone, "
-                          "because the move takes the folder away from the engine's volume; move or remove those "
-                          "users first; nothing was changed")
+        raise VolumeInUse(
+            f"the data folder {src} of volume {name} is also used: "
+            f"{'; '.join(u.describe() for u in shared)}; expected it to be this volume's alone, "
+            "because the move takes the folder away from the engine's volume; move or remove those "
+            "users first; nothing was changed"
+        )
     if shared and purge_source:
-        raise VolumeInUse(f"--purge-source refused: the old data folder {src} is also used: "
-                          f"{'; '.join(u.describe() for u in shared)}; expected a folder no one else uses before "
-                          "deleting it; move without --purge-source (the folder stays for them); nothing was "
-                          "changed")
+        raise VolumeInUse(
+            f"--purge-source refused: the old data folder {src} is also used: "
+            f"{'; '.join(u.describe() for u in shared)}; expected a folder no one else uses before "
+            "deleting it; move without --purge-source (the folder stays for them); nothing was "
+            "changed"
+        )
     keeper = None
     if vp.placement == "default":
         keeper = f"{name}.pre-move"
@@ -193,21 +246,42 @@ def plan_move(engine: Engine, name: str, to: str, *, stop_users: bool, purge_sou
             keeper = f"{name}.pre-move{n}"
     notes = []
     if users:
-        notes.append(f"container(s) {', '.join(u.name for u in users)} will be re-created (new ids, same "
-                     "configuration)")
+        notes.append(
+            f"container(s) {', '.join(u.name for u in users)} will be re-created (new ids, same "
+            "configuration)"
+        )
     if shared:
         notes.append(f"the old folder {src} stays: " + "; ".join(u.describe() for u in shared))
     if volatile:
         notes.append(f"warning: {dest} is on {volatile}: the moved data is lost at the next reboot")
-    return MovePlan(name, vp, dest, size, check.free_bytes, tuple(users), keeper, STEPS, notes=tuple(notes),
-                    source_shared_with=tuple(u.describe() for u in shared))
+    return MovePlan(
+        name,
+        vp,
+        dest,
+        size,
+        check.free_bytes,
+        tuple(users),
+        keeper,
+        STEPS,
+        notes=tuple(notes),
+        source_shared_with=tuple(u.describe() for u in shared),
+    )
 
 
 def _journal_data(plan: MovePlan) -> JSON:
-    return {"volume": plan.volume, "dest": plan.dest, "source": plan.source.__dict__,
-            "size": plan.size.__dict__, "users": [u.__dict__ for u in plan.users], "keeper": plan.keeper,
-            "made_dest": False, "copy_started": False, "new_ids": {}, "purge": False,
-            "shared": list(plan.source_shared_with)}
+    return {
+        "volume": plan.volume,
+        "dest": plan.dest,
+        "source": plan.source.__dict__,
+        "size": plan.size.__dict__,
+        "users": [u.__dict__ for u in plan.users],
+        "keeper": plan.keeper,
+        "made_dest": False,
+        "copy_started": False,
+        "new_ids": {},
+        "purge": False,
+        "shared": list(plan.source_shared_with),
+    }
 
 
 def apply_move(engine: Engine, plan: MovePlan, *, purge_source: bool = False) -> MoveResult:
@@ -232,9 +306,12 @@ def apply_move(engine: Engine, plan: MovePlan, *, purge_source: bool = False) ->
             except Exception as rb:
                 raise VolumeOperationFailed(
                     f"moving volume {plan.volume} failed at step {failed_at}: {exc}; rolling back also failed: "
-                    f"{rb}; the journal {op.path} is kept: rerun with --rollback to retry") from exc
-            msg = (f"{exc}; the move of {plan.volume} (failed at step {failed_at}) was rolled back: the volume, its "
-                   "data and its containers are as before")
+                    f"{rb}; the journal {op.path} is kept: rerun with --rollback to retry"
+                ) from exc
+            msg = (
+                f"{exc}; the move of {plan.volume} (failed at step {failed_at}) was rolled back: the volume, its "
+                "data and its containers are as before"
+            )
             if isinstance(exc, TamerError):
                 raise type(exc)(msg) from exc
             raise TamerError(msg) from exc
@@ -246,9 +323,18 @@ def apply_move(engine: Engine, plan: MovePlan, *, purge_source: bool = False) ->
         purged = bool(d["purge"]) and not d.get("purge_refused")
         size = d["size"]
         warnings = (f"the old data was not deleted: {d['purge_refused']}",) if d.get("purge_refused") else ()
-        return MoveResult(plan.volume, source.data_path, d["dest"], size["files"], size["bytes"],
-                          tuple(u.name for u in users), tuple(u.name for u in users if u.running),
-                          None if purged else kept, resumed, warnings)
+        return MoveResult(
+            plan.volume,
+            source.data_path,
+            d["dest"],
+            size["files"],
+            size["bytes"],
+            tuple(u.name for u in users),
+            tuple(u.name for u in users if u.running),
+            None if purged else kept,
+            resumed,
+            warnings,
+        )
 
 
 class Move(Operation):
@@ -284,8 +370,10 @@ class Move(Operation):
         if not self.data["copy_started"]:
             # the point of action: PATH was empty and unused when planned; it must still be
             if self.dest.exists() and any(os.scandir(self.dest)):
-                raise UsageError(f"{self.dest} is no longer empty; expected the new or empty folder the plan saw; "
-                                 "nothing there was touched; pick another folder")
+                raise UsageError(
+                    f"{self.dest} is no longer empty; expected the new or empty folder the plan saw; "
+                    "nothing there was touched; pick another folder"
+                )
             guard.assert_folder_free(self.engine, str(self.dest), "copy volume data into")
             if not self.dest.exists():
                 self.data["made_dest"] = True
@@ -295,8 +383,11 @@ class Move(Operation):
             self.save()
         else:
             cp.clear_folder(self.dest)  # our own partial copy from a killed run
-        cp.copy_tree(Path(self.source.data_path), self.dest,
-                     on_started=lambda proc: faults.hit("move.copy.started", proc=proc, dest=self.dest))
+        cp.copy_tree(
+            Path(self.source.data_path),
+            self.dest,
+            on_started=lambda proc: faults.hit("move.copy.started", proc=proc, dest=self.dest),
+        )
 
     def do_verify(self) -> None:
         cp.verify_copy(Path(self.source.data_path), self.dest)
@@ -323,7 +414,9 @@ class Move(Operation):
         if not keeper:
             return
         if inspect_volume_or_none(self.engine, keeper) is None:
-            self.engine.create_volume(keeper, labels={KEEPER_LABEL: self.name, "io.tamer.moved-to": str(self.dest)})
+            self.engine.create_volume(
+                keeper, labels={KEEPER_LABEL: self.name, "io.tamer.moved-to": str(self.dest)}
+            )
         kp = Path(self.engine.inspect_volume(keeper)["Mountpoint"])
         old = Path(source.mountpoint)
         if old.exists() and not (kp.exists() and any(os.scandir(kp))):
@@ -338,8 +431,9 @@ class Move(Operation):
         if vol is not None and volume_place(vol).data_path != str(self.dest):
             old = Path(self.source.mountpoint)
             if self.source.placement == "default" and old.exists() and any(os.scandir(old)):
-                raise TamerError(f"{old} holds data again after it was set aside; expected it empty; nothing "
-                                 "was removed")
+                raise TamerError(
+                    f"{old} holds data again after it was set aside; expected it empty; nothing was removed"
+                )
             self.engine.remove_volume(self.name)
         if self.source.placement == "symlink":
             _link_paths(self.source)[1].unlink(missing_ok=True)  # the data stays where the link pointed
@@ -359,7 +453,9 @@ class Move(Operation):
                 new_ids[u.name] = str(existing["Id"])  # made by a run that was killed before recording it
             except ObjectNotFound:
                 cid = create_again(self.engine, recreation_from_json(u.recreation))
-                faults.hit("move.recreate.created", op=self)  # made, not recorded: rollback must still find it
+                faults.hit(
+                    "move.recreate.created", op=self
+                )  # made, not recorded: rollback must still find it
                 new_ids[u.name] = cid
             self.save()
 
@@ -384,8 +480,9 @@ class Move(Operation):
         if keeper:
             kv = inspect_volume_or_none(self.engine, keeper)
             if kv is not None:
-                guard.assert_folder_free(self.engine, str(kv["Mountpoint"]), "delete the old data",
-                                         except_volumes={keeper})
+                guard.assert_folder_free(
+                    self.engine, str(kv["Mountpoint"]), "delete the old data", except_volumes={keeper}
+                )
                 faults.hit("move.purge.before", op=self)
                 self.engine.remove_volume(keeper)
         elif os.path.isdir(source.data_path):
@@ -394,16 +491,20 @@ class Move(Operation):
             shutil.rmtree(source.data_path)
             if source.placement == "symlink":
                 with contextlib.suppress(OSError):
-                    os.rmdir(os.path.dirname(source.data_path))  # the essay's per-volume folder, when now empty
+                    os.rmdir(
+                        os.path.dirname(source.data_path)
+                    )  # the essay's per-volume folder, when now empty
 
     # -- rollback: re-establish the original from the live system, whatever step was killed ---------------
     def rollback(self) -> list[str]:
         if self.state is OperationState.COMMITTING and self.data.get("purge"):
             # the move is done and verified and the old data may be half deleted: the copy is now the only
             # whole one, and undoing would remove it
-            raise UsageError(f"the move of {self.name} to {self.dest} finished and was deleting the old data "
-                             "(--purge-source) when it stopped; it cannot be rolled back: the data is whole at "
-                             f"{self.dest}; expected a rerun to finish: run the same `tamer volume move` again")
+            raise UsageError(
+                f"the move of {self.name} to {self.dest} finished and was deleting the old data "
+                "(--purge-source) when it stopped; it cannot be rolled back: the data is whole at "
+                f"{self.dest}; expected a rerun to finish: run the same `tamer volume move` again"
+            )
         self.set_state(OperationState.ROLLING_BACK)
         did = _undo_move(self.engine, self)
         self.remove()
@@ -439,8 +540,12 @@ def _undo_move(engine: Engine, op: Move) -> list[str]:
             did.append(f"removed the re-created container {cname}")
     # 2. the bind volume pointing at the copy
     vol = inspect_volume_or_none(engine, name)
-    if vol is not None and volume_place(vol).placement == "bind" and volume_place(vol).data_path == dest \
-            and source.data_path != dest:
+    if (
+        vol is not None
+        and volume_place(vol).placement == "bind"
+        and volume_place(vol).data_path == dest
+        and source.data_path != dest
+    ):
         engine.remove_volume(name)
         did.append(f"removed the new volume {name} at {dest}")
         vol = None
@@ -470,15 +575,19 @@ def _undo_move(engine: Engine, op: Move) -> list[str]:
         if kp.exists() and any(os.scandir(kp)):
             if old.exists():
                 if any(os.scandir(old)):
-                    raise TamerError(f"both {old} and the keeper volume {keeper} hold data; expected only one; "
-                                     "nothing was deleted: compare them and keep the right one by hand")
+                    raise TamerError(
+                        f"both {old} and the keeper volume {keeper} hold data; expected only one; "
+                        "nothing was deleted: compare them and keep the right one by hand"
+                    )
                 os.rmdir(old)
             os.rename(kp, old)
             os.mkdir(kp, 0o755)
             did.append(f"moved the data back from {keeper}")
         elif not old.exists():
-            raise TamerError(f"the data of {name} is neither at {old} nor in the keeper volume {keeper}; "
-                             "expected it at one of them; nothing was deleted; look for it by hand")
+            raise TamerError(
+                f"the data of {name} is neither at {old} nor in the keeper volume {keeper}; "
+                "expected it at one of them; nothing was deleted; look for it by hand"
+            )
         engine.remove_volume(keeper)
     # 4. the users, with their exact configuration, running if they were
     for u in users:
@@ -500,7 +609,11 @@ def _undo_move(engine: Engine, op: Move) -> list[str]:
                 did.append(f"started {u.name}")
     # 5. the copy, only when nothing else uses its folder now
     dest_path = Path(dest)
-    if d.get("copy_started") and dest_path.exists() and os.path.realpath(dest) != os.path.realpath(source.data_path):
+    if (
+        d.get("copy_started")
+        and dest_path.exists()
+        and os.path.realpath(dest) != os.path.realpath(source.data_path)
+    ):
         guard.assert_folder_free(engine, dest, "remove the copy at")
         if d.get("made_dest"):
             shutil.rmtree(dest_path)
@@ -516,8 +629,10 @@ def rollback_move(engine: Engine, name: str) -> list[str]:
     with operation_lock(f"volume move {name} --rollback", engine=engine):
         op: Move | None = Move.load(move_key(engine, name))
         if op is None:
-            raise UsageError(f"no unfinished move of volume {name} to roll back; expected one left by a killed or "
-                             "failed `tamer volume move`")
+            raise UsageError(
+                f"no unfinished move of volume {name} to roll back; expected one left by a killed or "
+                "failed `tamer volume move`"
+            )
         op.engine = engine
         return op.rollback()
 
@@ -529,5 +644,13 @@ def pending_move(engine: Engine, name: str) -> JSON | None:
     return {**op.data, "done": [s for s in op.step_names() if op.is_done(s)], "state": op.state.value}
 
 
-__all__ = ["Move", "MovePlan", "MoveResult", "apply_move", "move_key", "pending_move", "plan_move",
-           "rollback_move"]
+__all__ = [
+    "Move",
+    "MovePlan",
+    "MoveResult",
+    "apply_move",
+    "move_key",
+    "pending_move",
+    "plan_move",
+    "rollback_move",
+]

@@ -29,12 +29,16 @@ PLACED_LABEL = "io.tamer.placed-at"
 def check_volume_name(name: str) -> str:
     """Return `name` when the engine would accept it as a volume name, else raise UsageError."""
     if not _VOLUME_NAME.fullmatch(name):  # (match with $ lets a trailing newline through)
-        raise UsageError(f"volume name {name!r} is not valid: expected 2 or more of letters, digits, '_', '.', '-', "
-                         "starting with a letter or digit; e.g. mongo_data")
+        raise UsageError(
+            f"volume name {name!r} is not valid: expected 2 or more of letters, digits, '_', '.', '-', "
+            "starting with a letter or digit; e.g. mongo_data"
+        )
     if len(name.encode()) > 255:
-        raise UsageError(f"volume name {name[:40]}... is {len(name.encode())} bytes long; expected at most 255 (the "
-                         "engine keeps each volume in a folder of that name); pick a shorter one (with `tamer "
-                         "adopt`/`run`: --name-for PATH=NAME)")
+        raise UsageError(
+            f"volume name {name[:40]}... is {len(name.encode())} bytes long; expected at most 255 (the "
+            "engine keeps each volume in a folder of that name); pick a shorter one (with `tamer "
+            "adopt`/`run`: --name-for PATH=NAME)"
+        )
     return name
 
 
@@ -78,8 +82,10 @@ def describe_place(vp: VolumePlace) -> str:
     if vp.placement == "bind":
         return f"at {vp.data_path} (bind options)"
     if vp.placement == "symlink":
-        return (f"at {vp.data_path} through a symlink planted in the engine's volumes folder (the essay's trick; "
-                f"`tamer volume move {vp.name} --to {os.path.dirname(vp.data_path)}` makes it a bind placement)")
+        return (
+            f"at {vp.data_path} through a symlink planted in the engine's volumes folder (the essay's trick; "
+            f"`tamer volume move {vp.name} --to {os.path.dirname(vp.data_path)}` makes it a bind placement)"
+        )
     if vp.placement == "plugin":
         return f"with the {vp.driver} driver"
     return f"in the engine's data-root ({vp.data_path})"
@@ -88,12 +94,16 @@ def describe_place(vp: VolumePlace) -> str:
 def local_data_dir(vp: VolumePlace) -> Path:
     """The volume's data folder on this host; raises when it is not reachable from here."""
     if vp.placement == "plugin":
-        raise TamerError(f"volume {vp.name} uses the {vp.driver} driver: its data is not in a folder tamer can read; "
-                         "expected a local-driver volume; back it up with the plugin's own tools")
+        raise TamerError(
+            f"volume {vp.name} uses the {vp.driver} driver: its data is not in a folder tamer can read; "
+            "expected a local-driver volume; back it up with the plugin's own tools"
+        )
     path = Path(vp.data_path)
     if not path.is_dir():
-        raise TamerError(f"volume {vp.name}: its data folder {path} is not reachable from here; expected tamer to run "
-                         "on the engine's own host as root; run it there (or check that the drive is mounted)")
+        raise TamerError(
+            f"volume {vp.name}: its data folder {path} is not reachable from here; expected tamer to run "
+            "on the engine's own host as root; run it there (or check that the drive is mounted)"
+        )
     return path
 
 
@@ -138,39 +148,53 @@ def check_place(path: str, engine_data_root: str) -> PlaceCheck:
     be made. Example: check_place("/mnt/big/mongo_data", "/var/lib/docker").
     """
     if not path or not os.path.isabs(path):
-        raise PlacementRefused(f"volume location {path!r} is relative; expected an absolute path such as "
-                               f"/mnt/big/{path or 'NAME'}; give the full path")
+        raise PlacementRefused(
+            f"volume location {path!r} is relative; expected an absolute path such as "
+            f"/mnt/big/{path or 'NAME'}; give the full path"
+        )
     norm = os.path.normpath(path)
     if norm == "/":
-        raise PlacementRefused("volume location `/` refused: expected a folder of its own, not the root of the "
-                               "filesystem; give e.g. /mnt/big/NAME")
+        raise PlacementRefused(
+            "volume location `/` refused: expected a folder of its own, not the root of the "
+            "filesystem; give e.g. /mnt/big/NAME"
+        )
     real = _resolve_prospective(norm)
     if real == "/":
         raise PlacementRefused(f"volume location {path} resolves to `/`; expected a folder of its own")
     root_real = os.path.realpath(engine_data_root)
     if _inside(real, root_real) or _inside(norm, os.path.normpath(engine_data_root)):
-        raise PlacementRefused(f"volume location {path} is inside the engine's data-root {engine_data_root}; "
-                               "expected a folder outside it (the engine owns its data-root and may delete what "
-                               "is there); pick a folder on another drive, e.g. /mnt/big/NAME")
+        raise PlacementRefused(
+            f"volume location {path} is inside the engine's data-root {engine_data_root}; "
+            "expected a folder outside it (the engine owns its data-root and may delete what "
+            "is there); pick a folder on another drive, e.g. /mnt/big/NAME"
+        )
     if _inside(root_real, real):
-        raise PlacementRefused(f"volume location {path} contains the engine's data-root {engine_data_root}; "
-                               "expected a folder of its own outside it")
+        raise PlacementRefused(
+            f"volume location {path} contains the engine's data-root {engine_data_root}; "
+            "expected a folder of its own outside it"
+        )
     if os.path.lexists(norm) and not os.path.isdir(norm):
-        raise PlacementRefused(f"volume location {path} is a file, not a folder; expected a folder (existing or "
-                               "new); pick another path or move the file away")
+        raise PlacementRefused(
+            f"volume location {path} is a file, not a folder; expected a folder (existing or "
+            "new); pick another path or move the file away"
+        )
     existing = norm
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise PlacementRefused(f"volume location {path} cannot be made: {existing} is a file; expected folders "
-                               "all the way down")
+        raise PlacementRefused(
+            f"volume location {path} cannot be made: {existing} is a file; expected folders all the way down"
+        )
     if existing != norm and not os.access(existing, os.W_OK | os.X_OK):
-        raise PlacementRefused(f"volume location {path} cannot be made: no permission to create folders in "
-                               f"{existing}; run as root or pick a writable place")
+        raise PlacementRefused(
+            f"volume location {path} cannot be made: no permission to create folders in "
+            f"{existing}; run as root or pick a writable place"
+        )
     usage = shutil.disk_usage(existing)
     entries = len(os.listdir(norm)) if existing == norm else 0
-    return PlaceCheck(path=norm, exists=existing == norm, entries=entries, free_bytes=usage.free,
-                      total_bytes=usage.total)
+    return PlaceCheck(
+        path=norm, exists=existing == norm, entries=entries, free_bytes=usage.free, total_bytes=usage.total
+    )
 
 
 def bind_options(path: str) -> dict[str, str]:
@@ -188,8 +212,14 @@ class CreatePlan:
     notes: tuple[str, ...] = ()
 
 
-def plan_create(engine: Engine, name: str, at: str | None, labels: dict[str, str] | None = None, *,
-                allow_volatile: bool = False) -> CreatePlan:
+def plan_create(
+    engine: Engine,
+    name: str,
+    at: str | None,
+    labels: dict[str, str] | None = None,
+    *,
+    allow_volatile: bool = False,
+) -> CreatePlan:
     """Check everything `volume create` needs; changes nothing. Raises UsageError / PlacementRefused.
 
     An --at folder must be new or empty, used by no other volume or container (two volumes on one folder
@@ -200,8 +230,10 @@ def plan_create(engine: Engine, name: str, at: str | None, labels: dict[str, str
     existing = inspect_volume_or_none(engine, name)
     if existing is not None:
         vp = volume_place(existing)
-        raise UsageError(f"volume {name} already exists, {describe_place(vp)}; expected a new name; "
-                         f"pick another name, or `tamer volume move {name} --to PATH` to put it elsewhere")
+        raise UsageError(
+            f"volume {name} already exists, {describe_place(vp)}; expected a new name; "
+            f"pick another name, or `tamer volume move {name} --to PATH` to put it elsewhere"
+        )
     all_labels = dict(labels or {})
     if at is None:
         return CreatePlan(name, None, {}, all_labels)
@@ -217,19 +249,25 @@ def check_new_home(engine: Engine, check: PlaceCheck, *, allow_volatile: bool = 
     a parent or a child), or (unless allow_volatile) that is on tmpfs/ramfs. Checked against the live
     engine; used when planning and again at the point of action."""
     if os.path.isdir(check.path) and any(os.scandir(check.path)):
-        raise PlacementRefused(f"{check.path} is not empty ({len(os.listdir(check.path))} entries); expected a new "
-                               "or empty folder, so nothing there is mixed up or overwritten; pick another folder "
-                               "(or empty this one)")
+        raise PlacementRefused(
+            f"{check.path} is not empty ({len(os.listdir(check.path))} entries); expected a new "
+            "or empty folder, so nothing there is mixed up or overwritten; pick another folder "
+            "(or empty this one)"
+        )
     users = guard.folder_users(engine, check.path)
     if users:
-        raise PlacementRefused(f"{check.path} is used already: {'; '.join(u.describe() for u in users)}; expected "
-                               "a folder no other volume or container uses (two volumes on one folder mix their "
-                               "data); pick another folder")
+        raise PlacementRefused(
+            f"{check.path} is used already: {'; '.join(u.describe() for u in users)}; expected "
+            "a folder no other volume or container uses (two volumes on one folder mix their "
+            "data); pick another folder"
+        )
     volatile = guard.volatile_filesystem(check.path)
     if volatile and not allow_volatile:
-        raise PlacementRefused(f"{check.path} is on a {volatile} filesystem, which lives in memory: its data is "
-                               "lost at the next reboot; expected a folder on a disk; pick one, or add "
-                               "--allow-tmpfs if losing the data at reboot is really what you want")
+        raise PlacementRefused(
+            f"{check.path} is on a {volatile} filesystem, which lives in memory: its data is "
+            "lost at the next reboot; expected a folder on a disk; pick one, or add "
+            "--allow-tmpfs if losing the data at reboot is really what you want"
+        )
 
 
 def apply_create(engine: Engine, plan: CreatePlan, *, allow_volatile: bool = True) -> JSON:
@@ -240,8 +278,10 @@ def apply_create(engine: Engine, plan: CreatePlan, *, allow_volatile: bool = Tru
     new or empty and unused.
     """
     if inspect_volume_or_none(engine, plan.name) is not None:
-        raise UsageError(f"volume {plan.name} exists now (it did not when planned); expected a new name, so no "
-                         "data of another volume is mixed in; nothing was changed; pick another name")
+        raise UsageError(
+            f"volume {plan.name} exists now (it did not when planned); expected a new name, so no "
+            "data of another volume is mixed in; nothing was changed; pick another name"
+        )
     if plan.at is not None:
         check_new_home(engine, plan.at, allow_volatile=allow_volatile)
     made = False

@@ -81,8 +81,17 @@ def tree_state(root: str) -> dict[str, dict[str, Any]]:
 def _entry_state(path: str, inodes: dict[tuple[int, int], str], rel: str) -> dict[str, Any]:
     st = os.lstat(path)
     mode = st.st_mode
-    kind = ("dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "symlink" if stat.S_ISLNK(mode)
-            else "fifo" if stat.S_ISFIFO(mode) else "other")
+    kind = (
+        "dir"
+        if stat.S_ISDIR(mode)
+        else "file"
+        if stat.S_ISREG(mode)
+        else "symlink"
+        if stat.S_ISLNK(mode)
+        else "fifo"
+        if stat.S_ISFIFO(mode)
+        else "other"
+    )
     e: dict[str, Any] = {"type": kind, "mode": stat.S_IMODE(mode), "uid": st.st_uid, "gid": st.st_gid}
     if kind != "symlink":
         e["mtime"] = int(st.st_mtime)
@@ -99,8 +108,10 @@ def _entry_state(path: str, inodes: dict[tuple[int, int], str], rel: str) -> dic
     elif kind == "symlink":
         e["target"] = os.readlink(path)
     try:
-        e["xattrs"] = {k: os.getxattr(path, k, follow_symlinks=False).hex()
-                       for k in sorted(os.listxattr(path, follow_symlinks=False))}
+        e["xattrs"] = {
+            k: os.getxattr(path, k, follow_symlinks=False).hex()
+            for k in sorted(os.listxattr(path, follow_symlinks=False))
+        }
     except OSError:
         e["xattrs"] = {}
     return e
@@ -122,13 +133,16 @@ def compare_trees(live: dict[str, dict[str, Any]], restored: dict[str, dict[str,
             if a.get(key) != b.get(key):
                 out.append(f"{name}: {key} differs (volume {a.get(key)!r}, restored {b.get(key)!r})")
         if a["type"] == "file" and b["type"] == "file" and b["allocated"] > a["allocated"] + _SPARSE_SLACK:
-            out.append(f"{name}: sparseness lost ({a['allocated']} bytes on disk in the volume, "
-                       f"{b['allocated']} restored)")
+            out.append(
+                f"{name}: sparseness lost ({a['allocated']} bytes on disk in the volume, "
+                f"{b['allocated']} restored)"
+            )
     return out
 
 
-def prove_restorable(archive: Path, volume_path: Path, *, scratch_dir: Path | None = None,
-                     privileged: bool = True) -> RestoreProof:
+def prove_restorable(
+    archive: Path, volume_path: Path, *, scratch_dir: Path | None = None, privileged: bool = True
+) -> RestoreProof:
     """Prove that `archive` restores the data `volume_path` holds now; raise BackupCorrupt when it does not.
 
     archive: a backup written by backup_volume. volume_path: the live volume
@@ -160,9 +174,19 @@ def prove_restorable(archive: Path, volume_path: Path, *, scratch_dir: Path | No
         shutil.rmtree(scratch, ignore_errors=True)
     if differences:
         more = f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""
-        raise BackupCorrupt(f"{archive} does not restore the current data of {volume_path}: "
-                            f"{'; '.join(differences[:5])}{more}; expected an exact round trip; take a new backup "
-                            "with the volume's users stopped or paused (--pause-users)")
+        raise BackupCorrupt(
+            f"{archive} does not restore the current data of {volume_path}: "
+            f"{'; '.join(differences[:5])}{more}; expected an exact round trip; take a new backup "
+            "with the volume's users stopped or paused (--pause-users)"
+        )
     r = done.read
-    return RestoreProof(archive=archive, volume_path=volume_path, files=r.files, entries=r.entries, bytes=r.bytes,
-                        sha256=r.sha256, privileged=done.privileged_seen > 0, warnings=tuple(done.warnings))
+    return RestoreProof(
+        archive=archive,
+        volume_path=volume_path,
+        files=r.files,
+        entries=r.entries,
+        bytes=r.bytes,
+        sha256=r.sha256,
+        privileged=done.privileged_seen > 0,
+        warnings=tuple(done.warnings),
+    )

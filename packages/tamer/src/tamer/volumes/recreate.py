@@ -105,4 +105,6 @@ def create_again(engine: Engine, rec: Recreation) -> str:
 
 
 def recreation_from_json(data: JSON) -> Recreation:
-    return Recreation(name=str(data["name"]), body=dict(data["body"]), extra_networks=dict(data["extra_networks"]))
+    return Recreation(
+        name=str(data["name"]), body=dict(data["body"]), extra_networks=dict(data["extra_networks"])
+    )

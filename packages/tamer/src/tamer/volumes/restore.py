@@ -92,7 +92,7 @@ class _FileOut:
             return
         view = memoryview(chunk)
         for off in range(0, len(view), ZERO_BLOCK):
-            part = view[off:off + ZERO_BLOCK]
+            part = view[off : off + ZERO_BLOCK]
             if len(part) == ZERO_BLOCK and part == _ZEROS:
                 os.lseek(self.fd, ZERO_BLOCK, os.SEEK_CUR)
                 self.hole = True
@@ -159,9 +159,11 @@ class _Extractor:
 
     # -- names ----------------------------------------------------------------
     def refuse(self, name: str, why: str) -> RestoreRefused:
-        return RestoreRefused(f"{self.archive}: entry {name!r} refused: {why}; expected a backup written by "
-                              "`tamer volume backup`; nothing was restored; this archive was altered or not "
-                              "written by tamer")
+        return RestoreRefused(
+            f"{self.archive}: entry {name!r} refused: {why}; expected a backup written by "
+            "`tamer volume backup`; nothing was restored; this archive was altered or not "
+            "written by tamer"
+        )
 
     def rel_of(self, member: tarfile.TarInfo) -> str:
         name = member.name
@@ -180,8 +182,11 @@ class _Extractor:
             kind = self.kinds.get(parent)
             if kind != "dir":
                 what = f"a {kind}" if kind else "not in the archive before it"
-                raise self.refuse(name, f"its folder {DATA}/{parent} is {what}, not a folder restored from this "
-                                        "archive (an entry below a link would leave the volume)")
+                raise self.refuse(
+                    name,
+                    f"its folder {DATA}/{parent} is {what}, not a folder restored from this "
+                    "archive (an entry below a link would leave the volume)",
+                )
         return rel
 
     def parent_fd(self, rel: str) -> int:
@@ -213,9 +218,11 @@ class _Extractor:
         except OSError as exc:
             if fd != self.staging_fd:
                 os.close(fd)
-            raise RestoreRefused(f"{self.archive}: the folder {DATA}/{rel_dir} is no longer a folder of this "
-                                 f"restore ({exc.strerror}); something changed the staging folder while "
-                                 "restoring; nothing was restored; retry") from exc
+            raise RestoreRefused(
+                f"{self.archive}: the folder {DATA}/{rel_dir} is no longer a folder of this "
+                f"restore ({exc.strerror}); something changed the staging folder while "
+                "restoring; nothing was restored; retry"
+            ) from exc
         return fd
 
     def close(self) -> None:
@@ -229,8 +236,10 @@ class _Extractor:
             self.privileged_seen += 1
         if mode & _SETID and not self.privileged:
             self.dropped_privileged += 1
-            self.warnings.append(f"{m.name}: set-user/group-id bit not restored (restore with the privileged "
-                                 "option to keep it)")
+            self.warnings.append(
+                f"{m.name}: set-user/group-id bit not restored (restore with the privileged "
+                "option to keep it)"
+            )
             mode &= ~_SETID
         return mode
 
@@ -240,14 +249,20 @@ class _Extractor:
         if not rel:
             raise self.refuse(member.name, f"the archive's {DATA} folder itself is stored as a file")
         if self.used + member.size > self.budget:
-            raise NotEnoughSpace(f"{self.archive}: {member.name} declares {member.size} bytes; with the "
-                                 f"{self.used} bytes before it that is more than the {self.budget} bytes free "
-                                 "where the volume's data goes (sparse files count at full size); expected enough "
-                                 "free space; free some space or restore elsewhere (--at); nothing was restored")
+            raise NotEnoughSpace(
+                f"{self.archive}: {member.name} declares {member.size} bytes; with the "
+                f"{self.used} bytes before it that is more than the {self.budget} bytes free "
+                "where the volume's data goes (sparse files count at full size); expected enough "
+                "free space; free some space or restore elsewhere (--at); nothing was restored"
+            )
         self.used += member.size
         pfd = self.parent_fd(rel)
-        fd = os.open(rel.rpartition("/")[2], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=pfd)
+        fd = os.open(
+            rel.rpartition("/")[2],
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=pfd,
+        )
         self.kinds[rel] = "file"
         return _FileOut(self, fd, member)
 
@@ -275,13 +290,26 @@ class _Extractor:
             target = member.linkname
             tparts = target.split("/")
             trel = "/".join(p for p in tparts[1:] if p not in ("", "."))
-            if target.startswith("/") or ".." in tparts or tparts[0] != DATA or self.kinds.get(trel) != "file":
-                raise self.refuse(member.name, f"a hard link to {target}, which is not a regular file restored "
-                                               "earlier from this archive")
+            if (
+                target.startswith("/")
+                or ".." in tparts
+                or tparts[0] != DATA
+                or self.kinds.get(trel) != "file"
+            ):
+                raise self.refuse(
+                    member.name,
+                    f"a hard link to {target}, which is not a regular file restored "
+                    "earlier from this archive",
+                )
             tfd = self.open_dir(trel.rpartition("/")[0])
             try:
-                os.link(trel.rpartition("/")[2], base, src_dir_fd=tfd, dst_dir_fd=self.parent_fd(rel),
-                        follow_symlinks=False)
+                os.link(
+                    trel.rpartition("/")[2],
+                    base,
+                    src_dir_fd=tfd,
+                    dst_dir_fd=self.parent_fd(rel),
+                    follow_symlinks=False,
+                )
             finally:
                 if tfd != self.staging_fd:
                     os.close(tfd)
@@ -293,7 +321,9 @@ class _Extractor:
         elif member.ischr() or member.isblk():
             self.kinds[rel] = "device"
             self.skipped_devices += 1
-            self.warnings.append(f"{member.name}: a device node, never created by a restore (not volume data)")
+            self.warnings.append(
+                f"{member.name}: a device node, never created by a restore (not volume data)"
+            )
         else:
             raise self.refuse(member.name, f"entry type {member.type!r} is not one tamer writes")
 
@@ -323,8 +353,10 @@ class _Extractor:
                 raise self.refuse("tamer-manifest.json", f"xattrs for {rel!r} are malformed")
             kind = self.kinds.get(rel)
             if kind is None or kind == "device":
-                raise self.refuse(f"{DATA}/{rel}", "the manifest sets xattrs on a path that is not an entry "
-                                                   "restored from this archive")
+                raise self.refuse(
+                    f"{DATA}/{rel}",
+                    "the manifest sets xattrs on a path that is not an entry restored from this archive",
+                )
             decoded: dict[str, bytes] = {}
             for key, value in values.items():
                 try:
@@ -337,8 +369,10 @@ class _Extractor:
                     self.privileged_seen += 1
                     if not self.privileged:
                         self.dropped_privileged += 1
-                        self.warnings.append(f"{DATA}/{rel}: xattr {key} not restored (restore with the "
-                                             "privileged option to keep security.* and trusted.* xattrs)")
+                        self.warnings.append(
+                            f"{DATA}/{rel}: xattr {key} not restored (restore with the "
+                            "privileged option to keep security.* and trusted.* xattrs)"
+                        )
                         continue
                 elif not key.startswith(_PLAIN_XATTRS):
                     self.warnings.append(f"{DATA}/{rel}: xattr {key} not restored (an unknown namespace)")
@@ -361,8 +395,10 @@ class _Extractor:
         st = os.lstat(base, dir_fd=pfd)
         want = {"dir": stat.S_ISDIR, "symlink": stat.S_ISLNK, "fifo": stat.S_ISFIFO}[self.kinds[rel]]
         if not want(st.st_mode):
-            raise RestoreRefused(f"{self.archive}: {DATA}/{rel} changed type while restoring; something else "
-                                 "writes into the staging folder; nothing was restored; retry")
+            raise RestoreRefused(
+                f"{self.archive}: {DATA}/{rel} changed type while restoring; something else "
+                "writes into the staging folder; nothing was restored; retry"
+            )
         if (m.uid, m.gid) != (st.st_uid, st.st_gid):
             with contextlib.suppress(PermissionError):  # not root: keep our own ids
                 os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
@@ -389,8 +425,10 @@ def _lock(fd: int, what: str) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
-        raise RestoreRefused(f"another tamer restore is writing into {what} right now; expected one restore at a "
-                             "time per volume; wait for it to finish") from exc
+        raise RestoreRefused(
+            f"another tamer restore is writing into {what} right now; expected one restore at a "
+            "time per volume; wait for it to finish"
+        ) from exc
 
 
 def _remove(name: str, dir_fd: int) -> None:
@@ -470,9 +508,11 @@ def restore_into(archive: str, root: str, *, privileged: bool = False) -> Restor
         clean_leftovers(root_fd)
         present = os.listdir(root_fd)
         if present:
-            raise RestoreRefused(f"{real} is not empty (it holds {', '.join(sorted(present)[:3])}"
-                                 f"{' and more' if len(present) > 3 else ''}); expected a new or empty folder so "
-                                 "nothing is overwritten; restore into a new volume, or empty it first")
+            raise RestoreRefused(
+                f"{real} is not empty (it holds {', '.join(sorted(present)[:3])}"
+                f"{' and more' if len(present) > 3 else ''}); expected a new or empty folder so "
+                "nothing is overwritten; restore into a new volume, or empty it first"
+            )
         vfs = os.fstatvfs(root_fd)
         staging = f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         os.mkdir(staging, 0o700, dir_fd=root_fd)
@@ -484,8 +524,10 @@ def restore_into(archive: str, root: str, *, privileged: bool = False) -> Restor
                 result = read_archive(archive, on_file=ex.on_file, on_entry=ex.on_entry)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise NotEnoughSpace(f"{real} ran out of space while restoring {archive}; expected enough "
-                                         "free space; free some and retry; nothing was restored") from exc
+                    raise NotEnoughSpace(
+                        f"{real} ran out of space while restoring {archive}; expected enough "
+                        "free space; free some and retry; nothing was restored"
+                    ) from exc
                 raise
             if "" not in ex.kinds:
                 raise BackupCorrupt(f"{archive}: no {DATA} folder entry; expected a backup written by tamer")
@@ -495,8 +537,12 @@ def restore_into(archive: str, root: str, *, privileged: bool = False) -> Restor
             faults.hit("restore.extract.after", staging=staging)
             names = sorted(os.listdir(staging_fd))
             # what is about to move into place, recorded first: a run killed while moving is undone by the next
-            fd = os.open(staging + _MOVING, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=root_fd)
+            fd = os.open(
+                staging + _MOVING,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=root_fd,
+            )
             try:
                 os.write(fd, json.dumps({"names": names}).encode())
                 os.fsync(fd)
@@ -521,5 +567,10 @@ def restore_into(archive: str, root: str, *, privileged: bool = False) -> Restor
             raise
     finally:
         os.close(root_fd)
-    return RestoreStats(read=result, warnings=ex.warnings, dropped_privileged=ex.dropped_privileged,
-                        privileged_seen=ex.privileged_seen, skipped_devices=ex.skipped_devices)
+    return RestoreStats(
+        read=result,
+        warnings=ex.warnings,
+        dropped_privileged=ex.dropped_privileged,
+        privileged_seen=ex.privileged_seen,
+        skipped_devices=ex.skipped_devices,
+    )

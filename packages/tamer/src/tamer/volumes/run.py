@@ -32,10 +32,26 @@ from tamer.volumes.place import (
 
 JSON = dict[str, Any]
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-_MODES = {"ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "shared", "rshared", "slave", "rslave",
-          "consistent", "cached", "delegated"}
-_PORT = re.compile(r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d*(?:-\d+)?):)?"
-                   r"(?P<cport>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?$")
+_MODES = {
+    "ro",
+    "rw",
+    "z",
+    "Z",
+    "nocopy",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "consistent",
+    "cached",
+    "delegated",
+}
+_PORT = re.compile(
+    r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d*(?:-\d+)?):)?"
+    r"(?P<cport>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?$"
+)
 DEFAULT_RESTART = "unless-stopped"
 DEFAULT_LOG = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
 FOR_LABEL = "io.tamer.for-container"
@@ -64,15 +80,21 @@ def parse_name_for(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     for pair in pairs:
         path, sep, name = pair.partition("=")
         if not sep or not path.startswith("/") or not name:
-            raise UsageError(f"--name-for {pair}: expected /container/path=VOLUME_NAME, e.g. "
-                             "--name-for /data-db=mongo-data-db2")
+            raise UsageError(
+                f"--name-for {pair}: expected /container/path=VOLUME_NAME, e.g. "
+                "--name-for /data-db=mongo-data-db2"
+            )
         check_volume_name(name)
         out[os.path.normpath(path)] = name
     return out
 
 
-def assign_volume_names(container: str, paths: list[str], overrides: dict[str, str] | None = None,
-                        taken: dict[str, str] | None = None) -> dict[str, str]:
+def assign_volume_names(
+    container: str,
+    paths: list[str],
+    overrides: dict[str, str] | None = None,
+    taken: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Name a volume for each container path: CONTAINER-<path> unless overridden; never two paths one name.
 
     `taken`: names already used by other mounts of the container {name: path}. The readable slug maps
@@ -82,16 +104,20 @@ def assign_volume_names(container: str, paths: list[str], overrides: dict[str, s
     overrides = overrides or {}
     unknown = sorted(set(overrides) - set(paths))
     if unknown:
-        raise UsageError(f"--name-for {unknown[0]}: the container has no such volume path; expected one of "
-                         f"{', '.join(paths) or '(none)'}")
+        raise UsageError(
+            f"--name-for {unknown[0]}: the container has no such volume path; expected one of "
+            f"{', '.join(paths) or '(none)'}"
+        )
     owner: dict[str, str] = dict(taken or {})
     out: dict[str, str] = {}
     for path in paths:
         name = overrides.get(path) or volume_name_for(container, path)
         if name in owner:
-            raise UsageError(f"container paths {owner[name]} and {path} would both get the volume name {name}, "
-                             "merging their data; expected one volume per path; name one of them with "
-                             f"--name-for {path}=NAME (e.g. --name-for {path}={name}-2)")
+            raise UsageError(
+                f"container paths {owner[name]} and {path} would both get the volume name {name}, "
+                "merging their data; expected one volume per path; name one of them with "
+                f"--name-for {path}=NAME (e.g. --name-for {path}={name}-2)"
+            )
         owner[name] = path
         out[path] = name
     return out
@@ -108,24 +134,32 @@ def parse_volume_spec(spec: str, container: str) -> tuple[VolumeSpec, str | None
     if len(parts) == 1:
         if spec.startswith("/"):
             name = volume_name_for(container, spec)
-            return (VolumeSpec(name, os.path.normpath(spec), "", "named"),
-                    f"-v {spec} alone makes an anonymous volume; named it {name}")
+            return (
+                VolumeSpec(name, os.path.normpath(spec), "", "named"),
+                f"-v {spec} alone makes an anonymous volume; named it {name}",
+            )
         head, slash, rest = spec.partition("/")
         if slash and re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", head):
-            raise UsageError(f"-v {spec}: no colon between the volume and the container path, so the data would "
-                             f"land in an anonymous volume; expected SOURCE:TARGET; did you mean "
-                             f"-v {head}:/{rest}?")
+            raise UsageError(
+                f"-v {spec}: no colon between the volume and the container path, so the data would "
+                f"land in an anonymous volume; expected SOURCE:TARGET; did you mean "
+                f"-v {head}:/{rest}?"
+            )
         raise UsageError(f"-v {spec}: expected NAME:/container/path or /host/path:/container/path")
     if len(parts) > 3:
-        raise UsageError(f"-v {spec}: too many colons; expected SOURCE:TARGET[:MODE], e.g. mongo_data:/data/db:ro")
+        raise UsageError(
+            f"-v {spec}: too many colons; expected SOURCE:TARGET[:MODE], e.g. mongo_data:/data/db:ro"
+        )
     source, target = parts[0], parts[1]
     mode = parts[2] if len(parts) == 3 else ""
     bad_modes = [m for m in mode.split(",") if m and m not in _MODES]
     if bad_modes:
         raise UsageError(f"-v {spec}: unknown mode {bad_modes[0]!r}; expected one of ro, rw, z, Z, nocopy")
     if not target.startswith("/"):
-        raise UsageError(f"-v {spec}: the container path {target!r} is not absolute; expected e.g. "
-                         f"{source}:/{target.lstrip('./')}")
+        raise UsageError(
+            f"-v {spec}: the container path {target!r} is not absolute; expected e.g. "
+            f"{source}:/{target.lstrip('./')}"
+        )
     if os.path.normpath(target) == "/":
         raise UsageError(f"-v {spec}: cannot mount over the container's `/`; expected a folder such as /data")
     if not source:
@@ -133,8 +167,10 @@ def parse_volume_spec(spec: str, container: str) -> tuple[VolumeSpec, str | None
     if source.startswith("/"):
         return VolumeSpec(source, os.path.normpath(target), mode, "bind"), None
     if source.startswith(".") or "/" in source:
-        raise UsageError(f"-v {spec}: {source!r} is a relative host path; expected an absolute one such as "
-                         f"{os.path.abspath(source)}, or a volume name")
+        raise UsageError(
+            f"-v {spec}: {source!r} is a relative host path; expected an absolute one such as "
+            f"{os.path.abspath(source)}, or a volume name"
+        )
     check_volume_name(source)
     return VolumeSpec(source, os.path.normpath(target), mode, "named"), None
 
@@ -186,8 +222,11 @@ class RunPlan:
 
 def _restart_policy(text: str) -> JSON:
     name, _, count = text.partition(":")
-    if name not in ("no", "always", "unless-stopped", "on-failure") or (count and name != "on-failure") \
-            or (count and not count.isdigit()):
+    if (
+        name not in ("no", "always", "unless-stopped", "on-failure")
+        or (count and name != "on-failure")
+        or (count and not count.isdigit())
+    ):
         raise UsageError(f"--restart {text}: expected no, always, unless-stopped or on-failure[:N]")
     return {"Name": "" if name == "no" else name, "MaximumRetryCount": int(count or 0)}
 
@@ -195,14 +234,17 @@ def _restart_policy(text: str) -> JSON:
 def plan_run(engine: Engine, req: RunRequest) -> RunPlan:
     """Check everything and decide the volumes; changes nothing. Raises UsageError with the fix."""
     if not _CONTAINER_NAME.match(req.name):
-        raise UsageError(f"--name {req.name!r}: expected letters, digits, '_', '.', '-' (2 or more, starting with "
-                         "a letter or digit), e.g. --name mongo_container")
+        raise UsageError(
+            f"--name {req.name!r}: expected letters, digits, '_', '.', '-' (2 or more, starting with "
+            "a letter or digit), e.g. --name mongo_container"
+        )
     restart = _restart_policy(req.restart)
     env = list(req.env)
     for e in env:
         if "=" not in e or e.startswith("="):
-            raise UsageError(f"-e {e}: expected KEY=VALUE (tamer run does not copy variables from its own "
-                             "environment)")
+            raise UsageError(
+                f"-e {e}: expected KEY=VALUE (tamer run does not copy variables from its own environment)"
+            )
     labels: dict[str, str] = {}
     for lab in req.labels:
         k, sep, v = lab.partition("=")
@@ -223,7 +265,9 @@ def plan_run(engine: Engine, req: RunRequest) -> RunPlan:
         if note:
             auto_named.add(vs.target)
         if vs.target in explicit:
-            raise UsageError(f"-v {spec}: {vs.target} is mounted twice; expected one source per container path")
+            raise UsageError(
+                f"-v {spec}: {vs.target} is mounted twice; expected one source per container path"
+            )
         explicit[vs.target] = vs
         if note:
             notes.append(note)
@@ -232,27 +276,37 @@ def plan_run(engine: Engine, req: RunRequest) -> RunPlan:
     try:
         image = engine.inspect_image(req.image)
     except ObjectNotFound:
-        raise UsageError(f"image {req.image} is not on this engine; expected a local image; pull or build it first "
-                         f"(`docker pull {req.image}`)") from None
+        raise UsageError(
+            f"image {req.image} is not on this engine; expected a local image; pull or build it first "
+            f"(`docker pull {req.image}`)"
+        ) from None
     declared = sorted(os.path.normpath(p) for p in ((image.get("Config") or {}).get("Volumes") or {}))
     for vs in explicit.values():
         if vs.target not in declared and declared:
             close = difflib.get_close_matches(vs.target, declared, n=1, cutoff=0.8)
             if close:
-                notes.append(f"-v ...:{vs.target}: the image declares {close[0]}, not {vs.target}; a typo? "
-                             f"{close[0]} gets its own named volume anyway")
+                notes.append(
+                    f"-v ...:{vs.target}: the image declares {close[0]}, not {vs.target}; a typo? "
+                    f"{close[0]} gets its own named volume anyway"
+                )
     implicit = [p for p in declared if p not in explicit]
-    names = assign_volume_names(req.name, implicit, parse_name_for(req.name_for),
-                                taken={vs.source: t for t, vs in explicit.items() if vs.kind == "named"})
+    names = assign_volume_names(
+        req.name,
+        implicit,
+        parse_name_for(req.name_for),
+        taken={vs.source: t for t, vs in explicit.items() if vs.kind == "named"},
+    )
     mounts = [explicit.get(p) or VolumeSpec(names[p], p, "", "named") for p in declared]
     mounts += [vs for t, vs in explicit.items() if t not in declared]
     auto_named |= set(implicit)
     for vs in mounts:
         same = [o.target for o in mounts if o.kind == "named" and o.source == vs.source]
         if vs.kind == "named" and len(same) > 1 and auto_named.intersection(same):
-            raise UsageError(f"container paths {' and '.join(same)} would all get the volume {vs.source}, merging "
-                             "their data; expected one volume per path; name them yourself with -v NAME:PATH or "
-                             "--name-for PATH=NAME")
+            raise UsageError(
+                f"container paths {' and '.join(same)} would all get the volume {vs.source}, merging "
+                "their data; expected one volume per path; name them yourself with -v NAME:PATH or "
+                "--name-for PATH=NAME"
+            )
     creates: list[CreatePlan] = []
     reuse: list[str] = []
     for vs in mounts:
@@ -263,16 +317,28 @@ def plan_run(engine: Engine, req: RunRequest) -> RunPlan:
             labels_of = existing.get("Labels") or {}
             ours = labels_of.get(FOR_LABEL) == req.name and labels_of.get(PATH_LABEL) == vs.target
             if vs.target not in explicit and not ours:
-                owner = (f"made for container {labels_of[FOR_LABEL]}:{labels_of.get(PATH_LABEL, '?')}"
-                         if labels_of.get(FOR_LABEL) else "not made by tamer run for this container")
-                raise UsageError(f"volume {vs.source} exists already ({owner}); expected a new name for "
-                                 f"{vs.target}, so no other data is mixed in; reuse it knowingly with -v "
-                                 f"{vs.source}:{vs.target}, or name another with --name-for {vs.target}=NAME")
+                owner = (
+                    f"made for container {labels_of[FOR_LABEL]}:{labels_of.get(PATH_LABEL, '?')}"
+                    if labels_of.get(FOR_LABEL)
+                    else "not made by tamer run for this container"
+                )
+                raise UsageError(
+                    f"volume {vs.source} exists already ({owner}); expected a new name for "
+                    f"{vs.target}, so no other data is mixed in; reuse it knowingly with -v "
+                    f"{vs.source}:{vs.target}, or name another with --name-for {vs.target}=NAME"
+                )
             reuse.append(vs.source)
             continue
         at = os.path.join(req.at, vs.source) if req.at else None
-        creates.append(plan_create(engine, vs.source, at, {FOR_LABEL: req.name, PATH_LABEL: vs.target},
-                                   allow_volatile=req.allow_volatile))
+        creates.append(
+            plan_create(
+                engine,
+                vs.source,
+                at,
+                {FOR_LABEL: req.name, PATH_LABEL: vs.target},
+                allow_volatile=req.allow_volatile,
+            )
+        )
     if reuse:
         notes.append(f"reusing existing volume(s) {', '.join(reuse)}: their data is kept")
     binds = [f"{vs.source}:{vs.target}" + (f":{vs.mode}" if vs.mode else "") for vs in mounts]
