@@ -88,21 +88,7 @@ def read_raw_snapshot(
         else:
             containers.append(data)
 
-    image_list = engine.images()
-    image_inspect = engine.inspect_many("image", [i["Id"] for i in image_list])
-    images = []
-    for entry in image_list:
-        data = image_inspect.get(entry["Id"])
-        if data is None:
-            warnings.append(f"image {entry['Id'][7:19]} vanished while being read; skipped")
-            continue
-        images.append(
-            {
-                "list": entry,
-                "inspect": data,
-                "chain_ids": chain_ids(list((data.get("RootFS") or {}).get("Layers") or [])),
-            }
-        )
+    images = _image_records(engine, engine.images(), warnings)
     volumes = engine.volumes()
 
     local: JSON | None = None
