@@ -1,0 +1,234 @@
+"""The commands of faithful's CLI: each takes the parsed arguments and returns (data, text).
+
+Heavy imports (numpy, models, transformers) happen inside each command, so `faithful --help` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from faithful.cli_render import render_coin, render_comparison, render_generation
+from faithful.errors import FaithfulError
+
+DEFAULT_DECODERS = "greedy,sample,top-p:0.9,beam:4"
+
+
+class UsageError(FaithfulError):
+    """The command line itself was wrong (exit code 2)."""
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    if getattr(args, "json", False) or getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return None
+
+    def say(msg: str) -> None:
+        print(f"faithful: {msg}...", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _silence_libraries() -> None:
+    """Under -q or --json nothing but the result (and errors) may reach the terminal.
+
+    transformers and huggingface_hub draw loading bars and log advice on stderr on their own;
+    they read these switches when imported, and expose functions once they are.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+    for name in ("transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        hf_logging = sys.modules["transformers"].utils.logging
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+@contextmanager
+def _usage(what: str) -> Iterator[None]:
+    """Turn an error raised while reading the command line's values into a usage error (exit 2)."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except FaithfulError as exc:
+        raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
+
+
+def _encode_prompt(model: Any, text: str) -> list[int]:
+    if not text:
+        return []
+    from faithful.decode.generate import find_tokenizer
+
+    return [int(t) for t in find_tokenizer(model).encode(text)]
+
+
+def cmd_coin(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful coin``."""
+    from faithful.fidelity import coin_experiment
+    from faithful.fidelity.coin import _validate_p
+    from faithful.samplers import parse_sampler_spec
+
+    with _usage(f"bad --p {' '.join(f'{x:g}' for x in args.p)}"):
+        _validate_p(args.p)
+    with _usage(f"bad --decoder {args.decoder!r}"):
+        sampler = parse_sampler_spec(args.decoder)
+    result = coin_experiment(args.p, args.n, sampler, seed=args.seed)
+    data = result.to_dict()
+    data["decoder"] = args.decoder
+    return data, render_coin(data)
+
+
+def cmd_compare(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful compare``."""
+    from faithful.fidelity.harness import compare_decoders
+    from faithful.fidelity.specs import load_model, parse_decoder_list
+
+    with _usage(""):
+        choices = parse_decoder_list(args.decoders)
+        model = load_model(args.model)
+    with _usage(f"bad --prompt {args.prompt!r}"):
+        prompt = _encode_prompt(model, args.prompt)
+    comparison = compare_decoders(
+        model,
+        choices,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        prompt=prompt,
+        seed=args.seed,
+        exact=args.exact,
+        threshold=args.threshold,
+        min_coverage=args.min_coverage,
+        model_name=args.model,
+        progress=_progress(args),
+    )
+    data = comparison.to_dict()
+    text = render_comparison(data)
+    if args.report:
+        from faithful.fidelity.report import write_report
+
+        path = write_report(comparison, args.report)
+        data["report"] = str(path)
+        text += f"\n\nreport: {path}"
+    return data, text
+
+
+def cmd_generate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful generate``."""
+    from faithful.decode import generate_text, parse_decoder_spec
+    from faithful.fidelity.specs import check_sampler_fits, load_model
+    from faithful.samplers import parse_sampler_spec
+
+    with _usage(f"bad --decoder {args.decoder!r}"):
+        parse_decoder_spec(args.decoder)
+    with _usage(f"bad --sampler {args.sampler!r}"):
+        if args.sampler is not None:
+            parse_sampler_spec(args.sampler)
+        check_sampler_fits(args.decoder, args.sampler)
+    with _usage(""):
+        model = load_model(args.model)
+    gen = generate_text(
+        model,
+        args.prompt,
+        decoder=args.decoder,
+        sampler=args.sampler,
+        max_new_tokens=args.max_new_tokens,
+        rng=args.seed,
+    )
+    r = gen.result
+    data = {
+        "model": args.model,
+        "decoder": args.decoder,
+        "sampler": args.sampler,
+        "prompt": args.prompt,
+        "seed": args.seed,
+        "texts": gen.texts,
+        "tokens": r.sequences()[0],
+        "logprobs": [float(x) for x in r.logprobs[0]],
+        "finished": [bool(x) for x in r.finished[0]],
+    }
+    return data, render_generation(data)
+
+
+def cmd_audit_logprobs(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful audit-logprobs``."""
+    from faithful.referee.audit import audit_records, read_records
+    from faithful.referee.render import render_audit
+
+    if not (args.tol > 0 and math.isfinite(args.tol)):
+        raise UsageError(f"--tol must be a positive number of nats, got {args.tol}")
+    records, names = read_records(args.file)
+    data = audit_records(records, tol=args.tol, names=names).to_dict()
+    return data, render_audit(data)
+
+
+def cmd_conformance(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful conformance``."""
+    from faithful.referee.conformance import DEFAULT_SETTINGS, conformance_matrix
+    from faithful.referee.render import render_matrix
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    settings = (
+        DEFAULT_SETTINGS
+        if args.settings is None
+        else [s.strip() for s in args.settings.split(",") if s.strip()]
+    )
+    try:
+        vocab = [int(v) for v in args.vocab.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--vocab must be comma-separated integers, got {args.vocab!r}") from None
+    if not engines or not settings or not vocab:
+        raise UsageError("--engines, --settings and --vocab each need at least one value")
+    with _usage(""):
+        matrix = conformance_matrix(
+            engines, settings, vocab_sizes=vocab, n=args.n, reps=args.reps, alpha=args.alpha, seed=args.seed
+        )
+    data = matrix.to_dict()
+    text = render_matrix(data)
+    if args.report:
+        from faithful.referee.report import write_report
+
+        path = write_report(data, args.report)
+        data["report"] = str(path)
+        text += f"\n\nreport: {path}"
+    return data, text
+
+
+def cmd_processors(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful processors``: every processor from the one table, in the default order."""
+    from faithful.processors.table import TABLE, render_table, spec_help
+
+    rows = [
+        {
+            "order": i,
+            "name": e.name,
+            "summary": e.summary,
+            "parameters": [
+                {"keyword": p.keyword, "expected": p.expected, "spec": [k.key for k in p.spec], "doc": p.doc}
+                for p in e.params
+            ],
+            "hf": e.hf,
+        }
+        for i, e in enumerate(TABLE, 1)
+    ]
+    text = render_table() + "\n\nSpec parts (join with '+'): " + spec_help(detailed=True)
+    return {"processors": rows}, text
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], str]]] = {
+    "coin": cmd_coin,
+    "processors": cmd_processors,
+    "compare": cmd_compare,
+    "generate": cmd_generate,
+    "audit-logprobs": cmd_audit_logprobs,
+    "conformance": cmd_conformance,
+}
