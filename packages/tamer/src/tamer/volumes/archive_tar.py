@@ -1,0 +1,279 @@
+"""GNU tar as the backup archive's writer (format in archive.py): finding it, running it, tapping its stream.
+
+Used by archive_write.write_archive: tar reads the folder in a process of its
+own and its stream passes through unchanged to the compressor, while _TarTap
+hashes every file and collects xattrs for the manifest. A file of 8 GiB or
+more has its size in a PAX record (GNU tar puts it there itself), which the
+tap reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import functools
+import hashlib
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tamer.errors import TamerError
+from tamer.volumes.archive import (
+    _ZERO_BLOCK,
+    BLOCK,
+    CHUNK,
+    DATA,
+    _cstr,
+    _num,
+    _pax_records,
+)
+
+if TYPE_CHECKING:
+    from tamer.volumes.archive_write import WriteStats
+
+WRITERS = ("auto", "tar", "python")
+
+
+def gnu_tar(writer: str = "auto") -> str | None:
+    """GNU tar's path for `writer` ("auto": when installed; "tar": required; "python": never)."""
+    if writer not in WRITERS:
+        raise TamerError(f"archive writer {writer!r} is unknown; expected one of {', '.join(WRITERS)}")
+    if writer == "python":
+        return None
+    found = _find_gnu_tar()
+    if found is None and writer == "tar":
+        raise TamerError(
+            "GNU tar was asked for as the archive writer but is not installed; expected `tar "
+            "--version` to say GNU tar; install it or use the python writer"
+        )
+    return found
+
+
+@functools.cache
+def _find_gnu_tar() -> str | None:
+    path = shutil.which("tar")
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if "GNU tar" in out else None
+
+
+class _TarTap:
+    """Watches a tar stream go by, chunk by chunk: hashes file contents, collects xattrs, counts.
+
+    It never changes or copies the stream, so the chunks themselves go on to
+    the compressor whole (one call per MiB, not three per file). tar's own
+    end-of-archive zeros stay in the stream; the manifest follows them and
+    the reader reads past zero blocks (as `tar --ignore-zeros` does).
+    """
+
+    def __init__(self, stats: WriteStats, files: dict[str, Any], xattrs: dict[str, dict[str, str]]) -> None:
+        self.stats, self.files, self.xattrs = stats, files, xattrs
+        self.mode = "header"  # header, ext (an extended header's payload), data, skip
+        self.need = BLOCK
+        self.acc = bytearray()
+        self.left = 0
+        self.pad = 0
+        self.ext_type = b""
+        self.ext_size = 0
+        self.pax: dict[str, str] = {}
+        self.sha = hashlib.sha256()
+        self.rel = ""
+        self.size = 0
+        self.ended = False
+
+    def feed(self, chunk: bytes) -> None:
+        mv = memoryview(chunk)
+        i, n = 0, len(chunk)
+        while i < n and not self.ended:
+            if self.mode == "data":
+                take = min(self.left, n - i)
+                self.sha.update(mv[i : i + take])
+                i += take
+                self.left -= take
+                if not self.left:
+                    self._file_done()
+                continue
+            if self.mode == "skip":
+                take = min(self.left, n - i)
+                i += take
+                self.left -= take
+                if not self.left:
+                    self.mode, self.need = "header", BLOCK
+                continue
+            if not self.acc and n - i >= self.need:
+                block = bytes(mv[i : i + self.need])
+                i += self.need
+            else:
+                take = min(self.need - len(self.acc), n - i)
+                self.acc += mv[i : i + take]
+                i += take
+                if len(self.acc) < self.need:
+                    continue
+                block, self.acc = bytes(self.acc), bytearray()
+            if self.mode == "ext":
+                self._ext(block)
+            elif block == _ZERO_BLOCK:
+                self.ended = True
+            else:
+                self._header(block)
+
+    def _ext(self, payload: bytes) -> None:
+        body = payload[: self.ext_size]
+        if self.ext_type == b"x":
+            self.pax = _pax_records(body)
+        elif self.ext_type == b"L":
+            self.pax["path"] = os.fsdecode(_cstr(body))
+        self.mode, self.need = "header", BLOCK
+
+    def _header(self, h: bytes) -> None:
+        typeflag = h[156:157]
+        size = _num(h[124:136])
+        if typeflag not in (b"x", b"g", b"L", b"K") and "size" in self.pax:
+            size = int(self.pax["size"])  # 8 GiB and more: the ustar field cannot hold it (failure 5)
+        if typeflag in (b"x", b"g", b"L", b"K"):
+            self.ext_type, self.ext_size = typeflag, size
+            self.mode, self.need = "ext", size + (-size % BLOCK)
+            if not self.need:
+                self._ext(b"")
+            return
+        name = self.pax.get("path")
+        if name is None:
+            raw = _cstr(h[0:100])
+            prefix = _cstr(h[345:500]) if h[257:262] == b"ustar" else b""
+            name = os.fsdecode(prefix + b"/" + raw if prefix else raw)
+        rel = name.rstrip("/").removeprefix(DATA).removeprefix("/")
+        x = {
+            k[len("SCHILY.xattr.") :]: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode()
+            for k, v in self.pax.items()
+            if k.startswith("SCHILY.xattr.")
+        }
+        if x:
+            self.xattrs[rel] = x
+        self.pax = {}
+        if rel:
+            self.stats.entries += 1
+        if typeflag in (b"3", b"4"):
+            self.stats.warnings.append(f"{rel}: a device node; stored, but a restore skips it")
+        if typeflag in (b"0", b"\0", b"7"):
+            self.rel, self.size, self.sha = rel, size, hashlib.sha256()
+            self.pad = -size % BLOCK
+            if size:
+                self.mode, self.left = "data", size
+            else:
+                self._file_done()
+        elif size and typeflag not in (b"1", b"2", b"5"):
+            self.mode, self.left = "skip", size + (-size % BLOCK)
+
+    def _file_done(self) -> None:
+        self.files[self.rel] = [self.size, self.sha.hexdigest()]
+        self.stats.files += 1
+        self.stats.bytes += self.size
+        if self.pad:
+            self.mode, self.left = "skip", self.pad
+        else:
+            self.mode, self.need = "header", BLOCK
+
+
+def _forward_tar(
+    tar: str,
+    root: str,
+    write: Callable[[bytes], Any],
+    stats: WriteStats,
+    files: dict[str, Any],
+    xattrs: dict[str, dict[str, str]],
+) -> None:
+    """Let GNU tar read the folder (a process of its own, like `tar | zstd`) and pass its stream on.
+
+    The stream goes to the compressor unchanged up to tar's end-of-archive
+    marker, while _TarTap hashes file contents and collects xattrs for the
+    manifest. Names are rewritten by tar itself (./x -> data/x, symlink
+    targets untouched); owners numeric; times whole seconds; xattrs in PAX
+    records (SCHILY.xattr.*).
+    """
+    cmd = [
+        tar,
+        "--create",
+        "--file=-",
+        "--blocking-factor=256",
+        "--directory",
+        root,
+        "--format=posix",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--numeric-owner",
+        "--pax-option=delete=atime,delete=ctime,delete=mtime",
+        r"--transform=s,^\.,data,S",
+        ".",
+    ]
+    tap = _TarTap(stats, files, xattrs)
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, bufsize=0)
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError):  # let tar run up to 1 MiB ahead of us, not 64 KiB
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+        fd = proc.stdout.fileno()
+        # The tap (parsing, sha256) runs on its own thread: hashing releases the GIL, so it overlaps
+        # with compression on this one and tar in its process, three stages as in `tar | zstd`.
+        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        failed: list[BaseException] = []
+
+        def tap_loop() -> None:
+            try:
+                while (item := chunks.get()) is not None:
+                    tap.feed(item)
+            except BaseException as exc:  # handed to the main thread below
+                failed.append(exc)
+                while chunks.get() is not None:
+                    pass
+
+        # Compression too gets a thread of its own, single-threaded inside zstd (its multi-threaded
+        # mode costs more CPU for the same work): tar, tap and compressor run side by side.
+        to_compress: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+
+        def compress_loop() -> None:
+            try:
+                while (item := to_compress.get()) is not None:
+                    write(item)
+            except BaseException as exc:
+                failed.append(exc)
+                while to_compress.get() is not None:
+                    pass
+
+        tapper = threading.Thread(target=tap_loop, name="tamer-backup-tap", daemon=True)
+        compressor = threading.Thread(target=compress_loop, name="tamer-backup-zstd", daemon=True)
+        tapper.start()
+        compressor.start()
+        try:
+            while not failed and (chunk := os.read(fd, CHUNK)):
+                chunks.put(chunk)
+                to_compress.put(chunk)
+        finally:
+            chunks.put(None)
+            to_compress.put(None)
+            tapper.join()
+            compressor.join()
+            if failed:
+                proc.kill()
+            rc = proc.wait()
+            proc.stdout.close()
+        if failed:
+            raise failed[0]
+        errors.seek(0)
+        text = errors.read().decode(errors="replace").strip()
+    if rc == 1:  # "file changed as we read it": stored as read, say so
+        stats.warnings += [f"tar: {line}" for line in text.splitlines()]
+    elif rc != 0 or not tap.ended:
+        raise TamerError(
+            f"reading the volume folder {root} with tar failed: {text[-500:] or 'no end of archive'}; "
+            "expected a readable folder (run as root on the engine's host)"
+        )
