@@ -57,6 +57,10 @@ def why_not_local(host: str, data_root: str) -> str | None:
     return None
 
 
+# the parts of `docker info` a snapshot keeps (which engine, where its data lives)
+INFO_KEYS = ("DockerRootDir", "Driver", "ServerVersion", "ID", "Name")
+
+
 def read_raw_snapshot(
     engine: Engine, *, sizing: str = "auto", progress: Callable[[int, int], None] | None = None
 ) -> RawSnapshot:
@@ -115,7 +119,7 @@ def read_raw_snapshot(
         taken_at=taken_at,
         host=engine.where,
         api_version=engine.api_version,
-        info={k: info.get(k) for k in ("DockerRootDir", "Driver", "ServerVersion", "ID", "Name")},
+        info={k: info.get(k) for k in INFO_KEYS},
         containers=containers,
         images=images,
         volumes=volumes,
@@ -174,7 +178,7 @@ def read_for_listing(engine: Engine, kind: str) -> RawSnapshot:
         taken_at=taken_at,
         host=engine.where,
         api_version=engine.api_version,
-        info={k: info.get(k) for k in ("DockerRootDir", "Driver", "ServerVersion", "ID", "Name")},
+        info={k: info.get(k) for k in INFO_KEYS},
         containers=containers,
         images=images,
         volumes=volumes,

@@ -205,6 +205,18 @@ def _require_root(engine: Any, action: str, *, write: bool) -> None:
         guard.require_data_access(root, action, write=write)
 
 
+def _pending_outcome(what: str, pending: dict[str, Any] | None) -> Outcome:
+    """What `--rollback` without --apply shows: the unfinished operation and the steps it did."""
+    if pending is None:
+        return Outcome({"pending": None}, f"no unfinished {what}")
+    done = ", ".join(pending["done"]) or "nothing"
+    return Outcome({"pending": pending}, f"unfinished {what}; done: {done}; `--rollback --apply` undoes it")
+
+
+def _rolled_back_outcome(did: list[str]) -> Outcome:
+    return Outcome({"rolled_back": did}, "rolled back:\n" + "\n".join(f"  {d}" for d in did))
+
+
 def run_backup(args: argparse.Namespace) -> Outcome:
     engine = connect(args.host)
     _require_root(engine, "volume backup", write=False)
@@ -396,15 +408,13 @@ def run_move(args: argparse.Namespace) -> Outcome:
     if args.rollback:
         pending = mv.pending_move(engine, args.name)
         if not acting:
-            if pending is None:
-                return Outcome({"pending": None}, f"no unfinished move of volume {args.name}")
-            return Outcome(
-                {"pending": pending},
-                f"unfinished move of {args.name} to {pending['dest']}; done: "
-                f"{', '.join(pending['done']) or 'nothing'}; `--rollback --apply` undoes it",
+            what = (
+                f"move of volume {args.name}"
+                if pending is None
+                else f"move of {args.name} to {pending['dest']}"
             )
-        did = mv.rollback_move(engine, args.name)
-        return Outcome({"rolled_back": did}, "rolled back:\n" + "\n".join(f"  {d}" for d in did))
+            return _pending_outcome(what, pending)
+        return _rolled_back_outcome(mv.rollback_move(engine, args.name))
     plan = mv.plan_move(
         engine,
         args.name,
@@ -468,15 +478,8 @@ def run_adopt(args: argparse.Namespace) -> Outcome:
     if args.rollback:
         pending = ad.pending_adopt(engine, args.container)
         if not acting:
-            if pending is None:
-                return Outcome({"pending": None}, f"no unfinished adoption of {args.container}")
-            return Outcome(
-                {"pending": pending},
-                f"unfinished adoption of {args.container}; done: "
-                f"{', '.join(pending['done']) or 'nothing'}; `--rollback --apply` undoes it",
-            )
-        did = ad.rollback_adopt(engine, args.container)
-        return Outcome({"rolled_back": did}, "rolled back:\n" + "\n".join(f"  {d}" for d in did))
+            return _pending_outcome(f"adoption of {args.container}", pending)
+        return _rolled_back_outcome(ad.rollback_adopt(engine, args.container))
     plan = ad.plan_adopt(
         engine, args.container, at=args.at, name_for=tuple(args.name_for), allow_volatile=args.allow_tmpfs
     )
