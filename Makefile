@@ -13,7 +13,7 @@ $(STAMP): packages/tamer/pyproject.toml packages/faithful/pyproject.toml Makefil
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# The CPU wheel first: an unpinned `torch` would download a multi-GB CUDA build.
 	$(BIN)/pip install -q 'torch==2.13.0'
-	$(BIN)/pip install -q -e 'packages/tamer[test]' -e 'packages/faithful[torch,test,report,fast]' ruff mypy
+	$(BIN)/pip install -q -e 'packages/tamer[test]' -e 'packages/faithful[torch,test,report,fast,ray]' ruff mypy
 	touch $(STAMP)
 
 lint: $(STAMP)

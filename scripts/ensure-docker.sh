@@ -9,6 +9,12 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 # faketime shifts one process's clock: every age rule is tested with it.
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+# sshd (the fleet tests log in to three loopback sshd's), Prometheus (the metrics test scrapes
+# tamer with a real server; promtool checks the text format), systemd-analyze (unit checks).
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "!!! tamer integration tests need: ${missing[*]} (not installed, and not root to install them)." >&2
