@@ -151,6 +151,8 @@ class Command:
 COMMANDS = (
     Command("df", "tamer.cli.inspect_cmds", "what everything costs, what could go, who owns it"),
     Command("ls", "tamer.cli.inspect_cmds", "list images, containers, volumes or build cache"),
+    Command("record", "tamer.cli.history_cmds", "add a snapshot of what the host costs to its history"),
+    Command("history", "tamer.cli.history_cmds", "what grew, top growers, when the disk fills at this rate"),
     Command("plan", "tamer.cli.clean_cmds", "preview what a clean would remove, and why"),
     Command("clean", "tamer.cli.clean_cmds", "remove what the policy allows (preview by default)"),
     Command("policy", "tamer.cli.clean_cmds", "check or show a cleanup policy"),
@@ -162,6 +164,10 @@ COMMANDS = (
         "name a container's anonymous volumes and re-create it using them; previews unless --apply",
     ),
     Command("run", "tamer.cli.volume_cmds", "run a container with every declared VOLUME named (and placed)"),
+    Command("fleet", "tamer.cli.fleet_cmds", "df, plan, clean or history on every host of a fleet, over ssh"),
+    Command("schedule", "tamer.cli.schedule_cmds", "run clean, record and watch from systemd timers"),
+    Command("metrics", "tamer.cli.metrics_cmds", "print the Prometheus text format (or write a textfile)"),
+    Command("serve", "tamer.cli.metrics_cmds", "serve /metrics (Prometheus) and a status page over HTTP"),
 )
 _COMMAND_NAMES = tuple(c.name for c in COMMANDS)
 
