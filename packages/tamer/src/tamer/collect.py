@@ -57,6 +57,16 @@ def why_not_local(host: str, data_root: str) -> str | None:
     return None
 
 
+def remote_engine_warning(host: str) -> str:
+    """What a read through a remote address (-H ssh:// or tcp://) cannot know, and where to read it."""
+    return (
+        f"the engine at {host} is reached through a network address, so its volume data, container "
+        "logs and data-root are not read from here (log sizes are not counted; volume sizes are the "
+        "engine's own figures, when it gives them); to read them on the host where they are, run tamer "
+        "there, e.g. `tamer fleet df --hosts FILE` (over ssh; FILE lists ssh://user@host)"
+    )
+
+
 # the parts of `docker info` a snapshot keeps (which engine, where its data lives)
 INFO_KEYS = ("DockerRootDir", "Driver", "ServerVersion", "ID", "Name")
 
@@ -100,6 +110,8 @@ def read_raw_snapshot(
         local = _measure_locally(data_root, driver, containers, images, volumes, warnings, progress)
     elif sizing == "local":
         warnings.append(f"could not size locally, used the engine's figures instead: {reason}")
+    if not engine.where.startswith("unix://"):
+        warnings.append(remote_engine_warning(engine.where))
 
     need_df = local is None or local.pop("needs_engine_df", False)
     engine_df: JSON | None = None
