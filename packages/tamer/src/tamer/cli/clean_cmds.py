@@ -26,7 +26,7 @@ from tamer.policy import DEFAULT_POLICY, Policy, read_policy_file
 from tamer.report.plan_view import plan_json, render_apply, render_plan, render_run, result_json
 from tamer.report.units import parse_duration
 from tamer.sealing import FORMAT as PLAN_FORMAT
-from tamer.sealing import open_plan, plan_key, seal_plan
+from tamer.sealing import PlanRefused, open_plan, plan_key, seal_plan
 
 DEFAULT_POLICY_TOML = """\
 # tamer's built-in default policy: what `docker system prune` removes (stopped
@@ -66,6 +66,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     clean.add_argument("--yes", "-y", action="store_true", help="don't ask for confirmation")
     clean.add_argument(
         "--plan", dest="plan_file", metavar="FILE", help="execute a plan saved by `tamer plan -o`"
+    )
+    clean.add_argument(
+        "--plan-id",
+        metavar="ID",
+        help="act only if the plan is this one (as shown by `tamer plan`); else refuse, removing nothing",
     )
     clean.add_argument(
         "--abandon", action="store_true", help="forget an interrupted clean instead of finishing it"
@@ -183,6 +188,14 @@ def run_clean(args: argparse.Namespace) -> Outcome:
             return Outcome(
                 {"abandoned": unfinished.id}, text + "\nabandoned: its pending steps will not run."
             )
+        if args.plan_id and args.plan_id != unfinished.plan_id:
+            # finishing someone else's run is not what the caller saw and agreed to (`tamer fleet clean`)
+            raise PlanRefused(
+                f"an earlier clean of plan {unfinished.plan_id} (journal run {unfinished.id}) did not "
+                f"finish on this host, so plan {args.plan_id} was not applied; finish it with "
+                "`tamer clean --apply` or forget it with `tamer clean --abandon`, then plan again; "
+                "nothing was removed"
+            )
         if not args.apply:
             return Outcome(
                 {"unfinished": unfinished.id, "plan": unfinished.plan.to_json()},
@@ -211,6 +224,12 @@ def run_clean(args: argparse.Namespace) -> Outcome:
         plan = _read_plan_file(args.plan_file)
     else:
         plan, fresh = build_plan(args, engine, policy)
+    if args.plan_id and args.plan_id != plan.plan_id:
+        source = f"the plan file {args.plan_file}" if args.plan_file else "a plan made now"
+        raise PlanRefused(
+            f"{source} is plan {plan.plan_id}, not plan {args.plan_id} that was shown: the host (or the "
+            "saved plan) changed since; look again with `tamer plan`; nothing was removed"
+        )
     preview = render_plan(plan, verbose=args.verbose)
     if fresh is not None:
         preview = _with_warnings(preview, fresh)
