@@ -281,3 +281,47 @@ def _duration(seconds: float) -> str:
         if seconds < limit:
             return f"{seconds / div:.0f}{unit}"
     return f"{seconds / DAY:.1f}d"
+
+
+# -- everything `tamer history` shows ----------------------------------------------
+@dataclass(frozen=True)
+class GrowthSummary:
+    """The history of one engine over a window: what `tamer history` prints, charts and sends as JSON.
+
+    snapshots: the window's snapshots, oldest first. rows: growth(snapshots, by). growers:
+    top_growers. total: the growth of everything Docker holds (the sum of the kinds).
+    """
+
+    engine: str
+    by: str
+    snapshots: tuple[Snapshot, ...]
+    rows: tuple[Growth, ...]
+    growers: tuple[Grower, ...]
+    total: Growth | None
+    forecast: Forecast
+
+
+def summarize(
+    engine: str,
+    snapshots: Sequence[Snapshot],
+    *,
+    by: str = "kind",
+    top: int = 10,
+    min_span: float = MIN_SPAN_S,
+) -> GrowthSummary:
+    """growth, top growers, the total's growth and the forecast of one engine's snapshots. Pure."""
+    ordered = tuple(sorted(snapshots, key=lambda s: (s.taken_at, s.seq or 0)))
+    total = None
+    if ordered:
+        a, b = ordered[0].total_bytes, ordered[-1].total_bytes
+        days = span_seconds(ordered) / DAY
+        total = Growth("total", a, b, b - a, (b - a) / days if days > 0 else None)
+    return GrowthSummary(
+        engine=engine,
+        by=by,
+        snapshots=ordered,
+        rows=tuple(growth(ordered, by)),
+        growers=tuple(top_growers(ordered, top)),
+        total=total,
+        forecast=forecast(ordered, min_span=min_span),
+    )

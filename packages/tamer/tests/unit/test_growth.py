@@ -247,3 +247,10 @@ def test_snapshot_from_df_carries_what_df_shows() -> None:
     assert s.total_bytes == sum(t.size for t in report.totals)
     assert Snapshot.from_json(json.loads(json.dumps(s.to_json()))) == s
     assert snapshot_from_df(inv, report, None).fs_free_bytes is None
+
+
+def test_the_cli_offers_the_axes_growth_knows() -> None:
+    from tamer.cli import history_cmds
+    from tamer.growth import BY_CHOICES
+
+    assert history_cmds.BY_CHOICES == BY_CHOICES

@@ -91,12 +91,15 @@ def read_inventory(args: argparse.Namespace, engine: Engine | None = None) -> In
 
 def run_df(args: argparse.Namespace) -> Outcome:
     from tamer.accounting import disk_report
+    from tamer.cli.history_cmds import record_quietly
     from tamer.journal import observe_orphan_clock
     from tamer.report.views import df_json, render_df
+    from tamer.snapshots import filesystem_usage, snapshot_from_df
 
     inv = read_inventory(args)
     observe_orphan_clock(inv)  # every look starts the orphan clock of newly orphaned volumes (never fails)
     report = disk_report(inv, top_n=args.top)
+    record_quietly(snapshot_from_df(inv, report, filesystem_usage(inv)))  # every look joins the history
     return Outcome(df_json(report, inv), render_df(report, inv, verbose=args.verbose))
 
 
