@@ -1,0 +1,213 @@
+"""Reading a compose file (and its .env) and writing the fixed copy next to it.
+
+The YAML library is ruamel.yaml in round-trip mode: it builds plain mappings, lists and scalars
+(no Python object is ever constructed from a tag), keeps comments, key order, quotes and anchors
+for --fix, and resolves anchors, aliases and `<<` merge keys as Compose does. Aliases are shared,
+not copied, and the plain copy the checks read keeps that sharing, so an alias bomb costs what
+its text costs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tamer.compose.model import interpolate
+from tamer.errors import UsageError
+
+DEFAULT_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+MAX_BYTES = 8 * 1024 * 1024  # a compose file this big is not one; refuse before parsing it
+FIX_MARKER = "# Written by `tamer compose check --fix`"
+
+
+@dataclass(frozen=True)
+class ComposeSource:
+    path: Path
+    text: str
+    document: Any  # the round-trip document (ruamel CommentedMap), for --fix
+    data: Any  # plain, interpolated: what the checks read
+    env: Mapping[str, str]
+    project_dir: str
+
+
+def find_compose_file(given: str | None, cwd: str | None = None) -> Path:
+    """The file to check: FILE, or the first of DEFAULT_NAMES in FILE (a folder) or the current folder."""
+    folder = Path(cwd or os.getcwd())
+    if given is not None:
+        if not given.strip() or "\0" in given:
+            raise UsageError(
+                "the compose file name is empty; give a path to a compose file (nothing was changed)"
+            )
+        path = Path(given)
+        if not path.is_dir():
+            if not path.exists():
+                raise UsageError(
+                    f"compose file {given} does not exist; give the path of a compose file, or run this in its "
+                    "folder (nothing was changed)"
+                )
+            if not path.is_file():
+                raise UsageError(
+                    f"{given} is not a regular file; expected a compose file (nothing was changed)"
+                )
+            return path
+        folder = path
+    for name in DEFAULT_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    raise UsageError(
+        f"no compose file in {folder}: looked for {', '.join(DEFAULT_NAMES)}; give its path "
+        "(`tamer compose check FILE`); nothing was changed"
+    )
+
+
+def yaml_loader() -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.allow_duplicate_keys = False
+    return yaml
+
+
+def read_compose(path: Path) -> ComposeSource:
+    """Read and parse `path`; UsageError (exit 2) for a file that is unreadable, not YAML or too big."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise UsageError(
+                f"{path} is {size} bytes; a compose file is far smaller: is it the right file? (limit {MAX_BYTES})"
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc} (nothing was changed)") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not UTF-8 text (byte {exc.start}); expected a YAML compose file"
+        ) from None
+    document = parse_yaml(text, str(path))
+    project_dir = os.path.dirname(os.path.abspath(path))
+    env = compose_environment(project_dir)
+    data = plain(document, env, str(path))
+    return ComposeSource(path, text, document, data, env, project_dir)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    from ruamel.yaml.error import YAMLError, YAMLFutureWarning
+
+    try:
+        return yaml_loader().load(text)
+    except (YAMLError, YAMLFutureWarning) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(
+            f"{source} is not valid YAML{where}: {problem}; expected a compose file (nothing was changed)"
+        ) from None
+    except RecursionError:
+        raise UsageError(f"{source} nests too deeply to be a compose file (nothing was changed)") from None
+
+
+def compose_environment(project_dir: str) -> dict[str, str]:
+    """The variables Compose interpolates with: the project's .env, overridden by the environment."""
+    env: dict[str, str] = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in Path(project_dir, ".env").read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, _, value = line.removeprefix("export ").partition("=")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            env[key.strip()] = value
+    env.update(os.environ)
+    return env
+
+
+def plain(node: Any, env: Mapping[str, str], source: str) -> Any:
+    """The document as plain dicts, lists and scalars, strings interpolated; shared nodes stay shared."""
+    memo: dict[int, Any] = {}
+
+    def conv(value: Any) -> Any:
+        key = id(value)
+        if key in memo:
+            return memo[key]
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            memo[key] = out
+            for k, v in value.items():
+                out[str(k)] = conv(v)
+            return out
+        if isinstance(value, list):
+            seq: list[Any] = []
+            memo[key] = seq
+            seq.extend(conv(v) for v in value)
+            return seq
+        if isinstance(value, str):
+            return interpolate(str(value), env, source)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        inner = getattr(value, "value", None)  # a tagged scalar (!reset "x") keeps its text
+        return interpolate(str(inner if inner is not None else value), env, source)
+
+    return conv(node)
+
+
+def fixed_output_path(path: Path) -> Path:
+    """compose.yaml -> compose.tamer.yaml (next to it, never the file itself)."""
+    suffix = path.suffix if path.suffix in (".yaml", ".yml") else ".yaml"
+    stem = path.name[: -len(path.suffix)] if path.suffix in (".yaml", ".yml") else path.name
+    return path.with_name(f"{stem}.tamer{suffix}")
+
+
+def check_output(original: Path, output: Path) -> None:
+    """Refuse an output that is the original (by any name), a link, or a file tamer did not write."""
+    if os.path.lexists(output):
+        if output.is_symlink():
+            raise UsageError(
+                f"{output} is a symbolic link; tamer writes only a plain file there (nothing was changed)"
+            )
+        with contextlib.suppress(OSError):
+            if output.samefile(original):
+                raise UsageError(
+                    f"{output} is the compose file itself; --fix never overwrites it (nothing was changed)"
+                )
+        try:
+            with open(output, encoding="utf-8", errors="replace") as fh:
+                head = fh.readline()
+        except OSError as exc:
+            raise UsageError(f"cannot read {output}: {exc.strerror or exc} (nothing was changed)") from None
+        if not head.startswith(FIX_MARKER):
+            raise UsageError(
+                f"{output} exists and was not written by tamer; move it away or give another --output (nothing was changed)"
+            )
+    elif os.path.abspath(output) == os.path.abspath(original):
+        raise UsageError(
+            f"{output} is the compose file itself; --fix never overwrites it (nothing was changed)"
+        )
+
+
+def write_fixed(original: Path, output: Path, text: str) -> None:
+    """Write `text` to `output` atomically (a temporary file renamed over), with the original's mode."""
+    check_output(original, output)
+    mode = original.stat().st_mode & 0o777
+    tmp = output.with_name(f".{output.name}.tamer-{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
