@@ -166,6 +166,7 @@ COMMANDS = (
     Command("run", "tamer.cli.volume_cmds", "run a container with every declared VOLUME named (and placed)"),
     Command("fleet", "tamer.cli.fleet_cmds", "df, plan, clean or history on every host of a fleet, over ssh"),
     Command("schedule", "tamer.cli.schedule_cmds", "run clean, record and watch from systemd timers"),
+    Command("compose", "tamer.cli.compose_cmds", "check a compose file for anonymous volumes and more"),
     Command("metrics", "tamer.cli.metrics_cmds", "print the Prometheus text format (or write a textfile)"),
     Command("serve", "tamer.cli.metrics_cmds", "serve /metrics (Prometheus) and a status page over HTTP"),
 )
