@@ -155,7 +155,9 @@ def run_history(args: argparse.Namespace) -> Outcome:
 
         report = str(write_report(report_dir, render_history_html(summary, host=host)))
     data = history_json(summary, host=host, since=since, now=now, report=report, hint=None)
-    return Outcome(data, render_history(summary, host=host, since=since, report=report), errors=errors)
+    return Outcome(
+        data, render_history(summary, host=host, since=since, now=now, report=report), errors=errors
+    )
 
 
 def _which_engine(args: argparse.Namespace) -> tuple[str, str, str | None]:

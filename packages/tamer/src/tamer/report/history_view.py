@@ -33,6 +33,12 @@ def signed_bytes(n: int | float | None) -> str:
     return ("+" if n > 0 else "-") + human_bytes(round(abs(n)))
 
 
+def _rate(n: float | None) -> str:
+    """A rate of filling: bytes a day, '-' only for a negative one (free space growing)."""
+    text = signed_bytes(n)
+    return text.removeprefix("+")
+
+
 def span_text(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
@@ -144,27 +150,29 @@ def render_forecast(f: Forecast) -> str:
     fitted = f"least-squares fit of free space over {f.n} snapshots spanning {span_text(f.span_s)}"
     if f.reset_at is not None:
         fitted += f", since the last clean at {when(f.reset_at)}"
-    rate_range = f"{pct} range {signed_bytes(f.rate_low)} to {signed_bytes(f.rate_high)} a day"
+    rate_range = f"{pct} range {_rate(f.rate_low)} to {_rate(f.rate_high)} a day"
     if f.status == "not-filling":
         return (
             f"{free}.\nNot filling: free space changes by {signed_bytes(-(f.rate or 0))} a day "
-            f"({rate_range} used; {fitted})."
+            f"(filling rate's {rate_range}; {fitted})."
         )
     latest = (
         when(f.full_latest) if f.full_latest is not None else "never (the range includes not filling at all)"
     )
     return (
-        f"{free}.\nFilling at {human_bytes(int(f.rate or 0))} a day ({rate_range}; {fitted}).\n"
+        f"{free}.\nFilling at {_rate(f.rate)} a day ({rate_range}; {fitted}).\n"
         f"At that rate the disk is full around {when(f.full_at)}: "
         f"earliest {when(f.full_earliest)}, latest {latest}."
     )
 
 
-def render_history(s: GrowthSummary, *, host: str, since: float | None, report: str | None) -> str:
+def render_history(
+    s: GrowthSummary, *, host: str, since: float | None, now: float, report: str | None
+) -> str:
     snaps = s.snapshots
     first, last = snaps[0], snaps[-1]
     span = last.taken_at - first.taken_at
-    window = f"the last {span_text(last.taken_at - since)}" if since is not None else "all time"
+    window = f"the last {span_text(now - since)}" if since is not None else "all time"
     out = [
         f"History of engine {s.engine} ({host}): {len(snaps)} snapshot(s) from {when(first.taken_at)} "
         f"to {when(last.taken_at)} ({span_text(span)}; window: {window})",
