@@ -150,6 +150,42 @@ def show_volumes(host: str) -> None:
 DEMO_STEPS.append(show_volumes)
 
 
+def show_history(host: str) -> None:
+    """tamer record over a few (faked) days while a volume grows, then tamer history and its HTML chart."""
+    import shutil
+    import tempfile
+
+    from tamer.engine import connect
+
+    fake = shutil.which("faketime")
+    with tempfile.TemporaryDirectory() as state:
+        os.environ["TAMER_STATE_DIR"] = state  # the demo's history lives and dies with the sandbox
+        banner("History: a snapshot a day (`tamer record` on a timer) while a database volume grows")
+        folder = Path(connect(host).create_volume("demo_growing_db")["Mountpoint"])
+        for day in range(4):
+            with open(folder / f"chunk{day}.bin", "wb") as fh:
+                fh.write(os.urandom((10 + 15 * day) * 1_000_000))
+            args = ["record"]
+            if fake:  # stamp the snapshots days apart, as a daily timer would
+                offset = f"-{3 - day}d"
+                print(f"$ faketime {offset} tamer record", flush=True)
+                subprocess.run(
+                    [fake, "-f", offset, sys.executable, "-m", "tamer", *args],
+                    env={**os.environ, "DOCKER_HOST": host},
+                    check=False,
+                )
+            else:
+                tamer(host, *args)
+        banner("What grew, the top growers, and when the disk fills at this rate")
+        report = OUT / "history"
+        span = [] if fake else ["--min-span", "1s"]  # without faketime the snapshots are seconds apart
+        tamer(host, "history", "--by", "volume", "--report", str(report), *span)  # prints the page's path
+        del os.environ["TAMER_STATE_DIR"]
+
+
+DEMO_STEPS.append(show_history)
+
+
 def faithful_demo() -> None:
     script = ROOT / "scripts" / "faithful_demo.py"
     if not script.exists():
