@@ -465,3 +465,29 @@ def test_bind_error_codes_are_translated() -> None:
         with pytest.raises(ServeBindFailed) as info:
             bind("127.0.0.1", port)
     assert f"127.0.0.1:{port}" in str(info.value) and "--listen HOST:PORT" in str(info.value)
+
+
+# -- global options, wherever they stand -------------------------------------------------------------
+@pytest.mark.parametrize("command", ["metrics", "serve"])
+def test_host_and_json_work_before_and_after_the_command(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tamer.cli.app import main
+
+    given = f"unix://{tmp_path}/given-with-H.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/from-env.sock")
+    monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path / "state"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [command, *(["--listen", f"127.0.0.1:{port}"] if command == "serve" else [])]
+    for full in (
+        [*argv, "-H", given, "--json"],
+        ["-H", given, "--json", *argv],
+        [command, "--json", "-H", given, *argv[1:]],
+    ):
+        assert main(full) == 1, full
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["command"] == command and given in doc["errors"][0] and "from-env" not in doc["errors"][0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # serve let the port go when the engine could not be reached

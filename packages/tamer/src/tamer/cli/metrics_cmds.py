@@ -85,7 +85,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     metrics = sub.add_parser(
         "metrics",
         parents=[common, shared],
-        help="print the Prometheus text format (or write it for node_exporter's textfile collector)",
+        help="print the Prometheus text format (or write a textfile)",
         description="Print the host's figures in the Prometheus text format, from the latest snapshot of "
         "this engine when it is recent enough (--max-age), else from a new one (recorded in the history). "
         "Exit codes: 0 ok, 1 engine or write error, 2 bad input.",
@@ -108,7 +108,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     serve = sub.add_parser(
         "serve",
         parents=[common, shared],
-        help="serve /metrics (Prometheus) and / (a status page) over HTTP",
+        help="serve /metrics (Prometheus) and a status page over HTTP",
         description="Serve /metrics and / from a snapshot refreshed in the background every --refresh "
         "(a scrape never walks the disk). Exit codes: 0 stopped by SIGTERM, 1 engine error or an address "
         "that cannot be listened on (port in use), 2 bad input, 130 interrupted.",
