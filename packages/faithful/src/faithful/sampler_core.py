@@ -218,6 +218,10 @@ class Sampler:
             raise SamplingParameterError(
                 f"{self.name!r} is stochastic (XTC): pass the `rng` and `step` of the draw whose q you want"
             )
+        if self.backend == "torch" and is_torch_tensor(logits):
+            from faithful.torch_backend import distribution_tensor
+
+            return distribution_tensor(self, logits, history=history, rows=rows, rng=rng, step=step)
         z, _ = self._final_logits(logits, history, rows, resolve_rng(rng) if rng is not None else None, step)
         if self.draw == "argmax":
             one_hot: np.ndarray = np.zeros_like(z)
@@ -265,6 +269,13 @@ class Sampler:
             >>> r.tokens.dtype.name, r.logprobs.round(4).tolist()
             ('int64', [-1.6094, -1.6094])
         """
+        if self.backend == "torch" and is_torch_tensor(logits):
+            # the device path: torch ops where the tensor lives, tensors back (faithful.torch_backend)
+            from faithful.torch_backend import sample_tensor
+
+            return sample_tensor(
+                self, logits, rng=rng, step=step, rows=rows, history=history, return_q=return_q
+            )
         if self.draw == "argmax" and not return_q:
             x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
             if x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] > 0:

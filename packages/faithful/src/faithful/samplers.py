@@ -27,8 +27,10 @@ How a call runs:
   ties are broken at random); :func:`greedy` is plain argmax (first maximum), named
   for what it is: a prediction, not a sample.
 - Mirostat keeps per-row state in the sampler (:class:`Mirostat`): see there.
-- ``backend="torch"`` accepts torch tensors (CPU in place, CUDA copied to the host
-  once) and returns the same numpy results as ``backend="numpy"``.
+- ``backend="torch"`` given a torch tensor (CPU or CUDA) runs every processor and the draw
+  with torch ops on the tensor's own device (:mod:`faithful.torch_backend`) and returns
+  tensors there: the same tokens and kept sets as ``backend="numpy"``, ``log q`` and ``q``
+  to 1e-12. Numpy input takes the numpy path on either backend.
 
 Example:
     >>> import numpy as np
@@ -134,7 +136,8 @@ def make_sampler(
         processors: an explicit ordered list of processors, applied exactly in that
             order; cannot be combined with the keyword processors above.
         draw: ``"inverse_cdf"`` (one uniform per row) or ``"gumbel"`` (one per token).
-        backend: ``"numpy"`` (reference) or ``"torch"`` (accepts torch tensors; same tokens).
+        backend: ``"numpy"`` (reference) or ``"torch"`` (a torch tensor is sampled on its own
+            device by :mod:`faithful.torch_backend`; same tokens, results as tensors).
         fast: use the candidate kernels of :mod:`faithful.selection` for the chain
             ``temperature -> top_k -> top_p -> min_p`` (same results up to float64 rounding of a
             normaliser); False forces the dense reference path.

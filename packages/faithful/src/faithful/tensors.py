@@ -1,15 +1,12 @@
-"""Torch tensors in, numpy out: the lazily imported torch path (``backend="torch"``).
+"""Torch tensors in, numpy out: the host side of the torch path.
 
-Samplers accept a torch tensor on any device when built with ``backend="torch"``:
-CPU tensors are read in place, tensors on other devices (CUDA) are copied to the
-host once, and the numpy reference (or the compiled kernels of
-:mod:`faithful.kernels`) runs on them with the same keyed uniforms
-(:mod:`faithful.rng`), so a row's token is identical on numpy, torch CPU and torch
-CUDA. Results come back as numpy arrays, the type :class:`faithful.samplers.SampleResult`
-promises. torch is imported only when a tensor is actually handed in. Running the
-selection on the GPU itself is not done here (a device backend is a later step); its
-first part exists: :mod:`faithful.torch_rng` computes the keyed uniforms on the tensor's
-own device with torch integer ops, bit-identical to the numpy ones (no host copy).
+A sampler built with ``backend="torch"`` samples a torch tensor on its own device with
+torch ops (:mod:`faithful.torch_backend`: no host copy, tensors back). The helpers here
+serve the host paths: the numpy backend reads a CPU tensor in place
+(:func:`to_numpy_logits`), and the decoders and :mod:`faithful.hf` read token ids and masks
+to the host (:func:`tensor_to_numpy`). torch is imported only when a tensor is actually
+handed in. The keyed uniforms on a device are :mod:`faithful.torch_rng`'s, bit-identical
+to the numpy ones.
 
 Example:
     >>> to_numpy_logits([[0.0, 1.0]], "numpy").shape

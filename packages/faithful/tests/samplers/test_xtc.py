@@ -154,7 +154,9 @@ def test_numpy_and_torch_agree(sampler: Sampler) -> None:
     theirs = twin(torch.from_numpy(z), rng=1, step=3, return_q=True)
     np.testing.assert_array_equal(ours.tokens, theirs.tokens)
     assert ours.q is not None and theirs.q is not None
-    np.testing.assert_array_equal(ours.q, theirs.q)
+    # torch ops on the tensor's device: the same kept set, q to the torch backend's 1e-12 (relative)
+    np.testing.assert_array_equal(ours.q > 0, theirs.q.numpy() > 0)
+    np.testing.assert_allclose(ours.q, theirs.q, rtol=1e-12, atol=0)
 
 
 # outputs of llama.cpp itself, built from source (provenance in the file's "source")

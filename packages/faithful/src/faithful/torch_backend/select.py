@@ -1,0 +1,111 @@
+"""Sort-free thresholds on the device: the k-th largest value and mass thresholds by radix select.
+
+Every truncation that keeps "the top tokens until their mass reaches a bound" (top-p,
+typical, mirostat v1's per-row top-k) needs one number per row: the threshold value
+``tau`` such that the kept set is ``{key >= tau}``. The numpy reference finds it with a
+sorted window and buckets (:mod:`faithful.selection`); here it is a radix select over
+the 64 bits of the key, which needs no sort, no data-dependent shape and no host sync:
+
+- each float64 key is mapped to an int64 whose order is the float order
+  (:func:`ordered_keys`; ``-0.0`` is folded into ``+0.0`` first, so equal values are equal keys);
+- six passes pick the threshold's bits from the top, 11 bits at a time (9 in the last):
+  each pass scatters the row's weights into 2048 buckets of the next digit, among the
+  tokens whose higher bits equal the prefix chosen so far, and keeps the highest
+  bucket whose mass (plus the mass already above the prefix) still reaches ``need``;
+- after the last pass the prefix *is* a key that occurs in the row, and ``tau`` is its value.
+
+Ties are exact: tokens with equal keys share every bucket, so ``{key >= tau}`` keeps all
+of them, as the reference does. Working memory per call: the int64 keys and one int64
+bucket index, ``(B, V)`` each, and a float64 ``(B, 2049)`` histogram; nothing grows with
+the number of passes. Masses are float64 sums in torch's reduction order, so the threshold
+can differ from the reference's only where ``need`` lies within float64 rounding of a
+partial sum (about 1e-16 relative).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["kth_largest", "mass_threshold", "ordered_keys", "value_of_key"]
+
+_FLIP = 0x7FFFFFFFFFFFFFFF  # xor of a negative float's bits: reverses their order
+_SIGN = -(2**63)  # the sign bit as an int64: xor maps signed order to unsigned bit order
+_DIGITS = ((53, 11), (42, 11), (31, 11), (20, 11), (9, 11), (0, 9))
+
+
+def ordered_keys(x: Any) -> Any:
+    """int64 keys with the order of float64 ``x`` (``-inf`` smallest, ``+inf`` largest); ``-0.0 == 0.0``."""
+    bits = (x + 0.0).view(torch.int64)  # + 0.0 turns -0.0 into +0.0
+    return torch.where(bits < 0, bits ^ _FLIP, bits)
+
+
+def value_of_key(key: Any) -> Any:
+    """The float64 value of an :func:`ordered_keys` key (its inverse)."""
+    return torch.where(key < 0, key ^ _FLIP, key).view(torch.float64)
+
+
+def mass_threshold(keys: Any, weights: Any, need: Any) -> Any:
+    """Per row, the largest key value ``tau`` with ``sum(weights[keys >= tau]) >= need``.
+
+    The crossing token and every token tied with it are in ``{keys >= tau}``. When
+    rounding leaves even the whole row's mass under ``need``, ``tau`` is the smallest key
+    of positive weight (everything with weight is kept), as the reference keeps all.
+
+    Parameters:
+        keys: float64 ``(B, V)`` (``+-inf`` allowed, no NaN).
+        weights: float64 ``(B, V)``, ``>= 0``; every row has a positive weight.
+        need: float64 ``(B,)``.
+
+    Returns:
+        float64 ``(B,)``, a value that occurs in each row of ``keys``.
+
+    Example:
+        >>> z = torch.tensor([[0.3, 0.1, 0.2]], dtype=torch.float64)
+        >>> mass_threshold(z, torch.tensor([[0.2, 0.5, 0.3]], dtype=torch.float64), torch.tensor([0.4])).tolist()
+        [0.2]
+    """
+    b, _ = keys.shape
+    device = keys.device
+    ukey = ordered_keys(keys) ^ _SIGN  # unsigned bit order: digits can be read off from the top
+    prefix = torch.zeros(b, dtype=torch.int64, device=device)
+    above = torch.zeros(b, dtype=torch.float64, device=device)
+    need = need.to(torch.float64)
+    first = True
+    for shift, width in _DIGITS:
+        n = 1 << width
+        digit = (ukey >> shift) & (n - 1)
+        if first:
+            bucket = digit
+        else:
+            high = shift + width
+            in_prefix = (ukey >> high) == (prefix >> high)[:, None]
+            bucket = torch.where(in_prefix, digit, n)  # bucket n collects the rest and is dropped
+        hist = torch.zeros((b, n + 1), dtype=torch.float64, device=device)
+        hist.scatter_add_(1, bucket, weights)
+        hist = hist[:, :n]
+        # cum[j]: the mass of buckets j..n-1 of this prefix, summed from the top
+        cum = hist.flip(1).cumsum(1).flip(1)
+        here = above + cum[:, 0]
+        need_here = torch.minimum(need, here)  # rounding: never ask for more than the prefix holds
+        ok = ((above[:, None] + cum) >= need_here[:, None]) & (hist > 0)
+        j = torch.where(ok, torch.arange(n, device=device), -1).amax(dim=1).clamp_min(0)
+        above = above + torch.where(j + 1 < n, cum.gather(1, (j + 1).clamp_max(n - 1)[:, None])[:, 0], 0.0)
+        prefix = prefix | (j << shift)
+        first = False
+    return value_of_key(prefix ^ _SIGN)
+
+
+def kth_largest(z: Any, k: int) -> Any:
+    """Per row, the ``k``-th largest value (``-inf`` when ``k`` exceeds the row), via ``torch.topk``.
+
+    ``topk`` selects without sorting the row (O(V log k) work); ``k >= 1``.
+
+    Example:
+        >>> kth_largest(torch.tensor([[1.0, 3.0, 2.0, 3.0]]), 2).tolist()
+        [3.0]
+    """
+    if k > z.shape[1]:
+        return torch.full((z.shape[0],), float("-inf"), dtype=z.dtype, device=z.device)
+    return torch.topk(z, k, dim=1, largest=True, sorted=False).values.amin(dim=1)
