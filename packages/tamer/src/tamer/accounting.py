@@ -246,10 +246,10 @@ def disk_report(inv: Inventory, *, top_n: int = 10) -> DiskReport:
         )
     return DiskReport(
         totals=totals,
-        safe=tuple(sorted(safe, key=lambda i: -i.bytes)),
-        needs_decision=tuple(sorted(decision, key=lambda i: -i.bytes)),
-        top=tuple(sorted(everything, key=lambda i: -i.bytes)[:top_n]),
-        owners=tuple(sorted(owners.values(), key=lambda o: -o.total)),
+        safe=tuple(sorted(safe, key=lambda i: (-i.bytes, i.kind, i.id))),
+        needs_decision=tuple(sorted(decision, key=lambda i: (-i.bytes, i.kind, i.id))),
+        top=tuple(sorted(everything, key=lambda i: (-i.bytes, i.kind, i.id))[:top_n]),
+        owners=tuple(sorted(owners.values(), key=lambda o: (-o.total, o.owner))),
         unaccounted=inv.unaccounted,
         data_root_allocated=inv.data_root_usage.allocated if inv.data_root_usage else None,
         sizing=inv.sizing,

@@ -16,7 +16,8 @@ from typing import Any
 
 from tamer.engine import Engine
 from tamer.engine.datastore import Records, container_from_datastore, read_records
-from tamer.inventory import RawSnapshot
+from tamer.inventory import RawSnapshot, engine_identity
+from tamer.ledger import Ledger, lasting_inspect, open_ledger
 from tamer.sizes import DiskUsage, file_size, measure_trees
 
 JSON = dict[str, Any]
@@ -87,6 +88,7 @@ def read_raw_snapshot(
     driver = str(info.get("Driver", ""))
 
     reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
+    ledger = open_ledger(engine_identity(info))
     listed = engine.containers()
     containers: list[JSON] = []
     to_inspect = []
@@ -102,12 +104,12 @@ def read_raw_snapshot(
         else:
             containers.append(data)
 
-    images = _image_records(engine, engine.images(), warnings)
+    images = _image_records(engine, engine.images(), warnings, ledger)
     volumes = engine.volumes()
 
     local: JSON | None = None
     if reason is None:
-        local = _measure_locally(data_root, driver, containers, images, volumes, warnings, progress)
+        local = _measure_locally(data_root, driver, containers, images, volumes, warnings, progress, ledger)
     elif sizing == "local":
         warnings.append(f"could not size locally, used the engine's figures instead: {reason}")
     if not engine.where.startswith("unix://"):
@@ -127,6 +129,8 @@ def read_raw_snapshot(
     if local is not None:
         # build cache records are the cache's own accounting; attribute its folder to it
         local["attributed_allocated"] += local.pop("buildkit_allocated", 0)
+    ledger.save(saw_all_layers=local is not None, saw_all_images=True)
+    warnings.extend(ledger.warnings)
     return RawSnapshot(
         taken_at=taken_at,
         host=engine.where,
@@ -171,6 +175,7 @@ def read_for_listing(engine: Engine, kind: str) -> RawSnapshot:
             engine, data_root, str(info.get("Driver", "")), reason is None, warnings
         )
     elif kind == "volumes":
+        ledger = open_ledger(engine_identity(info))
         volumes = engine.volumes()
         containers = [_container_from_list(c) for c in engine.containers()]
         anonymous_users = {
@@ -178,10 +183,15 @@ def read_for_listing(engine: Engine, kind: str) -> RawSnapshot:
             for c in containers
             if any(m.get("Type") == "volume" and m.get("Name") for m in c["Mounts"])
         }
-        images = _image_records(engine, [{"Id": i} for i in sorted(anonymous_users) if i], warnings)
+        images = _image_records(engine, [{"Id": i} for i in sorted(anonymous_users) if i], warnings, ledger)
+        ledger.save()
+        warnings.extend(ledger.warnings)
     elif kind == "images":
+        ledger = open_ledger(engine_identity(info))
         containers = [_container_from_list(c) for c in engine.containers()]
-        images = _image_records(engine, engine.images(), warnings)
+        images = _image_records(engine, engine.images(), warnings, ledger)
+        ledger.save(saw_all_images=True)
+        warnings.extend(ledger.warnings)
     elif engine.supports("1.42"):
         build_cache = list(engine.system_df(["build-cache"]).get("BuildCache") or [])
     else:
@@ -235,19 +245,31 @@ def _container_records(
     return containers
 
 
-def _image_records(engine: Engine, image_list: list[JSON], warnings: list[str]) -> list[JSON]:
-    image_inspect = engine.inspect_many("image", [i["Id"] for i in image_list])
+def _image_records(engine: Engine, image_list: list[JSON], warnings: list[str], ledger: Ledger) -> list[JSON]:
+    """Each listed image with the lasting part of its inspect: remembered in the ledger, else asked for."""
+    known: dict[str, JSON] = {}
+    to_inspect = []
+    for entry in image_list:
+        remembered = ledger.image(entry["Id"])
+        if remembered is None:
+            to_inspect.append(entry["Id"])
+        else:
+            known[entry["Id"]] = remembered
+    for iid, data in engine.inspect_many("image", to_inspect).items():
+        if data is not None:
+            known[iid] = lasting_inspect(data)
+            ledger.remember_image(iid, known[iid])
     images = []
     for entry in image_list:
-        data = image_inspect.get(entry["Id"])
-        if data is None:
+        inspect = known.get(entry["Id"])
+        if inspect is None:
             warnings.append(f"image {entry['Id'][7:19]} vanished while being read; skipped")
             continue
         images.append(
             {
                 "list": entry,
-                "inspect": data,
-                "chain_ids": chain_ids(list((data.get("RootFS") or {}).get("Layers") or [])),
+                "inspect": inspect,
+                "chain_ids": chain_ids(list((inspect.get("RootFS") or {}).get("Layers") or [])),
             }
         )
     return images
@@ -281,13 +303,14 @@ def _measure_locally(
     volumes: list[JSON],
     warnings: list[str],
     progress: Callable[[int, int], None] | None,
+    ledger: Ledger,
 ) -> JSON:
     needs_engine_df = False
     dr = os.path.realpath(data_root)
 
     # image layers: the layer store records each layer's size (what docker df reports)
     layers: dict[str, int] = {}
-    layer_dirs: dict[str, str] = {}
+    layer_dirs: dict[str, tuple[str, str]] = {}  # chain -> (cache id, folder)
     layerdb = os.path.join(dr, "image", driver, "layerdb", "sha256")
     for entry in images:
         for chain in entry["chain_ids"]:
@@ -298,14 +321,28 @@ def _measure_locally(
                 with open(os.path.join(folder, "size")) as fh:
                     layers[chain] = int(fh.read().strip() or 0)
                 with open(os.path.join(folder, "cache-id")) as fh:
-                    layer_dirs[chain] = os.path.join(dr, driver, fh.read().strip())
+                    cache_id = fh.read().strip()
+                if not cache_id or "/" in cache_id or cache_id in (".", ".."):
+                    raise ValueError(f"unexpected cache id {cache_id!r}")
+                layer_dirs[chain] = (cache_id, os.path.join(dr, driver, cache_id))
             except (OSError, ValueError):
                 needs_engine_df = True  # e.g. the containerd image store (engines >= 24 may use it)
                 break
 
+    # an image layer is measured once and remembered (see tamer.ledger); the rest of the data-root's
+    # walk steps around a remembered one as around a measured one
     roots: dict[str, str] = {}
-    for chain, folder in layer_dirs.items():
-        roots[f"layer:{chain}"] = folder
+    remembered = DiskUsage()
+    remembered_folders: list[str] = []
+    stamps: dict[str, list[int] | None] = {}
+    for chain, (cache_id, folder) in layer_dirs.items():
+        usage = ledger.layer(cache_id, chain, folder)
+        if usage is not None:
+            remembered = remembered + usage
+            remembered_folders.append(folder)
+        else:
+            stamps[chain] = ledger.folder_stamp(folder)
+            roots[f"layer:{chain}"] = folder
     for c in containers:
         graph = c.get("GraphDriver") or {}
         upper = (graph.get("Data") or {}).get("UpperDir")
@@ -331,11 +368,16 @@ def _measure_locally(
         placements[name] = {"placement": placement, "data_path": data_path}
         roots[f"vol:{name}"] = data_path
 
-    inside = [p for p in roots.values() if _is_inside(p, dr)]
+    inside = [p for p in roots.values() if _is_inside(p, dr)] + remembered_folders
     roots_all = dict(roots)
     roots_all["buildkit"] = os.path.join(dr, "buildkit")
     roots_all["rest"] = dr
     measured = measure_trees(roots_all, skip=skip | set(inside) | {roots_all["buildkit"]}, progress=progress)
+    for chain, stamp in stamps.items():
+        layer_usage = measured.get(f"layer:{chain}")
+        if layer_usage is not None:
+            cache_id, folder = layer_dirs[chain]
+            ledger.remember_layer(cache_id, chain, folder, stamp, layer_usage)
 
     volume_sizes: JSON = {}
     for v in volumes:
@@ -360,8 +402,8 @@ def _measure_locally(
         logs[c["Id"]] = {"files": files, "size": _tuple(usage)}
         log_allocated += usage.allocated
 
-    total = DiskUsage()
-    attributed = log_allocated
+    total = remembered
+    attributed = log_allocated + remembered.allocated
     for key, usage in measured.items():
         if usage is None or key == "buildkit":
             continue
@@ -377,6 +419,12 @@ def _measure_locally(
     if vanished:
         warnings.append(
             f"{vanished} files or folders vanished while being sized (objects removed meanwhile); skipped"
+        )
+    unreadable = sum(u.unreadable for u in measured.values() if u is not None)
+    if unreadable:
+        warnings.append(
+            f"{unreadable} folders could not be read while sizing (no permission); what they hold is not "
+            "counted, so sizes are lower bounds; run as root for complete figures"
         )
     return {
         "layers": layers,
