@@ -186,6 +186,29 @@ def show_history(host: str) -> None:
 DEMO_STEPS.append(show_history)
 
 
+def show_metrics(host: str) -> None:
+    """tamer metrics: the Prometheus text format (what `tamer serve` answers on /metrics)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as state:
+        banner("Metrics for Prometheus: `tamer metrics` (what `tamer serve` answers on /metrics)")
+        print("$ tamer metrics | head -15", flush=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tamer", "metrics", "-q"],
+            env={**os.environ, "DOCKER_HOST": host, "TAMER_STATE_DIR": state},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = proc.stdout.splitlines()
+        print("\n".join(lines[:15]) or proc.stderr.strip())
+        samples = sum(1 for line in lines if line and not line.startswith("#"))
+        print(f"... ({samples} samples in all)")
+
+
+DEMO_STEPS.append(show_metrics)
+
+
 def faithful_demo() -> None:
     script = ROOT / "scripts" / "faithful_demo.py"
     if not script.exists():
