@@ -64,7 +64,7 @@ def parse_every(text: str, option: str = "--every") -> Every:
     True
     """
     shown = text if len(text) <= 40 else text[:37] + "..."
-    match = _EVERY.match(text)
+    match = _EVERY.fullmatch(text)  # not match(): `$` would let "1d\n" through
     if not match:
         raise UsageError(
             f"{option} {shown!r} is not a period; expected a whole number and a unit m, h, d or w, "
