@@ -327,3 +327,24 @@ def test_a_remote_engine_address_says_what_it_cannot_read_and_offers_the_fleet(
         assert not any("tamer fleet" in n for n in local)  # the socket on this machine: all read here
     finally:
         stop.set()
+
+
+def test_fleet_history_rows_are_each_host_s_own_history(fleet: Fleet, tmp_path: Path) -> None:
+    a = fleet.hosts["a"]
+    for _ in range(2):
+        assert a.tamer("record").returncode == 0
+    hosts = fleet.hosts_file(tmp_path / "hosts.toml")
+    rc, doc = _fleet("fleet", "history", "--hosts", str(hosts), "--since", "1d", cwd=tmp_path)
+    assert rc == 0, doc
+    rows = _by_name(doc)
+    for name, host in fleet.hosts.items():
+        own = json.loads(host.tamer("history", "--json", "--since", "1d").stdout)["data"]
+        assert rows[name]["envelope"]["data"]["snapshots"] == own["snapshots"], name
+    assert rows["a"]["envelope"]["data"]["snapshots"] >= 2
+    human = subprocess.run(
+        [sys.executable, "-m", "tamer", "fleet", "history", "--hosts", str(hosts)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert human.returncode == 0 and "SNAPSHOTS" in human.stdout and "TOTAL (3 of 3 hosts)" in human.stdout

@@ -240,9 +240,8 @@ def run_fleet_clean(args: argparse.Namespace) -> Outcome:
         apply_summary,
         check_plans,
         fleet_exit_code,
-        not_run,
     )
-    from tamer.report.fleet_view import host_json, render_applied, render_plans
+    from tamer.report.fleet_view import host_json, render_applied, render_fleet_plan
 
     if args.apply and not args.yes and not sys.stdin.isatty():
         raise UsageError("--apply without a terminal also needs --yes (nothing was run, nothing removed)")
@@ -255,7 +254,7 @@ def run_fleet_clean(args: argparse.Namespace) -> Outcome:
             _all(_run(args, hosts, lambda h: _plan_args(h, keep=args.apply), "planning"))
         )
         head = ""
-    preview = head + render_plans(plans, shown)
+    preview = head + render_fleet_plan(plans, shown, command="clean")
     plan_data = [host_json(r, s) for r, s in zip(plans, shown, strict=True)]
     if not args.apply:
         data = {"applied": False, "hosts": [{"plan": p, "apply": None} for p in plan_data]}
@@ -294,9 +293,9 @@ def run_fleet_clean(args: argparse.Namespace) -> Outcome:
     for plan_report, summary, report in zip(plans, shown, applied, strict=True):
         if report is not None:
             finals.append(_checked_apply(report, summary))
-        elif not plan_report.ok:
-            why = plan_report.message or plan_report.status.value
-            finals.append(not_run(plan_report.host, f"not cleaned: no plan was shown for it ({why})"))
+        elif not plan_report.ok:  # its own status stays (unreachable, no-tamer...): it says why
+            why = plan_report.message or "no plan was shown for it"
+            finals.append(replace(plan_report, message=f"not cleaned: {why}"))
         else:
             finals.append(HostReport(plan_report.host, HostStatus.OK, "nothing to remove", 0))
     results = [apply_summary(r.data) for r in finals]

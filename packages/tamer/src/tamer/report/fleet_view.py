@@ -161,8 +161,10 @@ def render_plans(reports: Sequence[HostReport], summaries: Sequence[PlanSummary 
     return "\n".join(out)
 
 
-def render_fleet_plan(reports: Sequence[HostReport], summaries: Sequence[PlanSummary | None]) -> str:
-    return _headline("plan", reports) + "\n\n" + render_plans(reports, summaries)
+def render_fleet_plan(
+    reports: Sequence[HostReport], summaries: Sequence[PlanSummary | None], *, command: str = "plan"
+) -> str:
+    return _headline(command, reports) + "\n\n" + render_plans(reports, summaries)
 
 
 def render_applied(
@@ -201,36 +203,91 @@ def render_applied(
 
 
 def render_fleet_history(reports: Sequence[HostReport]) -> str:
-    rows = [[r.host.name, labels_text(r.host.labels), r.status.value, _history_line(r)] for r in reports]
-    out = [_headline("history", reports), "", render_table(["HOST", "LABELS", "STATUS", "SUMMARY"], rows)]
+    """A row per host from its `tamer history --json`: snapshots, growth over the window, free space, forecast."""
+    rows = []
+    changes = []
+    for r in reports:
+        h = _history(r)
+        if h is not None and isinstance(h["change"], int):
+            changes.append(h["change"])
+        rows.append(
+            [r.host.name, labels_text(r.host.labels), r.status.value]
+            + (
+                [
+                    str(h["snapshots"]),
+                    _signed(h["change"]),
+                    _signed(h["per_day"]),
+                    human_bytes(h["free"]),
+                    h["forecast"],
+                ]
+                if h is not None
+                else ["-", "-", "-", "-", "-"]
+            )
+        )
+    rows.append(
+        [f"TOTAL ({len(changes)} of {len(reports)} hosts)", "", "", "", _signed(sum(changes)), "", "", ""]
+    )
+    out = [
+        _headline("history", reports),
+        "",
+        render_table(
+            ["HOST", "LABELS", "STATUS", "SNAPSHOTS", "GREW", "PER DAY", "FREE", "DISK FULL"],
+            rows,
+            right=(3, 4, 5, 6),
+        ),
+    ]
+    hints = [
+        f"{r.host.name}: {r.data['hint']}"
+        for r in reports
+        if r.ok and isinstance(r.data, Mapping) and isinstance(r.data.get("hint"), str) and r.data["hint"]
+    ]
     problems = _problems(reports)
-    if problems:
+    if hints or problems:
         out.append("")
-        out.extend(problems)
-    out.append("\nper-host detail: --json (each host's own `tamer history --json` envelope)")
+        out.extend([*problems, *hints])
     return "\n".join(out)
 
 
-def _history_line(report: HostReport) -> str:
-    """A one-line gist of a host's history data, from whichever of the usual keys it carries."""
+def _history(report: HostReport) -> dict[str, Any] | None:
+    """The few figures of a host's history data that the fleet table shows; None when it has none."""
     data = report.data
     if report.status is not HostStatus.OK or not isinstance(data, Mapping):
+        return None
+    total = _table(data.get("total"))
+    forecast = _table(data.get("forecast"))
+    status = str(forecast.get("status") or "-")
+    full = forecast.get("full_at")
+    if isinstance(full, str) and full:
+        status = f"{full[:10]}"
+        earliest, latest = forecast.get("full_earliest"), forecast.get("full_latest")
+        if isinstance(earliest, str) and earliest:
+            status += (
+                f" ({earliest[:10]} to {latest[:10] if isinstance(latest, str) and latest else 'never'})"
+            )
+    snapshots = data.get("snapshots")
+    return {
+        "snapshots": snapshots if isinstance(snapshots, int) else "?",
+        "change": _int(total.get("change")),
+        "per_day": _int_or_round(total.get("per_day")),
+        "free": _int(forecast.get("free_bytes")),
+        "forecast": status,
+    }
+
+
+def _table(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _signed(n: int | None) -> str:
+    if n is None:
         return "-"
-    parts = []
-    for key in ("snapshots", "count", "span", "since"):
-        value = data.get(key)
-        if isinstance(value, int | float | str) and not isinstance(value, bool):
-            parts.append(f"{key} {value}")
-        elif isinstance(value, list):
-            parts.append(f"{len(value)} {key}")
-    forecast = data.get("forecast")
-    if isinstance(forecast, Mapping):
-        said = forecast.get("text") or forecast.get("summary") or forecast.get("status")
-        if said:
-            parts.append(f"forecast: {said}")
-    elif isinstance(forecast, str):
-        parts.append(f"forecast: {forecast}")
-    return _short(", ".join(parts), 80) or "ok"
+    return ("+" if n >= 0 else "-") + human_bytes(abs(n))
+
+
+def _int_or_round(value: Any) -> int | None:
+    if isinstance(value, float):
+        return round(value)
+    return _int(value)
 
 
 def _short(text: str, width: int = 44) -> str:
