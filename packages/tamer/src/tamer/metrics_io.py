@@ -26,9 +26,24 @@ _FINISHED = ("done", "partial")
 _UNFINISHED = ("running", "interrupted")
 
 
+def process_alive(pid: int) -> bool:
+    """Whether the process that wrote a journal still runs: then its operation is going on, not stuck.
+    (Another user's process counts as alive: we may not signal it, and it exists.)"""
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def read_clean_facts(host: str, journal: Path | None = None, operations: Path | None = None) -> CleanFacts:
     """The latest finished clean against `host` (the address the clean used, as the journal keys runs)
-    and the operations that did not finish. A journal that does not exist yet means "no clean yet";
+    and the operations that did not finish: begun, not ended, and their process gone (killed,
+    interrupted); one going on right now is not counted. A journal that does not exist yet means "no clean yet";
     one that cannot be read gives CleanFacts(readable=False) (the families are then left out).
 
     journal: the clean journal (default: state_dir()/journal.sqlite);
@@ -62,10 +77,12 @@ def read_clean_facts(host: str, journal: Path | None = None, operations: Path | 
                             (row[0],),
                         ).fetchone()[0]
                     )
-                unfinished["clean"] = int(
-                    db.execute(
-                        f"SELECT count(*) FROM runs WHERE host = ? AND status IN {_UNFINISHED!r}", (host,)
-                    ).fetchone()[0]
+                unfinished["clean"] = sum(
+                    1
+                    for status, pid in db.execute(
+                        f"SELECT status, pid FROM runs WHERE host = ? AND status IN {_UNFINISHED!r}", (host,)
+                    )
+                    if status == "interrupted" or not process_alive(int(pid or 0))
                 )
         except (sqlite3.Error, OSError, ValueError, TypeError):
             return CleanFacts(readable=False)
@@ -74,9 +91,11 @@ def read_clean_facts(host: str, journal: Path | None = None, operations: Path | 
         for folder in kinds:
             count = 0
             for path in folder.glob("*.json"):
-                with contextlib.suppress(OSError, ValueError):
-                    json.loads(path.read_text())
-                count += 1  # an unreadable journal is still an operation that did not finish
+                pid = 0
+                with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                    pid = int(json.loads(path.read_text()).get("pid") or 0)
+                # an unreadable journal is still an operation that did not finish
+                count += 0 if process_alive(pid) else 1
             unfinished[folder.name] = unfinished.get(folder.name, 0) + count
     except OSError:
         return CleanFacts(readable=False)

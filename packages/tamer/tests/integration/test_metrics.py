@@ -57,14 +57,16 @@ def free_port() -> int:
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
-            last = probe()
+            got = probe()
         except OSError as exc:  # not listening yet
             last = exc
-        if last is not None and not isinstance(last, Exception):
-            return last
+        else:
+            if got is not None:
+                return got
+            last = got
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 

@@ -5,6 +5,7 @@ bad input. The real engine and a real Prometheus server are in tests/integration
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import random
@@ -12,12 +13,14 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -229,6 +232,28 @@ def test_clean_facts_come_from_the_journal_of_this_host_only(tmp_path: Path) -> 
     assert facts.readable and facts.last_clean_freed == 103
     assert facts.last_clean_at == j.get(done).finished
     assert dict(facts.unfinished) == {"clean": 1, "move": 2, "adopt": 0}
+    # one going on right now (its process alive) is not stuck: neither a clean nor a move
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        going = j.start(_plan("unix:///a.sock", [7]))
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute("UPDATE runs SET pid = ? WHERE id = ?", (alive.pid, going))
+        (ops / "adopt").mkdir()
+        (ops / "adopt" / "c1-abc.json").write_text(json.dumps({"pid": alive.pid}))
+        assert dict(read_clean_facts("unix:///a.sock", path, ops).unfinished) == {
+            "clean": 1,
+            "move": 2,
+            "adopt": 0,
+        }
+    finally:
+        alive.kill()
+        alive.wait()
+    # and once that process is gone, both are
+    assert dict(read_clean_facts("unix:///a.sock", path, ops).unfinished) == {
+        "clean": 2,
+        "move": 2,
+        "adopt": 1,
+    }
 
 
 def test_a_damaged_journal_gives_no_clean_samples(tmp_path: Path) -> None:
@@ -434,6 +459,12 @@ def test_server_serves_the_latest_snapshot_and_survives_failed_refreshes() -> No
         assert "Unfinished: 2 clean" in page
         keeper.seed(snapshot(owners=owners), CleanFacts(), 0)  # seed never replaces a refreshed snapshot
         assert "&lt;script&gt;" not in _get(base + "/")[2]
+        req = urllib.request.Request(base + "/metrics", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert (
+                gzip.decompress(resp.read()).decode() == _get(base + "/metrics")[2]
+            )  # the fake clock stands still
         code, _, body = _get(base + "/metrics", "HEAD")
         assert code == 200 and body == ""
         assert _get(base + "/nope")[0] == 404
