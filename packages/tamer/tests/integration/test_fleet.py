@@ -271,6 +271,14 @@ def test_fleet_clean_applies_only_the_plans_shown_and_a_changed_host_refuses(
         assert "fleet-b1" in _names(b)  # started since the plan: kept, and said so
         assert applied["c"]["status"] == "usage" and saved["c"] in applied["c"]["message"]
         assert {"fleet-c1", "fleet-c2"} <= _names(c)  # its plan changed: nothing removed there
+
+        # the one-shot form: plan, show, apply those plans (a's new container was not in any shown plan)
+        only_a = fleet.hosts_file(tmp_path / "only-a.toml", names=("a",))
+        rc, doc = _fleet("fleet", "clean", "--hosts", str(only_a), "--apply", "--yes", cwd=tmp_path)
+        assert rc == 0, doc
+        host = doc["data"]["hosts"][0]
+        assert host["apply"]["summary"]["plan_id"] == host["plan"]["summary"]["plan_id"]
+        assert "fleet-a2" not in _names(a)
     finally:
         a.docker("rm", "-f", "fleet-a1", "fleet-a2", check=False)
         b.docker("rm", "-f", "fleet-b1", check=False)
@@ -348,3 +356,23 @@ def test_fleet_history_rows_are_each_host_s_own_history(fleet: Fleet, tmp_path: 
         timeout=300,
     )
     assert human.returncode == 0 and "SNAPSHOTS" in human.stdout and "TOTAL (3 of 3 hosts)" in human.stdout
+
+
+def test_clean_plan_id_never_finishes_another_plan_s_interrupted_run(eng: Any, tmp_path: Path) -> None:
+    """`tamer clean --plan-id ID` (what fleet clean sends): an unfinished run of another plan is not finished
+    in its place; the same plan's unfinished run is (resuming what was agreed to)."""
+    eng.docker("create", "--name", "planid-1", BUSYBOX, "true")
+    eng.docker("create", "--name", "planid-2", BUSYBOX, "true")
+    saved = tmp_path / "plan.json"
+    made = eng.tamer("plan", "-o", str(saved), "--json")
+    plan_id = json.loads(made.stdout)["data"]["plan_id"]
+    killed = eng.tamer("clean", "--plan", str(saved), "--apply", "--yes", fault="clean.0.after")
+    assert killed.returncode == 137
+    other = eng.tamer("clean", "--apply", "--yes", "--json", "--plan", str(saved), "--plan-id", "0" * 16)
+    doc = json.loads(other.stdout)
+    assert other.returncode == 2 and "did not finish" in doc["errors"][0] and plan_id in doc["errors"][0]
+    left = set(eng.docker("ps", "-a", "--format", "{{.Names}}").split())
+    assert len({"planid-1", "planid-2"} & left) == 1  # the kill came after the first removal: nothing more
+    same = eng.tamer("clean", "--apply", "--yes", "--json", "--plan", str(saved), "--plan-id", plan_id)
+    assert same.returncode == 0, same.stdout
+    assert not {"planid-1", "planid-2"} & set(eng.docker("ps", "-a", "--format", "{{.Names}}").split())
