@@ -33,10 +33,15 @@ def read_facts(engine: Engine, images: Iterable[str]) -> EngineFacts:
         except ObjectNotFound:
             found[ref] = None
             continue
-        config = inspect.get("Config") or {}
-        found[ref] = {"id": inspect.get("Id"), "volumes": sorted((config.get("Volumes") or {}).keys())}
+        found[ref] = image_facts(inspect)
     names = frozenset(str(v.get("Name")) for v in engine.volumes())
     return EngineFacts(data_root, driver, daemon_log_options(engine.where, info, driver), found, names)
+
+
+def image_facts(inspect: dict[str, Any]) -> dict[str, Any]:
+    """What the checks use of an image inspect: its id and the VOLUMEs it declares (Config.Volumes)."""
+    config = inspect.get("Config") or {}
+    return {"id": inspect.get("Id"), "volumes": sorted((config.get("Volumes") or {}).keys())}
 
 
 def daemon_log_options(where: str, info: dict[str, Any], driver: str) -> dict[str, str] | None:

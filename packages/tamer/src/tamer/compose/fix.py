@@ -174,7 +174,7 @@ def render(document: Any, original_text: str) -> str:
 
     yaml = yaml_loader()
     mapping, offset = guess_indent(original_text)
-    yaml.indent(mapping=mapping, sequence=mapping + offset if offset else mapping, offset=offset)
+    yaml.indent(mapping=mapping, sequence=offset + 2, offset=offset)  # the item text two after its dash
     yaml.width = 4096  # never fold a long line the user wrote on one
     first = next(
         (ln for ln in original_text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), ""

@@ -1,0 +1,107 @@
+"""tamer compose check: bad input is a clear error, exit 2, nothing written, the engine never asked."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from tamer.cli.app import main
+
+NOWHERE = "unix:///nonexistent/compose-test.sock"  # asking it would fail with exit 1, not 2
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["-H", NOWHERE, *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("content", "expect"),
+    [
+        (b"services: [unclosed\n", "not valid YAML at line 2"),
+        (b"services:\n  web:\n    image: a\n  web:\n    image: b\n", "not valid YAML"),  # a duplicate key
+        (b"- a\n- b\n", "top level is a list"),
+        (b"", "empty document"),
+        (b"hello\n", "top level is a string"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b"a: 1\n---\nb: 2\n", "not valid YAML"),  # two documents
+        (b"services:\n  web: [1, 2]\n", "service 'web' is a list"),
+        (b"x: &a [*a]\n", "no `services:`"),  # a self-referencing alias: parsed, not looped on
+        (b"services: {a: {image: '${X:?X is needed}'}}\n", "required variable X is not set"),
+    ],
+)
+def test_a_file_compose_would_not_read_is_exit_2_and_nothing_is_written(
+    content: bytes,
+    expect: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("X", raising=False)
+    path = tmp_path / "compose.yaml"
+    path.write_bytes(content)
+    code, _, err = _run(["compose", "check", str(path), "--fix"], capsys)
+    assert code == 2 and expect in err and "Traceback" not in err, err
+    assert sorted(os.listdir(tmp_path)) == ["compose.yaml"]
+    code, out, _ = _run(["--json", "compose", "check", str(path)], capsys)
+    doc = json.loads(out)
+    assert (
+        code == 2 and doc["status"] == "usage" and doc["command"] == "compose" and expect in doc["errors"][0]
+    )
+
+
+def test_missing_files_and_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["compose", "check", str(tmp_path / "nope.yaml")], capsys)
+    assert code == 2 and "does not exist" in err
+    code, _, err = _run(["compose", "check", str(tmp_path)], capsys)
+    assert code == 2 and "no compose file in" in err and "docker-compose.yml" in err
+    os.chdir(tmp_path)
+    code, _, err = _run(["compose", "check"], capsys)
+    assert code == 2 and "no compose file in" in err
+    (tmp_path / "dir.yaml").mkdir()
+    code, _, err = _run(["compose", "check", "dir.yaml"], capsys)
+    assert code == 2 and "no compose file in" in err
+
+
+def test_the_default_names_are_found_in_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The file is found (then the engine is asked: exit 1, naming the engine given)."""
+    (tmp_path / "docker-compose.yml").write_text("services: {a: {image: x}}\n")
+    os.chdir(tmp_path)
+    code, _, err = _run(["compose", "check"], capsys)
+    assert code == 1 and "no Docker engine answered" in err and NOWHERE in err
+    (tmp_path / "compose.yaml").write_text("services: [")
+    code, _, err = _run(["compose", "check"], capsys)
+    assert code == 2 and "compose.yaml is not valid YAML" in err
+
+
+def test_fix_output_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text("services: {a: {image: x}}\n")
+    code, _, err = _run(["compose", "check", str(path), "-o", str(tmp_path / "x.yaml")], capsys)
+    assert code == 2 and "add --fix" in err
+    code, _, err = _run(["compose", "check", str(path), "--fix", "-o", str(path)], capsys)
+    assert code == 2 and "never overwrites" in err
+    (tmp_path / "hard.yaml").hardlink_to(path)
+    code, _, err = _run(["compose", "check", str(path), "--fix", "-o", str(tmp_path / "hard.yaml")], capsys)
+    assert code == 2 and "never overwrites" in err
+    other = tmp_path / "sub"
+    other.mkdir()
+    code, _, err = _run(["compose", "check", str(path), "--fix", "-o", str(other / "c.yaml")], capsys)
+    assert code == 2 and "not in the compose file's folder" in err
+    theirs = tmp_path / "compose.tamer.yaml"
+    theirs.write_text("mine\n")
+    code, _, err = _run(["compose", "check", str(path), "--fix"], capsys)
+    assert code == 2 and "was not written by tamer" in err and theirs.read_text() == "mine\n"
+    theirs.unlink()
+    theirs.symlink_to(tmp_path / "target.yaml")
+    code, _, err = _run(["compose", "check", str(path), "--fix"], capsys)
+    assert code == 2 and "symbolic link" in err and not (tmp_path / "target.yaml").exists()
+    assert path.read_text() == "services: {a: {image: x}}\n"
+
+
+def test_compose_without_an_action(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["compose"], capsys)
+    assert code == 2 and "needs an action" in err

@@ -1,0 +1,406 @@
+"""tamer compose check, the pure part: the file as Compose reads it, the rules on captured image inspects,
+and --fix on the round-trip document (the fixed text is parsed and checked again)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tamer.compose.facts import image_facts
+from tamer.compose.files import read_compose
+from tamer.compose.fix import apply_fix, guess_indent, path_slug, plan_names, render
+from tamer.compose.model import ComposeModel, build_model, interpolate
+from tamer.compose.rules import EngineFacts, Finding, check
+from tamer.errors import UsageError
+
+DATA = Path(__file__).parent / "data" / "compose"
+MONGO = image_facts(json.loads((DATA / "mongo-image-inspect.json").read_text()))
+BUSYBOX = image_facts(json.loads((DATA / "busybox-image-inspect.json").read_text()))
+ROOT = "/var/lib/docker"
+
+
+def facts(
+    images: dict[str, Any] | None = None,
+    data_root: str = ROOT,
+    driver: str = "json-file",
+    daemon: dict[str, str] | None = None,
+    volumes: frozenset[str] = frozenset(),
+) -> EngineFacts:
+    found = {"mongo": MONGO, "mongo:7": MONGO, "busybox": BUSYBOX} if images is None else images
+    return EngineFacts(data_root, driver, {} if daemon is None else daemon, found, volumes)
+
+
+def load(tmp_path: Path, text: str, name: str = "compose.yaml") -> tuple[ComposeModel, Any]:
+    folder = tmp_path / "shop"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    source = read_compose(path)
+    return build_model(source.data, source.env, source.project_dir, str(path)), source
+
+
+def findings(tmp_path: Path, text: str, **kw: Any) -> list[Finding]:
+    model, _ = load(tmp_path, text)
+    return check(model, facts(**kw))
+
+
+def codes(found: list[Finding], service: str | None = None) -> list[tuple[str, str | None]]:
+    return [(f.code, f.facts.get("path")) for f in found if service is None or f.service == service]
+
+
+GOOD = """\
+    restart: unless-stopped
+    container_name: {name}
+    logging:
+      options:
+        max-size: 10m
+"""
+
+
+def svc(body: str, name: str = "mongo", image: str = "mongo") -> str:
+    return f"services:\n  {name}:\n    image: {image}\n{GOOD.format(name=name)}{body}"
+
+
+def test_the_essay_s_mongo_declares_two_volumes_and_both_are_flagged(tmp_path: Path) -> None:
+    assert MONGO["volumes"] == [
+        "/data/configdb",
+        "/data/db",
+    ]  # captured from the stand-in (as `docker inspect mongo`)
+    found = findings(tmp_path, svc(""))
+    assert codes(found) == [("anonymous-volume", "/data/configdb"), ("anonymous-volume", "/data/db")]
+    assert all(f.facts["origin"] == "image" and f.facts["entry"] is None for f in found)
+
+
+@pytest.mark.parametrize(
+    ("volumes", "flagged"),
+    [
+        ("    volumes: [mongo_data:/data/db, mongo_config:/data/configdb]\n", []),
+        ("    volumes: [mongo_data:/data/db/, ./config:/data/configdb:ro]\n", []),  # trailing slash; a bind
+        ("    volumes: [mongo_data:/data/db]\n    tmpfs: /data/configdb\n", []),
+        ("    volumes: [mongo_data:/data/db]\n", ["/data/configdb"]),
+        # a mount at the parent does not stop the engine making anonymous volumes below it
+        ("    volumes: [./data:/data]\n", ["/data/configdb", "/data/db"]),
+        ("    volumes: [/data/db, mongo_config:/data/configdb]\n", ["/data/db"]),  # anonymous in the file
+        (
+            "    volumes:\n      - type: volume\n        target: /data/db\n"
+            "      - {type: volume, source: mongo_config, target: /data/configdb}\n",
+            ["/data/db"],
+        ),
+        (
+            "    volumes:\n      - {type: bind, source: /srv/db, target: /data/db}\n"
+            "      - {type: tmpfs, target: /data/configdb}\n",
+            [],
+        ),
+    ],
+)
+def test_a_volume_counts_only_when_mounted_at_exactly_that_path(
+    tmp_path: Path, volumes: str, flagged: list[str]
+) -> None:
+    text = svc(volumes) + "volumes:\n  mongo_data:\n  mongo_config:\n"
+    assert [p for c, p in codes(findings(tmp_path, text)) if c == "anonymous-volume"] == flagged
+
+
+def test_an_anonymous_entry_the_image_does_not_declare_is_flagged_too(tmp_path: Path) -> None:
+    found = findings(tmp_path, svc("    volumes: ['/cache']\n", name="web", image="busybox"))
+    assert [(f.code, f.facts["path"], f.facts["origin"], f.facts["entry"]) for f in found] == [
+        ("anonymous-volume", "/cache", "file", 0)
+    ]
+
+
+def test_anchors_merge_keys_and_extends_are_followed(tmp_path: Path) -> None:
+    text = f"""\
+x-db: &db
+  image: mongo
+  volumes: &vols
+    - mongo_data:/data/db
+  restart: always
+  logging: {{options: {{max-size: 10m}}}}
+services:
+  a:
+    <<: *db
+    container_name: a
+  b:
+    extends: a
+    container_name: b
+    volumes: [b_config:/data/configdb]
+  c:
+    image: mongo
+    volumes: *vols
+{GOOD.format(name="c")}
+volumes:
+  mongo_data:
+  b_config:
+"""
+    found = findings(tmp_path, text)
+    assert codes(found, "a") == [("anonymous-volume", "/data/configdb")]
+    assert codes(found, "b") == []  # /data/db from a (extends), /data/configdb its own
+    assert codes(found, "c") == [("anonymous-volume", "/data/configdb")]
+
+
+def test_volumes_from_another_service_shares_its_volumes(tmp_path: Path) -> None:
+    text = (
+        svc("    volumes: [d:/data/db, c:/data/configdb]\n")
+        + "  backup:\n    image: mongo\n    volumes_from: ['mongo:ro']\n"
+        + GOOD.format(name="backup")
+        + "  other:\n    image: busybox\n    volumes_from: ['container:legacy']\n"
+        + GOOD.format(name="other")
+        + "volumes: {d: , c: }\n"
+    )
+    found = findings(tmp_path, text)
+    assert codes(found, "backup") == []
+    assert [f.code for f in found if f.service == "other"] == ["volumes-from-container"]
+
+
+def test_interpolation_as_compose_does_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DB_VOL", raising=False)
+    monkeypatch.setenv("CONF_VOL", "cfg")
+    text = svc('    volumes: ["${DB_VOL:-dbv}:/data/db", "$CONF_VOL:/data/configdb", "$$HOME:/x"]\n')
+    model, _ = load(tmp_path, text + "volumes: {dbv: , cfg: }\n")
+    (mongo,) = model.services
+    assert [(m.kind, m.source, m.target) for m in mongo.mounts] == [
+        ("volume", "dbv", "/data/db"),
+        ("volume", "cfg", "/data/configdb"),
+        ("volume", "$HOME", "/x"),
+    ]
+    (tmp_path / "shop" / ".env").write_text("# comment\nexport DB_VOL='fromenvfile'\n")
+    model, _ = load(tmp_path, text)
+    assert model.services[0].mounts[0].source == "fromenvfile"
+    assert interpolate("${A:-${B:-deep}}", {}) == "deep" and interpolate("${A:+set}", {"A": "1"}) == "set"
+    with pytest.raises(UsageError, match="required variable DB_PATH is not set"):
+        load(tmp_path, svc('    volumes: ["${DB_PATH:?set DB_PATH}:/data/db"]\n'))
+
+
+@pytest.mark.parametrize(
+    ("bind", "flagged"),
+    [
+        ("/var/lib/docker/volumes/x/_data:/data", True),
+        ("/var/lib/docker:/docker:ro", True),  # read-only, still the engine's files
+        ("/var/lib/docker-backup:/b", False),  # a prefix, not a folder inside
+        ("/var/lib:/host", True),  # writable and containing the data-root
+        ("/var/lib:/host:ro", False),
+        ("/:/rootfs:ro", False),
+        ("../../../../../../var/lib/docker/containers:/c", True),
+        ("./data:/data", False),
+    ],
+)
+def test_binds_into_the_data_root(tmp_path: Path, bind: str, flagged: bool) -> None:
+    found = findings(tmp_path, svc(f"    volumes: ['{bind}']\n", name="web", image="busybox"))
+    assert any(f.code == "bind-into-data-root" for f in found) is flagged, found
+
+
+def test_a_bind_through_a_symlink_into_the_data_root_is_flagged(tmp_path: Path) -> None:
+    root = tmp_path / "docker-root"
+    (root / "volumes").mkdir(parents=True)
+    (tmp_path / "shop").mkdir()
+    os.symlink(root / "volumes", tmp_path / "shop" / "vols")
+    found = findings(
+        tmp_path, svc("    volumes: ['./vols/x:/x']\n", name="w", image="busybox"), data_root=str(root)
+    )
+    (f,) = [f for f in found if f.code == "bind-into-data-root"]
+    assert f.facts["source"] == "./vols/x" and not f.facts["contains"]
+    # and a named volume whose driver_opts bind it there
+    text = svc("    volumes: ['v:/x']\n", name="w", image="busybox")
+    text += f"volumes:\n  v:\n    driver_opts: {{type: none, o: bind, device: {root}/volumes/v}}\n"
+    assert [
+        f.facts["volume"]
+        for f in findings(tmp_path, text, data_root=str(root))
+        if f.code == "bind-into-data-root"
+    ] == ["v"]
+
+
+def test_restart_logging_and_name_rules(tmp_path: Path) -> None:
+    bare = "services:\n  app:\n    image: busybox\n"
+    assert [f.code for f in findings(tmp_path, bare)] == [
+        "no-restart-policy",
+        "no-log-rotation",
+        "no-container-name",
+    ]
+    explicit_no = bare + "    restart: 'no'\n"
+    assert "no-restart-policy" not in [f.code for f in findings(tmp_path, explicit_no)]
+    swarm = bare + "    deploy: {restart_policy: {condition: on-failure}, replicas: 3}\n"
+    assert [f.code for f in findings(tmp_path, swarm)] == ["no-log-rotation"]
+    assert "no-container-name" not in [f.code for f in findings(tmp_path, bare + "    scale: 2\n")]
+    assert "no-container-name" in [f.code for f in findings(tmp_path, bare + "    deploy: {replicas: 1}\n")]
+
+
+@pytest.mark.parametrize(
+    ("logging", "daemon_driver", "daemon_opts", "flagged", "known"),
+    [
+        ("", "json-file", {}, True, True),
+        ("", "json-file", None, True, False),  # daemon.json not readable: said so
+        ("", "json-file", {"max-size": "50m"}, False, True),
+        ("", "local", {}, False, True),
+        ("", "journald", {}, False, True),
+        (
+            "    logging: {driver: json-file}\n",
+            "journald",
+            {"max-size": "1m"},
+            True,
+            True,
+        ),  # not the daemon's driver
+        ("    logging: {options: {max-size: '-1'}}\n", "json-file", {}, True, True),
+        ("    logging: {options: {max-size: 10m}}\n", "json-file", {}, False, True),
+        ("    logging: {driver: local}\n", "json-file", {}, False, True),
+    ],
+)
+def test_log_rotation(
+    tmp_path: Path,
+    logging: str,
+    daemon_driver: str,
+    daemon_opts: dict[str, str] | None,
+    flagged: bool,
+    known: bool,
+) -> None:
+    model, _ = load(tmp_path, "services:\n  app:\n    image: busybox\n    restart: always\n" + logging)
+    found = check(model, EngineFacts(ROOT, daemon_driver, daemon_opts, {"busybox": BUSYBOX}))
+    rotation = [f for f in found if f.code == "no-log-rotation"]
+    assert bool(rotation) is flagged
+    if rotation:
+        assert rotation[0].facts["daemon_options_known"] is known
+
+
+def test_images_not_on_the_engine_are_notes_not_findings(tmp_path: Path) -> None:
+    text = svc("", name="web", image="nginx:1.25") + "  app:\n    build: .\n" + GOOD.format(name="app")
+    found = findings(tmp_path, text)
+    assert [(f.code, f.service, f.counts) for f in found] == [
+        ("image-not-on-engine", "web", False),
+        ("image-not-built", "app", False),
+    ]
+    assert found[1].facts["image"] == "shop-app"  # what `docker compose build` tags it
+
+
+def test_undeclared_and_invalid_entries(tmp_path: Path) -> None:
+    found = findings(
+        tmp_path,
+        svc("    volumes: ['nope:/data/db', 'relative', 42, {type: volume}]\n    tmpfs: /data/configdb\n"),
+    )
+    assert [f.code for f in found] == ["invalid-entry", "invalid-entry", "invalid-entry", "undeclared-volume"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- just\n- a list\n", "top level is a list"),
+        ("just a string\n", "top level is a string"),
+        ("", "empty document"),
+        ("version: '3'\n", "no `services:`"),
+        ("services:\n  web: nginx\n", "service 'web' is a string"),
+        ("services:\n  a:\n    extends: b\n  b:\n    extends: a\n", "circle"),
+        ("services:\n  a:\n    extends: zz\n", "not a service"),
+        ("volumes: [a]\nservices:\n  a: {image: x}\n", "top-level `volumes:` is a list"),
+    ],
+)
+def test_what_compose_refuses_is_a_usage_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        load(tmp_path, text)
+
+
+# -- --fix ---------------------------------------------------------------------------------------
+
+
+def fixed(
+    tmp_path: Path, text: str, engine_volumes: frozenset[str] = frozenset(), **kw: Any
+) -> tuple[str, Any, Any]:
+    model, source = load(tmp_path, text)
+    found = check(model, facts(volumes=engine_volumes, **kw))
+    planned = plan_names(model, found, engine_volumes)
+    apply_fix(source.document, planned)
+    out = render(source.document, source.text)
+    (tmp_path / "shop" / "fixed.yaml").write_text(out)
+    again = read_compose(tmp_path / "shop" / "fixed.yaml")
+    model2 = build_model(again.data, again.env, again.project_dir)
+    return out, planned, (model2, check(model2, facts(volumes=engine_volumes, **kw)))
+
+
+ROUND_TRIPS = [
+    "# top comment\nservices:\n  web:  # the web\n    image: 'nginx:1.25'   # pinned\n    ports: [\"80:80\"]\n",
+    "---\nservices:\n    web:\n        image: nginx\n        volumes:\n            - ./a:/a\n",
+    'services:\n  web:\n    image: nginx\n    volumes:\n    - ./a:/a\n    - "./b:/b"\n',
+    "x-a: &a\n  restart: always\nservices:\n  web:\n    <<: *a\n    image: nginx\n    command: >\n      sh -c 'echo hi'\n",
+]
+
+
+@pytest.mark.parametrize("text", ROUND_TRIPS)
+def test_an_untouched_document_renders_byte_for_byte(tmp_path: Path, text: str) -> None:
+    _, source = load(tmp_path, text)
+    assert render(source.document, source.text) == text
+
+
+def test_fix_names_every_volume_of_the_essay_s_mongo_and_keeps_the_rest(tmp_path: Path) -> None:
+    text = "# Mongo, as in the essay\nservices:\n  mongo:\n    image: mongo  # official\n" + GOOD.format(
+        name="mongo"
+    )
+    out, planned, (model2, found2) = fixed(tmp_path, text)
+    assert [(p.key, p.engine_name, p.path) for p in planned] == [
+        ("mongo_data_configdb", "shop_mongo_data_configdb", "/data/configdb"),
+        ("mongo_data_db", "shop_mongo_data_db", "/data/db"),
+    ]
+    assert found2 == []
+    (mongo,) = model2.services
+    assert {(m.kind, m.source, m.target) for m in mongo.mounts} == {
+        ("volume", "mongo_data_configdb", "/data/configdb"),
+        ("volume", "mongo_data_db", "/data/db"),
+    }
+    assert set(model2.volumes) == {"mongo_data_configdb", "mongo_data_db"}
+    assert out.startswith("# Mongo, as in the essay\n") and "image: mongo  # official\n" in out
+    # only lines were added
+    before, after = text.splitlines(), out.splitlines()
+    assert [line for line in after if line in before] == before
+
+
+def test_fix_rewrites_anonymous_entries_in_place_keeping_their_quotes(tmp_path: Path) -> None:
+    text = svc('    volumes:\n      - "/data/db"\n      - type: volume\n        target: /data/configdb\n')
+    out, planned, (_, found2) = fixed(tmp_path, text)
+    assert [p.replaces for p in planned] == [1, 0]
+    assert '      - "mongo_data_db:/data/db"\n' in out
+    assert (
+        "      - type: volume\n        source: mongo_data_configdb\n        target: /data/configdb\n" in out
+    )
+    assert found2 == []
+
+
+def test_fix_names_never_collide_with_the_file_or_the_engine(tmp_path: Path) -> None:
+    text = svc("    volumes: [mongo_data_db:/srv]\n") + "volumes:\n  mongo_data_db:\n"
+    _, planned, (_, found2) = fixed(tmp_path, text, engine_volumes=frozenset({"shop_mongo_data_configdb"}))
+    assert sorted(p.key for p in planned) == ["mongo_data_configdb_2", "mongo_data_db_2"]
+    assert found2 == []
+
+
+def test_fix_does_not_change_services_that_share_an_anchored_list(tmp_path: Path) -> None:
+    text = (
+        "services:\n  mongo:\n    image: mongo\n    volumes: &v\n      - ./logs:/logs\n"
+        + GOOD.format(name="mongo")
+        + "  tail:\n    image: busybox\n    volumes: *v\n"
+        + GOOD.format(name="tail")
+    )
+    _, _, (model2, found2) = fixed(tmp_path, text)
+    tail = next(s for s in model2.services if s.name == "tail")
+    assert [(m.kind, m.target) for m in tail.mounts] == [("bind", "/logs")]
+    assert found2 == []
+
+
+def test_fix_on_merged_volumes_gives_the_service_its_own_list(tmp_path: Path) -> None:
+    text = (
+        "x-base: &base\n  volumes: ['./logs:/logs']\nservices:\n  mongo:\n    <<: *base\n    image: mongo\n"
+        + GOOD.format(name="mongo")
+        + "  other:\n    <<: *base\n    image: busybox\n"
+        + GOOD.format(name="other")
+    )
+    out, _, (model2, found2) = fixed(tmp_path, text)
+    assert found2 == [] and "x-base: &base\n  volumes: ['./logs:/logs']\n" in out
+    other = next(s for s in model2.services if s.name == "other")
+    assert [m.target for m in other.mounts] == ["/logs"]
+
+
+def test_odd_names_and_paths_make_valid_volume_names() -> None:
+    assert path_slug("/data/db") == "data_db" and path_slug("/") == "root"
+    assert path_slug("/var/lib/my data/ü") == "var_lib_my_data"
+
+
+def test_indentation_is_read_from_the_file() -> None:
+    assert guess_indent("a:\n  b:\n    - x\n") == (2, 2)
+    assert guess_indent("a:\n    b:\n    - x\n") == (4, 0)
+    assert guess_indent("a: 1\n") == (2, 0)
