@@ -145,3 +145,40 @@ def test_plans_and_apply_results_are_read_with_their_ids() -> None:
 @pytest.mark.parametrize("code", [1, 4, 99])
 def test_unknown_remote_exit_codes_are_errors(code: int) -> None:
     assert classify(H, reply(code, None, ["boom"]), timeout=9).status is HostStatus.ERROR
+
+
+def test_the_runner_keeps_its_bound_and_the_order_of_the_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from tamer.fleet import ssh
+
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def fake(host: Host, args: Any, *, timeout: float, ssh: str) -> Reply:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return Reply(0, host.name, "", 0.05)
+
+    monkeypatch.setattr(ssh, "run_on_host", fake)
+    monkeypatch.setattr(ssh, "find_ssh", lambda: "ssh")
+    hosts = [Host(f"h{i}", f"ssh://h{i}", f"h{i}") for i in range(7)]
+    replies = ssh.run_on_fleet(hosts, lambda h: None if h.name == "h3" else ["df"], parallel=2, timeout=5)
+    assert running[1] == 2
+    assert [r.stdout if r else None for r in replies] == ["h0", "h1", "h2", None, "h4", "h5", "h6"]
+
+
+def test_a_host_past_the_timeout_is_stopped_and_reported(tmp_path: Any) -> None:
+    from tamer.fleet.ssh import run_on_host
+
+    fake_ssh = tmp_path / "ssh"
+    fake_ssh.write_text("#!/bin/sh\necho started\nexec sleep 30\n")
+    fake_ssh.chmod(0o755)
+    got = run_on_host(H, ["df", "--json"], timeout=0.5, ssh=str(fake_ssh))
+    assert got.timed_out and got.returncode is None and got.stdout == "started\n"
+    assert classify(H, got, timeout=0.5).status is HostStatus.TIMEOUT
