@@ -163,3 +163,56 @@ def test_apply_without_a_terminal_needs_yes(tmp_path: Path, monkeypatch: pytest.
     hosts = tmp_path / "hosts.toml"
     hosts.write_text('hosts = ["ssh://a"]')
     assert main(["fleet", "clean", "--hosts", str(hosts), "--apply"]) == 2
+
+
+def test_apply_with_json_needs_yes_even_at_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text('hosts = ["ssh://a"]')
+    assert main(["fleet", "clean", "--hosts", str(hosts), "--apply", "--json"]) == 2
+
+
+@pytest.mark.parametrize("answer", ["n", "y"])
+def test_the_question_comes_after_every_plan_and_no_applies_nothing(
+    answer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tamer.fleet.ssh import Reply
+    from tamer.report.envelope import envelope
+
+    calls: list[list[list[str] | None]] = []
+
+    def fake_fleet(hosts: list, args_for, **kw: object) -> list[Reply | None]:  # type: ignore[no-untyped-def]
+        asked = [None if (a := args_for(h)) is None else list(a) for h in hosts]
+        calls.append(asked)
+        out: list[Reply | None] = []
+        for h, a in zip(hosts, asked, strict=True):
+            if a is None:
+                out.append(None)
+            elif a[0] == "plan":
+                plan = {"plan_id": f"id-{h.name}", "actions": [{"kind": "container", "name": "x"}]}
+                out.append(Reply(0, envelope("plan", 0, {**plan, "total_bytes": 5, "refusals": []}), "", 0.1))
+            else:
+                result = {"plan_id": f"id-{h.name}", "reclaimed": 5, "steps": [{"status": "done"}]}
+                out.append(Reply(0, envelope("clean", 0, result), "", 0.1))
+        return out
+
+    monkeypatch.setattr("tamer.fleet.ssh.run_on_fleet", fake_fleet)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: answer)
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text('hosts = ["ssh://a", "ssh://b"]')
+    assert main(["fleet", "clean", "--hosts", str(hosts), "--apply"]) == 0
+    out = capsys.readouterr().out
+    assert "plan id-a would remove" in out and "plan id-b would remove" in out  # every plan was shown
+    plan_call = calls[0]
+    assert all(
+        a is not None and a[0] == "plan" and any(x.startswith("--output=") for x in a) for a in plan_call
+    )
+    if answer == "n":
+        assert len(calls) == 1 and "nothing was removed" in out
+    else:
+        assert len(calls) == 2
+        assert all(a is not None and f"--plan-id=id-{h}" in a for a, h in zip(calls[1], "ab", strict=True))

@@ -245,6 +245,8 @@ def run_fleet_clean(args: argparse.Namespace) -> Outcome:
 
     if args.apply and not args.yes and not sys.stdin.isatty():
         raise UsageError("--apply without a terminal also needs --yes (nothing was run, nothing removed)")
+    if args.apply and not args.yes and args.json:
+        raise UsageError("--apply --json also needs --yes: no question can be asked in the JSON on stdout")
     hosts = _hosts(args)
     if args.plan_file:
         plans, shown = _plans_from_file(args.plan_file, args.hosts, hosts)
@@ -264,7 +266,7 @@ def run_fleet_clean(args: argparse.Namespace) -> Outcome:
         )
         return Outcome(data, preview + hint, fleet_exit_code(plans))
     todo = {r.host.name: s for r, s in zip(plans, shown, strict=True) if s is not None and s.actions}
-    if not args.yes:
+    if not args.yes and todo:
         print(preview)
         objects = sum(s.actions for s in todo.values())
         answer = (
