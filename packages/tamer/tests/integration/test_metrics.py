@@ -304,3 +304,39 @@ def test_a_snapshot_from_a_shifted_clock_is_never_served_as_fresh(eng: Any, tmp_
         f'tamer_volume_bytes{{volume="{name}",placement="default",kind="named"}} {apparent}\n'
         in reused["text"]
     )
+
+
+def test_a_damaged_snapshot_store_warns_and_the_figures_still_come(eng: Any, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "snapshots.sqlite").write_bytes(b"not a database " * 200)
+    env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(state)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tamer", "metrics"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("# HELP tamer_volume_bytes") and "tamer_info{" in proc.stdout
+    assert "warning" in proc.stderr and "snapshots.sqlite" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        state / "snapshots.sqlite"
+    ).read_bytes() == b"not a database " * 200  # left for the user to look at
+
+
+def test_the_last_clean_is_read_from_the_journal(eng: Any, tmp_path: Path) -> None:
+    eng.docker(
+        "run", "--name", "metrics-stopped", BUSYBOX, "sh", "-c", "dd if=/dev/zero of=/junk bs=1k count=64"
+    )
+    before = eng.tamer("metrics", "--max-age", "0s")
+    assert "\ntamer_last_clean_timestamp_seconds 0\n" in before.stdout, before.stderr
+    assert '\ntamer_journal_unfinished{operation="clean"} 0\n' in before.stdout
+    clean = eng.tamer("clean", "--apply", "--yes", "--json")
+    result = json.loads(clean.stdout)
+    assert clean.returncode == 0 and result["data"]["reclaimed"] > 64 * 1024, clean.stdout
+    after = eng.tamer("metrics", "--max-age", "0s")
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in after.stdout.splitlines()
+        if line.startswith("tamer_last_clean")
+    }
+    assert values["tamer_last_clean_freed_bytes"] == result["data"]["reclaimed"]
+    assert abs(values["tamer_last_clean_timestamp_seconds"] - time.time()) < 120

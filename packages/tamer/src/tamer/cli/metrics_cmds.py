@@ -215,7 +215,7 @@ def run_metrics(args: argparse.Namespace) -> Outcome:
     folder = check_textfile_dir(args.textfile) if args.textfile is not None else None  # before any work
     engine = connect(args.host)
     snap, reused = current_snapshot(engine, args, time.time(), progress=not (args.json or args.quiet))
-    clean = read_clean_facts(snap.host)
+    clean = read_clean_facts(engine.where)  # the journal keys runs by the address, as clean does
     if not clean.readable:
         _warn(
             "the clean journal could not be read: the tamer_last_clean_* and tamer_journal_unfinished "
@@ -276,13 +276,13 @@ def run_serve(args: argparse.Namespace) -> Outcome:
             now = time.monotonic()
             if now - last_recorded[0] >= RECORD_EVERY_S and _record(snap):
                 last_recorded[0] = now
-            return snap, read_clean_facts(snap.host)
+            return snap, read_clean_facts(engine.where)
 
         keeper = Keeper(refresher, args.refresh, limit=args.series_limit, version=_version(), log=log)
         seed = _latest(key)
         if seed is not None:  # served, with its true age, until the first refresh ends
             age = max(0.0, time.time() - seed.taken_at)
-            keeper.seed(seed, read_clean_facts(seed.host), time.monotonic() - age)
+            keeper.seed(seed, read_clean_facts(engine.where), time.monotonic() - age)
         serve_on(server, keeper)
         serving = True
         address = served_address(server)
