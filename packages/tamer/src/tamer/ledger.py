@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +178,8 @@ class Ledger:
             "layers": self.layers,
             "images": self.images,
         }
+        import tempfile  # only when saving: it imports random, which a warm read never needs
+
         try:
             self.path.parent.mkdir(mode=0o700, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".ledger-", dir=self.path.parent)

@@ -28,6 +28,7 @@ _DIR_FLAGS = _TOP_FLAGS | os.O_NOFOLLOW
 
 # Below this many subtrees a worker pool costs more (fork, pickling) than it saves.
 MIN_TASKS_FOR_POOL = 64
+CHUNKS_PER_WORKER = 16
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,10 @@ def measure_trees(
 
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("fork")) as pool:
             parts = []
-            for i, part in enumerate(pool.map(_task, [a for _, a in tasks], chunksize=4)):
+            # thousands of tiny tasks (a writable layer per container) cost more in messages than in
+            # walking: a few dozen chunks per worker keep both the balance and the overhead low
+            chunk = max(4, len(tasks) // (n_workers * CHUNKS_PER_WORKER))
+            for i, part in enumerate(pool.map(_task, [a for _, a in tasks], chunksize=chunk)):
                 parts.append(part)
                 if progress:
                     progress(i + 1, len(tasks))
