@@ -1,0 +1,209 @@
+"""Benchmark (issue 11, "tamer fast"): how `tamer df`, `tamer ls` and `tamer plan` grow with the host.
+
+One private engine is filled step by step (containers are added between points, never refilled)
+to each size in --sizes; at each point every command is timed against its anchor in the same run
+(alternating, medians): `tamer df` and `tamer plan` (ledger warm) against `docker system df -v`,
+`tamer ls containers|images|volumes` against `docker ps -a` / `docker images` / `docker volume ls`.
+Each line prints the ratio and whether the issue's target holds (df <= 0.5, plan <= 1.0, ls <= 1.5),
+and the peak RSS of the tamer process (os.wait4 on that child: the largest of it and its walker
+workers). At the end: the curve, the growth exponent of each command (the slope of log time against
+log containers, fitted over the points; 1.0 is linear), and whether memory stayed under 150 MB at
+the largest size.
+
+The host at N containers: 5 images (one declares VOLUME /data), N containers of which a quarter
+mount a named volume (N/4 named volumes, each holding a few files), a quarter make an anonymous one,
+1 in 20 has run and exited, a handful run, the rest are created. Containers are created concurrently
+through the API (16 at a time).
+
+    .venv/bin/python bench/tamer_scale.py [--sizes 1000,2000] [--repeat 3]
+    .venv/bin/python bench/tamer_scale.py --sizes 1000,2000,10000   # the full curve
+
+How long: on the 2-core bench host the fill adds about 40-60 containers a second, so the default
+(1,000 and 2,000) takes about 3 minutes in all, and the full curve to 10,000 about 15-20 minutes
+(the fill dominates; each point's timings take under a minute at 2,000 and 2-4 minutes at 10,000).
+Needs root (it starts its own dockerd); never touches the default engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tamer.sandbox import PrivateEngine, build_busybox_image, why_no_private_engine
+
+PY = sys.executable
+TAMER = str(Path(PY).with_name("tamer")) if Path(PY).with_name("tamer").exists() else None
+MEMORY_LIMIT_MB = 150.0
+TARGETS = {"df": 0.5, "plan": 1.0, "ls containers": 1.5, "ls images": 1.5, "ls volumes": 1.5}
+ANCHORS = {
+    "df": ["docker", "system", "df", "-v"],
+    "plan": ["docker", "system", "df", "-v"],
+    "ls containers": ["docker", "ps", "-a"],
+    "ls images": ["docker", "images"],
+    "ls volumes": ["docker", "volume", "ls"],
+}
+
+
+def tamer_cmd(*args: str) -> list[str]:
+    return [TAMER, *args] if TAMER else [PY, "-m", "tamer", *args]
+
+
+def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of one run; the RSS from wait4 on that very child."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 2):
+        raise SystemExit(
+            f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}"
+        )
+    return took, usage.ru_maxrss / 1024
+
+
+def add_containers(sandbox: PrivateEngine, images: list[str], start: int, stop: int) -> None:
+    api = sandbox.engine.api
+
+    def create(i: int) -> None:
+        binds = [f"scale-named{i // 4}:/data"] if i % 4 == 0 else None
+        image = images[1] if i % 4 == 1 else images[i % len(images)]  # images[1] declares VOLUME /data
+        running = i % 1000 == 7
+        cmd = ["sleep", "86400"] if running else ["sh", "-c", f"echo {i} > /out"]
+        c = api.create_container(
+            image,
+            cmd,
+            labels={"bench": str(i), **({"com.docker.compose.project": f"p{i % 13}"} if i % 3 == 0 else {})},
+            host_config=api.create_host_config(binds=binds),
+        )
+        if running or i % 20 == 3:
+            api.start(c["Id"])
+            if not running:
+                api.wait(c["Id"], timeout=300)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(create, range(start, stop)))
+    # a few small files in each new named volume: volumes are walked on every run
+    for v in sandbox.engine.volumes():
+        if v["Name"].startswith("scale-named"):
+            mp = v["Mountpoint"]
+            if not os.path.exists(os.path.join(mp, "f0")):
+                for f in range(5):
+                    with open(os.path.join(mp, f"f{f}"), "wb") as fh:
+                        fh.write(b"v" * (f * 1000 + 1))
+
+
+def measure(label: str, env: dict[str, str], repeat: int) -> tuple[float, float, float]:
+    """(ours, anchor, peak RSS MB): medians of alternating runs after one warm-up each."""
+    args = {"df": ["df", "--json", "--quiet"], "plan": ["plan", "--json", "--quiet"]}.get(
+        label, label.split()
+    )
+    ours_cmd, anchor = tamer_cmd(*args), ANCHORS[label]
+    run_child(ours_cmd, env)
+    run_child(anchor, env)
+    ours: list[float] = []
+    theirs: list[float] = []
+    rss = 0.0
+    for _ in range(repeat):
+        took, peak = run_child(ours_cmd, env)
+        ours.append(took)
+        rss = max(rss, peak)
+        theirs.append(run_child(anchor, env)[0])
+    return statistics.median(ours), statistics.median(theirs), rss
+
+
+def slope(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of log(seconds) on log(containers)."""
+    xs = [math.log(n) for n, _ in points]
+    ys = [math.log(t) for _, t in points]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="1000,2000", help="comma-separated container counts, ascending")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        raise SystemExit(f"--sizes takes whole numbers separated by commas, got {args.sizes!r}") from None
+    if not sizes or sizes != sorted(sizes) or sizes[0] < 1:
+        raise SystemExit(f"--sizes must be ascending and >= 1, got {args.sizes!r}")
+    reason = why_no_private_engine()
+    if reason:
+        raise SystemExit(f"cannot run: {reason}")
+    load = os.getloadavg()
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    curve: dict[str, list[tuple[int, float]]] = {label: [] for label in TARGETS}
+    peak_at: dict[int, float] = {}
+    with PrivateEngine.create() as sandbox:
+        engine = sandbox.engine
+        images = [f"scale/img{i}:1" for i in range(5)]
+        for i, ref in enumerate(images):
+            build_busybox_image(
+                engine,
+                ref,
+                volumes=("/data",) if i == 1 else (),
+                extra_files={"/etc/i": str(i).encode() * 500},
+            )
+        env = {
+            **os.environ,
+            "DOCKER_HOST": sandbox.host,
+            "TAMER_STATE_DIR": tempfile.mkdtemp(prefix="tamer-scale-state-"),
+        }
+        have = 0
+        for n in sizes:
+            t0 = time.monotonic()
+            add_containers(sandbox, images, have, n)
+            filled = time.monotonic() - t0
+            have = n
+            print(
+                f"== {n} containers, {len(engine.volumes())} volumes, {len(engine.images())} images "
+                f"(added {n - (sizes[sizes.index(n) - 1] if sizes.index(n) else 0)} in {filled:.0f}s)",
+                flush=True,
+            )
+            peak_at[n] = 0.0
+            for label, target in TARGETS.items():
+                ours, theirs, rss = measure(label, env, args.repeat)
+                curve[label].append((n, ours))
+                peak_at[n] = max(peak_at[n], rss)
+                ratio = ours / theirs
+                print(
+                    f"   tamer {label:14s} {ours * 1000:8.0f} ms vs {' '.join(ANCHORS[label]):20s} "
+                    f"{theirs * 1000:8.0f} ms  ratio {ratio:5.2f} (target <= {target}) "
+                    f"{'HOLDS' if ratio <= target else 'missed'}  peak RSS {rss:6.1f} MB",
+                    flush=True,
+                )
+    print("== the curve (seconds) and growth exponent (1.0 = linear)")
+    print("   " + " ".join(f"{n:>10d}" for n in sizes) + "   exponent")
+    for label, points in curve.items():
+        exp = slope(points) if len(points) > 1 else float("nan")
+        print(
+            f"   {label:14s}" + " ".join(f"{t:10.3f}" for _, t in points) + f"   {exp:6.2f}"
+            f"  {'linear or better' if exp <= 1.1 else 'MORE THAN LINEAR'}"
+        )
+    top = sizes[-1]
+    print(
+        f"== memory: peak RSS {peak_at[top]:.1f} MB at {top} containers (limit {MEMORY_LIMIT_MB:.0f} MB "
+        f"at 10,000): {'HOLDS' if peak_at[top] < MEMORY_LIMIT_MB else 'missed'}"
+        + ("" if top >= 10_000 else " (run with --sizes ...,10000 for the target's own point)")
+    )
+
+
+if __name__ == "__main__":
+    main()
