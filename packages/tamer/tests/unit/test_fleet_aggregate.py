@@ -182,3 +182,23 @@ def test_a_host_past_the_timeout_is_stopped_and_reported(tmp_path: Any) -> None:
     got = run_on_host(H, ["df", "--json"], timeout=0.5, ssh=str(fake_ssh))
     assert got.timed_out and got.returncode is None and got.stdout == "started\n"
     assert classify(H, got, timeout=0.5).status is HostStatus.TIMEOUT
+
+
+def test_what_a_host_sends_back_never_reaches_the_terminal_as_escape_sequences() -> None:
+    from tamer.report.fleet_view import render_fleet_plan
+
+    plan = {
+        "plan_id": "abc\x1b[2J",
+        "actions": [{"kind": "container", "name": "evil\x1b]0;pwned\x07", "bytes": 1, "reason": "r\x1b[31m"}],
+        "total_bytes": 1,
+        "refusals": [],
+    }
+    reports, summaries = check_plans(
+        [
+            classify(H, reply(0, plan), timeout=9),
+            classify(H2, Reply(255, "", "ssh: \x1b[31mred\x1b[0m refused", 0.1), timeout=9),
+        ]
+    )
+    text = render_fleet_plan(reports, summaries)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "evil?]0;pwned?" in text and "ssh: ?[31mred" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -93,7 +94,7 @@ def render_fleet_df(fleet: FleetDf) -> str:
     if problems:
         out.append("")
         out.extend(problems)
-    return "\n".join(out)
+    return printable("\n".join(out))
 
 
 def render_plans(reports: Sequence[HostReport], summaries: Sequence[PlanSummary | None]) -> str:
@@ -158,7 +159,7 @@ def render_plans(reports: Sequence[HostReport], summaries: Sequence[PlanSummary 
     if problems:
         out.append("")
         out.extend(problems)
-    return "\n".join(out)
+    return printable("\n".join(out))
 
 
 def render_fleet_plan(
@@ -199,7 +200,7 @@ def render_applied(
     if problems:
         out.append("")
         out.extend(problems)
-    return "\n".join(out)
+    return printable("\n".join(out))
 
 
 def render_fleet_history(reports: Sequence[HostReport]) -> str:
@@ -245,7 +246,7 @@ def render_fleet_history(reports: Sequence[HostReport]) -> str:
     if hints or problems:
         out.append("")
         out.extend([*problems, *hints])
-    return "\n".join(out)
+    return printable("\n".join(out))
 
 
 def _history(report: HostReport) -> dict[str, Any] | None:
@@ -288,6 +289,15 @@ def _int_or_round(value: Any) -> int | None:
     if isinstance(value, float):
         return round(value)
     return _int(value)
+
+
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as "?": what a host sends back (a container name, a message)
+    must not reach the terminal as escape sequences."""
+    return _CONTROL.sub("?", text)
 
 
 def _short(text: str, width: int = 44) -> str:
