@@ -340,3 +340,19 @@ def test_the_last_clean_is_read_from_the_journal(eng: Any, tmp_path: Path) -> No
     }
     assert values["tamer_last_clean_freed_bytes"] == result["data"]["reclaimed"]
     assert abs(values["tamer_last_clean_timestamp_seconds"] - time.time()) < 120
+
+
+def test_serve_says_at_once_when_the_history_cannot_be_written(eng: Any, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "snapshots.sqlite").write_bytes(b"not a database " * 200)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(state)}
+    cmd = [sys.executable, "-m", "tamer", "serve", "-q", "--listen", f"127.0.0.1:{port}", "--refresh", "1h"]
+    log = tmp_path / "serve.log"
+    with process(cmd, env, log):
+        assert wait_for("the first snapshot", lambda: scrape_value(url, "tamer_snapshot_refresh_ok")) == 1
+        # while it runs, not at exit: a server's warnings must reach its log when they happen
+        wait_for("the warning in the log", lambda: "not added to the history" in log.read_text() or None, 10)
+        assert "serving" not in log.read_text()  # -q: no banner; warnings still come

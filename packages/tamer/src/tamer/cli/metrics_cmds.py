@@ -13,6 +13,7 @@ writable). Bad input is refused before the engine is asked anything and nothing 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tamer.cli.app import Outcome
@@ -151,24 +152,24 @@ def _warn(message: str) -> None:
     warnings.warn(message, StateUnavailable, stacklevel=2)
 
 
-def _latest(engine_key: str) -> Snapshot | None:
+def _latest(engine_key: str, warn: Callable[[str], None]) -> Snapshot | None:
     from tamer import snapshots
 
     try:
         return snapshots.latest(engine_key)
     except snapshots.SnapshotsUnavailable as exc:
-        _warn(f"{exc}; taking a new snapshot")
+        warn(f"{exc}; taking a new snapshot")
         return None
 
 
-def _record(snap: Snapshot) -> bool:
+def _record(snap: Snapshot, warn: Callable[[str], None]) -> bool:
     from tamer import snapshots
     from tamer.errors import TamerError
 
     try:
         snapshots.record(snap)
     except TamerError as exc:  # the figures are still right; only the history misses one point
-        _warn(f"the snapshot was not added to the history: {exc}")
+        warn(f"the snapshot was not added to the history: {exc}")
         return False
     return True
 
@@ -193,7 +194,7 @@ def current_snapshot(
     A snapshot stamped in the future (the clock went back since) is never reused: its age is unknown."""
     key = _engine_key(engine)
     if args.max_age > 0:
-        last = _latest(key)
+        last = _latest(key, _warn)
         if (
             last is not None
             and 0 <= now - last.taken_at <= args.max_age
@@ -201,7 +202,7 @@ def current_snapshot(
         ):
             return last, True
     snap = _take(engine, args, progress)
-    _record(snap)
+    _record(snap, _warn)
     return snap, False
 
 
@@ -261,7 +262,8 @@ def run_serve(args: argparse.Namespace) -> Outcome:
 
     host, port = args.listen
     server = bind(host, port)  # first: a port in use is refused before anything starts
-    log = (lambda line: None) if args.quiet else log_to_stderr
+    # warnings go to stderr as they happen (not at exit, as a short command's do): serve runs for weeks
+    log = log_to_stderr
     keeper: Keeper | None = None
     serving = False
     stopped = threading.Event()
@@ -274,22 +276,23 @@ def run_serve(args: argparse.Namespace) -> Outcome:
         def refresher() -> tuple[Snapshot, CleanFacts]:
             snap = _take(engine, args, progress_enabled=False)
             now = time.monotonic()
-            if now - last_recorded[0] >= RECORD_EVERY_S and _record(snap):
+            if now - last_recorded[0] >= RECORD_EVERY_S and _record(snap, log):
                 last_recorded[0] = now
             return snap, read_clean_facts(engine.where)
 
         keeper = Keeper(refresher, args.refresh, limit=args.series_limit, version=_version(), log=log)
-        seed = _latest(key)
+        seed = _latest(key, log)
         if seed is not None:  # served, with its true age, until the first refresh ends
             age = max(0.0, time.time() - seed.taken_at)
             keeper.seed(seed, read_clean_facts(engine.where), time.monotonic() - age)
         serve_on(server, keeper)
         serving = True
         address = served_address(server)
-        log(
-            f"serving {address}/metrics and {address}/ for {engine.where}; a new snapshot every "
-            f"{args.refresh:g}s; stop with Ctrl-C or SIGTERM"
-        )
+        if not args.quiet:
+            log(
+                f"serving {address}/metrics and {address}/ for {engine.where}; a new snapshot every "
+                f"{args.refresh:g}s; stop with Ctrl-C or SIGTERM"
+            )
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
         keeper.start()
