@@ -39,6 +39,8 @@ LEDGER_VERSION = 1
 # The longest a remembered figure is reused before it is measured again (one day): the content is
 # immutable, so this only bounds how long a change made behind the engine's back could go unseen.
 MAX_AGE_S = 24 * 3600.0
+TMP_PREFIX = ".ledger-"
+STALE_TMP_S = 600.0  # a save takes milliseconds: a temporary file this old was left by a killed run
 
 
 def ledger_path(engine_id: str, state: Path) -> Path:
@@ -180,9 +182,10 @@ class Ledger:
         }
         import tempfile  # only when saving: it imports random, which a warm read never needs
 
+        folder = self.path.parent
         try:
-            self.path.parent.mkdir(mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".ledger-", dir=self.path.parent)
+            folder.mkdir(mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
             try:
                 with os.fdopen(fd, "w") as fh:
                     json.dump(body, fh, separators=(",", ":"))
@@ -192,11 +195,23 @@ class Ledger:
                 raise
         except OSError as exc:
             self.warnings.append(
-                f"tamer's ledger could not be saved in {self.path.parent} ({exc.strerror or exc}); the "
+                f"tamer's ledger could not be saved in {folder} ({exc.strerror or exc}); the "
                 "figures are right, the next run measures image layers again; check that folder"
             )
             return
         self._dirty = False
+        _remove_stale_temporaries(folder, self.now)
+
+
+def _remove_stale_temporaries(folder: Path, now: float) -> None:
+    """Temporary files of saves killed midway (kill -9) would pile up; an old one is nobody's any more."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(TMP_PREFIX) and now - entry.stat().st_mtime > STALE_TMP_S:
+                    os.unlink(entry.path)
+    except OSError:
+        pass  # tidying only
 
 
 def open_ledger(engine_id: str, *, now: float | None = None, state: Path | None = None) -> Ledger:

@@ -218,3 +218,28 @@ def test_damaged_ledger_is_ignored_with_a_warning(eng: Any, private_state_dir: P
     # deleting it changes no figure either
     path.unlink()
     assert df(eng)["data"]["data_root_allocated"] == cold["data_root_allocated"]
+
+
+def test_runs_at_once_and_a_killed_save_leave_a_good_ledger(eng: Any, private_state_dir: Path) -> None:
+    cold = df(eng)["data"]
+    path = ledger_file(private_state_dir)
+    path.unlink()
+    # a save killed midway left its temporary file behind, long ago
+    leftover = path.parent / ".ledger-killed"
+    leftover.write_text('{"version": 1, "layers": {')
+    os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+    env = {**os.environ, "DOCKER_HOST": eng.host}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tamer", "df", "--json"], stdout=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(4)
+    ]
+    outs = [json.loads(p.communicate(timeout=300)[0]) for p in runs]
+    assert all(p.returncode == 0 for p in runs)
+    for out in outs:
+        assert out["data"]["data_root_allocated"] == cold["data_root_allocated"]
+        assert not [n for n in out["data"]["notes"] if "ledger" in n]
+    assert json.loads(path.read_text())["version"] == 1
+    assert not leftover.exists()
+    assert df(eng)["data"]["data_root_allocated"] == cold["data_root_allocated"]
