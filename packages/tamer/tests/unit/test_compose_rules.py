@@ -404,3 +404,52 @@ def test_indentation_is_read_from_the_file() -> None:
     assert guess_indent("a:\n  b:\n    - x\n") == (2, 2)
     assert guess_indent("a:\n    b:\n    - x\n") == (4, 0)
     assert guess_indent("a: 1\n") == (2, 0)
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]")
+    last = f"*a{levels - 1}"
+    lines.append(f"services:\n  web:\n    image: busybox\n    container_name: {last}\n    volumes: {last}")
+    lines.append(
+        f"    logging: {{options: {{max-size: {last}}}}}\n    tmpfs: {last}\n    volumes_from: [{last}]"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_read_in_the_time_its_text_takes(tmp_path: Path) -> None:
+    """9**9 (387 million) strings if expanded: every walk over the file must share what the aliases share."""
+    model, source = load(tmp_path, _alias_bomb())
+    found = check(model, facts())
+    assert {f.code for f in found} <= {"invalid-entry", "no-restart-policy", "no-log-rotation"}
+    assert all(len(str(f.facts.get("entry", ""))) <= 120 for f in found)
+    assert model.services[0].container_name == "<a list>"
+    assert render(source.document, source.text).count("*a7") == 9  # and --fix's renderer keeps the aliases
+
+
+@pytest.mark.parametrize(
+    ("image", "valid"),
+    [
+        ("mongo", True),
+        ("mongo:7.0.5", True),
+        ("library/mongo:latest", True),
+        ("registry.example.com:5000/team/app:v1", True),
+        ("localhost/app", True),
+        ("app@sha256:" + "a" * 64, True),
+        ("Mongo:7", False),
+        ("a b", False),
+        ("x@sha256:zz", False),
+        ("::", False),
+        ("a?b=c", False),
+        ("mongo#x", False),
+        ("ü", False),
+        ("mongo:" + "t" * 129, False),
+    ],
+)
+def test_an_image_reference_the_engine_would_refuse_is_an_invalid_entry_not_a_crash(
+    tmp_path: Path, image: str, valid: bool
+) -> None:
+    found = findings(tmp_path, svc("", name="app", image=json.dumps(image)), images={})
+    got = [f.code for f in found]
+    assert got == (["image-not-on-engine"] if valid else ["invalid-entry"]), found

@@ -142,7 +142,13 @@ def plain(node: Any, env: Mapping[str, str], source: str) -> Any:
             out: dict[str, Any] = {}
             memo[key] = out
             for k, v in value.items():
-                out[str(k)] = conv(v)
+                # a key is a scalar in any compose file; a list or mapping key is kept by its kind only
+                # (str() of one built from aliases could be exponentially long)
+                out[
+                    str(k)
+                    if isinstance(k, str | int | float | bool) or k is None
+                    else f"<{type(k).__name__}>"
+                ] = conv(v)
             return out
         if isinstance(value, list):
             seq: list[Any] = []

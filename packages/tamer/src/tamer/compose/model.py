@@ -145,6 +145,7 @@ class Service:
     global_mode: bool
     unknown_volumes_from: tuple[str, ...] = ()  # container:NAME (its mounts are not in this file)
     extends_file: str | None = None
+    image_invalid: bool = False  # image: is not a reference (reported as invalid-entry; not inspected)
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class ComposeModel:
 def project_name(doc: Mapping[str, Any], env: Mapping[str, str], project_dir: str) -> str:
     """`name:`, else COMPOSE_PROJECT_NAME, else the folder's name; normalised as Compose does."""
     raw = doc.get("name") or env.get("COMPOSE_PROJECT_NAME") or posixpath.basename(project_dir.rstrip("/"))
-    name = re.sub(r"[^a-z0-9_-]", "", str(raw).lower())
+    name = re.sub(r"[^a-z0-9_-]", "", _text(raw).lower())
     name = re.sub(r"^[^a-z0-9]+", "", name)
     return name or "default"
 
@@ -178,7 +179,7 @@ def build_model(
     """The model of an (already interpolated) compose document; UsageError for what Compose refuses."""
     if not isinstance(doc, Mapping):
         raise UsageError(
-            f"{source} is not a compose file: its top level is a {_kind(doc)}, expected a mapping with "
+            f"{source} is not a compose file: its top level is {_kind(doc) if doc is not None else 'an empty document'}, expected a mapping with "
             "`services:` (nothing was changed)"
         )
     services_raw = doc.get("services")
@@ -189,7 +190,7 @@ def build_model(
     for name, svc in services_raw.items():
         if not isinstance(svc, Mapping):
             raise UsageError(
-                f"{source}: service {name!r} is a {_kind(svc)}, expected a mapping (nothing was changed)"
+                f"{source}: service {name!r} is {_kind(svc)}, expected a mapping (nothing was changed)"
             )
     project = project_name(doc, env, project_dir)
     volumes = _top_volumes(doc.get("volumes"), project, source)
@@ -207,18 +208,25 @@ def build_model(
                     mounts.append(
                         Mount(m.kind, m.target, m.source, m.read_only or ro, None, f"volumes_from:{base}")
                     )
-        services.append(_service(name, cfg, project, tuple(mounts), tuple(unknown)))
+        services.append(_service(name, cfg, project, tuple(mounts), tuple(unknown), invalid))
     return ComposeModel(project, project_dir, tuple(services), volumes, tuple(invalid))
 
 
 def _kind(value: Any) -> str:
+    """What a value is, with its article: 'a list', 'an empty value'."""
     if value is None:
-        return "empty document"
+        return "an empty value"
+    if isinstance(value, Mapping):
+        return "a mapping"
     if isinstance(value, list):
-        return "list"
+        return "a list"
     if isinstance(value, str):
-        return "string"
-    return type(value).__name__
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"
 
 
 def _top_volumes(raw: Any, project: str, source: str) -> dict[str, TopVolume]:
@@ -226,7 +234,7 @@ def _top_volumes(raw: Any, project: str, source: str) -> dict[str, TopVolume]:
         return {}
     if not isinstance(raw, Mapping):
         raise UsageError(
-            f"{source}: top-level `volumes:` is a {_kind(raw)}, expected a mapping of volume names"
+            f"{source}: top-level `volumes:` is {_kind(raw)}, expected a mapping of volume names"
         )
     out = {}
     for key, spec in raw.items():
@@ -234,11 +242,11 @@ def _top_volumes(raw: Any, project: str, source: str) -> dict[str, TopVolume]:
         external = spec.get("external")
         is_external = bool(external) if not isinstance(external, Mapping) else True
         name = spec.get("name") or (external.get("name") if isinstance(external, Mapping) else None)
-        engine_name = str(name) if name else (str(key) if is_external else f"{project}_{key}")
+        engine_name = _text(name) if name else (_text(key) if is_external else f"{project}_{key}")
         opts = _mapping(spec.get("driver_opts"))
         device = None
-        if str(opts.get("o", "")).split(",").count("bind") and opts.get("device"):
-            device = str(opts["device"])
+        if _text(opts.get("o", "")).split(",").count("bind") and opts.get("device"):
+            device = _text(opts["device"])
         out[str(key)] = TopVolume(str(key), engine_name, is_external, device)
     return out
 
@@ -257,7 +265,7 @@ def _resolve_extends(
         return cfg
     base_name = ext if isinstance(ext, str) else (ext.get("service") if isinstance(ext, Mapping) else None)
     if isinstance(ext, Mapping) and ext.get("file"):
-        cfg["__extends_file__"] = str(ext["file"])
+        cfg["__extends_file__"] = _text(ext["file"])
         return cfg
     if base_name not in services:
         raise UsageError(
@@ -265,7 +273,7 @@ def _resolve_extends(
         )
     if base_name in (*seen, name):
         raise UsageError(
-            f"{source}: `extends` goes round in a circle: {' -> '.join((*seen, name, str(base_name)))}"
+            f"{source}: `extends` goes round in a circle: {' -> '.join((*seen, name, _text(base_name)))}"
         )
     base = _resolve_extends(str(base_name), services, source, (*seen, name))
     merged = {**base, **cfg}
@@ -296,7 +304,7 @@ def _as_list(value: Any) -> list[Any]:
 def _entry_target(entry: Any) -> str | None:
     if isinstance(entry, Mapping):
         t = entry.get("target")
-        return _norm(str(t)) if t else None
+        return _norm(_text(t)) if t else None
     if isinstance(entry, str):
         parts = entry.split(":")
         return _norm(parts[0] if len(parts) == 1 else parts[1])
@@ -331,21 +339,19 @@ def parse_volume_entry(
         return Mount(kind, _norm(target), source, read_only, index, via)
     if isinstance(entry, Mapping):
         long_target = entry.get("target")
-        kind = str(entry.get("type") or "volume")
+        kind = _text(entry.get("type") or "volume")
         if not isinstance(long_target, str) or not long_target.startswith("/"):
-            invalid.append(
-                Invalid(where, str(dict(entry)), "a long-syntax volume needs an absolute `target:`")
-            )
+            invalid.append(Invalid(where, _show(entry), "a long-syntax volume needs an absolute `target:`"))
             return None
         long_source = entry.get("source")
-        read_only = entry.get("read_only") is True or str(entry.get("read_only")).lower() == "true"
+        read_only = entry.get("read_only") is True or _text(entry.get("read_only")).lower() == "true"
         if kind == "volume":
             kind = "volume" if long_source else "anonymous"
         elif kind not in ("bind", "tmpfs"):
             kind = "other"
-        src = str(long_source) if long_source else None
+        src = _text(long_source) if long_source else None
         return Mount(kind, _norm(long_target), src, read_only, index, via, long=True)
-    invalid.append(Invalid(where, str(entry), "expected a string or a mapping"))
+    invalid.append(Invalid(where, _show(entry), "expected a string or a mapping"))
     return None
 
 
@@ -354,7 +360,7 @@ def _own_mounts(name: str, cfg: Mapping[str, Any], invalid: list[Invalid]) -> tu
     mounts: list[Mount] = []
     raw = cfg.get("volumes")
     if raw is not None and not isinstance(raw, list):
-        invalid.append(Invalid(where, str(raw), "`volumes:` must be a list"))
+        invalid.append(Invalid(where, _show(raw), "`volumes:` must be a list"))
         raw = []
     for i, entry in enumerate(raw or []):
         m = parse_volume_entry(entry, i, where, invalid)
@@ -365,7 +371,7 @@ def _own_mounts(name: str, cfg: Mapping[str, Any], invalid: list[Invalid]) -> tu
         if m is not None:
             mounts.append(m)
     for entry in _as_list(cfg.get("tmpfs")):
-        path = str(entry).split(":", 1)[0]
+        path = _text(entry).split(":", 1)[0]
         if path.startswith("/"):
             mounts.append(Mount("tmpfs", _norm(path), None, False, None, "tmpfs"))
     return tuple(mounts)
@@ -381,7 +387,7 @@ def _volumes_from(
     """The services whose mounts `name` inherits through volumes_from (transitively), with :ro."""
     found: list[tuple[str, bool]] = []
     for entry in _as_list(services[name].get("volumes_from")):
-        text = str(entry)
+        text = _text(entry)
         ro = text.endswith(":ro")
         ref = text.removesuffix(":ro").removesuffix(":rw")
         if ref.startswith("container:"):
@@ -398,6 +404,23 @@ def _volumes_from(
     return found
 
 
+def _text(value: Any) -> str:
+    """A scalar as text; a list or mapping only by its kind (str() of an alias bomb would expand it)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return str(value)
+    return f"<{_kind(value)}>"
+
+
+def _show(value: Any, limit: int = 120) -> str:
+    """A value for a message: scalars as written (clipped), mappings by their scalar keys only."""
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{_text(k)}: {_text(v)}" for k, v in list(value.items())[:8])
+        text = "{" + inner + "}"
+    else:
+        text = _text(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -409,12 +432,41 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
+# docker's reference grammar (distribution/reference): [domain/]path[:tag][@digest]
+_ALNUM = r"[a-z0-9]+"
+_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
+_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+
+
+def valid_reference(ref: str) -> bool:
+    """True when `ref` is an image reference the engine accepts the form of (mongo, mongo:7, host:5000/a/b@sha256:...).
+
+    >>> valid_reference("mongo:7"), valid_reference("Mongo:7"), valid_reference("a b")
+    (True, False, False)
+    """
+    return len(ref) <= 255 + 128 + 80 and _REFERENCE.fullmatch(ref) is not None
+
+
 def _service(
-    name: str, cfg: Mapping[str, Any], project: str, mounts: tuple[Mount, ...], unknown: tuple[str, ...]
+    name: str,
+    cfg: Mapping[str, Any],
+    project: str,
+    mounts: tuple[Mount, ...],
+    unknown: tuple[str, ...],
+    invalid: list[Invalid],
 ) -> Service:
     builds = cfg.get("build") is not None
     image = cfg.get("image")
-    ref = str(image) if image else (f"{project}-{name}" if builds else None)
+    ref = _text(image) if image else (f"{project}-{name}" if builds else None)
+    image_invalid = ref is not None and not valid_reference(ref)
+    if image_invalid:
+        invalid.append(Invalid(f"service {name!r}", f"image: {_show(ref)}", "not a valid image reference"))
+        ref = None
     deploy = _mapping(cfg.get("deploy"))
     logging = _mapping(cfg.get("logging"))
     options = _mapping(logging.get("options"))
@@ -426,11 +478,12 @@ def _service(
         builds=builds,
         mounts=mounts,
         has_restart=cfg.get("restart") is not None or deploy.get("restart_policy") is not None,
-        logging_driver=str(logging["driver"]) if logging.get("driver") else None,
-        logging_options={str(k): str(v) for k, v in options.items()},
-        container_name=str(cfg["container_name"]) if cfg.get("container_name") else None,
+        logging_driver=_text(logging["driver"]) if logging.get("driver") else None,
+        logging_options={_text(k): _text(v) for k, v in options.items()},
+        container_name=_text(cfg["container_name"]) if cfg.get("container_name") else None,
         replicas=max((x for x in (replicas, scale) if x is not None), default=None),
-        global_mode=str(deploy.get("mode", "")) == "global",
+        global_mode=_text(deploy.get("mode", "")) == "global",
         unknown_volumes_from=unknown,
-        extends_file=str(cfg["__extends_file__"]) if cfg.get("__extends_file__") else None,
+        extends_file=_text(cfg["__extends_file__"]) if cfg.get("__extends_file__") else None,
+        image_invalid=image_invalid,
     )

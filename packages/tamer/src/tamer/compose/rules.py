@@ -103,7 +103,7 @@ def _service_of(where: str) -> str | None:
 def image_volumes(svc: Service, facts: EngineFacts) -> tuple[list[str] | None, Finding | None]:
     """The VOLUMEs the service's image declares, or None and the note that says why they are unknown."""
     if svc.image is None:
-        return None, Finding("no-image", svc.name)
+        return None, (None if svc.image_invalid else Finding("no-image", svc.name))
     info = facts.images.get(svc.image)
     if info is None:
         code = "image-not-built" if svc.builds else "image-not-on-engine"
