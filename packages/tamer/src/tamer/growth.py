@@ -99,6 +99,8 @@ def growth(snapshots: Sequence[Snapshot], by: str = "kind") -> list[Growth]:
     if not snapshots:
         return []
     ordered = sorted(snapshots, key=lambda s: (s.taken_at, s.seq or 0))
+    if by != "kind" and not (ordered[0].details and ordered[-1].details):
+        raise ValueError(f"growth by {by} needs the first and last snapshots whole (series(details='ends'))")
     first, last = values_by(ordered[0], by), values_by(ordered[-1], by)
     days = span_seconds(ordered) / DAY
     keys: dict[str, None] = {}

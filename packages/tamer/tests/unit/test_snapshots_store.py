@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -143,3 +144,75 @@ def test_an_empty_file_and_a_damaged_row(tmp_path: Path) -> None:
         got = series("E@/r", path=path)
     assert [s.taken_at for s in got] == [T0 + 1]
     assert any(issubclass(w.category, StateUnavailable) and "1 snapshot(s)" in str(w.message) for w in caught)
+
+
+def test_old_snapshots_are_thinned_to_one_an_hour_then_one_a_day(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    day = 86400.0
+    start = T0 - T0 % day  # midnight UTC
+    # 40 days with two snapshots in each of two hours a day (vol: 0, 1 in the first hour; 2, 3 in the
+    # second), then the last day every 20 minutes (vol 9)
+    times = [
+        (start + d * day + h * 3600 + m * 60, 2 * (h == 5) + (m == 30))
+        for d in range(40)
+        for h in (0, 5)
+        for m in (0, 30)
+    ]
+    times += [(start + 40 * day + i * 1200, 9) for i in range(72)]
+    for t, vol in times:
+        record(snap(t, vol=vol), path=path)
+    got = series("E@/r", path=path, details="none")
+    newest = times[-1][0]
+    recent = [s for s in got if s.taken_at >= newest - 2 * day]
+    hourly = [s for s in got if newest - 35 * day <= s.taken_at < newest - 2 * day]
+    daily = [s for s in got if s.taken_at < newest - 35 * day]
+    assert len(recent) == sum(1 for t, _ in times if t >= newest - 2 * day)  # all of the last two days
+    # one an hour, the newest of it
+    assert [int(s.taken_at // 3600) for s in hourly] == sorted(
+        {int(t // 3600) for t, _ in times if newest - 35 * day <= t < newest - 2 * day}
+    )
+    assert {s.total_bytes for s in hourly} == {1, 3}
+    # one a day, the newest of it
+    assert [int(s.taken_at // day) for s in daily] == sorted(
+        {int(t // day) for t, _ in times if t < newest - 35 * day}
+    )
+    assert {s.total_bytes for s in daily} == {3}
+
+
+def test_details_only_where_asked(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    for d in range(4):
+        record(snap(T0 + d, vol=d), path=path)
+    ends = series("E@/r", path=path, details="ends")
+    assert [s.details for s in ends] == [True, False, False, True]
+    assert [len(s.volumes) for s in ends] == [1, 0, 0, 1]
+    assert [s.total_bytes for s in ends] == [0, 1, 2, 3] and ends[1].fs_free_bytes == 2**79 + 1
+    assert all(not s.details and not s.volumes for s in series("E@/r", path=path, details="none"))
+    assert all(s.details for s in series("E@/r", path=path))
+    with pytest.raises(ValueError, match="details"):
+        series("E@/r", path=path, details="some")
+    from tamer.growth import growth
+
+    with pytest.raises(ValueError, match="whole"):
+        growth(series("E@/r", path=path, details="none"), "volume")
+    assert growth(series("E@/r", path=path, details="none"), "kind")[0].change == 3
+
+
+def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE snapshots (seq INTEGER PRIMARY KEY AUTOINCREMENT, engine TEXT NOT NULL, "
+            "taken_at REAL NOT NULL, recorded_at REAL NOT NULL, data TEXT NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO snapshots (engine, taken_at, recorded_at, data) VALUES (?, ?, ?, ?)",
+            ("E@/r", T0, T0, json.dumps(snap(T0, vol=5).to_json())),
+        )
+        db.execute("PRAGMA user_version = 1")
+    assert [s.total_bytes for s in series("E@/r", path=path, details="ends")] == [5]  # read as it is
+    record(snap(T0 + 1, vol=6), path=path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    got = series("E@/r", path=path, details="none")
+    assert [s.total_bytes for s in got] == [5, 6]

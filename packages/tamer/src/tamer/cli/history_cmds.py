@@ -139,7 +139,7 @@ def run_history(args: argparse.Namespace) -> Outcome:
     now = time.time()
     engine, host, note = _which_engine(args)
     since = now - since_s
-    snaps = series(engine, since)
+    snaps = series(engine, since, details="ends")  # growth compares the ends; the rest feed the fit and chart
     errors = [f"warning: {note}"] if note else None
     if not snaps:
         known = engines()
