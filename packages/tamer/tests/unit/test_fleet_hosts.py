@@ -216,3 +216,13 @@ def test_the_question_comes_after_every_plan_and_no_applies_nothing(
     else:
         assert len(calls) == 2
         assert all(a is not None and f"--plan-id=id-{h}" in a for a, h in zip(calls[1], "ab", strict=True))
+
+
+@pytest.mark.parametrize("command", [["df"], ["plan"]])
+def test_an_ssh_engine_address_is_offered_the_fleet_command(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-H ssh://: volume data, logs and the data-root are on that host; tamer says to run it there."""
+    assert main(["-H", "ssh://root@127.0.0.1:1", *command]) == 1
+    err = capsys.readouterr().err
+    assert "ssh://root@127.0.0.1:1" in err and "tamer fleet df --hosts FILE" in err

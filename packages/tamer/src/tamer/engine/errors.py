@@ -22,6 +22,13 @@ START_HINT = (
     "or point DOCKER_HOST at a running engine (e.g. DOCKER_HOST=unix:///var/run/docker.sock)"
 )
 
+# an engine behind ssh:// is on another machine: its volumes, logs and data-root can only be read there
+SSH_HINT = (
+    "to read a host over ssh, run tamer there: `tamer fleet df --hosts FILE` (FILE lists "
+    "ssh://user@host; see `tamer fleet --help`) reads its volumes, logs and data-root where they are, "
+    "as `ssh HOST tamer df` does"
+)
+
 
 NOT_RESPONDING_HINT = (
     "it accepts connections but does not answer: it is running but hung or overloaded; check it "
@@ -110,7 +117,8 @@ def translate(exc: BaseException, *, where: str, what: str = "") -> TamerError:
         or _is(exc, docker_errors, "DockerException")
         or _is(exc, requests_exceptions, "ConnectionError")
     ):
-        return EngineUnreachable(f"no Docker engine answered at {where}{doing} ({_short(exc)}); {START_HINT}")
+        hint = SSH_HINT if where.startswith("ssh://") else START_HINT
+        return EngineUnreachable(f"no Docker engine answered at {where}{doing} ({_short(exc)}); {hint}")
     if isinstance(exc, OSError) or _is(exc, requests_exceptions, "RequestException"):
         return EngineUnreachable(
             f"talking to the Docker engine at {where} failed{doing} ({_short(exc)}); {START_HINT}"
