@@ -209,6 +209,36 @@ def show_metrics(host: str) -> None:
 DEMO_STEPS.append(show_metrics)
 
 
+def show_compose(host: str) -> None:
+    """tamer compose check on the essay's Mongo as a compose service, then --fix and the copy checked again."""
+    import tempfile
+
+    from tamer.engine import connect
+    from tamer.sandbox import mongo_standin
+
+    mongo_standin(connect(host), "demo/mongo-standin:1")  # declares VOLUME /data/db and /data/configdb
+    with tempfile.TemporaryDirectory(prefix="tamer-demo-compose-") as folder:
+        path = Path(folder) / "shop" / "compose.yaml"  # the folder names the compose project: shop
+        path.parent.mkdir()
+        path.write_text(
+            "# the essay's Mongo, as a compose service (no volumes: mapped)\n"
+            "services:\n"
+            "  mongo:\n"
+            "    image: demo/mongo-standin:1  # stands in for `mongo`\n"
+            "    ports:\n"
+            '      - "27017:27017"\n'
+        )
+        banner("Compose files: the essay's Mongo service, checked before `docker compose up`")
+        tamer(host, "compose", "check", str(path))
+        banner("--fix: a copy next to it with every anonymous volume named (the original stays)")
+        tamer(host, "compose", "check", str(path), "--fix")
+        banner("The copy, checked: no anonymous volume left (restart, logs, name: your call)")
+        tamer(host, "compose", "check", str(path.with_name("compose.tamer.yaml")))
+
+
+DEMO_STEPS.append(show_compose)
+
+
 def faithful_demo() -> None:
     script = ROOT / "scripts" / "faithful_demo.py"
     if not script.exists():
