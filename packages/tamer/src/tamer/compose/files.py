@@ -93,7 +93,10 @@ def read_compose(path: Path) -> ComposeSource:
     document = parse_yaml(text, str(path))
     project_dir = os.path.dirname(os.path.abspath(path))
     env = compose_environment(project_dir)
-    data = plain(document, env, str(path))
+    try:
+        data = plain(document, env, str(path))
+    except RecursionError:
+        raise UsageError(f"{path} nests too deeply to be a compose file (nothing was changed)") from None
     return ComposeSource(path, text, document, data, env, project_dir)
 
 

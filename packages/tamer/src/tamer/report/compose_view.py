@@ -102,7 +102,7 @@ def render_check(
     lines: list[str] = []
     counted = [f for f in findings if f.counts]
     notes = [f for f in findings if not f.counts]
-    head = f"{file} (project {project}, {len(services)} services): "
+    head = f"{file} (project {project}, {len(services)} service{'s' if len(services) != 1 else ''}): "
     head += f"{len(counted)} finding{'s' if len(counted) != 1 else ''}" if counted else "no findings"
     if notes:
         head += f", {len(notes)} note{'s' if len(notes) != 1 else ''}"
