@@ -122,6 +122,31 @@ def measure(label: str, env: dict[str, str], repeat: int) -> tuple[float, float,
     return statistics.median(ours), statistics.median(theirs), rss
 
 
+# what each listing must ask the engine at the least: the image and volume views say who uses each
+# one (users, owners, container counts), which only the container list tells
+FLOOR_READS = {
+    "ls containers": "/containers/json",
+    "ls images": "/containers/json + /images/json",
+    "ls volumes": "/containers/json + /volumes",
+}
+
+
+def floor_answers(sandbox: PrivateEngine, env: dict[str, str], repeat: int) -> dict[str, float]:
+    """Seconds of the bare minimum per listing: an interpreter start plus the engine's answers, by curl."""
+    sock = sandbox.host.removeprefix("unix://")
+
+    def curl(*paths: str) -> float:
+        cmd = ["curl", "-s", "-o", "/dev/null", "--unix-socket", sock, *(f"http://x{p}" for p in paths)]
+        return statistics.median(run_child(cmd, env)[0] for _ in range(repeat))
+
+    py = statistics.median(run_child([PY, "-c", "pass"], env)[0] for _ in range(repeat))
+    return {
+        "ls containers": py + curl("/containers/json?all=1"),
+        "ls images": py + curl("/containers/json?all=1", "/images/json"),
+        "ls volumes": py + curl("/containers/json?all=1", "/volumes"),
+    }
+
+
 def slope(points: list[tuple[int, float]]) -> float:
     """Least-squares slope of log(seconds) on log(containers)."""
     xs = [math.log(n) for n, _ in points]
@@ -178,6 +203,7 @@ def main() -> None:
                 flush=True,
             )
             peak_at[n] = 0.0
+            floors = floor_answers(sandbox, env, args.repeat)
             for label, target in TARGETS.items():
                 ours, theirs, rss = measure(label, env, args.repeat)
                 curve[label].append((n, ours))
@@ -189,6 +215,12 @@ def main() -> None:
                     f"{'HOLDS' if ratio <= target else 'missed'}  peak RSS {rss:6.1f} MB",
                     flush=True,
                 )
+                if label.startswith("ls") and ratio > target:
+                    print(
+                        f"      floor: python start + the engine answers it needs (curl: {FLOOR_READS[label]}) "
+                        f"= {floors[label] * 1000:.0f} ms, ratio {floors[label] / theirs:.2f} to the anchor",
+                        flush=True,
+                    )
     print("== the curve (seconds) and growth exponent (1.0 = linear)")
     print("   " + " ".join(f"{n:>10d}" for n in sizes) + "   exponent")
     for label, points in curve.items():
