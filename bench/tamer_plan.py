@@ -9,6 +9,10 @@
    each removed. tamer's default must reclaim at least as much while removing
    nothing that prune keeps and the policy protects.
 
+The live `tamer plan` against `docker system df -v` (issue 11's target, <= 1.0 with the ledger
+warm) is timed by bench/tamer_df.py on its crowded engine, and at 1,000 to 10,000 containers by
+bench/tamer_scale.py; this bench times the planning itself.
+
     .venv/bin/python bench/tamer_plan.py [--skip-prune]
 """
 
