@@ -394,6 +394,8 @@ def record(snapshot: Snapshot, *, path: Path | None = None) -> None:
                 f"tamer's snapshot store {where} cannot be created ({exc.strerror or exc}); expected a "
                 "folder this user can write; fix it, or point TAMER_STATE_DIR at another folder"
             ) from None
+    from tamer.operation import faults
+
     data = json.dumps(snapshot.to_json(), separators=(",", ":"))
     summary = json.dumps(snapshot.summary_json(), separators=(",", ":"))
     with _open(where, write=True) as db:
@@ -402,6 +404,7 @@ def record(snapshot: Snapshot, *, path: Path | None = None) -> None:
             "INSERT INTO snapshots (engine, taken_at, recorded_at, data, summary) VALUES (?, ?, ?, ?, ?)",
             (snapshot.engine, snapshot.taken_at, time.time(), data, summary),
         )
+        faults.hit("snapshots.record.inserted")  # a kill from here on must leave the store as it was
         for older_than, bucket in ((DAILY_AFTER_S, 86400), (HOURLY_AFTER_S, 3600)):
             cut = snapshot.taken_at - older_than
             db.execute(
@@ -410,6 +413,7 @@ def record(snapshot: Snapshot, *, path: Path | None = None) -> None:
                 f"GROUP BY CAST(taken_at / {bucket} AS INTEGER))",
                 (snapshot.engine, cut, snapshot.engine, cut),
             )
+        faults.hit("snapshots.record.thinned")
 
 
 def _rows_to_snapshots(rows: list[tuple[int, str, bool]], where: Path) -> list[Snapshot]:

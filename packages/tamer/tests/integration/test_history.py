@@ -184,3 +184,34 @@ def test_no_history_and_bad_input(eng: Any, tmp_path: Path) -> None:
     assert out.returncode == 0 and json.loads(out.stdout)["data"]["snapshots"] == 1
     out = subprocess.run([*cmd[:4], "--json"], capture_output=True, text=True, env=gone, timeout=120)
     assert out.returncode == 1 and "--engine" in json.loads(out.stdout)["errors"][-1]
+
+
+def test_kill_9_anywhere_in_record_leaves_a_readable_history(
+    eng: Any, tmp_path: Path, private_state_dir: Path
+) -> None:
+    import random
+    import signal
+    import time
+
+    assert eng.tamer("record", "-q").returncode == 0
+    # killed inside the write transaction (tests/faulty_tamer.py: os._exit, as abrupt as kill -9)
+    for point in ("snapshots.record.inserted", "snapshots.record.thinned"):
+        proc = eng.tamer("record", "-q", fault=point)
+        assert proc.returncode == 137 and f"fault-kill: {point}" in proc.stderr, proc.stderr
+    # and killed at random moments
+    rng = random.Random(int(os.environ.get("TAMER_HISTORY_KILL_SEED", "20261201")))
+    finished = 1
+    for _ in range(int(os.environ.get("TAMER_HISTORY_KILLS", "4"))):
+        proc2 = subprocess.Popen(
+            [sys.executable, "-m", "tamer", "record", "-q"],
+            env={**os.environ, "DOCKER_HOST": eng.host},
+            stdout=subprocess.PIPE,
+        )
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc2.send_signal(signal.SIGKILL)
+        finished += proc2.wait(60) == 0
+    with sqlite3.connect(private_state_dir / "snapshots.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM snapshots").fetchone()[0] == finished
+    rc, doc = _json(eng, private_state_dir, "history")
+    assert rc == 0 and doc["data"]["snapshots"] == finished and not doc["errors"]
