@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 
 from tamer.errors import TamerError
-from tamer.growth import GrowthSummary
+from tamer.growth import DAY, GrowthSummary
 from tamer.report.history_view import render_forecast, signed_bytes, when
 from tamer.report.units import human_bytes
 
@@ -105,8 +105,12 @@ def stacked_area_svg(times: Sequence[float], layers: Sequence[tuple[str, Sequenc
     return "\n".join(parts)
 
 
-def line_svg(points: Sequence[tuple[float, int]], colour: str = "#333") -> str:
-    """A line of (time, bytes) points, y from 0."""
+def line_svg(
+    points: Sequence[tuple[float, int]],
+    colour: str = "#333",
+    trend: tuple[tuple[float, float], tuple[float, float]] | None = None,
+) -> str:
+    """A line of (time, bytes) points, y from 0; `trend`, two (time, bytes) ends of a dashed line."""
     lo, hi = _x_scale([t for t, _ in points])
     ymax = max([v for _, v in points] + [1])
 
@@ -125,6 +129,15 @@ def line_svg(points: Sequence[tuple[float, int]], colour: str = "#333") -> str:
             *_axes(lo, hi, ymax),
             f'<polyline points="{line}" fill="none" stroke="{colour}"/>',
             dots,
+            *(
+                [
+                    f'<line x1="{xy(*trend[0])[0]:.1f}" y1="{xy(*trend[0])[1]:.1f}" x2="{xy(*trend[1])[0]:.1f}" '
+                    f'y2="{xy(*trend[1])[1]:.1f}" stroke="#e15759" stroke-dasharray="6 4">'
+                    "<title>the fitted rate, through the newest figure</title></line>"
+                ]
+                if trend
+                else []
+            ),
             "</svg>",
         ]
     )
@@ -181,7 +194,7 @@ def render_history_html(s: GrowthSummary, *, host: str) -> str:
     if free:
         body += [
             "<h3>Free space of the data-root's filesystem</h3>",
-            line_svg([(t, int(v or 0)) for t, v in free]),
+            line_svg([(t, int(v or 0)) for t, v in free], trend=_trend(s)),
         ]
     body.append("<h2>Top growers</h2>")
     body.append(bars_svg(growers) if growers else "<p>No volume or container log grew in this window.</p>")
@@ -205,6 +218,15 @@ def render_history_html(s: GrowthSummary, *, host: str) -> str:
         + "\n".join(body)
         + "\n</body></html>\n"
     )
+
+
+def _trend(s: GrowthSummary) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The forecast's line over the snapshots it fitted: the fitted rate through the newest free figure."""
+    f = s.forecast
+    if f.rate is None or f.now_at is None or f.free_now is None:
+        return None
+    start = f.now_at - f.span_s
+    return (start, f.free_now + f.rate * f.span_s / DAY), (f.now_at, float(f.free_now))
 
 
 def write_report(folder: Path, page: str) -> Path:
