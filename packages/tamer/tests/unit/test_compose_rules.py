@@ -403,7 +403,7 @@ def test_odd_names_and_paths_make_valid_volume_names() -> None:
 def test_indentation_is_read_from_the_file() -> None:
     assert guess_indent("a:\n  b:\n    - x\n") == (2, 2)
     assert guess_indent("a:\n    b:\n    - x\n") == (4, 0)
-    assert guess_indent("a: 1\n") == (2, 0)
+    assert guess_indent("a: 1\n") == (2, 2)
 
 
 def _alias_bomb(levels: int = 9) -> str:
@@ -453,3 +453,30 @@ def test_an_image_reference_the_engine_would_refuse_is_an_invalid_entry_not_a_cr
     found = findings(tmp_path, svc("", name="app", image=json.dumps(image)), images={})
     got = [f.code for f in found]
     assert got == (["image-not-on-engine"] if valid else ["invalid-entry"]), found
+
+
+def test_a_crlf_file_stays_crlf_and_only_gains_lines(tmp_path: Path) -> None:
+    text = "services:\r\n  mongo:\r\n    image: mongo  # c\r\n" + GOOD.format(name="mongo").replace(
+        "\n", "\r\n"
+    )
+    _, source = load(tmp_path, text)
+    assert render(source.document, source.text) == text
+    out, _, (_, found2) = fixed(tmp_path, text)
+    assert found2 == [] and "\n" not in out.replace("\r\n", "")
+    before, after = text.split("\r\n"), out.split("\r\n")
+    assert [line for line in after if line in before] == before
+
+
+def test_empty_volume_lists_and_mappings_are_filled(tmp_path: Path) -> None:
+    out, _, (model2, found2) = fixed(
+        tmp_path, "services:\n  mongo:\n    image: mongo\n    volumes:\nvolumes:\n"
+    )
+    assert (
+        not [f for f in found2 if f.code == "anonymous-volume"]
+        and "    volumes:\n      - mongo_data_configdb:/data/configdb\n" in out
+    )
+    assert set(model2.volumes) == {"mongo_data_configdb", "mongo_data_db"}
+    out, _, (_, found2) = fixed(
+        tmp_path, "services: {mongo: {image: mongo, volumes: ['./x:/x']}}\nvolumes: {}\n"
+    )
+    assert not [f for f in found2 if f.code == "anonymous-volume"] and "./x:/x" in out

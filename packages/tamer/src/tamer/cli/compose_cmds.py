@@ -142,13 +142,16 @@ def _fix(source: Any, model: Any, findings: Any, facts: Any, output: Path) -> di
     if not planned:
         return {"output": None, "diff": "", "volumes": []}
     apply_fix(source.document, planned)
+    newline = "\r\n" if "\r\n" in source.text else "\n"
     header = (
-        f"{FIX_MARKER} from {source.path.name}: every anonymous volume named; review, then use it instead.\n"
+        f"{FIX_MARKER} from {source.path.name}: every anonymous volume named; review, then use it instead."
     )
-    text = header + render(source.document, source.text)
+    text = header + newline + render(source.document, source.text)
     # the copy is checked as the original was, before it is written: every volume named, nothing else changed
     again = build_model(
-        plain(parse_yaml(text, str(output)), source.env, str(output)), source.env, source.project_dir
+        plain(parse_yaml(text.replace("\r\n", "\n"), str(output)), source.env, str(output)),
+        source.env,
+        source.project_dir,
     )
     left = [f for f in check(again, facts) if f.code == "anonymous-volume"]
     before = {s.name: {m.target for m in s.mounts} for s in model.services}

@@ -90,7 +90,7 @@ def read_compose(path: Path) -> ComposeSource:
         raise UsageError(
             f"{path} is not UTF-8 text (byte {exc.start}); expected a YAML compose file"
         ) from None
-    document = parse_yaml(text, str(path))
+    document = parse_yaml(text.replace("\r\n", "\n"), str(path))  # render() writes CRLF back
     project_dir = os.path.dirname(os.path.abspath(path))
     env = compose_environment(project_dir)
     try:

@@ -147,7 +147,7 @@ def apply_fix(document: Any, planned: list[NewVolume]) -> None:
 
 
 def guess_indent(text: str) -> tuple[int, int]:
-    """(mapping indent, sequence dash offset) as the file writes them (2 and 0 if it does not say)."""
+    """(mapping indent, sequence dash offset) as the file writes them (2 and 2 if it does not say)."""
     mapping = sequence = None
     lines = text.splitlines()
     for prev, line in itertools.pairwise(lines):
@@ -165,7 +165,8 @@ def guess_indent(text: str) -> tuple[int, int]:
             mapping = li - pi if mapping is None else mapping
         if mapping is not None and sequence is not None:
             break
-    return mapping or 2, sequence or 0
+    # no list to learn from: the dash two in, as Compose's own documentation writes them
+    return mapping or 2, 2 if sequence is None else sequence
 
 
 def render(document: Any, original_text: str) -> str:
@@ -183,7 +184,8 @@ def render(document: Any, original_text: str) -> str:
     _keep_anchors(document)
     out = io.StringIO()
     yaml.dump(document, out)
-    return out.getvalue()
+    text = out.getvalue()
+    return text.replace("\n", "\r\n") if "\r\n" in original_text else text
 
 
 def _keep_anchors(node: Any) -> None:
