@@ -105,3 +105,30 @@ def test_fix_output_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_compose_without_an_action(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(["compose"], capsys)
     assert code == 2 and "needs an action" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compose", "check", "--help"],
+        ["compose", "check", "/nonexistent.yaml"],
+        ["schedule", "install", "--help"],
+    ],
+)
+def test_help_and_bad_input_import_neither_the_engine_nor_the_yaml_library(argv: list[str]) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\nfrom tamer.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    modules = json.loads(proc.stdout.strip().splitlines()[-1])
+    heavy = [
+        m
+        for m in modules
+        if m.split(".")[0] in ("docker", "ruamel", "requests") or m.startswith("tamer.engine")
+    ]
+    assert not heavy, heavy
