@@ -132,6 +132,14 @@ def test_history_over_days_with_a_clock_set_back_and_a_volume_that_comes_and_goe
     assert page.count("<svg") >= 2 and "<polygon" in page and "<script" not in page
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
 
+    # a snapshot stamped a century ahead (a clock set wrong): used as stamped, and said so
+    assert _tamer(eng, tmp_path, "record", fake="@2131-03-04 12:00:00").returncode == 0
+    rc, doc = _json(eng, tmp_path, "history", fake=now)
+    # 6 recorded; to the record stamped 2131 the others are a century old, so it thinned them to the newest
+    # of each day (the two of March 2nd became one): coarser, never gone
+    assert rc == 0 and doc["data"]["snapshots"] == 5
+    assert any("stamped after this machine's clock" in e and "2131-03-04" in e for e in doc["errors"])
+
 
 def test_two_records_at_once_and_a_damaged_store(eng: Any, tmp_path: Path) -> None:
     env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(tmp_path)}

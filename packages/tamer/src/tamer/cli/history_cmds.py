@@ -140,14 +140,23 @@ def run_history(args: argparse.Namespace) -> Outcome:
     engine, host, note = _which_engine(args)
     since = now - since_s
     snaps = series(engine, since, details="ends")  # growth compares the ends; the rest feed the fit and chart
-    errors = [f"warning: {note}"] if note else None
+    errors = [f"warning: {note}"] if note else []
+    ahead = [x for x in snaps if x.taken_at > now + 60]
+    if ahead:
+        from tamer.report.history_view import when
+
+        errors.append(
+            f"warning: {len(ahead)} snapshot(s) are stamped after this machine's clock ({when(now)}), the "
+            f"latest at {when(max(x.taken_at for x in ahead))}: the clock was ahead when they were taken, or is "
+            "behind now; they are used as stamped (check the clock, e.g. `timedatectl`)"
+        )
     if not snaps:
         known = engines()
         older = next((n for e, n, _ in known if e == engine), 0)
         hint = no_history_hint(engine, older, [e for e, _, _ in known if e != engine])
         summary = summarize(engine, [], by=args.by, top=args.top, min_span=min_span)
         data = history_json(summary, host=host, since=since, now=now, report=None, hint=hint)
-        return Outcome(data, hint, errors=errors)
+        return Outcome(data, hint, errors=errors or None)
     summary = summarize(engine, snaps, by=args.by, top=args.top, min_span=min_span)
     report: str | None = None
     if report_dir is not None:
@@ -156,7 +165,7 @@ def run_history(args: argparse.Namespace) -> Outcome:
         report = str(write_report(report_dir, render_history_html(summary, host=host)))
     data = history_json(summary, host=host, since=since, now=now, report=report, hint=None)
     return Outcome(
-        data, render_history(summary, host=host, since=since, now=now, report=report), errors=errors
+        data, render_history(summary, host=host, since=since, now=now, report=report), errors=errors or None
     )
 
 
