@@ -3,7 +3,9 @@
 The effectful half of the inventory. When the engine's data-root is readable
 here (a local engine, run as root), sizes come from a parallel walk of the
 data-root; otherwise from the engine's own /system/df figures. The snapshot
-says which, and why when it fell back.
+says which, and why when it fell back. Image layers' walks and image inspects
+come from the ledger (tamer.ledger) when it remembers them; everything that can
+change is read or walked afresh on every run.
 """
 
 from __future__ import annotations

@@ -10,6 +10,14 @@ back to the engine's own figures; `inventory` records which was used.
 entry, symlinks included, each inode once), so our numbers can be checked against
 `docker system df -v`; "allocated" is st_blocks * 512 of everything, directories
 included, which is what `du -sB1` reports.
+
+Why this walker and not a compiled one: scandir-rs (measured on the same warm trees, 2 cores)
+was slower, not faster: its Scandir with full stat fields took 0.37-0.50 s where this walk took
+0.21-0.25 s on a 90,000-file volume tree (building a Python object per entry costs more than
+the stat), and its Count, though compiled end to end, has no one-file-system switch, no way to
+skip given folders and no per-inode hard-link accounting, so its figures cannot be made equal to
+these. This walk opens folders as file descriptors and stats entries relative to them (fstatat),
+1.2-1.4x `du -sx` CPU on the same tree.
 """
 
 from __future__ import annotations
