@@ -17,7 +17,7 @@ was slower, not faster: its Scandir with full stat fields took 0.37-0.50 s where
 the stat), and its Count, though compiled end to end, has no one-file-system switch, no way to
 skip given folders and no per-inode hard-link accounting, so its figures cannot be made equal to
 these. This walk opens folders as file descriptors and stats entries relative to them (fstatat),
-1.2-1.4x `du -sx` CPU on the same tree.
+about 1.3x `du -sx` wall time on the same tree (0.30 s against 0.23 s on a 100,000-entry data-root).
 """
 
 from __future__ import annotations
