@@ -57,12 +57,14 @@ def test_record_counts_a_volume_as_du_does_and_df_records_too(eng: Any, tmp_path
     eng.docker("volume", "create", "hist_db")
     _grow(eng, "hist_db", "a.bin", 3_000_000)
     _grow(eng, "hist_db", "b.bin", 12_345)
+    with open(_volume_folder(eng, "hist_db") / "sparse.img", "wb") as fh:
+        fh.truncate(2**31)  # 2 GiB apparent, nothing allocated
     rc, doc = _json(eng, tmp_path, "record")
     assert rc == 0, doc
     snap = doc["data"]["snapshot"]
     (vol,) = [v for v in snap["volumes"] if v["name"] == "hist_db"]
     folder = _volume_folder(eng, "hist_db")
-    assert vol["bytes"] == _apparent(folder) == 3_012_345
+    assert vol["bytes"] == _apparent(folder) == 3_012_345 + 2**31
     assert vol["allocated"] == _du(folder)
     assert (vol["kind"], vol["placement"]) == ("named", "default")
     st = os.statvfs(snap["data_root"])
@@ -80,7 +82,23 @@ def test_record_counts_a_volume_as_du_does_and_df_records_too(eng: Any, tmp_path
     rc, hist = _json(eng, tmp_path, "history", "--by", "volume")
     assert rc == 0 and hist["data"]["snapshots"] == 3
     row = next(g for g in hist["data"]["growth"] if g["key"] == "hist_db")
-    assert row["first"] == row["last"] == 3_012_345 and row["change"] == 0
+    assert row["first"] == row["last"] == 3_012_345 + 2**31 and row["change"] == 0
+
+
+def test_engine_sizing_records_what_the_engine_knows_and_says_free_space_is_unknown(
+    eng: Any, tmp_path: Path
+) -> None:
+    eng.docker("volume", "create", "hist_remote")
+    _grow(eng, "hist_remote", "a.bin", 40_000)
+    rc, doc = _json(eng, tmp_path, "record", "--sizing", "engine")
+    assert rc == 0, doc
+    snap = doc["data"]["snapshot"]
+    assert snap["sizing"] == "engine" and snap["fs_free_bytes"] is None and snap["data_root_bytes"] is None
+    (vol,) = [v for v in snap["volumes"] if v["name"] == "hist_remote"]
+    docker_df = json.loads(eng.docker("system", "df", "-v", "--format", "{{json .Volumes}}"))
+    (theirs,) = [v for v in docker_df if v["Name"] == "hist_remote"]
+    assert vol["allocated"] is None and vol["bytes"] == 40_000 and theirs["Size"] == "40kB"
+    assert "free space not measured" in _tamer(eng, tmp_path, "record", "--sizing", "engine").stdout
 
 
 @needs_faketime
