@@ -8,8 +8,10 @@ same as tamer's::
     {"version": 1, "command": "coin" | null, "status": "ok" | "error" | "usage" | "interrupted",
      "exit_code": 0, "data": ... | null, "errors": ["message", ...]}
 
-Exit codes: 0 ok, 1 error, 2 usage (anything wrong with the command line or its values), 130
-interrupted. Tracebacks only with ``--traceback``. The global options (``--json``, ``-q``,
+Exit codes: 0 ok, 1 error, 2 usage (anything wrong with the command line or its values), 3 partial
+(the command ran to the end and its checks failed: a ``conformance`` cell failed or errored, or
+``speculative`` outputs are not the target's distribution; the result is printed as on success and
+the failures are named on stderr or in ``errors``), 130 interrupted. Tracebacks only with ``--traceback``. The global options (``--json``, ``-q``,
 ``--traceback``) work before or after the command.
 """
 
@@ -24,14 +26,20 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 from faithful import __version__
-from faithful.cli_commands import COMMANDS, DEFAULT_DECODERS, UsageError, _silence_libraries
+from faithful.cli_commands import COMMANDS, DEFAULT_DECODERS, ChecksFailed, UsageError, _silence_libraries
 from faithful.errors import FaithfulError
 
 __all__ = ["ENVELOPE_VERSION", "UsageError", "main"]
 
 ENVELOPE_VERSION = 1
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-STATUS_BY_CODE = {EXIT_OK: "ok", EXIT_ERROR: "error", EXIT_USAGE: "usage", EXIT_INTERRUPTED: "interrupted"}
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+STATUS_BY_CODE = {
+    EXIT_OK: "ok",
+    EXIT_ERROR: "error",
+    EXIT_USAGE: "usage",
+    EXIT_PARTIAL: "partial",
+    EXIT_INTERRUPTED: "interrupted",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -362,6 +370,8 @@ def _main(args_list: list[str], out: TextIO, err: TextIO) -> int:
         data, text = COMMANDS[command](args)
     except UsageError as exc:
         failure, code, errors = exc, EXIT_USAGE, [str(exc)]
+    except ChecksFailed as exc:  # a result with failures in it: printed in full, then the failures named
+        code, data, text, errors = EXIT_PARTIAL, exc.data, exc.text, [str(exc)]
     except KeyboardInterrupt as exc:
         failure, code, errors = exc, EXIT_INTERRUPTED, ["interrupted"]
     except FaithfulError as exc:
@@ -375,6 +385,10 @@ def _main(args_list: list[str], out: TextIO, err: TextIO) -> int:
         traceback.print_exception(failure, file=err)
     if "json" in flags:
         _write(out, _envelope(command, code, data, errors))
+    elif code == EXIT_PARTIAL:
+        _write(out, text)
+        for e in errors:
+            _write(err, f"faithful: {e}")
     elif errors:
         for e in errors:
             _write(err, f"faithful: error: {e}")

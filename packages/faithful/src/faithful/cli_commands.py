@@ -24,6 +24,20 @@ class UsageError(FaithfulError):
     """The command line itself was wrong (exit code 2)."""
 
 
+class ChecksFailed(FaithfulError):
+    """The command ran to the end and its checks found failures (exit code 3, status "partial").
+
+    Its result is still printed (the text on stdout, or the envelope's ``data``); the message says
+    what failed. ``conformance`` raises it when a cell fails or errors, ``speculative`` when its
+    outputs are not consistent with the target's distribution.
+    """
+
+    def __init__(self, message: str, data: dict[str, Any], text: str) -> None:
+        super().__init__(message)
+        self.data = data
+        self.text = text
+
+
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     if getattr(args, "json", False) or getattr(args, "quiet", False) or not sys.stderr.isatty():
         return None
@@ -200,6 +214,15 @@ def cmd_conformance(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         path = write_report(data, args.report)
         data["report"] = str(path)
         text += f"\n\nreport: {path}"
+    failed = matrix.failures()
+    if failed:
+        names = ", ".join(f"{c.engine} x {c.setting}" for c in failed[:6])
+        more = f" (+{len(failed) - 6} more)" if len(failed) > 6 else ""
+        raise ChecksFailed(
+            f"{len(failed)} of {len(matrix.cells)} cells failed: {names}{more}; the matrix says which tokens and rule",
+            data,
+            text,
+        )
     return data, text
 
 

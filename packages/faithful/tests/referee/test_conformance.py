@@ -14,6 +14,7 @@ from faithful.cli import main
 from faithful.fidelity.stats import GoodnessOfFitNull
 from faithful.referee.conformance import (
     DEFAULT_SETTINGS,
+    Case,
     ConformanceError,
     _summed_pvalue,
     cases_for,
@@ -25,6 +26,7 @@ from faithful.samplers import parse_sampler_spec
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from faithful.referee.engines.hf import HFEngine
 from faithful.referee.engines.torch_naive import TorchNaiveEngine
 
 SMALL = {"vocab_sizes": (50, 200), "n": 600, "reps": 999}
@@ -163,7 +165,11 @@ def test_missing_engines_are_reported_not_faked() -> None:
         ({"engines": ["nope"]}, UnknownEngineError, "unknown engine 'nope'"),
         ({"settings": ["top-p:2"]}, ConformanceError, "bad setting 'top-p:2'"),
         ({"settings": ["greedy"]}, ConformanceError, "greedy"),
-        ({"settings": ["repetition-penalty:1.2"]}, ConformanceError, "needs a history"),
+        (
+            {"settings": ["repetition-penalty:1.2"], "cases": [Case("bare", np.zeros((1, 5)))]},
+            ConformanceError,
+            "case(s) bare have no history",
+        ),
         ({"settings": ["xtc:0.5"]}, ConformanceError, "stochastic"),
         ({"n": 0}, ConformanceError, "`n` and `reps`"),
         ({"vocab_sizes": (1,)}, ConformanceError, "vocabulary sizes must be >= 2"),
@@ -194,9 +200,11 @@ def test_cli_conformance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         "50",
     ]
     argv += ["--n", "400", "--reps", "199", "--report", str(tmp_path / "rep")]
-    assert main([*argv, "--json"]) == 0
+    # a failing cell (HF's top-p ties) is exit 3, "partial": the matrix is still printed in full
+    assert main([*argv, "--json"]) == 3
     env = json.loads(capsys.readouterr().out)
-    assert env["command"] == "conformance" and env["status"] == "ok"
+    assert env["command"] == "conformance" and env["status"] == "partial" and env["exit_code"] == 3
+    assert env["errors"] == ["1 of 6 cells failed: hf x top-p:0.5; the matrix says which tokens and rule"]
     cells = {(c["engine"], c["setting"]): c["status"] for c in env["data"]["cells"]}
     assert cells[("faithful", "top-k:3")] == cells[("faithful", "top-p:0.5")] == "pass"
     assert cells[("hf", "top-p:0.5")] == "fail"
@@ -209,9 +217,19 @@ def test_cli_conformance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     (tmp_path / "file").write_text("x")
     assert main([*argv[:-1], str(tmp_path / "file" / "sub")]) == 1
     assert "cannot write the report" in capsys.readouterr().err
-    assert main(argv) == 0
-    text = capsys.readouterr().out
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    text = captured.out
     assert "FAIL" in text and "hf x top-p:0.5" in text and "tied at the cutoff" in text
+    assert (
+        captured.err.strip()
+        == "faithful: 1 of 6 cells failed: hf x top-p:0.5; the matrix says which tokens and rule"
+    )
+    # all green: exit 0
+    green = ["conformance", "--engines", "faithful", "--settings", "top-k:3", "--vocab", "50", "--n", "200"]
+    assert main([*green, "--reps", "99", "--json"]) == 0
+    env = json.loads(capsys.readouterr().out)
+    assert env["status"] == "ok" and env["errors"] == [] and env["data"]["failures"] == 0
     assert main(["conformance", "--engines", "faithful,nope", "--json"]) == 2
     env = json.loads(capsys.readouterr().out)
     assert env["status"] == "usage" and "unknown engine 'nope'" in env["errors"][0]
@@ -228,3 +246,70 @@ def test_an_engine_that_raises_is_an_error_cell_not_a_crash() -> None:
     hf = m.cell("hf", "temperature:0")
     assert hf.status == "error" and "temperature" in hf.reason
     assert m.cell("hf", "top-k:3").status == "pass"
+
+
+PENALTIES = ("repetition-penalty:1.3", "presence:0.5+frequency:0.25", "repetition-penalty:1.3+top-p:0.9")
+
+
+def test_penalties_are_in_the_grid_and_read_each_rows_history(matrix: Any) -> None:
+    assert set(PENALTIES) <= set(DEFAULT_SETTINGS)
+    for setting in PENALTIES:
+        cell = matrix.cell("faithful", setting)
+        assert cell.status == "pass" and cell.tv_exact == 0, cell.reason
+    # HF's RepetitionPenaltyLogitsProcessor, fed the history as input_ids, is the canonical penalty
+    assert matrix.cell("hf", "repetition-penalty:1.3").status == "pass"
+    # composed with top-p, HF's only difference is the known tie at the top-p cutoff
+    composed = matrix.cell("hf", "repetition-penalty:1.3+top-p:0.9")
+    assert composed.status == "fail" and all(m.tied and "top_p" in m.rules for m in composed.mismatches)
+    # presence/frequency are OpenAI/vLLM semantics: HF has no processor for them, and says so
+    presence = matrix.cell("hf", "presence:0.5+frequency:0.25")
+    assert presence.status == "n/a" and presence.reason.startswith("not supported by this engine")
+    assert matrix.cell("torch-naive", "repetition-penalty:1.3").status == "n/a"
+
+
+def test_a_penalty_is_not_a_no_op_on_these_cases() -> None:
+    # the histories hold likely tokens: the penalty moves real mass (else the cells above prove nothing)
+    for case in cases_for(50):
+        plain = parse_sampler_spec("sample").distribution(case.logits)
+        penalised = parse_sampler_spec("repetition-penalty:1.3").distribution(
+            case.logits, history=case.history_rows()
+        )
+        if case.name.startswith("flat"):
+            continue  # logits near 0: dividing them by 1.3 changes nearly nothing
+        assert np.abs(plain - penalised).sum(axis=1).min() > 0.02, case.name
+
+
+class HistoryForgotten(HFEngine):
+    """An adapter that drops the history: HF's penalty then sees no seen tokens (a silent no-op)."""
+
+    name = "broken-penalty"
+
+    def distribution(
+        self, logits: np.ndarray, keywords: Mapping[str, Any], history: np.ndarray | None = None
+    ) -> np.ndarray:
+        return super().distribution(logits, keywords, None if history is None else history[:, :0])
+
+    def sample(
+        self,
+        logits: np.ndarray,
+        keywords: Mapping[str, Any],
+        n: int,
+        seed: int,
+        history: np.ndarray | None = None,
+    ) -> np.ndarray:
+        return super().sample(logits, keywords, n, seed, None if history is None else history[:, :0])
+
+
+def test_a_broken_penalty_adapter_is_flagged() -> None:
+    m = conformance_matrix(
+        [HistoryForgotten()], ["repetition-penalty:1.3", "top-k:5"], vocab_sizes=(50,), n=1000, reps=499
+    )
+    cell = m.cell("broken-penalty", "repetition-penalty:1.3")
+    assert cell.status == "fail" and cell.p_canonical is not None and cell.p_canonical <= 1e-3
+    assert cell.tv_exact is not None and cell.tv_exact > 0.02
+    assert m.cell("broken-penalty", "top-k:5").status == "pass"
+
+
+def test_xtc_stays_out_with_a_reason() -> None:
+    with pytest.raises(ConformanceError, match="stochastic"):
+        conformance_matrix(["faithful"], ["xtc:0.5"], vocab_sizes=(50,), n=10, reps=9)

@@ -2,7 +2,10 @@
 
 For every setting (a faithful spec, e.g. ``"temperature:0.7+top-p:0.9"``) and every case (rows of
 logits: random, ties at the cutoffs, ``-inf`` entries, extreme scales, at each vocabulary size),
-each engine computes its own q and draws ``n`` tokens per row. Two exact targets:
+each engine computes its own q and draws ``n`` tokens per row. Every row comes with a history (the
+tokens generated so far, likely tokens repeated among them), which the penalties (repetition,
+presence/frequency, DRY, no-repeat-ngram) read; an engine without a setting's processor reports
+the cell "n/a" ("not supported by this engine"), never an approximation. Two exact targets:
 
 - canonical: faithful's q (:meth:`faithful.samplers.Sampler.distribution`), the definition;
 - own: the q the engine's processors give (its documented semantics, as it implements them);
@@ -32,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from faithful.decode._common import reads_history
 from faithful.errors import FaithfulError
 from faithful.fidelity.stats import GoodnessOfFitNull, total_variation
 from faithful.referee.engines import Engine, get_engine
@@ -59,6 +63,9 @@ DEFAULT_SETTINGS = (
     "epsilon:0.02",
     "eta:0.05",
     "temperature:0.7+top-k:10+top-p:0.9+min-p:0.05",
+    "repetition-penalty:1.3",
+    "presence:0.5+frequency:0.25",
+    "repetition-penalty:1.3+top-p:0.9",
 )
 _SAME_Q_TV = 1e-6  # a null simulated for q is reused for an own q this close with the same support
 # A support difference whose tokens carry less mass than this (in the q that keeps them) is float
@@ -73,13 +80,38 @@ class ConformanceError(FaithfulError):
 
 @dataclass(frozen=True)
 class Case:
-    """Rows of logits every engine sees. ``kind`` is one of :data:`CASE_KINDS`."""
+    """Rows of logits every engine sees, and each row's history (int64 ``(B, L)``, or None for none).
+
+    The name starts with one of :data:`CASE_KINDS`.
+    """
 
     name: str
     logits: np.ndarray
+    history: np.ndarray | None = None
+
+    def history_rows(self) -> list[list[int]] | None:
+        """The history as per-row token lists (what faithful's processors read), or None."""
+        return None if self.history is None else np.asarray(self.history, dtype=np.int64).tolist()
 
 
 CASE_KINDS = ("random", "ties", "neg-inf", "peaked", "flat", "offset")
+
+
+HISTORY_LENGTH = 12
+
+
+def _histories(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per row: ``HISTORY_LENGTH`` tokens, half among the row's 5 likeliest (the likeliest always; repeats,
+    so frequency counts), half anywhere, so a penalty moves mass that matters and meets tokens of every
+    kind (``-inf`` ones too)."""
+    b, v = z.shape
+    top = np.argsort(-z, axis=1, kind="stable")[:, : min(5, v)]
+    half = HISTORY_LENGTH // 2
+    likely = np.take_along_axis(top, rng.integers(0, top.shape[1], size=(b, half)), axis=1)
+    likely[:, 0] = top[:, 0]  # the likeliest token is always seen: a penalty moves real mass on every row
+    anywhere = rng.integers(0, v, size=(b, HISTORY_LENGTH - half))
+    both = np.concatenate([likely, anywhere], axis=1)
+    return np.asarray(rng.permuted(both, axis=1), dtype=np.int64)
 
 
 def cases_for(
@@ -90,6 +122,9 @@ def cases_for(
     - random: ``N(0, 2^2)`` logits. ties: integer logits (``round(N(0, 1.5^2))``), so most cutoffs
       fall inside a group of equal logits. neg-inf: random with 40% of the entries ``-inf``.
     - peaked: ``N(0, 30^2)`` (extreme scale). flat: ``N(0, 0.001^2)``. offset: random ``+ 1e4``.
+
+    Each row has a history of :data:`HISTORY_LENGTH` tokens (from a generator of its own, so the
+    logits are those of a seed whatever the history).
     """
     if vocab_size < 2:
         raise ConformanceError(f"vocabulary sizes must be >= 2, got {vocab_size}")
@@ -97,6 +132,7 @@ def cases_for(
     if unknown:
         raise ConformanceError(f"unknown case kind(s) {unknown}; expected some of {', '.join(CASE_KINDS)}")
     rng = np.random.default_rng([seed, vocab_size])
+    history_rng = np.random.default_rng([seed, vocab_size, 1])
     out = []
     for kind in kinds:
         g = rng.standard_normal((rows, vocab_size))
@@ -117,7 +153,8 @@ def cases_for(
             z = 2.0 * g + 1e4
         # float32-representable: engines that compute in float32 see exactly these logits, not a rounding
         # of them (a rounding moves the offset rows' logits by 1e-3 and can swap a cutoff)
-        out.append(Case(f"{kind}/V={vocab_size}", z.astype(np.float32).astype(np.float64)))
+        z = z.astype(np.float32).astype(np.float64)
+        out.append(Case(f"{kind}/V={vocab_size}", z, _histories(z, history_rng)))
     return out
 
 
@@ -206,7 +243,13 @@ def _summed_pvalue(nulls: list[GoodnessOfFitNull], gs: list[float], seed: int) -
     return (1.0 + at_least) / (len(total) + 1.0)
 
 
-def _rules(processors: Sequence[Any], z: np.ndarray, dropped: np.ndarray, added: np.ndarray) -> list[str]:
+def _rules(
+    processors: Sequence[Any],
+    z: np.ndarray,
+    dropped: np.ndarray,
+    added: np.ndarray,
+    history: list[list[int]] | None = None,
+) -> list[str]:
     """Which of the canonical chain's processors a mismatch is about.
 
     A token the engine keeps and the canonical chain removes: the processor that removes it. A token
@@ -216,7 +259,7 @@ def _rules(processors: Sequence[Any], z: np.ndarray, dropped: np.ndarray, added:
     """
     xs = [z[None, :]]
     for p in processors:
-        xs.append(p(xs[-1], None))
+        xs.append(p(xs[-1], history))
     kept = [np.isfinite(x[0]) for x in xs]
     out: list[str] = []
     for t in added:
@@ -234,7 +277,7 @@ def _rules(processors: Sequence[Any], z: np.ndarray, dropped: np.ndarray, added:
                 continue
             broken = xs[i].copy()
             broken[0, group] -= max(1.0, abs(float(broken[0, t]))) * 1e-9 * np.arange(len(group))
-            inside = np.isfinite(p(broken, None)[0, group])
+            inside = np.isfinite(p(broken, history)[0, group])
             if inside.any() and not inside.all():
                 found.append(p.name)
         if not found:
@@ -257,7 +300,8 @@ def _mismatch(
         return None, int(dropped.size + added.size)
     z = case.logits[row]
     tied = all(np.any(z[o_keep] == z[t]) for t in dropped) and all(np.any(z[c_keep] == z[t]) for t in added)
-    rules = _rules(processors, z, dropped, added)
+    hist = case.history_rows()
+    rules = _rules(processors, z, dropped, added, None if hist is None else [hist[row]])
     return Mismatch(case.name, row, dropped.tolist(), added.tolist(), bool(tied), rules), 0
 
 
@@ -290,15 +334,19 @@ def _run_cell(
     alpha_cell: float,
 ) -> Cell:
     cell = Cell(engine.name, setting, "pass")
-    processors = parse_sampler_spec(setting).processors
+    sampler = parse_sampler_spec(setting)
+    processors = sampler.processors
+    # only a setting that reads the history hands it over: adapters of logits-only engines need not take it
+    with_history = reads_history(sampler)
     gs_c: list[float] = []
     gs_o: list[float] = []
     nulls_c: list[GoodnessOfFitNull] = []
     nulls_o: list[GoodnessOfFitNull] = []
     tv_draws, tv_exact = 0.0, 0.0
     for ci, case in enumerate(cases):
-        own = engine.distribution(case.logits, keywords)
-        counts = engine.sample(case.logits, keywords, n, seed + 7919 * ci)
+        extra: dict[str, Any] = {"history": case.history} if with_history else {}
+        own = engine.distribution(case.logits, keywords, **extra)
+        counts = engine.sample(case.logits, keywords, n, seed + 7919 * ci, **extra)
         if own.shape != case.logits.shape or counts.shape != case.logits.shape:
             raise FaithfulError(
                 f"{engine.name} returned shapes {own.shape}, {counts.shape} for {case.logits.shape}"
@@ -356,8 +404,8 @@ def conformance_matrix(
 
     Parameters:
         engines: engine names (``faithful``, ``hf``, ``torch-naive``, ``vllm``, ``flashinfer``) or adapter
-            objects (:class:`~faithful.referee.engines.Engine`). settings: faithful specs of
-            history-free settings. vocab_sizes: sizes of the standard cases (:func:`cases_for`), or
+            objects (:class:`~faithful.referee.engines.Engine`). settings: faithful specs
+            (penalties read each case's history). vocab_sizes: sizes of the standard cases (:func:`cases_for`), or
             ``cases`` to give the rows yourself. n: draws per row and engine. reps: simulated
             samples of each null (p resolution ``1 / (reps + 1)``; keep ``reps + 1 > cells / alpha``).
             alpha: family-wise level per engine. seed: of the cases, draws and nulls.
@@ -366,8 +414,8 @@ def conformance_matrix(
         A :class:`ConformanceMatrix`; an unavailable engine's cells are "n/a" with the reason.
 
     Raises:
-        ConformanceError: a bad setting (unparsable, greedy, stochastic or history-dependent), a bad
-            n/reps/alpha; UnknownEngineError: an unknown engine name.
+        ConformanceError: a bad setting (unparsable, greedy, stochastic), a setting that reads the
+            history with a given case that has none, a bad n/reps/alpha; UnknownEngineError: an unknown engine name.
     """
     if int(n) != n or n < 1 or int(reps) != reps or reps < 1:
         raise ConformanceError(f"`n` and `reps` must be integers >= 1, got n={n}, reps={reps}")
@@ -387,17 +435,17 @@ def conformance_matrix(
             raise ConformanceError(
                 f"setting {s!r} is stochastic (XTC): its q depends on the coin, not the logits"
             )
-        needs_history = {"repetition_penalty", "presence_penalty", "frequency_penalty", "dry_multiplier",
-                         "no_repeat_ngram_size"} & set(kw)  # fmt: skip
-        if needs_history:
-            raise ConformanceError(
-                f"setting {s!r} uses {', '.join(sorted(needs_history))}, which needs a history; "
-                "the matrix compares history-free settings"
-            )
         parsed.append(kw)
     all_cases = (
         list(cases) if cases is not None else [c for v in vocab_sizes for c in cases_for(v, seed=seed)]
     )
+    for s in settings:
+        bare = [c.name for c in all_cases if c.history is None]
+        if bare and reads_history(parse_sampler_spec(s)):
+            raise ConformanceError(
+                f"setting {s!r} reads the tokens generated so far, and case(s) {', '.join(bare[:3])} have no "
+                "history; give each Case a history (int (B, L) token ids) or drop the setting"
+            )
     unavailable = {a.name: why for a in adapters if (why := a.unavailable()) is not None}
     live = [a for a in adapters if a.name not in unavailable]
     alpha_cell = alpha / max(1, len(settings))
@@ -408,7 +456,7 @@ def conformance_matrix(
         targets: list[np.ndarray] = []
         nulls: list[list[GoodnessOfFitNull]] = []
         for ci, case in enumerate(all_cases):
-            q = canonical.distribution(case.logits)
+            q = canonical.distribution(case.logits, history=case.history_rows())
             targets.append(q)
             nulls.append(
                 [GoodnessOfFitNull.simulate(q[r], n, reps=reps, seed=seed + 1000 * si + 10 * ci + r)

@@ -7,10 +7,13 @@ reports what it did; it never reimplements the engine with faithful's code. Each
 - ``unavailable()``: None when usable here, else why not ("vllm is not installed"); a missing
   engine is reported as such in the matrix, never replaced by something else.
 - ``unsupported(keywords)``: None, or why the engine has no such setting (the cell is "n/a").
-- ``distribution(logits, keywords)``: float64 ``(B, V)``, the q its processors give (what its
-  sampler should draw from), computed in the engine's own dtype and normalised in float64.
-- ``sample(logits, keywords, n, seed)``: int64 ``(B, V)`` counts of ``n`` draws per row from the
-  engine's own sampler.
+- ``distribution(logits, keywords, history=None)``: float64 ``(B, V)``, the q its processors give
+  (what its sampler should draw from), computed in the engine's own dtype and normalised in float64.
+- ``sample(logits, keywords, n, seed, history=None)``: int64 ``(B, V)`` counts of ``n`` draws per
+  row from the engine's own sampler.
+
+``history`` (int64 ``(B, L)``: each row's tokens so far) is passed only for settings that read it
+(penalties, DRY, no-repeat-ngram); an engine without such a processor says so in ``unsupported``.
 
 ``keywords`` are :func:`faithful.samplers.make_sampler` keywords (temperature, top_k, top_p,
 min_p, typical_p, epsilon, eta, ...), read from the setting's faithful spec.
@@ -40,9 +43,18 @@ class Engine(Protocol):
 
     def unsupported(self, keywords: Mapping[str, Any]) -> str | None: ...
 
-    def distribution(self, logits: np.ndarray, keywords: Mapping[str, Any]) -> np.ndarray: ...
+    def distribution(
+        self, logits: np.ndarray, keywords: Mapping[str, Any], history: np.ndarray | None = None
+    ) -> np.ndarray: ...
 
-    def sample(self, logits: np.ndarray, keywords: Mapping[str, Any], n: int, seed: int) -> np.ndarray: ...
+    def sample(
+        self,
+        logits: np.ndarray,
+        keywords: Mapping[str, Any],
+        n: int,
+        seed: int,
+        history: np.ndarray | None = None,
+    ) -> np.ndarray: ...
 
 
 ENGINE_NAMES = ("faithful", "hf", "torch-naive", "vllm", "flashinfer")
@@ -98,5 +110,5 @@ def unsupported_keywords(keywords: Mapping[str, Any], supported: tuple[str, ...]
     """Why ``engine`` cannot run ``keywords`` (the first keyword outside ``supported``), or None."""
     missing = [k for k in keywords if k not in supported]
     if missing:
-        return f"{engine} has no {', '.join(missing)}"
+        return f"not supported by this engine: {engine} has no {', '.join(missing)}"
     return None

@@ -14,6 +14,10 @@ from faithful.samplers import make_sampler
 _CHUNK = 1 << 22  # logits entries per sampler call: bounds memory at large vocabularies
 
 
+def _rows(history: np.ndarray | None) -> list[list[int]] | None:
+    return None if history is None else np.asarray(history, dtype=np.int64).tolist()
+
+
 class FaithfulEngine:
     name = "faithful"
     order = DEFAULT_ORDER
@@ -24,11 +28,21 @@ class FaithfulEngine:
     def unsupported(self, keywords: Mapping[str, Any]) -> str | None:
         return None
 
-    def distribution(self, logits: np.ndarray, keywords: Mapping[str, Any]) -> np.ndarray:
-        return make_sampler(**keywords).distribution(logits)
+    def distribution(
+        self, logits: np.ndarray, keywords: Mapping[str, Any], history: np.ndarray | None = None
+    ) -> np.ndarray:
+        return make_sampler(**keywords).distribution(logits, history=_rows(history))
 
-    def sample(self, logits: np.ndarray, keywords: Mapping[str, Any], n: int, seed: int) -> np.ndarray:
+    def sample(
+        self,
+        logits: np.ndarray,
+        keywords: Mapping[str, Any],
+        n: int,
+        seed: int,
+        history: np.ndarray | None = None,
+    ) -> np.ndarray:
         sampler = make_sampler(**keywords)
+        hist = _rows(history)
         b, v = logits.shape
         per = max(1, min(n, _CHUNK // max(v, 1)))
         tokens = np.empty((b, n), dtype=np.int64)
@@ -37,5 +51,6 @@ class FaithfulEngine:
                 m = min(per, n - start)
                 rows = np.arange(r * n + start, r * n + start + m)  # distinct keys: independent uniforms
                 block = np.broadcast_to(logits[r], (m, v))
-                tokens[r, start : start + m] = sampler(block, rng=seed, rows=rows).tokens
+                h = None if hist is None else [hist[r]] * m
+                tokens[r, start : start + m] = sampler(block, rng=seed, rows=rows, history=h).tokens
         return counts_from_tokens(tokens, v)

@@ -41,7 +41,9 @@ class FlashInferEngine:
         t = keywords.get("temperature", 1.0)
         return torch.softmax(z / t if t != 1.0 else z, dim=-1)
 
-    def distribution(self, logits: np.ndarray, keywords: Mapping[str, Any]) -> np.ndarray:
+    def distribution(
+        self, logits: np.ndarray, keywords: Mapping[str, Any], history: np.ndarray | None = None
+    ) -> np.ndarray:
         import flashinfer.sampling as fs
 
         probs = self._tempered(logits, keywords)
@@ -51,7 +53,14 @@ class FlashInferEngine:
             probs = fs.top_p_renorm_probs(probs, float(keywords["top_p"]))
         return normalised(probs.double().cpu().numpy())
 
-    def sample(self, logits: np.ndarray, keywords: Mapping[str, Any], n: int, seed: int) -> np.ndarray:
+    def sample(
+        self,
+        logits: np.ndarray,
+        keywords: Mapping[str, Any],
+        n: int,
+        seed: int,
+        history: np.ndarray | None = None,
+    ) -> np.ndarray:
         import flashinfer.sampling as fs
         import torch
 

@@ -17,9 +17,6 @@ import numpy as np
 from faithful.processors.table import TABLE
 from faithful.referee.engines import counts_from_tokens, normalised
 
-# processors that need the history (input_ids) are not part of a logits-only comparison
-_LOGITS_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon", "eta", "forbidden_tokens")
-
 
 class HFEngine:
     name = "hf"
@@ -42,9 +39,7 @@ class HFEngine:
             if not mine:
                 continue
             if entry.hf is None:
-                return f"Hugging Face has no {entry.name}"
-            if any(k not in _LOGITS_ONLY for k in mine):
-                return f"{entry.name} needs a history; the matrix compares logits only"
+                return f"not supported by this engine: Hugging Face has no {entry.name} processor"
         return None
 
     def _chain(self, keywords: Mapping[str, Any]) -> Any:
@@ -58,21 +53,33 @@ class HFEngine:
             procs.append(getattr(lp, entry.hf)(**entry.hf_args(mine)))
         return lp.LogitsProcessorList(procs)
 
-    def _probs(self, logits: np.ndarray, keywords: Mapping[str, Any]) -> Any:
+    def _probs(self, logits: np.ndarray, keywords: Mapping[str, Any], history: np.ndarray | None) -> Any:
         import torch
 
         scores = torch.from_numpy(np.ascontiguousarray(logits)).to(getattr(torch, self.dtype))
-        ids = torch.zeros((scores.shape[0], 1), dtype=torch.long)
+        if history is None:  # no processor of the setting reads input_ids
+            ids = torch.zeros((scores.shape[0], 1), dtype=torch.long)
+        else:
+            ids = torch.from_numpy(np.ascontiguousarray(history, dtype=np.int64))
         out = self._chain(keywords)(ids, scores)
         return torch.nn.functional.softmax(out, dim=-1)  # generate's own step before multinomial
 
-    def distribution(self, logits: np.ndarray, keywords: Mapping[str, Any]) -> np.ndarray:
-        return normalised(self._probs(logits, keywords).double().numpy())
+    def distribution(
+        self, logits: np.ndarray, keywords: Mapping[str, Any], history: np.ndarray | None = None
+    ) -> np.ndarray:
+        return normalised(self._probs(logits, keywords, history).double().numpy())
 
-    def sample(self, logits: np.ndarray, keywords: Mapping[str, Any], n: int, seed: int) -> np.ndarray:
+    def sample(
+        self,
+        logits: np.ndarray,
+        keywords: Mapping[str, Any],
+        n: int,
+        seed: int,
+        history: np.ndarray | None = None,
+    ) -> np.ndarray:
         import torch
 
-        probs = self._probs(logits, keywords)
+        probs = self._probs(logits, keywords, history)
         g = torch.Generator().manual_seed(seed)
         tokens = torch.multinomial(probs, n, replacement=True, generator=g)
         return counts_from_tokens(tokens.numpy(), logits.shape[1])

@@ -65,10 +65,19 @@ class TorchNaiveEngine:
             z[probs < m * probs.max(dim=-1, keepdim=True).values] = -float("inf")
         return torch.softmax(z, dim=-1)
 
-    def distribution(self, logits: np.ndarray, keywords: Mapping[str, Any]) -> np.ndarray:
+    def distribution(
+        self, logits: np.ndarray, keywords: Mapping[str, Any], history: np.ndarray | None = None
+    ) -> np.ndarray:
         return normalised(self._probs(logits, keywords).double().numpy())
 
-    def sample(self, logits: np.ndarray, keywords: Mapping[str, Any], n: int, seed: int) -> np.ndarray:
+    def sample(
+        self,
+        logits: np.ndarray,
+        keywords: Mapping[str, Any],
+        n: int,
+        seed: int,
+        history: np.ndarray | None = None,
+    ) -> np.ndarray:
         import torch
 
         g = torch.Generator().manual_seed(seed)

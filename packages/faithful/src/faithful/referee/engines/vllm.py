@@ -58,10 +58,19 @@ class VLLMEngine:
         z = _ops().apply_top_k_top_p(z, kt, pt)
         return torch.softmax(z, dim=-1, dtype=torch.float32)
 
-    def distribution(self, logits: np.ndarray, keywords: Mapping[str, Any]) -> np.ndarray:
+    def distribution(
+        self, logits: np.ndarray, keywords: Mapping[str, Any], history: np.ndarray | None = None
+    ) -> np.ndarray:
         return normalised(self._probs(logits, keywords).double().cpu().numpy())
 
-    def sample(self, logits: np.ndarray, keywords: Mapping[str, Any], n: int, seed: int) -> np.ndarray:
+    def sample(
+        self,
+        logits: np.ndarray,
+        keywords: Mapping[str, Any],
+        n: int,
+        seed: int,
+        history: np.ndarray | None = None,
+    ) -> np.ndarray:
         import torch
 
         probs = self._probs(logits, keywords, repeat=n)
