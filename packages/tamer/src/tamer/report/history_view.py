@@ -248,8 +248,9 @@ def no_history_hint(engine: str, older: int, others: list[str]) -> str:
         )
     text = (
         f"No history for engine {engine} yet. Take a snapshot now with `tamer record` (every `tamer df` "
-        "records one too), and keep taking them on a timer: `tamer schedule install` (systemd; see "
-        "`tamer schedule install --help`) or a cron line such as `@hourly tamer record -q`."
+        "records one too), and keep taking them on a timer: `tamer schedule install --policy FILE --every 1d` "
+        "(systemd units that also record every hour; --record-every to change) or a cron line such as "
+        "`@hourly tamer record -q`."
     )
     if others:
         text += (
