@@ -37,10 +37,10 @@ def snap(day: int, free: int | None, vol: int, image: int = 5 * GB) -> Snapshot:
 def test_filling_text_and_json_say_the_same_numbers() -> None:
     snaps = [snap(d, 400 * GB - 2 * GB * d, GB + GB * d) for d in range(5)]
     s = summarize("E@/var/lib/docker", snaps, by="volume")
-    now = T0 + 4 * DAY + 3600
-    text = render_history(s, host="unix:///x", since=now - 30 * DAY, now=now, report=None)
+    now = T0 + 7 * DAY  # three days after the last snapshot: the window is counted from now
+    text = render_history(s, host="unix:///x", since=now - 10 * DAY, now=now, report=None)
     assert (
-        "5 snapshot(s) from 2027-01-15 08:00 UTC to 2027-01-19 08:00 UTC (4.0 days; window: the last 30.0 days)"
+        "5 snapshot(s) from 2027-01-15 08:00 UTC to 2027-01-19 08:00 UTC (4.0 days; window: the last 10.0 days)"
         in text
     )
     assert "392GB free of 1TB" in text
