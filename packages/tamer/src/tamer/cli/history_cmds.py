@@ -154,6 +154,8 @@ def run_history(args: argparse.Namespace) -> Outcome:
         known = engines()
         older = next((n for e, n, _ in known if e == engine), 0)
         hint = no_history_hint(engine, older, [e for e, _, _ in known if e != engine])
+        if report_dir is not None:
+            hint += f" No report was written to {report_dir}: there is nothing to chart."
         summary = summarize(engine, [], by=args.by, top=args.top, min_span=min_span)
         data = history_json(summary, host=host, since=since, now=now, report=None, hint=hint)
         return Outcome(data, hint, errors=errors or None)
