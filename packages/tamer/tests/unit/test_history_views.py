@@ -91,3 +91,17 @@ def test_the_page_is_self_contained_escaped_and_well_formed(tmp_path: Path) -> N
     (tmp_path / "file").write_text("x")
     with pytest.raises(ReportNotWritten, match="--report"):
         write_report(tmp_path / "file", page)
+
+
+def test_a_date_past_the_year_9999_is_said_not_crashed_on() -> None:
+    # 900 GB free, shrinking by one byte a day: full in about 2.5 billion years
+    snaps = [snap(d, 900 * GB - d, GB) for d in range(4)]
+    s = summarize("E", snaps)
+    assert s.forecast.status == "filling" and s.forecast.full_at is not None
+    text = render_forecast(s.forecast)
+    assert "full around after the year 9999" in text
+    data = json.loads(
+        json.dumps(history_json(s, host="h", since=None, now=T0 + 4 * DAY, report=None, hint=None))
+    )
+    assert data["forecast"]["full_at"] is None and data["forecast"]["full_at_unix"] == s.forecast.full_at
+    assert "<svg" in render_history_html(s, host="h")

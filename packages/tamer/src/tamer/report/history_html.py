@@ -11,13 +11,12 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
 from tamer.errors import TamerError
 from tamer.growth import DAY, GrowthSummary
-from tamer.report.history_view import render_forecast, signed_bytes, when
+from tamer.report.history_view import render_forecast, signed_bytes, utc, when
 from tamer.report.units import human_bytes
 
 KIND_ORDER = ("image", "container", "volume", "log", "build-cache")
@@ -59,7 +58,8 @@ def _axes(lo: float, hi: float, ymax: float) -> list[str]:
     for i in range(4):
         t = lo + (hi - lo) * i / 3
         x = ML + (W - ML - MR) * i / 3
-        label = datetime.fromtimestamp(t, tz=UTC).strftime("%m-%d %H:%M")
+        moment = utc(t)
+        label = moment.strftime("%m-%d %H:%M") if moment else "?"
         anchor = "start" if i == 0 else "end" if i == 3 else "middle"
         out.append(
             f'<text x="{x:.1f}" y="{H - MB + 16}" text-anchor="{anchor}" font-size="11">{label}</text>'

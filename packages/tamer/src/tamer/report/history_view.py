@@ -13,15 +13,29 @@ from tamer.snapshots import Snapshot
 BY_TITLES = {"kind": "KIND", "owner": "OWNER", "volume": "VOLUME", "log": "CONTAINER LOG"}
 
 
+def utc(t: float) -> datetime | None:
+    """Unix seconds as a UTC datetime; None past what a datetime holds (years 1..9999): a forecast at a
+    very slow rate, or a snapshot stamped by a clock set absurdly far, lands there."""
+    try:
+        return datetime.fromtimestamp(t, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def when(t: float | None) -> str:
-    """Unix seconds as a UTC minute, or '-'."""
+    """Unix seconds as a UTC minute, '-' for none, or 'after 9999' / 'before year 1' out of range."""
     if t is None:
         return "-"
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    moment = utc(t)
+    if moment is None:
+        return "after the year 9999" if t > 0 else "before the year 1"
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, tz=UTC).isoformat()
+    """ISO 8601 in UTC; None for none and out of range (the *_unix fields carry every value)."""
+    moment = None if t is None else utc(t)
+    return None if moment is None else moment.isoformat()
 
 
 def signed_bytes(n: int | float | None) -> str:
@@ -106,6 +120,9 @@ def forecast_json(f: Forecast) -> dict[str, Any]:
         "full_at": iso(f.full_at),
         "full_earliest": iso(f.full_earliest),
         "full_latest": iso(f.full_latest),
+        "full_at_unix": f.full_at,
+        "full_earliest_unix": f.full_earliest,
+        "full_latest_unix": f.full_latest,
         "since_clean_at": iso(f.reset_at),
     }
 
