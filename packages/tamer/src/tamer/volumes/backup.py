@@ -40,6 +40,7 @@ from tamer.volumes.place import (
     inspect_volume_or_none,
     local_data_dir,
     plan_create,
+    require_engine_here,
     volume_place,
 )
 from tamer.volumes.restore import leftovers, restore_into
@@ -135,6 +136,7 @@ def backup_volume(
         >>> verify_backup(r.path).sha256 == r.sha256  # doctest: +SKIP
         True
     """
+    require_engine_here(engine, "volume backup")
     vol = engine.inspect_volume(name)
     vp = volume_place(vol)
     root = local_data_dir(vp)
@@ -316,6 +318,7 @@ def plan_restore(
     other volume uses). allow_volatile: accept an --at folder on tmpfs/ramfs. Changes nothing; apply_restore
     checks it all again when it acts."""
     check_volume_name(name)
+    require_engine_here(engine, "volume restore")
     archive = Path(archive).absolute()
     if not archive.is_file():
         raise UsageError(
@@ -364,6 +367,7 @@ def apply_restore(engine: Engine, plan: RestorePlan, *, privileged: bool = False
 
 
 def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> RestoreResult:
+    require_engine_here(engine, "volume restore")
     created = False
     if plan.create is not None and plan.create.at is None:
         require_data_access(data_root(engine), "volume restore")

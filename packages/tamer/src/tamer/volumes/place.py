@@ -107,7 +107,27 @@ def local_data_dir(vp: VolumePlace) -> Path:
     return path
 
 
-def data_root(engine: Engine) -> str:
+def require_engine_here(engine: Engine, action: str) -> None:
+    """Refuse (before anything is read or written) when the engine is reached through a network address.
+
+    Volume data is read and written in folders on the engine's own host; through -H ssh:// or tcp:// the
+    folders at the paths that engine names are on another machine, and a folder of the same path here
+    (both hosts run the same compose project, both use /var/lib/docker) holds other data: a backup of it
+    would pass every check and then let the remote volume go. Only an engine on a unix socket is here.
+    """
+    if not engine.where.startswith("unix://"):
+        raise TamerError(
+            f"`tamer {action}` reads and writes volume data in folders on the engine's own host, and the "
+            f"engine at {engine.where} is reached through a network address: its folders are not on this "
+            "machine (a folder of the same path here is another host's); expected a local engine "
+            "(unix socket); run tamer on that host (`ssh HOST tamer ...`, or `tamer fleet` for df, plan "
+            "and clean); nothing was changed"
+        )
+
+
+def data_root(engine: Engine, action: str = "volume") -> str:
+    """The engine's data-root, as a folder on this machine (require_engine_here first)."""
+    require_engine_here(engine, action)
     return str(engine.info().get("DockerRootDir") or "/var/lib/docker")
 
 
