@@ -376,3 +376,109 @@ def test_clean_plan_id_never_finishes_another_plan_s_interrupted_run(eng: Any, t
     same = eng.tamer("clean", "--apply", "--yes", "--json", "--plan", str(saved), "--plan-id", plan_id)
     assert same.returncode == 0, same.stdout
     assert not {"planid-1", "planid-2"} & set(eng.docker("ps", "-a", "--format", "{{.Names}}").split())
+
+
+def _user_ssh(fleet: Fleet, folder: Path) -> dict[str, str]:
+    """An environment whose `ssh` is OpenSSH reading a user's ~/.ssh/config that names the fleet's hosts.
+
+    OpenSSH finds ~/.ssh/config through the password database, not $HOME, so the test's config is given
+    by a wrapper `ssh` first on PATH (as `-F`); it also logs each command line, so the test sees that
+    tamer went through OpenSSH. Host aliases (tamer-a, ...) resolve only through this config.
+    """
+    folder.mkdir()
+    config = folder / "ssh_config"
+    lines = []
+    for name, h in fleet.hosts.items():
+        lines += [f"Host tamer-{name}", "  HostName 127.0.0.1", f"  Port {h.port}", "  User root", ""]
+    lines += ["Host *", f"  IdentityFile {fleet.key}", f"  UserKnownHostsFile {fleet.known_hosts}"]
+    lines += ["  StrictHostKeyChecking yes", "  IdentitiesOnly yes", ""]
+    config.write_text("\n".join(lines))
+    log = folder / "ssh.log"
+    wrapper = folder / "ssh"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec /usr/bin/ssh -F {config} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    return {**env, "PATH": f"{folder}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+
+def _tamer_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tamer", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_dash_H_ssh_reads_that_host_s_engine_through_openssh(fleet: Fleet, tmp_path: Path) -> None:
+    b = fleet.hosts["b"]
+    env = _user_ssh(fleet, tmp_path / "ssh")
+    b.docker("create", "--name", "over-ssh-b", BUSYBOX, "true")
+    try:
+        df = _tamer_env(env, "-H", "ssh://tamer-b", "df", "--json")
+        assert df.returncode == 0, df.stderr
+        doc = json.loads(df.stdout)["data"]
+        assert doc["host"] == "ssh://tamer-b"
+        assert "over-ssh-b" in {x["name"] for x in doc["needs_decision"]}  # b's engine, not this one's
+        own = json.loads(b.tamer("df", "--json").stdout)["data"]
+        for kind in ("image", "container", "volume"):
+            mine, theirs = (next(t for t in d["totals"] if t["kind"] == kind) for d in (doc, own))
+            assert mine["count"] == theirs["count"], kind
+        notes = [n for n in doc["notes"] if "tamer fleet df --hosts" in n]
+        assert len(notes) == 1 and "ssh://tamer-b" in notes[0] and "not read from here" in notes[0]
+        # through the user's OpenSSH, its config's Port and User (no -p 22 forced), one login for the whole df
+        logged = (tmp_path / "ssh" / "ssh.log").read_text().splitlines()
+        assert len(logged) == 1 and logged[0].endswith("-- tamer-b docker system dial-stdio"), logged
+        assert "-p" not in logged[0].split() and "BatchMode=yes" in logged[0]
+    finally:
+        b.docker("rm", "-f", "over-ssh-b", check=False)
+
+
+def test_dash_H_ssh_errors_say_what_ssh_said_and_offer_the_fleet(fleet: Fleet, tmp_path: Path) -> None:
+    env = _user_ssh(fleet, tmp_path / "ssh")
+    down = _closed_port()
+    df = _tamer_env(env, "-H", f"ssh://root@127.0.0.1:{down}", "df", "--json")
+    doc = json.loads(df.stdout)
+    assert df.returncode == 1 and doc["status"] == "error", df.stdout
+    assert "Connection refused" in doc["errors"][0] and "tamer fleet df --hosts" in doc["errors"][0]
+    # a key the host does not know: ssh's refusal, not a hang and not a password prompt
+    stranger = _tamer_env(env, "-H", f"ssh://nobody-here@127.0.0.1:{fleet.hosts['a'].port}", "df", "--json")
+    assert stranger.returncode == 1 and "Permission denied" in json.loads(stranger.stdout)["errors"][0]
+    for bad in ("ssh://[::1", "ssh://a b", "ssh://-oProxyCommand=touch%20x", "ssh://h:99999", "ssh://u:pw@h"):
+        out = _tamer_env(env, "-H", bad, "df", "--json")
+        assert (
+            out.returncode == 2 and "expected ssh://[user@]host[:port]" in json.loads(out.stdout)["errors"][0]
+        )
+    # nothing was run for the malformed ones: only the two attempts above reached ssh
+    assert len((tmp_path / "ssh" / "ssh.log").read_text().splitlines()) == 2
+
+
+def test_dash_H_ssh_clean_keeps_named_volumes_it_cannot_back_up_and_says_so(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    b = fleet.hosts["b"]
+    env = _user_ssh(fleet, tmp_path / "ssh")
+    b.docker("volume", "create", "ssh-named")
+    b.docker("run", "--rm", "-v", "ssh-named:/d", BUSYBOX, "sh", "-c", "echo keep > /d/f")
+    b.docker("create", "--name", "ssh-user", BUSYBOX, "true")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'version = 1\n[containers]\nstates = ["created"]\nolder_than = "0s"\n'
+        '[images]\ndangling = false\n[[volumes.named]]\nnames = ["ssh-named"]\nolder_than = "0s"\n'
+    )
+    try:
+        clean = _tamer_env(
+            env, "-H", "ssh://tamer-b", "clean", "--policy", str(policy), "--apply", "--yes", "--json"
+        )
+        steps = {x["name"]: x for x in json.loads(clean.stdout)["data"]["steps"]}
+        assert steps["ssh-user"]["status"] == "done"  # the container went, through ssh
+        assert "ssh-user" not in b.docker("ps", "-a", "--format", "{{.Names}}").split()
+        # the volume's folder is on b: no backup is read from this machine, so it is kept, and said so
+        kept = steps["ssh-named"]
+        assert kept["status"] == "skipped" and kept["code"] == "backup-failed", kept
+        assert "volume kept" in kept["detail"] and "not on this machine" in kept["detail"]
+        assert "ssh-named" in b.docker("volume", "ls", "-q").split()
+        assert b.docker("run", "--rm", "-v", "ssh-named:/d", BUSYBOX, "cat", "/d/f").strip() == "keep"
+        archive = tmp_path / "b.tar.zst"
+        backup = _tamer_env(env, "-H", "ssh://tamer-b", "volume", "backup", "ssh-named", "-o", str(archive))
+        assert backup.returncode == 1 and "not on this machine" in backup.stderr and not archive.exists()
+    finally:
+        b.docker("rm", "-f", "ssh-user", check=False)
+        b.docker("volume", "rm", "-f", "ssh-named", check=False)

@@ -69,6 +69,15 @@ def connect(host: str | None = None, *, timeout: float = 120.0, answer_within: f
                 )
         lean.prefix = f"/v{api_version}"
         return Engine(None, where, lean=lean, api_version=api_version, timeout=timeout)
+    if where.startswith("ssh://"):
+        from tamer.engine.ssh import docker_py_client, parse_address
+
+        parse_address(where)  # a malformed address is bad input (exit 2), before anything runs
+        with translated(where, "connect"):
+            api = docker_py_client(where, timeout=first, max_pool_size=INSPECT_CONCURRENCY + 2)
+            api.ping()
+        api.timeout = timeout
+        return Engine(api, where)
     import docker
 
     with translated(where, "connect"):

@@ -112,16 +112,16 @@ def translate(exc: BaseException, *, where: str, what: str = "") -> TamerError:
         return ObjectNotFound(f"not found{doing}: {_explanation(exc)}; run `tamer ls` to see what exists")
     if isinstance(exc, EngineHTTPError) or _is(exc, docker_errors, "APIError"):
         return EngineError(f"the engine at {where} refused{doing}: {_explanation(exc)}")
+    hint = SSH_HINT if where.startswith("ssh://") else START_HINT
     if (
         isinstance(exc, FileNotFoundError | ConnectionError)
         or _is(exc, docker_errors, "DockerException")
         or _is(exc, requests_exceptions, "ConnectionError")
     ):
-        hint = SSH_HINT if where.startswith("ssh://") else START_HINT
-        return EngineUnreachable(f"no Docker engine answered at {where}{doing} ({_short(exc)}); {hint}")
+        return EngineUnreachable(f"no Docker engine answered at {where}{doing} ({_why(exc, where)}); {hint}")
     if isinstance(exc, OSError) or _is(exc, requests_exceptions, "RequestException"):
         return EngineUnreachable(
-            f"talking to the Docker engine at {where} failed{doing} ({_short(exc)}); {START_HINT}"
+            f"talking to the Docker engine at {where} failed{doing} ({_why(exc, where)}); {hint}"
         )
     return EngineError(f"unexpected error from the engine at {where}{doing}: {_short(exc)}")
 
@@ -131,6 +131,13 @@ def _explanation(exc: BaseException) -> str:
     if isinstance(explanation, bytes):
         explanation = explanation.decode(errors="replace")
     return str(explanation or exc)
+
+
+def _why(exc: BaseException, where: str) -> str:
+    """The exception in short; through ssh://, what ssh itself said when it failed (the real reason)."""
+    ssh = _loaded("tamer.engine.ssh")  # loaded whenever an ssh:// connection was made
+    said = ssh.why_ssh_failed(where) if ssh is not None and where.startswith("ssh://") else None
+    return f"{said}; {_short(exc)}" if said else _short(exc)
 
 
 def _short(exc: BaseException) -> str:

@@ -89,7 +89,10 @@ def parse_url(url: str, where: str) -> tuple[str | None, str, int | None]:
     shown = url if len(url) <= 80 else url[:77] + "..."
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise UsageError(f"{where}: url {shown!r} contains whitespace or control characters; {expected}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "ssh://[::1": urlsplit's refusal is bad input too, not an internal error
+        raise UsageError(f"{where}: url {shown!r} cannot be read ({exc}); {expected}") from None
     if parts.scheme.lower() != "ssh":
         raise UsageError(f"{where}: url {shown!r} is not an ssh:// address; {expected}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
