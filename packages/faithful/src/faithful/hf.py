@@ -24,6 +24,10 @@ generation step ``t`` uses the uniforms keyed by ``(seed, first_row + r, t)``. T
 seed and spec therefore give the same tokens as faithful's own ancestral sampling on
 the same model, and a row's tokens do not depend on the batch around it.
 
+On a GPU the draw runs with torch ops on the logits' own device (:mod:`faithful.torch_backend`):
+the logits never leave it; only the token ids and the ``B`` drawn tokens and their log q are
+read to the host each step (generate reads its own tokens for its stopping criteria anyway).
+
 :func:`generate` wraps it all: pads the prompts, checks that no Hugging Face processor
 ran before faithful's (the scores faithful saw must be the model's raw logits), and returns
 an :class:`HFSampleResult`.
@@ -97,6 +101,11 @@ class FaithfulLogitsProcessor:
         raw_logits: optional callable returning the model's raw next-token logits of this step;
             when given, every step checks that the scores handed to this processor equal them
             (no Hugging Face processor ran before faithful's). :func:`generate` installs one.
+        on_device: where to sample. None (default): with torch ops on the scores' own device
+            (:mod:`faithful.torch_backend`) when that is not the CPU, so a CUDA generate never
+            copies logits to the host; CPU scores are read in place by the numpy reference.
+            True: always on the scores' device (CPU too); False: always the numpy reference.
+            Either way the tokens are the same; ``processed_logq`` agrees to 1e-12.
 
     Attributes:
         sampler: the faithful sampler. seed: the seed used. steps: number of steps drawn.
@@ -117,8 +126,11 @@ class FaithfulLogitsProcessor:
         attention_mask: Any = None,
         first_row: int = 0,
         raw_logits: Callable[[], Any] | None = None,
+        on_device: bool | None = None,
     ) -> None:
         self.sampler = _as_sampler(spec)
+        self._on_device = on_device
+        self._device_sampler: Sampler | None = None
         self._rng = as_keyed_rng(seed)
         self.seed = self._rng.seed
         if eos_token_id is None:
@@ -216,21 +228,28 @@ class FaithfulLogitsProcessor:
         assert finished is not None and starts is not None
         n = ids.shape[0]
         step = len(self._tokens)
-        x = tensor_to_numpy(scores)
         tokens = np.full(n, PAD, dtype=np.int64)
         processed = np.zeros(n)
         raw_lq = np.zeros(n)
         active = np.flatnonzero(~finished)
         if active.size:
-            xa = x if active.size == n else x[active]
             history: Any = [ids[i, starts[i] :] for i in active] if self._needs_history else None
-            res = self.sampler(xa, rng=self._rng, step=step, rows=self._first_row + active, history=history)
-            chosen = np.asarray(res.tokens, dtype=np.int64)
-            log_q = np.asarray(res.logprobs, dtype=np.float64)
+            on_device = scores.device.type != "cpu" if self._on_device is None else self._on_device
+            if on_device:
+                chosen, log_q, raw = self._draw_on_device(scores, active, history, step)
+            else:
+                x = tensor_to_numpy(scores)
+                xa = x if active.size == n else x[active]
+                res = self.sampler(
+                    xa, rng=self._rng, step=step, rows=self._first_row + active, history=history
+                )
+                chosen = np.asarray(res.tokens, dtype=np.int64)
+                log_q = np.asarray(res.logprobs, dtype=np.float64)
+                # as ancestral_sample: the plain sampler's q is the model's distribution
+                raw = log_q if self._plain else log_softmax_at(np.asarray(xa), chosen)
             tokens[active] = chosen
             processed[active] = log_q
-            # as ancestral_sample: the plain sampler's q is the model's distribution
-            raw_lq[active] = log_q if self._plain else log_softmax_at(np.asarray(xa), chosen)
+            raw_lq[active] = raw
         self._tokens.append(tokens)
         self._processed.append(processed)
         self._raw.append(raw_lq)
@@ -240,6 +259,36 @@ class FaithfulLogitsProcessor:
         out = torch.full_like(scores, -float("inf"))
         index = torch.from_numpy(self._chosen).to(out.device)[:, None]
         return out.scatter_(1, index, 0.0)
+
+    def _draw_on_device(
+        self, scores: Any, active: np.ndarray, history: Any, step: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """faithful's draw with torch ops on the scores' device; only the ``B`` results come back."""
+        import torch
+
+        if self._device_sampler is None:
+            s = self.sampler
+            # the same processors, draw and mirostat state, sampled by faithful.torch_backend
+            self._device_sampler = (
+                s
+                if s.backend == "torch"
+                else Sampler(s.name, s.processors, draw=s.draw, backend="torch", mirostat=s.mirostat)
+            )
+        n = scores.shape[0]
+        xa = scores if active.size == n else scores[torch.from_numpy(active).to(scores.device)]
+        res: Any = self._device_sampler(
+            xa, rng=self._rng, step=step, rows=self._first_row + active, history=history
+        )
+        if self._plain:
+            raw = res.logprobs
+        else:
+            raw = torch.log_softmax(xa.to(torch.float64), dim=-1).gather(1, res.tokens[:, None])[:, 0]
+        # the caller (generate, its stopping criteria) needs the tokens on the host: B values, not logits
+        return (
+            res.tokens.cpu().numpy().astype(np.int64),
+            res.logprobs.cpu().numpy(),
+            raw.cpu().numpy(),
+        )
 
     @staticmethod
     def _stack(parts: list[np.ndarray], steps: int | None) -> np.ndarray:
@@ -341,6 +390,7 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     first_row: int = 0,
+    on_device: bool | None = None,
     **generate_kwargs: Any,
 ) -> HFSampleResult:
     """``model.generate`` with faithful's sampling: keyed draws from the exact processed q.
@@ -356,6 +406,8 @@ def generate(
         num_return_sequences: ``K`` samples per prompt (rows ``b * K + k``, as faithful's ancestral_sample).
         eos_token_id, pad_token_id: default the model's generation config (then its config).
         first_row: global id of the first row, so sub-batches reproduce a larger batch's draws.
+        on_device: where faithful samples (see :class:`FaithfulLogitsProcessor`): by default on the
+            model's device with torch ops when that is a GPU (the logits never leave it).
         generate_kwargs: passed to ``model.generate`` (e.g. ``stopping_criteria``, ``streamer``,
             ``use_cache``); those that would replace faithful's draw (``do_sample``, ``num_beams``,
             ``logits_processor``, ``generation_config``, ``assistant_model``) are refused.
@@ -423,6 +475,7 @@ def generate(
         attention_mask=mask,
         first_row=first_row,
         raw_logits=lambda: seen[0] if seen else None,
+        on_device=on_device,
     )
     from transformers import LogitsProcessorList
 

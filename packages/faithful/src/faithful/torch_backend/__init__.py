@@ -32,8 +32,8 @@ lies within ~1e-16 of a band edge; ``log q`` of the drawn token and ``q`` agree 
 summation order differ from numpy's by an ulp or so, nothing more.
 
 Memory per call: a few float64 / int64 ``(B, V)`` tensors (logits, weights, keys, the
-running sum) and a float64 ``(B, 2049)`` histogram for the radix select; nothing grows with
-iterations. Mirostat keeps its per-row ``mu`` on the host (:class:`faithful.mirostat.Mirostat`),
+running sum) and a float64 histogram of at most ``(B, min(2V, 2048) + 1)`` for the radix
+select; nothing grows with iterations: ``O(B x V)`` in all. Mirostat keeps its per-row ``mu`` on the host (:class:`faithful.mirostat.Mirostat`),
 so a mirostat sampler reads ``B`` log-probabilities back per call.
 """
 

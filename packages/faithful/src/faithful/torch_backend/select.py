@@ -8,16 +8,17 @@ the 64 bits of the key, which needs no sort, no data-dependent shape and no host
 
 - each float64 key is mapped to an int64 whose order is the float order
   (:func:`ordered_keys`; ``-0.0`` is folded into ``+0.0`` first, so equal values are equal keys);
-- six passes pick the threshold's bits from the top, 11 bits at a time (9 in the last):
-  each pass scatters the row's weights into 2048 buckets of the next digit, among the
+- passes pick the threshold's bits from the top, ``log2(V)`` bits at a time (4 to 11: six
+  passes for a vocabulary of 2048 or more): each pass scatters the row's weights into the
+  buckets of the next digit (2048 for a large vocabulary), among the
   tokens whose higher bits equal the prefix chosen so far, and keeps the highest
   bucket whose mass (plus the mass already above the prefix) still reaches ``need``;
 - after the last pass the prefix *is* a key that occurs in the row, and ``tau`` is its value.
 
 Ties are exact: tokens with equal keys share every bucket, so ``{key >= tau}`` keeps all
 of them, as the reference does. Working memory per call: the int64 keys and one int64
-bucket index, ``(B, V)`` each, and a float64 ``(B, 2049)`` histogram; nothing grows with
-the number of passes. Masses are float64 sums in torch's reduction order, so the threshold
+bucket index, ``(B, V)`` each, and a float64 histogram of at most ``(B, min(2V, 2048) + 1)``;
+nothing grows with the number of passes. Masses are float64 sums in torch's reduction order, so the threshold
 can differ from the reference's only where ``need`` lies within float64 rounding of a
 partial sum (about 1e-16 relative).
 """
@@ -32,7 +33,20 @@ __all__ = ["kth_largest", "mass_threshold", "ordered_keys", "value_of_key"]
 
 _FLIP = 0x7FFFFFFFFFFFFFFF  # xor of a negative float's bits: reverses their order
 _SIGN = -(2**63)  # the sign bit as an int64: xor maps signed order to unsigned bit order
-_DIGITS = ((53, 11), (42, 11), (31, 11), (20, 11), (9, 11), (0, 9))
+_MAX_WIDTH = 11  # 2048 buckets a pass: six passes cover the 64 bits
+
+
+def _digits(v: int) -> list[tuple[int, int]]:
+    """(shift, width) of each pass, top bits first: about log2(V) bits a pass (4 to 11), so the
+    histogram, ``B x 2**width``, never outgrows the ``B x V`` logits (the memory bound)."""
+    width = min(_MAX_WIDTH, max(4, (max(v, 2) - 1).bit_length()))
+    out = []
+    top = 64
+    while top > 0:
+        w = min(width, top)
+        out.append((top - w, w))
+        top -= w
+    return out
 
 
 def ordered_keys(x: Any) -> Any:
@@ -73,7 +87,7 @@ def mass_threshold(keys: Any, weights: Any, need: Any) -> Any:
     above = torch.zeros(b, dtype=torch.float64, device=device)
     need = need.to(torch.float64)
     first = True
-    for shift, width in _DIGITS:
+    for shift, width in _digits(keys.shape[1]):
         n = 1 << width
         digit = (ukey >> shift) & (n - 1)
         if first:

@@ -1,0 +1,232 @@
+"""The torch backend's parts: the sort-free thresholds against brute force, no host sync, the draws'
+distribution (G-tests against exact q), and Hugging Face generate sampling on the device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from faithful.samplers import make_sampler
+from scipy import stats
+
+from .conftest import DEVICES, HISTORY, LOGQ_ATOL, logits_family
+
+torch = pytest.importorskip("torch")
+
+from faithful.torch_backend import sample_tensor  # noqa: E402
+from faithful.torch_backend.select import kth_largest, mass_threshold, ordered_keys, value_of_key  # noqa: E402
+from torch.overrides import TorchFunctionMode  # noqa: E402
+
+
+def brute_threshold(keys: np.ndarray, w: np.ndarray, need: float) -> float:
+    """The largest key value whose {keys >= value} mass reaches need (else the smallest key with weight)."""
+    best = None
+    for t in np.unique(keys):
+        if w[keys >= t].sum() >= need:
+            best = t
+    return float(best) if best is not None else float(keys[w > 0].min())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mass_threshold_equals_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    b, v = 12, 300
+    keys = rng.integers(-6, 6, (b, v)) * [0.25, 1e-3, 1e9][seed % 3] + (seed % 2) * 0.5  # many ties
+    keys[rng.random((b, v)) < 0.1] = -np.inf
+    keys[0, :3] = [np.inf, -0.0, 0.0]
+    w = rng.random((b, v)) * (rng.random((b, v)) < 0.8)
+    w[:, 0] += 0.1
+    need = w.sum(axis=1) * rng.uniform(0.05, 1.0, b)
+    need[1] = w[1].sum() * (1 + 1e-12)  # rounding: more than the row holds -> every weighted token kept
+    got = mass_threshold(torch.from_numpy(keys), torch.from_numpy(w), torch.from_numpy(need)).numpy()
+    want = [brute_threshold(keys[i], w[i], need[i]) for i in range(b)]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_ordered_keys_keep_the_float_order() -> None:
+    x = torch.tensor(
+        [-np.inf, -1e308, -1.0, -5e-324, -0.0, 0.0, 5e-324, 1.0, 1e308, np.inf], dtype=torch.float64
+    )
+    k = ordered_keys(x)
+    assert (k[1:] >= k[:-1]).all() and k[4] == k[5]  # -0.0 and 0.0 are one key
+    assert torch.equal(value_of_key(k)[x != 0], x[x != 0])
+
+
+def test_kth_largest_equals_partition() -> None:
+    z = np.random.default_rng(1).integers(0, 7, (9, 50)).astype(np.float64)
+    z[0, :45] = -np.inf
+    for k in (1, 3, 10, 50, 51):
+        want = np.sort(z, axis=1)[:, -k] if k <= 50 else np.full(9, -np.inf)
+        np.testing.assert_array_equal(kth_largest(torch.from_numpy(z), k).numpy(), want)
+
+
+# ---------------------------------------------------------------- no host sync
+
+# what makes the host wait for the device (or reads a value back): none may appear in a step
+_SYNCING = {
+    "item",
+    "tolist",
+    "cpu",
+    "numpy",
+    "__bool__",
+    "__int__",
+    "__float__",
+    "__index__",
+    "nonzero",
+    "unique",
+}
+_SYNCING_FUNCS = {torch.nonzero, torch.masked_select, torch.unique, torch.Tensor.nonzero}
+
+
+class RecordCalls(TorchFunctionMode):
+    """Records every torch function and tensor method called while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+        self.bool_indexing = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = getattr(func, "__name__", str(func))
+        self.names.append(name)
+        if func in _SYNCING_FUNCS:
+            self.names.append("nonzero")
+        if name in ("__getitem__", "__setitem__") and len(args) > 1:
+            index = args[1] if isinstance(args[1], tuple) else (args[1],)
+            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index):
+                self.bool_indexing += 1  # a boolean mask index has a data-dependent shape: a sync
+        targets = [str(a) for a in list(args[1:]) + list((kwargs or {}).values())]
+        if name == "to" and "cpu" in targets and args[0].device.type != "cpu":
+            self.names.append("cpu")  # a copy to the host (a no-op for a tensor already there)
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_recorder_sees_a_sync() -> None:
+    with RecordCalls() as rec:
+        torch.ones(2).sum().item()
+        _ = torch.ones(3)[torch.tensor([True, False, True])]
+    assert "item" in rec.names and rec.bool_indexing == 1
+
+
+EVERYTHING = {
+    "repetition_penalty": 1.2,
+    "presence_penalty": 0.3,
+    "frequency_penalty": 0.1,
+    "dry_multiplier": 0.8,
+    "logit_bias": {3: 1.0},
+    "no_repeat_ngram_size": 3,
+    "forbidden_tokens": (5,),
+    "temperature": 0.8,
+    "top_n_sigma": 3.0,
+    "top_k": 200,
+    "top_p": 0.95,
+    "min_p": 0.01,
+    "typical_p": 0.95,
+    "epsilon": 1e-5,
+    "eta": 1e-5,
+    "xtc_probability": 0.5,
+    "xtc_threshold": 0.05,
+}
+
+
+@pytest.mark.parametrize("draw", ["inverse_cdf", "gumbel"])
+def test_a_step_never_reads_the_device(draw: str) -> None:
+    s = make_sampler(draw=draw, backend="torch", **EVERYTHING)
+    z = torch.from_numpy(logits_family("random", seed=4))
+    rows = torch.arange(16)
+    with RecordCalls() as rec:
+        res = sample_tensor(s, z, rng=5, step=2, rows=rows, history=HISTORY, return_q=True, check=False)
+    syncs = sorted(set(rec.names) & _SYNCING)
+    assert not syncs and rec.bool_indexing == 0, syncs
+    assert len(rec.names) > 100  # the recorder did see the step
+    assert res.status.eq(0).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_cuda_step_makes_no_synchronizing_call() -> None:  # pragma: no cover - needs a GPU
+    s = make_sampler(backend="torch", **EVERYTHING)
+    z = torch.from_numpy(logits_family("random", seed=4)).cuda()
+    rows = torch.arange(16, device="cuda")
+    sample_tensor(s, z, rng=5, step=2, rows=rows, history=HISTORY, check=False)  # warm up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        sample_tensor(s, z, rng=5, step=2, rows=rows, history=HISTORY, check=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+# ---------------------------------------------------------------- the draws' distribution
+
+GTEST_DRAWS = 100_000
+GTEST_CASES = [
+    ("top-p on ties", {"top_p": 0.6}, np.log(np.array([0.2, 0.2, 0.2, 0.15, 0.1, 0.1, 0.05]))),
+    (
+        "temperature+min-p",
+        {"temperature": 0.7, "min_p": 0.1},
+        np.log(np.array([0.4, 0.3, 0.1, 0.1, 0.06, 0.04])),
+    ),
+    ("typical", {"typical_p": 0.7}, np.log(np.array([0.35, 0.25, 0.2, 0.1, 0.05, 0.05]))),
+    ("xtc", {"xtc_probability": 0.5, "xtc_threshold": 0.1}, np.log(np.array([0.4, 0.3, 0.2, 0.06, 0.04]))),
+    ("gumbel top-k", {"draw": "gumbel", "top_k": 4}, np.log(np.array([0.3, 0.25, 0.2, 0.15, 0.1]))),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("label", "kwargs", "z"), GTEST_CASES, ids=[c[0] for c in GTEST_CASES])
+def test_draws_fit_the_exact_q(label: str, kwargs: dict[str, Any], z: np.ndarray, device: str) -> None:
+    s = make_sampler(backend="torch", **kwargs)
+    logits = torch.from_numpy(np.repeat(z[None, :], GTEST_DRAWS, axis=0)).to(device)
+    rows = torch.arange(GTEST_DRAWS, device=device)
+    tokens = s(logits, rng=2024, step=1, rows=rows).tokens.cpu().numpy()
+    # the exact expected counts: the sum of each row's q (XTC's q depends on the row's coin)
+    q = s.distribution(logits, rng=2024, step=1, rows=rows).sum(dim=0).cpu().numpy()
+    counts = np.bincount(tokens, minlength=z.size)
+    assert counts[q == 0].sum() == 0  # never a token outside the support
+    keep = q > 0
+    g = stats.power_divergence(counts[keep], q[keep], lambda_="log-likelihood")
+    assert g.pvalue > 1e-4, (label, counts, q)
+
+
+def test_the_g_test_catches_a_one_percent_error() -> None:
+    z = np.log(np.array([0.3, 0.25, 0.2, 0.15, 0.1]))
+    s = make_sampler(backend="torch")
+    logits = torch.from_numpy(np.repeat(z[None, :], GTEST_DRAWS, axis=0))
+    tokens = s(logits, rng=7, step=0, rows=torch.arange(GTEST_DRAWS)).tokens.numpy()
+    wrong = np.exp(z) * np.array([1.04, 1, 1, 1, 1])
+    wrong = wrong / wrong.sum() * GTEST_DRAWS
+    assert (
+        stats.power_divergence(np.bincount(tokens, minlength=5), wrong, lambda_="log-likelihood").pvalue
+        < 1e-4
+    )
+
+
+# ---------------------------------------------------------------- Hugging Face generate on the device
+
+
+@pytest.mark.parametrize(
+    "spec", ["temperature:0.8+top-p:0.9", "repetition-penalty:1.3+top-k:10", "gumbel", "sample"]
+)
+def test_generate_on_the_device_takes_the_same_tokens(spec: str) -> None:
+    pytest.importorskip("transformers")
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from faithful.hf import generate
+
+    path = Path(__file__).parents[1] / "decoders" / "test_hf.py"
+    spec_ = importlib.util.spec_from_file_location("_faithful_tb_tiny", path)
+    assert spec_ is not None and spec_.loader is not None
+    tiny = importlib.util.module_from_spec(spec_)
+    sys.modules[spec_.name] = tiny
+    spec_.loader.exec_module(tiny)
+    model = tiny.tiny_gpt2(0)
+    eos = tiny.pick_eos(model, tiny.PROMPTS, 3)
+    common = {"spec": spec, "seed": 5, "max_new_tokens": 8, "num_return_sequences": 2, "eos_token_id": eos}
+    host = generate(model, tiny.PROMPTS, on_device=False, **common)
+    device = generate(model, tiny.PROMPTS, on_device=True, **common)
+    assert device.sequences_list() == host.sequences_list()
+    np.testing.assert_allclose(device.processed_logq, host.processed_logq, rtol=0, atol=LOGQ_ATOL)
+    np.testing.assert_allclose(device.raw_logq, host.raw_logq, rtol=0, atol=1e-9)
