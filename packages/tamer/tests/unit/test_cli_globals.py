@@ -42,6 +42,12 @@ ENGINE_COMMANDS: list[list[str]] = [
     ["adopt", "c1"],
     ["adopt", "c1", "--apply", "--yes"],
     ["run", "img", "--name", "c1"],
+    ["record"],
+    ["history"],
+    ["history", "--since", "1d", "--by", "volume"],
+    ["metrics"],
+    ["serve", "--listen", "127.0.0.1:0"],
+    ["compose", "check", "compose.yaml"],  # written by _isolated: the file is read, then its images asked for
 ]
 
 
@@ -49,6 +55,8 @@ ENGINE_COMMANDS: list[list[str]] = [
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DOCKER_HOST", DEFAULT)
     monkeypatch.setenv("TAMER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "compose.yaml").write_text("services:\n  db:\n    image: mongo:7\n")
 
 
 def _placements(argv: list[str], option: list[str]) -> list[list[str]]:
@@ -192,3 +200,13 @@ def test_no_command_ever_reaches_docker_host_when_h_is_given(capsys: pytest.Capt
             assert "internal error" not in said and "Traceback" not in said, (full, said)
             if "no Docker engine answered" in said:
                 assert GIVEN in said, (full, said)
+
+
+@pytest.mark.parametrize("action", ["df", "plan", "clean", "history"])
+def test_fleet_refuses_h_wherever_it_stands(action: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """tamer fleet reaches its hosts through the hosts file: an -H there is refused, never used or ignored."""
+    argv = ["fleet", action, "--hosts", "/nonexistent/hosts.toml"]
+    for full in _placements(argv, ["-H", GIVEN]):
+        assert main(full) == 2, full
+        err = capsys.readouterr().err
+        assert "drop -H" in err and "nothing was run" in err, (full, err)
