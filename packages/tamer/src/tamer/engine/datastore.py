@@ -28,6 +28,30 @@ def _read_json(path: str) -> JSON | None:
 
 
 Records = dict[str, tuple[JSON | None, JSON | None]]
+# What tamer reads of a container's records; the rest (environment, networks, devices, ...) is
+# dropped as soon as a file is parsed: at 10,000 containers it was most of a listing's memory.
+HOST_KEYS = ("RestartPolicy", "AutoRemove", "LogConfig")
+
+
+def _slim_config(config: JSON | None) -> JSON | None:
+    if config is None:
+        return None
+    inner = config.get("Config")
+    return {
+        "ID": config.get("ID"),
+        "Name": config.get("Name"),
+        "Created": config.get("Created"),
+        "Image": config.get("Image"),
+        "State": config.get("State"),
+        "LogPath": config.get("LogPath"),
+        "Config": {"Image": inner.get("Image"), "Labels": inner.get("Labels")}
+        if isinstance(inner, dict)
+        else {},
+    }
+
+
+def _slim_host(host: JSON | None) -> JSON | None:
+    return None if host is None else {k: host[k] for k in HOST_KEYS if k in host}
 
 
 def read_records(data_root: str) -> Records:
@@ -45,8 +69,8 @@ def read_records(data_root: str) -> Records:
         return {}
     return {
         cid: (
-            _read_json(os.path.join(folder, cid, "config.v2.json")),
-            _read_json(os.path.join(folder, cid, "hostconfig.json")),
+            _slim_config(_read_json(os.path.join(folder, cid, "config.v2.json"))),
+            _slim_host(_read_json(os.path.join(folder, cid, "hostconfig.json"))),
         )
         for cid in names
     }
@@ -66,8 +90,8 @@ def container_from_datastore(
     config, host = (records or {}).get(cid) or (None, None)
     if config is None or host is None or config.get("ID") != cid:
         folder = os.path.join(data_root, "containers", cid)
-        config = _read_json(os.path.join(folder, "config.v2.json"))
-        host = _read_json(os.path.join(folder, "hostconfig.json"))
+        config = _slim_config(_read_json(os.path.join(folder, "config.v2.json")))
+        host = _slim_host(_read_json(os.path.join(folder, "hostconfig.json")))
     if config is None or host is None or config.get("ID") != cid:
         return None
     state = config.get("State")
