@@ -1,0 +1,238 @@
+"""faithful's sampling inside vLLM: a custom logits processor that makes vLLM take faithful's keyed draw.
+
+vLLM (V1 engine) loads custom logits processors at start-up: subclasses of
+``vllm.v1.sample.logits_processor.LogitsProcessor`` named on the command line or found in
+the ``vllm.logits_processors`` entry-point group, which faithful's package declares. A
+request opts in through its extra arguments (``SamplingParams.extra_args``, ``vllm_xargs``
+over HTTP)::
+
+    vllm serve Qwen/Qwen2.5-1.5B-Instruct --logits-processors faithful.vllm_plugin:FaithfulLogitsProcessor
+
+    curl localhost:8000/v1/completions -H 'Content-Type: application/json' -d '{
+      "model": "Qwen/Qwen2.5-1.5B-Instruct", "prompt": "Once upon", "max_tokens": 32, "seed": 7,
+      "vllm_xargs": {"faithful": "temperature:0.8+top-p:0.95"}}'
+
+For each opted-in request the processor runs faithful's processor chain and keyed draw
+(:mod:`faithful.torch_backend`, on the logits' device) and *forces* the chosen token: the
+request's logits row becomes ``0`` at faithful's token and ``-inf`` elsewhere, so whatever
+vLLM does after it (its penalties, temperature, top-k/top-p, its random or greedy draw)
+can only take that token. vLLM's scheduler, batching and KV cache stay vLLM's.
+
+Keys: the uniforms of a request's step ``t`` (its ``t``-th generated token) are
+``KeyedRNG(seed).uniforms([row], t, ...)``, with ``seed`` the request's ``faithful_seed``
+extra argument or else its ``SamplingParams.seed`` (vLLM gives the ``k``-th of ``n``
+parallel samples ``seed + k``), and ``row`` its ``faithful_row`` extra argument (default 0):
+the same keys as faithful's own :func:`~faithful.decode.ancestral_sample` row ``row`` with
+``rng=seed``. The history of penalties and DRY is the prompt (when vLLM passes it) and the
+tokens generated so far.
+
+Known limits (vLLM's, stated in its docs and code): vLLM refuses custom logits processors
+when speculative decoding is on; its logits are batch-invariant only in its batch-invariant
+mode (``VLLM_BATCH_INVARIANT=1``), so without it a row's logits, and so rarely its token,
+can move with the batch; the log-probabilities vLLM reports are of its raw logits by default
+(``--logprobs-mode raw_logprobs``), i.e. the model's, not faithful's processed q (the
+``processed_*`` modes would report the forced one-hot). vLLM releases whose model runner is
+"V2" (0.32's docs) use another interface: run them with ``VLLM_USE_V2_MODEL_RUNNER=0``.
+
+The per-request logic (:class:`FaithfulRequests`) needs neither vLLM nor a GPU; the vLLM
+class (:data:`FaithfulLogitsProcessor`) is built on first access, importing vLLM then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from faithful.errors import FaithfulError
+from faithful.rng import KeyedRNG
+from faithful.samplers import Sampler, parse_sampler_spec
+
+__all__ = ["EXTRA_ROW", "EXTRA_SEED", "EXTRA_SPEC", "FaithfulRequests", "RequestPlan", "request_plan"]
+
+EXTRA_SPEC = "faithful"  # the sampler spec, e.g. "temperature:0.8+top-p:0.95"
+EXTRA_SEED = "faithful_seed"  # optional: the seed (else SamplingParams.seed)
+EXTRA_ROW = "faithful_row"  # optional: the row id of the keys (default 0)
+
+
+@dataclass
+class RequestPlan:
+    """One opted-in request: its sampler, keys and (live) token lists."""
+
+    spec: str
+    sampler: Sampler
+    seed: int
+    row: int
+    prompt: Sequence[int] | None
+    output: Sequence[int]  # vLLM's running list of the request's generated tokens (a live reference)
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"vllm_xargs `{name}` must be an int, got {value!r}")
+    return int(value)
+
+
+def request_plan(
+    params: Any, prompt: Sequence[int] | None = None, output: Sequence[int] = ()
+) -> RequestPlan | None:
+    """The plan of a request from its ``SamplingParams`` (None when it did not opt in).
+
+    Raises:
+        ValueError: a bad spec, seed or row (vLLM's contract: the request is refused with the message).
+
+    Example:
+        >>> class Params:
+        ...     extra_args = {"faithful": "top-k:5", "faithful_seed": 3}
+        ...     seed = None
+        ...     n = 1
+        >>> request_plan(Params()).sampler.name
+        'top-k:5'
+    """
+    extra = getattr(params, "extra_args", None) or {}
+    if EXTRA_SPEC not in extra:
+        if EXTRA_SEED in extra or EXTRA_ROW in extra:
+            raise ValueError(
+                f"vllm_xargs `{EXTRA_SEED}`/`{EXTRA_ROW}` need `{EXTRA_SPEC}` (the sampler spec)"
+            )
+        return None
+    spec = extra[EXTRA_SPEC]
+    if not isinstance(spec, str):
+        raise ValueError(f"vllm_xargs `{EXTRA_SPEC}` must be a sampler spec string, got {spec!r}")
+    try:
+        sampler = parse_sampler_spec(spec, backend="torch")
+    except FaithfulError as exc:
+        raise ValueError(f"vllm_xargs `{EXTRA_SPEC}`: {exc}") from None
+    if EXTRA_SEED in extra:
+        seed = _int(EXTRA_SEED, extra[EXTRA_SEED])
+        if (getattr(params, "n", 1) or 1) > 1:
+            raise ValueError(
+                f"vllm_xargs `{EXTRA_SEED}` with n > 1 would give every sample the same keys; "
+                "pass the request's `seed` instead (vLLM gives the k-th sample seed + k)"
+            )
+    elif getattr(params, "seed", None) is not None:
+        seed = _int("seed", params.seed)
+    else:
+        raise ValueError(
+            f"faithful draws keyed, reproducible tokens: give the request a `seed` (or vllm_xargs `{EXTRA_SEED}`)"
+        )
+    row = _int(EXTRA_ROW, extra.get(EXTRA_ROW, 0))
+    KeyedRNG(seed)  # validates the seed's range
+    return RequestPlan(spec, sampler, seed, row, prompt, output)
+
+
+class _RequestKeys:
+    """Uniform source for a group of requests: position ``p`` of the group is keyed by its request's
+    own ``(seed, row, step)``; the ``step`` argument of the sampler is ignored."""
+
+    def __init__(self, plans: Sequence[RequestPlan]) -> None:
+        self.plans = plans
+
+    def uniforms(self, rows: Any, step: int, n: int = 1) -> np.ndarray:
+        out = np.empty((len(rows), n), dtype=np.float64)
+        for i, p in enumerate(np.asarray(rows).tolist()):
+            plan = self.plans[p]
+            out[i] = KeyedRNG(plan.seed).uniforms([plan.row], len(plan.output), n)[0]
+        return out
+
+
+class FaithfulRequests:
+    """The per-request logic of the vLLM processor: track the batch, draw, force the chosen tokens.
+
+    ``update(batch_update)`` follows vLLM's ``BatchUpdate`` (removed, then added, then moved;
+    an added or moved request replaces whatever held its index); ``apply(logits)`` draws for
+    every opted-in row and returns the logits with those rows forced.
+    """
+
+    def __init__(self) -> None:
+        self.slots: dict[int, RequestPlan] = {}
+        self.last_logq: dict[int, float] = {}  # log q of the token forced at each index (last step)
+
+    def update(self, batch_update: Any) -> None:
+        if batch_update is None:
+            return
+        for index in batch_update.removed:
+            self.slots.pop(index, None)
+        for index, params, prompt, output in batch_update.added:
+            plan = request_plan(params, prompt, output)
+            if plan is None:
+                self.slots.pop(index, None)
+            else:
+                self.slots[index] = plan
+        for a, b, direction in batch_update.moved:
+            plan_a = self.slots.pop(a, None)
+            plan_b = self.slots.pop(b, None)
+            if plan_a is not None:
+                self.slots[b] = plan_a
+            if getattr(direction, "name", str(direction)) == "SWAP" and plan_b is not None:
+                self.slots[a] = plan_b
+
+    def apply(self, logits: Any) -> Any:
+        """Force faithful's token in every opted-in row; other rows are returned unchanged."""
+        if not self.slots:
+            return logits
+        import torch
+
+        from faithful.torch_backend import sample_tensor
+        from faithful.torch_backend.processors import host_to_device
+
+        groups: dict[str, list[int]] = {}
+        for index, plan in sorted(self.slots.items()):
+            # requests of one spec share one call; a mirostat request keeps its own state
+            key = plan.spec if plan.sampler.mirostat is None else f"{plan.spec}#{index}"
+            groups.setdefault(key, []).append(index)
+        self.last_logq = {}
+        for indices in groups.values():
+            plans = [self.slots[i] for i in indices]
+            idx = host_to_device(np.asarray(indices, dtype=np.int64), logits.device)
+            z = logits.index_select(0, idx)
+            history = [list(p.prompt or ()) + list(p.output) for p in plans]
+            res = sample_tensor(
+                plans[0].sampler,
+                z,
+                rng=_RequestKeys(plans),
+                rows=np.arange(len(plans)),
+                history=history,
+                check=False,  # a bad row is left to vLLM instead of failing the engine step
+            )
+            good = res.status == 0
+            forced = torch.full_like(z, float("-inf"))
+            forced.scatter_(1, res.tokens[:, None], 0.0)
+            logits[idx] = torch.where(good[:, None], forced, z)
+        return logits
+
+
+def _build_vllm_class() -> type:
+    from vllm.v1.sample.logits_processor import LogitsProcessor
+
+    class FaithfulLogitsProcessor(LogitsProcessor):
+        """vLLM logits processor: faithful's processors and keyed draw for requests with ``vllm_xargs.faithful``."""
+
+        @classmethod
+        def validate_params(cls, sampling_params: Any) -> None:
+            request_plan(sampling_params)
+
+        def __init__(self, vllm_config: Any, device: Any, is_pin_memory: bool) -> None:
+            self.requests = FaithfulRequests()
+
+        def is_argmax_invariant(self) -> bool:
+            return False  # it picks the token: it must run for greedy requests too
+
+        def update_state(self, batch_update: Any) -> None:
+            self.requests.update(batch_update)
+
+        def apply(self, logits: Any) -> Any:
+            return self.requests.apply(logits)
+
+    FaithfulLogitsProcessor.__module__ = __name__
+    return FaithfulLogitsProcessor
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FaithfulLogitsProcessor":  # built on first access: importing this module never imports vLLM
+        cls = _build_vllm_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
