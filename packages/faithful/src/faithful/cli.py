@@ -204,6 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="least enumerated mass for exact metrics (default: 0.95)",
     )
     cmp_.add_argument("--report", metavar="DIR", help="write an HTML report with PNG charts into DIR")
+    cmp_.add_argument(
+        "--workers",
+        type=_positive_int("--workers"),
+        default=None,
+        metavar="N",
+        help="decode in N worker processes (with --ray: N Ray actors, default one per CPU of the cluster); "
+        "sharded by row, the results are those of one process for the same seed",
+    )
+    cmp_.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="decode on a Ray cluster: at ADDRESS (auto, HOST:PORT, ray://HOST:PORT), or a local one when "
+        "no address is given (needs `pip install 'faithful[ray]'`)",
+    )
     _common(cmp_)
 
     gen = sub.add_parser(

@@ -48,6 +48,21 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     return say
 
 
+def _progress_bar(args: argparse.Namespace) -> Callable[[int, int], None] | None:
+    """A bar on stderr for rows decoded by workers; None (silent) under --json, -q or without a terminal."""
+    if getattr(args, "json", False) or getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return None
+
+    def draw(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        bar = "#" * filled + "-" * (width - filled)
+        print(f"\rfaithful: [{bar}] {done}/{total} outputs", end=end, file=sys.stderr, flush=True)
+
+    return draw
+
+
 def _silence_libraries() -> None:
     """Under -q or --json nothing but the result (and errors) may reach the terminal.
 
@@ -112,19 +127,26 @@ def cmd_compare(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         model = load_model(args.model)
     with _usage(f"bad --prompt {args.prompt!r}"):
         prompt = _encode_prompt(model, args.prompt)
-    comparison = compare_decoders(
-        model,
-        choices,
-        n=args.n,
-        max_new_tokens=args.max_new_tokens,
-        prompt=prompt,
-        seed=args.seed,
-        exact=args.exact,
-        threshold=args.threshold,
-        min_coverage=args.min_coverage,
-        model_name=args.model,
-        progress=_progress(args),
-    )
+    from faithful.fidelity.parallel import Runner
+
+    # --workers 1 without --ray decodes here, as before; the runner then starts nothing
+    with Runner(
+        model, args.model, workers=args.workers, ray_address=args.ray, progress=_progress_bar(args)
+    ) as runner:
+        comparison = compare_decoders(
+            model,
+            choices,
+            n=args.n,
+            max_new_tokens=args.max_new_tokens,
+            prompt=prompt,
+            seed=args.seed,
+            exact=args.exact,
+            threshold=args.threshold,
+            min_coverage=args.min_coverage,
+            model_name=args.model,
+            progress=_progress(args),
+            decode=runner.decode_outputs if runner.parallel else None,
+        )
     data = comparison.to_dict()
     text = render_comparison(data)
     if args.report:

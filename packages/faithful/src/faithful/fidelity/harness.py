@@ -121,6 +121,7 @@ def compare_decoders(
     min_coverage: float = 0.95,
     model_name: str = "model",
     progress: Callable[[str], None] | None = None,
+    decode: Callable[..., list[Key]] | None = None,
 ) -> Comparison:
     """Decode ``n`` outputs with each decoder and measure how faithfully each reproduces the model.
 
@@ -137,6 +138,9 @@ def compare_decoders(
         min_coverage: the least covered mass for exact metrics.
         model_name: how the model is described in the result.
         progress: called with a short message before each step (the CLI prints it on stderr).
+        decode: decodes the outputs, with :func:`~faithful.fidelity.specs.decode_outputs`'s
+            signature (default: that function); :meth:`faithful.fidelity.parallel.Runner.decode_outputs`
+            spreads them over processes or a Ray cluster with the same results.
 
     Returns: a :class:`Comparison`.
 
@@ -151,6 +155,7 @@ def compare_decoders(
         raise FaithfulError(f"`max_new_tokens` must be >= 1, got {max_new_tokens}")
     choices = parse_decoder_list(decoders) if isinstance(decoders, str) else list(decoders)
     say = progress or (lambda _msg: None)
+    run = decode or decode_outputs
     dist: SequenceDistribution | None = None
     note = ""
     if exact is not False:
@@ -187,7 +192,7 @@ def compare_decoders(
     if dist is None:
         say(f"drawing {n} exact samples as the reference")
         ref_seed = None if seed is None else seed + _REFERENCE_SEED_OFFSET
-        reference = decode_outputs(
+        reference = run(
             model, DecoderChoice("reference", "sample", None), n, max_new_tokens, prompt=prompt, seed=ref_seed
         )
     to_text = _decode_text(model)
@@ -198,7 +203,7 @@ def compare_decoders(
     for choice in choices:
         say(f"decoding {n} outputs with {choice.label}")
         t0 = time.perf_counter()
-        outs = decode_outputs(model, choice, n, max_new_tokens, prompt=prompt, seed=seed)
+        outs = run(model, choice, n, max_new_tokens, prompt=prompt, seed=seed)
         seconds[choice.label] = time.perf_counter() - t0
         say(f"measuring {choice.label}")
         if dist is not None:
