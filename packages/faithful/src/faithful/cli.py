@@ -1,4 +1,4 @@
-"""Command line entry point of faithful: ``coin``, ``compare``, ``generate``, ``audit-logprobs``, ``conformance``.
+"""Command line entry point of faithful: ``coin``, ``compare``, ``generate``, ``audit-logprobs``, ``conformance``, ``speculative``.
 
 Parses arguments, calls the library, renders the result; nothing else (the commands are in
 :mod:`faithful.cli_commands`, their human rendering in :mod:`faithful.cli_render`). Human output by default;
@@ -273,6 +273,57 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the processors from faithful's one processor table, in the order a sampler applies them.",
     )
     _common(procs)
+
+    spec = sub.add_parser(
+        "speculative",
+        help="speculative decoding with a draft and a target model, checked against the target's distribution",
+        description="Decode N outputs with exact speculative sampling (the draft proposes --gamma tokens, the "
+        "target accepts each with probability min(1, q_target/q_draft), a rejection is redrawn from the residual) "
+        "and check them against the target under the sampler: exactly when it enumerates, else with the surprisal "
+        "check against exact samples. Prints the acceptance rate and the target calls saved. Exit 3 when the "
+        "outputs are not consistent with the target's distribution.",
+    )
+    spec.add_argument(
+        "--target", required=True, help="the target model: a --model spec of `faithful compare`"
+    )
+    spec.add_argument(
+        "--draft",
+        required=True,
+        help="the draft model (same vocabulary as the target), e.g. a smaller n-gram",
+    )
+    spec.add_argument(
+        "--sampler", default=None, help="sampler spec applied to both models (default: plain sampling)"
+    )
+    spec.add_argument(
+        "--draft-sampler", default=None, help="the draft's own sampler spec (default: --sampler)"
+    )
+    spec.add_argument(
+        "--gamma", type=_positive_int("--gamma"), default=4, help="draft proposals per round (default: 4)"
+    )
+    spec.add_argument(
+        "--greedy", action="store_true", help="greedy verification: must equal greedy decoding of the target"
+    )
+    spec.add_argument("--n", type=_positive_int("--n"), default=2000, help="outputs (default: 2000)")
+    spec.add_argument(
+        "--max-new-tokens",
+        type=_positive_int("--max-new-tokens"),
+        default=8,
+        help="length bound, EOS included (default: 8)",
+    )
+    spec.add_argument("--prompt", default="", help="text every output continues (default: none)")
+    spec.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    smode = spec.add_mutually_exclusive_group()
+    smode.add_argument(
+        "--exact", dest="exact", action="store_true", default=None, help="require exact metrics (enumeration)"
+    )
+    smode.add_argument("--no-exact", dest="exact", action="store_false", help="use the surprisal check")
+    spec.add_argument(
+        "--min-coverage",
+        type=_probability,
+        default=0.95,
+        help="least enumerated mass for exact metrics (default: 0.95)",
+    )
+    _common(spec)
 
     conf = sub.add_parser(
         "conformance",

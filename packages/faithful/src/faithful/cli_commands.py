@@ -248,6 +248,57 @@ def cmd_conformance(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return data, text
 
 
+def cmd_speculative(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """``faithful speculative``."""
+    from faithful.decode.speculative import check_same_vocabulary
+    from faithful.fidelity.specs import load_model
+    from faithful.referee.render import render_speculative
+    from faithful.referee.speculation import check_speculative
+    from faithful.samplers import parse_sampler_spec
+
+    if args.greedy and args.sampler is not None:
+        raise UsageError(
+            "--greedy checks the target's argmax and takes no --sampler; give the draft one with --draft-sampler"
+        )
+    with _usage("bad --sampler"):
+        sampler = None if args.sampler is None else parse_sampler_spec(args.sampler)
+    with _usage("bad --draft-sampler"):
+        draft_sampler = None if args.draft_sampler is None else parse_sampler_spec(args.draft_sampler)
+    with _usage("bad --target"):
+        target = load_model(args.target)
+    with _usage("bad --draft"):
+        draft = load_model(args.draft)
+    with _usage(f"--draft {args.draft} does not fit --target {args.target}"):
+        check_same_vocabulary(draft, target)
+    with _usage(f"bad --prompt {args.prompt!r}"):
+        prompt = _encode_prompt(target, args.prompt)
+    check = check_speculative(
+        target,
+        draft,
+        sampler=sampler,
+        draft_sampler=draft_sampler,
+        gamma=args.gamma,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        prompt=prompt,
+        seed=args.seed,
+        mode="greedy" if args.greedy else "sample",
+        exact=args.exact,
+        min_coverage=args.min_coverage,
+        names=(args.target, args.draft),
+    )
+    data = check.to_dict()
+    text = render_speculative(data)
+    if not check.consistent:
+        raise ChecksFailed(
+            "the speculative outputs are not consistent with the target's distribution "
+            f"(p = {check.p_value}); the acceptance rule or the models' distributions are off",
+            data,
+            text,
+        )
+    return data, text
+
+
 def cmd_processors(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """``faithful processors``: every processor from the one table, in the default order."""
     from faithful.processors.table import TABLE, render_table, spec_help
@@ -276,4 +327,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], str]]] 
     "generate": cmd_generate,
     "audit-logprobs": cmd_audit_logprobs,
     "conformance": cmd_conformance,
+    "speculative": cmd_speculative,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["render_audit", "render_matrix"]
+__all__ = ["render_audit", "render_matrix", "render_speculative"]
 
 
 def _num(x: Any) -> str:
@@ -105,4 +105,45 @@ def render_matrix(data: dict[str, Any]) -> str:
             lines.append(f"- {c['engine']} x {c['setting']}{stats}:")
             for part in c["reason"].split("; "):
                 lines.append(f"    {part}")
+    return "\n".join(lines)
+
+
+def render_speculative(data: dict[str, Any]) -> str:
+    """Human text of a speculative check: the headline line, then the counts and the verdict."""
+    s = data["stats"]
+    where = f"draft {data['draft']}, target {data['target']}"
+    if data.get("sampler"):
+        where += f", sampler {data['sampler']}"
+    if data["mode"] == "greedy":
+        verdict = (
+            "equals greedy decoding of the target"
+            if data["matches_greedy"]
+            else "DIFFERS from greedy decoding"
+        )
+        head = f"speculative greedy ({where}): accept {_num(s['acceptance_rate'])}, {verdict}"
+    else:
+        p = data["p_value"]
+        head = f"speculative ({where}): accept {_num(s['acceptance_rate'])}, fidelity p={_num(p)}"
+    head += f", {_num(s['target_calls_saved'])} target calls/token saved"
+    lines = [
+        head,
+        "",
+        f"  gamma {s['gamma']}, {data['n']} outputs of at most {data['max_new_tokens']} tokens, seed {data['seed']}",
+        f"  tokens {s['tokens']}: {s['accepted']} accepted proposals, {s['residual']} residual draws, "
+        f"{s['bonus']} bonus draws",
+        f"  proposals {s['proposed']} ({s['tested']} tested); target passes {s['target_passes']} "
+        f"({_num(s['tokens_per_target_pass'])} tokens per pass; ancestral sampling: 1)",
+        f"  {data['note']}",
+    ]
+    fid = data.get("fidelity")
+    if fid is not None and fid["mode"] == "exact":
+        seq = fid["sequence"]
+        lines.append(
+            f"  TV to the target {_num(seq['tv'])} (exact sampling at this N: 95% below {_num(seq['tv_null_q95'])})"
+        )
+    lines.append(
+        "  consistent with the target's distribution"
+        if data["consistent"]
+        else "  NOT consistent with the target's distribution"
+    )
     return "\n".join(lines)
