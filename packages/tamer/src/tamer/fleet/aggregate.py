@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tamer.fleet.hosts import Host
-from tamer.fleet.ssh import Reply
+from tamer.fleet.ssh import MAX_REPLY_BYTES, Reply
 
 EXIT_OK = 0
 EXIT_PARTIAL = 3
@@ -72,7 +72,7 @@ def parse_envelope(stdout: str) -> dict[str, Any] | None:
     for start in starts[:50]:
         try:
             doc = json.loads(stdout[start:])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit (a hostile reply)
             continue
         if (
             isinstance(doc, dict)
@@ -92,6 +92,16 @@ def classify(host: Host, reply: Reply, *, timeout: float) -> HostReport:
             HostStatus.TIMEOUT,
             f"no answer from {host.name} within {timeout:g}s; ssh was stopped (a command already running "
             "there may still finish: look there, e.g. `tamer clean --journal`); raise --timeout for slow hosts",
+            None,
+            None,
+            reply.seconds,
+        )
+    if reply.overflowed:
+        return HostReport(
+            host,
+            HostStatus.BAD_REPLY,
+            f"{host.name} sent more than {MAX_REPLY_BYTES // (1024 * 1024)} MiB; ssh was stopped and nothing "
+            f"of it was read (a tamer envelope is far smaller: is `{' '.join(host.tamer)}` tamer?)",
             None,
             None,
             reply.seconds,
@@ -185,7 +195,7 @@ def df_summary(data: Any) -> DfSummary:
             sizing=str(data.get("sizing", "")),
             notes=tuple(str(n) for n in data.get("notes") or ()),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(1e400)
         raise ValueError(
             f"its df data lacks the totals this tamer reads ({type(exc).__name__}: {exc})"
         ) from None
@@ -248,7 +258,7 @@ def plan_summary(data: Any) -> PlanSummary:
         if not isinstance(plan_id, str) or not plan_id:
             raise ValueError("no plan id")
         return PlanSummary(plan_id, len(data["actions"]), int(data["total_bytes"]), len(data["refusals"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"its plan data lacks what this tamer reads ({type(exc).__name__}: {exc})") from None
 
 
@@ -295,7 +305,7 @@ def apply_summary(data: Any) -> ApplySummary | None:
             dict(Counter(str(s.get("status")) for s in steps)),
             kept,
         )
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, OverflowError):
         return None
 
 

@@ -14,9 +14,11 @@ is killed (the host is reported as timed out, never dropped).
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,6 +29,11 @@ from tamer.fleet.hosts import Host
 
 SERVER_ALIVE_INTERVAL = 15  # seconds between keep-alives: a host that dies mid-command is noticed
 SERVER_ALIVE_COUNT = 4
+# What one host may send back. A real envelope of a host with 10,000 containers is a few MiB; a remote
+# that prints without end (a broken login script, a hostile host) must not fill this machine's memory
+# for --timeout seconds: past the limit its ssh is stopped and the host is a bad reply.
+MAX_REPLY_BYTES = 256 * 1024 * 1024
+STDERR_TAIL_BYTES = 64 * 1024  # only the end of stderr is kept (the message is at the end)
 
 
 class SshMissing(TamerError):
@@ -42,6 +49,7 @@ class Reply:
     stderr: str
     seconds: float
     timed_out: bool = False
+    overflowed: bool = False  # it sent more than MAX_REPLY_BYTES on stdout: stopped there
 
 
 def remote_command(host: Host, args: Sequence[str]) -> str:
@@ -90,18 +98,70 @@ def find_ssh() -> str:
     return ssh
 
 
-def run_on_host(host: Host, args: Sequence[str], *, timeout: float, ssh: str = "ssh") -> Reply:
-    """Run tamer `args` on `host`; never raises for anything the host or the network does."""
+def run_on_host(
+    host: Host, args: Sequence[str], *, timeout: float, ssh: str = "ssh", limit: int = MAX_REPLY_BYTES
+) -> Reply:
+    """Run tamer `args` on `host`; never raises for anything the host or the network does.
+
+    At most `limit` bytes of stdout and the last STDERR_TAIL_BYTES of stderr are kept; past `limit` ssh
+    is stopped (Reply.overflowed)."""
     started = time.monotonic()
     try:
-        proc = subprocess.run(
-            ssh_argv(host, args, ssh), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout
+        proc = subprocess.Popen(
+            ssh_argv(host, args, ssh),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed ssh by now
-        return Reply(None, _text(exc.stdout), _text(exc.stderr), time.monotonic() - started, timed_out=True)
     except OSError as exc:
         return Reply(None, "", f"ssh could not be started: {exc}", time.monotonic() - started)
-    return Reply(proc.returncode, _text(proc.stdout), _text(proc.stderr), time.monotonic() - started)
+    out: list[bytes] = []
+    err = bytearray()
+    overflowed = threading.Event()
+    out_fd, err_fd = (proc.stdout.fileno(), proc.stderr.fileno()) if proc.stdout and proc.stderr else (-1, -1)
+
+    def read_out() -> None:
+        kept = 0
+        while chunk := os.read(out_fd, 65536):
+            kept += len(chunk)
+            if kept > limit:
+                overflowed.set()
+                proc.kill()
+                return
+            out.append(chunk)
+
+    def read_err() -> None:
+        while chunk := os.read(err_fd, 65536):
+            err.extend(chunk)
+            del err[:-STDERR_TAIL_BYTES]
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (read_out, read_err)]
+    for t in readers:
+        t.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        timed_out = True
+    for t in readers:
+        t.join(timeout=5)  # a child of ssh that kept the pipes open must not hold the fleet
+    for t, pipe in zip(readers, (proc.stdout, proc.stderr), strict=True):
+        if pipe is not None and not t.is_alive():  # never close an fd a reader still reads (reuse)
+            pipe.close()
+    stdout = b"".join(out)
+    if overflowed.is_set():
+        stdout = b""  # cut off mid-way: nothing of it is read as an envelope
+    code = None if timed_out or overflowed.is_set() else proc.returncode
+    return Reply(
+        code,
+        _text(stdout),
+        _text(bytes(err)),
+        time.monotonic() - started,
+        timed_out=timed_out and not overflowed.is_set(),
+        overflowed=overflowed.is_set(),
+    )
 
 
 def run_on_fleet(
