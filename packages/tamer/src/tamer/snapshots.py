@@ -64,6 +64,7 @@ BUSY_TIMEOUT_S = 10.0  # how long a write waits for another tamer's write (a sna
 # older than HOURLY_AFTER_S, the newest of each hour is kept; older than DAILY_AFTER_S, the newest of each day
 HOURLY_AFTER_S = 2 * 86400.0
 DAILY_AFTER_S = 35 * 86400.0
+THIN_STEP_S = 3600.0  # how far past the newest kept snapshot a new one moves the thinning (see record)
 DETAILS = ("all", "ends", "none")
 
 # one statement each: executescript would commit the write transaction they run in
@@ -406,13 +407,20 @@ def record(snapshot: Snapshot, *, path: Path | None = None) -> None:
     summary = json.dumps(snapshot.summary_json(), separators=(",", ":"))
     with _open(where, write=True) as db:
         assert db is not None
+        (newest,) = db.execute(
+            "SELECT max(taken_at) FROM snapshots WHERE engine = ?", (snapshot.engine,)
+        ).fetchone()
         db.execute(
             "INSERT INTO snapshots (engine, taken_at, recorded_at, data, summary) VALUES (?, ?, ?, ?, ?)",
             (snapshot.engine, snapshot.taken_at, time.time(), data, summary),
         )
         faults.hit("snapshots.record.inserted")  # a kill from here on must leave the store as it was
+        # Thin as if this snapshot came at most THIN_STEP_S after the newest one kept: one record with the
+        # clock set years ahead (faketime, a bad RTC) thinned every real snapshot to one a day. Timers record
+        # more often than that; after a real gap (a host off for months) the following records catch up.
+        reference = snapshot.taken_at if newest is None else min(snapshot.taken_at, newest + THIN_STEP_S)
         for older_than, bucket in ((DAILY_AFTER_S, 86400), (HOURLY_AFTER_S, 3600)):
-            cut = snapshot.taken_at - older_than
+            cut = reference - older_than
             db.execute(
                 "DELETE FROM snapshots WHERE engine = ? AND taken_at < ? AND seq NOT IN ("
                 "SELECT max(seq) FROM snapshots WHERE engine = ? AND taken_at < ? "
