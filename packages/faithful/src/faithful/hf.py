@@ -275,7 +275,12 @@ class FaithfulLogitsProcessor:
                 else Sampler(s.name, s.processors, draw=s.draw, backend="torch", mirostat=s.mirostat)
             )
         n = scores.shape[0]
-        xa = scores if active.size == n else scores[torch.from_numpy(active).to(scores.device)]
+        if active.size == n:
+            xa = scores
+        else:
+            from faithful.torch_backend.processors import host_to_device
+
+            xa = scores.index_select(0, host_to_device(active.astype(np.int64), scores.device))
         res: Any = self._device_sampler(
             xa, rng=self._rng, step=step, rows=self._first_row + active, history=history
         )

@@ -144,17 +144,23 @@ def test_a_step_never_reads_the_device(draw: str) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_a_cuda_step_makes_no_synchronizing_call() -> None:  # pragma: no cover - needs a GPU
-    s = make_sampler(backend="torch", **EVERYTHING)
+@pytest.mark.parametrize("rows_kind", ["none", "numpy", "tensor"])
+@pytest.mark.parametrize("draw", ["inverse_cdf", "gumbel"])
+def test_a_cuda_step_makes_no_synchronizing_call(rows_kind: str, draw: str) -> None:  # pragma: no cover - GPU
+    s = make_sampler(draw=draw, backend="torch", **EVERYTHING)
     z = torch.from_numpy(logits_family("random", seed=4)).cuda()
-    rows = torch.arange(16, device="cuda")
+    rows: Any = {"none": None, "numpy": np.arange(16), "tensor": torch.arange(16, device="cuda")}[rows_kind]
     sample_tensor(s, z, rng=5, step=2, rows=rows, history=HISTORY, check=False)  # warm up
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        sample_tensor(s, z, rng=5, step=2, rows=rows, history=HISTORY, check=False)
+        res = sample_tensor(s, z, rng=5, step=2, rows=rows, history=HISTORY, check=False)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+    want = make_sampler(draw=draw, **EVERYTHING)(
+        logits_family("random", seed=4), rng=5, step=2, history=HISTORY
+    )
+    np.testing.assert_array_equal(res.tokens.cpu().numpy(), want.tokens)
 
 
 # ---------------------------------------------------------------- the draws' distribution

@@ -52,6 +52,7 @@ from faithful.processors import (
     Typical,
 )
 from faithful.processors._base import _check_ids_in_vocab, _history_matrix
+from faithful.rng import KeyedRNG
 from faithful.torch_backend.select import kth_largest, mass_threshold
 from faithful.torch_rng import device_uniforms
 
@@ -301,7 +302,9 @@ def xtc(p: XTC, z: Any, ctx: Context) -> Any:
         )
     if p.probability <= 0 or p.threshold > 0.5:
         return z.clone()
-    u = device_uniforms(ctx.rng, ctx.rows_device, ctx.step, lane + 1, device=z.device)[:, lane]
+    keyed = isinstance(ctx.rng, KeyedRNG) or ctx.rows_host is None  # else a host source: host rows
+    rows = ctx.rows_device if keyed else ctx.rows_host
+    u = device_uniforms(ctx.rng, rows, ctx.step, lane + 1, device=z.device)[:, lane]
     acts_row = u <= float(p.probability)
     prob = _softmax(z)
     top = prob >= float(p.threshold)

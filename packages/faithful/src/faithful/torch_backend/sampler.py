@@ -22,7 +22,7 @@ import torch
 from faithful._numeric import check_row_max
 from faithful.errors import InvalidLogitsError, ShapeMismatchError
 from faithful.processors import AllowedTokens, ForbiddenTokens, History, LogitBias, NoRepeatNGram, Processor
-from faithful.rng import resolve_rng
+from faithful.rng import KeyedRNG, resolve_rng
 from faithful.sampler_core import SampleResult, _check_rows
 from faithful.torch_backend.draw import argmax, gumbel_max, inverse_cdf
 from faithful.torch_backend.processors import (
@@ -206,7 +206,8 @@ def sample_tensor(
         return TorchSampleResult(empty, empty.to(torch.float64), q0, seed, status, _names(sampler))
     z = _sanitized(z, status)
     r = torch.arange(b, device=device)
-    uniform_rows = rows_device if rows_host is None else rows_host
+    # keyed uniforms are made on the device from the device rows; another source runs on the host
+    uniform_rows = rows_device if isinstance(source, KeyedRNG) or rows_host is None else rows_host
     if sampler.draw == "argmax":
         tokens = argmax(z)
         q = None
