@@ -178,3 +178,52 @@ def test_unchecked_calls_report_bad_rows_in_the_status() -> None:
     assert torch.isfinite(res.logprobs[ok]).all() and (res.q[ok].sum(dim=1) - 1).abs().max() < 1e-12
     with pytest.raises(FaithfulError, match=r"rows \[3\]"):
         res.check()
+
+
+EDGE_SAMPLERS = [
+    make_sampler(temperature=0.0),  # uniform over the maximal logits: ties drawn at random
+    make_sampler(top_k=1),
+    make_sampler(top_k=10_000),  # k beyond the vocabulary: everything kept
+    make_sampler(top_p=1e-12),  # only the top token and its ties
+    make_sampler(min_p=1.0),
+    make_sampler(typical_p=1e-9),
+    make_sampler(epsilon=0.999),
+    make_sampler(eta=0.999),
+    make_sampler(top_n_sigma=0.0),
+    make_sampler(xtc_probability=1.0, xtc_threshold=0.0, xtc_min_keep=0),
+    make_sampler(repetition_penalty=1e-3, frequency_penalty=-1e3),  # penalties that overflow nothing
+    make_sampler(temperature=1e-300, top_p=0.5),  # (z - max) / T overflows to -inf off the maximum
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sampler", EDGE_SAMPLERS, ids=lambda s: s.name)
+def test_edge_parameters_match_the_reference(sampler: Sampler, kind: str, device: str) -> None:
+    check_against_reference(sampler, logits_family(kind, seed=21), device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_odd_shapes_and_layouts(device: str) -> None:
+    s = make_sampler(top_p=0.8, temperature=0.9, backend="torch")
+    ref = make_sampler(top_p=0.8, temperature=0.9, fast=False)
+    z = logits_family("tied", seed=2)
+    cases = {
+        "one token": z[:, :1].copy(),
+        "one row": z[:1].copy(),
+        "transposed": np.ascontiguousarray(z.T).T,  # a non-contiguous view
+        "integers": np.rint(z * 3).astype(np.int64),
+    }
+    for label, x in cases.items():
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        if label == "transposed":
+            t = torch.from_numpy(np.ascontiguousarray(x.T)).to(device).T
+            assert not t.is_contiguous()
+        got = s(t, rng=4, step=1, return_q=True)
+        want = ref(x, rng=4, step=1, return_q=True)
+        np.testing.assert_array_equal(got.tokens.cpu().numpy(), want.tokens, err_msg=label)
+        np.testing.assert_array_equal(got.q.cpu().numpy() > 0, want.q > 0, err_msg=label)
+    empty = s(torch.zeros((0, 5), device=device), rng=0, return_q=True)
+    assert empty.tokens.shape == (0,) and empty.q.shape == (0, 5)
+    grad = torch.zeros((2, 4), device=device, requires_grad=True)
+    assert s(grad, rng=0).tokens.shape == (2,)  # read, never written, no graph kept
