@@ -149,6 +149,32 @@ def _task(args: tuple[str, bool, int | None]) -> _Partial:
     return _walk(path, recurse, _SKIP, dev)
 
 
+Task = tuple[int, tuple[str, bool, int | None]]  # (which root, (folder, recurse, device))
+
+
+def _merge(acc: _Partial, part: _Partial) -> None:
+    acc.apparent += part.apparent
+    acc.allocated += part.allocated
+    acc.files += part.files
+    acc.vanished += part.vanished
+    acc.unreadable += part.unreadable
+    assert acc.links is not None and part.links is not None
+    acc.links.update(part.links)
+
+
+def _batch(tasks: list[Task]) -> dict[int, _Partial]:
+    """Walk a run of tasks in a worker and add them up per root: one answer per root, not per folder
+    (at 10,000 containers a walk is ~50,000 folders, and their messages cost more than their walk)."""
+    out: dict[int, _Partial] = {}
+    for index, args in tasks:
+        part = _task(args)
+        if index in out:
+            _merge(out[index], part)
+        else:
+            out[index] = part
+    return out
+
+
 def measure_trees(
     roots: Mapping[K, str],
     *,
@@ -176,7 +202,8 @@ def measure_trees(
     # Split each root into (root's own entries) + (one task per child directory)
     # so one huge volume still spreads over all workers.
     global _SKIP
-    tasks: list[tuple[K, tuple[str, bool, int | None]]] = []
+    keys: list[K] = []
+    tasks: list[Task] = []
     result: dict[K, DiskUsage | None] = {}
     for key, root in roots.items():
         try:
@@ -188,52 +215,52 @@ def measure_trees(
             result[key] = None
             continue
         dev = st.st_dev if stay_on_device else None
+        index = len(keys)
+        keys.append(key)
         # two levels: the data-root's overlay2/ alone would otherwise be one giant task
-        tasks.append((key, (root, False, dev)))
+        tasks.append((index, (root, False, dev)))
         for child in _subdirs(root, skip_set, dev):
-            tasks.append((key, (child, False, dev)))
-            tasks.extend((key, (grandchild, True, dev)) for grandchild in _subdirs(child, skip_set, dev))
+            tasks.append((index, (child, False, dev)))
+            tasks.extend((index, (grandchild, True, dev)) for grandchild in _subdirs(child, skip_set, dev))
     _SKIP = skip_set
     n_workers = workers or os.cpu_count() or 1
-    parts: list[_Partial]
+    merged: dict[int, _Partial] = {}
     if n_workers <= 1 or len(tasks) < MIN_TASKS_FOR_POOL:
-        parts = []
-        for i, (_, args) in enumerate(tasks):
-            parts.append(_task(args))
+        for i, (index, args) in enumerate(tasks):
+            part = _task(args)
+            if index in merged:
+                _merge(merged[index], part)
+            else:
+                merged[index] = part
             if progress:
                 progress(i + 1, len(tasks))
     else:
-        # Bigger tasks are unknown in advance; small chunks keep the workers balanced.
+        # Bigger tasks are unknown in advance: a few dozen runs of tasks per worker keep the workers
+        # balanced, and each run answers once per root it touched.
         # imported here: the pool (multiprocessing) costs ~9 ms to import, and a listing never walks
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
+        size = max(4, -(-len(tasks) // (n_workers * CHUNKS_PER_WORKER)))
+        runs = [tasks[i : i + size] for i in range(0, len(tasks), size)]
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("fork")) as pool:
-            parts = []
-            # thousands of tiny tasks (a writable layer per container) cost more in messages than in
-            # walking: a few dozen chunks per worker keep both the balance and the overhead low
-            chunk = max(4, len(tasks) // (n_workers * CHUNKS_PER_WORKER))
-            for i, part in enumerate(pool.map(_task, [a for _, a in tasks], chunksize=chunk)):
-                parts.append(part)
+            done = 0
+            for run, answer in zip(runs, pool.map(_batch, runs), strict=True):
+                for index, part in answer.items():
+                    if index in merged:
+                        _merge(merged[index], part)
+                    else:
+                        merged[index] = part
+                done += len(run)
                 if progress:
-                    progress(i + 1, len(tasks))
-    merged: dict[K, _Partial] = {}
-    for (key, args), part in zip(tasks, parts, strict=True):
-        acc = merged.setdefault(key, _Partial(links={}))
-        acc.apparent += part.apparent
-        acc.allocated += part.allocated
-        acc.files += part.files
-        acc.vanished += part.vanished
-        acc.unreadable += part.unreadable
-        assert acc.links is not None and part.links is not None
-        acc.links.update(part.links)
-        if args[0] == roots[key]:
-            # the root directory's own blocks, as du counts them
-            with contextlib.suppress(OSError):
-                acc.allocated += os.stat(args[0]).st_blocks * 512
-    for key, acc in merged.items():
+                    progress(done, len(tasks))
+    for index, acc in merged.items():
+        # the root directory's own blocks, as du counts them
+        with contextlib.suppress(OSError):
+            acc.allocated += os.stat(roots[keys[index]]).st_blocks * 512
+    for index, acc in merged.items():
         assert acc.links is not None
-        result[key] = DiskUsage(
+        result[keys[index]] = DiskUsage(
             apparent=acc.apparent + sum(a for a, _ in acc.links.values()),
             allocated=acc.allocated + sum(b for _, b in acc.links.values()),
             files=acc.files + len(acc.links),

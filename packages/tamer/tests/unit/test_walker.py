@@ -72,7 +72,7 @@ def tree(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "tree"
     (root / "a" / "b" / "c" / "d").mkdir(parents=True)
     (root / "empty").mkdir()
-    for i in range(40):  # enough folders that the worker pool is used too
+    for i in range(80):  # enough folders (tasks) that the worker pool is used too (MIN_TASKS_FOR_POOL)
         sub = root / "many" / f"s{i}" / "t"
         sub.mkdir(parents=True)
         (sub / "f").write_bytes(b"m" * (i * 37 + 1))
