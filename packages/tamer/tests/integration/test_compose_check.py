@@ -126,3 +126,50 @@ services:
     (tmp_path / "compose.yml").write_text(text.split("  peek:")[0])
     code, doc = _check(eng, str(tmp_path / "compose.yml"))
     assert code == 3 and doc["status"] == "partial" and doc["data"]["findings"] == []
+
+
+def test_fix_again_after_up_keeps_the_volume_compose_made_and_skips_one_it_did_not(
+    eng: Any, tmp_path: Path
+) -> None:
+    """After the first copy was `up` (Compose made essay_mongo_data_db, labelled for this project's key),
+    a second --fix must name that volume again, not essay_mongo_data_db_2: the service would start
+    on an empty volume. A same-named volume without Compose's labels is someone else's: skipped."""
+    folder = tmp_path / "essay"
+    folder.mkdir()
+    (folder / "compose.yaml").write_text(ESSAY)
+    labels = [
+        "--label",
+        "com.docker.compose.project=essay",
+        "--label",
+        "com.docker.compose.volume=mongo_data_db",
+    ]
+    eng.docker("volume", "create", *labels, "essay_mongo_data_db")
+    eng.docker("volume", "create", "essay_mongo_data_configdb")  # made by hand: not Compose's
+    code, doc = _check(eng, str(folder), "--fix")
+    assert code == 1, doc
+    assert {(v["path"], v["engine_name"], v["exists"]) for v in doc["data"]["fix"]["volumes"]} == {
+        ("/data/db", "essay_mongo_data_db", True),
+        ("/data/configdb", "essay_mongo_data_configdb_2", False),
+    }
+    proc = eng.tamer("compose", "check", str(folder), "--fix")
+    assert "reused, its data kept" in proc.stdout
+    assert (
+        "--name-for /data/db=" not in proc.stdout and "--name-for /data/configdb=essay_mongo" in proc.stdout
+    )
+
+
+def test_fix_in_a_folder_it_may_not_write_is_a_clear_error_and_writes_nothing(
+    eng: Any, tmp_path: Path
+) -> None:
+    """Was an internal error (PermissionError) with a traceback offer."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "compose.yaml").write_text(ESSAY)
+    folder.chmod(0o555)
+    try:
+        proc = eng.tamer("compose", "check", str(folder), "--fix", powerless=True)
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 1, proc.stderr
+    assert "cannot write the fixed copy" in proc.stderr and "internal error" not in proc.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["compose.yaml"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,46 @@ def test_help_and_bad_input_import_neither_the_engine_nor_the_yaml_library(argv:
         if m.split(".")[0] in ("docker", "ruamel", "requests") or m.startswith("tamer.engine")
     ]
     assert not heavy, heavy
+
+
+@pytest.fixture
+def hang_guard() -> Iterator[None]:
+    """Turn a hang into a failure: a blocking open() of a FIFO is interrupted by the alarm."""
+
+    def _hung(signum: int, frame: object) -> None:
+        raise TimeoutError("compose check hung")
+
+    old = signal.signal(signal.SIGALRM, _hung)
+    signal.alarm(20)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("what", ["fifo", "dev-zero"])
+def test_a_fifo_or_endless_file_as_env_or_output_does_not_hang(
+    what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], hang_guard: None
+) -> None:
+    """A .env or compose.tamer.yaml that is a FIFO (or a link to /dev/zero) hung the check (open() of
+    a FIFO blocks until a writer comes; /dev/zero never ends). The .env is skipped, the output refused."""
+    path = tmp_path / "compose.yaml"
+    path.write_text("services: {a: {image: x}}\n")
+
+    def plant(where: Path) -> None:
+        if what == "fifo":
+            os.mkfifo(where)
+        else:
+            where.symlink_to("/dev/zero")
+
+    plant(tmp_path / ".env")
+    code, _, err = _run(["compose", "check", str(path)], capsys)
+    assert code == 1 and "no Docker engine answered" in err, err  # read the file, then asked the engine
+    if what == "fifo":  # a link is refused as a link before it is read; a FIFO must be refused unread
+        plant(tmp_path / "compose.tamer.yaml")
+        code, _, err = _run(["compose", "check", str(path), "--fix"], capsys)
+        assert code == 2 and "not a regular file" in err, err
+    plant(tmp_path / "other.yaml")
+    code, _, err = _run(["compose", "check", str(tmp_path / "other.yaml")], capsys)
+    assert code == 2 and "not a regular file" in err, err

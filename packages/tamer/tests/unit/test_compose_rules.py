@@ -480,3 +480,104 @@ def test_empty_volume_lists_and_mappings_are_filled(tmp_path: Path) -> None:
         tmp_path, "services: {mongo: {image: mongo, volumes: ['./x:/x']}}\nvolumes: {}\n"
     )
     assert not [f for f in found2 if f.code == "anonymous-volume"] and "./x:/x" in out
+
+
+# -- found by a hostile pass (each failed before its fix) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "name", "folder", "project"),
+    [
+        ("prod", "dev", "shop", "prod"),  # COMPOSE_PROJECT_NAME wins over `name:`
+        ("", "My.App", "shop", "myapp"),  # `name:` normalised
+        ("", "!!!", "My.Shop", "myshop"),  # `name:` normalised to nothing: the folder's name
+        ("", None, "--Web.2", "web2"),
+    ],
+)
+def test_the_project_name_is_picked_as_compose_picks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str, name: str | None, folder: str, project: str
+) -> None:
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", env)
+    path = tmp_path / folder / "compose.yaml"
+    path.parent.mkdir()
+    path.write_text((f"name: {name!r}\n" if name else "") + svc(""))
+    source = read_compose(path)
+    model = build_model(source.data, source.env, source.project_dir)
+    assert model.project == project
+    planned = plan_names(model, check(model, facts()), ())
+    assert {p.engine_name for p in planned} == {f"{project}_mongo_data_db", f"{project}_mongo_data_configdb"}
+
+
+@pytest.mark.parametrize(
+    ("env", "folder", "dotenv", "message"),
+    [
+        ("Prod", "shop", "", "COMPOSE_PROJECT_NAME='Prod' is not a valid project name"),
+        ("", "shop", "COMPOSE_PROJECT_NAME=a.b\n", "COMPOSE_PROJECT_NAME='a.b' is not a valid"),
+        ("", "___", "", "the project has no name"),
+    ],
+)
+def test_a_project_name_compose_refuses_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str, folder: str, dotenv: str, message: str
+) -> None:
+    if env:
+        monkeypatch.setenv("COMPOSE_PROJECT_NAME", env)
+    else:  # an empty one in the environment would hide the .env's (as in Compose)
+        monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    path = tmp_path / folder / "compose.yaml"
+    path.parent.mkdir()
+    path.write_text(svc(""))
+    (path.parent / ".env").write_text(dotenv)
+    source = read_compose(path)
+    with pytest.raises(UsageError, match=message):
+        build_model(source.data, source.env, source.project_dir)
+
+
+def test_container_paths_are_compared_as_the_engine_cleans_them(tmp_path: Path) -> None:
+    """`//data/db`, `/data/db/` and `/data/x/../db` are the engine's /data/db (Go's path.Clean); a fix
+    that mounted `//data/db` and `/data/db` both would be refused by the engine (duplicate mount point)."""
+    image = {"id": "x", "volumes": ["//data/db", "/data/configdb/", "/data/configdb"]}
+    text = svc("    volumes:\n      - //data/db\n      - cfg:/data/x/../configdb/\n") + "volumes:\n  cfg:\n"
+    found = findings(tmp_path, text, images={"mongo": image})
+    assert codes(found, "mongo")[:1] == [("anonymous-volume", "/data/db")]
+    assert next(f for f in found if f.code == "anonymous-volume").facts["entry"] == 0
+    _, planned, (model2, found2) = fixed(tmp_path, text, images={"mongo": image})
+    assert [(p.path, p.replaces) for p in planned] == [("/data/db", 0)]
+    (mongo,) = model2.services
+    targets = [m.target for m in mongo.mounts]
+    assert sorted(targets) == ["/data/configdb", "/data/db"] and found2 == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("services:\n  ../x:\n    image: mongo\n", "service name '../x' is not one Compose accepts"),
+        ("services:\n  'a b':\n    image: mongo\n", "service name 'a b'"),
+        ("services:\n  a:\n    image: mongo\nvolumes:\n  'x/y':\n", "volume name 'x/y'"),
+    ],
+)
+def test_names_compose_refuses_are_a_usage_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        load(tmp_path, text)
+
+
+def test_fix_reuses_the_volume_compose_made_for_this_project_s_key_and_no_other(tmp_path: Path) -> None:
+    """A second --fix after `up` of the first copy must name the same volumes: Compose made
+    shop_mongo_data_db for this project's key mongo_data_db (its labels say so) and holds the data.
+    A volume of that name that Compose made for another project or key, or that it did not make, is
+    someone else's: skipped."""
+    model, _ = load(tmp_path, svc(""))
+    found = check(model, facts())
+    names = ["shop_mongo_data_db", "shop_mongo_data_configdb", "shop_mongo_data_configdb_2"]
+    owners = {
+        "shop_mongo_data_db": ("shop", "mongo_data_db"),
+        "shop_mongo_data_configdb": ("other", "mongo_data_configdb"),
+        "shop_mongo_data_configdb_2": ("shop", "something_else"),
+    }
+    planned = plan_names(model, found, names, owners)
+    assert [(p.engine_name, p.existing) for p in planned] == [
+        ("shop_mongo_data_configdb_3", False),
+        ("shop_mongo_data_db", True),
+    ]
+    # without labels it is not Compose's: skipped
+    planned = plan_names(model, found, names, {})
+    assert [p.engine_name for p in planned] == ["shop_mongo_data_configdb_3", "shop_mongo_data_db_2"]

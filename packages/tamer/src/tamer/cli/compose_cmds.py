@@ -121,7 +121,13 @@ def run_check(args: argparse.Namespace) -> Outcome:
             "output": fix["output"],
             "diff": fix["diff"],
             "volumes": [
-                {"service": v.service, "path": v.path, "name": v.key, "engine_name": v.engine_name}
+                {
+                    "service": v.service,
+                    "path": v.path,
+                    "name": v.key,
+                    "engine_name": v.engine_name,
+                    "exists": v.existing,
+                }
                 for v in fix["volumes"]
             ],
         },
@@ -138,7 +144,7 @@ def _fix(source: Any, model: Any, findings: Any, facts: Any, output: Path) -> di
     from tamer.compose.model import build_model
     from tamer.compose.rules import check
 
-    planned = plan_names(model, findings, facts.volume_names)
+    planned = plan_names(model, findings, facts.volume_names, facts.compose_volumes)
     if not planned:
         return {"output": None, "diff": "", "volumes": []}
     apply_fix(source.document, planned)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from tamer.engine import Engine
 
 DAEMON_JSON = "/etc/docker/daemon.json"
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_VOLUME_LABEL = "com.docker.compose.volume"
 
 
 def read_facts(engine: Engine, images: Iterable[str]) -> EngineFacts:
@@ -34,8 +36,28 @@ def read_facts(engine: Engine, images: Iterable[str]) -> EngineFacts:
             found[ref] = None
             continue
         found[ref] = image_facts(inspect)
-    names = frozenset(str(v.get("Name")) for v in engine.volumes())
-    return EngineFacts(data_root, driver, daemon_log_options(engine.where, info, driver), found, names)
+    volumes = engine.volumes()
+    names = frozenset(str(v.get("Name")) for v in volumes)
+    return EngineFacts(
+        data_root,
+        driver,
+        daemon_log_options(engine.where, info, driver),
+        found,
+        names,
+        compose_owners(volumes),
+    )
+
+
+def compose_owners(volumes: Iterable[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Volume name -> (project, key) for the volumes Compose made (its labels say which project's
+    top-level volume each is)."""
+    owners = {}
+    for v in volumes:
+        labels = v.get("Labels") or {}
+        project, key = labels.get(COMPOSE_PROJECT_LABEL), labels.get(COMPOSE_VOLUME_LABEL)
+        if isinstance(project, str) and isinstance(key, str):
+            owners[str(v.get("Name"))] = (project, key)
+    return owners
 
 
 def image_facts(inspect: dict[str, Any]) -> dict[str, Any]:

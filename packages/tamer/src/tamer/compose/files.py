@@ -10,14 +10,16 @@ its text costs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tamer.compose.model import interpolate
-from tamer.errors import UsageError
+from tamer.errors import TamerError, UsageError
 
 DEFAULT_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 MAX_BYTES = 8 * 1024 * 1024  # a compose file this big is not one; refuse before parsing it
@@ -73,17 +75,49 @@ def yaml_loader() -> Any:
     return yaml
 
 
+class NotARegularFile(OSError):
+    """The path is a FIFO, a device, a folder...: reading it could block forever or never end."""
+
+
+def read_regular(path: Path | str, limit: int) -> bytes | None:
+    """The bytes of a regular file, or None when it is longer than `limit`.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO or /dev/zero put in the
+    file's place (or a symlink to one) is refused instead of hanging the command or filling memory.
+    Raises OSError (NotARegularFile for anything but a regular file).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile(errno.EINVAL, "not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        return None
+    finally:
+        os.close(fd)
+
+
 def read_compose(path: Path) -> ComposeSource:
     """Read and parse `path`; UsageError (exit 2) for a file that is unreadable, not YAML or too big."""
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise UsageError(
-                f"{path} is {size} bytes; a compose file is far smaller: is it the right file? (limit {MAX_BYTES})"
-            )
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_BYTES)
+    except NotARegularFile:
+        raise UsageError(
+            f"{path} is not a regular file; expected a compose file (nothing was changed)"
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc} (nothing was changed)") from None
+    if raw is None:
+        raise UsageError(
+            f"{path} is over {MAX_BYTES} bytes; a compose file is far smaller: is it the right file? "
+            "(nothing was changed)"
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -120,7 +154,9 @@ def compose_environment(project_dir: str) -> dict[str, str]:
     """The variables Compose interpolates with: the project's .env, overridden by the environment."""
     env: dict[str, str] = {}
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        for line in Path(project_dir, ".env").read_text(encoding="utf-8").splitlines():
+        # a FIFO or a link to /dev/zero named .env must not hang the check: regular files only, bounded
+        raw = read_regular(Path(project_dir, ".env"), MAX_BYTES) or b""
+        for line in raw.decode("utf-8").splitlines():
             line = line.strip()
             if not line or line.startswith("#") or "=" not in line:
                 continue
@@ -188,8 +224,14 @@ def check_output(original: Path, output: Path) -> None:
                     f"{output} is the compose file itself; --fix never overwrites it (nothing was changed)"
                 )
         try:
-            with open(output, encoding="utf-8", errors="replace") as fh:
-                head = fh.readline()
+            head = (read_regular(output, MAX_BYTES) or b"")[: len(FIX_MARKER.encode())].decode(
+                "utf-8", errors="replace"
+            )
+        except NotARegularFile:
+            raise UsageError(
+                f"{output} exists and is not a regular file; tamer writes only a plain file there: move it "
+                "away or give another --output (nothing was changed)"
+            ) from None
         except OSError as exc:
             raise UsageError(f"cannot read {output}: {exc.strerror or exc} (nothing was changed)") from None
         if not head.startswith(FIX_MARKER):
@@ -207,16 +249,29 @@ def write_fixed(original: Path, output: Path, text: str) -> None:
     check_output(original, output)
     mode = original.stat().st_mode & 0o777
     tmp = output.with_name(f".{output.name}.tamer-{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except OSError as exc:
+        raise TamerError(
+            f"cannot write the fixed copy {output}: {exc.strerror or exc}; it goes next to {original.name} "
+            "(relative paths and the project name follow the folder), so that folder must be writable by "
+            "you: fix its permissions, or copy the folder somewhere writable and check it there (nothing "
+            "was written)"
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, output)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise TamerError(
+                f"cannot write the fixed copy {output}: {exc.strerror or exc}; nothing was written "
+                "(the original is unchanged); free space or fix the folder, then run --fix again"
+            ) from None
         raise

@@ -36,6 +36,7 @@ class NewVolume:
     key: str  # its name in the file's top-level volumes:
     engine_name: str  # its name on the engine
     replaces: int | None  # the anonymous entry (index in the service's volumes:) it replaces, if any
+    existing: bool = False  # already on the engine, made by Compose for this project's key: reused
 
 
 def path_slug(path: str) -> str:
@@ -55,11 +56,23 @@ def _valid_key(text: str) -> str:
 
 
 def plan_names(
-    model: ComposeModel, findings: Iterable[Finding], engine_volumes: Iterable[str]
+    model: ComposeModel,
+    findings: Iterable[Finding],
+    engine_volumes: Iterable[str],
+    compose_volumes: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[NewVolume]:
-    """A collision-free named volume for every anonymous-volume finding."""
+    """A collision-free named volume for every anonymous-volume finding.
+
+    A name the file uses, or that is on the engine, is skipped (_2, _3...): an existing volume holds
+    someone's data. Except one Compose itself made for this project under exactly that key
+    (`compose_volumes`: its com.docker.compose.project/volume labels): that is where an earlier
+    --fix copy, once `up`, keeps this service's data, and Compose mounts it for that key anyway.
+    Naming past it would point the service at an empty volume on the next `up`.
+    """
+    owners = compose_volumes or {}
     taken_keys = set(model.volumes)
-    taken_engine = {v.engine_name for v in model.volumes.values()} | set(engine_volumes)
+    in_file = {v.engine_name for v in model.volumes.values()}
+    taken_engine = in_file | set(engine_volumes)
     planned: list[NewVolume] = []
     for f in findings:
         if f.code != "anonymous-volume" or f.service is None:
@@ -67,16 +80,23 @@ def plan_names(
         path = str(f.facts["path"])
         base = _valid_key(f"{f.service}_{path_slug(path)}")
         key, n = base, 1
-        while key in taken_keys or f"{model.project}_{key}" in taken_engine:
+        while True:
+            engine_name = f"{model.project}_{key}"
+            if key not in taken_keys:
+                if engine_name not in taken_engine:
+                    existing = False
+                    break
+                if engine_name not in in_file and owners.get(engine_name) == (model.project, key):
+                    existing = True
+                    break
             n += 1
             key = f"{base}_{n}"
         taken_keys.add(key)
-        taken_engine.add(f"{model.project}_{key}")
+        in_file.add(engine_name)
+        taken_engine.add(engine_name)
         entry = f.facts.get("entry")
         planned.append(
-            NewVolume(
-                f.service, path, key, f"{model.project}_{key}", entry if isinstance(entry, int) else None
-            )
+            NewVolume(f.service, path, key, engine_name, entry if isinstance(entry, int) else None, existing)
         )
     return planned
 

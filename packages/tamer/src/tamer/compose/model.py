@@ -165,12 +165,41 @@ class ComposeModel:
     invalid: tuple[Invalid, ...] = field(default=())
 
 
+def normalize_project_name(raw: str) -> str:
+    """Compose's normalisation: lowercase, keep [a-z0-9_-], strip leading _ and -."""
+    return re.sub(r"[^a-z0-9_-]", "", raw.lower()).lstrip("_-")
+
+
 def project_name(doc: Mapping[str, Any], env: Mapping[str, str], project_dir: str) -> str:
-    """`name:`, else COMPOSE_PROJECT_NAME, else the folder's name; normalised as Compose does."""
-    raw = doc.get("name") or env.get("COMPOSE_PROJECT_NAME") or posixpath.basename(project_dir.rstrip("/"))
-    name = re.sub(r"[^a-z0-9_-]", "", _text(raw).lower())
-    name = re.sub(r"^[^a-z0-9]+", "", name)
-    return name or "default"
+    """The project name as Compose picks it: COMPOSE_PROJECT_NAME (environment or .env) first, taken
+    as written and refused when it is not a valid name; else `name:` (interpolated, normalised) when
+    that leaves something; else the folder's name, normalised. UsageError when none gives a name."""
+    from_env = env.get("COMPOSE_PROJECT_NAME") or ""
+    if from_env:
+        if normalize_project_name(from_env) != from_env:
+            raise UsageError(
+                f"COMPOSE_PROJECT_NAME={from_env!r} is not a valid project name (Compose refuses it): expected "
+                "lowercase letters, digits, - and _, starting with a letter or digit; set it to "
+                f"{normalize_project_name(from_env) or 'such a name'!r} (nothing was changed)"
+            )
+        return from_env
+    from_file = normalize_project_name(_text(doc.get("name"))) if doc.get("name") else ""
+    if from_file:
+        return from_file
+    folder = posixpath.basename(project_dir.rstrip("/"))
+    name = normalize_project_name(folder)
+    if not name:
+        raise UsageError(
+            f"the project has no name: the folder name {folder!r} leaves nothing once normalised as Compose "
+            "does (lowercase letters, digits, - and _, starting with a letter or digit), and neither `name:` "
+            "nor COMPOSE_PROJECT_NAME gives one (Compose refuses it); add `name: myproject` to the file "
+            "(nothing was changed)"
+        )
+    return name
+
+
+# the compose spec's pattern for service, volume and network keys
+_KEY = re.compile(r"[a-zA-Z0-9._-]+")
 
 
 def build_model(
@@ -188,6 +217,11 @@ def build_model(
             f"{source} has no `services:` mapping; expected `services:` with at least one service (nothing was changed)"
         )
     for name, svc in services_raw.items():
+        if not _KEY.fullmatch(str(name)):
+            raise UsageError(
+                f"{source}: service name {_show(name, 60)!r} is not one Compose accepts: expected letters, digits, "
+                ". _ and - only (it becomes part of container and volume names); rename it (nothing was changed)"
+            )
         if not isinstance(svc, Mapping):
             raise UsageError(
                 f"{source}: service {name!r} is {_kind(svc)}, expected a mapping (nothing was changed)"
@@ -238,6 +272,11 @@ def _top_volumes(raw: Any, project: str, source: str) -> dict[str, TopVolume]:
         )
     out = {}
     for key, spec in raw.items():
+        if not _KEY.fullmatch(str(key)):
+            raise UsageError(
+                f"{source}: volume name {_show(key, 60)!r} under the top-level `volumes:` is not one Compose "
+                "accepts: expected letters, digits, . _ and - only; rename it (nothing was changed)"
+            )
         spec = spec if isinstance(spec, Mapping) else {}
         external = spec.get("external")
         is_external = bool(external) if not isinstance(external, Mapping) else True
@@ -311,8 +350,16 @@ def _entry_target(entry: Any) -> str | None:
     return None
 
 
-def _norm(path: str) -> str:
-    return posixpath.normpath(path) if path else path
+def clean_path(path: str) -> str:
+    """A container path as the engine compares them (Go's path.Clean): /data/, //data and /x/../data
+    are all /data. (posixpath.normpath keeps a leading `//`, which POSIX allows and Go does not.)"""
+    if not path:
+        return path
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("/") else cleaned
+
+
+_norm = clean_path
 
 
 def parse_volume_entry(

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tamer.compose.model import ComposeModel, Mount, Service
+from tamer.compose.model import ComposeModel, Mount, Service, clean_path
 
 FINDING_CODES = (
     "anonymous-volume",
@@ -51,6 +51,8 @@ class EngineFacts:
     daemon_log_options: Mapping[str, str] | None  # None: not known (remote engine, unreadable daemon.json)
     images: Mapping[str, Mapping[str, Any] | None]  # reference -> {"id", "volumes": [...]}; None: not there
     volume_names: frozenset[str] = frozenset()
+    # volumes Compose made: name -> (project, top-level key), from their com.docker.compose.* labels
+    compose_volumes: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def image_volumes(svc: Service, facts: EngineFacts) -> tuple[list[str] | None, F
     if info is None:
         code = "image-not-built" if svc.builds else "image-not-on-engine"
         return None, Finding(code, svc.name, {"image": svc.image})
-    return sorted(posixpath.normpath(str(v)) for v in info.get("volumes") or ()), None
+    return sorted({clean_path(str(v)) for v in info.get("volumes") or ()}), None
 
 
 def _volumes(svc: Service, model: ComposeModel, facts: EngineFacts) -> list[Finding]:
@@ -157,7 +159,7 @@ def _volumes(svc: Service, model: ComposeModel, facts: EngineFacts) -> list[Find
 def host_path(source: str, project_dir: str) -> str:
     """A bind source as the host path Compose mounts: ~ expanded, relative to the project folder."""
     path = os.path.expanduser(source) if source.startswith("~") else source
-    return posixpath.normpath(posixpath.join(project_dir, path))
+    return clean_path(posixpath.join(project_dir, path))
 
 
 def _inside_data_root(source: str, project_dir: str, data_root: str) -> bool:
@@ -172,7 +174,7 @@ def _pairs(source: str, project_dir: str, data_root: str) -> list[tuple[str, str
     # as written and with symlinks resolved (/var/lib/docker -> /srv/docker); the real paths only
     # mean something when the engine is on this machine, and then they are what counts
     path = host_path(source, project_dir)
-    root = posixpath.normpath(data_root)
+    root = clean_path(data_root)
     paths = {path, os.path.realpath(path)}
     roots = {root, os.path.realpath(root)}
     return [(p, r) for p in paths for r in roots]

@@ -140,13 +140,24 @@ def render_fix(fix: Mapping[str, Any], containers: Mapping[str, str]) -> str:
     if not volumes:
         return "--fix: nothing to name (no anonymous volumes); no file written."
     lines = [f"--fix wrote {fix['output']} (the original is unchanged), naming {len(volumes)} volumes:"]
-    lines += [f"  {v.service}: {v.path} -> {v.key} (on the engine: {v.engine_name})" for v in volumes]
+    lines += [
+        f"  {v.service}: {v.path} -> {v.key} (on the engine: {v.engine_name}"
+        + (
+            ", which Compose already made for this project's volume of that name: reused, its data kept)"
+            if v.existing
+            else ")"
+        )
+        for v in volumes
+    ]
     lines += ["", fix["diff"].rstrip()]
+    new = [v for v in volumes if not v.existing]
+    if not new:
+        return "\n".join(lines)
     lines.append(
         "\nThe new volumes start empty: data already in an anonymous volume is not moved. For a service that "
         "already ran, this moves its data into them (do it before the next `up` with the fixed file):"
     )
-    for service in dict.fromkeys(v.service for v in volumes):
-        flags = " ".join(f"--name-for {v.path}={v.engine_name}" for v in volumes if v.service == service)
+    for service in dict.fromkeys(v.service for v in new):
+        flags = " ".join(f"--name-for {v.path}={v.engine_name}" for v in new if v.service == service)
         lines.append(f"  tamer adopt {containers.get(service, service)} {flags}")
     return "\n".join(lines)
