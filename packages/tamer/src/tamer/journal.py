@@ -19,9 +19,10 @@ import enum
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,8 +139,13 @@ class Run:
 
 
 class Journal:
+    """The journal file. Safe to share between threads: one transaction at a time (a lock), on a connection
+    of its own, or on the one connection `held_open` keeps for a clean's many small writes."""
+
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or state_dir() / "journal.sqlite"
+        self._lock = threading.RLock()
+        self._held: sqlite3.Connection | None = None
         with self._tx() as db:
             db.executescript(SCHEMA)
             for table, migrations in (("steps", MIGRATIONS), ("runs", RUN_MIGRATIONS)):
@@ -149,13 +155,42 @@ class Journal:
                         db.execute(statement)
 
     @contextmanager
+    def held_open(self) -> Iterator[None]:
+        """Keep one connection open for the block, shared by every thread (under the lock). A clean writes
+        a step at a time, from several threads; a connection per write costs a WAL checkpoint at each close.
+        Each write is still its own transaction, on disk (synchronous=FULL) before the writer goes on."""
+        with self._lock:
+            outer = self._held is None
+            if outer:
+                try:
+                    self._held = self._db(check_same_thread=False)
+                except sqlite3.Error as exc:
+                    raise self._unusable(exc) from None
+        if not outer:  # already held: the outer block closes it
+            yield
+            return
+        try:
+            yield
+        finally:
+            with self._lock:
+                held, self._held = self._held, None
+                if held is not None:
+                    with suppress(sqlite3.Error):
+                        held.close()
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One transaction; an SQLite error becomes a TamerError that says why and what to do."""
-        try:
-            with closing(self._db()) as db, db:
-                yield db
-        except sqlite3.Error as exc:
-            raise self._unusable(exc) from None
+        with self._lock:
+            try:
+                if self._held is not None:
+                    with self._held as db:  # commits, or rolls back on an error
+                        yield db
+                else:
+                    with closing(self._db()) as db, db:
+                        yield db
+            except sqlite3.Error as exc:
+                raise self._unusable(exc) from None
 
     def _unusable(self, exc: sqlite3.Error) -> StateUnreadable:
         why = _why_unwritable(self.path.parent, exc)
@@ -173,8 +208,8 @@ class Journal:
             "again: nothing was changed"
         )
 
-    def _db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
+    def _db(self, *, check_same_thread: bool = True) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=check_same_thread)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # a step marked done must survive a crash right after
         return db
@@ -346,6 +381,8 @@ class Journal:
     def volumes_used(self, engine: str, names: list[str], at: float) -> None:
         """Restart the clock of these volumes: their container is being removed now. (A volume with no row
         gets one with an unknown creation time, which the next look replaces by its own, later, time.)"""
+        if not names:
+            return  # nothing to record: no transaction (a clean calls this before each container it removes)
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?, ?, '', ?) "
