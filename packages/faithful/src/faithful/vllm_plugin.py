@@ -131,11 +131,34 @@ class _RequestKeys:
         self.plans = plans
 
     def uniforms(self, rows: Any, step: int, n: int = 1) -> np.ndarray:
+        """On the host (numpy), for positions ``rows`` of the group."""
         out = np.empty((len(rows), n), dtype=np.float64)
         for i, p in enumerate(np.asarray(rows).tolist()):
             plan = self.plans[p]
             out[i] = KeyedRNG(plan.seed).uniforms([plan.row], len(plan.output), n)[0]
         return out
+
+    def device_uniforms(self, rows: Any, step: int, n: int = 1) -> Any:
+        """The same bits computed on ``rows``' device: only the per-request key scalars come from the host.
+
+        ``rows`` are the group's positions ``0..len-1`` in order (what the plugin passes), so the
+        per-request seeds, rows and steps are laid out on the host without reading ``rows`` back.
+        """
+        import torch
+
+        from faithful.torch_backend.processors import host_to_device
+        from faithful.torch_rng import _GOLDEN, _splitmix64_int, bits_to_uniform, splitmix64, to_int64
+
+        mask = (1 << 64) - 1
+        seed_hash = [to_int64(_splitmix64_int((p.seed + 0x9E3779B97F4A7C15) & mask)) for p in self.plans]
+        step_key = [to_int64((len(p.output) + 0x9E3779B97F4A7C15) & mask) for p in self.plans]
+        key_rows = [to_int64(p.row) for p in self.plans]
+        device = rows.device
+        as_tensor = lambda xs: host_to_device(np.asarray(xs, dtype=np.int64), device)  # noqa: E731
+        h = splitmix64((as_tensor(key_rows) + _GOLDEN) ^ as_tensor(seed_hash))
+        keys = splitmix64(h ^ as_tensor(step_key))
+        lanes = torch.arange(int(n), dtype=torch.int64, device=device) + _GOLDEN
+        return bits_to_uniform(splitmix64(keys[:, None] ^ lanes[None, :]))
 
 
 class FaithfulRequests:

@@ -201,3 +201,20 @@ def test_inside_vllm_the_tokens_are_faithfuls() -> None:  # pragma: no cover - n
     first = llm.generate(["The capital of France is"], params)[0].outputs[0].token_ids
     again = llm.generate(["The capital of France is"], params)[0].outputs[0].token_ids
     assert list(first) == list(again)  # keyed: the same seed gives the same tokens
+
+
+@pytest.mark.parametrize("n", [1, 3, 64])
+def test_per_request_keys_on_the_device_are_the_host_bits(n: int) -> None:
+    from faithful.vllm_plugin import _RequestKeys
+
+    seeds = [0, 7, 2**64 - 1, 2**63, 12345678901234567]
+    plans = [
+        request_plan(
+            FakeParams({"faithful": "sample", "faithful_row": row}, seed=seed), None, list(range(step))
+        )
+        for seed, row, step in zip(seeds, [0, 3, 2**62, 5, 1], [0, 1, 9, 30, 2], strict=True)
+    ]
+    keys = _RequestKeys([p for p in plans if p is not None])
+    host = keys.uniforms(np.arange(5), 0, n)
+    device = keys.device_uniforms(torch.arange(5), 0, n).numpy()
+    np.testing.assert_array_equal(device.view(np.uint64), host.view(np.uint64))

@@ -81,6 +81,22 @@ def host_to_device(array: np.ndarray, device: Any) -> Any:
     return t.pin_memory().to(device, non_blocking=True)
 
 
+def uniforms_for(
+    source: Any, rows_host: np.ndarray | None, rows_device: Any, step: int, n: int, device: Any
+) -> Any:
+    """float64 ``(B, n)`` keyed uniforms on ``device`` from any uniform source a sampler accepts.
+
+    A :class:`~faithful.rng.KeyedRNG` is computed on the device from the device rows; a source
+    with a ``device_uniforms(rows, step, n)`` method (e.g. the vLLM plugin's per-request keys)
+    computes them itself; any other source is called on the host and its numbers copied in.
+    """
+    if isinstance(source, KeyedRNG):
+        return device_uniforms(source, rows_device, step, n, device=device)
+    if hasattr(source, "device_uniforms"):
+        return source.device_uniforms(rows_device, step, n)
+    return device_uniforms(source, rows_device if rows_host is None else rows_host, step, n, device=device)
+
+
 class Context:
     """What a processor may need besides the logits: history, keyed randomness, row ids, step, status."""
 
@@ -302,9 +318,7 @@ def xtc(p: XTC, z: Any, ctx: Context) -> Any:
         )
     if p.probability <= 0 or p.threshold > 0.5:
         return z.clone()
-    keyed = isinstance(ctx.rng, KeyedRNG) or ctx.rows_host is None  # else a host source: host rows
-    rows = ctx.rows_device if keyed else ctx.rows_host
-    u = device_uniforms(ctx.rng, rows, ctx.step, lane + 1, device=z.device)[:, lane]
+    u = uniforms_for(ctx.rng, ctx.rows_host, ctx.rows_device, ctx.step, lane + 1, z.device)[:, lane]
     acts_row = u <= float(p.probability)
     prob = _softmax(z)
     top = prob >= float(p.threshold)

@@ -22,7 +22,7 @@ import torch
 from faithful._numeric import check_row_max
 from faithful.errors import InvalidLogitsError, ShapeMismatchError
 from faithful.processors import AllowedTokens, ForbiddenTokens, History, LogitBias, NoRepeatNGram, Processor
-from faithful.rng import KeyedRNG, resolve_rng
+from faithful.rng import resolve_rng
 from faithful.sampler_core import SampleResult, _check_rows
 from faithful.torch_backend.draw import argmax, gumbel_max, inverse_cdf
 from faithful.torch_backend.processors import (
@@ -31,8 +31,8 @@ from faithful.torch_backend.processors import (
     host_to_device,
     mirostat_truncate,
     row_status,
+    uniforms_for,
 )
-from faithful.torch_rng import device_uniforms
 
 if TYPE_CHECKING:
     from faithful.sampler_core import Sampler
@@ -206,8 +206,6 @@ def sample_tensor(
         return TorchSampleResult(empty, empty.to(torch.float64), q0, seed, status, _names(sampler))
     z = _sanitized(z, status)
     r = torch.arange(b, device=device)
-    # keyed uniforms are made on the device from the device rows; another source runs on the host
-    uniform_rows = rows_device if isinstance(source, KeyedRNG) or rows_host is None else rows_host
     if sampler.draw == "argmax":
         tokens = argmax(z)
         q = None
@@ -221,11 +219,11 @@ def sample_tensor(
     m = z.amax(dim=1)
     w = torch.exp(z - m[:, None])
     if sampler.draw == "gumbel":
-        u = device_uniforms(source, uniform_rows, step, v, device=device)
+        u = uniforms_for(source, rows_host, rows_device, step, v, device)
         tokens = gumbel_max(z, u)
         total = w.sum(dim=1)
     else:
-        u1 = device_uniforms(source, uniform_rows, step, 1, device=device)[:, 0]
+        u1 = uniforms_for(source, rows_host, rows_device, step, 1, device)[:, 0]
         tokens, total = inverse_cdf(w, u1)
     logprobs = z[r, tokens] - m - torch.log(total)
     q = w / total[:, None] if return_q else None
