@@ -91,24 +91,7 @@ def read_raw_snapshot(
 
     reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
     ledger = open_ledger(engine_identity(info))
-    listed = engine.containers()
-    containers: list[JSON] = []
-    to_inspect = []
-    for entry in listed:
-        fast = container_from_datastore(data_root, driver, entry) if reason is None else None
-        if fast is None:
-            to_inspect.append(entry["Id"])
-        else:
-            containers.append(fast)
-    del (
-        listed
-    )  # what is kept of each entry is in `containers`; the rest is memory (10,000 entries: tens of MB)
-    for cid, data in engine.inspect_many("container", to_inspect).items():
-        if data is None:
-            warnings.append(f"container {cid[:12]} vanished while being read; skipped")
-        else:
-            containers.append(data)
-
+    containers = _container_records(engine, data_root, driver, reason is None, warnings, layer=True)
     images = _image_records(engine, engine.images(), warnings, ledger)
     volumes = engine.volumes()
 
@@ -217,8 +200,10 @@ def read_for_listing(engine: Engine, kind: str) -> RawSnapshot:
 
 
 def _container_records(
-    engine: Engine, data_root: str, driver: str, local: bool, warnings: list[str]
+    engine: Engine, data_root: str, driver: str, local: bool, warnings: list[str], *, layer: bool = False
 ) -> list[JSON]:
+    """Every container, inspect-shaped: from the engine's records on disk when `local`, else inspected.
+    `layer`: also where its writable layer is (for sizing)."""
     containers: list[JSON] = []
     to_inspect = []
     records: Records = {}
@@ -234,7 +219,7 @@ def _container_records(
         listed = engine.containers()
     for entry in listed:
         fast = (
-            container_from_datastore(data_root, driver, entry, records=records, layer=False)
+            container_from_datastore(data_root, driver, entry, records=records, layer=layer)
             if local
             else None
         )
@@ -242,6 +227,9 @@ def _container_records(
             to_inspect.append(entry["Id"])
         else:
             containers.append(fast)
+    # what is kept of each is in `containers`; at 10,000 containers the rest is tens of MB
+    del listed
+    records.clear()
     for cid, data in engine.inspect_many("container", to_inspect).items():
         if data is None:
             warnings.append(f"container {cid[:12]} vanished while being read; skipped")
