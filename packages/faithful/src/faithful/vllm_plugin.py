@@ -35,7 +35,9 @@ can move with the batch; the log-probabilities vLLM reports are of its raw logit
 "V2" (0.32's docs) use another interface: run them with ``VLLM_USE_V2_MODEL_RUNNER=0``.
 
 The per-request logic (:class:`FaithfulRequests`) needs neither vLLM nor a GPU; the vLLM
-class (:data:`FaithfulLogitsProcessor`) is built on first access, importing vLLM then.
+class (:data:`FaithfulLogitsProcessor`) is built on first access, importing vLLM then. It is
+tested against the ``BatchUpdate`` semantics vLLM documents; vLLM itself (and its asynchronous
+scheduling, where a request's output list may be appended to a step late) was not available here.
 """
 
 from __future__ import annotations
@@ -211,7 +213,8 @@ class FaithfulRequests:
             plans = [self.slots[i] for i in indices]
             idx = host_to_device(np.asarray(indices, dtype=np.int64), logits.device)
             z = logits.index_select(0, idx)
-            history = [list(p.prompt or ()) + list(p.output) for p in plans]
+            reads = any(proc.needs_history for proc in plans[0].sampler.processors)
+            history = [list(p.prompt or ()) + list(p.output) for p in plans] if reads else None
             res = sample_tensor(
                 plans[0].sampler,
                 z,
