@@ -257,6 +257,31 @@ def _check_sampler(sampler: Any, what: str) -> Sampler:
     return sampler
 
 
+def _join_states(model: LanguageModel, states: list[Any], prompts: list[list[int]], tokens: IntArray) -> Any:
+    """One state holding the rows of ``states`` in order; ``prompts`` and ``tokens`` (``(R, p)``) are theirs.
+
+    The model protocol has no concatenation, so: a model's own ``concat_states(states)`` when it
+    offers one; n-gram and callable-model states, which are plain per-row data, joined directly;
+    any other model started on the rows' prompts and advanced along their ``p`` tokens, batched:
+    the path that built the states it replaces (restarting on prompt + tokens would not be: a
+    causal LM starts an empty prompt from its BOS token, and a non-empty one without it).
+    """
+    from faithful.models.callable import PrefixState
+    from faithful.models.ngram import NGramState
+
+    own = getattr(model, "concat_states", None)
+    if callable(own):
+        return own(states)
+    if all(isinstance(s, NGramState) for s in states):
+        return NGramState(tuple(c for s in states for c in s.contexts))
+    if all(isinstance(s, PrefixState) for s in states):
+        return PrefixState(tuple(p for s in states for p in s.prefixes))
+    state = model.start(prompts)
+    for i in range(tokens.shape[1]):
+        state = model.advance(state, tokens[:, i])
+    return state
+
+
 @dataclass
 class _Group:
     """Rows at the same committed length whose draft and target states were advanced together."""
@@ -386,7 +411,9 @@ class _Run:
         self.counts = dict.fromkeys(
             ("proposed", "tested", "accepted", "residual", "bonus", "target_passes", "draft_steps"), 0
         )
-        self.todo = [_Group(np.arange(n, dtype=np.int64), 0, d_state, t_state)]
+        # groups waiting for their next round, by position: the lowest position goes first, so rows
+        # that reach a position from different rounds meet there and go on as one batch
+        self.todo: dict[int, list[_Group]] = {0: [_Group(np.arange(n, dtype=np.int64), 0, d_state, t_state)]}
 
     def _history(self, rows: IntArray, pos: int, drafted: list[IntArray]) -> Any:
         if not self.needs_history:
@@ -400,7 +427,8 @@ class _Run:
 
     def run(self, mode: str) -> SpeculativeResult:
         while self.todo:
-            self._round(self.todo.pop())
+            groups = self.todo.pop(min(self.todo))
+            self._round(groups[0] if len(groups) == 1 else self._merge(groups))
         width = max(1, int(self.lengths.max()))
         logprobs = self.tlp.sum(axis=1)
         shape = (self.b, self.copies)
@@ -521,6 +549,19 @@ class _Run:
         self.finished[rows[ended]] = True
         self._regroup(g, kept, last, ended, d_states, t_states, xs)
 
+    def _merge(self, groups: list[_Group]) -> _Group:
+        """Groups at one position as one: their rows' states joined (see :func:`_join_states`)."""
+        rows = np.concatenate([g.rows for g in groups])
+        pos = groups[0].pos
+        prompts = [self.prompt_rows[r].tolist() for r in rows]
+        done = self.tokens[rows, :pos]
+        return _Group(
+            rows,
+            pos,
+            _join_states(self.draft, [g.draft for g in groups], prompts, done),
+            _join_states(self.target, [g.target for g in groups], prompts, done),
+        )
+
     def _commit(self, rows: IntArray, pos: int, tokens: IntArray, z: np.ndarray, q: FloatArray) -> None:
         if len(rows) == 0:
             return
@@ -555,7 +596,7 @@ class _Run:
                 )
                 self.counts["draft_steps"] += len(idx)
             y = last[idx]
-            self.todo.append(
+            self.todo.setdefault(g.pos + j + 1, []).append(
                 _Group(
                     g.rows[idx],
                     g.pos + j + 1,
