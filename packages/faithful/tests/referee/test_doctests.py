@@ -7,7 +7,13 @@ import importlib
 
 import pytest
 
-MODULES = ["faithful.referee.audit", "faithful.referee.settings", "faithful.referee.conformance"]
+MODULES = [
+    "faithful.referee.audit",
+    "faithful.referee.settings",
+    "faithful.referee.conformance",
+    "faithful.referee.speculation",
+    "faithful.fidelity.parallel",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

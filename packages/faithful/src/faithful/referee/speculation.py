@@ -38,7 +38,7 @@ class ProcessedModel:
     Example::
 
         >>> from faithful.models import NGramModel
-        >>> m = NGramModel.from_text("ab\\nba\\n", n=2)
+        >>> m = NGramModel.from_text("ab\\nab\\nba\\n", n=2)
         >>> p = ProcessedModel(m, make_sampler(top_k=1))
         >>> int((np.exp(p.next_logprobs(p.start([[]]))) > 0).sum())
         1
