@@ -13,6 +13,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from tamer.inventory import Container, Image, Volume
@@ -76,7 +77,7 @@ class Plan:
     def total_bytes(self) -> int:
         return sum(a.bytes for a in self.actions)
 
-    @property
+    @cached_property  # a plan is frozen; at 10,000 actions the digest costs seconds, and text and JSON both show it
     def plan_id(self) -> str:
         """A digest of what would be done and under which rules (an id, not a seal: see tamer.sealing)."""
         body = json.dumps(
