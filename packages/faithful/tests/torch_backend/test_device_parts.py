@@ -211,23 +211,29 @@ def test_the_g_test_catches_a_one_percent_error() -> None:
 # ---------------------------------------------------------------- Hugging Face generate on the device
 
 
-@pytest.mark.parametrize(
-    "spec", ["temperature:0.8+top-p:0.9", "repetition-penalty:1.3+top-k:10", "gumbel", "sample"]
-)
-def test_generate_on_the_device_takes_the_same_tokens(spec: str) -> None:
+@pytest.fixture(scope="module")
+def tiny() -> Any:
+    """The tiny GPT-2 of the decoder tests (tests/decoders/test_hf.py), loaded by path."""
     pytest.importorskip("transformers")
     import importlib.util
     import sys
     from pathlib import Path
 
-    from faithful.hf import generate
-
     path = Path(__file__).parents[1] / "decoders" / "test_hf.py"
     spec_ = importlib.util.spec_from_file_location("_faithful_tb_tiny", path)
     assert spec_ is not None and spec_.loader is not None
-    tiny = importlib.util.module_from_spec(spec_)
-    sys.modules[spec_.name] = tiny
-    spec_.loader.exec_module(tiny)
+    module = importlib.util.module_from_spec(spec_)
+    sys.modules[spec_.name] = module
+    spec_.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "spec", ["temperature:0.8+top-p:0.9", "repetition-penalty:1.3+top-k:10", "gumbel", "sample"]
+)
+def test_generate_on_the_device_takes_the_same_tokens(spec: str, tiny: Any) -> None:
+    from faithful.hf import generate
+
     model = tiny.tiny_gpt2(0)
     eos = tiny.pick_eos(model, tiny.PROMPTS, 3)
     common = {"spec": spec, "seed": 5, "max_new_tokens": 8, "num_return_sequences": 2, "eos_token_id": eos}
@@ -236,3 +242,21 @@ def test_generate_on_the_device_takes_the_same_tokens(spec: str) -> None:
     assert device.sequences_list() == host.sequences_list()
     np.testing.assert_allclose(device.processed_logq, host.processed_logq, rtol=0, atol=LOGQ_ATOL)
     np.testing.assert_allclose(device.raw_logq, host.raw_logq, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ancestral_sampling_with_a_torch_sampler_reads_its_tensors_back(device: str, tiny: Any) -> None:
+    from faithful.decode import ancestral_sample
+    from faithful.models.hf import HFCausalLM
+    from faithful.samplers import parse_sampler_spec
+
+    eos = tiny.pick_eos(tiny.tiny_gpt2(0), tiny.PROMPTS, 3)
+    spec = "temperature:0.8+top-k:20"
+    on_device = HFCausalLM(tiny.tiny_gpt2(0).to(device), eos_token_id=eos, pad_token_id=eos)
+    ours = ancestral_sample(
+        on_device, tiny.PROMPTS, 6, sampler=parse_sampler_spec(spec, backend="torch"), rng=3
+    )
+    on_host = HFCausalLM(tiny.tiny_gpt2(0), eos_token_id=eos, pad_token_id=eos)
+    ref = ancestral_sample(on_host, tiny.PROMPTS, 6, sampler=parse_sampler_spec(spec), rng=3)
+    assert ours.sequences() == ref.sequences()  # the numpy reference's tokens
+    np.testing.assert_allclose(ours.proposal_logprobs, ref.proposal_logprobs, rtol=0, atol=1e-9)

@@ -213,11 +213,12 @@ def ancestral_sample(
             history=history if needs_history else None,
             return_q=return_distributions,
         )
-        log_q = np.asarray(res.logprobs, dtype=np.float64)
+        # a torch-backend sampler returns tensors on the logits' device (a GPU's too): read them here
+        log_q = np.asarray(_on_host(res.logprobs), dtype=np.float64)
         return (
-            np.asarray(res.tokens, dtype=np.int64),
+            np.asarray(_on_host(res.tokens), dtype=np.int64),
             log_q,
-            None if res.q is None else np.asarray(res.q, dtype=np.float64),
+            None if res.q is None else np.asarray(_on_host(res.q), dtype=np.float64),
             log_q if plain else None,
         )
 
@@ -231,6 +232,13 @@ def ancestral_sample(
         needs_history=needs_history,
         deterministic=False,
     )
+
+
+def _on_host(x: Any) -> Any:
+    """A sampler's output as a host array (tensors from the torch backend are copied back)."""
+    from faithful.tensors import is_torch_tensor, tensor_to_numpy
+
+    return tensor_to_numpy(x) if is_torch_tensor(x) else x
 
 
 def default_sampler() -> TokenSampler:
