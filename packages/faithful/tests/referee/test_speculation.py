@@ -14,6 +14,7 @@ from faithful.decode.speculative import EXACT_RULE, AcceptRule
 from faithful.errors import SamplingParameterError
 from faithful.models import NGramModel
 from faithful.referee import speculation
+from faithful.referee.render import render_speculative
 from faithful.referee.speculation import ProcessedModel, check_speculative
 from faithful.samplers import parse_sampler_spec
 
@@ -34,9 +35,7 @@ def test_cli_exact_check_passes_and_reports_the_rates() -> None:
     s = data["stats"]
     assert 0.0 < s["acceptance_rate"] < 1.0 and 0.0 < s["target_calls_saved"] < 1.0
     assert s["tokens"] == s["accepted"] + s["residual"] + s["bonus"]
-    out = io.StringIO()
-    assert main([*BASE, "--n", "1500", "--sampler", "top-k:8"], stdout=out) == 0
-    head = out.getvalue().splitlines()[0]
+    head = render_speculative(data).splitlines()[0]  # what the command prints without --json
     assert head.startswith(
         "speculative (draft pydoc-words:2, target pydoc-words:3, sampler top-k:8): accept 0."
     )
@@ -46,7 +45,7 @@ def test_cli_exact_check_passes_and_reports_the_rates() -> None:
 def test_cli_greedy_and_surprisal_modes() -> None:
     code, env, _ = _run([*BASE, "--n", "50", "--greedy", "--draft-sampler", "temperature:1.5"])
     assert code == 0 and env["data"]["matches_greedy"] is True and env["data"]["fidelity"] is None
-    code, env, _ = _run([*BASE, "--n", "600", "--no-exact"])
+    code, env, _ = _run([*BASE, "--n", "400", "--no-exact"])
     assert code == 0 and env["data"]["fidelity_mode"] == "reference" and env["data"]["consistent"]
 
 
@@ -58,7 +57,7 @@ def test_a_wrong_rule_is_exit_3_with_the_result_printed(monkeypatch: pytest.Monk
     assert env["data"]["consistent"] is False and env["data"]["p_value"] < 1e-3
     assert "not consistent with the target's distribution" in env["errors"][0]
     out, err = io.StringIO(), io.StringIO()
-    assert main([*BASE, "--n", "1500"], stdout=out, stderr=err) == 3
+    assert main([*BASE, "--n", "300"], stdout=out, stderr=err) == 3  # gross: caught at n = 300 too
     assert "NOT consistent" in out.getvalue() and err.getvalue().startswith(
         "faithful: the speculative outputs"
     )
