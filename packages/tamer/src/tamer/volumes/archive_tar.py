@@ -13,7 +13,6 @@ import base64
 import contextlib
 import fcntl
 import functools
-import hashlib
 import os
 import queue
 import shutil
@@ -29,9 +28,11 @@ from tamer.volumes.archive import (
     BLOCK,
     CHUNK,
     DATA,
+    Digest,
     _cstr,
     _num,
     _pax_records,
+    digest_factory,
 )
 
 if TYPE_CHECKING:
@@ -76,8 +77,15 @@ class _TarTap:
     the reader reads past zero blocks (as `tar --ignore-zeros` does).
     """
 
-    def __init__(self, stats: WriteStats, files: dict[str, Any], xattrs: dict[str, dict[str, str]]) -> None:
+    def __init__(
+        self,
+        stats: WriteStats,
+        files: dict[str, Any],
+        xattrs: dict[str, dict[str, str]],
+        digest: str = "sha256",
+    ) -> None:
         self.stats, self.files, self.xattrs = stats, files, xattrs
+        self._new_digest = digest_factory(digest)
         self.mode = "header"  # header, ext (an extended header's payload), data, skip
         self.need = BLOCK
         self.acc = bytearray()
@@ -86,7 +94,7 @@ class _TarTap:
         self.ext_type = b""
         self.ext_size = 0
         self.pax: dict[str, str] = {}
-        self.sha = hashlib.sha256()
+        self.sha: Digest = self._new_digest()
         self.rel = ""
         self.size = 0
         self.ended = False
@@ -95,6 +103,22 @@ class _TarTap:
         mv = memoryview(chunk)
         i, n = 0, len(chunk)
         while i < n and not self.ended:
+            if self.mode == "header" and not self.acc and n - i >= BLOCK:
+                # nearly every entry: its header whole in this chunk, often its data too, hashed in one go
+                # (the state machine below costs several passes per entry, and entries are many and small)
+                block = chunk[i : i + BLOCK]
+                i += BLOCK
+                if block == _ZERO_BLOCK:
+                    self.ended = True
+                    break
+                self._header(block)
+                if self.mode == "data" and n - i >= self.left + self.pad:
+                    end = i + self.left
+                    self.sha.update(mv[i:end])
+                    i = end + self.pad
+                    self.left = self.pad = 0
+                    self._file_done()
+                continue
             if self.mode == "data":
                 take = min(self.left, n - i)
                 self.sha.update(mv[i : i + take])
@@ -138,34 +162,36 @@ class _TarTap:
     def _header(self, h: bytes) -> None:
         typeflag = h[156:157]
         size = _num(h[124:136])
-        if typeflag not in (b"x", b"g", b"L", b"K") and "size" in self.pax:
-            size = int(self.pax["size"])  # 8 GiB and more: the ustar field cannot hold it (failure 5)
+        pax = self.pax
+        if pax and typeflag not in (b"x", b"g", b"L", b"K") and "size" in pax:
+            size = int(pax["size"])  # 8 GiB and more: the ustar field cannot hold it (failure 5)
         if typeflag in (b"x", b"g", b"L", b"K"):
             self.ext_type, self.ext_size = typeflag, size
             self.mode, self.need = "ext", size + (-size % BLOCK)
             if not self.need:
                 self._ext(b"")
             return
-        name = self.pax.get("path")
+        name = pax.get("path") if pax else None
         if name is None:
             raw = _cstr(h[0:100])
             prefix = _cstr(h[345:500]) if h[257:262] == b"ustar" else b""
             name = os.fsdecode(prefix + b"/" + raw if prefix else raw)
         rel = name.rstrip("/").removeprefix(DATA).removeprefix("/")
-        x = {
-            k[len("SCHILY.xattr.") :]: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode()
-            for k, v in self.pax.items()
-            if k.startswith("SCHILY.xattr.")
-        }
-        if x:
-            self.xattrs[rel] = x
-        self.pax = {}
+        if pax:
+            x = {
+                k[len("SCHILY.xattr.") :]: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode()
+                for k, v in pax.items()
+                if k.startswith("SCHILY.xattr.")
+            }
+            if x:
+                self.xattrs[rel] = x
+            self.pax = {}
         if rel:
             self.stats.entries += 1
         if typeflag in (b"3", b"4"):
             self.stats.warnings.append(f"{rel}: a device node; stored, but a restore skips it")
         if typeflag in (b"0", b"\0", b"7"):
-            self.rel, self.size, self.sha = rel, size, hashlib.sha256()
+            self.rel, self.size, self.sha = rel, size, self._new_digest()
             self.pad = -size % BLOCK
             if size:
                 self.mode, self.left = "data", size
@@ -191,6 +217,7 @@ def _forward_tar(
     stats: WriteStats,
     files: dict[str, Any],
     xattrs: dict[str, dict[str, str]],
+    digest: str = "sha256",
 ) -> None:
     """Let GNU tar read the folder (a process of its own, like `tar | zstd`) and pass its stream on.
 
@@ -215,7 +242,7 @@ def _forward_tar(
         r"--transform=s,^\.,data,S",
         ".",
     ]
-    tap = _TarTap(stats, files, xattrs)
+    tap = _TarTap(stats, files, xattrs, digest)
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, bufsize=0)
         assert proc.stdout is not None

@@ -44,7 +44,10 @@ from tamer.volumes.archive import (
     FORMAT,
     HEADER_NAME,
     MANIFEST_NAME,
+    Digest,
     _header,
+    default_digest,
+    new_digest,
 )
 from tamer.volumes.archive_tar import WRITERS as WRITERS
 from tamer.volumes.archive_tar import _find_gnu_tar as _find_gnu_tar
@@ -157,15 +160,15 @@ def _read_file(path: str, size: int) -> tuple[bytes, int]:
     return data, real
 
 
-def _stream_file(e: _Entry, write: Callable[[bytes], Any]) -> tuple[str, int]:
+def _stream_file(e: _Entry, write: Callable[[bytes], Any], digest: str) -> tuple[str, int]:
     """Write one large file's header and its `e.size` bytes (padded with zeros if it shrank) in chunks.
 
-    Returns (sha256 of what was stored, bytes really read). Runs of zeros in
+    Returns (digest of what was stored, bytes really read). Runs of zeros in
     sparse files are read as zeros, not skipped: the stream is a plain tar
     any tool can extract; restore writes them back as holes.
     """
     write(_header(e.name, e.perm, e.uid, e.gid, e.size, e.mtime, _TYPE_REG))
-    sha = hashlib.sha256()
+    sha: Digest = new_digest(digest)
     real = 0
     fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
@@ -209,34 +212,46 @@ class _Entry:
     target: bytes = b""  # symlink target
 
 
-def _read_batch(batch: list[_Entry]) -> list[tuple[bytes, int, str, dict[str, str]]]:
-    """(data, bytes really read, sha256, xattrs) for each entry; data only for small regular files
+def _read_batch(batch: list[_Entry], digest: str) -> list[tuple[bytes, int, str, dict[str, str]]]:
+    """(data, bytes really read, digest, xattrs) for each entry; data only for small regular files
     (large ones are streamed when written)."""
     out = []
     for e in batch:
         x = _xattrs(e.path)
         if e.typeflag == _TYPE_REG and e.link is None and e.size <= STREAM_AT:
             data, real = _read_file(e.path, e.size)
-            out.append((data, real, hashlib.sha256(data).hexdigest(), x))
+            h = new_digest(digest)
+            h.update(data)
+            out.append((data, real, h.hexdigest(), x))
         else:
             out.append((b"", 0, "", x))
     return out
 
 
 def write_archive(
-    root: str, out: IO[bytes], header: dict[str, Any], *, writer: str = "auto", zstd_threads: int = 1
+    root: str,
+    out: IO[bytes],
+    header: dict[str, Any],
+    *,
+    writer: str = "auto",
+    zstd_threads: int = 1,
+    digest: str | None = None,
 ) -> tuple[WriteStats, str, int]:
     """Write the folder `root` as a compressed archive to `out`.
 
     writer: "auto" (GNU tar when installed, else pure Python), "tar" or
     "python". zstd_threads: libzstd workers for the Python writer (with tar,
-    compression already runs on a thread of its own).
+    compression already runs on a thread of its own). digest: the files'
+    checksums, "blake3" (the default when installed) or "sha256" (the format-1
+    archives of earlier tamers, written exactly as they were).
     Returns (stats, sha256 of the compressed bytes, compressed size). A file
     that changes size while being read is stored as first seen (cut, or
     padded with zeros) and reported in stats.warnings; pause the users for a
     consistent copy.
     """
     tar = gnu_tar(writer)
+    digest = digest or default_digest()
+    new_digest(digest)  # an unknown digest is refused before anything is written
     stats = WriteStats()
     hashed = _HashingWriter(out)
     # Python writer: threads=1, a libzstd worker compresses beside this thread reading and hashing files
@@ -260,10 +275,12 @@ def write_archive(
                 parts.append(_header(name.encode(), 0o600, 0, 0, len(payload), 0, _TYPE_REG))
                 parts.append(payload + bytes(-len(payload) % BLOCK))
 
-            add_bytes(HEADER_NAME, json.dumps({**header, "format": FORMAT}, sort_keys=True).encode())
+            # sha256 archives are format 1 exactly as earlier tamers wrote them; format 2 names its digest
+            named = {"format": 1} if digest == "sha256" else {"format": FORMAT, "digest": digest}
+            add_bytes(HEADER_NAME, json.dumps({**header, **named}, sort_keys=True).encode())
             if tar is not None:
                 flush()
-                _forward_tar(tar, root, zw.write, stats, files, xattrs)
+                _forward_tar(tar, root, zw.write, stats, files, xattrs, digest)
             else:
                 st = os.stat(root)
                 parts.append(
@@ -288,7 +305,7 @@ def write_archive(
                     nonlocal pending
                     results = iter(reads.result())
                     for e in batch:
-                        data, real, digest, x = next(results)
+                        data, real, checksum, x = next(results)
                         if x:
                             xattrs[e.rel] = x
                         if e.typeflag != _TYPE_REG or e.link is not None:
@@ -309,8 +326,8 @@ def write_archive(
                         size = e.size
                         if size > STREAM_AT:
                             flush()
-                            digest, real = _stream_file(e, zw.write)
-                            files[e.rel] = [size, digest]
+                            checksum, real = _stream_file(e, zw.write, digest)
+                            files[e.rel] = [size, checksum]
                             stats.files += 1
                             stats.bytes += size
                             if real < size:
@@ -329,7 +346,7 @@ def write_archive(
                         parts.append(data)
                         if size % BLOCK:
                             parts.append(_ZERO_BLOCK[: BLOCK - size % BLOCK])
-                        files[e.rel] = [size, digest]
+                        files[e.rel] = [size, checksum]
                         stats.files += 1
                         stats.bytes += size
                         pending += size + BLOCK
@@ -379,16 +396,16 @@ def write_archive(
                         stats.entries += 1
                         batch.append(e)
                         if len(batch) >= BATCH:
-                            inflight.append((batch, pool.submit(_read_batch, batch)))
+                            inflight.append((batch, pool.submit(_read_batch, batch, digest)))
                             batch = []
                             if len(inflight) > READ_AHEAD:
                                 emit_batch(*inflight.popleft())
                     if batch:
-                        inflight.append((batch, pool.submit(_read_batch, batch)))
+                        inflight.append((batch, pool.submit(_read_batch, batch, digest)))
                     while inflight:
                         emit_batch(*inflight.popleft())
             manifest = {
-                "format": FORMAT,
+                **named,
                 "files": files,
                 "xattrs": xattrs,
                 "entries": stats.entries,
