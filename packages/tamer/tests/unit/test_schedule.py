@@ -475,3 +475,99 @@ def test_installing_again_replaces_tamer_s_units_and_drops_unwanted_ones(
 def test_schedule_without_an_action_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(["schedule"], capsys)
     assert code == 2 and "install, remove or list" in err
+
+
+# -- found by a hostile pass (each failed before its fix) -------------------------------------------
+
+
+def test_an_edited_unit_is_neither_overwritten_nor_removed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`systemctl edit --full tamer-clean.service` keeps the marker line and changes the rest: install
+    overwrote the edit and remove deleted it, silently. Now both refuse, change nothing and say why."""
+    policy = _policy(tmp_path / "p")
+    unit_dir = tmp_path / "units"
+    argv = ["schedule", "install", "--policy", str(policy), "--unit-dir", str(unit_dir)]
+    assert main([*argv, "--every", "1d"]) == 0
+    (unit_dir / "timers.target.wants").mkdir()
+    (unit_dir / "timers.target.wants" / "tamer-clean.timer").symlink_to("../tamer-clean.timer")
+    service = unit_dir / "tamer-clean.service"
+    edited = service.read_text().replace("Nice=10", "Nice=19")
+    service.write_text(edited)
+    before = {p.name: p.read_bytes() for p in unit_dir.iterdir() if p.is_file()}
+    capsys.readouterr()
+
+    for again in ([*argv, "--every", "6h"], [*argv, "--every", "6h", "--print"]):
+        code, _, err = _run(again, capsys)
+        assert code == 2 and "tamer-clean.service was edited since tamer wrote it" in err, err
+    code, _, err = _run([*argv, "--every", "1d", "--no-watch"], capsys)
+    assert code == 2 and "edited" in err
+    for remove in (["--print"], []):
+        code, _, err = _run(["schedule", "remove", "--unit-dir", str(unit_dir), *remove], capsys)
+        assert code == 2 and "tamer-clean.service was edited" in err and "drop-in" in err, err
+    assert {p.name: p.read_bytes() for p in unit_dir.iterdir() if p.is_file()} == before
+    assert (unit_dir / "timers.target.wants" / "tamer-clean.timer").is_symlink()
+    code, out, _ = _run(["schedule", "list", "--unit-dir", str(unit_dir)], capsys)
+    assert code == 0 and "tamer-clean.service (edited since)" in out
+
+    # an edited unit that is no longer wanted is not removed by install either
+    service.write_text(before["tamer-clean.service"].decode().replace("Nice=19", "Nice=10"))
+    watch = unit_dir / "tamer-watch.service"
+    watch.write_text(watch.read_text() + "# mine\n")
+    code, _, err = _run([*argv, "--every", "1d", "--no-watch"], capsys)
+    assert code == 2 and "tamer-watch.service was edited" in err and watch.exists()
+    # moved away, everything goes as before
+    watch.unlink()
+    code, out, _ = _run(["schedule", "remove", "--unit-dir", str(unit_dir)], capsys)
+    assert code == 0 and not list(unit_dir.glob("*.service")), out
+
+
+def test_a_policy_someone_else_could_replace_through_a_folder_above_it_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The folder above the policy belonged to another user (who can rename a file of ours away and put
+    theirs in its place) or was group-writable: install accepted it, and the root timer would have run
+    their policy."""
+    if os.geteuid() != 0:
+        pytest.skip("!!! needs root to hand a folder to another uid")
+    policy = _policy(tmp_path / "theirs" / "deep")
+    argv = ["schedule", "install", "--policy", str(policy), "--every", "1d", "--print"]
+    os.chown(tmp_path / "theirs", 4242, 4242)
+    try:
+        code, _, err = _run(argv, capsys)
+        assert code == 2 and "belongs to uid 4242" in err and str(tmp_path / "theirs") in err, err
+    finally:
+        os.chown(tmp_path / "theirs", os.geteuid(), os.getegid())
+    (tmp_path / "theirs").chmod(0o775)
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "writable by its group" in err, err
+    (tmp_path / "theirs").chmod(0o1775)  # sticky: the group cannot replace our file
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("every", "expect"), [("0d", "too often"), ("0m", "too often"), ("9999999d", "too long")]
+)
+def test_a_zero_or_huge_period_says_what_is_wrong_with_it(
+    every: str, expect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = _policy(tmp_path / "p")
+    code, _, err = _run(["schedule", "install", "--policy", str(policy), "--every", every, "--print"], capsys)
+    assert code == 2 and expect in err, err
+
+
+def test_a_relative_xdg_config_home_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The XDG spec: a relative XDG_CONFIG_HOME is invalid and ignored (units went under the cwd)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    policy = _policy(tmp_path / "p")
+    code, out, _ = _run(
+        ["--json", "schedule", "install", "--user", "--policy", str(policy), "--every", "1d", "--print"],
+        capsys,
+    )
+    assert code == 0 and json.loads(out)["data"]["unit_dir"] == str(
+        tmp_path / "home" / ".config/systemd/user"
+    )

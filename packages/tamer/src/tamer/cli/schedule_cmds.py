@@ -133,9 +133,11 @@ def _policy_path(given: str) -> str:
 
 
 def _check_policy_trust(path: str) -> None:
-    """The timed clean runs unattended (as root, for system units): whoever may rewrite the policy
-    decides what it removes. So the file must belong to this user or root and be writable by nobody
-    else, and its folder must not let others swap it (writable by others without the sticky bit)."""
+    """The timed clean runs unattended (as root, for system units): whoever may rewrite the policy,
+    or replace it or any folder above it, decides what it removes. So, as sshd's StrictModes asks of
+    authorized_keys: the file and every folder up to / must belong to this user or root, the file
+    must be writable by no one else, and no folder may let others swap what is in it (writable by
+    its group or everyone without the sticky bit)."""
     me = os.geteuid()
     st = os.stat(path)
     if st.st_uid not in (me, 0):
@@ -148,12 +150,26 @@ def _check_policy_trust(path: str) -> None:
             f"policy file {path} is writable by its group or by everyone; anyone who can write it would decide "
             f"what the timed clean removes: run `chmod go-w {path}` (nothing was written)"
         )
-    parent = os.stat(os.path.dirname(path))
-    if parent.st_mode & stat.S_IWOTH and not parent.st_mode & stat.S_ISVTX:
-        raise UsageError(
-            f"the folder of policy file {path} is writable by everyone, so anyone could replace the policy; "
-            "move it to a folder only you can write (nothing was written)"
-        )
+    folder = os.path.dirname(path)
+    while True:
+        st = os.stat(folder)
+        if st.st_uid not in (me, 0):
+            raise UsageError(
+                f"the folder {folder} above policy file {path} belongs to uid {st.st_uid}, not to you or root, "
+                "who could replace the policy (and so decide what the timed clean removes); move the policy "
+                "to a folder of yours or root's (nothing was written)"
+            )
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+            who = "everyone" if st.st_mode & stat.S_IWOTH else "its group"
+            raise UsageError(
+                f"the folder {folder} above policy file {path} is writable by {who}, so they could replace "
+                f"the policy; move it to a folder only you can write, or `chmod go-w {folder}` "
+                "(nothing was written)"
+            )
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
 
 
 def _environment(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
@@ -258,7 +274,7 @@ def _timer_words(every: Any) -> str:
 
 
 def run_remove(args: argparse.Namespace) -> Outcome:
-    from tamer.schedule.files import remove_units, tamer_units_in
+    from tamer.schedule.files import check_removable, remove_units, tamer_units_in
     from tamer.schedule.units import systemctl
 
     user = _is_user(args)
@@ -268,6 +284,7 @@ def run_remove(args: argparse.Namespace) -> Outcome:
     if not found:
         return Outcome({**data, "removed": []}, f"no units written by tamer in {unit_dir}; nothing removed")
     if args.print_only:
+        check_removable(unit_dir)  # say now what remove would refuse
         return Outcome(
             {**data, "would_remove": found, "removed": []},
             f"would remove from {unit_dir}: {', '.join(found)} (--print: nothing removed)",
@@ -285,14 +302,17 @@ def run_remove(args: argparse.Namespace) -> Outcome:
 
 
 def run_list(args: argparse.Namespace) -> Outcome:
-    from tamer.schedule.files import tamer_units_in
+    from tamer.schedule.files import edited_units, tamer_units_in
 
     user = _is_user(args)
     unit_dir = _unit_dir(args, user)
-    found = [p.name for p in tamer_units_in(unit_dir)]
+    paths = tamer_units_in(unit_dir)
+    found = [p.name for p in paths]
+    edited = [p.name for p in edited_units(paths)]
+    shown = [f"{n} (edited since)" if n in edited else n for n in found]
     text = (
-        f"units written by tamer in {unit_dir}: {', '.join(found)}"
+        f"units written by tamer in {unit_dir}: {', '.join(shown)}"
         if found
         else f"no units written by tamer in {unit_dir}"
     )
-    return Outcome({"unit_dir": str(unit_dir), "units": found}, text)
+    return Outcome({"unit_dir": str(unit_dir), "units": found, "edited": edited}, text)

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tamer.errors import TamerError, UsageError
-from tamer.schedule.units import UNIT_PREFIX, Unit, is_tamer_unit
+from tamer.schedule.units import UNIT_PREFIX, Unit, is_edited, is_tamer_unit
 
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
-_HEAD_BYTES = 512
+_MAX_UNIT_BYTES = 1 << 20  # a unit tamer wrote is a few hundred bytes; a bigger one is not as written
 
 
 class UnitDirUnusable(TamerError):
@@ -31,7 +31,9 @@ def default_unit_dir(user: bool) -> Path:
     """/etc/systemd/system for the system manager; the user's ~/.config/systemd/user otherwise."""
     if not user:
         return SYSTEM_UNIT_DIR
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    base = os.environ.get("XDG_CONFIG_HOME") or ""
+    if not os.path.isabs(base):  # the XDG spec: a relative value is invalid and ignored
+        base = os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "systemd" / "user"
 
 
@@ -39,8 +41,8 @@ def _is_unit_name(name: str) -> bool:
     return name.startswith(UNIT_PREFIX) and (name.endswith(".service") or name.endswith(".timer"))
 
 
-def _read_head(path: Path) -> str | None:
-    """The start of a regular file (never through a symlink), or None when it is not one."""
+def _read_unit(path: Path) -> str | None:
+    """A regular file's text (never through a symlink; at most 1 MiB), or None when it is not one."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -48,9 +50,41 @@ def _read_head(path: Path) -> str | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        return os.read(fd, _HEAD_BYTES).decode("utf-8", errors="replace")
+        chunks: list[bytes] = []
+        size = 0
+        while size < _MAX_UNIT_BYTES:
+            chunk = os.read(fd, _MAX_UNIT_BYTES - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks).decode("utf-8", errors="replace")
+    except OSError:
+        return None
     finally:
         os.close(fd)
+
+
+def edited_units(paths: list[Path]) -> list[Path]:
+    """Those of tamer's units (by marker) whose content is no longer what tamer wrote."""
+    edited = []
+    for path in paths:
+        text = _read_unit(path)
+        if text is not None and is_tamer_unit(text) and is_edited(text):
+            edited.append(path)
+    return edited
+
+
+def _refuse_edited(edited: list[Path], action: str) -> None:
+    if edited:
+        names = ", ".join(str(p) for p in edited)
+        raise UsageError(
+            f"{names} {'was' if len(edited) == 1 else 'were'} edited since tamer wrote "
+            f"{'it' if len(edited) == 1 else 'them'} (the content no longer matches the digest on the second "
+            f"line); tamer will not {action} and lose the edit: move the file away (keep a change in a drop-in: "
+            "`systemctl edit NAME` writes NAME.d/override.conf, which tamer never touches) and run this again "
+            "(nothing was changed)"
+        )
 
 
 def tamer_units_in(unit_dir: Path) -> list[Path]:
@@ -64,7 +98,7 @@ def tamer_units_in(unit_dir: Path) -> list[Path]:
     found = []
     for name in names:
         if _is_unit_name(name):
-            head = _read_head(unit_dir / name)
+            head = _read_unit(unit_dir / name)
             if head is not None and is_tamer_unit(head):
                 found.append(unit_dir / name)
     return found
@@ -86,12 +120,18 @@ def check_writable(unit_dir: Path, units: list[Unit]) -> None:
         path = unit_dir / unit.name
         if not os.path.lexists(path):
             continue
-        head = _read_head(path)
+        head = _read_unit(path)
         if head is None or not is_tamer_unit(head):
             raise UsageError(
                 f"{path} exists and was not written by tamer (its first line is not tamer's marker); "
                 "tamer will not overwrite it: move it away or pass --unit-dir DIR (nothing was written)"
             )
+    # an edited unit is neither overwritten nor, when no longer wanted, removed
+    wanted = {u.name for u in units}
+    touched = [unit_dir / u.name for u in units] + [
+        p for p in tamer_units_in(unit_dir) if p.name not in wanted
+    ]
+    _refuse_edited(edited_units(touched), "overwrite or remove it")
 
 
 def install_units(unit_dir: Path, units: list[Unit]) -> Changes:
@@ -114,26 +154,25 @@ def install_units(unit_dir: Path, units: list[Unit]) -> Changes:
     return changes
 
 
+def check_removable(unit_dir: Path) -> list[Path]:
+    """tamer's units in `unit_dir`, after refusing (UsageError, nothing removed) when one was edited."""
+    found = tamer_units_in(unit_dir)
+    _refuse_edited(edited_units(found), "remove it")
+    return found
+
+
 def remove_units(unit_dir: Path) -> Changes:
-    """Remove tamer's units from `unit_dir` and the enable-symlinks that point at them."""
+    """Remove tamer's units from `unit_dir` and the enable-symlinks that point at them; none when
+    one of them was edited (UsageError)."""
     changes = Changes(unit_dir)
-    _remove(unit_dir, tamer_units_in(unit_dir), changes)
+    _remove(unit_dir, check_removable(unit_dir), changes)
     return changes
 
 
 def _remove(unit_dir: Path, paths: list[Path], changes: Changes) -> None:
-    names = {p.name for p in paths}
-    for link in _enable_links(unit_dir, names):
-        try:
-            link.unlink()
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise UnitDirUnusable(f"cannot remove {link}: {exc.strerror or exc}") from None
-        changes.links_removed.append(str(link.relative_to(unit_dir)))
     for path in paths:
-        head = _read_head(path)  # again, at the point of action: only a file that is still tamer's goes
-        if head is None or not is_tamer_unit(head):
+        text = _read_unit(path)  # again, at the point of action: only a file still tamer's, as written
+        if text is None or not is_tamer_unit(text) or is_edited(text):
             continue
         try:
             path.unlink()
@@ -145,6 +184,15 @@ def _remove(unit_dir: Path, paths: list[Path], changes: Changes) -> None:
                 f"{', '.join(changes.removed) or 'none'}"
             ) from None
         changes.removed.append(path.name)
+    # the enable links of what went (and only of that): they would point at nothing
+    for link in _enable_links(unit_dir, set(changes.removed)):
+        try:
+            link.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise UnitDirUnusable(f"cannot remove {link}: {exc.strerror or exc}") from None
+        changes.links_removed.append(str(link.relative_to(unit_dir)))
 
 
 def _enable_links(unit_dir: Path, names: set[str]) -> list[Path]:

@@ -14,6 +14,7 @@ A value systemd cannot carry (a newline, a NUL) is refused, not mangled.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -25,8 +26,12 @@ MARKER = (
     "# Written by `tamer schedule install`; `tamer schedule remove` deletes this file. (tamer-schedule v1)"
 )
 UNIT_PREFIX = "tamer-"
+# The second line: the SHA-256 of everything after it, as tamer wrote it. A unit whose content no
+# longer matches was edited (`systemctl edit --full`, an editor): install does not overwrite it and
+# remove does not delete it, since either would silently throw the edit away.
+DIGEST_PREFIX = "# tamer-schedule-digest: sha256="
 
-_EVERY = re.compile(r"^([1-9][0-9]{0,5})(m|min|h|d|w)$")
+_EVERY = re.compile(r"^([0-9]{1,7})(m|min|h|d|w)$")
 _UNIT_SECONDS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 MIN_EVERY_S = 15 * 60  # a clean walks the data-root: more often than this, runs would queue up
 MAX_EVERY_S = 366 * 86400
@@ -170,8 +175,24 @@ def _exec(setup: Setup, *args: str) -> str:
     return "ExecStart=" + " ".join(quote_arg(a) for a in (*setup.tamer, *args))
 
 
+def seal(body: str) -> str:
+    """A unit's text: tamer's marker, the digest of `body`, then `body`."""
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return f"{MARKER}\n{DIGEST_PREFIX}{digest}\n{body}"
+
+
+def is_edited(text: str) -> bool:
+    """True when a unit that starts with tamer's marker is no longer what tamer wrote (or says
+    nothing of what that was: no digest line)."""
+    _, _, rest = text.partition("\n")
+    second, _, body = rest.partition("\n")
+    if not second.startswith(DIGEST_PREFIX):
+        return True
+    return second[len(DIGEST_PREFIX) :] != hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
 def _service(setup: Setup, description: str, exec_line: str, *, oneshot: bool) -> str:
-    unit = [MARKER, "[Unit]", f"Description={description}"]
+    unit = ["[Unit]", f"Description={description}"]
     if not setup.user:
         unit += ["After=docker.service"]  # ordering only: no dependency on how docker is started
     service = ["", "[Service]", f"Type={'oneshot' if oneshot else 'simple'}", exec_line]
@@ -180,13 +201,13 @@ def _service(setup: Setup, description: str, exec_line: str, *, oneshot: bool) -
     if not oneshot:
         service += ["Restart=on-failure", "RestartSec=30s"]
         service += ["", "[Install]", f"WantedBy={'default.target' if setup.user else 'multi-user.target'}"]
-    return "\n".join([*unit, *service]) + "\n"
+    return seal("\n".join([*unit, *service]) + "\n")
 
 
 def _timer(description: str, every: Every) -> str:
-    lines = [MARKER, "[Unit]", f"Description={description}", "", "[Timer]", *every.timer_lines()]
+    lines = ["[Unit]", f"Description={description}", "", "[Timer]", *every.timer_lines()]
     lines += ["", "[Install]", "WantedBy=timers.target"]
-    return "\n".join(lines) + "\n"
+    return seal("\n".join(lines) + "\n")
 
 
 def _describe(text: str) -> str:
