@@ -39,6 +39,9 @@ class VLLMEngine:
         return None
 
     def unsupported(self, keywords: Mapping[str, Any]) -> str | None:
+        penalties = sorted({"repetition_penalty", "presence_penalty", "frequency_penalty"} & set(keywords))
+        if penalties:  # vLLM has them (vllm.v1.sample.ops.penalties); this adapter does not call them
+            return f"not supported by this adapter: vLLM's {', '.join(penalties)} are not wired in"
         return unsupported_keywords(keywords, SUPPORTED, self.name)
 
     def _probs(self, logits: np.ndarray, keywords: Mapping[str, Any], repeat: int = 1) -> Any:
