@@ -74,6 +74,12 @@ def test_a_local_ray_cluster_gives_the_single_process_result(
         sharded = compare_decoders(model, parse_decoder_list(DECODERS), decode=runner.decode_outputs, **ARGS)
     _same(single, sharded)
     assert ray_cluster.is_initialized()  # a cluster the runner joined is left running
+    # more workers than the cluster's 2 CPUs: capped (an actor without a CPU would wait forever)
+    choice = parse_decoder_list("sample")[0]
+    with Runner(model, SPEC, workers=5, ray_address="") as runner:
+        outs = runner.decode_outputs(model, choice, 300, 4, seed=5)
+        assert runner._actors is not None and len(runner._actors) == 2
+    assert outs == single.outputs["sample"]
 
 
 def test_missing_ray_names_the_extra(model: NGramModel, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -170,7 +170,8 @@ class Runner:
     Attributes:
         model: the model (used for the probe, and pickled to workers when there is no spec).
         model_spec: the ``--model`` spec workers load the model from (None: pickle ``model``).
-        workers: processes, or Ray actors (None with Ray: one per CPU of the cluster).
+        workers: processes, or Ray actors (None with Ray: one per CPU of the cluster, and never
+            more than it has).
         ray_address: None for processes; ``""`` for Ray on a local cluster (or the one this process
             already joined); else the address of a running cluster (``"auto"``, ``"HOST:PORT"``,
             ``"ray://HOST:PORT"``).
@@ -321,7 +322,9 @@ class Runner:
                     f"cannot start or join Ray ({where}): {type(exc).__name__}: {exc}"
                 ) from None
             self._ray_started = True
-        workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # one CPU per actor: more actors than the cluster's CPUs would wait forever for a place
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        workers = min(self.workers or cpus, cpus)
         actor = ray.remote(num_cpus=1)(_RayShardWorker)
         self._actors = [actor.remote(self._source()) for _ in range(workers)]
         return self._actors
