@@ -581,3 +581,33 @@ def test_fix_reuses_the_volume_compose_made_for_this_project_s_key_and_no_other(
     # without labels it is not Compose's: skipped
     planned = plan_names(model, found, names, {})
     assert [p.engine_name for p in planned] == ["shop_mongo_data_configdb_3", "shop_mongo_data_db_2"]
+
+
+def test_fix_names_a_long_entry_shared_through_an_anchor_once_per_service(tmp_path: Path) -> None:
+    """A long-syntax anonymous entry in an anchored list used by two services was named in place:
+    both services ended up on ONE volume (the last one named: two databases in one folder) and the
+    x- template changed. Each service must get its own volume and the template stay as written."""
+    text = (
+        "x-vols: &vols\n  - type: volume\n    target: /data/db  # the data\n  - /data/configdb\n"
+        "services:\n  a:\n    image: mongo\n    volumes: *vols\n  b:\n    image: mongo\n    volumes: *vols\n"
+    )
+    out, planned, (model2, found2) = fixed(tmp_path, text)
+    assert not [f for f in found2 if f.code == "anonymous-volume"] and len(planned) == 4
+    mounts = {(s.name, m.target): m.source for s in model2.services for m in s.mounts}
+    assert mounts == {
+        ("a", "/data/db"): "a_data_db",
+        ("a", "/data/configdb"): "a_data_configdb",
+        ("b", "/data/db"): "b_data_db",
+        ("b", "/data/configdb"): "b_data_configdb",
+    }
+    assert out.startswith(
+        "x-vols: &vols\n  - type: volume\n    target: /data/db  # the data\n  - /data/configdb\n"
+    )
+
+
+def test_fix_writes_a_volume_path_with_dollar_or_colon_so_compose_reads_it_back(tmp_path: Path) -> None:
+    image = {"id": "x", "volumes": ["/var/lib/$app", "/a:b"]}
+    text = svc("", image="odd")
+    out, _, (model2, found2) = fixed(tmp_path, text, images={"odd": image})
+    assert found2 == [] and "/var/lib/$$app" in out
+    assert sorted(m.target for m in model2.services[0].mounts) == ["/a:b", "/var/lib/$app"]

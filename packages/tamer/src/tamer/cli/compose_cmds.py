@@ -163,10 +163,17 @@ def _fix(source: Any, model: Any, findings: Any, facts: Any, output: Path) -> di
     before = {s.name: {m.target for m in s.mounts} for s in model.services}
     after = {s.name: {m.target for m in s.mounts} for s in again.services}
     lost = {n: before[n] - after.get(n, set()) for n in before if before[n] - after.get(n, set())}
-    if left or lost or again.project != model.project:
+    # each service mounts exactly the volume planned for it (not another service's: a shared node
+    # named in place would name it for every service that reaches it)
+    mounted = {(s.name, m.target): (m.kind, m.source) for s in again.services for m in s.mounts}
+    wrong = [
+        f"{p.service}:{p.path}" for p in planned if mounted.get((p.service, p.path)) != ("volume", p.key)
+    ]
+    if left or lost or wrong or again.project != model.project:
         raise TamerError(
-            f"internal error: the fixed copy still has anonymous volumes ({[f.facts['path'] for f in left]}) or lost "
-            f"mounts ({lost}); nothing was written; please report this with the compose file"
+            f"internal error: the fixed copy still has anonymous volumes ({[f.facts['path'] for f in left]}), lost "
+            f"mounts ({lost}) or mounts another volume than planned ({wrong}); nothing was written; please "
+            "report this with the compose file"
         )
     write_fixed(source.path, output, text)
     return {

@@ -146,15 +146,18 @@ def apply_fix(document: Any, planned: list[NewVolume]) -> None:
                     )
                     continue
                 if isinstance(old, Mapping):
-                    entry: Any = copy.deepcopy(old) if _shared(old) else old
+                    # always a copy: the entry may be reached from elsewhere (a list copied above, an
+                    # anchor, an x- template), and naming it in place would name it there too
+                    entry: Any = _unanchored_copy(old)
                     keys = list(entry.keys())
                     entry.insert(keys.index("type") + 1 if "type" in keys else 0, "source", p.key)
                     seq[p.replaces] = entry
                     continue
-            if long_style:
-                seq.append(CommentedMap([("type", "volume"), ("source", p.key), ("target", p.path)]))
+            target = p.path.replace("$", "$$")  # Compose interpolates it; a VOLUME path is literal
+            if long_style or ":" in p.path:  # a `:` would split the short syntax
+                seq.append(CommentedMap([("type", "volume"), ("source", p.key), ("target", target)]))
             else:
-                seq.append(f"{p.key}:{p.path}")
+                seq.append(f"{p.key}:{target}")
     top = document.get("volumes") if "volumes" in document else None
     if top is None:
         top = CommentedMap()
@@ -164,6 +167,23 @@ def apply_fix(document: Any, planned: list[NewVolume]) -> None:
             document.insert(len(document), "volumes", top)
     for p in planned:
         top[p.key] = None
+
+
+def _unanchored_copy(node: Any) -> Any:
+    """A deep copy (comments kept) with no anchor of its own or below: the original keeps its anchors."""
+    fresh = copy.deepcopy(node)
+    todo = [fresh]
+    while todo:
+        item = todo.pop()
+        anchor: Any = getattr(item, "anchor", None)
+        if anchor is not None and getattr(anchor, "value", None) is not None:
+            anchor.value = None
+            anchor.always_dump = False
+        if isinstance(item, Mapping):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return fresh
 
 
 def guess_indent(text: str) -> tuple[int, int]:
