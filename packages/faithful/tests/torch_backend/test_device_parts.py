@@ -7,14 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faithful.samplers import make_sampler
+from faithful.samplers import greedy, make_sampler
 from scipy import stats
 
 from .conftest import DEVICES, HISTORY, LOGQ_ATOL, logits_family
 
 torch = pytest.importorskip("torch")
 
-from faithful.torch_backend import sample_tensor  # noqa: E402
+from faithful.torch_backend import distribution_tensor, sample_tensor  # noqa: E402
 from faithful.torch_backend.select import kth_largest, mass_threshold, ordered_keys, value_of_key  # noqa: E402
 from torch.overrides import TorchFunctionMode  # noqa: E402
 
@@ -75,6 +75,7 @@ _SYNCING = {
     "__index__",
     "nonzero",
     "unique",
+    "host value",
 }
 _SYNCING_FUNCS = {torch.nonzero, torch.masked_select, torch.unique, torch.Tensor.nonzero}
 
@@ -96,6 +97,9 @@ class RecordCalls(TorchFunctionMode):
             index = args[1] if isinstance(args[1], tuple) else (args[1],)
             if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index):
                 self.bool_indexing += 1  # a boolean mask index has a data-dependent shape: a sync
+        if name == "__setitem__" and len(args) > 2 and not isinstance(args[2], torch.Tensor):
+            # x[index] = 1.0 copies the host value to the device (a blocking copy on CUDA)
+            self.names.append("host value")
         targets = [str(a) for a in list(args[1:]) + list((kwargs or {}).values())]
         if name == "to" and "cpu" in targets and args[0].device.type != "cpu":
             self.names.append("cpu")  # a copy to the host (a no-op for a tensor already there)
@@ -106,7 +110,8 @@ def test_the_recorder_sees_a_sync() -> None:
     with RecordCalls() as rec:
         torch.ones(2).sum().item()
         _ = torch.ones(3)[torch.tensor([True, False, True])]
-    assert "item" in rec.names and rec.bool_indexing == 1
+        torch.zeros(3)[torch.tensor([1])] = 1.0
+    assert "item" in rec.names and "host value" in rec.names and rec.bool_indexing == 1
 
 
 EVERYTHING = {
@@ -130,16 +135,23 @@ EVERYTHING = {
 }
 
 
-@pytest.mark.parametrize("draw", ["inverse_cdf", "gumbel"])
-def test_a_step_never_reads_the_device(draw: str) -> None:
-    s = make_sampler(draw=draw, backend="torch", **EVERYTHING)
+@pytest.mark.parametrize("rows_kind", ["none", "numpy", "tensor"])
+@pytest.mark.parametrize("draw", ["inverse_cdf", "gumbel", "argmax", "temperature 0"])
+def test_a_step_never_reads_the_device(draw: str, rows_kind: str) -> None:
+    if draw == "argmax":
+        s = greedy(backend="torch")
+    elif draw == "temperature 0":
+        s = make_sampler(backend="torch", **{**EVERYTHING, "temperature": 0.0})
+    else:
+        s = make_sampler(draw=draw, backend="torch", **EVERYTHING)
     z = torch.from_numpy(logits_family("random", seed=4))
-    rows = torch.arange(16)
+    rows: Any = {"none": None, "numpy": np.arange(16), "tensor": torch.arange(16)}[rows_kind]
     with RecordCalls() as rec:
         res = sample_tensor(s, z, rng=5, step=2, rows=rows, history=HISTORY, return_q=True, check=False)
+        distribution_tensor(s, z, rng=5, step=2, rows=rows, history=HISTORY, check=False)
     syncs = sorted(set(rec.names) & _SYNCING)
     assert not syncs and rec.bool_indexing == 0, syncs
-    assert len(rec.names) > 100  # the recorder did see the step
+    assert len(rec.names) > (10 if draw == "argmax" else 100)  # the recorder did see the step
     assert res.status.eq(0).all()
 
 

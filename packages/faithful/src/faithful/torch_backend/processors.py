@@ -220,7 +220,8 @@ def _history_index(history: History | None, z: Any, name: str) -> tuple[Any, Any
 def repetition_penalty(p: RepetitionPenalty, z: Any, ctx: Context) -> Any:
     rows, tokens = _history_index(ctx.history, z, p.name)
     seen = torch.zeros(z.shape, dtype=torch.bool, device=z.device)
-    seen[rows, tokens] = True
+    # values made on the device: assigning a Python scalar would copy it from the host each call
+    seen.index_put_((rows, tokens), torch.ones(tokens.shape, dtype=torch.bool, device=z.device))
     pen = float(p.penalty)
     return torch.where(seen, torch.where(z < 0, z * pen, z / pen), z)
 
@@ -276,7 +277,7 @@ def no_repeat_ngram(p: NoRepeatNGram, z: Any, ctx: Context) -> Any:
             host_to_device(np.asarray(ban_rows, dtype=np.int64), z.device),
             host_to_device(np.asarray(ban_tokens, dtype=np.int64), z.device),
         )
-        out[index] = _NEG_INF
+        out.index_put_(index, torch.full(index[0].shape, _NEG_INF, dtype=out.dtype, device=out.device))
     return out
 
 

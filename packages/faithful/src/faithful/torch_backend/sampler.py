@@ -210,8 +210,7 @@ def sample_tensor(
         tokens = argmax(z)
         q = None
         if return_q:
-            q = torch.zeros_like(z)
-            q[r, tokens] = 1.0
+            q = torch.zeros_like(z).scatter_(1, tokens[:, None], 1.0)
         result = TorchSampleResult(
             tokens, torch.zeros(b, dtype=torch.float64, device=device), q, None, status
         )
@@ -258,9 +257,7 @@ def distribution_tensor(
         raise_for_status(status.cpu().numpy(), _names(sampler))
     z = _sanitized(z, status)
     if sampler.draw == "argmax":
-        q = torch.zeros_like(z)
-        q[torch.arange(z.shape[0], device=z.device), argmax(z)] = 1.0
-        return q
+        return torch.zeros_like(z).scatter_(1, argmax(z)[:, None], 1.0)
     w = torch.exp(z - z.amax(dim=1, keepdim=True))
     total = torch.cumsum(w, dim=1)[:, -1] if sampler.draw == "inverse_cdf" else w.sum(dim=1)
     return w / total[:, None]
