@@ -611,3 +611,24 @@ def test_fix_writes_a_volume_path_with_dollar_or_colon_so_compose_reads_it_back(
     out, _, (model2, found2) = fixed(tmp_path, text, images={"odd": image})
     assert found2 == [] and "/var/lib/$$app" in out
     assert sorted(m.target for m in model2.services[0].mounts) == ["/a:b", "/var/lib/$app"]
+
+
+def test_included_and_override_files_are_notes_not_silence(tmp_path: Path) -> None:
+    """`include:` and compose.override.yaml bring services and volumes this check does not read: it said
+    nothing (exit 0, 'clean'), and a file of includes only was 'not a compose file'. Now each is a note,
+    which makes the result incomplete (exit 3 when nothing else is found)."""
+    from tamer.cli.compose_cmds import _INCOMPLETE, override_notes
+
+    found = findings(tmp_path, "include:\n  - db/compose.yaml\n  - path: [a.yaml, b.yaml]\n")
+    assert [(f.code, f.facts["file"]) for f in found] == [
+        ("include-other-file", "db/compose.yaml"),
+        ("include-other-file", "a.yaml"),
+        ("include-other-file", "b.yaml"),
+    ]
+    assert all(not f.counts and f.code in _INCOMPLETE for f in found)
+    path = tmp_path / "shop" / "compose.yaml"
+    assert override_notes(path) == []
+    (path.parent / "compose.override.yaml").write_text("services: {}\n")
+    (note,) = override_notes(path)
+    assert note.code == "override-not-read" and note.code in _INCOMPLETE
+    assert override_notes(path.parent / "other.yaml") == []  # `-f other.yaml` merges no override

@@ -20,7 +20,14 @@ EXIT_CODES = (
     "not YAML, not a compose file (nothing changed); 3 no findings, but an image could not be inspected "
     "(not on the engine, not built yet) so not everything was checked"
 )
-_INCOMPLETE = ("image-not-on-engine", "image-not-built", "volumes-from-container", "extends-other-file")
+_INCOMPLETE = (
+    "image-not-on-engine",
+    "image-not-built",
+    "volumes-from-container",
+    "extends-other-file",
+    "include-other-file",
+    "override-not-read",
+)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -96,7 +103,7 @@ def run_check(args: argparse.Namespace) -> Outcome:
     from tamer.engine import connect
 
     facts = read_facts(connect(args.host), [s.image for s in model.services if s.image])
-    findings = check(model, facts)
+    findings = check(model, facts) + override_notes(path)
     fix = _fix(source, model, findings, facts, output) if output is not None else None
 
     counted = [f for f in findings if f.counts]
@@ -136,6 +143,18 @@ def run_check(args: argparse.Namespace) -> Outcome:
     containers = {s.name: s.container_name or f"{model.project}-{s.name}-1" for s in model.services}
     text = render_check(str(path), model.project, services, findings, fix, exit_code, containers)
     return Outcome(data, text, exit_code, errors)
+
+
+def override_notes(path: Path) -> list[Any]:
+    """`docker compose` run in the folder also merges compose.override.yaml (or the like) into the
+    file it finds by default; that override is not read here, so the check is incomplete."""
+    from tamer.compose.files import DEFAULT_NAMES, OVERRIDE_NAMES
+    from tamer.compose.rules import Finding
+
+    if path.name not in DEFAULT_NAMES:
+        return []
+    found = [name for name in OVERRIDE_NAMES if (path.parent / name).exists()]
+    return [Finding("override-not-read", None, {"file": str(path.parent / found[0])})] if found else []
 
 
 def _fix(source: Any, model: Any, findings: Any, facts: Any, output: Path) -> dict[str, Any]:

@@ -22,6 +22,13 @@ from tamer.compose.model import interpolate
 from tamer.errors import TamerError, UsageError
 
 DEFAULT_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+# what `docker compose` merges into the default file when run without -f
+OVERRIDE_NAMES = (
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+)
 MAX_BYTES = 8 * 1024 * 1024  # a compose file this big is not one; refuse before parsing it
 FIX_MARKER = "# Written by `tamer compose check --fix`"
 

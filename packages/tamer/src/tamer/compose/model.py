@@ -163,6 +163,7 @@ class ComposeModel:
     services: tuple[Service, ...]
     volumes: Mapping[str, TopVolume]
     invalid: tuple[Invalid, ...] = field(default=())
+    includes: tuple[str, ...] = ()  # `include:` files: their services are not read
 
 
 def normalize_project_name(raw: str) -> str:
@@ -211,8 +212,11 @@ def build_model(
             f"{source} is not a compose file: its top level is {_kind(doc) if doc is not None else 'an empty document'}, expected a mapping with "
             "`services:` (nothing was changed)"
         )
+    includes = tuple(_include_paths(doc.get("include")))
     services_raw = doc.get("services")
-    if not isinstance(services_raw, Mapping) or not services_raw:
+    if includes and services_raw is None:
+        services_raw = {}  # a file of includes only is a compose file; what it includes is a note
+    if not isinstance(services_raw, Mapping) or not (services_raw or includes):
         raise UsageError(
             f"{source} has no `services:` mapping; expected `services:` with at least one service (nothing was changed)"
         )
@@ -243,7 +247,16 @@ def build_model(
                         Mount(m.kind, m.target, m.source, m.read_only or ro, None, f"volumes_from:{base}")
                     )
         services.append(_service(name, cfg, project, tuple(mounts), tuple(unknown), invalid))
-    return ComposeModel(project, project_dir, tuple(services), volumes, tuple(invalid))
+    return ComposeModel(project, project_dir, tuple(services), volumes, tuple(invalid), includes)
+
+
+def _include_paths(raw: Any) -> list[str]:
+    """The files an `include:` names (short: a path; long: `path:` a path or a list of them)."""
+    out: list[str] = []
+    for entry in _as_list(raw):
+        path = entry.get("path") if isinstance(entry, Mapping) else entry
+        out += [_text(p) for p in _as_list(path)]
+    return out
 
 
 def _kind(value: Any) -> str:

@@ -11,7 +11,7 @@ Findings (each counts; report.compose_view words them):
 - invalid-entry: an entry Compose would refuse.
 - no-restart-policy, no-log-rotation, no-container-name: as named.
 Notes (do not count, but the check is incomplete): image-not-on-engine, image-not-built,
-volumes-from-container, extends-other-file, no-image.
+volumes-from-container, extends-other-file, include-other-file, no-image.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ NOTE_CODES = (
     "image-not-built",
     "volumes-from-container",
     "extends-other-file",
+    "include-other-file",
     "no-image",
 )
 
@@ -75,6 +76,7 @@ def check(model: ComposeModel, facts: EngineFacts) -> list[Finding]:
         Finding("invalid-entry", _service_of(inv.where), {"entry": inv.entry, "why": inv.why})
         for inv in model.invalid
     ]
+    out += [Finding("include-other-file", None, {"file": path}) for path in model.includes]
     for key, vol in model.volumes.items():
         if vol.bind_device and _inside_data_root(vol.bind_device, model.project_dir, facts.data_root):
             out.append(

@@ -85,6 +85,13 @@ def finding_text(f: Finding, project: str) -> str:
         return (
             f"takes volumes from container {x['container']}, which this file does not describe: not checked"
         )
+    if f.code == "include-other-file":
+        return f"includes {x['file']}, which is not read: its services are not checked"
+    if f.code == "override-not-read":
+        return (
+            f"`docker compose` run in this folder also merges {x['file']}, which is not read: what it adds is "
+            f"not checked (check it with `docker compose config > merged.yaml; tamer compose check merged.yaml`)"
+        )
     if f.code == "extends-other-file":
         return f"extends a service in {x['file']}, which is not read: what it inherits is not checked"
     return f"{f.code}: {dict(x)}"
