@@ -177,3 +177,16 @@ def test_a_fifo_or_endless_file_as_env_or_output_does_not_hang(
     plant(tmp_path / "other.yaml")
     code, _, err = _run(["compose", "check", str(tmp_path / "other.yaml")], capsys)
     assert code == 2 and "not a regular file" in err, err
+
+
+@pytest.mark.parametrize("name", ["compose.override.yaml", "docker-compose.yml", ".env"])
+def test_fix_never_writes_a_file_compose_reads_by_itself(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o compose.override.yaml (or .env, or another default name) was written: the next `docker compose
+    up` of the ORIGINAL would merge the copy in (or read YAML as variables)."""
+    path = tmp_path / "compose.yaml"
+    path.write_text("services: {a: {image: x}}\n")
+    code, _, err = _run(["compose", "check", str(path), "--fix", "-o", str(tmp_path / name)], capsys)
+    assert code == 2 and "reads a file of that name by itself" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["compose.yaml"]

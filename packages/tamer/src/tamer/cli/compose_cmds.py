@@ -67,7 +67,7 @@ def _needs_action(args: argparse.Namespace) -> Outcome:
 
 
 def _output_path(args: argparse.Namespace, path: Path) -> Path | None:
-    from tamer.compose.files import check_output, fixed_output_path
+    from tamer.compose.files import DEFAULT_NAMES, OVERRIDE_NAMES, check_output, fixed_output_path
 
     if args.output is not None and not args.fix:
         raise UsageError("--output is where --fix writes; add --fix (nothing was changed)")
@@ -84,7 +84,13 @@ def _output_path(args: argparse.Namespace, path: Path) -> Path | None:
                 f"--output {args.output} is not in the compose file's folder; relative paths and the project name "
                 "follow the file's folder, so the copy goes next to it (nothing was changed)"
             )
-    check_output(path, output)
+    check_output(path, output)  # the original itself, a link, a file not tamer's: refused first
+    if args.output is not None and output.name in (*DEFAULT_NAMES, *OVERRIDE_NAMES, ".env"):
+        raise UsageError(
+            f"--output {args.output}: `docker compose` reads a file of that name by itself (as the project's "
+            "file, its override or its variables), so the copy would change what the original does; give "
+            "another name, e.g. compose.fixed.yaml (nothing was changed)"
+        )
     return output
 
 
