@@ -3,6 +3,7 @@ distribution (G-tests against exact q), and Hugging Face generate sampling on th
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -272,3 +273,43 @@ def test_ancestral_sampling_with_a_torch_sampler_reads_its_tensors_back(device: 
     ref = ancestral_sample(on_host, tiny.PROMPTS, 6, sampler=parse_sampler_spec(spec), rng=3)
     assert ours.sequences() == ref.sequences()  # the numpy reference's tokens
     np.testing.assert_allclose(ours.proposal_logprobs, ref.proposal_logprobs, rtol=0, atol=1e-9)
+
+
+def _sampler_cases() -> Any:
+    """The numpy sampler tests' goodness-of-fit cases (tests/samplers/test_samplers.py), loaded by path."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "samplers" / "test_samplers.py"
+    spec_ = importlib.util.spec_from_file_location("_faithful_tb_sampler_cases", path)
+    assert spec_ is not None and spec_.loader is not None
+    module = importlib.util.module_from_spec(spec_)
+    sys.modules[spec_.name] = module
+    spec_.loader.exec_module(module)
+    return module
+
+
+SAMPLER_CASES = _sampler_cases()
+
+
+@pytest.mark.parametrize(
+    ("label", "kwargs", "q"), SAMPLER_CASES.GOF_CASES, ids=[c[0] for c in SAMPLER_CASES.GOF_CASES]
+)
+def test_the_numpy_goodness_of_fit_cases_on_the_torch_backend(
+    label: str, kwargs: dict[str, Any], q: Any
+) -> None:
+    """The sampler battery's exact-q cases, each with 1e5 draws on CPU torch (numpy's run 1e6)."""
+    want = SAMPLER_CASES.expected_q(kwargs, q)
+    z = torch.from_numpy(np.repeat(SAMPLER_CASES.Z[None, :], GTEST_DRAWS, axis=0))
+    s = make_sampler(backend="torch", **kwargs)
+    np.testing.assert_allclose(s.distribution(z[:1])[0].numpy(), want, rtol=1e-12, atol=1e-15)
+    res = s(z, rng=zlib.crc32(label.encode()), step=3)  # a fixed seed per case (str hash varies by run)
+    counts = np.bincount(res.tokens.numpy(), minlength=want.size)
+    assert counts[want == 0].sum() == 0
+    keep = want > 0
+    if keep.sum() > 1:
+        g = stats.power_divergence(counts[keep], want[keep] * GTEST_DRAWS, lambda_="log-likelihood")
+        assert g.pvalue > 1e-4, (label, counts)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(res.logprobs.numpy(), np.log(want)[res.tokens.numpy()], rtol=1e-12)
