@@ -632,3 +632,27 @@ def test_included_and_override_files_are_notes_not_silence(tmp_path: Path) -> No
     (note,) = override_notes(path)
     assert note.code == "override-not-read" and note.code in _INCOMPLETE
     assert override_notes(path.parent / "other.yaml") == []  # `-f other.yaml` merges no override
+
+
+def test_a_declared_volume_whose_name_another_owner_has_is_flagged(tmp_path: Path) -> None:
+    """`volumes: {data: {}}` in project shop is shop_data on the engine; when that volume exists and
+    Compose did not make it for shop's `data` (made by hand, or by another project), `up` only warns and
+    mounts it: two stacks share one volume. External volumes are meant to exist: not flagged."""
+    text = (
+        svc("    volumes: [data:/data/db, cfg:/data/configdb, ext:/x, own:/y]\n")
+        + "volumes:\n  data:\n  cfg:\n    name: shared_cfg\n  ext:\n    external: true\n  own:\n"
+    )
+    model, _ = load(tmp_path, text)
+    on_engine = EngineFacts(
+        ROOT,
+        "json-file",
+        {},
+        {"mongo": MONGO},
+        frozenset({"shop_data", "shared_cfg", "ext", "shop_own"}),
+        {"shared_cfg": ("other", "cfg"), "shop_own": ("shop", "own")},
+    )
+    taken = [f.facts for f in check(model, on_engine) if f.code == "volume-taken"]
+    assert taken == [
+        {"volume": "data", "engine_name": "shop_data", "owner_project": None, "owner_key": None},
+        {"volume": "cfg", "engine_name": "shared_cfg", "owner_project": "other", "owner_key": "cfg"},
+    ]

@@ -8,6 +8,9 @@ Findings (each counts; report.compose_view words them):
 - bind-into-data-root: a bind mount of the engine's data-root or a folder inside it (or a
   writable bind of a folder that contains it).
 - undeclared-volume: a named volume missing from the top-level `volumes:` (Compose refuses the file).
+- volume-taken: a (non-external) top-level volume whose engine name is already a volume that Compose
+  did not make for this project's key (made by hand, or by another project): `up` would warn and
+  mount it anyway, mixing this stack's data with someone else's.
 - invalid-entry: an entry Compose would refuse.
 - no-restart-policy, no-log-rotation, no-container-name: as named.
 Notes (do not count, but the check is incomplete): image-not-on-engine, image-not-built,
@@ -28,6 +31,7 @@ FINDING_CODES = (
     "anonymous-volume",
     "bind-into-data-root",
     "undeclared-volume",
+    "volume-taken",
     "invalid-entry",
     "no-restart-policy",
     "no-log-rotation",
@@ -90,6 +94,23 @@ def check(model: ComposeModel, facts: EngineFacts) -> list[Finding]:
                         "data_root": facts.data_root,
                         "read_only": False,
                         "contains": False,
+                    },
+                )
+            )
+    for key, vol in model.volumes.items():
+        if vol.external or vol.engine_name not in facts.volume_names:
+            continue
+        owner = facts.compose_volumes.get(vol.engine_name)
+        if owner != (model.project, key):
+            out.append(
+                Finding(
+                    "volume-taken",
+                    None,
+                    {
+                        "volume": key,
+                        "engine_name": vol.engine_name,
+                        "owner_project": owner[0] if owner else None,
+                        "owner_key": owner[1] if owner else None,
                     },
                 )
             )

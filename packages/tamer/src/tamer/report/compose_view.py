@@ -49,6 +49,17 @@ def finding_text(f: Finding, project: str) -> str:
             f"volume {x['volume']} (at {x['path']}) is not declared under the top-level volumes:, so Compose "
             f"refuses the file; add `{x['volume']}:` there"
         )
+    if f.code == "volume-taken":
+        who = (
+            f"Compose made it for project {x['owner_project']}'s volume {x['owner_key']}"
+            if x.get("owner_project") is not None
+            else "it was not made by Compose"
+        )
+        return (
+            f"volume {x['volume']} is {x['engine_name']} on the engine, which already exists and is not this "
+            f"project's ({who}): `up` would mount it anyway, mixing this stack's data with whatever it holds; "
+            f"give it another name (`name:`), or mark it `external: true` if it is meant to be shared"
+        )
     if f.code == "invalid-entry":
         return f"{x['entry']!r} is not a valid entry: {x['why']}"
     if f.code == "no-restart-policy":
