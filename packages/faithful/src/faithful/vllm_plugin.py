@@ -33,6 +33,10 @@ can move with the batch; the log-probabilities vLLM reports are of its raw logit
 (``--logprobs-mode raw_logprobs``), i.e. the model's, not faithful's processed q (the
 ``processed_*`` modes would report the forced one-hot). vLLM releases whose model runner is
 "V2" (0.32's docs) use another interface: run them with ``VLLM_USE_V2_MODEL_RUNNER=0``.
+vLLM applies ``allowed_token_ids`` and bad words before custom processors (faithful sees
+them); its ``min_tokens`` and ``logit_bias`` are logits processors of the same group as this
+one, so leave them unset and put the equivalent in the faithful spec (``forbidden-tokens``,
+``logit-bias``): one that masked the forced token afterwards would leave the row no token.
 
 The per-request logic (:class:`FaithfulRequests`) needs neither vLLM nor a GPU; the vLLM
 class (:data:`FaithfulLogitsProcessor`) is built on first access, importing vLLM then. It is
