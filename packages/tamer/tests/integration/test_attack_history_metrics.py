@@ -1,0 +1,104 @@
+"""Hostile names and labels through history, metrics and serve, on the private engine.
+
+Anyone who can start a container writes labels; a compose project label becomes an owner that tamer
+prints in tables, writes in the HTML report, exports as a Prometheus label and shows on serve's page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+BUSYBOX = "tamer-test/busybox:1"
+HOSTILE = '<script>alert(1)</script>"q\\b\nline\x1b[2J\rcr\u202eü'
+OWNER = f"project:{HOSTILE}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "\\": "\\", '"': '"'}[m.group(1)], value)
+
+
+def test_a_hostile_owner_label_is_inert_in_history_report_metrics_and_serve(eng: Any, tmp_path: Path) -> None:
+    eng.engine.create_volume("hostile-owner", labels={"com.docker.compose.project": HOSTILE})
+    eng.docker("run", "--rm", "-v", "hostile-owner:/d", BUSYBOX, "sh", "-c", "echo a > /d/f")
+    assert eng.tamer("record").returncode == 0
+    eng.docker("run", "--rm", "-v", "hostile-owner:/d", BUSYBOX, "sh", "-c", "echo bbbbbbbb >> /d/f")
+    assert eng.tamer("record").returncode == 0
+
+    # the table: the owner is there, its control characters are not (ESC rewrote the screen, CR the line)
+    human = eng.tamer("history", "--by", "owner")
+    assert human.returncode == 0, human.stderr
+    assert 'project:<script>alert(1)</script>"q\\b?line?[2J?cr?ü' in human.stdout
+    assert not set("\x1b\r\u202e") & set(human.stdout)
+
+    # the HTML report: escaped, never markup
+    report = tmp_path / "report"
+    assert eng.tamer("history", "--by", "owner", "--report", str(report)).returncode == 0
+    page = (report / "tamer-history.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+
+    # the Prometheus text: the label value comes back exactly, and promtool accepts the exposition
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    assert eng.tamer("metrics", "--textfile", str(folder)).returncode == 0
+    with open(folder / "tamer.prom", encoding="utf-8", newline="") as fh:  # a CR read as it is
+        text = fh.read()
+    values = [
+        _unescape(m.group(1))
+        for m in re.finditer(r'^tamer_owner_bytes\{owner="((?:[^"\\]|\\.)*)"', text, re.M)
+    ]
+    assert OWNER in values
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+
+    # serve: its page escapes the owner; a second serve on the same port is refused, the first serves on
+    port = _free_port()
+    cmd = [sys.executable, "-m", "tamer", "serve", "-q", "--listen", f"127.0.0.1:{port}", "--refresh", "1h"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(eng))
+    try:
+        page = _get(f"http://127.0.0.1:{port}/", first)
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+        second = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=_env(eng), timeout=120)
+        doc = json.loads(second.stdout)
+        assert second.returncode == 1 and doc["exit_code"] == 1 and "already in use" in doc["errors"][0]
+        assert OWNER.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") in _get(
+            f"http://127.0.0.1:{port}/metrics", first
+        )
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+
+
+def _env(eng: Any) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "DOCKER_HOST": eng.host}
+
+
+def _get(url: str, proc: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return str(answer.read().decode())
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
