@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from tamer.compose.facts import image_facts
-from tamer.compose.files import read_compose
+from tamer.compose.files import compose_environment, read_compose
 from tamer.compose.fix import apply_fix, guess_indent, path_slug, plan_names, render
 from tamer.compose.model import ComposeModel, build_model, interpolate
 from tamer.compose.rules import EngineFacts, Finding, check
@@ -655,4 +655,32 @@ def test_a_declared_volume_whose_name_another_owner_has_is_flagged(tmp_path: Pat
     assert taken == [
         {"volume": "data", "engine_name": "shop_data", "owner_project": None, "owner_key": None},
         {"volume": "cfg", "engine_name": "shared_cfg", "owner_project": "other", "owner_key": "cfg"},
+    ]
+
+
+def test_dotenv_values_are_read_as_compose_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inline comment was part of the value (COMPOSE_PROJECT_NAME=shop # prod named no valid project;
+    DATA=/srv/db # fast disk mounted '/srv/db # fast disk'), a quoted value followed by a comment kept its
+    quotes, and ${VAR} inside .env was not expanded."""
+    for name in ("COMPOSE_PROJECT_NAME", "ROOT", "DATA", "LIT", "DQ", "HASH"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / ".env").write_text(
+        "COMPOSE_PROJECT_NAME=prod # the live one\n"
+        "ROOT=/srv\n"
+        "DATA=${ROOT}/db\t# fast disk\n"
+        "LIT='${ROOT} # kept' # dropped\n"
+        'DQ="a\\"b ${ROOT}" # dropped\n'
+        "HASH=a#b\n"
+    )
+    env = compose_environment(str(folder))
+    assert [env[k] for k in ("COMPOSE_PROJECT_NAME", "DATA", "LIT", "DQ", "HASH")] == [
+        "prod",
+        "/srv/db",
+        "${ROOT} # kept",
+        'a"b /srv',
+        "a#b",
     ]

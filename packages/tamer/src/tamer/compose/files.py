@@ -158,22 +158,54 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def compose_environment(project_dir: str) -> dict[str, str]:
-    """The variables Compose interpolates with: the project's .env, overridden by the environment."""
+    """The variables Compose interpolates with: the project's .env, overridden by the environment.
+
+    Values are read as Compose's dotenv reads them: 'single' quotes literal, "double" quotes with
+    \\n, \\" and \\\\ escapes, unquoted values up to an inline ` #` comment; double-quoted and
+    unquoted values expand ${VAR} from the environment, then from the lines above.
+    """
     env: dict[str, str] = {}
+    where = os.path.join(project_dir, ".env")
     with contextlib.suppress(OSError, UnicodeDecodeError):
         # a FIFO or a link to /dev/zero named .env must not hang the check: regular files only, bounded
-        raw = read_regular(Path(project_dir, ".env"), MAX_BYTES) or b""
+        raw = read_regular(Path(where), MAX_BYTES) or b""
         for line in raw.decode("utf-8").splitlines():
             line = line.strip()
             if not line or line.startswith("#") or "=" not in line:
                 continue
             key, _, value = line.removeprefix("export ").partition("=")
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            env[key.strip()] = value
+            env[key.strip()] = dotenv_value(value, {**env, **os.environ}, where)
     env.update(os.environ)
     return env
+
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$$"}
+
+
+def dotenv_value(raw: str, known: Mapping[str, str], where: str) -> str:
+    """One .env value as Compose reads it (see compose_environment).
+
+    >>> dotenv_value(" shop # the name", {}, ".env"), dotenv_value("'a # $X'", {"X": "1"}, ".env")
+    ('shop', 'a # $X')
+    """
+    raw = raw.strip()
+    if raw[:1] == "'":
+        end = raw.find("'", 1)
+        return raw[1:end] if end > 0 else raw[1:]
+    if raw[:1] == '"':
+        out: list[str] = []
+        i = 1
+        while i < len(raw) and raw[i] != '"':
+            if raw[i] == "\\" and i + 1 < len(raw):
+                out.append(_ESCAPES.get(raw[i + 1], "\\" + raw[i + 1]))
+                i += 2
+                continue
+            out.append(raw[i])
+            i += 1
+        return interpolate("".join(out), known, where)
+    for mark in (" #", "\t#"):
+        raw = raw.split(mark, 1)[0]
+    return interpolate(raw.rstrip(), known, where)
 
 
 def plain(node: Any, env: Mapping[str, str], source: str) -> Any:
