@@ -78,10 +78,12 @@ def edited_units(paths: list[Path]) -> list[Path]:
 def _refuse_edited(edited: list[Path], action: str) -> None:
     if edited:
         names = ", ".join(str(p) for p in edited)
+        one = len(edited) == 1
+        it = "it" if one else "them"
         raise UsageError(
-            f"{names} {'was' if len(edited) == 1 else 'were'} edited since tamer wrote "
-            f"{'it' if len(edited) == 1 else 'them'} (the content no longer matches the digest on the second "
-            f"line); tamer will not {action} and lose the edit: move the file away (keep a change in a drop-in: "
+            f"{names} {'was' if one else 'were'} edited since tamer wrote {it} (the content no longer matches "
+            f"the digest on the second line); tamer will not {action} {it} and lose the edit: move "
+            f"{'the file' if one else 'them'} away (keep a change in a drop-in: "
             "`systemctl edit NAME` writes NAME.d/override.conf, which tamer never touches) and run this again "
             "(nothing was changed)"
         )
@@ -131,7 +133,7 @@ def check_writable(unit_dir: Path, units: list[Unit]) -> None:
     touched = [unit_dir / u.name for u in units] + [
         p for p in tamer_units_in(unit_dir) if p.name not in wanted
     ]
-    _refuse_edited(edited_units(touched), "overwrite or remove it")
+    _refuse_edited(edited_units(touched), "overwrite or remove")
 
 
 def install_units(unit_dir: Path, units: list[Unit]) -> Changes:
@@ -157,7 +159,7 @@ def install_units(unit_dir: Path, units: list[Unit]) -> Changes:
 def check_removable(unit_dir: Path) -> list[Path]:
     """tamer's units in `unit_dir`, after refusing (UsageError, nothing removed) when one was edited."""
     found = tamer_units_in(unit_dir)
-    _refuse_edited(edited_units(found), "remove it")
+    _refuse_edited(edited_units(found), "remove")
     return found
 
 
