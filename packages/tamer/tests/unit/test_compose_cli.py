@@ -190,3 +190,24 @@ def test_fix_never_writes_a_file_compose_reads_by_itself(
     code, _, err = _run(["compose", "check", str(path), "--fix", "-o", str(tmp_path / name)], capsys)
     assert code == 2 and "reads a file of that name by itself" in err, err
     assert sorted(os.listdir(tmp_path)) == ["compose.yaml"]
+
+
+def test_fix_removes_the_temporary_file_of_a_run_killed_before_its_rename(tmp_path: Path) -> None:
+    """A --fix killed between writing its temporary file and renaming it left .compose.tamer.yaml.tamer-PID.tmp
+    in the project folder for ever; the next run removes it (and never one of a process still running)."""
+    import subprocess
+    import sys
+
+    from tamer.compose.files import write_fixed
+
+    original = tmp_path / "compose.yaml"
+    original.write_text("services: {a: {image: x}}\n")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f".compose.tamer.yaml.tamer-{int(dead.stdout)}.tmp"
+    stale.write_text("half a file")
+    alive = tmp_path / f".compose.tamer.yaml.tamer-{os.getppid()}.tmp"
+    alive.write_text("being written")
+    write_fixed(original, tmp_path / "compose.tamer.yaml", "# Written by `tamer compose check --fix`\n")
+    assert sorted(os.listdir(tmp_path)) == sorted(["compose.yaml", "compose.tamer.yaml", alive.name])

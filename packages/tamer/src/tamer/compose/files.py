@@ -283,10 +283,33 @@ def check_output(original: Path, output: Path) -> None:
         )
 
 
+def _remove_stale_temporaries(output: Path) -> None:
+    """The temporary files of earlier --fix runs killed before their rename (their process is gone):
+    they would otherwise stay in the user's project folder for ever."""
+    prefix = f".{output.name}.tamer-"
+    with contextlib.suppress(OSError):
+        for name in os.listdir(output.parent):
+            pid = (
+                name[len(prefix) : -len(".tmp")] if name.startswith(prefix) and name.endswith(".tmp") else ""
+            )
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # still running: its file
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue  # alive, someone else's
+            with contextlib.suppress(OSError):
+                os.unlink(output.parent / name)
+
+
 def write_fixed(original: Path, output: Path, text: str) -> None:
     """Write `text` to `output` atomically (a temporary file renamed over), with the original's mode."""
     check_output(original, output)
     mode = original.stat().st_mode & 0o777
+    _remove_stale_temporaries(output)
     tmp = output.with_name(f".{output.name}.tamer-{os.getpid()}.tmp")
     try:
         with contextlib.suppress(FileNotFoundError):
