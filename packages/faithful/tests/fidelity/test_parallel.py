@@ -123,3 +123,12 @@ def test_cli_workers_progress_bar_on_a_terminal_only(monkeypatch: pytest.MonkeyP
     a, b = json.loads(plain.getvalue())["data"], json.loads(out.getvalue())["data"]
     a.pop("seconds"), b.pop("seconds")
     assert a == b
+
+
+def test_an_unreachable_ray_address_is_a_quick_clear_error() -> None:
+    pytest.importorskip("ray")
+    out = io.StringIO()
+    argv = ["compare", "--model", SPEC, "--decoders", "sample", "--n", "20", "--max-new-tokens", "3"]
+    assert main([*argv, "--ray", "127.0.0.1:1", "--json"], stdout=out, stderr=io.StringIO()) == 1
+    err = json.loads(out.getvalue())["errors"][0]
+    assert err.startswith("cannot reach a Ray cluster at '127.0.0.1:1'") and "ray start --head" in err

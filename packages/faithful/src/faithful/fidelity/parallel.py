@@ -25,6 +25,7 @@ import logging
 import math
 import multiprocessing
 import secrets
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -160,6 +161,23 @@ def _ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) nobody listens on, in seconds: Ray itself
+    retries for minutes before it gives up. ``auto`` and other forms go to Ray as they are."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ParallelError(
+            f"cannot reach a Ray cluster at {address!r} ({exc.strerror or exc}); start one with "
+            "`ray start --head`, check the address, or use --ray without one for a local cluster"
+        ) from None
+
+
 @dataclass
 class Runner:
     """Decodes ``n`` outputs of a decoder over workers; a drop-in for :func:`~faithful.fidelity.specs.decode_outputs`.
@@ -200,7 +218,9 @@ class Runner:
         if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
             raise ParallelError(f"workers must be an integer >= 1, got {w!r}")
         if self.ray_address is not None:
-            _ray()  # a missing Ray is said before any work
+            _ray()  # a missing Ray, or nobody at the address, is said before any work
+            if self.ray_address:
+                _check_reachable(self.ray_address)
 
     def __enter__(self) -> Runner:
         return self
