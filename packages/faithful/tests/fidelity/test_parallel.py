@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -132,3 +133,35 @@ def test_an_unreachable_ray_address_is_a_quick_clear_error() -> None:
     assert main([*argv, "--ray", "127.0.0.1:1", "--json"], stdout=out, stderr=io.StringIO()) == 1
     err = json.loads(out.getvalue())["errors"][0]
     assert err.startswith("cannot reach a Ray cluster at '127.0.0.1:1'") and "ray start --head" in err
+
+
+class DiesInAWorker:
+    """An n-gram model that kills the process it runs in unless that is the one that built it."""
+
+    def __init__(self, model: NGramModel) -> None:
+        self.model, self.parent = model, os.getpid()
+        self.vocab_size, self.eos_token_id = model.vocab_size, model.eos_token_id
+
+    def start(self, prompts: Any) -> Any:
+        if os.getpid() != self.parent:
+            os._exit(9)  # as kill -9 would: no exception, no cleanup
+        return self.model.start(prompts)
+
+    def next_logprobs(self, state: Any) -> Any:
+        return self.model.next_logprobs(state)
+
+    def advance(self, state: Any, tokens: Any) -> Any:
+        return self.model.advance(state, tokens)
+
+    def select(self, state: Any, indices: Any) -> Any:
+        return self.model.select(state, indices)
+
+
+def test_a_worker_that_dies_is_a_clear_error(model: NGramModel) -> None:
+    dying = DiesInAWorker(model)
+    choice = parse_decoder_list("sample")[0]
+    with (
+        Runner(dying, None, workers=2) as runner,
+        pytest.raises(ParallelError, match="a worker process died"),
+    ):
+        runner.decode_outputs(dying, choice, 100, 4, seed=1)

@@ -28,6 +28,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -318,7 +319,13 @@ class Runner:
                 yield fut.result()
         except FaithfulError:
             raise
-        except Exception as exc:  # a worker that died or could not load the model
+        except BrokenProcessPool:
+            self.close()
+            raise ParallelError(
+                "a worker process died (killed, or out of memory); nothing was merged: rerun, "
+                "perhaps with fewer --workers"
+            ) from None
+        except Exception as exc:  # a worker that could not load the model, or a decoder's error
             self.close()
             raise ParallelError(f"a worker failed: {type(exc).__name__}: {exc}") from exc
         finally:
