@@ -427,6 +427,14 @@ def test_dash_H_ssh_reads_that_host_s_engine_through_openssh(fleet: Fleet, tmp_p
         logged = (tmp_path / "ssh" / "ssh.log").read_text().splitlines()
         assert len(logged) == 1 and logged[0].endswith("-- tamer-b docker system dial-stdio"), logged
         assert "-p" not in logged[0].split() and "BatchMode=yes" in logged[0]
+        # the other reading commands through it: ls, record, history, metrics
+        ls = _tamer_env(env, "-H", "ssh://tamer-b", "ls", "containers", "--json")
+        assert "over-ssh-b" in ls.stdout, ls.stderr
+        assert _tamer_env(env, "-H", "ssh://tamer-b", "record").returncode == 0
+        history = json.loads(_tamer_env(env, "-H", "ssh://tamer-b", "history", "--json").stdout)["data"]
+        assert history["snapshots"] >= 1 and history["host"] == "ssh://tamer-b"
+        metrics = _tamer_env(env, "-H", "ssh://tamer-b", "metrics")
+        assert metrics.returncode == 0 and 'tamer_owner_bytes{owner="container:over-ssh-b"' in metrics.stdout
     finally:
         b.docker("rm", "-f", "over-ssh-b", check=False)
 
