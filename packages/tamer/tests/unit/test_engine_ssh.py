@@ -120,3 +120,10 @@ def test_a_hosts_file_url_urlsplit_refuses_is_bad_input_not_an_internal_error(ur
     with pytest.raises(UsageError) as caught:
         load_hosts(f'[[hosts]]\nurl = "{url}"\n')
     assert "expected ssh://[user@]host[:port]" in str(caught.value)
+
+
+def test_no_ssh_client_installed_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ssh anywhere on it
+    with pytest.raises(EngineUnreachable) as caught:
+        connect("ssh://web1", answer_within=5.0)
+    assert "OpenSSH client (ssh) is not installed" in str(caught.value)

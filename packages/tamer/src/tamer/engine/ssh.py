@@ -94,6 +94,13 @@ class _Dial:
                 start_new_session=True,
                 close_fds=True,
             )
+        except FileNotFoundError:
+            ours.close()
+            self.stderr.close()
+            raise ConnectionError(
+                f"the OpenSSH client ({argv[0]}) is not installed on this machine: -H ssh:// runs it "
+                "(Debian: apt-get install openssh-client)"
+            ) from None
         except BaseException:
             ours.close()
             self.stderr.close()
