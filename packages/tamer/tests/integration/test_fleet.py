@@ -433,6 +433,8 @@ def test_dash_H_ssh_reads_that_host_s_engine_through_openssh(fleet: Fleet, tmp_p
         assert _tamer_env(env, "-H", "ssh://tamer-b", "record").returncode == 0
         history = json.loads(_tamer_env(env, "-H", "ssh://tamer-b", "history", "--json").stdout)["data"]
         assert history["snapshots"] >= 1 and history["host"] == "ssh://tamer-b"
+        watch = _tamer_env(env, "-H", "ssh://tamer-b", "watch", "--once", "--since", "1h", "--json")
+        assert watch.returncode == 0, watch.stdout + watch.stderr  # the engine's event stream, through ssh
         metrics = _tamer_env(env, "-H", "ssh://tamer-b", "metrics")
         assert metrics.returncode == 0 and 'tamer_owner_bytes{owner="container:over-ssh-b"' in metrics.stdout
     finally:
