@@ -54,24 +54,34 @@ def lm_like_logits(torch: Any, batch: int, vocab: int, device: str, seed: int = 
     return torch.gather(rows, 1, perm).to(device)
 
 
-def timer(torch: Any, device: str, repeat: int) -> Callable[[Callable[[], Any]], float]:
-    def measure(fn: Callable[[], Any]) -> float:
-        for _ in range(3):
-            fn()  # warm up (and let torch pick its kernels)
-        times = []
+Measure = Callable[[dict[str, Callable[[], Any]]], dict[str, float]]
+
+
+def timer(torch: Any, device: str, repeat: int) -> Measure:
+    """Median milliseconds of each function, timed round-robin (a, b, c, a, b, c, ...): on a loaded
+    machine the load drifts, and interleaving makes a ratio compare runs made under the same load."""
+
+    def once(fn: Callable[[], Any]) -> float:
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return float(start.elapsed_time(end))
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+    def measure(fns: dict[str, Callable[[], Any]]) -> dict[str, float]:
+        for fn in fns.values():
+            for _ in range(3):
+                fn()  # warm up (and let torch pick its kernels)
+        times: dict[str, list[float]] = {name: [] for name in fns}
         for _ in range(repeat):
-            if device == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
+            for name, fn in fns.items():
+                times[name].append(once(fn))
+        return {name: statistics.median(t) for name, t in times.items()}
 
     return measure
 
@@ -134,23 +144,24 @@ def vllm_sampler(torch: Any, kw: dict[str, Any], batch: int, device: str) -> Cal
     return run
 
 
-def bench_case(
-    torch: Any, measure: Callable[[Callable[[], Any]], float], logits: Any, kw: dict[str, Any]
-) -> dict[str, Any]:
+def bench_case(torch: Any, measure: Measure, logits: Any, kw: dict[str, Any]) -> dict[str, Any]:
     """Times and kept-set agreement of one (shape, dtype, case)."""
     from faithful.samplers import make_sampler
     from faithful.torch_backend import distribution_tensor, sample_tensor
 
     s = make_sampler(backend="torch", **kw)
     steps = iter(range(10**9))  # a new step each call: fresh keyed uniforms, as in decoding
-    out: dict[str, Any] = {
-        "faithful": measure(lambda: sample_tensor(s, logits, rng=0, step=next(steps), check=False)),
-        "sort": measure(lambda: sort_baseline(torch, logits, kw)),
+    fns: dict[str, Callable[[], Any]] = {
+        "faithful": lambda: sample_tensor(s, logits, rng=0, step=next(steps), check=False),
+        "sort": lambda: sort_baseline(torch, logits, kw),
     }
     fi = flashinfer_sampler(torch, kw)
-    out["flashinfer"] = measure(lambda: fi[0](logits)) if fi is not None else None
+    if fi is not None:
+        fns["flashinfer"] = lambda: fi[0](logits)
     vl = vllm_sampler(torch, kw, logits.shape[0], str(logits.device.type))
-    out["vllm"] = measure(lambda: vl(logits)) if vl is not None else None
+    if vl is not None:
+        fns["vllm"] = lambda: vl(logits)
+    out: dict[str, Any] = {"flashinfer": None, "vllm": None, **measure(fns)}
     kept = distribution_tensor(s, logits, check=False) > 0
     out["same_sort"] = same_rows(torch, kept, sort_baseline(torch, logits, kw)[1], logits)
     out["same_fi"] = "-"
@@ -219,12 +230,15 @@ def bench_generate(torch: Any, device: str, repeat: int) -> None:
     measure = timer(torch, device, max(3, repeat // 4))
     common = {"max_new_tokens": new, "pad_token_id": 0}
     with torch.no_grad():
-        hf = measure(
-            lambda: model.generate(
-                prompts, do_sample=True, top_p=0.9, temperature=0.8, min_new_tokens=new, **common
-            )
+        ms = measure(
+            {
+                "hf": lambda: model.generate(
+                    prompts, do_sample=True, top_p=0.9, temperature=0.8, min_new_tokens=new, **common
+                ),
+                "ours": lambda: generate(model, prompts, spec="temperature:0.8+top-p:0.9", seed=0, **common),
+            }
         )
-        ours = measure(lambda: generate(model, prompts, spec="temperature:0.8+top-p:0.9", seed=0, **common))
+    hf, ours = ms["hf"], ms["ours"]
     target = (
         "<=1.10x " + ("yes" if ours / hf <= 1.10 else "NO") if device == "cuda" else "(cpu: information only)"
     )
