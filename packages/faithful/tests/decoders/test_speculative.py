@@ -249,3 +249,15 @@ def test_docstring_examples() -> None:
 
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_rounds_in_bounded_batches_give_the_same_samples(
+    draft: NGramModel, target: NGramModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faithful.decode.speculative as spec
+
+    whole = speculative_sample(target, draft, [[], [3]], 8, gamma=3, num_samples=100, rng=4)
+    # a vocabulary of 6 and gamma 3: 8 * 6 * 8 bytes per row, so 7 rows per round
+    monkeypatch.setattr(spec, "_ROUND_BYTES", 8 * 6 * 8 * 7)
+    pieces = speculative_sample(target, draft, [[], [3]], 8, gamma=3, num_samples=100, rng=4)
+    assert pieces.result.sequences() == whole.result.sequences() and pieces.stats() == whole.stats()

@@ -282,6 +282,9 @@ def _join_states(model: LanguageModel, states: list[Any], prompts: list[list[int
     return state
 
 
+_ROUND_BYTES = 1 << 28
+
+
 @dataclass
 class _Group:
     """Rows at the same committed length whose draft and target states were advanced together."""
@@ -397,6 +400,9 @@ class _Run:
         t_lanes = 0 if t_sampler is None else _lanes(t_sampler, v)
         self.t_source = _LaneShift(self.source, d_lanes)
         self.accept_lane = d_lanes + t_lanes
+        # a round holds 2 * gamma + 2 float64 (rows, V) arrays (the draft's and target's q, the logits):
+        # rows per round are capped so that they stay within _ROUND_BYTES whatever the vocabulary
+        self.max_rows = max(1, _ROUND_BYTES // (8 * v * (2 * gamma + 2)))
         self.needs_history = reads_history(d_sampler) or (t_sampler is not None and reads_history(t_sampler))
         t_state, b = start_expanded(target, prompts, copies)
         d_state, _ = start_expanded(draft, prompts, copies)
@@ -427,8 +433,8 @@ class _Run:
 
     def run(self, mode: str) -> SpeculativeResult:
         while self.todo:
-            groups = self.todo.pop(min(self.todo))
-            self._round(groups[0] if len(groups) == 1 else self._merge(groups))
+            for batch in self._batches(self.todo.pop(min(self.todo))):
+                self._round(batch)
         width = max(1, int(self.lengths.max()))
         logprobs = self.tlp.sum(axis=1)
         shape = (self.b, self.copies)
@@ -548,6 +554,32 @@ class _Run:
                     ended[ti[y == eos]] = True
         self.finished[rows[ended]] = True
         self._regroup(g, kept, last, ended, d_states, t_states, xs)
+
+    def _batches(self, groups: list[_Group]) -> list[_Group]:
+        """The groups at one position as batches of at most ``max_rows`` rows: merged, or split when larger."""
+        cap = self.max_rows
+        pieces: list[_Group] = []
+        for g in groups:
+            if len(g.rows) <= cap:
+                pieces.append(g)
+                continue
+            for lo in range(0, len(g.rows), cap):
+                idx = np.arange(lo, min(lo + cap, len(g.rows)), dtype=np.int64)
+                pieces.append(
+                    _Group(
+                        g.rows[idx], g.pos, self.draft.select(g.draft, idx), self.target.select(g.target, idx)
+                    )
+                )
+        out: list[_Group] = []
+        bin_: list[_Group] = []
+        for piece in pieces:
+            if bin_ and sum(len(b.rows) for b in bin_) + len(piece.rows) > cap:
+                out.append(bin_[0] if len(bin_) == 1 else self._merge(bin_))
+                bin_ = []
+            bin_.append(piece)
+        if bin_:
+            out.append(bin_[0] if len(bin_) == 1 else self._merge(bin_))
+        return out
 
     def _merge(self, groups: list[_Group]) -> _Group:
         """Groups at one position as one: their rows' states joined (see :func:`_join_states`)."""
