@@ -102,3 +102,32 @@ def _get(url: str, proc: subprocess.Popen[bytes]) -> str:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_serve_killed_mid_refresh_restarts_on_its_port_with_an_intact_store(
+    eng: Any, tmp_path: Path, private_state_dir: Path
+) -> None:
+    """kill -9 at random moments of a 1-second refresh (each refresh records a snapshot), then start again."""
+    import random
+    import sqlite3
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "tamer", "serve", "-q", "--listen", f"127.0.0.1:{port}", "--refresh", "1s"]
+    rng = random.Random(12)
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(eng))
+        _get(f"http://127.0.0.1:{port}/metrics", proc)
+        time.sleep(rng.uniform(0.2, 1.5))
+        proc.kill()  # SIGKILL: no handler runs
+        proc.wait()
+    again = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(eng))
+    try:
+        assert "tamer_data_root_free_bytes" in _get(f"http://127.0.0.1:{port}/metrics", again)
+    finally:
+        again.terminate()
+        assert again.wait(timeout=30) == 0
+    with sqlite3.connect(private_state_dir / "snapshots.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM snapshots").fetchone()[0] >= 3
+    history = json.loads(eng.tamer("history", "--json").stdout)
+    assert history["exit_code"] == 0 and history["data"]["snapshots"] >= 3
