@@ -15,7 +15,7 @@ import pytest
 from faithful.errors import FaithfulError
 from faithful.mirostat import Mirostat
 from faithful.processors import Temperature, TopK, TopP, Typical
-from faithful.samplers import Sampler, make_sampler
+from faithful.samplers import Sampler, greedy, make_sampler
 
 from .conftest import DEVICES, HISTORY, KINDS, LOGQ_ATOL, Q_RTOL, logits_family, table_samplers, twin
 
@@ -160,6 +160,10 @@ def test_bad_input_raises_the_references_error(device: str) -> None:
         _, got_err = _run(partial(torch_sampler, tensor, rng=0, history=history))
         assert ref_err is not None, kwargs
         assert type(got_err) is type(ref_err) and str(got_err) == str(ref_err), kwargs
+    for bad in (nan, empty):  # greedy checks its input as the reference's argmax does
+        _, ref_err = _run(partial(greedy(), bad, return_q=True))
+        _, got_err = _run(partial(greedy(backend="torch"), torch.from_numpy(bad).to(device), return_q=True))
+        assert ref_err is not None and type(got_err) is type(ref_err) and str(got_err) == str(ref_err)
     with pytest.raises(FaithfulError, match="shape"):
         make_sampler(backend="torch")(torch.zeros(5, device=device), rng=0)
     with pytest.raises(FaithfulError, match="real numbers"):

@@ -211,9 +211,8 @@ def sample_tensor(
         q = None
         if return_q:
             q = torch.zeros_like(z).scatter_(1, tokens[:, None], 1.0)
-        result = TorchSampleResult(
-            tokens, torch.zeros(b, dtype=torch.float64, device=device), q, None, status
-        )
+        zeros = torch.zeros(b, dtype=torch.float64, device=device)
+        result = TorchSampleResult(tokens, zeros, q, None, status, _names(sampler))
         return result.check() if check else result
     m = z.amax(dim=1)
     w = torch.exp(z - m[:, None])
