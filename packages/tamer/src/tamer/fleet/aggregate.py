@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ class HostStatus(enum.StrEnum):
     NOT_RUN = "not-run"  # tamer did not run this step there (its plan failed, or it is not in the plan file)
 
 
+_SPACE = re.compile(r"\s*")  # what json.loads allows around a document
 _STATUS_BY_EXIT = {0: HostStatus.OK, 2: HostStatus.USAGE, 3: HostStatus.PARTIAL, 130: HostStatus.INTERRUPTED}
 
 
@@ -68,12 +70,21 @@ class HostReport:
 
 def parse_envelope(stdout: str) -> dict[str, Any] | None:
     """The tamer --json envelope in `stdout`, or None. Text a login script printed before it is skipped."""
-    starts = [0] + [i + 1 for i, ch in enumerate(stdout) if ch == "\n" and stdout[i + 1 : i + 2] == "{"]
-    for start in starts[:50]:
+    # found with str.find and decoded in place (raw_decode), never a Python loop over each character or a
+    # copy of the rest per candidate: a reply may be up to fleet.ssh.MAX_REPLY_BYTES
+    starts = [0]
+    at = stdout.find("\n{")
+    while at != -1 and len(starts) < 50:
+        starts.append(at + 1)
+        at = stdout.find("\n{", at + 1)
+    decoder = json.JSONDecoder()
+    for start in starts:
         try:
-            doc = json.loads(stdout[start:])
+            doc, end = decoder.raw_decode(stdout, _SPACE.match(stdout, start).end())  # type: ignore[union-attr]
         except (ValueError, RecursionError):  # RecursionError: nested past Python's limit (a hostile reply)
             continue
+        if _SPACE.match(stdout, end).end() != len(stdout):  # type: ignore[union-attr]
+            continue  # more after it: not the envelope that ends the output
         if (
             isinstance(doc, dict)
             and doc.get("version") == 1
