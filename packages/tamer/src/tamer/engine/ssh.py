@@ -160,11 +160,11 @@ def why_ssh_failed(where: str, wait: float = 1.0) -> str | None:
     """
     with _dials_lock:
         dials = list(_dials.get(where, ()))
-    for dial in reversed(dials):
-        said = dial.failure(wait)
+    for dial in reversed(dials):  # one that has failed already (the healthy ones are not waited for)
+        said = dial.failure(0)
         if said is not None:
             return said
-    return None
+    return dials[-1].failure(wait) if dials else None  # the newest, which may be exiting right now
 
 
 def _dial(where: str, argv: list[str]) -> _DialSocket:
