@@ -40,7 +40,9 @@ __all__ = ["KERNELS", "SampleResult", "Sampler"]
 
 @dataclass(frozen=True)
 class SampleResult:
-    """What a sampler returns.
+    """What a sampler returns (numpy arrays; a sampler on ``backend="torch"`` called with a tensor
+    returns :class:`faithful.torch_backend.TorchSampleResult`, the same fields as tensors on the
+    logits' device).
 
     Attributes:
         tokens: int64 ``(B,)``.
