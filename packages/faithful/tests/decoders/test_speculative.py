@@ -254,7 +254,7 @@ def test_docstring_examples() -> None:
 def test_rounds_in_bounded_batches_give_the_same_samples(
     draft: NGramModel, target: NGramModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import faithful.decode.speculative as spec
+    import faithful.decode._speculative_run as spec
 
     whole = speculative_sample(target, draft, [[], [3]], 8, gamma=3, num_samples=100, rng=4)
     # a vocabulary of 6 and gamma 3: 8 * 6 * 8 bytes per row, so 7 rows per round
