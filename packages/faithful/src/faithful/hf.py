@@ -129,6 +129,8 @@ class FaithfulLogitsProcessor:
         on_device: bool | None = None,
     ) -> None:
         self.sampler = _as_sampler(spec)
+        if on_device is not None and not isinstance(on_device, bool):
+            raise SamplingParameterError(f"`on_device` must be True, False or None (auto), got {on_device!r}")
         self._on_device = on_device
         self._device_sampler: Sampler | None = None
         self._rng = as_keyed_rng(seed)

@@ -313,3 +313,12 @@ def test_the_numpy_goodness_of_fit_cases_on_the_torch_backend(
         assert g.pvalue > 1e-4, (label, counts)
     with np.errstate(divide="ignore"):
         np.testing.assert_allclose(res.logprobs.numpy(), np.log(want)[res.tokens.numpy()], rtol=1e-12)
+
+
+def test_on_device_must_be_a_bool_or_none() -> None:
+    pytest.importorskip("transformers")
+    from faithful.errors import SamplingParameterError
+    from faithful.hf import FaithfulLogitsProcessor
+
+    with pytest.raises(SamplingParameterError, match="on_device"):
+        FaithfulLogitsProcessor("sample", seed=0, on_device="yes")  # type: ignore[arg-type]
