@@ -261,3 +261,23 @@ def test_rounds_in_bounded_batches_give_the_same_samples(
     monkeypatch.setattr(spec, "_ROUND_BYTES", 8 * 6 * 8 * 7)
     pieces = speculative_sample(target, draft, [[], [3]], 8, gamma=3, num_samples=100, rng=4)
     assert pieces.result.sequences() == whole.result.sequences() and pieces.stats() == whole.stats()
+
+
+class _Tokenized:
+    """Just what the vocabulary check reads of a Hugging Face model: sizes, EOS and ``tokenizer.tokenizer``."""
+
+    def __init__(self, strings: list[str], vocab_size: int = 6) -> None:
+        self.vocab_size, self.eos_token_id = vocab_size, 0
+        get_vocab = {s: i for i, s in enumerate(strings)}
+        self.tokenizer = type(
+            "W", (), {"tokenizer": type("T", (), {"get_vocab": lambda _self: get_vocab})()}
+        )()
+
+
+def test_token_strings_are_compared_within_one_kind_of_vocabulary(target: NGramModel) -> None:
+    check_same_vocabulary(_Tokenized(list("abcdef")), _Tokenized(list("abcdef")))
+    # a tokenizer with one string fewer: named at the id where it ends, not a StopIteration
+    with pytest.raises(VocabMismatchError, match=r"id 5 is '<none>' in the draft, 'f' in the target"):
+        check_same_vocabulary(_Tokenized(list("abcde")), _Tokenized(list("abcdef")))
+    # an n-gram over a tokenizer's ids spells tokens as ids: only sizes and EOS can be compared
+    check_same_vocabulary(target, _Tokenized(list("uvwxyz")))

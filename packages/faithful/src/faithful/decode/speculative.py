@@ -164,24 +164,24 @@ class SpeculativeResult:
         }
 
 
-def _symbols(model: LanguageModel) -> list[str] | None:
-    """The model's token strings by id, when it exposes them (an n-gram ``vocab``, an HF tokenizer)."""
+def _symbols(model: LanguageModel) -> tuple[str, list[str]] | None:
+    """The model's token strings by id and their kind, when it exposes them (an n-gram ``vocab``, an HF tokenizer)."""
     vocab = getattr(model, "vocab", None)
     if vocab is not None and isinstance(getattr(vocab, "tokens", None), list):
-        return [str(t) for t in vocab.tokens]
+        return "vocab", [str(t) for t in vocab.tokens]
     tok = getattr(getattr(model, "tokenizer", None), "tokenizer", None)
     get_vocab = getattr(tok, "get_vocab", None)
     if callable(get_vocab):
         by_id = {int(i): str(s) for s, i in get_vocab().items()}
-        return [by_id.get(i, "") for i in range(max(by_id, default=-1) + 1)]
+        return "tokenizer", [by_id.get(i, "") for i in range(max(by_id, default=-1) + 1)]
     return None
 
 
 def check_same_vocabulary(draft: LanguageModel, target: LanguageModel) -> None:
     """Refuse a draft whose vocabulary is not the target's: proposals are token ids of the target.
 
-    The sizes and EOS ids must agree, and where both models expose their token strings
-    (an n-gram's ``vocab``, a Hugging Face tokenizer) so must the strings.
+    The sizes and EOS ids must agree, and where both models expose their token strings in the
+    same kind of vocabulary (two n-gram ``vocab``s, two Hugging Face tokenizers) so must the strings.
 
     Raises:
         VocabMismatchError: what differs, and what to do.
@@ -208,9 +208,18 @@ def check_same_vocabulary(draft: LanguageModel, target: LanguageModel) -> None:
             f"the draft model ends sequences with token {draft.eos_token_id} and the target with "
             f"{target.eos_token_id}; {fix}"
         )
-    ds, ts = _symbols(draft), _symbols(target)
-    if ds is not None and ts is not None and ds[:tv] != ts[:tv]:
-        diff = next(i for i, (a, b) in enumerate(zip(ds, ts, strict=False)) if a != b)
+    d_sym, t_sym = _symbols(draft), _symbols(target)
+    # strings are compared only between vocabularies of one kind: an n-gram over a tokenizer's ids
+    # spells its tokens as those ids, not as the tokenizer's strings
+    if d_sym is None or t_sym is None or d_sym[0] != t_sym[0]:
+        return
+    ds, ts = d_sym[1], t_sym[1]
+    if ds[:tv] != ts[:tv]:
+        # the first id that differs, or where one list of strings ends before the other
+        diff = next(
+            (i for i, (a, b) in enumerate(zip(ds, ts, strict=False)) if a != b), min(len(ds), len(ts))
+        )
+        ds, ts = [*ds, "<none>"], [*ts, "<none>"]
         raise VocabMismatchError(
             f"the draft and target vocabularies have the same size ({tv}) but different tokens "
             f"(id {diff} is {ds[diff]!r} in the draft, {ts[diff]!r} in the target); {fix}"
