@@ -26,7 +26,7 @@ position of the token in the output (0 = the first generated token) and ``row = 
 
 A position can be proposed in several rounds (a proposal after a rejection is discarded
 unseen), but each uniform decides at most one event, so runs are reproducible and exact, and
-do not depend on how rows are batched.
+do not depend on how rows are batched (for a model whose rows do not depend on the batch).
 
 **Greedy verification** (``mode="greedy"``) is its own mode: a proposal is kept while it equals
 the target's argmax, the first mismatch is replaced by the argmax, and a fully accepted round
@@ -37,6 +37,10 @@ token for token (ties go to the lowest id in both).
 is ``gamma`` one-token advances here; a model with a batched block forward would do it in one
 call. ``target_passes`` counts rounds per row (one verification pass each), which is what
 speculative decoding saves against one target call per token; it is not a wall-time claim.
+Rows that reach one position in different rounds are batched together again (the lowest
+position first); the protocol has no way to join states, so a model other than an n-gram or a
+callable model is restarted on those rows' prompts and advanced along their tokens, and a round
+holds at most 256 MB of ``(rows, V)`` arrays (``bench/faithful_speculative.py`` measures it all).
 """
 
 from __future__ import annotations
