@@ -29,7 +29,8 @@ class ChecksFailed(FaithfulError):
 
     Its result is still printed (the text on stdout, or the envelope's ``data``); the message says
     what failed. ``conformance`` raises it when a cell fails or errors, ``speculative`` when its
-    outputs are not consistent with the target's distribution.
+    outputs are not consistent with the target's distribution, ``audit-logprobs`` when a record's
+    logprob matches neither the processed nor the raw distribution or its token is impossible.
     """
 
     def __init__(self, message: str, data: dict[str, Any], text: str) -> None:
@@ -204,7 +205,19 @@ def cmd_audit_logprobs(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         raise UsageError(f"--tol must be a positive number of nats, got {args.tol}")
     records, names = read_records(args.file)
     data = audit_records(records, tol=args.tol, names=names).to_dict()
-    return data, render_audit(data)
+    text = render_audit(data)
+    s = data["summary"]
+    neither, impossible = s["counts"]["neither"], s["impossible_tokens"]
+    if neither or impossible:
+        # raw logprobs are a legitimate (if off-policy) answer and exit 0; a logprob of no
+        # distribution, or a chosen token the stated settings cannot produce, is a failed check
+        parts = [f"{neither} match neither the processed nor the raw distribution"] if neither else []
+        if impossible:
+            parts.append(f"{impossible} chose a token of probability 0 under the stated settings")
+        raise ChecksFailed(
+            f"{' and '.join(parts)} (of {s['records']} records); the table lists them", data, text
+        )
+    return data, text
 
 
 def cmd_conformance(args: argparse.Namespace) -> tuple[dict[str, Any], str]:

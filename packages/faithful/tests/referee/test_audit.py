@@ -205,3 +205,33 @@ def test_read_records_names_lines(tmp_path: Path) -> None:
     recs, names = read_records(f)
     with pytest.raises(AuditInputError, match="line 2"):
         audit_records(recs, names=names)
+
+
+def _audit_file(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
+    f = tmp_path / "recs.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return f
+
+
+def test_cli_audit_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    z = [math.log(p) for p in (0.5, 0.3, 0.2)]
+    processed = {"logits": z, "sampler": "top-p:0.6", "token": 0, "logprob": math.log(0.5 / 0.8)}
+    raw = {"logits": z, "sampler": "top-p:0.6", "token": 1, "logprob": math.log(0.3)}
+    neither = {"logits": z, "sampler": "top-p:0.6", "token": 0, "logprob": math.log(0.4)}
+    # token 2 is outside top-p 0.6 (q = 0): the engine did not sample from the stated settings,
+    # even though it reports the raw logprob
+    impossible = {"logits": z, "sampler": "top-p:0.6", "token": 2, "logprob": math.log(0.2)}
+    # every record processed or raw: 0, and the raw ones are said in the summary
+    assert main(["audit-logprobs", str(_audit_file(tmp_path, [processed, raw]))]) == 0
+    text = capsys.readouterr().out
+    assert "1 records report the raw model's logprob: a legitimate answer" in text
+    for bad, what in ((neither, "1 match neither"), (impossible, "1 chose a token of probability 0")):
+        f = _audit_file(tmp_path, [processed, raw, bad])
+        assert main(["audit-logprobs", str(f), "--json"]) == 3
+        env = json.loads(capsys.readouterr().out)
+        assert env["status"] == "partial" and env["exit_code"] == 3
+        assert env["data"]["summary"]["records"] == 3  # the result is there in full
+        assert what in env["errors"][0] and "of 3 records" in env["errors"][0]
+        assert main(["audit-logprobs", str(f)]) == 3
+        out = capsys.readouterr()
+        assert "logprob audit: 3 records" in out.out and what in out.err

@@ -46,6 +46,11 @@ def render_audit(data: dict[str, Any], *, limit: int = 20) -> str:
         f"  {counts}; largest |reported - processed| {_num(s['max_abs_off_processed'])}, "
         f"|reported - raw| {_num(s['max_abs_off_raw'])} (nats; match tolerance {s['tol']:g})",
     ]
+    if s["counts"].get("raw") and s["verdict"] != "raw":
+        lines.append(
+            f"  {s['counts']['raw']} records report the raw model's logprob: a legitimate answer (exit 0), "
+            "but not log q of the sampled distribution (off-policy for RL)"
+        )
     if s["impossible_tokens"]:
         lines.append(
             f"  {s['impossible_tokens']} chosen tokens have probability 0 under the stated settings: "
