@@ -102,6 +102,13 @@ def _names(sampler: Sampler) -> tuple[str | None, ...]:
 
 def _logits64(logits: Any) -> Any:
     """Validate shape and dtype (host facts only) and return float64 logits on the same device."""
+    if logits.device.type == "meta":
+        # a meta tensor has a shape and no values: nothing to sample from (torch would fail later,
+        # at the first read, with "Cannot copy out of meta tensor")
+        raise InvalidLogitsError(
+            "logits are on the 'meta' device (a shape without values); pass the model's real "
+            "logits (load its weights onto a CPU or CUDA device)"
+        )
     if logits.dtype.is_complex or logits.dtype == torch.bool:
         raise InvalidLogitsError(f"logits must be real numbers, got dtype {logits.dtype}")
     if logits.ndim != 2 or logits.shape[1] < 1:
