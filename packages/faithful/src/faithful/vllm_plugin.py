@@ -14,38 +14,68 @@ over HTTP)::
 
 For each opted-in request the processor runs faithful's processor chain and keyed draw
 (:mod:`faithful.torch_backend`, on the logits' device) and *forces* the chosen token: the
-request's logits row becomes ``0`` at faithful's token and ``-inf`` elsewhere, so whatever
-vLLM does after it (its penalties, temperature, top-k/top-p, its random or greedy draw)
-can only take that token. vLLM's scheduler, batching and KV cache stay vLLM's.
+request's logits row becomes ``0`` at faithful's token and ``-inf`` elsewhere.
+
+Where it sits in vLLM's sampler (``Sampler.apply_logits_processors`` then ``Sampler.sample``):
+vLLM's ``allowed_token_ids`` and bad words, then its built-in ``min_tokens`` and
+``logit_bias`` processors (built-ins come first in the non-argmax-invariant list), act
+*before* faithful, so faithful's q is over the logits they leave; vLLM's penalties,
+temperature, min-p, top-k/top-p and its greedy or random draw act *after*, on the forced
+row: ``-inf`` stays ``-inf`` under every one of them and the single finite logit is the
+maximum, so they can only take faithful's token. This holds for any ``SamplingParams``
+temperature, greedy (``temperature=0``) included: non-argmax-invariant processors run for
+greedy requests too, and greedy takes the argmax of the forced row. Put the sampling
+settings in the faithful spec and leave vLLM's at their defaults (they would only cost time);
+vLLM's ``min_tokens`` / ``logit_bias`` / ``allowed_token_ids`` change the logits faithful
+samples from (its ``forbidden-tokens`` / ``logit-bias`` say the same inside the spec).
 
 Keys: the uniforms of a request's step ``t`` (its ``t``-th generated token) are
 ``KeyedRNG(seed).uniforms([row], t, ...)``, with ``seed`` the request's ``faithful_seed``
 extra argument or else its ``SamplingParams.seed`` (vLLM gives the ``k``-th of ``n``
-parallel samples ``seed + k``), and ``row`` its ``faithful_row`` extra argument (default 0):
-the same keys as faithful's own :func:`~faithful.decode.ancestral_sample` row ``row`` with
-``rng=seed``. The history of penalties and DRY is the prompt (when vLLM passes it) and the
-tokens generated so far.
+parallel samples ``seed + k``: ``ParentRequest._get_child_sampling_params``), and ``row``
+its ``faithful_row`` extra argument (default 0): the same keys as faithful's own
+:func:`~faithful.decode.ancestral_sample` row ``row`` with ``rng=seed``. The history of
+penalties and DRY is the prompt (when vLLM passes it) and the tokens generated so far.
 
-Known limits (vLLM's, stated in its docs and code): vLLM refuses custom logits processors
-when speculative decoding is on; its logits are batch-invariant only in its batch-invariant
-mode (``VLLM_BATCH_INVARIANT=1``), so without it a row's logits, and so rarely its token,
-can move with the batch; the log-probabilities vLLM reports are of its raw logits by default
+Output token ids under asynchronous scheduling (vLLM's default in recent releases): vLLM
+appends ``-1`` placeholders to a request's output list and replaces them with the sampled
+ids only when something asked for them: its own penalties, bad words, a processor whose
+``needs_output_token_ids()`` is True (this one's is, for vLLM releases that ask), or, on
+releases before that method, any processor named with ``--logits-processors`` (one found
+only through the entry point does not count). The step ``t`` is the list's length, right
+either way; a spec that reads the history (penalties, DRY, no-repeat-ngram) meeting a
+placeholder is not forced (the row is left to vLLM, and a warning names the fix) rather
+than sampled from a wrong history.
+
+Known limits (vLLM's, read in its code): vLLM refuses custom logits processors when
+speculative decoding is on; its logits are batch-invariant only in its batch-invariant mode
+(``VLLM_BATCH_INVARIANT=1``), so without it a row's logits, and so rarely its token, can
+move with the batch; the log-probabilities vLLM reports are of its raw logits by default
 (``--logprobs-mode raw_logprobs``), i.e. the model's, not faithful's processed q (the
-``processed_*`` modes would report the forced one-hot). vLLM releases whose model runner is
-"V2" (0.32's docs) use another interface: run them with ``VLLM_USE_V2_MODEL_RUNNER=0``.
-vLLM applies ``allowed_token_ids`` and bad words before custom processors (faithful sees
-them); its ``min_tokens`` and ``logit_bias`` are logits processors of the same group as this
-one, so leave them unset and put the equivalent in the faithful spec (``forbidden-tokens``,
-``logit-bias``): one that masked the forced token afterwards would leave the row no token.
+``processed_*`` modes would report the forced one-hot). vLLM's "V2" model runner has its
+own processor interface and *refuses at start-up* every V1-interface processor of the
+entry-point group: where it is on, run vLLM with ``VLLM_USE_V2_MODEL_RUNNER=0`` (with
+faithful installed, vLLM does not start otherwise). When faithful is installed *and* named
+with ``--logits-processors``, vLLM loads two instances; the second sees the forced one-hot
+row and keeps its token (one more pass, same tokens). A mirostat request's state starts
+again if vLLM preempts and later resumes it.
 
-The per-request logic (:class:`FaithfulRequests`) needs neither vLLM nor a GPU; the vLLM
-class (:data:`FaithfulLogitsProcessor`) is built on first access, importing vLLM then. It is
-tested against the ``BatchUpdate`` semantics vLLM documents; vLLM itself (and its asynchronous
-scheduling, where a request's output list may be appended to a step late) was not available here.
+Checked against vLLM's source (vllm-project/vllm): ``vllm/v1/sample/logits_processor/
+interface.py`` (BatchUpdate, MoveDirectionality, LogitsProcessor with
+``needs_output_token_ids``), ``builtin.py`` (``process_dict_updates``), ``state.py``
+(``BatchUpdateBuilder``: removed indices sorted descending, an added request takes a
+removed index), ``__init__.py`` (``build_logitsprocs``: built-ins, then entry-point
+plugins, then ``--logits-processors``), ``vllm/v1/worker/gpu_input_batch.py``
+(``update_async_output_token_ids``), ``vllm/v1/worker/gpu/sample/logitsprocs.py`` (the V2
+runner's adapter: no moves, a request whose row changed is re-added) and
+``vllm/v1/worker/gpu/sample/logits_processor/loader.py`` (the V2 loader's refusal). No vLLM
+was installed here: the tests drive :class:`FaithfulRequests` with stand-ins that mirror
+``BatchUpdate`` field for field.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +87,8 @@ from faithful.rng import KeyedRNG
 from faithful.samplers import Sampler, parse_sampler_spec
 
 __all__ = ["EXTRA_ROW", "EXTRA_SEED", "EXTRA_SPEC", "FaithfulRequests", "RequestPlan", "request_plan"]
+
+_log = logging.getLogger(__name__)
 
 EXTRA_SPEC = "faithful"  # the sampler spec, e.g. "temperature:0.8+top-p:0.95"
 EXTRA_SEED = "faithful_seed"  # optional: the seed (else SamplingParams.seed)
@@ -73,6 +105,11 @@ class RequestPlan:
     row: int
     prompt: Sequence[int] | None
     output: Sequence[int]  # vLLM's running list of the request's generated tokens (a live reference)
+    params: Any = None  # the SamplingParams it came from (to know the request again when re-added)
+
+    @property
+    def reads_history(self) -> bool:
+        return any(proc.needs_history for proc in self.sampler.processors)
 
 
 def _int(name: str, value: Any) -> int:
@@ -126,7 +163,7 @@ def request_plan(
         )
     row = _int(EXTRA_ROW, extra.get(EXTRA_ROW, 0))
     KeyedRNG(seed)  # validates the seed's range
-    return RequestPlan(spec, sampler, seed, row, prompt, output)
+    return RequestPlan(spec, sampler, seed, row, prompt, output, params)
 
 
 class _RequestKeys:
@@ -177,18 +214,24 @@ class FaithfulRequests:
 
     def __init__(self) -> None:
         self.slots: dict[int, RequestPlan] = {}
-        self.last_logq: dict[int, float] = {}  # log q of the token forced at each index (last step)
+        self.unforced: list[int] = []  # indices left to vLLM at the last apply (placeholder history)
+        self._warned = False
 
     def update(self, batch_update: Any) -> None:
         if batch_update is None:
             return
+        # a request vLLM takes out and adds again in the same update (its V2 runner re-adds a
+        # request whose row changed) keeps its plan: its mirostat state goes with it
+        displaced: list[RequestPlan] = []
         for index in batch_update.removed:
-            self.slots.pop(index, None)
+            if (plan := self.slots.pop(index, None)) is not None:
+                displaced.append(plan)
         for index, params, prompt, output in batch_update.added:
-            plan = request_plan(params, prompt, output)
-            if plan is None:
-                self.slots.pop(index, None)
-            else:
+            if (old := self.slots.pop(index, None)) is not None:
+                displaced.append(old)
+            again = next((p for p in displaced if p.output is output and p.params is params), None)
+            plan = again if again is not None else request_plan(params, prompt, output)
+            if plan is not None:
                 self.slots[index] = plan
         for a, b, direction in batch_update.moved:
             plan_a = self.slots.pop(a, None)
@@ -198,8 +241,26 @@ class FaithfulRequests:
             if getattr(direction, "name", str(direction)) == "SWAP" and plan_b is not None:
                 self.slots[a] = plan_b
 
+    def _history_known(self, index: int, plan: RequestPlan) -> bool:
+        """False when vLLM's output list still holds an asynchronous-scheduling placeholder (-1)."""
+        if not plan.reads_history or not any(t < 0 for t in plan.output):
+            return True
+        self.unforced.append(index)
+        if not self._warned:
+            self._warned = True
+            _log.warning(
+                "faithful: request at batch index %d reads its history (%s) but vLLM passed "
+                "placeholder token ids (-1, asynchronous scheduling): its token is left to vLLM. "
+                "Name the processor with --logits-processors faithful.vllm_plugin:FaithfulLogitsProcessor "
+                "or run vLLM with --no-async-scheduling.",
+                index,
+                plan.spec,
+            )
+        return False
+
     def apply(self, logits: Any) -> Any:
         """Force faithful's token in every opted-in row; other rows are returned unchanged."""
+        self.unforced = []
         if not self.slots:
             return logits
         import torch
@@ -209,16 +270,18 @@ class FaithfulRequests:
 
         groups: dict[str, list[int]] = {}
         for index, plan in sorted(self.slots.items()):
+            if not self._history_known(index, plan):
+                continue
             # requests of one spec share one call; a mirostat request keeps its own state
             key = plan.spec if plan.sampler.mirostat is None else f"{plan.spec}#{index}"
             groups.setdefault(key, []).append(index)
-        self.last_logq = {}
         for indices in groups.values():
             plans = [self.slots[i] for i in indices]
             idx = host_to_device(np.asarray(indices, dtype=np.int64), logits.device)
             z = logits.index_select(0, idx)
-            reads = any(proc.needs_history for proc in plans[0].sampler.processors)
-            history = [list(p.prompt or ()) + list(p.output) for p in plans] if reads else None
+            history = (
+                [list(p.prompt or ()) + list(p.output) for p in plans] if plans[0].reads_history else None
+            )
             res = sample_tensor(
                 plans[0].sampler,
                 z,
@@ -249,6 +312,11 @@ def _build_vllm_class() -> type:
 
         def is_argmax_invariant(self) -> bool:
             return False  # it picks the token: it must run for greedy requests too
+
+        def needs_output_token_ids(self) -> bool:
+            # penalties and DRY read the generated ids: without this, vLLM's asynchronous
+            # scheduling may leave -1 placeholders in the output lists (releases that ask)
+            return True
 
         def update_state(self, batch_update: Any) -> None:
             self.requests.update(batch_update)

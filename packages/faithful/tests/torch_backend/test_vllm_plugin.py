@@ -1,16 +1,22 @@
-"""The vLLM plugin's per-request logic, driven by stand-ins for vLLM's documented BatchUpdate.
+"""The vLLM plugin's per-request logic, driven by stand-ins for vLLM's BatchUpdate and SamplingParams.
 
-``FakeBatchUpdate`` and ``FakeParams`` are not vLLM: they carry exactly the fields vLLM's
-``BatchUpdate`` (``batch_size``, ``removed``, ``added`` as ``(index, params, prompt ids,
-output ids)``, ``moved`` as ``(a, b, UNIDIRECTIONAL | SWAP)``) and ``SamplingParams``
-(``extra_args``, ``seed``, ``n``) document. The test with vLLM itself needs vLLM and a GPU.
+``FakeBatchUpdate`` and ``FakeMove`` are not vLLM: they mirror, field for field and in order,
+``BatchUpdate`` and ``MoveDirectionality`` of ``vllm/v1/sample/logits_processor/interface.py``
+(vllm-project/vllm; a frozen dataclass ``batch_size: int``, ``removed: Sequence[int]``,
+``added: Sequence[tuple[int, SamplingParams, list[int] | None, list[int]]]`` (index, params,
+prompt ids, the live output ids), ``moved: Sequence[tuple[int, int, MoveDirectionality]]``).
+``FakeParams`` carries the ``SamplingParams`` fields the plugin reads (``extra_args``, ``seed``,
+``n``). The test with vLLM itself needs vLLM and a GPU.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import subprocess
 import sys
+import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +41,12 @@ class FakeParams:
     n: int = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class FakeBatchUpdate:
     batch_size: int
-    removed: list[int] = field(default_factory=list)
-    added: list[tuple[int, FakeParams, list[int] | None, list[int]]] = field(default_factory=list)
-    moved: list[tuple[int, int, FakeMove]] = field(default_factory=list)
+    removed: Sequence[int] = field(default_factory=list)
+    added: Sequence[tuple[int, FakeParams, list[int] | None, list[int]]] = field(default_factory=list)
+    moved: Sequence[tuple[int, int, FakeMove]] = field(default_factory=list)
 
 
 V = 50
@@ -218,3 +224,81 @@ def test_per_request_keys_on_the_device_are_the_host_bits(n: int) -> None:
     host = keys.uniforms(np.arange(5), 0, n)
     device = keys.device_uniforms(torch.arange(5), 0, n).numpy()
     np.testing.assert_array_equal(device.view(np.uint64), host.view(np.uint64))
+
+
+def test_a_placeholder_history_is_left_to_vllm_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """vLLM's asynchronous scheduling can leave -1 placeholders in the output ids (they are repaired
+    only when something asks for them). Before: the penalty read the -1 and apply raised, failing
+    vLLM's engine step."""
+    proc = FaithfulRequests()
+    outputs: list[list[int]] = [[3, -1], [3, -1]]
+    proc.update(
+        FakeBatchUpdate(
+            2,
+            added=[
+                (0, FakeParams({"faithful": "repetition-penalty:1.3+top-k:5"}, seed=1), [1, 2], outputs[0]),
+                (1, FakeParams({"faithful": "top-k:5"}, seed=2), [1, 2], outputs[1]),
+            ],
+        )
+    )
+    logits = torch.randn(2, V, generator=torch.Generator().manual_seed(0))
+    before = logits.clone()
+    with caplog.at_level(logging.WARNING, logger="faithful.vllm_plugin"):
+        out = proc.apply(logits)
+    assert proc.unforced == [0] and torch.equal(out[0], before[0])  # left to vLLM, untouched
+    assert torch.isinf(out[1]).sum() == V - 1  # a spec that does not read the history is forced
+    assert "placeholder" in caplog.text and "--logits-processors" in caplog.text
+    outputs[0][1] = 7  # vLLM repaired the placeholder: forced again
+    assert torch.isinf(proc.apply(before.clone())[0]).sum() == V - 1 and proc.unforced == []
+
+
+def test_a_request_re_added_at_another_row_keeps_its_plan_and_mirostat_state() -> None:
+    """vLLM's V2 model runner re-adds a request whose row changed (no moves); before, the re-add
+    parsed a new sampler and mirostat's mu started again."""
+    proc = FaithfulRequests()
+    a = FakeParams({"faithful": "mirostat:2"}, seed=5)
+    b = FakeParams({"faithful": "mirostat:2"}, seed=6)
+    out_a: list[int] = []
+    out_b: list[int] = []
+    proc.update(FakeBatchUpdate(2, added=[(0, a, [1], out_a), (1, b, [1], out_b)]))
+    plan_b = proc.slots[1]
+    for _ in range(3):
+        picked = proc.apply(torch.randn(2, V, generator=torch.Generator().manual_seed(len(out_a)))).argmax(1)
+        out_a.append(int(picked[0]))
+        out_b.append(int(picked[1]))
+    mu = plan_b.sampler.mirostat.mu_for([0]) if plan_b.sampler.mirostat else None
+    assert mu is not None and plan_b.sampler.mirostat is not None
+    assert mu[0] != 2 * plan_b.sampler.mirostat.tau  # the state moved away from its start (2 tau)
+    # a finishes; the V2 runner's adapter removes row 1 and re-adds b at row 0
+    proc.update(FakeBatchUpdate(1, removed=[1], added=[(0, b, [1], out_b)]))
+    assert proc.slots == {0: plan_b}
+    assert plan_b.sampler.mirostat is not None and plan_b.sampler.mirostat.mu_for([0])[0] == mu[0]
+    # a new request with fresh params at a reused index gets a fresh plan
+    c = FakeParams({"faithful": "mirostat:2"}, seed=5)
+    proc.update(FakeBatchUpdate(2, added=[(1, c, [1], [])]))
+    assert proc.slots[1] is not plan_b and proc.slots[1].seed == 5
+
+
+def test_the_vllm_class_has_the_interface_vllm_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built against a stand-in base class (vLLM is not installed here): the methods and signatures
+    vLLM's V1 sampler and loader call."""
+
+    class LogitsProcessor:  # the stand-in for vllm.v1.sample.logits_processor.LogitsProcessor
+        pass
+
+    mod = types.ModuleType("vllm.v1.sample.logits_processor")
+    mod.LogitsProcessor = LogitsProcessor  # type: ignore[attr-defined]
+    for name in ("vllm", "vllm.v1", "vllm.v1.sample"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "vllm.v1.sample.logits_processor", mod)
+    from faithful import vllm_plugin
+
+    cls = vllm_plugin._build_vllm_class()
+    assert issubclass(cls, LogitsProcessor) and cls.__module__ == "faithful.vllm_plugin"
+    proc = cls(None, torch.device("cpu"), False)
+    assert proc.is_argmax_invariant() is False and proc.needs_output_token_ids() is True
+    with pytest.raises(ValueError, match="give the request a `seed`"):
+        cls.validate_params(FakeParams({"faithful": "top-p:0.9"}))
+    proc.update_state(FakeBatchUpdate(1, added=[(0, FakeParams({"faithful": "top-k:3"}, seed=1), [1], [])]))
+    out = proc.apply(torch.randn(1, V))
+    assert torch.isinf(out).sum() == V - 1
