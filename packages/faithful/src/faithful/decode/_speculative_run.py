@@ -23,7 +23,7 @@ from faithful.decode._common import (
 )
 from faithful.decode.speculative import AcceptRule, SpeculativeResult
 from faithful.draw import inverse_cdf
-from faithful.models.base import FloatArray, IntArray, LanguageModel, model_logits
+from faithful.models.base import FloatArray, IntArray, LanguageModel, ScoredBlock, model_logits, score_block
 from faithful.samplers import Sampler
 
 
@@ -50,7 +50,7 @@ def _join_states(model: LanguageModel, states: list[Any], prompts: list[list[int
     """One state holding the rows of ``states`` in order; ``prompts`` and ``tokens`` (``(R, p)``) are theirs.
 
     The model protocol has no concatenation, so: a model's own ``concat_states(states)`` when it
-    offers one; n-gram and callable-model states, which are plain per-row data, joined directly;
+    offers one and it does not return None (a Hugging Face model left-pads its KV caches); n-gram and callable-model states, which are plain per-row data, joined directly;
     any other model started on the rows' prompts and advanced along their ``p`` tokens, batched:
     the path that built the states it replaces (restarting on prompt + tokens would not be: a
     causal LM starts an empty prompt from its BOS token, and a non-empty one without it).
@@ -59,8 +59,9 @@ def _join_states(model: LanguageModel, states: list[Any], prompts: list[list[int
     from faithful.models.ngram import NGramState
 
     own = getattr(model, "concat_states", None)
-    if callable(own):
-        return own(states)
+    joined = own(states) if callable(own) else None  # None: this model cannot join these states
+    if joined is not None:
+        return joined
     if all(isinstance(s, NGramState) for s in states):
         return NGramState(tuple(c for s in states for c in s.contexts))
     if all(isinstance(s, PrefixState) for s in states):
@@ -82,6 +83,9 @@ class _Group:
     pos: int
     draft: Any
     target: Any
+    # the token at pos - 1, committed but not yet fed to the target: the next round's block pass
+    # feeds it with the proposals (None at the start, where the target's state is at pos)
+    pending: IntArray | None = None
 
 
 class _Run:
@@ -192,16 +196,20 @@ class _Run:
         self.counts["proposed"] += m * k
         self.counts["draft_steps"] += m * k
         self.counts["target_passes"] += m
-        # the target scores the k+1 positions along the proposals (one pass with a block forward)
-        t_states: list[Any] = [g.target]
+        # the target scores the k+1 positions in one block call: the pending token (the last one
+        # committed, not yet fed) and the k proposals; a model without a block method is stepped
+        fed = ([] if g.pending is None else [g.pending]) + xs
+        block = score_block(self.target, g.target, np.stack(fed, axis=1)) if fed else None
+        first = 0 if g.pending is None else 1  # block index of the state at position p
         zs: list[np.ndarray] = []
         qts: list[FloatArray] = []
         for i in range(k + 1):
-            if i > 0:
-                t_states.append(self.target.advance(t_states[i - 1], xs[i - 1]))
-            z = scores_array(model_logits(self.target, t_states[i]))
+            at = first + i  # tokens of the block fed before position p + i
+            raw = model_logits(self.target, g.target) if at == 0 else block.logits_at(at - 1)  # type: ignore[union-attr]
+            z = scores_array(raw)
             zs.append(z)
             qts.append(self._target_q(z, rows, p + i, self._history(rows, p, xs[:i])))
+        t_states = _BlockStates(g.target, block, first)
         self._verify(g, k, xs, qds, zs, qts, d_states, t_states)
 
     def _verify(
@@ -213,7 +221,7 @@ class _Run:
         zs: list[np.ndarray],
         qts: list[FloatArray],
         d_states: list[Any],
-        t_states: list[Any],
+        t_states: _BlockStates,
     ) -> None:
         rows, p, m = g.rows, g.pos, len(g.rows)
         eos = self.target.eos_token_id
@@ -276,7 +284,11 @@ class _Run:
                 idx = np.arange(lo, min(lo + cap, len(g.rows)), dtype=np.int64)
                 pieces.append(
                     _Group(
-                        g.rows[idx], g.pos, self.draft.select(g.draft, idx), self.target.select(g.target, idx)
+                        g.rows[idx],
+                        g.pos,
+                        self.draft.select(g.draft, idx),
+                        self.target.select(g.target, idx),
+                        None if g.pending is None else g.pending[idx],
                     )
                 )
         out: list[_Group] = []
@@ -296,11 +308,19 @@ class _Run:
         pos = groups[0].pos
         prompts = [self.prompt_rows[r].tolist() for r in rows]
         done = self.tokens[rows, :pos]
+        pending = [g.pending for g in groups]
+        if all(p is None for p in pending):  # the first round's pieces: the targets are at pos
+            fed, joined_pending = done, None
+        elif any(p is None for p in pending):  # never: only the first round's groups have none
+            raise AssertionError("groups at one position either all have a pending token or none")
+        else:  # the target's states are at pos - 1: the pending token is not fed yet
+            fed, joined_pending = done[:, : pos - 1], np.concatenate([p for p in pending if p is not None])
         return _Group(
             rows,
             pos,
             _join_states(self.draft, [g.draft for g in groups], prompts, done),
-            _join_states(self.target, [g.target for g in groups], prompts, done),
+            _join_states(self.target, [g.target for g in groups], prompts, fed),
+            joined_pending,
         )
 
     def _commit(self, rows: IntArray, pos: int, tokens: IntArray, z: np.ndarray, q: FloatArray) -> None:
@@ -319,7 +339,7 @@ class _Run:
         last: IntArray,
         ended: np.ndarray,
         d_states: list[Any],
-        t_states: list[Any],
+        t_states: _BlockStates,
         xs: list[IntArray],
     ) -> None:
         """Rows that go on form new groups by how many proposals they kept; each gets its own states."""
@@ -328,7 +348,7 @@ class _Run:
             j = int(j_)
             idx = np.flatnonzero(go_on & (kept == j)).astype(np.int64)
             full = len(idx) == len(g.rows)  # no select needed: the group goes on as one
-            t_state = t_states[j] if full else self.target.select(t_states[j], idx)
+            t_state = t_states.at(j) if full else self.target.select(t_states.at(j), idx)
             if j < len(d_states):
                 d_state = d_states[j] if full else self.draft.select(d_states[j], idx)
             else:  # the draft's state after all its proposals: only needed now
@@ -337,11 +357,26 @@ class _Run:
                 )
                 self.counts["draft_steps"] += len(idx)
             y = last[idx]
+            # y is fed to the target by the next round's block pass, with the next proposals
             self.todo.setdefault(g.pos + j + 1, []).append(
-                _Group(
-                    g.rows[idx],
-                    g.pos + j + 1,
-                    self.draft.advance(d_state, y),
-                    self.target.advance(t_state, y),
-                )
+                _Group(g.rows[idx], g.pos + j + 1, self.draft.advance(d_state, y), t_state, y)
             )
+
+
+@dataclass
+class _BlockStates:
+    """The target's states along a round's block: ``at(j)`` is the state after ``j`` accepted proposals.
+
+    Built lazily from the block (a Hugging Face model crops its cache), and each at most once.
+    """
+
+    start: Any  # the group's target state
+    block: ScoredBlock | None
+    first: int  # 1 when the block begins with the pending token, else 0
+
+    def at(self, j: int) -> Any:
+        n = self.first + j  # tokens of the block fed
+        if n == 0:
+            return self.start
+        assert self.block is not None
+        return self.block.state(n)

@@ -33,14 +33,28 @@ the target's argmax, the first mismatch is replaced by the argmax, and a fully a
 adds the argmax after it. The output equals :func:`~faithful.decode.greedy_argmax` of the target
 token for token (ties go to the lowest id in both).
 
-**Cost accounting.** The model protocol has no multi-token forward, so a round's target pass
-is ``gamma`` one-token advances here; a model with a batched block forward would do it in one
-call. ``target_passes`` counts rounds per row (one verification pass each), which is what
-speculative decoding saves against one target call per token; it is not a wall-time claim.
-Rows that reach one position in different rounds are batched together again (the lowest
-position first); the protocol has no way to join states, so a model other than an n-gram or a
-callable model is restarted on those rows' prompts and advanced along their tokens, and a round
-holds at most 256 MB of ``(rows, V)`` arrays (``bench/faithful_speculative.py`` measures it all).
+**Cost accounting.** A round costs the draft ``gamma`` one-token steps and the target ONE
+call: :func:`faithful.models.base.score_block` feeds the last committed token and the ``gamma``
+proposals together (a Hugging Face target: one forward pass over them with its KV cache, the
+cache then cropped to the accepted prefix; an n-gram: one lookup). A model without a block
+method is stepped one token at a time (the same numbers, ``gamma + 1`` calls). ``target_passes``
+counts rounds per row, against ancestral sampling's one call per token.
+
+**Where the target's q comes from.** The verification uses the target's logits from the block
+pass, not from one-token passes. For an n-gram or callable model they are the same numbers bit
+for bit; for a neural target they are the same model's logits on the same prefix computed as
+one matrix product over the block instead of ``gamma + 1`` (float32: equal to a few 1e-6,
+tested). The exactness argument holds for the q actually used, so the output is an exact
+sample of the target as scored by the block pass: of the target itself up to that float
+rounding, which is the same rounding difference as between two batch sizes.
+
+**Batching.** Rows that reach one position in different rounds are batched together again
+(the lowest position first): n-gram and callable states are joined directly, a Hugging Face
+model left-pads the shorter KV caches (``concat_states``; masked positions get attention 0),
+and any other model is restarted on those rows' prompts and advanced along their tokens. Rows
+at different positions wait for each other, so with ``B > 1`` a round often holds only some of
+the rows: the target's calls are fewer per row but smaller than ancestral sampling's. A round
+holds at most 256 MB of ``(rows, V)`` arrays. ``bench/faithful_speculative.py`` measures it all.
 """
 
 from __future__ import annotations

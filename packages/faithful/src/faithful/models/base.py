@@ -14,6 +14,13 @@ sampling decoders hand samplers :func:`model_logits`, which is ``next_logits``
 when the model has it and ``next_logprobs`` otherwise (n-gram and HMM models
 have no scores but their log-probabilities).
 
+A model may also offer ``score_block(state, tokens)``: the logits after each of ``g`` tokens
+per row, computed at once (one forward pass over the block for a Hugging Face model, with the
+KV cache), and the state after any prefix of the block. Speculative decoding verifies ``g``
+draft tokens with it in one target call. :func:`score_block` calls it when the model has it and
+otherwise advances one token at a time (same numbers, ``g`` calls); :class:`BlockScoring` is the
+optional part of the protocol, checked with ``isinstance``.
+
 Example::
 
     >>> import numpy as np
@@ -27,6 +34,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -39,16 +47,19 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 __all__ = [
+    "BlockScoring",
     "EmptyPromptError",
     "FloatArray",
     "IntArray",
     "LanguageModel",
     "ModelError",
+    "ScoredBlock",
     "VocabMismatchError",
     "as_index_array",
     "as_prompts",
     "log_normalize",
     "model_logits",
+    "score_block",
 ]
 
 
@@ -100,6 +111,108 @@ class LanguageModel(Protocol):
     def select(self, state: Any, indices: IntArray) -> Any:
         """Return the state whose row ``i`` is row ``indices[i]`` of ``state`` (rows may repeat)."""
         ...
+
+
+class ScoredBlock(Protocol):
+    """What :meth:`BlockScoring.score_block` returns: a block of ``g`` tokens per row, scored."""
+
+    def logits_at(self, i: int) -> Any:
+        """``(B, V)`` next-token scores after the first ``i + 1`` tokens of the block, ``0 <= i < g``.
+
+        The same scores :func:`model_logits` gives on the state advanced by those tokens (up to the
+        float rounding of computing them in one pass), in the model's own array type and dtype.
+        """
+        ...
+
+    def state(self, j: int) -> Any:
+        """The model's state after the first ``j`` tokens of the block, ``1 <= j <= g`` (a new state)."""
+        ...
+
+
+@runtime_checkable
+class BlockScoring(Protocol):
+    """The optional block method of a :class:`LanguageModel`: score ``g`` tokens per row in one call.
+
+    Models without it are scored one token at a time by :func:`score_block`; decoders never
+    require it. A Hugging Face model runs one forward pass over the block with its KV cache (and
+    crops the cache for :meth:`ScoredBlock.state`); an n-gram model looks the contexts up; a
+    callable model calls its function once for the ``B * g`` prefixes.
+    """
+
+    def score_block(self, state: Any, tokens: IntArray) -> ScoredBlock:
+        """Score int64 ``(B, g)`` tokens (``g >= 1``) appended to ``state``'s rows."""
+        ...
+
+
+@dataclass(frozen=True)
+class _StepwiseBlock:
+    """A block scored through the one-token protocol: ``states[j]`` is the state after ``j`` tokens."""
+
+    model: LanguageModel
+    states: list[Any]
+
+    def logits_at(self, i: int) -> Any:
+        return model_logits(self.model, self.states[i + 1])
+
+    def state(self, j: int) -> Any:
+        if not 1 <= j < len(self.states):
+            raise ModelError(
+                f"a block of {len(self.states) - 1} tokens has states 1..{len(self.states) - 1}, got {j}"
+            )
+        return self.states[j]
+
+
+def check_block(tokens: Any, rows: int, vocab_size: int | None = None) -> IntArray:
+    """``tokens`` as int64 ``(rows, g)`` with ``g >= 1`` and ids in ``0 .. vocab_size-1``.
+
+    Raises:
+        ModelError: the wrong shape. VocabMismatchError: an id outside the vocabulary.
+    """
+    toks = np.asarray(tokens, dtype=np.int64)
+    if toks.ndim != 2 or toks.shape[0] != rows or toks.shape[1] < 1:
+        raise ModelError(
+            f"a block must be ({rows}, g) token ids with g >= 1 (one row per state row), got shape {toks.shape}"
+        )
+    if vocab_size is not None and (toks.min() < 0 or toks.max() >= vocab_size):
+        bad = int(toks[(toks < 0) | (toks >= vocab_size)][0])
+        raise VocabMismatchError(
+            f"block token id {bad} is outside the model's vocabulary 0..{vocab_size - 1}; "
+            "propose ids of this model's vocabulary"
+        )
+    return toks
+
+
+def score_block(model: LanguageModel, state: Any, tokens: IntArray) -> ScoredBlock:
+    """Score ``(B, g)`` tokens appended to ``state``: the model's own block pass, or ``g`` one-token steps.
+
+    Args:
+        model: any :class:`LanguageModel`; its ``score_block`` is used when it has one (:class:`BlockScoring`).
+        state: the model's state for ``B`` rows.
+        tokens: int64 ``(B, g)``, ``g >= 1``.
+
+    Returns:
+        A :class:`ScoredBlock`: ``logits_at(i)`` the ``(B, V)`` scores after ``i + 1`` tokens, ``state(j)``
+        the state after ``j`` tokens.
+
+    Raises:
+        ModelError: a block of the wrong shape. VocabMismatchError: a token outside the vocabulary.
+
+    Example::
+
+        >>> from faithful.models import CallableModel
+        >>> count = CallableModel(lambda prefixes: np.array([[len(p), 0.0] for p in prefixes]), vocab_size=2)
+        >>> block = score_block(count, count.start([[1]]), np.array([[0, 1, 1]]))
+        >>> [float(block.logits_at(i)[0, 0]) for i in range(3)]
+        [2.0, 3.0, 4.0]
+    """
+    if isinstance(model, BlockScoring):
+        return model.score_block(state, tokens)
+    toks = np.asarray(tokens, dtype=np.int64)
+    toks = check_block(toks, toks.shape[0] if toks.ndim == 2 else -1)  # advance checks the rows
+    states = [state]
+    for i in range(toks.shape[1]):
+        states.append(model.advance(states[-1], toks[:, i]))
+    return _StepwiseBlock(model, states)
 
 
 def model_logits(model: LanguageModel, state: Any) -> Any:

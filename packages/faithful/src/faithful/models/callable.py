@@ -15,10 +15,11 @@ from faithful.models.base import (
     ModelError,
     as_index_array,
     as_prompts,
+    check_block,
     log_normalize,
 )
 
-__all__ = ["CallableModel", "PrefixState"]
+__all__ = ["CallableModel", "PrefixBlock", "PrefixState"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,27 @@ class PrefixState:
     """State of a :class:`CallableModel`: the full token prefix of each row (prompt included)."""
 
     prefixes: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class PrefixBlock:
+    """A block of tokens scored by :meth:`CallableModel.score_block`: ``(B, g, V)`` scores and the prefixes."""
+
+    scores: FloatArray
+    prefixes: tuple[tuple[tuple[int, ...], ...], ...]  # [j - 1]: every row's prefix after j tokens
+
+    def logits_at(self, i: int) -> FloatArray:
+        """``(B, V)`` scores after ``i + 1`` tokens of the block."""
+        out: FloatArray = self.scores[:, i]
+        return out
+
+    def state(self, j: int) -> PrefixState:
+        """The state after ``j`` tokens of the block, ``1 <= j <= g``."""
+        if not 1 <= j <= len(self.prefixes):
+            raise ModelError(
+                f"a block of {len(self.prefixes)} tokens has states 1..{len(self.prefixes)}, got {j}"
+            )
+        return PrefixState(self.prefixes[j - 1])
 
 
 class CallableModel:
@@ -94,6 +116,27 @@ class CallableModel:
         if toks.shape[0] != len(state.prefixes):
             raise ModelError(f"expected {len(state.prefixes)} tokens (one per row), got {toks.shape[0]}")
         return PrefixState(tuple((*p, int(t)) for p, t in zip(state.prefixes, toks, strict=True)))
+
+    def score_block(self, state: PrefixState, tokens: IntArray) -> PrefixBlock:
+        """Scores after each of ``g`` tokens per row (``tokens`` int64 ``(B, g)``): ``fn`` called once.
+
+        ``fn`` gets the ``B * g`` prefixes in one list (row by row, shortest first), so a function
+        that scores a batch in one go scores the block in one go; the numbers are ``fn``'s.
+        """
+        toks = check_block(tokens, len(state.prefixes), self.vocab_size)
+        b, g = toks.shape
+        steps = tuple(
+            tuple((*p, *(int(t) for t in toks[r, : j + 1])) for r, p in enumerate(state.prefixes))
+            for j in range(g)
+        )
+        flat = [steps[j][r] for r in range(b) for j in range(g)]
+        scores = np.asarray(self.fn(flat), dtype=np.float64)
+        if scores.shape != (b * g, self.vocab_size):
+            raise ModelError(
+                f"the model function returned shape {scores.shape} for {b * g} prefixes, "
+                f"expected {(b * g, self.vocab_size)} (B, V)"
+            )
+        return PrefixBlock(scores.reshape(b, g, self.vocab_size), steps)
 
     def select(self, state: PrefixState, indices: IntArray) -> PrefixState:
         """Reorder/repeat rows."""

@@ -23,9 +23,10 @@ from faithful.models.base import (
     VocabMismatchError,
     as_index_array,
     as_prompts,
+    check_block,
 )
 
-__all__ = ["HFCausalLM", "HFState", "HFTokenizer", "load_hf_model"]
+__all__ = ["HFBlock", "HFCausalLM", "HFState", "HFTokenizer", "load_hf_model"]
 
 
 _TOKENIZER_FILES = (
@@ -97,6 +98,54 @@ def _fork_cache(cache: Any) -> Any:
     if hasattr(cache, "layers"):
         new.layers = [copy.copy(layer) for layer in cache.layers]
     return new
+
+
+def _plain_layers(cache: Any) -> bool:
+    """Whether every layer of ``cache`` is a full (not sliding, not quantized) dynamic layer.
+
+    Those hold every position's keys and values as ``(B, H, L, D)`` tensors, so cropping the
+    last positions or left-padding them is exact; other layers keep a window or a summary.
+    """
+    layers: list[Any] = list(getattr(cache, "layers", None) or [])
+    return bool(layers) and all(type(layer).__name__ == "DynamicLayer" for layer in layers)
+
+
+@dataclass(frozen=True)
+class HFBlock:
+    """A block of ``g`` tokens per row scored by :meth:`HFCausalLM.score_block` in one forward pass.
+
+    Attributes:
+        model: the adapter. before: the state the block was appended to.
+        tokens: int64 ``(B, g)``. logits: float ``(B, g, V)``, row ``[:, i]`` after ``i + 1`` tokens.
+        after: the state after all ``g`` tokens (its cache holds the block).
+    """
+
+    model: HFCausalLM
+    before: HFState
+    tokens: Any
+    logits: Any
+    after: HFState
+
+    def logits_at(self, i: int) -> Any:
+        """``(B, V)`` logits after ``i + 1`` tokens of the block (a view, the model's dtype)."""
+        return self.logits[:, i]
+
+    def state(self, j: int) -> HFState:
+        """The state after ``j`` tokens, ``1 <= j <= g``: the block's cache cropped to them (no forward)."""
+        g = self.logits.shape[1]
+        if not 1 <= j <= g:
+            raise ModelError(f"a block of {g} tokens has states 1..{g}, got {j}")
+        if j == g:
+            return self.after
+        if not _plain_layers(self.after.cache):  # no exact crop: re-advance along the first j tokens
+            st = self.before
+            for i in range(j):
+                st = self.model.advance(st, self.tokens[:, i])
+            return st
+        cache = _fork_cache(self.after.cache)
+        cache.crop(j - g)  # a negative count: the number of positions to drop (every transformers version)
+        mask = self.after.attention_mask[:, : self.after.attention_mask.shape[1] - (g - j)]
+        return HFState(cache, mask, self.before.next_position + j, self.logits[:, j - 1])
 
 
 class HFCausalLM:
@@ -185,10 +234,13 @@ class HFCausalLM:
         param = next(iter(model.parameters()), None)
         self.device = param.device if param is not None else self.torch.device("cpu")
 
-    def _forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> tuple[Any, Any]:
+    def _forward(
+        self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any, keep: int = 1
+    ) -> tuple[Any, Any]:
+        """Logits of the last ``keep`` positions (``(B, V)`` when ``keep == 1``, else ``(B, keep, V)``), new cache."""
         kwargs = {self._cache_arg: cache}
         if self._keep_arg:
-            kwargs["logits_to_keep"] = 1
+            kwargs["logits_to_keep"] = keep
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -199,7 +251,8 @@ class HFCausalLM:
         new_cache = getattr(out, "cache", None)
         if new_cache is None:
             new_cache = out.past_key_values
-        return out.logits[:, -1, :], new_cache
+        logits = out.logits[:, -1, :] if keep == 1 else out.logits[:, -keep:, :]
+        return logits, new_cache
 
     def start(self, prompts: Sequence[Sequence[int]]) -> HFState:
         """Run the (left-padded) prompts through the model once and keep the cache.
@@ -275,6 +328,77 @@ class HFCausalLM:
                 input_ids, mask, state.next_position[:, None], _fork_cache(state.cache)
             )
         return HFState(cache, mask, state.next_position + 1, logits)
+
+    def score_block(self, state: HFState, tokens: IntArray) -> HFBlock:
+        """Feed ``g`` tokens per row (int64 ``(B, g)``) in ONE forward pass over the KV cache.
+
+        The logits after each token are the ones ``g`` calls of :meth:`advance` compute, up to
+        float rounding: the same weights, positions, mask and cached keys, only the matrix
+        products see ``g`` query rows at once (float32: a few 1e-6 apart; the tests check < 1e-5).
+        :meth:`HFBlock.state` crops the cache to a prefix of the block without another pass.
+
+        Raises:
+            ModelError: a block of the wrong shape, or one that runs past the model's context.
+            VocabMismatchError: a token outside the vocabulary.
+        """
+        torch = self.torch
+        b = state.attention_mask.shape[0]
+        toks = check_block(tokens, b, self.vocab_size)
+        g = toks.shape[1]
+        if self.max_positions is not None and int(state.next_position.max()) + g > self.max_positions:
+            raise ModelError(
+                f"the model's context of {self.max_positions} positions cannot take {g} more tokens; "
+                "lower max_new_tokens (or gamma) or shorten the prompt"
+            )
+        input_ids = torch.from_numpy(np.ascontiguousarray(toks)).to(self.device)
+        mask = torch.cat([state.attention_mask, state.attention_mask.new_ones((b, g))], dim=1)
+        steps = torch.arange(g, device=self.device)
+        with torch.inference_mode():
+            positions = state.next_position[:, None] + steps[None, :]
+            logits, cache = self._forward(input_ids, mask, positions, _fork_cache(state.cache), keep=g)
+            if g == 1:
+                logits = logits[:, None, :]
+        after = HFState(cache, mask, state.next_position + g, logits[:, -1])
+        return HFBlock(self, state, toks, logits, after)
+
+    def concat_states(self, states: Sequence[HFState]) -> HFState | None:
+        """One state holding the rows of ``states`` in order, or None when their caches cannot be joined.
+
+        Shorter caches are left-padded with masked positions, as :meth:`start` pads short prompts:
+        a masked key gets attention weight 0, so each row's logits stay its own up to float rounding.
+        """
+        torch = self.torch
+        if not states or not all(_plain_layers(s.cache) for s in states):
+            return None
+        if len({len(s.cache.layers) for s in states}) != 1:
+            return None
+        width = max(int(s.attention_mask.shape[1]) for s in states)
+        with torch.inference_mode():
+            masks, logits = [], []
+            for s in states:
+                pad = width - int(s.attention_mask.shape[1])
+                masks.append(torch.nn.functional.pad(s.attention_mask, (pad, 0)))
+                logits.append(self.next_logits(s))
+            cache = _fork_cache(states[0].cache)
+            for i, layer in enumerate(cache.layers):
+                keys, values = [], []
+                for s in states:
+                    src = s.cache.layers[i]
+                    if (
+                        not getattr(src, "is_initialized", True)
+                        or src.keys.shape[-2] != s.attention_mask.shape[1]
+                    ):
+                        return None  # a layer that does not hold every position: leave it to a restart
+                    pad = width - int(src.keys.shape[-2])
+                    keys.append(torch.nn.functional.pad(src.keys, (0, 0, pad, 0)))
+                    values.append(torch.nn.functional.pad(src.values, (0, 0, pad, 0)))
+                layer.keys, layer.values = torch.cat(keys), torch.cat(values)
+            return HFState(
+                cache,
+                torch.cat(masks),
+                torch.cat([s.next_position for s in states]),
+                torch.cat(logits),
+            )
 
     def select(self, state: HFState, indices: IntArray) -> HFState:
         """Reorder/repeat rows (beam reordering and expansion), cache included."""

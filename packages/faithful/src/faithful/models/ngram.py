@@ -17,9 +17,10 @@ from faithful.models.base import (
     VocabMismatchError,
     as_index_array,
     as_prompts,
+    check_block,
 )
 
-__all__ = ["EOS", "UNK", "NGramModel", "NGramState", "Vocab"]
+__all__ = ["EOS", "UNK", "NGramBlock", "NGramModel", "NGramState", "Vocab"]
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -97,6 +98,27 @@ class NGramState:
     """State of an :class:`NGramModel`: the last ``n - 1`` ids of each row (``<bos>``-padded)."""
 
     contexts: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class NGramBlock:
+    """A block of tokens scored by :meth:`NGramModel.score_block`: ``(B, g, V)`` log-probabilities and contexts."""
+
+    logprobs: FloatArray
+    contexts: tuple[tuple[tuple[int, ...], ...], ...]  # [j - 1]: every row's context after j tokens
+
+    def logits_at(self, i: int) -> FloatArray:
+        """``(B, V)`` log-probabilities after ``i + 1`` tokens of the block."""
+        out: FloatArray = self.logprobs[:, i]
+        return out
+
+    def state(self, j: int) -> NGramState:
+        """The state after ``j`` tokens of the block, ``1 <= j <= g``."""
+        if not 1 <= j <= len(self.contexts):
+            raise ModelError(
+                f"a block of {len(self.contexts)} tokens has states 1..{len(self.contexts)}, got {j}"
+            )
+        return NGramState(self.contexts[j - 1])
 
 
 class NGramModel:
@@ -243,6 +265,28 @@ class NGramModel:
                 for c, t in zip(state.contexts, toks, strict=True)
             )
         )
+
+    def score_block(self, state: NGramState, tokens: IntArray) -> NGramBlock:
+        """Log-probabilities after each of ``g`` tokens per row (``tokens`` int64 ``(B, g)``), in one lookup.
+
+        The numbers are the ones ``advance`` then ``next_logprobs`` give, bit for bit (the same
+        cached rows, one ``log``); no intermediate state is built.
+        """
+        toks = check_block(tokens, len(state.contexts), self.vocab_size)
+        keep = self.n - 1
+        steps: list[tuple[tuple[int, ...], ...]] = []
+        rows = state.contexts
+        for i in range(toks.shape[1]):
+            rows = tuple(
+                ((*c, int(t))[len(c) + 1 - keep :] if keep else ())
+                for c, t in zip(rows, toks[:, i], strict=True)
+            )
+            steps.append(rows)
+        b, g = toks.shape
+        probs = np.stack([self._probs(steps[i][r]) for r in range(b) for i in range(g)])
+        with np.errstate(divide="ignore"):
+            logprobs: FloatArray = np.log(probs).reshape(b, g, self.vocab_size)
+        return NGramBlock(logprobs, tuple(steps))
 
     def select(self, state: NGramState, indices: IntArray) -> NGramState:
         """Reorder/repeat rows."""
