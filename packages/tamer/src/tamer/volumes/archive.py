@@ -249,6 +249,11 @@ EntrySink = Callable[[tarfile.TarInfo], None]
 
 
 def _num(field: bytes) -> int:
+    if field[-1:] in (b"\0", b" "):  # the usual form, octal digits then a NUL or a space: one call
+        try:
+            return int(field[:-1], 8)
+        except ValueError:
+            pass  # padded with NULs, base-256, empty...: the general path below
     if field and field[0] & 0x80:  # base-256, as GNU tar writes large values
         return int.from_bytes(field[1:], "big")
     text = field.split(b"\0", 1)[0].strip()

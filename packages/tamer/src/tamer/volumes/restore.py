@@ -105,7 +105,7 @@ class _FileOut:
         try:
             if self.hole:
                 os.ftruncate(self.fd, m.size)
-            if (m.uid, m.gid) != _ids():
+            if (m.uid, m.gid) != self.ex.ids:
                 with contextlib.suppress(PermissionError):  # not root: keep our own ids
                     os.fchown(self.fd, m.uid, m.gid)
             os.fchmod(self.fd, self.ex.mode_of(m))  # after chown, which clears set-id bits
@@ -156,6 +156,7 @@ class _Extractor:
         self.skipped_devices = 0
         self._cached: tuple[str, int] | None = None
         self.root_xattrs: dict[str, bytes] = {}
+        self.ids = _ids()  # asked once: two syscalls per file otherwise
 
     # -- names ----------------------------------------------------------------
     def refuse(self, name: str, why: str) -> RestoreRefused:
