@@ -40,18 +40,15 @@ from typing import Any
 from tamer.engine import Engine
 from tamer.errors import EngineUnreachable, ObjectNotFound, TamerError
 from tamer.inventory import (
-    RUNNING_STATES,
     Inventory,
     engine_identity,
-    engine_labels_anonymous,
-    is_anonymous_volume,
-    parse_time,
 )
 from tamer.journal import Journal, Run, StateUnwritable, Step, StepStatus
 from tamer.operation import faults, operation_lock
 from tamer.plan import Action, LastUsed, Plan, make_plan
 from tamer.policy import policy_from_json
 from tamer.reasons import Reason
+from tamer.recheck import Keep, recheck_container, recheck_image, recheck_volume
 from tamer.sealing import FORMAT, PlanRefused, open_plan, plan_key, seal_plan
 from tamer.state import state_dir
 
@@ -114,15 +111,6 @@ class ApplyResult:
         return 3 if any(s.status in (StepStatus.SKIPPED, StepStatus.FAILED) for s in self.steps) else 0
 
 
-class _Keep(Exception):
-    """Raised inside a step: the object stays, for this reason."""
-
-    def __init__(self, code: Reason, facts: Facts | None = None) -> None:
-        super().__init__(code.value)
-        self.code = code
-        self.facts = facts or {}
-
-
 class _Midway(Exception):
     """The engine began deleting a volume's files and stopped with an error: part of it may be gone."""
 
@@ -141,7 +129,7 @@ def _remove_volume(engine: Engine, name: str, archive: Path | None) -> None:
     except TamerError as exc:
         users = engine.containers_using(volume=name)
         if users:  # a container took it between the re-check and the removal: the engine deleted nothing
-            raise _Keep(
+            raise Keep(
                 Reason.IN_USE_NOW,
                 {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/") for u in users[:3]]},
             ) from None
@@ -470,7 +458,7 @@ def _execute(
     """Re-check one object against the live engine, then remove it (noting the volumes a container held)."""
     try:
         if action.kind == "container":
-            volumes = _recheck_container(engine, action)
+            volumes = recheck_container(engine, action)
             release(volumes, action.name)
             # its volumes become orphaned now: their clock starts now, never at their creation
             journal.volumes_used(plan.engine_id or plan.host, volumes, time.time())
@@ -481,7 +469,7 @@ def _execute(
             engine.remove_container(action.id)  # never with its volumes
             return StepStatus.DONE, Reason.REMOVED, {}
         if action.kind == "volume":
-            named = _recheck_volume(engine, action)
+            named = recheck_volume(engine, action)
             if named:
                 if backup is None:
                     return StepStatus.SKIPPED, Reason.NO_BACKUP_SUPPORT, {}
@@ -489,13 +477,13 @@ def _execute(
                     path = backup(engine, action.id)
                 except (TamerError, OSError) as exc:
                     return StepStatus.SKIPPED, Reason.BACKUP_FAILED, {"error": str(exc)}
-                _recheck_volume(engine, action)  # nobody started using it while it was backed up
+                recheck_volume(engine, action)  # nobody started using it while it was backed up
                 _remove_volume(engine, action.id, path)
                 return StepStatus.DONE, Reason.BACKED_UP_REMOVED, {"archive": str(path)}
             _remove_volume(engine, action.id, None)
             return StepStatus.DONE, Reason.REMOVED, {}
         if action.kind == "image":
-            tags = _recheck_image(engine, action)
+            tags = recheck_image(engine, action)
             for ref in tags or [action.id]:
                 engine.remove_image(ref)
             return StepStatus.DONE, Reason.REMOVED, {}
@@ -505,7 +493,7 @@ def _execute(
         return StepStatus.FAILED, Reason.UNKNOWN_KIND, {"kind": action.kind}
     except ObjectNotFound:
         return StepStatus.GONE, Reason.ALREADY_GONE, {}
-    except _Keep as keep:
+    except Keep as keep:
         return StepStatus.SKIPPED, keep.code, keep.facts
     except _Midway as midway:
         return StepStatus.FAILED, Reason.REMOVAL_FAILED_MIDWAY, midway.facts
@@ -513,106 +501,3 @@ def _execute(
         raise
     except TamerError as exc:
         return StepStatus.SKIPPED, Reason.ENGINE_REFUSED, {"error": str(exc)}
-
-
-def _recheck_container(engine: Engine, action: Action) -> list[str]:
-    """Raise _Keep unless the container is stopped as planned; returns the volumes it mounts."""
-    data = engine.inspect_container(action.id)
-    state = data.get("State") or {}
-    status = str(state.get("Status"))
-    if status in RUNNING_STATES or state.get("Running") or state.get("Restarting") or state.get("Paused"):
-        raise _Keep(Reason.RUNNING_NOW, {"state": status})
-    if status != action.fingerprint.get("state"):
-        raise _Keep(Reason.STATE_CHANGED, {"was": action.fingerprint.get("state"), "now": status})
-    for key, live in (("finished", state.get("FinishedAt")), ("started", state.get("StartedAt"))):
-        when = parse_time(live)
-        if key in action.fingerprint and (when.isoformat() if when else None) != action.fingerprint[key]:
-            raise _Keep(Reason.RAN_SINCE_PLAN)
-    return [str(m["Name"]) for m in data.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
-
-
-def _recheck_volume(engine: Engine, action: Action) -> bool:
-    """Raise _Keep unless the volume is unused and the same one; returns whether it is named (live)."""
-    data = engine.inspect_volume(action.id)
-    # users first: that is the precise reason to keep it (and the local driver's
-    # CreatedAt follows its folder's mtime, which a new user can change)
-    users = engine.containers_using(volume=action.id)
-    if users:
-        raise _Keep(
-            Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/") for u in users[:3]]}
-        )
-    binders = _bind_users(engine, data)
-    if binders:
-        raise _Keep(Reason.IN_USE_NOW, {"users": binders[:3], "bind_mounted": True})
-    sharers = _folder_sharers(engine, data)
-    if sharers:
-        raise _Keep(Reason.FOLDER_SHARED, {"volumes": sharers[:3]})
-    # a symlinked _data is checked before the creation time: engine 20.10 reports the link target's mtime as
-    # CreatedAt, so the link alone would read as "replaced", the less precise reason
-    mountpoint = str(data.get("Mountpoint") or "")
-    if data.get("Driver") == "local" and mountpoint and os.path.islink(mountpoint):
-        raise _Keep(Reason.SYMLINKED_NOW, {"data_path": os.path.realpath(mountpoint)})
-    created = parse_time(data.get("CreatedAt"))
-    if (
-        "created" in action.fingerprint
-        and (created.isoformat() if created else None) != action.fingerprint["created"]
-    ):
-        raise _Keep(Reason.REPLACED)
-    return not is_anonymous_volume(
-        str(data.get("Name") or action.id),
-        dict(data.get("Labels") or {}),
-        engine_labels_them=engine_labels_anonymous(engine.api_version),
-    )
-
-
-def _bind_users(engine: Engine, volume: Mapping[str, Any]) -> list[str]:
-    """Containers (any state) that bind-mount this volume's folder or a folder inside it, asked of the
-    engine now and compared physically (another spelling of the same folder counts). The engine's own
-    check sees only mounts by name, and removing the volume deletes the folder under them."""
-    from tamer.volumes.guard import relation, volume_data_path
-
-    mountpoint = str(volume.get("Mountpoint") or "")
-    folders = {f for f in (mountpoint, volume_data_path(dict(volume))) if f}
-    if mountpoint and os.path.basename(mountpoint.rstrip("/")) == "_data":
-        folders.add(os.path.dirname(mountpoint.rstrip("/")))  # the folder the engine deletes with it
-    users: list[str] = []
-    for c in engine.containers():
-        for m in c.get("Mounts") or []:
-            if m.get("Type") == "bind" and any(
-                relation(str(m.get("Source") or ""), f) in ("the same folder", "inside it") for f in folders
-            ):
-                users.append(str((c.get("Names") or [str(c.get("Id"))[:12]])[0]).lstrip("/"))
-                break
-    return users
-
-
-def _folder_sharers(engine: Engine, volume: Mapping[str, Any]) -> list[str]:
-    """Other volumes (asked of the engine now) whose data is this volume's folder or inside it, when removing
-    this volume deletes its folder (a local volume without bind options)."""
-    from tamer.volumes.guard import relation, volume_data_path
-
-    options = volume.get("Options") or {}
-    if volume.get("Driver") != "local" or "bind" in str(options.get("o", "")).split(","):
-        return []
-    mountpoint = str(volume.get("Mountpoint") or "")
-    folders = {f for f in (mountpoint, os.path.dirname(mountpoint.rstrip("/"))) if f and f != "/"}
-    name = str(volume.get("Name") or "")
-    return [
-        str(w.get("Name"))
-        for w in engine.volumes()
-        if str(w.get("Name")) != name
-        and any(relation(volume_data_path(w), f) in ("the same folder", "inside it") for f in folders)
-    ]
-
-
-def _recheck_image(engine: Engine, action: Action) -> list[str]:
-    data = engine.inspect_image(action.id)
-    tags = sorted(t for t in data.get("RepoTags") or [] if t != "<none>:<none>")
-    if tags != action.fingerprint.get("tags"):
-        raise _Keep(Reason.TAGS_CHANGED, {"tags": tags})
-    users = engine.containers_using(image=action.id)
-    if users:
-        raise _Keep(
-            Reason.IN_USE_NOW, {"users": [str((u.get("Names") or ["?"])[0]).lstrip("/") for u in users[:3]]}
-        )
-    return tags
