@@ -15,7 +15,11 @@ from .conftest import DEVICES, HISTORY, LOGQ_ATOL, logits_family
 
 torch = pytest.importorskip("torch")
 
-from faithful.torch_backend import distribution_tensor, sample_tensor  # noqa: E402
+from faithful.torch_backend import (  # noqa: E402
+    distribution_tensor,
+    sample_tensor,
+    select,
+)
 from faithful.torch_backend.select import kth_largest, mass_threshold, ordered_keys, value_of_key  # noqa: E402
 from torch.overrides import TorchFunctionMode  # noqa: E402
 
@@ -29,8 +33,9 @@ def brute_threshold(keys: np.ndarray, w: np.ndarray, need: float) -> float:
     return float(best) if best is not None else float(keys[w > 0].min())
 
 
+@pytest.mark.parametrize("compact", [True, False], ids=["compacted (cpu)", "masked (cuda path)"])
 @pytest.mark.parametrize("seed", range(6))
-def test_mass_threshold_equals_brute_force(seed: int) -> None:
+def test_mass_threshold_equals_brute_force(seed: int, compact: bool) -> None:
     rng = np.random.default_rng(seed)
     b, v = 12, 300
     keys = rng.integers(-6, 6, (b, v)) * [0.25, 1e-3, 1e9][seed % 3] + (seed % 2) * 0.5  # many ties
@@ -40,7 +45,8 @@ def test_mass_threshold_equals_brute_force(seed: int) -> None:
     w[:, 0] += 0.1
     need = w.sum(axis=1) * rng.uniform(0.05, 1.0, b)
     need[1] = w[1].sum() * (1 + 1e-12)  # rounding: more than the row holds -> every weighted token kept
-    got = mass_threshold(torch.from_numpy(keys), torch.from_numpy(w), torch.from_numpy(need)).numpy()
+    got = mass_threshold(torch.from_numpy(keys), torch.from_numpy(w), torch.from_numpy(need), compact=compact)
+    got = got.numpy()
     want = [brute_threshold(keys[i], w[i], need[i]) for i in range(b)]
     np.testing.assert_array_equal(got, want)
 
@@ -138,7 +144,9 @@ EVERYTHING = {
 
 @pytest.mark.parametrize("rows_kind", ["none", "numpy", "tensor"])
 @pytest.mark.parametrize("draw", ["inverse_cdf", "gumbel", "argmax", "temperature 0"])
-def test_a_step_never_reads_the_device(draw: str, rows_kind: str) -> None:
+def test_a_step_never_reads_the_device(draw: str, rows_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the path a CUDA device takes: on CPU, mass_threshold compacts with nonzero (no sync to avoid there)
+    monkeypatch.setattr(select, "COMPACT_ON_CPU", False)
     if draw == "argmax":
         s = greedy(backend="torch")
     elif draw == "temperature 0":
