@@ -32,11 +32,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+# one thread for numba too, before faithful's kernels load: numba's parallel rows leave worker
+# threads that compete with torch's one thread, and on a busy 2-core machine that made a GPT-2
+# forward after a sampler call up to ~50x slower (4 x 256 GPT-2, 8 rows x 32 tokens: ancestral
+# 7-9 s with numba's default threads, 0.14 s with one), for ancestral and speculative alike
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 
 class Counting:

@@ -205,3 +205,40 @@ def test_hf_speculative_uses_only_blocks_and_stays_greedy(gpt2: HFCausalLM) -> N
     assert target.calls["advance"] == 0 and target.calls["score_block"] > 0
     s = speculative_sample(target, draft, prompts, 10, gamma=3, num_samples=20, rng=3)
     assert s.tokens == s.accepted + s.residual + s.bonus and target.calls["advance"] == 0
+
+
+def test_hf_paths_without_crop_or_concat_give_the_same_decode(
+    gpt2: HFCausalLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Caches that cannot be cropped or joined: the block re-advances, groups restart (same tokens)."""
+    import faithful.decode._speculative_run as spec_run
+    import faithful.models.hf as hf
+
+    samples = ancestral_sample(gpt2, [[3]], 6, num_samples=100, rng=2).sequences()[0]
+    draft = NGramModel(
+        Vocab([str(i) for i in range(3, 50)], "word"), 2, [[t for t in s if t] for s in samples]
+    )
+    prompts = [[3], [4, 5], [6, 7, 8]]
+    want = greedy_argmax(gpt2, prompts, 9).sequences()
+    greedy = speculative_sample(gpt2, draft, prompts, 9, gamma=3, mode="greedy", rng=1)
+    fast = speculative_sample(gpt2, draft, prompts, 9, gamma=3, num_samples=8, rng=1)
+    state = gpt2.start([[5, 6]])
+    toks = np.array([[7, 8, 9]])
+    cropped = gpt2.score_block(state, toks).state(1)
+    monkeypatch.setattr(hf, "_plain_layers", lambda cache: False)
+    assert gpt2.concat_states([state, state]) is None
+    stepped = gpt2.score_block(state, toks).state(1)
+    assert torch.equal(stepped.attention_mask, cropped.attention_mask)
+    assert float((gpt2.next_logits(stepped) - gpt2.next_logits(cropped)).abs().max()) < 1e-5
+    joins: list[int] = []
+    real_join = spec_run._join_states
+    monkeypatch.setattr(spec_run, "_join_states", lambda m, *a: joins.append(1) or real_join(m, *a))
+    # rows that meet at one position are restarted on their prompts and advanced to the target's
+    # state before the pending token: the same samples as left-padded caches (fixed seed)
+    slow = speculative_sample(gpt2, draft, prompts, 9, gamma=3, num_samples=8, rng=1)
+    assert len(joins) > 0
+    assert slow.result.sequences() == fast.result.sequences() and slow.stats() == fast.stats()
+    assert (
+        speculative_sample(gpt2, draft, prompts, 9, gamma=3, mode="greedy", rng=1).result.sequences() == want
+    )
+    assert greedy.result.sequences() == want
