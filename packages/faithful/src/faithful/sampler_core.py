@@ -223,7 +223,11 @@ class Sampler:
         if self.backend == "torch" and is_torch_tensor(logits):
             from faithful.torch_backend import distribution_tensor
 
-            return distribution_tensor(self, logits, history=history, rows=rows, rng=rng, step=step)
+            # A torch tensor on the logits' device (documented above), typed as the reference's result.
+            q_device: np.ndarray = distribution_tensor(
+                self, logits, history=history, rows=rows, rng=rng, step=step
+            )
+            return q_device
         z, _ = self._final_logits(logits, history, rows, resolve_rng(rng) if rng is not None else None, step)
         if self.draw == "argmax":
             one_hot: np.ndarray = np.zeros_like(z)

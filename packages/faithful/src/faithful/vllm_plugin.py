@@ -197,7 +197,10 @@ class _RequestKeys:
         step_key = [to_int64((len(p.output) + 0x9E3779B97F4A7C15) & mask) for p in self.plans]
         key_rows = [to_int64(p.row) for p in self.plans]
         device = rows.device
-        as_tensor = lambda xs: host_to_device(np.asarray(xs, dtype=np.int64), device)  # noqa: E731
+
+        def as_tensor(xs: list[int]) -> Any:
+            return host_to_device(np.asarray(xs, dtype=np.int64), device)
+
         h = splitmix64((as_tensor(key_rows) + _GOLDEN) ^ as_tensor(seed_hash))
         keys = splitmix64(h ^ as_tensor(step_key))
         lanes = torch.arange(int(n), dtype=torch.int64, device=device) + _GOLDEN
@@ -300,7 +303,7 @@ class FaithfulRequests:
 def _build_vllm_class() -> type:
     from vllm.v1.sample.logits_processor import LogitsProcessor
 
-    class FaithfulLogitsProcessor(LogitsProcessor):
+    class FaithfulLogitsProcessor(LogitsProcessor):  # type: ignore[misc]  # vllm is untyped here
         """vLLM logits processor: faithful's processors and keyed draw for requests with ``vllm_xargs.faithful``."""
 
         @classmethod
