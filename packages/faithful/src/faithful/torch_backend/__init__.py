@@ -33,7 +33,8 @@ summation order differ from numpy's by an ulp or so, nothing more.
 
 Memory per call: a few float64 / int64 ``(B, V)`` tensors (logits, weights, keys, the
 running sum) and a float64 histogram of at most ``(B, min(2V, 2048) + 1)`` for the radix
-select; nothing grows with iterations: ``O(B x V)`` in all. Mirostat keeps its per-row ``mu`` on the host (:class:`faithful.mirostat.Mirostat`),
+select (on CPU, where it is compacted: ``(B, min(2V, 16384) + 1)``, then the tokens of one
+bucket); nothing grows with iterations: ``O(B x V)`` in all. Mirostat keeps its per-row ``mu`` on the host (:class:`faithful.mirostat.Mirostat`),
 so a mirostat sampler reads ``B`` log-probabilities back per call.
 """
 
