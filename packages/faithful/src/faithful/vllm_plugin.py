@@ -303,7 +303,7 @@ class FaithfulRequests:
 def _build_vllm_class() -> type:
     from vllm.v1.sample.logits_processor import LogitsProcessor
 
-    class FaithfulLogitsProcessor(LogitsProcessor):  # type: ignore[misc]  # vllm is untyped here
+    class FaithfulLogitsProcessor(LogitsProcessor):  # type: ignore[misc,unused-ignore]  # vllm untyped (strict only)
         """vLLM logits processor: faithful's processors and keyed draw for requests with ``vllm_xargs.faithful``."""
 
         @classmethod
