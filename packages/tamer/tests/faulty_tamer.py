@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 from tamer.cli import main
@@ -21,13 +22,19 @@ from tamer.operation import faults
 
 def _install(spec: str) -> None:
     count = [0]
+    # clean --apply runs container steps on several threads: `count[0] += 1` is not atomic across
+    # them, so two points could read the same count and the N-th point would never be hit (the run
+    # then finishes instead of dying). Counting and printing under one lock makes @N exact.
+    lock = threading.Lock()
 
     def handler(point: str, ctx: dict[str, Any]) -> None:
-        count[0] += 1
-        print(f"fault-point: {point}", file=sys.stderr, flush=True)
+        with lock:
+            count[0] += 1
+            n = count[0]
+            print(f"fault-point: {point}", file=sys.stderr, flush=True)
         if spec == "-":
             return
-        if (spec.startswith("@") and count[0] == int(spec[1:])) or point == spec:
+        if (spec.startswith("@") and n == int(spec[1:])) or point == spec:
             print(f"fault-kill: {point}", file=sys.stderr, flush=True)
             if "proc" in ctx and "dest" in ctx:  # a copy in progress: let it write some, then kill it too
                 from tamer.volumes.copy import kill_copy_midway
