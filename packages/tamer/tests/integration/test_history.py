@@ -227,6 +227,7 @@ def test_kill_9_anywhere_in_record_leaves_a_readable_history(
     # and killed at random moments
     rng = random.Random(int(os.environ.get("TAMER_HISTORY_KILL_SEED", "20261201")))
     finished = 1
+    killed = 0
     for _ in range(int(os.environ.get("TAMER_HISTORY_KILLS", "4"))):
         proc2 = subprocess.Popen(
             [sys.executable, "-m", "tamer", "record", "-q"],
@@ -235,9 +236,14 @@ def test_kill_9_anywhere_in_record_leaves_a_readable_history(
         )
         time.sleep(rng.uniform(0.0, 0.5))
         proc2.send_signal(signal.SIGKILL)
-        finished += proc2.wait(60) == 0
+        ok = proc2.wait(60) == 0
+        finished += ok
+        killed += not ok
+    # A record killed after its commit but before it exited has its snapshot (whole); one killed
+    # before the commit has none: never a part of one (integrity_check) and never more than one each.
     with sqlite3.connect(private_state_dir / "snapshots.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert db.execute("SELECT count(*) FROM snapshots").fetchone()[0] == finished
+        stored = db.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+    assert finished <= stored <= finished + killed
     rc, doc = _json(eng, private_state_dir, "history")
-    assert rc == 0 and doc["data"]["snapshots"] == finished and not doc["errors"]
+    assert rc == 0 and doc["data"]["snapshots"] == stored and not doc["errors"]
