@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tamer.cli.app import Outcome
+from tamer.cli.argtypes import positive_int
 
 if TYPE_CHECKING:
     from tamer.snapshots import Snapshot
@@ -49,7 +50,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--since", default="30d", metavar="DURATION", help="how far back, e.g. 7d, 12h, 2w (default 30d)"
     )
     hist.add_argument("--by", choices=BY_CHOICES, default="kind", help="what to break the growth down by")
-    hist.add_argument("--top", type=_positive, default=10, help="how many top growers to show (default 10)")
+    hist.add_argument(
+        "--top", type=positive_int, default=10, help="how many top growers to show (default 10)"
+    )
     hist.add_argument(
         "--report", metavar="DIR", default=None, help="also write DIR/tamer-history.html (charts, inline SVG)"
     )
@@ -67,16 +70,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="the least span of snapshots a forecast needs (default 1h)",
     )
     hist.set_defaults(handler=run_history)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 # -- tamer record ------------------------------------------------------------------

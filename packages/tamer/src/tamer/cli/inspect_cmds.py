@@ -12,6 +12,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from tamer.cli.app import Outcome
+from tamer.cli.argtypes import positive_int
 from tamer.listing import FILTER_KEYS, KINDS, SORT_KEYS, parse_filters
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "df", parents=[common, sizing], help="what everything costs, what could go, who owns it"
     )
     df.add_argument("-v", "--verbose", action="store_true", help="list every reclaimable object and owner")
-    df.add_argument("--top", type=_positive, default=10, help="how many top consumers to show")
+    df.add_argument("--top", type=positive_int, default=10, help="how many top consumers to show")
     df.set_defaults(handler=run_df)
 
     keys = "; ".join(f"{k}: {', '.join(v)}" for k, v in FILTER_KEYS.items())
@@ -63,16 +64,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="measure sizes (walks the data-root when local; slower on big hosts)",
     )
     ls.set_defaults(handler=run_ls)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def read_inventory(args: argparse.Namespace, engine: Engine | None = None) -> Inventory:
