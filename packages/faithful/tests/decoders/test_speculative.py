@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,9 +16,10 @@ from faithful.decode.speculative import (
 )
 from faithful.errors import FaithfulError, SamplingParameterError
 from faithful.fidelity import compare_exact, enumerate_sequences
-from faithful.models import CallableModel, LanguageModel, NGramModel
-from faithful.models.base import VocabMismatchError, model_logits
-from faithful.samplers import Sampler, make_sampler, parse_sampler_spec
+from faithful.models import CallableModel, NGramModel
+from faithful.models.base import VocabMismatchError
+from faithful.referee.speculation import ProcessedModel
+from faithful.samplers import make_sampler, parse_sampler_spec
 
 TEXT = "ab\nabc\nb\nba\ncab\naa\nbca\nabcab\n"
 T = 5
@@ -88,33 +88,6 @@ def test_a_wrong_acceptance_rule_is_caught(
     assert fid.surprisal is not None and fid.surprisal.p_value < 1e-6
 
 
-class Processed:
-    """``model`` under ``sampler`` as a model of its own: next-token log q (history tracked), for enumeration."""
-
-    def __init__(self, model: LanguageModel, sampler: Sampler) -> None:
-        self.model, self.sampler = model, sampler
-        self.vocab_size, self.eos_token_id = model.vocab_size, model.eos_token_id
-
-    def start(self, prompts: Sequence[Sequence[int]]) -> Any:
-        return self.model.start(prompts), [list(p) for p in prompts]
-
-    def next_logprobs(self, state: Any) -> np.ndarray:
-        inner, hist = state
-        z = np.asarray(model_logits(self.model, inner), dtype=np.float64)
-        q = self.sampler.distribution(z, history=hist)
-        with np.errstate(divide="ignore"):
-            out: np.ndarray = np.log(q)
-        return out
-
-    def advance(self, state: Any, tokens: np.ndarray) -> Any:
-        inner, hist = state
-        return self.model.advance(inner, tokens), [[*h, int(t)] for h, t in zip(hist, tokens, strict=True)]
-
-    def select(self, state: Any, indices: np.ndarray) -> Any:
-        inner, hist = state
-        return self.model.select(inner, indices), [list(hist[i]) for i in indices]
-
-
 @pytest.mark.parametrize(
     ("spec", "draft_spec"),
     [
@@ -130,7 +103,7 @@ def test_the_processed_target_is_sampled_exactly(
 ) -> None:
     sampler = parse_sampler_spec(spec)
     d_sampler = None if draft_spec is None else parse_sampler_spec(draft_spec)
-    processed = Processed(target, sampler)
+    processed = ProcessedModel(target, sampler)
     dist = enumerate_sequences(processed, 4, threshold=0.0)
     r = speculative_sample(
         target, draft, [[]], 4, gamma=2, sampler=sampler, draft_sampler=d_sampler, num_samples=N, rng=3
