@@ -289,28 +289,16 @@ class Sampler:
                 return SampleResult(argmax_checked(x), np.zeros(x.shape[0]), None)
         source: Any = rng
         if self._fused is not None:
-            x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
-            if x.dtype.kind == "f" and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0:
-                row_ids = _check_rows(rows, x.shape[0])
-                if history is not None and len(history) != x.shape[0]:
-                    raise ShapeMismatchError(
-                        f"`history` must have one sequence per row ({x.shape[0]}), got {len(history)}"
-                    )
+            fast_input = self._fast_path_input(logits, rows, history, rng, step)
+            if fast_input is not None:
                 from faithful.kernels import sample_fused
 
-                keyed, seed = _uniform_source(rng)
-                u = keyed.uniforms(row_ids, step, 1)[:, 0]
+                x, u, keyed, seed = fast_input
                 return SampleResult(*sample_fused(x, u, self._fused, return_q=return_q), seed=seed)
         if self._fast is not None:
-            x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
-            if x.dtype.kind == "f" and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0:
-                row_ids = _check_rows(rows, x.shape[0])
-                if history is not None and len(history) != x.shape[0]:
-                    raise ShapeMismatchError(
-                        f"`history` must have one sequence per row ({x.shape[0]}), got {len(history)}"
-                    )
-                keyed, seed = _uniform_source(rng)
-                u = keyed.uniforms(row_ids, step, 1)[:, 0]
+            fast_input = self._fast_path_input(logits, rows, history, rng, step)
+            if fast_input is not None:
+                x, u, keyed, seed = fast_input
                 with np.errstate(over="ignore"):  # z / T -> -inf for hugely negative z: probability 0
                     fast = sample_truncated(x, u, return_q=return_q, **self._fast)
                 if fast is not None:
@@ -318,6 +306,27 @@ class Sampler:
                 source = keyed  # the reference path below draws with the same uniforms
         with np.errstate(over="ignore"):  # exp(-huge) -> 0 is the right limit
             return self._sample_reference(logits, source, step, rows, history, return_q)
+
+    def _fast_path_input(
+        self,
+        logits: Any,
+        rows: Sequence[int] | np.ndarray | None,
+        history: History | None,
+        rng: Any,
+        step: int,
+    ) -> tuple[np.ndarray, np.ndarray, _Uniforms, int | None] | None:
+        """The logits and each row's keyed uniform for the compiled paths; None where only the reference
+        applies (not a non-empty 2-D float array: the reference gives that input its own error)."""
+        x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
+        if not (x.dtype.kind == "f" and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0):
+            return None
+        row_ids = _check_rows(rows, x.shape[0])
+        if history is not None and len(history) != x.shape[0]:
+            raise ShapeMismatchError(
+                f"`history` must have one sequence per row ({x.shape[0]}), got {len(history)}"
+            )
+        keyed, seed = _uniform_source(rng)
+        return x, keyed.uniforms(row_ids, step, 1)[:, 0], keyed, seed
 
     def _sample_reference(
         self,
