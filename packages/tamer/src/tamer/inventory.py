@@ -48,6 +48,11 @@ class RawSnapshot:
     engine_df: JSON | None = None
     local: JSON | None = None
     warnings: list[str] = field(default_factory=list)
+    # False: the container list was not read (a lean `tamer ls`): who uses each image or volume is
+    # unknown, and `dangling_volumes` (the engine's own "no container refers to it" list) says which
+    # volumes are orphaned. Images may then come without an inspect ("inspect": None).
+    users_read: bool = True
+    dangling_volumes: list[str] | None = None
 
     def to_json(self) -> JSON:
         return dict(self.__dict__)
@@ -79,7 +84,8 @@ class Image:
     volume_paths: tuple[str, ...]  # VOLUME paths it declares
     labels: dict[str, str]
     layers: tuple[str, ...]  # chain ids, base first
-    owner: str
+    owner: str  # "" when users_read is False
+    users_read: bool = True  # False: `containers` and `owner` were not read (empty, not "none")
 
     @property
     def unique_size(self) -> int:
@@ -159,14 +165,23 @@ class Volume:
     users_stopped: tuple[str, ...]
     origin: ImageVolumeOrigin | None
     labels: dict[str, str]
-    owner: str
+    owner: str  # "" when users_read is False and no compose project labels it
+    # False (a lean `tamer ls volumes`): the users were not read; `referenced` is the engine's own
+    # answer (does any container, in any state, refer to it), which is all `orphaned` needs
+    users_read: bool = True
+    referenced: bool | None = None
 
     @property
     def orphaned(self) -> bool:
+        if not self.users_read:
+            return self.referenced is False  # unknown is never called orphaned
         return not self.users_running and not self.users_stopped
 
     @property
     def in_use(self) -> bool:
+        """Has a running user. When the users were not read, any reference counts (the safe side)."""
+        if not self.users_read:
+            return self.referenced is not False
         return bool(self.users_running)
 
     @property
@@ -218,6 +233,7 @@ class Inventory:
     data_root_usage: DiskUsage | None  # the whole data-root, when walked
     attributed_allocated: int | None  # allocated bytes of the data-root we could attribute
     warnings: tuple[str, ...]
+    users_read: bool = True  # False: a lean listing; who uses each image or volume was not read
 
     @property
     def logs(self) -> tuple[LogFile, ...]:
@@ -305,7 +321,7 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
     local_layers: dict[str, int] = local.get("layers", {})
 
     # containers first: images and volumes refer to them
-    images_by_id = {i["inspect"]["Id"]: i for i in raw.images}
+    images_by_id = {(i.get("inspect") or i["list"])["Id"]: i for i in raw.images}
     containers: list[Container] = []
     for cj in raw.containers:
         cid = cj["Id"]
@@ -381,8 +397,9 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
             layer_users[chain] += 1
     images: list[Image] = []
     for entry in raw.images:
-        listed, inspect = entry["list"], entry["inspect"]
-        iid = inspect["Id"]
+        listed = entry["list"]
+        inspect = entry.get("inspect") or {}  # None in a lean listing: the list entry says enough
+        iid = str(inspect.get("Id") or listed["Id"])
         chains = tuple(entry.get("chain_ids", ()))
         size = int(listed.get("Size") or inspect.get("Size") or 0)
         if chains and all(ch in local_layers for ch in chains):
@@ -404,9 +421,14 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
                 dangling=is_dangling(tags),
                 containers=users,
                 volume_paths=tuple(sorted(((inspect.get("Config") or {}).get("Volumes") or {}).keys())),
-                labels=_labels(inspect.get("Config")),
+                labels=_labels(inspect.get("Config")) if inspect else _labels(listed),
                 layers=chains,
-                owner=owners.pop() if len(owners) == 1 else ("shared" if owners else "unused"),
+                owner=""
+                if not raw.users_read
+                else owners.pop()
+                if len(owners) == 1
+                else ("shared" if owners else "unused"),
+                users_read=raw.users_read,
             )
         )
     if local_layers:
@@ -423,6 +445,7 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
             if m.type == "volume" and m.name:
                 users_of_volume[m.name].append((c, m))
     volumes: list[Volume] = []
+    dangling = None if raw.dangling_volumes is None else set(raw.dangling_volumes)
     for v in raw.volumes:
         name = v["Name"]
         labels = dict(v.get("Labels") or {})
@@ -457,6 +480,8 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
         user_owners = {c.owner for c, _ in vol_users}
         if project:
             owner = f"project:{project}"
+        elif not raw.users_read:
+            owner = ""
         elif len(user_owners) == 1:
             owner = user_owners.pop()
         else:
@@ -477,6 +502,8 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
                 origin=origin,
                 labels=labels,
                 owner=owner,
+                users_read=raw.users_read,
+                referenced=None if dangling is None else name not in dangling,
             )
         )
 
@@ -514,6 +541,7 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
         data_root_usage=data_root_usage,
         attributed_allocated=int(attributed) if attributed is not None else None,
         warnings=tuple(warnings),
+        users_read=raw.users_read,
     )
 
 

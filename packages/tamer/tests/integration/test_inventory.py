@@ -342,10 +342,17 @@ def test_fast_local_container_records_match_the_api(eng: Any) -> None:
         )
 
 
-@pytest.mark.parametrize("kind", ["images", "containers", "volumes"])
-def test_ls_without_sizes_says_the_same_as_with_them_except_sizes(eng: Any, kind: str) -> None:
-    """The lean listing (no walk, only the reads its kind needs) agrees with the full read on every field it shows."""
+@pytest.mark.parametrize(
+    ("kind", "users"),
+    [("images", True), ("images", False), ("containers", False), ("volumes", True), ("volumes", False)],
+)
+def test_ls_without_sizes_says_the_same_as_with_them_except_sizes(eng: Any, kind: str, users: bool) -> None:
+    """The lean listing (no walk, only the reads its kind needs) agrees with the full read on every field it
+    shows. Without --users, images and volumes read only their own list (and, for volumes, the engine's list
+    of those no container refers to): what only the container list can say is null, never empty."""
     eng.docker("volume", "create", "lean-named")
+    eng.docker("volume", "create", "lean-orphan")
+    eng.docker("volume", "create", "lean-running")
     eng.docker(
         "run",
         "--name",
@@ -361,16 +368,19 @@ def test_ls_without_sizes_says_the_same_as_with_them_except_sizes(eng: Any, kind
         check=False,
     )
     eng.docker("run", "--name", "lean-m", MONGO, "true")
-    proc = eng.tamer("ls", kind, "--json")
+    eng.docker("run", "-d", "--name", "lean-r", "-v", "lean-running:/r", BUSYBOX, "sleep", "600")
+    proc = eng.tamer("ls", kind, "--json", *(["--users"] if users else []))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["data"]["sizing"] == "none"
+    assert doc["data"]["users_read"] is (users or kind == "containers")
     lean = {i.get("id") or i["name"]: i for i in doc["data"]["items"]}
     full = {i.get("id") or i["name"]: i for i in ls_json(eng, kind)}
     assert set(lean) == set(full)
+    unread: tuple[str, ...] = ()
     if kind == "containers":
         assert lean and all(i["writable_size"] is None and i["total_size"] is None for i in lean.values())
-        keys = (
+        keys: tuple[str, ...] = (
             "name",
             "state",
             "exit_code",
@@ -383,19 +393,29 @@ def test_ls_without_sizes_says_the_same_as_with_them_except_sizes(eng: Any, kind
         )
     elif kind == "volumes":
         assert lean and all(i["size"] is None for i in lean.values())
-        keys = (
-            "kind",
-            "orphaned",
-            "in_use",
-            "users_running",
-            "users_stopped",
-            "origin",
-            "placement",
-            "owner",
-        )
+        keys = ("kind", "orphaned", "placement", "labels")
+        users_keys = ("in_use", "users_running", "users_stopped", "origin", "owner")
+        if users:
+            keys += users_keys
+        else:
+            unread = users_keys
+            # the engine's reference count says the same as the users tamer reads: orphaned, used by a
+            # stopped container only, used by a running one
+            assert lean["lean-orphan"]["orphaned"] is True and full["lean-orphan"]["orphaned"] is True
+            assert lean["lean-named"]["orphaned"] is False and full["lean-named"]["users_stopped"] == [
+                "lean-a"
+            ]
+            assert lean["lean-running"]["orphaned"] is False and full["lean-running"]["in_use"] is True
     else:
         assert lean and all(i["shared_size"] is None and i["unique_size"] is None for i in lean.values())
-        keys = ("tags", "size", "dangling", "containers", "owner", "volume_paths", "layers")
+        keys = ("tags", "size", "dangling")
+        for key, item in lean.items():  # the image list gives whole seconds, the inspect nanoseconds
+            assert item["created"][:19] == full[key]["created"][:19], (item["created"], full[key])
+        users_keys = ("containers", "owner", "volume_paths", "layers")
+        if users:
+            keys += users_keys
+        else:
+            unread = users_keys
 
     def same(a: Any, b: Any) -> bool:  # the engine lists a container's mounts in no fixed order
         return (
@@ -405,9 +425,33 @@ def test_ls_without_sizes_says_the_same_as_with_them_except_sizes(eng: Any, kind
     for key, item in lean.items():
         for field in keys:
             assert same(item[field], full[key][field]), (key, field, item[field], full[key][field])
+        for field in unread:
+            # a volume a compose project labels is owned by that project whatever its users
+            if field == "owner" and kind == "volumes" and item["labels"].get("com.docker.compose.project"):
+                assert item[field] == full[key][field]
+            else:
+                assert item[field] is None, (key, field, item[field])
     listed = {
         "containers": ("ps", "-aq", "--no-trunc"),
         "volumes": ("volume", "ls", "-q"),
         "images": ("images", "-q", "--no-trunc"),
     }[kind]
     assert set(lean) == set(eng.docker(*listed).split())
+    # the table leaves out the columns it did not read, and --users brings them back
+    if kind != "containers":
+        text = eng.tamer("ls", kind, *(["--users"] if users else [])).stdout
+        header = text.splitlines()[0].split()
+        unread_column = "CONTAINERS" if kind == "images" else "USERS"
+        assert (unread_column in header) is users, header
+        if kind == "images":
+            assert ("OWNER" in header) is users, header
+
+
+def test_ls_unused_images_reads_the_users_it_needs(eng: Any) -> None:
+    """`--filter unused` is about users: it reads the container list even without --users."""
+    eng.docker("create", "--name", "unused-probe", BUSYBOX, "true")
+    proc = eng.tamer("ls", "images", "--json", "--filter", "unused=false")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)["data"]
+    assert doc["users_read"] is True
+    assert any(i["containers"] for i in doc["items"])

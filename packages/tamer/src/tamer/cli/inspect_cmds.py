@@ -63,6 +63,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="measure sizes (walks the data-root when local; slower on big hosts)",
     )
+    ls.add_argument(
+        "-u",
+        "--users",
+        action="store_true",
+        help="images and volumes: also say which containers use each one, and who owns it "
+        "(reads every container; slower on big hosts). Without it, volumes still say whether "
+        "any container uses them (orphaned or not)",
+    )
     ls.set_defaults(handler=run_ls)
 
 
@@ -102,6 +110,8 @@ def run_ls(args: argparse.Namespace) -> Outcome:
 
     sort = args.sort or ("size" if args.size else "name")
     sized = args.size or sort == "size" or args.sizing != "auto"
+    # an image's users are only in the container list: the `unused` filter needs it read
+    users = args.users or any(f.partition("=")[0].strip() == "unused" for f in args.filter)
     if sized:
         inv = read_inventory(args)
         sizing = inv.sizing
@@ -110,10 +120,18 @@ def run_ls(args: argparse.Namespace) -> Outcome:
         from tamer.engine import connect
         from tamer.inventory import build_inventory
 
-        inv = build_inventory(read_for_listing(connect(args.host), args.kind))
+        inv = build_inventory(read_for_listing(connect(args.host), args.kind, users=users))
         sizing = "none"
     objs = select(inv, args.kind, args.filter, sort)
     # only the form that will be printed is built (turning 2,000 objects into JSON costs more than listing them)
     if args.json:
-        return Outcome({"kind": args.kind, "items": ls_json(objs, sized=sized), "sizing": sizing}, "")
-    return Outcome(None, render_ls(args.kind, objs, inv.taken_at, sized=sized))
+        return Outcome(
+            {
+                "kind": args.kind,
+                "items": ls_json(objs, sized=sized),
+                "sizing": sizing,
+                "users_read": inv.users_read,
+            },
+            "",
+        )
+    return Outcome(None, render_ls(args.kind, objs, inv.taken_at, sized=sized, users=inv.users_read))

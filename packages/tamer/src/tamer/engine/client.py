@@ -229,8 +229,18 @@ class Engine:
             )
         )
 
-    def volumes(self) -> list[JSON]:
-        listed = self._read("list volumes", "/volumes", None, lambda: self._api.volumes())
+    def volumes(self, *, dangling: bool = False) -> list[JSON]:
+        """Every volume; `dangling`: only those no container (in any state) refers to, by the engine's
+        own reference count, which answers "orphaned?" without reading the container list."""
+        if dangling:
+            listed = self._read(
+                "list volumes no container uses",
+                "/volumes",
+                {"filters": '{"dangling":["true"]}'},
+                lambda: self._api.volumes(filters={"dangling": True}),
+            )
+        else:
+            listed = self._read("list volumes", "/volumes", None, lambda: self._api.volumes())
         return list((listed or {}).get("Volumes") or [])
 
     def inspect_volume(self, volume: str) -> JSON:

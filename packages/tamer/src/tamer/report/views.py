@@ -124,9 +124,15 @@ def df_json(report: DiskReport, inv: Inventory) -> dict[str, Any]:
     return data
 
 
-def render_ls(kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = True) -> str:
-    """`sized` False: nothing was measured (sizes show as "?"), only what the engine's lists carry."""
+def render_ls(
+    kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = True, users: bool = True
+) -> str:
+    """`sized` False: nothing was measured (sizes show as "?"), only what the engine's lists carry.
+    `users` False (a lean listing): the container list was not read, so the columns that only it
+    can fill (an image's containers and owner, a volume's users and origin) are left out, never
+    shown as zero or "-"."""
     if kind == "images":
+        head = ["IMAGE", "ID", "SIZE", "SHARED", "CONTAINERS", "AGE", "", "OWNER"]
         rows = [
             [
                 _short(i.display_name, 40),
@@ -140,9 +146,11 @@ def render_ls(kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = Tr
             ]
             for i in objs
         ]
-        return render_table(
-            ["IMAGE", "ID", "SIZE", "SHARED", "CONTAINERS", "AGE", "", "OWNER"], rows, right=(2, 3, 4, 5)
-        )
+        if not users:
+            head = [h for k, h in enumerate(head) if k not in (4, 7)]
+            rows = [[cell for k, cell in enumerate(row) if k not in (4, 7)] for row in rows]
+            return render_table(head, rows, right=(2, 3, 4))
+        return render_table(head, rows, right=(2, 3, 4, 5))
     if kind == "containers":
         rows = [
             [
@@ -163,10 +171,23 @@ def render_ls(kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = Tr
             rows,
             right=(4, 5, 6),
         )
+    if kind == "volumes" and not users:
+        rows = [
+            [
+                _short(v.name, 40),
+                v.kind,
+                "orphaned" if v.orphaned else "used",
+                human_bytes(volume_bytes(v) if v.size else None),
+                v.placement + (f" -> {v.data_path}" if v.placement != "default" else ""),
+                human_age(v.created, now),
+            ]
+            for v in objs
+        ]
+        return render_table(["VOLUME", "KIND", "STATUS", "SIZE", "PLACEMENT", "AGE"], rows, right=(3, 5))
     if kind == "volumes":
         rows = []
         for v in objs:
-            users = ", ".join([*(f"{u} (running)" for u in v.users_running), *v.users_stopped]) or "-"
+            who = ", ".join([*(f"{u} (running)" for u in v.users_running), *v.users_stopped]) or "-"
             origin = f"VOLUME {v.origin.path} of {v.origin.image}" if v.origin else ""
             where = v.data_path if v.placement != "default" else ""
             rows.append(
@@ -176,7 +197,7 @@ def render_ls(kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = Tr
                     "orphaned" if v.orphaned else "in use" if v.in_use else "stopped users",
                     human_bytes(volume_bytes(v) if v.size else None),
                     v.placement + (f" -> {where}" if where else ""),
-                    _short(users, 40),
+                    _short(who, 40),
                     origin,
                 ]
             )
@@ -206,10 +227,16 @@ def ls_json(
         d = dataclasses.asdict(o)
         if isinstance(o, Volume):
             d.update(kind=o.kind, orphaned=o.orphaned, in_use=o.in_use)
+            if not o.users_read:  # not read is null, never an empty list (which would say "no users")
+                d.update(
+                    users_running=None, users_stopped=None, origin=None, in_use=None, owner=o.owner or None
+                )
         elif isinstance(o, Image):
             d.update(unique_size=o.unique_size if sized else None)
             if not sized:
                 d.update(shared_size=None)
+            if not o.users_read:  # a lean listing reads the image list only: no users, no inspect
+                d.update(containers=None, owner=None, volume_paths=None, layers=None)
         elif isinstance(o, Container):
             known = o.writable_size is not None or o.log.size is not None
             d.update(total_size=container_bytes(o) if sized or known else None)
