@@ -60,3 +60,10 @@ class VolumeOperationFailed(TamerError):
     """A move or adopt failed part-way; the message says what was rolled back and what is left."""
 
     exit_code = 3
+
+
+class StateUnavailable(UserWarning):
+    """Part of tamer's state (e.g. the usage history) could not be read; the command went on without it.
+
+    The CLI shows these on stderr, or as "warning: ..." entries in the envelope's errors.
+    """

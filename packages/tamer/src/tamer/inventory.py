@@ -8,22 +8,25 @@ effectful half that gathers a RawSnapshot.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tamer.facts import (
+    COMPOSE_PROJECT,
+    RUNNING_STATES,
+    engine_labels_anonymous,
+    is_anonymous_volume,
+    is_bind,
+    is_dangling,
+    parse_time,
+)
 from tamer.names import is_generated_name
 from tamer.sizes import DiskUsage
 
 JSON = dict[str, Any]
-COMPOSE_PROJECT = "com.docker.compose.project"
-ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # set by engines >= 23 on anonymous volumes
-RUNNING_STATES = frozenset({"running", "paused", "restarting"})
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 # -- raw input ------------------------------------------------------------------
@@ -248,23 +251,6 @@ class Inventory:
 
 
 # -- parsing helpers -----------------------------------------------------------
-def parse_time(value: Any) -> datetime | None:
-    """Docker timestamps: RFC 3339 with nanoseconds, unix seconds, or the zero time."""
-    if value in (None, "", 0, _ZERO_TIME):
-        return None
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, tz=UTC)
-    text = str(value)
-    if text.startswith("0001-01-01"):
-        return None
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text)
-    if not m:
-        return None
-    frac = (m.group(2) or ".0")[:7]
-    tz = m.group(3) or "Z"
-    return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if tz == "Z" else tz))
-
-
 def _usage(value: Any) -> DiskUsage | None:
     if value is None:
         return None
@@ -275,34 +261,6 @@ def _usage(value: Any) -> DiskUsage | None:
 
 def _labels(obj: JSON | None) -> dict[str, str]:
     return dict((obj or {}).get("Labels") or {})
-
-
-def is_dangling(tags: list[str] | None) -> bool:
-    return not tags or all(t == "<none>:<none>" for t in tags)
-
-
-def is_anonymous_volume(name: str, labels: dict[str, str], *, engine_labels_them: bool = False) -> bool:
-    """Anonymous volumes carry the engine's label (>= 23) or, on older engines, a bare 64-hex name.
-
-    engine_labels_them: the engine labels every anonymous volume it makes (API 1.42, engine 23, and later),
-    so an unlabeled one was named by someone (`docker volume create $(sha256sum ...)`), whatever its name:
-    named volumes never go without a rule and a backup. (One an older engine made before an upgrade then
-    counts as named too: kept, the safe side.)
-    """
-    if ANONYMOUS_LABEL in labels:
-        return True
-    if engine_labels_them:
-        return False
-    return bool(_HEX64.match(name)) and COMPOSE_PROJECT not in labels
-
-
-def engine_labels_anonymous(api_version: str) -> bool:
-    """Whether an engine speaking `api_version` labels the anonymous volumes it makes (API >= 1.42)."""
-    try:
-        major, minor = (int(x) for x in api_version.split(".")[:2])
-    except ValueError:
-        return False
-    return (major, minor) >= (1, 42)
 
 
 # -- the builder ---------------------------------------------------------------
@@ -454,10 +412,10 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
             name, labels, engine_labels_them=engine_labels_anonymous(raw.api_version)
         )
         placement_info = local_vols.get(name) or {}
-        placement = placement_info.get("placement") or ("bind" if _is_bind(options) else "default")
+        placement = placement_info.get("placement") or ("bind" if is_bind(options) else "default")
         data_path = (
             placement_info.get("data_path")
-            or (options.get("device") if _is_bind(options) else None)
+            or (options.get("device") if is_bind(options) else None)
             or v.get("Mountpoint", "")
         )
         vol_size: DiskUsage | None
@@ -543,7 +501,3 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
         warnings=tuple(warnings),
         users_read=raw.users_read,
     )
-
-
-def _is_bind(options: dict[str, str]) -> bool:
-    return "bind" in options.get("o", "").split(",") and bool(options.get("device"))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tamer.engine import Engine
-from tamer.inventory import RUNNING_STATES, engine_labels_anonymous, is_anonymous_volume, parse_time
+from tamer.facts import RUNNING_STATES, engine_labels_anonymous, is_anonymous_volume, parse_time
 from tamer.plan import Action
 from tamer.reasons import Reason
 

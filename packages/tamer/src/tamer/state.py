@@ -6,18 +6,12 @@ import os
 import stat
 from pathlib import Path
 
+from tamer.errors import StateUnavailable as StateUnavailable  # defined there: light to import
 from tamer.errors import TamerError
 
 
 class StateDirUnusable(TamerError):
     """tamer's state directory cannot be created or used (a file in its place, no permission)."""
-
-
-class StateUnavailable(UserWarning):
-    """Part of tamer's state (e.g. the usage history) could not be read; the command went on without it.
-
-    The CLI shows these on stderr, or as "warning: ..." entries in the envelope's errors.
-    """
 
 
 def state_dir() -> Path:

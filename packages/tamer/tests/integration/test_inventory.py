@@ -455,3 +455,90 @@ def test_ls_unused_images_reads_the_users_it_needs(eng: Any) -> None:
     doc = json.loads(proc.stdout)["data"]
     assert doc["users_read"] is True
     assert any(i["containers"] for i in doc["items"])
+
+
+QUICK_FILTER_CASES = {
+    "images": [[], ["dangling=true"], ["dangling=false"], ["older-than=1s"], ["label=lean.probe"]],
+    "volumes": [
+        [],
+        ["orphaned=true"],
+        ["orphaned=false"],
+        ["anonymous=true"],
+        ["named=true", "orphaned=true"],
+        ["placement=bind"],
+        ["placement=default"],
+        ["label=lean.probe=1"],
+        ["older-than=1s"],
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", ["images", "volumes"])
+def test_quick_table_says_what_the_inventory_says(eng: Any, kind: str) -> None:
+    """The lean table (tamer.quick_ls, straight from the engine's lists) lists the same objects in the same
+    order with the same cells as the inventory read with every user, for every filter it answers: its
+    `orphaned` (the engine's reference count) agrees with the users tamer reads, its anonymous/named and
+    placement with the inventory's rules."""
+    import time
+
+    from tamer.collect import read_for_listing
+    from tamer.inventory import build_inventory
+    from tamer.listing import parse_filters, select
+    from tamer.quick_ls import image_rows, volume_rows
+    from tamer.report.units import human_age, human_bytes
+
+    eng.docker("volume", "create", "--label", "lean.probe=1", "q-orphan")
+    eng.docker("volume", "create", "q-stopped")
+    eng.docker("volume", "create", "q-running")
+    eng.docker(
+        "volume", "create", "-d", "local", "-o", "type=none", "-o", "o=bind", "-o", "device=/tmp", "q-bind"
+    )
+    eng.docker("run", "--name", "q-s", "-v", "q-stopped:/s", "-v", "q-bind:/b", BUSYBOX, "true")
+    eng.docker("run", "-d", "--name", "q-r", "-v", "q-running:/r", BUSYBOX, "sleep", "600")
+    eng.docker("run", "--name", "q-m", MONGO, "true")  # two anonymous volumes, a stopped user
+    eng.docker("rm", eng.docker("create", MONGO, "true").strip())  # and two orphaned anonymous ones
+    time.sleep(1.1)  # so that older-than=1s has something on each side
+    eng.docker("volume", "create", "q-new")
+    engine = eng.engine
+    inv = build_inventory(read_for_listing(engine, kind, users=True))
+    listed = engine.images() if kind == "images" else engine.volumes()
+    dangling = {v["Name"] for v in engine.volumes(dangling=True)}
+    now = inv.taken_at
+    for filters in QUICK_FILTER_CASES[kind]:
+        for sort in ("name", "age"):
+            parsed = parse_filters(kind, filters)
+            objs = select(inv, kind, filters, sort, now=now)
+            if kind == "images":
+                want = [
+                    [
+                        i.display_name if len(i.display_name) <= 40 else i.display_name[:37] + "...",
+                        i.short_id,
+                        human_bytes(i.size),
+                        "?",
+                        human_age(i.created, now),
+                        "dangling" if i.dangling else "",
+                    ]
+                    for i in objs
+                ]
+                got = image_rows(listed, parsed, sort, now)
+                # the list gives whole seconds: an age can differ only in an image's first seconds
+                assert [r[:4] + r[5:] for r in got] == [r[:4] + r[5:] for r in want], (filters, sort)
+            else:
+                want = [
+                    [
+                        v.name if len(v.name) <= 40 else v.name[:37] + "...",
+                        v.kind,
+                        "orphaned" if v.orphaned else "used",
+                        "?",
+                        v.placement + (f" -> {v.data_path}" if v.placement != "default" else ""),
+                    ]
+                    for v in objs
+                ]
+                got = volume_rows(listed, dangling, engine.api_version, parsed, sort, now)
+                assert got == want, (filters, sort)
+            assert got or filters, "every case must list something to compare"
+    if kind == "volumes":  # the cases above met every status
+        rows = {r[0]: r for r in volume_rows(listed, dangling, engine.api_version, [], "name", now)}
+        assert rows["q-orphan"][2] == "orphaned" and rows["q-new"][2] == "orphaned"
+        assert rows["q-stopped"][2] == "used" and rows["q-running"][2] == "used"
+        assert rows["q-bind"][4] == "bind -> /tmp"

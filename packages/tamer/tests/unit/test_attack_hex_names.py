@@ -9,7 +9,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from tamer.inventory import RawSnapshot, build_inventory, is_anonymous_volume
+from tamer.facts import is_anonymous_volume
+from tamer.inventory import RawSnapshot, build_inventory
 from tamer.plan import Plan, make_plan
 from tamer.policy import DEFAULT_POLICY
 from tamer.reasons import Reason

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from tamer.cli import inspect_cmds
@@ -79,6 +80,83 @@ def test_reading_a_unix_socket_engine_does_not_import_the_docker_sdk() -> None:
     rc, out, modules = _modules_after(["ls", "containers"], env_host="unix:///nonexistent/tamer-test.sock")
     assert rc == 1 and "no Docker engine answered at unix:///nonexistent/tamer-test.sock" in out, out
     assert "docker" not in modules and "requests" not in modules
+
+
+# what the lean `tamer ls images|volumes` table must not import: each costs 2-10 ms, and the whole
+# `docker images` it is measured against takes some 17 ms (bench/tamer_fast.py)
+LEAN_LS_AVOIDS = (
+    "typing",
+    "dataclasses",
+    "inspect",
+    "urllib.parse",
+    "ipaddress",
+    "shutil",
+    "pathlib",
+    "concurrent.futures",
+    "logging",
+    "tamer.inventory",
+    "tamer.accounting",
+    "tamer.collect",
+    "tamer.report.views",
+    "tamer.state",
+    "docker",
+)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["ls", "images"], ["ls", "volumes"], ["ls", "volumes", "--filter", "orphaned", "--sort", "age"]],
+)
+def test_the_lean_listing_imports_only_what_its_table_needs(argv: list[str], tmp_path: Any) -> None:
+    """A scripted engine answers /_ping and the lists; the table path must not pull in the model."""
+    import socket
+    import threading
+
+    path = str(tmp_path / "engine.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    bodies = {
+        b"/_ping": b"OK",
+        b"/v1.41/images/json": json.dumps(
+            [{"Id": "sha256:" + "a" * 64, "RepoTags": ["x:1"], "Size": 5}]
+        ).encode(),
+        b"/v1.41/volumes": json.dumps({"Volumes": [{"Name": "v1", "Driver": "local"}]}).encode(),
+    }
+
+    def answer(conn: socket.socket) -> None:  # one thread a connection: the volumes table uses two at once
+        with conn:
+            while True:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    part = conn.recv(4096)
+                    if not part:
+                        return
+                    request += part
+                target = request.split(b" ")[1].split(b"?")[0]
+                body = bodies.get(target, b"{}")
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        rc, out, modules = _modules_after(argv, env_host=f"unix://{path}")
+    finally:
+        server.close()
+    assert rc == 0, out
+    assert ("x:1" in out) if argv[1] == "images" else ("v1" in out), out
+    loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in LEAN_LS_AVOIDS))
+    assert not loaded, f"tamer {' '.join(argv)} imported {loaded}"
 
 
 def test_the_cli_offers_the_sizing_choices_the_collector_knows() -> None:

@@ -163,3 +163,77 @@ def test_real_names_pass(kind: str, name: str) -> None:
     from tamer.engine.client import path_name
 
     assert path_name(kind, name) == name
+
+
+def test_the_transports_quoting_is_urllibs() -> None:
+    """quote_path and urlencode_pairs stand in for urllib.parse (whose import costs ~3 ms of every command):
+    they must encode exactly as it does, on names, filters and hostile strings alike."""
+    import json as _json
+    import random
+    from urllib.parse import quote, urlencode
+
+    from tamer.engine.transport import quote_path, urlencode_pairs
+
+    rng = random.Random(11)
+    alphabet = [chr(c) for c in range(0, 0x80)] + [
+        "é",
+        "\u202e",
+        "😀",
+        "\u2028",
+        "ß",
+        "/",
+        "%",
+        "+",
+        " ",
+        "&",
+        "=",
+    ]
+    samples = [
+        "/containers/json",
+        "/volumes/my vol",
+        "/images/sha256:abc/json",
+        "/volumes/a%2Fb",
+        "/x/../y?z#w",
+        "",
+    ]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(2000)]
+    for text in samples:
+        assert quote_path(text) == quote(text, safe="/:@"), text
+        pairs = [("filters", _json.dumps({"name": [text]})), (text, 1), ("all", True), ("k", text)]
+        assert urlencode_pairs(pairs) == urlencode(pairs), text
+
+
+def _ping_answer(api_version: str | None) -> Answer:
+    def answer(request: bytes) -> bytes:
+        assert request.startswith(b"GET /_ping "), request
+        header = f"Api-Version: {api_version}\r\n" if api_version else ""
+        return f"HTTP/1.1 200 OK\r\n{header}Content-Length: 2\r\n\r\nOK".encode()
+
+    return answer
+
+
+def test_connect_learns_the_api_version_from_ping_and_falls_back_to_version(sock: str) -> None:
+    """connect() asks /_ping as the docker CLI does (engine 20.10 runs runc and docker-init to answer
+    /version); an engine whose /_ping does not say its version is asked /version."""
+    from tamer.engine.client import connect
+
+    seen: list[bytes] = []
+
+    def record(answer: Answer) -> Answer:
+        return lambda req: (seen.append(req.split(b"\r\n", 1)[0]), answer(req))[1]
+
+    thread = _serve(sock, [record(_ping_answer("1.43")), record(_json_answer({"Volumes": [{"Name": "v"}]}))])
+    engine = connect(f"unix://{sock}", timeout=5)
+    assert engine.api_version == "1.43"
+    assert engine.volumes() == [{"Name": "v"}]
+    thread.join(5)
+    assert seen == [b"GET /_ping HTTP/1.1", b"GET /v1.43/volumes HTTP/1.1"]
+
+
+def test_connect_asks_version_when_ping_is_silent(tmp_path: Path) -> None:
+    from tamer.engine.client import connect
+
+    sock = str(tmp_path / "old.sock")
+    thread = _serve(sock, [_ping_answer(None), _json_answer({"ApiVersion": "1.41"})])
+    assert connect(f"unix://{sock}", timeout=5).api_version == "1.41"
+    thread.join(5)

@@ -10,7 +10,8 @@ import pytest
 from tamer.accounting import classify_container, classify_image, classify_volume, disk_report
 from tamer.collect import chain_ids
 from tamer.errors import UsageError
-from tamer.inventory import Inventory, RawSnapshot, build_inventory, is_anonymous_volume, parse_time
+from tamer.facts import is_anonymous_volume, parse_time
+from tamer.inventory import Inventory, RawSnapshot, build_inventory
 from tamer.listing import parse_filters, select
 from tamer.names import is_generated_name
 from tamer.report.envelope import envelope

@@ -87,11 +87,35 @@ _DEST_BY_FLAG = {flag: opt.dest for opt in GLOBAL_OPTIONS for flag in opt.flags}
 _TAKES_VALUE = {flag for opt in GLOBAL_OPTIONS if "action" not in opt.options for flag in opt.flags}
 
 
+def _terminal_width() -> int:
+    """What argparse would use for the help's width (shutil.get_terminal_size, less 2), without
+    importing shutil: argparse imports it (and bz2, lzma, fnmatch) for every parser that gets an
+    argument, some 3 ms of every command's start."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of exiting, so --json still gets an envelope."""
 
     def error(self, message: str) -> Any:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=_terminal_width())  # type: ignore[call-arg]  # every HelpFormatter takes width
+
+
+def parent_parser() -> argparse.ArgumentParser:
+    """A parser of shared options for command modules (parents=[...]): no --help of its own."""
+    return _Parser(add_help=False)
 
 
 def global_options_parser() -> argparse.ArgumentParser:
@@ -297,7 +321,7 @@ def _main(args_list: list[str]) -> int:
                 _write(sys.stdout, parser.format_help().rstrip())
                 return 0
             else:
-                from tamer.state import StateUnavailable  # only a command's work can meet tamer's state
+                from tamer.errors import StateUnavailable  # only a command's work can meet tamer's state
 
                 warnings.simplefilter("always", StateUnavailable)
                 outcome = args.handler(args)

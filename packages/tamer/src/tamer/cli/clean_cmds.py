@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from tamer.apply import Current, apply_plan, backup_before_removal
-from tamer.cli.app import Outcome
+from tamer.cli.app import Outcome, parent_parser
 from tamer.cli.inspect_cmds import read_inventory
 from tamer.cli.progress import Progress
 from tamer.engine import Engine, connect
 from tamer.errors import UsageError
+from tamer.facts import parse_time
 from tamer.history import History, uses_from_event
-from tamer.inventory import parse_time
 from tamer.journal import Journal, StateUnreadable, observe_orphan_clock
 from tamer.plan import Plan, make_plan
 from tamer.policy import DEFAULT_POLICY, Policy, read_policy_file
@@ -50,7 +50,7 @@ orphaned_anonymous_older_than = "7d"
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    pol = argparse.ArgumentParser(add_help=False)
+    pol = parent_parser()
     pol.add_argument("--policy", metavar="FILE", help="TOML policy (default: the safe built-in one)")
     pol.add_argument("--sizing", choices=("auto", "local", "engine"), default="auto", help=argparse.SUPPRESS)
     pol.add_argument("-v", "--verbose", action="store_true", help="list everything that stays, too")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tamer.cli.app import Outcome
+from tamer.cli.app import Outcome, parent_parser
 from tamer.errors import UsageError
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ exit codes: 0 every host ok, 2 bad input (nothing run), 3 a host did not report 
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    shared = argparse.ArgumentParser(add_help=False)
+    shared = parent_parser()
     shared.add_argument(
         "--hosts", required=True, metavar="FILE", help="the hosts file (TOML; see tamer fleet -h)"
     )

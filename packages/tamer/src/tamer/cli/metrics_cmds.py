@@ -16,7 +16,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tamer.cli.app import Outcome
+from tamer.cli.app import Outcome, parent_parser
 
 if TYPE_CHECKING:
     from tamer.engine import Engine
@@ -70,7 +70,7 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    shared = argparse.ArgumentParser(add_help=False)
+    shared = parent_parser()
     shared.add_argument(
         "--series-limit",
         type=_series_limit,

@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tamer.cli.app import COMMANDS, Outcome
+from tamer.cli.app import COMMANDS, Outcome, parent_parser
 from tamer.errors import UsageError
 
 EXIT_CODES = "exit codes: 0 done (also nothing to do), 1 error, 2 bad input (nothing written)"
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    where = argparse.ArgumentParser(add_help=False)
+    where = parent_parser()
     where.add_argument(
         "--unit-dir",
         metavar="DIR",

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tamer.cli.app import Outcome, _Parser
+from tamer.cli.app import Outcome, _Parser, parent_parser
 from tamer.engine import connect
 from tamer.errors import UsageError
 from tamer.report.units import human_bytes
@@ -127,7 +127,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _acting() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = parent_parser()
     p.add_argument("--apply", action="store_true", help="act (without it: print the plan and change nothing)")
     p.add_argument("--yes", "-y", action="store_true", help="confirm --apply when not at a terminal")
     return p

@@ -12,10 +12,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any
 
 from tamer.engine.transport import EngineHTTPError
 from tamer.errors import EngineError, EnginePermissionDenied, EngineUnreachable, ObjectNotFound, TamerError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of a `docker images`
+if TYPE_CHECKING:
+    from typing import Any
 
 START_HINT = (
     "start one (`sudo systemctl start docker`, or `sudo dockerd &`), "

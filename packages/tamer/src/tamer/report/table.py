@@ -13,6 +13,8 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069
 
 def safe_cell(text: str) -> str:
     """`text` with control characters and bidi overrides shown as '?'."""
+    if text.isprintable():  # every character _UNSAFE matches is unprintable (Cc, Cf, Zl, Zp): nothing to do
+        return text
     return _UNSAFE.sub("?", text)
 
 

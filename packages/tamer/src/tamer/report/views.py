@@ -124,15 +124,11 @@ def df_json(report: DiskReport, inv: Inventory) -> dict[str, Any]:
     return data
 
 
-def render_ls(
-    kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = True, users: bool = True
-) -> str:
+def render_ls(kind: str, objs: Sequence[Any], now: datetime, *, sized: bool = True) -> str:
     """`sized` False: nothing was measured (sizes show as "?"), only what the engine's lists carry.
-    `users` False (a lean listing): the container list was not read, so the columns that only it
-    can fill (an image's containers and owner, a volume's users and origin) are left out, never
-    shown as zero or "-"."""
+    Who uses each image or volume is always known here: the lean tables that leave it out are
+    tamer.quick_ls's."""
     if kind == "images":
-        head = ["IMAGE", "ID", "SIZE", "SHARED", "CONTAINERS", "AGE", "", "OWNER"]
         rows = [
             [
                 _short(i.display_name, 40),
@@ -146,11 +142,9 @@ def render_ls(
             ]
             for i in objs
         ]
-        if not users:
-            head = [h for k, h in enumerate(head) if k not in (4, 7)]
-            rows = [[cell for k, cell in enumerate(row) if k not in (4, 7)] for row in rows]
-            return render_table(head, rows, right=(2, 3, 4))
-        return render_table(head, rows, right=(2, 3, 4, 5))
+        return render_table(
+            ["IMAGE", "ID", "SIZE", "SHARED", "CONTAINERS", "AGE", "", "OWNER"], rows, right=(2, 3, 4, 5)
+        )
     if kind == "containers":
         rows = [
             [
@@ -171,19 +165,6 @@ def render_ls(
             rows,
             right=(4, 5, 6),
         )
-    if kind == "volumes" and not users:
-        rows = [
-            [
-                _short(v.name, 40),
-                v.kind,
-                "orphaned" if v.orphaned else "used",
-                human_bytes(volume_bytes(v) if v.size else None),
-                v.placement + (f" -> {v.data_path}" if v.placement != "default" else ""),
-                human_age(v.created, now),
-            ]
-            for v in objs
-        ]
-        return render_table(["VOLUME", "KIND", "STATUS", "SIZE", "PLACEMENT", "AGE"], rows, right=(3, 5))
     if kind == "volumes":
         rows = []
         for v in objs:

@@ -1,0 +1,71 @@
+"""Facts read off the engine's JSON, shared by the inventory and the lean listing. Pure and light to import.
+
+`tamer ls images|volumes` without --users renders straight from the engine's lists (tamer.quick_ls)
+without building the inventory; both must classify a volume or an image the same way, so the
+rules live here, once.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of a `docker images`
+if TYPE_CHECKING:
+    from typing import Any
+
+COMPOSE_PROJECT = "com.docker.compose.project"
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # set by engines >= 23 on anonymous volumes
+RUNNING_STATES = frozenset({"running", "paused", "restarting"})
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Docker timestamps: RFC 3339 with nanoseconds, unix seconds, or the zero time."""
+    if value in (None, "", 0, _ZERO_TIME):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    text = str(value)
+    if text.startswith("0001-01-01"):
+        return None
+    m = _TIMESTAMP.match(text)
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    tz = m.group(3) or "Z"
+    return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if tz == "Z" else tz))
+
+
+def is_dangling(tags: list[str] | None) -> bool:
+    return not tags or all(t == "<none>:<none>" for t in tags)
+
+
+def is_anonymous_volume(name: str, labels: dict[str, str], *, engine_labels_them: bool = False) -> bool:
+    """Anonymous volumes carry the engine's label (>= 23) or, on older engines, a bare 64-hex name.
+
+    engine_labels_them: the engine labels every anonymous volume it makes (API 1.42, engine 23, and later),
+    so an unlabeled one was named by someone (`docker volume create $(sha256sum ...)`), whatever its name:
+    named volumes never go without a rule and a backup. (One an older engine made before an upgrade then
+    counts as named too: kept, the safe side.)
+    """
+    if ANONYMOUS_LABEL in labels:
+        return True
+    if engine_labels_them:
+        return False
+    return bool(_HEX64.match(name)) and COMPOSE_PROJECT not in labels
+
+
+def engine_labels_anonymous(api_version: str) -> bool:
+    """Whether an engine speaking `api_version` labels the anonymous volumes it makes (API >= 1.42)."""
+    try:
+        major, minor = (int(x) for x in api_version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (1, 42)
+
+
+def is_bind(options: dict[str, str]) -> bool:
+    return "bind" in options.get("o", "").split(",") and bool(options.get("device"))

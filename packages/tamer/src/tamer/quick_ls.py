@@ -1,0 +1,192 @@
+"""`tamer ls images|volumes` as a table, straight from the engine's lists: the lean default.
+
+Without --users, --size or --json these views show only what the engine's list of that kind says
+(and, for volumes, its list of those no container refers to): the same reads `docker images` and
+`docker volume ls` make. Building the inventory for them would cost more than the reads: importing
+the model (tamer.inventory, accounting, views: some 20 dataclasses) takes about 40 ms, three times
+`docker images` whole. So this module renders rows from the list entries with the shared rules in
+tamer.facts, and imports nothing else of the model. A test renders every filter both ways on one
+host and requires the same rows as the inventory's lean view (the --json path), so the two cannot
+drift apart.
+
+`rows()` is pure; `run_quick_ls()` reads the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from tamer.facts import engine_labels_anonymous, is_anonymous_volume, is_bind, is_dangling, parse_time
+from tamer.report.table import render_table
+from tamer.report.units import human_age, human_bytes, parse_duration
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of a `docker images`
+if TYPE_CHECKING:
+    from typing import Any
+
+    from tamer.listing import Filter
+
+    JSON = dict[str, Any]
+QUICK_KINDS = ("images", "volumes")
+# filters these views answer from the lists alone; `unused` (an image's users) needs the container list
+QUICK_FILTERS = {
+    "images": ("dangling", "older-than", "label"),
+    "volumes": ("orphaned", "older-than", "label", "anonymous", "named", "placement"),
+}
+IMAGE_HEAD = ["IMAGE", "ID", "SIZE", "SHARED", "AGE", ""]
+VOLUME_HEAD = ["VOLUME", "KIND", "STATUS", "SIZE", "PLACEMENT"]  # the --users view less USERS, CREATED BY
+
+
+def answers(kind: str, filters: Sequence[Filter], sort: str) -> bool:
+    """Whether the lean table can answer this listing (else the inventory's path does)."""
+    return (
+        kind in QUICK_KINDS and sort in ("name", "age") and all(f.key in QUICK_FILTERS[kind] for f in filters)
+    )
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _truthy(value: str) -> bool:
+    return value in ("true", "1", "yes")
+
+
+def _has_label(labels: dict[str, str], spec: str) -> bool:
+    key, sep, value = spec.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
+def _image_facts(entry: JSON) -> tuple[str, str, list[str], datetime | None, dict[str, str]]:
+    iid = str(entry.get("Id") or "")
+    tags = [t for t in (entry.get("RepoTags") or []) if t != "<none>:<none>"]
+    short = iid.removeprefix("sha256:")[:12]
+    name = tags[0] if tags else f"<none> {short}"
+    return name, short, tags, parse_time(entry.get("Created")), dict(entry.get("Labels") or {})
+
+
+def image_rows(
+    listed: Sequence[JSON], filters: Sequence[Filter], sort: str, now: datetime
+) -> list[list[str]]:
+    chosen: list[tuple[str, datetime | None, list[str]]] = []
+    for entry in listed:
+        name, short, tags, created, labels = _image_facts(entry)
+        keep = True
+        for f in filters:
+            if f.key == "dangling":
+                keep = is_dangling(tags) == _truthy(f.value)
+            elif f.key == "older-than":
+                keep = created is not None and now - created > parse_duration(f.value)
+            elif f.key == "label":
+                keep = _has_label(labels, f.value)
+            if not keep:
+                break
+        if keep:
+            row = [
+                _short(name, 40),
+                short,
+                human_bytes(int(entry.get("Size") or 0)),
+                "?",
+                human_age(created, now),
+                "dangling" if is_dangling(tags) else "",
+            ]
+            chosen.append((name, created, row))
+    _sort(chosen, sort, now)
+    return [row for _, _, row in chosen]
+
+
+def volume_rows(
+    listed: Sequence[JSON],
+    dangling: set[str],
+    api_version: str,
+    filters: Sequence[Filter],
+    sort: str,
+    now: datetime,
+) -> list[list[str]]:
+    labelled = engine_labels_anonymous(api_version)
+    dated = sort == "age" or any(f.key == "older-than" for f in filters)
+    chosen: list[tuple[str, datetime | None, list[str]]] = []
+    for v in listed:
+        name = str(v.get("Name") or "")
+        labels = dict(v.get("Labels") or {})
+        options = {str(k): str(val) for k, val in (v.get("Options") or {}).items()}
+        anonymous = is_anonymous_volume(name, labels, engine_labels_them=labelled)
+        placement = "bind" if is_bind(options) else "default"
+        orphaned = name in dangling
+        # parsed only when a filter or the sort asks (1 ms a thousand volumes)
+        created = parse_time(v.get("CreatedAt")) if dated else None
+        keep = True
+        for f in filters:
+            if f.key == "orphaned":
+                keep = orphaned == _truthy(f.value)
+            elif f.key == "anonymous":
+                keep = anonymous == _truthy(f.value)
+            elif f.key == "named":
+                keep = (not anonymous) == _truthy(f.value)
+            elif f.key == "placement":
+                keep = placement == f.value
+            elif f.key == "older-than":
+                keep = created is not None and now - created > parse_duration(f.value)
+            elif f.key == "label":
+                keep = _has_label(labels, f.value)
+            if not keep:
+                break
+        if keep:
+            where = options.get("device", "") if placement == "bind" else ""
+            row = [
+                _short(name, 40),
+                "anonymous" if anonymous else "named",
+                "orphaned" if orphaned else "used",
+                "?",
+                placement + (f" -> {where}" if where else ""),
+            ]
+            chosen.append((name, created, row))
+    _sort(chosen, sort, now)
+    return [row for _, _, row in chosen]
+
+
+def _sort(chosen: list[tuple[str, datetime | None, list[str]]], sort: str, now: datetime) -> None:
+    if sort == "age":
+        chosen.sort(key=lambda c: (c[1] or now, c[0]))
+    else:
+        chosen.sort(key=lambda c: c[0])
+
+
+def render(kind: str, rows: list[list[str]]) -> str:
+    if kind == "images":
+        return render_table(IMAGE_HEAD, rows, right=(2, 3, 4))
+    return render_table(VOLUME_HEAD, rows, right=(3,))
+
+
+def run_quick_ls(host: str | None, kind: str, filters: Sequence[Filter], sort: str) -> str:
+    """Read the lists `kind` needs and return the table."""
+    from tamer.engine import connect
+
+    engine = connect(host)
+    now = datetime.now(UTC)
+    if kind == "images":
+        return render(kind, image_rows(engine.images(), filters, sort, now))
+    # both lists at once, on two connections (the engine answers them in parallel): each row says
+    # what the engine said at its read. A volume made between the reads and missing from the full
+    # list is not shown; one missing from the dangling list is shown "used" (the safe side)
+    # (a bare thread: concurrent.futures imports logging, more than this saves)
+    import threading
+
+    answer: list[list[JSON]] = []
+    failed: list[BaseException] = []
+
+    def read_dangling() -> None:
+        try:
+            answer.append(engine.volumes(dangling=True))
+        except BaseException as exc:  # re-raised on the caller's thread, translated there
+            failed.append(exc)
+
+    reader = threading.Thread(target=read_dangling, daemon=True)
+    reader.start()
+    listed = engine.volumes()
+    reader.join()
+    if failed:
+        raise failed[0]
+    dangling = {str(v.get("Name")) for v in answer[0]}
+    return render(kind, volume_rows(listed, dangling, engine.api_version, filters, sort, now))
