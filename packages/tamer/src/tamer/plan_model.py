@@ -77,15 +77,15 @@ class Plan:
     def total_bytes(self) -> int:
         return sum(a.bytes for a in self.actions)
 
+    @cached_property  # a plan is frozen: its actions' JSON is made once, for the digest and for to_json
+    def _actions_json(self) -> tuple[dict[str, Any], ...]:
+        return tuple(_action_json(a) for a in self.actions)
+
     @cached_property  # a plan is frozen; at 10,000 actions the digest costs seconds, and text and JSON both show it
     def plan_id(self) -> str:
         """A digest of what would be done and under which rules (an id, not a seal: see tamer.sealing)."""
         body = json.dumps(
-            {
-                "engine": self.engine_id,
-                "rules": self.rules,
-                "actions": [_action_json(a) for a in self.actions],
-            },
+            {"engine": self.engine_id, "rules": self.rules, "actions": self._actions_json},
             sort_keys=True,
         )
         return hashlib.sha256(f"{self.host}\n{body}".encode()).hexdigest()[:16]
@@ -99,7 +99,7 @@ class Plan:
             "rules": self.rules,
             "made_at": self.made_at,
             "total_bytes": self.total_bytes,
-            "actions": [_action_json(a) for a in self.actions],
+            "actions": [_copy_json(a) for a in self._actions_json],  # copies: callers add to them
             "refusals": [{**asdict(r), "code": r.code.value} for r in self.refusals],
             "notes": [{"code": n.code.value, "facts": n.facts} for n in self.notes],
         }
@@ -120,7 +120,27 @@ class Plan:
 
 
 def _action_json(a: Action) -> dict[str, Any]:
-    return {**asdict(a), "code": a.code.value}
+    """{**asdict(a), "code": a.code.value}, written out: asdict's generic recursion was a fifth of a
+    `tamer plan --json` on a host with 2,000 actions (a unit test requires the two to be equal)."""
+    return {
+        "kind": a.kind,
+        "id": a.id,
+        "name": a.name,
+        "bytes": a.bytes,
+        "code": a.code.value,
+        "facts": _copy_json(a.facts),
+        "fingerprint": _copy_json(a.fingerprint),
+        "needs_backup": a.needs_backup,
+    }
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, tuples, scalars), as asdict makes of a field."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copy_json(v) for v in value)
+    return value
 
 
 def _iso(dt: datetime | None) -> str | None:

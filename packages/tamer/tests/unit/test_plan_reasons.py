@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
 import json
 import os
 from datetime import timedelta
@@ -115,6 +116,25 @@ def test_every_decision_carries_a_code_with_prose(inv: Inventory) -> None:
             assert isinstance(d.code, Reason)
             assert describe(d.code, d.facts)
         assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+        # the written-out action JSON is asdict's, deep copies included (the digest and plan files rest on it)
+        assert plan.actions
+        data = plan.to_json()
+        assert data["actions"] == [{**dataclasses.asdict(a), "code": a.code.value} for a in plan.actions]
+        data["actions"][0]["facts"]["added by a caller"] = 1
+        data["actions"][0]["reason"] = "added by a caller"
+        assert plan.to_json()["actions"] == [
+            {**dataclasses.asdict(a), "code": a.code.value} for a in plan.actions
+        ]
+        # and the id is the digest it always was: plan files and `fleet clean --plan-id` compare it across versions
+        body = json.dumps(
+            {
+                "engine": plan.engine_id,
+                "rules": plan.rules,
+                "actions": [{**dataclasses.asdict(a), "code": a.code.value} for a in plan.actions],
+            },
+            sort_keys=True,
+        )
+        assert plan.plan_id == hashlib.sha256(f"{plan.host}\n{body}".encode()).hexdigest()[:16]
     for code in Reason:
         describe(code, {})  # prose never needs a fact to exist
     for note in NoteCode:
