@@ -23,13 +23,18 @@ about 1.3x `du -sx` wall time on the same tree (0.30 s against 0.23 s on a 100,0
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 # O_NOFOLLOW: a folder swapped for a symlink between listing and opening is not followed out of the tree
 _TOP_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _DIR_FLAGS = _TOP_FLAGS | os.O_NOFOLLOW
@@ -78,8 +83,21 @@ class _Partial:
     links: dict[tuple[int, int], tuple[int, int]] | None = None
 
 
-def _walk(root: str, recurse: bool, skip: frozenset[str], root_dev: int | None) -> _Partial:
+def _walk(
+    root: str,
+    recurse: bool,
+    skip: frozenset[str],
+    root_dev: int | None,
+    subdirs: list[str] | None = None,
+    *,
+    follow: bool = True,
+) -> _Partial:
     """Measure `root` itself (its own entries); recurse into subdirectories when asked.
+
+    `subdirs`: when not recursing, the folders met (those a recursion would enter) are appended
+    to it, so a split lists each folder once. `follow`: open `root` even through a symlink (a
+    volume's bind device); a folder found by a walk is opened without following (swapped for a
+    symlink since it was listed, it is not followed out of the tree).
 
     Folders are opened as file descriptors and their entries stat'ed relative to them
     (os.scandir on an fd uses fstatat): the kernel resolves one name per entry instead
@@ -90,12 +108,17 @@ def _walk(root: str, recurse: bool, skip: frozenset[str], root_dev: int | None) 
     assert part.links is not None
     links = part.links
     try:
-        top = os.open(root, _TOP_FLAGS)  # the root may be a symlink (a bind device): followed, as before
+        top = os.open(root, _TOP_FLAGS if follow else _DIR_FLAGS)  # a root may be a symlink: followed
     except (FileNotFoundError, NotADirectoryError):
         part.vanished += 1
         return part
     except PermissionError:
         part.unreadable += 1
+        return part
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:  # ELOOP: O_NOFOLLOW met a symlink where a folder was listed
+            raise
+        part.vanished += 1
         return part
     stack: list[tuple[int, str]] = [(top, root if root.endswith("/") else root + "/")]
     s_isdir = stat.S_ISDIR
@@ -120,6 +143,8 @@ def _walk(root: str, recurse: bool, skip: frozenset[str], root_dev: int | None) 
                         if child in skip or (root_dev is not None and st.st_dev != root_dev):
                             continue  # a mount point (running container, bind volume) or excluded
                         part.allocated += st.st_blocks * 512
+                        if subdirs is not None and not recurse:
+                            subdirs.append(child)
                         if recurse:
                             try:
                                 stack.append((os.open(entry.name, _DIR_FLAGS, dir_fd=fd), child + "/"))
@@ -146,7 +171,25 @@ _SKIP: frozenset[str] = frozenset()
 
 def _task(args: tuple[str, bool, int | None]) -> _Partial:
     path, recurse, dev = args
-    return _walk(path, recurse, _SKIP, dev)
+    return _walk(path, recurse, _SKIP, dev, follow=False)  # a folder found by a split: never a symlink
+
+
+def _split(root: str, dev: int | None) -> tuple[_Partial, list[str]]:
+    """A root's own entries and its children's, not recursing, and the grandchildren (the next tasks).
+
+    Two levels: the data-root's overlay2/ alone would otherwise be one giant task. Done by the
+    workers, not before them: listing the top of 1,300 roots serially was a fifth of a warm `df`.
+    """
+    children: list[str] = []
+    part = _walk(root, False, _SKIP, dev, children)
+    grandchildren: list[str] = []
+    for child in children:
+        _merge(part, _walk(child, False, _SKIP, dev, grandchildren, follow=False))
+    return part, grandchildren
+
+
+def _split_batch(roots: list[tuple[int, str, int | None]]) -> list[tuple[int, _Partial, list[str]]]:
+    return [(index, *_split(root, dev)) for index, root, dev in roots]
 
 
 Task = tuple[int, tuple[str, bool, int | None]]  # (which root, (folder, recurse, device))
@@ -199,11 +242,10 @@ def measure_trees(
         {'tmp': None}
     """
     skip_set = frozenset(os.path.normpath(s) for s in skip)
-    # Split each root into (root's own entries) + (one task per child directory)
-    # so one huge volume still spreads over all workers.
     global _SKIP
+    _SKIP = skip_set  # before any fork: the workers read it from here
     keys: list[K] = []
-    tasks: list[Task] = []
+    roots_todo: list[tuple[int, str, int | None]] = []
     result: dict[K, DiskUsage | None] = {}
     for key, root in roots.items():
         try:
@@ -214,46 +256,59 @@ def measure_trees(
         if not stat.S_ISDIR(st.st_mode):
             result[key] = None
             continue
-        dev = st.st_dev if stay_on_device else None
-        index = len(keys)
+        roots_todo.append((len(keys), root, st.st_dev if stay_on_device else None))
         keys.append(key)
-        # two levels: the data-root's overlay2/ alone would otherwise be one giant task
-        tasks.append((index, (root, False, dev)))
-        for child in _subdirs(root, skip_set, dev):
-            tasks.append((index, (child, False, dev)))
-            tasks.extend((index, (grandchild, True, dev)) for grandchild in _subdirs(child, skip_set, dev))
-    _SKIP = skip_set
     n_workers = workers or os.cpu_count() or 1
     merged: dict[int, _Partial] = {}
-    if n_workers <= 1 or len(tasks) < MIN_TASKS_FOR_POOL:
-        for i, (index, args) in enumerate(tasks):
-            part = _task(args)
-            if index in merged:
-                _merge(merged[index], part)
-            else:
-                merged[index] = part
-            if progress:
-                progress(i + 1, len(tasks))
-    else:
-        # Bigger tasks are unknown in advance: a few dozen runs of tasks per worker keep the workers
-        # balanced, and each run answers once per root it touched.
-        # imported here: the pool (multiprocessing) costs ~9 ms to import, and a listing never walks
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
 
-        size = max(4, -(-len(tasks) // (n_workers * CHUNKS_PER_WORKER)))
-        runs = [tasks[i : i + size] for i in range(0, len(tasks), size)]
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("fork")) as pool:
-            done = 0
+    def add(index: int, part: _Partial) -> None:
+        if index in merged:
+            _merge(merged[index], part)
+        else:
+            merged[index] = part
+
+    def chunks(items: list[T], per_worker: int) -> list[list[T]]:
+        # a few dozen runs per worker keep the workers balanced (bigger tasks are unknown in advance),
+        # and each run answers once per root it touched
+        size = max(4, -(-len(items) // (n_workers * per_worker)))
+        return [items[i : i + size] for i in range(0, len(items), size)]
+
+    pool = None
+    try:
+        # round 1: each root's top two levels (its own entries, its children's) and the folders below
+        # them; in the workers when there are many roots (a host's volumes and writable layers)
+        tasks: list[Task] = []
+        if n_workers > 1 and len(roots_todo) >= MIN_TASKS_FOR_POOL:
+            pool = _pool(n_workers)
+            answers = [a for run in pool.map(_split_batch, chunks(roots_todo, 4)) for a in run]
+        else:
+            answers = _split_batch(roots_todo)
+        for index, part, grandchildren in answers:
+            add(index, part)
+            dev = roots_todo[index][2]
+            tasks.extend((index, (g, True, dev)) for g in grandchildren)
+        total = len(roots_todo) + len(tasks)
+        if progress:
+            progress(len(roots_todo), total)
+        # round 2: everything below, recursively
+        if n_workers > 1 and len(tasks) >= MIN_TASKS_FOR_POOL:
+            pool = pool or _pool(n_workers)
+            runs = chunks(tasks, CHUNKS_PER_WORKER)
+            done = len(roots_todo)
             for run, answer in zip(runs, pool.map(_batch, runs), strict=True):
                 for index, part in answer.items():
-                    if index in merged:
-                        _merge(merged[index], part)
-                    else:
-                        merged[index] = part
+                    add(index, part)
                 done += len(run)
                 if progress:
-                    progress(done, len(tasks))
+                    progress(done, total)
+        else:
+            for i, (index, args) in enumerate(tasks):
+                add(index, _task(args))
+                if progress:
+                    progress(len(roots_todo) + i + 1, total)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     for index, acc in merged.items():
         # the root directory's own blocks, as du counts them
         with contextlib.suppress(OSError):
@@ -270,18 +325,12 @@ def measure_trees(
     return result
 
 
-def _subdirs(path: str, skip: frozenset[str], dev: int | None) -> list[str]:
-    out = []
-    try:
-        with os.scandir(path) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False) and entry.path not in skip:
-                    if dev is not None and entry.stat(follow_symlinks=False).st_dev != dev:
-                        continue
-                    out.append(entry.path)
-    except OSError:
-        pass
-    return out
+def _pool(n_workers: int) -> Executor:
+    # imported here: the pool (multiprocessing) costs ~9 ms to import, and a listing never walks
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    return ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("fork"))
 
 
 def measure_tree(root: str, **kwargs: object) -> DiskUsage | None:

@@ -101,11 +101,12 @@ def test_unreadable_data_root_falls_back_and_says_so(eng: Any) -> None:
 
 
 def test_objects_vanishing_while_sized_are_skipped_and_said(eng: Any, tmp_path: Path) -> None:
-    # a real race, made deterministic: folders disappear between listing and walking
+    # a real race, made deterministic: folders disappear between listing and walking (the walker lists
+    # each root's top two levels first, then walks the folders below them)
     root = tmp_path / "vol"
     for i in range(5):
-        (root / f"d{i}").mkdir(parents=True)
-        (root / f"d{i}" / "f").write_bytes(b"x" * 1000)
+        (root / f"d{i}" / "e").mkdir(parents=True)
+        (root / f"d{i}" / "e" / "f").write_bytes(b"x" * 1000)
 
     def remove_rest(done: int, total: int) -> None:
         if done == 1:

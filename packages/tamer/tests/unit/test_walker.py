@@ -135,6 +135,21 @@ def test_roots_measured_together_each_count_their_own_links(tree: Path) -> None:
     assert alone_a is not None and (alone_a.apparent, alone_a.allocated, alone_a.files) == reference(a)
 
 
+def test_many_roots_split_by_the_workers_say_what_one_process_says(tree: Path) -> None:
+    """With 64 roots or more the workers split them (round 1) as well as walk below them: every root's
+    figures equal a walk in one process and the reference walk, the skip list and other device included."""
+    skip = str(tree / "skipped")
+    roots = {f"s{i}": str(tree / "many" / f"s{i}") for i in range(80)}
+    roots |= {"all": str(tree), "a": str(tree / "a"), "dev": str(tree / "other-device")}
+    pooled = measure_trees(roots, workers=2, skip=[skip])
+    alone = measure_trees(roots, workers=1, skip=[skip])
+    assert pooled == alone
+    for key, root in roots.items():
+        usage = pooled[key]
+        assert usage is not None
+        assert (usage.apparent, usage.allocated, usage.files) == reference(root, frozenset({skip})), key
+
+
 POWERLESS_WALK = """
 import json, sys
 from tamer.sizes import measure_tree

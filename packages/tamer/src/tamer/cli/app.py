@@ -346,13 +346,26 @@ def _main(args_list: list[str]) -> int:
 
         _write(
             sys.stdout,
-            envelope(scan.command, outcome.exit_code, outcome.data, [*notes, *(outcome.errors or [])]),
+            envelope(
+                scan.command,
+                outcome.exit_code,
+                outcome.data,
+                [*notes, *(outcome.errors or [])],
+                pretty=_is_terminal(sys.stdout),
+            ),
         )
     else:
         _warn(notes)
         if outcome.text:
             _write(sys.stdout, outcome.text)
     return outcome.exit_code
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def _print_traceback() -> None:
@@ -369,9 +382,10 @@ def _version() -> str:
 
 def _notes(caught: list[warnings.WarningMessage], into: list[str]) -> list[str]:
     """tamer's own warnings (say, an unreadable state database) for stderr or the envelope's errors."""
-    state = sys.modules.get("tamer.state")  # not imported: none of its warnings can have been issued
+    from tamer.errors import StateUnavailable
+
     for w in caught:
-        if state is not None and issubclass(w.category, state.StateUnavailable):
+        if issubclass(w.category, StateUnavailable):
             into.append(f"warning: {w.message}")
         else:  # not ours: let Python's usual filters decide, as if we had not looked
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -388,7 +402,9 @@ def _fail(scan: _Scan, code: int, message: str, notes: list[str]) -> int:
     if scan.json:
         from tamer.report.envelope import envelope
 
-        _write(sys.stdout, envelope(scan.command, code, None, [*notes, message]))
+        _write(
+            sys.stdout, envelope(scan.command, code, None, [*notes, message], pretty=_is_terminal(sys.stdout))
+        )
     else:
         _warn(notes)
         _write(sys.stderr, f"tamer: error: {message}")
