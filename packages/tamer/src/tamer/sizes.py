@@ -28,7 +28,7 @@ import os
 import stat
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -83,7 +83,55 @@ class _Partial:
     links: dict[tuple[int, int], tuple[int, int]] | None = None
 
 
+def _compiled_walker() -> (
+    Callable[[str, bool, int, frozenset[str], bool, bool], tuple[int, int, int, int, int, list[Any], Any]]
+    | None
+):
+    """tamer._cwalk.walk when it was built (and TAMER_PURE_WALK is not set), else None."""
+    if os.environ.get("TAMER_PURE_WALK"):
+        return None
+    try:
+        from tamer._cwalk import walk
+    except ImportError:  # built without a C compiler: the Python walk gives the same figures
+        return None
+    return walk
+
+
+_CWALK = _compiled_walker()
+
+
 def _walk(
+    root: str,
+    recurse: bool,
+    skip: frozenset[str],
+    root_dev: int | None,
+    subdirs: list[str] | None = None,
+    *,
+    follow: bool = True,
+) -> _Partial:
+    """Measure `root` itself (its own entries); recurse into subdirectories when asked.
+
+    In C (tamer/_cwalk.c) when it was built: the same walk, entry for entry, at about du's cost
+    per file instead of twice it; _walk_python is the reference (a test requires equal figures).
+    """
+    if _CWALK is None:
+        return _walk_python(root, recurse, skip, root_dev, subdirs, follow=follow)
+    apparent, allocated, files, vanished, unreadable, linked, found = _CWALK(
+        root, recurse, -1 if root_dev is None else root_dev, skip, follow, subdirs is not None
+    )
+    if subdirs is not None and found:
+        subdirs.extend(found)
+    return _Partial(
+        apparent=apparent,
+        allocated=allocated,
+        files=files,
+        vanished=vanished,
+        unreadable=unreadable,
+        links={(dev, ino): (size, blocks) for dev, ino, size, blocks in linked},
+    )
+
+
+def _walk_python(
     root: str,
     recurse: bool,
     skip: frozenset[str],
@@ -152,6 +200,10 @@ def _walk(
                                 part.vanished += 1
                             except PermissionError:
                                 part.unreadable += 1
+                            except OSError as exc:
+                                if exc.errno != errno.ELOOP:  # swapped for a symlink since it was listed
+                                    raise
+                                part.vanished += 1
                         continue
                     if st.st_nlink > 1:
                         links[(st.st_dev, st.st_ino)] = (st.st_size, st.st_blocks * 512)

@@ -18,7 +18,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tamer import sizes
 from tamer.sizes import DiskUsage, measure_tree, measure_trees
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def walker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the C walk (tamer/_cwalk.c) and with the Python one it stands in for."""
+    if request.param == "python":
+        monkeypatch.setattr(sizes, "_CWALK", None)
+        monkeypatch.setenv("TAMER_PURE_WALK", "1")  # and in the subprocesses a test starts
+    else:
+        monkeypatch.delenv("TAMER_PURE_WALK", raising=False)
+        compiled = sizes._compiled_walker()
+        if compiled is None:
+            message = "tamer._cwalk was not built (setup.py needs a C compiler and Python's headers)"
+            if os.environ.get("CI"):
+                pytest.fail(message)  # CI's machine has both: a missing build is a regression there
+            pytest.skip(message)
+        monkeypatch.setattr(sizes, "_CWALK", compiled)
+    return str(request.param)
 
 
 def reference(root: str, skip: frozenset[str] = frozenset()) -> tuple[int, int, int]:
@@ -168,7 +187,10 @@ def test_unreadable_folder_counts_itself_not_its_content_like_du(tree: Path) -> 
         # root without its capabilities: permissions apply to it as to any user
         powerless = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
         proc = subprocess.run(
-            [*powerless, sys.executable, "-c", POWERLESS_WALK, str(tree)], capture_output=True, text=True
+            [*powerless, sys.executable, "-c", POWERLESS_WALK, str(tree)],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),  # TAMER_PURE_WALK as the fixture set it
         )
         assert proc.returncode == 0, proc.stderr
         apparent, allocated, files, unreadable = json.loads(proc.stdout)
@@ -185,3 +207,50 @@ def test_unreadable_folder_counts_itself_not_its_content_like_du(tree: Path) -> 
 def test_usage_adds_every_field() -> None:
     total = DiskUsage(1, 2, 3, 4, 5) + DiskUsage(10, 20, 30, 40, 50)
     assert total == DiskUsage(11, 22, 33, 44, 55)
+
+
+@pytest.mark.parametrize("walker", ["compiled"], indirect=True)  # it compares the two itself
+def test_the_c_walk_and_the_python_walk_agree_entry_for_entry(tmp_path: Path, walker: str) -> None:
+    """On a tree of hostile names (bytes that are not UTF-8, newlines, 255-byte names), deep folders,
+    hard links, symlinks and a skip list, every folder's non-recursive and recursive walk gives the same
+    figures, links and folders found in C as in Python."""
+    root = tmp_path / "t"
+    root.mkdir()
+    raw = os.fsencode(str(root))
+    names = [b"\xff\xfe-not-utf8", b"new\nline", b"x" * 255, b"sp ace", "ünï".encode(), b"-"]
+    for i, name in enumerate(names):
+        folder = os.path.join(raw, name)
+        os.mkdir(folder)
+        with open(os.path.join(folder, name), "wb") as fh:
+            fh.write(b"d" * (i * 1000 + 1))
+        os.link(os.path.join(folder, name), os.path.join(folder, b"hard-" + name[:200]))
+        os.symlink(name, os.path.join(folder, b"sym"))
+    deep = root / "deep"
+    path = deep
+    for i in range(120):
+        path = path / f"{i}"
+    path.mkdir(parents=True)
+    (path / "bottom").write_bytes(b"b" * 12345)
+    (root / "skipme").mkdir()
+    (root / "skipme" / "f").write_bytes(b"s" * 999)
+    skip = frozenset({str(root / "skipme")})
+    dev = os.stat(root).st_dev
+    compiled = sizes._CWALK
+    assert compiled is not None
+    folders = [str(root)] + [os.fsdecode(os.path.join(raw, n)) for n in names] + [str(deep), str(path)]
+    for folder in folders:
+        for recurse in (False, True):
+            for follow in (True, False):
+                found_c: list[str] = []
+                found_py: list[str] = []
+                c = sizes._walk(folder, recurse, skip, dev, found_c, follow=follow)
+                py = sizes._walk_python(folder, recurse, skip, dev, found_py, follow=follow)
+                assert c == py, (folder, recurse)
+                assert sorted(found_c) == sorted(found_py), folder
+    # a symlink given as a root: followed only when asked, and then the same figures
+    os.symlink(root / "deep", tmp_path / "link-to-deep")
+    link = str(tmp_path / "link-to-deep")
+    assert sizes._walk(link, True, skip, None, follow=True) == sizes._walk_python(link, True, skip, None)
+    refused = sizes._walk(link, True, skip, None, follow=False)
+    assert refused.vanished == 1 and refused.files == 0
+    assert refused == sizes._walk_python(link, True, skip, None, follow=False)
