@@ -10,8 +10,10 @@ medians), with whether it holds:
 - with --clean: `tamer clean --apply --yes` of --containers stopped containers <= 1.0x
   `docker container prune -f` of as many (two fills of the same shape).
 
-For a target missed, the floor line says what the bare minimum costs (the interpreter start
-plus the engine's own answer) against the same anchor.
+For each ls view a floor line says what the bare minimum costs against the same anchor: the
+interpreter start with argparse (any Python CLI of this shape) plus the engine's answers that view
+needs, fetched by curl. `tamer ls images|volumes --users` (which also read the container list) are
+timed for information.
 
     .venv/bin/python bench/tamer_fast.py [--containers 2000] [--repeat 7] [--clean]
 Needs root (it starts its own dockerd); never touches the default engine.
@@ -135,33 +137,54 @@ def main() -> None:
         state = tempfile.mkdtemp(prefix="tamer-bench-state-")
         env["TAMER_STATE_DIR"] = state
         anchors: dict[str, float] = {}
+        anchors_cmd: dict[str, list[str]] = {}
         for kind, anchor in (
             ("containers", ["docker", "ps", "-a"]),
             ("images", ["docker", "images"]),
             ("volumes", ["docker", "volume", "ls"]),
         ):
+            anchors_cmd[kind] = anchor
             anchors[kind] = compare(f"tamer ls {kind}", tamer_cmd("ls", kind), anchor, env, args.repeat, 1.5)[
                 1
             ]
-        # the floors: an interpreter start plus the engine's own answers, fetched by curl. tamer's image and
-        # volume views say who uses each one (users, owners, container counts), which only the container
-        # list tells: their floor includes it.
+        # the floors: an interpreter start, argparse (which every Python CLI of this shape imports, with
+        # `re`, `enum` and `gettext`), and the engine's own answers each view needs, fetched by curl.
+        # `tamer ls images|volumes` read only their own list (volumes also the engine's dangling list);
+        # --users adds the container list, whose cost is shown beside them.
         sock = sandbox.host.removeprefix("unix://")
         answer: dict[str, float] = {}
-        for kind, path in (
-            ("containers", "/containers/json?all=1"),
-            ("images", "/images/json"),
-            ("volumes", "/volumes"),
+        dangling = "/volumes?filters=%7B%22dangling%22%3A%5B%22true%22%5D%7D"
+        for kind, paths in (
+            ("containers", ["/_ping", "/containers/json?all=1"]),
+            ("images", ["/_ping", "/images/json"]),
+            ("volumes", ["/_ping", "/volumes", dangling]),
+            ("container list", ["/containers/json?all=1"]),
         ):
-            curl = ["curl", "-s", "-o", "/dev/null", "--unix-socket", sock, f"http://x{path}"]
+            curl = ["curl", "-s", "--unix-socket", sock, *(f"http://x{p}" for p in paths)]
+            curl[2:2] = ["-o", "/dev/null"] * len(paths)
             answer[kind] = statistics.median(timed(curl, env) for _ in range(args.repeat))
         py = statistics.median(timed(bare, env) for _ in range(args.repeat))
+        cli = [PY, "-c", "import argparse; argparse.ArgumentParser().parse_args([])"]
+        parser_floor = statistics.median(timed(cli, env) for _ in range(args.repeat))
         for kind, anchor in anchors.items():
-            floor = py + answer[kind] + (answer["containers"] if kind != "containers" else 0.0)
+            floor = parser_floor + answer[kind]
             print(
-                f"   floor for ls {kind:10s}: python start {py * 1000:6.1f} ms + engine answers (curl: the {kind} "
-                f"list{'' if kind == 'containers' else ' + the container list'}) = {floor * 1000:6.1f} ms, "
+                f"   floor for ls {kind:10s}: python + argparse {parser_floor * 1000:6.1f} ms (python alone "
+                f"{py * 1000:5.1f}) + engine answers (curl) {answer[kind] * 1000:6.1f} ms = {floor * 1000:6.1f} ms, "
                 f"ratio {floor / anchor:5.2f} to its anchor"
+            )
+        for kind in ("images", "volumes"):
+            compare(  # information, not a target: --users asks for more than the anchor shows
+                f"tamer ls {kind} --users (info)",
+                tamer_cmd("ls", kind, "--users"),
+                anchors_cmd[kind],
+                env,
+                args.repeat,
+                1.5,
+            )
+            print(
+                f"   (information: --users reads the container list too, {answer['container list'] * 1000:.1f} ms "
+                f"of engine time alone)"
             )
 
         if args.clean:
