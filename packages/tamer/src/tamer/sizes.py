@@ -11,13 +11,18 @@ entry, symlinks included, each inode once), so our numbers can be checked agains
 `docker system df -v`; "allocated" is st_blocks * 512 of everything, directories
 included, which is what `du -sB1` reports.
 
-Why this walker and not a compiled one: scandir-rs (measured on the same warm trees, 2 cores)
-was slower, not faster: its Scandir with full stat fields took 0.37-0.50 s where this walk took
-0.21-0.25 s on a 90,000-file volume tree (building a Python object per entry costs more than
-the stat), and its Count, though compiled end to end, has no one-file-system switch, no way to
-skip given folders and no per-inode hard-link accounting, so its figures cannot be made equal to
-these. This walk opens folders as file descriptors and stats entries relative to them (fstatat),
-about 1.3x `du -sx` wall time on the same tree (0.30 s against 0.23 s on a 100,000-entry data-root).
+The walk's inner loop is C (tamer/_cwalk.c, an optional extension: built where a C compiler
+and Python's headers are, as on Debian with gcc), with _walk_python as the reference and the
+fallback; every walker test runs both, and a differential test compares them entry for entry.
+Measured on the df bench's host (1,003 containers, 275 volumes, 300,000 files, 2 cores): a warm
+`tamer plan` went from 1.54 s to 0.87 s against `docker system df -v`'s 1.26-1.53 s; per file
+the C walk costs about what `du` does, the Python one about twice that.
+Why not a library: scandir-rs (measured on the same warm trees, 2 cores) was slower, not faster:
+its Scandir with full stat fields took 0.37-0.50 s where the Python walk took 0.21-0.25 s on a
+90,000-file volume tree (building a Python object per entry costs more than the stat), and its
+Count, though compiled end to end, has no one-file-system switch, no way to skip given folders
+and no per-inode hard-link accounting, so its figures cannot be made equal to these. (dirsize,
+another du-like package, could not be installed from the package index here.)
 """
 
 from __future__ import annotations
