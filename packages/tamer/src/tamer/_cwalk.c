@@ -81,6 +81,11 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                           &want_subdirs)) {
         return NULL;
     }
+    if (!PyAnySet_Check(skip)) {
+        Py_DECREF(path_obj);
+        PyErr_SetString(PyExc_TypeError, "skip must be a set or frozenset of str paths");
+        return NULL;
+    }
     long long apparent = 0, allocated = 0, files = 0, vanished = 0, unreadable = 0;
     PyObject *links = PyList_New(0);
     PyObject *subdirs = (want_subdirs && !recurse) ? PyList_New(0) : (Py_INCREF(Py_None), Py_None);
@@ -90,13 +95,20 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         goto done;
     }
     const char *root = PyBytes_AS_STRING(path_obj);
-    int top = open(root, follow ? TOP_FLAGS : DIR_FLAGS);
+    int top, err = 0;
+    /* the GIL is let go around every system call: `tamer serve` refreshes on a thread while it
+     * answers scrapes on another, and a walk must not stop them for its whole length */
+    Py_BEGIN_ALLOW_THREADS
+    top = open(root, follow ? TOP_FLAGS : DIR_FLAGS);
+    err = errno;
+    Py_END_ALLOW_THREADS
     if (top < 0) {
-        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) {
+        if (err == ENOENT || err == ENOTDIR || err == ELOOP) {
             vanished++;
-        } else if (errno == EACCES || errno == EPERM) {
+        } else if (err == EACCES || err == EPERM) {
             unreadable++;
         } else {
+            errno = err;
             PyErr_SetFromErrnoWithFilename(PyExc_OSError, root);
             goto done;
         }
@@ -124,12 +136,14 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         frame f = st.items[--st.len];
         DIR *d = fdopendir(f.fd);
         if (d == NULL) {
+            err = errno; /* before close(), which may change it */
             close(f.fd);
-            if (errno == EACCES || errno == EPERM) {
+            if (err == EACCES || err == EPERM) {
                 unreadable++;
                 PyMem_Free(f.path);
                 continue;
             }
+            errno = err;
             PyErr_SetFromErrnoWithFilename(PyExc_OSError, f.path);
             PyMem_Free(f.path);
             goto done;
@@ -138,10 +152,14 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         struct dirent *e;
         int failed = 0;
         for (;;) {
+            Py_BEGIN_ALLOW_THREADS
             errno = 0;
             e = readdir(d);
+            err = errno;
+            Py_END_ALLOW_THREADS
             if (e == NULL) {
-                if (errno != 0) {
+                if (err != 0) {
+                    errno = err;
                     PyErr_SetFromErrnoWithFilename(PyExc_OSError, f.path);
                     failed = 1;
                 }
@@ -152,11 +170,17 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                 continue;
             }
             struct stat sb;
-            if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
-                if (errno == ENOENT) {
+            int rc;
+            Py_BEGIN_ALLOW_THREADS
+            rc = fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW);
+            err = errno;
+            Py_END_ALLOW_THREADS
+            if (rc != 0) {
+                if (err == ENOENT) {
                     vanished++;
                     continue;
                 }
+                errno = err;
                 char *full = join(f.path, name, 0);
                 PyErr_SetFromErrnoWithFilename(PyExc_OSError, full ? full : f.path);
                 PyMem_Free(full);
@@ -207,13 +231,18 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                     continue;
                 }
                 PyMem_Free(child);
-                int cfd = openat(dfd, name, DIR_FLAGS);
+                int cfd;
+                Py_BEGIN_ALLOW_THREADS
+                cfd = openat(dfd, name, DIR_FLAGS);
+                err = errno;
+                Py_END_ALLOW_THREADS
                 if (cfd < 0) {
-                    if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) {
+                    if (err == ENOENT || err == ENOTDIR || err == ELOOP) {
                         vanished++;
-                    } else if (errno == EACCES || errno == EPERM) {
+                    } else if (err == EACCES || err == EPERM) {
                         unreadable++;
                     } else {
+                        errno = err;
                         char *full = join(f.path, name, 0);
                         PyErr_SetFromErrnoWithFilename(PyExc_OSError, full ? full : f.path);
                         PyMem_Free(full);

@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -254,3 +255,40 @@ def test_the_c_walk_and_the_python_walk_agree_entry_for_entry(tmp_path: Path, wa
     refused = sizes._walk(link, True, skip, None, follow=False)
     assert refused.vanished == 1 and refused.files == 0
     assert refused == sizes._walk_python(link, True, skip, None, follow=False)
+
+
+@pytest.mark.parametrize("walker", ["compiled"], indirect=True)
+def test_the_c_walk_lets_other_threads_run(tmp_path: Path, walker: str) -> None:
+    """`tamer serve` answers scrapes on one thread while another refreshes (and walks): the C walk lets the
+    GIL go around its system calls. With the switch interval at 100 s only a released GIL lets the
+    watching thread run while the walk is under way."""
+    import threading
+
+    for i in range(50):
+        (tmp_path / f"f{i}").write_bytes(b"w")
+    in_walk = threading.Event()
+    seen_during_walk: list[bool] = []
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            if in_walk.is_set():
+                seen_during_walk.append(True)
+                return
+            time.sleep(0)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        time.sleep(0.05)
+        in_walk.set()
+        usage = sizes._walk(str(tmp_path), True, frozenset(), None)
+        in_walk.clear()
+        finished.set()
+        watcher.join(10)
+    finally:
+        sys.setswitchinterval(old)
+    assert usage.files == 50
+    assert seen_during_walk == [True]
