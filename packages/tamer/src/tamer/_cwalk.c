@@ -16,6 +16,10 @@
  *   by the caller); subdirs: a list of str, or None.
  * Raises OSError where the Python walk would (an entry that cannot be stat'ed for a reason other
  * than being gone).
+ *
+ * Open folders: a folder stays open only while subfolders of it wait to be opened relative to it,
+ * so at most one per level of the tree is open at once, never one per waiting folder (a folder of
+ * 100,000 subfolders would otherwise exhaust the default limit of 1,024 open files).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,30 +34,47 @@
 #define TOP_FLAGS (O_RDONLY | O_DIRECTORY | O_CLOEXEC)
 #define DIR_FLAGS (TOP_FLAGS | O_NOFOLLOW)
 
+/* a folder kept open while subfolders of it wait to be opened relative to it */
 typedef struct {
-    int fd;
-    char *path; /* ends with '/' */
-} frame;
+    DIR *dir;
+    size_t waiting;
+} held;
 
 typedef struct {
-    frame *items;
+    held *parent;
+    char *name;
+    char *path; /* ends with '/' */
+} pending;
+
+typedef struct {
+    pending *items;
     size_t len, cap;
 } stack;
 
-static int push(stack *s, int fd, char *path) {
+static int push(stack *s, held *parent, char *name, char *path) {
     if (s->len == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 64;
-        frame *items = PyMem_Realloc(s->items, cap * sizeof(frame));
+        pending *items = PyMem_Realloc(s->items, cap * sizeof(pending));
         if (items == NULL) {
             return -1;
         }
         s->items = items;
         s->cap = cap;
     }
-    s->items[s->len].fd = fd;
+    s->items[s->len].parent = parent;
+    s->items[s->len].name = name;
     s->items[s->len].path = path;
     s->len++;
+    parent->waiting++;
     return 0;
+}
+
+/* one subfolder less waits on `h`: close it when none does */
+static void release(held *h) {
+    if (--h->waiting == 0) {
+        closedir(h->dir);
+        PyMem_Free(h);
+    }
 }
 
 static char *join(const char *dir, const char *name, int slash) {
@@ -73,6 +94,143 @@ static char *join(const char *dir, const char *name, int slash) {
     return out;
 }
 
+typedef struct {
+    long long apparent, allocated, files, vanished, unreadable;
+} totals;
+
+/* Read the open folder `fd` (at `path`, ending with '/'): count its entries, and push its subfolders
+ * (when recursing) or list them (when asked). Takes `fd`. Returns 0, or -1 with a Python error set. */
+static int read_folder(int fd, const char *path, int recurse, long long root_dev, PyObject *skip, PyObject *links,
+                       PyObject *subdirs, stack *st, totals *t) {
+    int err = 0;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        err = errno; /* before close(), which may change it */
+        close(fd);
+        if (err == EACCES || err == EPERM) {
+            t->unreadable++;
+            return 0;
+        }
+        errno = err;
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        return -1;
+    }
+    held *self = PyMem_Malloc(sizeof(held));
+    if (self == NULL) {
+        closedir(d);
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->dir = d;
+    self->waiting = 1; /* this reading holds it too; released at the end */
+    int dfd = dirfd(d);
+    int failed = 0;
+    for (;;) {
+        struct dirent *e;
+        Py_BEGIN_ALLOW_THREADS
+        errno = 0;
+        e = readdir(d);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (e == NULL) {
+            if (err != 0) {
+                errno = err;
+                PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+                failed = 1;
+            }
+            break;
+        }
+        const char *name = e->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) {
+            continue;
+        }
+        struct stat sb;
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (rc != 0) {
+            if (err == ENOENT) {
+                t->vanished++;
+                continue;
+            }
+            errno = err;
+            char *full = join(path, name, 0);
+            PyErr_SetFromErrnoWithFilename(PyExc_OSError, full ? full : path);
+            PyMem_Free(full);
+            failed = 1;
+            break;
+        }
+        if (S_ISDIR(sb.st_mode)) {
+            char *child = join(path, name, 0);
+            if (child == NULL) {
+                PyErr_NoMemory();
+                failed = 1;
+                break;
+            }
+            int skipped = root_dev != -1 && (long long)sb.st_dev != root_dev;
+            if (!skipped && PySet_GET_SIZE(skip) > 0) {
+                PyObject *key = PyUnicode_DecodeFSDefault(child);
+                int hit = key == NULL ? -1 : PySet_Contains(skip, key);
+                Py_XDECREF(key);
+                if (hit < 0) {
+                    PyMem_Free(child);
+                    failed = 1;
+                    break;
+                }
+                skipped = hit;
+            }
+            if (skipped) { /* a mount point (running container, bind volume) or excluded */
+                PyMem_Free(child);
+                continue;
+            }
+            t->allocated += (long long)sb.st_blocks * 512;
+            if (!recurse) {
+                if (subdirs != Py_None) {
+                    PyObject *p = PyUnicode_DecodeFSDefault(child);
+                    if (p == NULL || PyList_Append(subdirs, p) < 0) {
+                        Py_XDECREF(p);
+                        PyMem_Free(child);
+                        failed = 1;
+                        break;
+                    }
+                    Py_DECREF(p);
+                }
+                PyMem_Free(child);
+                continue;
+            }
+            PyMem_Free(child);
+            char *cname = join("", name, 0);
+            char *cpath = join(path, name, 1);
+            if (cname == NULL || cpath == NULL || push(st, self, cname, cpath) < 0) {
+                PyMem_Free(cname);
+                PyMem_Free(cpath);
+                PyErr_NoMemory();
+                failed = 1;
+                break;
+            }
+            continue;
+        }
+        if (sb.st_nlink > 1) {
+            PyObject *tup = Py_BuildValue("(KKLL)", (unsigned long long)sb.st_dev, (unsigned long long)sb.st_ino,
+                                          (long long)sb.st_size, (long long)sb.st_blocks * 512);
+            if (tup == NULL || PyList_Append(links, tup) < 0) {
+                Py_XDECREF(tup);
+                failed = 1;
+                break;
+            }
+            Py_DECREF(tup);
+            continue;
+        }
+        t->apparent += (long long)sb.st_size;
+        t->allocated += (long long)sb.st_blocks * 512;
+        t->files++;
+    }
+    release(self); /* closed now unless subfolders of it wait */
+    return failed ? -1 : 0;
+}
+
 static PyObject *walk(PyObject *self, PyObject *args) {
     PyObject *path_obj, *skip;
     int recurse, follow, want_subdirs;
@@ -86,11 +244,12 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "skip must be a set or frozenset of str paths");
         return NULL;
     }
-    long long apparent = 0, allocated = 0, files = 0, vanished = 0, unreadable = 0;
+    totals t = {0, 0, 0, 0, 0};
     PyObject *links = PyList_New(0);
     PyObject *subdirs = (want_subdirs && !recurse) ? PyList_New(0) : (Py_INCREF(Py_None), Py_None);
     stack st = {NULL, 0, 0};
     PyObject *result = NULL;
+    char *rootpath = NULL;
     if (links == NULL || subdirs == NULL) {
         goto done;
     }
@@ -104,9 +263,9 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     if (top < 0) {
         if (err == ENOENT || err == ENOTDIR || err == ELOOP) {
-            vanished++;
+            t.vanished++;
         } else if (err == EACCES || err == EPERM) {
-            unreadable++;
+            t.unreadable++;
         } else {
             errno = err;
             PyErr_SetFromErrnoWithFilename(PyExc_OSError, root);
@@ -115,7 +274,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         goto build;
     }
     size_t rl = strlen(root);
-    char *rootpath = PyMem_Malloc(rl + 2);
+    rootpath = PyMem_Malloc(rl + 2);
     if (rootpath == NULL) {
         close(top);
         PyErr_NoMemory();
@@ -126,171 +285,50 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         rootpath[rl] = '/';
         rootpath[rl + 1] = '\0';
     }
-    if (push(&st, top, rootpath) < 0) {
-        close(top);
-        PyMem_Free(rootpath);
-        PyErr_NoMemory();
+    if (read_folder(top, rootpath, recurse, root_dev, skip, links, subdirs, &st, &t) < 0) {
         goto done;
     }
     while (st.len > 0) {
-        frame f = st.items[--st.len];
-        DIR *d = fdopendir(f.fd);
-        if (d == NULL) {
-            err = errno; /* before close(), which may change it */
-            close(f.fd);
-            if (err == EACCES || err == EPERM) {
-                unreadable++;
-                PyMem_Free(f.path);
-                continue;
-            }
-            errno = err;
-            PyErr_SetFromErrnoWithFilename(PyExc_OSError, f.path);
-            PyMem_Free(f.path);
-            goto done;
-        }
-        int dfd = dirfd(d);
-        struct dirent *e;
-        int failed = 0;
-        for (;;) {
-            Py_BEGIN_ALLOW_THREADS
-            errno = 0;
-            e = readdir(d);
-            err = errno;
-            Py_END_ALLOW_THREADS
-            if (e == NULL) {
-                if (err != 0) {
-                    errno = err;
-                    PyErr_SetFromErrnoWithFilename(PyExc_OSError, f.path);
-                    failed = 1;
-                }
-                break;
-            }
-            const char *name = e->d_name;
-            if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) {
-                continue;
-            }
-            struct stat sb;
-            int rc;
-            Py_BEGIN_ALLOW_THREADS
-            rc = fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW);
-            err = errno;
-            Py_END_ALLOW_THREADS
-            if (rc != 0) {
-                if (err == ENOENT) {
-                    vanished++;
-                    continue;
-                }
+        pending p = st.items[--st.len];
+        int cfd;
+        int pfd = dirfd(p.parent->dir);
+        Py_BEGIN_ALLOW_THREADS
+        cfd = openat(pfd, p.name, DIR_FLAGS);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        release(p.parent);
+        PyMem_Free(p.name);
+        if (cfd < 0) {
+            if (err == ENOENT || err == ENOTDIR || err == ELOOP) {
+                t.vanished++;
+            } else if (err == EACCES || err == EPERM) {
+                t.unreadable++;
+            } else {
                 errno = err;
-                char *full = join(f.path, name, 0);
-                PyErr_SetFromErrnoWithFilename(PyExc_OSError, full ? full : f.path);
-                PyMem_Free(full);
-                failed = 1;
-                break;
+                PyErr_SetFromErrnoWithFilename(PyExc_OSError, p.path);
+                PyMem_Free(p.path);
+                goto done;
             }
-            if (S_ISDIR(sb.st_mode)) {
-                char *child = join(f.path, name, 0);
-                if (child == NULL) {
-                    PyErr_NoMemory();
-                    failed = 1;
-                    break;
-                }
-                int skipped = root_dev != -1 && (long long)sb.st_dev != root_dev;
-                if (!skipped && PyAnySet_Check(skip) && PySet_GET_SIZE(skip) > 0) {
-                    PyObject *key = PyUnicode_DecodeFSDefault(child);
-                    if (key == NULL) {
-                        PyMem_Free(child);
-                        failed = 1;
-                        break;
-                    }
-                    int hit = PySet_Contains(skip, key);
-                    Py_DECREF(key);
-                    if (hit < 0) {
-                        PyMem_Free(child);
-                        failed = 1;
-                        break;
-                    }
-                    skipped = hit;
-                }
-                if (skipped) { /* a mount point (running container, bind volume) or excluded */
-                    PyMem_Free(child);
-                    continue;
-                }
-                allocated += (long long)sb.st_blocks * 512;
-                if (!recurse) {
-                    if (subdirs != Py_None) {
-                        PyObject *p = PyUnicode_DecodeFSDefault(child);
-                        if (p == NULL || PyList_Append(subdirs, p) < 0) {
-                            Py_XDECREF(p);
-                            PyMem_Free(child);
-                            failed = 1;
-                            break;
-                        }
-                        Py_DECREF(p);
-                    }
-                    PyMem_Free(child);
-                    continue;
-                }
-                PyMem_Free(child);
-                int cfd;
-                Py_BEGIN_ALLOW_THREADS
-                cfd = openat(dfd, name, DIR_FLAGS);
-                err = errno;
-                Py_END_ALLOW_THREADS
-                if (cfd < 0) {
-                    if (err == ENOENT || err == ENOTDIR || err == ELOOP) {
-                        vanished++;
-                    } else if (err == EACCES || err == EPERM) {
-                        unreadable++;
-                    } else {
-                        errno = err;
-                        char *full = join(f.path, name, 0);
-                        PyErr_SetFromErrnoWithFilename(PyExc_OSError, full ? full : f.path);
-                        PyMem_Free(full);
-                        failed = 1;
-                        break;
-                    }
-                    continue;
-                }
-                char *cpath = join(f.path, name, 1);
-                if (cpath == NULL || push(&st, cfd, cpath) < 0) {
-                    close(cfd);
-                    PyMem_Free(cpath);
-                    PyErr_NoMemory();
-                    failed = 1;
-                    break;
-                }
-                continue;
-            }
-            if (sb.st_nlink > 1) {
-                PyObject *t = Py_BuildValue("(KKLL)", (unsigned long long)sb.st_dev, (unsigned long long)sb.st_ino,
-                                            (long long)sb.st_size, (long long)sb.st_blocks * 512);
-                if (t == NULL || PyList_Append(links, t) < 0) {
-                    Py_XDECREF(t);
-                    failed = 1;
-                    break;
-                }
-                Py_DECREF(t);
-                continue;
-            }
-            apparent += (long long)sb.st_size;
-            allocated += (long long)sb.st_blocks * 512;
-            files++;
+            PyMem_Free(p.path);
+            continue;
         }
-        closedir(d);
-        PyMem_Free(f.path);
-        if (failed) {
+        int rc = read_folder(cfd, p.path, recurse, root_dev, skip, links, subdirs, &st, &t);
+        PyMem_Free(p.path);
+        if (rc < 0) {
             goto done;
         }
     }
 build:
-    result = Py_BuildValue("(LLLLLOO)", apparent, allocated, files, vanished, unreadable, links, subdirs);
+    result = Py_BuildValue("(LLLLLOO)", t.apparent, t.allocated, t.files, t.vanished, t.unreadable, links, subdirs);
 done:
-    while (st.len > 0) { /* an error left folders open */
-        frame f = st.items[--st.len];
-        close(f.fd);
-        PyMem_Free(f.path);
+    while (st.len > 0) { /* an error left subfolders waiting: let their folders go */
+        pending p = st.items[--st.len];
+        release(p.parent);
+        PyMem_Free(p.name);
+        PyMem_Free(p.path);
     }
     PyMem_Free(st.items);
+    PyMem_Free(rootpath);
     Py_XDECREF(links);
     Py_XDECREF(subdirs);
     Py_DECREF(path_obj);

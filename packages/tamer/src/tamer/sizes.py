@@ -136,6 +136,22 @@ def _walk(
     )
 
 
+class _Held:
+    """An open folder and how many readings of it (its own, its waiting subfolders') still need it."""
+
+    __slots__ = ("fd", "waiting")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.waiting = 1  # the reading of the folder itself
+
+    def release(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def _walk_python(
     root: str,
     recurse: bool,
@@ -173,51 +189,73 @@ def _walk_python(
             raise
         part.vanished += 1
         return part
-    stack: list[tuple[int, str]] = [(top, root if root.endswith("/") else root + "/")]
+    # A folder stays open only while subfolders of it wait to be opened relative to it: at most one per
+    # level of the tree, never one per waiting folder (a folder of 100,000 subfolders would otherwise
+    # exhaust the default limit of 1,024 open files). tamer/_cwalk.c does the same.
+    todo: list[tuple[_Held, str, str]] = []  # (the open parent, the name in it, the folder's path + "/")
     s_isdir = stat.S_ISDIR
-    while stack:
-        fd, path = stack.pop()
-        try:
-            entries = os.scandir(fd)
-        except PermissionError:
-            part.unreadable += 1
-            os.close(fd)
-            continue
-        try:
-            with entries:
-                for entry in entries:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        part.vanished += 1
-                        continue
-                    if s_isdir(st.st_mode):
-                        child = path + entry.name
-                        if child in skip or (root_dev is not None and st.st_dev != root_dev):
-                            continue  # a mount point (running container, bind volume) or excluded
-                        part.allocated += st.st_blocks * 512
-                        if subdirs is not None and not recurse:
-                            subdirs.append(child)
-                        if recurse:
+    fd, path = top, root if root.endswith("/") else root + "/"
+    try:
+        while True:
+            here = _Held(fd)
+            fd = -1  # `here` owns it now
+            try:
+                try:
+                    entries = os.scandir(here.fd)
+                except PermissionError:
+                    part.unreadable += 1
+                    entries = None
+                if entries is not None:
+                    with entries:
+                        for entry in entries:
                             try:
-                                stack.append((os.open(entry.name, _DIR_FLAGS, dir_fd=fd), child + "/"))
-                            except (FileNotFoundError, NotADirectoryError):
+                                st = entry.stat(follow_symlinks=False)
+                            except FileNotFoundError:
                                 part.vanished += 1
-                            except PermissionError:
-                                part.unreadable += 1
-                            except OSError as exc:
-                                if exc.errno != errno.ELOOP:  # swapped for a symlink since it was listed
-                                    raise
-                                part.vanished += 1
-                        continue
-                    if st.st_nlink > 1:
-                        links[(st.st_dev, st.st_ino)] = (st.st_size, st.st_blocks * 512)
-                        continue
-                    part.apparent += st.st_size
-                    part.allocated += st.st_blocks * 512
-                    part.files += 1
-        finally:
+                                continue
+                            if s_isdir(st.st_mode):
+                                child = path + entry.name
+                                if child in skip or (root_dev is not None and st.st_dev != root_dev):
+                                    continue  # a mount point (running container, bind volume) or excluded
+                                part.allocated += st.st_blocks * 512
+                                if subdirs is not None and not recurse:
+                                    subdirs.append(child)
+                                if recurse:
+                                    here.waiting += 1
+                                    todo.append((here, entry.name, child + "/"))
+                                continue
+                            if st.st_nlink > 1:
+                                links[(st.st_dev, st.st_ino)] = (st.st_size, st.st_blocks * 512)
+                                continue
+                            part.apparent += st.st_size
+                            part.allocated += st.st_blocks * 512
+                            part.files += 1
+            finally:
+                here.release()  # closed now unless subfolders of it wait
+            while todo:
+                parent, name, child_path = todo.pop()
+                try:
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    part.vanished += 1
+                except PermissionError:
+                    part.unreadable += 1
+                except OSError as exc:
+                    if exc.errno != errno.ELOOP:  # swapped for a symlink since it was listed
+                        raise
+                    part.vanished += 1
+                finally:
+                    parent.release()
+                if fd >= 0:
+                    path = child_path
+                    break
+            else:
+                break
+    finally:
+        if fd >= 0:
             os.close(fd)
+        for parent, _, _ in todo:  # an error left subfolders waiting: let their folders go
+            parent.release()
     return part
 
 

@@ -292,3 +292,42 @@ def test_the_c_walk_lets_other_threads_run(tmp_path: Path, walker: str) -> None:
         sys.setswitchinterval(old)
     assert usage.files == 50
     assert seen_during_walk == [True]
+
+
+FEW_FILES_WALK = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from tamer.sizes import measure_trees
+roots = json.loads(sys.argv[1])
+out = measure_trees(roots, workers=int(sys.argv[2]))
+print(json.dumps({k: [u.apparent, u.allocated, u.files, u.vanished, u.unreadable] for k, u in out.items()}))
+"""
+
+
+def test_a_folder_of_many_folders_walks_within_a_small_open_file_limit(tmp_path: Path, walker: str) -> None:
+    """Stock hosts allow 1,024 open files: a walk keeps open one folder per level of the tree, never one per
+    folder waiting to be read (600 subfolders under a limit of 64 used to end the walk with EMFILE)."""
+    wide = tmp_path / "wide"
+    for i in range(600):  # three levels down: below what measure_trees splits into tasks of their own
+        leaf = wide / "a" / "b" / "many" / f"s{i:03d}" / "inner"
+        leaf.mkdir(parents=True)
+        (leaf / "f").write_bytes(b"w" * (i + 1))
+    deep = tmp_path / "deep"
+    path = deep
+    for i in range(40):  # deeper than a handful, well under the limit
+        path = path / f"{i}"
+    path.mkdir(parents=True)
+    (path / "bottom").write_bytes(b"b" * 77)
+    roots = {"wide": str(wide), "deep": str(deep), "many": str(wide / "a" / "b" / "many")}
+    for workers in ("1", "2"):
+        proc = subprocess.run(
+            [sys.executable, "-c", FEW_FILES_WALK, json.dumps(roots), workers],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),  # TAMER_PURE_WALK as the fixture set it
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got = json.loads(proc.stdout)
+        for key, root in roots.items():
+            assert got[key][:3] == list(reference(root)), (key, workers)
+            assert got[key][3:] == [0, 0], (key, workers)
