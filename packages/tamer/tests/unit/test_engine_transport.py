@@ -237,3 +237,18 @@ def test_connect_asks_version_when_ping_is_silent(tmp_path: Path) -> None:
     thread = _serve(sock, [_ping_answer(None), _json_answer({"ApiVersion": "1.41"})])
     assert connect(f"unix://{sock}", timeout=5).api_version == "1.41"
     thread.join(5)
+
+
+def test_connect_asks_version_when_a_proxy_refuses_ping(tmp_path: Path) -> None:
+    """A socket proxy that denies /_ping (403) but allows /version still connects."""
+    from tamer.engine.client import connect
+
+    sock = str(tmp_path / "proxy.sock")
+
+    def forbidden(_: bytes) -> bytes:
+        body = b'{"message": "forbidden"}'
+        return b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    thread = _serve(sock, [forbidden, _json_answer({"ApiVersion": "1.44"})])
+    assert connect(f"unix://{sock}", timeout=5).api_version == "1.44"
+    thread.join(5)

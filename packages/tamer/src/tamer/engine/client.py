@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from tamer.engine.errors import translated
-from tamer.engine.transport import UnixTransport
+from tamer.engine.transport import EngineHTTPError, UnixTransport
 from tamer.errors import ObjectNotFound
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of a `docker images`
@@ -68,8 +68,11 @@ def connect(host: str | None = None, *, timeout: float = 120.0, answer_within: f
     if where.startswith("unix://"):
         lean = UnixTransport(where.removeprefix("unix://"), timeout=timeout)
         with translated(where, "connect"):
-            api_version = lean.api_version(timeout=first)
-            if not api_version:  # an engine that does not say it in /_ping: ask /version
+            try:
+                api_version = lean.api_version(timeout=first)
+            except EngineHTTPError:  # a socket proxy may refuse /_ping and allow /version
+                api_version = ""
+            if not api_version:  # an engine (or proxy) that does not say it in /_ping: ask /version
                 version = lean.get("/version", timeout=first)
                 api_version = str((version or {}).get("ApiVersion") or "")
             if not api_version:
