@@ -48,6 +48,12 @@ def resolve_host(host: str | None = None) -> str:
     return host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
 
 
+def is_api_version(text: str) -> bool:
+    """Whether `text` is an engine API version ("1.43"): it becomes a URL prefix, so nothing else may pass."""
+    major, dot, minor = text.partition(".")
+    return bool(dot) and text.isascii() and major.isdigit() and minor.isdigit()
+
+
 def connect(host: str | None = None, *, timeout: float = 120.0, answer_within: float | None = None) -> Engine:
     """Connect to the engine at `host` (or DOCKER_HOST, or the default socket).
 
@@ -72,13 +78,15 @@ def connect(host: str | None = None, *, timeout: float = 120.0, answer_within: f
                 api_version = lean.api_version(timeout=first)
             except EngineHTTPError:  # a socket proxy may refuse /_ping and allow /version
                 api_version = ""
-            if not api_version:  # an engine (or proxy) that does not say it in /_ping: ask /version
+            if not is_api_version(api_version):  # /_ping did not say it (or said garbage): ask /version
                 version = lean.get("/version", timeout=first)
-                api_version = str((version or {}).get("ApiVersion") or "")
-            if not api_version:
-                raise ConnectionError(
-                    f"{where} answered /version without an API version: not a Docker engine?"
-                )
+                said = version.get("ApiVersion") if isinstance(version, dict) else None
+                if not isinstance(said, str) or not is_api_version(said):
+                    raise ConnectionError(
+                        f"{where} answered /version with API version {said!r}, expected one like '1.43' "
+                        "(digits.digits): not a Docker engine? Check DOCKER_HOST or -H"
+                    )
+                api_version = said
         lean.prefix = f"/v{api_version}"
         return Engine(None, where, lean=lean, api_version=api_version, timeout=timeout)
     if where.startswith("ssh://"):
