@@ -179,7 +179,7 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
         volumes = engine.volumes()
         # read after the full list: a volume created in between is absent from it and ignored here;
         # one whose last user went in between is orphaned by the time this answers
-        dangling = [str(v.get("Name")) for v in engine.volumes(dangling=True)]
+        dangling = engine.unreferenced_volumes()
     elif kind == "volumes":
         ledger = open_ledger(engine_identity(info))
         volumes = engine.volumes()

@@ -173,12 +173,12 @@ def run_quick_ls(host: str | None, kind: str, filters: Sequence[Filter], sort: s
     # (a bare thread: concurrent.futures imports logging, more than this saves)
     import threading
 
-    answer: list[list[JSON]] = []
+    answer: list[list[str]] = []
     failed: list[BaseException] = []
 
     def read_dangling() -> None:
         try:
-            answer.append(engine.volumes(dangling=True))
+            answer.append(engine.unreferenced_volumes())
         except BaseException as exc:  # re-raised on the caller's thread, translated there
             failed.append(exc)
 
@@ -188,5 +188,5 @@ def run_quick_ls(host: str | None, kind: str, filters: Sequence[Filter], sort: s
     reader.join()
     if failed:
         raise failed[0]
-    dangling = {str(v.get("Name")) for v in answer[0]}
+    dangling = set(answer[0])
     return render(kind, volume_rows(listed, dangling, engine.api_version, filters, sort, now))

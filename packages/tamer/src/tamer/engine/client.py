@@ -41,6 +41,8 @@ INSPECT_CONCURRENCY = 8
 # the connection and then says nothing is hung, and waiting the long per-request timeout
 # (meant for slow operations such as `system df`) would only hide that.
 ANSWER_TIMEOUT_S = 15.0
+# names per filtered container list (a volume name is at most ~255 bytes: the URL stays well in bounds)
+VOLUME_FILTER_BATCH = 200
 
 
 def resolve_host(host: str | None = None) -> str:
@@ -262,6 +264,35 @@ class Engine:
         else:
             listed = self._read("list volumes", "/volumes", None, lambda: self._api.volumes())
         return list((listed or {}).get("Volumes") or [])
+
+    def unreferenced_volumes(self) -> list[str]:
+        """Names of the volumes no container (in any state) refers to: "orphaned" without the whole
+        container list.
+
+        The engine's dangling list alone is not that: a container created with --volumes-from takes
+        no reference on the volumes it borrows until it starts (measured on engine 20.10), so once the
+        lender is removed the engine calls a volume dangling that a container still mounts. So the
+        containers that mount any volume on that list are asked for too (the engine's own volume
+        filter: one filtered list, only when the dangling list is not empty), and every volume their
+        mounts name is taken off it. A container created in between can still make a name stale:
+        this is a listing, never a permission (removal re-checks at the point of action)."""
+        dangling = [str(v.get("Name")) for v in self.volumes(dangling=True)]
+        used: set[str] = set()
+        for start in range(0, len(dangling), VOLUME_FILTER_BATCH):
+            filters = {"volume": dangling[start : start + VOLUME_FILTER_BATCH]}
+
+            def fallback(filters: dict[str, list[str]] = filters) -> Any:
+                return self._api.containers(all=True, filters=filters)
+
+            users = self._read(
+                "list containers that mount orphaned-looking volumes",
+                "/containers/json",
+                {"all": 1, "filters": json.dumps(filters)},
+                fallback,
+            )
+            for c in users or []:
+                used.update(str(m.get("Name")) for m in c.get("Mounts") or [] if m.get("Type") == "volume")
+        return [name for name in dangling if name not in used]
 
     def inspect_volume(self, volume: str) -> JSON:
         path_name("volume", volume)
