@@ -14,8 +14,8 @@
  * returns (apparent, allocated, files, vanished, unreadable, links, subdirs)
  *   links: a list of (dev, ino, size, allocated) for files with more than one link (counted once
  *   by the caller); subdirs: a list of str, or None.
- * Raises OSError where the Python walk would (an entry that cannot be stat'ed for a reason other
- * than being gone).
+ * Raises OSError where the Python walk would (a folder that cannot be read for a reason other than
+ * being gone or a permission); an entry that cannot be stat'ed counts as unreadable (once a folder).
  *
  * Open folders: a folder stays open only while subfolders of it wait to be opened relative to it,
  * so at most one per level of the tree is open at once, never one per waiting folder (a folder of
@@ -125,6 +125,7 @@ static int read_folder(int fd, const char *path, int recurse, long long root_dev
     self->waiting = 1; /* this reading holds it too; released at the end */
     int dfd = dirfd(d);
     int failed = 0;
+    int denied = 0; /* an entry here could not be stat'ed (counted once) */
     for (;;) {
         struct dirent *e;
         Py_BEGIN_ALLOW_THREADS
@@ -153,14 +154,14 @@ static int read_folder(int fd, const char *path, int recurse, long long root_dev
         if (rc != 0) {
             if (err == ENOENT) {
                 t->vanished++;
-                continue;
+            } else if (!denied) {
+                /* listed but not stat'able: a folder readable but not searchable (mode 644), a FUSE mount
+                 * another user made, a dead network mount. Not measured, and not the end of the walk (du
+                 * says so and goes on); counted once per folder, as the Python walk does */
+                t->unreadable++;
+                denied = 1;
             }
-            errno = err;
-            char *full = join(path, name, 0);
-            PyErr_SetFromErrnoWithFilename(PyExc_OSError, full ? full : path);
-            PyMem_Free(full);
-            failed = 1;
-            break;
+            continue;
         }
         if (S_ISDIR(sb.st_mode)) {
             char *child = join(path, name, 0);

@@ -468,8 +468,9 @@ def _measure_locally(
     unreadable = sum(u.unreadable for u in measured.values() if u is not None)
     if unreadable:
         warnings.append(
-            f"{unreadable} folders could not be read while sizing (no permission); what they hold is not "
-            "counted, so sizes are lower bounds; run as root for complete figures"
+            f"{unreadable} folders could not be read while sizing (no permission, or a mount point this "
+            "user cannot see into); what they hold is not counted, so sizes are lower bounds; run as root "
+            "for complete figures"
         )
     return {
         "layers": layers,

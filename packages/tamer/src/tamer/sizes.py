@@ -57,8 +57,10 @@ class DiskUsage:
     allocated: bytes of blocks in use (like `du -sB1`), directories included.
     files: non-directory entries counted. vanished: entries that disappeared
     while being walked (skipped, not an error: containers come and go).
-    unreadable: folders that could not be listed (no permission): their own blocks
-    count, what they hold does not, as with `du`; the figure is then a lower bound.
+    unreadable: folders that could not be listed (no permission), or whose entries could not
+    be stat'ed (a folder readable but not searchable, a mount point another user or a dead
+    network mount holds; counted once per folder): their own blocks count, what could not be
+    read does not, as with `du`; the figure is then a lower bound.
     """
 
     apparent: int = 0
@@ -206,12 +208,21 @@ def _walk_python(
                     part.unreadable += 1
                     entries = None
                 if entries is not None:
+                    denied = False  # counted once per folder: one whose search bit is off fails on every name
                     with entries:
                         for entry in entries:
                             try:
                                 st = entry.stat(follow_symlinks=False)
                             except FileNotFoundError:
                                 part.vanished += 1
+                                continue
+                            except OSError:
+                                # listed but not stat'able: a folder readable but not searchable (mode 644),
+                                # a FUSE mount another user made, a dead network mount. Not measured, and
+                                # not the end of the walk: du says so and goes on, and so does this
+                                if not denied:
+                                    part.unreadable += 1
+                                    denied = True
                                 continue
                             if s_isdir(st.st_mode):
                                 child = path + entry.name
