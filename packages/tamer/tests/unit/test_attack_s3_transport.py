@@ -110,3 +110,55 @@ def test_a_version_answer_that_is_not_an_object_is_a_clear_error(tmp_path: Path)
         connect(f"unix://{sock}", timeout=5)
     thread.join(5)
     assert "API version" in str(failed.value), str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: abc\r\n\r\nOK", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: -5\r\n\r\nOK", "Content-Length"),
+        (
+            b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 99999999999999\r\n\r\nOK",
+            "stopped after",
+        ),
+        (b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
+    ],
+)
+def test_a_garbled_answer_is_a_protocol_error_not_a_python_one(tmp_path: Path, raw: bytes, said: str) -> None:
+    """A hostile or broken socket gets a sentence about its answer (never "invalid literal for int()" or a
+    MemoryError from believing a 100 TB Content-Length)."""
+    sock = str(tmp_path / "e.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock)
+    server.listen(1)
+
+    def answer_once() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(raw)
+        server.close()
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    with pytest.raises(TamerError) as failed:
+        connect(f"unix://{sock}", timeout=5, answer_within=5)
+    thread.join(5)
+    text = str(failed.value)
+    assert said in text and "invalid literal" not in text and "MemoryError" not in text, text
+
+
+def test_an_answer_that_is_not_json_says_so(tmp_path: Path) -> None:
+    sock = str(tmp_path / "e.sock")
+    thread = _serve(
+        sock,
+        [
+            _ping_saying(b"1.41"),
+            lambda _: b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n<html>hi!",
+        ],
+    )
+    engine = connect(f"unix://{sock}", timeout=5)
+    with pytest.raises(TamerError) as failed:
+        engine.images()
+    thread.join(5)
+    assert "not JSON" in str(failed.value), str(failed.value)

@@ -120,8 +120,11 @@ class _UnixConnection:
         if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
             body = self._read_chunked(reader)
         elif b"content-length" in headers:
-            length = int(headers[b"content-length"])
-            body = reader.read(length)
+            said = headers[b"content-length"]
+            if not said.isdigit():
+                raise ProtocolError(f"the answer's Content-Length is not a number of bytes: {said[:40]!r}")
+            length = int(said)
+            body = _read_exact(reader, length)
             if len(body) != length:
                 raise ProtocolError(f"the answer stopped after {len(body)} of {length} bytes")
         elif status in (204, 304) or 100 <= status < 200:
@@ -137,16 +140,41 @@ class _UnixConnection:
             size_line = reader.readline(65537)
             if not size_line:
                 raise ProtocolError("the connection broke inside a chunked answer")
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            said = size_line.split(b";", 1)[0].strip() or b"0"
+            try:
+                size = int(said, 16)
+            except ValueError:
+                raise ProtocolError(f"a chunk size in the answer is not hexadecimal: {said[:40]!r}") from None
+            if size < 0:
+                raise ProtocolError(f"a chunk size in the answer is negative: {said[:40]!r}")
             if size == 0:
                 while reader.readline(65537) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
                 return b"".join(chunks)
-            chunk = reader.read(size)
+            chunk = _read_exact(reader, size)
             if len(chunk) != size:
                 raise ProtocolError("the connection broke inside a chunk")
             chunks.append(chunk)
             reader.readline(65537)  # the CRLF after each chunk
+
+
+_READ_STEP = 1 << 20
+
+
+def _read_exact(reader: BinaryIO, length: int) -> bytes:
+    """`length` bytes, or fewer when the connection ends first; read a MiB at a time, so a length the
+    peer merely claims (a hostile socket saying 100 TB) is never allocated up front."""
+    if length <= _READ_STEP:
+        return reader.read(length)
+    parts: list[bytes] = []
+    left = length
+    while left > 0:
+        part = reader.read(min(left, _READ_STEP))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 class _Disconnected(ConnectionResetError):
@@ -188,7 +216,10 @@ class UnixTransport:
             self._give_back(conn)
         if status >= 400:
             raise EngineHTTPError(status, _message(body), path)
-        return json.loads(body) if body else None
+        try:
+            return json.loads(body) if body else None
+        except ValueError:
+            raise ProtocolError(f"the answer to {path} is not JSON: {body[:80]!r}") from None
 
     def api_version(self, *, timeout: float | None = None) -> str:
         """The engine's API version from its /_ping answer's Api-Version header ("" when it sends none).
