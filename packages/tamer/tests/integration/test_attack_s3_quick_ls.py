@@ -106,3 +106,35 @@ def test_images_many_tags_and_none_agree_with_docker_images(eng: Any) -> None:
         dangling_only = eng.tamer("ls", "images", "--filter", "dangling=true", *users).stdout.splitlines()[1:]
         assert len(dangling_only) == len(none_ids), (users, dangling_only)
         assert all(row.startswith("<none> ") for row in dangling_only), dangling_only
+
+
+def test_older_than_and_age_sort_agree_across_views_under_a_shifted_clock(eng: Any) -> None:
+    """older-than is judged against tamer's clock (faketime moves it 10 days on): every view picks the
+    same volumes and images, and a clock set back picks none of what was just made."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("faketime") is None:
+        pytest.skip("faketime is not installed")
+    eng.docker("volume", "create", "qa-aged")
+
+    def names(kind: str, shift: str, *extra: str) -> list[str]:
+        env = {"FAKETIME": shift, "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"}
+        args = ("ls", kind, "--filter", "older-than=7d", "--sort", "age", *extra)
+        proc = eng.tamer(*args, "--json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        got = [i.get("name") or i["id"] for i in json.loads(proc.stdout)["data"]["items"]]
+        if kind == "volumes":  # the table (the lean one without --users) lists the same, in the same order
+            table = eng.tamer(*args, env=env)
+            assert [row.split()[0] for row in table.stdout.splitlines()[1:]] == got, (extra, table.stdout)
+        return got
+
+    for kind in ("volumes", "images"):
+        ahead = names(kind, "+10d")
+        assert ahead == names(kind, "+10d", "--users"), kind
+        assert names(kind, "-1d") == [] and names(kind, "-1d", "--users") == [], kind
+        if kind == "volumes":
+            assert "qa-aged" in ahead
+        else:
+            assert ahead, "the test images are older than 7 days ten days from now"
