@@ -18,6 +18,7 @@ from typing import Any
 
 from tamer.engine import Engine
 from tamer.engine.datastore import Records, container_from_datastore, read_records
+from tamer.facts import local_placement
 from tamer.inventory import RawSnapshot, engine_identity
 from tamer.ledger import Ledger, lasting_inspect, open_ledger
 from tamer.sizes import DiskUsage, file_size, measure_trees
@@ -166,6 +167,7 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
     volumes: list[JSON] = []
     build_cache: list[JSON] = []
     dangling: list[str] | None = None
+    placements: dict[str, JSON] | None = None  # read here, without sizing, when the engine is on this machine
     lean = not users and kind in ("images", "volumes")
     listing = _Background(engine.containers) if kind == "containers" else None  # asked first: the slowest
     info: JSON = {} if lean else engine.info()  # lean: nothing of it is shown, and it costs a round trip
@@ -192,7 +194,19 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
         images = _image_records(engine, [{"Id": i} for i in sorted(anonymous_users) if i], warnings, ledger)
         ledger.save()
         warnings.extend(ledger.warnings)
-    elif kind == "images" and lean:
+    if kind == "volumes" and engine.where.startswith("unix://"):
+        placements = {
+            str(v["Name"]): dict(
+                zip(
+                    ("placement", "data_path"),
+                    local_placement(_options(v), str(v.get("Mountpoint") or "")),
+                    strict=True,
+                )
+            )
+            for v in volumes
+            if v.get("Driver") == "local"
+        }
+    if kind == "images" and lean:
         images = [{"list": entry, "inspect": None, "chain_ids": []} for entry in engine.images()]
     elif kind == "images":
         ledger = open_ledger(engine_identity(info))
@@ -200,9 +214,9 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
         images = _image_records(engine, engine.images(), warnings, ledger)
         ledger.save(saw_all_images=True)
         warnings.extend(ledger.warnings)
-    elif engine.supports("1.42"):
+    elif kind == "cache" and engine.supports("1.42"):
         build_cache = list(engine.system_df(["build-cache"]).get("BuildCache") or [])
-    else:
+    elif kind == "cache":
         build_cache = list(engine.system_df().get("BuildCache") or [])
     return RawSnapshot(
         taken_at=taken_at,
@@ -218,6 +232,7 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
         warnings=warnings,
         users_read=not lean,
         dangling_volumes=dangling,
+        placements=placements,
     )
 
 
@@ -403,13 +418,9 @@ def _measure_locally(
         mountpoint = str(v.get("Mountpoint") or "")
         if v.get("Driver") != "local":
             continue  # data lives with a plugin; only the engine can say
-        if "bind" in str(options.get("o", "")).split(",") and options.get("device"):
-            data_path, placement = str(options["device"]), "bind"
+        placement, data_path = local_placement({str(k): str(o) for k, o in options.items()}, mountpoint)
+        if placement == "bind":
             skip.add(mountpoint)  # when mounted, _data *is* the device: don't count it twice
-        else:
-            real = os.path.realpath(mountpoint)
-            placement = "symlink" if real != os.path.abspath(mountpoint) else "default"
-            data_path = real
         placements[name] = {"placement": placement, "data_path": data_path}
         roots[f"vol:{name}"] = data_path
 
@@ -510,3 +521,7 @@ def _tuple(usage: DiskUsage | None) -> list[int] | None:
     if usage is None:
         return None
     return [usage.apparent, usage.allocated, usage.files, usage.vanished]
+
+
+def _options(volume: JSON) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (volume.get("Options") or {}).items()}

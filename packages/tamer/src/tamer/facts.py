@@ -7,6 +7,7 @@ rules live here, once.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 
@@ -69,3 +70,17 @@ def engine_labels_anonymous(api_version: str) -> bool:
 
 def is_bind(options: dict[str, str]) -> bool:
     return "bind" in options.get("o", "").split(",") and bool(options.get("device"))
+
+
+def local_placement(options: dict[str, str], mountpoint: str) -> tuple[str, str]:
+    """Where a local-driver volume's data lives on this host: ("bind", its device), ("symlink", the
+    real folder: the essay's link planted in the volumes folder) or ("default", the mountpoint).
+
+    The one reading of it (sizing, `tamer ls volumes`, `tamer volume ls` and every volume operation
+    use it); not pure: it resolves the mountpoint's symlinks on this host, so only a caller that
+    reaches the engine on this machine may ask.
+    """
+    if is_bind(options):
+        return "bind", options["device"]
+    real = os.path.realpath(mountpoint)
+    return ("symlink" if real != os.path.abspath(mountpoint) else "default"), real

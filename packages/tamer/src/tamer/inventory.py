@@ -56,6 +56,8 @@ class RawSnapshot:
     # volumes are orphaned. Images may then come without an inspect ("inspect": None).
     users_read: bool = True
     dangling_volumes: list[str] | None = None
+    # where local volumes' data lives when it was read without sizing (name -> {"placement", "data_path"})
+    placements: dict[str, JSON] | None = None
 
     def to_json(self) -> JSON:
         return dict(self.__dict__)
@@ -411,7 +413,7 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
         anonymous = is_anonymous_volume(
             name, labels, engine_labels_them=engine_labels_anonymous(raw.api_version)
         )
-        placement_info = local_vols.get(name) or {}
+        placement_info = local_vols.get(name) or (raw.placements or {}).get(name) or {}
         placement = placement_info.get("placement") or ("bind" if is_bind(options) else "default")
         data_path = (
             placement_info.get("data_path")

@@ -17,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from tamer.facts import engine_labels_anonymous, is_anonymous_volume, is_bind, is_dangling, parse_time
+from tamer.facts import (
+    engine_labels_anonymous,
+    is_anonymous_volume,
+    is_bind,
+    is_dangling,
+    local_placement,
+    parse_time,
+)
 from tamer.report.table import render_table
 from tamer.report.units import human_age, human_bytes, parse_duration
 
@@ -103,7 +110,11 @@ def volume_rows(
     filters: Sequence[Filter],
     sort: str,
     now: datetime,
+    *,
+    local: bool = False,
 ) -> list[list[str]]:
+    """`local`: the engine is on this machine, so a local-driver volume's placement is read here
+    (facts.local_placement: the essay's symlink shows as such); else only its options say (bind)."""
     labelled = engine_labels_anonymous(api_version)
     dated = sort == "age" or any(f.key == "older-than" for f in filters)
     chosen: list[tuple[str, datetime | None, list[str]]] = []
@@ -112,7 +123,11 @@ def volume_rows(
         labels = dict(v.get("Labels") or {})
         options = {str(k): str(val) for k, val in (v.get("Options") or {}).items()}
         anonymous = is_anonymous_volume(name, labels, engine_labels_them=labelled)
-        placement = "bind" if is_bind(options) else "default"
+        if local and v.get("Driver") == "local":
+            placement, data_path = local_placement(options, str(v.get("Mountpoint") or ""))
+        else:
+            placement = "bind" if is_bind(options) else "default"
+            data_path = options.get("device", "")
         orphaned = name in dangling
         # parsed only when a filter or the sort asks (1 ms a thousand volumes)
         created = parse_time(v.get("CreatedAt")) if dated else None
@@ -133,7 +148,7 @@ def volume_rows(
             if not keep:
                 break
         if keep:
-            where = options.get("device", "") if placement == "bind" else ""
+            where = data_path if placement != "default" else ""
             row = [
                 _short(name, 40),
                 "anonymous" if anonymous else "named",
@@ -189,4 +204,6 @@ def run_quick_ls(host: str | None, kind: str, filters: Sequence[Filter], sort: s
     if failed:
         raise failed[0]
     dangling = set(answer[0])
-    return render(kind, volume_rows(listed, dangling, engine.api_version, filters, sort, now))
+    # a unix socket is this machine's engine: its volumes' folders are here to look at
+    local = engine.where.startswith("unix://")
+    return render(kind, volume_rows(listed, dangling, engine.api_version, filters, sort, now, local=local))

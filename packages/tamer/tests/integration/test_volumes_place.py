@@ -79,3 +79,37 @@ def test_create_refuses_bad_name_and_existing(eng: Any, tmp_path: Path) -> None:
     eng.docker("volume", "create", "vol_exists")
     r = eng.tamer("volume", "create", "vol_exists", "--json")
     assert r.returncode == 2 and "already exists" in json.loads(r.stdout)["errors"][0]
+
+
+def test_every_volume_listing_says_symlink_for_the_essays_trick(eng: Any, tmp_path: Path) -> None:
+    """`tamer ls volumes` (lean table, lean --json, --users, --size) and its placement filter see the essay's
+    symlink without sizing anything: it used to show "default" unless sizes were asked for, and
+    `--filter placement=symlink` found nothing."""
+    hdd = tmp_path / "HDD2" / "docker_volumes" / "vol_sym"
+    hdd.mkdir(parents=True)
+    link = eng.data_root / "volumes" / "vol_sym"
+    os.symlink(hdd, link)
+    try:
+        eng.docker("volume", "create", "vol_sym")
+        eng.docker("volume", "create", "vol_plain")
+        real = str(hdd / "_data")
+        table = eng.tamer("ls", "volumes")
+        assert table.returncode == 0, table.stderr
+        row = next(line for line in table.stdout.splitlines() if line.startswith("vol_sym "))
+        assert f"symlink -> {real}" in row, row
+        plain = next(line for line in table.stdout.splitlines() if line.startswith("vol_plain "))
+        assert "default" in plain and "symlink" not in plain
+        for extra in ([], ["--users"], ["--size"]):
+            got = eng.tamer("ls", "volumes", "--json", *extra)
+            assert got.returncode == 0, got.stderr
+            items = {v["name"]: v for v in json.loads(got.stdout)["data"]["items"]}
+            assert items["vol_sym"]["placement"] == "symlink" and items["vol_sym"]["data_path"] == real, extra
+            assert items["vol_plain"]["placement"] == "default", extra
+            only = eng.tamer("ls", "volumes", "--json", "--filter", "placement=symlink", *extra)
+            assert [v["name"] for v in json.loads(only.stdout)["data"]["items"]] == ["vol_sym"], extra
+        only = eng.tamer("ls", "volumes", "--filter", "placement=symlink")
+        assert [line.split()[0] for line in only.stdout.splitlines()[1:]] == ["vol_sym"]
+    finally:
+        eng.docker("volume", "rm", "-f", "vol_sym", check=False)
+        if link.is_symlink():
+            link.unlink()

@@ -264,7 +264,9 @@ def test_the_c_walk_lets_other_threads_run(tmp_path: Path, walker: str) -> None:
     watching thread run while the walk is under way."""
     import threading
 
-    for i in range(50):
+    # thousands of system calls, each a chance for the waiting thread to take the GIL the walk lets go
+    # (with no forced switch at a 100 s interval, one release can be taken back before it wakes)
+    for i in range(3000):
         (tmp_path / f"f{i}").write_bytes(b"w")
     in_walk = threading.Event()
     seen_during_walk: list[bool] = []
@@ -290,7 +292,7 @@ def test_the_c_walk_lets_other_threads_run(tmp_path: Path, walker: str) -> None:
         watcher.join(10)
     finally:
         sys.setswitchinterval(old)
-    assert usage.files == 50
+    assert usage.files == 3000
     assert seen_during_walk == [True]
 
 

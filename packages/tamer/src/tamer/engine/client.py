@@ -41,8 +41,10 @@ INSPECT_CONCURRENCY = 8
 # the connection and then says nothing is hung, and waiting the long per-request timeout
 # (meant for slow operations such as `system df`) would only hide that.
 ANSWER_TIMEOUT_S = 15.0
-# names per filtered container list (a volume name is at most ~255 bytes: the URL stays well in bounds)
-VOLUME_FILTER_BATCH = 200
+# Bytes of volume names per filtered container list. Each such list costs the engine a pass over every
+# container (30 ms at 1,000 on engine 20.10) whatever it matches, so as few as fit: 256 KiB of names
+# (thousands of them) stays far below the engine's 1 MiB limit on a request's head.
+VOLUME_FILTER_BYTES = 256 << 10
 
 
 def resolve_host(host: str | None = None) -> str:
@@ -278,8 +280,16 @@ class Engine:
         this is a listing, never a permission (removal re-checks at the point of action)."""
         dangling = [str(v.get("Name")) for v in self.volumes(dangling=True)]
         used: set[str] = set()
-        for start in range(0, len(dangling), VOLUME_FILTER_BATCH):
-            filters = {"volume": dangling[start : start + VOLUME_FILTER_BATCH]}
+        batches: list[list[str]] = []
+        size = VOLUME_FILTER_BYTES
+        for name in dangling:
+            if size + len(name) + 4 > VOLUME_FILTER_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(name)
+            size += len(name) + 4  # quoted, comma: its share of the JSON before URL quoting
+        for batch in batches:
+            filters = {"volume": batch}
 
             def fallback(filters: dict[str, list[str]] = filters) -> Any:
                 return self._api.containers(all=True, filters=filters)

@@ -18,6 +18,7 @@ from typing import Any
 
 from tamer.engine import Engine
 from tamer.errors import ObjectNotFound, PlacementRefused, TamerError, UsageError
+from tamer.facts import local_placement
 from tamer.volumes import guard
 
 JSON = dict[str, Any]
@@ -71,11 +72,8 @@ def volume_place(vol: JSON) -> VolumePlace:
     driver = str(vol.get("Driver") or "local")
     if driver != "local":
         return VolumePlace(name, driver, "plugin", "", mountpoint, options, labels)
-    if "bind" in options.get("o", "").split(",") and options.get("device"):
-        return VolumePlace(name, driver, "bind", options["device"], mountpoint, options, labels)
-    real = os.path.realpath(mountpoint)
-    placement = "symlink" if real != os.path.abspath(mountpoint) else "default"
-    return VolumePlace(name, driver, placement, real, mountpoint, options, labels)
+    placement, data_path = local_placement(options, mountpoint)
+    return VolumePlace(name, driver, placement, data_path, mountpoint, options, labels)
 
 
 def describe_place(vp: VolumePlace) -> str:
