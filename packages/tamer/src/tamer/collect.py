@@ -18,7 +18,7 @@ from typing import Any
 
 from tamer.engine import Engine
 from tamer.engine.datastore import Records, container_from_datastore, read_records
-from tamer.facts import local_placement
+from tamer.facts import local_placement, why_not_local
 from tamer.inventory import RawSnapshot, engine_identity
 from tamer.ledger import Ledger, lasting_inspect, open_ledger
 from tamer.sizes import DiskUsage, file_size, measure_trees
@@ -41,24 +41,6 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
         else:
             chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff}".encode()).hexdigest())
     return chains
-
-
-def why_not_local(host: str, data_root: str) -> str | None:
-    """None when the data-root can be walked here; else why not (shown to the user)."""
-    if not host.startswith("unix://"):
-        return f"the engine at {host} is remote, so its data-root is not on this machine"
-    if not data_root:
-        return "the engine did not say where its data-root is"
-    try:
-        os.listdir(data_root)
-        os.listdir(os.path.join(data_root, "volumes"))
-    except FileNotFoundError:
-        return f"the engine's data-root {data_root} does not exist on this machine (engine in a VM or container?)"
-    except PermissionError:
-        return f"the engine's data-root {data_root} is not readable by this user (run as root for the fast, complete path)"
-    except OSError as exc:
-        return f"the engine's data-root {data_root} could not be read: {exc}"
-    return None
 
 
 def remote_engine_warning(host: str) -> str:

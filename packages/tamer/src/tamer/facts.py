@@ -84,3 +84,48 @@ def local_placement(options: dict[str, str], mountpoint: str) -> tuple[str, str]
         return "bind", options["device"]
     real = os.path.realpath(mountpoint)
     return ("symlink" if real != os.path.abspath(mountpoint) else "default"), real
+
+
+def container_summary(cj: dict[str, Any]) -> dict[str, Any]:
+    """What an inspect-shaped container record says of itself, by the rules the inventory and the lean
+    `tamer ls containers` table share: name (no leading "/"), the image as the user gave it, state,
+    times, exit code, restart policy, --rm, labels and owner (its compose project, else itself)."""
+    state = cj.get("State") or {}
+    host = cj.get("HostConfig") or {}
+    labels = {str(k): str(v) for k, v in ((cj.get("Config") or {}).get("Labels") or {}).items()}
+    project = labels.get(COMPOSE_PROJECT)
+    name = str(cj.get("Name", "")).lstrip("/")
+    exit_code = state.get("ExitCode")
+    return {
+        "name": name,
+        "image": str((cj.get("Config") or {}).get("Image") or cj.get("Image", "")),
+        "image_id": str(cj.get("Image", "")),
+        "state": str(state.get("Status", "unknown")),
+        "created": parse_time(cj.get("Created")),
+        "started": parse_time(state.get("StartedAt")),
+        "finished": parse_time(state.get("FinishedAt")),
+        "exit_code": int(exit_code) if exit_code is not None else None,
+        "restart_policy": str((host.get("RestartPolicy") or {}).get("Name") or "no"),
+        "auto_remove": bool(host.get("AutoRemove")),
+        "labels": labels,
+        "compose_project": project,
+        "owner": f"project:{project}" if project else f"container:{name}",
+    }
+
+
+def why_not_local(host: str, data_root: str) -> str | None:
+    """None when the data-root can be walked here; else why not (shown to the user)."""
+    if not host.startswith("unix://"):
+        return f"the engine at {host} is remote, so its data-root is not on this machine"
+    if not data_root:
+        return "the engine did not say where its data-root is"
+    try:
+        os.listdir(data_root)
+        os.listdir(os.path.join(data_root, "volumes"))
+    except FileNotFoundError:
+        return f"the engine's data-root {data_root} does not exist on this machine (engine in a VM or container?)"
+    except PermissionError:
+        return f"the engine's data-root {data_root} is not readable by this user (run as root for the fast, complete path)"
+    except OSError as exc:
+        return f"the engine's data-root {data_root} could not be read: {exc}"
+    return None

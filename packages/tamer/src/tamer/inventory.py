@@ -17,6 +17,7 @@ from typing import Any
 from tamer.facts import (
     COMPOSE_PROJECT,
     RUNNING_STATES,
+    container_summary,
     engine_labels_anonymous,
     is_anonymous_volume,
     is_bind,
@@ -285,12 +286,10 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
     containers: list[Container] = []
     for cj in raw.containers:
         cid = cj["Id"]
-        state = cj.get("State") or {}
         host = cj.get("HostConfig") or {}
         log_cfg = host.get("LogConfig") or {}
-        labels = _labels(cj.get("Config"))
-        project = labels.get(COMPOSE_PROJECT)
-        name = str(cj.get("Name", "")).lstrip("/")
+        summary = container_summary(cj)
+        name = summary["name"]
         rw: int | None
         rw_allocated: int | None = None
         if cid in local_rw:
@@ -319,30 +318,29 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
             )
             for m in cj.get("Mounts") or []
         )
-        exit_code = state.get("ExitCode")
         containers.append(
             Container(
                 id=cid,
                 name=name,
                 name_generated=is_generated_name(name),
-                image=str((cj.get("Config") or {}).get("Image") or cj.get("Image", "")),
-                image_id=str(cj.get("Image", "")),
-                state=str(state.get("Status", "unknown")),
-                created=parse_time(cj.get("Created")),
-                started=parse_time(state.get("StartedAt")),
-                finished=parse_time(state.get("FinishedAt")),
-                exit_code=int(exit_code) if exit_code is not None else None,
-                restart_policy=str((host.get("RestartPolicy") or {}).get("Name") or "no"),
-                auto_remove=bool(host.get("AutoRemove")),
+                image=summary["image"],
+                image_id=summary["image_id"],
+                state=summary["state"],
+                created=summary["created"],
+                started=summary["started"],
+                finished=summary["finished"],
+                exit_code=summary["exit_code"],
+                restart_policy=summary["restart_policy"],
+                auto_remove=summary["auto_remove"],
                 writable_size=rw,
                 writable_allocated=rw_allocated,
                 log_driver=log.driver,
                 log_options={str(k): str(v) for k, v in (log_cfg.get("Config") or {}).items()},
                 log=log,
                 mounts=mounts,
-                labels=labels,
-                compose_project=project,
-                owner=f"project:{project}" if project else f"container:{name}",
+                labels=summary["labels"],
+                compose_project=summary["compose_project"],
+                owner=summary["owner"],
             )
         )
     by_id = {c.id: c for c in containers}

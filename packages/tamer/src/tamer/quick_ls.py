@@ -1,15 +1,16 @@
-"""`tamer ls images|volumes` as a table, straight from the engine's lists: the lean default.
+"""`tamer ls images|volumes|containers` as a table, straight from the engine's answers: the lean default.
 
-Without --users, --size or --json these views show only what the engine's list of that kind says
-(and, for volumes, its list of those no container refers to): the same reads `docker images` and
-`docker volume ls` make. Building the inventory for them would cost more than the reads: importing
-the model (tamer.inventory, accounting, views: some 20 dataclasses) takes about 40 ms, three times
-`docker images` whole. So this module renders rows from the list entries with the shared rules in
-tamer.facts, and imports nothing else of the model. A test renders every filter both ways on one
-host and requires the same rows as the inventory's lean view (the --json path), so the two cannot
-drift apart.
+Without --users, --size or --json these views show only what the engine's lists say (for volumes
+also its list of those no container refers to; for containers each one's record, from the engine's
+files on disk when they are readable here): the same reads `docker images`, `docker volume ls` and
+`docker ps -a` make. Building the inventory for them would cost more than the reads: importing the
+model (tamer.inventory, accounting, views: some 20 dataclasses) takes about 40 ms, two `docker
+images` whole, and building 2,000 containers' records another 70 ms. So this module renders rows
+from the engine's JSON with the rules in tamer.facts that the inventory uses too, and imports
+nothing else of the model. Tests render every filter both ways on one host and require the same
+table as the inventory's, so the two cannot drift apart.
 
-`rows()` is pure; `run_quick_ls()` reads the engine.
+The `*_rows()` functions are pure; `run_quick_ls()` reads the engine.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from tamer.facts import (
+    RUNNING_STATES,
+    container_summary,
     engine_labels_anonymous,
     is_anonymous_volume,
     is_bind,
     is_dangling,
     local_placement,
     parse_time,
+    why_not_local,
 )
+from tamer.names import is_generated_name
 from tamer.report.table import render_table
 from tamer.report.units import human_age, human_bytes, parse_duration
 
@@ -32,17 +37,20 @@ TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of 
 if TYPE_CHECKING:
     from typing import Any
 
+    from tamer.engine import Engine
     from tamer.listing import Filter
 
     JSON = dict[str, Any]
-QUICK_KINDS = ("images", "volumes")
+QUICK_KINDS = ("images", "volumes", "containers")
 # filters these views answer from the lists alone; `unused` (an image's users) needs the container list
 QUICK_FILTERS = {
     "images": ("dangling", "older-than", "label"),
     "volumes": ("orphaned", "older-than", "label", "anonymous", "named", "placement"),
+    "containers": ("state", "older-than", "label", "generated-name"),
 }
 IMAGE_HEAD = ["IMAGE", "ID", "SIZE", "SHARED", "AGE", ""]
 VOLUME_HEAD = ["VOLUME", "KIND", "STATUS", "SIZE", "PLACEMENT"]  # the --users view less USERS, CREATED BY
+CONTAINER_HEAD = ["NAME", "ID", "IMAGE", "STATE", "WRITABLE", "LOGS", "AGE", "RESTART", "OWNER"]
 
 
 def answers(kind: str, filters: Sequence[Filter], sort: str) -> bool:
@@ -161,6 +169,48 @@ def volume_rows(
     return [row for _, _, row in chosen]
 
 
+def container_rows(
+    records: Sequence[JSON], filters: Sequence[Filter], sort: str, now: datetime
+) -> list[list[str]]:
+    """The `tamer ls containers` table (unsized: WRITABLE and LOGS are "?") from inspect-shaped records
+    (the engine's files on disk, else its inspects), by facts.container_summary's rules."""
+    chosen: list[tuple[str, datetime | None, list[str]]] = []
+    for cj in records:
+        c = container_summary(cj)
+        name = c["name"]
+        generated = is_generated_name(name)
+        keep = True
+        for f in filters:
+            if f.key == "state":
+                keep = c["state"] in f.value.split(",")
+            elif f.key == "older-than":
+                # a stopped container's age is how long it has been stopped
+                stopped = c["finished"] is not None and c["state"] not in RUNNING_STATES
+                when = c["finished"] if stopped else c["created"]
+                keep = when is not None and now - when > parse_duration(f.value)
+            elif f.key == "label":
+                keep = _has_label(c["labels"], f.value)
+            elif f.key == "generated-name":
+                keep = generated == _truthy(f.value)
+            if not keep:
+                break
+        if keep:
+            row = [
+                _short(name, 32) + (" (auto)" if generated else ""),
+                str(cj.get("Id", ""))[:12],
+                _short(c["image"], 28),
+                c["state"] + (f" ({c['exit_code']})" if c["state"] == "exited" else ""),
+                "?",
+                "?",
+                human_age(c["created"], now),
+                c["restart_policy"] + (" --rm" if c["auto_remove"] else ""),
+                c["owner"],
+            ]
+            chosen.append((name, c["created"], row))
+    _sort(chosen, sort, now)
+    return [row for _, _, row in chosen]
+
+
 def _sort(chosen: list[tuple[str, datetime | None, list[str]]], sort: str, now: datetime) -> None:
     if sort == "age":
         chosen.sort(key=lambda c: (c[1] or now, c[0]))
@@ -171,6 +221,8 @@ def _sort(chosen: list[tuple[str, datetime | None, list[str]]], sort: str, now: 
 def render(kind: str, rows: list[list[str]]) -> str:
     if kind == "images":
         return render_table(IMAGE_HEAD, rows, right=(2, 3, 4))
+    if kind == "containers":
+        return render_table(CONTAINER_HEAD, rows, right=(4, 5, 6))
     return render_table(VOLUME_HEAD, rows, right=(3,))
 
 
@@ -182,6 +234,8 @@ def run_quick_ls(host: str | None, kind: str, filters: Sequence[Filter], sort: s
     now = datetime.now(UTC)
     if kind == "images":
         return render(kind, image_rows(engine.images(), filters, sort, now))
+    if kind == "containers":
+        return render(kind, container_rows(_container_records(engine), filters, sort, now))
     # both lists at once, on two connections (the engine answers them in parallel): each row says
     # what the engine said at its read. A volume made between the reads and missing from the full
     # list is not shown; one missing from the dangling list is shown "used" (the safe side)
@@ -207,3 +261,46 @@ def run_quick_ls(host: str | None, kind: str, filters: Sequence[Filter], sort: s
     # a unix socket is this machine's engine: its volumes' folders are here to look at
     local = engine.where.startswith("unix://")
     return render(kind, volume_rows(listed, dangling, engine.api_version, filters, sort, now, local=local))
+
+
+def _container_records(engine: Engine) -> list[JSON]:
+    """Every container, inspect-shaped: from the engine's files on disk when its data-root is readable
+    here (read while the engine builds its list, the slowest answer), else inspected. As
+    tamer.collect reads them for the inventory (the same datastore reader), without its imports."""
+    import threading
+
+    from tamer.engine.datastore import container_from_datastore, read_records
+
+    answer: list[list[JSON]] = []
+    failed: list[BaseException] = []
+
+    def read_list() -> None:
+        try:
+            answer.append(engine.containers())
+        except BaseException as exc:  # re-raised on the caller's thread, translated there
+            failed.append(exc)
+
+    reader = threading.Thread(target=read_list, daemon=True)
+    reader.start()
+    info = engine.info()
+    data_root, driver = str(info.get("DockerRootDir", "")), str(info.get("Driver", ""))
+    local = why_not_local(engine.where, data_root) is None
+    records = read_records(data_root) if local else {}
+    reader.join()
+    if failed:
+        raise failed[0]
+    out: list[JSON] = []
+    to_inspect: list[str] = []
+    for entry in answer[0]:
+        fast = (
+            container_from_datastore(data_root, driver, entry, records=records, layer=False)
+            if local
+            else None
+        )
+        if fast is None:
+            to_inspect.append(str(entry["Id"]))
+        else:
+            out.append(fast)
+    # one removed meanwhile is gone from the table, as from the next `docker ps -a`
+    out.extend(data for data in engine.inspect_many("container", to_inspect).values() if data is not None)
+    return out

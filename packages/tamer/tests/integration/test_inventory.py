@@ -542,3 +542,65 @@ def test_quick_table_says_what_the_inventory_says(eng: Any, kind: str) -> None:
         assert rows["q-orphan"][2] == "orphaned" and rows["q-new"][2] == "orphaned"
         assert rows["q-stopped"][2] == "used" and rows["q-running"][2] == "used"
         assert rows["q-bind"][4] == "bind -> /tmp"
+
+
+def test_quick_container_table_is_the_inventorys(eng: Any) -> None:
+    """The lean `tamer ls containers` table (quick_ls, from the engine's records) prints exactly the inventory's
+    unsized table, for every filter and sort it answers: states with exit codes, restart policies and --rm,
+    compose owners, generated names, labels, ages from creation and, for stopped ones, from when they stopped."""
+    import time
+    from datetime import UTC, datetime
+
+    from tamer.inventory import RawSnapshot, build_inventory
+    from tamer.listing import parse_filters, select
+    from tamer.quick_ls import _container_records, container_rows, render
+    from tamer.report.views import render_ls
+
+    eng.docker(
+        "run", "--name", "qc-exit3", "--label", "qc.probe=1", BUSYBOX, "sh", "-c", "exit 3", check=False
+    )
+    eng.docker("run", "-d", "--name", "qc-run", "--restart", "unless-stopped", BUSYBOX, "sleep", "600")
+    eng.docker("run", "-d", "--rm", "--name", "qc-rm", BUSYBOX, "sleep", "600")
+    eng.docker("create", "--label", "com.docker.compose.project=shop", BUSYBOX, "true")  # generated name
+    time.sleep(1.2)  # so that older-than=1s has something on each side
+    eng.docker("create", "--name", "qc-new", BUSYBOX, "true")
+    engine = eng.engine
+    records = _container_records(engine)
+    now = datetime.now(UTC)
+    raw = RawSnapshot(
+        taken_at=now.timestamp(),
+        host=engine.where,
+        api_version=engine.api_version,
+        info={},
+        containers=records,
+        images=[],
+        volumes=[],
+    )
+    inv = build_inventory(raw)
+    cases = [
+        [],
+        ["state=exited"],
+        ["state=running,created"],
+        ["generated-name=true"],
+        ["generated-name=false"],
+        ["label=qc.probe=1"],
+        ["older-than=1s"],
+        ["state=created", "older-than=1s"],
+    ]
+    seen = set()
+    for filters in cases:
+        for sort in ("name", "age"):
+            want = render_ls(
+                "containers", select(inv, "containers", filters, sort, now=now), now, sized=False
+            )
+            got = render(
+                "containers", container_rows(records, parse_filters("containers", filters), sort, now)
+            )
+            assert got == want, (filters, sort)
+            seen.update(line.split()[0] for line in got.splitlines()[1:])
+    assert {"qc-exit3", "qc-run", "qc-rm", "qc-new"} <= seen
+    table = eng.tamer("ls", "containers").stdout
+    row = next(line for line in table.splitlines() if line.startswith("qc-exit3 "))
+    assert "exited (3)" in row
+    assert "--rm" in next(line for line in table.splitlines() if line.startswith("qc-rm "))
+    assert "project:shop" in table
