@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tamer.background import in_background
 from tamer.engine import Engine
 from tamer.engine.datastore import Records, container_from_datastore, read_records
 from tamer.facts import local_placement, why_not_local
@@ -68,7 +69,7 @@ def read_raw_snapshot(
     """
     taken_at = time.time()
     warnings: list[str] = []
-    listing = _Background(engine.containers)  # the slowest answer: asked first, the rest read meanwhile
+    listing = in_background(engine.containers)  # the slowest answer: asked first, the rest read meanwhile
     info = engine.info()
     data_root = str(info.get("DockerRootDir", ""))
     driver = str(info.get("Driver", ""))
@@ -151,7 +152,7 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
     dangling: list[str] | None = None
     placements: dict[str, JSON] | None = None  # read here, without sizing, when the engine is on this machine
     lean = not users and kind in ("images", "volumes")
-    listing = _Background(engine.containers) if kind == "containers" else None  # asked first: the slowest
+    listing = in_background(engine.containers) if kind == "containers" else None  # asked first: the slowest
     info: JSON = {} if lean else engine.info()  # lean: nothing of it is shown, and it costs a round trip
     if kind == "containers":
         data_root = str(info.get("DockerRootDir", ""))
@@ -218,34 +219,6 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
     )
 
 
-class _Background:
-    """One engine read started on a thread, so the caller can do other work while the engine answers.
-
-    The container list is the engine's slowest answer on a big host (0.13 s at 2,000 containers on
-    engine 20.10); it is asked for first and /info and the records on disk are read meanwhile.
-    """
-
-    def __init__(self, read: Callable[[], list[JSON]]) -> None:
-        import threading
-
-        self._answer: list[JSON] = []
-        self._failed: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(read,), daemon=True)
-        self._thread.start()
-
-    def _run(self, read: Callable[[], list[JSON]]) -> None:
-        try:
-            self._answer = read()
-        except BaseException as exc:  # re-raised on the caller's thread (already translated by the client)
-            self._failed.append(exc)
-
-    def result(self) -> list[JSON]:
-        self._thread.join()
-        if self._failed:
-            raise self._failed[0]
-        return self._answer
-
-
 def _container_records(
     engine: Engine,
     data_root: str,
@@ -254,18 +227,18 @@ def _container_records(
     warnings: list[str],
     *,
     layer: bool = False,
-    listing: _Background | None = None,
+    listing: Callable[[], list[JSON]] | None = None,
 ) -> list[JSON]:
     """Every container, inspect-shaped: from the engine's records on disk when `local`, else inspected.
     `layer`: also where its writable layer is (for sizing). `listing`: the container list, already asked for."""
     containers: list[JSON] = []
     to_inspect = []
     records: Records = {}
-    listing = listing or _Background(engine.containers)
+    listing = listing or in_background(engine.containers)
     if local:
         # read the engine's files while the engine builds its list: the list is a wait on the socket
         records = read_records(data_root)
-    listed = listing.result()
+    listed = listing()
     for entry in listed:
         fast = (
             container_from_datastore(data_root, driver, entry, records=records, layer=layer)

@@ -239,25 +239,11 @@ def run_quick_ls(host: str | None, kind: str, filters: Sequence[Filter], sort: s
     # both lists at once, on two connections (the engine answers them in parallel): each row says
     # what the engine said at its read. A volume made between the reads and missing from the full
     # list is not shown; one missing from the dangling list is shown "used" (the safe side)
-    # (a bare thread: concurrent.futures imports logging, more than this saves)
-    import threading
+    from tamer.background import in_background
 
-    answer: list[list[str]] = []
-    failed: list[BaseException] = []
-
-    def read_dangling() -> None:
-        try:
-            answer.append(engine.unreferenced_volumes())
-        except BaseException as exc:  # re-raised on the caller's thread, translated there
-            failed.append(exc)
-
-    reader = threading.Thread(target=read_dangling, daemon=True)
-    reader.start()
+    unreferenced = in_background(engine.unreferenced_volumes)
     listed = engine.volumes()
-    reader.join()
-    if failed:
-        raise failed[0]
-    dangling = set(answer[0])
+    dangling = set(unreferenced())
     # a unix socket is this machine's engine: its volumes' folders are here to look at
     local = engine.where.startswith("unix://")
     return render(kind, volume_rows(listed, dangling, engine.api_version, filters, sort, now, local=local))
@@ -267,31 +253,17 @@ def _container_records(engine: Engine) -> list[JSON]:
     """Every container, inspect-shaped: from the engine's files on disk when its data-root is readable
     here (read while the engine builds its list, the slowest answer), else inspected. As
     tamer.collect reads them for the inventory (the same datastore reader), without its imports."""
-    import threading
-
+    from tamer.background import in_background
     from tamer.engine.datastore import container_from_datastore, read_records
 
-    answer: list[list[JSON]] = []
-    failed: list[BaseException] = []
-
-    def read_list() -> None:
-        try:
-            answer.append(engine.containers())
-        except BaseException as exc:  # re-raised on the caller's thread, translated there
-            failed.append(exc)
-
-    reader = threading.Thread(target=read_list, daemon=True)
-    reader.start()
+    listing = in_background(engine.containers)
     info = engine.info()
     data_root, driver = str(info.get("DockerRootDir", "")), str(info.get("Driver", ""))
     local = why_not_local(engine.where, data_root) is None
     records = read_records(data_root) if local else {}
-    reader.join()
-    if failed:
-        raise failed[0]
     out: list[JSON] = []
     to_inspect: list[str] = []
-    for entry in answer[0]:
+    for entry in listing():
         fast = (
             container_from_datastore(data_root, driver, entry, records=records, layer=False)
             if local

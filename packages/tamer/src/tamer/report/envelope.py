@@ -45,28 +45,14 @@ def envelope(
     Python's indenting encoder is written in Python, and at 2,000 plan actions it cost a tenth of a
     `tamer plan --json`; a program reading the pipe (or a timer's journal) needs no indentation.
     """
-    if not pretty:
-        return json.dumps(
-            {
-                "version": ENVELOPE_VERSION,
-                "command": command or None,
-                "status": STATUS_BY_CODE.get(exit_code, "error"),
-                "exit_code": exit_code,
-                "data": data,
-                "errors": [str(e) for e in errors or []],
-            },
-            default=_default,
-            separators=(",", ":"),
-        )
-    return json.dumps(
-        {
-            "version": ENVELOPE_VERSION,
-            "command": command or None,
-            "status": STATUS_BY_CODE.get(exit_code, "error"),
-            "exit_code": exit_code,
-            "data": data,
-            "errors": [str(e) for e in errors or []],
-        },
-        default=_default,
-        indent=2,
-    )
+    document = {
+        "version": ENVELOPE_VERSION,
+        "command": command or None,
+        "status": STATUS_BY_CODE.get(exit_code, "error"),
+        "exit_code": exit_code,
+        "data": data,
+        "errors": [str(e) for e in errors or []],
+    }
+    if pretty:
+        return json.dumps(document, default=_default, indent=2)
+    return json.dumps(document, default=_default, separators=(",", ":"))
