@@ -1,8 +1,10 @@
-"""Facts read off the engine's JSON, shared by the inventory and the lean listing. Pure and light to import.
+"""Facts read off the engine's JSON, shared by the inventory and the lean listings. Light to import.
 
-`tamer ls images|volumes` without --users renders straight from the engine's lists (tamer.quick_ls)
-without building the inventory; both must classify a volume or an image the same way, so the
-rules live here, once.
+`tamer ls` without --users or --size renders straight from the engine's answers (tamer.quick_ls)
+without building the inventory; both must classify a container, an image or a volume the same
+way, so the rules live here, once. All are pure but two, which look at this machine: where a
+local volume's data lives (local_placement resolves symlinks) and whether the engine's data-root
+can be read here (why_not_local).
 """
 
 from __future__ import annotations
