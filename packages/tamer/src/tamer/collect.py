@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tamer.background import in_background
 from tamer.engine import Engine
 from tamer.engine.datastore import Records, container_from_datastore, read_records
 from tamer.facts import local_placement, why_not_local
@@ -69,7 +68,7 @@ def read_raw_snapshot(
     """
     taken_at = time.time()
     warnings: list[str] = []
-    listing = in_background(engine.containers)  # the slowest answer: asked first, the rest read meanwhile
+    listing = engine.ahead(engine.containers)  # the slowest answer: asked first, the rest read meanwhile
     info = engine.info()
     data_root = str(info.get("DockerRootDir", ""))
     driver = str(info.get("Driver", ""))
@@ -152,7 +151,7 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
     dangling: list[str] | None = None
     placements: dict[str, JSON] | None = None  # read here, without sizing, when the engine is on this machine
     lean = not users and kind in ("images", "volumes")
-    listing = in_background(engine.containers) if kind == "containers" else None  # asked first: the slowest
+    listing = engine.ahead(engine.containers) if kind == "containers" else None  # asked first: the slowest
     info: JSON = {} if lean else engine.info()  # lean: nothing of it is shown, and it costs a round trip
     if kind == "containers":
         data_root = str(info.get("DockerRootDir", ""))
@@ -234,7 +233,7 @@ def _container_records(
     containers: list[JSON] = []
     to_inspect = []
     records: Records = {}
-    listing = listing or in_background(engine.containers)
+    listing = listing or engine.ahead(engine.containers)
     if local:
         # read the engine's files while the engine builds its list: the list is a wait on the socket
         records = read_records(data_root)

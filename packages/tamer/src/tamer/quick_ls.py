@@ -239,9 +239,7 @@ def run_quick_ls(host: str | None, kind: str, filters: Sequence[Filter], sort: s
     # both lists at once, on two connections (the engine answers them in parallel): each row says
     # what the engine said at its read. A volume made between the reads and missing from the full
     # list is not shown; one missing from the dangling list is shown "used" (the safe side)
-    from tamer.background import in_background
-
-    unreferenced = in_background(engine.unreferenced_volumes)
+    unreferenced = engine.ahead(engine.unreferenced_volumes)
     listed = engine.volumes()
     dangling = set(unreferenced())
     # a unix socket is this machine's engine: its volumes' folders are here to look at
@@ -253,10 +251,9 @@ def _container_records(engine: Engine) -> list[JSON]:
     """Every container, inspect-shaped: from the engine's files on disk when its data-root is readable
     here (read while the engine builds its list, the slowest answer), else inspected. As
     tamer.collect reads them for the inventory (the same datastore reader), without its imports."""
-    from tamer.background import in_background
     from tamer.engine.datastore import container_from_datastore, read_records
 
-    listing = in_background(engine.containers)
+    listing = engine.ahead(engine.containers)
     info = engine.info()
     data_root, driver = str(info.get("DockerRootDir", "")), str(info.get("Driver", ""))
     local = why_not_local(engine.where, data_root) is None

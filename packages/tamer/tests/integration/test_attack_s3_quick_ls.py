@@ -88,24 +88,32 @@ def test_no_view_calls_a_referenced_volume_orphaned(eng: Any) -> None:
 
 
 def test_images_many_tags_and_none_agree_with_docker_images(eng: Any) -> None:
-    for tag in ("qa/one:1", "qa/one:2", "qa/two:latest", "localhost:5000/qa/three:x"):
+    tags = ("qa/one:1", "qa/one:2", "qa/two:latest", "localhost:5000/qa/three:x")
+    for tag in tags:
         eng.docker("tag", BUSYBOX, tag)
-    # an untagged image: a tag moved away from it
-    eng.docker("build", "-q", "-t", "qa/moved:1", "-", input=f"FROM {BUSYBOX}\nLABEL qa.v=1\n".encode())
-    eng.docker("build", "-q", "-t", "qa/moved:1", "-", input=f"FROM {BUSYBOX}\nLABEL qa.v=2\n".encode())
-    ids = set(eng.docker("images", "-q", "--no-trunc").split())
-    none_ids = set(eng.docker("images", "-q", "--no-trunc", "-f", "dangling=true").split())
-    assert none_ids, "the moved tag left an untagged image"
-    for users in ((), ("--users",)):
-        items = _json_items(eng, "images", *users)
-        assert {i["id"] for i in items} == ids, users
-        assert {i["id"] for i in items if i["dangling"]} == none_ids, users
-        table = eng.tamer("ls", "images", *users).stdout.splitlines()[1:]
-        assert len(table) == len(ids), (users, table)
-        assert sum("dangling" in row.split() for row in table) == len(none_ids), users
-        dangling_only = eng.tamer("ls", "images", "--filter", "dangling=true", *users).stdout.splitlines()[1:]
-        assert len(dangling_only) == len(none_ids), (users, dangling_only)
-        assert all(row.startswith("<none> ") for row in dangling_only), dangling_only
+    try:
+        # an untagged image: a tag moved away from it
+        eng.docker("build", "-q", "-t", "qa/moved:1", "-", input=f"FROM {BUSYBOX}\nLABEL qa.v=1\n".encode())
+        eng.docker("build", "-q", "-t", "qa/moved:1", "-", input=f"FROM {BUSYBOX}\nLABEL qa.v=2\n".encode())
+        ids = set(eng.docker("images", "-q", "--no-trunc").split())
+        none_ids = set(eng.docker("images", "-q", "--no-trunc", "-f", "dangling=true").split())
+        assert none_ids, "the moved tag left an untagged image"
+        for users in ((), ("--users",)):
+            items = _json_items(eng, "images", *users)
+            assert {i["id"] for i in items} == ids, users
+            assert {i["id"] for i in items if i["dangling"]} == none_ids, users
+            table = eng.tamer("ls", "images", *users).stdout.splitlines()[1:]
+            assert len(table) == len(ids), (users, table)
+            assert sum("dangling" in row.split() for row in table) == len(none_ids), users
+            dangling_only = eng.tamer(
+                "ls", "images", "--filter", "dangling=true", *users
+            ).stdout.splitlines()[1:]
+            assert len(dangling_only) == len(none_ids), (users, dangling_only)
+            assert all(row.startswith("<none> ") for row in dangling_only), dangling_only
+    finally:
+        # tags are not new images: the fixture's cleanup (by image id) would leave them on the shared
+        # busybox image, whose first tag later tests read as its name
+        eng.docker("rmi", *tags, check=False)
 
 
 def test_older_than_and_age_sort_agree_across_views_under_a_shifted_clock(eng: Any) -> None:

@@ -185,6 +185,17 @@ class Engine:
         with translated(self.where, what):
             return fn()
 
+    def ahead(self, read: Callable[[], T]) -> Callable[[], T]:
+        """`read` started now, on a thread, when this engine answers reads side by side at no cost (the
+        unix socket: another connection is one connect()); the returned function gives its answer.
+        Through ssh or TLS another connection is another login or handshake (`-H ssh://` is one login
+        for a whole df), so there `read` runs only when its answer is asked for."""
+        if self._lean is None:
+            return read
+        from tamer.background import in_background
+
+        return in_background(read)
+
     def supports(self, api_version: str) -> bool:
         """True when the engine speaks at least `api_version` (e.g. "1.42")."""
         return _api_at_least(self.api_version, api_version)
