@@ -378,7 +378,21 @@ def test_clean_plan_id_never_finishes_another_plan_s_interrupted_run(eng: Any, t
     def present() -> set[str]:
         return names & set(eng.docker("ps", "-a", "--format", "{{.Names}}").split())
 
-    after_kill = present()
+    def settled() -> set[str]:
+        # a DELETE sent before the kill can still be finishing in the engine (the clean-clone run once saw
+        # one more container go after this first look): wait until two looks a second apart agree
+        import time
+
+        last = present()
+        for _ in range(30):
+            time.sleep(1)
+            now = present()
+            if now == last:
+                return now
+            last = now
+        return last
+
+    after_kill = settled()
     assert after_kill and len(after_kill) < len(names)  # the kill came after a removal, mid-run
     other = eng.tamer("clean", "--apply", "--yes", "--json", "--plan", str(saved), "--plan-id", "0" * 16)
     doc = json.loads(other.stdout)
