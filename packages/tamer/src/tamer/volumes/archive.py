@@ -156,13 +156,18 @@ def _header(
 
 
 # -- reading --------------------------------------------------------------------
-class _Prefetch(io.RawIOBase):
-    """Decompresses on a thread of its own, ahead of the reader (zstd releases the GIL), so
-    decompression overlaps with checking and writing files. Errors surface on the reading side."""
+class _Prefetch:
+    """The decompressed tar stream, decompressed on a thread of its own ahead of the reader (zstd releases
+    the GIL), so decompression overlaps with checking and writing files. Errors surface on the reading side.
+
+    Chunks are kept as they come, not copied into a second buffer: peek() shows the rest of the current
+    chunk (the compiled restore reads whole members straight from it) and skip() moves past what was taken.
+    """
 
     def __init__(self, source: Any) -> None:
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
-        self._pending = b""
+        self._buf = b""
+        self._pos = 0
         self._done = False
         self._stop = False
         self._thread = threading.Thread(
@@ -178,32 +183,51 @@ class _Prefetch(io.RawIOBase):
         except BaseException as exc:  # handed to the reader
             self._queue.put(exc)
 
-    def readable(self) -> bool:
+    def _next(self) -> bool:
+        """Make the next chunk current; False at the end of the stream."""
+        if self._done:
+            return False
+        item = self._queue.get()
+        if item is None:
+            self._done = True
+            return False
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        self._buf, self._pos = item, 0
         return True
 
-    def readinto(self, b: Any) -> int:
-        if not self._pending:
-            if self._done:
-                return 0
-            item = self._queue.get()
-            if item is None:
-                self._done = True
-                return 0
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            self._pending = item
-        n = min(len(b), len(self._pending))
-        b[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+    def read(self, n: int) -> bytes:
+        """n bytes, fewer only at the end of the stream."""
+        pos = self._pos
+        if pos + n <= len(self._buf):
+            self._pos = pos + n
+            return self._buf if pos == 0 and n == len(self._buf) else self._buf[pos : pos + n]
+        parts = [self._buf[pos:]]
+        need = n - len(parts[0])
+        self._buf, self._pos = b"", 0
+        while need > 0 and self._next():
+            take = min(need, len(self._buf))
+            parts.append(self._buf[:take] if take < len(self._buf) else self._buf)
+            self._pos = take
+            need -= take
+        return b"".join(parts)
+
+    def peek(self) -> tuple[bytes, int]:
+        """The current chunk and where the stream stands in it (a new chunk when this one is used up)."""
+        if self._pos >= len(self._buf):
+            self._next()
+        return self._buf, self._pos
+
+    def skip(self, n: int) -> None:
+        """Move past n bytes of what peek() showed."""
+        self._pos += n
 
     def close(self) -> None:
         self._stop = True
         while self._thread.is_alive():  # unblock a producer waiting on a full queue
             with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.05)
-        super().close()
 
 
 class _HashingReader(io.RawIOBase):
@@ -246,6 +270,31 @@ class FileOut(Protocol):
 
 FileSink = Callable[[tarfile.TarInfo], "FileOut | None"]
 EntrySink = Callable[[tarfile.TarInfo], None]
+PlainDone = list[tuple[str, int, str]]
+# (buffer, position, digest factory) -> (bytes taken, [(path below data/, size, hexdigest)]): see read_archive
+PlainSink = Callable[[bytes, int, Callable[..., Digest]], tuple[int, PlainDone]]
+
+
+def compiled_restore() -> Callable[..., tuple[int, int, PlainDone]] | None:
+    """tamer._crestore.extract when it was built and TAMER_PURE_RESTORE is not set, else None (the Python
+    path, which is the reference: the compiled one takes only the plain files it would take the same way)."""
+    if os.environ.get("TAMER_PURE_RESTORE"):
+        return None
+    try:
+        from tamer._crestore import extract
+    except ImportError:  # built without a C compiler: the Python path gives the same results
+        return None
+    return extract
+
+
+def _hash_plain(extract: Callable[..., tuple[int, int, PlainDone]]) -> PlainSink:
+    """The compiled path for a read that only checks (verify): plain files hashed, nothing written."""
+
+    def take(buf: bytes, pos: int, factory: Callable[..., Digest]) -> tuple[int, PlainDone]:
+        consumed, _used, done = extract(buf, pos, -1, b"", {}, 0, 0, 0, factory)
+        return consumed, done
+
+    return take
 
 
 def _num(field: bytes) -> int:
@@ -282,12 +331,17 @@ class _Corrupt(Exception):
     pass
 
 
-def _members(stream: Any) -> Iterator[tarfile.TarInfo]:
-    """Headers of a tar stream (ustar, PAX, GNU long names); the caller reads each member's data."""
+def _members(stream: Any, plain: Callable[[], None] | None = None) -> Iterator[tarfile.TarInfo]:
+    """Headers of a tar stream (ustar, PAX, GNU long names); the caller reads each member's data.
+
+    plain() is called at each header boundary where no PAX or GNU long-name record is pending: it may
+    take plain files off the stream itself (the compiled restore) before the next header is read here."""
     pax: dict[str, str] = {}
     long_name: bytes | None = None
     long_link: bytes | None = None
     while True:
+        if plain is not None and not pax and long_name is None and long_link is None:
+            plain()
         h = stream.read(BLOCK)
         if not h:
             return  # the end; whether the manifest came is the caller's check
@@ -345,6 +399,7 @@ def read_archive(
     *,
     on_file: FileSink | None = None,
     on_entry: EntrySink | None = None,
+    plain: PlainSink | None = None,
     hash_archive: bool = True,
 ) -> ReadResult:
     """Stream through the archive at `path`, checking every file's checksum against the manifest.
@@ -355,6 +410,14 @@ def read_archive(
     BackupCorrupt naming the file that failed: damaged compressed data, a
     truncated archive, a checksum or size mismatch, a file missing from or
     extra to the manifest.
+
+    plain(buffer, pos, digest_factory), when given, is offered the stream at
+    each header boundary with no extended header pending and may take
+    consecutive plain files off it (tamer._crestore, through
+    restore._Extractor.plain): it returns the bytes it took and (path below
+    data/, size, hexdigest) of each file, which are checked against the
+    manifest like any other. With on_file=None (verify) the compiled hashing
+    is used when built, unless TAMER_PURE_RESTORE is set.
     """
     seen: dict[str, tuple[int, str]] = {}
     algo = "sha256"  # the files' digest, as the header names it
@@ -372,11 +435,29 @@ def read_archive(
     hashing = _HashingReader(raw, hash_archive)
     prefetch: _Prefetch | None = None
     prefix = DATA + "/"
+    if plain is None and on_file is None and (native := compiled_restore()) is not None:
+        plain = _hash_plain(native)
+
+    def take_plain() -> None:
+        nonlocal entries, current
+        if header is None or manifest is not None or plain is None or prefetch is None:
+            return  # the header first, nothing after the manifest: the Python path says so
+        buf, pos = prefetch.peek()
+        if len(buf) - pos < BLOCK:
+            return
+        consumed, done = plain(buf, pos, new_file_digest)
+        if done:
+            prefetch.skip(consumed)
+            for rel, size, digest in done:
+                seen[rel] = (size, digest)
+            entries += len(done)
+            current = prefix + done[-1][0]
+
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(io.BufferedReader(hashing, CHUNK))
         prefetch = _Prefetch(reader)
-        stream = io.BufferedReader(prefetch, CHUNK)
-        for member in _members(stream):
+        stream = prefetch
+        for member in _members(stream, take_plain if plain is not None else None):
             current = member.name
             if manifest is not None:
                 raise BackupCorrupt(

@@ -42,12 +42,21 @@ import secrets
 import shutil
 import stat
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tamer.errors import BackupCorrupt, NotEnoughSpace, RestoreRefused
 from tamer.operation import faults
-from tamer.volumes.archive import DATA, ReadResult, read_archive
+from tamer.volumes.archive import (
+    DATA,
+    Digest,
+    PlainDone,
+    PlainSink,
+    ReadResult,
+    compiled_restore,
+    read_archive,
+)
 
 STAGING_PREFIX = ".tamer-restore-"
 _MOVING = ".moving"
@@ -157,6 +166,38 @@ class _Extractor:
         self._cached: tuple[str, int] | None = None
         self.root_xattrs: dict[str, bytes] = {}
         self.ids = _ids()  # asked once: two syscalls per file otherwise
+        self._cached_bytes = b""  # the cached folder's path as bytes, for the compiled path
+
+    def plain_sink(self) -> PlainSink | None:
+        """The compiled path for plain files (tamer._crestore), when built and not turned off by
+        TAMER_PURE_RESTORE; None: every file goes through on_file."""
+        extract = compiled_restore()
+        if extract is None:
+            return None
+
+        def plain(buf: bytes, pos: int, factory: Callable[..., Digest]) -> tuple[int, PlainDone]:
+            # only into the folder this extractor has verified and holds open: a file anywhere else, and
+            # anything that is not a plain file this code would write the same way, is left to on_file
+            cached = self._cached
+            if cached is None:
+                return 0, []
+            consumed, used, done = extract(
+                buf,
+                pos,
+                cached[1],
+                self._cached_bytes,
+                self.kinds,
+                self.budget - self.used,
+                self.ids[0],
+                self.ids[1],
+                factory,
+            )
+            for rel, _size, _digest in done:
+                self.kinds[rel] = "file"  # new: the compiled path takes no path already in kinds
+            self.used += used
+            return consumed, done
+
+        return plain
 
     # -- names ----------------------------------------------------------------
     def refuse(self, name: str, why: str) -> RestoreRefused:
@@ -203,6 +244,7 @@ class _Extractor:
             self._cached = None
         fd = self.open_dir(parent)
         self._cached = (parent, fd)
+        self._cached_bytes = os.fsencode(parent)
         return fd
 
     def open_dir(self, rel_dir: str) -> int:
@@ -522,7 +564,9 @@ def restore_into(archive: str, root: str, *, privileged: bool = False) -> Restor
         ex = _Extractor(archive, staging_fd, budget=vfs.f_bavail * vfs.f_frsize, privileged=privileged)
         try:
             try:
-                result = read_archive(archive, on_file=ex.on_file, on_entry=ex.on_entry)
+                result = read_archive(
+                    archive, on_file=ex.on_file, on_entry=ex.on_entry, plain=ex.plain_sink()
+                )
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise NotEnoughSpace(
