@@ -8,7 +8,7 @@ adjective lists of past and current releases; surnames are too many to track.
 
 from __future__ import annotations
 
-import re
+from tamer.patterns import LazyPattern
 
 _ADJECTIVES = frozenset(
     """
@@ -25,7 +25,7 @@ wonderful xenodochial youthful zealous zen
 """.split()
 )
 
-_GENERATED = re.compile(r"^([a-z]+)_([a-z]+)\d*$")
+_GENERATED = LazyPattern(r"^([a-z]+)_([a-z]+)\d*$")
 
 
 def is_generated_name(name: str) -> bool:

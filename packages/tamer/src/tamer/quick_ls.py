@@ -15,7 +15,6 @@ The `*_rows()` functions are pure; `run_quick_ls()` reads the engine.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from tamer.facts import (
@@ -35,6 +34,7 @@ from tamer.report.units import human_age, human_bytes, parse_duration
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of a `docker images`
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
     from tamer.engine import Engine

@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
-from tamer.cli.app import main
+import sys
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `tamer`; returns the exit code (0 ok, 1 error, 2 usage, 3 partial, 130 interrupted).
+
+    A plain listing runs on the lean path (tamer.cli.lean), everything else through argparse
+    (tamer.cli.app), imported only then."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    from tamer.cli.lean import run_lean
+
+    code = run_lean(args)
+    if code is not None:
+        return code
+    from tamer.cli.app import main as full
+
+    return full(args)

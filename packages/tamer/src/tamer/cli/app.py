@@ -22,6 +22,8 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 
+from tamer.cli.output import discard as _discard
+from tamer.cli.output import write as _write
 from tamer.errors import TamerError, UsageError
 
 TYPE_CHECKING = False  # not typing's: importing typing alone costs ~2 ms of `tamer --help`
@@ -409,23 +411,3 @@ def _fail(scan: _Scan, code: int, message: str, notes: list[str]) -> int:
         _warn(notes)
         _write(sys.stderr, f"tamer: error: {message}")
     return code
-
-
-def _write(stream: TextIO, text: str) -> None:
-    """Print, treating a reader that went away (`tamer ls | head`) as the end of output, not an error."""
-    try:
-        print(text, file=stream)
-        stream.flush()
-    except BrokenPipeError:
-        _discard(stream)
-
-
-def _discard(stream: TextIO) -> None:
-    # what is still buffered would fail again when Python flushes at exit
-    try:
-        fd = stream.fileno()
-    except (OSError, ValueError):
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)

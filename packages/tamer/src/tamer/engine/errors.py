@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import errno
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import ModuleType
 
 from tamer.engine.transport import EngineHTTPError
 from tamer.errors import EngineError, EnginePermissionDenied, EngineUnreachable, ObjectNotFound, TamerError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of a `docker images`
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import ModuleType, TracebackType
     from typing import Any
 
 START_HINT = (
@@ -148,12 +147,25 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 300 else text[:297] + "..."
 
 
-@contextmanager
-def translated(where: str, what: str = "") -> Iterator[None]:
-    """Context manager: re-raise anything from docker-py as the matching TamerError."""
-    try:
-        yield
-    except TamerError:
-        raise
-    except Exception as exc:  # the one place where engine exceptions are caught broadly
-        raise translate(exc, where=where, what=what) from exc
+class translated:
+    """Context manager: re-raise anything from docker-py as the matching TamerError.
+
+    A class, not contextlib.contextmanager: contextlib (with collections and functools) is a
+    millisecond of every command's start, for this one use."""
+
+    __slots__ = ("what", "where")
+
+    def __init__(self, where: str, what: str = "") -> None:
+        self.where = where
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None or isinstance(exc, TamerError) or not isinstance(exc, Exception):
+            return  # nothing to translate: whatever it is goes on as it was
+        # the one place where engine exceptions are caught broadly
+        raise translate(exc, where=self.where, what=self.what) from exc

@@ -9,13 +9,15 @@ TimeoutError) are turned into TamerError by the one translator, tamer.engine.err
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-from collections.abc import Iterable
+import _socket  # not socket: its module wraps constants in enums (enum, re: ~5 ms of every command)
+import _thread
+import io
+
+from tamer.fastjson import loads
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of a `docker images`
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any, BinaryIO
 
     Params = dict[str, Any] | list[tuple[str, Any]]
@@ -56,6 +58,19 @@ class ProtocolError(ConnectionError):
     """The engine's answer was not the HTTP/1.1 this transport speaks (or the connection broke mid-answer)."""
 
 
+class _SocketReader(io.RawIOBase):
+    """What socket.makefile("rb") gives, on the C socket: io.BufferedReader over recv_into."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return self._sock.recv_into(b)
+
+
 class _UnixConnection:
     """One HTTP/1.1 connection on a unix socket: GET only, JSON answers, kept alive.
 
@@ -66,7 +81,7 @@ class _UnixConnection:
     def __init__(self, socket_path: str, timeout: float) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self._reader: BinaryIO | None = None
         self.headers: dict[bytes, bytes] = {}  # of the last answer, names lower-cased
 
@@ -86,7 +101,7 @@ class _UnixConnection:
     def get(self, url: str) -> tuple[int, bytes, bool]:
         """(status, body, whether the engine will close the connection)."""
         if self.sock is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             try:
                 sock.settimeout(self.timeout)
                 sock.connect(self.socket_path)
@@ -94,7 +109,7 @@ class _UnixConnection:
                 sock.close()
                 raise
             self.sock = sock
-            self._reader = sock.makefile("rb")
+            self._reader = io.BufferedReader(_SocketReader(sock))
         reader = self._reader
         if reader is None:  # never: both are set together above
             raise ProtocolError("connection without a reader")
@@ -189,7 +204,7 @@ class UnixTransport:
         self.timeout = timeout
         self.prefix = ""  # "/v1.43" once the API version is known
         self._idle: list[_UnixConnection] = []
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def get(self, path: str, params: Params | None = None, *, timeout: float | None = None) -> Any:
         """GET `path` (e.g. "/containers/json") with query `params`; the decoded JSON body."""
@@ -217,7 +232,7 @@ class UnixTransport:
         if status >= 400:
             raise EngineHTTPError(status, _message(body), path)
         try:
-            return json.loads(body) if body else None
+            return loads(body) if body else None
         except ValueError:
             raise ProtocolError(f"the answer to {path} is not JSON: {body[:80]!r}") from None
 
@@ -268,7 +283,7 @@ class UnixTransport:
 
 def _message(body: bytes) -> str:
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError:
         return body.decode(errors="replace").strip()
     if isinstance(data, dict) and "message" in data:

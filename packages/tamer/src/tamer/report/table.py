@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from tamer.patterns import LazyPattern
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # Cells carry names and labels anyone who can start a container writes (a compose project label is an
 # owner): a control character (ESC sequences recolour or rewrite the terminal, CR overwrites the line,
 # NUL and newlines break the table) or a bidi override (text shown reordered) is shown as "?".
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSAFE = LazyPattern(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def safe_cell(text: str) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 from tamer.errors import UsageError
+from tamer.patterns import LazyPattern
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -38,7 +38,7 @@ def human_age(then: datetime | None, now: datetime) -> str:
     return "-"
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_DURATION = LazyPattern(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_DURATION = timedelta(days=100 * 366)  # past this it is a typo (and timedelta overflows at 999999999 days)
 

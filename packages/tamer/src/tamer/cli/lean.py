@@ -1,0 +1,99 @@
+"""The lean path of `tamer ls`: plain listings run without argparse or the command tree.
+
+`tamer ls images` on a small host must cost about what `docker images` does. Python's own start
+is most of that; argparse (with gettext and locale), building the command tree and the `re` module
+argparse and json import are a further 10 ms or so. So main() first offers the command line to
+run_lean(): when it is exactly a listing the lean tables answer (tamer.quick_ls: `ls` with a kind,
+--sort name|age, --filter, -H/--host and -q, on a unix socket), it runs here and prints what the
+full CLI would print; anything else (an option it does not know, a usage error, --json, --help,
+--size, --users, an ssh or tcp host) returns None, untouched, and the full CLI parses it. So
+every error and every help text keeps one source; a test runs each listing both ways and requires
+the same output, exit code and stderr. TAMER_FULL_CLI=1 turns this path off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_GLOBAL_WITH_VALUE = ("-H", "--host")
+_LS_WITH_VALUE = ("--sort", "--filter", "-f")
+_QUIET = ("-q", "--quiet")
+
+
+def _split(argv: list[str]) -> tuple[str | None, list[str], list[str], str | None] | None:
+    """(host, words, filter specs, sort) of a plain listing, else None. Options as argparse reads
+    them here: global ones anywhere, ls's own only after `ls`, the last of a repeated one wins."""
+    host: str | None = None
+    sort: str | None = None
+    specs: list[str] = []
+    words: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token in _QUIET:
+            continue
+        if not token.startswith("-") or token == "-":
+            words.append(token)
+            continue
+        flag, eq, value = token.partition("=")
+        if not eq:
+            if token not in _GLOBAL_WITH_VALUE + _LS_WITH_VALUE or i >= len(argv):
+                return None
+            value = argv[i]
+            i += 1
+            if value.startswith("-"):  # argparse would read it as an option: its error to give
+                return None
+        elif flag not in ("--host", "--sort", "--filter"):
+            return None
+        if flag in _GLOBAL_WITH_VALUE:
+            host = value
+        elif not words:  # an ls option before `ls`: the full CLI says it is unknown there
+            return None
+        elif flag == "--sort":
+            sort = value
+        else:
+            specs.append(value)
+    return host, words, specs, sort
+
+
+def run_lean(argv: list[str]) -> int | None:
+    """Run `tamer ARGV` here when it is a plain listing on a unix socket; its exit code, else None."""
+    if os.environ.get("TAMER_FULL_CLI"):
+        return None
+    split = _split(argv)
+    if split is None:
+        return None
+    host, words, specs, sort = split
+    if not words or words[0] != "ls" or len(words) > 2:
+        return None
+    kind = words[1] if len(words) == 2 else "containers"  # ls's default kind
+    where = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not where.startswith("unix://") or sort not in (None, "name", "age"):
+        return None
+    from tamer.cli.output import write
+    from tamer.errors import TamerError
+    from tamer.listing import parse_filters
+    from tamer.quick_ls import answers, run_quick_ls
+
+    try:
+        filters = parse_filters(kind, specs)
+    except TamerError:
+        return None  # a bad kind or filter: the full CLI's usage error
+    order = sort or "name"
+    if not answers(kind, filters, order):
+        return None
+    try:
+        text = run_quick_ls(host, kind, filters, order)
+    except TamerError as exc:  # the engine's answer, said once (a second try would wait for it again)
+        write(sys.stderr, f"tamer: error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        write(sys.stderr, "tamer: error: interrupted")
+        return 130
+    except Exception:  # a bug: the full CLI runs it again (a listing only reads) and says it its way
+        return None
+    if text:
+        write(sys.stdout, text)
+    return 0
