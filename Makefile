@@ -1,5 +1,5 @@
 # Every target sets up .venv itself; the install step is idempotent (a stamp
-# file re-runs it only when a pyproject, tamer's C walker or this Makefile changed).
+# file re-runs it only when a pyproject, setup.py, one of tamer's C extensions or this Makefile changed).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 venv: $(STAMP)
 
-$(STAMP): packages/tamer/pyproject.toml packages/tamer/setup.py packages/tamer/src/tamer/_cwalk.c packages/faithful/pyproject.toml Makefile
+$(STAMP): packages/tamer/pyproject.toml packages/tamer/setup.py $(wildcard packages/tamer/src/tamer/*.c) packages/faithful/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# The CPU wheel first: an unpinned `torch` would download a multi-GB CUDA build.
 	$(BIN)/pip install -q 'torch==2.13.0'
