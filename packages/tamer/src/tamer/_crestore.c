@@ -20,7 +20,7 @@
  *   digits, then only NULs/spaces), no ustar prefix, the name exactly data/<parent>/<base> (data/<base>
  *   for the root) with base not empty, not `.` or `..`; its path not already in kinds; the size within
  *   room; no set-user/group-id bit; the whole data and its padding inside buf.
- * Writing (dirfd >= 0), with the GIL released: openat(O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0600),
+ * Writing (dirfd >= 0), on a thread of its own while this one hashes the same files (with the GIL): openat(O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0600),
  * the data written as restore._FileOut writes it (under 64 KiB: one write; else 64 KiB blocks of zeros
  * become holes, then ftruncate), fchown when the ids differ (EPERM/EACCES ignored, as the Python code
  * does), fchmod, futimens, close. Any failure (the name exists: a duplicate; no space; ...) undoes that
@@ -32,6 +32,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -247,6 +248,27 @@ static int parse(const unsigned char *buf, Py_ssize_t len, Py_ssize_t pos, const
     return 1;
 }
 
+/* The writing of one batch, on a thread of its own while the caller hashes the same members (with the GIL):
+ * the two overlap, as tar and a checksum would in two processes. */
+typedef struct {
+    int dirfd;
+    const member *ms;
+    Py_ssize_t n, taken;
+    unsigned long long uid, gid;
+} batch;
+
+static void *write_batch(void *arg) {
+    batch *b = arg;
+    b->taken = b->n;
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        if (write_member(b->dirfd, &b->ms[i], b->uid, b->gid) < 0) {
+            b->taken = i;
+            break;
+        }
+    }
+    return NULL;
+}
+
 static PyObject *hexdigest(PyObject *factory, const unsigned char *data, Py_ssize_t size) {
     PyObject *view = PyMemoryView_FromMemory((char *)data, size, PyBUF_READ);
     if (view == NULL) {
@@ -272,7 +294,7 @@ static PyObject *extract(PyObject *self, PyObject *args) {
                           &gid, &factory)) {
         return NULL;
     }
-    PyObject *result = NULL, *done = NULL;
+    PyObject *result = NULL, *done = NULL, **hexes = NULL;
     member *ms = NULL;
     Py_ssize_t n = 0, cap = 0, taken = 0, used = 0;
     const unsigned char *b = buf.buf;
@@ -309,28 +331,43 @@ static PyObject *extract(PyObject *self, PyObject *args) {
         used += m.size;
         at = m.end;
     }
-    taken = n;
-    if (!hash_only && n > 0) {
+    /* write (a thread of its own, no GIL needed) while hashing here; a batch of one is written inline */
+    batch job = {dirfd, ms, n, n, uid, gid};
+    pthread_t thread;
+    int threaded = 0;
+    if (!hash_only && n > 1) {
+        threaded = pthread_create(&thread, NULL, write_batch, &job) == 0;
+    }
+    if (!hash_only && !threaded && n > 0) {
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (write_member(dirfd, &ms[i], uid, gid) < 0) {
-                taken = i;
-                break;
-            }
-        }
+        write_batch(&job);
         Py_END_ALLOW_THREADS
     }
+    hexes = n > 0 ? PyMem_Calloc((size_t)n, sizeof(PyObject *)) : NULL;
+    int failed = n > 0 && hexes == NULL;
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        hexes[i] = hexdigest(factory, ms[i].data, ms[i].size);
+        failed = hexes[i] == NULL;
+    }
+    if (threaded) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(thread, NULL);
+        Py_END_ALLOW_THREADS
+    }
+    if (failed) { /* an error from the digest (never seen): the restore stops with it, staging removed */
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        goto out;
+    }
+    taken = hash_only ? n : job.taken;
     done = PyList_New(taken);
     if (done == NULL) {
         goto out;
     }
     Py_ssize_t consumed = 0, size_sum = 0;
     for (Py_ssize_t i = 0; i < taken; i++) {
-        PyObject *hex = hexdigest(factory, ms[i].data, ms[i].size);
-        if (hex == NULL) {
-            goto out;
-        }
-        PyObject *item = Py_BuildValue("(OnN)", ms[i].rel, ms[i].size, hex);
+        PyObject *item = Py_BuildValue("(OnO)", ms[i].rel, ms[i].size, hexes[i]);
         if (item == NULL) {
             goto out;
         }
@@ -342,7 +379,11 @@ static PyObject *extract(PyObject *self, PyObject *args) {
 out:
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_DECREF(ms[i].rel);
+        if (hexes != NULL) {
+            Py_XDECREF(hexes[i]);
+        }
     }
+    PyMem_Free(hexes);
     PyMem_Free(ms);
     Py_XDECREF(done);
     PyBuffer_Release(&buf);

@@ -457,6 +457,39 @@ def test_budget_refused_at_the_same_file(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(restore_mod.os, "fstatvfs", real)
 
 
+@pytest.mark.parametrize("short_of", ["inodes", "bytes"])
+def test_out_of_space_midway_same_error_and_nothing_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_of: str
+) -> None:
+    """A filesystem that runs out of inodes, or of bytes (another writer filled it after the free-space check:
+    the budget is made to say plenty), inside a run of plain files: the compiled path undoes the file it could
+    not finish and hands it back, and both paths say NotEnoughSpace and leave the target empty."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    options = "size=64m,nr_inodes=40" if short_of == "inodes" else "size=256k"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tamer-test", str(mnt)], check=True)
+    try:
+        members = [entry(b"data/a", mode=0o755, typeflag=b"5")]
+        files = {}
+        for i in range(60):
+            files[b"a/f%03d" % i] = data = hashlib.sha256(b"%d" % i).digest() * 500  # 16,000 bytes
+            members.append(entry(b"data/a/f%03d" % i, data))
+        arc = compress(tar_bytes(members, files), tmp_path / "n.tar.zst")
+        if short_of == "bytes":
+
+            class Plenty:
+                f_bavail, f_frsize = 1 << 40, 1
+
+            monkeypatch.setattr(restore_mod.os, "fstatvfs", lambda fd: Plenty())
+        c, py = both(arc, mnt / "t")
+        assert c == py
+        assert c["error"] == "NotEnoughSpace" and c["left"] == [], c
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
 POWERLESS = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
