@@ -229,6 +229,20 @@ def test_compiled_path_takes_plain_files_and_equals_python(tmp_path: Path, taken
     assert "error" not in c and c == py
 
 
+@pytest.mark.parametrize("where", [0.3, 0.9])
+def test_damaged_compressed_data_same_error(tmp_path: Path, where: float) -> None:
+    """A flipped byte in the zstd stream (not in the tar inside it): the same BackupCorrupt, naming the same
+    entry, whether the damage surfaces inside a run the compiled path takes or in the Python reader."""
+    members, files = sizes_case()
+    raw = bytearray(zstandard.ZstdCompressor(level=1).compress(tar_bytes(members, files)))
+    raw[int(where * len(raw))] ^= 0x10
+    arc = tmp_path / "d.tar.zst"
+    arc.write_bytes(bytes(raw))
+    c, py = both(arc, tmp_path / "t")
+    assert c == py
+    assert c["error"] == "BackupCorrupt", c
+
+
 def _plain(n: int, d: bytes = b"a") -> tuple[list[bytes], dict[bytes, bytes]]:
     members = [entry(b"data/" + d, mode=0o755, typeflag=b"5")]
     files = {}
