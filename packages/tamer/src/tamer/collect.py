@@ -14,14 +14,22 @@ import glob
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tamer.engine import Engine
-from tamer.engine.datastore import Records, container_from_datastore, read_records
+from tamer.engine.datastore import (
+    Records,
+    container_from_datastore,
+    read_mount_id,
+    read_mount_ids,
+    read_records,
+    upper_dir,
+)
 from tamer.facts import local_placement, why_not_local
 from tamer.inventory import RawSnapshot, engine_identity
 from tamer.ledger import Ledger, lasting_inspect, open_ledger
-from tamer.sizes import DiskUsage, file_size, measure_trees
+from tamer.sizes import DiskUsage, PendingMeasure, file_size, start_measure_trees
 
 JSON = dict[str, Any]
 SIZING_CHOICES = ("auto", "local", "engine")
@@ -75,17 +83,40 @@ def read_raw_snapshot(
 
     reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
     ledger = open_ledger(engine_identity(info))
-    containers = _container_records(
-        engine, data_root, driver, reason is None, warnings, layer=True, listing=listing
-    )
-    images = _image_records(engine, engine.images(), warnings, ledger)
-    volumes = engine.volumes()
-
     local: JSON | None = None
     if reason is None:
-        local = _measure_locally(data_root, driver, containers, images, volumes, warnings, progress, ledger)
-    elif sizing == "local":
-        warnings.append(f"could not size locally, used the engine's figures instead: {reason}")
+        # The walk is most of a run and Python's part of it is little: it starts as soon as its roots are
+        # known (the engine's lists and the layer store's mount ids), and the containers' records are
+        # read and parsed, and their logs sized, while the workers walk.
+        mount_ids = read_mount_ids(data_root, driver)  # while the engine builds its container list
+        images = _image_records(engine, engine.images(), warnings, ledger)
+        volumes = engine.volumes()
+        listed = listing()
+        uppers, inspected = _writable_layers(engine, data_root, driver, listed, mount_ids, warnings)
+        walk = _start_walk(data_root, driver, uppers, images, volumes, progress, ledger)
+        try:
+            containers = _container_records(
+                engine,
+                data_root,
+                driver,
+                True,
+                warnings,
+                layer=True,
+                listing=lambda: listed,
+                mount_ids=mount_ids,
+                inspected=inspected,
+            )
+            del listed
+            local = _finish_walk(walk, containers, volumes, warnings, ledger)
+        except BaseException:
+            walk.pending.abandon()
+            raise
+    else:
+        containers = _container_records(engine, data_root, driver, False, warnings, listing=listing)
+        images = _image_records(engine, engine.images(), warnings, ledger)
+        volumes = engine.volumes()
+        if sizing == "local":
+            warnings.append(f"could not size locally, used the engine's figures instead: {reason}")
     if not engine.where.startswith("unix://"):
         warnings.append(remote_engine_warning(engine.where))
 
@@ -227,20 +258,30 @@ def _container_records(
     *,
     layer: bool = False,
     listing: Callable[[], list[JSON]] | None = None,
+    mount_ids: dict[str, str] | None = None,
+    inspected: dict[str, JSON | None] | None = None,
 ) -> list[JSON]:
     """Every container, inspect-shaped: from the engine's records on disk when `local`, else inspected.
-    `layer`: also where its writable layer is (for sizing). `listing`: the container list, already asked for."""
+    `layer`: also where its writable layer is (for sizing). `listing`: the container list, already asked for.
+    `mount_ids`: read_mount_ids, read ahead. `inspected`: containers already inspected (id -> inspect,
+    None when it vanished), taken as they are."""
     containers: list[JSON] = []
     to_inspect = []
     records: Records = {}
     listing = listing or engine.ahead(engine.containers)
+    inspected = inspected or {}
     if local:
         # read the engine's files while the engine builds its list: the list is a wait on the socket
         records = read_records(data_root)
     listed = listing()
     for entry in listed:
+        if entry["Id"] in inspected:
+            to_inspect.append(entry["Id"])
+            continue
         fast = (
-            container_from_datastore(data_root, driver, entry, records=records, layer=layer)
+            container_from_datastore(
+                data_root, driver, entry, records=records, layer=layer, mount_ids=mount_ids
+            )
             if local
             else None
         )
@@ -251,12 +292,43 @@ def _container_records(
     # what is kept of each is in `containers`; at 10,000 containers the rest is tens of MB
     del listed
     records.clear()
-    for cid, data in engine.inspect_many("container", to_inspect).items():
+    answers = engine.inspect_many("container", [cid for cid in to_inspect if cid not in inspected])
+    for cid in to_inspect:
+        data = inspected[cid] if cid in inspected else answers.get(cid)
         if data is None:
             warnings.append(f"container {cid[:12]} vanished while being read; skipped")
         else:
             containers.append(data)
     return containers
+
+
+def _writable_layers(
+    engine: Engine,
+    data_root: str,
+    driver: str,
+    listed: list[JSON],
+    mount_ids: dict[str, str],
+    warnings: list[str],
+) -> tuple[dict[str, str | None], dict[str, JSON | None]]:
+    """Where each listed container's writable layer is (id -> folder, None when its driver keeps none
+    tamer can walk), from the layer store; a container whose mount id cannot be read there is
+    inspected now (the walk needs its folder before it starts), and its inspect is returned too."""
+    uppers: dict[str, str | None] = {}
+    unknown: list[str] = []
+    for entry in listed:
+        cid = entry["Id"]
+        mount_id = mount_ids.get(cid)
+        if mount_id is None:
+            mount_id = read_mount_id(data_root, driver, cid)  # created since they were read ahead
+        if mount_id is None:
+            unknown.append(cid)
+        else:
+            uppers[cid] = upper_dir(data_root, driver, mount_id)
+    inspected = engine.inspect_many("container", unknown) if unknown else {}
+    for cid, data in inspected.items():
+        if data is not None:
+            uppers[cid] = ((data.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+    return uppers, inspected
 
 
 def _image_records(engine: Engine, image_list: list[JSON], warnings: list[str], ledger: Ledger) -> list[JSON]:
@@ -309,16 +381,32 @@ def _container_from_list(listed: JSON) -> JSON:
     }
 
 
-def _measure_locally(
+@dataclass
+class _Walk:
+    """A data-root walk under way (see _start_walk), and what _finish_walk needs to add it up."""
+
+    pending: PendingMeasure[str]
+    data_root: str  # its real path
+    roots: dict[str, str]  # key -> folder walked: layer:CHAIN, rw:CONTAINER, vol:NAME, buildkit, rest
+    layers: dict[str, int]  # chain -> size, as the layer store records it
+    layer_dirs: dict[str, tuple[str, str]]  # chain -> (cache id, folder)
+    stamps: dict[str, list[int] | None]  # chain -> ledger.folder_stamp of a layer being measured
+    remembered: DiskUsage  # the image layers the ledger remembered, together
+    placements: dict[str, JSON]  # local volume name -> {"placement", "data_path"}
+    needs_engine_df: bool
+
+
+def _start_walk(
     data_root: str,
     driver: str,
-    containers: list[JSON],
+    uppers: dict[str, str | None],
     images: list[JSON],
     volumes: list[JSON],
-    warnings: list[str],
     progress: Callable[[int, int], None] | None,
     ledger: Ledger,
-) -> JSON:
+) -> _Walk:
+    """Start walking the data-root (image layers the ledger does not remember, every listed container's
+    writable layer in `uppers`, every local volume, the rest) and return while the workers walk."""
     needs_engine_df = False
     dr = os.path.realpath(data_root)
 
@@ -357,13 +445,9 @@ def _measure_locally(
         else:
             stamps[chain] = ledger.folder_stamp(folder)
             roots[f"layer:{chain}"] = folder
-    for c in containers:
-        graph = c.get("GraphDriver") or {}
-        upper = (graph.get("Data") or {}).get("UpperDir")
+    for cid, upper in uppers.items():
         if upper and os.path.isdir(upper):
-            roots[f"rw:{c['Id']}"] = upper
-        else:
-            needs_engine_df = True
+            roots[f"rw:{cid}"] = upper  # one that is not: _finish_walk asks the engine (if it still exists)
     placements: dict[str, JSON] = {}
     skip: set[str] = set()
     for v in volumes:
@@ -379,16 +463,57 @@ def _measure_locally(
         roots[f"vol:{name}"] = data_path
 
     inside = [p for p in roots.values() if _is_inside(p, dr)] + remembered_folders
-    roots_all = dict(roots)
-    roots_all["buildkit"] = os.path.join(dr, "buildkit")
-    roots_all["rest"] = dr
-    measured = measure_trees(roots_all, skip=skip | set(inside) | {roots_all["buildkit"]}, progress=progress)
-    for chain, stamp in stamps.items():
+    roots["buildkit"] = os.path.join(dr, "buildkit")
+    roots["rest"] = dr
+    pending = start_measure_trees(roots, skip=skip | set(inside) | {roots["buildkit"]}, progress=progress)
+    return _Walk(
+        pending=pending,
+        data_root=dr,
+        roots=roots,
+        layers=layers,
+        layer_dirs=layer_dirs,
+        stamps=stamps,
+        remembered=remembered,
+        placements=placements,
+        needs_engine_df=needs_engine_df,
+    )
+
+
+def _finish_walk(
+    walk: _Walk, containers: list[JSON], volumes: list[JSON], warnings: list[str], ledger: Ledger
+) -> JSON:
+    """The local figures: the containers' logs sized (while the workers still walk), then the walk's."""
+    dr = walk.data_root
+    logs: JSON = {}
+    log_allocated = 0
+    for c in containers:
+        files = _log_files(c, dr)
+        log_usage = DiskUsage()
+        for f in files:
+            log_usage = log_usage + (file_size(f) or DiskUsage())
+        logs[c["Id"]] = {"files": files, "size": _tuple(log_usage)}
+        log_allocated += log_usage.allocated
+
+    measured = walk.pending.result()
+    roots_all = walk.roots
+    for chain, stamp in walk.stamps.items():
         layer_usage = measured.get(f"layer:{chain}")
         if layer_usage is not None:
-            cache_id, folder = layer_dirs[chain]
+            cache_id, folder = walk.layer_dirs[chain]
             ledger.remember_layer(cache_id, chain, folder, stamp, layer_usage)
 
+    placements = walk.placements
+    needs_engine_df = walk.needs_engine_df
+    # the writable layers of the containers read; one listed but gone by the time its record was read
+    # is the rest of the data-root's (as when the walk began after it went)
+    read = {c["Id"] for c in containers}
+    rw: JSON = {}
+    for c in containers:
+        key = f"rw:{c['Id']}"
+        if key in roots_all:
+            rw[c["Id"]] = _tuple(measured.get(key))  # None: the folder went while it was walked
+        else:
+            needs_engine_df = True  # no writable layer tamer can walk: the engine's figures are asked for
     volume_sizes: JSON = {}
     for v in volumes:
         name = v["Name"]
@@ -401,26 +526,16 @@ def _measure_locally(
                 "(removed meanwhile, or an unmounted drive)"
             )
         volume_sizes[name] = {**placements[name], "size": _tuple(usage)}
-    rw = {key[3:]: _tuple(u) for key, u in measured.items() if key.startswith("rw:")}
-    logs: JSON = {}
-    log_allocated = 0
-    for c in containers:
-        files = _log_files(c, dr)
-        usage = DiskUsage()
-        for f in files:
-            usage = usage + (file_size(f) or DiskUsage())
-        logs[c["Id"]] = {"files": files, "size": _tuple(usage)}
-        log_allocated += usage.allocated
 
-    total = remembered
-    attributed = log_allocated + remembered.allocated
+    total = walk.remembered
+    attributed = log_allocated + walk.remembered.allocated
     for key, usage in measured.items():
         if usage is None or key == "buildkit":
             continue
         path = roots_all[key]
         if key == "rest" or _is_inside(path, dr):
             total = total + usage
-            if key != "rest":
+            if key != "rest" and not (key.startswith("rw:") and key[3:] not in read):
                 attributed += usage.allocated
     buildkit = measured.get("buildkit")
     if buildkit is not None:
@@ -438,7 +553,7 @@ def _measure_locally(
             "for complete figures"
         )
     return {
-        "layers": layers,
+        "layers": walk.layers,
         "containers": rw,
         "volumes": volume_sizes,
         "logs": logs,

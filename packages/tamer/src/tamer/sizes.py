@@ -33,7 +33,7 @@ import os
 import stat
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -347,6 +347,53 @@ def measure_trees(
         >>> measure_trees({"tmp": "/nonexistent"})
         {'tmp': None}
     """
+    return start_measure_trees(
+        roots, skip=skip, stay_on_device=stay_on_device, workers=workers, progress=progress
+    ).result()
+
+
+class PendingMeasure(Generic[K]):
+    """A walk under way (see start_measure_trees): `result()` waits for its figures; `abandon()` stops it.
+
+    The workers walk while the caller does other work; a thread of this process hands them their
+    second round and adds up their answers (it holds the GIL only for that, a few ms in all).
+    """
+
+    def __init__(self, run: Callable[[], dict[K, DiskUsage | None]], pool: Executor | None) -> None:
+        from tamer.background import in_background
+
+        self._pool = pool
+        self._answer = in_background(run)
+
+    def result(self) -> dict[K, DiskUsage | None]:
+        """The figures, as measure_trees returns them; raises what the walk raised."""
+        return self._answer()
+
+    def abandon(self) -> None:
+        """The caller gave up (an error elsewhere): let the workers go without waiting for the walk."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_measure_trees(
+    roots: Mapping[K, str],
+    *,
+    skip: Iterable[str] = (),
+    stay_on_device: bool = True,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PendingMeasure[K]:
+    """Start measure_trees(...) (same parameters, same figures) and return while the workers walk.
+
+    The worker processes are forked here, on the caller's thread, before it goes on (a fork from
+    another thread could copy a lock that thread holds); `progress` is then called from a thread.
+    Call `result()` (or `abandon()`) on what it returns.
+
+    Example:
+        >>> pending = start_measure_trees({"tmp": "/nonexistent"})
+        >>> pending.result()
+        {'tmp': None}
+    """
     skip_set = frozenset(os.path.normpath(s) for s in skip)
     global _SKIP
     _SKIP = skip_set  # before any fork: the workers read it from here
@@ -365,6 +412,20 @@ def measure_trees(
         roots_todo.append((len(keys), root, st.st_dev if stay_on_device else None))
         keys.append(key)
     n_workers = workers or os.cpu_count() or 1
+
+    def chunks(items: list[T], per_worker: int) -> list[list[T]]:
+        # a few dozen runs per worker keep the workers balanced (bigger tasks are unknown in advance),
+        # and each run answers once per root it touched
+        size = max(4, -(-len(items) // (n_workers * per_worker)))
+        return [items[i : i + size] for i in range(0, len(items), size)]
+
+    # round 1: each root's top two levels (its own entries, its children's) and the folders below
+    # them; in the workers when there are many roots (a host's volumes and writable layers), else here
+    pool: Executor | None = None
+    first: Iterable[list[tuple[int, _Partial, list[str]]]] | None = None
+    second: Iterable[dict[int, _Partial]] | None = None
+    runs: list[list[Task]] = []
+    tasks: list[Task] = []
     merged: dict[int, _Partial] = {}
 
     def add(index: int, part: _Partial) -> None:
@@ -373,22 +434,7 @@ def measure_trees(
         else:
             merged[index] = part
 
-    def chunks(items: list[T], per_worker: int) -> list[list[T]]:
-        # a few dozen runs per worker keep the workers balanced (bigger tasks are unknown in advance),
-        # and each run answers once per root it touched
-        size = max(4, -(-len(items) // (n_workers * per_worker)))
-        return [items[i : i + size] for i in range(0, len(items), size)]
-
-    pool = None
-    try:
-        # round 1: each root's top two levels (its own entries, its children's) and the folders below
-        # them; in the workers when there are many roots (a host's volumes and writable layers)
-        tasks: list[Task] = []
-        if n_workers > 1 and len(roots_todo) >= MIN_TASKS_FOR_POOL:
-            pool = _pool(n_workers)
-            answers = [a for run in pool.map(_split_batch, chunks(roots_todo, 4)) for a in run]
-        else:
-            answers = _split_batch(roots_todo)
+    def plan_second_round(answers: list[tuple[int, _Partial, list[str]]]) -> int:
         for index, part, grandchildren in answers:
             add(index, part)
             dev = roots_todo[index][2]
@@ -396,39 +442,66 @@ def measure_trees(
         total = len(roots_todo) + len(tasks)
         if progress:
             progress(len(roots_todo), total)
-        # round 2: everything below, recursively
-        if n_workers > 1 and len(tasks) >= MIN_TASKS_FOR_POOL:
-            pool = pool or _pool(n_workers)
-            runs = chunks(tasks, CHUNKS_PER_WORKER)
-            done = len(roots_todo)
-            for run, answer in zip(runs, pool.map(_batch, runs), strict=True):
-                for index, part in answer.items():
-                    add(index, part)
-                done += len(run)
-                if progress:
-                    progress(done, total)
+        return total
+
+    try:
+        if n_workers > 1 and len(roots_todo) >= MIN_TASKS_FOR_POOL:
+            pool = _pool(n_workers)
+            first = pool.map(_split_batch, chunks(roots_todo, 4))  # forks the workers, here and now
         else:
-            for i, (index, args) in enumerate(tasks):
-                add(index, _task(args))
-                if progress:
-                    progress(len(roots_todo) + i + 1, total)
-    finally:
+            plan_second_round(_split_batch(roots_todo))
+            if n_workers > 1 and len(tasks) >= MIN_TASKS_FOR_POOL:
+                pool = _pool(n_workers)
+                runs = chunks(tasks, CHUNKS_PER_WORKER)
+                second = pool.map(_batch, runs)
+    except BaseException:
         if pool is not None:
-            pool.shutdown()
-    for index, acc in merged.items():
-        # the root directory's own blocks, as du counts them
-        with contextlib.suppress(OSError):
-            acc.allocated += os.stat(roots[keys[index]]).st_blocks * 512
-    for index, acc in merged.items():
-        assert acc.links is not None
-        result[keys[index]] = DiskUsage(
-            apparent=acc.apparent + sum(a for a, _ in acc.links.values()),
-            allocated=acc.allocated + sum(b for _, b in acc.links.values()),
-            files=acc.files + len(acc.links),
-            vanished=acc.vanished,
-            unreadable=acc.unreadable,
-        )
-    return result
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+
+    def run() -> dict[K, DiskUsage | None]:
+        nonlocal runs, second
+        try:
+            total = len(roots_todo) + len(tasks)
+            if first is not None:
+                total = plan_second_round([a for batch in first for a in batch])
+                if pool is not None and len(tasks) >= MIN_TASKS_FOR_POOL:
+                    runs = chunks(tasks, CHUNKS_PER_WORKER)
+                    second = pool.map(_batch, runs)  # the workers forked in round 1 take these
+            # round 2: everything below, recursively
+            if second is not None:
+                done = len(roots_todo)
+                for run, answer in zip(runs, second, strict=True):
+                    for index, part in answer.items():
+                        add(index, part)
+                    done += len(run)
+                    if progress:
+                        progress(done, total)
+            else:
+                for i, (index, (path, recurse, dev)) in enumerate(tasks):
+                    # this walk's own skip set: another walk started meanwhile has replaced _SKIP
+                    add(index, _walk(path, recurse, skip_set, dev, follow=False))
+                    if progress:
+                        progress(len(roots_todo) + i + 1, total)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        for index, acc in merged.items():
+            # the root directory's own blocks, as du counts them
+            with contextlib.suppress(OSError):
+                acc.allocated += os.stat(roots[keys[index]]).st_blocks * 512
+        for index, acc in merged.items():
+            assert acc.links is not None
+            result[keys[index]] = DiskUsage(
+                apparent=acc.apparent + sum(a for a, _ in acc.links.values()),
+                allocated=acc.allocated + sum(b for _, b in acc.links.values()),
+                files=acc.files + len(acc.links),
+                vanished=acc.vanished,
+                unreadable=acc.unreadable,
+            )
+        return result
+
+    return PendingMeasure(run, pool)
 
 
 def _pool(n_workers: int) -> Executor:

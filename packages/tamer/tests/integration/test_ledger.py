@@ -38,23 +38,23 @@ def read(state: Path, monkeypatch: pytest.MonkeyPatch, host: str) -> tuple[Inven
     asked: dict[str, Any] = {"inspected_images": [], "walked": []}
     engine = connect(host)
     original_inspect = engine.inspect_many
-    original_measure = collect.measure_trees
+    original_measure = collect.start_measure_trees
 
     def inspect_many(kind: str, ids: Any) -> Any:
         if kind == "image":
             asked["inspected_images"].extend(ids)
         return original_inspect(kind, ids)
 
-    def measure_trees(roots: Any, **kwargs: Any) -> Any:
+    def start_measure_trees(roots: Any, **kwargs: Any) -> Any:
         asked["walked"].extend(roots)
         return original_measure(roots, **kwargs)
 
     engine.inspect_many = inspect_many  # type: ignore[method-assign]
-    monkeypatch.setattr(collect, "measure_trees", measure_trees)
+    monkeypatch.setattr(collect, "start_measure_trees", start_measure_trees)
     try:
         inv = build_inventory(read_raw_snapshot(engine))
     finally:
-        monkeypatch.setattr(collect, "measure_trees", original_measure)
+        monkeypatch.setattr(collect, "start_measure_trees", original_measure)
     return inv, asked
 
 

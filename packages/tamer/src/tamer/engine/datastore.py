@@ -76,13 +76,50 @@ def read_records(data_root: str) -> Records:
     }
 
 
+def read_mount_id(data_root: str, driver: str, cid: str) -> str | None:
+    """The layer store's name for a container's writable layer (its folder under data-root/DRIVER), or
+    None when it cannot be read (a container being created or removed, another store)."""
+    try:
+        with open(os.path.join(data_root, "image", driver, "layerdb", "mounts", cid, "mount-id")) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def read_mount_ids(data_root: str, driver: str) -> dict[str, str]:
+    """read_mount_id of every container the layer store has, read ahead of the container list (as
+    read_records is): only the list says which containers exist, and one it names that is missing
+    here is read again on its own."""
+    folder = os.path.join(data_root, "image", driver, "layerdb", "mounts")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    found = {cid: read_mount_id(data_root, driver, cid) for cid in names}
+    return {cid: mount for cid, mount in found.items() if mount is not None}
+
+
+def upper_dir(data_root: str, driver: str, mount_id: str) -> str | None:
+    """Where a writable layer's files are (overlay's upper folder), for the drivers tamer knows."""
+    if mount_id and driver in ("overlay2", "overlay"):
+        return os.path.join(data_root, driver, mount_id, "diff")
+    return None
+
+
 def container_from_datastore(
-    data_root: str, driver: str, listed: JSON, *, records: Records | None = None, layer: bool = True
+    data_root: str,
+    driver: str,
+    listed: JSON,
+    *,
+    records: Records | None = None,
+    layer: bool = True,
+    mount_ids: dict[str, str] | None = None,
 ) -> JSON | None:
     """An inspect-shaped dict for one listed container, or None to fall back to the API.
 
     `records`: what read_records found (read again here if it lacks this container).
     `layer` False: skip the writable layer's location (GraphDriver), which only sizing uses.
+    `mount_ids`: what read_mount_ids found (read again here if it lacks this container).
     """
     cid = listed.get("Id")
     if not isinstance(cid, str):
@@ -98,14 +135,11 @@ def container_from_datastore(
     if not isinstance(state, dict) or "ExitCode" not in state:
         return None
     upper = None
-    try:
-        if layer:
-            with open(os.path.join(data_root, "image", driver, "layerdb", "mounts", cid, "mount-id")) as fh:
-                mount_id = fh.read().strip()
-            if mount_id and driver in ("overlay2", "overlay"):
-                upper = os.path.join(data_root, driver, mount_id, "diff")
-    except OSError:
-        return None
+    if layer:
+        mount_id = (mount_ids or {}).get(cid) or read_mount_id(data_root, driver, cid)
+        if mount_id is None:
+            return None
+        upper = upper_dir(data_root, driver, mount_id)
     names = listed.get("Names") or [config.get("Name", "")]
     return {
         "Id": cid,
