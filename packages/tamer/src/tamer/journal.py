@@ -26,13 +26,15 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tamer.errors import TamerError
 from tamer.inventory import Inventory
-from tamer.plan import Plan
 from tamer.reasons import Reason
 from tamer.state import state_dir
+
+if TYPE_CHECKING:
+    from tamer.plan import Plan  # imported where a run is read back: `tamer df` only keeps the orphan clock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -270,6 +272,8 @@ class Journal:
                 "WHERE run_id = ? ORDER BY idx",
                 (run_id,),
             ).fetchall()
+        from tamer.plan import Plan
+
         try:
             plan_data = json.loads(row[3])
             plan = Plan.from_json(plan_data)

@@ -101,7 +101,10 @@ def run_df(args: argparse.Namespace) -> Outcome:
     observe_orphan_clock(inv)  # every look starts the orphan clock of newly orphaned volumes (never fails)
     report = disk_report(inv, top_n=args.top)
     record_quietly(snapshot_from_df(inv, report, filesystem_usage(inv)))  # every look joins the history
-    return Outcome(df_json(report, inv), render_df(report, inv, verbose=args.verbose))
+    # only the form that will be printed is built
+    if args.json:
+        return Outcome(df_json(report, inv), "")
+    return Outcome(None, render_df(report, inv, verbose=args.verbose))
 
 
 def run_ls(args: argparse.Namespace) -> Outcome:

@@ -113,9 +113,22 @@ def _short(text: str, width: int = 48) -> str:
 
 
 def df_json(report: DiskReport, inv: Inventory) -> dict[str, Any]:
-    data = dataclasses.asdict(report)
-    for owner, src in zip(data["owners"], report.owners, strict=True):
-        owner["total"] = src.total
+    """`tamer df --json`'s data: the report's fields (as dataclasses.asdict gives them), with totals.
+
+    Built field by field: the rows are flat dataclasses of numbers and strings, so each one's
+    __dict__ is its JSON; asdict's recursive deep copy cost 45 ms on a host with 1,000 containers.
+    """
+    data: dict[str, Any] = {}
+    for f in dataclasses.fields(report):
+        value = getattr(report, f.name)
+        if f.name == "owners":
+            data[f.name] = [{**vars(o), "total": o.total} for o in value]
+        elif f.name == "notes":
+            data[f.name] = list(value)
+        elif isinstance(value, tuple):
+            data[f.name] = [dict(vars(row)) for row in value]
+        else:
+            data[f.name] = value
     data["safe_bytes"] = report.safe_bytes
     data["decision_bytes"] = report.decision_bytes
     data["host"] = inv.host
