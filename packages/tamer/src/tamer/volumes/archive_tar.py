@@ -15,12 +15,13 @@ import fcntl
 import functools
 import os
 import queue
+import re
 import shutil
 import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tamer.errors import TamerError
 from tamer.volumes.archive import (
@@ -66,6 +67,63 @@ def _find_gnu_tar() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return path if "GNU tar" in out else None
+
+
+# GNU tar writes '%' and '=' in an xattr's name as %25 and %3D (a PAX keyword ends at its '='), and
+# reads back exactly these two (xattrs.c, xattr_decode_keyword); nothing else is escaped.
+_XATTR_ESCAPE = re.compile("%(3D|25)")
+
+
+def _xattr_name(keyword: str) -> str:
+    return _XATTR_ESCAPE.sub(lambda m: "=" if m.group(1) == "3D" else "%", keyword)
+
+
+def _pax_xattrs(pax: dict[str, str]) -> dict[str, str]:
+    """The xattrs that PAX records carry (`SCHILY.xattr.NAME`), their values base64, as the manifest keeps them."""
+    return {
+        _xattr_name(k[len("SCHILY.xattr.") :]): base64.b64encode(
+            v.encode("utf-8", "surrogateescape")
+        ).decode()
+        for k, v in pax.items()
+        if k.startswith("SCHILY.xattr.")
+    }
+
+
+class Tap(Protocol):
+    """What _forward_tar needs of a tap: _TarTap, or tamer._ctap.Tap (the same in C)."""
+
+    @property
+    def ended(self) -> bool: ...
+
+    def feed(self, chunk: bytes, /) -> None: ...
+
+
+def new_tap(
+    stats: WriteStats,
+    files: dict[str, Any],
+    xattrs: dict[str, dict[str, str]],
+    digest: str = "sha256",
+    *,
+    pure: bool | None = None,
+) -> Tap:
+    """The tap in C (tamer._ctap) when it was built, else _TarTap, the Python reference.
+
+    pure: True forces _TarTap; None (the default) means "unless TAMER_PURE_TAP=1 is set". Both
+    give the same manifest for the same stream (a test compares them on hostile trees).
+    """
+    if pure is None:
+        pure = os.environ.get("TAMER_PURE_TAP") == "1"
+    if not pure:
+        try:
+            from tamer._ctap import Tap as CTap
+        except ImportError:
+            pass
+        else:
+            tap: Tap = CTap(
+                stats, files, xattrs, digest_factory(digest), _pax_records, _pax_xattrs, _num, DATA.encode()
+            )
+            return tap
+    return _TarTap(stats, files, xattrs, digest)
 
 
 class _TarTap:
@@ -165,6 +223,8 @@ class _TarTap:
         pax = self.pax
         if pax and typeflag not in (b"x", b"g", b"L", b"K") and "size" in pax:
             size = int(pax["size"])  # 8 GiB and more: the ustar field cannot hold it (failure 5)
+        if not 0 <= size < 1 << 64:  # tar never writes one; the C tap refuses it too
+            raise ValueError(f"a tar entry of {size} bytes")
         if typeflag in (b"x", b"g", b"L", b"K"):
             self.ext_type, self.ext_size = typeflag, size
             self.mode, self.need = "ext", size + (-size % BLOCK)
@@ -178,11 +238,7 @@ class _TarTap:
             name = os.fsdecode(prefix + b"/" + raw if prefix else raw)
         rel = name.rstrip("/").removeprefix(DATA).removeprefix("/")
         if pax:
-            x = {
-                k[len("SCHILY.xattr.") :]: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode()
-                for k, v in pax.items()
-                if k.startswith("SCHILY.xattr.")
-            }
+            x = _pax_xattrs(pax)
             if x:
                 self.xattrs[rel] = x
             self.pax = {}
@@ -210,6 +266,16 @@ class _TarTap:
             self.mode, self.need = "header", BLOCK
 
 
+def _read_chunk() -> Callable[[int, int], bytes]:
+    """tamer._ctap.read_full when it was built (whole chunks: fewer hand-offs, no copy to shrink a
+    buffer), else os.read."""
+    try:
+        from tamer._ctap import read_full
+    except ImportError:
+        return os.read
+    return read_full
+
+
 def _forward_tar(
     tar: str,
     root: str,
@@ -218,6 +284,8 @@ def _forward_tar(
     files: dict[str, Any],
     xattrs: dict[str, dict[str, str]],
     digest: str = "sha256",
+    *,
+    pure_tap: bool | None = None,
 ) -> None:
     """Let GNU tar read the folder (a process of its own, like `tar | zstd`) and pass its stream on.
 
@@ -242,55 +310,44 @@ def _forward_tar(
         r"--transform=s,^\.,data,S",
         ".",
     ]
-    tap = _TarTap(stats, files, xattrs, digest)
+    tap = new_tap(stats, files, xattrs, digest, pure=pure_tap)
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, bufsize=0)
         assert proc.stdout is not None
         with contextlib.suppress(OSError):  # let tar run up to 1 MiB ahead of us, not 64 KiB
             fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
         fd = proc.stdout.fileno()
-        # The tap (parsing, sha256) runs on its own thread: hashing releases the GIL, so it overlaps
-        # with compression on this one and tar in its process, three stages as in `tar | zstd`.
-        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
-        failed: list[BaseException] = []
-
-        def tap_loop() -> None:
-            try:
-                while (item := chunks.get()) is not None:
-                    tap.feed(item)
-            except BaseException as exc:  # handed to the main thread below
-                failed.append(exc)
-                while chunks.get() is not None:
-                    pass
-
-        # Compression too gets a thread of its own, single-threaded inside zstd (its multi-threaded
-        # mode costs more CPU for the same work): tar, tap and compressor run side by side.
+        # Compression gets a thread of its own, single-threaded inside zstd (its multi-threaded mode
+        # costs more CPU for the same work; zstd releases the GIL), while this thread reads tar's
+        # stream and taps it: tar, tap and compressor run side by side, as `tar | zstd` does. A third
+        # thread for the tap measured more CPU, not less: one more hand-off per chunk, and the GIL
+        # passed back and forth between three threads.
         to_compress: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        failed: list[BaseException] = []
 
         def compress_loop() -> None:
             try:
                 while (item := to_compress.get()) is not None:
                     write(item)
-            except BaseException as exc:
+            except BaseException as exc:  # handed to this thread below
                 failed.append(exc)
                 while to_compress.get() is not None:
                     pass
 
-        tapper = threading.Thread(target=tap_loop, name="tamer-backup-tap", daemon=True)
         compressor = threading.Thread(target=compress_loop, name="tamer-backup-zstd", daemon=True)
-        tapper.start()
         compressor.start()
+        read = _read_chunk()
+        done = False
         try:
-            while not failed and (chunk := os.read(fd, CHUNK)):
-                chunks.put(chunk)
-                to_compress.put(chunk)
+            while not failed and (chunk := read(fd, CHUNK)):
+                to_compress.put(chunk)  # first, so that compression starts while the tap hashes
+                tap.feed(chunk)
+            done = True
         finally:
-            chunks.put(None)
             to_compress.put(None)
-            tapper.join()
             compressor.join()
-            if failed:
-                proc.kill()
+            if failed or not done:
+                proc.kill()  # tar may be blocked on a full pipe that nobody reads any more
             rc = proc.wait()
             proc.stdout.close()
         if failed:

@@ -58,6 +58,9 @@ from tamer.volumes.archive_tar import gnu_tar as gnu_tar
 # Writes to the compressor are batched: one call per ~1 MiB instead of one per header.
 FLUSH_AT = 1 << 20
 ZSTD_LEVEL = 3  # zstd's own default, as `zstd` on the command line
+# Compressed output is handed on (to the file and the archive's sha256) in pieces up to this size:
+# zstd's own default (128 KiB) meant four times the hand-offs to the hashing thread.
+OUT_CHUNK = 1 << 20
 # Files above this size are streamed by the writing thread in chunks instead of read whole by the pool.
 STREAM_AT = 8 << 20
 
@@ -263,7 +266,7 @@ def write_archive(
     parts: list[bytes] = []
     pending = 0
     try:
-        with cctx.stream_writer(hashed, closefd=False) as zw:  # type: ignore[arg-type]
+        with cctx.stream_writer(hashed, closefd=False, write_size=OUT_CHUNK) as zw:  # type: ignore[arg-type]
 
             def flush() -> None:
                 nonlocal parts, pending
