@@ -1,8 +1,8 @@
 """The compiled parts of tamer: the walker's inner loop (src/tamer/_cwalk.c) and the plain-file part of a
-restore (src/tamer/_crestore.c).
+restore (src/tamer/_crestore.c) and the backup's tar tap (src/tamer/_ctap.c).
 
 It is optional: where no C compiler or Python headers are at hand the build goes on without it,
-and tamer walks and restores in Python (the same results, more CPU per file).
+and tamer walks, restores and taps backups in Python (the same results, more CPU per file).
 """
 
 from setuptools import Extension, setup
@@ -18,6 +18,12 @@ setup(
         Extension(
             "tamer._crestore",
             ["src/tamer/_crestore.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        ),
+        Extension(
+            "tamer._ctap",
+            ["src/tamer/_ctap.c"],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
