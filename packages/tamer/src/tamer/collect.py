@@ -392,6 +392,8 @@ class _Walk:
     layer_dirs: dict[str, tuple[str, str]]  # chain -> (cache id, folder)
     stamps: dict[str, list[int] | None]  # chain -> ledger.folder_stamp of a layer being measured
     remembered: DiskUsage  # the image layers the ledger remembered, together
+    remembered_init: DiskUsage  # the containers' init layers the ledger remembered, together
+    init_stamps: dict[str, tuple[str, str, list[int]]]  # container id -> init layer being measured
     placements: dict[str, JSON]  # local volume name -> {"placement", "data_path"}
     needs_engine_df: bool
 
@@ -435,6 +437,7 @@ def _start_walk(
     # walk steps around a remembered one as around a measured one
     roots: dict[str, str] = {}
     remembered = DiskUsage()
+    remembered_init = DiskUsage()
     remembered_folders: list[str] = []
     stamps: dict[str, list[int] | None] = {}
     for chain, (cache_id, folder) in layer_dirs.items():
@@ -445,9 +448,26 @@ def _start_walk(
         else:
             stamps[chain] = ledger.folder_stamp(folder)
             roots[f"layer:{chain}"] = folder
+    init_stamps: dict[str, tuple[str, str, list[int]]] = {}  # container id -> (name, folder, stamp)
     for cid, upper in uppers.items():
         if upper and os.path.isdir(upper):
             roots[f"rw:{cid}"] = upper  # one that is not: _finish_walk asks the engine (if it still exists)
+            # its init layer, beside it (see tamer.ledger): unattributed, as the rest of the data-root is,
+            # but remembered
+            base, tail = os.path.split(upper)
+            init = base + "-init"
+            if tail != "diff" or not _is_inside(init, dr):
+                continue
+            name = os.path.basename(init)
+            usage = ledger.init_layer(name, cid, init)
+            if usage is not None:
+                remembered_init = remembered_init + usage
+                remembered_folders.append(init)
+                continue
+            stamp = ledger.folder_stamp(init)
+            if stamp is not None:  # None: no init layer there (the rest of the walk finds none either)
+                init_stamps[cid] = (name, init, stamp)
+                roots[f"init:{cid}"] = init
     placements: dict[str, JSON] = {}
     skip: set[str] = set()
     for v in volumes:
@@ -474,6 +494,8 @@ def _start_walk(
         layer_dirs=layer_dirs,
         stamps=stamps,
         remembered=remembered,
+        remembered_init=remembered_init,
+        init_stamps=init_stamps,
         placements=placements,
         needs_engine_df=needs_engine_df,
     )
@@ -496,17 +518,21 @@ def _finish_walk(
 
     measured = walk.pending.result()
     roots_all = walk.roots
+    read = {c["Id"] for c in containers}
     for chain, stamp in walk.stamps.items():
         layer_usage = measured.get(f"layer:{chain}")
         if layer_usage is not None:
             cache_id, folder = walk.layer_dirs[chain]
             ledger.remember_layer(cache_id, chain, folder, stamp, layer_usage)
+    for cid, (name, folder, init_stamp) in walk.init_stamps.items():
+        init_usage = measured.get(f"init:{cid}")
+        if init_usage is not None and cid in read:
+            ledger.remember_init_layer(name, cid, folder, init_stamp, init_usage)
 
     placements = walk.placements
     needs_engine_df = walk.needs_engine_df
     # the writable layers of the containers read; one listed but gone by the time its record was read
     # is the rest of the data-root's (as when the walk began after it went)
-    read = {c["Id"] for c in containers}
     rw: JSON = {}
     for c in containers:
         key = f"rw:{c['Id']}"
@@ -527,7 +553,7 @@ def _finish_walk(
             )
         volume_sizes[name] = {**placements[name], "size": _tuple(usage)}
 
-    total = walk.remembered
+    total = walk.remembered + walk.remembered_init
     attributed = log_allocated + walk.remembered.allocated
     for key, usage in measured.items():
         if usage is None or key == "buildkit":
@@ -535,7 +561,10 @@ def _finish_walk(
         path = roots_all[key]
         if key == "rest" or _is_inside(path, dr):
             total = total + usage
-            if key != "rest" and not (key.startswith("rw:") and key[3:] not in read):
+            # what no object explains stays unaccounted: the rest, init layers, a gone container's layer
+            if not (
+                key == "rest" or key.startswith("init:") or (key.startswith("rw:") and key[3:] not in read)
+            ):
                 attributed += usage.allocated
     buildkit = measured.get("buildkit")
     if buildkit is not None:

@@ -1,9 +1,17 @@
 """The ledger: figures that cannot change, remembered between runs so a warm `tamer df` skips them.
 
-Two kinds of entries, each keyed by an id that names immutable content:
+Three kinds of entries, each keyed by an id that names immutable content:
 
 - image layers, by the layer's folder (its cache id) and chain id: what the walker measured
   in the folder (apparent, allocated, files). A committed layer is never written again;
+- containers' init layers (`inits`), by the folder's name (the container's mount id + "-init")
+  and the container's id: what the walker measured there. The engine writes an init layer once,
+  when it creates the container (the placeholders /etc/hosts, /etc/resolv.conf, /dev/console ...
+  that the container's own files are later mounted over), and from then on it is a read-only
+  lower layer of the container's root: overlayfs writes only to the upper (writable) layer,
+  `docker cp` and `docker commit` go through the container's mount or read its upper layer, and a
+  restart mounts the same layers again. It goes with the container. On a host of many small
+  containers it is about half of what a walk would list;
 - image inspects, by image id (the digest of the image's config): the fields of the inspect
   that tamer reads (created, size, declared volumes, labels, layers), never tags, which move.
 
@@ -15,7 +23,7 @@ Limits on what is reused (checked every time an entry is read; a failed check re
 - an entry is at most MAX_AGE_S old (and never from the future: a clock set back re-measures);
 - a layer entry is used only when its folder still has the inode and ctime it had when it was
   measured (a folder replaced, or whose entries were added or removed, is measured again), and
-  only for the same chain id;
+  only for the same chain id (an init layer: the same container id);
 - an image entry is used only for the same image id on the same engine.
 One file per engine (its ID and data-root) in the state dir, `ledger/<hash>.json`, written whole
 to a temporary file and renamed, so a reader never sees half of it. A damaged, foreign or newer
@@ -78,9 +86,11 @@ class Ledger:
     now: float
     layers: dict[str, JSON] = field(default_factory=dict)
     images: dict[str, JSON] = field(default_factory=dict)
+    inits: dict[str, JSON] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     _used_layers: set[str] = field(default_factory=set)
     _used_images: set[str] = field(default_factory=set)
+    _used_inits: set[str] = field(default_factory=set)
     _dirty: bool = False
     _bad_entries: int = 0
 
@@ -89,7 +99,16 @@ class Ledger:
 
     def layer(self, cache_id: str, chain: str, folder: str) -> DiskUsage | None:
         """The remembered usage of a layer folder, or None when it must be measured."""
-        entry = self.layers.get(cache_id)
+        return self._usage(self.layers, self._used_layers, cache_id, chain, folder)
+
+    def init_layer(self, name: str, container_id: str, folder: str) -> DiskUsage | None:
+        """The remembered usage of a container's init layer (folder `name`, "MOUNTID-init"), or None."""
+        return self._usage(self.inits, self._used_inits, name, container_id, folder)
+
+    def _usage(
+        self, table: dict[str, JSON], used: set[str], key: str, chain: str, folder: str
+    ) -> DiskUsage | None:
+        entry = table.get(key)
         if entry is None:
             return None
         usage = entry.get("usage") if isinstance(entry, dict) else None
@@ -109,7 +128,7 @@ class Ledger:
             return None
         if self.folder_stamp(folder) != entry["dir"]:
             return None
-        self._used_layers.add(cache_id)
+        used.add(key)
         return DiskUsage(apparent=usage[0], allocated=usage[1], files=usage[2])
 
     def folder_stamp(self, folder: str) -> list[int] | None:
@@ -125,15 +144,33 @@ class Ledger:
     ) -> None:
         """Keep a layer's measured usage. `stamp`: folder_stamp() taken before the walk; only a complete
         measurement of a folder that stayed put meanwhile is kept."""
+        self._remember(self.layers, self._used_layers, cache_id, chain, folder, stamp, usage)
+
+    def remember_init_layer(
+        self, name: str, container_id: str, folder: str, stamp: list[int] | None, usage: DiskUsage
+    ) -> None:
+        """Keep a container's init layer's measured usage (as remember_layer)."""
+        self._remember(self.inits, self._used_inits, name, container_id, folder, stamp, usage)
+
+    def _remember(
+        self,
+        table: dict[str, JSON],
+        used: set[str],
+        key: str,
+        chain: str,
+        folder: str,
+        stamp: list[int] | None,
+        usage: DiskUsage,
+    ) -> None:
         if stamp is None or usage.vanished or usage.unreadable or self.folder_stamp(folder) != stamp:
             return
-        self.layers[cache_id] = {
+        table[key] = {
             "chain": chain,
             "at": self.now,
             "dir": stamp,
             "usage": [usage.apparent, usage.allocated, usage.files],
         }
-        self._used_layers.add(cache_id)
+        used.add(key)
         self._dirty = True
 
     def image(self, image_id: str) -> JSON | None:
@@ -162,6 +199,9 @@ class Ledger:
         if saw_all_layers and set(self.layers) - self._used_layers:
             self.layers = {k: v for k, v in self.layers.items() if k in self._used_layers}
             self._dirty = True
+        if saw_all_layers and set(self.inits) - self._used_inits:
+            self.inits = {k: v for k, v in self.inits.items() if k in self._used_inits}
+            self._dirty = True
         if saw_all_images and set(self.images) - self._used_images:
             self.images = {k: v for k, v in self.images.items() if k in self._used_images}
             self._dirty = True
@@ -179,6 +219,7 @@ class Ledger:
             "engine": self.engine,
             "layers": self.layers,
             "images": self.images,
+            "inits": self.inits,
         }
         import tempfile  # only when saving: it imports random, which a warm read never needs
 
@@ -251,12 +292,15 @@ def open_ledger(engine_id: str, *, now: float | None = None, state: Path | None 
         problem = "it belongs to another engine"
     elif not isinstance(data.get("layers"), dict) or not isinstance(data.get("images"), dict):
         problem = "its layers or images are missing"
+    elif not isinstance(data.get("inits", {}), dict):  # absent in a ledger an older tamer wrote
+        problem = "its init layers are not an object"
     if problem:
         ledger.warnings.append(_damaged(path, problem))
         ledger._dirty = True
         return ledger
     ledger.layers = data["layers"]
     ledger.images = data["images"]
+    ledger.inits = data.get("inits", {})
     return ledger
 
 
