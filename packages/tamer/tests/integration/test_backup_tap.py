@@ -202,8 +202,13 @@ def test_c_and_python_taps_write_the_same_archive_of_a_hostile_tree(
     c_stats, c_sha, c_size = backup(src, c_arc, monkeypatch, pure=False, digest=digest)
     py_stats, py_sha, py_size = backup(src, py_arc, monkeypatch, pure=True, digest=digest)
 
+    with monkeypatch.context() as m:  # where tamer._ctap was never built: the Python tap and os.read
+        m.setitem(sys.modules, "tamer._ctap", None)
+        none_stats, none_sha, none_size = backup(src, tmp_path / "none.tar.zst", m, pure=False, digest=digest)
+
     assert manifest_bytes(c_arc) == manifest_bytes(py_arc)
-    assert (c_sha, c_size) == (py_sha, py_size)  # the whole archive, byte for byte
+    assert (c_sha, c_size) == (py_sha, py_size) == (none_sha, none_size)  # the whole archive, byte for byte
+    assert vars(none_stats) == vars(py_stats)
     assert c_sha == hashlib.sha256(c_arc.read_bytes()).hexdigest()
     assert vars(c_stats) == vars(py_stats)
 
