@@ -131,3 +131,30 @@ def test_serve_killed_mid_refresh_restarts_on_its_port_with_an_intact_store(
         assert db.execute("SELECT count(*) FROM snapshots").fetchone()[0] >= 3
     history = json.loads(eng.tamer("history", "--json").stdout)
     assert history["exit_code"] == 0 and history["data"]["snapshots"] >= 3
+
+
+def test_a_sigterm_as_soon_as_the_port_serves_stops_serve_cleanly(eng: Any) -> None:
+    """SIGTERM the moment serving starts (what a supervisor or a scraper-driven test may do): exit 0 and
+    "stopped", never death by the default action. The handler used to be set after serving began: a
+    loaded CI machine once terminated serve in that window (exit -15)."""
+    code = (
+        "import os, signal, sys\n"
+        "import tamer.serve as s\n"
+        "real = s.serve_on\n"
+        "def serve_then_term(server, keeper):\n"
+        "    real(server, keeper)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "s.serve_on = serve_then_term\n"
+        "from tamer.cli import main\n"
+        "raise SystemExit(main(sys.argv[1:]))\n"
+    )
+    port = _free_port()
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "serve", "-q", "--listen", f"127.0.0.1:{port}", "--refresh", "60s"],
+        capture_output=True,
+        text=True,
+        env=_env(eng),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped serving" in proc.stdout

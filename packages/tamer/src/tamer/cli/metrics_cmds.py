@@ -268,6 +268,10 @@ def run_serve(args: argparse.Namespace) -> Outcome:
     serving = False
     stopped = threading.Event()
     previous = signal.getsignal(signal.SIGTERM)
+    # before anything serves: a SIGTERM that comes once the port answers (a supervisor, a test) must
+    # stop it cleanly, not kill it with the default action while the handler is still to be set
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
     try:
         engine = connect(args.host)
         key = _engine_key(engine)
@@ -293,8 +297,6 @@ def run_serve(args: argparse.Namespace) -> Outcome:
                 f"serving {address}/metrics and {address}/ for {engine.where}; a new snapshot every "
                 f"{args.refresh:g}s; stop with Ctrl-C or SIGTERM"
             )
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
         keeper.start()
         while not stopped.wait(0.5):
             pass
