@@ -457,18 +457,16 @@ def test_budget_refused_at_the_same_file(tmp_path: Path, monkeypatch: pytest.Mon
     members, files = _plain(60)
     arc = compress(tar_bytes(members, files), tmp_path / "b.tar.zst")
     total = sum(len(d) for d in files.values())
-    real = os.fstatvfs
 
     class Small:
         def __init__(self, bavail: int) -> None:
             self.f_bavail, self.f_frsize = bavail, 1
 
     for room in (total, total - 1, total // 2, 0):
-        monkeypatch.setattr(restore_mod.os, "fstatvfs", lambda fd, r=room: Small(r))
+        monkeypatch.setattr(os, "fstatvfs", lambda fd, r=room: Small(r))
         c, py = both(arc, tmp_path / "t")
         assert c == py
         assert ("error" in c) == (room < total), (room, c)
-    monkeypatch.setattr(restore_mod.os, "fstatvfs", real)
 
 
 @pytest.mark.parametrize("short_of", ["inodes", "bytes"])
@@ -496,7 +494,7 @@ def test_out_of_space_midway_same_error_and_nothing_left(
             class Plenty:
                 f_bavail, f_frsize = 1 << 40, 1
 
-            monkeypatch.setattr(restore_mod.os, "fstatvfs", lambda fd: Plenty())
+            monkeypatch.setattr(os, "fstatvfs", lambda fd: Plenty())
         c, py = both(arc, mnt / "t")
         assert c == py
         assert c["error"] == "NotEnoughSpace" and c["left"] == [], c
