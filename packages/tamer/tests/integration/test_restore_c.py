@@ -31,7 +31,7 @@ from tamer.volumes import restore as restore_mod
 from tamer.volumes.archive import _header, read_archive
 from tamer.volumes.restore import ZERO_BLOCK, restore_into
 
-EXAMPLES = int(os.environ.get("TAMER_ATTACK_EXAMPLES", "200")) // 2
+EXAMPLES = int(os.environ.get("TAMER_ATTACK_EXAMPLES", "200"))
 MTIME = 1_600_000_000
 ME = os.geteuid(), os.getegid()
 
