@@ -29,7 +29,7 @@ from tamer.engine.datastore import (
 from tamer.facts import local_placement, why_not_local
 from tamer.inventory import RawSnapshot, engine_identity
 from tamer.ledger import Ledger, lasting_inspect, open_ledger
-from tamer.sizes import DiskUsage, PendingMeasure, file_size, start_measure_trees
+from tamer.sizes import DiskUsage, PendingMeasure, Walker, file_size
 
 JSON = dict[str, Any]
 SIZING_CHOICES = ("auto", "local", "engine")
@@ -76,25 +76,29 @@ def read_raw_snapshot(
     """
     taken_at = time.time()
     warnings: list[str] = []
-    listing = engine.ahead(engine.containers)  # the slowest answer: asked first, the rest read meanwhile
     info = engine.info()
     data_root = str(info.get("DockerRootDir", ""))
     driver = str(info.get("Driver", ""))
-
     reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
+    # The walk is most of a run, and Python's part of it little: its workers are forked first (before
+    # any thread starts: a fork copies only the forking thread, and a lock another one holds would stay
+    # locked in the workers), the volumes (most of what is walked) are walked as soon as the engine lists
+    # them, the rest as soon as its roots are known (the container list, the layer store's mount ids),
+    # and the containers' records are read and parsed, and their logs sized, while the workers walk.
+    walker = Walker(fork_now=True) if reason is None else None
+    listing = engine.ahead(engine.containers)  # the slowest answer: asked first, the rest read meanwhile
     ledger = open_ledger(engine_identity(info))
     local: JSON | None = None
-    if reason is None:
-        # The walk is most of a run and Python's part of it is little: it starts as soon as its roots are
-        # known (the engine's lists and the layer store's mount ids), and the containers' records are
-        # read and parsed, and their logs sized, while the workers walk.
-        mount_ids = read_mount_ids(data_root, driver)  # while the engine builds its container list
-        images = _image_records(engine, engine.images(), warnings, ledger)
-        volumes = engine.volumes()
-        listed = listing()
-        uppers, inspected = _writable_layers(engine, data_root, driver, listed, mount_ids, warnings)
-        walk = _start_walk(data_root, driver, uppers, images, volumes, progress, ledger)
+    if walker is not None:
         try:
+            progress_of = _progress_parts(progress)
+            volumes = engine.volumes()
+            volume_walk = _start_volume_walk(walker, data_root, driver, volumes, progress_of("volumes"))
+            mount_ids = read_mount_ids(data_root, driver)  # while the engine builds its container list
+            images = _image_records(engine, engine.images(), warnings, ledger)
+            listed = listing()
+            uppers, inspected = _writable_layers(engine, data_root, driver, listed, mount_ids, warnings)
+            walk = _start_walk(walker, volume_walk, driver, uppers, images, progress_of("rest"), ledger)
             containers = _container_records(
                 engine,
                 data_root,
@@ -109,8 +113,9 @@ def read_raw_snapshot(
             del listed
             local = _finish_walk(walk, containers, volumes, warnings, ledger)
         except BaseException:
-            walk.pending.abandon()
+            walker.abandon()
             raise
+        walker.close()
     else:
         containers = _container_records(engine, data_root, driver, False, warnings, listing=listing)
         images = _image_records(engine, engine.images(), warnings, ledger)
@@ -382,12 +387,25 @@ def _container_from_list(listed: JSON) -> JSON:
 
 
 @dataclass
+class _VolumeWalk:
+    """The local volumes' walk, started as soon as the engine listed them (see _start_volume_walk)."""
+
+    pending: PendingMeasure[str] | None
+    data_root: str  # its real path
+    roots: dict[str, str]  # vol:NAME -> data folder, every local volume's
+    later: dict[str, str]  # those left to the data-root's walk (see _walked_early)
+    skip: set[str]  # mount points of bind volumes (when mounted, _data *is* the device)
+    placements: dict[str, JSON]  # local volume name -> {"placement", "data_path"}
+
+
+@dataclass
 class _Walk:
     """A data-root walk under way (see _start_walk), and what _finish_walk needs to add it up."""
 
     pending: PendingMeasure[str]
+    volumes: _VolumeWalk
     data_root: str  # its real path
-    roots: dict[str, str]  # key -> folder walked: layer:CHAIN, rw:CONTAINER, vol:NAME, buildkit, rest
+    roots: dict[str, str]  # key -> folder walked: layer:CHAIN, rw:CONTAINER, init:CONTAINER, vol:NAME, ...
     layers: dict[str, int]  # chain -> size, as the layer store records it
     layer_dirs: dict[str, tuple[str, str]]  # chain -> (cache id, folder)
     stamps: dict[str, list[int] | None]  # chain -> ledger.folder_stamp of a layer being measured
@@ -398,20 +416,87 @@ class _Walk:
     needs_engine_df: bool
 
 
-def _start_walk(
+def _progress_parts(
+    progress: Callable[[int, int], None] | None,
+) -> Callable[[str], Callable[[int, int], None] | None]:
+    """progress(done, total) of several walks at once: each reports its own, the sum is shown."""
+    if progress is None:
+        return lambda _: None
+    import threading
+
+    lock = threading.Lock()
+    parts: dict[str, tuple[int, int]] = {}
+
+    def part(name: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            with lock:  # the walks report from their own threads
+                parts[name] = (done, total)
+                progress(sum(d for d, _ in parts.values()), sum(t for _, t in parts.values()))
+
+        return report
+
+    return part
+
+
+def _walked_early(folder: str, data_root: str, driver: str) -> bool:
+    """Whether a volume's folder can be walked before the data-root's other roots are known: neither
+    inside the folders those roots are in (the driver's layers, buildkit's cache) nor holding them,
+    so that no path the data-root's walk steps around can be below it (a bind volume's device could
+    be anything, the data-root itself included)."""
+    here = os.path.normpath(folder).rstrip("/") + "/"
+    roots = {data_root, os.path.realpath(data_root)}
+    for special in [os.path.join(r, name) for r in roots for name in (driver, "buildkit")]:
+        there = special.rstrip("/") + "/"
+        if there.startswith(here) or here.startswith(there):
+            return False
+    return True
+
+
+def _start_volume_walk(
+    walker: Walker,
     data_root: str,
+    driver: str,
+    volumes: list[JSON],
+    progress: Callable[[int, int], None] | None,
+) -> _VolumeWalk:
+    """Start walking the local volumes' folders: every one but those _walked_early leaves to the rest."""
+    dr = os.path.realpath(data_root)
+    placements: dict[str, JSON] = {}
+    roots: dict[str, str] = {}
+    skip: set[str] = set()
+    for v in volumes:
+        name = v["Name"]
+        options = v.get("Options") or {}
+        mountpoint = str(v.get("Mountpoint") or "")
+        if v.get("Driver") != "local":
+            continue  # data lives with a plugin; only the engine can say
+        placement, data_path = local_placement({str(k): str(o) for k, o in options.items()}, mountpoint)
+        if placement == "bind":
+            skip.add(mountpoint)  # when mounted, _data *is* the device: don't count it twice
+        placements[name] = {"placement": placement, "data_path": data_path}
+        roots[f"vol:{name}"] = data_path
+    early = {k: p for k, p in roots.items() if _walked_early(p, data_root, driver)}
+    later = {k: p for k, p in roots.items() if k not in early}
+    # what the data-root's walk steps around and could be below a volume walked now: the other volumes
+    steps_around = skip | {p for p in roots.values() if _is_inside(p, dr)} | {os.path.join(dr, "buildkit")}
+    pending = walker.start(early, skip=steps_around, progress=progress) if early else None
+    return _VolumeWalk(pending, dr, roots, later, skip, placements)
+
+
+def _start_walk(
+    walker: Walker,
+    volumes: _VolumeWalk,
     driver: str,
     uppers: dict[str, str | None],
     images: list[JSON],
-    volumes: list[JSON],
     progress: Callable[[int, int], None] | None,
     ledger: Ledger,
 ) -> _Walk:
-    """Start walking the data-root (image layers the ledger does not remember, every listed container's
-    writable layer in `uppers`, every local volume, the rest) and return while the workers walk."""
+    """Start walking the rest of the data-root (image layers the ledger does not remember, every listed
+    container's writable and init layers in `uppers`, volumes not walked yet, buildkit's cache, what is
+    left) and return while the workers walk."""
     needs_engine_df = False
-    dr = os.path.realpath(data_root)
-
+    dr = volumes.data_root
     # image layers: the layer store records each layer's size (what docker df reports)
     layers: dict[str, int] = {}
     layer_dirs: dict[str, tuple[str, str]] = {}  # chain -> (cache id, folder)
@@ -468,35 +553,24 @@ def _start_walk(
             if stamp is not None:  # None: no init layer there (the rest of the walk finds none either)
                 init_stamps[cid] = (name, init, stamp)
                 roots[f"init:{cid}"] = init
-    placements: dict[str, JSON] = {}
-    skip: set[str] = set()
-    for v in volumes:
-        name = v["Name"]
-        options = v.get("Options") or {}
-        mountpoint = str(v.get("Mountpoint") or "")
-        if v.get("Driver") != "local":
-            continue  # data lives with a plugin; only the engine can say
-        placement, data_path = local_placement({str(k): str(o) for k, o in options.items()}, mountpoint)
-        if placement == "bind":
-            skip.add(mountpoint)  # when mounted, _data *is* the device: don't count it twice
-        placements[name] = {"placement": placement, "data_path": data_path}
-        roots[f"vol:{name}"] = data_path
-
+    roots.update(volumes.later)
     inside = [p for p in roots.values() if _is_inside(p, dr)] + remembered_folders
+    inside += [p for p in volumes.roots.values() if _is_inside(p, dr)]  # those walked already too
     roots["buildkit"] = os.path.join(dr, "buildkit")
     roots["rest"] = dr
-    pending = start_measure_trees(roots, skip=skip | set(inside) | {roots["buildkit"]}, progress=progress)
+    pending = walker.start(roots, skip=volumes.skip | set(inside) | {roots["buildkit"]}, progress=progress)
     return _Walk(
         pending=pending,
+        volumes=volumes,
         data_root=dr,
-        roots=roots,
+        roots={**volumes.roots, **roots},
         layers=layers,
         layer_dirs=layer_dirs,
         stamps=stamps,
         remembered=remembered,
         remembered_init=remembered_init,
         init_stamps=init_stamps,
-        placements=placements,
+        placements=volumes.placements,
         needs_engine_df=needs_engine_df,
     )
 
@@ -517,6 +591,8 @@ def _finish_walk(
         log_allocated += log_usage.allocated
 
     measured = walk.pending.result()
+    if walk.volumes.pending is not None:
+        measured.update(walk.volumes.pending.result())
     roots_all = walk.roots
     read = {c["Id"] for c in containers}
     for chain, stamp in walk.stamps.items():

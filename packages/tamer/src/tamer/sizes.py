@@ -27,6 +27,7 @@ another du-like package, could not be installed from the package index here.)
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import os
@@ -270,35 +271,53 @@ def _walk_python(
     return part
 
 
-# The skip set can hold thousands of paths; forked workers inherit it from here
-# instead of having it pickled into every one of thousands of tasks.
-_SKIP: frozenset[str] = frozenset()
+_NO_SKIP: frozenset[str] = frozenset()
 
 
-def _task(args: tuple[str, bool, int | None]) -> _Partial:
-    path, recurse, dev = args
-    return _walk(path, recurse, _SKIP, dev, follow=False)  # a folder found by a split: never a symlink
+class _SkipIndex:
+    """A walk's skip set, sorted, so that each task carries only the paths below its own folder: most
+    carry none, and one pool of workers can serve walks with different skip sets."""
+
+    def __init__(self, skip: frozenset[str]) -> None:
+        self._sorted = sorted(skip)
+
+    def below(self, folder: str) -> frozenset[str]:
+        if not self._sorted:
+            return _NO_SKIP
+        prefix = folder.rstrip("/") + "/"
+        lo = bisect.bisect_left(self._sorted, prefix)
+        hi = bisect.bisect_left(self._sorted, prefix[:-1] + "0")  # "0" sorts right after "/"
+        return frozenset(self._sorted[lo:hi]) if hi > lo else _NO_SKIP
 
 
-def _split(root: str, dev: int | None) -> tuple[_Partial, list[str]]:
+def _task(args: tuple[str, bool, int | None, frozenset[str]]) -> _Partial:
+    path, recurse, dev, skip = args
+    return _walk(path, recurse, skip, dev, follow=False)  # a folder found by a split: never a symlink
+
+
+def _split(root: str, dev: int | None, skip: frozenset[str]) -> tuple[_Partial, list[str]]:
     """A root's own entries and its children's, not recursing, and the grandchildren (the next tasks).
 
     Two levels: the data-root's overlay2/ alone would otherwise be one giant task. Done by the
     workers, not before them: listing the top of 1,300 roots serially was a fifth of a warm `df`.
     """
     children: list[str] = []
-    part = _walk(root, False, _SKIP, dev, children)
+    part = _walk(root, False, skip, dev, children)
     grandchildren: list[str] = []
     for child in children:
-        _merge(part, _walk(child, False, _SKIP, dev, grandchildren, follow=False))
+        _merge(part, _walk(child, False, skip, dev, grandchildren, follow=False))
     return part, grandchildren
 
 
-def _split_batch(roots: list[tuple[int, str, int | None]]) -> list[tuple[int, _Partial, list[str]]]:
-    return [(index, *_split(root, dev)) for index, root, dev in roots]
+Root = tuple[int, str, int | None, frozenset[str]]  # (which root, folder, device, skip paths below it)
 
 
-Task = tuple[int, tuple[str, bool, int | None]]  # (which root, (folder, recurse, device))
+def _split_batch(roots: list[Root]) -> list[tuple[int, _Partial, list[str]]]:
+    return [(index, *_split(root, dev, skip)) for index, root, dev, skip in roots]
+
+
+# (which root, (folder, recurse, device, skip paths below it))
+Task = tuple[int, tuple[str, bool, int | None, frozenset[str]]]
 
 
 def _merge(acc: _Partial, part: _Partial) -> None:
@@ -352,29 +371,6 @@ def measure_trees(
     ).result()
 
 
-class PendingMeasure(Generic[K]):
-    """A walk under way (see start_measure_trees): `result()` waits for its figures; `abandon()` stops it.
-
-    The workers walk while the caller does other work; a thread of this process hands them their
-    second round and adds up their answers (it holds the GIL only for that, a few ms in all).
-    """
-
-    def __init__(self, run: Callable[[], dict[K, DiskUsage | None]], pool: Executor | None) -> None:
-        from tamer.background import in_background
-
-        self._pool = pool
-        self._answer = in_background(run)
-
-    def result(self) -> dict[K, DiskUsage | None]:
-        """The figures, as measure_trees returns them; raises what the walk raised."""
-        return self._answer()
-
-    def abandon(self) -> None:
-        """The caller gave up (an error elsewhere): let the workers go without waiting for the walk."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 def start_measure_trees(
     roots: Mapping[K, str],
     *,
@@ -383,125 +379,198 @@ def start_measure_trees(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PendingMeasure[K]:
-    """Start measure_trees(...) (same parameters, same figures) and return while the workers walk.
-
-    The worker processes are forked here, on the caller's thread, before it goes on (a fork from
-    another thread could copy a lock that thread holds); `progress` is then called from a thread.
-    Call `result()` (or `abandon()`) on what it returns.
+    """Start measure_trees(...) (same parameters, same figures) and return while the workers walk;
+    call `result()` (or `abandon()`) on what it returns. Its workers are its own (see Walker).
 
     Example:
         >>> pending = start_measure_trees({"tmp": "/nonexistent"})
         >>> pending.result()
         {'tmp': None}
     """
-    skip_set = frozenset(os.path.normpath(s) for s in skip)
-    global _SKIP
-    _SKIP = skip_set  # before any fork: the workers read it from here
-    keys: list[K] = []
-    roots_todo: list[tuple[int, str, int | None]] = []
-    result: dict[K, DiskUsage | None] = {}
-    for key, root in roots.items():
-        try:
-            st = os.stat(root)
-        except OSError:
-            result[key] = None
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            result[key] = None
-            continue
-        roots_todo.append((len(keys), root, st.st_dev if stay_on_device else None))
-        keys.append(key)
-    n_workers = workers or os.cpu_count() or 1
+    walker = Walker(workers)
+    return walker.start(roots, skip=skip, stay_on_device=stay_on_device, progress=progress, last=True)
 
-    def chunks(items: list[T], per_worker: int) -> list[list[T]]:
-        # a few dozen runs per worker keep the workers balanced (bigger tasks are unknown in advance),
-        # and each run answers once per root it touched
-        size = max(4, -(-len(items) // (n_workers * per_worker)))
-        return [items[i : i + size] for i in range(0, len(items), size)]
 
-    # round 1: each root's top two levels (its own entries, its children's) and the folders below
-    # them; in the workers when there are many roots (a host's volumes and writable layers), else here
-    pool: Executor | None = None
-    first: Iterable[list[tuple[int, _Partial, list[str]]]] | None = None
-    second: Iterable[dict[int, _Partial]] | None = None
-    runs: list[list[Task]] = []
-    tasks: list[Task] = []
-    merged: dict[int, _Partial] = {}
+class PendingMeasure(Generic[K]):
+    """A walk under way (see Walker.start): `result()` waits for its figures; `abandon()` stops it.
 
-    def add(index: int, part: _Partial) -> None:
-        if index in merged:
-            _merge(merged[index], part)
-        else:
-            merged[index] = part
+    The workers walk while the caller does other work; a thread of this process hands them their
+    second round and adds up their answers (it holds the GIL only for that, a few ms in all).
+    """
 
-    def plan_second_round(answers: list[tuple[int, _Partial, list[str]]]) -> int:
-        for index, part, grandchildren in answers:
-            add(index, part)
-            dev = roots_todo[index][2]
-            tasks.extend((index, (g, True, dev)) for g in grandchildren)
-        total = len(roots_todo) + len(tasks)
-        if progress:
-            progress(len(roots_todo), total)
-        return total
+    def __init__(self, run: Callable[[], dict[K, DiskUsage | None]], walker: Walker) -> None:
+        from tamer.background import in_background
 
-    try:
-        if n_workers > 1 and len(roots_todo) >= MIN_TASKS_FOR_POOL:
-            pool = _pool(n_workers)
-            first = pool.map(_split_batch, chunks(roots_todo, 4))  # forks the workers, here and now
-        else:
-            plan_second_round(_split_batch(roots_todo))
-            if n_workers > 1 and len(tasks) >= MIN_TASKS_FOR_POOL:
-                pool = _pool(n_workers)
-                runs = chunks(tasks, CHUNKS_PER_WORKER)
-                second = pool.map(_batch, runs)
-    except BaseException:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        raise
+        self._walker = walker
+        self._answer = in_background(run)
 
-    def run() -> dict[K, DiskUsage | None]:
-        nonlocal runs, second
-        try:
-            total = len(roots_todo) + len(tasks)
-            if first is not None:
-                total = plan_second_round([a for batch in first for a in batch])
-                if pool is not None and len(tasks) >= MIN_TASKS_FOR_POOL:
-                    runs = chunks(tasks, CHUNKS_PER_WORKER)
-                    second = pool.map(_batch, runs)  # the workers forked in round 1 take these
-            # round 2: everything below, recursively
-            if second is not None:
-                done = len(roots_todo)
-                for run, answer in zip(runs, second, strict=True):
-                    for index, part in answer.items():
-                        add(index, part)
-                    done += len(run)
-                    if progress:
-                        progress(done, total)
+    def result(self) -> dict[K, DiskUsage | None]:
+        """The figures, as measure_trees returns them; raises what the walk raised."""
+        return self._answer()
+
+    def abandon(self) -> None:
+        """The caller gave up (an error elsewhere): let the workers go without waiting for the walk."""
+        self._walker.abandon()
+
+
+class Walker:
+    """Worker processes that walk trees, shared by the walks started on it (each with its own roots and
+    skip set: a task carries the skip paths below its folder).
+
+    `fork_now`: fork the workers now, on the caller's thread, before it starts any other thread (a fork
+    copies only the forking thread, and a lock another thread held would stay locked in the workers);
+    else they are forked, on the caller's thread too, by the first walk with enough folders to split.
+    Walks started with `last=True` close the walker when they end; else call `close()` after the last
+    result (or `abandon()`).
+
+    Example:
+        >>> walker = Walker(workers=1)
+        >>> walker.start({"tmp": "/nonexistent"}, last=True).result()
+        {'tmp': None}
+    """
+
+    def __init__(self, workers: int | None = None, *, fork_now: bool = False) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._pool: Executor | None = None
+        if fork_now and self.workers > 1:
+            self._fork()
+
+    def _fork(self) -> Executor:
+        if self._pool is None:
+            self._pool = _pool(self.workers)
+            try:
+                self._pool.submit(int)  # a fork-context pool forks all its workers at its first task
+            except BaseException:
+                self.abandon()
+                raise
+        return self._pool
+
+    def close(self) -> None:
+        """Wait for the workers to end (after the walks' results)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def abandon(self) -> None:
+        """Let the workers go without waiting for the walks under way."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def start(
+        self,
+        roots: Mapping[K, str],
+        *,
+        skip: Iterable[str] = (),
+        stay_on_device: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+        last: bool = False,
+    ) -> PendingMeasure[K]:
+        """Start measuring `roots` (the parameters and figures of measure_trees) and return while the
+        workers walk; `progress` is then called from a thread. `last`: close the walker when it ends."""
+        skips = _SkipIndex(frozenset(os.path.normpath(s) for s in skip))
+        keys: list[K] = []
+        roots_todo: list[Root] = []
+        result: dict[K, DiskUsage | None] = {}
+        for key, root in roots.items():
+            try:
+                st = os.stat(root)
+            except OSError:
+                result[key] = None
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                result[key] = None
+                continue
+            dev = st.st_dev if stay_on_device else None
+            roots_todo.append((len(keys), root, dev, skips.below(root)))
+            keys.append(key)
+        n_workers = self.workers
+
+        def chunks(items: list[T], per_worker: int) -> list[list[T]]:
+            # a few dozen runs per worker keep the workers balanced (bigger tasks are unknown in advance),
+            # and each run answers once per root it touched
+            size = max(4, -(-len(items) // (n_workers * per_worker)))
+            return [items[i : i + size] for i in range(0, len(items), size)]
+
+        # round 1: each root's top two levels (its own entries, its children's) and the folders below
+        # them; in the workers when there are many roots (a host's volumes and writable layers), else here
+        pool: Executor | None = None
+        first: Iterable[list[tuple[int, _Partial, list[str]]]] | None = None
+        second: Iterable[dict[int, _Partial]] | None = None
+        runs: list[list[Task]] = []
+        tasks: list[Task] = []
+        merged: dict[int, _Partial] = {}
+
+        def add(index: int, part: _Partial) -> None:
+            if index in merged:
+                _merge(merged[index], part)
             else:
-                for i, (index, (path, recurse, dev)) in enumerate(tasks):
-                    # this walk's own skip set: another walk started meanwhile has replaced _SKIP
-                    add(index, _walk(path, recurse, skip_set, dev, follow=False))
-                    if progress:
-                        progress(len(roots_todo) + i + 1, total)
-        finally:
-            if pool is not None:
-                pool.shutdown()
-        for index, acc in merged.items():
-            # the root directory's own blocks, as du counts them
-            with contextlib.suppress(OSError):
-                acc.allocated += os.stat(roots[keys[index]]).st_blocks * 512
-        for index, acc in merged.items():
-            assert acc.links is not None
-            result[keys[index]] = DiskUsage(
-                apparent=acc.apparent + sum(a for a, _ in acc.links.values()),
-                allocated=acc.allocated + sum(b for _, b in acc.links.values()),
-                files=acc.files + len(acc.links),
-                vanished=acc.vanished,
-                unreadable=acc.unreadable,
-            )
-        return result
+                merged[index] = part
 
-    return PendingMeasure(run, pool)
+        def plan_second_round(answers: list[tuple[int, _Partial, list[str]]]) -> int:
+            for index, part, grandchildren in answers:
+                add(index, part)
+                dev = roots_todo[index][2]
+                tasks.extend((index, (g, True, dev, skips.below(g))) for g in grandchildren)
+            total = len(roots_todo) + len(tasks)
+            if progress:
+                progress(len(roots_todo), total)
+            return total
+
+        try:
+            if n_workers > 1 and len(roots_todo) >= MIN_TASKS_FOR_POOL:
+                pool = self._fork()
+                first = pool.map(_split_batch, chunks(roots_todo, 4))
+            else:
+                plan_second_round(_split_batch(roots_todo))
+                if n_workers > 1 and len(tasks) >= MIN_TASKS_FOR_POOL:
+                    pool = self._fork()
+                    runs = chunks(tasks, CHUNKS_PER_WORKER)
+                    second = pool.map(_batch, runs)
+        except BaseException:
+            self.abandon()
+            raise
+
+        def run() -> dict[K, DiskUsage | None]:
+            nonlocal runs, second
+            try:
+                total = len(roots_todo) + len(tasks)
+                if first is not None:
+                    total = plan_second_round([a for batch in first for a in batch])
+                    if pool is not None and len(tasks) >= MIN_TASKS_FOR_POOL:
+                        runs = chunks(tasks, CHUNKS_PER_WORKER)
+                        second = pool.map(_batch, runs)  # the workers forked already take these
+                # round 2: everything below, recursively
+                if second is not None:
+                    done = len(roots_todo)
+                    for run, answer in zip(runs, second, strict=True):
+                        for index, part in answer.items():
+                            add(index, part)
+                        done += len(run)
+                        if progress:
+                            progress(done, total)
+                else:
+                    for i, (index, args) in enumerate(tasks):
+                        add(index, _task(args))
+                        if progress:
+                            progress(len(roots_todo) + i + 1, total)
+            finally:
+                if last:
+                    self.close()
+            for index, acc in merged.items():
+                # the root directory's own blocks, as du counts them
+                with contextlib.suppress(OSError):
+                    acc.allocated += os.stat(roots[keys[index]]).st_blocks * 512
+            for index, acc in merged.items():
+                assert acc.links is not None
+                result[keys[index]] = DiskUsage(
+                    apparent=acc.apparent + sum(a for a, _ in acc.links.values()),
+                    allocated=acc.allocated + sum(b for _, b in acc.links.values()),
+                    files=acc.files + len(acc.links),
+                    vanished=acc.vanished,
+                    unreadable=acc.unreadable,
+                )
+            return result
+
+        return PendingMeasure(run, self)
 
 
 def _pool(n_workers: int) -> Executor:

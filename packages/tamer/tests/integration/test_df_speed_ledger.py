@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tamer.collect as collect
 from tamer.collect import read_raw_snapshot
 from tamer.engine import connect
 from tamer.inventory import Inventory, build_inventory
 from tamer.ledger import Ledger
-from tamer.sizes import measure_tree
+from tamer.sizes import Walker, measure_tree
 
 BUSYBOX = "tamer-test/busybox:1"
 # every path an init layer holds, written through the container's root
@@ -45,17 +44,17 @@ def read(state: Path, monkeypatch: pytest.MonkeyPatch, host: str) -> tuple[Inven
     """The inventory read with `state` as the state dir, and the roots its walk was given."""
     monkeypatch.setenv("TAMER_STATE_DIR", str(state))
     walked: list[str] = []
-    original = collect.start_measure_trees
+    original = Walker.start
 
-    def start_measure_trees(roots: Any, **kwargs: Any) -> Any:
+    def start(walker: Walker, roots: Any, **kwargs: Any) -> Any:
         walked.extend(roots)
-        return original(roots, **kwargs)
+        return original(walker, roots, **kwargs)
 
-    monkeypatch.setattr(collect, "start_measure_trees", start_measure_trees)
+    monkeypatch.setattr(Walker, "start", start)
     try:
         inv = build_inventory(read_raw_snapshot(connect(host)))
     finally:
-        monkeypatch.setattr(collect, "start_measure_trees", original)
+        monkeypatch.setattr(Walker, "start", original)
     return inv, walked
 
 

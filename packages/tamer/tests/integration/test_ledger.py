@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tamer.collect as collect
 from tamer.collect import read_raw_snapshot
 from tamer.engine import connect
 from tamer.inventory import Inventory, build_inventory
 from tamer.ledger import MAX_AGE_S
 from tamer.sandbox import build_busybox_image
+from tamer.sizes import Walker
 
 BUSYBOX = "tamer-test/busybox:1"
 
@@ -38,23 +38,23 @@ def read(state: Path, monkeypatch: pytest.MonkeyPatch, host: str) -> tuple[Inven
     asked: dict[str, Any] = {"inspected_images": [], "walked": []}
     engine = connect(host)
     original_inspect = engine.inspect_many
-    original_measure = collect.start_measure_trees
+    original_measure = Walker.start
 
     def inspect_many(kind: str, ids: Any) -> Any:
         if kind == "image":
             asked["inspected_images"].extend(ids)
         return original_inspect(kind, ids)
 
-    def start_measure_trees(roots: Any, **kwargs: Any) -> Any:
+    def start(walker: Walker, roots: Any, **kwargs: Any) -> Any:
         asked["walked"].extend(roots)
-        return original_measure(roots, **kwargs)
+        return original_measure(walker, roots, **kwargs)
 
     engine.inspect_many = inspect_many  # type: ignore[method-assign]
-    monkeypatch.setattr(collect, "start_measure_trees", start_measure_trees)
+    monkeypatch.setattr(Walker, "start", start)
     try:
         inv = build_inventory(read_raw_snapshot(engine))
     finally:
-        monkeypatch.setattr(collect, "start_measure_trees", original_measure)
+        monkeypatch.setattr(Walker, "start", original_measure)
     return inv, asked
 
 
