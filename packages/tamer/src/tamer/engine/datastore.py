@@ -18,11 +18,37 @@ from typing import Any
 JSON = dict[str, Any]
 
 
-def _read_json(path: str) -> JSON | None:
+_CHUNK = 1 << 16
+
+
+def read_small(path: str) -> bytes | None:
+    """A small file's bytes, or None when it cannot be read. Three system calls (open, read, close):
+    Python's open() adds a stat, an ioctl and a seek, a fifth of reading 3,000 records."""
     try:
-        with open(path, "rb") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) == _CHUNK:  # a larger file: the rest of it
+            parts = [data]
+            while more := os.read(fd, _CHUNK):
+                parts.append(more)
+            data = b"".join(parts)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data
+
+
+def _read_json(path: str) -> JSON | None:
+    raw = read_small(path)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 
@@ -79,10 +105,12 @@ def read_records(data_root: str) -> Records:
 def read_mount_id(data_root: str, driver: str, cid: str) -> str | None:
     """The layer store's name for a container's writable layer (its folder under data-root/DRIVER), or
     None when it cannot be read (a container being created or removed, another store)."""
+    raw = read_small(os.path.join(data_root, "image", driver, "layerdb", "mounts", cid, "mount-id"))
+    if raw is None:
+        return None
     try:
-        with open(os.path.join(data_root, "image", driver, "layerdb", "mounts", cid, "mount-id")) as fh:
-            return fh.read().strip()
-    except OSError:
+        return raw.decode().strip()
+    except UnicodeDecodeError:
         return None
 
 
