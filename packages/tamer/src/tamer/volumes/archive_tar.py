@@ -1,8 +1,9 @@
 """GNU tar as the backup archive's writer (format in archive.py): finding it, running it, tapping its stream.
 
 Used by archive_write.write_archive: tar reads the folder in a process of its
-own and its stream passes through unchanged to the compressor, while _TarTap
-hashes every file and collects xattrs for the manifest. A file of 8 GiB or
+own and its stream passes through unchanged to the compressor, while the tap
+hashes every file and collects xattrs for the manifest: tamer._ctap.Tap (C)
+when it was built, else _TarTap, the Python reference it must equal. A file of 8 GiB or
 more has its size in a PAX record (GNU tar puts it there itself), which the
 tap reads.
 """
@@ -14,12 +15,10 @@ import contextlib
 import fcntl
 import functools
 import os
-import queue
 import re
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -289,8 +288,8 @@ def _forward_tar(
 ) -> None:
     """Let GNU tar read the folder (a process of its own, like `tar | zstd`) and pass its stream on.
 
-    The stream goes to the compressor unchanged up to tar's end-of-archive
-    marker, while _TarTap hashes file contents and collects xattrs for the
+    The stream goes to `write` (the compressor) unchanged, while the tap
+    (new_tap: C, or _TarTap) hashes file contents and collects xattrs for the
     manifest. Names are rewritten by tar itself (./x -> data/x, symlink
     targets untouched); owners numeric; times whole seconds; xattrs in PAX
     records (SCHILY.xattr.*).
@@ -317,41 +316,22 @@ def _forward_tar(
         with contextlib.suppress(OSError):  # let tar run up to 1 MiB ahead of us, not 64 KiB
             fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
         fd = proc.stdout.fileno()
-        # Compression gets a thread of its own, single-threaded inside zstd (its multi-threaded mode
-        # costs more CPU for the same work; zstd releases the GIL), while this thread reads tar's
-        # stream and taps it: tar, tap and compressor run side by side, as `tar | zstd` does. A third
-        # thread for the tap measured more CPU, not less: one more hand-off per chunk, and the GIL
-        # passed back and forth between three threads.
-        to_compress: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
-        failed: list[BaseException] = []
-
-        def compress_loop() -> None:
-            try:
-                while (item := to_compress.get()) is not None:
-                    write(item)
-            except BaseException as exc:  # handed to this thread below
-                failed.append(exc)
-                while to_compress.get() is not None:
-                    pass
-
-        compressor = threading.Thread(target=compress_loop, name="tamer-backup-zstd", daemon=True)
-        compressor.start()
+        # This thread reads tar's stream, hands each chunk to `write` (libzstd's own workers compress
+        # it, without the GIL) and then taps it. A thread of our own for the tap, or for driving a
+        # single-threaded compressor, measured more CPU, not less: hand-offs per chunk, and the GIL
+        # passed back and forth between Python threads.
         read = _read_chunk()
         done = False
         try:
-            while not failed and (chunk := read(fd, CHUNK)):
-                to_compress.put(chunk)  # first, so that compression starts while the tap hashes
+            while chunk := read(fd, CHUNK):
+                write(chunk)  # first, so that compression starts while the tap hashes
                 tap.feed(chunk)
             done = True
         finally:
-            to_compress.put(None)
-            compressor.join()
-            if failed or not done:
+            if not done:
                 proc.kill()  # tar may be blocked on a full pipe that nobody reads any more
             rc = proc.wait()
             proc.stdout.close()
-        if failed:
-            raise failed[0]
         errors.seek(0)
         text = errors.read().decode(errors="replace").strip()
     if rc == 1:  # "file changed as we read it": stored as read, say so
