@@ -578,7 +578,30 @@ def _pool(n_workers: int) -> Executor:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    return ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("fork"))
+    return ProcessPoolExecutor(
+        max_workers=n_workers,
+        mp_context=get_context("fork"),
+        initializer=_end_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _end_with_parent(parent: int) -> None:
+    """In a worker: be killed when the process that forked it ends. A `tamer df` killed with SIGKILL
+    (a timer's timeout, the OOM killer) left its workers behind for good, blocked on their pipes."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the workers end with their pipes, as before
+        return
+    if os.getppid() != parent:  # it ended before the line above: nobody will read this worker's answers
+        os._exit(1)
 
 
 def measure_tree(root: str, **kwargs: object) -> DiskUsage | None:
