@@ -591,10 +591,14 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def _end_with_parent(parent: int) -> None:
     """In a worker: be killed when the process that forked it ends. A `tamer df` killed with SIGKILL
-    (a timer's timeout, the OOM killer) left its workers behind for good, blocked on their pipes."""
+    (a timer's timeout, the OOM killer) left its workers behind for good, blocked on their pipes.
+    Ctrl-C is the parent's to handle (it stops the walk and says so, exit 130); a worker ignores it
+    rather than print its own traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import ctypes
-        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -63,3 +63,39 @@ def test_workers_end_when_their_parent_is_killed() -> None:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+QUIET_HOLDER = """
+import sys, time
+from tamer.sizes import Walker
+walker = Walker(workers=2, fork_now=True)
+print("ready", flush=True)
+try:
+    time.sleep(120)
+except KeyboardInterrupt:
+    walker.abandon()
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_is_the_parents_to_handle() -> None:
+    """Ctrl-C reaches the whole process group: the parent stops and says so; a worker prints nothing."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", QUIET_HOLDER],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a shell's `&` ignores it
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # the workers are waiting for tasks
+        os.killpg(holder.pid, signal.SIGINT)
+        _, err = holder.communicate(timeout=30)
+        assert holder.returncode == 130
+        assert err == "", err
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
