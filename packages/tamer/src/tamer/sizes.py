@@ -451,9 +451,19 @@ class Walker:
             self._pool.shutdown()
 
     def abandon(self) -> None:
-        """Let the workers go without waiting for the walks under way."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """End the workers now, without waiting for the walks under way (Ctrl-C, an error elsewhere).
+
+        They only read, so nothing is lost; and one may be stuck in a stat of a dead network mount.
+        (Shutting the pool down without waiting did not do: at exit Python still waited for the
+        walks, and its exit hook raced the pool's own closing, printing "Bad file descriptor".)
+        """
+        if self._pool is None:
+            return
+        processes: dict[int, Any] = getattr(self._pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                process.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def start(
         self,
