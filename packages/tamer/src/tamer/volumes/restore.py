@@ -21,6 +21,11 @@ What an archive may hold, and what restore does with it:
     the same path twice, a path     refused: nothing is restored
     escaping data/, an unknown type
 
+Plain files (a ustar regular file in the folder the extractor has open, no set-id bit, nothing odd) are
+written by tamer._crestore when it was built: the same calls, in C, with the GIL released; it takes only
+what this module would take the same way and hands back the rest, so every refusal here holds on both paths
+(tests/integration/test_restore_c.py; TAMER_PURE_RESTORE=1 forces the Python path).
+
 Everything is first written into a staging folder inside the target
 (`.tamer-restore-*`), then moved into place; on any failure the staging
 folder is removed. A lock (flock on the target folder) keeps two restores
