@@ -65,13 +65,19 @@ INFO_KEYS = ("DockerRootDir", "Driver", "ServerVersion", "ID", "Name")
 
 
 def read_raw_snapshot(
-    engine: Engine, *, sizing: str = "auto", progress: Callable[[int, int], None] | None = None
+    engine: Engine,
+    *,
+    sizing: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> RawSnapshot:
     """Read everything tamer knows about the host behind `engine`.
 
     Parameters: sizing "auto" (walk the data-root when readable, else the
     engine's figures), "local" (same, but say so loudly when it must fall
-    back) or "engine"; progress(done, total) is called during the walk.
+    back) or "engine"; progress(done, total) is called during the walk;
+    meanwhile(), when given, is called once while the workers walk (the caller's own preparation,
+    e.g. importing what it needs next), or at the end when nothing is walked.
     """
     taken_at = time.time()
     warnings: list[str] = []
@@ -110,7 +116,8 @@ def read_raw_snapshot(
                 inspected=inspected,
             )
             del listed
-            local = finish_walk(walk, containers, volumes, warnings, ledger)
+            local = finish_walk(walk, containers, volumes, warnings, ledger, meanwhile)
+            meanwhile = None
         except BaseException:
             walker.abandon()
             raise
@@ -139,6 +146,8 @@ def read_raw_snapshot(
         # build cache records are the cache's own accounting; attribute its folder to it
         local["attributed_allocated"] += local.pop("buildkit_allocated", 0)
     ledger.save(saw_all_layers=local is not None, saw_all_images=True)
+    if meanwhile is not None:
+        meanwhile()
     warnings.extend(ledger.warnings)
     return RawSnapshot(
         taken_at=taken_at,

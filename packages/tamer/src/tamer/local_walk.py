@@ -214,9 +214,15 @@ def start_walk(
 
 
 def finish_walk(
-    walk: Walk, containers: list[JSON], volumes: list[JSON], warnings: list[str], ledger: Ledger
+    walk: Walk,
+    containers: list[JSON],
+    volumes: list[JSON],
+    warnings: list[str],
+    ledger: Ledger,
+    meanwhile: Callable[[], None] | None = None,
 ) -> JSON:
-    """The local figures: the containers' logs sized (while the workers still walk), then the walk's."""
+    """The local figures: the containers' logs sized and `meanwhile()` called (while the workers still
+    walk), then the walk's."""
     dr = walk.data_root
     logs: JSON = {}
     log_allocated = 0
@@ -228,6 +234,8 @@ def finish_walk(
         logs[c["Id"]] = {"files": files, "size": _tuple(log_usage)}
         log_allocated += log_usage.allocated
 
+    if meanwhile is not None:
+        meanwhile()
     measured = walk.pending.result()
     if walk.volumes.pending is not None:
         measured.update(walk.volumes.pending.result())
