@@ -12,7 +12,8 @@ same run (medians), and prints each ratio and whether its target (issue 11) hold
 tamer reports more than the anchor (logs, owners, unaccounted space, what could go and why).
 For a target missed, the floor line says what the bare minimum costs against the same anchor:
 the interpreter's start, the engine's answers tamer needs (fetched by curl) and `du -sx` of
-what every run must walk (volumes, writable layers, the rest of the data-root less image layers).
+what every run must walk (volumes, writable layers, the rest of the data-root less image layers
+and containers' init layers, which the ledger remembers).
 
     .venv/bin/python bench/tamer_df.py [--scale 0.1] [--repeat 3]
 Needs root (it starts its own dockerd); never touches the default engine.
@@ -152,9 +153,14 @@ def floor(sandbox: PrivateEngine, env: dict[str, str], repeat: int) -> tuple[flo
     layer_dirs = set()
     for cache_id_file in Path(root, "image", "overlay2", "layerdb", "sha256").glob("*/cache-id"):
         layer_dirs.add(cache_id_file.read_text().strip())
-    # everything but the image layers' folders, which a warm run takes from the ledger
+    # everything but the image layers' and the containers' init layers' folders, which a warm run takes
+    # from the ledger
     walked = [os.path.join(root, name) for name in os.listdir(root) if name != "overlay2"]
-    walked += [str(p) for p in Path(root, "overlay2").iterdir() if p.name not in layer_dirs]
+    walked += [
+        str(p)
+        for p in Path(root, "overlay2").iterdir()
+        if p.name not in layer_dirs and not p.name.endswith("-init")
+    ]
     du = ["du", "-sxc", *walked]
     bare = [sys.executable, "-c", "pass"]
     parts = {
