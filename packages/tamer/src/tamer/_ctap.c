@@ -625,22 +625,14 @@ static PyObject *Tap_feed(Tap *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-static PyObject *ctap_read_full(PyObject *module, PyObject *args) {
+static PyObject *ctap_readinto_full(PyObject *module, PyObject *args) {
     int fd;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "in:read_full", &fd, &n)) {
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "iw*:readinto_full", &fd, &view)) {
         return NULL;
     }
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "read_full: n must be >= 0");
-        return NULL;
-    }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
-    if (out == NULL) {
-        return NULL;
-    }
-    char *buf = PyBytes_AS_STRING(out);
-    Py_ssize_t got = 0;
+    char *buf = (char *)view.buf;
+    Py_ssize_t n = view.len, got = 0;
     while (got < n) {
         ssize_t r;
         Py_BEGIN_ALLOW_THREADS
@@ -649,12 +641,12 @@ static PyObject *ctap_read_full(PyObject *module, PyObject *args) {
         if (r < 0) {
             if (errno == EINTR) {
                 if (PyErr_CheckSignals() < 0) {
-                    Py_DECREF(out);
+                    PyBuffer_Release(&view);
                     return NULL;
                 }
                 continue;
             }
-            Py_DECREF(out);
+            PyBuffer_Release(&view);
             return PyErr_SetFromErrno(PyExc_OSError);
         }
         if (r == 0) {
@@ -662,10 +654,8 @@ static PyObject *ctap_read_full(PyObject *module, PyObject *args) {
         }
         got += r;
     }
-    if (got < n && _PyBytes_Resize(&out, got) < 0) {
-        return NULL;
-    }
-    return out;
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(got);
 }
 
 static PyMethodDef Tap_methods[] = {
@@ -697,10 +687,10 @@ static PyTypeObject TapType = {
 };
 
 static PyMethodDef ctap_functions[] = {
-    {"read_full", ctap_read_full, METH_VARARGS,
-     "read_full(fd, n) -> bytes: n bytes from fd, fewer only at the end of the input (b'' there); the GIL is "
-     "released while waiting. os.read returns whatever a pipe holds, often a fraction of n, and copies it again "
-     "to shrink its buffer."},
+    {"readinto_full", ctap_readinto_full, METH_VARARGS,
+     "readinto_full(fd, buffer) -> int: fill the writable buffer from fd, less only at the end of the input "
+     "(0 there); the GIL is released while waiting. One buffer for every chunk: a fresh megabyte per chunk "
+     "cost a page fault per 4 KiB."},
     {NULL, NULL, 0, NULL},
 };
 

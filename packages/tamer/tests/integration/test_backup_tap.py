@@ -186,9 +186,19 @@ def test_new_tap_is_c_unless_told_and_python_without_the_build(monkeypatch: pyte
     assert type(new_tap(WriteStats(), {}, {})) is _TarTap
     assert type(new_tap(WriteStats(), {}, {}, pure=False)) is CTap
     monkeypatch.delenv("TAMER_PURE_TAP")
+    from tamer._ctap import readinto_full
+
+    assert archive_tar._fill() is readinto_full
     monkeypatch.setitem(sys.modules, "tamer._ctap", None)  # as where it was never built
     assert type(new_tap(WriteStats(), {}, {})) is _TarTap
-    assert archive_tar._read_chunk() is os.read
+    fill = archive_tar._fill()
+    assert fill is not readinto_full
+    r, w = os.pipe()
+    os.write(w, b"abc")
+    os.close(w)
+    buf = bytearray(10)
+    assert (fill(r, buf), fill(r, buf), bytes(buf[:3])) == (3, 0, b"abc")
+    os.close(r)
 
 
 @pytest.mark.parametrize("digest", ["blake3", "sha256"])
@@ -257,7 +267,7 @@ def test_a_size_past_8_gib_comes_from_its_pax_record_in_both_taps() -> None:
         left = size
         while left:
             piece = zeros[: min(len(zeros), left)]
-            tap.feed(piece)  # type: ignore[arg-type]
+            tap.feed(piece)
             if not pure:
                 expected.update(piece)
             left -= len(piece)
@@ -281,7 +291,9 @@ def tar_stream(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     tar = gnu_tar("tar")
     assert tar is not None
     parts: list[bytes] = []
-    _forward_tar(tar, str(src), parts.append, WriteStats(), {}, {}, "blake3", pure_tap=True)
+    _forward_tar(
+        tar, str(src), lambda c: parts.append(bytes(c)), WriteStats(), {}, {}, "blake3", pure_tap=True
+    )
     return b"".join(parts)
 
 

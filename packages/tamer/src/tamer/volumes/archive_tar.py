@@ -94,7 +94,7 @@ class Tap(Protocol):
     @property
     def ended(self) -> bool: ...
 
-    def feed(self, chunk: bytes, /) -> None: ...
+    def feed(self, chunk: bytes | memoryview, /) -> None: ...
 
 
 def new_tap(
@@ -156,7 +156,9 @@ class _TarTap:
         self.size = 0
         self.ended = False
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)  # the parsing below compares and converts slices as bytes
         mv = memoryview(chunk)
         i, n = 0, len(chunk)
         while i < n and not self.ended:
@@ -265,20 +267,20 @@ class _TarTap:
             self.mode, self.need = "header", BLOCK
 
 
-def _read_chunk() -> Callable[[int, int], bytes]:
-    """tamer._ctap.read_full when it was built (whole chunks: fewer hand-offs, no copy to shrink a
-    buffer), else os.read."""
+def _fill() -> Callable[[int, bytearray], int]:
+    """tamer._ctap.readinto_full when it was built (whole chunks: fewer hand-offs), else os.readv (whatever
+    the pipe holds). Either fills one buffer, used again for every chunk."""
     try:
-        from tamer._ctap import read_full
+        from tamer._ctap import readinto_full
     except ImportError:
-        return os.read
-    return read_full
+        return lambda fd, buf: os.readv(fd, [buf])
+    return readinto_full
 
 
 def _forward_tar(
     tar: str,
     root: str,
-    write: Callable[[bytes], Any],
+    write: Callable[[memoryview], Any],
     stats: WriteStats,
     files: dict[str, Any],
     xattrs: dict[str, dict[str, str]],
@@ -288,7 +290,8 @@ def _forward_tar(
 ) -> None:
     """Let GNU tar read the folder (a process of its own, like `tar | zstd`) and pass its stream on.
 
-    The stream goes to `write` (the compressor) unchanged, while the tap
+    The stream goes to `write` (the compressor) unchanged, in chunks that
+    `write` must use or copy before it returns (the buffer is reused), while the tap
     (new_tap: C, or _TarTap) hashes file contents and collects xattrs for the
     manifest. Names are rewritten by tar itself (./x -> data/x, symlink
     targets untouched); owners numeric; times whole seconds; xattrs in PAX
@@ -320,10 +323,15 @@ def _forward_tar(
         # it, without the GIL) and then taps it. A thread of our own for the tap, or for driving a
         # single-threaded compressor, measured more CPU, not less: hand-offs per chunk, and the GIL
         # passed back and forth between Python threads.
-        read = _read_chunk()
+        fill = _fill()
+        # one buffer for every chunk: the compressor copies what it is given and the tap keeps nothing,
+        # and a fresh megabyte per chunk cost a page fault per 4 KiB
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
         done = False
         try:
-            while chunk := read(fd, CHUNK):
+            while n := fill(fd, buf):
+                chunk = view[:n]
                 write(chunk)  # first, so that compression starts while the tap hashes
                 tap.feed(chunk)
             done = True
