@@ -76,18 +76,22 @@ def progress_parts(
     return part
 
 
-def walked_early(folder: str, data_root: str, driver: str) -> bool:
+def walked_early(folder: str, held: tuple[str, ...]) -> bool:
     """Whether a volume's folder can be walked before the data-root's other roots are known: neither
-    inside the folders those roots are in (the driver's layers, buildkit's cache) nor holding them,
-    so that no path the data-root's walk steps around can be below it (a bind volume's device could
-    be anything, the data-root itself included)."""
+    inside the folders those roots are in (`held`: held_folders()) nor holding them, so that no path
+    the data-root's walk steps around can be below it (a bind volume's device could be anything, the
+    data-root itself included)."""
     here = os.path.normpath(folder).rstrip("/") + "/"
+    return not any(there.startswith(here) or here.startswith(there) for there in held)
+
+
+def held_folders(data_root: str, driver: str) -> tuple[str, ...]:
+    """The folders (each ending in "/") that hold the roots only known once the containers are read:
+    the driver's layers and buildkit's cache, under the data-root as given and as resolved."""
     roots = {data_root, os.path.realpath(data_root)}
-    for special in [os.path.join(r, name) for r in roots for name in (driver, "buildkit")]:
-        there = special.rstrip("/") + "/"
-        if there.startswith(here) or here.startswith(there):
-            return False
-    return True
+    return tuple(
+        os.path.join(r, name).rstrip("/") + "/" for r in sorted(roots) for name in (driver, "buildkit")
+    )
 
 
 def start_volume_walk(
@@ -113,7 +117,8 @@ def start_volume_walk(
             skip.add(mountpoint)  # when mounted, _data *is* the device: don't count it twice
         placements[name] = {"placement": placement, "data_path": data_path}
         roots[f"vol:{name}"] = data_path
-    early = {k: p for k, p in roots.items() if walked_early(p, data_root, driver)}
+    held = held_folders(data_root, driver)
+    early = {k: p for k, p in roots.items() if walked_early(p, held)}
     later = {k: p for k, p in roots.items() if k not in early}
     # what the data-root's walk steps around and could be below a volume walked now: the other volumes
     steps_around = skip | {p for p in roots.values() if _is_inside(p, dr)} | {os.path.join(dr, "buildkit")}
