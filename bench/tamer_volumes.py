@@ -10,7 +10,11 @@ times, alternating anchor, floors and tamer in each of --repeat rounds (medians)
 and prints throughput and the ratio anchor/tamer with its target (backup >= 0.8, restore >= 0.7) and
 whether it holds. The floor line is the anchor plus hashing the same bytes in C (`tee >(sha256sum)` in
 the pipe): what any tool that checksums its data costs on this host, against the same anchor.
-The machine's load average is printed: on a shared host the ratios are noisy.
+The machine's load average is printed: on a shared host the ratios are noisy, so each op also gets
+the median of the rounds' own ratios and the ratio of CPU seconds (this process and its children, as
+getrusage counts them). tamer compresses with libzstd's 2 workers where the anchor's `zstd -3` runs one
+thread: the backup's line also says the ratio to `zstd -3 -T2`, for comparison (the target is the
+issue's anchor).
 
     .venv/bin/python bench/tamer_volumes.py [--files 100000] [--mb 1024] [--repeat 3]
 Needs root (it starts its own dockerd), bash, tar, zstd and sha256sum; never touches the default engine.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,12 +59,24 @@ B3SUM = (
 )
 
 
-def timed(fn: object) -> float:
+def _cpu() -> float:
+    """CPU seconds of this process and of every child it has waited for (the pipelines, tar)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+CPU: dict[str, list[float]] = {}
+
+
+def timed(fn: object, key: str = "") -> float:
     # what the runs before wrote is flushed first: whoever ran last would otherwise pay for their writeback
     subprocess.run(["sync"], check=True)
+    c0 = _cpu()
     t0 = time.perf_counter()
     fn()  # type: ignore[operator]
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    CPU.setdefault(key, []).append(_cpu() - c0)
+    return wall
 
 
 def shell(cmd: str) -> None:
@@ -125,10 +142,15 @@ def run_rounds(args: argparse.Namespace, base: Path, work: Path) -> None:
                 p.unlink(missing_ok=True)
             for key, fn in (
                 ("anchor backup", lambda: shell(f"tar -C {src} -cf - . | zstd -3 -q -o {theirs}")),
+                # for comparison only: tamer's compressor runs libzstd's 2 workers, the anchor's zstd one thread
+                (
+                    "anchorT2 backup",
+                    lambda: shell(f"tar -C {src} -cf - . | zstd -3 -T2 -q -f -o {floor_out}"),
+                ),
                 (
                     "floor backup",
                     lambda: shell(
-                        f"tar -C {src} -cf - . | tee >(sha256sum > /dev/null) | zstd -3 -q -o {floor_out}"
+                        f"tar -C {src} -cf - . | tee >(sha256sum > /dev/null) | zstd -3 -q -f -o {floor_out}"
                     ),
                 ),
                 (
@@ -137,7 +159,7 @@ def run_rounds(args: argparse.Namespace, base: Path, work: Path) -> None:
                 ),
                 ("tamer backup", lambda: backup_volume(engine, "bench_vol", ours)),
             ):
-                runs.setdefault(key, []).append(timed(fn))
+                runs.setdefault(key, []).append(timed(fn, key))
             name = f"bench_restored{rep}"
             clear(anchor_dir, floor_dir, b3_dir)
             for key, fn in (
@@ -154,7 +176,7 @@ def run_rounds(args: argparse.Namespace, base: Path, work: Path) -> None:
                 ),
                 ("tamer restore", lambda n=name: apply_restore(engine, plan_restore(engine, ours, n))),
             ):
-                runs.setdefault(key, []).append(timed(fn))
+                runs.setdefault(key, []).append(timed(fn, key))
             # empty it first: the engine deleting 100,000 files itself outlasts its API timeout
             restored = Path(engine.inspect_volume(name)["Mountpoint"])
             clear(restored)
@@ -174,14 +196,28 @@ def run_rounds(args: argparse.Namespace, base: Path, work: Path) -> None:
                 statistics.median(runs[f"{who} {op}"]) for who in ("tamer", "anchor", "floor", "b3floor")
             )
             ratio = a / t
+            per_round = statistics.median(
+                x / y for x, y in zip(runs[f"anchor {op}"], runs[f"tamer {op}"], strict=True)
+            )
+            cpu = statistics.median(CPU[f"anchor {op}"]) / statistics.median(CPU[f"tamer {op}"])
             print(
                 f"  {op:<8} tamer {mb / t:7.1f} MB/s ({t:5.2f}s)   tar|zstd {mb / a:7.1f} MB/s ({a:5.2f}s)   "
                 f"ratio {ratio:.2f} (target >= {target})  {'held' if ratio >= target else 'MISSED'}"
             )
             print(
+                f"           median of the rounds' ratios {per_round:.2f}; CPU seconds anchor/tamer {cpu:.2f} "
+                f"(tamer {statistics.median(CPU[f'tamer {op}']):.2f}s, anchor {statistics.median(CPU[f'anchor {op}']):.2f}s)"
+            )
+            print(
                 f"           floor: the anchor plus sha256 of the same bytes in C {f:5.2f}s, ratio {a / f:.2f}; "
                 f"plus BLAKE3 (tamer's digest) {b3:5.2f}s, ratio {a / b3:.2f}"
             )
+            if op == "backup":
+                t2 = statistics.median(runs["anchorT2 backup"])
+                print(
+                    f"           with `zstd -3 -T2` (two compressing threads, as tamer's libzstd workers) the "
+                    f"anchor takes {t2:5.2f}s: tamer's ratio to it {t2 / t:.2f}"
+                )
 
 
 if __name__ == "__main__":
