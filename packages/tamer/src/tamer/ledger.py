@@ -76,9 +76,10 @@ def lasting_inspect(inspect: JSON) -> JSON:
 class Ledger:
     """The remembered figures of one engine; `path` None: nothing is read or saved (no state dir).
 
-    Read entries with `layer()` and `image()`, add new ones with `remember_layer()` and
-    `remember_image()`, then `save()`; entries not touched since `open_ledger` are dropped on save
-    for the kinds the caller says it saw in full.
+    Read entries with `layer()`, `init_layer()` and `image()`, add new ones with `remember_layer()`,
+    `remember_init_layer()` and `remember_image()`, then `save()`; entries not touched since
+    `open_ledger` are dropped on save for the kinds the caller says it saw in full (init layers go
+    with image layers: `saw_all_layers`).
     """
 
     path: Path | None
