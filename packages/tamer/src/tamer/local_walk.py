@@ -201,7 +201,12 @@ def start_walk(
     inside += [p for p in volumes.roots.values() if _is_inside(p, dr)]  # those walked already too
     roots["buildkit"] = os.path.join(dr, "buildkit")
     roots["rest"] = dr
-    pending = walker.start(roots, skip=volumes.skip | set(inside) | {roots["buildkit"]}, progress=progress)
+    pending = walker.start(
+        roots,
+        skip=volumes.skip | set(inside) | {roots["buildkit"]},
+        progress=progress,
+        whole={f"init:{cid}" for cid in init_stamps},  # a dozen entries each
+    )
     return Walk(
         pending=pending,
         volumes=volumes,
