@@ -462,10 +462,12 @@ class Engine:
     def remove_container(self, container: str, *, force: bool = False) -> None:
         """Remove a container; its volumes (anonymous ones too) are always kept."""
         path_name("container", container)
-        self._call(
-            f"remove container {container}",
-            lambda: self._api.remove_container(container, v=False, force=force),
-        )
+        what = f"remove container {container}"
+        if self._lean is not None:  # a clean removes thousands: requests' own cost per call is ~1 ms of CPU
+            lean = self._lean
+            self._call(what, lambda: lean.delete(f"/containers/{container}", {"v": 0, "force": int(force)}))
+            return
+        self._call(what, lambda: self._api.remove_container(container, v=False, force=force))
 
     def rename_container(self, container: str, new_name: str) -> None:
         path_name("container", container)

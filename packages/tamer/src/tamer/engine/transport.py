@@ -84,6 +84,7 @@ class _UnixConnection:
         self.sock: _socket.socket | None = None
         self._reader: BinaryIO | None = None
         self.headers: dict[bytes, bytes] = {}  # of the last answer, names lower-cased
+        self.answered = False  # whether any of the last request's answer came (else it was never read)
 
     def settimeout(self, timeout: float) -> None:
         self.timeout = timeout
@@ -98,8 +99,9 @@ class _UnixConnection:
             self.sock.close()
             self.sock = None
 
-    def get(self, url: str) -> tuple[int, bytes, bool]:
-        """(status, body, whether the engine will close the connection)."""
+    def get(self, url: str, method: str = "GET") -> tuple[int, bytes, bool]:
+        """(status, body, whether the engine will close the connection). `method`: GET, or DELETE (no
+        body is sent either way)."""
         if self.sock is None:
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             try:
@@ -113,10 +115,14 @@ class _UnixConnection:
         reader = self._reader
         if reader is None:  # never: both are set together above
             raise ProtocolError("connection without a reader")
-        self.sock.sendall(f"GET {url} HTTP/1.1\r\nHost: docker\r\nAccept: application/json\r\n\r\n".encode())
+        self.answered = False
+        self.sock.sendall(
+            f"{method} {url} HTTP/1.1\r\nHost: docker\r\nAccept: application/json\r\n\r\n".encode()
+        )
         status_line = reader.readline(65537)
         if not status_line:
             raise _Disconnected("the engine closed the connection before answering")
+        self.answered = True
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise ProtocolError(f"not an HTTP answer: {status_line[:80]!r}")
@@ -208,6 +214,18 @@ class UnixTransport:
 
     def get(self, path: str, params: Params | None = None, *, timeout: float | None = None) -> Any:
         """GET `path` (e.g. "/containers/json") with query `params`; the decoded JSON body."""
+        body = self._exchange("GET", path, params, timeout)
+        try:
+            return loads(body) if body else None
+        except ValueError:
+            raise ProtocolError(f"the answer to {path} is not JSON: {body[:80]!r}") from None
+
+    def delete(self, path: str, params: Params | None = None, *, timeout: float | None = None) -> None:
+        """DELETE `path` (e.g. "/containers/ID") with query `params`. The engine removes, or answers an
+        error status (EngineHTTPError: 404 gone, 409 in use); its answer's body is not needed."""
+        self._exchange("DELETE", path, params, timeout)
+
+    def _exchange(self, method: str, path: str, params: Params | None, timeout: float | None) -> bytes:
         url = self.prefix + quote_path(path)
         if params:
             pairs = params.items() if isinstance(params, dict) else params
@@ -215,13 +233,15 @@ class UnixTransport:
         conn, reused = self._take(timeout)
         try:
             try:
-                status, body, closing = conn.get(url)
+                status, body, closing = conn.get(url, method)
             except (BrokenPipeError, ConnectionResetError):
-                if not reused:
+                if not reused or conn.answered:
                     raise
-                # the engine closed a kept-alive connection while it sat idle: once more, afresh
+                # the engine closed a kept-alive connection while it sat idle, before reading this
+                # request (no byte of an answer came): once more, afresh. So a DELETE is never sent
+                # again once the engine began to answer it.
                 conn.close()
-                status, body, closing = conn.get(url)
+                status, body, closing = conn.get(url, method)
         except BaseException:
             conn.close()
             raise
@@ -231,10 +251,7 @@ class UnixTransport:
             self._give_back(conn)
         if status >= 400:
             raise EngineHTTPError(status, _message(body), path)
-        try:
-            return loads(body) if body else None
-        except ValueError:
-            raise ProtocolError(f"the answer to {path} is not JSON: {body[:80]!r}") from None
+        return body
 
     def api_version(self, *, timeout: float | None = None) -> str:
         """The engine's API version from its /_ping answer's Api-Version header ("" when it sends none).
