@@ -135,8 +135,8 @@ FLOOR_READS = {
 
 
 def floor_answers(sandbox: PrivateEngine, env: dict[str, str], repeat: int) -> dict[str, float]:
-    """Seconds of the bare minimum per listing: an interpreter start with argparse (any Python CLI of this
-    shape) plus the engine's answers, by curl."""
+    """Seconds of the bare minimum per listing: an interpreter start (tamer's lean listings import no
+    argparse: tamer.cli.lean) plus the engine's answers, by curl."""
     sock = sandbox.host.removeprefix("unix://")
 
     def curl(*paths: str) -> float:
@@ -145,8 +145,7 @@ def floor_answers(sandbox: PrivateEngine, env: dict[str, str], repeat: int) -> d
             cmd += ["-o", "/dev/null", f"http://x{p}"]
         return statistics.median(run_child(cmd, env)[0] for _ in range(repeat))
 
-    cli = [PY, "-c", "import argparse; argparse.ArgumentParser().parse_args([])"]
-    py = statistics.median(run_child(cli, env)[0] for _ in range(repeat))
+    py = statistics.median(run_child([PY, "-c", "pass"], env)[0] for _ in range(repeat))
     names = [v["Name"] for v in sandbox.engine.volumes(dangling=True)]
     mounting = "/containers/json?" + urlencode({"all": 1, "filters": json.dumps({"volume": names})})
     dangling = "/volumes?" + urlencode({"filters": json.dumps({"dangling": ["true"]})})
@@ -227,7 +226,7 @@ def main() -> None:
                 )
                 if label.startswith("ls") and ratio > target:
                     print(
-                        f"      floor: python + argparse + the engine answers it needs (curl: {FLOOR_READS[label]}) "
+                        f"      floor: python + the engine answers it needs (curl: {FLOOR_READS[label]}) "
                         f"= {floors[label] * 1000:.0f} ms, ratio {floors[label] / theirs:.2f} to the anchor",
                         flush=True,
                     )
