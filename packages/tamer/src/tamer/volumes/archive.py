@@ -44,6 +44,7 @@ from typing import IO, Any, Protocol
 
 import zstandard
 
+from tamer.compiled import load
 from tamer.errors import BackupCorrupt
 
 FORMAT = 2  # 1: sha256 digests, the header names none; 2: the header names its digest
@@ -278,12 +279,10 @@ PlainSink = Callable[[bytes, int, Callable[..., Digest]], tuple[int, PlainDone]]
 def compiled_restore() -> Callable[..., tuple[int, int, PlainDone]] | None:
     """tamer._crestore.extract when it was built and TAMER_PURE_RESTORE is not set, else None (the Python
     path, which is the reference: the compiled one takes only the plain files it would take the same way)."""
-    if os.environ.get("TAMER_PURE_RESTORE"):
+    native = load("tamer._crestore", "TAMER_PURE_RESTORE")  # the switch's rule: tamer.compiled
+    if native is None:  # built without a C compiler: the Python path gives the same results
         return None
-    try:
-        from tamer._crestore import extract
-    except ImportError:  # built without a C compiler: the Python path gives the same results
-        return None
+    extract: Callable[..., tuple[int, int, PlainDone]] = native.extract
     return extract
 
 

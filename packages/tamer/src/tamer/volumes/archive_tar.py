@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tamer.compiled import load
 from tamer.errors import TamerError
 from tamer.volumes.archive import (
     _ZERO_BLOCK,
@@ -107,21 +108,16 @@ def new_tap(
 ) -> Tap:
     """The tap in C (tamer._ctap) when it was built, else _TarTap, the Python reference.
 
-    pure: True forces _TarTap; None (the default) means "unless TAMER_PURE_TAP=1 is set". Both
-    give the same manifest for the same stream (a test compares them on hostile trees).
+    pure: True forces _TarTap; False takes the C tap when built; None (the default) means "unless
+    the TAMER_PURE_TAP switch forces pure Python" (tamer.compiled.pure_forced: set, and not "0").
+    Both give the same manifest for the same stream (a test compares them on hostile trees).
     """
-    if pure is None:
-        pure = os.environ.get("TAMER_PURE_TAP") == "1"
-    if not pure:
-        try:
-            from tamer._ctap import Tap as CTap
-        except ImportError:
-            pass
-        else:
-            tap: Tap = CTap(
-                stats, files, xattrs, digest_factory(digest), _pax_records, _pax_xattrs, _num, DATA.encode()
-            )
-            return tap
+    native = None if pure else load("tamer._ctap", None if pure is False else "TAMER_PURE_TAP")
+    if native is not None:
+        tap: Tap = native.Tap(
+            stats, files, xattrs, digest_factory(digest), _pax_records, _pax_xattrs, _num, DATA.encode()
+        )
+        return tap
     return _TarTap(stats, files, xattrs, digest)
 
 
@@ -270,10 +266,10 @@ class _TarTap:
 def _fill() -> Callable[[int, bytearray], int]:
     """tamer._ctap.readinto_full when it was built (whole chunks: fewer hand-offs), else os.readv (whatever
     the pipe holds). Either fills one buffer, used again for every chunk."""
-    try:
-        from tamer._ctap import readinto_full
-    except ImportError:
+    native = load("tamer._ctap", None)  # not switched: it reads the same stream either way
+    if native is None:
         return lambda fd, buf: os.readv(fd, [buf])
+    readinto_full: Callable[[int, bytearray], int] = native.readinto_full
     return readinto_full
 
 
