@@ -95,13 +95,16 @@ def _compiled_walker() -> (
     Callable[[str, bool, int, frozenset[str], bool, bool], tuple[int, int, int, int, int, list[Any], Any]]
     | None
 ):
-    """tamer._cwalk.walk when it was built (and TAMER_PURE_WALK is not set), else None."""
-    if os.environ.get("TAMER_PURE_WALK"):
+    """tamer._cwalk.walk when it was built and TAMER_PURE_WALK does not force Python (the rule: tamer.compiled),
+    else None."""
+    from tamer.compiled import load
+
+    native = load("tamer._cwalk", "TAMER_PURE_WALK")
+    if native is None:  # built without a C compiler: the Python walk gives the same figures
         return None
-    try:
-        from tamer._cwalk import walk
-    except ImportError:  # built without a C compiler: the Python walk gives the same figures
-        return None
+    walk: Callable[
+        [str, bool, int, frozenset[str], bool, bool], tuple[int, int, int, int, int, list[Any], Any]
+    ] = native.walk
     return walk
 
 
