@@ -38,3 +38,22 @@ def test_an_unlabeled_hex_name_is_named_on_an_engine_that_labels_anonymous_volum
     refusal = next(r for r in new.refusals if r.id == name)
     assert refusal.code is Reason.NAMED_NO_RULE
     assert is_anonymous_volume(name, {"com.docker.volume.anonymous": ""}, engine_labels_them=True)
+
+
+def test_adopt_calls_anonymous_what_the_inventory_does() -> None:
+    """`tamer volume adopt` used its own pattern (`^[0-9a-f]{64}$`), whose `$` also matched before a trailing
+    newline; it now asks the one rule in facts.py."""
+    from tamer.volumes.adopt import _is_anonymous
+
+    hexname = "0123456789abcdef" * 4
+    mount = {"Type": "volume", "Name": hexname}
+    assert _is_anonymous(mount, {"Labels": {}}, set())
+    assert _is_anonymous(
+        {"Type": "volume", "Name": "cache"}, {"Labels": {"com.docker.volume.anonymous": ""}}, set()
+    )
+    assert not _is_anonymous({"Type": "volume", "Name": hexname + "\n"}, {"Labels": {}}, set())
+    assert not _is_anonymous({"Type": "volume", "Name": hexname.upper()}, None, set())
+    assert not _is_anonymous(mount, None, {hexname})  # the user named it on the command line
+    assert not _is_anonymous({"Type": "bind", "Name": hexname}, None, set())
+    compose = {"Labels": {"com.docker.compose.project": "web"}}
+    assert not _is_anonymous(mount, compose, set())

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any, ClassVar
 
 from tamer.engine import Engine
 from tamer.errors import NotEnoughSpace, ObjectNotFound, TamerError, UsageError, VolumeOperationFailed
+from tamer.facts import is_anonymous_volume
 from tamer.operation import Operation, OperationState, StepStatus, faults, operation_lock
 from tamer.volumes import copy as cp
 from tamer.volumes import guard
@@ -50,8 +50,6 @@ from tamer.volumes.recreate import Recreation, create_again, image_ref, recreate
 from tamer.volumes.run import FOR_LABEL, PATH_LABEL, assign_volume_names, parse_name_for
 
 JSON = dict[str, Any]
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # engines >= 23 (API 1.43) label anonymous volumes
 STEPS = ("stop", "create", "copy", "verify", "park", "recreate", "start", "remove-old")
 
 
@@ -79,7 +77,8 @@ def _is_anonymous(mount: JSON, vol: JSON | None, explicit_names: set[str]) -> bo
     if mount.get("Type") != "volume" or name in explicit_names:
         return False
     labels = (vol or {}).get("Labels") or {}
-    return ANONYMOUS_LABEL in labels or bool(_HEX64.match(name))
+    # the one rule tamer has for "anonymous" (facts.py): the engine's label, or a bare 64-hex name
+    return is_anonymous_volume(name, labels)
 
 
 def adopt_key(engine: Engine, container: str) -> str:
