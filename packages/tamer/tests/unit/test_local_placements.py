@@ -147,7 +147,7 @@ def _random_tree(base: Path, rng: random.Random) -> list[str]:
             path.write_text("f")
     mountpoints = []
     for spot in spots:
-        for child in (spot.iterdir() if spot.is_dir() and not spot.is_symlink() else []):
+        for child in spot.iterdir() if spot.is_dir() and not spot.is_symlink() else []:
             for leaf in ("_data", "n1", "x"):
                 mountpoints.append(f"{child}/{leaf}")
     return mountpoints
