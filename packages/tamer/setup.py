@@ -23,7 +23,13 @@ setup(
         ),
         Extension(
             "tamer._ctap",
-            ["src/tamer/_ctap.c"],
+            # with the vendored BLAKE3 (src/tamer/_blake3/README) that hashes every backed-up file
+            [
+                "src/tamer/_ctap.c",
+                "src/tamer/_b3batch.c",
+                *(f"src/tamer/_blake3/{name}.c" for name in ("blake3", "blake3_dispatch", "blake3_portable")),
+                *(f"src/tamer/_blake3/x86_{isa}.c" for isa in ("sse2", "sse41", "avx2", "avx512")),
+            ],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),

@@ -27,9 +27,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "_b3batch.h"
+#include "_blake3/blake3.h"
+
 #define BLOCK 512
 
 enum { M_HEADER, M_EXT, M_DATA, M_SKIP };
+
+/* A file whose record is not in `files` yet (native BLAKE3: digests come after the feed's batch). */
+typedef struct {
+    PyObject *rel;
+    unsigned long long size;
+    Py_ssize_t job;  /* its b3_job, or -1: streamed, the digest already in out */
+    uint8_t out[32];
+} Pending;
 
 typedef struct {
     PyObject_HEAD
@@ -50,6 +61,16 @@ typedef struct {
     PyObject *n_bytes;               /* int, not yet added to stats.bytes (sizes past 2**63 stay exact) */
     unsigned long long bytes_small;  /* the same, while it fits */
     unsigned long long since_yield;  /* bytes hashed since the GIL was last offered to other threads */
+    /* native BLAKE3 (the digest "blake3" hashed here, not by a Python object): the files that lie whole
+     * in the chunk being fed and are small are hashed together at the end of the feed (_b3batch.c);
+     * others stream through `hasher`. Their records go into `files` in stream order, after the batch. */
+    int native;
+    int busy;                        /* a feed is running (the GIL may be released inside it) */
+    blake3_hasher *hasher;
+    Pending *pend;
+    Py_ssize_t n_pend, pend_cap;
+    b3_job *jobs;
+    Py_ssize_t n_jobs, jobs_cap;
 } Tap;
 
 static PyObject *s_update, *s_hexdigest, *s_path, *s_size, *s_rstrip, *s_removeprefix, *s_slash,
@@ -87,22 +108,48 @@ static int Tap_clear(Tap *self) {
     return 0;
 }
 
+static void drop_pending(Tap *self) {
+    for (Py_ssize_t k = 0; k < self->n_pend; k++) {
+        Py_CLEAR(self->pend[k].rel);
+    }
+    self->n_pend = 0;
+    self->n_jobs = 0;
+}
+
 static void Tap_dealloc(Tap *self) {
     PyObject_GC_UnTrack(self);
+    drop_pending(self);
     Tap_clear(self);
     PyMem_Free(self->acc);
+    PyMem_Free(self->pend);
+    PyMem_Free(self->jobs);
+    PyMem_Free(self->hasher);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int Tap_init(Tap *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"stats", "files", "xattrs", "new_digest", "pax_records", "pax_xattrs", "num",
-                             "data_prefix", NULL};
+                             "data_prefix", "native_blake3", NULL};
     PyObject *stats, *files, *xattrs, *new_digest, *pax_records, *pax_xattrs, *num, *prefix;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!OOOOS", kwlist, &stats, &PyDict_Type, &files,
+    int native = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!OOOOS|p", kwlist, &stats, &PyDict_Type, &files,
                                      &PyDict_Type, &xattrs, &new_digest, &pax_records, &pax_xattrs, &num,
-                                     &prefix)) {
+                                     &prefix, &native)) {
         return -1;
     }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Tap.__init__ while a feed is running");
+        return -1;
+    }
+    drop_pending(self);
+    if (native && self->hasher == NULL) {
+        self->hasher = PyMem_Malloc(sizeof *self->hasher);
+        if (self->hasher == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    self->native = native;
     Tap_clear(self);
     self->stats = Py_NewRef(stats);
     self->files = Py_NewRef(files);
@@ -204,12 +251,9 @@ static int acc_reserve(Tap *self, Py_ssize_t cap) {
     return 0;
 }
 
-static int file_done(Tap *self) {
-    PyObject *hex = PyObject_CallMethodNoArgs(self->sha, s_hexdigest);
-    if (hex == NULL) {
-        return -1;
-    }
-    PyObject *size = PyLong_FromUnsignedLongLong(self->size);
+/* files[rel] = [size, hex] */
+static int put_record(Tap *self, PyObject *rel, unsigned long long size_value, PyObject *hex) {
+    PyObject *size = PyLong_FromUnsignedLongLong(size_value);
     if (size == NULL) {
         Py_DECREF(hex);
         return -1;
@@ -222,11 +266,85 @@ static int file_done(Tap *self) {
     }
     PyList_SET_ITEM(rec, 0, size);
     PyList_SET_ITEM(rec, 1, hex);
-    int rc = PyDict_SetItem(self->files, self->rel, rec);
+    int rc = PyDict_SetItem(self->files, rel, rec);
     Py_DECREF(rec);
-    if (rc < 0) {
-        return -1;
+    return rc;
+}
+
+static PyObject *hex32(const uint8_t *d) {
+    static const char digits[] = "0123456789abcdef";
+    char s[64];
+    for (int k = 0; k < 32; k++) {
+        s[2 * k] = digits[d[k] >> 4];
+        s[2 * k + 1] = digits[d[k] & 15];
     }
+    return PyUnicode_FromStringAndSize(s, 64);
+}
+
+/* Native BLAKE3: the current file's record waits for the end of the feed; job -1 when `out` holds its
+ * digest already (streamed), else its data (all of it, in the chunk being fed) joins the batch. */
+static int add_pending(Tap *self, const char *data, Py_ssize_t job_len, int streamed) {
+    if (self->n_pend == self->pend_cap) {
+        Py_ssize_t cap = self->pend_cap ? 2 * self->pend_cap : 256;
+        Pending *p = PyMem_Realloc(self->pend, (size_t)cap * sizeof *p);
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->pend = p;
+        self->pend_cap = cap;
+    }
+    Pending *e = &self->pend[self->n_pend];
+    if (streamed) {
+        e->job = -1;
+        blake3_hasher_finalize(self->hasher, e->out, 32);
+    } else {
+        if (self->n_jobs == self->jobs_cap) {
+            Py_ssize_t cap = self->jobs_cap ? 2 * self->jobs_cap : 256;
+            b3_job *j = PyMem_Realloc(self->jobs, (size_t)cap * sizeof *j);
+            if (j == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->jobs = j;
+            self->jobs_cap = cap;
+        }
+        self->jobs[self->n_jobs].data = (const uint8_t *)data;
+        self->jobs[self->n_jobs].len = (size_t)job_len;
+        e->job = self->n_jobs++;
+    }
+    e->rel = Py_NewRef(self->rel);
+    e->size = self->size;
+    self->n_pend++;
+    return 0;
+}
+
+/* Hashes the batch (without the GIL) and puts every waiting record into `files`, in stream order. Runs
+ * at the end of every feed, while the chunk the jobs point into is still held. */
+static int flush_pending(Tap *self) {
+    if (self->n_jobs) {
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = b3_hash_jobs(self->jobs, (size_t)self->n_jobs);
+        Py_END_ALLOW_THREADS
+        if (rc < 0) {
+            drop_pending(self);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    int rc = 0;
+    for (Py_ssize_t k = 0; k < self->n_pend && rc == 0; k++) {
+        Pending *e = &self->pend[k];
+        PyObject *hex = hex32(e->job < 0 ? e->out : self->jobs[e->job].out);
+        rc = hex == NULL ? -1 : put_record(self, e->rel, e->size, hex);
+    }
+    drop_pending(self);
+    return rc;
+}
+
+/* The bookkeeping after a file's last byte, whichever way it was hashed. */
+static int file_counted(Tap *self) {
     self->n_files++;
     if (self->bytes_small + self->size < self->bytes_small) { /* past 2**64: carry into the int */
         PyObject *a = PyLong_FromUnsignedLongLong(self->bytes_small);
@@ -247,6 +365,14 @@ static int file_done(Tap *self) {
         self->need = BLOCK;
     }
     return 0;
+}
+
+static int file_done(Tap *self) {
+    PyObject *hex = PyObject_CallMethodNoArgs(self->sha, s_hexdigest);
+    if (hex == NULL || put_record(self, self->rel, self->size, hex) < 0) {
+        return -1;
+    }
+    return file_counted(self);
 }
 
 /* Hashing small files runs in the digest's code with the GIL held (blake3 and hashlib release it
@@ -466,12 +592,14 @@ static int do_header(Tap *self, const char *h) {
         }
     }
     if (typeflag == '0' || typeflag == '\0' || typeflag == '7') {
-        PyObject *sha = PyObject_CallNoArgs(self->new_digest);
-        if (sha == NULL) {
-            Py_DECREF(rel);
-            return -1;
+        if (!self->native) {
+            PyObject *sha = PyObject_CallNoArgs(self->new_digest);
+            if (sha == NULL) {
+                Py_DECREF(rel);
+                return -1;
+            }
+            Py_XSETREF(self->sha, sha);
         }
-        Py_XSETREF(self->sha, sha);
         Py_XSETREF(self->rel, rel);
         self->size = size;
         self->pad = (BLOCK - size % BLOCK) % BLOCK;
@@ -479,6 +607,9 @@ static int do_header(Tap *self, const char *h) {
             self->mode = M_DATA;
             self->left = size;
             return 0;
+        }
+        if (self->native) {
+            return add_pending(self, "", 0, 0) < 0 ? -1 : file_counted(self);
         }
         return file_done(self);
     }
@@ -555,7 +686,23 @@ static int feed_bytes(Tap *self, const char *buf, Py_ssize_t n) {
         Py_ssize_t avail = n - i;
         if (self->mode == M_DATA || self->mode == M_SKIP) {
             Py_ssize_t take = (unsigned long long)avail < self->left ? avail : (Py_ssize_t)self->left;
-            if (self->mode == M_DATA) {
+            int whole = 0; /* native: the file lies whole in this chunk and joins the batch */
+            if (self->mode == M_DATA && self->native) {
+                int first = self->left == self->size;
+                whole = first && (unsigned long long)take == self->left && self->size <= B3_BATCH_MAX;
+                if (!whole) {
+                    if (first) {
+                        blake3_hasher_init(self->hasher);
+                    }
+                    if (take >= (Py_ssize_t)B3_BATCH_MAX) {
+                        Py_BEGIN_ALLOW_THREADS
+                        blake3_hasher_update(self->hasher, buf + i, (size_t)take);
+                        Py_END_ALLOW_THREADS
+                    } else {
+                        blake3_hasher_update(self->hasher, buf + i, (size_t)take);
+                    }
+                }
+            } else if (self->mode == M_DATA) {
                 if (hash(self, buf + i, take) < 0) {
                     return -1;
                 }
@@ -563,7 +710,11 @@ static int feed_bytes(Tap *self, const char *buf, Py_ssize_t n) {
             i += take;
             self->left -= (unsigned long long)take;
             if (!self->left) {
-                if (self->mode == M_DATA) {
+                if (self->mode == M_DATA && self->native) {
+                    if (add_pending(self, buf + i - take, take, !whole) < 0 || file_counted(self) < 0) {
+                        return -1;
+                    }
+                } else if (self->mode == M_DATA) {
                     if (file_done(self) < 0) {
                         return -1;
                     }
@@ -616,10 +767,28 @@ static PyObject *Tap_feed(Tap *self, PyObject *arg) {
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
+    if (self->busy) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_RuntimeError, "Tap.feed while another feed of the same tap is running");
+        return NULL;
+    }
+    self->busy = 1;
     int rc = feed_bytes(self, (const char *)view.buf, view.len);
+    /* the records of the files done in this chunk, before the chunk is let go; and on a failure
+     * midway too, so that `files` holds what the reference's would */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    int flushed = flush_pending(self);
+    if (et != NULL) {
+        if (flushed < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(et, ev, tb);
+    }
+    self->busy = 0;
     PyBuffer_Release(&view);
     /* stats follow the stream even when it fails midway, as the reference's do */
-    if (sync_stats(self) < 0 || rc < 0) {
+    if (sync_stats(self) < 0 || rc < 0 || flushed < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -686,7 +855,72 @@ static PyTypeObject TapType = {
     .tp_getset = Tap_getset,
 };
 
+/* blake3_hexdigests(inputs): the tap's own BLAKE3 (batched up to B3_BATCH_MAX, streamed above), for tests */
+static PyObject *ctap_blake3_hexdigests(PyObject *module, PyObject *arg) {
+    PyObject *seq = PySequence_Fast(arg, "blake3_hexdigests takes a sequence of bytes-like objects");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_buffer *views = PyMem_Calloc((size_t)n + 1, sizeof *views);
+    b3_job *jobs = PyMem_Calloc((size_t)n + 1, sizeof *jobs);
+    PyObject *out = NULL;
+    Py_ssize_t got = 0;
+    if (views == NULL || jobs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < n; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, got), &views[got], PyBUF_SIMPLE) < 0) {
+            goto done;
+        }
+        jobs[got].data = views[got].buf;
+        jobs[got].len = (size_t)views[got].len;
+    }
+    Py_ssize_t m = 0; /* the small ones, in order, at the front */
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (jobs[k].len <= B3_BATCH_MAX) {
+            jobs[m++] = jobs[k];
+        }
+    }
+    if (b3_hash_jobs(jobs, (size_t)m) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out = PyList_New(n);
+    blake3_hasher hasher;
+    for (Py_ssize_t k = 0, small = 0; out != NULL && k < n; k++) {
+        uint8_t digest[32];
+        const uint8_t *d;
+        if ((size_t)views[k].len <= B3_BATCH_MAX) {
+            d = jobs[small++].out;
+        } else {
+            blake3_hasher_init(&hasher);
+            blake3_hasher_update(&hasher, views[k].buf, (size_t)views[k].len);
+            blake3_hasher_finalize(&hasher, digest, 32);
+            d = digest;
+        }
+        PyObject *hex = hex32(d);
+        if (hex == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, k, hex);
+    }
+done:
+    for (Py_ssize_t k = 0; k < got; k++) {
+        PyBuffer_Release(&views[k]);
+    }
+    PyMem_Free(views);
+    PyMem_Free(jobs);
+    Py_DECREF(seq);
+    return out;
+}
+
 static PyMethodDef ctap_functions[] = {
+    {"blake3_hexdigests", ctap_blake3_hexdigests, METH_O,
+     "blake3_hexdigests(inputs) -> list[str]: the BLAKE3 hex digest of each input, computed as the tap computes "
+     "a file's (small inputs side by side in SIMD lanes); for tests against the blake3 package."},
     {"readinto_full", ctap_readinto_full, METH_VARARGS,
      "readinto_full(fd, buffer) -> int: fill the writable buffer from fd, less only at the end of the input "
      "(0 there); the GIL is released while waiting. One buffer for every chunk: a fresh megabyte per chunk "

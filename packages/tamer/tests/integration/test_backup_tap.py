@@ -67,7 +67,8 @@ def hostile_tree(root: Path) -> None:
 
     os.makedirs(p(b"sub", b"inner"))
     write(p(b"empty"), b"")
-    for n in (1, 511, 512, 513, 1024, 4096, 10_000, (1 << 20) + 1):
+    # chunk (1 KiB) and tree edges of BLAKE3, and the C tap's batch limit (64 KiB: batched up to it, streamed past)
+    for n in (1, 511, 512, 513, 1024, 1025, 2048, 4096, 10_000, 65_535, 65_536, 65_537, (1 << 20) + 1):
         write(p(b"size-%d" % n), os.urandom(n // 2) + bytes(n - n // 2))
     write(p(b"new\nline"), b"a newline in the name")
     write(p(b"bad-\xff\xfe-utf8"), b"not UTF-8")

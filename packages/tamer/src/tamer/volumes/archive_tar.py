@@ -114,8 +114,18 @@ def new_tap(
     """
     native = None if pure else load("tamer._ctap", None if pure is False else "TAMER_PURE_TAP")
     if native is not None:
+        # BLAKE3 in the tap itself (the vendored C BLAKE3): small files side by side in SIMD lanes, without
+        # the GIL; digest_factory still runs, so that a missing blake3 package is refused as before
         tap: Tap = native.Tap(
-            stats, files, xattrs, digest_factory(digest), _pax_records, _pax_xattrs, _num, DATA.encode()
+            stats,
+            files,
+            xattrs,
+            digest_factory(digest),
+            _pax_records,
+            _pax_xattrs,
+            _num,
+            DATA.encode(),
+            native_blake3=digest == "blake3",
         )
         return tap
     return _TarTap(stats, files, xattrs, digest)
