@@ -205,6 +205,33 @@ def test_the_transports_quoting_is_urllibs() -> None:
         assert urlencode_pairs(pairs) == urlencode(pairs), text
 
 
+def test_the_transports_quoting_is_urllibs_on_long_texts_with_every_byte() -> None:
+    """Long texts (a filter naming hundreds of volumes) and texts holding every byte value, '%' and '+'
+    beside their escapes: still exactly urllib.parse's encoding."""
+    import json as _json
+    import random
+    from urllib.parse import quote, urlencode
+
+    from tamer.engine.transport import quote_path, urlencode_pairs
+
+    rng = random.Random(5)
+    every = "".join(chr(c) for c in range(256)) + "\u4e2d\U0001f600\u202e"
+    names = [f"vol-{i}" if i % 3 else "".join(rng.choice(every) for _ in range(30)) for i in range(400)]
+    samples = [
+        _json.dumps({"volume": names}),
+        every,
+        every[::-1],
+        "%25%2B+ %%++  ",
+        "+" * 50 + " " * 50 + "%" * 50,
+        "%2F/%3A:@%40",
+    ]
+    samples += ["".join(rng.sample(every, 40)) for _ in range(200)]
+    for text in samples:
+        assert quote_path(text) == quote(text, safe="/:@"), text
+        pairs = [("all", 1), ("filters", text), (text, text)]
+        assert urlencode_pairs(pairs) == urlencode(pairs), text
+
+
 def _ping_answer(api_version: str | None) -> Answer:
     def answer(request: bytes) -> bytes:
         assert request.startswith(b"GET /_ping "), request

@@ -24,19 +24,37 @@ if TYPE_CHECKING:
 
 # urllib.parse (with ipaddress) costs ~3 ms to import; these are its quote() and urlencode() for what
 # a GET here carries (a unit test checks them against urllib.parse on hostile strings)
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
-_PATH_SAFE = _UNRESERVED | frozenset(b"/:@")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_PATH_SAFE = _UNRESERVED | frozenset("/:@")
+
+
+def _quote(text: str, safe: frozenset[str], *, plus: bool) -> str:
+    """Percent-encode `text`'s UTF-8 bytes but those in `safe`; `plus`: a space becomes "+".
+
+    One str.replace per distinct byte to encode, each a pass in C: a filter naming 375 volumes (19 KB)
+    is quoted in 0.2 ms where a Python loop over its bytes took 1-1.5 ms of the `tamer ls volumes` chain."""
+    raw = text.encode("utf-8").decode("latin-1")  # one character per byte
+    unsafe = set(raw).difference(safe)
+    if not unsafe:
+        return raw
+    if "%" in unsafe:  # first: the escapes below bring in "%" of their own
+        raw = raw.replace("%", "%25")
+        unsafe.discard("%")
+    space = plus and " " in unsafe
+    if space:
+        unsafe.discard(" ")
+    for byte in unsafe:
+        raw = raw.replace(byte, f"%{ord(byte):02X}")
+    return raw.replace(" ", "+") if space else raw  # last: a "+" of the text is "%2B" by now
 
 
 def quote_path(path: str) -> str:
     """urllib.parse.quote(path, safe="/:@"): UTF-8, every other byte as %XX."""
-    return "".join(chr(b) if b in _PATH_SAFE else f"%{b:02X}" for b in path.encode("utf-8"))
+    return _quote(path, _PATH_SAFE, plus=False)
 
 
 def _quote_plus(text: str) -> str:
-    return "".join(
-        chr(b) if b in _UNRESERVED else "+" if b == 0x20 else f"%{b:02X}" for b in text.encode("utf-8")
-    )
+    return _quote(text, _UNRESERVED, plus=True)
 
 
 def urlencode_pairs(pairs: Iterable[tuple[str, Any]]) -> str:
