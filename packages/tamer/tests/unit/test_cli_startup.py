@@ -94,6 +94,7 @@ LEAN_LS_AVOIDS = (
     "pathlib",
     "concurrent.futures",
     "logging",
+    "threading",  # tamer.background starts its thread with _thread: threading brings functools, collections
     "tamer.inventory",
     "tamer.accounting",
     "tamer.collect",
