@@ -66,6 +66,11 @@ OUT_CHUNK = 1 << 20
 # room to use the second core when tar and the tap leave it idle. Two, not more: a backup should
 # not take every core from the containers of the host it runs on.
 TAR_ZSTD_THREADS = 2
+# The input libzstd's workers take per job: 4 MiB, not libzstd's default for level 3 (8 MiB, 4x its 2 MiB
+# window). Each worker holds a job's input and output, so peak RSS of a backup drops by ~26 MB; measured on
+# 1.1 GB of tar streams, CPU the same or lower (the job just copied in is still in cache) and the archive
+# 0.3% larger on real files (site-packages: 142.41 MB against 142.01; 2 MiB jobs: 143.24; one thread: 141.45).
+ZSTD_JOB_SIZE = 4 << 20
 # Files above this size are streamed by the writing thread in chunks instead of read whole by the pool.
 STREAM_AT = 8 << 20
 
@@ -264,7 +269,10 @@ def write_archive(
     hashed = _HashingWriter(out)
     # Python writer: threads=1, a libzstd worker compresses beside this thread reading and hashing files
     threads = zstd_threads if tar is None else TAR_ZSTD_THREADS
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=threads)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, threads=threads, job_size=ZSTD_JOB_SIZE if threads else 0, write_checksum=True
+    )
+    cctx = zstandard.ZstdCompressor(compression_params=params)
     files: dict[str, Any] = {}
     xattrs: dict[str, dict[str, str]] = {}
     links: dict[tuple[int, int], bytes] = {}
