@@ -6,14 +6,19 @@
  * digest object. _TarTap stays the reference (TAMER_PURE_TAP=1 selects it) and a test requires
  * byte-identical manifests from both on hostile trees.
  *
- * Tap(stats, files, xattrs, new_digest, pax_records, pax_xattrs, num, data_prefix)
+ * Tap(stats, files, xattrs, new_digest, pax_records, pax_xattrs, num, data_prefix, native_blake3=False)
  *   stats: an object with int attributes files, entries, bytes and a list attribute warnings,
  *   brought up to date at the end of every feed(); files: dict rel -> [size, hexdigest];
  *   xattrs: dict rel -> {name: base64}; new_digest: a callable returning a hash object (update,
  *   hexdigest); pax_records(bytes) -> dict[str, str], pax_xattrs(dict) -> dict and num(bytes) -> int:
  *   the Python parsers, used for PAX payloads and for any number field that is not plain octal,
  *   so that rare forms are read exactly as the reference reads them; data_prefix: bytes
- *   (b"data") removed from the front of every name.
+ *   (b"data") removed from the front of every name; native_blake3: hash files with BLAKE3 here (the
+ *   vendored C BLAKE3, _b3batch.c) instead of new_digest's objects: the files that lie whole in a fed
+ *   chunk, up to B3_BATCH_MAX, are hashed side by side at the end of the feed without the GIL (one
+ *   file at a time left most SIMD lanes idle: 1.04 s against 0.41 s of tap CPU on 100,000 10 KiB
+ *   files), the others stream through a blake3_hasher; their records reach `files` in stream order
+ *   before feed() returns, also when it fails midway.
  * feed(chunk): any bytes-like object; the chunk is never changed or kept.
  * ended: whether tar's end-of-archive block has been seen (later input is ignored).
  *
