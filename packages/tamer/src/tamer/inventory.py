@@ -69,7 +69,7 @@ class RawSnapshot:
 
 
 # -- the inventory -------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mount:
     type: str  # volume, bind, tmpfs
     name: str | None  # volume name for type=volume
@@ -78,7 +78,7 @@ class Mount:
     rw: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Image:
     id: str
     tags: tuple[str, ...]
@@ -106,7 +106,7 @@ class Image:
         return self.tags[0] if self.tags else f"<none> {self.short_id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogFile:
     container_id: str
     driver: str
@@ -115,7 +115,7 @@ class LogFile:
     size: DiskUsage | None  # None when unknown (remote engine, unreadable)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Container:
     id: str
     name: str
@@ -148,7 +148,7 @@ class Container:
         return self.state in RUNNING_STATES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageVolumeOrigin:
     """An anonymous volume created because the image declared `VOLUME path`."""
 
@@ -156,7 +156,7 @@ class ImageVolumeOrigin:
     path: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Volume:
     name: str
     anonymous: bool
@@ -195,7 +195,7 @@ class Volume:
         return "anonymous" if self.anonymous else "named"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BuildCache:
     id: str
     type: str

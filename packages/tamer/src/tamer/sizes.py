@@ -50,7 +50,7 @@ MIN_TASKS_FOR_POOL = 64
 CHUNKS_PER_WORKER = 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DiskUsage:
     """What a directory tree holds on disk.
 
