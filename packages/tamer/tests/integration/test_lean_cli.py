@@ -115,6 +115,23 @@ def test_an_unreachable_engine_is_the_same_error_either_way(eng: Any) -> None:
         assert lean == full and lean[0] == 1 and "no Docker engine answered" in lean[2]
 
 
+def test_a_usage_error_comes_before_an_unreachable_engine_either_way(eng: Any) -> None:
+    """The lean `ls volumes` asks the engine before it imports the table code, but only once the
+    command line is known to be right: a bad filter is the usage error (2), as in the full CLI, not the
+    engine's absence (1); a good one is the engine's error, the same either way."""
+    env = {"DOCKER_HOST": "unix:///nonexistent/tamer-lean.sock"}
+    for argv, code in (
+        (["ls", "volumes", "--filter", "colour=red"], 2),
+        (["ls", "volumes", "--filter", "older-than=forever"], 2),
+        (["ls", "volumes", "--filter", "placement=moon"], 2),
+        (["ls", "volumes", "--filter", "older-than=1d", "--sort", "age"], 1),
+        (["ls", "volumes", "-f", "orphaned"], 1),
+    ):
+        lean = _run(eng, argv, full=False, extra_env=env)
+        full = _run(eng, argv, full=True, extra_env=env)
+        assert lean == full and lean[0] == code, (argv, lean, full)
+
+
 def test_a_plain_listing_imports_no_parser_no_re_no_json(eng: Any) -> None:
     """What the lean path is for: no argparse (gettext, locale), no `re`/`enum` (argparse, json and
     socket.py import them), no typing, no docker SDK; and it printed the same table as the full CLI."""
