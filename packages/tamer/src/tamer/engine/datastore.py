@@ -13,36 +13,24 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from typing import Any
 
 JSON = dict[str, Any]
 
 
 _CHUNK = 1 << 16
-_buffers = threading.local()  # one reused read buffer per thread (see read_small)
 
 
 def read_small(path: str) -> bytes | None:
     """A small file's bytes, or None when it cannot be read. Three system calls (open, read, close):
-    Python's open() adds a stat, an ioctl and a seek, a fifth of reading 3,000 records.
-
-    The file is read into a buffer kept for the next call, and only its bytes are copied out: a
-    plain os.read(fd, 64 KiB) allocates 64 KiB and shrinks it to the file's size, and the 20,000
-    records of 10,000 containers, read so, left the heap 15 MB larger for good (the freed tails
-    pinned by what was kept of each record)."""
+    Python's open() adds a stat, an ioctl and a seek, a fifth of reading 3,000 records."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        buf: bytearray | None = getattr(_buffers, "buf", None)
-        if buf is None:
-            buf = _buffers.buf = bytearray(_CHUNK)
-        n = os.readv(fd, (buf,))
-        with memoryview(buf) as view:
-            data = bytes(view[:n])
-        if n == _CHUNK:  # a larger file: the rest of it
+        data = os.read(fd, _CHUNK)
+        if len(data) == _CHUNK:  # a larger file: the rest of it
             parts = [data]
             while more := os.read(fd, _CHUNK):
                 parts.append(more)
