@@ -148,23 +148,19 @@ class Shared:
     """
 
     def __init__(self) -> None:
-        self._parts: dict[Any, Any] = {}
+        self._strings: dict[str, str] = {}
+        self._parts: dict[str, Any] = {}
 
     def part(self, value: Any) -> Any:
-        """`value`, or an equal one handed out before (equal as JSON: same types, keys in the same order)."""
+        """`value`, or one handed out before that prints the same as JSON (so True and 1, 1 and 1.0, or
+        dicts with their keys in another order, are told apart)."""
         if isinstance(value, str):
-            return self._parts.setdefault(value, value)
-        return self._parts.setdefault(_frozen(value), value)
+            return self._strings.setdefault(value, value)
+        return self._parts.setdefault(_as_json(value), value)
 
 
-def _frozen(value: Any) -> Any:
-    """A hashable key for JSON data that two values share only when they would print the same (True
-    and 1, 1 and 1.0, or dicts with their keys in another order, are told apart)."""
-    if isinstance(value, dict):
-        return (dict, tuple((k, _frozen(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return (list, tuple(_frozen(v) for v in value))
-    return (type(value), value)
+# the key of a part: its JSON text (json's C encoder, a couple of microseconds for a container's settings)
+_as_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def container_from_datastore(
