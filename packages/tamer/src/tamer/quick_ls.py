@@ -149,28 +149,22 @@ def volume_facts(
     labelled = engine_labels_anonymous(api_version)
     placer = LocalPlacements() if local else None
     out: list[VolumeFacts] = []
-    for v in listed:
-        name = str(v.get("Name") or "")
-        labels = dict(v.get("Labels") or {})
-        options = {str(k): str(val) for k, val in (v.get("Options") or {}).items()}
-        if placer is not None and v.get("Driver") == "local":
-            placement, data_path = placer.placement(options, str(v.get("Mountpoint") or ""))
-        else:
-            placement = "bind" if is_bind(options) else "default"
-            data_path = options.get("device", "")
-        created = parse_time(v.get("CreatedAt")) if dated else None
-        out.append(
-            (
-                name,
-                is_anonymous_volume(name, labels, engine_labels_them=labelled),
-                labels,
-                placement,
-                data_path,
-                created,
-            )
-        )
-    if placer is not None:
-        placer.close()
+    try:
+        for v in listed:
+            name = str(v.get("Name") or "")
+            labels = dict(v.get("Labels") or {})
+            options = {str(k): str(val) for k, val in (v.get("Options") or {}).items()}
+            if placer is not None and v.get("Driver") == "local":
+                placement, data_path = placer.placement(options, str(v.get("Mountpoint") or ""))
+            else:
+                placement = "bind" if is_bind(options) else "default"
+                data_path = options.get("device", "")
+            created = parse_time(v.get("CreatedAt")) if dated else None
+            anonymous = is_anonymous_volume(name, labels, engine_labels_them=labelled)
+            out.append((name, anonymous, labels, placement, data_path, created))
+    finally:
+        if placer is not None:
+            placer.close()  # its descriptors, also when a mountpoint made lstat raise
     return out
 
 

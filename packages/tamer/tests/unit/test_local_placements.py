@@ -203,3 +203,23 @@ def test_same_answers_for_a_user_who_may_not_list_the_folder(open_tree: Path, mo
     assert os.waitstatus_to_exitcode(status) == 0, said
     assert said.startswith("same"), said
     assert said.endswith(f"listable={mode == 0o755}"), said
+
+
+def test_a_mountpoint_lstat_refuses_raises_as_realpath_does_and_leaves_no_descriptor(tmp_path: Path) -> None:
+    """A NUL in a mountpoint (JSON can carry one) makes lstat raise ValueError: the same error as
+    facts.local_placement's, and volume_facts closes the folder's descriptor all the same."""
+    from tamer.quick_ls import volume_facts
+
+    top = tmp_path / "volumes"
+    (top / "ok" / "_data").mkdir(parents=True)
+    bad = f"{top}/n\x00ul/_data"
+    with pytest.raises(ValueError) as want:
+        local_placement({}, bad)
+    listed = [
+        {"Name": n, "Driver": "local", "Mountpoint": m} for n, m in (("ok", f"{top}/ok/_data"), ("nul", bad))
+    ]
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(ValueError) as got:
+        volume_facts(listed, "1.41", dated=False, local=True)
+    assert str(got.value) == str(want.value)
+    assert set(os.listdir("/proc/self/fd")) == before, "a descriptor was left open"
