@@ -220,32 +220,54 @@ def volume_table(
     now: datetime,
 ) -> str:
     """render("volumes", finish_volume_rows(facts, set(unreferenced()), ...)), with all but the STATUS
-    column laid out before `unreferenced()` is waited for: it is the engine's slowest answer, and what
-    follows it is the command's own time (laying out 1,333 rows: ~2 ms). Only an `orphaned` filter
-    needs the answer to know which rows there are; then it is waited for first."""
-    if any(f.key == "orphaned" for f in filters):
-        return render("volumes", finish_volume_rows(facts, set(unreferenced()), filters, sort, now))
-    chosen = _chosen_volumes(facts, set(), filters, sort, now)
-    head = [safe_cell(h) for h in VOLUME_HEAD]
-    rows = [[safe_cell(cell) for cell in row] for _, row in chosen]
-    width = [max([len(head[i]), *(len(row[i]) for row in rows)]) for i in range(len(head))]
-    # render_table's line is "  ".join(cells).rstrip(): the part after STATUS is stripped on its own,
-    # which is the same while it keeps something to strip back to (SIZE is "?"); else render_table does it
-    lefts = [f"{row[0].ljust(width[0])}  {row[1].ljust(width[1])}  " for row in rows]
-    rights = [f"  {row[3].rjust(width[3])}  {row[4].ljust(width[4])}".rstrip() for row in rows]
-    if not all(right.strip() for right in rights):
-        return render("volumes", finish_volume_rows(facts, set(unreferenced()), filters, sort, now))
-    dangling = set(unreferenced())
-    status = ["orphaned" if name in dangling else "used" for name, _ in chosen]
-    status_width = max([len(head[2]), *(len(s) for s in status)])
-    lines = [
-        f"{head[0].ljust(width[0])}  {head[1].ljust(width[1])}  {head[2].ljust(status_width)}"
-        + f"  {head[3].rjust(width[3])}  {head[4].ljust(width[4])}".rstrip()
-    ]
-    lines += [
-        left + s.ljust(status_width) + right for left, s, right in zip(lefts, status, rights, strict=True)
-    ]
-    return "\n".join(lines)
+    column laid out (VolumeLayout) before `unreferenced()` is waited for."""
+    return VolumeLayout(facts, filters, sort, now).finish(set(unreferenced()))
+
+
+class VolumeLayout:
+    """The `tamer ls volumes` table but its STATUS column, laid out before the engine says which volumes
+    no container uses: that answer is the slowest, and what follows it is the command's own time
+    (laying out 1,333 rows: ~2 ms). Only an `orphaned` filter needs it to know which rows there are;
+    then finish() does it all."""
+
+    def __init__(
+        self, facts: Sequence[VolumeFacts], filters: Sequence[Filter], sort: str, now: datetime
+    ) -> None:
+        self._facts, self._filters, self._sort, self._now = facts, filters, sort, now
+        self._laid_out = not any(f.key == "orphaned" for f in filters)
+        if not self._laid_out:
+            return
+        chosen = _chosen_volumes(facts, set(), filters, sort, now)
+        self._names = [name for name, _ in chosen]
+        head = [safe_cell(h) for h in VOLUME_HEAD]
+        rows = [[safe_cell(cell) for cell in row] for _, row in chosen]
+        width = [max([len(head[i]), *(len(row[i]) for row in rows)]) for i in range(len(head))]
+        # render_table's line is "  ".join(cells).rstrip(): the part after STATUS is stripped on its own,
+        # which is the same while it keeps something to strip back to (SIZE is "?"); else render_table
+        self._lefts = [f"{row[0].ljust(width[0])}  {row[1].ljust(width[1])}  " for row in rows]
+        self._rights = [f"  {row[3].rjust(width[3])}  {row[4].ljust(width[4])}".rstrip() for row in rows]
+        self._laid_out = all(right.strip() for right in self._rights)
+        self._head = (
+            f"{head[0].ljust(width[0])}  {head[1].ljust(width[1])}  ",
+            head[2],
+            f"  {head[3].rjust(width[3])}  {head[4].ljust(width[4])}".rstrip(),
+        )
+
+    def finish(self, dangling: set[str]) -> str:
+        """The table, `dangling` naming the volumes no container uses."""
+        if not self._laid_out:
+            return render(
+                "volumes", finish_volume_rows(self._facts, dangling, self._filters, self._sort, self._now)
+            )
+        status = ["orphaned" if name in dangling else "used" for name in self._names]
+        head_left, title, head_right = self._head
+        status_width = max([len(title), *(len(s) for s in status)])
+        lines = [head_left + title.ljust(status_width) + head_right]
+        lines += [
+            left + s.ljust(status_width) + right
+            for left, s, right in zip(self._lefts, status, self._rights, strict=True)
+        ]
+        return "\n".join(lines)
 
 
 class LocalPlacements:
@@ -413,16 +435,20 @@ def run_quick_ls(host: str | None, kind: str, filters: Sequence[Filter], sort: s
     if kind == "containers":
         return render(kind, container_rows(_container_records(engine), filters, sort, now))
     # the engine's dangling list and then the containers that mount any volume on it (a chain of two
-    # answers, the longest wait) go first, on another connection; the full list comes meanwhile and
-    # each row but its status is made while that chain is still answered. Each row says what the
-    # engine said at its read: a volume made between the reads and missing from the full list is not
-    # shown; one missing from the dangling list is shown "used" (the safe side)
-    unreferenced = engine.ahead(engine.unreferenced_volumes)
-    listed = engine.volumes()
-    # a unix socket is this machine's engine: its volumes' folders are here to look at
-    local = engine.where.startswith("unix://")
-    facts = volume_facts(listed, engine.api_version, dated=_dated(filters, sort), local=local)
-    return volume_table(facts, unreferenced, filters, sort, now)
+    # answers, the longest wait) are asked here at once; the full list is read on another connection
+    # meanwhile, on a thread that also makes the table but its STATUS column (most of the CPU work:
+    # placements, layout) before the chain answers. Each row says what the engine said at its read: a
+    # volume made between the reads and missing from the full list is not shown; one missing from the
+    # dangling list is shown "used" (the safe side)
+    local = engine.where.startswith("unix://")  # this machine's engine: its volumes' folders are here
+
+    def lay_out() -> VolumeLayout:
+        facts = volume_facts(engine.volumes(), engine.api_version, dated=_dated(filters, sort), local=local)
+        return VolumeLayout(facts, filters, sort, now)
+
+    layout = engine.ahead(lay_out)
+    dangling = set(engine.unreferenced_volumes())
+    return layout().finish(dangling)
 
 
 def _container_records(engine: Engine) -> list[JSON]:
