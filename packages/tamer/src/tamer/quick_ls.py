@@ -10,7 +10,8 @@ from the engine's JSON with the rules in tamer.facts that the inventory uses too
 nothing else of the model. Tests render every filter both ways on one host and require the same
 table as the inventory's, so the two cannot drift apart.
 
-The `*_rows()` functions are pure; `run_quick_ls()` reads the engine.
+The `*_rows()` functions and VolumeLayout are pure but for a local volume's placement (`local=True`:
+read off this machine's filesystem, LocalPlacements); `run_quick_ls()` reads the engine.
 """
 
 from __future__ import annotations
