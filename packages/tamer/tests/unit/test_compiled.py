@@ -14,8 +14,9 @@ from tamer import compiled, sizes
 from tamer.volumes import archive, archive_tar
 from tamer.volumes.archive_write import WriteStats
 
-OFF = [None, "", "0"]
-ON = ["1", "yes", "true", "00", " 0", "false"]  # anything set and not "0" forces Python, even "false"
+OFF: list[str | None] = [None, "", "0"]
+# anything set and not "0" forces Python, even "false"
+ON: list[str | None] = ["1", "yes", "true", "00", " 0", "false"]
 
 
 @pytest.mark.parametrize("value", OFF + ON)
