@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +129,14 @@ def test_history_over_days_with_a_clock_set_back_and_a_volume_that_comes_and_goe
     assert data["first_at"].startswith("2031-03-01T12:00") and data["last_at"].startswith("2031-03-04T12:00")
     rows = {g["key"]: g for g in data["growth"]}
     assert rows["hist_grow"]["first"] == 1_000_000 and rows["hist_grow"]["last"] == 4_000_000
-    assert rows["hist_grow"]["change"] == 3_000_000 and rows["hist_grow"]["per_day"] == pytest.approx(
-        1_000_000
-    )
+    # the rate is the change over the time the snapshots' own stamps span; faketime's "@" clocks run on
+    # from each start, so that span is three days give or take each run's start-up (1e-4: 26 s)
+    span_days = (
+        datetime.fromisoformat(data["last_at"]) - datetime.fromisoformat(data["first_at"])
+    ).total_seconds() / 86400
+    assert rows["hist_grow"]["change"] == 3_000_000
+    assert rows["hist_grow"]["per_day"] == pytest.approx(3_000_000 / span_days, rel=1e-9)
+    assert rows["hist_grow"]["per_day"] == pytest.approx(1_000_000, rel=1e-4)
     assert rows["hist_flaky"]["first"] == 1000 and rows["hist_flaky"]["last"] == 5000
     grower = data["top_growers"][0]
     assert (grower["kind"], grower["name"], grower["change"]) == ("volume", "hist_grow", 3_000_000)
