@@ -402,3 +402,22 @@ def test_a_journal_from_an_older_tamer_opens_and_its_unreadable_run_is_set_aside
 
     with pytest.raises(StateUnreadable, match="move it aside"):
         Journal(tmp_path / "garbage.sqlite")
+
+
+def test_the_largest_kept_shown_are_the_same_whatever_order_the_engine_listed_them() -> None:
+    """The engine lists volumes in no fixed order; among kept objects of equal size, the fifteen a plan
+    shows without -v were whichever came first, so two runs on an unchanged host showed different ones."""
+    from tamer.plan import Plan
+    from tamer.plan_model import Refusal
+    from tamer.reasons import Reason
+    from tamer.report.plan_view import render_plan
+
+    kept = [Refusal("volume", f"id{i:02d}", f"vol{i:02d}", 4096, Reason.NAMED_NO_RULE) for i in range(20)]
+    kept.append(Refusal("volume", "idbig", "big", 10**9, Reason.NAMED_NO_RULE))
+
+    def text(order: list[Refusal]) -> str:
+        return render_plan(Plan("h", "e", "default", {}, "2030-01-01T00:00:00+00:00", (), tuple(order)))
+
+    forward = text(kept)
+    assert forward == text(kept[::-1])
+    assert "largest shown" in forward and "big" in forward and "vol00" in forward and "vol19" not in forward

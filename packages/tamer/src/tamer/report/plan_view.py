@@ -60,7 +60,10 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     else:
         out.append("\nNothing to remove under this policy.")
     if plan.refusals:
-        shown = plan.refusals if verbose else sorted(plan.refusals, key=lambda r: -r.bytes)[:15]
+        # ties broken by kind, name and id: the engine lists volumes in no fixed order, and two runs on an
+        # unchanged host must show the same fifteen
+        largest = sorted(plan.refusals, key=lambda r: (-r.bytes, r.kind, r.name, r.id))
+        shown = plan.refusals if verbose else largest[:15]
         out.append(
             f"\nWould keep {len(plan.refusals)} object(s)"
             + ("" if verbose or len(shown) == len(plan.refusals) else " (largest shown; -v for all)")
