@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 venv: $(STAMP)
 
-$(STAMP): packages/tamer/pyproject.toml packages/tamer/setup.py $(wildcard packages/tamer/src/tamer/*.c) packages/faithful/pyproject.toml Makefile
+$(STAMP): packages/tamer/pyproject.toml packages/tamer/setup.py $(wildcard packages/tamer/src/tamer/*.[ch] packages/tamer/src/tamer/_blake3/*.[ch]) packages/faithful/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# The CPU wheel first: an unpinned `torch` would download a multi-GB CUDA build.
 	$(BIN)/pip install -q 'torch==2.13.0'

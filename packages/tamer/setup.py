@@ -30,6 +30,9 @@ setup(
                 *(f"src/tamer/_blake3/{name}.c" for name in ("blake3", "blake3_dispatch", "blake3_portable")),
                 *(f"src/tamer/_blake3/x86_{isa}.c" for isa in ("sse2", "sse41", "avx2", "avx512")),
             ],
+            # blake3_neon.c is not vendored: on AArch64 BLAKE3 would refer to it and the link fail (the
+            # tap then fell back to Python); its portable code serves there instead
+            define_macros=[("BLAKE3_USE_NEON", "0")],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
