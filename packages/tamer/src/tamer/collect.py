@@ -93,13 +93,14 @@ def read_raw_snapshot(
     # and the containers' records are read and parsed, and their logs sized, while the workers walk.
     walker = Walker(fork_now=True) if reason is None else None
     listing = engine.ahead(engine.containers)  # the slowest answer: asked first, the rest read meanwhile
-    ledger = open_ledger(engine_identity(info))
     local: JSON | None = None
     if walker is not None:
         try:
             progress_of = progress_parts(progress)
             volumes = engine.volumes()
             volume_walk = start_volume_walk(walker, data_root, driver, volumes, progress_of("volumes"))
+            # the ledger is read once the workers walk: until the first walk starts, one core is idle
+            ledger = open_ledger(engine_identity(info))
             mount_ids = read_mount_ids(data_root, driver)  # while the engine builds its container list
             images = _image_records(engine, engine.images(), warnings, ledger)
             listed = slim_listing(listing())
@@ -126,6 +127,7 @@ def read_raw_snapshot(
             raise
         walker.close()
     else:
+        ledger = open_ledger(engine_identity(info))
         containers = _container_records(engine, data_root, driver, False, warnings, listing=listing)
         images = _image_records(engine, engine.images(), warnings, ledger)
         volumes = engine.volumes()

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tamer.facts import local_placement
 from tamer.ledger import Ledger
+from tamer.quick_ls import LocalPlacements
 from tamer.sizes import DiskUsage, PendingMeasure, Walker, file_size
 
 JSON = dict[str, Any]
@@ -106,17 +106,23 @@ def start_volume_walk(
     placements: dict[str, JSON] = {}
     roots: dict[str, str] = {}
     skip: set[str] = set()
-    for v in volumes:
-        name = v["Name"]
-        options = v.get("Options") or {}
-        mountpoint = str(v.get("Mountpoint") or "")
-        if v.get("Driver") != "local":
-            continue  # data lives with a plugin; only the engine can say
-        placement, data_path = local_placement({str(k): str(o) for k, o in options.items()}, mountpoint)
-        if placement == "bind":
-            skip.add(mountpoint)  # when mounted, _data *is* the device: don't count it twice
-        placements[name] = {"placement": placement, "data_path": data_path}
-        roots[f"vol:{name}"] = data_path
+    # facts.local_placement's answers at a fifth of its system calls (realpath() of every volume's
+    # mountpoint was ~8 ms at 275 volumes, before the first volume could be walked)
+    placer = LocalPlacements()
+    try:
+        for v in volumes:
+            name = v["Name"]
+            options = v.get("Options") or {}
+            mountpoint = str(v.get("Mountpoint") or "")
+            if v.get("Driver") != "local":
+                continue  # data lives with a plugin; only the engine can say
+            placement, data_path = placer.placement({str(k): str(o) for k, o in options.items()}, mountpoint)
+            if placement == "bind":
+                skip.add(mountpoint)  # when mounted, _data *is* the device: don't count it twice
+            placements[name] = {"placement": placement, "data_path": data_path}
+            roots[f"vol:{name}"] = data_path
+    finally:
+        placer.close()
     held = held_folders(data_root, driver)
     early = {k: p for k, p in roots.items() if walked_early(p, held)}
     later = {k: p for k, p in roots.items() if k not in early}
