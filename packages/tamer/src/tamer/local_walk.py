@@ -169,7 +169,9 @@ def start_walk(
 
     # an image layer is measured once and remembered (see tamer.ledger); the rest of the data-root's
     # walk steps around a remembered one as around a measured one
-    roots: dict[str, str] = {}
+    # the rest of the data-root first: its split (in the first run the workers take) finds most of the
+    # folders walked next, which are then handed out while the other roots' splits run
+    roots: dict[str, str] = {"rest": dr, "buildkit": os.path.join(dr, "buildkit")}
     remembered = DiskUsage()
     remembered_init = DiskUsage()
     remembered_folders: list[str] = []
@@ -203,10 +205,9 @@ def start_walk(
                 init_stamps[cid] = (name, init, stamp)
                 roots[f"init:{cid}"] = init
     roots.update(volumes.later)
-    inside = [p for p in roots.values() if _is_inside(p, dr)] + remembered_folders
+    inside = [p for k, p in roots.items() if k not in ("rest", "buildkit") and _is_inside(p, dr)]
+    inside += remembered_folders
     inside += [p for p in volumes.roots.values() if _is_inside(p, dr)]  # those walked already too
-    roots["buildkit"] = os.path.join(dr, "buildkit")
-    roots["rest"] = dr
     pending = walker.start(
         roots,
         skip=volumes.skip | set(inside) | {roots["buildkit"]},
