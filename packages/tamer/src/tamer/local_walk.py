@@ -167,11 +167,11 @@ def start_walk(
                 needs_engine_df = True  # e.g. the containerd image store (engines >= 24 may use it)
                 break
 
-    # an image layer is measured once and remembered (see tamer.ledger); the rest of the data-root's
-    # walk steps around a remembered one as around a measured one
     # the rest of the data-root first: its split (in the first run the workers take) finds most of the
     # folders walked next, which are then handed out while the other roots' splits run
     roots: dict[str, str] = {"rest": dr, "buildkit": os.path.join(dr, "buildkit")}
+    # an image layer is measured once and remembered (see tamer.ledger); the rest of the data-root's
+    # walk steps around a remembered one as around a measured one
     remembered = DiskUsage()
     remembered_init = DiskUsage()
     remembered_folders: list[str] = []
