@@ -27,8 +27,8 @@ another du-like package, could not be installed from the package index here.)
 
 from __future__ import annotations
 
+import _thread
 import bisect
-import contextlib
 import errno
 import os
 import stat
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor, Future
+    from tamer.forkpool import ForkPool
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -401,32 +401,50 @@ def start_measure_trees(
 class PendingMeasure(Generic[K]):
     """A walk under way (see Walker.start): `result()` waits for its figures; `abandon()` stops it.
 
-    The workers walk while the caller does other work; a thread of this process hands them their
-    second round and adds up their answers (it holds the GIL only for that, a few ms in all).
+    The workers walk while the caller does other work; the pool's thread hands them their second
+    round as the first answers and adds up their answers (it holds the GIL only for that, a few ms).
     """
 
-    def __init__(self, run: Callable[[], dict[K, DiskUsage | None]], walker: Walker) -> None:
-        from tamer.background import in_background
-
+    def __init__(self, wait: Callable[[], dict[K, DiskUsage | None]], walker: Walker) -> None:
         self._walker = walker
-        self._answer = in_background(run)
+        self._wait = wait
 
     def result(self) -> dict[K, DiskUsage | None]:
-        """The figures, as measure_trees returns them; raises what the walk raised."""
-        return self._answer()
+        """The figures, as measure_trees returns them; raises what the walk raised (WalkFailed when a
+        worker failed or ended before answering)."""
+        return self._wait()
 
     def abandon(self) -> None:
         """The caller gave up (an error elsewhere): let the workers go without waiting for the walk."""
         self._walker.abandon()
 
 
+# what a task of the pool names (tamer.forkpool: an index into the handlers fixed at fork)
+_SPLIT, _BATCH = 0, 1
+# a _Partial as it crosses a pipe: (apparent, allocated, files, vanished, unreadable, links)
+Wire = tuple[int, int, int, int, int, dict[tuple[int, int], tuple[int, int]]]
+
+
+def _wire(part: _Partial) -> Wire:
+    assert part.links is not None
+    return (part.apparent, part.allocated, part.files, part.vanished, part.unreadable, part.links)
+
+
+def _split_batch_wire(roots: list[Root]) -> list[tuple[int, Wire, list[str]]]:
+    return [(index, _wire(part), found) for index, part, found in _split_batch(roots)]
+
+
+def _batch_wire(tasks: list[Task]) -> list[tuple[int, Wire]]:
+    return [(index, _wire(part)) for index, part in _batch(tasks).items()]
+
+
 class Walker:
     """Worker processes that walk trees, shared by the walks started on it (each with its own roots and
     skip set: a task carries the skip paths below its folder).
 
-    `fork_now`: fork the workers now, on the caller's thread, before it starts any other thread (a fork
-    copies only the forking thread, and a lock another thread held would stay locked in the workers);
-    else they are forked, on the caller's thread too, by the first walk with enough folders to split.
+    `fork_now`: fork the workers now, on the caller's thread, before it starts any other thread where it
+    can (see tamer.forkpool for what a fork beside other threads may and may not do); else they are
+    forked, on the caller's thread too, by the first walk with enough folders to split.
     Walks started with `last=True` close the walker when they end; else call `close()` after the last
     result (or `abandon()`).
 
@@ -438,39 +456,27 @@ class Walker:
 
     def __init__(self, workers: int | None = None, *, fork_now: bool = False) -> None:
         self.workers = workers or os.cpu_count() or 1
-        self._pool: Executor | None = None
+        self._pool: ForkPool | None = None
         if fork_now and self.workers > 1:
             self._fork()
 
-    def _fork(self) -> Executor:
+    def _fork(self) -> ForkPool:
         if self._pool is None:
-            self._pool = _pool(self.workers)
-            try:
-                self._pool.submit(int)  # a fork-context pool forks all its workers at its first task
-            except BaseException:
-                self.abandon()
-                raise
+            from tamer.forkpool import ForkPool
+
+            self._pool = ForkPool(self.workers, (_split_batch_wire, _batch_wire))
         return self._pool
 
     def close(self) -> None:
-        """Wait for the workers to end (after the walks' results)."""
+        """Let the workers go and reap them (after the walks' results)."""
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.close()
 
     def abandon(self) -> None:
-        """End the workers now, without waiting for the walks under way (Ctrl-C, an error elsewhere).
-
-        They only read, so nothing is lost; and one may be stuck in a stat of a dead network mount.
-        (Shutting the pool down without waiting did not do: at exit Python still waited for the
-        walks, and its exit hook raced the pool's own closing, printing "Bad file descriptor".)
-        """
-        if self._pool is None:
-            return
-        processes: dict[int, Any] = getattr(self._pool, "_processes", None) or {}
-        for process in list(processes.values()):
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                process.kill()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """End the workers now, without waiting for the walks under way (Ctrl-C, an error elsewhere): they
+        only read, so nothing is lost, and one may be stuck in a stat of a dead network mount."""
+        if self._pool is not None:
+            self._pool.kill()
 
     def start(
         self,
@@ -489,6 +495,7 @@ class Walker:
         skips = _SkipIndex(frozenset(os.path.normpath(s) for s in skip))
         keys: list[K] = []
         roots_todo: list[Root] = []
+        own_blocks: list[int] = []  # each root folder's own blocks, as du counts them
         result: dict[K, DiskUsage | None] = {}
         for key, root in roots.items():
             try:
@@ -502,7 +509,9 @@ class Walker:
             dev = st.st_dev if stay_on_device else None
             roots_todo.append((len(keys), root, dev, skips.below(root), key not in whole))
             keys.append(key)
+            own_blocks.append(st.st_blocks * 512)
         n_workers = self.workers
+        gather = _Gather(len(roots_todo), progress)
 
         def chunks(items: list[T], per_worker: int) -> list[list[T]]:
             # a few dozen runs per worker keep the workers balanced (bigger tasks are unknown in advance),
@@ -510,132 +519,167 @@ class Walker:
             size = max(4, -(-len(items) // (n_workers * per_worker)))
             return [items[i : i + size] for i in range(0, len(items), size)]
 
-        # round 1: each root's top two levels (its own entries, its children's) and the folders below
-        # them; in the workers when there are many roots (a host's volumes and writable layers), else here
-        pool: Executor | None = None
-        first: Iterable[list[tuple[int, _Partial, list[str]]]] | None = None
-        second: Iterable[dict[int, _Partial]] | None = None
-        runs: list[list[Task]] = []
-        tasks: list[Task] = []
-        merged: dict[int, _Partial] = {}
-
-        def add(index: int, part: _Partial) -> None:
-            if index in merged:
-                _merge(merged[index], part)
-            else:
-                merged[index] = part
-
-        def plan_second_round(answers: list[tuple[int, _Partial, list[str]]]) -> int:
-            for index, part, grandchildren in answers:
-                add(index, part)
+        def second_round(found: list[tuple[int, list[str]]]) -> list[list[Task]]:
+            tasks: list[Task] = []
+            for index, grandchildren in found:
                 dev = roots_todo[index][2]
                 tasks.extend((index, (g, True, dev, skips.below(g))) for g in grandchildren)
-            total = len(roots_todo) + len(tasks)
-            if progress:
-                progress(len(roots_todo), total)
-            return total
+            return chunks(tasks, CHUNKS_PER_WORKER) if tasks else []
 
+        def batch_answer(n_tasks: int) -> Callable[[bool, Any], None]:
+            def on_batch(ok: bool, answer: Any) -> None:
+                if gather.failed(ok, answer):
+                    return
+                for index, part in answer:
+                    gather.add_wire(index, part)
+                gather.answered(n_tasks)
+
+            return on_batch
+
+        def on_split(ok: bool, answer: Any) -> None:
+            # round 2 is handed out as each run of round 1 answers, not once all have: waiting for the
+            # last one left both cores idle for 10-40 ms of a warm df
+            if gather.failed(ok, answer):
+                return
+            for index, part, _ in answer:
+                gather.add_wire(index, part)
+            runs = second_round([(index, found) for index, _, found in answer])
+            gather.expect(sum(len(run) for run in runs), len(runs))
+            assert pool is not None
+            for run in runs:
+                pool.submit(_BATCH, run, batch_answer(len(run)))
+            gather.answered(0)
+
+        pool: ForkPool | None = None
         try:
             if n_workers > 1 and len(roots_todo) >= MIN_TASKS_FOR_POOL:
+                # round 1: each root's top two levels (its own entries, its children's) and the folders
+                # below them, in the workers when there are many roots (a host's volumes and writable layers)
                 pool = self._fork()
-                first = pool.map(_split_batch, chunks(roots_todo, 4))
+                first = chunks(roots_todo, 4)
+                gather.expect(0, len(first))
+                for split in first:
+                    pool.submit(_SPLIT, split, on_split)
+                wait = gather.wait
             else:
-                plan_second_round(_split_batch(roots_todo))
-                if n_workers > 1 and len(tasks) >= MIN_TASKS_FOR_POOL:
+                answers = _split_batch(roots_todo)  # here: too few roots to split among workers
+                for index, part, _ in answers:
+                    gather.add(index, part)
+                runs = second_round([(index, found) for index, _, found in answers])
+                n_tasks = sum(len(run) for run in runs)
+                gather.expect(n_tasks, 0)
+                if n_workers > 1 and n_tasks >= MIN_TASKS_FOR_POOL:
                     pool = self._fork()
-                    runs = chunks(tasks, CHUNKS_PER_WORKER)
-                    second = pool.map(_batch, runs)
+                    gather.expect(0, len(runs))
+                    for run in runs:
+                        pool.submit(_BATCH, run, batch_answer(len(run)))
+                    wait = gather.wait
+                else:
+                    from tamer.background import in_background
+
+                    def walk_here() -> None:
+                        for run in runs:
+                            for index, args in run:
+                                gather.add(index, _task(args))
+                                gather.walked(1)
+
+                    wait = in_background(walk_here)
         except BaseException:
             self.abandon()
             raise
 
-        def run() -> dict[K, DiskUsage | None]:
-            nonlocal runs, second
+        def finish() -> dict[K, DiskUsage | None]:
             try:
-                total = len(roots_todo) + len(tasks)
-                if first is not None and pool is not None:
-                    # round 2 is handed out as each run of round 1 answers, not once all have: waiting
-                    # for the last one left both cores idle for 10-40 ms of a warm df (one worker
-                    # walking it, the other done, then both waiting for the second round's first runs)
-                    runs = []
-                    futures: list[Future[dict[int, _Partial]]] = []
-                    for split_answer in first:
-                        start = len(tasks)
-                        total = plan_second_round(split_answer)
-                        new = tasks[start:]
-                        size = max(4, -(-len(new) // (n_workers * CHUNKS_PER_WORKER)))
-                        for i in range(0, len(new), size):
-                            runs.append(new[i : i + size])
-                            futures.append(pool.submit(_batch, runs[-1]))
-                    second = (f.result() for f in futures)
-                # round 2: everything below, recursively
-                if second is not None:
-                    done = len(roots_todo)
-                    for run, answer in zip(runs, second, strict=True):
-                        for index, part in answer.items():
-                            add(index, part)
-                        done += len(run)
-                        if progress:
-                            progress(done, total)
-                else:
-                    for i, (index, args) in enumerate(tasks):
-                        add(index, _task(args))
-                        if progress:
-                            progress(len(roots_todo) + i + 1, total)
-            finally:
+                wait()
+            except BaseException:
                 if last:
-                    self.close()
-            for index, acc in merged.items():
-                # the root directory's own blocks, as du counts them
-                with contextlib.suppress(OSError):
-                    acc.allocated += os.stat(roots[keys[index]]).st_blocks * 512
-            for index, acc in merged.items():
+                    self.abandon()
+                raise
+            if last:
+                self.close()
+            for index, acc in gather.merged.items():
                 assert acc.links is not None
                 result[keys[index]] = DiskUsage(
                     apparent=acc.apparent + sum(a for a, _ in acc.links.values()),
-                    allocated=acc.allocated + sum(b for _, b in acc.links.values()),
+                    allocated=acc.allocated + own_blocks[index] + sum(b for _, b in acc.links.values()),
                     files=acc.files + len(acc.links),
                     vanished=acc.vanished,
                     unreadable=acc.unreadable,
                 )
             return result
 
-        return PendingMeasure(run, self)
+        return PendingMeasure(finish, self)
 
 
-def _pool(n_workers: int) -> Executor:
-    # imported here: the pool (multiprocessing) costs ~9 ms to import, and a listing never walks
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+class _Gather:
+    """A walk's answers added up per root as they come (on the pool's thread), and when it is done."""
 
-    return ProcessPoolExecutor(
-        max_workers=n_workers,
-        mp_context=get_context("fork"),
-        initializer=_end_with_parent,
-        initargs=(os.getpid(),),
-    )
+    def __init__(self, n_roots: int, progress: Callable[[int, int], None] | None) -> None:
+        self.merged: dict[int, _Partial] = {}
+        self._progress = progress
+        self._runs = 0  # runs handed out and not answered
+        self._done = n_roots  # folders walked (a root's split counts one), for progress
+        self._total = n_roots
+        self._error: str | None = None
+        self._finished = _thread.allocate_lock()
+        self._finished.acquire()  # released when the last run answers (or one fails)
 
+    def expect(self, tasks: int, runs: int) -> None:
+        self._total += tasks
+        self._runs += runs
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
+    def add(self, index: int, part: _Partial) -> None:
+        if index in self.merged:
+            _merge(self.merged[index], part)
+        else:
+            self.merged[index] = part
 
+    def add_wire(self, index: int, wire: Wire) -> None:
+        apparent, allocated, files, vanished, unreadable, links = wire
+        acc = self.merged.get(index)
+        if acc is None:
+            self.merged[index] = _Partial(apparent, allocated, files, vanished, unreadable, links)
+            return
+        acc.apparent += apparent
+        acc.allocated += allocated
+        acc.files += files
+        acc.vanished += vanished
+        acc.unreadable += unreadable
+        if links:
+            assert acc.links is not None
+            acc.links.update(links)
 
-def _end_with_parent(parent: int) -> None:
-    """In a worker: be killed when the process that forked it ends. A `tamer df` killed with SIGKILL
-    (a timer's timeout, the OOM killer) left its workers behind for good, blocked on their pipes.
-    Ctrl-C is the parent's to handle (it stops the walk and says so, exit 130); a worker ignores it
-    rather than print its own traceback."""
-    import signal
+    def walked(self, tasks: int) -> None:
+        """`tasks` more folders walked (for progress)."""
+        self._done += tasks
+        if self._progress:
+            self._progress(self._done, self._total)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import ctypes
+    def answered(self, tasks: int) -> None:
+        """A run of the pool answered, having walked `tasks` folders (0: a split, whose own count was
+        expected). Called on the pool's thread, as every method but wait()."""
+        self.walked(tasks)
+        self._runs -= 1
+        if self._runs == 0 and self._error is None:
+            self._finished.release()
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the workers end with their pipes, as before
-        return
-    if os.getppid() != parent:  # it ended before the line above: nobody will read this worker's answers
-        os._exit(1)
+    def failed(self, ok: bool, answer: Any) -> bool:
+        """Whether a run failed (then the walk does, with its message)."""
+        if ok:
+            return False
+        if self._error is None:
+            self._error = str(answer)
+            if self._runs > 0:  # else released already: the walk was done
+                self._finished.release()
+        return True
+
+    def wait(self) -> None:
+        with self._finished:  # Ctrl-C interrupts the wait
+            pass
+        if self._error is not None:
+            from tamer.forkpool import WalkFailed
+
+            raise WalkFailed(f"sizing the data-root failed: {self._error}")
 
 
 def measure_tree(root: str, **kwargs: object) -> DiskUsage | None:
