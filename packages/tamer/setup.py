@@ -7,6 +7,14 @@ and tamer walks, restores and taps backups in Python (the same results, more CPU
 
 from setuptools import Extension, setup
 
+# BLAKE3 (vendored, src/tamer/_blake3/README) and tamer's batched use of it, compiled into each extension
+# that hashes: the tap (backup) and the restore
+BLAKE3 = [
+    "src/tamer/_b3batch.c",
+    *(f"src/tamer/_blake3/{name}.c" for name in ("blake3", "blake3_dispatch", "blake3_portable")),
+    *(f"src/tamer/_blake3/x86_{isa}.c" for isa in ("sse2", "sse41", "avx2", "avx512")),
+]
+
 setup(
     ext_modules=[
         Extension(
@@ -17,19 +25,16 @@ setup(
         ),
         Extension(
             "tamer._crestore",
-            ["src/tamer/_crestore.c"],
+            # with the same vendored BLAKE3 as the tap below: a restore checks every file's digest in C
+            ["src/tamer/_crestore.c", *BLAKE3],
+            define_macros=[("BLAKE3_USE_NEON", "0")],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         ),
         Extension(
             "tamer._ctap",
             # with the vendored BLAKE3 (src/tamer/_blake3/README) that hashes every backed-up file
-            [
-                "src/tamer/_ctap.c",
-                "src/tamer/_b3batch.c",
-                *(f"src/tamer/_blake3/{name}.c" for name in ("blake3", "blake3_dispatch", "blake3_portable")),
-                *(f"src/tamer/_blake3/x86_{isa}.c" for isa in ("sse2", "sse41", "avx2", "avx512")),
-            ],
+            ["src/tamer/_ctap.c", *BLAKE3],
             # blake3_neon.c is not vendored: on AArch64 BLAKE3 would refer to it and the link fail (the
             # tap then fell back to Python); its portable code serves there instead
             define_macros=[("BLAKE3_USE_NEON", "0")],

@@ -229,6 +229,48 @@ def test_compiled_path_takes_plain_files_and_equals_python(tmp_path: Path, taken
     assert "error" not in c and c == py
 
 
+def test_native_blake3_equals_the_blake3_package() -> None:
+    """extract(..., factory=None) hashes in C (the vendored BLAKE3, small files side by side): every digest
+    equals the blake3 package's, at each size around BLAKE3's chunk (1 KiB) and tree edges and the batch
+    limit (64 KiB), in one buffer, so batched and streamed files mix."""
+    extract = archive_mod.compiled_restore()
+    assert extract is not None
+    blake3 = __import__("blake3").blake3
+    rnd = hashlib.sha256(b"b3").digest() * (1 << 16)  # 2 MiB of varied bytes
+    sizes = sorted(
+        {0, 1, 63, 64, 65, 511, 512, 513}
+        | {k * 1024 + d for k in (1, 2, 3, 4, 8, 16, 17, 31, 32, 33, 63, 64, 65) for d in (-1, 0, 1)}
+        | {200_000, 1 << 20}
+    )
+    members = [entry(b"data/f%03d" % i, rnd[i : i + size]) for i, size in enumerate(sizes)]
+    buf = b"".join(members)
+    consumed, _used, done = extract(buf, 0, -1, b"", {}, 0, 0, 0, None)
+    assert consumed == len(buf) and len(done) == len(sizes)
+    _c, _u, by_package = extract(buf, 0, -1, b"", {}, 0, 0, 0, blake3)
+    want = [(f"f{i:03d}", size, blake3(rnd[i : i + size]).hexdigest()) for i, size in enumerate(sizes)]
+    assert done == want
+    assert by_package == want
+
+
+def test_native_blake3_catches_one_changed_byte(tmp_path: Path, taken: list[int]) -> None:
+    """A BLAKE3 archive restored through the C digests: one byte changed inside a small and inside a large
+    file is refused, naming the file, on both paths, and nothing is left in the target."""
+    rnd = hashlib.shake_256(b"flip").digest(160_000)  # no repeats: each file's bytes are found once
+    files = {b"small": rnd[:3000], b"big": rnd[3000:153_000], b"other": rnd[153_000:153_900]}
+    for victim in (b"small", b"big"):
+        members = [entry(b"data/" + rel, data) for rel, data in files.items()]
+        raw = bytearray(tar_bytes(members, files))
+        at = raw.index(files[victim][:64]) + 1000
+        raw[at] ^= 1
+        arc = compress(bytes(raw), tmp_path / f"{victim.decode()}.tar.zst")
+        c, py = both(arc, tmp_path / "t")
+        assert c == py
+        assert c["error"] == "BackupCorrupt", c
+        assert "failed its checksum" in c["message"] and f"data/{victim.decode()}" in c["message"], c
+        assert c["left"] == [] and c["verify"]["message"] == c["message"], c
+    assert sum(taken) >= 2
+
+
 @pytest.mark.parametrize("where", [0.3, 0.9])
 def test_damaged_compressed_data_same_error(tmp_path: Path, where: float) -> None:
     """A flipped byte in the zstd stream (not in the tar inside it): the same BackupCorrupt, naming the same

@@ -272,8 +272,9 @@ class FileOut(Protocol):
 FileSink = Callable[[tarfile.TarInfo], "FileOut | None"]
 EntrySink = Callable[[tarfile.TarInfo], None]
 PlainDone = list[tuple[str, int, str]]
-# (buffer, position, digest factory) -> (bytes taken, [(path below data/, size, hexdigest)]): see read_archive
-PlainSink = Callable[[bytes, int, Callable[..., Digest]], tuple[int, PlainDone]]
+# (buffer, position, digest factory or None for BLAKE3 in C) -> (bytes taken, [(path below data/, size,
+# hexdigest)]): see read_archive
+PlainSink = Callable[[bytes, int, "Callable[..., Digest] | None"], tuple[int, PlainDone]]
 
 
 def compiled_restore() -> Callable[..., tuple[int, int, PlainDone]] | None:
@@ -289,7 +290,7 @@ def compiled_restore() -> Callable[..., tuple[int, int, PlainDone]] | None:
 def _hash_plain(extract: Callable[..., tuple[int, int, PlainDone]]) -> PlainSink:
     """The compiled path for a read that only checks (verify): plain files hashed, nothing written."""
 
-    def take(buf: bytes, pos: int, factory: Callable[..., Digest]) -> tuple[int, PlainDone]:
+    def take(buf: bytes, pos: int, factory: Callable[..., Digest] | None) -> tuple[int, PlainDone]:
         consumed, _used, done = extract(buf, pos, -1, b"", {}, 0, 0, 0, factory)
         return consumed, done
 
@@ -410,7 +411,7 @@ def read_archive(
     truncated archive, a checksum or size mismatch, a file missing from or
     extra to the manifest.
 
-    plain(buffer, pos, digest_factory), when given, is offered the stream at
+    plain(buffer, pos, digest_factory or None for BLAKE3 in C), when given, is offered the stream at
     each header boundary with no extended header pending and may take
     consecutive plain files off it (tamer._crestore, through
     restore._Extractor.plain): it returns the bytes it took and (path below
@@ -444,7 +445,8 @@ def read_archive(
         buf, pos = prefetch.peek()
         if len(buf) - pos < BLOCK:
             return
-        consumed, done = plain(buf, pos, new_file_digest)
+        # BLAKE3 archives: hashed in C (tamer._crestore's vendored BLAKE3, no GIL, beside the writes)
+        consumed, done = plain(buf, pos, None if algo == "blake3" else new_file_digest)
         if done:
             prefetch.skip(consumed)
             for rel, size, digest in done:

@@ -180,7 +180,7 @@ class _Extractor:
         if extract is None:
             return None
 
-        def plain(buf: bytes, pos: int, factory: Callable[..., Digest]) -> tuple[int, PlainDone]:
+        def plain(buf: bytes, pos: int, factory: Callable[..., Digest] | None) -> tuple[int, PlainDone]:
             # only into the folder this extractor has verified and holds open: a file anywhere else, and
             # anything that is not a plain file this code would write the same way, is left to on_file
             cached = self._cached
