@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tamer.sandbox import PrivateEngine, why_no_private_engine
@@ -77,6 +78,15 @@ def timed(fn: object, key: str = "") -> float:
     wall = time.perf_counter() - t0
     CPU.setdefault(key, []).append(_cpu() - c0)
     return wall
+
+
+def rotated(rep: int, *runs: tuple[str, Callable[[], object]]) -> list[tuple[str, Callable[[], object]]]:
+    """The runs of round `rep`, each round starting one later: no contender always runs first or last.
+    On a virtual machine the first touch of memory the host has taken back (free page reporting) costs
+    several microseconds a page, and which run meets such pages depends on its place in the round: with
+    a fixed order the restore figures swung 0.3-0.9 between sessions with the machine's memory state."""
+    k = rep % len(runs)
+    return [*runs[k:], *runs[:k]]
 
 
 def shell(cmd: str) -> None:
@@ -140,7 +150,8 @@ def run_rounds(args: argparse.Namespace, base: Path, work: Path) -> None:
         for rep in range(args.repeat):
             for p in (ours, theirs, floor_out):
                 p.unlink(missing_ok=True)
-            for key, fn in (
+            for key, fn in rotated(
+                rep,
                 ("anchor backup", lambda: shell(f"tar -C {src} -cf - . | zstd -3 -q -o {theirs}")),
                 # for comparison only: tamer's compressor runs libzstd's 2 workers, the anchor's zstd one thread
                 (
@@ -162,7 +173,8 @@ def run_rounds(args: argparse.Namespace, base: Path, work: Path) -> None:
                 runs.setdefault(key, []).append(timed(fn, key))
             name = f"bench_restored{rep}"
             clear(anchor_dir, floor_dir, b3_dir)
-            for key, fn in (
+            for key, fn in rotated(
+                rep,
                 ("anchor restore", lambda: shell(f"zstd -dc {theirs} | tar -C {anchor_dir} -xf -")),
                 (
                     "floor restore",
