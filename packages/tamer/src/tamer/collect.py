@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tamer.engine import Engine
 from tamer.engine.datastore import (
@@ -26,10 +26,12 @@ from tamer.engine.datastore import (
     upper_dir,
 )
 from tamer.facts import local_placement, why_not_local
-from tamer.inventory import RawSnapshot, engine_identity
-from tamer.ledger import Ledger, lasting_inspect, open_ledger
 from tamer.local_walk import finish_walk, progress_parts, start_volume_walk, start_walk
 from tamer.sizes import Walker
+
+if TYPE_CHECKING:
+    from tamer.inventory import RawSnapshot
+    from tamer.ledger import Ledger
 
 JSON = dict[str, Any]
 SIZING_CHOICES = ("auto", "local", "engine")
@@ -82,22 +84,40 @@ def read_raw_snapshot(
     """
     taken_at = time.time()
     warnings: list[str] = []
-    info = engine.info()
+    # The walk is most of a run, and Python's part of it little: its workers are forked first (before
+    # any thread starts, as tamer.forkpool prefers), the volumes (most of what is walked) are walked as
+    # soon as the engine lists them, the rest as soon as its roots are known (the container list, the
+    # layer store's mount ids), and the containers' records are read and parsed, and their logs sized,
+    # while the workers walk. An engine behind a unix socket may have its data-root here (the engine's
+    # info says where; if it is not readable the workers go unused, a few ms); a remote one never does.
+    walker = Walker(fork_now=True) if sizing != "engine" and engine.where.startswith("unix://") else None
+    try:
+        # what the rest of the read needs is imported while the engine answers (the inventory's and the
+        # ledger's modules: some 35 ms of a warm df, before the first walk could start). The container
+        # list, the slowest answer, is asked once the info has answered: asked together, the engine
+        # answered the info only after the list (10-15 ms -> 200 ms and more, at 1,003 containers)
+        info_answer = engine.ahead(engine.info)
+        volume_list = engine.ahead(engine.volumes)
+        from tamer.inventory import RawSnapshot, engine_identity
+        from tamer.ledger import open_ledger
+
+        info = info_answer()
+        listing = engine.ahead(engine.containers)  # the rest is read meanwhile
+    except BaseException:
+        if walker is not None:
+            walker.abandon()
+        raise
     data_root = str(info.get("DockerRootDir", ""))
     driver = str(info.get("Driver", ""))
     reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
-    # The walk is most of a run, and Python's part of it little: its workers are forked first (before
-    # any thread starts: a fork copies only the forking thread, and a lock another one holds would stay
-    # locked in the workers), the volumes (most of what is walked) are walked as soon as the engine lists
-    # them, the rest as soon as its roots are known (the container list, the layer store's mount ids),
-    # and the containers' records are read and parsed, and their logs sized, while the workers walk.
-    walker = Walker(fork_now=True) if reason is None else None
-    listing = engine.ahead(engine.containers)  # the slowest answer: asked first, the rest read meanwhile
+    if reason is not None and walker is not None:
+        walker.close()
+        walker = None
     local: JSON | None = None
     if walker is not None:
         try:
             progress_of = progress_parts(progress)
-            volumes = engine.volumes()
+            volumes = volume_list()
             volume_walk = start_volume_walk(walker, data_root, driver, volumes, progress_of("volumes"))
             # the ledger is read once the workers walk: until the first walk starts, one core is idle
             ledger = open_ledger(engine_identity(info))
@@ -130,7 +150,7 @@ def read_raw_snapshot(
         ledger = open_ledger(engine_identity(info))
         containers = _container_records(engine, data_root, driver, False, warnings, listing=listing)
         images = _image_records(engine, engine.images(), warnings, ledger)
-        volumes = engine.volumes()
+        volumes = volume_list()
         if sizing == "local":
             warnings.append(f"could not size locally, used the engine's figures instead: {reason}")
     if not engine.where.startswith("unix://"):
@@ -199,6 +219,9 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
     build_cache: list[JSON] = []
     dangling: list[str] | None = None
     placements: dict[str, JSON] | None = None  # read here, without sizing, when the engine is on this machine
+    from tamer.inventory import RawSnapshot, engine_identity
+    from tamer.ledger import open_ledger
+
     lean = not users and kind in ("images", "volumes")
     listing = engine.ahead(engine.containers) if kind == "containers" else None  # asked first: the slowest
     info: JSON = {} if lean else engine.info()  # lean: nothing of it is shown, and it costs a round trip
@@ -370,6 +393,8 @@ def _writable_layers(
 
 def _image_records(engine: Engine, image_list: list[JSON], warnings: list[str], ledger: Ledger) -> list[JSON]:
     """Each listed image with the lasting part of its inspect: remembered in the ledger, else asked for."""
+    from tamer.ledger import lasting_inspect
+
     known: dict[str, JSON] = {}
     to_inspect = []
     for entry in image_list:

@@ -15,11 +15,13 @@ import glob
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tamer.ledger import Ledger
 from tamer.quick_ls import LocalPlacements
 from tamer.sizes import DiskUsage, PendingMeasure, Walker, file_size
+
+if TYPE_CHECKING:
+    from tamer.ledger import Ledger  # imported by collect while the engine answers (see read_raw_snapshot)
 
 JSON = dict[str, Any]
 

@@ -84,7 +84,6 @@ def read_inventory(
     from tamer.cli.progress import Progress
     from tamer.collect import read_raw_snapshot
     from tamer.engine import connect
-    from tamer.inventory import build_inventory
 
     progress = Progress("sizing", enabled=not (args.json or args.quiet))
     try:
@@ -93,6 +92,8 @@ def read_inventory(
         )
     finally:
         progress.close()
+    from tamer.inventory import build_inventory  # imported by read_raw_snapshot while the engine answers
+
     return build_inventory(raw)
 
 
