@@ -30,7 +30,7 @@ from tamer.local_walk import finish_walk, progress_parts, start_volume_walk, sta
 from tamer.sizes import Walker
 
 if TYPE_CHECKING:
-    from tamer.inventory import RawSnapshot
+    from tamer.inventory import PreparedContainers, RawSnapshot
     from tamer.ledger import Ledger
 
 JSON = dict[str, Any]
@@ -98,7 +98,7 @@ def read_raw_snapshot(
         # answered the info only after the list (10-15 ms -> 200 ms and more, at 1,003 containers)
         info_answer = engine.ahead(engine.info)
         volume_list = engine.ahead(engine.volumes)
-        from tamer.inventory import RawSnapshot, engine_identity
+        from tamer.inventory import RawSnapshot, engine_identity, prepare_containers
         from tamer.ledger import open_ledger
 
         info = info_answer()
@@ -114,6 +114,7 @@ def read_raw_snapshot(
         walker.close()
         walker = None
     local: JSON | None = None
+    prepared: list[PreparedContainers] = []  # see prepare() below
     if walker is not None:
         try:
             progress_of = progress_parts(progress)
@@ -140,7 +141,13 @@ def read_raw_snapshot(
                 inspected=inspected,
             )
             del listed, mount_ids, inspected
-            local = finish_walk(walk, containers, volumes, warnings, ledger, meanwhile)
+
+            def prepare() -> None:  # while the workers walk: the inventory's own work on each record
+                prepared.append(prepare_containers(containers))
+                if meanwhile is not None:
+                    meanwhile()
+
+            local = finish_walk(walk, containers, volumes, warnings, ledger, prepare)
             meanwhile = None
         except BaseException:
             walker.abandon()
@@ -186,6 +193,7 @@ def read_raw_snapshot(
         engine_df=engine_df,
         local=local,
         warnings=warnings,
+        prepared=prepared[0] if prepared else None,
     )
 
 
