@@ -270,32 +270,54 @@ def _labels(obj: JSON | None) -> dict[str, str]:
 
 
 # -- the builder ---------------------------------------------------------------
-# id(record) -> (the record, the fields of its Container that the record alone fixes)
-PreparedContainers = dict[int, tuple[JSON, JSON]]
+# id(record) -> (the record, the values of its Container's RECORD_FIELDS)
+PreparedContainers = dict[int, tuple[JSON, tuple[Any, ...]]]
+# the fields of a Container that its record alone fixes: all but its sizes and its log
+RECORD_FIELDS = (
+    "id",
+    "name",
+    "name_generated",
+    "image",
+    "image_id",
+    "state",
+    "created",
+    "started",
+    "finished",
+    "exit_code",
+    "restart_policy",
+    "auto_remove",
+    "log_driver",
+    "log_options",
+    "mounts",
+    "labels",
+    "compose_project",
+    "owner",
+)
 
 
-def _container_fields(cj: JSON) -> JSON:
-    """The fields of a container's Container that its record alone fixes: all but its sizes and its log."""
+def _container_fields(cj: JSON) -> tuple[Any, ...]:
+    """The values of RECORD_FIELDS for a container's record (a tuple: held by the snapshot until the
+    inventory is built, a dict of them was a third of what reading a host holds per container)."""
     host = cj.get("HostConfig") or {}
     log_cfg = host.get("LogConfig") or {}
     summary = container_summary(cj)
     name = summary["name"]
-    return {
-        "id": cj["Id"],
-        "name": name,
-        "name_generated": is_generated_name(name),
-        "image": summary["image"],
-        "image_id": summary["image_id"],
-        "state": summary["state"],
-        "created": summary["created"],
-        "started": summary["started"],
-        "finished": summary["finished"],
-        "exit_code": summary["exit_code"],
-        "restart_policy": summary["restart_policy"],
-        "auto_remove": summary["auto_remove"],
-        "log_driver": str(log_cfg.get("Type") or ""),
-        "log_options": {str(k): str(v) for k, v in (log_cfg.get("Config") or {}).items()},
-        "mounts": tuple(
+    return (
+        cj["Id"],
+        name,
+        is_generated_name(name),
+        summary["image"],
+        summary["image_id"],
+        summary["state"],
+        summary["created"],
+        summary["started"],
+        summary["finished"],
+        summary["exit_code"],
+        summary["restart_policy"],
+        summary["auto_remove"],
+        str(log_cfg.get("Type") or ""),
+        {str(k): str(v) for k, v in (log_cfg.get("Config") or {}).items()},
+        tuple(
             Mount(
                 type=str(m.get("Type", "")),
                 name=m.get("Name"),
@@ -305,10 +327,10 @@ def _container_fields(cj: JSON) -> JSON:
             )
             for m in cj.get("Mounts") or []
         ),
-        "labels": summary["labels"],
-        "compose_project": summary["compose_project"],
-        "owner": summary["owner"],
-    }
+        summary["labels"],
+        summary["compose_project"],
+        summary["owner"],
+    )
 
 
 def prepare_containers(containers: list[JSON]) -> PreparedContainers:
@@ -341,7 +363,13 @@ def build_inventory(raw: RawSnapshot) -> Inventory:
     for cj in raw.containers:
         cid = cj["Id"]
         ready = prepared.get(id(cj))
-        fields = ready[1] if ready is not None and ready[0] is cj else _container_fields(cj)
+        fields = dict(
+            zip(
+                RECORD_FIELDS,
+                ready[1] if ready is not None and ready[0] is cj else _container_fields(cj),
+                strict=True,
+            )
+        )
         rw: int | None
         rw_allocated: int | None = None
         if cid in local_rw:
