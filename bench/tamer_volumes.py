@@ -84,7 +84,9 @@ def rotated(rep: int, *runs: tuple[str, Callable[[], object]]) -> list[tuple[str
     """The runs of round `rep`, each round starting one later: no contender always runs first or last.
     On a virtual machine the first touch of memory the host has taken back (free page reporting) costs
     several microseconds a page, and which run meets such pages depends on its place in the round: with
-    a fixed order the restore figures swung 0.3-0.9 between sessions with the machine's memory state."""
+    a fixed order the restore figures swung 0.3-0.9 between sessions with the machine's memory state.
+    Each run's output is also removed before the next one starts, so that every run begins with about
+    the same memory just freed."""
     k = rep % len(runs)
     return [*runs[k:], *runs[:k]]
 
@@ -171,8 +173,22 @@ def run_rounds(args: argparse.Namespace, base: Path, work: Path) -> None:
                 ("tamer backup", lambda: backup_volume(engine, "bench_vol", ours)),
             ):
                 runs.setdefault(key, []).append(timed(fn, key))
+                floor_out.unlink(missing_ok=True)  # each run starts with what the one before wrote freed
             name = f"bench_restored{rep}"
             clear(anchor_dir, floor_dir, b3_dir)
+
+            def tamer_restored(n: str = name) -> None:
+                # empty it first: the engine deleting 100,000 files itself outlasts its API timeout
+                restored = Path(engine.inspect_volume(n)["Mountpoint"])
+                clear(restored)
+                engine.remove_volume(n)
+
+            after = {
+                "anchor restore": lambda: clear(anchor_dir),
+                "floor restore": lambda: clear(floor_dir),
+                "b3floor restore": lambda: clear(b3_dir),
+                "tamer restore": tamer_restored,
+            }
             for key, fn in rotated(
                 rep,
                 ("anchor restore", lambda: shell(f"zstd -dc {theirs} | tar -C {anchor_dir} -xf -")),
@@ -189,10 +205,7 @@ def run_rounds(args: argparse.Namespace, base: Path, work: Path) -> None:
                 ("tamer restore", lambda n=name: apply_restore(engine, plan_restore(engine, ours, n))),
             ):
                 runs.setdefault(key, []).append(timed(fn, key))
-            # empty it first: the engine deleting 100,000 files itself outlasts its API timeout
-            restored = Path(engine.inspect_volume(name)["Mountpoint"])
-            clear(restored)
-            engine.remove_volume(name)
+                after[key]()  # what it wrote is removed before the next run, outside the timing
             print(
                 f"  round {rep + 1} (load {os.getloadavg()[0]:.1f}): "
                 + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in runs.items())
