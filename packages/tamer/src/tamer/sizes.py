@@ -306,10 +306,17 @@ def _split(root: str, dev: int | None, skip: frozenset[str]) -> tuple[_Partial, 
     """
     children: list[str] = []
     part = _walk(root, False, skip, dev, children)
-    grandchildren: list[str] = []
+    families: list[list[str]] = []
     for child in children:
-        _merge(part, _walk(child, False, skip, dev, grandchildren, follow=False))
-    return part, grandchildren
+        family: list[str] = []
+        _merge(part, _walk(child, False, skip, dev, family, follow=False))
+        families.append(family)
+    # the grandchildren of small families first: one of a folder's few subfolders tends to hold a whole
+    # part of the tree (the data-root's image/overlay2, a volume's few top folders), one of thousands
+    # little (a layer among all the containers'). Handed out in this order, the big tasks start first
+    # and the walk ends on small ones: the workers ended 20-40 ms apart when image/overlay2 came last
+    families.sort(key=len)  # stable: the walk's own order within a size
+    return part, [g for family in families for g in family]
 
 
 # (which root, folder, device, skip paths below it, split it or walk it whole)
