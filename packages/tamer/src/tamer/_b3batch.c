@@ -163,3 +163,11 @@ done:
     free(outs);
     return rc;
 }
+
+void b3_hex(const uint8_t digest[32], char out[64]) {
+    static const char digits[] = "0123456789abcdef";
+    for (int k = 0; k < 32; k++) {
+        out[2 * k] = digits[digest[k] >> 4];
+        out[2 * k + 1] = digits[digest[k] & 15];
+    }
+}

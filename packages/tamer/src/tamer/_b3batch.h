@@ -19,4 +19,7 @@ typedef struct {
  * ran out (no out is then valid). */
 int b3_hash_jobs(b3_job *jobs, size_t n);
 
+/* The 64 lowercase hex digits of a 32-byte digest (no terminating NUL), as hashlib's hexdigest spells it. */
+void b3_hex(const uint8_t digest[32], char out[64]);
+
 #endif

@@ -290,12 +290,8 @@ static PyObject *hexdigest(PyObject *factory, const unsigned char *data, Py_ssiz
 }
 
 static PyObject *hex32(const uint8_t *d) {
-    static const char digits[] = "0123456789abcdef";
     char s[64];
-    for (int k = 0; k < 32; k++) {
-        s[2 * k] = digits[d[k] >> 4];
-        s[2 * k + 1] = digits[d[k] & 15];
-    }
+    b3_hex(d, s);
     return PyUnicode_FromStringAndSize(s, 64);
 }
 

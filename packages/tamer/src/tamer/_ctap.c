@@ -277,12 +277,8 @@ static int put_record(Tap *self, PyObject *rel, unsigned long long size_value, P
 }
 
 static PyObject *hex32(const uint8_t *d) {
-    static const char digits[] = "0123456789abcdef";
     char s[64];
-    for (int k = 0; k < 32; k++) {
-        s[2 * k] = digits[d[k] >> 4];
-        s[2 * k + 1] = digits[d[k] & 15];
-    }
+    b3_hex(d, s);
     return PyUnicode_FromStringAndSize(s, 64);
 }
 
