@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ class Walk:
     init_stamps: dict[str, tuple[str, str, list[int]]]  # container id -> init layer being measured
     placements: dict[str, JSON]  # local volume name -> {"placement", "data_path"}
     needs_engine_df: bool
+    inside: set[str]  # keys of the roots inside the data-root
 
 
 def progress_parts(
@@ -187,9 +189,12 @@ def start_walk(
             stamps[chain] = ledger.folder_stamp(folder)
             roots[f"layer:{chain}"] = folder
     init_stamps: dict[str, tuple[str, str, list[int]]] = {}  # container id -> (name, folder, stamp)
+    stats: dict[str, os.stat_result] = {}  # the writable layers' folders, stat'ed once (for the walker too)
     for cid, upper in uppers.items():
-        if upper and os.path.isdir(upper):
+        st = _stat(upper) if upper else None
+        if upper and st is not None and stat.S_ISDIR(st.st_mode):
             roots[f"rw:{cid}"] = upper  # one that is not: finish_walk asks the engine (if it still exists)
+            stats[f"rw:{cid}"] = st
             # its init layer, beside it (see tamer.ledger): unattributed, as the rest of the data-root is,
             # but remembered
             base, tail = os.path.split(upper)
@@ -207,14 +212,17 @@ def start_walk(
                 init_stamps[cid] = (name, init, stamp)
                 roots[f"init:{cid}"] = init
     roots.update(volumes.later)
-    inside = [p for k, p in roots.items() if k not in ("rest", "buildkit") and _is_inside(p, dr)]
+    # the roots inside the data-root (its total counts them), known now rather than after the walk
+    inside_keys = {k for k, p in {**volumes.roots, **roots}.items() if _is_inside(p, dr)}
+    inside = [p for k, p in roots.items() if k not in ("rest", "buildkit") and k in inside_keys]
     inside += remembered_folders
-    inside += [p for p in volumes.roots.values() if _is_inside(p, dr)]  # those walked already too
+    inside += [p for k, p in volumes.roots.items() if k in inside_keys]  # those walked already too
     pending = walker.start(
         roots,
         skip=volumes.skip | set(inside) | {roots["buildkit"]},
         progress=progress,
         whole={f"init:{cid}" for cid in init_stamps},  # a dozen entries each
+        stats=stats,
     )
     return Walk(
         pending=pending,
@@ -229,6 +237,7 @@ def start_walk(
         init_stamps=init_stamps,
         placements=volumes.placements,
         needs_engine_df=needs_engine_df,
+        inside=inside_keys,
     )
 
 
@@ -299,8 +308,7 @@ def finish_walk(
     for key, usage in measured.items():
         if usage is None or key == "buildkit":
             continue
-        path = roots_all[key]
-        if key == "rest" or _is_inside(path, dr):
+        if key == "rest" or key in walk.inside:
             total = total + usage
             # what no object explains stays unaccounted: the rest, init layers, a gone container's layer
             if not (
@@ -349,6 +357,13 @@ def _log_files(container: JSON, data_root: str) -> list[str]:
         return []
     # json-file rotates to NAME.1, NAME.2 (and .gz when compressed)
     return sorted(os.path.join(folder, n) for n in names if n.startswith(base))
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):  # ValueError: a NUL in a path the engine gave (isdir said False)
+        return None
 
 
 def _is_inside(path: str, root: str) -> bool:
