@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -99,12 +100,17 @@ def fill(sandbox: PrivateEngine, scale: float) -> dict[str, int]:
     }
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str], cpu: list[float] | None = None) -> float:
+    """Wall seconds of one run; `cpu`, when given, gets its CPU seconds (the process and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, env=env)
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
+    if cpu is not None:
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return took
 
 
@@ -119,13 +125,16 @@ def compare(
 ) -> tuple[float, float]:
     """Alternating runs after one warm-up each; `cold`: a state dir emptied before each of ours."""
 
+    cpu: list[float] = []
+
     def one() -> float:
         if cold:
             shutil.rmtree(cold, ignore_errors=True)
-        return timed(ours, env)
+        return timed(ours, env, cpu)
 
     one()
     timed(anchor, env)
+    cpu.clear()
     o: list[float] = []
     a: list[float] = []
     for _ in range(repeat):
@@ -133,10 +142,14 @@ def compare(
         a.append(timed(anchor, env))
     mo, ma = statistics.median(o), statistics.median(a)
     ratio = mo / ma
+    # each run against the anchor run beside it: on a shared machine a burst of other work lands on
+    # both, where the medians of the two series can each catch a different burst
+    paired = statistics.median(x / y for x, y in zip(o, a, strict=True))
     print(
-        f"{label:26s} median {mo:6.2f}s  runs {[round(x, 2) for x in o]}\n"
+        f"{label:26s} median {mo:6.2f}s  runs {[round(x, 2) for x in o]}  CPU {statistics.median(cpu):.2f}s\n"
         f"{'docker system df -v':26s} median {ma:6.2f}s  runs {[round(x, 2) for x in a]}\n"
-        f"   ratio {ratio:5.2f}  (target <= {target})  {'HOLDS' if ratio <= target else 'missed'}",
+        f"   ratio {ratio:5.2f}  (target <= {target})  {'HOLDS' if ratio <= target else 'missed'}; "
+        f"median of the paired runs' ratios {paired:.2f}; load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     return mo, ma
