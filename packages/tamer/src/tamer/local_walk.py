@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tamer.quick_ls import LocalPlacements
-from tamer.sizes import DiskUsage, PendingMeasure, Walker, file_size
+from tamer.sizes import DiskUsage, PendingMeasure, Walker
 
 if TYPE_CHECKING:
     from tamer.ledger import Ledger  # imported by collect while the engine answers (see read_raw_snapshot)
@@ -176,14 +176,14 @@ def start_walk(
     roots: dict[str, str] = {"rest": dr, "buildkit": os.path.join(dr, "buildkit")}
     # an image layer is measured once and remembered (see tamer.ledger); the rest of the data-root's
     # walk steps around a remembered one as around a measured one
-    remembered = DiskUsage()
-    remembered_init = DiskUsage()
+    remembered_layers: list[DiskUsage] = []
+    remembered_inits: list[DiskUsage] = []
     remembered_folders: list[str] = []
     stamps: dict[str, list[int] | None] = {}
     for chain, (cache_id, folder) in layer_dirs.items():
         usage = ledger.layer(cache_id, chain, folder)
         if usage is not None:
-            remembered = remembered + usage
+            remembered_layers.append(usage)
             remembered_folders.append(folder)
         else:
             stamps[chain] = ledger.folder_stamp(folder)
@@ -204,7 +204,7 @@ def start_walk(
             name = os.path.basename(init)
             usage = ledger.init_layer(name, cid, init)
             if usage is not None:
-                remembered_init = remembered_init + usage
+                remembered_inits.append(usage)
                 remembered_folders.append(init)
                 continue
             stamp = ledger.folder_stamp(init)
@@ -232,8 +232,8 @@ def start_walk(
         layers=layers,
         layer_dirs=layer_dirs,
         stamps=stamps,
-        remembered=remembered,
-        remembered_init=remembered_init,
+        remembered=_sum(remembered_layers),
+        remembered_init=_sum(remembered_inits),
         init_stamps=init_stamps,
         placements=volumes.placements,
         needs_engine_df=needs_engine_df,
@@ -256,11 +256,17 @@ def finish_walk(
     log_allocated = 0
     for c in containers:
         files = _log_files(c, dr)
-        log_usage = DiskUsage()
+        apparent = allocated = found = 0  # as file_size() of each, added up (without a DiskUsage each)
         for f in files:
-            log_usage = log_usage + (file_size(f) or DiskUsage())
-        logs[c["Id"]] = {"files": files, "size": _tuple(log_usage)}
-        log_allocated += log_usage.allocated
+            try:
+                st = os.stat(f)
+            except OSError:  # gone since it was listed: not counted, as file_size() says None
+                continue
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+            found += 1
+        logs[c["Id"]] = {"files": files, "size": [apparent, allocated, found, 0]}
+        log_allocated += allocated
 
     if meanwhile is not None:
         meanwhile()
@@ -357,6 +363,17 @@ def _log_files(container: JSON, data_root: str) -> list[str]:
         return []
     # json-file rotates to NAME.1, NAME.2 (and .gz when compressed)
     return sorted(os.path.join(folder, n) for n in names if n.startswith(base))
+
+
+def _sum(usages: list[DiskUsage]) -> DiskUsage:
+    """DiskUsage() + each of `usages` (one DiskUsage made, not one per addition)."""
+    return DiskUsage(
+        sum(u.apparent for u in usages),
+        sum(u.allocated for u in usages),
+        sum(u.files for u in usages),
+        sum(u.vanished for u in usages),
+        sum(u.unreadable for u in usages),
+    )
 
 
 def _stat(path: str) -> os.stat_result | None:
