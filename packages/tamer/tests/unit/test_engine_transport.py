@@ -339,3 +339,33 @@ def test_a_delete_the_engine_began_to_answer_is_never_sent_again(sock: str) -> N
         lean.delete("/containers/x")
     thread.join(5)
     assert len(requests) == 1, requests
+
+
+def test_post_sends_its_json_body_and_reads_the_answer_or_an_error(sock: str) -> None:
+    """A volume's creation goes here (no docker SDK import for a restore): the body as JSON with its
+    Content-Type and exact Content-Length, the answer decoded; an error status is an EngineHTTPError."""
+    seen: list[bytes] = []
+
+    def created(req: bytes) -> bytes:
+        seen.append(req)
+        return _json_answer({"Name": "v", "Driver": "local"}, "201 Created")(req)
+
+    def refused(req: bytes) -> bytes:
+        seen.append(req)
+        return _json_answer({"message": "volume name is invalid"}, "400 Bad Request")(req)
+
+    thread = _serve(sock, [created, refused, _json_answer([3])])
+    lean = UnixTransport(sock, timeout=5)
+    lean.prefix = "/v1.41"
+    body = {"Name": "v", "Driver": "local", "Labels": {"é": "x y"}}
+    assert lean.post("/volumes/create", body) == {"Name": "v", "Driver": "local"}
+    with pytest.raises(EngineHTTPError) as bad:
+        lean.post("/volumes/create", {"Name": "a/b"})
+    assert bad.value.status == 400 and "invalid" in bad.value.explanation
+    assert lean.get("/c") == [3]  # the connection is still good after both
+    thread.join(5)
+    head, _, sent = seen[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /v1.41/volumes/create HTTP/1.1\r\n")
+    assert b"\r\nContent-Type: application/json" in head
+    assert f"\r\nContent-Length: {len(sent)}".encode() in head
+    assert json.loads(sent) == body

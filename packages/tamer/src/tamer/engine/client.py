@@ -416,8 +416,18 @@ class Engine:
         driver_opts: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
     ) -> JSON:
+        what = f"create volume {name}"
+        if self._lean is not None:  # as docker-py sends it: empty options and labels left out
+            body: JSON = {"Name": name, "Driver": driver}
+            if driver_opts:
+                body["DriverOpts"] = driver_opts
+            if labels:
+                body["Labels"] = labels
+            lean = self._lean
+            created: JSON = self._call(what, lambda: lean.post("/volumes/create", body))
+            return created
         return self._call(
-            f"create volume {name}",
+            what,
             lambda: self._api.create_volume(
                 name=name, driver=driver, driver_opts=driver_opts or None, labels=labels or None
             ),
@@ -425,7 +435,12 @@ class Engine:
 
     def remove_volume(self, name: str, *, force: bool = False) -> None:
         path_name("volume", name)
-        self._call(f"remove volume {name}", lambda: self._api.remove_volume(name, force=force))
+        what = f"remove volume {name}"
+        if self._lean is not None:
+            lean = self._lean
+            self._call(what, lambda: lean.delete(f"/volumes/{name}", {"force": 1} if force else None))
+            return
+        self._call(what, lambda: self._api.remove_volume(name, force=force))
 
     def containers_using_volume(self, name: str) -> list[JSON]:
         """Containers (any state) that mount volume `name`, as list entries."""
