@@ -108,7 +108,7 @@ class ForkPool:
             os.close(self._wake_w)
             raise
         self._pump_ended.acquire()
-        _thread.start_new_thread(self._pump, ())
+        self._pump_thread = _thread.start_new_thread(self._pump, ())
 
     @property
     def pids(self) -> list[int]:
@@ -167,7 +167,8 @@ class ForkPool:
         if why is not None:
             done(False, why)
             return
-        self._wake()
+        if _thread.get_ident() != self._pump_thread:  # on the pump (a `done` submitting): it hands out next
+            self._wake()
 
     def wait_idle(self) -> None:
         """Wait until every task submitted so far has answered (or failed)."""

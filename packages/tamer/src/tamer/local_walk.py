@@ -309,13 +309,13 @@ def finish_walk(
             )
         volume_sizes[name] = {**placements[name], "size": _tuple(usage)}
 
-    total = walk.remembered + walk.remembered_init
+    counted = [walk.remembered, walk.remembered_init]  # the data-root's total: added up once, at the end
     attributed = log_allocated + walk.remembered.allocated
     for key, usage in measured.items():
         if usage is None or key == "buildkit":
             continue
         if key == "rest" or key in walk.inside:
-            total = total + usage
+            counted.append(usage)
             # what no object explains stays unaccounted: the rest, init layers, a gone container's layer
             if not (
                 key == "rest" or key.startswith("init:") or (key.startswith("rw:") and key[3:] not in read)
@@ -323,7 +323,8 @@ def finish_walk(
                 attributed += usage.allocated
     buildkit = measured.get("buildkit")
     if buildkit is not None:
-        total = total + buildkit
+        counted.append(buildkit)
+    total = _sum(counted)
     vanished = sum(u.vanished for u in measured.values() if u is not None)
     if vanished:
         warnings.append(
