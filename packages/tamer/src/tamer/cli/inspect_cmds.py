@@ -108,6 +108,7 @@ def _import_df_parts() -> None:
 
 def run_df(args: argparse.Namespace) -> Outcome:
     import gc
+    import time
 
     # No cyclic collection while df reads the host, and none of what it read at the exit: a df makes
     # some 10^5 objects that live to its end and almost no cycles (about 700 unreachable at 1,003
@@ -119,19 +120,29 @@ def run_df(args: argparse.Namespace) -> Outcome:
     try:
         inv = read_inventory(args, meanwhile=_import_df_parts)
         from tamer.accounting import disk_report
+        from tamer.background import in_background
         from tamer.cli.history_cmds import record_quietly
         from tamer.journal import observe_orphan_clock
         from tamer.report.views import df_json, render_df
         from tamer.snapshots import filesystem_usage, snapshot_from_df
 
-        # every look starts the orphan clock of newly orphaned volumes (never fails)
-        observe_orphan_clock(inv)
+        # every look starts the orphan clock of newly orphaned volumes (never fails) and joins the history:
+        # two SQLite transactions, each to disk (fsync), on threads beside the report (their waits release
+        # the GIL), both done before the report is returned. Nothing here reads what they write.
+        clock = in_background(lambda: observe_orphan_clock(inv))
+        time.sleep(0)  # the GIL to the new thread now, not after this one's switch interval (5 ms)
         report = disk_report(inv, top_n=args.top)
-        record_quietly(snapshot_from_df(inv, report, filesystem_usage(inv)))  # every look joins the history
+        recorded = in_background(lambda: record_quietly(snapshot_from_df(inv, report, filesystem_usage(inv))))
+        time.sleep(0)
         # only the form that will be printed is built
-        if args.json:
-            return Outcome(df_json(report, inv), "")
-        return Outcome(None, render_df(report, inv, verbose=args.verbose))
+        outcome = (
+            Outcome(df_json(report, inv), "")
+            if args.json
+            else Outcome(None, render_df(report, inv, verbose=args.verbose))
+        )
+        clock()
+        recorded()
+        return outcome
     finally:
         gc.freeze()  # what lives now is left to the exit (a caller that goes on: gc.unfreeze() undoes it)
         if was_enabled:
