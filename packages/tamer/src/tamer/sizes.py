@@ -579,6 +579,7 @@ class Walker:
                 runs = second_round([(index, found) for index, _, found in answers])
                 n_tasks = sum(len(run) for run in runs)
                 gather.expect(n_tasks, 0)
+                gather.walked(0)  # the first round is done: said before the second starts
                 if n_workers > 1 and n_tasks >= MIN_TASKS_FOR_POOL:
                     pool = self._fork()
                     gather.expect(0, len(runs))
