@@ -92,14 +92,13 @@ def read_raw_snapshot(
     # info says where; if it is not readable the workers go unused, a few ms); a remote one never does.
     walker = Walker(fork_now=True) if sizing != "engine" and engine.where.startswith("unix://") else None
     try:
-        # what the rest of the read needs is imported while the engine answers (the inventory's and the
-        # ledger's modules: some 35 ms of a warm df, before the first walk could start). The container
+        # what the rest of the read needs is imported while the engine answers (the inventory's module:
+        # some 10 ms of a warm df, before the first walk could start). The container
         # list, the slowest answer, is asked once the info has answered: asked together, the engine
         # answered the info only after the list (10-15 ms -> 200 ms and more, at 1,003 containers)
         info_answer = engine.ahead(engine.info)
         volume_list = engine.ahead(engine.volumes)
         from tamer.inventory import RawSnapshot, engine_identity, prepare_containers
-        from tamer.ledger import open_ledger
 
         info = info_answer()
         listing = engine.ahead(engine.containers)  # the rest is read meanwhile
@@ -120,7 +119,10 @@ def read_raw_snapshot(
             progress_of = progress_parts(progress)
             volumes = volume_list()
             volume_walk = start_volume_walk(walker, data_root, driver, volumes, progress_of("volumes"))
-            # the ledger is read once the workers walk: until the first walk starts, one core is idle
+            # the ledger is imported and read once the workers walk: until the first walk starts, one core
+            # is idle (its module, with hashlib and pathlib, is some 11 ms)
+            from tamer.ledger import open_ledger
+
             ledger = open_ledger(engine_identity(info))
             mount_ids = read_mount_ids(data_root, driver)  # while the engine builds its container list
             images = _image_records(engine, engine.images(), warnings, ledger)
@@ -154,6 +156,8 @@ def read_raw_snapshot(
             raise
         walker.close()
     else:
+        from tamer.ledger import open_ledger
+
         ledger = open_ledger(engine_identity(info))
         containers = _container_records(engine, data_root, driver, False, warnings, listing=listing)
         images = _image_records(engine, engine.images(), warnings, ledger)
