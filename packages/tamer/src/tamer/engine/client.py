@@ -440,7 +440,15 @@ class Engine:
             lean = self._lean
             self._call(what, lambda: lean.delete(f"/volumes/{name}", {"force": 1} if force else None))
             return
-        self._call(what, lambda: self._api.remove_volume(name, force=force))
+        # not api.remove_volume: docker-py (7.x) hands its force to _url, which drops it, so the engine
+        # never saw it over tcp or ssh; the same request as the lean transport's instead
+        api = self._api
+        self._call(
+            what,
+            lambda: api._raise_for_status(
+                api._delete(api._url("/volumes/{0}", name), params={"force": 1} if force else None)
+            ),
+        )
 
     def containers_using_volume(self, name: str) -> list[JSON]:
         """Containers (any state) that mount volume `name`, as list entries."""
