@@ -174,3 +174,44 @@ def test_a_post_with_no_answer_times_out_once_and_reads_as_not_answering(sock: s
     assert isinstance(err, EngineUnreachable) and "did not answer in time" in str(err)
     with contextlib.suppress(OSError):
         lean.close()
+
+
+@pytest.mark.parametrize("method", ["DELETE", "POST"])
+def test_a_request_reset_inside_the_status_line_is_never_sent_again(sock: str, method: str) -> None:
+    """The engine sends part of the status line, then resets the connection (it closed with part of
+    the request unread): the first recv gives those bytes, the next ECONNRESET, inside one readline.
+    Answer bytes came, so the request may have been carried out: it raises, and is never re-sent (before,
+    only a whole status line counted as an answer, and the DELETE or POST went to the engine twice)."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock)
+    server.listen(4)
+    requests: list[bytes] = []
+
+    def run() -> None:
+        conn, _ = server.accept()  # one kept-alive connection: /a answered, then the request on it
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n[1]")
+        requests.append(conn.recv(10))  # part of the request left unread: close() then resets the peer
+        conn.sendall(b"HTTP/1.1 20")
+        threading.Event().wait(0.2)
+        conn.close()
+        server.settimeout(1)
+        with contextlib.suppress(OSError):  # a second request would come here
+            again, _ = server.accept()
+            requests.append(again.recv(4096))
+            again.sendall(b'HTTP/1.1 404 Not Found\r\nContent-Length: 23\r\n\r\n{"message":"no such x"}')
+            again.close()
+        server.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    lean = UnixTransport(sock, timeout=5)
+    assert lean.get("/a") == [1]
+    threading.Event().wait(0.1)
+    with pytest.raises(ConnectionError):
+        if method == "DELETE":
+            lean.delete("/volumes/x")
+        else:
+            lean.post("/volumes/create", {"Name": "x" * 200})
+    thread.join(5)
+    assert len(requests) == 1, requests

@@ -83,12 +83,15 @@ class _SocketReader(io.RawIOBase):
 
     def __init__(self, sock: _socket.socket) -> None:
         self._sock = sock
+        self.received = 0  # bytes that came since the connection last sent a request
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        return self._sock.recv_into(b)
+        n = self._sock.recv_into(b)
+        self.received += n
+        return n
 
 
 class _UnixConnection:
@@ -103,8 +106,17 @@ class _UnixConnection:
         self.timeout = timeout
         self.sock: _socket.socket | None = None
         self._reader: BinaryIO | None = None
+        self._raw: _SocketReader | None = None
         self.headers: dict[bytes, bytes] = {}  # of the last answer, names lower-cased
-        self.answered = False  # whether any of the last request's answer came (else it was never read)
+
+    @property
+    def answered(self) -> bool:
+        """Whether any byte of the last request's answer came (else the engine never answered it).
+
+        Counted as the bytes arrive, not once a whole status line is read: an engine that sends part of
+        its status line and then resets the connection makes one readline both receive bytes and raise
+        ConnectionResetError, and that request may well have been carried out."""
+        return self._raw is not None and self._raw.received > 0
 
     def settimeout(self, timeout: float) -> None:
         self.timeout = timeout
@@ -131,11 +143,12 @@ class _UnixConnection:
                 sock.close()
                 raise
             self.sock = sock
-            self._reader = io.BufferedReader(_SocketReader(sock))
-        reader = self._reader
-        if reader is None:  # never: both are set together above
+            self._raw = _SocketReader(sock)
+            self._reader = io.BufferedReader(self._raw)
+        reader, raw = self._reader, self._raw
+        if reader is None or raw is None:  # never: all are set together above
             raise ProtocolError("connection without a reader")
-        self.answered = False
+        raw.received = 0
         head = f"{method} {url} HTTP/1.1\r\nHost: docker\r\nAccept: application/json\r\n"
         if body is None:
             self.sock.sendall(f"{head}\r\n".encode())
@@ -145,7 +158,6 @@ class _UnixConnection:
         status_line = reader.readline(65537)
         if not status_line:
             raise _Disconnected("the engine closed the connection before answering")
-        self.answered = True
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise ProtocolError(f"not an HTTP answer: {status_line[:80]!r}")
