@@ -45,7 +45,7 @@ class _Engine:
     """A unix-socket server playing `scripts`, one per request, over as many connections as the client
     opens; `close_after` closes a connection after that many answers on it (an idle close)."""
 
-    def __init__(self, path: str, scripts: list[Script], *, close_after: int = 0) -> None:
+    def __init__(self, path: str, scripts: list[Script], *, close_after: int = 0, wait: float = 3) -> None:
         self.requests: list[tuple[bytes, bytes]] = []
         self.connections = 0
         self._scripts = list(scripts)
@@ -53,7 +53,7 @@ class _Engine:
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(path)
         self._server.listen(4)
-        self._server.settimeout(3)
+        self._server.settimeout(wait)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -215,3 +215,31 @@ def test_a_request_reset_inside_the_status_line_is_never_sent_again(sock: str, m
             lean.post("/volumes/create", {"Name": "x" * 200})
     thread.join(5)
     assert len(requests) == 1, requests
+
+
+@pytest.mark.parametrize("method", ["DELETE", "POST"])
+def test_a_request_the_engine_read_whole_and_closed_on_is_never_sent_again(sock: str, method: str) -> None:
+    """A kept-alive connection; the engine reads the whole request, then closes without a byte of answer
+    (it died, or restarted, while carrying it out). Unlike a connection it closed while idle (the send
+    then fails: EPIPE; or the request is left unread: ECONNRESET), the engine had this request: a
+    DELETE or POST is not sent a second time (to a restarted engine it could remove or create twice)."""
+    engine = _Engine(sock, [_answer([1]), lambda head, sent: None, _echo("200 OK")], wait=0.5)
+    lean = UnixTransport(sock, timeout=5)
+    assert lean.get("/a") == [1]
+    with pytest.raises(ConnectionError):
+        if method == "DELETE":
+            lean.delete("/volumes/x")
+        else:
+            lean.post("/volumes/create", {"Name": "x"})
+    engine.thread.join(5)
+    assert sum(not head.startswith(b"GET ") for head, _ in engine.requests) == 1, engine.requests
+
+
+def test_a_get_the_engine_read_and_closed_on_is_asked_again(sock: str) -> None:
+    """A read changes nothing: asked once more on a fresh connection."""
+    engine = _Engine(sock, [_answer([1]), lambda head, sent: None, _answer([2])], wait=0.5)
+    lean = UnixTransport(sock, timeout=5)
+    assert lean.get("/a") == [1]
+    assert lean.get("/b") == [2]
+    engine.thread.join(5)
+    assert engine.connections == 2

@@ -234,7 +234,8 @@ def _read_exact(reader: BinaryIO, length: int) -> bytes:
 
 
 class _Disconnected(ConnectionResetError):
-    """A kept-alive connection the engine had closed (retried once on a fresh one)."""
+    """The connection ended cleanly after the request went and before any answer: the engine had read
+    the request (a GET is asked again on a fresh connection; nothing else is)."""
 
 
 class UnixTransport:
@@ -283,12 +284,15 @@ class UnixTransport:
         try:
             try:
                 status, answer, closing = conn.get(url, method, body)
-            except (BrokenPipeError, ConnectionResetError):
-                if not reused or conn.answered:
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                if not reused or conn.answered or (method != "GET" and isinstance(exc, _Disconnected)):
                     raise
                 # the engine closed a kept-alive connection while it sat idle, before reading this
-                # request (no byte of an answer came): once more, afresh. So a DELETE or a POST is never
-                # sent again once the engine began to answer it.
+                # request: the send failed (EPIPE), or the request lay unread when it closed (ECONNRESET),
+                # and no byte of an answer came: once more, afresh. A clean end after the request went
+                # (_Disconnected) means the engine had read it and then closed (died, restarted): only a
+                # GET is asked again then; a DELETE or a POST is never sent a second time, nor once the
+                # engine began to answer it.
                 conn.close()
                 status, answer, closing = conn.get(url, method, body)
         except BaseException:
