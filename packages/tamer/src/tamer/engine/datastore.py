@@ -44,8 +44,10 @@ def read_small(path: str) -> bytes | None:
 
 def _read_json(path: str) -> JSON | None:
     raw = read_small(path)
-    if raw is None:
-        return None
+    return None if raw is None else _parse_json(raw)
+
+
+def _parse_json(raw: bytes) -> JSON | None:
     try:
         data = json.loads(raw)
     except ValueError:
@@ -147,9 +149,27 @@ class Shared:
         True
     """
 
+    # a file's bytes -> its host settings, for the first few distinct files (most containers of a host
+    # were created alike, so their hostconfig.json files are byte for byte equal): parsing one was some
+    # 7 us of a container's read; bounded, so a host of all-different settings holds no more than this
+    HOSTS_REMEMBERED = 64
+
     def __init__(self) -> None:
         self._strings: dict[str, str] = {}
         self._parts: dict[str, Any] = {}
+        self._hosts: dict[bytes, JSON] = {}
+
+    def host(self, raw: bytes | None) -> JSON | None:
+        """_slim_host of the JSON in `raw` (None when unreadable), parsed once for equal bytes."""
+        if raw is None:
+            return None
+        known = self._hosts.get(raw)
+        if known is not None:
+            return known
+        host = _slim_host(_parse_json(raw))
+        if host is not None and len(self._hosts) < self.HOSTS_REMEMBERED:
+            self._hosts[raw] = host
+        return host
 
     def part(self, value: Any) -> Any:
         """`value`, or one handed out before that prints the same as JSON (so True and 1, 1 and 1.0, or
@@ -188,7 +208,8 @@ def container_from_datastore(
     if config is None or host is None or config.get("ID") != cid:
         folder = os.path.join(data_root, "containers", cid)
         config = _slim_config(_read_json(os.path.join(folder, "config.v2.json")))
-        host = _slim_host(_read_json(os.path.join(folder, "hostconfig.json")))
+        host_file = os.path.join(folder, "hostconfig.json")
+        host = shared.host(read_small(host_file)) if shared is not None else _slim_host(_read_json(host_file))
     if config is None or host is None or config.get("ID") != cid:
         return None
     state = config.get("State")
