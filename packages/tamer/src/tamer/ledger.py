@@ -119,7 +119,9 @@ class Ledger:
             and _is_time(entry.get("at"))
             and isinstance(usage, list)
             and len(usage) == 3
-            and all(_is_count(x) for x in usage)
+            and _is_count(usage[0])  # not all() over a generator: checked for every entry of a warm df
+            and _is_count(usage[1])
+            and _is_count(usage[2])
             and isinstance(entry.get("dir"), list)
         ):
             self._bad_entries += 1
@@ -310,7 +312,10 @@ def _is_count(x: Any) -> bool:
 
 
 def _is_time(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
+    return isinstance(x, _NUMBERS) and not isinstance(x, bool)
+
+
+_NUMBERS = (int, float)
 
 
 def _damaged(path: Path, why: str) -> str:
