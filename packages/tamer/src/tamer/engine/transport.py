@@ -95,7 +95,7 @@ class _SocketReader(io.RawIOBase):
 
 
 class _UnixConnection:
-    """One HTTP/1.1 connection on a unix socket: GET only, JSON answers, kept alive.
+    """One HTTP/1.1 connection on a unix socket: GET, DELETE, POST with a JSON body; JSON answers, kept alive.
 
     Written on the bare socket rather than with http.client, whose import (email parsing,
     random, ssl) costs more than a listing of a small host.
