@@ -136,7 +136,7 @@ def test_a_body_past_64k_with_non_ascii_labels(eng: Any) -> None:
 
 def test_create_after_the_engine_closed_the_idle_connection(eng: Any) -> None:
     """The pooled connection the engine closed while idle (here: every pooled one closed under the
-    transport) is retried once on a fresh one, and the volume is made exactly once."""
+    transport) is retried once on a fresh one, and the volume is made."""
     lean, _sdk = _engines(eng)
     lean.version()  # one kept-alive connection now in the pool
     transport = lean._lean
