@@ -46,6 +46,7 @@ import zstandard
 
 from tamer.compiled import load
 from tamer.errors import BackupCorrupt
+from tamer.nogc import without_cyclic_gc
 
 FORMAT = 2  # 1: sha256 digests, the header names none; 2: the header names its digest
 HEADER_NAME = "tamer-backup.json"
@@ -394,6 +395,7 @@ def _members(stream: Any, plain: Callable[[], None] | None = None) -> Iterator[t
         yield m
 
 
+@without_cyclic_gc
 def read_archive(
     path: str,
     *,

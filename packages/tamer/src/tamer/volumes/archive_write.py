@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import zstandard
 
+from tamer.nogc import without_cyclic_gc
 from tamer.volumes.archive import (
     _TYPE_DIR,
     _TYPE_FIFO,
@@ -241,6 +242,7 @@ def _read_batch(batch: list[_Entry], digest: str) -> list[tuple[bytes, int, str,
     return out
 
 
+@without_cyclic_gc
 def write_archive(
     root: str,
     out: IO[bytes],
