@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from tamer.engine import Engine
 from tamer.engine.datastore import (
-    Records,
     Shared,
     container_from_datastore,
     read_mount_id,
@@ -29,11 +27,17 @@ from tamer.facts import local_placement, why_not_local
 from tamer.local_walk import finish_walk, progress_parts, start_volume_walk, start_walk
 from tamer.sizes import Walker
 
+TYPE_CHECKING = (
+    False  # not typing's (some 3 ms): this module is imported before the walk's workers are forked
+)
 if TYPE_CHECKING:
+    from typing import Any
+
+    from tamer.engine.datastore import Records
     from tamer.inventory import PreparedContainers, RawSnapshot
     from tamer.ledger import Ledger
 
-JSON = dict[str, Any]
+    JSON = dict[str, Any]
 SIZING_CHOICES = ("auto", "local", "engine")
 # On API 1.41 the engine can't report build cache alone; ask for the (slow) full
 # df only when buildkit's folder suggests there is cache worth listing.
@@ -92,14 +96,12 @@ def read_raw_snapshot(
     # info says where; if it is not readable the workers go unused, a few ms); a remote one never does.
     walker = Walker(fork_now=True) if sizing != "engine" and engine.where.startswith("unix://") else None
     try:
-        # what the rest of the read needs is imported while the engine answers (the inventory's module:
-        # some 10 ms of a warm df, before the first walk could start). The container
+        # nothing is imported while the engine answers (the inventory's module, with `dataclasses`, is some
+        # 18 ms, more than the info's answer: imported here, it held back the walk's start). The container
         # list, the slowest answer, is asked once the info has answered: asked together, the engine
         # answered the info only after the list (10-15 ms -> 200 ms and more, at 1,003 containers)
         info_answer = engine.ahead(engine.info)
         volume_list = engine.ahead(engine.volumes)
-        from tamer.inventory import RawSnapshot, engine_identity, prepare_containers
-
         info = info_answer()
         listing = engine.ahead(engine.containers)  # the rest is read meanwhile
     except BaseException:
@@ -119,8 +121,9 @@ def read_raw_snapshot(
             progress_of = progress_parts(progress)
             volumes = volume_list()
             volume_walk = start_volume_walk(walker, data_root, driver, volumes, progress_of("volumes"))
-            # the ledger is imported and read once the workers walk: until the first walk starts, one core
-            # is idle (its module, with hashlib and pathlib, is some 11 ms)
+            # the inventory and the ledger are imported (and the ledger read) once the workers walk: until the
+            # first walk starts, one core is idle (their modules are some 10 and 11 ms)
+            from tamer.inventory import RawSnapshot, engine_identity, prepare_containers
             from tamer.ledger import open_ledger
 
             ledger = open_ledger(engine_identity(info))
@@ -156,6 +159,7 @@ def read_raw_snapshot(
             raise
         walker.close()
     else:
+        from tamer.inventory import RawSnapshot, engine_identity
         from tamer.ledger import open_ledger
 
         ledger = open_ledger(engine_identity(info))

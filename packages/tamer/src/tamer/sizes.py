@@ -33,11 +33,11 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from tamer.forkpool import ForkPool
+    from tamer.usage import DiskUsage as DiskUsage
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -50,45 +50,52 @@ MIN_TASKS_FOR_POOL = 64
 CHUNKS_PER_WORKER = 16
 
 
-@dataclass(frozen=True, slots=True)
-class DiskUsage:
-    """What a directory tree holds on disk.
+def __getattr__(name: str) -> Any:
+    # DiskUsage is tamer.usage's, handed out here too; imported when first asked for, not with this module:
+    # its dataclass costs `dataclasses` and `inspect` (some 8 ms) before the workers could be forked
+    if name == "DiskUsage":
+        from tamer.usage import DiskUsage
 
-    apparent: bytes as docker counts them (file sizes, hard links once).
-    allocated: bytes of blocks in use (like `du -sB1`), directories included.
-    files: non-directory entries counted. vanished: entries that disappeared
-    while being walked (skipped, not an error: containers come and go).
-    unreadable: folders that could not be listed (no permission), or whose entries could not
-    be stat'ed (a folder readable but not searchable, a mount point another user or a dead
-    network mount holds; counted once per folder): their own blocks count, what could not be
-    read does not, as with `du`; the figure is then a lower bound.
-    """
+        return DiskUsage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    apparent: int = 0
-    allocated: int = 0
-    files: int = 0
-    vanished: int = 0
-    unreadable: int = 0
 
-    def __add__(self, other: DiskUsage) -> DiskUsage:
-        return DiskUsage(
-            self.apparent + other.apparent,
-            self.allocated + other.allocated,
-            self.files + other.files,
-            self.vanished + other.vanished,
-            self.unreadable + other.unreadable,
+class _Partial:
+    """A walk's figures for one root (or part of one) before they are added up into a DiskUsage."""
+
+    __slots__ = ("allocated", "apparent", "files", "links", "unreadable", "vanished")
+
+    def __init__(
+        self,
+        apparent: int = 0,
+        allocated: int = 0,
+        files: int = 0,
+        vanished: int = 0,
+        unreadable: int = 0,
+        # (dev, ino) -> (apparent, allocated) of multiply-linked files, merged across subtrees
+        links: dict[tuple[int, int], tuple[int, int]] | None = None,
+    ) -> None:
+        self.apparent = apparent
+        self.allocated = allocated
+        self.files = files
+        self.vanished = vanished
+        self.unreadable = unreadable
+        self.links = links
+
+    def __eq__(self, other: object) -> bool:  # the walker tests compare the C and Python walks' parts
+        if not isinstance(other, _Partial):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it was
+
+    def __repr__(self) -> str:
+        return "_Partial(apparent={}, allocated={}, files={}, vanished={}, unreadable={}, links={!r})".format(
+            *self._fields()
         )
 
-
-@dataclass
-class _Partial:
-    apparent: int = 0
-    allocated: int = 0
-    files: int = 0
-    vanished: int = 0
-    unreadable: int = 0
-    # (dev, ino) -> (apparent, allocated) of multiply-linked files, merged across subtrees
-    links: dict[tuple[int, int], tuple[int, int]] | None = None
+    def _fields(self) -> tuple[int, int, int, int, int, dict[tuple[int, int], tuple[int, int]] | None]:
+        return (self.apparent, self.allocated, self.files, self.vanished, self.unreadable, self.links)
 
 
 def _compiled_walker() -> (
@@ -601,6 +608,8 @@ class Walker:
             raise
 
         def finish() -> dict[K, DiskUsage | None]:
+            from tamer.usage import DiskUsage
+
             try:
                 wait()
             except BaseException:
@@ -710,4 +719,6 @@ def file_size(path: str) -> DiskUsage | None:
         st = os.stat(path)
     except OSError:
         return None
+    from tamer.usage import DiskUsage
+
     return DiskUsage(st.st_size, st.st_blocks * 512, 1, 0)
