@@ -33,6 +33,7 @@ TYPE_CHECKING = (
 if TYPE_CHECKING:
     from typing import Any
 
+    from tamer.early import EarlyReads
     from tamer.engine.datastore import Records
     from tamer.inventory import PreparedContainers, RawSnapshot
     from tamer.ledger import Ledger
@@ -77,6 +78,7 @@ def read_raw_snapshot(
     sizing: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     meanwhile: Callable[[], None] | None = None,
+    early: EarlyReads | None = None,
 ) -> RawSnapshot:
     """Read everything tamer knows about the host behind `engine`.
 
@@ -84,7 +86,8 @@ def read_raw_snapshot(
     engine's figures), "local" (same, but say so loudly when it must fall
     back) or "engine"; progress(done, total) is called during the walk;
     meanwhile(), when given, is called once while the workers walk (the caller's own preparation,
-    e.g. importing what it needs next), or at the end when nothing is walked.
+    e.g. importing what it needs next), or at the end when nothing is walked. `early`: the workers and
+    first reads tamer.early started for `engine` before the command line was parsed, taken up here.
     """
     taken_at = time.time()
     warnings: list[str] = []
@@ -94,14 +97,23 @@ def read_raw_snapshot(
     # layer store's mount ids), and the containers' records are read and parsed, and their logs sized,
     # while the workers walk. An engine behind a unix socket may have its data-root here (the engine's
     # info says where; if it is not readable the workers go unused, a few ms); a remote one never does.
-    walker = Walker(fork_now=True) if sizing != "engine" and engine.where.startswith("unix://") else None
+    if early is not None and sizing == "engine":
+        early.drop()
+        early = None
+    if early is not None:
+        walker: Walker | None = early.walker
+    else:
+        walker = Walker(fork_now=True) if sizing != "engine" and engine.where.startswith("unix://") else None
     try:
         # nothing is imported while the engine answers (the inventory's module, with `dataclasses`, is some
         # 18 ms, more than the info's answer: imported here, it held back the walk's start). The container
         # list, the slowest answer, is asked once the info has answered: asked together, the engine
         # answered the info only after the list (10-15 ms -> 200 ms and more, at 1,003 containers)
-        info_answer = engine.ahead(engine.info)
-        volume_list = engine.ahead(engine.volumes)
+        if early is not None:
+            info_answer, volume_list = early.info, early.volumes
+        else:
+            info_answer = engine.ahead(engine.info)
+            volume_list = engine.ahead(engine.volumes)
         info = info_answer()
         listing = engine.ahead(engine.containers)  # the rest is read meanwhile
     except BaseException:

@@ -24,4 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     from tamer.cli.app import main as full
 
-    return full(args)
+    try:
+        return full(args)
+    finally:
+        early = sys.modules.get("tamer.early")
+        if early is not None:  # what run_lean started for a df the parse then refused: its workers go
+            early.drop_unused()

@@ -83,12 +83,16 @@ def read_inventory(
     """The host's inventory; `meanwhile()` is called while the data-root is walked (see read_raw_snapshot)."""
     from tamer.cli.progress import Progress
     from tamer.collect import read_raw_snapshot
+    from tamer.early import take
     from tamer.engine import connect
 
+    early = take(args.host) if engine is None else None  # what tamer.cli.lean started for a df
+    if engine is None:
+        engine = early.engine if early is not None else connect(args.host)
     progress = Progress("sizing", enabled=not (args.json or args.quiet))
     try:
         raw = read_raw_snapshot(
-            engine or connect(args.host), sizing=args.sizing, progress=progress, meanwhile=meanwhile
+            engine, sizing=args.sizing, progress=progress, meanwhile=meanwhile, early=early
         )
     finally:
         progress.close()

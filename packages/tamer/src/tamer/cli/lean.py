@@ -9,6 +9,10 @@ full CLI would print; anything else (an option it does not know, a usage error, 
 --size, --users, an ssh or tcp host) returns None, untouched, and the full CLI parses it. So
 every error and every help text keeps one source; a test runs each listing both ways and requires
 the same output, exit code and stderr. TAMER_FULL_CLI=1 turns this path off.
+
+A plain `tamer df` (df's own options and the global ones, on a unix socket, sizing not left to the
+engine) still goes through the full CLI, but its first engine reads and its walk's workers are started
+here first (tamer.early), so that the engine answers while the command line is parsed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import sys
 _GLOBAL_WITH_VALUE = ("-H", "--host")
 _LS_WITH_VALUE = ("--sort", "--filter", "-f")
 _QUIET = ("-q", "--quiet")
+# what a plain df's command line may hold (see _plain_df)
+_DF_FLAGS = ("--json", "-q", "--quiet", "--traceback", "-v", "--verbose")
+_DF_WITH_VALUE = ("-H", "--host", "--top", "--sizing")
 
 
 def _split(argv: list[str]) -> tuple[str | None, list[str], list[str], str | None] | None:
@@ -58,10 +65,60 @@ def _split(argv: list[str]) -> tuple[str | None, list[str], list[str], str | Non
     return host, words, specs, sort
 
 
+def _plain_df(argv: list[str]) -> tuple[bool, str | None]:
+    """(True, the -H value or None) when `argv` is plainly a df whose sizes are walked here and that
+    argparse will take (every value checked as df's parser checks it: a usage error must cost nothing),
+    else (False, None). tamer.early checks the engine it is given again."""
+    host: str | None = None
+    words: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token in _DF_FLAGS:
+            continue
+        if not token.startswith("-"):
+            words.append(token)
+            continue
+        flag, eq, value = token.partition("=") if token.startswith("--") else (token, "", "")
+        if flag not in _DF_WITH_VALUE:
+            return False, None
+        if not eq:
+            if i >= len(argv):
+                return False, None
+            value = argv[i]
+            i += 1
+        if value.startswith("-"):  # argparse would read it as an option: its error to give
+            return False, None
+        if flag in _GLOBAL_WITH_VALUE:
+            if not value.strip():  # parse_args refuses an empty -H
+                return False, None
+            host = value
+        elif not (_positive(value) if flag == "--top" else value in ("auto", "local")):
+            return False, None  # a --top or --sizing df's parser refuses; or engine: nothing is walked here
+    return words == ["df"], host
+
+
+def _positive(text: str) -> bool:
+    """Whether --top's type (tamer.cli.argtypes.positive_int) takes `text`, without importing argparse."""
+    try:
+        return int(text) >= 1
+    except ValueError:
+        return False
+
+
 def run_lean(argv: list[str]) -> int | None:
-    """Run `tamer ARGV` here when it is a plain listing on a unix socket; its exit code, else None."""
+    """Run `tamer ARGV` here when it is a plain listing on a unix socket; its exit code, else None.
+    A plain df: its first reads are started (see the module), and None."""
     if os.environ.get("TAMER_FULL_CLI"):
         return None
+    if "df" in argv:
+        plain, df_host = _plain_df(argv)
+        if plain:
+            from tamer.early import start
+
+            start(df_host)
+            return None
     split = _split(argv)
     if split is None:
         return None

@@ -1,0 +1,150 @@
+"""A plain `tamer df` starts its first engine reads and its walk's workers before its command line is
+parsed (tamer.early, started by tamer.cli.lean); that may change when things happen, never what is said.
+
+Each command line runs with the early start and without it (TAMER_FULL_CLI=1), under one frozen clock:
+stdout, stderr and the exit code must be identical, for plain df's (whose early reads are taken up) and
+for command lines the early start guesses wrong about (a usage error, --help, another engine)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from tamer.cli.argtypes import positive_int
+from tamer.cli.lean import _plain_df, _positive
+
+BUSYBOX = "tamer-test/busybox:1"
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+ARGVS = [
+    ["df"],
+    ["df", "--json"],
+    ["df", "-v"],
+    ["df", "--top", "2", "--json"],
+    ["df", "--top=3", "-q"],
+    ["--json", "df", "--sizing", "local"],
+    ["df", "--sizing=auto", "--verbose"],
+    # the early start is made, then the parse says otherwise
+    ["df", "--top", "0"],
+    ["df", "--top"],
+    ["df", "--sizing", "moon"],
+    ["df", "--bogus"],
+    ["df", "extra"],
+    ["df", "--help"],
+    ["df", "-H", "unix:///nonexistent/early.sock"],
+    # no early start
+    ["df", "--sizing", "engine", "--json"],
+    ["df", "-Hunix:///nonexistent/early.sock"],
+    ["df", "--", "x"],
+]
+
+
+def _run(eng: Any, argv: list[str], *, early: bool) -> tuple[int, str, str]:
+    env = {**os.environ, "DOCKER_HOST": eng.host}
+    env.pop("TAMER_FULL_CLI", None)
+    if not early:
+        env["TAMER_FULL_CLI"] = "1"
+    if os.path.exists(LIBFAKETIME):  # one frozen clock for both runs: ages print alike
+        env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME="2031-06-01 12:00:00", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tamer", *argv], capture_output=True, text=True, env=env, timeout=120
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def host_with_things(test_engine: Any) -> Any:
+    """One host for every command line (made once: each case only reads it)."""
+    eng = test_engine
+    eng.docker("volume", "create", "early-named")
+    eng.docker("create", "--name", "early-user", "-v", "early-named:/d", BUSYBOX, "true")
+    eng.docker("run", "--name", "early-exited", "-v", "/anon", BUSYBOX, "sh", "-c", "echo hi; echo x > /anon/f")
+    try:
+        yield eng
+    finally:
+        eng.docker("rm", "-f", "-v", "early-user", "early-exited", check=False)
+        eng.docker("volume", "rm", "-f", "early-named", check=False)
+
+
+@pytest.mark.parametrize("argv", ARGVS, ids=[" ".join(a) for a in ARGVS])
+def test_an_early_df_says_what_the_full_cli_says(host_with_things: Any, argv: list[str]) -> None:
+    full = _run(host_with_things, argv, early=False)
+    early = _run(host_with_things, argv, early=True)
+    assert early == full
+
+
+def test_a_plain_df_takes_its_early_reads_up(host_with_things: Any) -> None:
+    """The early reads are used (not started and dropped), and a df that was not plain, or whose parse
+    failed, leaves no worker behind in a process that goes on (a test, `tamer serve`)."""
+    code = (
+        "import os, sys, io, contextlib\n"
+        "import tamer.early as early\n"
+        "taken = []\n"
+        "take = early.take\n"
+        "early.take = lambda host: taken.append(take(host)) or taken[-1]\n"
+        "from tamer.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    rc = main(sys.argv[1:])\n"
+        "kids = open(f'/proc/{os.getpid()}/task/{os.getpid()}/children').read().split()\n"
+        "print(rc, [t is not None for t in taken], len(kids))\n"
+    )
+    env = {**os.environ, "DOCKER_HOST": host_with_things.host}
+    env.pop("TAMER_FULL_CLI", None)
+
+    def run(*argv: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert run("df", "--json") == "0 [True] 0"
+    assert run("df", "--top", "0") == "2 [] 0"  # refused before anything is started
+    assert run("df", "--bogus") == "2 [] 0"  # not plain: nothing started
+    assert run("df", "-H", "unix:///nonexistent/early.sock") == "1 [False] 0"  # no engine: nothing started
+    assert run("-H", host_with_things.host, "df", "-q") == "0 [True] 0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["df"], (True, None)),
+        (["df", "--json", "-q", "--traceback", "-v", "--verbose"], (True, None)),
+        (["-H", "unix:///x.sock", "df"], (True, "unix:///x.sock")),
+        (["df", "--host=unix:///y.sock", "--top", "3", "--sizing=local"], (True, "unix:///y.sock")),
+        (["df", "--sizing", "engine"], (False, None)),
+        (["df", "--sizing=engine"], (False, None)),
+        (["df", "--top"], (False, None)),
+        (["df", "--top", "0"], (False, None)),
+        (["df", "--top", "-1"], (False, None)),
+        (["df", "--top", "x"], (False, None)),
+        (["df", "--top", " 7 "], (True, None)),
+        (["df", "--sizing", "moon"], (False, None)),
+        (["df", "-H", ""], (False, None)),
+        (["df", "-H", " "], (False, None)),
+        (["df", "-H", "-q"], (False, None)),
+        (["df", "--bogus"], (False, None)),
+        (["df", "-Hunix:///x.sock"], (False, None)),
+        (["df", "-h"], (False, None)),
+        (["ls", "df"], (False, None)),
+        (["df", "df"], (False, None)),
+        (["plan", "--top", "df"], (False, None)),
+    ],
+)
+def test_what_counts_as_a_plain_df(argv: list[str], expected: tuple[bool, str | None]) -> None:
+    assert _plain_df(argv) == expected
+
+
+@pytest.mark.parametrize("text", ["1", "7", " 7 ", "+3", "3_000", "\u0663", "0", "-1", "x", "", "1.5", "1e3"])
+def test_the_plain_df_check_takes_the_tops_that_argparse_takes(text: str) -> None:
+    try:
+        positive_int(text)
+        taken = True
+    except argparse.ArgumentTypeError:
+        taken = False
+    assert _positive(text) == taken
