@@ -192,10 +192,26 @@ def floor(sandbox: PrivateEngine, env: dict[str, str], repeat: int) -> tuple[flo
     return total, split
 
 
+def settle(quiet: float = 1.5, limit: float = 120.0) -> None:
+    """Before measuring: the fill's writes flushed (some GB of dirty pages, written back by the kernel's
+    threads while both commands ran) and the 1-minute load average under `quiet`, or `limit` seconds gone.
+    Both contenders then start from the same settled host; the load is printed either way."""
+    t0 = time.monotonic()
+    os.sync()
+    while os.getloadavg()[0] > quiet and time.monotonic() - t0 < limit:
+        time.sleep(5)
+    load = os.getloadavg()
+    print(
+        f"settled for {time.monotonic() - t0:.0f}s after the fill (sync, then load under {quiet} or {limit:.0f}s): "
+        f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full-size host to build")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     reason = why_no_private_engine()
     if reason:
@@ -206,6 +222,7 @@ def main() -> None:
         t0 = time.monotonic()
         counts = fill(sandbox, args.scale)
         print(f"filled the sandbox in {time.monotonic() - t0:.0f}s: {counts}")
+        settle()
         warm_state = tempfile.mkdtemp(prefix="tamer-bench-warm-")
         cold_state = tempfile.mkdtemp(prefix="tamer-bench-cold-")
         warm = {**os.environ, "DOCKER_HOST": sandbox.host, "TAMER_STATE_DIR": warm_state}
