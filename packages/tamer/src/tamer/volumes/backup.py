@@ -43,7 +43,8 @@ from tamer.volumes.place import (
     require_engine_here,
     volume_place,
 )
-from tamer.volumes.restore import leftovers, restore_into
+from tamer.volumes.restore import restore_into
+from tamer.volumes.restore_staging import leftovers
 
 
 @dataclass(frozen=True)

@@ -30,21 +30,16 @@ Everything is first written into a staging folder inside the target
 (`.tamer-restore-*`), then moved into place; on any failure the staging
 folder is removed. A lock (flock on the target folder) keeps two restores
 apart and tells a killed run's staging from a live one: the next run removes
-what a dead run left.
+what a dead run left (those steps: tamer.volumes.restore_staging).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import errno
-import fcntl
-import functools
-import json
 import os
 import secrets
-import shutil
 import stat
 import tarfile
 from collections.abc import Callable
@@ -62,12 +57,19 @@ from tamer.volumes.archive import (
     compiled_restore,
     read_archive,
 )
+from tamer.volumes.restore_staging import (
+    DIR_FLAGS,
+    MOVING,
+    STAGING_PREFIX,
+    clean_leftovers,
+    lock_target,
+    record_moving,
+    remove_entry,
+    rename_noreplace,
+)
 
-STAGING_PREFIX = ".tamer-restore-"
-_MOVING = ".moving"
 ZERO_BLOCK = 64 * 1024
 _ZEROS = bytes(ZERO_BLOCK)
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SETID = stat.S_ISUID | stat.S_ISGID
 _PRIVILEGED_XATTRS = ("security.", "trusted.")
 _PLAIN_XATTRS = ("user.", "system.posix_acl_access", "system.posix_acl_default")
@@ -126,29 +128,6 @@ class _FileOut:
             os.utime(self.fd, (m.mtime, m.mtime))
         finally:
             os.close(self.fd)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _renameat_noreplace(src_dir: int, name: str, dst_dir: int) -> None:
-    """Move `name` between two folders, never replacing anything at the destination."""
-    fn = getattr(_libc(), "renameat2", None)
-    if fn is not None:
-        raw = os.fsencode(name)
-        if fn(src_dir, raw, dst_dir, raw, 1) == 0:  # RENAME_NOREPLACE
-            return
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOSYS):  # the filesystem cannot: fall back below
-            raise OSError(err, os.strerror(err), name)
-    try:
-        os.lstat(name, dir_fd=dst_dir)
-    except FileNotFoundError:
-        os.rename(name, name, src_dir_fd=src_dir, dst_dir_fd=dst_dir)
-        return
-    raise FileExistsError(errno.EEXIST, "exists", name)
 
 
 class _Extractor:
@@ -259,7 +238,7 @@ class _Extractor:
         fd = self.staging_fd
         try:
             for part in rel_dir.split("/"):
-                nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
                 if fd != self.staging_fd:
                     os.close(fd)
                 fd = nxt
@@ -469,74 +448,6 @@ class _Extractor:
                 self.warnings.append(f"{DATA}: xattr {key} not restored ({exc.strerror})")
 
 
-def _lock(fd: int, what: str) -> None:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        raise RestoreRefused(
-            f"another tamer restore is writing into {what} right now; expected one restore at a "
-            "time per volume; wait for it to finish"
-        ) from exc
-
-
-def _remove(name: str, dir_fd: int) -> None:
-    if stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
-        shutil.rmtree(name, dir_fd=dir_fd)  # the fd-based rmtree: never follows a link
-    else:
-        os.unlink(name, dir_fd=dir_fd)
-
-
-def _moved_by(name: str, root_fd: int) -> list[str]:
-    """The entries a killed restore's `.moving` record says it had started moving into place."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
-    except OSError:
-        return []
-    try:
-        raw = os.read(fd, 1 << 24)
-    finally:
-        os.close(fd)
-    try:
-        names = json.loads(raw).get("names", [])
-    except (ValueError, AttributeError):
-        return []
-    return [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n]
-
-
-def leftovers(root: str) -> set[str]:
-    """Names in the folder `root` that killed restores left (staging, records, entries half moved)."""
-    fd = os.open(os.path.realpath(root), _DIR_FLAGS)
-    try:
-        out = set()
-        for name in os.listdir(fd):
-            if name.startswith(STAGING_PREFIX):
-                out.add(name)
-                if name.endswith(_MOVING):
-                    out.update(_moved_by(name, fd))
-        return out
-    finally:
-        os.close(fd)
-
-
-def clean_leftovers(root_fd: int) -> list[str]:
-    """Undo what killed restores left in the folder `root_fd`; the caller holds its lock, so no live restore
-    owns any of it. A staging folder is removed; a `.moving` record (written before entries move from staging
-    into place) names the entries already moved, which are removed too. Returns what was removed."""
-    gone = []
-    for name in sorted(os.listdir(root_fd)):
-        if not name.startswith(STAGING_PREFIX):
-            continue
-        if name.endswith(_MOVING):
-            for entry in _moved_by(name, root_fd):
-                with contextlib.suppress(FileNotFoundError):
-                    _remove(entry, root_fd)
-                    gone.append(entry)
-        with contextlib.suppress(FileNotFoundError):
-            _remove(name, root_fd)
-            gone.append(name)
-    return gone
-
-
 def restore_into(archive: str, root: str, *, privileged: bool = False) -> RestoreStats:
     """Restore `archive` into the empty folder `root`; nothing outside `root` is created, followed or changed.
 
@@ -550,9 +461,9 @@ def restore_into(archive: str, root: str, *, privileged: bool = False) -> Restor
         >>> restore_into("/backups/mongo.tar.zst", "/mnt/big/mongo_copy")  # doctest: +SKIP
     """
     real = os.path.realpath(root)
-    root_fd = os.open(real, _DIR_FLAGS)
+    root_fd = os.open(real, DIR_FLAGS)
     try:
-        _lock(root_fd, real)
+        lock_target(root_fd, real)
         clean_leftovers(root_fd)
         present = os.listdir(root_fd)
         if present:
@@ -565,7 +476,7 @@ def restore_into(archive: str, root: str, *, privileged: bool = False) -> Restor
         staging = f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         os.mkdir(staging, 0o700, dir_fd=root_fd)
         moved: list[str] = []
-        staging_fd = os.open(staging, _DIR_FLAGS, dir_fd=root_fd)
+        staging_fd = os.open(staging, DIR_FLAGS, dir_fd=root_fd)
         ex = _Extractor(archive, staging_fd, budget=vfs.f_bavail * vfs.f_frsize, privileged=privileged)
         try:
             try:
@@ -586,34 +497,23 @@ def restore_into(archive: str, root: str, *, privileged: bool = False) -> Restor
             ex.close()
             faults.hit("restore.extract.after", staging=staging)
             names = sorted(os.listdir(staging_fd))
-            # what is about to move into place, recorded first: a run killed while moving is undone by the next
-            fd = os.open(
-                staging + _MOVING,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=root_fd,
-            )
-            try:
-                os.write(fd, json.dumps({"names": names}).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            record_moving(root_fd, staging, names)  # first: a run killed while moving is undone by the next
             for name in names:
-                _renameat_noreplace(staging_fd, name, root_fd)
+                rename_noreplace(staging_fd, name, root_fd)
                 moved.append(name)
                 faults.hit("restore.move", name=name)
             os.close(staging_fd)
             staging_fd = -1
             os.rmdir(staging, dir_fd=root_fd)
-            os.unlink(staging + _MOVING, dir_fd=root_fd)
+            os.unlink(staging + MOVING, dir_fd=root_fd)
             ex.set_root(root_fd)
         except BaseException:
             ex.close()
             if staging_fd >= 0:
                 os.close(staging_fd)
-            for name in [staging, *moved, staging + _MOVING]:
+            for name in [staging, *moved, staging + MOVING]:
                 with contextlib.suppress(OSError):
-                    _remove(name, root_fd)
+                    remove_entry(name, root_fd)
             raise
     finally:
         os.close(root_fd)
