@@ -62,7 +62,9 @@ def host_with_things(test_engine: Any) -> Any:
     eng = test_engine
     eng.docker("volume", "create", "early-named")
     eng.docker("create", "--name", "early-user", "-v", "early-named:/d", BUSYBOX, "true")
-    eng.docker("run", "--name", "early-exited", "-v", "/anon", BUSYBOX, "sh", "-c", "echo hi; echo x > /anon/f")
+    eng.docker(
+        "run", "--name", "early-exited", "-v", "/anon", BUSYBOX, "sh", "-c", "echo hi; echo x > /anon/f"
+    )
     try:
         yield eng
     finally:
@@ -148,3 +150,27 @@ def test_the_plain_df_check_takes_the_tops_that_argparse_takes(text: str) -> Non
     except argparse.ArgumentTypeError:
         taken = False
     assert _positive(text) == taken
+
+
+def test_ctrl_c_while_the_early_reads_start_is_said_as_the_full_cli_says_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import tamer.early
+    from tamer.cli import main
+
+    def interrupted(host: str | None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tamer.early, "start", interrupted)
+    monkeypatch.delenv("TAMER_FULL_CLI", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/early.sock")
+    assert main(["df"]) == 130
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == "tamer: error: interrupted"
+    assert main(["df", "--json"]) == 130
+    out, err = capsys.readouterr()
+    envelope = json.loads(out)
+    assert (envelope["command"], envelope["status"], envelope["exit_code"]) == ("df", "interrupted", 130)
+    assert envelope["errors"] == ["interrupted"] and err == ""

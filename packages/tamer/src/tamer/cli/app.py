@@ -363,6 +363,11 @@ def _main(args_list: list[str]) -> int:
     return outcome.exit_code
 
 
+def interrupted(args_list: list[str]) -> int:
+    """Ctrl-C before the command line was parsed (tamer.cli.lean): said as _main says it, exit 130."""
+    return _fail(_scan(args_list, _COMMAND_NAMES), 130, "interrupted", [])
+
+
 def _is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()

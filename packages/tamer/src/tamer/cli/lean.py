@@ -117,7 +117,12 @@ def run_lean(argv: list[str]) -> int | None:
         if plain:
             from tamer.early import start
 
-            start(df_host)
+            try:
+                start(df_host)
+            except KeyboardInterrupt:  # said as the full CLI says it (the workers end with this process)
+                from tamer.cli.app import interrupted
+
+                return interrupted(argv)
             return None
     split = _split(argv)
     if split is None:
