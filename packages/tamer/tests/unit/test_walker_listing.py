@@ -149,7 +149,9 @@ def test_names_of_255_bytes_over_many_listing_batches(tmp_path: Path, walker: st
 
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, tuple[int, int, int]]]:
-    """A folder of WIDE_FOLDERS subfolders (one in 1,000 holding a file), and its reference figures.
+    """A tree whose folder a/b/many holds WIDE_FOLDERS subfolders (one in 1,000 holding a file), and the
+    tree's reference figures. Three levels down: measure_trees splits a root's children and grandchildren
+    into tasks of their own, so the walk of a/b holds all of many's subfolders waiting at once.
 
     On a tmpfs of its own where one can be mounted: on this ext4 100,000 mkdirs took 21 s and their removal
     38 s, on tmpfs well under a second each. Elsewhere (not root) 5,000 folders on disk still make the case
@@ -157,16 +159,16 @@ def wide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, tuple[
     top = tmp_path_factory.mktemp("wide")
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(top)], check=False)
     count = WIDE_FOLDERS if mounted.returncode == 0 else min(WIDE_FOLDERS, 5000)
-    many = top / "a" / "b" / "many"  # below what measure_trees splits into tasks of its own
+    many = top / "a" / "b" / "many"
     try:
         many.mkdir(parents=True)
         for i in range(count):
             os.mkdir(many / f"s{i}")
             if i % 1000 == 0:
                 (many / f"s{i}" / "f").write_bytes(b"w" * (i // 1000 + 1))
-        expected = reference(str(many))
+        expected = reference(str(top))
         assert expected[2] == (count + 999) // 1000
-        yield str(many), expected
+        yield str(top), expected
     finally:
         if mounted.returncode == 0:
             subprocess.run(["umount", str(top)], check=False)
@@ -176,15 +178,15 @@ def test_a_folder_of_100000_folders_within_a_small_open_file_limit(
     wide: tuple[str, tuple[int, int, int]], walker: str
 ) -> None:
     """Every subfolder waits on its one parent, which alone stays open: 64 open files are plenty."""
-    many, expected = wide
+    top, expected = wide
     proc = subprocess.run(
-        [sys.executable, "-c", FEW_FILES_WALK, json.dumps({"many": many}), "1"],
+        [sys.executable, "-c", FEW_FILES_WALK, json.dumps({"wide": top}), "1"],
         capture_output=True,
         text=True,
         env=os.environ.copy(),  # TAMER_PURE_WALK as the fixture set it
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout)["many"] == [*expected, 0, 0]
+    assert json.loads(proc.stdout)["wide"] == [*expected, 0, 0]
 
 
 # An LD_PRELOAD shim: the first time a walk stats or opens a name starting with "gone", every name listed in
