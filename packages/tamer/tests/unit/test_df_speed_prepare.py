@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from tamer.inventory import (
     Inventory,
+    PreparedInventory,
     RawSnapshot,
     build_inventory,
     prepare_containers,
@@ -82,7 +83,7 @@ def test_volume_states_are_those_of_the_inventory_it_makes() -> None:
     """The orphan clock starts from the prepared states before the walk ends: they must be the report's."""
     raw = raw_snapshot()
     ahead = ahead_of(raw)
-    assert ahead.prepared is not None and not isinstance(ahead.prepared, type(prepare_containers([])))
+    assert isinstance(ahead.prepared, PreparedInventory)
     states = ahead.prepared.volume_states()
     inv = build_inventory(ahead)
     assert states == inv.volume_states() == build_inventory(raw).volume_states()
