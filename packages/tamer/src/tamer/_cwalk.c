@@ -1,8 +1,8 @@
-/* tamer._cwalk: the inner loop of tamer.sizes._walk, in C.
+/* tamer._cwalk: the inner loop of tamer.treewalk.walk, in C.
  *
  * Why: the walk is most of a warm `tamer df` or `tamer plan`, and Python's per-entry cost (a
  * DirEntry, a stat_result, attribute lookups) made it about twice du's CPU per file. This does
- * exactly what the Python walk does, entry for entry (tamer.sizes._walk is the reference and a
+ * exactly what the Python walk does, entry for entry (tamer.treewalk.walk_python is the reference and a
  * test requires equal figures on the same trees, against du as well), with openat/getdents64/
  * fstatat: folders as file descriptors, entries stat'ed relative to them, never following a
  * symlink below the root.
@@ -463,7 +463,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "tamer._cwalk", "tamer.sizes._walk's inner loop in C.", -1, methods, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "tamer._cwalk", "tamer.treewalk.walk's inner loop in C.", -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__cwalk(void) { return PyModule_Create(&module); }

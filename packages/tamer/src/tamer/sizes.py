@@ -11,9 +11,11 @@ entry, symlinks included, each inode once), so our numbers can be checked agains
 `docker system df -v`; "allocated" is st_blocks * 512 of everything, directories
 included, which is what `du -sB1` reports.
 
-The walk's inner loop is C (tamer/_cwalk.c, an optional extension: built where a C compiler
-and Python's headers are, as on Debian with gcc), with _walk_python as the reference and the
-fallback; every walker test runs both, and a differential test compares them entry for entry.
+This module hands the roots out to the workers and adds their answers up; what one process walks,
+and how, is tamer.treewalk's. The walk's inner loop is C (tamer/_cwalk.c, an optional extension:
+built where a C compiler and Python's headers are, as on Debian with gcc), with
+treewalk.walk_python as the reference and the fallback; every walker test runs both, and a
+differential test compares them entry for entry.
 Measured on the df bench's host (1,003 containers, 275 volumes, 300,000 files, 2 cores): a warm
 `tamer plan` went from 1.54 s to 0.87 s against `docker system df -v`'s 1.26-1.53 s; per file
 the C walk costs about what `du` does, the Python one about twice that.
@@ -28,12 +30,12 @@ another du-like package, could not be installed from the package index here.)
 from __future__ import annotations
 
 import _thread
-import bisect
-import errno
 import os
 import stat
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from tamer import treewalk
 
 if TYPE_CHECKING:
     from tamer.forkpool import ForkPool
@@ -41,10 +43,6 @@ if TYPE_CHECKING:
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
-# O_NOFOLLOW: a folder swapped for a symlink between listing and opening is not followed out of the tree
-_TOP_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_DIR_FLAGS = _TOP_FLAGS | os.O_NOFOLLOW
-
 # Below this many subtrees a worker pool costs more (fork, pickling) than it saves.
 MIN_TASKS_FOR_POOL = 64
 CHUNKS_PER_WORKER = 16
@@ -58,310 +56,6 @@ def __getattr__(name: str) -> Any:
 
         return DiskUsage
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class _Partial:
-    """A walk's figures for one root (or part of one) before they are added up into a DiskUsage."""
-
-    __slots__ = ("allocated", "apparent", "files", "links", "unreadable", "vanished")
-
-    def __init__(
-        self,
-        apparent: int = 0,
-        allocated: int = 0,
-        files: int = 0,
-        vanished: int = 0,
-        unreadable: int = 0,
-        # (dev, ino) -> (apparent, allocated) of multiply-linked files, merged across subtrees
-        links: dict[tuple[int, int], tuple[int, int]] | None = None,
-    ) -> None:
-        self.apparent = apparent
-        self.allocated = allocated
-        self.files = files
-        self.vanished = vanished
-        self.unreadable = unreadable
-        self.links = links
-
-    def __eq__(self, other: object) -> bool:  # the walker tests compare the C and Python walks' parts
-        if not isinstance(other, _Partial):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it was
-
-    def __repr__(self) -> str:
-        return "_Partial(apparent={}, allocated={}, files={}, vanished={}, unreadable={}, links={!r})".format(
-            *self._fields()
-        )
-
-    def _fields(self) -> tuple[int, int, int, int, int, dict[tuple[int, int], tuple[int, int]] | None]:
-        return (self.apparent, self.allocated, self.files, self.vanished, self.unreadable, self.links)
-
-
-def _compiled_walker() -> (
-    Callable[[str, bool, int, frozenset[str], bool, bool], tuple[int, int, int, int, int, list[Any], Any]]
-    | None
-):
-    """tamer._cwalk.walk when it was built and TAMER_PURE_WALK does not force Python (the rule: tamer.compiled),
-    else None."""
-    from tamer.compiled import load
-
-    native = load("tamer._cwalk", "TAMER_PURE_WALK")
-    if native is None:  # built without a C compiler: the Python walk gives the same figures
-        return None
-    walk: Callable[
-        [str, bool, int, frozenset[str], bool, bool], tuple[int, int, int, int, int, list[Any], Any]
-    ] = native.walk
-    return walk
-
-
-_CWALK = _compiled_walker()
-
-
-def _walk(
-    root: str,
-    recurse: bool,
-    skip: frozenset[str],
-    root_dev: int | None,
-    subdirs: list[str] | None = None,
-    *,
-    follow: bool = True,
-) -> _Partial:
-    """Measure `root` itself (its own entries); recurse into subdirectories when asked.
-
-    In C (tamer/_cwalk.c) when it was built: the same walk, entry for entry, at about du's cost
-    per file instead of twice it; _walk_python is the reference (a test requires equal figures).
-    """
-    if _CWALK is None:
-        return _walk_python(root, recurse, skip, root_dev, subdirs, follow=follow)
-    apparent, allocated, files, vanished, unreadable, linked, found = _CWALK(
-        root, recurse, -1 if root_dev is None else root_dev, skip, follow, subdirs is not None
-    )
-    if subdirs is not None and found:
-        subdirs.extend(found)
-    return _Partial(
-        apparent=apparent,
-        allocated=allocated,
-        files=files,
-        vanished=vanished,
-        unreadable=unreadable,
-        links={(dev, ino): (size, blocks) for dev, ino, size, blocks in linked},
-    )
-
-
-class _Held:
-    """An open folder and how many readings of it (its own, its waiting subfolders') still need it."""
-
-    __slots__ = ("fd", "waiting")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.waiting = 1  # the reading of the folder itself
-
-    def release(self) -> None:
-        self.waiting -= 1
-        if self.waiting == 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-def _walk_python(
-    root: str,
-    recurse: bool,
-    skip: frozenset[str],
-    root_dev: int | None,
-    subdirs: list[str] | None = None,
-    *,
-    follow: bool = True,
-) -> _Partial:
-    """Measure `root` itself (its own entries); recurse into subdirectories when asked.
-
-    `subdirs`: when not recursing, the folders met (those a recursion would enter) are appended
-    to it, so a split lists each folder once. `follow`: open `root` even through a symlink (a
-    volume's bind device); a folder found by a walk is opened without following (swapped for a
-    symlink since it was listed, it is not followed out of the tree).
-
-    Folders are opened as file descriptors and their entries stat'ed relative to them
-    (os.scandir on an fd uses fstatat): the kernel resolves one name per entry instead
-    of the whole path, which measured 20-30% less time than path-based lstat on the
-    same tree. Figures are the same: only how the kernel finds each entry changed.
-    """
-    part = _Partial(links={})
-    assert part.links is not None
-    links = part.links
-    try:
-        top = os.open(root, _TOP_FLAGS if follow else _DIR_FLAGS)  # a root may be a symlink: followed
-    except (FileNotFoundError, NotADirectoryError):
-        part.vanished += 1
-        return part
-    except PermissionError:
-        part.unreadable += 1
-        return part
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:  # ELOOP: O_NOFOLLOW met a symlink where a folder was listed
-            raise
-        part.vanished += 1
-        return part
-    # A folder stays open only while subfolders of it wait to be opened relative to it: at most one per
-    # level of the tree, never one per waiting folder (a folder of 100,000 subfolders would otherwise
-    # exhaust the default limit of 1,024 open files). tamer/_cwalk.c does the same.
-    todo: list[tuple[_Held, str, str]] = []  # (the open parent, the name in it, the folder's path + "/")
-    s_isdir = stat.S_ISDIR
-    fd, path = top, root if root.endswith("/") else root + "/"
-    try:
-        while True:
-            here = _Held(fd)
-            fd = -1  # `here` owns it now
-            try:
-                try:
-                    entries = os.scandir(here.fd)
-                except PermissionError:
-                    part.unreadable += 1
-                    entries = None
-                if entries is not None:
-                    denied = False  # counted once per folder: one whose search bit is off fails on every name
-                    with entries:
-                        for entry in entries:
-                            try:
-                                st = entry.stat(follow_symlinks=False)
-                            except FileNotFoundError:
-                                part.vanished += 1
-                                continue
-                            except OSError:
-                                # listed but not stat'able: a folder readable but not searchable (mode 644),
-                                # a FUSE mount another user made, a dead network mount. Not measured, and
-                                # not the end of the walk: du says so and goes on, and so does this
-                                if not denied:
-                                    part.unreadable += 1
-                                    denied = True
-                                continue
-                            if s_isdir(st.st_mode):
-                                child = path + entry.name
-                                if child in skip or (root_dev is not None and st.st_dev != root_dev):
-                                    continue  # a mount point (running container, bind volume) or excluded
-                                part.allocated += st.st_blocks * 512
-                                if subdirs is not None and not recurse:
-                                    subdirs.append(child)
-                                if recurse:
-                                    here.waiting += 1
-                                    todo.append((here, entry.name, child + "/"))
-                                continue
-                            if st.st_nlink > 1:
-                                links[(st.st_dev, st.st_ino)] = (st.st_size, st.st_blocks * 512)
-                                continue
-                            part.apparent += st.st_size
-                            part.allocated += st.st_blocks * 512
-                            part.files += 1
-            finally:
-                here.release()  # closed now unless subfolders of it wait
-            while todo:
-                parent, name, child_path = todo.pop()
-                try:
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
-                except (FileNotFoundError, NotADirectoryError):
-                    part.vanished += 1
-                except PermissionError:
-                    part.unreadable += 1
-                except OSError as exc:
-                    if exc.errno != errno.ELOOP:  # swapped for a symlink since it was listed
-                        raise
-                    part.vanished += 1
-                finally:
-                    parent.release()
-                if fd >= 0:
-                    path = child_path
-                    break
-            else:
-                break
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        for parent, _, _ in todo:  # an error left subfolders waiting: let their folders go
-            parent.release()
-    return part
-
-
-_NO_SKIP: frozenset[str] = frozenset()
-
-
-class _SkipIndex:
-    """A walk's skip set, sorted, so that each task carries only the paths below its own folder: most
-    carry none, and one pool of workers can serve walks with different skip sets."""
-
-    def __init__(self, skip: frozenset[str]) -> None:
-        self._sorted = sorted(skip)
-
-    def below(self, folder: str) -> frozenset[str]:
-        if not self._sorted:
-            return _NO_SKIP
-        prefix = folder.rstrip("/") + "/"
-        lo = bisect.bisect_left(self._sorted, prefix)
-        hi = bisect.bisect_left(self._sorted, prefix[:-1] + "0")  # "0" sorts right after "/"
-        return frozenset(self._sorted[lo:hi]) if hi > lo else _NO_SKIP
-
-
-def _task(args: tuple[str, bool, int | None, frozenset[str]]) -> _Partial:
-    path, recurse, dev, skip = args
-    return _walk(path, recurse, skip, dev, follow=False)  # a folder found by a split: never a symlink
-
-
-def _split(root: str, dev: int | None, skip: frozenset[str]) -> tuple[_Partial, list[str]]:
-    """A root's own entries and its children's, not recursing, and the grandchildren (the next tasks).
-
-    Two levels: the data-root's overlay2/ alone would otherwise be one giant task. Done by the
-    workers, not before them: listing the top of 1,300 roots serially was a fifth of a warm `df`.
-    """
-    children: list[str] = []
-    part = _walk(root, False, skip, dev, children)
-    families: list[list[str]] = []
-    for child in children:
-        family: list[str] = []
-        _merge(part, _walk(child, False, skip, dev, family, follow=False))
-        families.append(family)
-    # the grandchildren of small families first: one of a folder's few subfolders tends to hold a whole
-    # part of the tree (the data-root's image/overlay2, a volume's few top folders), one of thousands
-    # little (a layer among all the containers'). Handed out in this order, the big tasks start first
-    # and the walk ends on small ones: the workers ended 20-40 ms apart when image/overlay2 came last
-    families.sort(key=len)  # stable: the walk's own order within a size
-    return part, [g for family in families for g in family]
-
-
-# (which root, folder, device, skip paths below it, split it or walk it whole)
-Root = tuple[int, str, int | None, frozenset[str], bool]
-
-
-def _split_batch(roots: list[Root]) -> list[tuple[int, _Partial, list[str]]]:
-    return [
-        (index, *_split(root, dev, skip)) if split else (index, _walk(root, True, skip, dev), [])
-        for index, root, dev, skip, split in roots
-    ]
-
-
-# (which root, (folder, recurse, device, skip paths below it))
-Task = tuple[int, tuple[str, bool, int | None, frozenset[str]]]
-
-
-def _merge(acc: _Partial, part: _Partial) -> None:
-    acc.apparent += part.apparent
-    acc.allocated += part.allocated
-    acc.files += part.files
-    acc.vanished += part.vanished
-    acc.unreadable += part.unreadable
-    assert acc.links is not None and part.links is not None
-    acc.links.update(part.links)
-
-
-def _batch(tasks: list[Task]) -> dict[int, _Partial]:
-    """Walk a run of tasks in a worker and add them up per root: one answer per root, not per folder
-    (at 10,000 containers a walk is ~50,000 folders, and their messages cost more than their walk)."""
-    out: dict[int, _Partial] = {}
-    for index, args in tasks:
-        part = _task(args)
-        if index in out:
-            _merge(out[index], part)
-        else:
-            out[index] = part
-    return out
 
 
 def measure_trees(
@@ -435,21 +129,6 @@ class PendingMeasure(Generic[K]):
 
 # what a task of the pool names (tamer.forkpool: an index into the handlers fixed at fork)
 _SPLIT, _BATCH = 0, 1
-# a _Partial as it crosses a pipe: (apparent, allocated, files, vanished, unreadable, links)
-Wire = tuple[int, int, int, int, int, dict[tuple[int, int], tuple[int, int]]]
-
-
-def _wire(part: _Partial) -> Wire:
-    assert part.links is not None
-    return (part.apparent, part.allocated, part.files, part.vanished, part.unreadable, part.links)
-
-
-def _split_batch_wire(roots: list[Root]) -> list[tuple[int, Wire, list[str]]]:
-    return [(index, _wire(part), found) for index, part, found in _split_batch(roots)]
-
-
-def _batch_wire(tasks: list[Task]) -> list[tuple[int, Wire]]:
-    return [(index, _wire(part)) for index, part in _batch(tasks).items()]
 
 
 class Walker:
@@ -478,7 +157,7 @@ class Walker:
         if self._pool is None:
             from tamer.forkpool import ForkPool
 
-            self._pool = ForkPool(self.workers, (_split_batch_wire, _batch_wire))
+            self._pool = ForkPool(self.workers, (treewalk.split_batch_wire, treewalk.batch_wire))
         return self._pool
 
     def close(self) -> None:
@@ -509,9 +188,9 @@ class Walker:
         workers on big trees, made five tasks of each of 1,000 containers' init layers). `stats`: os.stat
         of roots the caller has just taken (each root is stat'ed here otherwise: 5-6 us each on overlayfs,
         twice for a thousand writable layers that df had checked already)."""
-        skips = _SkipIndex(frozenset(os.path.normpath(s) for s in skip))
+        skips = treewalk.SkipIndex(frozenset(os.path.normpath(s) for s in skip))
         keys: list[K] = []
-        roots_todo: list[Root] = []
+        roots_todo: list[treewalk.Root] = []
         own_blocks: list[int] = []  # each root folder's own blocks, as du counts them
         result: dict[K, DiskUsage | None] = {}
         known = stats or {}
@@ -537,8 +216,8 @@ class Walker:
             size = max(4, -(-len(items) // (n_workers * per_worker)))
             return [items[i : i + size] for i in range(0, len(items), size)]
 
-        def second_round(found: list[tuple[int, list[str]]]) -> list[list[Task]]:
-            tasks: list[Task] = []
+        def second_round(found: list[tuple[int, list[str]]]) -> list[list[treewalk.Task]]:
+            tasks: list[treewalk.Task] = []
             for index, grandchildren in found:
                 dev = roots_todo[index][2]
                 tasks.extend((index, (g, True, dev, skips.below(g))) for g in grandchildren)
@@ -580,7 +259,7 @@ class Walker:
                     pool.submit(_SPLIT, split, on_split)
                 wait = gather.wait
             else:
-                answers = _split_batch(roots_todo)  # here: too few roots to split among workers
+                answers = treewalk.split_batch(roots_todo)  # here: too few roots to split among workers
                 for index, part, _ in answers:
                     gather.add(index, part)
                 runs = second_round([(index, found) for index, _, found in answers])
@@ -599,7 +278,7 @@ class Walker:
                     def walk_here() -> None:
                         for run in runs:
                             for index, args in run:
-                                gather.add(index, _task(args))
+                                gather.add(index, treewalk.task(args))
                                 gather.walked(1)
 
                     wait = in_background(walk_here)
@@ -641,7 +320,7 @@ class _Gather:
     """A walk's answers added up per root as they come (on the pool's thread), and when it is done."""
 
     def __init__(self, n_roots: int, progress: Callable[[int, int], None] | None) -> None:
-        self.merged: dict[int, _Partial] = {}
+        self.merged: dict[int, treewalk.Partial] = {}
         self._progress = progress
         self._runs = 0  # runs handed out and not answered
         self._done = n_roots  # folders walked (a root's split counts one), for progress
@@ -654,17 +333,17 @@ class _Gather:
         self._total += tasks
         self._runs += runs
 
-    def add(self, index: int, part: _Partial) -> None:
+    def add(self, index: int, part: treewalk.Partial) -> None:
         if index in self.merged:
-            _merge(self.merged[index], part)
+            treewalk.merge(self.merged[index], part)
         else:
             self.merged[index] = part
 
-    def add_wire(self, index: int, wire: Wire) -> None:
+    def add_wire(self, index: int, wire: treewalk.Wire) -> None:
         apparent, allocated, files, vanished, unreadable, links = wire
         acc = self.merged.get(index)
         if acc is None:
-            self.merged[index] = _Partial(apparent, allocated, files, vanished, unreadable, links)
+            self.merged[index] = treewalk.Partial(apparent, allocated, files, vanished, unreadable, links)
             return
         acc.apparent += apparent
         acc.allocated += allocated

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from tamer import compiled, sizes
+from tamer import compiled, treewalk
 from tamer.volumes import archive, archive_tar
 from tamer.volumes.archive_write import WriteStats
 
@@ -42,7 +42,7 @@ def test_a_missing_module_is_none_and_no_switch_means_none_is_read(monkeypatch: 
 
 
 def _walker() -> object:
-    return sizes._compiled_walker()
+    return treewalk.compiled_walker()
 
 
 def _restore() -> object:

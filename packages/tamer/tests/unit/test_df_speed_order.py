@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tamer.sizes import Walker, _split
+from tamer.sizes import Walker
+from tamer.treewalk import split
 
 
 def test_grandchildren_of_small_families_come_first(tmp_path: Path) -> None:
@@ -15,7 +16,7 @@ def test_grandchildren_of_small_families_come_first(tmp_path: Path) -> None:
     (root / "image" / "store" / "deep" / "deeper").mkdir(parents=True)  # a family of one: a whole part
     (root / "pair" / "a").mkdir(parents=True)
     (root / "pair" / "b").mkdir(parents=True)
-    _, grandchildren = _split(str(root), None, frozenset())
+    _, grandchildren = split(str(root), None, frozenset())
     assert grandchildren[0] == str(root / "image" / "store")
     assert set(grandchildren[1:3]) == {str(root / "pair" / "a"), str(root / "pair" / "b")}
     assert sorted(grandchildren[3:]) == sorted(str(root / "crowd" / f"layer{i}") for i in range(40))

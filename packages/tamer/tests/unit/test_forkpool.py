@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import tamer.sizes
+import tamer.treewalk
 from tamer.errors import TamerError
 from tamer.forkpool import ForkPool, WalkFailed
 from tamer.sizes import Walker
@@ -107,7 +108,7 @@ def test_a_walk_whose_worker_dies_is_a_clear_error_not_a_figure(
     for i in range(80):
         (tmp_path / f"r{i}" / "a" / "b").mkdir(parents=True)
         roots[i] = str(tmp_path / f"r{i}")
-    monkeypatch.setattr(tamer.sizes, "_batch_wire", die)  # the workers fork with it
+    monkeypatch.setattr(tamer.treewalk, "batch_wire", die)  # the workers fork with it
     before = children()
     walker = Walker(workers=2)
     with pytest.raises(WalkFailed, match=r"ended before answering|could not be sent") as failed:

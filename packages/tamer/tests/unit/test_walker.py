@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tamer import sizes
+from tamer import treewalk
 from tamer.sizes import DiskUsage, measure_tree, measure_trees
 
 
@@ -27,17 +27,17 @@ from tamer.sizes import DiskUsage, measure_tree, measure_trees
 def walker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test here runs with the C walk (tamer/_cwalk.c) and with the Python one it stands in for."""
     if request.param == "python":
-        monkeypatch.setattr(sizes, "_CWALK", None)
+        monkeypatch.setattr(treewalk, "CWALK", None)
         monkeypatch.setenv("TAMER_PURE_WALK", "1")  # and in the subprocesses a test starts
     else:
         monkeypatch.delenv("TAMER_PURE_WALK", raising=False)
-        compiled = sizes._compiled_walker()
+        compiled = treewalk.compiled_walker()
         if compiled is None:
             message = "tamer._cwalk was not built (setup.py needs a C compiler and Python's headers)"
             if os.environ.get("CI"):
                 pytest.fail(message)  # CI's machine has both: a missing build is a regression there
             pytest.skip(message)
-        monkeypatch.setattr(sizes, "_CWALK", compiled)
+        monkeypatch.setattr(treewalk, "CWALK", compiled)
     return str(request.param)
 
 
@@ -236,7 +236,7 @@ def test_the_c_walk_and_the_python_walk_agree_entry_for_entry(tmp_path: Path, wa
     (root / "skipme" / "f").write_bytes(b"s" * 999)
     skip = frozenset({str(root / "skipme")})
     dev = os.stat(root).st_dev
-    compiled = sizes._CWALK
+    compiled = treewalk.CWALK
     assert compiled is not None
     folders = [str(root)] + [os.fsdecode(os.path.join(raw, n)) for n in names] + [str(deep), str(path)]
     for folder in folders:
@@ -244,17 +244,17 @@ def test_the_c_walk_and_the_python_walk_agree_entry_for_entry(tmp_path: Path, wa
             for follow in (True, False):
                 found_c: list[str] = []
                 found_py: list[str] = []
-                c = sizes._walk(folder, recurse, skip, dev, found_c, follow=follow)
-                py = sizes._walk_python(folder, recurse, skip, dev, found_py, follow=follow)
+                c = treewalk.walk(folder, recurse, skip, dev, found_c, follow=follow)
+                py = treewalk.walk_python(folder, recurse, skip, dev, found_py, follow=follow)
                 assert c == py, (folder, recurse)
                 assert sorted(found_c) == sorted(found_py), folder
     # a symlink given as a root: followed only when asked, and then the same figures
     os.symlink(root / "deep", tmp_path / "link-to-deep")
     link = str(tmp_path / "link-to-deep")
-    assert sizes._walk(link, True, skip, None, follow=True) == sizes._walk_python(link, True, skip, None)
-    refused = sizes._walk(link, True, skip, None, follow=False)
+    assert treewalk.walk(link, True, skip, None, follow=True) == treewalk.walk_python(link, True, skip, None)
+    refused = treewalk.walk(link, True, skip, None, follow=False)
     assert refused.vanished == 1 and refused.files == 0
-    assert refused == sizes._walk_python(link, True, skip, None, follow=False)
+    assert refused == treewalk.walk_python(link, True, skip, None, follow=False)
 
 
 @pytest.mark.parametrize("walker", ["compiled"], indirect=True)
@@ -286,7 +286,7 @@ def test_the_c_walk_lets_other_threads_run(tmp_path: Path, walker: str) -> None:
         watcher.start()
         time.sleep(0.05)
         in_walk.set()
-        usage = sizes._walk(str(tmp_path), True, frozenset(), None)
+        usage = treewalk.walk(str(tmp_path), True, frozenset(), None)
         in_walk.clear()
         finished.set()
         watcher.join(10)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tamer import sizes
+from tamer import treewalk
 from tamer.sizes import measure_tree
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -37,7 +37,7 @@ def walked(root: str, skip: frozenset[str] = frozenset()) -> list[int]:
     """One recursive walk's figures with the root's own blocks and its hard links added in once, as
     measure_tree adds them (comparable with `reference`)."""
     top = os.stat(root)
-    part = sizes._walk(root, True, skip, top.st_dev)
+    part = treewalk.walk(root, True, skip, top.st_dev)
     links = part.links or {}
     return [
         part.apparent + sum(size for size, _ in links.values()),
@@ -140,8 +140,8 @@ def test_names_of_255_bytes_over_many_listing_batches(tmp_path: Path, walker: st
     for recurse in (False, True):
         found_c: list[str] = []
         found_py: list[str] = []
-        got = sizes._walk(str(root), recurse, frozen, None, found_c)
-        assert got == sizes._walk_python(str(root), recurse, frozen, None, found_py), recurse
+        got = treewalk.walk(str(root), recurse, frozen, None, found_c)
+        assert got == treewalk.walk_python(str(root), recurse, frozen, None, found_py), recurse
         assert sorted(found_c) == sorted(found_py)
         if not recurse:
             assert len(found_c) == 150 - len(frozen)
@@ -252,10 +252,10 @@ OPEN(openat64)
 
 SHIMMED_WALK = """
 import json, os, sys
-from tamer import sizes
+from tamer import treewalk
 root = sys.argv[1]
-p = sizes._walk(root, True, frozenset(), os.stat(root).st_dev)
-print(json.dumps([p.apparent, p.allocated, p.files, p.vanished, p.unreadable, sizes._CWALK is not None]))
+p = treewalk.walk(root, True, frozenset(), os.stat(root).st_dev)
+print(json.dumps([p.apparent, p.allocated, p.files, p.vanished, p.unreadable, treewalk.CWALK is not None]))
 """
 
 
