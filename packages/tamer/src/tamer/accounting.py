@@ -34,6 +34,8 @@ class Item:
 
 @dataclass(frozen=True)
 class KindTotal:
+    """One kind's row of the report: how many, how many in use, bytes, and what could go."""
+
     kind: str
     count: int
     active: int  # in use / running
@@ -44,6 +46,8 @@ class KindTotal:
 
 @dataclass
 class OwnerTotal:
+    """What one owner holds (layers only it uses, volumes, logs) and how many objects."""
+
     owner: str
     layers: int = 0  # image bytes only this owner uses + writable layers
     volumes: int = 0
@@ -57,6 +61,9 @@ class OwnerTotal:
 
 @dataclass(frozen=True)
 class DiskReport:
+    """What `tamer df` reports: totals per kind, what could go (safe or needing a decision), the top
+    consumers and the owners, largest first."""
+
     totals: tuple[KindTotal, ...]
     safe: tuple[Item, ...]
     needs_decision: tuple[Item, ...]

@@ -76,6 +76,8 @@ class RawSnapshot:
 # -- the inventory -------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Mount:
+    """One mount of a container: a named or anonymous volume, a bind mount or a tmpfs."""
+
     type: str  # volume, bind, tmpfs
     name: str | None  # volume name for type=volume
     source: str
@@ -85,6 +87,8 @@ class Mount:
 
 @dataclass(frozen=True, slots=True)
 class Image:
+    """An image with its tags, what its layers cost and who uses it."""
+
     id: str
     tags: tuple[str, ...]
     created: datetime | None
@@ -113,6 +117,8 @@ class Image:
 
 @dataclass(frozen=True, slots=True)
 class LogFile:
+    """A container's log as its driver keeps it on this host: the file, its rotated siblings, their size."""
+
     container_id: str
     driver: str
     path: str | None  # main log file, None for drivers that keep nothing on this host
@@ -122,6 +128,8 @@ class LogFile:
 
 @dataclass(frozen=True, slots=True)
 class Container:
+    """A container as its record says, with what its writable layer and log cost and who owns it."""
+
     id: str
     name: str
     name_generated: bool
@@ -163,6 +171,8 @@ class ImageVolumeOrigin:
 
 @dataclass(frozen=True, slots=True)
 class Volume:
+    """A volume: where its data lives, what it holds, who uses it and who owns it."""
+
     name: str
     anonymous: bool
     driver: str
@@ -202,6 +212,8 @@ class Volume:
 
 @dataclass(frozen=True, slots=True)
 class BuildCache:
+    """One build cache record, as the engine accounts for it."""
+
     id: str
     type: str
     size: int

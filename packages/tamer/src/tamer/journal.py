@@ -69,6 +69,8 @@ FINAL_STEP = (StepStatus.DONE, StepStatus.GONE, StepStatus.SKIPPED, StepStatus.F
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a clean run as journaled: what it removes and how it ended."""
+
     idx: int
     kind: str
     object_id: str
@@ -110,6 +112,8 @@ class UnreadableRun(TamerError):
 
 @dataclass(frozen=True)
 class Run:
+    """One `clean --apply` run as journaled: its plan, its steps and how it ended."""
+
     id: int
     host: str
     plan_id: str
