@@ -32,7 +32,6 @@ import and logging locks).
 from __future__ import annotations
 
 import _thread
-import contextlib
 import gc
 import marshal
 import os
@@ -214,8 +213,12 @@ class ForkPool:
                 w.pid = 0
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):  # full: the pump is to wake anyway; closed: it has ended
+        # try/except, not contextlib.suppress, here: contextlib imports collections, some 2-3 ms of a df's
+        # start before tamer.early forks the workers
+        try:  # noqa: SIM105
             os.write(self._wake_w, b"\0")
+        except OSError:  # full: the pump is to wake anyway; closed: it has ended
+            pass
 
     def _break(self, why: str) -> None:
         """Fail every task not answered, and every later one, with `why` (the caller's error message)."""
@@ -370,8 +373,10 @@ def _ending(status: int | None) -> str:
 
 def _kill(pid: int) -> None:
     if pid > 0:
-        with contextlib.suppress(ProcessLookupError):
+        try:  # noqa: SIM105  (no contextlib: see _wake)
             os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
 
 
 def _wait(pid: int, *, block: bool = True) -> int | None:
@@ -398,8 +403,10 @@ def _worker_setup() -> Callable[[int], bool]:
     import signal
 
     def setup_python(parent: int) -> bool:
-        with contextlib.suppress(ValueError):  # not the main thread here: Ctrl-C's traceback is the cost
+        try:  # noqa: SIM105  (no contextlib: see _wake)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread here: Ctrl-C's traceback is the cost
+            pass
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

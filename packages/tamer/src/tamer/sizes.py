@@ -32,17 +32,28 @@ from __future__ import annotations
 import _thread
 import os
 import stat
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from tamer import treewalk
 
+TYPE_CHECKING = False  # not typing's: imported before the walk's workers are forked (with what typing
+# imports, `re` and `collections`, some 10 ms of a df's start before tamer.early could fork them)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+    from typing import Any, Generic, TypeVar
+
     from tamer.forkpool import ForkPool
     from tamer.usage import DiskUsage as DiskUsage
 
-K = TypeVar("K", bound=Hashable)
-T = TypeVar("T")
+    K = TypeVar("K", bound=Hashable)
+    T = TypeVar("T")
+else:
+    K = T = None
+
+    class Generic:  # typing.Generic for PendingMeasure[K] at run time: only ever subscripted
+        def __class_getitem__(cls, item: object) -> type:
+            return cls
+
+
 # Below this many subtrees a worker pool costs more (fork, pickling) than it saves.
 MIN_TASKS_FOR_POOL = 64
 CHUNKS_PER_WORKER = 16

@@ -16,8 +16,11 @@ import bisect
 import errno
 import os
 import stat
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: imported before the walk's workers are forked (see tamer.sizes)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 # O_NOFOLLOW: a folder swapped for a symlink between listing and opening is not followed out of the tree
 _TOP_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
