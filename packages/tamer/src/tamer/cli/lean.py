@@ -23,8 +23,10 @@ import sys
 _GLOBAL_WITH_VALUE = ("-H", "--host")
 _LS_WITH_VALUE = ("--sort", "--filter", "-f")
 _QUIET = ("-q", "--quiet")
-# what a plain df's command line may hold (see _plain_df)
-_DF_FLAGS = ("--json", "-q", "--quiet", "--traceback", "-v", "--verbose")
+# what a plain df's command line may hold (see _plain_df): the global options anywhere, df's own only after
+# `df` (before it argparse refuses them: `tamer -v df` is a usage error)
+_GLOBAL_FLAGS = ("--json", "-q", "--quiet", "--traceback")
+_DF_FLAGS = ("-v", "--verbose")
 _DF_WITH_VALUE = ("-H", "--host", "--top", "--sizing")
 
 
@@ -75,13 +77,13 @@ def _plain_df(argv: list[str]) -> tuple[bool, str | None]:
     while i < len(argv):
         token = argv[i]
         i += 1
-        if token in _DF_FLAGS:
+        if token in _GLOBAL_FLAGS or (token in _DF_FLAGS and words):
             continue
         if not token.startswith("-"):
             words.append(token)
             continue
         flag, eq, value = token.partition("=") if token.startswith("--") else (token, "", "")
-        if flag not in _DF_WITH_VALUE:
+        if flag not in _DF_WITH_VALUE or (flag not in _GLOBAL_WITH_VALUE and not words):
             return False, None
         if not eq:
             if i >= len(argv):
