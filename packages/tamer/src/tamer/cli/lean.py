@@ -117,11 +117,12 @@ def run_lean(argv: list[str]) -> int | None:
     if "df" in argv:
         plain, df_host = _plain_df(argv)
         if plain:
-            from tamer.early import start
+            from tamer.early import drop_unused, start
 
             try:
                 start(df_host)
-            except KeyboardInterrupt:  # said as the full CLI says it (the workers end with this process)
+            except KeyboardInterrupt:  # said as the full CLI says it
+                drop_unused()  # a caller may go on: what was started goes now
                 from tamer.cli.app import interrupted
 
                 return interrupted(argv)
