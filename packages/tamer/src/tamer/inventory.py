@@ -262,10 +262,6 @@ class Inventory:
     def logs(self) -> tuple[LogFile, ...]:
         return tuple(c.log for c in self.containers)
 
-    def volume_states(self) -> tuple[tuple[str, datetime | None, bool], ...]:
-        """(name, created, orphaned) of each volume: what the orphan clock (tamer.journal) reads."""
-        return tuple((v.name, v.created, v.orphaned) for v in self.volumes)
-
     @property
     def unaccounted(self) -> int | None:
         """Allocated bytes in the data-root that no image, container, volume, log or cache explains."""
@@ -466,7 +462,7 @@ def _parts(
 
 class PreparedInventory:
     """The part of build_inventory that needs no size, done ahead (prepare_inventory): `tamer df` makes it
-    while its workers walk, and starts the orphan clock from it (volume_states) before the walk ends.
+    while its workers walk.
 
     build_inventory finishes it once, for a snapshot read from the very same records (the same objects,
     checked one by one, and the same time, engine and API version); for any other snapshot, or a second
@@ -474,21 +470,12 @@ class PreparedInventory:
     inventory returned are never touched again.
     """
 
-    __slots__ = ("_key", "_made", "_sources", "_states", "engine_id", "host", "taken_at")
+    __slots__ = ("_key", "_made", "_sources")
 
     def __init__(self, key: tuple[Any, ...], sources: tuple[tuple[JSON, ...], ...], made: _Parts) -> None:
-        taken_at, host, engine_id = key[:3]
-        self.taken_at = datetime.fromtimestamp(taken_at, tz=UTC)  # as Inventory.taken_at
-        self.host: str = host
-        self.engine_id: str = engine_id
         self._key = key
         self._sources = sources
         self._made = [made]  # emptied by the one build_inventory that takes it
-        self._states = tuple((v.name, v.created, v.orphaned) for v in made.volumes)
-
-    def volume_states(self) -> tuple[tuple[str, datetime | None, bool], ...]:
-        """(name, created, orphaned) of each volume: Inventory.volume_states() of the inventory it makes."""
-        return self._states
 
     def _take(self, raw: RawSnapshot) -> _Parts | None:
         if _key(raw) != self._key or not all(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tamer.errors import TamerError
-from tamer.inventory import Inventory, PreparedInventory
+from tamer.inventory import Inventory
 from tamer.reasons import Reason
 from tamer.state import state_dir
 
@@ -335,9 +335,8 @@ class Journal:
             )
 
     # -- the orphan clock -----------------------------------------------------------
-    def observe_volumes(self, inv: Inventory | PreparedInventory) -> dict[str, datetime]:
-        """Update and return the orphan clock of every volume in `inv` (name -> last seen used): an Inventory,
-        or the PreparedInventory it is being made from (the same volumes, seen at the same time).
+    def observe_volumes(self, inv: Inventory) -> dict[str, datetime]:
+        """Update and return the orphan clock of every volume in `inv` (name -> last seen used).
 
         A volume any container mounts (running or not) was used now; an orphaned volume tamer has no
         time for is first seen orphaned now; a volume re-created under an old name starts afresh; a time
@@ -345,7 +344,8 @@ class Journal:
         creation: then this clock is the wrong one and nothing is recorded for that volume (a run must
         never make a volume older than it is). Rows of volumes that no longer exist are dropped.
         """
-        engine, now, states = orphan_clock_input(inv)
+        engine = inv.engine_id or inv.host
+        now = inv.taken_at.timestamp()
         with self._tx() as db:
             known = {
                 name: (created, at)
@@ -354,23 +354,23 @@ class Journal:
                 )
             }
             rows: list[tuple[str, str, str, float]] = []
-            for name, created_at, orphaned in states:
-                created = created_at.isoformat() if created_at else ""
-                old = known.get(name)
-                if created_at is not None and now < created_at.timestamp():
+            for v in inv.volumes:
+                created = v.created.isoformat() if v.created else ""
+                old = known.get(v.name)
+                if v.created is not None and now < v.created.timestamp():
                     # this clock reads earlier than the volume's creation (a host at 1970 before NTP, a VM
                     # resumed from an old snapshot): a time read now would make the volume look years old
                     # to the next run at the right time. Record nothing; with no row it counts as just
                     # found orphaned, and an existing row keeps its (later) time.
                     continue
-                if not orphaned or old is None or old[0] != created:
-                    rows.append((engine, name, created, now))
+                if not v.orphaned or old is None or old[0] != created:
+                    rows.append((engine, v.name, created, now))
                 elif old[1] > now:
                     # the clock went back (it had run ahead): restart from now, or the volume would wait for a
                     # date that may be years away
                     db.execute(
                         "UPDATE volume_clock SET last_used = ? WHERE engine = ? AND name = ?",
-                        (now, engine, name),
+                        (now, engine, v.name),
                     )
             db.executemany(
                 "INSERT INTO volume_clock (engine, name, created, last_used) VALUES (?,?,?,?) "
@@ -379,7 +379,7 @@ class Journal:
                 "THEN max(volume_clock.last_used, excluded.last_used) ELSE excluded.last_used END",
                 rows,
             )
-            gone = set(known) - {name for name, _, _ in states}
+            gone = set(known) - {v.name for v in inv.volumes}
             db.executemany(
                 "DELETE FROM volume_clock WHERE engine = ? AND name = ?", [(engine, n) for n in gone]
             )
@@ -410,17 +410,7 @@ class Journal:
         ]
 
 
-def orphan_clock_input(
-    inv: Inventory | PreparedInventory,
-) -> tuple[str, float, tuple[tuple[str, datetime | None, bool], ...]]:
-    """All the orphan clock reads of an inventory (or of the prepared one it is made from): which engine,
-    when it was read, and each volume's (name, created, orphaned). Equal inputs, equal observations."""
-    return inv.engine_id or inv.host, inv.taken_at.timestamp(), inv.volume_states()
-
-
-def observe_orphan_clock(
-    inv: Inventory | PreparedInventory, path: Path | None = None
-) -> tuple[dict[str, datetime], str | None]:
+def observe_orphan_clock(inv: Inventory, path: Path | None = None) -> tuple[dict[str, datetime], str | None]:
     """Journal(path).observe_volumes(inv), never failing: a damaged or unreadable state database must not
     block a command that only reads or plans. Returns (clock, None), or ({}, why) when it could not be
     used; with no clock every orphaned volume counts as just found orphaned, so nothing goes early."""

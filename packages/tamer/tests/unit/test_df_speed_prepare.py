@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from tamer.inventory import (
     Inventory,
-    PreparedInventory,
     RawSnapshot,
     build_inventory,
     prepare_containers,
@@ -77,22 +76,6 @@ def test_the_engines_figures_and_a_lean_listing_fill_in_the_same() -> None:
     assert [c.writable_size for c in build_inventory(ahead_of(engine)).containers] == [
         11 * n for n in range(len(raw.containers))
     ]
-
-
-def test_volume_states_are_those_of_the_inventory_it_makes() -> None:
-    """The orphan clock starts from the prepared states before the walk ends: they must be the report's."""
-    raw = raw_snapshot()
-    ahead = ahead_of(raw)
-    assert isinstance(ahead.prepared, PreparedInventory)
-    states = ahead.prepared.volume_states()
-    inv = build_inventory(ahead)
-    assert states == inv.volume_states() == build_inventory(raw).volume_states()
-    assert any(orphaned for _, _, orphaned in states) and not all(orphaned for _, _, orphaned in states)
-    assert (ahead.prepared.taken_at, ahead.prepared.engine_id, ahead.prepared.host) == (
-        inv.taken_at,
-        inv.engine_id,
-        inv.host,
-    )
 
 
 def test_a_prepared_inventory_serves_only_its_own_records() -> None:
