@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from tamer.early import EarlyReads
     from tamer.engine.datastore import Records
-    from tamer.inventory import PreparedContainers, RawSnapshot
+    from tamer.inventory import PreparedInventory, RawSnapshot
     from tamer.ledger import Ledger
 
     JSON = dict[str, Any]
@@ -127,7 +127,7 @@ def read_raw_snapshot(
         walker.close()
         walker = None
     local: JSON | None = None
-    prepared: list[PreparedContainers] = []  # see prepare() below
+    prepared: list[PreparedInventory] = []  # see prepare() below
     if walker is not None:
         try:
             progress_of = progress_parts(progress)
@@ -135,7 +135,7 @@ def read_raw_snapshot(
             volume_walk = start_volume_walk(walker, data_root, driver, volumes, progress_of("volumes"))
             # the inventory and the ledger are imported (and the ledger read) once the workers walk: until the
             # first walk starts, one core is idle (their modules are some 10 and 11 ms)
-            from tamer.inventory import RawSnapshot, engine_identity, prepare_containers
+            from tamer.inventory import RawSnapshot, engine_identity, prepare_inventory
             from tamer.ledger import open_ledger
 
             ledger = open_ledger(engine_identity(info))
@@ -159,8 +159,18 @@ def read_raw_snapshot(
             )
             del listed, mount_ids, inspected
 
-            def prepare() -> None:  # while the workers walk: the inventory's own work on each record
-                prepared.append(prepare_containers(containers))
+            def prepare() -> None:  # while the workers walk: the inventory's work that needs no size
+                prepared.append(
+                    prepare_inventory(
+                        taken_at=taken_at,
+                        host=engine.where,
+                        api_version=engine.api_version,
+                        info=info,
+                        containers=containers,
+                        images=images,
+                        volumes=volumes,
+                    )
+                )
                 if meanwhile is not None:
                     meanwhile()
 
