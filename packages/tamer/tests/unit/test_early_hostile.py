@@ -190,3 +190,58 @@ def test_a_plain_df_is_one_argparse_takes_as_that_df(argv: list[str]) -> None:
             pytest.fail(f"{argv!r} called a plain df, but argparse refuses it: {exc}")
     assert (args.command, args.host) == ("df", host)
     assert args.sizing in ("auto", "local")
+
+
+def _children() -> list[str]:
+    pid = os.getpid()
+    return open(f"/proc/{pid}/task/{pid}/children").read().split()
+
+
+def test_another_thread_never_takes_a_dfs_early_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An embedding caller's other thread (a `record` or `ls --size` of its own) reading the same engine meanwhile
+    gets no early reads meant for this thread's df, and does not drop them either."""
+    import tamer.early as early
+
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    host = f"unix://{tmp_path / 'ping.sock'}"
+    with _engine(tmp_path, "ping"):
+        early.start(host)
+        assert len(_children()) >= 1  # the workers, forked on this thread
+        elsewhere: list[object] = []
+        other = threading.Thread(target=lambda: (elsewhere.append(early.take(host)), early.drop_unused()))
+        other.start()
+        other.join()
+        assert elsewhere == [None]
+        taken = early.take(host)
+        assert taken is not None and taken.engine.where == host
+        taken.drop()
+        assert early.take(host) is None  # once
+    assert _children() == []
+
+
+def test_ctrl_c_just_after_the_early_start_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after the start, before the parse: exit 130, and in a process that goes on no worker waits and
+    nothing is left for a later command of the same thread to take (was: both)."""
+    import tamer.early as early
+    from tamer.cli import main
+
+    real_start = early.start
+
+    def start_then_interrupted(host: str | None) -> None:
+        real_start(host)
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv("TAMER_FULL_CLI", raising=False)
+    host = f"unix://{tmp_path / 'ping.sock'}"
+    monkeypatch.setenv("DOCKER_HOST", host)
+    with _engine(tmp_path, "ping"):
+        monkeypatch.setattr(early, "start", start_then_interrupted)
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            assert main(["df"]) == 130
+        assert err.getvalue().strip() == "tamer: error: interrupted"
+        assert _children() == []
+        assert early.take(host) is None
