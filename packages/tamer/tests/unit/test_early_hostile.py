@@ -210,7 +210,12 @@ def test_another_thread_never_takes_a_dfs_early_start(
         early.start(host)
         assert len(_children()) >= 1  # the workers, forked on this thread
         elsewhere: list[object] = []
-        other = threading.Thread(target=lambda: (elsewhere.append(early.take(host)), early.drop_unused()))
+
+        def elsewhere_take() -> None:
+            elsewhere.append(early.take(host))
+            early.drop_unused()
+
+        other = threading.Thread(target=elsewhere_take)
         other.start()
         other.join()
         assert elsewhere == [None]
