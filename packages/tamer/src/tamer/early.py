@@ -9,13 +9,11 @@ first, here, and read_raw_snapshot takes them up: the parse runs while the engin
 Nothing here decides anything. Whatever the parse then says (a usage error, --help, another host), the
 started work is dropped and the command runs as it would have: the requests only read, and the workers
 only walk what they are handed (nothing yet) and are reaped when dropped (or end with the process).
-
-Only the fork is done on the caller's thread (before any thread starts: see tamer.forkpool); the connect
-and the reads run on a thread, so the parse never waits for the engine: a command line the parse then
-refuses costs no wait on an engine that is slow or hung. When the parsed command names the engine that
-was started on, take() hands it the connect's outcome, a failure too (the command says it as it says its
-own connect's): connecting a second time would double every failed connect, a hung engine's 15 s wait
-among them. Each thread has its own start: another thread of an embedding caller never takes or drops it.
+tamer.cli.lean starts only for a command line argparse takes as that df (a test checks), so a usage
+error never meets the engine. When the connect fails, the failure is kept, and take() raises it for the
+command, which says it as it says its own connect's: connecting a second time would double every failed
+connect, a hung engine's 15 s wait among them. Each thread has its own start: another thread of an
+embedding caller never takes or drops it.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ if TYPE_CHECKING:
     from tamer.sizes import Walker
 
     JSON = dict[str, Any]
-    Begun = tuple[Engine, Callable[[], JSON], Callable[[], list[JSON]]]
 
 
 class EarlyReads:
@@ -57,61 +54,63 @@ class EarlyReads:
 
 
 class _Started:
-    """What start() began: the engine's address, the forked workers, and the connect and first reads under
-    way on a thread (`begun()` waits for them: the engine and the two reads, or raises the connect's error)."""
+    """What start() began for the engine at `where`: its reads and workers, or the error its connect met."""
 
-    __slots__ = ("begun", "walker", "where")
+    __slots__ = ("failed", "reads", "where")
 
-    def __init__(self, where: str, walker: Walker, begun: Callable[[], Begun]) -> None:
+    def __init__(self, where: str, reads: EarlyReads | None, failed: BaseException | None = None) -> None:
         self.where = where
-        self.walker = walker
-        self.begun = begun
+        self.reads = reads
+        self.failed = failed
 
     def drop(self) -> None:
-        self.walker.abandon()  # the connect's thread ends with its answer (or its timeout): it only reads
+        if self.reads is not None:
+            self.reads.drop()
 
 
 _started: dict[int, _Started] = {}  # by the thread that started it (the one that parses and runs the df)
 
 
-def _begin(host: str | None) -> Begun:
-    from tamer.engine import connect
-
-    engine = connect(host)
-    return engine, engine.ahead(engine.info), engine.ahead(engine.volumes)
-
-
 def start(host: str | None) -> None:
     """Start a df's first reads of the engine at `host` (as -H gives it; None: DOCKER_HOST, else the
-    default socket), when that is a unix socket; returns at once (the connect runs on a thread), and a
-    failure to start leaves nothing started."""
+    default socket), when that is a unix socket. A failed connect is kept for take(); any other failure
+    leaves nothing started."""
     drop_unused()  # what an earlier command on this thread left, if anything: never this command's
+    me = _thread.get_ident()
     try:
-        from tamer.background import in_background
+        from tamer.engine import connect
         from tamer.engine.client import resolve_host
 
         where = resolve_host(host)
         if not where.startswith("unix://"):
             return
-        from tamer.sizes import Walker
-
-        walker = Walker(fork_now=True)  # forked before the connect's thread starts (see tamer.forkpool)
     except Exception:  # the command meets it again, and says it its way
         return
-    me = _thread.get_ident()
     try:
-        _started[me] = _Started(where, walker, in_background(lambda: _begin(host)))
+        engine = connect(host)
+    except Exception as exc:  # the command's own connect would meet it: take() hands it over
+        _started[me] = _Started(where, None, exc)
+        return
+    try:
+        from tamer.sizes import Walker
+
+        walker = Walker(fork_now=True)  # forked before the reads' threads start (see tamer.forkpool)
+    except Exception:
+        return
+    try:
+        reads = EarlyReads(engine, walker, engine.ahead(engine.info), engine.ahead(engine.volumes))
     except BaseException as exc:  # no thread to be had, or Ctrl-C: the workers go now
-        _started.pop(me, None)
         walker.abandon()
-        if not isinstance(exc, Exception):
-            raise
+        if isinstance(exc, Exception):
+            return
+        raise
+    _started[me] = _Started(where, reads)
 
 
 def take(host: str | None) -> EarlyReads | None:
-    """What start() began on this thread for the engine at `host`, if anything (once): the engine, or the
-    error its connect met (raised here, as the command's own connect would raise it). Started for another
-    engine, it is dropped."""
+    """What start() began on this thread for the engine at `host`, if anything (once); the error its
+    connect met is raised here, as the command's own connect would raise it. Started for another engine,
+    it is dropped."""
     started = _started.pop(_thread.get_ident(), None)
     if started is None:
         return None
@@ -124,12 +123,9 @@ def take(host: str | None) -> EarlyReads | None:
     if not same:
         started.drop()
         return None
-    try:
-        engine, info, volumes = started.begun()
-    except BaseException:
-        started.drop()
-        raise
-    return EarlyReads(engine, started.walker, info, volumes)
+    if started.failed is not None:
+        raise started.failed
+    return started.reads
 
 
 def drop_unused() -> None:
