@@ -250,3 +250,32 @@ def test_ctrl_c_just_after_the_early_start_leaves_nothing_behind(
         assert err.getvalue().strip() == "tamer: error: interrupted"
         assert _children() == []
         assert early.take(host) is None
+
+
+@pytest.mark.parametrize("full_cli", ["", "1"])
+def test_a_later_command_never_takes_what_an_interrupted_df_left(tmp_path: Path, full_cli: str) -> None:
+    """A df interrupted after its early start but before main() could drop it (Ctrl-C while the full CLI's
+    modules import, outside main's try) leaves its reads; the next command of an embedding caller on the
+    same thread (`record` reads the inventory with no engine given) must not take them as its own, with
+    the early start on or off, and no worker may stay. (In a process of its own: its workers must not
+    inherit the scripted engine's end of the connections.)"""
+    code = (
+        "import os, sys, io, contextlib\n"
+        "import tamer.early as early\n"
+        "taken = []\n"
+        "take = early.take\n"
+        "early.take = lambda host: taken.append(take(host)) or taken[-1]\n"
+        "early.start(None)  # what the interrupted df started\n"
+        "from tamer.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    rc = main(['record', '--json'])\n"
+        "kids = open(f'/proc/{os.getpid()}/task/{os.getpid()}/children').read().split()\n"
+        "print(rc, [t is not None for t in taken], len(kids))\n"
+    )
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path / 'ping.sock'}", "TAMER_FULL_CLI": full_cli}
+    with _engine(tmp_path, "ping"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1 [False] 0"  # the engine closes on /info: record fails, as it would

@@ -112,6 +112,9 @@ def _positive(text: str) -> bool:
 def run_lean(argv: list[str]) -> int | None:
     """Run `tamer ARGV` here when it is a plain listing on a unix socket; its exit code, else None.
     A plain df: its first reads are started (see the module), and None."""
+    early = sys.modules.get("tamer.early")
+    if early is not None:  # an earlier df on this thread left it (Ctrl-C before main could drop it): not ours
+        early.drop_unused()
     if os.environ.get("TAMER_FULL_CLI"):
         return None
     if "df" in argv:
