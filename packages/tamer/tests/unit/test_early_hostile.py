@@ -192,9 +192,10 @@ def test_a_plain_df_is_one_argparse_takes_as_that_df(argv: list[str]) -> None:
     assert args.sizing in ("auto", "local")
 
 
-def _children() -> list[str]:
+def _children() -> set[str]:
+    """This thread's child processes (a session's private dockerd among them, when one runs)."""
     pid = os.getpid()
-    return open(f"/proc/{pid}/task/{pid}/children").read().split()
+    return set(open(f"/proc/{pid}/task/{pid}/children").read().split())
 
 
 def test_another_thread_never_takes_a_dfs_early_start(
@@ -206,9 +207,10 @@ def test_another_thread_never_takes_a_dfs_early_start(
 
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     host = f"unix://{tmp_path / 'ping.sock'}"
+    before = _children()
     with _engine(tmp_path, "ping"):
         early.start(host)
-        assert len(_children()) >= 1  # the workers, forked on this thread
+        assert len(_children() - before) >= 1  # the workers, forked on this thread
         elsewhere: list[object] = []
 
         def elsewhere_take() -> None:
@@ -223,7 +225,7 @@ def test_another_thread_never_takes_a_dfs_early_start(
         assert taken is not None and taken.engine.where == host
         taken.drop()
         assert early.take(host) is None  # once
-    assert _children() == []
+    assert _children() == before
 
 
 def test_ctrl_c_just_after_the_early_start_leaves_nothing_behind(
@@ -243,12 +245,13 @@ def test_ctrl_c_just_after_the_early_start_leaves_nothing_behind(
     monkeypatch.delenv("TAMER_FULL_CLI", raising=False)
     host = f"unix://{tmp_path / 'ping.sock'}"
     monkeypatch.setenv("DOCKER_HOST", host)
+    before = _children()
     with _engine(tmp_path, "ping"):
         monkeypatch.setattr(early, "start", start_then_interrupted)
         with contextlib.redirect_stderr(io.StringIO()) as err:
             assert main(["df"]) == 130
         assert err.getvalue().strip() == "tamer: error: interrupted"
-        assert _children() == []
+        assert _children() == before
         assert early.take(host) is None
 
 
