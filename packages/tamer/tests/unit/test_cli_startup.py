@@ -178,3 +178,21 @@ def test_every_command_in_the_table_is_registered_by_its_module() -> None:
         # the line `tamer --help` shows without importing the module is the one the module registers
         [shown] = [a.help for a in sub._choices_actions if a.dest == command.name]
         assert shown == command.help
+
+
+def test_ctrl_c_while_the_full_cli_loads_is_exit_130_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import types
+
+    from tamer.cli import main
+
+    class Interrupting(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "tamer.cli.app", Interrupting("tamer.cli.app"))
+    monkeypatch.setenv("TAMER_FULL_CLI", "1")
+    assert main(["history", "--bogus"]) == 130
+    out, err = capsys.readouterr()
+    assert out == "" and err == "tamer: error: interrupted\n"

@@ -22,8 +22,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = run_lean(args)
     if code is not None:
         return code
-    from tamer.cli.app import main as full
-
+    try:
+        from tamer.cli.app import main as full  # some 20-30 ms: a Ctrl-C may land in it
+    except KeyboardInterrupt:  # said as the full CLI says it, not as a traceback
+        early = sys.modules.get("tamer.early")
+        if early is not None:
+            early.drop_unused()
+        sys.stderr.write("tamer: error: interrupted\n")
+        return 130
     try:
         return full(args)
     finally:
