@@ -116,6 +116,9 @@ def read_raw_snapshot(
             volume_list = engine.ahead(engine.volumes)
         info = info_answer()
         listing = engine.ahead(engine.containers)  # the rest is read meanwhile
+        # the volumes' walk tamer.early started on the same answers, if it did (joined before anything
+        # else is asked of the workers)
+        early_volumes = early.volume_walk() if early is not None and early.volume_walk is not None else None
     except BaseException:
         if walker is not None:
             walker.abandon()
@@ -124,7 +127,10 @@ def read_raw_snapshot(
     driver = str(info.get("Driver", ""))
     reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
     if reason is not None and walker is not None:
-        walker.close()
+        if early_volumes is not None:  # walked early, not local now: nobody will read that walk
+            walker.abandon()
+        else:
+            walker.close()
         walker = None
     local: JSON | None = None
     prepared: list[PreparedInventory] = []  # see prepare() below
@@ -132,7 +138,11 @@ def read_raw_snapshot(
         try:
             progress_of = progress_parts(progress)
             volumes = volume_list()
-            volume_walk = start_volume_walk(walker, data_root, driver, volumes, progress_of("volumes"))
+            volume_walk = (
+                early_volumes
+                if early_volumes is not None
+                else start_volume_walk(walker, data_root, driver, volumes, progress_of("volumes"))
+            )
             # the inventory and the ledger are imported (and the ledger read) once the workers walk: until the
             # first walk starts, one core is idle (their modules are some 10 and 11 ms)
             from tamer.inventory import RawSnapshot, engine_identity, prepare_inventory

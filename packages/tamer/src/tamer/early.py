@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tamer.engine import Engine
+    from tamer.local_walk import VolumeWalk
     from tamer.sizes import Walker
 
     JSON = dict[str, Any]
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 class EarlyReads:
     """The engine, the workers and the two first reads of a df, started ahead of it (see the module)."""
 
-    __slots__ = ("engine", "info", "volumes", "walker")
+    __slots__ = ("engine", "info", "volume_walk", "volumes", "walker")
 
     def __init__(
         self,
@@ -47,6 +48,9 @@ class EarlyReads:
         self.walker = walker
         self.info = info
         self.volumes = volumes
+        # the volumes' walk, started on a thread as soon as the engine answers (see start(walk_volumes=)):
+        # its VolumeWalk, or None when the data-root is not readable here
+        self.volume_walk: Callable[[], VolumeWalk | None] | None = None
 
     def drop(self) -> None:
         """Not taken up: let the workers go (the reads' threads end with their answers)."""
@@ -71,10 +75,12 @@ class _Started:
 _started: dict[int, _Started] = {}  # by the thread that started it (the one that parses and runs the df)
 
 
-def start(host: str | None) -> None:
+def start(host: str | None, *, walk_volumes: bool = False) -> None:
     """Start a df's first reads of the engine at `host` (as -H gives it; None: DOCKER_HOST, else the
     default socket), when that is a unix socket. A failed connect is kept for take(); any other failure
-    leaves nothing started."""
+    leaves nothing started. `walk_volumes` (a df that shows no progress, which the volumes' walk would
+    report to): also start walking the volumes once the engine has answered, as read_raw_snapshot would
+    (same call, same answers), on a thread while the command line is parsed."""
     drop_unused()  # what an earlier command on this thread left, if anything: never this command's
     me = _thread.get_ident()
     try:
@@ -104,7 +110,27 @@ def start(host: str | None) -> None:
         if isinstance(exc, Exception):
             return
         raise
+    if walk_volumes:
+        try:
+            reads.volume_walk = engine.ahead(lambda: _walk_volumes(where, reads))
+        except BaseException as exc:
+            walker.abandon()
+            if isinstance(exc, Exception):
+                return
+            raise
     _started[me] = _Started(where, reads)
+
+
+def _walk_volumes(where: str, reads: EarlyReads) -> VolumeWalk | None:
+    """read_raw_snapshot's start of the volumes' walk, on the early answers (None: not local here)."""
+    from tamer.facts import why_not_local
+    from tamer.local_walk import start_volume_walk
+
+    info = reads.info()
+    data_root = str(info.get("DockerRootDir", ""))
+    if why_not_local(where, data_root) is not None:
+        return None
+    return start_volume_walk(reads.walker, data_root, str(info.get("Driver", "")), reads.volumes(), None)
 
 
 def take(host: str | None) -> EarlyReads | None:

@@ -8,6 +8,7 @@ for command lines the early start guesses wrong about (a usage error, --help, an
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -162,7 +163,7 @@ def test_ctrl_c_while_the_early_reads_start_is_said_as_the_full_cli_says_it(
     import tamer.early
     from tamer.cli import main
 
-    def interrupted(host: str | None) -> None:
+    def interrupted(host: str | None, *, walk_volumes: bool = False) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tamer.early, "start", interrupted)
@@ -192,3 +193,44 @@ def test_the_plain_dfs_compared_above_are_real_dfs(host_with_things: Any) -> Non
         code, out, err = _run(host_with_things, ["df", "-v"], early=early)
         assert (code, err) == (0, ""), err
         assert "early-exited" in out and "early-named" in out
+
+
+def test_a_quiet_df_walks_its_volumes_early_and_says_the_same(host_with_things: Any) -> None:
+    """With --json or -q (no progress shown) the volumes' walk starts on the early answers, on a thread,
+    and read_raw_snapshot uses it; a df that shows progress starts it itself. Same figures either way."""
+    code = (
+        "import sys, io, contextlib, json\n"
+        "import tamer.early as early, tamer.collect as collect\n"
+        "seen = []\n"
+        "take = early.take\n"
+        "def spy(host):\n"
+        "    reads = take(host)\n"
+        "    seen.append(reads is not None and reads.volume_walk is not None)\n"
+        "    return reads\n"
+        "early.take = spy\n"
+        "own = []\n"
+        "svw = collect.start_volume_walk\n"
+        "collect.start_volume_walk = lambda *a, **k: own.append(1) or svw(*a, **k)\n"
+        "from tamer.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    rc = main(sys.argv[1:])\n"
+        "print(json.dumps([rc, seen, len(own)]))\n"
+    )
+    env = {**os.environ, "DOCKER_HOST": host_with_things.host}
+    env.pop("TAMER_FULL_CLI", None)
+
+    def run(*argv: str) -> list[Any]:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        result: list[Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return result
+
+    assert run("df", "--json") == [0, [True], 0]  # walked early: read_raw_snapshot started none itself
+    assert run("-q", "df") == [0, [True], 0]
+    assert run("df") == [0, [False], 1]  # progress may be shown: walked by read_raw_snapshot
+    early_json = _run(host_with_things, ["df", "--json"], early=True)
+    full_json = _run(host_with_things, ["df", "--json"], early=False)
+    assert early_json == full_json and early_json[0] == 0

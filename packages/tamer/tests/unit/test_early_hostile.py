@@ -238,8 +238,8 @@ def test_ctrl_c_just_after_the_early_start_leaves_nothing_behind(
 
     real_start = early.start
 
-    def start_then_interrupted(host: str | None) -> None:
-        real_start(host)
+    def start_then_interrupted(host: str | None, *, walk_volumes: bool = False) -> None:
+        real_start(host, walk_volumes=walk_volumes)
         raise KeyboardInterrupt
 
     monkeypatch.delenv("TAMER_FULL_CLI", raising=False)

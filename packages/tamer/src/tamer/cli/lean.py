@@ -123,7 +123,8 @@ def run_lean(argv: list[str]) -> int | None:
             from tamer.early import drop_unused, start
 
             try:
-                start(df_host)
+                # with --json or -q no progress is shown, which the volumes' walk would report to
+                start(df_host, walk_volumes=any(t in ("--json", "-q", "--quiet") for t in argv))
             except KeyboardInterrupt:  # said as the full CLI says it
                 drop_unused()  # a caller may go on: what was started goes now
                 from tamer.cli.app import interrupted
