@@ -27,9 +27,7 @@ from tamer.facts import local_placement, why_not_local
 from tamer.local_walk import finish_walk, progress_parts, start_volume_walk, start_walk
 from tamer.sizes import Walker
 
-TYPE_CHECKING = (
-    False  # not typing's (some 3 ms): this module is imported before the walk's workers are forked
-)
+TYPE_CHECKING = False  # not typing's (some 3 ms): imported before the walk's workers are forked
 if TYPE_CHECKING:
     from typing import Any
 
