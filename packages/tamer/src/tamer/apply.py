@@ -73,11 +73,26 @@ class WrongEngine(TamerError):
 
 @dataclass(frozen=True)
 class Current:
-    """The host as it is now, for re-deriving a plan: inventory, usage history and the orphan clock."""
+    """The host as it is now, for re-deriving a plan: inventory, usage history and the orphan clock.
+
+    engine_now: the engine's own clock (`docker info` SystemTime) as it was read, or None when unknown.
+    """
 
     inventory: Inventory
     history: LastUsed = field(default_factory=dict)
     orphan_clock: Mapping[str, datetime] = field(default_factory=dict)
+    engine_now: datetime | None = None
+
+    @property
+    def now(self) -> datetime:
+        """The time ages are judged against: the earlier of tamer's clock and the engine's.
+
+        Most timestamps a plan judges are the engine's (FinishedAt, Created, events) and the orphan clock is
+        tamer's; whichever clock runs ahead would make something look older than it is (a container stopped
+        a second ago, "stopped for 30d" under a clock 30 days ahead). The earlier of the two can only make
+        things look younger: a wrong clock delays a removal, never hastens one."""
+        taken = self.inventory.taken_at
+        return min(taken, self.engine_now) if self.engine_now is not None else taken
 
 
 Reader = Callable[[Engine], Current]
@@ -440,6 +455,7 @@ def _rederive(
         policy,
         history=current.history or None,
         orphan_clock=current.orphan_clock,
+        now=current.now,
         backup_available=backup_available,
     )
     allowed = {(a.kind, a.id) for a in fresh.actions}

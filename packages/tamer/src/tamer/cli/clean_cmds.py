@@ -115,14 +115,31 @@ def backup_available() -> bool:
     return True
 
 
+CLOCK_SKEW_WARNING_S = 60.0
+"""Past this, a plan says that tamer's clock and the engine's disagree (ages use the earlier one)."""
+
+
 def read_current(args: argparse.Namespace, engine: Engine) -> Current:
-    """The host now, its usage history and its orphan clock (recorded as a side effect: every plan looks)."""
+    """The host now, its usage history, its orphan clock (recorded as a side effect: every plan looks) and
+    the engine's clock (the plan judges ages against the earlier of its and ours: Current.now)."""
+    engine_info = engine.ahead(engine.info)  # asked beside the inventory's reads
     inv = read_inventory(args, engine)
     history = History(inv.host).last_used()
     clock, problem = observe_orphan_clock(inv)
-    if problem:
-        inv = dataclasses.replace(inv, warnings=(*inv.warnings, problem))
-    return Current(inv, history, clock)
+    warnings = [problem] if problem else []
+    engine_now = parse_time(engine_info().get("SystemTime"))
+    if engine_now is not None:
+        skew = (inv.taken_at - engine_now).total_seconds()
+        if abs(skew) > CLOCK_SKEW_WARNING_S:
+            warnings.append(
+                f"tamer's clock is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the engine's "
+                f"({inv.taken_at.isoformat(timespec='seconds')} here, {engine_now.isoformat(timespec='seconds')} "
+                "there); ages are judged against the earlier of the two, so some removals may wait; set the "
+                "clocks right (NTP)"
+            )
+    if warnings:
+        inv = dataclasses.replace(inv, warnings=(*inv.warnings, *warnings))
+    return Current(inv, history, clock, engine_now)
 
 
 def build_plan(args: argparse.Namespace, engine: Engine, policy: Policy) -> tuple[Plan, Current]:
@@ -132,6 +149,7 @@ def build_plan(args: argparse.Namespace, engine: Engine, policy: Policy) -> tupl
         policy,
         history=current.history or None,
         orphan_clock=current.orphan_clock,
+        now=current.now,
         backup_available=backup_available(),
     )
     return plan, current
