@@ -138,8 +138,7 @@ def run_lean(argv: list[str]) -> int | None:
     if not words or words[0] != "ls" or len(words) > 2:
         return None
     kind = words[1] if len(words) == 2 else "containers"  # ls's default kind
-    where = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    if not where.startswith("unix://") or sort not in (None, "name", "age"):
+    if sort not in (None, "name", "age"):
         return None
     from tamer.cli.output import write
     from tamer.errors import TamerError
@@ -152,6 +151,15 @@ def run_lean(argv: list[str]) -> int | None:
         return None  # a bad kind or filter: the full CLI's usage error
     order = sort or "name"
     if not answers(kind, filters, order):
+        return None
+    # checked after the usage checks: a usage error must not import the engine package
+    from tamer.engine.context import ContextError, resolve_host
+
+    try:
+        where = resolve_host(host)  # the engine the docker CLI would use (a docker context too)
+    except ContextError:
+        return None  # the full CLI says what is wrong with it
+    if not where.startswith("unix://"):
         return None
     try:
         text = run_quick_ls(host, kind, filters, order)

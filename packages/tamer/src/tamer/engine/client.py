@@ -12,8 +12,6 @@ command that only reads never pays its import. The answers are the same JSON.
 
 from __future__ import annotations
 
-import os
-
 from tamer.engine.errors import translated
 from tamer.engine.transport import EngineHTTPError, UnixTransport
 from tamer.errors import ObjectNotFound
@@ -47,8 +45,12 @@ VOLUME_FILTER_BYTES = 256 << 10
 
 
 def resolve_host(host: str | None = None) -> str:
-    """The engine address to use: explicit argument, else DOCKER_HOST, else the default socket."""
-    return host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    """The engine address to use: explicit argument, else DOCKER_HOST, else the docker context in
+    effect (DOCKER_CONTEXT, the docker config's currentContext), else the default socket: the engine
+    the docker CLI would use (tamer.engine.context)."""
+    from tamer.engine.context import resolve_host as docker_cli_host
+
+    return docker_cli_host(host)
 
 
 def is_api_version(text: str) -> bool:
