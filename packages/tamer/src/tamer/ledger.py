@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,8 +280,7 @@ def open_ledger(engine_id: str, *, now: float | None = None, state: Path | None 
     path = ledger_path(engine_id, state)
     ledger = Ledger(path, engine_id, moment)
     try:
-        with open(path, "rb") as fh:
-            data = json.load(fh)
+        data = json.loads(_read_regular(path))
     except (FileNotFoundError, NotADirectoryError):
         return ledger  # none yet (saving says so if the folder cannot be made)
     except (OSError, ValueError) as exc:
@@ -308,14 +309,49 @@ def open_ledger(engine_id: str, *, now: float | None = None, state: Path | None 
 
 
 def _is_count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+    # below 2**63: no file system counts more bytes or files; a bigger number is damage, not a figure
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < _COUNT_LIMIT
 
 
 def _is_time(x: Any) -> bool:
-    return isinstance(x, _NUMBERS) and not isinstance(x, bool)
+    """A finite number of seconds: json reads NaN, Infinity and 400-digit integers, and `now - at` with
+    such an integer raises OverflowError, which would end the command instead of ignoring the entry."""
+    if not isinstance(x, _NUMBERS) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
+_COUNT_LIMIT = 1 << 63
 
 
 _NUMBERS = (int, float)
+
+
+MAX_FILE_BYTES = 256 << 20  # some 100 times the ledger of a host of 10,000 containers and 1,000 images
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of the regular file at `path` (not through a symlink, at most MAX_FILE_BYTES), else OSError.
+
+    Only this user can put something there (the state dir is checked), but what they put is not always a
+    ledger: a FIFO would block the open (and the command) forever, /dev/zero or a symlink to it would be
+    read until memory ran out. save() writes a regular file in its place."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"not a regular file (mode {stat.filemode(info.st_mode)})")
+        if info.st_size > MAX_FILE_BYTES:
+            raise OSError(f"{info.st_size} bytes, more than the {MAX_FILE_BYTES} a ledger may hold")
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1  # the file object closes it
+            return fh.read(MAX_FILE_BYTES + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _damaged(path: Path, why: str) -> str:
