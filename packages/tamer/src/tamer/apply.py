@@ -19,8 +19,9 @@ makes the exit code partial (3). One clean at a time (tamer.operation's one
 lock). If the engine goes away mid-run, the run is marked interrupted and the
 error says how to resume; if the process is killed, the journal still shows
 the run as running, and the next `clean --apply` finishes it. Faults are
-injected through tamer.operation.faults (points `clean.<idx>.before` and
-`clean.<idx>.after`, the latter between a removal and its journal entry).
+injected through tamer.operation.faults (points `clean.<idx>.before`,
+`clean.<idx>.rechecked` between an object's re-check and its removal, and
+`clean.<idx>.after`, between a removal and its journal entry).
 """
 
 from __future__ import annotations
@@ -73,26 +74,11 @@ class WrongEngine(TamerError):
 
 @dataclass(frozen=True)
 class Current:
-    """The host as it is now, for re-deriving a plan: inventory, usage history and the orphan clock.
-
-    engine_now: the engine's own clock (`docker info` SystemTime) as it was read, or None when unknown.
-    """
+    """The host as it is now, for re-deriving a plan: inventory, usage history and the orphan clock."""
 
     inventory: Inventory
     history: LastUsed = field(default_factory=dict)
     orphan_clock: Mapping[str, datetime] = field(default_factory=dict)
-    engine_now: datetime | None = None
-
-    @property
-    def now(self) -> datetime:
-        """The time ages are judged against: the earlier of tamer's clock and the engine's.
-
-        Most timestamps a plan judges are the engine's (FinishedAt, Created, events) and the orphan clock is
-        tamer's; whichever clock runs ahead would make something look older than it is (a container stopped
-        a second ago, "stopped for 30d" under a clock 30 days ahead). The earlier of the two can only make
-        things look younger: a wrong clock delays a removal, never hastens one."""
-        taken = self.inventory.taken_at
-        return min(taken, self.engine_now) if self.engine_now is not None else taken
 
 
 Reader = Callable[[Engine], Current]
@@ -394,7 +380,13 @@ class _Steps:
             else:
                 try:
                     status, code, facts = _execute(
-                        self.engine, self.plan, self.journal, action, self.backup, self._release
+                        self.engine,
+                        self.plan,
+                        self.journal,
+                        action,
+                        self.backup,
+                        self._release,
+                        lambda: faults.hit(f"clean.{step.idx}.rechecked", idx=step.idx),
                     )
                 except EngineUnreachable as exc:
                     raise _Halt(step, exc) from None
@@ -455,12 +447,34 @@ def _rederive(
         policy,
         history=current.history or None,
         orphan_clock=current.orphan_clock,
-        now=current.now,
         backup_available=backup_available,
     )
     allowed = {(a.kind, a.id) for a in fresh.actions}
     refused = {(r.kind, r.id): {"now_code": r.code.value, "now_facts": r.facts} for r in fresh.refusals}
     return allowed, refused
+
+
+def _remove_image(engine: Engine, image_id: str, tags: list[str]) -> None:
+    """Remove image `image_id` and only it. The engine deletes by name whatever image holds that name at
+    that moment: a tag moved to another image since the re-check (`docker tag`, a build, a pull) untagged
+    that image instead, and deleted it when the tag was its only name. So every tag but one goes only once
+    it is seen on this image, and the image itself goes by its id (with its last tag)."""
+    untagged = False
+    for ref in tags[1:]:
+        try:
+            now = str(engine.inspect_image(ref).get("Id") or "")
+        except ObjectNotFound:
+            continue  # untagged meanwhile: one name fewer to remove, the image is still there
+        if now != image_id:
+            raise Keep(Reason.TAGS_CHANGED, {"tag": ref, "now_on": now})
+        engine.remove_image(ref)
+        untagged = True
+    try:
+        engine.remove_image(image_id)
+    except ObjectNotFound:
+        if not untagged:
+            raise
+        # the tag it lost meanwhile was its last other name: the engine deleted it with the tag we removed
 
 
 def _execute(
@@ -470,8 +484,10 @@ def _execute(
     action: Action,
     backup: Backup | None,
     release: Callable[[list[str], str], None],
+    rechecked: Callable[[], None] = lambda: None,
 ) -> tuple[StepStatus, Reason, Facts]:
-    """Re-check one object against the live engine, then remove it (noting the volumes a container held)."""
+    """Re-check one object against the live engine, then remove it (noting the volumes a container held).
+    `rechecked()` is called between the last re-check and the removal (the fault seam's point)."""
     try:
         if action.kind == "container":
             volumes = recheck_container(engine, action)
@@ -482,6 +498,7 @@ def _execute(
             # not run since the plan, and which volumes it releases (their clock, recorded before it goes).
             # "Never a running container" the engine enforces itself, at this DELETE (no force): a
             # container started between the inspect and here is refused (409) and kept, ENGINE_REFUSED.
+            rechecked()
             engine.remove_container(action.id)  # never with its volumes
             return StepStatus.DONE, Reason.REMOVED, {}
         if action.kind == "volume":
@@ -494,16 +511,19 @@ def _execute(
                 except (TamerError, OSError) as exc:
                     return StepStatus.SKIPPED, Reason.BACKUP_FAILED, {"error": str(exc)}
                 recheck_volume(engine, action)  # nobody started using it while it was backed up
+                rechecked()
                 _remove_volume(engine, action.id, path)
                 return StepStatus.DONE, Reason.BACKED_UP_REMOVED, {"archive": str(path)}
+            rechecked()
             _remove_volume(engine, action.id, None)
             return StepStatus.DONE, Reason.REMOVED, {}
         if action.kind == "image":
             tags = recheck_image(engine, action)
-            for ref in tags or [action.id]:
-                engine.remove_image(ref)
+            rechecked()
+            _remove_image(engine, action.id, tags)
             return StepStatus.DONE, Reason.REMOVED, {}
         if action.kind == "build-cache":
+            rechecked()
             engine.remove_build_cache(action.id)
             return StepStatus.DONE, Reason.REMOVED, {}
         return StepStatus.FAILED, Reason.UNKNOWN_KIND, {"kind": action.kind}

@@ -116,12 +116,13 @@ def backup_available() -> bool:
 
 
 CLOCK_SKEW_WARNING_S = 60.0
-"""Past this, a plan says that tamer's clock and the engine's disagree (ages use the earlier one)."""
+"""Past this, a plan says that tamer's clock and the engine's disagree."""
 
 
 def read_current(args: argparse.Namespace, engine: Engine) -> Current:
-    """The host now, its usage history, its orphan clock (recorded as a side effect: every plan looks) and
-    the engine's clock (the plan judges ages against the earlier of its and ours: Current.now)."""
+    """The host now, its usage history and its orphan clock (recorded as a side effect: every plan looks);
+    a warning when the engine's clock (docker info SystemTime) and ours disagree: ages are judged by ours,
+    against timestamps the engine wrote by its own."""
     engine_info = engine.ahead(engine.info)  # asked beside the inventory's reads
     inv = read_inventory(args, engine)
     history = History(inv.host).last_used()
@@ -134,12 +135,12 @@ def read_current(args: argparse.Namespace, engine: Engine) -> Current:
             warnings.append(
                 f"tamer's clock is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the engine's "
                 f"({inv.taken_at.isoformat(timespec='seconds')} here, {engine_now.isoformat(timespec='seconds')} "
-                "there); ages are judged against the earlier of the two, so some removals may wait; set the "
-                "clocks right (NTP)"
+                "there); ages are judged by tamer's clock against the engine's timestamps, so a clock ahead "
+                "makes things look older than they are; set the clocks right (NTP) before cleaning"
             )
     if warnings:
         inv = dataclasses.replace(inv, warnings=(*inv.warnings, *warnings))
-    return Current(inv, history, clock, engine_now)
+    return Current(inv, history, clock)
 
 
 def build_plan(args: argparse.Namespace, engine: Engine, policy: Policy) -> tuple[Plan, Current]:
@@ -149,7 +150,6 @@ def build_plan(args: argparse.Namespace, engine: Engine, policy: Policy) -> tupl
         policy,
         history=current.history or None,
         orphan_clock=current.orphan_clock,
-        now=current.now,
         backup_available=backup_available(),
     )
     return plan, current
