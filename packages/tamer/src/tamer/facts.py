@@ -27,20 +27,25 @@ _TIMESTAMP = LazyPattern(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """Docker timestamps: RFC 3339 with nanoseconds, unix seconds, or the zero time."""
-    if value in (None, "", 0, _ZERO_TIME):
+    """Docker timestamps: RFC 3339 with nanoseconds, unix seconds, or the zero time. None when unknown:
+    also a time datetime cannot hold (Go's years run from 0, datetime's from 1: an image whose config says
+    year 0 is listed as Created -62167219200), which must not end the command that lists it."""
+    if value in (None, "", 0, _ZERO_TIME) or isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, tz=UTC)
-    text = str(value)
-    if text.startswith("0001-01-01"):
+    try:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, tz=UTC)
+        text = str(value)
+        if text.startswith("0001-01-01"):
+            return None
+        m = _TIMESTAMP.match(text)
+        if not m:
+            return None
+        frac = (m.group(2) or ".0")[:7]
+        tz = m.group(3) or "Z"
+        return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if tz == "Z" else tz))
+    except (ValueError, OverflowError, OSError):  # out of datetime's range (or NaN): unknown
         return None
-    m = _TIMESTAMP.match(text)
-    if not m:
-        return None
-    frac = (m.group(2) or ".0")[:7]
-    tz = m.group(3) or "Z"
-    return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if tz == "Z" else tz))
 
 
 def is_dangling(tags: list[str] | None) -> bool:
