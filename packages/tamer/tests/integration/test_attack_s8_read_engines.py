@@ -146,3 +146,16 @@ def test_a_context_that_cannot_be_used_is_refused_never_the_default_socket(
     doc = json.loads(proc.stdout)
     assert proc.returncode == 2 and doc["status"] == "usage" and doc["exit_code"] == 2
     assert all(n in doc["errors"][0] for n in names)
+
+
+@pytest.mark.parametrize("given", [["-H", ""], ["--host="], ["-H", "  "], ["-H", "@", "--host="]])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_empty_h_is_refused_by_the_lean_listing_too(eng: Any, given: list[str], where: str) -> None:
+    """The full CLI refuses an empty -H; the lean `ls` read DOCKER_HOST's engine instead: not the one named."""
+    eng.docker("volume", "create", "s8-empty-h-vol")
+    given = [eng.host if g == "@" else g for g in given]
+    argv = [*given, "ls", "volumes"] if where == "before" else ["ls", "volumes", *given]
+    for full in ("", "1"):
+        proc = eng.tamer(*argv, env={"TAMER_FULL_CLI": full})
+        assert proc.returncode == 2, (full, argv, proc.stdout, proc.stderr)
+        assert "empty" in proc.stderr and proc.stdout == "", (full, argv, proc.stderr)

@@ -57,6 +57,9 @@ def _split(argv: list[str]) -> tuple[str | None, list[str], list[str], str | Non
         elif flag not in ("--host", "--sort", "--filter"):
             return None
         if flag in _GLOBAL_WITH_VALUE:
+            # parse_args refuses an empty -H: DOCKER_HOST's engine is not the one named
+            if not value.strip():
+                return None
             host = value
         elif not words:  # an ls option before `ls`: the full CLI says it is unknown there
             return None
