@@ -119,3 +119,31 @@ def test_a_context_name_is_hashed_never_used_as_a_path(tmp_path: Path) -> None:
     with pytest.raises(ContextError, match="does not exist"):
         resolve_host(None, {"DOCKER_CONFIG": str(tmp_path / "cfg"), "DOCKER_CONTEXT": "../../x"})
     assert os.path.exists(target)
+
+
+def test_a_scheduled_clean_is_pinned_to_the_context_s_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """systemd starts the timed clean without the shell's DOCKER_CONTEXT or the user's docker config:
+    the engine the context names is written into the unit, as -H or DOCKER_HOST would be."""
+    from tamer.cli import main
+
+    config = tmp_path / "docker"
+    config.mkdir()
+    _context(config, "rootless", _host("unix:///run/user/1000/docker.sock"))
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = 1\n[containers]\nstates = ["exited"]\nolder_than = "1d"\n')
+    policy.chmod(0o644)
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    argv = ["schedule", "install", "--policy", str(policy), "--every", "1d", "--print"]
+    monkeypatch.setenv("DOCKER_CONTEXT", "rootless")
+    assert main(argv) == 0
+    assert 'Environment="DOCKER_HOST=unix:///run/user/1000/docker.sock"' in capsys.readouterr().out
+    monkeypatch.setenv("DOCKER_CONTEXT", "gone")  # refused, nothing printed as if it were fine
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "'gone'" in err and "Environment=" not in out
+    monkeypatch.delenv("DOCKER_CONTEXT")  # no context: nothing pinned, as before
+    assert main(argv) == 0
+    assert "DOCKER_HOST" not in capsys.readouterr().out

@@ -181,6 +181,13 @@ def _environment(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     )
     env = [("TAMER_STATE_DIR", os.path.abspath(state))]
     host = args.host or os.environ.get("DOCKER_HOST")
+    if not host:
+        # a docker context in effect here (DOCKER_CONTEXT, the docker config's currentContext) is not in
+        # systemd's environment: its engine is pinned, or the timer would clean the default socket's
+        from tamer.engine.context import DEFAULT_HOST, resolve_host
+
+        resolved = resolve_host(None)  # a context that cannot be used: usage error, nothing written
+        host = None if resolved == DEFAULT_HOST else resolved
     if host:
         env.append(("DOCKER_HOST", host))
     for name in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
