@@ -27,6 +27,7 @@ injected through tamer.operation.faults (points `clean.<idx>.before`,
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import threading
@@ -47,7 +48,7 @@ from tamer.inventory import (
 from tamer.journal import Journal, Run, StateUnwritable, Step, StepStatus
 from tamer.operation import faults, operation_lock
 from tamer.plan import Action, LastUsed, Plan, make_plan
-from tamer.policy import policy_from_json
+from tamer.policy import Policy, policy_from_json, policy_to_json
 from tamer.reasons import Reason
 from tamer.recheck import Keep, recheck_container, recheck_image, recheck_volume
 from tamer.sealing import FORMAT, PlanRefused, open_plan, plan_key, seal_plan
@@ -217,6 +218,7 @@ def apply_plan(
     backup: Backup | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int = REMOVAL_WORKERS,
+    narrow_by: Policy | None = None,
 ) -> ApplyResult:
     """Execute `plan` (or finish the interrupted run `resume_run`, which holds its own plan).
 
@@ -224,6 +226,8 @@ def apply_plan(
         read_current: reads the host as it is now (inventory, history, orphan clock) to re-derive the plan.
         backup: backs up and verifies a named volume, returning the archive; None: named volumes stay.
         workers: how many container steps may run at once (REMOVAL_WORKERS; 1: one step at a time).
+        narrow_by: a policy the user names now (`--policy` beside a saved plan or an unfinished run): an
+            action goes only if this policy, too, would remove it on the host as it is now.
     Raises WrongEngine before anything is done when the engine is not the plan's; OperationLocked when
     another tamer operation runs; EngineUnreachable (with how to resume) when the engine goes away; every
     step done before that is in the journal.
@@ -241,7 +245,7 @@ def apply_plan(
                 f"{exc}; this was the unfinished clean run {resume_run}: `tamer clean --abandon` "
                 "sets it aside (its pending steps never run)"
             ) from None
-        allowed, refused_now = _rederive(engine, plan, read_current, backup is not None)
+        allowed, refused_now = _rederive(engine, plan, read_current, backup is not None, narrow_by)
         # (an action in neither set names an object the host no longer has: it is gone, nothing to do)
         if resume_run is None:
             run_id = journal.start(plan, seal_plan(plan, plan_key())["mac"])
@@ -437,21 +441,35 @@ def _recorded_plan(journal: Journal, run_id: int) -> Plan:
 
 
 def _rederive(
-    engine: Engine, plan: Plan, read_current: Reader, backup_available: bool
+    engine: Engine, plan: Plan, read_current: Reader, backup_available: bool, narrow_by: Policy | None = None
 ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Facts]]:
-    """What the plan's own policy removes on the host as it is now (and why it keeps the rest)."""
-    policy = policy_from_json(plan.rules)
+    """What the plan's own policy removes on the host as it is now (and why it keeps the rest); with
+    `narrow_by`, only what that policy removes too (a policy named now is never overridden by an older
+    plan's: a rule added since, to keep something, holds for the run it finishes)."""
     current = read_current(engine)
-    fresh = make_plan(
-        current.inventory,
-        policy,
-        history=current.history or None,
-        orphan_clock=current.orphan_clock,
-        backup_available=backup_available,
-    )
-    allowed = {(a.kind, a.id) for a in fresh.actions}
-    refused = {(r.kind, r.id): {"now_code": r.code.value, "now_facts": r.facts} for r in fresh.refusals}
-    return allowed, refused
+    policies = [policy_from_json(plan.rules)]
+    if narrow_by is not None and _canonical(policy_to_json(narrow_by)) != _canonical(plan.rules):
+        policies.append(narrow_by)
+    allowed: set[tuple[str, str]] | None = None
+    refused: dict[tuple[str, str], Facts] = {}
+    for policy in policies:
+        fresh = make_plan(
+            current.inventory,
+            policy,
+            history=current.history or None,
+            orphan_clock=current.orphan_clock,
+            backup_available=backup_available,
+        )
+        these = {(a.kind, a.id) for a in fresh.actions}
+        allowed = these if allowed is None else allowed & these
+        for r in fresh.refusals:
+            refused.setdefault((r.kind, r.id), {"now_code": r.code.value, "now_facts": r.facts})
+    assert allowed is not None
+    return allowed, {key: facts for key, facts in refused.items() if key not in allowed}
+
+
+def _canonical(rules: Mapping[str, Any]) -> str:
+    return json.dumps(rules, sort_keys=True, default=str)
 
 
 def _remove_image(engine: Engine, image_id: str, tags: list[str]) -> None:

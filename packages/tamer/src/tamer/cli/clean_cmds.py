@@ -232,6 +232,7 @@ def run_clean(args: argparse.Namespace) -> Outcome:
                 read_current=lambda e: read_current(args, e),
                 backup=backup_before_removal,
                 progress=progress,
+                narrow_by=policy if args.policy else None,
             )
         finally:
             progress.close()
@@ -280,6 +281,8 @@ def run_clean(args: argparse.Namespace) -> Outcome:
             read_current=current_for_apply,
             backup=backup_before_removal,
             progress=progress,
+            # a saved plan carries its own policy; one named beside it narrows it, never goes unheard
+            narrow_by=policy if args.policy and args.plan_file else None,
         )
     finally:
         progress.close()

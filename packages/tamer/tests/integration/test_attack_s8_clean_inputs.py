@@ -1,0 +1,93 @@
+"""Session 8 attacks on clean --apply: what the user names now is never overridden by an older input.
+
+A killed clean is finished by the next `clean --apply` (by hand, or the next timer run: `tamer schedule`
+runs `clean --apply --yes --policy FILE`), and `clean --plan FILE` executes a saved plan. Both carry their
+own policy. When the command also names a policy (--policy), that policy is what the user (or the timer's
+file, edited since) asks for now: it may narrow the older run or plan, never be ignored. Before, a policy
+edited to keep something (a keep_names, a protect label) was ignored while the killed run was finished,
+and the objects it now keeps were removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BUSYBOX = "tamer-test/busybox:1"
+FAULTY = Path(__file__).parent.parent / "faulty_tamer.py"
+
+WIDE = """\
+version = 1
+[containers]
+states = ["exited", "dead", "created"]
+older_than = "0s"
+"""
+NARROW = WIDE + 'keep_names = ["s8in-keep-*"]\n'
+
+
+def _run(eng: Any, state: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, *((str(FAULTY), fault) if fault else ("-m", "tamer")), *args]
+    env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(state)}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _names(eng: Any) -> set[str]:
+    return set(eng.docker("ps", "-a", "--format", "{{.Names}}").split())
+
+
+def _made(eng: Any, n: int) -> tuple[list[str], list[str]]:
+    keep = [f"s8in-keep-{i}" for i in range(n)]
+    junk = [f"s8in-junk-{i}" for i in range(n)]
+    for name in keep + junk:
+        eng.docker("create", "--name", name, BUSYBOX)
+    return keep, junk
+
+
+def test_a_killed_run_finished_under_a_policy_that_now_keeps_more_removes_only_what_both_allow(
+    eng: Any, tmp_path: Path
+) -> None:
+    keep, junk = _made(eng, 3)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(WIDE)
+    state = tmp_path / "state"
+    killed = _run(eng, state, "clean", "--policy", str(policy), "--apply", "--yes", "--json", fault="@1")
+    assert killed.returncode == 137, killed.stderr
+    assert set(keep + junk) <= _names(eng)  # killed before the first removal: all there, a run pending
+    policy.write_text(NARROW)  # the user (or whoever owns the timer's policy) keeps these from now on
+    done = _run(eng, state, "clean", "--policy", str(policy), "--apply", "--yes", "--json")
+    assert done.returncode == 3, done.stdout + done.stderr
+    result = json.loads(done.stdout)["data"]
+    assert result["resumed"] is True
+    assert set(keep) <= _names(eng), "the policy named now keeps them; the killed run's removed them"
+    assert not set(junk) & _names(eng), "what both policies allow still goes"
+    steps = {s["name"]: s for s in result["steps"]}
+    assert all(steps[k]["status"] == "skipped" and steps[k]["code"] == "not-eligible-now" for k in keep)
+    # the run is finished: nothing blocks the next one
+    again = _run(eng, state, "clean", "--policy", str(policy), "--apply", "--yes", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["data"].get("resumed") in (None, False)
+
+
+def test_a_saved_plan_applied_with_a_policy_is_narrowed_by_it(eng: Any, tmp_path: Path) -> None:
+    keep, junk = _made(eng, 2)
+    wide, narrow = tmp_path / "wide.toml", tmp_path / "narrow.toml"
+    wide.write_text(WIDE)
+    narrow.write_text(NARROW)
+    state = tmp_path / "state"
+    saved = tmp_path / "plan.json"
+    assert _run(eng, state, "plan", "--policy", str(wide), "-o", str(saved)).returncode == 0
+    done = _run(
+        eng, state, "clean", "--plan", str(saved), "--policy", str(narrow), "--apply", "--yes", "--json"
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert set(keep) <= _names(eng) and not set(junk) & _names(eng)
+    # without --policy the saved plan stands on its own policy, as before
+    for name in keep:
+        eng.docker("create", "--name", f"{name}-b", BUSYBOX)
+    assert _run(eng, state, "plan", "--policy", str(wide), "-o", str(saved)).returncode == 0
+    done = _run(eng, state, "clean", "--plan", str(saved), "--apply", "--yes", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not ({*keep, *(f"{k}-b" for k in keep)} & _names(eng))
