@@ -348,7 +348,9 @@ def _read_regular(path: Path) -> bytes:
             raise OSError(f"{info.st_size} bytes, more than the {MAX_FILE_BYTES} a ledger may hold")
         with os.fdopen(fd, "rb") as fh:
             fd = -1  # the file object closes it
-            return fh.read(MAX_FILE_BYTES + 1)
+            # its size, not the limit: read(n) allocates n bytes up front (a file grown meanwhile is cut
+            # short, so no JSON: damaged)
+            return fh.read(info.st_size)
     finally:
         if fd >= 0:
             os.close(fd)

@@ -61,7 +61,7 @@ def test_home_and_docker_config_each_hold_the_config(tmp_path: Path) -> None:
         ("{", "not valid JSON"),
         ('{"currentContext": 7}', "not a name"),
         ('{"currentContext": ["a"]}', "not a name"),
-        ("x" * ((1 << 20) + 10), "over"),
+        ("x" * ((1 << 20) + 10), "not a docker config"),
     ],
 )
 def test_a_damaged_config_is_an_error_never_the_default_socket(
@@ -89,9 +89,13 @@ def test_a_damaged_context_is_an_error(tmp_path: Path, meta: object, said: str) 
         resolve_host(None, {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "bad"})
 
 
-def test_an_unreadable_config_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "config.json").mkdir()  # EISDIR, as root too
-    with pytest.raises(ContextError, match="cannot read"):
+def test_a_config_that_is_no_file_is_an_error_and_never_blocks(tmp_path: Path) -> None:
+    (tmp_path / "config.json").mkdir()
+    with pytest.raises(ContextError, match="not a regular file"):
+        resolve_host(None, {"DOCKER_CONFIG": str(tmp_path)})
+    (tmp_path / "config.json").rmdir()
+    os.mkfifo(tmp_path / "config.json")  # an open without O_NONBLOCK would wait for a writer forever
+    with pytest.raises(ContextError, match="not a regular file"):
         resolve_host(None, {"DOCKER_CONFIG": str(tmp_path)})
 
 

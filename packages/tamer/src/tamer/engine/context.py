@@ -22,6 +22,7 @@ uses nothing heavier than os and tamer.fastjson.
 from __future__ import annotations
 
 import os
+from stat import S_ISREG
 
 from tamer.errors import UsageError
 from tamer.fastjson import loads
@@ -120,10 +121,10 @@ def resolve_host(host: str | None = None, env: Mapping[str, str] | None = None) 
 
 
 def _read_json(path: str, *, missing_ok: bool) -> object:
-    """The JSON in `path`; None when it does not exist and `missing_ok`. ContextError when unreadable."""
+    """The JSON in `path`; None when it does not exist and `missing_ok`. ContextError when it cannot be
+    read, is not a regular file (a FIFO would block the open), is too big, or is not JSON."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(_MAX_FILE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         if missing_ok:
             return None
@@ -133,11 +134,22 @@ def _read_json(path: str, *, missing_ok: bool) -> object:
             f"cannot read {path} ({exc.strerror or exc}), which says which docker engine to use; "
             "fix its permissions or pass -H ADDRESS (nothing was done)"
         ) from None
-    if len(raw) > _MAX_FILE_BYTES:
+    try:
+        info = os.fstat(fd)
+        size = info.st_size
+        if not S_ISREG(info.st_mode) or size > _MAX_FILE_BYTES:
+            raise ContextError(
+                f"{path} is not a docker config or context file (not a regular file of at most "
+                f"{_MAX_FILE_BYTES} bytes); expected a small JSON file; fix it or pass -H ADDRESS (nothing was done)"
+            )
+        raw = os.read(fd, size) if size else b""
+    except OSError as exc:
         raise ContextError(
-            f"{path} is over {_MAX_FILE_BYTES} bytes: not a docker config or context file; expected a "
-            "small JSON object; fix it or pass -H ADDRESS (nothing was done)"
-        )
+            f"cannot read {path} ({exc.strerror or exc}), which says which docker engine to use; "
+            "fix it or pass -H ADDRESS (nothing was done)"
+        ) from None
+    finally:
+        os.close(fd)
     try:
         return loads(raw)
     except ValueError as exc:
