@@ -123,7 +123,11 @@ def read_raw_snapshot(
         raise
     data_root = str(info.get("DockerRootDir", ""))
     driver = str(info.get("Driver", ""))
-    reason = why_not_local(engine.where, data_root) if sizing != "engine" else "engine sizing was asked for"
+    reason = (
+        why_not_local(engine.where, data_root, str(info.get("ID") or ""))
+        if sizing != "engine"
+        else "engine sizing was asked for"
+    )
     if reason is not None and walker is not None:
         if early_volumes is not None:  # walked early, not local now: nobody will read that walk
             walker.abandon()
@@ -273,7 +277,7 @@ def read_for_listing(engine: Engine, kind: str, *, users: bool = True) -> RawSna
     info: JSON = {} if lean else engine.info()  # lean: nothing of it is shown, and it costs a round trip
     if kind == "containers":
         data_root = str(info.get("DockerRootDir", ""))
-        reason = why_not_local(engine.where, data_root)
+        reason = why_not_local(engine.where, data_root, str(info.get("ID") or ""))
         containers = _container_records(
             engine, data_root, str(info.get("Driver", "")), reason is None, warnings, listing=listing
         )

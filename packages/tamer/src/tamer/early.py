@@ -128,7 +128,7 @@ def _walk_volumes(where: str, reads: EarlyReads) -> VolumeWalk | None:
 
     info = reads.info()
     data_root = str(info.get("DockerRootDir", ""))
-    if why_not_local(where, data_root) is not None:
+    if why_not_local(where, data_root, str(info.get("ID") or "")) is not None:
         return None
     return start_volume_walk(reads.walker, data_root, str(info.get("Driver", "")), reads.volumes(), None)
 

@@ -122,8 +122,13 @@ def container_summary(cj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def why_not_local(host: str, data_root: str) -> str | None:
-    """None when the data-root can be walked here; else why not (shown to the user)."""
+def why_not_local(host: str, data_root: str, engine_id: str = "") -> str | None:
+    """None when the data-root can be walked here; else why not (shown to the user).
+
+    `engine_id`: the engine's ID (its info's "ID"). A unix socket does not make the engine's data-root
+    this machine's folder of that name: Docker Desktop's engine runs in a VM behind a socket in the
+    user's home and says /var/lib/docker, which here may be another engine's (docker-ce beside it). An
+    engine since 23 keeps its ID in <data-root>/engine-id; one that names another engine is not walked."""
     if not host.startswith("unix://"):
         return f"the engine at {host} is remote, so its data-root is not on this machine"
     if not data_root:
@@ -137,4 +142,26 @@ def why_not_local(host: str, data_root: str) -> str | None:
         return f"the engine's data-root {data_root} is not readable by this user (run as root for the fast, complete path)"
     except OSError as exc:
         return f"the engine's data-root {data_root} could not be read: {exc}"
+    return another_engines_folder(host, data_root, engine_id)
+
+
+def another_engines_folder(host: str, data_root: str, engine_id: str) -> str | None:
+    """Why the folder `data_root` on this machine is not the data-root of the engine `engine_id` at `host`
+    (its <data-root>/engine-id names another engine), else None (also when there is no such file)."""
+    said = _engine_id_in(data_root)
+    if said and engine_id and said != engine_id:
+        return (
+            f"the folder {data_root} on this machine belongs to another engine (its engine-id says {said}, "
+            f"the engine at {host} is {engine_id}): that engine keeps its data elsewhere (in a VM, e.g. "
+            "Docker Desktop, or another mount namespace)"
+        )
     return None
+
+
+def _engine_id_in(data_root: str) -> str:
+    """What <data-root>/engine-id says ("" when there is none: engines before 23 keep none)."""
+    try:
+        with open(os.path.join(data_root, "engine-id"), "rb") as fh:
+            return fh.read(256).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""

@@ -464,7 +464,7 @@ def _container_records(engine: Engine) -> list[JSON]:
     listing = engine.ahead(engine.containers)
     info = engine.info()
     data_root, driver = str(info.get("DockerRootDir", "")), str(info.get("Driver", ""))
-    local = why_not_local(engine.where, data_root) is None
+    local = why_not_local(engine.where, data_root, str(info.get("ID") or "")) is None
     records = read_records(data_root) if local else {}
     out: list[JSON] = []
     to_inspect: list[str] = []

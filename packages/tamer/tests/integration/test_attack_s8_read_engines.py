@@ -159,3 +159,44 @@ def test_an_empty_h_is_refused_by_the_lean_listing_too(eng: Any, given: list[str
         proc = eng.tamer(*argv, env={"TAMER_FULL_CLI": full})
         assert proc.returncode == 2, (full, argv, proc.stdout, proc.stderr)
         assert "empty" in proc.stderr and proc.stdout == "", (full, argv, proc.stderr)
+
+
+@pytest.fixture
+def foreign_engine_id(eng: Any) -> Any:
+    """The private engine's data-root made to look like another engine's, as an engine since 23 marks it
+    (<data-root>/engine-id): Docker Desktop's engine says /var/lib/docker from inside its VM, and the
+    folder of that name here is docker-ce's. The private engine (20.10) keeps no such file itself."""
+    path = eng.data_root / "engine-id"
+    assert not path.exists()
+    path.write_text("0f0f0f0f-another-engine-0f0f0f0f\n")
+    try:
+        yield path
+    finally:
+        path.unlink()
+
+
+def test_a_data_root_that_is_another_engines_is_never_walked_nor_backed_up(
+    eng: Any, foreign_engine_id: Path, tmp_path: Path
+) -> None:
+    eng.docker("volume", "create", "s8-foreign-vol")
+    eng.docker("run", "--rm", "-v", "s8-foreign-vol:/d", BUSYBOX, "sh", "-c", "echo data > /d/f")
+    out = tmp_path / "b.tar.zst"
+    backup = eng.tamer("volume", "backup", "s8-foreign-vol", "-o", str(out))
+    assert backup.returncode == 1, backup.stdout + backup.stderr
+    assert "another engine" in backup.stderr and "0f0f0f0f-another-engine" in backup.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.tar*"))
+    for argv in (["df", "--json"], ["df", "-q", "--json"]):  # the early start (-q walks volumes early) too
+        df = eng.tamer(*argv)
+        assert df.returncode == 0, df.stdout + df.stderr
+        notes = json.loads(df.stdout)["data"]["notes"]
+        assert any("engine's own figures" in n for n in notes), (argv, notes)  # not this folder's walk
+    # the same engine's own mark: walked again
+    engine_id = json.loads(eng.docker("info", "--format", "{{json .ID}}"))
+    foreign_engine_id.write_text(engine_id + "\n")
+    df = eng.tamer("df", "--json")
+    assert not [n for n in json.loads(df.stdout)["data"]["notes"] if "engine's own figures" in n]
+    assert eng.tamer("volume", "backup", "s8-foreign-vol", "-o", str(out)).returncode == 0
+    assert out.exists()
+
+
+BUSYBOX = "tamer-test/busybox:1"

@@ -121,6 +121,20 @@ def require_engine_here(engine: Engine, action: str) -> None:
             "(unix socket); run tamer on that host (`ssh HOST tamer ...`, or `tamer fleet` for df, plan "
             "and clean); nothing was changed"
         )
+    # a unix socket is not enough: Docker Desktop's engine (in a VM) says /var/lib/docker, which here may
+    # be another engine's folder holding other data under the same volume names
+    from tamer.facts import another_engines_folder
+
+    info = engine.info()
+    other = another_engines_folder(
+        engine.where, str(info.get("DockerRootDir") or ""), str(info.get("ID") or "")
+    )
+    if other is not None:
+        raise TamerError(
+            f"`tamer {action}` reads and writes volume data in the engine's data-root, and {other}; expected "
+            "the engine whose data-root is on this machine; run tamer where that engine runs (inside the VM), "
+            "or name the local engine with -H; nothing was changed"
+        )
 
 
 def data_root(engine: Engine, action: str = "volume") -> str:
