@@ -439,15 +439,37 @@ def policy_from_json(data: dict[str, Any]) -> Policy:
         raise PolicyError(f"the policy recorded in the plan is not valid ({exc}); make a new plan") from None
 
 
+MAX_POLICY_BYTES = 1 << 20
+"""A policy is a few hundred bytes; past this it is not one (and is never read whole)."""
+
+
 def read_policy_file(path: str) -> Policy:
+    """Read and parse the policy at `path`. A FIFO, a device or a folder in its place is refused without
+    reading it (a FIFO would hang a timed clean forever, /dev/zero fill its memory), as is a file past
+    MAX_POLICY_BYTES."""
+    from tamer.compose.files import NotARegularFile, read_regular
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        raw = read_regular(path, MAX_POLICY_BYTES)
     except FileNotFoundError:
         raise PolicyError(
             f"policy file {path} does not exist; give the path of a TOML policy "
             "(see `tamer policy show` for the default)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except NotARegularFile:
+        raise PolicyError(
+            f"policy file {path} is not a regular file (a FIFO, a device or a folder); expected a TOML "
+            "policy file (see `tamer policy show`); nothing was read or changed"
+        ) from None
+    except OSError as exc:
+        raise PolicyError(f"policy file {path} could not be read: {exc.strerror or exc}") from None
+    if raw is None:
+        raise PolicyError(
+            f"policy file {path} is over {MAX_POLICY_BYTES} bytes; a policy is far smaller: is it the "
+            "right file? nothing was changed"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise PolicyError(f"policy file {path} could not be read: {exc}") from None
     return load_policy(text, path)

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BUSYBOX = "tamer-test/busybox:1"
 FAULTY = Path(__file__).parent.parent / "faulty_tamer.py"
 
@@ -29,10 +31,12 @@ older_than = "0s"
 NARROW = WIDE + 'keep_names = ["s8in-keep-*"]\n'
 
 
-def _run(eng: Any, state: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    eng: Any, state: Path, *args: str, fault: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, *((str(FAULTY), fault) if fault else ("-m", "tamer")), *args]
     env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(state)}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def _names(eng: Any) -> set[str]:
@@ -91,3 +95,39 @@ def test_a_saved_plan_applied_with_a_policy_is_narrowed_by_it(eng: Any, tmp_path
     done = _run(eng, state, "clean", "--plan", str(saved), "--apply", "--yes", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert not ({*keep, *(f"{k}-b" for k in keep)} & _names(eng))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("policy", "check", "{}"),
+        ("plan", "--policy", "{}"),
+        ("clean", "--policy", "{}", "--apply", "--yes"),
+        ("clean", "--plan", "{}", "--apply", "--yes"),
+    ],
+)
+def test_a_policy_or_plan_path_that_is_no_regular_file_is_a_clear_error(
+    eng: Any, tmp_path: Path, kind: str, command: tuple[str, ...]
+) -> None:
+    """A FIFO put in place of the timer's policy hung every timed clean forever (one more process each
+    period); /dev/zero was read until memory ran out ("internal error: MemoryError")."""
+    if kind == "fifo":
+        path = tmp_path / "policy.toml"
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path = Path("/dev/zero")
+    else:
+        path = tmp_path / "huge"
+        with open(path, "wb") as fh:  # sparse: no disk, past any policy's or plan's size
+            fh.truncate(1 << 40)
+    state = tmp_path / "state"
+    before = _names(eng)
+    try:
+        proc = _run(eng, state, *(a.format(path) for a in command), timeout=20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"`tamer {' '.join(command)}` on a {kind} hung") from None
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert str(path) in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    assert ("regular file" in proc.stderr) if kind != "huge" else ("bytes" in proc.stderr), proc.stderr
+    assert not state.exists() and _names(eng) == before  # nothing changed, not even a state folder

@@ -181,6 +181,7 @@ def run_clean(args: argparse.Namespace) -> Outcome:
     if args.apply and not args.yes and not sys.stdin.isatty():
         raise UsageError("--apply without a terminal also needs --yes (nothing was removed)")
     policy = _policy(args)
+    saved = _read_plan_file(args.plan_file) if args.plan_file else None
     engine = connect(args.host)
     try:
         journal = Journal()  # only now: bad input leaves no trace, not even a state folder
@@ -242,7 +243,7 @@ def run_clean(args: argparse.Namespace) -> Outcome:
 
     fresh: Current | None = None
     if args.plan_file:
-        plan = _read_plan_file(args.plan_file)
+        plan = open_plan(saved, plan_key(), f"the plan file {args.plan_file}")
     else:
         plan, fresh = build_plan(args, engine, policy)
     if args.plan_id and args.plan_id != plan.plan_id:
@@ -335,14 +336,38 @@ def _write_plan_file(path: str, text: str) -> None:
         ) from None
 
 
-def _read_plan_file(path: str) -> Plan:
+MAX_PLAN_BYTES = 256 << 20
+"""A saved plan of 10,000 actions is some 10 MB; past this it is not one (and is never read whole)."""
+
+
+def _read_plan_file(path: str) -> Any:
+    """The JSON saved at `path` (its seal is checked by open_plan). A FIFO, a device or a folder there is
+    refused without reading it (a FIFO hung the command, /dev/zero filled its memory), as is a file past
+    MAX_PLAN_BYTES. Read before anything else, so a bad file leaves no trace (not even a state folder)."""
+    from tamer.compose.files import NotARegularFile, read_regular
+
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        raw = read_regular(path, MAX_PLAN_BYTES)
+    except NotARegularFile:
+        raise UsageError(
+            f"can't use the plan file {path}: it is not a regular file (a FIFO, a device or a folder); "
+            "expected a file saved by `tamer plan -o FILE`; nothing was removed"
+        ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"can't use the plan file {path}: {exc.strerror or exc}; save one with `tamer plan -o FILE`"
+        ) from None
+    if raw is None:
+        raise UsageError(
+            f"can't use the plan file {path}: it is over {MAX_PLAN_BYTES} bytes, far more than a saved "
+            "plan; expected a file saved by `tamer plan -o FILE`; nothing was removed"
+        )
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
         raise UsageError(
             f"can't use the plan file {path}: {exc}; save one with `tamer plan -o FILE`"
         ) from None
-    return open_plan(data, plan_key(), f"the plan file {path}")
 
 
 def run_policy_check(args: argparse.Namespace) -> Outcome:
