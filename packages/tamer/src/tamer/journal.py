@@ -132,7 +132,11 @@ class Run:
 
     @property
     def in_progress(self) -> bool:
-        """Marked running, and the process that runs it is alive (not killed): it is going on right now."""
+        """Marked running, its process is alive and tamer's operation lock is held: it is going on right now.
+
+        The pid alone is not enough: after a kill -9 the kernel gives that pid to another process sooner
+        or later, which would make a dead run look alive for as long as that process lives (every preview
+        saying "running right now", --abandon refused). A clean holds the lock for as long as it runs."""
         if self.status != "running" or self.pid <= 0 or self.pid == os.getpid():
             return False
         try:
@@ -140,8 +144,11 @@ class Run:
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-        return True
+            pass
+        from tamer.operation import lock_held_elsewhere
+
+        held = lock_held_elsewhere()
+        return True if held is None else held
 
 
 class Journal:

@@ -160,6 +160,11 @@ def _flock_engine(engine_key: str, command: str, deadline: float) -> int:
             time.sleep(0.1)
 
 
+LOCK_GRACE_S = 0.3
+"""The least an operation waits for the state folder's lock: a `tamer clean` preview probes it for an
+instant (lock_held_elsewhere), which must never make an operation starting then give up."""
+
+
 @contextlib.contextmanager
 def operation_lock(command: str, *, wait: float = 0.0, engine: Any = None) -> Iterator[None]:
     """Hold tamer's one exclusive lock for the block (re-entrant in this process).
@@ -180,7 +185,7 @@ def operation_lock(command: str, *, wait: float = 0.0, engine: Any = None) -> It
         return
     path = lock_path()
     fh = open(path, "a+")  # noqa: SIM115 - held until the block ends
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + max(wait, LOCK_GRACE_S)
     while True:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -226,6 +231,30 @@ def operation_lock(command: str, *, wait: float = 0.0, engine: Any = None) -> It
 
 def lock_held() -> bool:
     return _lock.depth > 0
+
+
+def lock_held_elsewhere() -> bool | None:
+    """Whether another process holds this state folder's operation lock right now; None when that cannot
+    be told (the lock file cannot be opened). A probe: a shared lock taken and dropped at once, never
+    waited for (operation_lock gives a holder's release LOCK_GRACE_S, so a probe at the moment another
+    process locks costs it nothing)."""
+    if _lock.depth:
+        return False  # this process holds it
+    try:
+        fd = os.open(lock_path(), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False  # never created: no operation ever held it
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # (closing drops the probe's lock, if it got it)
+    return False
 
 
 # -- the journal of one operation -------------------------------------------------------
@@ -428,6 +457,7 @@ __all__ = [
     "faults",
     "journal_path",
     "lock_held",
+    "lock_held_elsewhere",
     "operation_lock",
     "unfinished",
 ]
