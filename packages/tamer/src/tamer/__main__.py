@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tamer.cli import main
+from tamer.cli import run
 
-raise SystemExit(main())
+run()
