@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +135,60 @@ def test_a_policy_or_plan_path_that_is_no_regular_file_is_a_clear_error(
     assert str(path) in proc.stderr and "internal error" not in proc.stderr, proc.stderr
     assert ("regular file" in proc.stderr) if kind != "huge" else ("bytes" in proc.stderr), proc.stderr
     assert not state.exists() and _names(eng) == before  # nothing changed, not even a state folder
+
+
+def _answer_in_a_terminal(
+    eng: Any, state: Path, args: list[str], meanwhile: Callable[[], None], answer: bytes = b"y\n"
+) -> tuple[int, str]:
+    """Run `tamer ARGS` on a pseudo-terminal; once it asks, call `meanwhile()`, then answer."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "DOCKER_HOST": eng.host, "TAMER_STATE_DIR": str(state), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tamer", *args], stdin=slave, stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 120
+    asked = False
+    while True:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no end: {seen.decode(errors='replace')}")
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not asked and b"[y/N]" in seen:
+            asked = True
+            meanwhile()
+            os.write(master, answer)
+    os.close(master)
+    return proc.wait(timeout=60), seen.decode(errors="replace")
+
+
+def test_the_host_as_it_is_when_the_user_answers_is_what_counts(eng: Any, tmp_path: Path) -> None:
+    """`clean --apply` in a terminal asks first, and the user may take minutes to answer: what the policy
+    keeps by then is kept. Here the user protects a container while the question waits (a rename into a
+    keep_names pattern); before, the re-check used the host as read before the question and removed it."""
+    eng.docker("create", "--name", "s8tty-victim", BUSYBOX)
+    eng.docker("create", "--name", "s8tty-junk", BUSYBOX)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(WIDE + 'keep_names = ["s8in-keep-*"]\nnames = ["s8tty-*", "s8in-keep-*"]\n')
+    rc, out = _answer_in_a_terminal(
+        eng,
+        tmp_path / "state",
+        ["clean", "--policy", str(policy), "--apply"],
+        lambda: eng.docker("rename", "s8tty-victim", "s8in-keep-victim"),
+    )
+    assert rc == 3, out
+    left = _names(eng)
+    assert "s8in-keep-victim" in left, "protected while the question waited, removed after the answer"
+    assert "s8tty-junk" not in left, out

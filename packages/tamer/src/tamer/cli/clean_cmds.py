@@ -268,6 +268,9 @@ def run_clean(args: argparse.Namespace) -> Outcome:
         if answer not in ("y", "yes"):
             return Outcome({"plan": plan_json(plan), "result": None}, "nothing was removed")
         preview = ""
+        # the answer may come minutes later: what the policy keeps by then (a container renamed into
+        # keep_names, a volume used meanwhile) is judged on the host as it is now, not as it was asked about
+        fresh = None
 
     def current_for_apply(e: Engine) -> Current:
         # a plan made a moment ago in this process was derived from exactly this; a saved one is re-read
