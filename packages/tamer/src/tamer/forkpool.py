@@ -115,6 +115,7 @@ class ForkPool:
 
     def _fork(self, setup: Callable[[int], bool]) -> _Worker:
         parent = os.getpid()
+        open_max = _open_max()
         task_r, task_w = os.pipe2(os.O_CLOEXEC)
         try:
             answer_r, answer_w = os.pipe2(os.O_CLOEXEC)
@@ -131,13 +132,12 @@ class ForkPool:
         if pid == 0:  # the worker: never returns
             code = 1
             try:
-                # only its own two ends stay open: a worker holding another's task pipe would keep that
-                # one from seeing it closed (the end of the pool, or of the parent)
-                for fd in (task_w, answer_r, self._wake_r, self._wake_w):
-                    os.close(fd)
-                for other in self._workers:
-                    os.close(other.tasks)
-                    os.close(other.answers)
+                # only its own two ends stay open (and stdin/stdout/stderr, which it never uses, as any
+                # process has them): a worker holding another's task pipe would keep that one from seeing
+                # it closed (the end of the pool, or of the parent); one holding the parent's engine
+                # connection would keep it open after the parent closed it, and its files (the state
+                # database, a lock, an archive being written) open after the parent let them go
+                _close_all_but((0, 1, 2, task_r, answer_w), open_max)
                 # no collection of the parent's objects here: it would touch (copy) all of their pages,
                 # and could run a finalizer that writes to a file the parent shares
                 gc.disable()
@@ -361,6 +361,25 @@ class ForkPool:
             "walk with a part missing, and nothing was changed; run the command again (a worker the "
             "kernel's out-of-memory killer ended: see `dmesg`)"
         )
+
+
+def _open_max() -> int:
+    """One past the highest descriptor this process may hold (looked up before the fork)."""
+    try:
+        limit = os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):
+        limit = -1
+    return limit if limit > 0 else 1 << 20
+
+
+def _close_all_but(keep: tuple[int, ...], open_max: int) -> None:
+    """Close every descriptor but `keep` (os.closerange: one close_range() call on Linux)."""
+    low = 0
+    for fd in sorted(set(keep)):
+        if fd > low:
+            os.closerange(low, fd)
+        low = max(low, fd + 1)
+    os.closerange(low, max(open_max, low))
 
 
 def _ending(status: int | None) -> str:
