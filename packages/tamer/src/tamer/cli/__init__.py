@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = ["exit_interrupted", "main", "run"]
 
+# True in the command's own process (run()), which ends when the command returns: what lives then may be
+# left to the exit (tamer.cli.inspect_cmds freezes a df's objects); False for a caller of main() that goes on
+process_ends_after = False
+
 INTERRUPTED = 130  # the exit code of a run Ctrl-C stopped (128 + SIGINT, as a shell reports a SIGINT death)
 
 
@@ -65,6 +69,8 @@ def run() -> NoReturn:
     """The process's entry: main() on sys.argv with SIGINT taken as the module says, then exit with its code."""
     import _signal  # builtin and loaded at start: `signal` would import enum (some 5 ms of every command)
 
+    global process_ends_after
+    process_ends_after = True
     code: int | None = None
     try:
         _signal.signal(_signal.SIGINT, _interrupt_once)

@@ -118,7 +118,9 @@ def run_df(args: argparse.Namespace) -> Outcome:
     # some 10^5 objects that live to its end and almost no cycles (about 700 unreachable at 1,003
     # containers), so the collector only walked live objects again and again (18-27 ms of CPU a warm
     # df on the bench host, most while the workers want both cores) and once more at the interpreter's
-    # exit (20-45 ms after the output, 8-12 with them frozen). Restored for a caller that goes on.
+    # exit (20-45 ms after the output, 8-12 with them frozen). Restored for a caller that goes on, and
+    # frozen only when the process ends right after (tamer.cli.run: the command's own process): in a
+    # caller that goes on (main() called again, in-process), what a df froze would never be collected.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -148,9 +150,16 @@ def run_df(args: argparse.Namespace) -> Outcome:
         recorded()
         return outcome
     finally:
-        gc.freeze()  # what lives now is left to the exit (a caller that goes on: gc.unfreeze() undoes it)
+        if _process_ends_after():
+            gc.freeze()  # what lives now is left to the exit
         if was_enabled:
             gc.enable()
+
+
+def _process_ends_after() -> bool:
+    import tamer.cli
+
+    return tamer.cli.process_ends_after
 
 
 def run_ls(args: argparse.Namespace) -> Outcome:
