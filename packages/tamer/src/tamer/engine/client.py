@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from tamer.engine.errors import translated
 from tamer.engine.transport import EngineHTTPError, UnixTransport
-from tamer.errors import ObjectNotFound
+from tamer.errors import EngineError, ObjectNotFound
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of a `docker images`
 if TYPE_CHECKING:
@@ -426,8 +426,20 @@ class Engine:
             if labels:
                 body["Labels"] = labels
             lean = self._lean
-            created: JSON = self._call(what, lambda: lean.post("/volumes/create", body))
-            return created
+            created: Any = self._call(what, lambda: lean.post("/volumes/create", body))
+            if isinstance(created, dict) and created:
+                return created
+            # 201 with an empty answer (or one that is no volume): the engine said it created it, so what
+            # it has under that name is asked, never assumed; none: it created nothing, said plainly
+            try:
+                return self.inspect_volume(name)
+            except ObjectNotFound:
+                raise EngineError(
+                    f"{self.where}: the engine answered {what} as done but with {created!r} for the volume, "
+                    f"and has no volume {name!r}: nothing was created; expected the created volume's JSON "
+                    "(a Docker engine or a proxy that changes its answers?); check the engine, then run the "
+                    "command again"
+                ) from None
         return self._call(
             what,
             lambda: self._api.create_volume(
