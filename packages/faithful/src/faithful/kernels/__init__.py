@@ -84,7 +84,9 @@ def fused_plan(processors: Sequence[Processor]) -> FusedPlan | None:
             if codes:  # its bucket counts are those of the whole row
                 return None
             codes.append(_OP_TOP_K)
-            values.append(float(int(proc.top_k)))
+            # the kernel reads k back as int64 from a float: past 2**53 (any k >= V there) it
+            # rounded to 2**63 and wrapped negative; clamped, k >= V keeps the row, as it should
+            values.append(float(min(int(proc.top_k), 2**53)))
         elif isinstance(proc, TopP):
             if proc.top_p < 1.0:
                 codes.append(_OP_TOP_P)

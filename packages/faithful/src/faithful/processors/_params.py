@@ -29,6 +29,10 @@ from faithful.processors._base import _param_error, _real
 
 Check = Callable[[str, Any], Any]
 
+# Counts and token ids travel as int64 (numpy, torch, the numba kernels): a larger Python int
+# overflowed there (top_k = 2**63 - 1 drew the least likely token every time), so it is refused here.
+INT64_MAX = 2**63 - 1
+
 
 # ---------------------------------------------------------------- checks: (keyword, value) -> normalised value
 
@@ -71,6 +75,8 @@ def integer(lo: int, *, note: str = "") -> Check:
     def check(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo:
             raise _param_error(name, expected, value)
+        if int(value) > INT64_MAX:
+            raise _param_error(name, f"{expected} and <= 2**63 - 1", value)
         return int(value)
 
     check.expected = expected  # type: ignore[attr-defined]
@@ -94,7 +100,10 @@ def token_ids(name: str, value: Any) -> tuple[int, ...]:
     ids = np.asarray(value)
     if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
         raise _param_error(name, "a 1-D sequence of int token ids", value)
-    return tuple(int(t) for t in ids)
+    out = tuple(int(t) for t in ids)
+    if any(abs(t) > INT64_MAX for t in out):
+        raise _param_error(name, "token ids of at most 2**63 - 1", value)
+    return out
 
 
 token_ids.expected = "token ids"  # type: ignore[attr-defined]
@@ -105,8 +114,8 @@ def bias_map(name: str, value: Any) -> dict[int, float]:
         raise _param_error(name, "a mapping {token_id: bias}", value)
     out: dict[int, float] = {}
     for token, bias in value.items():
-        if isinstance(token, bool) or not isinstance(token, int | np.integer):
-            raise _param_error(name, "keyed by int token ids", token)
+        if isinstance(token, bool) or not isinstance(token, int | np.integer) or abs(int(token)) > INT64_MAX:
+            raise _param_error(name, "keyed by int token ids of at most 2**63 - 1", token)
         b = _real(name, bias)
         if math.isnan(b) or b == math.inf:
             raise _param_error(name, "finite or -inf biases", bias)
