@@ -42,6 +42,11 @@ def recheck_container(engine: Engine, action: Action) -> list[str]:
         when = parse_time(live)
         if key in action.fingerprint and (when.isoformat() if when else None) != action.fingerprint[key]:
             raise Keep(Reason.RAN_SINCE_PLAN)
+    # its name is the one thing a policy judges it by that can change (keep_names, names,
+    # generated_names_only): renamed since the plan was re-derived (a user protecting it mid-run), it stays
+    name = str(data.get("Name") or "").lstrip("/")
+    if name and name != action.name:
+        raise Keep(Reason.STATE_CHANGED, {"was": f"named {action.name}", "now": f"named {name}"})
     return [str(m["Name"]) for m in data.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
 
 

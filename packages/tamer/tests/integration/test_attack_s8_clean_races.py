@@ -148,3 +148,28 @@ def test_users_arriving_between_the_recheck_and_the_removal_keep_everything(eng:
     assert _image_id(eng, "s8race/taken:1") == image
     assert eng.docker("run", "--rm", "-v", f"{volume}:/data", BUSYBOX, "cat", "/data/f").strip() == "kept"
     assert result.exit_code == 3
+
+
+def test_a_container_renamed_while_the_removals_run_stays(eng: Any, tmp_path: Path) -> None:
+    """The plan is re-derived once, when the run starts; a 2,000-container run lasts a minute. A container
+    renamed meanwhile (a user moving it into keep_names to protect it) is kept at its re-check, whatever
+    the plan read."""
+    names = [f"s8race-r{i}" for i in range(5)]
+    for name in names:
+        eng.docker("create", "--name", name, BUSYBOX)
+    plan, current = _plan_of(eng, lambda kind, name: name in names)
+    assert len(plan.actions) == len(names)
+    target = next(i for i, a in enumerate(plan.actions) if a.name == names[3])
+
+    def at(point: str, ctx: dict[str, Any]) -> None:
+        if point == f"clean.{target}.before":
+            eng.docker("rename", names[3], "s8race-protected")
+
+    faults.install(at)
+    result = apply_plan(eng.engine, plan, Journal(tmp_path / "j.sqlite"), read_current=lambda e: current)
+    faults.clear()
+    left = set(eng.docker("ps", "-a", "--format", "{{.Names}}").split())
+    assert "s8race-protected" in left, "renamed during the run, removed under its old name's verdict"
+    assert not set(names) & left
+    step = result.steps[target]
+    assert step.status is StepStatus.SKIPPED and step.code == Reason.STATE_CHANGED.value, step
