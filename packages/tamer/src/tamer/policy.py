@@ -113,14 +113,14 @@ DEFAULT_POLICY = Policy()
 # section -> key -> (kind, field); kind drives validation
 SCHEMA: dict[str, dict[str, str]] = {
     "": {"version": "int"},
-    "protect": {"labels": "strs"},
+    "protect": {"labels": "labels"},
     "containers": {
         "remove": "bool",
         "states": "states",
         "older_than": "duration",
         "keep_names": "strs",
         "names": "strs",
-        "labels": "strs",
+        "labels": "labels",
         "generated_names_only": "bool",
     },
     "images": {
@@ -130,7 +130,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "keep_newest": "count",
     },
     "volumes": {"orphaned_anonymous_older_than": "duration", "named": "rules"},
-    "volumes.named": {"names": "strs", "labels": "strs", "older_than": "duration"},
+    "volumes.named": {"names": "strs", "labels": "labels", "older_than": "duration"},
     "build_cache": {"older_than": "duration", "max_size": "size"},
     "budget": {"max_size": "size"},
 }
@@ -319,6 +319,15 @@ def _check(kind: str, value: Any, err: Any, key: str) -> Any:
     if kind == "strs":
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             err(f'{key} must be a list of non-empty strings, e.g. ["keep"], got {_clip(value)}')
+            return _BAD
+        return tuple(value)
+    if kind == "labels":
+        # a spec is KEY or KEY=VALUE; one with no key ("=keep") matches nothing, so a protect rule
+        # written that way would protect nothing, silently
+        if not isinstance(value, list) or not all(
+            isinstance(v, str) and v.partition("=")[0].strip() for v in value
+        ):
+            err(f'{key} must be a list of labels, each KEY or KEY=VALUE, e.g. ["keep"], got {_clip(value)}')
             return _BAD
         return tuple(value)
     if kind == "states":
