@@ -85,9 +85,19 @@ class LinearChain:
             init = np.broadcast_to(init, (b, s)).copy()
         if init.shape != (b, s):
             raise ChainError(f"initial must be ({s},) or ({b}, {s}), got {init.shape}")
-        lens = np.full(b, t, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
-        if lens.shape != (b,) or lens.min() < 1 or lens.max() > t:
-            raise ChainError(f"lengths must be ({b},) integers in 1..{t}, got {lens.tolist()}")
+        if lengths is None:
+            lens = np.full(b, t, dtype=np.int64)
+        else:
+            # read as given, then checked: an int64 cast first turned 2.5 into 2 and True into 1
+            raw = np.asarray(lengths)
+            whole = raw.dtype.kind in "iu" or (
+                raw.dtype.kind == "f"
+                and bool(np.all(np.isfinite(raw)))
+                and bool(np.all(raw == np.round(raw)))
+            )
+            lens = raw.astype(np.int64) if whole else np.zeros(0, dtype=np.int64)
+            if not whole or lens.shape != (b,) or (b and (lens.min() < 1 or lens.max() > t)):
+                raise ChainError(f"lengths must be ({b},) integers in 1..{t}, got {raw.tolist()}")
         for name, arr in (("emissions", e), ("transitions", tr), ("initial", init)):
             if np.isnan(arr).any() or np.isposinf(arr).any():
                 raise ChainError(f"{name} must be finite or -inf (log-space scores); found NaN or +inf")
@@ -143,12 +153,17 @@ def hmm_chain(
     pi = np.asarray(startprob, dtype=np.float64)
     a = np.asarray(transmat, dtype=np.float64)
     em = np.asarray(emissionprob, dtype=np.float64)
+    _check_hmm(pi, a, em)
     if isinstance(observations, np.ndarray) and observations.ndim == 1:
         seqs = [observations.tolist()]
     else:
         seqs = [list(np.asarray(o).reshape(-1).tolist()) for o in observations]  # type: ignore[union-attr]
     if not seqs or any(len(s) == 0 for s in seqs):
         raise ChainError("every observation sequence needs at least one symbol")
+    for s in seqs:
+        # a float symbol was cast to int64 silently (0.5 read as symbol 0)
+        if any(isinstance(x, bool) or not isinstance(x, int | float) or not float(x).is_integer() for x in s):
+            raise ChainError(f"observation symbols must be int ids, got {s[:8]}")
     v = em.shape[1]
     t = max(len(s) for s in seqs)
     obs = np.zeros((len(seqs), t), dtype=np.int64)
@@ -164,6 +179,27 @@ def hmm_chain(
             initial=np.log(pi),
             lengths=[len(s) for s in seqs],
         )
+
+
+def _check_hmm(pi: FloatArray, a: FloatArray, em: FloatArray) -> None:
+    """hmmlearn's CategoricalHMM constraints: a chain of unnormalised numbers is no HMM, and its
+    log-partition would not be ``log P(x)`` (the same rule as :class:`faithful.models.hmm.HMMModel`)."""
+    s = pi.shape[0] if pi.ndim == 1 else -1
+    if pi.ndim != 1 or s < 1 or a.shape != (s, s) or em.ndim != 2 or em.shape[0] != s or em.shape[1] < 1:
+        raise ChainError(
+            f"HMM parameters must be startprob (S,), transmat (S, S), emissionprob (S, V) with S, V >= 1, "
+            f"got {pi.shape}, {a.shape}, {em.shape}"
+        )
+    for name, p in (("startprob", pi), ("transmat", a), ("emissionprob", em)):
+        if (
+            not np.all(np.isfinite(p))
+            or np.any(p < 0)
+            or not np.allclose(p.sum(axis=-1), 1.0, rtol=0, atol=1e-8)
+        ):
+            raise ChainError(
+                f"{name} must hold probabilities (finite, >= 0) with each row summing to 1, "
+                f"got row sums {np.round(np.atleast_1d(p.sum(axis=-1)), 6).tolist()[:8]}; normalise it first"
+            )
 
 
 def path_score(chain: LinearChain, paths: npt.ArrayLike) -> FloatArray:
