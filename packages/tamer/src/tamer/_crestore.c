@@ -39,8 +39,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef TAMER_NO_BLAKE3 /* the vendored BLAKE3 did not compile here (setup.py): native BLAKE3 off */
+#include "_b3none.h"
+#else
 #include "_b3batch.h"
 #include "_blake3/blake3.h"
+#define TAMER_NATIVE_BLAKE3 1
+#endif
 
 #define BLOCK 512
 #define ZERO_BLOCK (64 * 1024)
@@ -333,6 +338,20 @@ static PyObject *extract(PyObject *self, PyObject *args) {
                           &gid, &factory)) {
         return NULL;
     }
+    PyObject *own_factory = NULL; /* the blake3 package's, where this build has no BLAKE3 of its own */
+#if !TAMER_NATIVE_BLAKE3
+    if (factory == Py_None) {
+        PyObject *package = PyImport_ImportModule("blake3");
+        own_factory = package == NULL ? NULL : PyObject_GetAttrString(package, "blake3");
+        Py_XDECREF(package);
+        if (own_factory == NULL) {
+            PyBuffer_Release(&buf);
+            PyBuffer_Release(&parent);
+            return NULL;
+        }
+        factory = own_factory;
+    }
+#endif
     PyObject *result = NULL, *done = NULL, **hexes = NULL;
     member *ms = NULL;
     Py_ssize_t n = 0, cap = 0, taken = 0, used = 0;
@@ -444,6 +463,7 @@ out:
     PyMem_Free(hexes);
     PyMem_Free(ms);
     Py_XDECREF(done);
+    Py_XDECREF(own_factory);
     PyBuffer_Release(&buf);
     PyBuffer_Release(&parent);
     return result;
@@ -460,4 +480,11 @@ static struct PyModuleDef module = {
     methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__crestore(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__crestore(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "native_blake3", TAMER_NATIVE_BLAKE3) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

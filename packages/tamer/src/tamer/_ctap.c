@@ -32,8 +32,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef TAMER_NO_BLAKE3 /* the vendored BLAKE3 did not compile here (setup.py): native BLAKE3 off */
+#include "_b3none.h"
+#else
 #include "_b3batch.h"
 #include "_blake3/blake3.h"
+#define TAMER_NATIVE_BLAKE3 1
+#endif
 
 #define BLOCK 512
 
@@ -142,6 +147,9 @@ static int Tap_init(Tap *self, PyObject *args, PyObject *kwds) {
                                      &prefix, &native)) {
         return -1;
     }
+#if !TAMER_NATIVE_BLAKE3
+    native = 0; /* no BLAKE3 of its own in this build: new_digest's objects hash every file */
+#endif
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "Tap.__init__ while a feed is running");
         return -1;
@@ -856,6 +864,7 @@ static PyTypeObject TapType = {
     .tp_getset = Tap_getset,
 };
 
+#if TAMER_NATIVE_BLAKE3
 /* blake3_hexdigests(inputs): the tap's own BLAKE3 (batched up to B3_BATCH_MAX, streamed above), for tests */
 static PyObject *ctap_blake3_hexdigests(PyObject *module, PyObject *arg) {
     PyObject *seq = PySequence_Fast(arg, "blake3_hexdigests takes a sequence of bytes-like objects");
@@ -918,10 +927,14 @@ done:
     return out;
 }
 
+#endif
+
 static PyMethodDef ctap_functions[] = {
+#if TAMER_NATIVE_BLAKE3
     {"blake3_hexdigests", ctap_blake3_hexdigests, METH_O,
      "blake3_hexdigests(inputs) -> list[str]: the BLAKE3 hex digest of each input, computed as the tap computes "
      "a file's (small inputs side by side in SIMD lanes); for tests against the blake3 package."},
+#endif
     {"readinto_full", ctap_readinto_full, METH_VARARGS,
      "readinto_full(fd, buffer) -> int: fill the writable buffer from fd, less only at the end of the input "
      "(0 there); the GIL is released while waiting. One buffer for every chunk: a fresh megabyte per chunk "
@@ -957,6 +970,10 @@ PyMODINIT_FUNC PyInit__ctap(void) {
     }
     PyObject *m = PyModule_Create(&ctap_module);
     if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "native_blake3", TAMER_NATIVE_BLAKE3) < 0) {
+        Py_DECREF(m);
         return NULL;
     }
     Py_INCREF(&TapType);

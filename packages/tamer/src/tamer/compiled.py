@@ -5,6 +5,11 @@ the reference. The rule, the same for every switch (TAMER_PURE_WALK, TAMER_PURE_
 TAMER_PURE_RESTORE): unset, empty or "0" lets the compiled module load; any other value
 ("1", "yes", ...) forces pure Python. A switch that reads "0" as "on" would surprise whoever
 writes TAMER_PURE_TAP=0 to mean "not pure", so "0" is off everywhere.
+
+setup.py builds each extension on its own (one that fails to compile leaves the others), and _ctap and
+_crestore without the vendored BLAKE3 where it did not compile: they load as ever, and hash BLAKE3
+through the blake3 package instead (the same digests); their `native_blake3` (0 or 1) says which build
+this is, see native_blake3().
 """
 
 from __future__ import annotations
@@ -45,3 +50,9 @@ def load(module_name: str, env_switch: str | None) -> ModuleType | None:
     except ImportError:
         return None
     return sys.modules[module_name]
+
+
+def native_blake3(module: ModuleType | None) -> bool:
+    """Whether the compiled `module` (_ctap or _crestore, as load() gives it) hashes BLAKE3 in its own C
+    (the vendored BLAKE3 compiled), rather than through the blake3 package; False for None."""
+    return bool(getattr(module, "native_blake3", 0))
