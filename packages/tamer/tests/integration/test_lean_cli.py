@@ -176,7 +176,7 @@ def test_the_installed_command_does_not_import_re_before_main() -> None:
         pytest.fail(f"no `tamer` command next to {sys.executable}: is the package installed?")
     with open(tamer, encoding="utf-8") as f:
         text = f.read()
-    assert "import re" not in text and "from tamer.cli import main" in text
+    assert "import re" not in text and "from tamer.cli import run" in text  # run(): main(), then the exit
     proc = subprocess.run([tamer, "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("tamer ")
     assert json.loads(subprocess.run([tamer, "--version", "--json"], capture_output=True, text=True).stdout)
