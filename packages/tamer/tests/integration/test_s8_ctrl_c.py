@@ -52,7 +52,9 @@ def _alive_with(marker: str) -> list[int]:
     return found
 
 
-def _run_and_interrupt(host: str, args: list[str], delay: float, signals: int, gap: float) -> tuple[Any, ...]:
+def _run_and_interrupt(
+    host: str, args: list[str], delay: float, signals: int, gap: float, *, ignored: bool = False
+) -> tuple[Any, ...]:
     marker = f"s8-ctrl-c-{uuid.uuid4().hex}"
     ready_r, ready_w = os.pipe()
     env = {**os.environ, "DOCKER_HOST": host}
@@ -64,6 +66,8 @@ def _run_and_interrupt(host: str, args: list[str], delay: float, signals: int, g
         env=env,
         pass_fds=(ready_w,),
         start_new_session=True,  # its own process group: SIGINT to the group, as a terminal's Ctrl-C
+        # started with SIGINT ignored, as a script's `tamer ... &` is
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None,
     )
     os.close(ready_w)
     try:
@@ -139,3 +143,12 @@ def test_ctrl_c_at_random_moments_of_real_dfs_is_exit_130_and_one_line(eng: Any)
             wrong.append(f"{what}: exit status {code} (-2: ended by SIGINT); stderr {err[-300:]!r}")
     assert not wrong, f"{len(wrong)} of {RUNS} runs went wrong (outcomes {outcomes}):\n" + "\n".join(wrong)
     assert outcomes.get(130, 0) > 0, f"no run was interrupted: the test tested nothing ({outcomes})"
+
+
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(eng: Any) -> None:
+    """As Python itself does (and `tamer df &` in a script relies on): run() takes SIGINT only where it was
+    Python's usual KeyboardInterrupt."""
+    for delay in (0.03, 0.08):
+        code, out, err, left = _run_and_interrupt(eng.host, ["df"], delay, 2, 0.01, ignored=True)
+        assert (code, err, left) == (0, "", []), (code, err, left)
+        assert "Volumes" in out

@@ -73,7 +73,10 @@ def run() -> NoReturn:
     process_ends_after = True
     code: int | None = None
     try:
-        _signal.signal(_signal.SIGINT, _interrupt_once)
+        # only where Ctrl-C is Python's usual KeyboardInterrupt: one started with SIGINT ignored (a script's
+        # `tamer ... &`, nohup) keeps ignoring it, as Python itself would
+        if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+            _signal.signal(_signal.SIGINT, _interrupt_once)
         code = main()
     except KeyboardInterrupt:  # it landed outside main's own handling (its first lines, or its return)
         if code is None:
