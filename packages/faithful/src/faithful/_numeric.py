@@ -31,13 +31,17 @@ def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     Example:
         >>> np.exp(log_softmax(np.array([[0.0, 0.0], [0.0, -np.inf]]))).tolist()
         [[0.5, 0.5], [1.0, 0.0]]
+        >>> log_softmax(np.array([[-np.inf, -np.inf]])).tolist()
+        [[-inf, -inf]]
     """
     x = np.asarray(z, dtype=np.float64)
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
     s = x - m
-    with np.errstate(divide="ignore"):
-        out: np.ndarray = s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lse = np.log(np.exp(s).sum(axis=axis, keepdims=True))
+        # an all -inf slice has lse = -inf, and -inf - -inf is NaN: keep it -inf, as documented
+        out: np.ndarray = np.where(lse == -np.inf, -np.inf, s - lse)
     return out
 
 

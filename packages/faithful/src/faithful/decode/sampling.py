@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from faithful._numeric import check_row_max
 from faithful.decode._common import (
     PAD,
     DecodeResult,
@@ -135,6 +136,9 @@ def greedy_argmax(
     def choose(
         x: Scores, rows: IntArray, step: int, history: list[IntArray]
     ) -> tuple[IntArray, FloatArray, FloatArray | None, FloatArray | None]:
+        # argmax takes a NaN as the maximum and the first token of a row of -inf: a model's broken
+        # row must be an error, as in every sampler, never a silent token
+        check_row_max(x.max(axis=1))
         return np.argmax(x, axis=1).astype(np.int64), np.zeros(x.shape[0]), None, None
 
     return _single_path(

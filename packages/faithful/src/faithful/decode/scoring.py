@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from faithful._numeric import check_row_max
 from faithful.decode._common import start_expanded
 from faithful.models.base import FloatArray, LanguageModel, ModelError
 
@@ -36,7 +37,14 @@ def _forced(
         if not live.any():
             break
         lp = model.next_logprobs(state)
+        # a scored row needs a distribution: NaN or a row of -inf came back as a NaN score
+        check_row_max(lp[live].max(axis=1))
         cur = np.where(live, flat[:, step], 0)
+        if ((cur < 0) | (cur >= model.vocab_size)).any():
+            bad = sorted({int(x) for x in cur[(cur < 0) | (cur >= model.vocab_size)]})[:10]
+            raise ModelError(
+                f"continuations hold token ids {bad} outside the model's vocabulary 0..{model.vocab_size - 1}"
+            )
         tlp[live, step] = lp[rows[live], cur[live]]
         if dists is not None:
             dists[live, step] = np.exp(lp[live])

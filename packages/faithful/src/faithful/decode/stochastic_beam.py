@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from faithful._numeric import check_row_max
 from faithful.decode._common import (
     PAD,
     BeamWidthError,
@@ -141,6 +142,9 @@ def stochastic_beam_search(
     for step in range(max_new_tokens):
         # processors read the model's raw logits, as the documentation promises and HF does
         scores = scores_array(model_logits(model, state))  # (b*slots, V)
+        expand = np.isfinite(key) & ~done
+        # the rows expanded need a finite maximum (NaN, +inf or all -inf was a numpy reshape error)
+        check_row_max(scores.max(axis=1)[expand.reshape(-1)])
         lp = log_normalize(scores)
         if sampler is None:
             logq = lp
@@ -149,7 +153,6 @@ def stochastic_beam_search(
             with np.errstate(divide="ignore"):
                 logq = np.log(np.asarray(sampler.distribution(scores, history=history), dtype=np.float64))
         lp3, logq3 = lp.reshape(b, slots, v), logq.reshape(b, slots, v)
-        expand = np.isfinite(key) & ~done
         child_phi = np.where(expand[:, :, None], phi[:, :, None] + logq3, -np.inf)
         g = _gumbel(keyed.uniforms(rows_of, step + 1, v)).reshape(b, slots, v)
         child_key = _truncated_gumbel(child_phi + g, np.where(expand, key, 0.0))

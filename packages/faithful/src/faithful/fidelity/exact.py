@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from faithful._numeric import check_row_max
 from faithful.errors import FaithfulError
 from faithful.models.base import LanguageModel
 
@@ -227,6 +228,8 @@ def enumerate_sequences(
             hi = min(len(prefixes), lo + chunk_rows)
             sub = state if (lo == 0 and hi == len(prefixes)) else model.select(state, np.arange(lo, hi))
             lp = to_numpy_logprobs(model.next_logprobs(sub))
+            # every row is a live prefix: NaN or a row of -inf enumerated nothing, silently
+            check_row_max(lp.max(axis=1))
             total = prefix_logp[lo:hi, None] + lp
             r, t = np.nonzero(total >= log_threshold) if threshold > 0 else np.nonzero(np.isfinite(total))
             rows.append(r + lo)
