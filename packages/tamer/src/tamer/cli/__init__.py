@@ -73,18 +73,20 @@ def run() -> NoReturn:
     process_ends_after = True
     code: int | None = None
     try:
-        # only where Ctrl-C is Python's usual KeyboardInterrupt: one started with SIGINT ignored (a script's
-        # `tamer ... &`, nohup) keeps ignoring it, as Python itself would
-        if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
-            _signal.signal(_signal.SIGINT, _interrupt_once)
-        code = main()
+        try:
+            # only where Ctrl-C is Python's usual KeyboardInterrupt: one started with SIGINT ignored (a
+            # script's `tamer ... &`, nohup) keeps ignoring it, as Python itself would
+            if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+                _signal.signal(_signal.SIGINT, _interrupt_once)
+            code = main()
+        finally:
+            # from here to the end of the shutdown a Ctrl-C changes nothing: the code is chosen
+            ignore_sigint()
     except KeyboardInterrupt:  # it landed outside main's own handling (its first lines, or its return)
-        if code is None:
-            _drop_early()
-            code = _say_interrupted()
-    finally:
-        # from here to the end of the shutdown a Ctrl-C changes nothing: the code is chosen
-        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+        pass
+    if code is None:  # interrupted before main chose a code
+        _drop_early()
+        code = _say_interrupted()
     if code == INTERRUPTED:
         # what a Ctrl-C stopped may have left threads running (a df's early reads, its volumes' walk, in C
         # at times): the interpreter's shutdown under them crashed (SIGSEGV, malloc's abort) in real runs.
@@ -92,6 +94,23 @@ def run() -> NoReturn:
         _flush()
         os._exit(INTERRUPTED)
     sys.exit(code)
+
+
+def ignore_sigint() -> None:
+    """SIGINT ignored from now on. signal.signal() first runs the handlers of signals already caught: a
+    Ctrl-C that came just before is raised here, as its KeyboardInterrupt (the handler has then ignored
+    SIGINT already), and is taken as landing a moment before this call; the caller says what it meant."""
+    import _signal
+
+    interrupted = False
+    while True:
+        try:
+            _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+            break
+        except KeyboardInterrupt:  # (more than one only under Python's own handler: bin/tamer's start)
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 _DEFER_FOR = 2.0  # seconds a Ctrl-C may wait for the import machinery to let go (then it lands anyway)
@@ -143,9 +162,10 @@ def _flush() -> None:
 
 def exit_interrupted() -> NoReturn:
     """bin/tamer's way out when a Ctrl-C lands while it imports this module (before run() takes SIGINT)."""
-    import _signal
-
-    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    try:  # noqa: SIM105  (no contextlib: it imports collections, a Ctrl-C's way out need not)
+        ignore_sigint()
+    except KeyboardInterrupt:  # a second Ctrl-C: this one is said already
+        pass
     code = _say_interrupted()
     _flush()
     os._exit(code)
