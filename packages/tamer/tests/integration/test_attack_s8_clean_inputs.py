@@ -192,3 +192,17 @@ def test_the_host_as_it_is_when_the_user_answers_is_what_counts(eng: Any, tmp_pa
     left = _names(eng)
     assert "s8in-keep-victim" in left, "protected while the question waited, removed after the answer"
     assert "s8tty-junk" not in left, out
+
+
+@pytest.mark.parametrize("plan_id", ["", " ", "zz", "0123456789abcdef0", "../../etc"])
+def test_a_plan_id_that_is_no_plan_id_is_refused_and_nothing_goes(
+    eng: Any, tmp_path: Path, plan_id: str
+) -> None:
+    """`--plan-id ""` (a script's empty variable, a fleet host whose id was lost) read as no check at all:
+    the clean went ahead whatever its plan was."""
+    eng.docker("create", "--name", "s8in-pid-victim", BUSYBOX)
+    state = tmp_path / "state"
+    proc = _run(eng, state, "clean", "--apply", "--yes", "--plan-id", plan_id)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--plan-id" in proc.stderr and "16 hex digits" in proc.stderr, proc.stderr
+    assert "s8in-pid-victim" in _names(eng) and not state.exists()

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -171,7 +172,17 @@ def run_plan(args: argparse.Namespace) -> Outcome:
     return Outcome(None, text)
 
 
+PLAN_ID = re.compile(r"[0-9a-f]{16}")
+"""A plan id as `tamer plan` shows it (Plan.plan_id)."""
+
+
 def run_clean(args: argparse.Namespace) -> Outcome:
+    if args.plan_id is not None and not PLAN_ID.fullmatch(args.plan_id):
+        # an empty --plan-id read as "no check": the clean went ahead whatever its plan was
+        raise UsageError(
+            f"--plan-id must be a plan id as `tamer plan` shows it (16 hex digits), got {args.plan_id!r}; "
+            "nothing was removed"
+        )
     if args.journal:
         journal = Journal()
         runs = journal.recent()
