@@ -19,7 +19,9 @@ Failures: a worker whose task raised answers (False, "Type: message"); one that 
 error, never a figure with a part missing. Workers ignore Ctrl-C (the parent stops the walk and says
 so), end with the process that forked them even when it is SIGKILLed (PR_SET_PDEATHSIG; and a closed
 task pipe ends them), never print, and leave with os._exit (no exit hooks, no flushing of buffers
-they share with the parent). close() and kill() reap them: no zombies.
+they share with the parent). close() and kill() reap them: no zombies. A worker keeps open only its two
+pipe ends and stdin, stdout, stderr: every other descriptor the parent had at the fork (its engine
+connection, its files, the other workers' pipes) is closed in the worker first thing.
 
 Threads: fork copies only the forking thread, and a lock another thread held at that moment stays
 held in the child forever. So the workers run only code that takes no such lock (no import, no print,
