@@ -46,7 +46,38 @@ def _as_distribution(x: ArrayLike, name: str) -> NDArray[np.float64]:
         raise FaithfulError(f"`{name}` must be a 1-D array of probabilities, got shape {arr.shape}")
     if np.any(arr < 0) or not np.all(np.isfinite(arr)):
         raise FaithfulError(f"`{name}` must be finite and non-negative; pass probabilities, not logits")
+    # the module's convention, now enforced: KL([1, 1] || [1, 3]) came out negative, TV([0, 0], ...)
+    # was 0.5 and the multinomial test of [2, 1] against [1, 1] gave p = 0, all without a word
+    total = float(arr.sum())
+    if not math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-6):
+        raise FaithfulError(
+            f"`{name}` must sum to 1, got {total:.6g}; normalise it (or add an 'everything else' category)"
+        )
     return arr
+
+
+def _as_counts(counts: Sequence[int] | ArrayLike, size: int) -> NDArray[np.int64]:
+    """Observed counts: ``size`` non-negative integers (a float like 2.0 is taken, 2.5 refused)."""
+    arr = np.asarray(counts)
+    if arr.ndim != 1 or arr.shape[0] != size:
+        raise FaithfulError(f"need one count per category: {arr.shape} counts, {size} probabilities")
+    if arr.size and (
+        arr.dtype.kind not in "iuf"
+        or not np.all(np.isfinite(arr))
+        or np.any(arr < 0)
+        or np.any(arr != np.round(arr))
+    ):
+        raise FaithfulError(f"counts must be non-negative integers, got {arr.tolist()[:10]}")
+    return arr.astype(np.int64)
+
+
+def _check_binomial(k: int, n: int, p: float, *, k_in_range: bool) -> None:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise FaithfulError(f"`n` must be an int >= 0, got {n!r}")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or (k_in_range and not 0 <= k <= n):
+        raise FaithfulError(f"`k` must be an int in 0..n={n}, got {k!r}")
+    if not (isinstance(p, int | float | np.floating | np.integer) and 0.0 <= float(p) <= 1.0):
+        raise FaithfulError(f"`p` must be a probability in [0, 1], got {p!r}")
 
 
 def _check_same_shape(p: NDArray[np.float64], q: NDArray[np.float64]) -> None:
@@ -175,6 +206,7 @@ def binomial_pmf(k: int, n: int, p: float) -> float:
     >>> binomial_pmf(20, 20, 0.55) == 0.55 ** 20
     True
     """
+    _check_binomial(k, n, p, k_in_range=False)
     if not 0 <= k <= n:
         return 0.0
     if p <= 0.0:
@@ -196,25 +228,23 @@ def binomial_test(k: int, n: int, p: float) -> float:
     >>> f"{binomial_test(20, 20, 0.55):.4g}"
     '9.366e-06'
     """
+    _check_binomial(k, n, p, k_in_range=True)
     observed = binomial_pmf(k, n, p)
     pmf = np.array([binomial_pmf(i, n, p) for i in range(n + 1)])
     return float(min(1.0, pmf[pmf <= observed * (1.0 + 1e-7)].sum()))
 
 
-def multinomial_pmf(counts: Sequence[int], probs: ArrayLike) -> float:
+def multinomial_pmf(counts: Sequence[int] | ArrayLike, probs: ArrayLike) -> float:
     """Exact probability of observing ``counts`` in ``sum(counts)`` multinomial draws.
 
     >>> round(multinomial_pmf([11, 9], [0.55, 0.45]), 6)
     0.177055
     """
     pa = _as_distribution(probs, "probs")
-    if len(counts) != len(pa):
-        raise FaithfulError(f"need one count per category: {len(counts)} counts, {len(pa)} probabilities")
-    n = int(sum(counts))
+    c_arr = _as_counts(counts, len(pa))
+    n = int(c_arr.sum())
     log_p = math.lgamma(n + 1)
-    for c, pi in zip(counts, pa, strict=True):
-        if c < 0:
-            raise FaithfulError(f"counts must be non-negative, got {c}")
+    for c, pi in zip(c_arr.tolist(), pa, strict=True):
         log_p -= math.lgamma(c + 1)
         if c > 0:
             if pi <= 0:
@@ -234,7 +264,9 @@ def _compositions(n: int, k: int) -> NDArray[np.int64]:
     return np.vstack(rows)
 
 
-def multinomial_test(counts: Sequence[int], probs: ArrayLike, *, max_outcomes: int = 2_000_000) -> float:
+def multinomial_test(
+    counts: Sequence[int] | ArrayLike, probs: ArrayLike, *, max_outcomes: int = 2_000_000
+) -> float:
     """Exact multinomial goodness-of-fit p-value (sum of no-more-likely outcomes).
 
     Falls back to the G-test's chi-square approximation when the number of
@@ -242,18 +274,19 @@ def multinomial_test(counts: Sequence[int], probs: ArrayLike, *, max_outcomes: i
     :func:`binomial_test`.
     """
     pa = _as_distribution(probs, "probs")
-    n = int(sum(counts))
+    c_arr = _as_counts(counts, len(pa))
+    n = int(c_arr.sum())
     if len(pa) == 2:
-        return binomial_test(int(counts[0]), n, float(pa[0]))
+        return binomial_test(int(c_arr[0]), n, float(pa[0]))
     if math.comb(n + len(pa) - 1, len(pa) - 1) > max_outcomes:
-        return goodness_of_fit(np.asarray(counts), pa, min_expected=0.0).g_pvalue
+        return goodness_of_fit(c_arr, pa, min_expected=0.0).g_pvalue
     outcomes = _compositions(n, len(pa))
     lgamma_table = np.array([math.lgamma(i + 1) for i in range(n + 1)])
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 * log 0 is masked by the where
         logp = np.log(pa)
-    terms = np.where(outcomes > 0, outcomes * logp[None, :], 0.0)
+        terms = np.where(outcomes > 0, outcomes * logp[None, :], 0.0)
     log_pmf = math.lgamma(n + 1) - lgamma_table[outcomes].sum(axis=1) + terms.sum(axis=1)
-    observed = multinomial_pmf(counts, pa)
+    observed = multinomial_pmf(c_arr, pa)
     pmf = np.exp(log_pmf)
     return float(min(1.0, pmf[pmf <= observed * (1.0 + 1e-7)].sum()))
 
