@@ -115,6 +115,14 @@ def _check_value(what: str, value: str) -> None:
             f"{what} {value!r} contains a newline or NUL, which a systemd unit cannot carry; "
             "use a path without one (nothing was written)"
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes os.fsdecode kept as surrogates: a unit file is UTF-8 text
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise UsageError(
+            f"{what} {shown!r} is not valid UTF-8, which a systemd unit (UTF-8 text) cannot carry; "
+            "rename it to a UTF-8 name (nothing was written)"
+        ) from None
 
 
 def quote_arg(arg: str) -> str:
@@ -177,6 +185,11 @@ def _exec(setup: Setup, *args: str) -> str:
 
 def seal(body: str) -> str:
     """A unit's text: tamer's marker, the digest of `body`, then `body`."""
+    # systemd joins a line that ends in a backslash with the next one (the next setting would be
+    # swallowed into this value): every value is written so that no line ends in one
+    joined = [line for line in body.split("\n") if line.endswith("\\")]
+    if joined:
+        raise ValueError(f"a unit line ends in a backslash (systemd would join the next line): {joined[0]!r}")
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     return f"{MARKER}\n{DIGEST_PREFIX}{digest}\n{body}"
 
@@ -215,6 +228,12 @@ def _describe(text: str) -> str:
     return text.replace("%", "%%")
 
 
+def _quoted_path(path: str) -> str:
+    """A path inside free text (Description=), in quotes: a path that ends in a backslash would
+    otherwise end the line in one, and systemd would join the next setting to it."""
+    return f'"{path}"'
+
+
 def make_units(setup: Setup) -> list[Unit]:
     """The units for `setup`, in the order they are listed: clean (service, timer), record, watch."""
     _check_value("the policy path", setup.policy)
@@ -224,7 +243,7 @@ def make_units(setup: Setup) -> list[Unit]:
             "tamer-clean.service",
             _service(
                 setup,
-                _describe(f"tamer: clean Docker by the policy {policy}"),
+                _describe(f"tamer: clean Docker by the policy {_quoted_path(policy)}"),
                 _exec(setup, "clean", "--apply", "--yes", "--policy", policy),
                 oneshot=True,
             ),
