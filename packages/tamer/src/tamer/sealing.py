@@ -27,7 +27,7 @@ from typing import Any
 
 from tamer.errors import TamerError, UsageError
 from tamer.plan import Plan
-from tamer.state import state_dir
+from tamer.state import state_dir, trusted_owners
 
 KEY_NAME = "plan.key"
 KEY_BYTES = 32
@@ -72,7 +72,9 @@ def plan_key(folder: Path | None = None) -> bytes:
         problem = None
         if not stat.S_ISREG(st.st_mode):
             problem = "is not a regular file"
-        elif st.st_uid != os.geteuid():
+        elif st.st_uid != os.geteuid() and not (os.geteuid() == 0 and st.st_uid in trusted_owners()):
+            # root under `sudo -E` reads the key of the user whose state folder it works in (and hands
+            # what it creates back to that user: tamer.state)
             problem = f"is owned by uid {st.st_uid}, not by you (uid {os.geteuid()})"
         elif st.st_mode & 0o077:
             problem = f"has mode {stat.S_IMODE(st.st_mode):04o}: others may read or change it"
