@@ -67,10 +67,10 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_C
 
 
 def _hand_back_under_sudo(path: Path, uid: int, gid: int) -> None:
-    hand_back(path, uid, gid)
     key = str(path)
-    if key not in _HANDED_BACK:
+    if key not in _HANDED_BACK:  # once per run (state_dir() is called often), and once more at exit
         _HANDED_BACK.add(key)
+        hand_back(path, uid, gid)
         atexit.register(hand_back, path, uid, gid)
 
 
