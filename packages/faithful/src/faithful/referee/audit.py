@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -444,6 +445,12 @@ def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     """
     p = Path(path)
     try:
+        # stat before opening: a FIFO blocked the command forever and /dev/zero read until memory ran
+        # out ("unexpected error (MemoryError)"); only a regular file holds records
+        if not stat.S_ISREG(p.stat().st_mode):
+            raise AuditInputError(
+                f"{str(p)!r} is not a regular file (a folder, FIFO or device); expected a JSONL file of audit records"
+            )
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditInputError(
