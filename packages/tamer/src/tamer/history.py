@@ -9,6 +9,7 @@ timestamps and image creation times, and says so.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import warnings
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,22 @@ CREATE TABLE IF NOT EXISTS last_used (
     PRIMARY KEY (host, kind, id));
 CREATE TABLE IF NOT EXISTS cursor (host TEXT PRIMARY KEY, at REAL NOT NULL);
 """
+
+
+# The times a row may hold: what a datetime can say (year 1970 to 9999). SQLite stores whatever a
+# damaged file or another writer put there (text, a blob, 1e300) in a REAL column; such a row is no
+# time, and reading it as one crashed every plan and clean.
+MIN_AT = 0.0
+MAX_AT = 253402300799.0
+_SANE_AT = f"typeof(at) IN ('real', 'integer') AND at BETWEEN {MIN_AT!r} AND {MAX_AT!r}"
+
+
+def sane_time(value: Any) -> float | None:
+    """`value` as unix seconds when it is a usable time (a finite number in MIN_AT..MAX_AT), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    at = float(value)
+    return at if math.isfinite(at) and MIN_AT <= at <= MAX_AT else None
 
 
 @dataclass(frozen=True)
@@ -128,15 +145,17 @@ class History:
         rows = [(self.host, u.kind, u.id, u.at) for u in uses]
         try:
             with closing(self._connect()) as db, db:
+                # the latest time wins, but a damaged one (text, out of range) is no time to keep:
+                # SQLite sorts text after every number, so max() would keep it for ever
                 db.executemany(
-                    "INSERT INTO last_used (host, kind, id, at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (host, kind, id) DO UPDATE SET at = max(at, excluded.at)",
+                    "INSERT INTO last_used (host, kind, id, at) VALUES (?, ?, ?, ?) ON CONFLICT (host, kind, id) "
+                    f"DO UPDATE SET at = CASE WHEN {_SANE_AT} THEN max(at, excluded.at) ELSE excluded.at END",
                     rows,
                 )
                 if cursor is not None:
                     db.execute(
-                        "INSERT INTO cursor (host, at) VALUES (?, ?) "
-                        "ON CONFLICT (host) DO UPDATE SET at = max(at, excluded.at)",
+                        "INSERT INTO cursor (host, at) VALUES (?, ?) ON CONFLICT (host) "
+                        f"DO UPDATE SET at = CASE WHEN {_SANE_AT} THEN max(at, excluded.at) ELSE excluded.at END",
                         (self.host, cursor),
                     )
         except (sqlite3.Error, OSError) as exc:
@@ -147,13 +166,75 @@ class History:
         return len(rows)
 
     def cursor(self) -> float | None:
+        """Where the last watch stopped (unix seconds); None when none did, or the value is damaged."""
         rows = self._read("SELECT at FROM cursor WHERE host = ?", (self.host,))
-        return float(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        at = sane_time(rows[0][0])
+        if at is None:
+            self._damaged(1, "the events cursor")
+        return at
+
+    def resume_from(self, now: float, look_back_s: float = 86400) -> float:
+        """Where a watch without --since starts: the cursor, or `look_back_s` before `now` (the
+        engine's clock) when there is none, it is damaged, or it lies after `now`.
+
+        A cursor after the engine's now is no place a watch stopped: the engine's clock was ahead
+        once and was set right. Asking for events since then returns none until that moment comes
+        (years, silently), and record()'s max() would keep it there; so it is put back (warned once)."""
+        cursor = self.cursor()
+        if cursor is not None and cursor <= now:
+            return cursor
+        start = now - look_back_s
+        if cursor is not None:
+            warnings.warn(
+                f"tamer's usage history {self.path}: the events cursor "
+                f"({datetime.fromtimestamp(cursor, tz=UTC):%Y-%m-%d %H:%M:%S} UTC) is ahead of the "
+                f"engine's clock ({datetime.fromtimestamp(now, tz=UTC):%Y-%m-%d %H:%M:%S} UTC), as if "
+                f"its clock was set back; reading events from {look_back_s / 3600:g} h back instead, and "
+                "the cursor is put back",
+                StateUnavailable,
+                stacklevel=2,
+            )
+            self._reset_cursor(start)
+        return start
+
+    def _reset_cursor(self, at: float) -> None:
+        if self.problem is not None:
+            return
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute("UPDATE cursor SET at = ? WHERE host = ?", (at, self.host))
+        except (sqlite3.Error, OSError) as exc:
+            raise HistoryUnavailable(
+                f"tamer's usage history {self.path} cannot be written ({exc}); nothing was "
+                f"recorded; move it aside (mv {self.path} {self.path}.broken) and rerun"
+            ) from None
 
     def last_used(self) -> dict[tuple[str, str], datetime]:
         """(kind, id or image name) -> last use, for planning; empty when the history is unreadable."""
-        rows = self._read("SELECT kind, id, at FROM last_used WHERE host = ?", (self.host,))
-        return {(k, i): datetime.fromtimestamp(at, tz=UTC) for k, i, at in rows}
+        return {(k, i): datetime.fromtimestamp(at, tz=UTC) for k, i, at in self}
 
     def __iter__(self) -> Iterator[tuple[str, str, float]]:
-        yield from self._read("SELECT kind, id, at FROM last_used WHERE host = ? ORDER BY at", (self.host,))
+        """(kind, id, at) oldest first; a damaged row is left out (with a warning), never crashed on:
+        that object is then aged from its timestamps, as if `tamer watch` had not seen it."""
+        rows = self._read("SELECT kind, id, at FROM last_used WHERE host = ? ORDER BY at", (self.host,))
+        damaged = 0
+        for kind, ident, raw in rows:
+            at = sane_time(raw)
+            if at is None or not isinstance(kind, str) or not isinstance(ident, str):
+                damaged += 1
+                continue
+            yield kind, ident, at
+        if damaged:
+            self._damaged(damaged, "last-used time(s)")
+
+    def _damaged(self, count: int, what: str) -> None:
+        warnings.warn(
+            f"tamer's usage history {self.path} holds {count} damaged {what} (not a time from 1970 to "
+            "9999); left out: those objects are aged from their container and image timestamps, and "
+            "the next `tamer watch` overwrites them; to start a new history, move it aside "
+            f"(mv {self.path} {self.path}.broken)",
+            StateUnavailable,
+            stacklevel=3,
+        )

@@ -398,7 +398,7 @@ def run_watch(args: argparse.Namespace) -> Outcome:
     # for as long as ours runs ahead of it (forever, for a clock a century ahead)
     engine_now = parse_time(engine.info().get("SystemTime"))
     now = engine_now.timestamp() if engine_now is not None else time.time()
-    since = now - back.total_seconds() if back is not None else (history.cursor() or now - 86400)
+    since = now - back.total_seconds() if back is not None else history.resume_from(now)
     until = now if args.once else None
     recorded = 0
     last = since
