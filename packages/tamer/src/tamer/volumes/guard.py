@@ -23,6 +23,15 @@ from tamer.errors import TamerError, VolumeInUse
 
 JSON = dict[str, Any]
 VOLATILE_FS = frozenset({"tmpfs", "ramfs", "devtmpfs"})
+# kernel interfaces, not storage: a folder made there is a cgroup, a configfs item or a refusal, and a
+# file written there is a kernel setting or vanishes
+PSEUDO_FS = frozenset(
+    {
+        "proc", "sysfs", "cgroup", "cgroup2", "devpts", "debugfs", "tracefs", "securityfs", "pstore",
+        "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "efivarfs", "binfmt_misc", "autofs", "nsfs",
+        "rpc_pipefs", "selinuxfs",
+    }
+)  # fmt: skip
 
 
 class FolderInUse(TamerError):

@@ -217,6 +217,12 @@ def check_place(path: str, engine_data_root: str) -> PlaceCheck:
         raise PlacementRefused(
             f"volume location {path} cannot be made: {existing} is a file; expected folders all the way down"
         )
+    fstype = guard.filesystem_type(existing)
+    if fstype in guard.PSEUDO_FS:
+        raise PlacementRefused(
+            f"volume location {path} is on the kernel's {fstype} filesystem, which stores no data (a "
+            "kernel interface); expected a folder on a disk, e.g. /mnt/big/NAME; nothing was changed"
+        )
     if existing != norm and not os.access(existing, os.W_OK | os.X_OK):
         raise PlacementRefused(
             f"volume location {path} cannot be made: no permission to create folders in "
@@ -316,14 +322,42 @@ def apply_create(engine: Engine, plan: CreatePlan, *, allow_volatile: bool = Tru
         )
     if plan.at is not None:
         check_new_home(engine, plan.at, allow_volatile=allow_volatile)
-    made = False
-    if plan.at is not None and not os.path.isdir(plan.at.path):
-        os.makedirs(plan.at.path, mode=0o755)
-        made = True
+    made: list[str] = []
     try:
+        if plan.at is not None:
+            _make_folders(plan.at.path, made)
         engine.create_volume(plan.name, driver_opts=plan.driver_opts, labels=plan.labels)
-    except Exception:
-        if made and plan.at is not None:
-            os.rmdir(plan.at.path)
+    except BaseException:
+        for folder in reversed(made):  # only what this call made, and only while empty: never data
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
         raise
     return engine.inspect_volume(plan.name)
+
+
+def _make_folders(path: str, made: list[str]) -> None:
+    """mkdir -p that records each folder it makes (so a failure removes exactly those) and turns a
+    failure into a clear error instead of a traceback."""
+    missing: list[str] = []
+    probe = path
+    while not os.path.isdir(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o755)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise PlacementRefused(
+                    f"volume location {path} cannot be made: {folder} appeared as a file meanwhile; expected "
+                    "folders all the way down; nothing else was changed"
+                ) from None
+            continue  # another process made it meanwhile: not ours to remove
+        except OSError as exc:
+            raise PlacementRefused(
+                f"volume location {path} cannot be made: creating {folder} failed ({exc.strerror}); expected "
+                "a folder tamer can create on a disk; pick another place; nothing was changed"
+            ) from None
+        made.append(folder)
