@@ -193,15 +193,33 @@ class DfSummary:
         return self.safe + self.needs_decision
 
 
+def byte_count(value: Any, what: str) -> int:
+    """`value` as a count of bytes: a whole number, 0 or more. int() would take "12", 1.9, True and -5
+    from a reply (another version, a broken or hostile host) and print a fleet total that is wrong."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} is {value!r}, expected a whole number of bytes, 0 or more")
+    return value
+
+
+def _listed(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{what} is {type(value).__name__}, expected a list")
+    return value
+
+
 def df_summary(data: Any) -> DfSummary:
     """The numbers in one host's df data; ValueError when it is not df data this tamer can read."""
     try:
-        totals = data["totals"]
-        by_kind = {str(t["kind"]): int(t["size"]) for t in totals}
+        by_kind: dict[str, int] = {}
+        for t in _listed(data["totals"], "totals"):
+            kind = t["kind"]
+            if not isinstance(kind, str) or kind in by_kind:
+                raise ValueError(f"totals lists kind {kind!r} twice or not as a name")
+            by_kind[kind] = byte_count(t["size"], f"the size of {kind}")
         return DfSummary(
             size=sum(by_kind.values()),
-            safe=int(data["safe_bytes"]),
-            needs_decision=int(data["decision_bytes"]),
+            safe=byte_count(data["safe_bytes"], "safe_bytes"),
+            needs_decision=byte_count(data["decision_bytes"], "decision_bytes"),
             by_kind=by_kind,
             sizing=str(data.get("sizing", "")),
             notes=tuple(str(n) for n in data.get("notes") or ()),
@@ -268,7 +286,12 @@ def plan_summary(data: Any) -> PlanSummary:
         plan_id = data["plan_id"]
         if not isinstance(plan_id, str) or not plan_id:
             raise ValueError("no plan id")
-        return PlanSummary(plan_id, len(data["actions"]), int(data["total_bytes"]), len(data["refusals"]))
+        return PlanSummary(
+            plan_id,
+            len(_listed(data["actions"], "actions")),
+            byte_count(data["total_bytes"], "total_bytes"),
+            len(_listed(data["refusals"], "refusals")),
+        )
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"its plan data lacks what this tamer reads ({type(exc).__name__}: {exc})") from None
 
@@ -304,7 +327,7 @@ def apply_summary(data: Any) -> ApplySummary | None:
     if not isinstance(data, Mapping) or "steps" not in data:
         return None
     try:
-        steps = list(data["steps"])
+        steps = _listed(data["steps"], "steps")
         kept = tuple(
             f"{s.get('kind')} {s.get('name')}: {s.get('status')}, {s.get('detail') or s.get('code')}"
             for s in steps
@@ -312,7 +335,7 @@ def apply_summary(data: Any) -> ApplySummary | None:
         )
         return ApplySummary(
             str(data.get("plan_id", "")),
-            int(data.get("reclaimed") or 0),
+            byte_count(data.get("reclaimed") or 0, "reclaimed"),
             dict(Counter(str(s.get("status")) for s in steps)),
             kept,
         )
