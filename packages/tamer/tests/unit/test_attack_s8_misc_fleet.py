@@ -67,3 +67,37 @@ def test_a_df_reply_whose_numbers_are_not_byte_counts_is_a_bad_reply_not_summed(
 def test_a_plan_reply_that_is_not_a_plan_is_a_bad_reply(data: dict[str, Any]) -> None:
     reports, summaries = check_plans([_report(data)])
     assert reports[0].status is HostStatus.BAD_REPLY and summaries == (None,), reports[0]
+
+
+def test_a_fleet_plan_file_that_lists_a_host_twice_is_refused_and_nothing_runs(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the second entry silently won: a hand-merged file applied a plan nobody chose between
+    from tamer.cli.app import main
+    from tamer.fleet.hosts import read_hosts_file
+
+    def no_ssh(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a host was contacted")
+
+    monkeypatch.setattr("tamer.fleet.ssh.run_on_fleet", no_ssh)
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text('hosts = ["ssh://a"]')
+    (host,) = read_hosts_file(str(hosts))
+
+    def entry(plan_id: str, actions: Any = 1) -> dict[str, Any]:
+        return {
+            "name": "a",
+            "url": "ssh://a",
+            "plan_id": plan_id,
+            "actions": actions,
+            "frees": 5,
+            "plan_file": host.plan_file,
+        }
+
+    for entries in ([entry("0" * 16), entry("1" * 16)], [entry("0" * 16, True)], [entry("0" * 16, -1)]):
+        plan = tmp_path / "fleet-plan.json"
+        plan.write_text(json.dumps({"format": "tamer-fleet-plan", "version": 1, "hosts": entries}))
+        code = main(["fleet", "clean", "--hosts", str(hosts), "--plan", str(plan), "--apply", "--yes"])
+        assert code == 2, entries
+        err = capsys.readouterr().err
+        assert "twice" in err or "damaged" in err, err

@@ -425,10 +425,14 @@ def _plans_from_file(
                 f"{path} lists host {entry['name']!r} ({entry.get('url')}), which the hosts file {hosts_file} "
                 f"does not have at that address; use the hosts file the plans were made with; {redo}"
             )
+        if host.name in listed:  # which of the two was shown? neither is applied on a guess
+            raise UsageError(f"{path} lists host {entry['name']!r} twice; {redo}")
         plan_id, actions = entry.get("plan_id"), entry.get("actions")
         if plan_id is not None and (
             not isinstance(plan_id, str)
             or not isinstance(actions, int)
+            or isinstance(actions, bool)
+            or actions < 0
             or entry.get("plan_file") != host.plan_file
         ):
             raise UsageError(f"{path}: the entry of {entry['name']!r} is damaged or edited; {redo}")
