@@ -103,6 +103,20 @@ def read_clean_facts(host: str, journal: Path | None = None, operations: Path | 
 
 
 # -- node_exporter's textfile collector ----------------------------------------------------------
+def _remove_stale_temporaries(folder: Path, name: str) -> None:
+    """The temporaries of earlier writes whose process is gone (killed before the rename)."""
+    prefix = f".{name}."
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(folder):
+            if not entry.startswith(prefix) or not entry.endswith(".tmp"):
+                continue
+            pid = entry[len(prefix) :].split(".", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
+                continue  # another live writer's (or not one of ours at all)
+            with contextlib.suppress(OSError):
+                os.unlink(folder / entry)
+
+
 def check_textfile_dir(folder: str) -> Path:
     """The folder `--textfile` names, checked before any work: it exists, is a folder, and this user
     may create files in it. Raises UsageError saying what is wrong (nothing was written)."""
@@ -128,7 +142,16 @@ def write_textfile(folder: Path, text: str, name: str = TEXTFILE_NAME) -> Path:
     another user), rename over the old file, fsync the folder. A reader sees the old file or the new
     one, never a part. Raises TamerError (the old file stays) when the write fails."""
     target = folder / name
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    _remove_stale_temporaries(folder, name)
+    try:
+        # the pid in the name: a run killed before its rename (kill -9, a cron timeout) leaves a file
+        # the next run can tell is nobody's, instead of one more in the collector's folder every time
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise TamerError(
+            f"could not write {target} ({exc.strerror or exc}); the previous file, if any, is unchanged; "
+            "make room or fix the folder and run this again"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(text.encode("utf-8"))
@@ -136,9 +159,11 @@ def write_textfile(folder: Path, text: str, name: str = TEXTFILE_NAME) -> Path:
             os.fchmod(out.fileno(), 0o644)
             os.fsync(out.fileno())
         os.replace(tmp, target)
-    except OSError as exc:
+    except BaseException as exc:  # Ctrl-C too: never leave the temporary behind
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if not isinstance(exc, OSError):
+            raise
         raise TamerError(
             f"could not write {target} ({exc.strerror or exc}); the previous file, if any, is unchanged; "
             "make room or fix the folder and run this again"
