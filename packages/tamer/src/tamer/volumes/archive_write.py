@@ -17,6 +17,7 @@ in memory.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import os
@@ -119,21 +120,58 @@ class _HashingWriter:
             self._thread.join()
 
 
-def _scan(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(relative path, absolute path, lstat) for every entry below root, folders before their contents."""
-    stack = [""]
+class _Dir:
+    """An open folder of the tree being written. Entries name their files through it
+    (/proc/self/fd/N/NAME): only the last component is ever resolved by name, with no symlink followed,
+    so a folder swapped for a link to /etc by a running container mid-backup cannot pull host files into
+    the archive, and paths past PATH_MAX (4096 bytes) work. Closed when the last entry naming it is done."""
+
+    __slots__ = ("fd", "prefix")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.prefix = f"/proc/self/fd/{fd}/"
+
+    def __del__(self) -> None:
+        os.close(self.fd)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _scan(root: str, skipped: list[str]) -> Iterator[tuple[str, str, os.stat_result, _Dir]]:
+    """(relative path, path through its open parent folder, lstat, that folder) for every entry below root,
+    folders before their contents. A folder that is gone or no longer a folder when its turn comes (a
+    running user removed or replaced it) is left out and named in `skipped`."""
+    stack: list[tuple[str, _Dir | None, str]] = [("", None, root)]
     while stack:
-        rel_dir = stack.pop()
-        abs_dir = os.path.join(root, rel_dir) if rel_dir else root
-        with os.scandir(abs_dir) as it:
+        rel_dir, parent, name = stack.pop()
+        if parent is None:
+            # the volume's own folder, as the engine names it (a link there is the essay's placement)
+            here = _Dir(os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW))
+        else:
+            try:
+                here = _Dir(os.open(name, _DIR_FLAGS, dir_fd=parent.fd))
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    raise
+                skipped.append(
+                    f"{rel_dir}: left out: removed or replaced while being read ({exc.strerror}); pause its "
+                    "users for a consistent copy"
+                )
+                continue
+        with os.scandir(here.fd) as it:
             entries = sorted(it, key=lambda e: e.name)
         subdirs = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            st = entry.stat(follow_symlinks=False)
-            yield rel, entry.path, st
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed since the folder was listed
+            yield rel, here.prefix + entry.name, st, here
             if stat.S_ISDIR(st.st_mode):
-                subdirs.append(rel)
+                subdirs.append((rel, here, entry.name))
         stack.extend(reversed(subdirs))
 
 
@@ -151,9 +189,25 @@ def _xattrs(path: str) -> dict[str, str]:
     return out
 
 
+def _open_listed(path: str) -> int | None:
+    """The regular file listed at `path`, opened without following a link; None when a running user
+    removed it or put a link or a folder in its place since (read as shrunk to nothing)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            return None
+        raise
+
+
 def _read_file(path: str, size: int) -> tuple[bytes, int]:
-    """The first `size` bytes of a file (padded with zeros if it shrank) and how many were really there."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    """The first `size` bytes of a file (padded with zeros if it shrank, or was removed or replaced by a
+    link since it was listed) and how many were really there."""
+    fd = _open_listed(path)
+    if fd is None:
+        return bytes(size), 0
     try:
         data = os.read(fd, size) if size else b""
         if len(data) < size:
@@ -184,9 +238,9 @@ def _stream_file(e: _Entry, write: Callable[[bytes], Any], digest: str) -> tuple
     write(_header(e.name, e.perm, e.uid, e.gid, e.size, e.mtime, _TYPE_REG))
     sha: Digest = new_digest(digest)
     real = 0
-    fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = _open_listed(e.path)
     try:
-        while real < e.size:
+        while fd is not None and real < e.size:
             chunk = os.read(fd, min(CHUNK << 3, e.size - real))
             if not chunk:
                 break
@@ -194,7 +248,8 @@ def _stream_file(e: _Entry, write: Callable[[bytes], Any], digest: str) -> tuple
             write(chunk)
             real += len(chunk)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     left = e.size - real
     while left:
         pad = bytes(min(CHUNK << 3, left))
@@ -214,7 +269,7 @@ READ_AHEAD = 4
 @dataclass
 class _Entry:
     rel: str
-    path: str
+    path: str  # through its open parent folder, which `folder` keeps open
     name: bytes
     perm: int
     uid: int
@@ -224,6 +279,7 @@ class _Entry:
     typeflag: bytes
     link: bytes | None = None  # hard link to this earlier name
     target: bytes = b""  # symlink target
+    folder: _Dir | None = None
 
 
 def _read_batch(batch: list[_Entry], digest: str) -> list[tuple[bytes, int, str, dict[str, str]]]:
@@ -378,7 +434,7 @@ def write_archive(
                 )
                 with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
                     batch: list[_Entry] = []
-                    for rel, path, st in _scan(root):
+                    for rel, path, st, folder in _scan(root, stats.warnings):
                         mode = st.st_mode
                         e = _Entry(
                             rel,
@@ -390,6 +446,7 @@ def write_archive(
                             int(st.st_mtime),
                             0,
                             _TYPE_REG,
+                            folder=folder,
                         )
                         if stat.S_ISREG(mode):
                             key = (st.st_dev, st.st_ino)
