@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,23 @@ def test_a_path_that_is_not_utf8_is_a_clear_usage_error_and_nothing_is_written(
     assert code == 2, err
     assert "internal error" not in err and "UTF-8" in err and "nothing was written" in err, err
     assert not unit_dir.exists() or not list(unit_dir.iterdir())
+
+
+def test_an_install_killed_before_its_rename_leaves_no_temporary_after_the_next_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `.tamer-clean.service.tamer-PID.tmp` of a killed install stayed in the unit folder for ever
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = unit_dir / f".tamer-clean.service.tamer-{dead.pid}.tmp"
+    stale.write_text("half a unit")
+    live = unit_dir / f".tamer-clean.timer.tamer-{os.getppid()}.tmp"  # a running install's: kept
+    live.write_text("being written")
+    someone = unit_dir / ".other.tmp"
+    someone.write_text("not ours")
+    code, err = _install(_policy(tmp_path / "p" / "policy.toml"), unit_dir, capsys)
+    assert code == 0, err
+    hidden = sorted(p.name for p in unit_dir.iterdir() if p.name.startswith("."))
+    assert hidden == sorted([live.name, someone.name]), hidden

@@ -220,22 +220,52 @@ def _enable_links(unit_dir: Path, names: set[str]) -> list[Path]:
     return links
 
 
+def _remove_stale_temporaries(folder: Path) -> None:
+    """The temporaries of earlier installs killed before their rename (their process is gone): they
+    would otherwise stay in /etc/systemd/system for ever."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            if not (name.startswith(f".{UNIT_PREFIX}") and name.endswith(".tmp") and ".tamer-" in name):
+                continue
+            pid = name[: -len(".tmp")].rpartition(".tamer-")[2]
+            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: it exists
+    return True
+
+
 def _write_atomically(path: Path, text: str) -> None:
+    _remove_stale_temporaries(path.parent)
     tmp = path.with_name(f".{path.name}.tamer-{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         os.fchmod(fd, 0o644)  # whatever the umask: systemd and the user read it
-        os.write(fd, text.encode("utf-8"))
+        data = text.encode("utf-8")
+        written = 0
+        while written < len(data):  # os.write may write less than asked
+            written += os.write(fd, data[written:])
         os.fsync(fd)
-    except BaseException:
         os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    os.close(fd)
-    os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
