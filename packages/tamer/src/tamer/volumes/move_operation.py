@@ -92,9 +92,18 @@ class Move(Operation):
                 )
             guard.assert_folder_free(self.engine, str(self.dest), "copy volume data into")
             if not self.dest.exists():
+                missing = [self.dest, *(p for p in self.dest.parents if not p.exists())]
                 self.data["made_dest"] = True
+                # the folders above PATH this move makes: a rollback removes them again (only while empty)
+                self.data["made_parents"] = [str(p) for p in missing[1:]]
                 self.save()
-                self.dest.mkdir(parents=True, mode=0o755)
+                try:
+                    self.dest.mkdir(parents=True, mode=0o755)
+                except OSError as exc:
+                    raise UsageError(
+                        f"{self.dest} cannot be made ({exc.strerror}); expected a folder tamer can create "
+                        "on a disk; pick another --to"
+                    ) from None
             self.data["copy_started"] = True
             self.save()
         else:
@@ -336,4 +345,14 @@ def _undo_move(engine: Engine, op: Move) -> list[str]:
         else:
             cp.clear_folder(dest_path)
         did.append(f"removed the copy at {dest}")
+    if d.get("made_dest") and os.path.realpath(dest) != os.path.realpath(source.data_path):
+        # made, then killed before the copy began: the folder is still empty (rmdir removes nothing else)
+        with contextlib.suppress(OSError):
+            os.rmdir(dest_path)
+    if d.get("made_dest") and not os.path.lexists(dest_path):  # lexists: False for a name past NAME_MAX
+        for parent in d.get("made_parents") or ():  # deepest first; never one that holds anything
+            try:
+                os.rmdir(parent)
+            except OSError:
+                break
     return did
