@@ -24,3 +24,22 @@ def test_a_destination_that_cannot_be_made_leaves_nothing_behind(
     assert not journals.exists() or not os.listdir(journals)
     out = eng.docker("run", "--rm", "-v", "s8_mv:/d", "tamer-test/busybox:1", "cat", "/d/f")
     assert out == "keep\n"
+
+
+def test_rollback_as_the_messages_say_it_needs_no_to(eng: Any, tmp_path: Path) -> None:
+    """A failed move says "rerun with --rollback"; that command was a usage error (--to required) and the
+    killed move's journal waited for a --to the rollback never reads."""
+    eng.docker("volume", "create", "s8_rb")
+    eng.docker("run", "--rm", "-v", "s8_rb:/d", "tamer-test/busybox:1", "sh", "-c", "echo keep > /d/f")
+    dest = tmp_path / "disk2" / "s8_rb"
+    r = eng.tamer("volume", "move", "s8_rb", "--to", str(dest), "--apply", "--yes", fault="move.copy.after")
+    assert r.returncode == 137, r.stdout + r.stderr
+    r = eng.tamer("volume", "move", "s8_rb", "--rollback")
+    assert r.returncode == 0 and "unfinished" in r.stdout, r.stdout + r.stderr
+    r = eng.tamer("volume", "move", "s8_rb", "--rollback", "--apply", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not dest.exists()
+    out = eng.docker("run", "--rm", "-v", "s8_rb:/d", "tamer-test/busybox:1", "cat", "/d/f")
+    assert out == "keep\n"
+    r = eng.tamer("--json", "volume", "move", "s8_rb")  # without --rollback, --to is still needed
+    assert r.returncode == 2 and "needs --to PATH" in json.loads(r.stdout)["errors"][0], r.stdout + r.stderr

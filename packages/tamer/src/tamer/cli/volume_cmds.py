@@ -89,7 +89,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     move.add_argument("name")
     move.add_argument(
-        "--to", required=True, metavar="PATH", help="new, empty folder for the data (any drive)"
+        "--to", metavar="PATH", help="new, empty folder for the data (any drive); not needed with --rollback"
     )
     move.add_argument("--stop-users", action="store_true", help="consent to stop (and restart) running users")
     move.add_argument("--purge-source", action="store_true", help="delete the old data after a verified move")
@@ -403,6 +403,12 @@ def run_run(args: argparse.Namespace) -> Outcome:
 
 # -- tamer volume move ------------------------------------------------------------
 def run_move(args: argparse.Namespace) -> Outcome:
+    if not args.rollback and not args.to:
+        # optional only so that `--rollback`, which every failed move's message names, works on its own
+        raise UsageError(
+            "volume move needs --to PATH: the new, empty folder for the data (or --rollback to undo an "
+            "unfinished move); nothing was changed"
+        )
     engine = connect(args.host)
     acting = needs_consent(args)
     if args.rollback:
