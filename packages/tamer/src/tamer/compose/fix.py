@@ -171,10 +171,14 @@ def apply_fix(document: Any, planned: list[NewVolume]) -> None:
 
 def _unanchored_copy(node: Any) -> Any:
     """A deep copy (comments kept) with no anchor of its own or below: the original keeps its anchors."""
-    fresh = copy.deepcopy(node)
+    fresh = copy.deepcopy(node)  # its memo keeps shared nodes shared: an alias bomb stays its text's size
     todo = [fresh]
+    seen: set[int] = set()  # and each shared node is visited once (a bomb of 10^9 paths, not 10^9 visits)
     while todo:
         item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
         anchor: Any = getattr(item, "anchor", None)
         if anchor is not None and getattr(anchor, "value", None) is not None:
             anchor.value = None
