@@ -372,28 +372,46 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
     created = False
     if plan.create is not None and plan.create.at is None:
         require_data_access(data_root(engine), "volume restore")
+    ours = -1  # the volume's folder, held open: tells this volume from one removed and re-created meanwhile
     if plan.create is not None:
         if inspect_volume_or_none(engine, plan.volume) is not None:
             raise RestoreRefused(
                 f"volume {plan.volume} appeared while planning the restore; expected a new volume; "
                 "nothing was restored; run the restore again"
             )
-        apply_create(engine, plan.create)
+        made = apply_create(engine, plan.create)
         created = True
+        with contextlib.suppress(OSError, TamerError):
+            ours = os.open(local_data_dir(volume_place(made)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         faults.hit("restore.created")
     try:
-        vol = engine.inspect_volume(plan.volume)
-        root = local_data_dir(volume_place(vol))
-        _refuse_shared(engine, plan.volume, str(root))
-        done = restore_into(str(plan.archive), str(root), privileged=privileged)
-    except BaseException:
-        if created:
-            with contextlib.suppress(TamerError):
-                engine.remove_volume(plan.volume)
-            if plan.at is not None and not plan.at.exists:
-                with contextlib.suppress(OSError):
-                    os.rmdir(plan.at.path)  # only when empty: never remove data
-        raise
+        try:
+            vol = engine.inspect_volume(plan.volume)
+            root = local_data_dir(volume_place(vol))
+            if ours < 0:
+                ours = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            elif not _same_folder(ours, root):
+                raise _replaced(plan.volume)
+            _refuse_shared(engine, plan.volume, str(root))
+            done = restore_into(str(plan.archive), str(root), privileged=privileged)
+            if not _same_folder(ours, root):
+                raise _replaced(plan.volume)
+        except BaseException as exc:
+            # only the volume this restore made, still in place (a folder held open keeps its inode, so a
+            # volume of the same name made by someone else meanwhile never matches): never another's
+            replaced = ours >= 0 and not _same_folder(ours, _live_data_dir(engine, plan.volume))
+            if created and not replaced:
+                with contextlib.suppress(TamerError):
+                    engine.remove_volume(plan.volume)
+                if plan.at is not None and not plan.at.exists:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(plan.at.path)  # only when empty: never remove data
+            if replaced and not isinstance(exc, RestoreRefused):
+                raise _replaced(plan.volume) from exc
+            raise
+    finally:
+        if ours >= 0:
+            os.close(ours)
     r = done.read
     return RestoreResult(
         volume=plan.volume,
@@ -404,6 +422,32 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
         bytes=r.bytes,
         sha256=r.sha256,
         warnings=tuple(done.warnings),
+    )
+
+
+def _same_folder(fd: int, path: Path | str | None) -> bool:
+    if path is None:
+        return False
+    try:
+        live, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (live.st_dev, live.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _live_data_dir(engine: Engine, name: str) -> Path | None:
+    try:
+        vol = inspect_volume_or_none(engine, name)
+        return None if vol is None else local_data_dir(volume_place(vol))
+    except (TamerError, OSError):
+        return None
+
+
+def _replaced(name: str) -> RestoreRefused:
+    return RestoreRefused(
+        f"volume {name} was removed (or removed and created again) by someone else while it was restored; "
+        f"expected it to stay while tamer restored into it; the volume now named {name}, if any, was left "
+        "as it is; nothing was restored; check who changed it, then restore again"
     )
 
 
