@@ -96,7 +96,21 @@ def _make_global_options_win(parser: argparse.ArgumentParser) -> None:
             p._defaults.pop(dest, None)
 
 
+# Upper bounds of the counts: past them the arrays a command allocates up front do not fit in memory
+# (coin --n 10**12: "unexpected error (MemoryError): Unable to allocate 14.6 TiB"; --max-new-tokens
+# 10**20: "Maximum allowed dimension exceeded"), so a usage error says so before anything runs.
+_MOST = {
+    "--n": 10**8,
+    "--max-new-tokens": 10**6,
+    "--workers": 1024,
+    "--gamma": 1024,
+    "--reps": 10**6,
+}
+
+
 def _positive_int(name: str) -> Callable[[str], int]:
+    most = _MOST.get(name)
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -104,6 +118,8 @@ def _positive_int(name: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"{name} must be at most {most}, got {value}")
         return value
 
     return parse

@@ -1,0 +1,61 @@
+"""Session 8 attack on faithful's CLI: counts too large to allocate, a top-k past int64."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from faithful.cli import main
+
+
+def _run(argv: list[str]) -> tuple[int, dict[str, Any], str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*argv, "--json"], stdout=out, stderr=err)
+    return code, json.loads(out.getvalue()), err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "most"),
+    [
+        # before: "unexpected error (MemoryError): Unable to allocate 14.6 TiB", exit 1
+        (["coin", "--n", "1000000000000"], "--n", 10**8),
+        # before: "unexpected error (ValueError): Maximum allowed dimension exceeded", exit 1
+        (
+            ["generate", "--model", "pydoc", "--max-new-tokens", "99999999999999999999"],
+            "--max-new-tokens",
+            10**6,
+        ),
+        (["compare", "--model", "pydoc", "--n", "1000000000000"], "--n", 10**8),
+        (["compare", "--model", "pydoc", "--workers", "100000"], "--workers", 1024),
+        (["speculative", "--target", "pydoc", "--draft", "pydoc:2", "--gamma", "100000"], "--gamma", 1024),
+    ],
+)
+def test_a_count_too_large_to_allocate_is_a_usage_error(argv: list[str], option: str, most: int) -> None:
+    code, env, err = _run(argv)
+    assert code == 2 and env["status"] == "usage" and env["exit_code"] == 2 and env["data"] is None
+    assert f"{option} must be at most {most}, got" in env["errors"][0]
+    assert "Traceback" not in err
+
+
+def test_a_top_k_past_int64_is_a_usage_error_not_one_token_repeated() -> None:
+    # before: exit 0 and a text of one character repeated (the kernel drew the last token every time)
+    code, env, _ = _run(["generate", "--model", "pydoc", "--sampler", "top-k:99999999999999999999999"])
+    assert code == 2 and env["status"] == "usage"
+    assert "`top_k` must be an int >= 1 and <= 2**63 - 1" in env["errors"][0]
+    code, env, _ = _run(
+        [
+            "generate",
+            "--model",
+            "pydoc",
+            "--sampler",
+            f"top-k:{2**63 - 1}",
+            "--seed",
+            "3",
+            "--max-new-tokens",
+            "40",
+        ]
+    )
+    plain = _run(["generate", "--model", "pydoc", "--seed", "3", "--max-new-tokens", "40"])[1]
+    assert code == 0 and env["data"]["tokens"] == plain["data"]["tokens"]
