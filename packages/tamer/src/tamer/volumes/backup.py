@@ -145,9 +145,15 @@ def backup_volume(
     out = Path(out).absolute()
     if not out.parent.is_dir():
         raise UsageError(f"folder {out.parent} for the backup does not exist; expected an existing folder")
-    if out.exists() and not overwrite:
+    if out.is_dir():
         raise UsageError(
-            f"backup file {out} already exists; expected a new file; pick another name or remove it"
+            f"{out} is a folder; expected the path of a new backup file, e.g. {out / (name + '.tar.zst')}; "
+            "nothing was written"
+        )
+    if os.path.lexists(out) and not overwrite:  # lexists: a dangling symlink is there too (link() fails)
+        what = "a symlink" if out.is_symlink() else "a file"
+        raise UsageError(
+            f"backup file {out} already exists ({what}); expected a new file; pick another name or remove it"
         )
     for data in {str(root), str(vol.get("Mountpoint") or "")} - {""}:
         if relation(str(out.parent), data) in ("the same folder", "inside it"):
