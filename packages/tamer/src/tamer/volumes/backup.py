@@ -37,9 +37,11 @@ from tamer.volumes.place import (
     apply_create,
     check_volume_name,
     data_root,
+    hold_data_folder,
     inspect_volume_or_none,
     local_data_dir,
     plan_create,
+    replaced_since,
     require_engine_here,
     volume_place,
 )
@@ -385,10 +387,8 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
                 f"volume {plan.volume} appeared while planning the restore; expected a new volume; "
                 "nothing was restored; run the restore again"
             )
-        made = apply_create(engine, plan.create)
+        ours = hold_data_folder(apply_create(engine, plan.create))
         created = True
-        with contextlib.suppress(OSError, TamerError):
-            ours = os.open(local_data_dir(volume_place(made)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         faults.hit("restore.created")
     try:
         try:
@@ -396,16 +396,16 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
             root = local_data_dir(volume_place(vol))
             if ours < 0:
                 ours = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            elif not _same_folder(ours, root):
+            elif replaced_since(engine, plan.volume, ours):
                 raise _replaced(plan.volume)
             _refuse_shared(engine, plan.volume, str(root))
             done = restore_into(str(plan.archive), str(root), privileged=privileged)
-            if not _same_folder(ours, root):
+            if replaced_since(engine, plan.volume, ours):
                 raise _replaced(plan.volume)
         except BaseException as exc:
             # only the volume this restore made, still in place (a folder held open keeps its inode, so a
             # volume of the same name made by someone else meanwhile never matches): never another's
-            replaced = ours >= 0 and not _same_folder(ours, _live_data_dir(engine, plan.volume))
+            replaced = replaced_since(engine, plan.volume, ours)
             if created and not replaced:
                 with contextlib.suppress(TamerError):
                     engine.remove_volume(plan.volume)
@@ -429,24 +429,6 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
         sha256=r.sha256,
         warnings=tuple(done.warnings),
     )
-
-
-def _same_folder(fd: int, path: Path | str | None) -> bool:
-    if path is None:
-        return False
-    try:
-        live, held = os.stat(path), os.fstat(fd)
-    except OSError:
-        return False
-    return (live.st_dev, live.st_ino) == (held.st_dev, held.st_ino)
-
-
-def _live_data_dir(engine: Engine, name: str) -> Path | None:
-    try:
-        vol = inspect_volume_or_none(engine, name)
-        return None if vol is None else local_data_dir(volume_place(vol))
-    except (TamerError, OSError):
-        return None
 
 
 def _replaced(name: str) -> RestoreRefused:

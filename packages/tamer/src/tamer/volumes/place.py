@@ -337,6 +337,30 @@ def apply_create(engine: Engine, plan: CreatePlan, *, allow_volatile: bool = Tru
     return engine.inspect_volume(plan.name)
 
 
+def hold_data_folder(vol: JSON) -> int:
+    """An open fd on the data folder of the volume `vol` (inspect JSON) just created, or -1. While it is held
+    the folder's inode cannot be reused, so `replaced_since` tells this volume from one of the same name
+    that someone removed and created again meanwhile (a failed operation's cleanup must never remove that)."""
+    try:
+        return os.open(local_data_dir(volume_place(vol)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (OSError, TamerError):
+        return -1
+
+
+def replaced_since(engine: Engine, name: str, held: int) -> bool:
+    """True when volume `name` is gone or is no longer the one whose folder `held` holds (False when
+    nothing is held: unknown)."""
+    if held < 0:
+        return False
+    try:
+        vol = inspect_volume_or_none(engine, name)
+        live = None if vol is None else os.stat(local_data_dir(volume_place(vol)))
+        mine = os.fstat(held)
+    except (OSError, TamerError):
+        return True
+    return live is None or (live.st_dev, live.st_ino) != (mine.st_dev, mine.st_ino)
+
+
 def _make_folders(path: str, made: list[str]) -> None:
     """mkdir -p that records each folder it makes (so a failure removes exactly those) and turns a
     failure into a clear error instead of a traceback."""

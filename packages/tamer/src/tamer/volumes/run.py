@@ -26,8 +26,10 @@ from tamer.volumes.place import (
     check_place,
     check_volume_name,
     data_root,
+    hold_data_folder,
     inspect_volume_or_none,
     plan_create,
+    replaced_since,
 )
 
 JSON = dict[str, Any]
@@ -367,12 +369,12 @@ def apply_run(engine: Engine, plan: RunPlan) -> str:
 
     On failure, removes what this call created (container, new volumes) and re-raises.
     """
-    made: list[CreatePlan] = []
+    made: list[tuple[CreatePlan, int]] = []
     cid: str | None = None
     try:
         for cp in plan.create:
-            apply_create(engine, cp)
-            made.append(cp)
+            vol = apply_create(engine, cp)
+            made.append((cp, hold_data_folder(vol)))
         cid = engine.create_container_raw(plan.body, name=plan.name)
         engine.start_container(cid)
         return cid
@@ -380,10 +382,15 @@ def apply_run(engine: Engine, plan: RunPlan) -> str:
         if cid is not None:
             with contextlib.suppress(TamerError):
                 engine.remove_container(cid, force=True)
-        for cp in reversed(made):
-            with contextlib.suppress(TamerError):
-                engine.remove_volume(cp.name)
+        for cp, held in reversed(made):
+            if not replaced_since(engine, cp.name, held):  # never a volume of that name someone else made
+                with contextlib.suppress(TamerError):
+                    engine.remove_volume(cp.name)
             if cp.at is not None and not cp.at.exists:
                 with contextlib.suppress(OSError):
                     os.rmdir(cp.at.path)
         raise
+    finally:
+        for _, held in made:
+            if held >= 0:
+                os.close(held)
