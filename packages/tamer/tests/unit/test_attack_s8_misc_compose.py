@@ -3,11 +3,15 @@ long-syntax entry --fix names must cost what its text costs, as it does everywhe
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FIX = """
 import sys
@@ -56,3 +60,93 @@ def test_an_alias_bomb_in_the_entry_fix_names_is_copied_in_linear_time(tmp_path:
         pytest.fail("--fix walked every path of an alias bomb (10^9) instead of each node once")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert int(proc.stdout) < 10 * len(compose.read_text())  # the copy stays the size of its text
+
+
+def _build(tmp_path: Path, services: dict[str, dict[str, Any]]) -> Any:
+    from tamer.compose.files import read_compose
+    from tamer.compose.model import build_model
+
+    path = tmp_path / "compose.yaml"
+    path.write_text(json.dumps({"services": services}))  # JSON is YAML
+    src = read_compose(path)
+    return build_model(src.data, src.env, src.project_dir, str(path))
+
+
+BUILD = """
+import sys
+from pathlib import Path
+from tamer.compose.files import read_compose
+from tamer.compose.model import build_model
+path = Path(sys.argv[1])
+src = read_compose(path)
+model = build_model(src.data, src.env, src.project_dir, str(path))
+print(sum(len(s.mounts) for s in model.services))
+"""
+
+
+def test_volumes_from_with_exponentially_many_paths_is_walked_once_per_service(tmp_path: Path) -> None:
+    # each service takes the volumes of all before it (a valid, acyclic file): the walk followed every
+    # path, 2^29 of them for the last service (hung); 9 services all-to-all took seconds, 12 hours
+    n = 30
+    services = {
+        f"s{i}": {"image": "busybox", "volumes": [f"/d{i}"], "volumes_from": [f"s{j}" for j in range(i)]}
+        for i in range(n)
+    }
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(json.dumps({"services": services}))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", BUILD, str(compose)], capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("volumes_from was walked along every path (2^29) instead of once per service")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert int(proc.stdout) == n * (n + 1) // 2  # service i mounts /d0.../di
+
+
+def _all_paths(name: str, graph: dict[str, list[tuple[str, bool]]], path: tuple[str, ...]) -> list[Any]:
+    """The walk as it was (every simple path): the meaning the fast walk must keep."""
+    found: list[tuple[str, bool]] = []
+    for ref, ro in graph[name]:
+        if ref in path or ref == name:
+            continue
+        found.append((ref, ro))
+        found += [(b, r or ro) for b, r in _all_paths(ref, graph, (*path, name))]
+    return found
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 4), st.booleans()), max_size=4),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_the_fast_walk_mounts_what_every_path_did(
+    tmp_path: Path, edges: list[list[tuple[int, bool]]]
+) -> None:
+    n = len(edges)
+    graph = {f"s{i}": [(f"s{j % n}", ro) for j, ro in out] for i, out in enumerate(edges)}
+    own = {name: [f"/own{name}", *(["/shared"] if i % 2 else [])] for i, name in enumerate(graph)}
+    services = {
+        name: {
+            "image": "busybox",
+            "volumes": own[name],
+            "volumes_from": [f"{ref}:ro" if ro else ref for ref, ro in graph[name]],
+        }
+        for name in graph
+    }
+    model = _build(tmp_path, services)
+    for svc in model.services:
+        expected: dict[str, tuple[str, bool]] = {}
+        for base, ro in _all_paths(svc.name, graph, ()):
+            for target in own[base]:
+                if target not in own[svc.name]:
+                    expected.setdefault(target, (base, ro))
+        got = {
+            m.target: (m.via.removeprefix("volumes_from:"), m.read_only)
+            for m in svc.mounts
+            if m.via != "volumes"
+        }
+        assert got == expected, (svc.name, graph)

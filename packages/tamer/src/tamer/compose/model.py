@@ -239,7 +239,7 @@ def build_model(
     for name, cfg in resolved.items():
         mounts = list(own_mounts[name])
         unknown: list[str] = []
-        for base, ro in _volumes_from(name, resolved, unknown, invalid, ()):
+        for base, ro in _volumes_from(name, resolved, unknown, invalid):
             taken = {m.target for m in mounts}
             for m in own_mounts[base]:
                 if m.target not in taken:
@@ -442,9 +442,14 @@ def _volumes_from(
     services: Mapping[str, Mapping[str, Any]],
     unknown: list[str],
     invalid: list[Invalid],
-    seen: tuple[str, ...],
+    seen: set[str] | None = None,
 ) -> list[tuple[str, bool]]:
-    """The services whose mounts `name` inherits through volumes_from (transitively), with :ro."""
+    """The services whose mounts `name` inherits through volumes_from (transitively), with :ro.
+
+    Each service once, where a depth-first walk first meets it (that meeting decides its :ro, as
+    the first mount at a target wins): `seen` is shared by the whole walk, not the path, so a file
+    where each service takes volumes from all those before it (2^n paths) costs n visits, not 2^n."""
+    seen = {name} if seen is None else seen
     found: list[tuple[str, bool]] = []
     for entry in _as_list(services[name].get("volumes_from")):
         text = _text(entry)
@@ -457,10 +462,11 @@ def _volumes_from(
         if ref not in services:
             invalid.append(Invalid(f"service {name!r}", text, "volumes_from names no service of this file"))
             continue
-        if ref in seen or ref == name:
+        if ref in seen:
             continue
+        seen.add(ref)
         found.append((ref, ro))
-        found += [(b, r or ro) for b, r in _volumes_from(ref, services, unknown, invalid, (*seen, name))]
+        found += [(b, r or ro) for b, r in _volumes_from(ref, services, unknown, invalid, seen)]
     return found
 
 
