@@ -150,3 +150,27 @@ def test_the_fast_walk_mounts_what_every_path_did(
             if m.via != "volumes"
         }
         assert got == expected, (svc.name, graph)
+
+
+@pytest.mark.parametrize("key", ["volumes_from", "extends"])
+def test_a_chain_past_the_stack_is_a_usage_error_not_an_internal_error(
+    key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 1500 services each resting on the next: RecursionError came out as "internal error", exit 1
+    from tamer.cli.app import main
+
+    n = 1500
+
+    def service(i: int) -> dict[str, Any]:
+        if i + 1 == n:
+            return {"image": "busybox"}
+        link: Any = [f"s{i + 1}"] if key == "volumes_from" else {"service": f"s{i + 1}"}
+        return {"image": "busybox", key: link}
+
+    (tmp_path / "compose.yaml").write_text(json.dumps({"services": {f"s{i}": service(i) for i in range(n)}}))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["compose", "check", str(tmp_path), "--fix", "-H", "unix:///nonexistent/docker.sock"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "internal error" not in err and "too deep" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

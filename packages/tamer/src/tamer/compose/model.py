@@ -207,6 +207,16 @@ def build_model(
     doc: Any, env: Mapping[str, str], project_dir: str, source: str = "compose file"
 ) -> ComposeModel:
     """The model of an (already interpolated) compose document; UsageError for what Compose refuses."""
+    try:
+        return _build_model(doc, env, project_dir, source)
+    except RecursionError:  # `extends` or `volumes_from` chained past Python's stack (1000 deep)
+        raise UsageError(
+            f"{source}: its `extends` or `volumes_from` chain goes too deep to be a compose file "
+            "(a service resting on hundreds of others); nothing was changed"
+        ) from None
+
+
+def _build_model(doc: Any, env: Mapping[str, str], project_dir: str, source: str) -> ComposeModel:
     if not isinstance(doc, Mapping):
         raise UsageError(
             f"{source} is not a compose file: its top level is {_kind(doc) if doc is not None else 'an empty document'}, expected a mapping with "
