@@ -14,6 +14,7 @@ from typing import Any
 from tamer.cli.app import Outcome, _Parser, parent_parser
 from tamer.engine import connect
 from tamer.errors import UsageError
+from tamer.report.table import safe_cell  # names from archives and volumes reach the terminal: no escapes
 from tamer.report.units import human_bytes
 from tamer.volumes import adopt as ad
 from tamer.volumes import backup as bk
@@ -235,7 +236,7 @@ def run_backup(args: argparse.Namespace) -> Outcome:
     ]
     if r.paused:
         text.append(f"paused and resumed {len(r.paused)} container(s) while reading")
-    text += [f"warning: {w}" for w in r.warnings]
+    text += [f"warning: {safe_cell(w)}" for w in r.warnings]
     return Outcome(_result_json(r), "\n".join(text))
 
 
@@ -258,7 +259,7 @@ def run_verify(args: argparse.Namespace) -> Outcome:
     r = bk.verify_backup(Path(args.file))
     return Outcome(
         _result_json(r),
-        f"ok: {r.path} holds volume {r.volume}: {r.files} files, "
+        f"ok: {r.path} holds volume {safe_cell(r.volume)}: {r.files} files, "
         f"{human_bytes(r.bytes)}, every checksum matches (archive sha256 {r.sha256})",
     )
 
@@ -273,7 +274,7 @@ def run_restore(args: argparse.Namespace) -> Outcome:
         f"restored {r.files} files ({human_bytes(r.bytes)}) into {how} volume {r.volume} at {r.data_path}; "
         "every checksum verified"
     ]
-    lines += [f"warning: {w}" for w in r.warnings]
+    lines += [f"warning: {safe_cell(w)}" for w in r.warnings]
     return Outcome(r.__dict__, "\n".join(lines))
 
 
@@ -439,7 +440,7 @@ def run_move(args: argparse.Namespace) -> Outcome:
         lines.append(
             f"the old data stays at {r.source_kept} until you remove it (or rerun with --purge-source)"
         )
-    lines += [f"warning: {w}" for w in r.warnings]
+    lines += [f"warning: {safe_cell(w)}" for w in r.warnings]
     return Outcome(r.__dict__, "\n".join(lines))
 
 
