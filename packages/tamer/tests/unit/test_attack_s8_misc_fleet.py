@@ -101,3 +101,24 @@ def test_a_fleet_plan_file_that_lists_a_host_twice_is_refused_and_nothing_runs(
         assert code == 2, entries
         err = capsys.readouterr().err
         assert "twice" in err or "damaged" in err, err
+
+
+def test_a_hosts_file_that_never_ends_is_refused_not_read_into_memory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --hosts /dev/zero read without end (memory filled); a file past the limit is refused, nothing run
+    from tamer.cli.app import main
+    from tamer.fleet import hosts as hosts_module
+
+    def no_ssh(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a host was contacted")
+
+    monkeypatch.setattr("tamer.fleet.ssh.run_on_fleet", no_ssh)
+    monkeypatch.setattr(hosts_module, "MAX_HOSTS_FILE_CHARS", 1 << 20)  # the same check, sooner
+    assert main(["fleet", "df", "--hosts", "/dev/zero"]) == 2
+    err = capsys.readouterr().err
+    assert "over" in err and "/dev/zero" in err, err
+    big = tmp_path / "hosts.toml"
+    big.write_text('hosts = ["ssh://a"]\n' + "#" * (1 << 20))
+    assert main(["fleet", "df", "--hosts", str(big)]) == 2
+    assert "over" in capsys.readouterr().err

@@ -40,6 +40,7 @@ from tamer.errors import UsageError
 DEFAULT_TAMER = ("tamer",)
 DEFAULT_CONNECT_TIMEOUT = 10
 MAX_CONNECT_TIMEOUT = 3600
+MAX_HOSTS_FILE_CHARS = 16 * 1024 * 1024  # 100,000 hosts take a few MiB
 HOST_KEYS = ("url", "name", "labels", "policy", "tamer", "ssh_options", "connect_timeout", "plan_file")
 DEFAULT_KEYS = tuple(k for k in HOST_KEYS if k not in ("url", "name", "plan_file"))
 TOP_KEYS = ("version", "defaults", "hosts")
@@ -220,7 +221,9 @@ def read_hosts_file(path: str) -> tuple[Host, ...]:
     """load_hosts on the file at `path`; a missing or unreadable file is a UsageError too."""
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            # bounded: --hosts /dev/zero (or a log file named by mistake) must not fill memory; a pipe
+            # (--hosts <(make-hosts)) is still read
+            text = fh.read(MAX_HOSTS_FILE_CHARS + 1)
     except FileNotFoundError:
         raise UsageError(
             f'hosts file {path} does not exist; expected a TOML file listing [[hosts]] url = "ssh://user@host"'
@@ -229,6 +232,11 @@ def read_hosts_file(path: str) -> tuple[Host, ...]:
         raise UsageError(
             f"hosts file {path} could not be read: {exc}; expected a readable TOML file"
         ) from None
+    if len(text) > MAX_HOSTS_FILE_CHARS:
+        raise UsageError(
+            f"hosts file {path} is over {MAX_HOSTS_FILE_CHARS} characters; a hosts file is far smaller: "
+            "is it the right file? (nothing was run)"
+        )
     return load_hosts(text, f"hosts file {path}")
 
 
