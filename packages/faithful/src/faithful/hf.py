@@ -368,6 +368,27 @@ def _config_id(model: Any, name: str) -> Any:
     return getattr(model.config, name, None) if value is None else value
 
 
+def _check_prompt_ids(model: Any, ids: Any) -> None:
+    """Token ids inside the model's embedding table, padding included (the model embeds every
+    position): an id past it was a bare ``IndexError: index out of range in self`` (a device assert
+    on CUDA)."""
+    import torch
+
+    if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ShapeMismatchError(f"`prompts` must hold int token ids, got dtype {ids.dtype}")
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    size = getattr(emb, "num_embeddings", None) or getattr(model.config, "vocab_size", None)
+    if size is None:
+        return
+    live = ids.reshape(-1)
+    if live.numel() and bool(((live < 0) | (live >= size)).any()):
+        bad = sorted({int(t) for t in live[(live < 0) | (live >= size)].tolist()})[:10]
+        raise ShapeMismatchError(
+            f"prompts hold token ids {bad} outside the model's vocabulary 0..{size - 1}; "
+            "encode prompts with the model's own tokenizer"
+        )
+
+
 def _left_pad(prompts: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[Any, Any]:
     import torch
 
@@ -376,6 +397,10 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[
     rows = [list(p) for p in prompts]
     if any(not r for r in rows):
         raise ShapeMismatchError("every prompt needs at least one token (a causal LM conditions on it)")
+    for i, r in enumerate(rows):
+        # torch.tensor(r, dtype=long) truncated 1.5 to 1 silently
+        if any(isinstance(t, bool) or not isinstance(t, int | np.integer) for t in r):
+            raise ShapeMismatchError(f"prompt {i} must hold int token ids, got {r[:8]}")
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -467,6 +492,7 @@ def generate(
             raise ShapeMismatchError("`attention_mask` goes with a tensor of prompts; lists are padded here")
         ids, mask = _left_pad(prompts, int(pad_token_id), device)
     # greedy generate refuses num_return_sequences > 1: expand in its own order (repeat_interleave)
+    _check_prompt_ids(model, ids)
     if k > 1:
         ids, mask = ids.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
     seen: list[Any] = []

@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -256,6 +257,20 @@ def log_normalize(scores: npt.ArrayLike) -> FloatArray:
     return out
 
 
+def _token_ids(i: int, prompt: Sequence[int]) -> list[int]:
+    # int() truncated a float id (1.5 became 1) and took True as 1, silently; operator.index takes
+    # ints, numpy integers and integer 0-d tensors only
+    out: list[int] = []
+    for t in prompt:
+        try:
+            if isinstance(t, bool | np.bool_):
+                raise TypeError
+            out.append(operator.index(t))
+        except TypeError:
+            raise ModelError(f"prompt {i} must hold int token ids, got {list(prompt)[:8]}") from None
+    return out
+
+
 def as_prompts(prompts: Sequence[Sequence[int]], vocab_size: int) -> list[list[int]]:
     """Validate prompts as lists of token ids in ``0 .. vocab_size-1``.
 
@@ -272,7 +287,7 @@ def as_prompts(prompts: Sequence[Sequence[int]], vocab_size: int) -> list[list[i
             "prompts must be a batch of token-id sequences, e.g. [[1, 2, 3]]; got a single sequence or text "
             "(wrap one prompt in a list; encode text with the model's tokenizer first)"
         )
-    rows = [[int(t) for t in p] for p in prompts]
+    rows = [_token_ids(i, p) for i, p in enumerate(prompts)]
     if not rows:
         raise ModelError("expected at least one prompt, got an empty batch")
     for i, row in enumerate(rows):
