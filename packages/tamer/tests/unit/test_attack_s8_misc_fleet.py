@@ -122,3 +122,21 @@ def test_a_hosts_file_that_never_ends_is_refused_not_read_into_memory(
     big.write_text('hosts = ["ssh://a"]\n' + "#" * (1 << 20))
     assert main(["fleet", "df", "--hosts", str(big)]) == 2
     assert "over" in capsys.readouterr().err
+
+
+def test_a_fleet_plan_file_that_never_ends_is_refused(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tamer.cli import fleet_cmds
+    from tamer.cli.app import main
+
+    def no_ssh(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a host was contacted")
+
+    monkeypatch.setattr("tamer.fleet.ssh.run_on_fleet", no_ssh)
+    monkeypatch.setattr(fleet_cmds, "MAX_FLEET_PLAN_CHARS", 1 << 20)  # the same check, sooner
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text('hosts = ["ssh://a"]')
+    code = main(["fleet", "clean", "--hosts", str(hosts), "--plan", "/dev/zero", "--apply", "--yes"])
+    assert code == 2
+    assert "over" in capsys.readouterr().err

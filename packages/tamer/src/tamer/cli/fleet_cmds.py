@@ -349,6 +349,19 @@ def run_fleet_history(args: argparse.Namespace) -> Outcome:
 # -- the fleet plan file: which plan id each host showed, and where that host keeps it ----------------
 
 
+MAX_FLEET_PLAN_CHARS = 64 * 1024 * 1024  # a plan id and a few numbers per host
+
+
+def _read_bounded(path: str) -> str:
+    """A fleet plan file's text; ValueError past MAX_FLEET_PLAN_CHARS (`--plan /dev/zero` must not fill
+    memory)."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read(MAX_FLEET_PLAN_CHARS + 1)
+    if len(text) > MAX_FLEET_PLAN_CHARS:
+        raise ValueError(f"it is over {MAX_FLEET_PLAN_CHARS} characters, far more than a fleet plan")
+    return text
+
+
 def _check_fleet_plan_target(path: str) -> None:
     """`path` may be a new file or an earlier fleet plan file; never anything else, never a symlink."""
     try:
@@ -362,7 +375,7 @@ def _check_fleet_plan_target(path: str) -> None:
     old: Any = None
     if stat.S_ISREG(st.st_mode):
         try:
-            old = json.loads(Path(path).read_text())
+            old = json.loads(_read_bounded(path))
         except (OSError, ValueError):
             old = None
     if not (isinstance(old, dict) and old.get("format") == FLEET_PLAN_FORMAT):
@@ -405,7 +418,7 @@ def _plans_from_file(
 
     redo = f"make a new one with `tamer fleet plan --hosts {hosts_file} -o FILE`; nothing was run"
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = json.loads(_read_bounded(path))
     except (OSError, ValueError) as exc:
         raise UsageError(f"can't use the fleet plan file {path}: {exc}; {redo}") from None
     if (
