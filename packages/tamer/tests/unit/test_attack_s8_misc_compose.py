@@ -174,3 +174,21 @@ def test_a_chain_past_the_stack_is_a_usage_error_not_an_internal_error(
     assert code == 2, err
     assert "internal error" not in err and "too deep" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_dotenv_value_nested_past_the_stack_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the compose file's own deep ${...} said "nests too deeply"; the same in .env was an internal error
+    from tamer.cli.app import main
+
+    value = "x"
+    for _ in range(3000):
+        value = "${A:-" + value + "}"
+    (tmp_path / ".env").write_text(f"B={value}\n")
+    (tmp_path / "compose.yaml").write_text("services:\n  a:\n    image: busybox\n")
+    code = main(["compose", "check", str(tmp_path), "--fix", "-H", "unix:///nonexistent/docker.sock"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "internal error" not in err and ".env" in err and "too deeply" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env", "compose.yaml"]

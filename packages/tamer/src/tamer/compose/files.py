@@ -174,7 +174,13 @@ def compose_environment(project_dir: str) -> dict[str, str]:
             if not line or line.startswith("#") or "=" not in line:
                 continue
             key, _, value = line.removeprefix("export ").partition("=")
-            env[key.strip()] = dotenv_value(value, {**env, **os.environ}, where)
+            try:
+                env[key.strip()] = dotenv_value(value, {**env, **os.environ}, where)
+            except RecursionError:  # ${A:-${A:-...}} thousands deep: bad input, not an internal error
+                raise UsageError(
+                    f"{where}: the value of {key.strip()[:60]!r} nests ${{...}} too deeply to be a "
+                    "variable; fix that line (nothing was changed)"
+                ) from None
     env.update(os.environ)
     return env
 
