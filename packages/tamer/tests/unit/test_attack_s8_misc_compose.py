@@ -192,3 +192,37 @@ def test_a_dotenv_value_nested_past_the_stack_is_a_usage_error(
     assert code == 2, err
     assert "internal error" not in err and ".env" in err and "too deeply" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == [".env", "compose.yaml"]
+
+
+BOMB_RUN = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a bomb ends in MemoryError, not the machine's memory
+from tamer.cli.app import main
+sys.exit(main(["compose", "check", sys.argv[1], "--fix", "-H", "unix:///nonexistent/docker.sock"]))
+"""
+
+
+@pytest.mark.parametrize("where", ["dotenv", "file"])
+def test_variables_that_multiply_a_value_are_a_usage_error_not_all_memory(where: str, tmp_path: Path) -> None:
+    # .env lines that each use the one before twice (2^40 characters at line 40), or a compose file
+    # that uses a 4 MiB variable thousands of times: tamer filled memory (here: MemoryError, exit 1)
+    if where == "dotenv":
+        lines = ["B0=xxxxxxxxxxxxxxxx"] + [f"B{i}=${{B{i - 1}}}${{B{i - 1}}}" for i in range(1, 41)]
+        (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+        (tmp_path / "compose.yaml").write_text("services:\n  a:\n    image: busybox\n")
+    else:
+        (tmp_path / ".env").write_text("BIG=" + "x" * (4 << 20) + "\n")
+        refs = "${BIG}" * 1000
+        (tmp_path / "compose.yaml").write_text(
+            "services:\n  a:\n    image: busybox\n    environment:\n"
+            + "".join(f"      X{i}: '{refs}'\n" for i in range(50))
+        )
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = subprocess.run(
+        [sys.executable, "-c", BOMB_RUN, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "internal error" not in proc.stderr and "characters once their variables" in proc.stderr.replace(
+        "its variables", "their variables"
+    ), proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

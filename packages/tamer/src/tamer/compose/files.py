@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tamer.compose.model import interpolate
+from tamer.compose.model import MAX_INTERPOLATED, interpolate
 from tamer.errors import TamerError, UsageError
 
 DEFAULT_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -165,6 +165,7 @@ def compose_environment(project_dir: str) -> dict[str, str]:
     unquoted values expand ${VAR} from the environment, then from the lines above.
     """
     env: dict[str, str] = {}
+    grown = 0
     where = os.path.join(project_dir, ".env")
     with contextlib.suppress(OSError, UnicodeDecodeError):
         # a FIFO or a link to /dev/zero named .env must not hang the check: regular files only, bounded
@@ -176,6 +177,13 @@ def compose_environment(project_dir: str) -> dict[str, str]:
             key, _, value = line.removeprefix("export ").partition("=")
             try:
                 env[key.strip()] = dotenv_value(value, {**env, **os.environ}, where)
+                grown += len(env[key.strip()])
+                if grown > MAX_INTERPOLATED:  # each value is bounded; so are all of them together
+                    raise UsageError(
+                        f"{where}: its values grow past {MAX_INTERPOLATED} characters once their variables "
+                        "are put in (lines that each use the one before twice?); expected a compose "
+                        "project's variables (nothing was changed)"
+                    )
             except RecursionError:  # ${A:-${A:-...}} thousands deep: bad input, not an internal error
                 raise UsageError(
                     f"{where}: the value of {key.strip()[:60]!r} nests ${{...}} too deeply to be a "
@@ -217,6 +225,12 @@ def dotenv_value(raw: str, known: Mapping[str, str], where: str) -> str:
 def plain(node: Any, env: Mapping[str, str], source: str) -> Any:
     """The document as plain dicts, lists and scalars, strings interpolated; shared nodes stay shared."""
     memo: dict[int, Any] = {}
+    budget = [MAX_INTERPOLATED]  # for the whole document: each string is bounded, so are all of them
+
+    def text_of(raw: str) -> str:
+        result = interpolate(raw, env, source, limit=max(budget[0], 0))
+        budget[0] -= max(len(result) - len(raw), 0)  # what variables added (the text is bounded already)
+        return result
 
     def conv(value: Any) -> Any:
         key = id(value)
@@ -240,11 +254,11 @@ def plain(node: Any, env: Mapping[str, str], source: str) -> Any:
             seq.extend(conv(v) for v in value)
             return seq
         if isinstance(value, str):
-            return interpolate(str(value), env, source)
+            return text_of(str(value))
         if value is None or isinstance(value, bool | int | float):
             return value
         inner = getattr(value, "value", None)  # a tagged scalar (!reset "x") keeps its text
-        return interpolate(str(inner if inner is not None else value), env, source)
+        return text_of(str(inner if inner is not None else value))
 
     return conv(node)
 

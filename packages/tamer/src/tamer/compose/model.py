@@ -27,8 +27,14 @@ from tamer.errors import UsageError
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def interpolate(text: str, env: Mapping[str, str], where: str = "") -> str:
-    """Replace $VAR / ${VAR...} as Compose does; `$$` is a literal `$`.
+# What one value may grow to once its variables are put in: `.env` lines that each use the one before
+# twice (B2=${B1}${B1}, ...) double it per line, and a file of "${BIG}" repeated multiplies it: tamer
+# would fill memory where it should say the file is not one it can read.
+MAX_INTERPOLATED = 16 * 1024 * 1024
+
+
+def interpolate(text: str, env: Mapping[str, str], where: str = "", limit: int = MAX_INTERPOLATED) -> str:
+    """Replace $VAR / ${VAR...} as Compose does; `$$` is a literal `$`. UsageError past `limit` characters.
 
     >>> interpolate("${DATA:-./data}:/data/db", {})
     './data:/data/db'
@@ -36,8 +42,15 @@ def interpolate(text: str, env: Mapping[str, str], where: str = "") -> str:
     '$HOME/ann'
     """
     out: list[str] = []
+    size = 0  # of what `out` holds from variables (the text's own characters are bounded by the text)
     i = 0
     while i < len(text):
+        if size > limit:
+            raise UsageError(
+                f"{where}: a value grows past {limit} characters once its variables are put in "
+                "(a variable used many times, or .env lines that each double the one before); "
+                "expected a compose file's settings (nothing was changed)"
+            )
         ch = text[i]
         if ch != "$":
             out.append(ch)
@@ -54,6 +67,7 @@ def interpolate(text: str, env: Mapping[str, str], where: str = "") -> str:
                     f"{where}: unclosed ${{ in {text!r}; expected ${{NAME}} or ${{NAME:-default}}"
                 )
             out.append(_braced(text[i + 2 : end], env, where))
+            size += len(out[-1])
             i = end + 1
         else:
             match = _NAME.match(text, i + 1)
@@ -62,7 +76,14 @@ def interpolate(text: str, env: Mapping[str, str], where: str = "") -> str:
                 i += 1
             else:
                 out.append(env.get(match.group(0), ""))
+                size += len(out[-1])
                 i = match.end()
+    if size > limit:
+        raise UsageError(
+            f"{where}: a value grows past {limit} characters once its variables are put in "
+            "(a variable used many times, or .env lines that each double the one before); "
+            "expected a compose file's settings (nothing was changed)"
+        )
     return "".join(out)
 
 
