@@ -59,3 +59,22 @@ def test_a_top_k_past_int64_is_a_usage_error_not_one_token_repeated() -> None:
     )
     plain = _run(["generate", "--model", "pydoc", "--seed", "3", "--max-new-tokens", "40"])[1]
     assert code == 0 and env["data"]["tokens"] == plain["data"]["tokens"]
+
+
+def test_a_conformance_vocabulary_too_large_to_allocate_is_a_usage_error() -> None:
+    # before: "unexpected error (MemoryError): Unable to allocate 1.46 TiB", exit 1
+    argv = [
+        "conformance",
+        "--engines",
+        "faithful",
+        "--settings",
+        "top-k:2",
+        "--vocab",
+        "100000000000",
+        "--n",
+        "10",
+    ]
+    code, env, err = _run(argv)
+    assert code == 2 and env["status"] == "usage"
+    assert env["errors"] == ["vocabulary sizes must be >= 2 and <= 1048576, got 100000000000"]
+    assert "Traceback" not in err
