@@ -43,3 +43,28 @@ def test_rollback_as_the_messages_say_it_needs_no_to(eng: Any, tmp_path: Path) -
     assert out == "keep\n"
     r = eng.tamer("--json", "volume", "move", "s8_rb")  # without --rollback, --to is still needed
     assert r.returncode == 2 and "needs --to PATH" in json.loads(r.stdout)["errors"][0], r.stdout + r.stderr
+
+
+def test_a_move_asked_while_a_rollback_is_unfinished_changes_nothing(
+    eng: Any, tmp_path: Path, private_state_dir: Path
+) -> None:
+    """It finished the rollback itself and then said both "rerun with --rollback" and "was rolled back"."""
+    eng.docker("volume", "create", "s8_rbk")
+    eng.docker("run", "--rm", "-v", "s8_rbk:/d", "tamer-test/busybox:1", "sh", "-c", "echo keep > /d/f")
+    dest = tmp_path / "disk2" / "s8_rbk"
+    r = eng.tamer("volume", "move", "s8_rbk", "--to", str(dest), "--apply", "--yes", fault="move.copy.after")
+    assert r.returncode == 137, r.stdout + r.stderr
+    (journal,) = (private_state_dir / "operations" / "move").iterdir()
+    state = json.loads(journal.read_text())
+    state["state"] = "rolling_back"  # what a rollback killed midway leaves (set before it undoes anything)
+    journal.write_text(json.dumps(state))
+    r = eng.tamer("--json", "volume", "move", "s8_rbk", "--to", str(dest), "--apply", "--yes")
+    assert r.returncode == 2, r.stdout + r.stderr
+    error = json.loads(r.stdout)["errors"][0]
+    assert "--rollback --apply" in error and "rolled back" not in error, error
+    assert journal.exists() and dest.exists()  # nothing was changed: the copy waits for the rollback
+    r = eng.tamer("volume", "move", "s8_rbk", "--rollback", "--apply", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not journal.exists() and not dest.exists()
+    out = eng.docker("run", "--rm", "-v", "s8_rbk:/d", "tamer-test/busybox:1", "cat", "/d/f")
+    assert out == "keep\n"

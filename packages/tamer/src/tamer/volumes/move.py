@@ -37,7 +37,7 @@ from tamer.errors import (
     VolumeInUse,
     VolumeOperationFailed,
 )
-from tamer.operation import operation_lock
+from tamer.operation import OperationState, operation_lock
 from tamer.volumes import copy as cp
 from tamer.volumes import guard
 from tamer.volumes.move_operation import JSON as JSON
@@ -268,6 +268,14 @@ def apply_move(engine: Engine, plan: MovePlan, *, purge_source: bool = False) ->
         if op is None:
             op = Move.begin(key, _journal_data(plan))
         op.engine = engine
+        if op.state is OperationState.ROLLING_BACK:
+            # a rollback was cut short: finishing it is what --rollback is for; a move asked for now must not
+            # quietly finish it instead and then report both "rerun with --rollback" and "rolled back"
+            raise UsageError(
+                f"a rollback of the move of {plan.volume} was started and did not finish (journal {op.path}); "
+                f"expected it finished first; run `tamer volume move {plan.volume} --rollback --apply`, then "
+                "move again; nothing was changed"
+            )
         if purge_source and not op.data["purge"]:
             op.data["purge"] = True
             op.save()
