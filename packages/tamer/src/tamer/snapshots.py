@@ -36,6 +36,7 @@ clock set back never hides the newest snapshot from `tamer metrics`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -203,10 +204,16 @@ class Snapshot:
     def from_json(cls, data: dict[str, Any], seq: int | None = None, details: bool = True) -> Snapshot:
         """The Snapshot `to_json` (or, details=False, `summary_json`) wrote; KeyError/TypeError/ValueError
         when it is not one."""
+        if not isinstance(data, dict):  # a damaged row: '[]' or '"x"' raised AttributeError, uncaught
+            raise ValueError(f"a snapshot is a JSON object, got {type(data).__name__}")
         if data.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"snapshot format {data.get('format')!r}, expected {SNAPSHOT_FORMAT}")
+        taken_at = float(data["taken_at"])
+        # NaN, inf or 1e300 is no time: every view that dates the snapshot crashed on it
+        if not (math.isfinite(taken_at) and _MIN_TIME <= taken_at <= _MAX_TIME):
+            raise ValueError(f"taken_at {taken_at!r} is not a time from the year 1 to 9999")
         return cls(
-            taken_at=float(data["taken_at"]),
+            taken_at=taken_at,
             engine=str(data["engine"]),
             host=str(data["host"]),
             sizing=str(data["sizing"]),
@@ -225,6 +232,8 @@ class Snapshot:
         )
 
 
+_MIN_TIME = -62135596800.0  # 0001-01-01, what a datetime can hold
+_MAX_TIME = 253402300799.0  # 9999-12-31 23:59:59
 _DETAIL_ROWS = ("owners", "volumes", "logs")
 _NOT_STORED = frozenset({"seq", "details", *_DETAIL_ROWS})
 
@@ -462,22 +471,30 @@ def _no_fault(point: str) -> None:
     """No fault handler can be installed: tamer.operation was never imported."""
 
 
+def _parse_row(row: tuple[int, str, bool]) -> Snapshot | None:
+    """A stored row as a Snapshot; None when it is damaged (or another version's)."""
+    seq, text, details = row
+    try:
+        return Snapshot.from_json(json.loads(text), seq=seq, details=bool(details))
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return None
+
+
 def _rows_to_snapshots(rows: list[tuple[int, str, bool]], where: Path) -> list[Snapshot]:
-    out: list[Snapshot] = []
-    bad = 0
-    for seq, text, details in rows:
-        try:
-            out.append(Snapshot.from_json(json.loads(text), seq=seq, details=bool(details)))
-        except (ValueError, KeyError, TypeError):
-            bad += 1
+    parsed = [_parse_row(row) for row in rows]
+    out = [snap for snap in parsed if snap is not None]
+    _warn_damaged(len(parsed) - len(out), where)
+    return out
+
+
+def _warn_damaged(bad: int, where: Path) -> None:
     if bad:
         warnings.warn(
             f"{bad} snapshot(s) in {where} could not be read and were skipped (damaged rows, or "
             "written by another tamer version)",
             StateUnavailable,
-            stacklevel=3,
+            stacklevel=4,
         )
-    return out
 
 
 def latest(engine: str | None = None, *, path: Path | None = None) -> Snapshot | None:
@@ -494,8 +511,16 @@ def latest(engine: str | None = None, *, path: Path | None = None) -> Snapshot |
         if engine is not None:
             query += " WHERE engine = ?"
             params = (engine,)
-        found = _rows_to_snapshots(db.execute(query + " ORDER BY seq DESC LIMIT 1", params).fetchall(), where)
-    return found[0] if found else None
+        # the newest that can be read: one damaged row must not hide every good one before it
+        skipped = 0
+        newest: Snapshot | None = None
+        for row in db.execute(query + " ORDER BY seq DESC", params):
+            newest = _parse_row(row)
+            if newest is not None:
+                break
+            skipped += 1
+    _warn_damaged(skipped, where)
+    return newest
 
 
 def series(

@@ -58,3 +58,57 @@ def test_a_cursor_ahead_of_the_engine_is_put_back_once(tmp_path: Path) -> None:
         assert History(HOST, path).resume_from(now + 60) == now - 86400  # put back: no second warning
     History(HOST, path).record([], cursor=now + 30)
     assert History(HOST, path).resume_from(now + 60) == now + 30
+
+
+def _store_with(tmp_path: Path, data: str) -> Path:
+    from tamer import snapshots
+
+    path = tmp_path / "snapshots.sqlite"
+    good = snapshots.Snapshot(
+        taken_at=1.7e9,
+        engine="e",
+        host="h",
+        sizing="engine",
+        kinds=(),
+        reclaimable_safe=0,
+        reclaimable_decision=0,
+    )
+    snapshots.record(good, path=path)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO snapshots (engine, taken_at, recorded_at, data, summary) VALUES ('e', 1.8e9, 1.8e9, ?, ?)",
+            (data, data),
+        )
+    return path
+
+
+GOOD_FIELDS = (
+    '"engine": "e", "host": "h", "sizing": "engine", "kinds": [], "reclaimable_safe": 0, '
+    '"reclaimable_decision": 0, "format": 1'
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "[]",
+        '"x"',
+        "1",
+        "{" + GOOD_FIELDS + ', "taken_at": 1e300}',
+        "{" + GOOD_FIELDS + ', "taken_at": NaN}',
+        "{" + GOOD_FIELDS + ', "taken_at": Infinity}',
+    ],
+)
+def test_a_damaged_snapshot_is_skipped_with_a_warning_never_crashed_on(data: str, tmp_path: Path) -> None:
+    # a row that is not a JSON object raised AttributeError (uncaught); a taken_at of NaN or 1e300 was
+    # taken, and every view that dates the snapshot crashed on it
+    from tamer import snapshots
+
+    path = _store_with(tmp_path, data)
+    with pytest.warns(StateUnavailable, match="could not be read"):
+        newest = snapshots.latest(path=path)
+    assert newest is not None and newest.taken_at == 1.7e9  # the damaged newest skipped, not hiding the good
+    with pytest.warns(StateUnavailable):
+        found = snapshots.series("e", path=path, details="ends")
+    assert [s.taken_at for s in found] == [1.7e9]
+    assert found[0].taken_at_datetime.year == 2023
