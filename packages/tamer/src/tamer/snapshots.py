@@ -577,7 +577,9 @@ def engines(*, path: Path | None = None) -> list[tuple[str, int, float]]:
         out = []
         for engine, count, last_seq in rows:
             (taken,) = db.execute("SELECT taken_at FROM snapshots WHERE seq = ?", (last_seq,)).fetchone()
-            out.append((str(engine), int(count), float(taken)))
+            # a damaged taken_at (text, a blob) must not stop the listing: NaN says "no time"
+            stamp = float(taken) if isinstance(taken, int | float) and not isinstance(taken, bool) else math.nan
+            out.append((str(engine), int(count), stamp))
     return out
 
 

@@ -112,3 +112,13 @@ def test_a_damaged_snapshot_is_skipped_with_a_warning_never_crashed_on(data: str
         found = snapshots.series("e", path=path, details="ends")
     assert [s.taken_at for s in found] == [1.7e9]
     assert found[0].taken_at_datetime.year == 2023
+
+
+def test_a_damaged_taken_at_column_does_not_stop_the_engine_listing(tmp_path: Path) -> None:
+    from tamer import snapshots
+
+    path = _store_with(tmp_path, "[]")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE snapshots SET taken_at = 'garbage' WHERE taken_at = 1.8e9")
+    listed = snapshots.engines(path=path)
+    assert [(e, n) for e, n, _ in listed] == [("e", 2)]
