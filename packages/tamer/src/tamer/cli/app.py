@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from tamer.cli.output import discard as _discard
 from tamer.cli.output import write as _write
+from tamer.cli.output import write_message as _say
 from tamer.errors import TamerError, UsageError
 
 TYPE_CHECKING = False  # not typing's: importing typing alone costs ~2 ms of `tamer --help`
@@ -402,7 +403,7 @@ def _notes(caught: list[warnings.WarningMessage], into: list[str]) -> list[str]:
 
 def _warn(notes: list[str]) -> None:
     for note in notes:
-        _write(sys.stderr, f"tamer: {note}")
+        _say(sys.stderr, f"tamer: {note}")
 
 
 def _fail(scan: _Scan, code: int, message: str, notes: list[str]) -> int:
@@ -414,5 +415,5 @@ def _fail(scan: _Scan, code: int, message: str, notes: list[str]) -> int:
         )
     else:
         _warn(notes)
-        _write(sys.stderr, f"tamer: error: {message}")
+        _say(sys.stderr, f"tamer: error: {message}")
     return code

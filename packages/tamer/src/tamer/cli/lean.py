@@ -143,7 +143,7 @@ def run_lean(argv: list[str]) -> int | None:
     kind = words[1] if len(words) == 2 else "containers"  # ls's default kind
     if sort not in (None, "name", "age"):
         return None
-    from tamer.cli.output import write
+    from tamer.cli.output import write, write_message
     from tamer.errors import TamerError
     from tamer.listing import parse_filters
     from tamer.quick_ls import answers, run_quick_ls
@@ -167,7 +167,7 @@ def run_lean(argv: list[str]) -> int | None:
     try:
         text = run_quick_ls(host, kind, filters, order)
     except TamerError as exc:  # the engine's answer, said once (a second try would wait for it again)
-        write(sys.stderr, f"tamer: error: {exc}")
+        write_message(sys.stderr, f"tamer: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         write(sys.stderr, "tamer: error: interrupted")

@@ -18,6 +18,24 @@ def write(stream: TextIO, text: str) -> None:
         discard(stream)
 
 
+def shown(text: str) -> str:
+    """`text` for a terminal: control characters and bidi overrides in each line shown as '?' (line breaks and
+    tabs kept). Errors and warnings quote what anyone could name (an archive's entries and header, a
+    volume's files, labels): an ESC sequence there would recolour or rewrite the terminal, a CR or newline
+    forge a line. --json carries the text exactly (JSON escapes it)."""
+    lines = text.split("\n")
+    if all(line.replace("\t", " ").isprintable() for line in lines):
+        return text
+    from tamer.report.table import safe_cell
+
+    return "\n".join("\t".join(safe_cell(part) for part in line.split("\t")) for line in lines)
+
+
+def write_message(stream: TextIO, text: str) -> None:
+    """write() of an error or warning line for people (shown())."""
+    write(stream, shown(text))
+
+
 def discard(stream: TextIO) -> None:
     # what is still buffered would fail again when Python flushes at exit
     try:
