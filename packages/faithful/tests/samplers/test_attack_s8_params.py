@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faithful.errors import SamplingParameterError
+from faithful.errors import SamplingParameterError, ShapeMismatchError
 from faithful.samplers import make_sampler, parse_sampler_spec
 
 LOGITS = np.log(np.array([[0.5, 0.3, 0.15, 0.05]] * 3))
@@ -82,3 +82,26 @@ def test_the_spec_refuses_a_huge_top_k_instead_of_drawing_the_last_token() -> No
         parse_sampler_spec("top-k:99999999999999999999999")
     s = parse_sampler_spec(f"top-k:{2**63 - 1}")
     assert [int(s(LOGITS, rng=seed).tokens[0]) for seed in SEEDS] == [t[0] for t in _tokens({})]
+
+
+HISTORY_READERS: list[dict[str, Any]] = [
+    {"repetition_penalty": 1.3},
+    {"no_repeat_ngram_size": 2},
+    {"dry_multiplier": 0.8},
+    {"presence_penalty": 1.0},
+]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("kw", HISTORY_READERS)
+def test_a_history_of_float_ids_is_a_clear_error(backend: str, kw: dict[str, Any]) -> None:
+    x: Any = LOGITS[:1]
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        x = torch.tensor(x)
+    s = make_sampler(backend=backend, **kw)
+    # before: 1.5 was truncated to token 1 and penalised, silently
+    with pytest.raises(ShapeMismatchError, match="`history` must hold int token ids"):
+        s(x, rng=0, history=[[1.5, 2.0, 1.5, 2.0]])
+    ints = np.asarray(s(x, rng=0, history=[np.array([1, 2, 1, 2])], return_q=True).q)
+    assert np.array_equal(ints, np.asarray(s(x, rng=0, history=[[1, 2, 1, 2]], return_q=True).q))

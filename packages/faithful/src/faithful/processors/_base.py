@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -74,7 +75,13 @@ def _history_matrix(
         raise ShapeMismatchError(f"`history` must have one sequence per row ({b}), got {len(history)}")
     lengths = [len(h) for h in history]
     rows = np.repeat(np.arange(b), lengths)
-    tokens = np.fromiter((int(t) for h in history for t in h), dtype=np.int64, count=sum(lengths))
+    try:
+        # operator.index, not int(): a float id (1.5) was truncated to token 1 and penalised silently
+        tokens = np.fromiter(
+            (operator.index(t) for h in history for t in h), dtype=np.int64, count=sum(lengths)
+        )
+    except TypeError:
+        raise ShapeMismatchError("`history` must hold int token ids (one sequence of ints per row)") from None
     if tokens.size and (tokens.min() < 0 or tokens.max() >= v):
         raise ShapeMismatchError(f"`history` holds token ids outside [0, {v}); ids must index the vocabulary")
     return rows, tokens
