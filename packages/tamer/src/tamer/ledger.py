@@ -36,12 +36,12 @@ import hashlib
 import json
 import math
 import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tamer.regular_files import read_regular
 from tamer.sizes import DiskUsage
 
 JSON = dict[str, Any]
@@ -339,21 +339,10 @@ def _read_regular(path: Path) -> bytes:
     Only this user can put something there (the state dir is checked), but what they put is not always a
     ledger: a FIFO would block the open (and the command) forever, /dev/zero or a symlink to it would be
     read until memory ran out. save() writes a regular file in its place."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"not a regular file (mode {stat.filemode(info.st_mode)})")
-        if info.st_size > MAX_FILE_BYTES:
-            raise OSError(f"{info.st_size} bytes, more than the {MAX_FILE_BYTES} a ledger may hold")
-        with os.fdopen(fd, "rb") as fh:
-            fd = -1  # the file object closes it
-            # its size, not the limit: read(n) allocates n bytes up front (a file grown meanwhile is cut
-            # short, so no JSON: damaged)
-            return fh.read(info.st_size)
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    raw = read_regular(path, MAX_FILE_BYTES, follow_links=False)
+    if raw is None:
+        raise OSError(f"more than the {MAX_FILE_BYTES} bytes a ledger may hold")
+    return raw
 
 
 def _damaged(path: Path, why: str) -> str:

@@ -456,7 +456,7 @@ def read_policy_file(path: str) -> Policy:
     """Read and parse the policy at `path`. A FIFO, a device or a folder in its place is refused without
     reading it (a FIFO would hang a timed clean forever, /dev/zero fill its memory), as is a file past
     MAX_POLICY_BYTES."""
-    from tamer.compose.files import NotARegularFile, read_regular
+    from tamer.regular_files import NotARegularFile, read_regular
 
     try:
         raw = read_regular(path, MAX_POLICY_BYTES)

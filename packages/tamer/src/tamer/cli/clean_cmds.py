@@ -358,7 +358,7 @@ def _read_plan_file(path: str) -> Any:
     """The JSON saved at `path` (its seal is checked by open_plan). A FIFO, a device or a folder there is
     refused without reading it (a FIFO hung the command, /dev/zero filled its memory), as is a file past
     MAX_PLAN_BYTES. Read before anything else, so a bad file leaves no trace (not even a state folder)."""
-    from tamer.compose.files import NotARegularFile, read_regular
+    from tamer.regular_files import NotARegularFile, read_regular
 
     try:
         raw = read_regular(path, MAX_PLAN_BYTES)

@@ -10,9 +10,7 @@ its text costs.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any
 
 from tamer.compose.model import MAX_INTERPOLATED, interpolate
 from tamer.errors import TamerError, UsageError
+from tamer.regular_files import NotARegularFile as NotARegularFile
+from tamer.regular_files import read_regular as read_regular
 
 DEFAULT_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 # what `docker compose` merges into the default file when run without -f
@@ -80,34 +80,6 @@ def yaml_loader() -> Any:
     yaml.preserve_quotes = True
     yaml.allow_duplicate_keys = False
     return yaml
-
-
-class NotARegularFile(OSError):
-    """The path is a FIFO, a device, a folder...: reading it could block forever or never end."""
-
-
-def read_regular(path: Path | str, limit: int) -> bytes | None:
-    """The bytes of a regular file, or None when it is longer than `limit`.
-
-    Opened without blocking and checked on the open descriptor, so a FIFO or /dev/zero put in the
-    file's place (or a symlink to one) is refused instead of hanging the command or filling memory.
-    Raises OSError (NotARegularFile for anything but a regular file).
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotARegularFile(errno.EINVAL, "not a regular file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-        return None
-    finally:
-        os.close(fd)
 
 
 def read_compose(path: Path) -> ComposeSource:
