@@ -78,3 +78,25 @@ def test_a_conformance_vocabulary_too_large_to_allocate_is_a_usage_error() -> No
     assert code == 2 and env["status"] == "usage"
     assert env["errors"] == ["vocabulary sizes must be >= 2 and <= 1048576, got 100000000000"]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        # before: "unexpected error (MemoryError)" after [<bos>] * (n - 1), exit 1
+        ["generate", "--model", "pydoc:99999999999", "--max-new-tokens", "3"],
+        # before: minutes and tens of GB of training, then whatever the machine did
+        ["generate", "--model", "pydoc-words:25", "--max-new-tokens", "3"],
+        ["compare", "--model", "pydoc:128", "--n", "2"],
+    ],
+)
+def test_an_ngram_order_past_the_limit_is_a_usage_error_before_training(argv: list[str]) -> None:
+    code, env, err = _run(argv)
+    assert code == 2 and env["status"] == "usage" and env["data"] is None, env
+    assert "must be from 1 to 24" in env["errors"][0] and "square of its order" in env["errors"][0]
+    assert "Traceback" not in err
+
+
+def test_the_highest_order_allowed_still_trains() -> None:
+    code, env, _ = _run(["generate", "--model", "pydoc-words:24", "--max-new-tokens", "3", "--seed", "1"])
+    assert code == 0, env

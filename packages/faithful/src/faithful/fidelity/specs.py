@@ -3,7 +3,8 @@
 Models (:func:`load_model`):
 
 * ``pydoc[:N[:char|word]]``: an n-gram (default character 4-gram) trained on the text of
-  Python's ``pydoc_data.topics``, one stripped non-empty line per sequence.
+  Python's ``pydoc_data.topics``, one stripped non-empty line per sequence. N is at most
+  :data:`MAX_NGRAM_ORDER` (24) in every n-gram spec.
 * ``pydoc-words[:N]``: a character n-gram (default 3) over the lowercase words of that text, one
   word per sequence: small enough to enumerate at short length bounds, for exact metrics.
 * ``ngram:PATH[:N[:char|word]]``: an n-gram trained on a text file, one line per sequence.
@@ -76,6 +77,13 @@ def pydoc_words() -> str:
     return "\n".join(re.findall(r"[a-z]+", pydoc_text().lower()))
 
 
+MAX_NGRAM_ORDER = 24
+"""The highest n-gram order a spec may ask for. Training keeps every context of every order below n
+at every position, so its time and memory grow with the square of n: on pydoc's text an order of 32
+took 34 s and 3.5 GB, 128 over 20 GB; and `[<bos>] * (n - 1)` of pydoc:99999999999 alone ran out of
+memory. The Python API (NGramModel) takes any order."""
+
+
 def _ngram_options(parts: Sequence[str], spec: str, default_n: int) -> tuple[int, str]:
     n, level = default_n, "char"
     if len(parts) > 2:
@@ -91,6 +99,12 @@ def _ngram_options(parts: Sequence[str], spec: str, default_n: int) -> tuple[int
             ) from None
         if n < 1:
             raise ModelSpecError(f"the n-gram order in {spec!r} must be >= 1, got {n}")
+        if n > MAX_NGRAM_ORDER:
+            raise ModelSpecError(
+                f"the n-gram order in {spec!r} must be from 1 to {MAX_NGRAM_ORDER}, got {n}; a model's "
+                "training time and memory grow with the square of its order (the Python API, "
+                "faithful.models.NGramModel, takes higher orders)"
+            )
     if len(parts) == 2:
         level = parts[1]
         if level not in ("char", "word"):
