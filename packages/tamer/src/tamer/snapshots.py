@@ -578,7 +578,9 @@ def engines(*, path: Path | None = None) -> list[tuple[str, int, float]]:
         for engine, count, last_seq in rows:
             (taken,) = db.execute("SELECT taken_at FROM snapshots WHERE seq = ?", (last_seq,)).fetchone()
             # a damaged taken_at (text, a blob) must not stop the listing: NaN says "no time"
-            stamp = float(taken) if isinstance(taken, int | float) and not isinstance(taken, bool) else math.nan
+            stamp = (
+                float(taken) if isinstance(taken, int | float) and not isinstance(taken, bool) else math.nan
+            )
             out.append((str(engine), int(count), stamp))
     return out
 
