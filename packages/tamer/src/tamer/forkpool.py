@@ -33,6 +33,7 @@ import and logging locks).
 
 from __future__ import annotations
 
+import _signal  # builtin, loaded at start: `signal` would import enum
 import _thread
 import gc
 import marshal
@@ -100,9 +101,18 @@ class ForkPool:
         self._pump_ended = _thread.allocate_lock()
         setup = _worker_setup()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        # Ctrl-C is held back while the workers are forked: a KeyboardInterrupt raised in a new worker before
+        # it is inside its try (on the fork's return) would unwind the parent's frames in the worker, which
+        # then says "interrupted" (a second --json envelope on the shared stdout: seen) and ends as the
+        # parent would. Each worker ignores SIGINT before it lets it through (a held one is then dropped);
+        # the parent gets a held one once every worker is in self._workers (reaped if it interrupts).
+        held = _signal.pthread_sigmask(_signal.SIG_BLOCK, (_signal.SIGINT,))
         try:
-            for _ in range(workers):
-                self._workers.append(self._fork(setup))
+            try:
+                for _ in range(workers):
+                    self._workers.append(self._fork(setup))
+            finally:
+                _signal.pthread_sigmask(_signal.SIG_SETMASK, held)
         except BaseException:
             self._reap(kill=True)
             os.close(self._wake_r)
@@ -126,7 +136,7 @@ class ForkPool:
             os.close(task_w)
             raise
         try:
-            pid = os.fork()
+            pid = os.fork()  # (SIGINT held back: see __init__)
         except BaseException:
             for fd in (task_r, task_w, answer_r, answer_w):
                 os.close(fd)
@@ -134,6 +144,11 @@ class ForkPool:
         if pid == 0:  # the worker: never returns
             code = 1
             try:
+                try:  # noqa: SIM105  (no contextlib: see _wake)
+                    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+                except ValueError:  # not the main thread (it is, after a fork, on CPython)
+                    pass
+                _signal.pthread_sigmask(_signal.SIG_UNBLOCK, (_signal.SIGINT,))
                 # only its own two ends stay open (and stdin/stdout/stderr, which it never uses, as any
                 # process has them): a worker holding another's task pipe would keep that one from seeing
                 # it closed (the end of the pool, or of the parent); one holding the parent's engine
