@@ -10,8 +10,8 @@ can be read here (why_not_local).
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 
+from tamer.datetimes import UTC, datetime
 from tamer.patterns import LazyPattern
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms, a fifth of a `docker images`

@@ -6,8 +6,7 @@ the keys in FILTER_KEYS; anything else is a UsageError naming the valid keys.
 
 from __future__ import annotations
 
-from datetime import datetime
-
+from tamer.datetimes import datetime
 from tamer.errors import UsageError
 from tamer.report.units import parse_duration
 

@@ -17,10 +17,10 @@ read off this machine's filesystem, LocalPlacements); `run_quick_ls()` reads the
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from posixpath import realpath
 from stat import S_ISLNK
 
+from tamer.datetimes import UTC, datetime
 from tamer.facts import (
     RUNNING_STATES,
     container_summary,

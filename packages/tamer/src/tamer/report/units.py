@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
+from tamer.datetimes import datetime, timedelta
 from tamer.errors import UsageError
 from tamer.patterns import LazyPattern
 
