@@ -61,6 +61,25 @@ __all__ = [
 
 TABLE: tuple[Entry, ...] = (
     Entry(
+        "logit_bias",
+        LogitBias,
+        (
+            Param(
+                "logit_bias",
+                "bias",
+                bias_map,
+                "{token: bias} added to logits (-inf bans)",
+                spec=(SpecKey("logit-bias"),),
+                parse=parse_bias,
+                fmt=fmt_bias,
+            ),
+        ),
+        "add a bias per token",
+        {"logit_bias": {3: 2.5, 7: -1.0}},
+        hf="SequenceBiasLogitsProcessor",
+        hf_args=lambda p: {"sequence_bias": [[[t], b] for t, b in p["logit_bias"].items()]},
+    ),
+    Entry(
         "repetition_penalty",
         RepetitionPenalty,
         (
@@ -155,25 +174,6 @@ TABLE: tuple[Entry, ...] = (
         ),
         "llama.cpp's DRY penalty on tokens that would extend a repeated sequence",
         {"dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2},
-    ),
-    Entry(
-        "logit_bias",
-        LogitBias,
-        (
-            Param(
-                "logit_bias",
-                "bias",
-                bias_map,
-                "{token: bias} added to logits (-inf bans)",
-                spec=(SpecKey("logit-bias"),),
-                parse=parse_bias,
-                fmt=fmt_bias,
-            ),
-        ),
-        "add a bias per token",
-        {"logit_bias": {3: 2.5, 7: -1.0}},
-        hf="SequenceBiasLogitsProcessor",
-        hf_args=lambda p: {"sequence_bias": [[[t], b] for t, b in p["logit_bias"].items()]},
     ),
     Entry(
         "no_repeat_ngram",
@@ -440,7 +440,7 @@ def spec_help(*, detailed: bool = False) -> str:
     """The valid spec parts, for error messages (short) and the CLI's help (``detailed``).
 
     Example:
-        >>> spec_help().startswith("greedy, sample, gumbel, repetition-penalty:VALUE")
+        >>> spec_help().startswith("greedy, sample, gumbel, logit-bias:VALUE")
         True
         >>> "top-p:VALUE (top_p in (0, 1])" in spec_help(detailed=True)
         True

@@ -1,8 +1,9 @@
 """Hugging Face transformers: its logits processors (in ``generate``'s order) and ``torch.multinomial`` on CPU.
 
 The chain is built from the processor table's ``hf`` column (the class and its arguments), in the
-order ``GenerationMixin._get_logits_processor`` uses: temperature, top-k, top-p, min-p, typical,
-epsilon, eta (the same as faithful's default order for these). Scores are float32, as ``generate``
+order ``GenerationMixin._get_logits_processor`` uses: sequence bias, repetition penalty,
+no-repeat-ngram, suppressed tokens, then temperature, top-k, top-p, min-p, typical, epsilon, eta
+(the same as faithful's default order for these; tested against that method). Scores are float32, as ``generate``
 sees them from a float32 model; ``generate`` draws with ``torch.multinomial(softmax(scores), 1)``,
 and so does :meth:`HFEngine.sample` (``n`` draws with replacement: the same law, one call).
 """
