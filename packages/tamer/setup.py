@@ -1,5 +1,6 @@
 """The compiled parts of tamer: the walker's inner loop (src/tamer/_cwalk.c) and the plain-file part of a
-restore (src/tamer/_crestore.c) and the backup's tar tap (src/tamer/_ctap.c).
+restore (src/tamer/_crestore.c) and the backup's tar tap (src/tamer/_ctap.c) and the backup's own archive
+writer (src/tamer/_cpack.c).
 
 Each is optional, and built or given up on its own: where no C compiler or Python headers are at hand
 the build goes on without it, and tamer walks, restores and taps backups in Python (the same results,
@@ -88,6 +89,15 @@ setup(
             "tamer._crestore",
             # with the same vendored BLAKE3 as the tap below: a restore checks every file's digest in C
             ["src/tamer/_crestore.c", *BLAKE3],
+            define_macros=[NO_NEON],
+            optional=True,
+            extra_compile_args=FLAGS,
+        ),
+        Extension(
+            "tamer._cpack",
+            # the compiled backup writer: reads, hashes (the vendored BLAKE3) and packs the data part itself;
+            # built without BLAKE3 it is not offered (archive_pack.packer_module), and GNU tar writes instead
+            ["src/tamer/_cpack.c", *BLAKE3],
             define_macros=[NO_NEON],
             optional=True,
             extra_compile_args=FLAGS,

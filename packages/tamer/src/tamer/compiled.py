@@ -1,15 +1,16 @@
-"""The optional compiled extensions (_cwalk, _ctap, _crestore): one loader and one rule for their switches.
+"""The optional compiled extensions (_cwalk, _ctap, _crestore, _cpack): one loader and one rule for their switches.
 
 Each extension has a Python reference that gives the same results; an environment variable forces
 the reference. The rule, the same for every switch (TAMER_PURE_WALK, TAMER_PURE_TAP,
-TAMER_PURE_RESTORE): unset, empty or "0" lets the compiled module load; any other value
+TAMER_PURE_RESTORE, TAMER_PURE_PACK): unset, empty or "0" lets the compiled module load; any other value
 ("1", "yes", ...) forces pure Python. A switch that reads "0" as "on" would surprise whoever
 writes TAMER_PURE_TAP=0 to mean "not pure", so "0" is off everywhere.
 
 setup.py builds each extension on its own (one that fails to compile leaves the others), and _ctap and
 _crestore without the vendored BLAKE3 where it did not compile: they load as ever, and hash BLAKE3
 through the blake3 package instead (the same digests); their `native_blake3` (0 or 1) says which build
-this is, see native_blake3().
+this is, see native_blake3(). _cpack (the compiled backup writer) built without it is not offered:
+`auto` writes with GNU tar or Python instead (tamer.volumes.archive_pack.packer_module).
 """
 
 from __future__ import annotations

@@ -57,9 +57,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     backup.add_argument(
         "--writer",
-        choices=("auto", "tar", "python"),
+        choices=("auto", "compiled", "tar", "python"),
         default="auto",
-        help="archive writer: GNU tar when installed (auto), or tamer's own (python)",
+        help="archive writer: auto takes tamer's compiled one when built (compiled), else GNU tar when "
+        "installed (tar), else tamer's pure-Python one (python)",
     )
     backup.set_defaults(handler=run_backup)
 

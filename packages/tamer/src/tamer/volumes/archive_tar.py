@@ -39,14 +39,23 @@ from tamer.volumes.archive import (
 if TYPE_CHECKING:
     from tamer.volumes.archive_write import WriteStats
 
-WRITERS = ("auto", "tar", "python")
+WRITERS = ("auto", "compiled", "tar", "python")
 
 
 def gnu_tar(writer: str = "auto") -> str | None:
-    """GNU tar's path for `writer` ("auto": when installed; "tar": required; "python": never)."""
+    """GNU tar's path for `writer` ("auto": when installed; "tar": required; "python" and "compiled":
+    never). "compiled" is refused here when tamer._cpack cannot write a default (BLAKE3) archive, so that a
+    backup refuses it before anything is written; which writer `auto` takes is write_archive's choice
+    (archive_pack.packer_module: the compiled one first)."""
     if writer not in WRITERS:
         raise TamerError(f"archive writer {writer!r} is unknown; expected one of {', '.join(WRITERS)}")
     if writer == "python":
+        return None
+    if writer == "compiled":
+        from tamer.volumes.archive import default_digest
+        from tamer.volumes.archive_pack import packer_module
+
+        packer_module(writer, default_digest())
         return None
     found = _find_gnu_tar()
     if found is None and writer == "tar":

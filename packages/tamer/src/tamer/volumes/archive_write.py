@@ -1,6 +1,7 @@
-"""Writing the backup archive (format in archive.py): GNU tar through a tap, or pure Python.
+"""Writing the backup archive (format in archive.py): compiled (tamer._cpack), GNU tar through a tap, or pure Python.
 
-With GNU tar (the usual case) tar reads the folder in a process of its own
+The compiled writer (archive_pack.py, the usual case for BLAKE3 archives) reads, hashes and packs the
+files in this process and gives the pure-Python writer's stream byte for byte. With GNU tar, tar reads the folder in a process of its own
 and its stream passes through unchanged while the tap hashes every file and
 collects xattrs for the manifest; libzstd's workers compress and the
 archive's own sha256 runs on a thread of its own, so the stages overlap as in
@@ -51,6 +52,7 @@ from tamer.volumes.archive import (
     default_digest,
     new_digest,
 )
+from tamer.volumes.archive_pack import pack_into, packer_module
 from tamer.volumes.archive_tar import WRITERS as WRITERS
 from tamer.volumes.archive_tar import _find_gnu_tar as _find_gnu_tar
 from tamer.volumes.archive_tar import _forward_tar as _forward_tar
@@ -161,7 +163,9 @@ def _scan(root: str, skipped: list[str]) -> Iterator[tuple[str, str, os.stat_res
                 )
                 continue
         with os.scandir(here.fd) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            # by the names' bytes, as the compiled writer (tamer._cpack) sorts them: str order differs for
+            # names that are not UTF-8
+            entries = sorted(it, key=lambda e: os.fsencode(e.name))
         subdirs = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
@@ -310,9 +314,11 @@ def write_archive(
 ) -> tuple[WriteStats, str, int]:
     """Write the folder `root` as a compressed archive to `out`.
 
-    writer: "auto" (GNU tar when installed, else pure Python), "tar" or
-    "python". zstd_threads: libzstd workers for the Python writer (with tar,
-    TAR_ZSTD_THREADS). digest: the files'
+    writer: "auto" (the compiled writer, tamer._cpack, for a BLAKE3 archive
+    when it was built with its own BLAKE3 and TAMER_PURE_PACK is not set; else
+    GNU tar when installed; else pure Python), "compiled", "tar" or "python".
+    zstd_threads: libzstd workers for the Python writer (with tar or the
+    compiled writer, TAR_ZSTD_THREADS). digest: the files'
     checksums, "blake3" (the default when installed) or "sha256" (the format-1
     archives of earlier tamers, written exactly as they were).
     Returns (stats, sha256 of the compressed bytes, compressed size). A file
@@ -320,13 +326,14 @@ def write_archive(
     padded with zeros) and reported in stats.warnings; pause the users for a
     consistent copy.
     """
-    tar = gnu_tar(writer)
     digest = digest or default_digest()
     new_digest(digest)  # an unknown digest is refused before anything is written
+    pack = packer_module(writer, digest)  # the compiled writer, first choice of auto for BLAKE3 archives
+    tar = None if pack is not None else gnu_tar(writer)
     stats = WriteStats()
     hashed = _HashingWriter(out)
     # Python writer: threads=1, a libzstd worker compresses beside this thread reading and hashing files
-    threads = zstd_threads if tar is None else TAR_ZSTD_THREADS
+    threads = zstd_threads if tar is None and pack is None else TAR_ZSTD_THREADS
     params = zstandard.ZstdCompressionParameters.from_level(
         ZSTD_LEVEL, threads=threads, job_size=ZSTD_JOB_SIZE if threads else 0, write_checksum=True
     )
@@ -352,7 +359,10 @@ def write_archive(
             # sha256 archives are format 1 exactly as earlier tamers wrote them; format 2 names its digest
             named = {"format": 1} if digest == "sha256" else {"format": FORMAT, "digest": digest}
             add_bytes(HEADER_NAME, json.dumps({**header, **named}, sort_keys=True).encode())
-            if tar is not None:
+            if pack is not None:
+                flush()
+                pack_into(pack, root, zw.write, stats, files, xattrs)
+            elif tar is not None:
                 flush()
                 _forward_tar(tar, root, zw.write, stats, files, xattrs, digest)
             else:
