@@ -51,6 +51,9 @@ __all__ = [
 VERDICTS = ("processed", "raw", "both", "neither", "undetermined")
 DEFAULT_TOL = 1e-3  # nats: engines compute in float32 or bfloat16
 _TAIL_SPREAD = 2**17  # tokens the unseen tail is spread over when the record gives no vocab_size
+# The largest vocabulary a record may state (the conformance matrix's limit; real ones are under 300k
+# ids): the tail is completed as arrays of that size, and vocab_size 10**20 was an internal error.
+MAX_VOCAB = 2**20
 
 
 class AuditInputError(FaithfulError):
@@ -277,12 +280,18 @@ def _processed_from_top(
     probs = np.exp(lps)
     rest = max(0.0, 1.0 - float(probs.sum()))
     k = len(ids)
-    if rest <= 1e-12:
+    # the tail fits in the vocabulary: as few tokens as it takes (each at most the smallest seen
+    # positive probability, as top-k implies) up to the room left, or spread over all the room. A
+    # tail that needs more tokens than the room (float32 rounding of the sum, or a smallest seen
+    # probability of 1e-18) is given the room: its tokens then outweigh the smallest seen one, which
+    # can only make the verdict "undetermined", never wrong (it was a 10**11-entry array)
+    room = (vocab_size if vocab_size is not None else MAX_VOCAB) - k
+    if rest <= 1e-12 or room <= 0:
         completions = [lps]
     else:
-        pmin = float(probs.min())
-        few = max(1, math.ceil(rest / pmin))
-        many = max(few, (vocab_size - k) if vocab_size else _TAIL_SPREAD)
+        pmin = float(probs[probs > 0].min())  # -inf entries (masked tokens) are no bound on the tail
+        few = max(1, math.ceil(min(rest / pmin, float(room))))
+        many = min(room, max(few, room if vocab_size is not None else _TAIL_SPREAD))
         completions = [np.concatenate([lps, np.full(m, math.log(rest / m))]) for m in sorted({few, many})]
     hist = None
     if history is not None:  # penalties index the vocabulary: map history onto the seen ids, drop the rest
@@ -301,6 +310,14 @@ def _processed_from_top(
 
 
 # -- records --------------------------------------------------------------------------------------
+
+
+def _check_history_ids(history: list[int] | None, v: int | None, what: str, where: str) -> None:
+    if history is not None and v is not None and any(t >= v for t in history):
+        bad = [t for t in history if t >= v][:5]
+        raise AuditInputError(
+            f"{where}: `history` holds token ids {bad} outside the vocabulary ({what}: {v})"
+        )
 
 
 def _field(rec: Mapping[str, Any], name: str, where: str) -> Any:
@@ -334,6 +351,10 @@ def _top(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if not items:
         raise AuditInputError(f"{where}: `top_logprobs` is empty")
+    if len(items) > MAX_VOCAB:
+        raise AuditInputError(
+            f"{where}: `top_logprobs` has {len(items)} entries, more than any vocabulary ({MAX_VOCAB})"
+        )
     ids, lps = [], []
     for t, lp in items:
         try:
@@ -344,6 +365,10 @@ def _top(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(ids, dtype=np.int64), np.asarray(lps, dtype=np.float64)
     if len(set(ids)) != len(ids) or a.min() < 0:
         raise AuditInputError(f"{where}: `top_logprobs` token ids must be distinct and >= 0")
+    if not np.any(b > -math.inf):
+        raise AuditInputError(
+            f"{where}: `top_logprobs` gives no token a positive probability (all -inf); nothing was sampled from it"
+        )
     if np.any(b > 1e-6) or np.exp(b).sum() > 1 + 1e-4:
         raise AuditInputError(
             f"{where}: `top_logprobs` must be logprobs of the raw distribution (each <= 0, summing to <= 1 as "
@@ -386,9 +411,10 @@ def audit_records(
         reported = _number(_field(rec, "logprob", where), f"{where}: `logprob`")
         history = rec.get("history")
         if history is not None and not (
-            isinstance(history, list) and all(isinstance(t, int) for t in history)
-        ):
-            raise AuditInputError(f"{where}: `history` must be a list of token ids")
+            isinstance(history, list)
+            and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in history)
+        ):  # True was read as token 1
+            raise AuditInputError(f"{where}: `history` must be a list of token ids (ints >= 0)")
         if ("logits" in rec) == ("top_logprobs" in rec):
             raise AuditInputError(
                 f"{where}: give exactly one of `logits` (full vocabulary) or `top_logprobs`"
@@ -399,6 +425,7 @@ def audit_records(
                 if not isinstance(row, list) or not row:
                     raise AuditInputError(f"{where}: `logits` must be a non-empty list of numbers")
                 z = np.asarray([_number(x, f"{where}: logit") for x in row])[None, :]
+                _check_history_ids(history, z.shape[1], "the logits' length", where)
                 a = audit_logprobs(
                     z, [token], [reported], s, history=None if history is None else [history], tol=tol
                 )
@@ -409,8 +436,15 @@ def audit_records(
             vocab = rec.get("vocab_size")
             if vocab is not None and (_int(vocab, f"{where}: `vocab_size`") < len(ids) or ids.max() >= vocab):
                 raise AuditInputError(f"{where}: `vocab_size` {vocab} is smaller than the token ids given")
-            if token < 0:
-                raise AuditInputError(f"{where}: `token` must be >= 0, got {token}")
+            if vocab is not None and vocab > MAX_VOCAB:
+                raise AuditInputError(
+                    f"{where}: `vocab_size` {vocab} is larger than any vocabulary the audit takes ({MAX_VOCAB})"
+                )
+            if token < 0 or (vocab is not None and token >= vocab):
+                raise AuditInputError(
+                    f"{where}: `token` must be in [0, vocab_size{'' if vocab is None else f' = {vocab}'}), got {token}"
+                )
+            _check_history_ids(history, vocab, "`vocab_size`", where)
             if reported > 1e-9 or math.isnan(reported):
                 raise AuditInputError(f"{where}: `logprob` must be <= 0, got {reported}")
             processed = _processed_from_top(s, ids, lps, token, vocab, history)
@@ -466,6 +500,10 @@ def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
         except json.JSONDecodeError as exc:
             raise AuditInputError(
                 f"{p}: line {n} is not valid JSON ({exc.msg}); one JSON object per line"
+            ) from None
+        except RecursionError:  # was "unexpected error (RecursionError)"
+            raise AuditInputError(
+                f"{p}: line {n} nests arrays or objects too deeply to read; one flat JSON object per line"
             ) from None
         if not isinstance(rec, dict):
             raise AuditInputError(f"{p}: line {n} is a JSON {type(rec).__name__}, expected an object")

@@ -1,0 +1,78 @@
+"""Session 9 attack on ``faithful audit-logprobs``: hostile records and files.
+
+Each one used to end in "unexpected error (ZeroDivisionError / ValueError / RecursionError)" or
+to be judged as if it were a real record. A bad record is an error naming its line (exit 1), and
+nothing is judged.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faithful.cli import main
+from faithful.referee.audit import AuditInputError, audit_records
+
+
+def _run(path: Path) -> tuple[int, dict[str, Any], str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["audit-logprobs", str(path), "--json"], stdout=out, stderr=err)
+    env = json.loads(out.getvalue())
+    herr = io.StringIO()
+    assert main(["audit-logprobs", str(path)], stdout=io.StringIO(), stderr=herr) == code
+    return code, env, herr.getvalue()
+
+
+TOP = {"top_logprobs": {"0": -0.1, "1": -2.5}, "sampler": "top-k:1", "token": 0, "logprob": 0.0}
+
+BAD_RECORDS = [
+    # no token with a positive probability: nothing was sampled from this
+    ({**TOP, "top_logprobs": {"0": "-inf", "1": "-inf"}}, "top_logprobs"),
+    # a vocabulary no engine has: the tail spread was allocated (Maximum allowed dimension exceeded)
+    ({**TOP, "vocab_size": 10**20, "sampler": "top-p:0.9"}, "vocab_size"),
+    # a token outside the stated vocabulary is no record of a draw from it
+    ({**TOP, "vocab_size": 5, "token": 9}, "token"),
+    # history ids outside the stated vocabulary, or that are no ids
+    ({**TOP, "vocab_size": 5, "sampler": "repetition-penalty:1.3", "history": [99]}, "history"),
+    ({"logits": [0.0, 1.0, 2.0], "sampler": "repetition-penalty:1.3", "token": 2, "logprob": -0.4,
+      "history": [True, 2]}, "history"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("record", "field"), BAD_RECORDS)
+def test_a_hostile_record_is_a_clear_error_naming_the_field(tmp_path: Path, record: Any, field: str) -> None:
+    with pytest.raises(AuditInputError, match=field):
+        audit_records([record])
+    f = tmp_path / "records.jsonl"
+    f.write_text(json.dumps(record) + "\n")
+    code, env, err = _run(f)
+    assert code == 1 and env["status"] == "error" and env["data"] is None
+    assert "line 1" in env["errors"][0] and field in env["errors"][0]
+    assert "unexpected error" not in err and err.startswith("faithful: error: ")
+
+
+def test_json_nested_past_the_stack_is_a_clear_error_naming_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "records.jsonl"
+    ok = json.dumps({"logits": [0.0, 1.0], "sampler": "sample", "token": 0, "logprob": -1.3133})
+    f.write_text(ok + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    code, env, err = _run(f)
+    assert code == 1 and env["status"] == "error"
+    assert "line 2" in env["errors"][0] and "unexpected error" not in err
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        {"0": -0.1, "1": -2.5, "2": "-inf"},  # a masked token reported at -inf (ZeroDivisionError)
+        {"0": -1e-6, "1": -40.0},  # a tail of 2.3e11 tokens at most 4e-18 each (ValueError)
+        {"0": -1e-6, "1": -745.0},  # a subnormal smallest probability (OverflowError)
+    ],
+)
+def test_a_legal_top_k_record_is_audited(top: dict[str, Any]) -> None:
+    rec = {"top_logprobs": top, "sampler": "top-k:1", "token": 0, "logprob": 0.0}
+    assert audit_records([rec]).records[0].verdict in ("processed", "both")  # both: raw is -1e-6
+    spec = {**rec, "sampler": "top-p:0.5"}
+    assert audit_records([spec]).records[0].verdict in ("processed", "both", "undetermined")
