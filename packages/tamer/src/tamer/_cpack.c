@@ -269,17 +269,27 @@ static void close_all(Packer *self) {
 }
 
 /* ---- headers --------------------------------------------------------------------------------- */
+/* `digits` octal digits of v (which fits them) and a NUL, as "%0*o\0" would write them (snprintf cost
+ * more than the rest of a header together). */
+static void octal(char *at, int digits, unsigned long long v) {
+    at[digits] = '\0';
+    for (int k = digits - 1; k >= 0; k--) {
+        at[k] = (char)('0' + (v & 7));
+        v >>= 3;
+    }
+}
+
 /* archive._header's plain ustar branch: the same bytes. */
 static void ustar(char *h, const char *name, size_t nlen, unsigned mode, unsigned long long uid,
                   unsigned long long gid, unsigned long long size, unsigned long long mtime, char type,
                   const char *link, size_t llen) {
     memset(h, 0, BLOCK);
     memcpy(h, name, nlen);
-    snprintf(h + 100, 8, "%07o", mode);
-    snprintf(h + 108, 8, "%07llo", uid);
-    snprintf(h + 116, 8, "%07llo", gid);
-    snprintf(h + 124, 12, "%011llo", size);
-    snprintf(h + 136, 12, "%011llo", mtime);
+    octal(h + 100, 7, mode);
+    octal(h + 108, 7, uid);
+    octal(h + 116, 7, gid);
+    octal(h + 124, 11, size);
+    octal(h + 136, 11, mtime);
     h[156] = type;
     memcpy(h + 157, link, llen);
     memcpy(h + 257, "ustar\0" "00", 8);
@@ -289,7 +299,7 @@ static void ustar(char *h, const char *name, size_t nlen, unsigned mode, unsigne
             chk += (unsigned char)h[k];
         }
     }
-    snprintf(h + 148, 7, "%06o", chk);
+    octal(h + 148, 6, chk);
     h[155] = ' ';
 }
 

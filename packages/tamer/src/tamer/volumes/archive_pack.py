@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from tamer.compiled import load, native_blake3
 from tamer.errors import TamerError
-from tamer.volumes.archive import DATA, _header
+from tamer.volumes.archive import DATA
+from tamer.volumes.archive import _header as _header  # the tests wrap it (a hook between open and read)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -84,8 +85,10 @@ def pack_into(
             write(packer)
     except OSError as exc:
         if exc.errno == errno.EMFILE:
+            where = str(exc.filename)
+            where = where if len(where) <= 200 else "..." + where[-200:]
             raise TamerError(
-                f"reading the volume folder {root} ran out of open files at {exc.filename}: a folder stays "
+                f"reading the volume folder {root} ran out of open files at {where}: a folder stays "
                 "open while its subfolders wait, one per level of the tree; expected a tree this deep to fit "
                 "the open-file limit; raise it (ulimit -n) and run this again"
             ) from exc
