@@ -198,13 +198,12 @@ def cmd_generate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 def cmd_audit_logprobs(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """``faithful audit-logprobs``."""
-    from faithful.referee.audit import audit_records, read_records
+    from faithful.referee.audit import audit_file
     from faithful.referee.render import render_audit
 
     if not (args.tol > 0 and math.isfinite(args.tol)):
         raise UsageError(f"--tol must be a positive number of nats, got {args.tol}")
-    records, names = read_records(args.file)
-    data = audit_records(records, tol=args.tol, names=names).to_dict()
+    data = audit_file(args.file, tol=args.tol).to_dict()
     text = render_audit(data)
     s = data["summary"]
     neither, impossible = s["counts"]["neither"], s["impossible_tokens"]

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from faithful.cli import main
 from faithful.referee.audit import AuditInputError, audit_records
@@ -76,3 +79,30 @@ def test_a_legal_top_k_record_is_audited(top: dict[str, Any]) -> None:
     assert audit_records([rec]).records[0].verdict in ("processed", "both")  # both: raw is -1e-6
     spec = {**rec, "sampler": "top-p:0.5"}
     assert audit_records([spec]).records[0].verdict in ("processed", "both", "undetermined")
+
+
+_PEAK = """
+import io, resource, sys
+from faithful.cli import main
+code = main(["audit-logprobs", sys.argv[1], "--json"], stdout=io.StringIO(), stderr=io.StringIO())
+print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _peak_kib(path: Path) -> tuple[int, int]:
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(path)], capture_output=True, text=True, check=True)
+    code, kib = out.stdout.split()
+    return int(code), int(kib)
+
+
+def test_a_huge_file_is_read_one_record_at_a_time(tmp_path: Path) -> None:
+    # 64 records of 50,000 logits (26 MB): reading the file whole held ~7 times its size at once
+    z = np.round(np.random.default_rng(0).standard_normal(50_000), 4).tolist()
+    line = json.dumps({"logits": z, "sampler": "top-p:0.9", "token": 0, "logprob": -10.0}) + "\n"
+    one, many = tmp_path / "one.jsonl", tmp_path / "many.jsonl"
+    one.write_text(line)
+    many.write_text(line * 64)
+    size_kib = many.stat().st_size // 1024
+    (code1, peak1), (code64, peak64) = _peak_kib(one), _peak_kib(many)
+    assert code1 == code64 == 3  # ran to the end: every record judged ("neither")
+    assert peak64 - peak1 < size_kib // 4, (peak1, peak64, size_kib)
