@@ -193,6 +193,8 @@ def _changing_tree(root: Path) -> dict[str, int]:
     }
     for name, size in sizes.items():
         (root / name).write_bytes(b"a" * size)
+        os.utime(root / name, (1_700_000_000, 1_700_000_000))
+    os.utime(root, (1_700_000_000, 1_700_000_000))  # two trees, the same stream
     return sizes
 
 
@@ -385,6 +387,21 @@ def _deep(root: Path, depth: int, fan: int) -> None:
     os.close(fd)
 
 
+def _remove_deep(root: Path) -> None:
+    """rmtree without recursion (pytest's cleanup recurses once per level: past Python's limit here)."""
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    with contextlib.suppress(FileNotFoundError):
+        while True:
+            fds.append(os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))
+    for level in range(len(fds) - 1, -1, -1):
+        for name in os.listdir(fds[level]):  # the side folders (empty); "d" below is gone already
+            os.rmdir(name, dir_fd=fds[level])
+        os.close(fds[level])
+        if level:
+            os.rmdir("d", dir_fd=fds[level - 1])
+    os.rmdir(root)
+
+
 def test_a_tree_3000_deep_with_few_open_files_ends_no_worse_than_the_python_writer(tmp_path: Path) -> None:
     """A chain 3,000 folders deep under a limit of 64 open files: the compiled writer holds a folder open only
     while subfolders of it wait, so it writes it; where every level has a sibling waiting (a folder per level
@@ -393,15 +410,25 @@ def test_a_tree_3000_deep_with_few_open_files_ends_no_worse_than_the_python_writ
     for shape, fan in (("chain", 1), ("forked", 2)):
         root = tmp_path / shape
         _deep(root, 3000 if fan == 1 else 200, fan)
-        for writer in ("python", "compiled"):
-            r = subprocess.run(
-                [sys.executable, "-c", _DEEP, str(root), str(tmp_path / f"{shape}-{writer}.tar.zst"), writer],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert r.returncode == 0, r.stderr[-2000:]
-            outcomes[shape, writer] = r.stdout.strip()
+        try:
+            for writer in ("python", "compiled"):
+                r = subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        _DEEP,
+                        str(root),
+                        str(tmp_path / f"{shape}-{writer}.tar.zst"),
+                        writer,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+                assert r.returncode == 0, r.stderr[-2000:]
+                outcomes[shape, writer] = r.stdout.strip()
+        finally:
+            _remove_deep(root)
     assert outcomes["chain", "compiled"] == "ok 3000", outcomes
     assert outcomes["forked", "compiled"].startswith("error TamerError"), outcomes
     assert (
