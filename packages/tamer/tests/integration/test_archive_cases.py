@@ -117,7 +117,7 @@ def _links_volume(root: Path) -> None:
     os.symlink(".", root / "self")
 
 
-@pytest.mark.parametrize("writer", ["tar", "python"])
+@pytest.mark.parametrize("writer", ["tar", "python", "compiled"])
 def test_symlinks_absolute_and_up_round_trip_exactly_and_are_never_followed(
     eng: Any, tmp_path: Path, writer: str
 ) -> None:

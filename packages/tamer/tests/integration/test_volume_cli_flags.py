@@ -27,7 +27,7 @@ def setuid_volume(eng: Any) -> str:
     return "flags-src"
 
 
-@pytest.mark.parametrize("writer", ["python", "tar"])
+@pytest.mark.parametrize("writer", ["python", "tar", "compiled"])
 def test_setid_bits_come_back_only_with_privileged(
     eng: Any, setuid_volume: str, tmp_path: Path, writer: str
 ) -> None:

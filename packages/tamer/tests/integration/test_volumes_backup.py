@@ -85,15 +85,15 @@ def filled(eng: Any) -> tuple[str, Path]:
     return "bk_src", root
 
 
-@pytest.mark.parametrize("writer", ["tar", "python"])
+@pytest.mark.parametrize("writer", ["tar", "python", "compiled"])
 def test_backup_restore_round_trip_keeps_everything(
     eng: Any, filled: tuple[str, Path], tmp_path: Path, writer: str
 ) -> None:
-    """Both writers: GNU tar read through a tap (the fast path) and the pure-Python one (no GNU tar)."""
+    """Every writer: GNU tar read through a tap, the compiled one (auto's first choice) and the pure-Python one."""
     name, root = filled
     out = tmp_path / "bk.tar.zst"
-    if writer == "tar":
-        r = eng.tamer("volume", "backup", name, "-o", str(out), "--json")
+    if writer != "python":
+        r = eng.tamer("volume", "backup", name, "-o", str(out), "--writer", writer, "--json")
         assert r.returncode == 0, r.stderr + r.stdout
         data = json.loads(r.stdout)["data"]
     else:

@@ -54,7 +54,7 @@ def test_the_wrapper_restores_what_it_found() -> None:
     assert run.__name__ == "run"
 
 
-@pytest.mark.parametrize("writer", ["tar", "python"])
+@pytest.mark.parametrize("writer", ["tar", "python", "compiled"])
 def test_a_backup_and_its_reading_run_without_the_collector(tmp_path: Path, writer: str) -> None:
     root = tmp_path / "data"
     (root / "d").mkdir(parents=True)
