@@ -104,6 +104,9 @@ def _encode_prompt(model: Any, text: str) -> list[int]:
 
 def cmd_coin(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """``faithful coin``."""
+    import numpy as np
+
+    from faithful.decode._common import reads_history
     from faithful.fidelity import coin_experiment
     from faithful.fidelity.coin import _validate_p
     from faithful.samplers import parse_sampler_spec
@@ -112,6 +115,15 @@ def cmd_coin(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         _validate_p(args.p)
     with _usage(f"bad --decoder {args.decoder!r}"):
         sampler = parse_sampler_spec(args.decoder)
+        if reads_history(sampler):
+            raise FaithfulError(
+                "the coin's tosses are independent and have no history, so penalties, no-repeat-ngram and "
+                "DRY have nothing to act on; leave them out"
+            )
+        # the rest a decoder can refuse (token ids past the coin's faces, masks that remove every face)
+        # depends on the command line alone: a usage error, found on one toss (it was exit 1)
+        with np.errstate(divide="ignore"):
+            sampler.distribution(np.log(_validate_p(args.p))[None, :], rng=0)
     result = coin_experiment(args.p, args.n, sampler, seed=args.seed)
     data = result.to_dict()
     data["decoder"] = args.decoder
