@@ -293,9 +293,10 @@ static void ustar(char *h, const char *name, size_t nlen, unsigned mode, unsigne
     h[156] = type;
     memcpy(h + 157, link, llen);
     memcpy(h + 257, "ustar\0" "00", 8);
-    unsigned chk = 8 * ' ';
-    for (int k = 0; k < BLOCK; k++) {
-        if (k < 148 || k >= 156) {
+    /* every byte of the header, the checksum field counted as eight spaces: only these parts are not zero */
+    unsigned chk = 8 * ' ' + (unsigned char)type;
+    for (int k = 0; k < 265; k++) {
+        if (k < 148 || (k >= 157)) {
             chk += (unsigned char)h[k];
         }
     }
