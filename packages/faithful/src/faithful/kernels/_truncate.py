@@ -423,7 +423,9 @@ def _row(
                 z0 += e
     lo, hi = -np.inf, np.inf
     z = z0 + z1
-    s1 = a0 if want_s1 else np.nan  # sum of w * s over the kept set, when an entropy needs it
+    # sum of w * s over the kept set, when an entropy needs it; the histogram pass does not sum it
+    # (an eta or typical first with a top-p later read 0 here: the entropy of a one-hot row)
+    s1 = a0 if want_s1 and not hist else np.nan
     fresh = True  # z (and s1 when not NaN) describe the current kept set
     for op in range(n_ops):
         code, val = codes[op], values[op]
@@ -439,7 +441,15 @@ def _row(
             if kept >= 0.0:
                 lo, z, s1 = max(lo, tau), kept, np.nan
         elif code == OP_MIN_P:
-            lo = max(lo, math.log(val))
+            # relative to the largest kept s, as the reference's max of the logits it sees: 0 unless a
+            # typical cut dropped the top token (then log(min_p) alone emptied rows or cut too much)
+            top = 0.0
+            if hi < 0.0:
+                top = -np.inf
+                for i in range(v):
+                    if (lo <= s[i]) & (s[i] <= hi):
+                        top = max(top, s[i])
+            lo = max(lo, top + math.log(val))
             fresh = False
         elif code == OP_TYPICAL:
             if not fresh or s1 != s1:
