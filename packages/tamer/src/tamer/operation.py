@@ -73,6 +73,25 @@ class OperationLocked(TamerError):
     """Another tamer process holds the operation lock."""
 
 
+class JournalUnwritable(TamerError):
+    """An operation's journal (or the lock file) cannot be written: a full disk, a read-only filesystem,
+    no permission. The journal on disk still holds the last step recorded."""
+
+
+def _why_unwritable(folder: Path) -> str:
+    """A few words on why `folder` takes no write ("" when nothing stands out)."""
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return ""
+    if fs.f_flag & os.ST_RDONLY:
+        return f"; {folder} is on a read-only filesystem"
+    free = fs.f_bavail * fs.f_frsize
+    if free < 1 << 20 or fs.f_favail == 0:
+        return f"; the disk holding {folder} is full ({free} bytes, {fs.f_favail} inodes free)"
+    return ""
+
+
 # -- faults: the seam tests use ---------------------------------------------------
 FaultHandler = Callable[[str, dict[str, Any]], None]
 
@@ -184,7 +203,14 @@ def operation_lock(command: str, *, wait: float = 0.0, engine: Any = None) -> It
             _lock.depth -= 1
         return
     path = lock_path()
-    fh = open(path, "a+")  # noqa: SIM115 - held until the block ends
+    try:
+        fh = open(path, "a+")  # noqa: SIM115 - held until the block ends
+    except OSError as exc:
+        raise JournalUnwritable(
+            f"tamer's lock file {path} cannot be opened ({exc.strerror or exc}{_why_unwritable(path.parent)}); "
+            "expected a state folder this user can write, with free space; make room there or fix the folder "
+            "(or point TAMER_STATE_DIR at another one), then run this again; nothing was changed"
+        ) from None
     deadline = time.monotonic() + max(wait, LOCK_GRACE_S)
     while True:
         try:
@@ -210,10 +236,13 @@ def operation_lock(command: str, *, wait: float = 0.0, engine: Any = None) -> It
             fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
             raise
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()}, command `tamer {command}`")
-    fh.flush()
+    # the holder's name only helps the message of a process that finds the lock taken: a full or read-only
+    # state disk must not stop a command that needs no journal (a backup) or fail one before it starts
+    # (written past the file object's buffer: a write the disk refused must not come back at close)
+    with contextlib.suppress(OSError):
+        fh.seek(0)
+        fh.truncate()
+        os.write(fh.fileno(), f"pid {os.getpid()}, command `tamer {command}`".encode())
     _lock.fh, _lock.depth = fh, 1
     try:
         yield
@@ -331,13 +360,30 @@ class Operation:
         return op
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Write the journal atomically (write, fsync, rename). Raises JournalUnwritable when the state folder
+        takes no write; the journal on disk is then the one saved last (a resume or a rollback reads it)."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.record, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with open(tmp, "w") as f:
+                json.dump(self.record, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            then = (
+                "then rerun this command to finish it, or roll it back (--rollback --apply): the journal there "
+                "still holds the last step it recorded"
+                if self.path.exists()
+                else f"then run this again; nothing was changed by this {self.kind}"
+            )
+            raise JournalUnwritable(
+                f"the journal {self.path} of this {self.kind} cannot be written "
+                f"({exc.strerror or exc}{_why_unwritable(self.path.parent)}); expected a state folder this "
+                f"user can write, with free space; make room there or fix the folder, {then}"
+            ) from None
         with contextlib.suppress(OSError):
             dfd = os.open(self.path.parent, os.O_RDONLY)
             try:
@@ -450,6 +496,7 @@ def unfinished(kind: str) -> list[JSON]:
 
 __all__ = [
     "FaultPoints",
+    "JournalUnwritable",
     "Operation",
     "OperationLocked",
     "OperationState",

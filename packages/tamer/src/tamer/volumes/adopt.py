@@ -246,7 +246,8 @@ def apply_adopt(engine: Engine, plan: AdoptPlan) -> str:
                 op.rollback()
             except Exception as rb:
                 raise VolumeOperationFailed(
-                    f"adopting the volumes of {plan.container} failed: {exc}; rolling back also failed: {rb}; the "
+                    f"adopting the volumes of {plan.container} failed: {exc}; rolling back also failed: "
+                    f"{'the same error' if str(rb) == str(exc) else rb}; the "
                     f"journal {op.path} is kept: rerun `tamer adopt {plan.container} --rollback --apply`"
                 ) from exc
             msg = (

@@ -16,6 +16,7 @@ Backup and restore run under tamer's one operation lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tamer.engine import Engine
-from tamer.errors import ObjectNotFound, RestoreRefused, TamerError, UsageError
+from tamer.errors import NotEnoughSpace, ObjectNotFound, RestoreRefused, TamerError, UsageError
 from tamer.operation import faults, operation_lock
 from tamer.volumes.archive import read_archive
 from tamer.volumes.archive_write import gnu_tar, write_archive
@@ -81,6 +82,8 @@ def _running_users(engine: Engine, name: str) -> list[str]:
 
 
 TMP_MARK = ".tamer-"
+# the output's disk or quota took no more (EFBIG: past the filesystem's or the process's file size limit)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _clean_dead_partials(out: Path) -> list[str]:
@@ -228,9 +231,20 @@ def _backup_locked(
                     f"backup file {out} appeared while the backup ran; expected a new file; pick another name"
                 ) from exc
             os.unlink(tmp)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            what = (
+                "the backup file grew past the largest file that filesystem or this process (ulimit -f) allows"
+                if exc.errno == errno.EFBIG
+                else f"the disk holding {out.parent} filled up"
+            )
+            raise NotEnoughSpace(
+                f"{what} while the backup of {name} was written ({exc.strerror}); expected room for the whole "
+                "archive; the partial file was removed and nothing else was changed; free space there or write "
+                "the backup elsewhere (-o), then run this again"
+            ) from None
         raise
     finally:
         os.close(fd)

@@ -288,7 +288,8 @@ def apply_move(engine: Engine, plan: MovePlan, *, purge_source: bool = False) ->
             except Exception as rb:
                 raise VolumeOperationFailed(
                     f"moving volume {plan.volume} failed at step {failed_at}: {exc}; rolling back also failed: "
-                    f"{rb}; the journal {op.path} is kept: rerun with --rollback to retry"
+                    f"{'the same error' if str(rb) == str(exc) else rb}; the journal {op.path} is kept: rerun "
+                    "with --rollback to retry"
                 ) from exc
             msg = (
                 f"{exc}; the move of {plan.volume} (failed at step {failed_at}) was rolled back: the volume, its "
