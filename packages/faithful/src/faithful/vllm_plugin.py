@@ -301,7 +301,16 @@ class FaithfulRequests:
 
 
 def _build_vllm_class() -> type:
-    from vllm.v1.sample.logits_processor import LogitsProcessor
+    try:
+        from vllm.v1.sample.logits_processor import LogitsProcessor
+    except ImportError as exc:  # was the bare "No module named 'vllm'"
+        raise ModuleNotFoundError(
+            "faithful.vllm_plugin.FaithfulLogitsProcessor is a vLLM (V1 engine) logits processor and needs "
+            f"vLLM, which is not importable here ({type(exc).__name__}: {exc}); install vLLM to serve with it "
+            "(vllm serve MODEL --logits-processors faithful.vllm_plugin:FaithfulLogitsProcessor), or sample "
+            "without vLLM through faithful.hf or make_sampler(..., backend='torch')",
+            name="vllm",
+        ) from exc
 
     class FaithfulLogitsProcessor(LogitsProcessor):  # type: ignore[misc,unused-ignore]  # vllm untyped (strict only)
         """vLLM logits processor: faithful's processors and keyed draw for requests with ``vllm_xargs.faithful``."""
