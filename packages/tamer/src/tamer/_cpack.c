@@ -38,6 +38,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,32 @@ typedef struct {
     size_t off, len;
 } span;
 
+/* Hashing that is not a small file's batch job, in stream order: a file hashed whole (over 64 KiB, in the
+ * piece), and the parts of a streamed one (begun, a part, done: its digest into record `rec`). */
+enum { OP_WHOLE, OP_BEGIN, OP_PART, OP_DONE };
+
+typedef struct {
+    int kind;
+    size_t off, len, rec;
+} hash_op;
+
+/* One piece of the stream and what it adds to the manifest. Two take turns: while the compressor has one
+ * (and the hashing thread hashes its files), the other is filled. */
+typedef struct {
+    bytebuf out;
+    bytebuf arena; /* the names of its records and warnings */
+    record *recs;
+    size_t n_recs, recs_cap;
+    span *jobs; /* its small files, hashed side by side */
+    size_t n_jobs, jobs_cap;
+    b3_job *b3;
+    size_t b3_cap;
+    hash_op *ops;
+    size_t n_ops, ops_cap;
+} piece;
+
+enum { H_IDLE, H_WORK, H_DONE };
+
 enum { W_SHRANK, W_SKIPPED, W_LEFT_OUT };
 
 typedef struct {
@@ -180,8 +208,15 @@ typedef struct {
     const char *err_what;
     bytebuf err_path;
     PyObject *exc_type, *exc_value, *exc_tb;
-    /* the piece */
-    bytebuf out;
+    /* the pieces: pc[pcur] is being filled, or was returned last */
+    piece pc[2];
+    int pcur;
+    /* the hashing thread: hashes the piece returned last while the next one is filled */
+    pthread_t hasher;
+    int hasher_started, h_state, h_rc, h_exit;
+    piece *h_piece;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
     /* the folder being written */
     dirref *cur;
     char *cur_rel;
@@ -201,14 +236,7 @@ typedef struct {
     bytebuf link;   /* a symlink's target */
     bytebuf xlist;  /* listxattr's names */
     bytebuf xval;   /* one xattr value */
-    /* what the piece adds to the manifest, turned into Python objects at the end of fill() */
-    bytebuf arena;
-    record *recs;
-    size_t n_recs, recs_cap;
-    span *jobs;
-    size_t n_jobs, jobs_cap;
-    b3_job *b3;
-    size_t b3_cap;
+    /* the piece's xattrs and warnings, turned into Python objects at the end of fill() */
     bytebuf xblob; /* per entry: rel length, rel, count, then (name length, name, value length, value) */
     warning *warns;
     size_t n_warns, warns_cap;
@@ -220,11 +248,17 @@ typedef struct {
     unsigned long long s_size, s_left, s_real;
     char *s_rel;
     size_t s_rel_len;
-    blake3_hasher s_hasher;
+    blake3_hasher s_hasher; /* the hashing thread's alone */
     /* counts */
     long long n_entries, n_files;
     unsigned __int128 n_bytes;
 } Packer;
+
+static piece *PC(Packer *self) {
+    return &self->pc[self->pcur];
+}
+
+static int add_op(Packer *self, int kind, size_t off, size_t len, size_t rec);
 
 /* ---- failures (no GIL: recorded, raised at the end of fill) ---------------------------------- */
 static int fail(Packer *self, int err, const char *what, const char *path, size_t len) {
@@ -447,11 +481,11 @@ static int add_warning(Packer *self, int kind, int err, const char *rel, size_t 
     warning *w = &self->warns[self->n_warns];
     w->kind = kind;
     w->err = err;
-    w->rel_off = self->arena.len;
+    w->rel_off = PC(self)->arena.len;
     w->rel_len = len;
     w->real = real;
     w->size = size;
-    if (bb_put(&self->arena, rel, len) < 0) {
+    if (bb_put(&PC(self)->arena, rel, len) < 0) {
         return no_memory(self);
     }
     self->n_warns++;
@@ -459,20 +493,21 @@ static int add_warning(Packer *self, int kind, int err, const char *rel, size_t 
 }
 
 static record *add_record(Packer *self, const char *rel, size_t len, unsigned long long size) {
-    if (grow((void **)&self->recs, &self->recs_cap, self->n_recs, sizeof *self->recs) < 0) {
+    piece *p = PC(self);
+    if (grow((void **)&p->recs, &p->recs_cap, p->n_recs, sizeof *p->recs) < 0) {
         no_memory(self);
         return NULL;
     }
-    record *r = &self->recs[self->n_recs];
-    r->rel_off = self->arena.len;
+    record *r = &p->recs[p->n_recs];
+    r->rel_off = p->arena.len;
     r->rel_len = len;
     r->size = size;
     r->job = -1;
-    if (bb_put(&self->arena, rel, len) < 0) {
+    if (bb_put(&p->arena, rel, len) < 0) {
         no_memory(self);
         return NULL;
     }
-    self->n_recs++;
+    p->n_recs++;
     self->n_files++;
     self->n_bytes += size;
     return r;
@@ -583,16 +618,17 @@ static int next_folder(Packer *self) {
 
 /* ---- entries --------------------------------------------------------------------------------- */
 static int put_header(Packer *self) {
-    return bb_put(&self->out, self->hdr.p, self->hdr.len) < 0 ? no_memory(self) : 0;
+    return bb_put(&PC(self)->out, self->hdr.p, self->hdr.len) < 0 ? no_memory(self) : 0;
 }
 
 static int zero_pad(Packer *self, unsigned long long size) {
     size_t pad = (size_t)((BLOCK - size % BLOCK) % BLOCK);
-    if (bb_reserve(&self->out, pad) < 0) {
+    bytebuf *out = &PC(self)->out;
+    if (bb_reserve(out, pad) < 0) {
         return no_memory(self);
     }
-    memset(self->out.p + self->out.len, 0, pad);
-    self->out.len += pad;
+    memset(out->p + out->len, 0, pad);
+    out->len += pad;
     return 0;
 }
 
@@ -669,16 +705,16 @@ static int regular_file(Packer *self, const char *name, const struct stat *st) {
         self->s_fd = fd;
         self->s_size = self->s_left = size;
         self->s_real = 0;
-        blake3_hasher_init(&self->s_hasher);
-        return 0;
+        return add_op(self, OP_BEGIN, 0, 0, 0);
     }
-    if (bb_reserve(&self->out, (size_t)size + BLOCK) < 0) {
+    bytebuf *out = &PC(self)->out;
+    if (bb_reserve(out, (size_t)size + BLOCK) < 0) {
         if (fd >= 0) {
             close(fd);
         }
         return no_memory(self);
     }
-    char *p = self->out.p + self->out.len;
+    char *p = out->p + out->len;
     ssize_t real = 0;
     if (fd >= 0) {
         real = read_full(fd, p, (size_t)size);
@@ -689,8 +725,8 @@ static int regular_file(Packer *self, const char *name, const struct stat *st) {
         }
     }
     memset(p + real, 0, (size_t)size - (size_t)real);
-    size_t data_at = self->out.len;
-    self->out.len += (size_t)size;
+    size_t data_at = out->len;
+    out->len += (size_t)size;
     if (zero_pad(self, size) < 0) {
         return -1;
     }
@@ -698,33 +734,32 @@ static int regular_file(Packer *self, const char *name, const struct stat *st) {
     if (r == NULL) {
         return -1;
     }
+    piece *pc = PC(self);
     if (size <= B3_BATCH_MAX) { /* hashed with the piece's other small files, side by side */
-        if (grow((void **)&self->jobs, &self->jobs_cap, self->n_jobs, sizeof *self->jobs) < 0) {
+        if (grow((void **)&pc->jobs, &pc->jobs_cap, pc->n_jobs, sizeof *pc->jobs) < 0) {
             return no_memory(self);
         }
-        self->jobs[self->n_jobs].off = data_at;
-        self->jobs[self->n_jobs].len = (size_t)size;
-        r->job = (long)self->n_jobs++;
-    } else {
-        blake3_hasher h;
-        blake3_hasher_init(&h);
-        blake3_hasher_update(&h, self->out.p + data_at, (size_t)size);
-        blake3_hasher_finalize(&h, r->out, 32);
+        pc->jobs[pc->n_jobs].off = data_at;
+        pc->jobs[pc->n_jobs].len = (size_t)size;
+        r->job = (long)pc->n_jobs++;
+    } else if (add_op(self, OP_WHOLE, data_at, (size_t)size, pc->n_recs - 1) < 0) {
+        return -1;
     }
     return shrank(self, self->rel.p, self->rel.len, (unsigned long long)real, size);
 }
 
 /* The next part of the large file being streamed (its header is out already). */
 static int stream_more(Packer *self) {
-    size_t space = self->out.len < PIECE ? PIECE - self->out.len : 0;
+    bytebuf *out = &PC(self)->out;
+    size_t space = out->len < PIECE ? PIECE - out->len : 0;
     if (space < STREAM_MIN) {
         space = STREAM_MIN;
     }
     size_t take = self->s_left < space ? (size_t)self->s_left : space;
-    if (bb_reserve(&self->out, take + BLOCK) < 0) {
+    if (bb_reserve(out, take + BLOCK) < 0) {
         return no_memory(self);
     }
-    char *p = self->out.p + self->out.len;
+    char *p = out->p + out->len;
     size_t got = 0;
     if (self->s_fd >= 0) {
         ssize_t r = read_full(self->s_fd, p, take);
@@ -738,8 +773,10 @@ static int stream_more(Packer *self) {
         }
     }
     memset(p + got, 0, take - got);
-    blake3_hasher_update(&self->s_hasher, p, take);
-    self->out.len += take;
+    if (add_op(self, OP_PART, out->len, take, 0) < 0) {
+        return -1;
+    }
+    out->len += take;
     self->s_real += got;
     self->s_left -= take;
     if (self->s_left) {
@@ -753,11 +790,10 @@ static int stream_more(Packer *self) {
     if (zero_pad(self, self->s_size) < 0) {
         return -1;
     }
-    record *r = add_record(self, self->s_rel, self->s_rel_len, self->s_size);
-    if (r == NULL) {
+    if (add_record(self, self->s_rel, self->s_rel_len, self->s_size) == NULL ||
+        add_op(self, OP_DONE, 0, 0, PC(self)->n_recs - 1) < 0) {
         return -1;
     }
-    blake3_hasher_finalize(&self->s_hasher, r->out, 32);
     return shrank(self, self->s_rel, self->s_rel_len, self->s_real, self->s_size);
 }
 
@@ -967,19 +1003,28 @@ static PyObject *fsdecode(const char *p, size_t n) {
     return PyUnicode_DecodeFSDefaultAndSize(p, (Py_ssize_t)n);
 }
 
-static int publish(Packer *self) {
+/* The records of a hashed piece into `files`, in stream order. */
+static int publish_records(Packer *self, piece *p) {
     int rc = 0;
-    for (size_t k = 0; k < self->n_recs && rc == 0; k++) {
-        record *r = &self->recs[k];
-        const uint8_t *d = r->job >= 0 ? self->b3[r->job].out : r->out;
+    for (size_t k = 0; k < p->n_recs && rc == 0; k++) {
+        record *r = &p->recs[k];
+        const uint8_t *d = r->job >= 0 ? p->b3[r->job].out : r->out;
         char hex[64];
         b3_hex(d, hex);
-        PyObject *rel = fsdecode(self->arena.p + r->rel_off, r->rel_len);
+        PyObject *rel = fsdecode(p->arena.p + r->rel_off, r->rel_len);
         PyObject *rec = rel ? Py_BuildValue("[Ks#]", r->size, hex, (Py_ssize_t)64) : NULL;
         rc = rec ? PyDict_SetItem(self->files, rel, rec) : -1;
         Py_XDECREF(rel);
         Py_XDECREF(rec);
     }
+    p->n_recs = 0;
+    return rc;
+}
+
+/* The xattrs and warnings of the piece just filled into `xattrs` and `warnings` (they need no hashing). */
+static int publish(Packer *self) {
+    int rc = 0;
+    piece *p = PC(self);
     for (size_t at = 0; at < self->xblob.len && rc == 0;) {
         size_t rl;
         uint32_t count;
@@ -1013,7 +1058,7 @@ static int publish(Packer *self) {
     }
     for (size_t k = 0; k < self->n_warns && rc == 0; k++) {
         warning *w = &self->warns[k];
-        PyObject *rel = fsdecode(self->arena.p + w->rel_off, w->rel_len);
+        PyObject *rel = fsdecode(p->arena.p + w->rel_off, w->rel_len);
         PyObject *msg = NULL;
         if (rel != NULL) {
             if (w->kind == W_SHRANK) {
@@ -1032,9 +1077,127 @@ static int publish(Packer *self) {
         Py_XDECREF(rel);
         Py_XDECREF(msg);
     }
-    self->n_recs = self->n_jobs = self->n_warns = 0;
-    self->arena.len = self->xblob.len = 0;
+    self->n_warns = 0;
+    self->xblob.len = 0;
     return rc;
+}
+
+/* ---- hashing, on a thread of its own ------------------------------------------------------------ */
+static int add_op(Packer *self, int kind, size_t off, size_t len, size_t rec) {
+    piece *p = PC(self);
+    if (grow((void **)&p->ops, &p->ops_cap, p->n_ops, sizeof *p->ops) < 0) {
+        return no_memory(self);
+    }
+    p->ops[p->n_ops++] = (hash_op){kind, off, len, rec};
+    return 0;
+}
+
+/* Every digest of piece p: its small files side by side, then the rest in stream order (a streamed file's
+ * parts go through s_hasher, piece after piece). No Python; 0, or -1 when memory ran out. */
+static int hash_piece(Packer *self, piece *p) {
+    if (p->n_jobs) {
+        if (p->b3_cap < p->n_jobs) {
+            b3_job *b = realloc(p->b3, p->n_jobs * sizeof *b);
+            if (b == NULL) {
+                return -1;
+            }
+            p->b3 = b;
+            p->b3_cap = p->n_jobs;
+        }
+        for (size_t k = 0; k < p->n_jobs; k++) {
+            p->b3[k].data = (const uint8_t *)p->out.p + p->jobs[k].off;
+            p->b3[k].len = p->jobs[k].len;
+        }
+        if (b3_hash_jobs(p->b3, p->n_jobs) < 0) {
+            return -1;
+        }
+    }
+    for (size_t k = 0; k < p->n_ops; k++) {
+        hash_op *op = &p->ops[k];
+        if (op->kind == OP_WHOLE) {
+            blake3_hasher h;
+            blake3_hasher_init(&h);
+            blake3_hasher_update(&h, p->out.p + op->off, op->len);
+            blake3_hasher_finalize(&h, p->recs[op->rec].out, 32);
+        } else if (op->kind == OP_BEGIN) {
+            blake3_hasher_init(&self->s_hasher);
+        } else if (op->kind == OP_PART) {
+            blake3_hasher_update(&self->s_hasher, p->out.p + op->off, op->len);
+        } else {
+            blake3_hasher_finalize(&self->s_hasher, p->recs[op->rec].out, 32);
+        }
+    }
+    return 0;
+}
+
+static void *hasher_main(void *arg) {
+    Packer *self = arg;
+    pthread_mutex_lock(&self->mu);
+    for (;;) {
+        while (self->h_state != H_WORK && !self->h_exit) {
+            pthread_cond_wait(&self->cv, &self->mu);
+        }
+        if (self->h_exit) {
+            break;
+        }
+        piece *p = self->h_piece;
+        pthread_mutex_unlock(&self->mu);
+        int rc = hash_piece(self, p);
+        pthread_mutex_lock(&self->mu);
+        self->h_rc = rc;
+        self->h_state = H_DONE;
+        pthread_cond_broadcast(&self->cv);
+    }
+    pthread_mutex_unlock(&self->mu);
+    return NULL;
+}
+
+/* Hands piece p to the hashing thread (started on first use, with every signal blocked: they are the
+ * interpreter's main thread's); where no thread can be started, hashes it here. */
+static void hash_start(Packer *self, piece *p) {
+    if (!self->hasher_started) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int rc = pthread_create(&self->hasher, NULL, hasher_main, self);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc != 0) {
+            self->h_rc = hash_piece(self, p);
+            self->h_state = H_DONE;
+            return;
+        }
+        self->hasher_started = 1;
+    }
+    pthread_mutex_lock(&self->mu);
+    self->h_piece = p;
+    self->h_state = H_WORK;
+    pthread_cond_broadcast(&self->cv);
+    pthread_mutex_unlock(&self->mu);
+}
+
+/* Waits for the piece handed on by hash_start: 0, or -1 when memory ran out. */
+static int hash_wait(Packer *self) {
+    if (self->hasher_started) {
+        pthread_mutex_lock(&self->mu);
+        while (self->h_state == H_WORK) {
+            pthread_cond_wait(&self->cv, &self->mu);
+        }
+        pthread_mutex_unlock(&self->mu);
+    }
+    self->h_state = H_IDLE;
+    return self->h_rc;
+}
+
+static void hasher_stop(Packer *self) {
+    if (!self->hasher_started) {
+        return;
+    }
+    pthread_mutex_lock(&self->mu);
+    self->h_exit = 1;
+    pthread_cond_broadcast(&self->cv);
+    pthread_mutex_unlock(&self->mu);
+    pthread_join(self->hasher, NULL);
+    self->hasher_started = 0;
 }
 
 /* ---- the Python type ------------------------------------------------------------------------- */
@@ -1057,8 +1220,9 @@ static int Packer_clear(Packer *self) {
 }
 
 static void free_buffers(Packer *self) {
-    bytebuf *bufs[] = {&self->err_path, &self->out, &self->names, &self->rel, &self->name, &self->hdr,
-                       &self->link, &self->xlist, &self->xval, &self->arena, &self->xblob};
+    bytebuf *bufs[] = {&self->err_path, &self->pc[0].out, &self->pc[1].out, &self->names, &self->rel, &self->name,
+                       &self->hdr, &self->link, &self->xlist, &self->xval, &self->pc[0].arena, &self->pc[1].arena,
+                       &self->xblob};
     for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) {
         free(bufs[k]->p);
         *bufs[k] = (bytebuf){NULL, 0, 0};
@@ -1073,9 +1237,14 @@ static void free_buffers(Packer *self) {
     free(self->listing);
     free(self->subs);
     free(self->stack);
-    free(self->recs);
-    free(self->jobs);
-    free(self->b3);
+    for (int k = 0; k < 2; k++) {
+        piece *p = &self->pc[k];
+        free(p->recs);
+        free(p->jobs);
+        free(p->b3);
+        free(p->ops);
+        *p = (piece){0};
+    }
     free(self->warns);
     free(self->s_rel);
     free(self->cur_rel);
@@ -1083,18 +1252,18 @@ static void free_buffers(Packer *self) {
     self->name_offs = NULL;
     self->listing = NULL;
     self->subs = self->stack = NULL;
-    self->recs = NULL;
-    self->jobs = NULL;
-    self->b3 = NULL;
     self->warns = NULL;
     self->s_rel = self->cur_rel = self->root = NULL;
-    self->names_cap = self->subs_cap = self->stack_cap = self->recs_cap = self->jobs_cap = self->b3_cap = 0;
+    self->names_cap = self->subs_cap = self->stack_cap = 0;
     self->warns_cap = 0;
 }
 
 static void Packer_dealloc(Packer *self) {
     PyObject_GC_UnTrack(self);
     close_all(self);
+    hasher_stop(self);
+    pthread_mutex_destroy(&self->mu);
+    pthread_cond_destroy(&self->cv);
     free_buffers(self);
     Py_CLEAR(self->exc_type);
     Py_CLEAR(self->exc_value);
@@ -1108,6 +1277,8 @@ static PyObject *Packer_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     if (self != NULL) {
         self->root_fd = self->s_fd = -1;
         self->state = S_DONE;
+        pthread_mutex_init(&self->mu, NULL);
+        pthread_cond_init(&self->cv, NULL);
     }
     return (PyObject *)self;
 }
@@ -1199,29 +1370,22 @@ static PyObject *Packer_fill(Packer *self, PyObject *unused) {
         return NULL;
     }
     self->busy = 1;
-    self->out.len = 0;
+    piece *prev = PC(self); /* returned last time: the compressor is done with it; its files are hashed now */
+    self->pcur ^= 1;
+    piece *p = PC(self);
+    p->out.len = p->arena.len = 0;
+    p->n_recs = p->n_jobs = p->n_ops = 0;
     int rc = 0;
+    int hashing = prev->n_jobs || prev->n_ops;
     self->ts = PyEval_SaveThread();
-    while (rc == 0 && self->out.len < PIECE && (self->state != S_DONE || self->s_active)) {
+    if (hashing) {
+        hash_start(self, prev);
+    }
+    while (rc == 0 && p->out.len < PIECE && (self->state != S_DONE || self->s_active)) {
         rc = step(self);
     }
-    if (rc == 0 && self->n_jobs) {
-        if (self->b3_cap < self->n_jobs) {
-            b3_job *b = realloc(self->b3, self->n_jobs * sizeof *b);
-            if (b == NULL) {
-                rc = no_memory(self);
-            } else {
-                self->b3 = b;
-                self->b3_cap = self->n_jobs;
-            }
-        }
-        for (size_t k = 0; rc == 0 && k < self->n_jobs; k++) {
-            self->b3[k].data = (const uint8_t *)self->out.p + self->jobs[k].off;
-            self->b3[k].len = self->jobs[k].len;
-        }
-        if (rc == 0 && b3_hash_jobs(self->b3, self->n_jobs) < 0) {
-            rc = no_memory(self);
-        }
+    if (hashing && hash_wait(self) < 0 && rc == 0) {
+        rc = no_memory(self);
     }
     if (rc < 0) {
         close_all(self);
@@ -1229,18 +1393,19 @@ static PyObject *Packer_fill(Packer *self, PyObject *unused) {
     PyEval_RestoreThread(self->ts);
     self->ts = NULL;
     self->busy = 0;
+    prev->n_jobs = prev->n_ops = 0;
     if (rc < 0) {
         self->spent = 1;
-        self->out.len = 0;
+        p->out.len = 0;
         return raise_failure(self);
     }
-    if (publish(self) < 0) {
+    if (publish_records(self, prev) < 0 || publish(self) < 0) {
         self->spent = 1;
         close_all(self);
-        self->out.len = 0;
+        p->out.len = 0;
         return NULL;
     }
-    return PyLong_FromSize_t(self->out.len);
+    return PyLong_FromSize_t(p->out.len);
 }
 
 static PyObject *Packer_close(Packer *self, PyObject *unused) {
@@ -1249,6 +1414,7 @@ static PyObject *Packer_close(Packer *self, PyObject *unused) {
         return NULL;
     }
     close_all(self);
+    hasher_stop(self);
     self->spent = 1;
     Py_RETURN_NONE;
 }
@@ -1258,7 +1424,8 @@ static int Packer_getbuffer(Packer *self, Py_buffer *view, int flags) {
         PyErr_SetString(PyExc_BufferError, "the piece is being filled");
         return -1;
     }
-    if (PyBuffer_FillInfo(view, (PyObject *)self, self->out.p ? self->out.p : "", (Py_ssize_t)self->out.len, 1,
+    bytebuf *out = &PC(self)->out;
+    if (PyBuffer_FillInfo(view, (PyObject *)self, out->p ? out->p : "", (Py_ssize_t)out->len, 1,
                           flags) < 0) {
         return -1;
     }
