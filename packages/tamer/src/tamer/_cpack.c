@@ -3,8 +3,8 @@
  * Why: with GNU tar as the writer, a backup's CPU went to tar itself (1.1-1.4 s on the bench's 100,000
  * files), to reading its stream through a pipe and parsing it again in the tap (_ctap.c), and to
  * hashing. Here one loop in our own process reads every file straight into the buffer that goes to the
- * compressor, hashes it there (BLAKE3, small files side by side in SIMD lanes: _b3batch.c) and builds
- * its header: no second process, no pipe, no parsing. The pure-Python writer in
+ * compressor, hashes it from there (BLAKE3, small files side by side in SIMD lanes: _b3batch.c) and
+ * builds its header: no second process, no pipe, no parsing. The pure-Python writer in
  * tamer.volumes.archive_write (_scan, _read_batch, _stream_file, emit_batch) is the reference: for the
  * same tree and the same header function the stream is the same, byte for byte, and so are the
  * manifest's records (a test compares them on hostile trees).
@@ -18,13 +18,17 @@
  *   hold (names or link targets past 100 bytes, sizes of 8 GiB and more, owners or times out of the
  *   octal fields), so the PAX form stays in one place. files: dict rel -> [size, BLAKE3 hex];
  *   xattrs: dict rel -> {name: raw bytes} (the caller base64s them); warnings: list of str.
- *   All three are brought up to date, in stream order, before each fill() returns.
+ *   All three grow in stream order: xattrs and warnings with each piece, files a piece behind (see
+ *   below); all are complete once fill() has returned 0.
  * fill() -> int: builds the next piece of the stream (about PIECE bytes; 0 at the end) with the GIL
- *   let go while it reads, hashes and builds headers; the Packer itself is then a read-only buffer
- *   holding that piece (`zw.write(packer)`), until the next fill() (which refuses to run while the
- *   piece is still exported).
+ *   let go while it reads and builds headers; the Packer itself is then a read-only buffer holding
+ *   that piece (`zw.write(packer)`), until the next fill() (which refuses to run while the piece is
+ *   still exported). Meanwhile a thread of the Packer's own hashes the files of the piece before
+ *   (BLAKE3: small files side by side in SIMD lanes, _b3batch.c), and their records go into `files`
+ *   before fill() returns: the hashing (about an eighth of the loop's CPU) leaves the thread that
+ *   feeds the compressor, the critical path on two cores.
  * entries, files, bytes: the counts so far (as the Python writer's WriteStats).
- * close(): closes every descriptor (also done when the object goes).
+ * close(): closes every descriptor and ends the hashing thread (also done when the object goes).
  * Raises OSError where the Python writer would (an unreadable file, EACCES as a non-root user; a read
  * error; a folder that cannot be opened for a reason other than being gone or replaced); after an
  * error the Packer is spent (every descriptor closed; fill() raises).
@@ -32,6 +36,13 @@
  * Order, as _scan: a folder's entries sorted by their names' bytes, each written when its turn comes;
  * then its subfolders, depth first, in the same order. A folder stays open only while subfolders of
  * it wait to be opened (a chain of 3,000 folders holds two descriptors, not 3,000).
+ *
+ * Where it does better than the reference, only under a running user's changes (a still tree gives the
+ * same bytes): a regular file swapped for a device node or a FIFO between its stat and its open is never
+ * read (fstat on the opened file; the reference would store a device's contents); a symlink removed or
+ * replaced between its stat and its readlink is left out (the reference fails the backup); the root's
+ * xattrs are read from the opened folder (the reference reads them from the root's path without
+ * following a link).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
