@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -193,8 +192,14 @@ def chi2_sf(x: float, df: float) -> float:
 
 
 def normal_sf(z: float) -> float:
-    """Upper tail of the standard normal distribution."""
-    return 1.0 - NormalDist().cdf(z)
+    """Upper tail of the standard normal distribution, to full relative precision in the far tail.
+
+    (``1 - cdf(z)`` cancelled: 7% off at z = 8, 0 from z = 8.3, where the tail is 5e-17.)
+
+    >>> f"{normal_sf(9.0):.4g}"
+    '1.129e-19'
+    """
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 # -- exact discrete tests ---------------------------------------------------------------------
