@@ -97,7 +97,7 @@ setup(
             "tamer._cpack",
             # the compiled backup writer: reads, hashes (the vendored BLAKE3) and packs the data part itself;
             # built without BLAKE3 it is not offered (archive_pack.packer_module), and GNU tar writes instead
-            ["src/tamer/_cpack.c", *BLAKE3],
+            ["src/tamer/_cpack.c", "src/tamer/_cpack_tree.c", *BLAKE3],
             define_macros=[NO_NEON],
             optional=True,
             extra_compile_args=FLAGS,
