@@ -75,7 +75,8 @@ def _check_rows(rows: Sequence[int] | np.ndarray | None, b: int) -> np.ndarray:
     arr = np.asarray(rows)
     if arr.shape != (b,) or (arr.size and arr.dtype.kind not in "iu"):
         raise ShapeMismatchError(
-            f"`rows` must be {b} int row ids (one per logits row), got shape {arr.shape}"
+            f"`rows` must be {b} int row ids (one per logits row, each within int64), "
+            f"got shape {arr.shape} of dtype {arr.dtype}"
         )
     return arr.astype(np.int64)
 

@@ -131,7 +131,8 @@ def _row_ids(rows: Any, b: int, device: Any) -> tuple[np.ndarray | None, Any]:
             or rows.dtype == torch.bool
         ):
             raise ShapeMismatchError(
-                f"`rows` must be {b} int row ids (one per logits row), got shape {tuple(rows.shape)}"
+                f"`rows` must be {b} int row ids (one per logits row, each within int64), "
+                f"got shape {tuple(rows.shape)} of dtype {rows.dtype}"
             )
         return None, rows.to(device=device, dtype=torch.int64)
     host = _check_rows(rows, b)
