@@ -1,7 +1,8 @@
-"""Writing the backup archive (format in archive.py): compiled (tamer._cpack), GNU tar through a tap, or pure Python.
+"""Writing the backup archive (format in archive.py): compiled, GNU tar through a tap, or pure Python.
 
-The compiled writer (archive_pack.py, the usual case for BLAKE3 archives) reads, hashes and packs the
-files in this process and gives the pure-Python writer's stream byte for byte. With GNU tar, tar reads the folder in a process of its own
+The compiled writer (tamer._cpack through archive_pack.py, the usual case for BLAKE3 archives) reads,
+hashes and packs the files in this process and gives the pure-Python writer's stream byte for byte.
+With GNU tar, tar reads the folder in a process of its own
 and its stream passes through unchanged while the tap hashes every file and
 collects xattrs for the manifest; libzstd's workers compress and the
 archive's own sha256 runs on a thread of its own, so the stages overlap as in
