@@ -462,7 +462,10 @@ def _fill_containers(containers: list[Container], local: JSON, df: JSON) -> None
                 _set(c, "writable_size", rw_usage.apparent)
                 _set(c, "writable_allocated", rw_usage.allocated)
         elif cid in df_containers:
-            _set(c, "writable_size", df_containers[cid].get("SizeRw"))
+            rw = df_containers[cid].get("SizeRw")
+            # -1: the engine could not size it (its layer is gone: a removal cut short by an engine killed
+            # midway leaves such a container, dead) -- unknown, never a negative number of bytes
+            _set(c, "writable_size", rw if isinstance(rw, int) and rw >= 0 else None)
         log_entry = local_logs.get(cid)
         if log_entry:
             _set(c.log, "files", tuple(log_entry.get("files", ())))

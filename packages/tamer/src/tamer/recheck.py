@@ -36,7 +36,10 @@ def recheck_container(engine: Engine, action: Action) -> list[str]:
     status = str(state.get("Status"))
     if status in RUNNING_STATES or state.get("Running") or state.get("Restarting") or state.get("Paused"):
         raise Keep(Reason.RUNNING_NOW, {"state": status})
-    if status != action.fingerprint.get("state"):
+    # "dead" is the engine's mark of a removal that failed midway (an engine killed while it removed this
+    # very container, in a run that is resumed now): it can never run again and going is what the plan
+    # wanted; whether it ran since the plan is still checked below, by its times
+    if status != action.fingerprint.get("state") and status != "dead":
         raise Keep(Reason.STATE_CHANGED, {"was": action.fingerprint.get("state"), "now": status})
     for key, live in (("finished", state.get("FinishedAt")), ("started", state.get("StartedAt"))):
         when = parse_time(live)
