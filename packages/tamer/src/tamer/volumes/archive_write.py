@@ -196,15 +196,25 @@ def _xattrs(path: str) -> dict[str, str]:
 
 def _open_listed(path: str) -> int | None:
     """The regular file listed at `path`, opened without following a link; None when a running user
-    removed it or put a link or a folder in its place since (read as shrunk to nothing)."""
+    removed it or put a link, a folder, a device node or a FIFO in its place since (read as shrunk to
+    nothing). A container with CAP_MKNOD can make a device node in its volume: its contents (a disk of the
+    host) are never volume data."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, IsADirectoryError):
         return None
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENXIO):
             return None
         raise
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _read_file(path: str, size: int) -> tuple[bytes, int]:
@@ -471,7 +481,18 @@ def write_archive(
                             e.typeflag = _TYPE_DIR
                         elif stat.S_ISLNK(mode):
                             e.typeflag = _TYPE_SYM
-                            e.target = os.fsencode(os.readlink(path))
+                            try:
+                                e.target = os.fsencode(os.readlink(path))
+                            except FileNotFoundError:
+                                continue  # removed since the folder was listed
+                            except OSError as exc:
+                                if exc.errno != errno.EINVAL:
+                                    raise
+                                stats.warnings.append(  # no longer a link: replaced since it was listed
+                                    f"{rel}: left out: removed or replaced while being read ({exc.strerror}); "
+                                    "pause its users for a consistent copy"
+                                )
+                                continue
                         elif stat.S_ISFIFO(mode):
                             e.typeflag = _TYPE_FIFO
                         else:

@@ -131,8 +131,9 @@ def backup_volume(
     pause_users: pause the running containers using the volume while it is
     read (a consistent copy), unpausing them afterwards whatever happens.
     Without it, a copy taken while a container using the volume runs may be
-    torn: `consistent` is False and a warning says so. writer: "auto" (GNU
-    tar when installed), "tar" or "python". Partial files left beside `out`
+    torn: `consistent` is False and a warning says so. writer: "auto" (the
+    compiled writer when built, else GNU tar when installed, else Python),
+    "compiled", "tar" or "python". Partial files left beside `out`
     by killed backups are removed first (never a live one's). Raises
     ObjectNotFound, UsageError (out exists, unless overwrite), TamerError when
     the data folder is not reachable from this host.
