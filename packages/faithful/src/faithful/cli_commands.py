@@ -233,15 +233,12 @@ def cmd_audit_logprobs(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 def cmd_conformance(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """``faithful conformance``."""
+    from faithful.fidelity.specs import split_spec_list
     from faithful.referee.conformance import DEFAULT_SETTINGS, conformance_matrix
     from faithful.referee.render import render_matrix
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    settings = (
-        DEFAULT_SETTINGS
-        if args.settings is None
-        else [s.strip() for s in args.settings.split(",") if s.strip()]
-    )
+    settings = DEFAULT_SETTINGS if args.settings is None else split_spec_list(args.settings)
     try:
         vocab = [int(v) for v in args.vocab.split(",") if v.strip()]
     except ValueError:

@@ -41,3 +41,33 @@ def test_decoders_the_coin_can_run_still_run(decoder: str) -> None:
     out = io.StringIO()
     assert main(["coin", "--decoder", decoder, "--n", "50", "--json"], stdout=out, stderr=io.StringIO()) == 0
     assert sum(json.loads(out.getvalue())["data"]["counts"]) == 50
+
+
+# -- commas inside a spec's own values, in the comma-separated lists of compare and conformance --------
+
+
+def test_a_decoder_list_keeps_the_commas_of_multi_token_values() -> None:
+    from faithful.fidelity.specs import parse_decoder_list
+
+    labels = [
+        c.label
+        for c in parse_decoder_list(
+            "greedy,sample+forbidden-tokens:1,2,top-p:0.9+logit-bias:3=2,7=-1,beam:4,length_penalty=0.6"
+        )
+    ]
+    assert labels == [
+        "greedy",
+        "sample+forbidden-tokens:1,2",
+        "top-p:0.9+logit-bias:3=2,7=-1",
+        "beam:4,length_penalty=0.6",
+    ]
+
+
+def test_conformance_settings_keep_the_commas_of_multi_token_values() -> None:
+    out = io.StringIO()
+    argv = ["conformance", "--engines", "faithful", "--vocab", "50", "--n", "20", "--reps", "19"]
+    setting = "logit-bias:3=2.5,7=-1+repetition-penalty:1.3"
+    code = main([*argv, "--settings", f"{setting},top-k:5", "--json"], stdout=out, stderr=io.StringIO())
+    env = json.loads(out.getvalue())
+    assert code == 0, env["errors"]
+    assert [c["setting"] for c in env["data"]["cells"]] == [setting, "top-k:5"]

@@ -41,6 +41,7 @@ __all__ = [
     "parse_decoder_list",
     "pydoc_text",
     "pydoc_words",
+    "split_spec_list",
 ]
 
 _DECODER_NAMES = {
@@ -245,6 +246,30 @@ def _is_decoder_name(item: str) -> bool:
     return item.split(",")[0].split(":")[0].strip().lower() in _DECODER_NAMES
 
 
+def split_spec_list(text: str) -> list[str]:
+    """Split a comma-separated list of specs, keeping the commas inside a spec's own values.
+
+    A spec part always starts with a name (a letter), so a piece that does not is the rest of the
+    value before it: ``logit-bias:3=2,7=-1``, ``allowed-tokens:1,2``, ``dry-breakers:13,25/7``
+    (they were cut into pieces and refused as "unknown spec part '7=-1'").
+
+    Example::
+
+        >>> split_spec_list("greedy, sample+logit-bias:3=2,7=-1,top-p:0.9+forbidden-tokens:0,5")
+        ['greedy', 'sample+logit-bias:3=2,7=-1', 'top-p:0.9+forbidden-tokens:0,5']
+    """
+    items: list[str] = []
+    for raw in text.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        if items and not part[0].isalpha():
+            items[-1] = f"{items[-1]},{part}"
+        else:
+            items.append(part)
+    return items
+
+
 def parse_decoder_list(spec: str) -> list[DecoderChoice]:
     """Parse ``"greedy,sample,top-p:0.9,beam:4"`` into :class:`DecoderChoice` values, validating each.
 
@@ -261,10 +286,7 @@ def parse_decoder_list(spec: str) -> list[DecoderChoice]:
     from faithful.samplers import parse_sampler_spec
 
     items: list[str] = []
-    for raw in spec.split(","):
-        part = raw.strip()
-        if not part:
-            continue
+    for part in split_spec_list(spec):
         if "=" in part and "@" not in part and items and _is_decoder_name(items[-1]):
             items[-1] = f"{items[-1]},{part}"
         else:
