@@ -3,8 +3,9 @@
 Fills a volume on a private sandbox engine with 1 GB in 100,000 files (half
 of each file random, half repetitive, so zstd has work of both kinds), then
 times, alternating anchor, floors and tamer in each of --repeat rounds (medians):
-    backup:  tamer's backup_volume (tar + zstd + a BLAKE3 digest of every file + manifest + the
-             archive's sha256) vs `tar -cf - . | zstd -3` (two processes, a pipe)
+    backup:  tamer's backup_volume (its auto writer, printed: the compiled writer reading the files in
+             its own process, else GNU tar through the tap; zstd + a BLAKE3 digest of every file +
+             manifest + the archive's sha256) vs `tar -cf - . | zstd -3` (two processes, a pipe)
     restore: tamer's restore into a new volume (every checksum verified, escapes refused, staged,
              moved into place) vs `zstd -dc | tar -xf -`
 and prints throughput and the ratio anchor/tamer with its target (backup >= 0.8, restore >= 0.7) and
@@ -128,8 +129,20 @@ def main() -> int:
     return 0
 
 
+def auto_writer() -> str:
+    """Which writer backup_volume's writer="auto" takes here (archive_write.write_archive's order)."""
+    from tamer.volumes.archive import default_digest
+    from tamer.volumes.archive_pack import packer_module
+    from tamer.volumes.archive_tar import gnu_tar
+
+    if packer_module("auto", default_digest()) is not None:
+        return "compiled (tamer._cpack)"
+    return "GNU tar through the tap" if gnu_tar("auto") is not None else "pure Python"
+
+
 def run_rounds(args: argparse.Namespace, base: Path, work: Path) -> None:
     print(f"where: {'a tmpfs' if args.tmpfs else 'the disk under ' + str(base)}")
+    print(f"tamer's writer (auto): {auto_writer()}")
     with PrivateEngine.create(base / "engine") as sandbox:
         engine = sandbox.engine
         engine.create_volume("bench_vol")
