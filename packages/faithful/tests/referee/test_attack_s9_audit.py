@@ -106,3 +106,17 @@ def test_a_huge_file_is_read_one_record_at_a_time(tmp_path: Path) -> None:
     (code1, peak1), (code64, peak64) = _peak_kib(one), _peak_kib(many)
     assert code1 == code64 == 3  # ran to the end: every record judged ("neither")
     assert peak64 - peak1 < size_kib // 4, (peak1, peak64, size_kib)
+
+
+def test_a_record_id_cannot_write_to_the_terminal(tmp_path: Path) -> None:
+    hostile = "\x1b]0;owned\x07\x1b[32mok\x1b[0m\nforged row\u202e"
+    rec = {"id": hostile, "logits": [0.0, 1.0, 2.0], "sampler": "top-p:0.9", "token": 2, "logprob": -0.4}
+    f = tmp_path / "records.jsonl"
+    f.write_text(json.dumps(rec) + "\n")
+    out = io.StringIO()
+    assert main(["audit-logprobs", str(f)], stdout=out, stderr=io.StringIO()) == 3
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "?]0;owned??[32mok?[0m?forged row?" in text  # one table row, every control shown as '?'
+    code, env, _ = _run(f)
+    assert code == 3 and env["data"]["records"][0]["id"] == hostile  # --json keeps it exactly

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 __all__ = ["render_audit", "render_matrix", "render_speculative"]
@@ -19,7 +20,20 @@ def _num(x: Any) -> str:
     return str(x)
 
 
+def _safe(text: str) -> str:
+    """``text`` with control characters, bidi overrides and line separators shown as '?'.
+
+    Table cells quote what a records file says (an audited record's ``id``): an ESC sequence there
+    recoloured or retitled the terminal, a newline broke the table into a forged row. ``--json``
+    keeps the text exactly.
+    """
+    if text.isprintable():
+        return text
+    return "".join("?" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
+    rows = [[_safe(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
