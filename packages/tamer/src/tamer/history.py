@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tamer.errors import TamerError
-from tamer.state import StateUnavailable, state_dir
+from tamer.state import StateUnavailable, keep_it_advice, state_dir, why_unwritable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS last_used (
@@ -112,15 +112,26 @@ class History:
             with closing(self._connect()) as db, db:
                 db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
-            self._unusable(f"tamer's usage history {self.path} cannot be read ({exc})")
+            self._unusable(f"tamer's usage history {self.path} cannot be read ({exc})", exc)
 
-    def _unusable(self, why: str) -> None:
+    def _unusable(self, why: str, exc: BaseException | None = None) -> None:
+        full = why_unwritable(Path(self.path).parent, exc) if exc is not None else None
         self.problem = (
             f"{why}; going on without it (ages from container and image timestamps, as if "
-            f"`tamer watch` had never run); to start a new history, move it aside "
-            f"(mv {self.path} {self.path}.broken)"
+            "`tamer watch` had never run); "
+            + (
+                keep_it_advice(self.path, full)  # a full or read-only disk: moving it aside would lose it
+                if full is not None
+                else f"to start a new history, move it aside (mv {self.path} {self.path}.broken)"
+            )
         )
         warnings.warn(self.problem, StateUnavailable, stacklevel=3)
+
+    def _what_to_do(self, exc: BaseException) -> str:
+        full = why_unwritable(Path(self.path).parent, exc)
+        if full is not None:
+            return keep_it_advice(self.path, full)
+        return f"move it aside (mv {self.path} {self.path}.broken) and rerun"
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
@@ -160,8 +171,8 @@ class History:
                     )
         except (sqlite3.Error, OSError) as exc:
             raise HistoryUnavailable(
-                f"tamer's usage history {self.path} cannot be written ({exc}); nothing was "
-                f"recorded; move it aside (mv {self.path} {self.path}.broken) and rerun"
+                f"tamer's usage history {self.path} cannot be written ({exc}); nothing was recorded; "
+                + self._what_to_do(exc)
             ) from None
         return len(rows)
 
@@ -207,8 +218,8 @@ class History:
                 db.execute("UPDATE cursor SET at = ? WHERE host = ?", (at, self.host))
         except (sqlite3.Error, OSError) as exc:
             raise HistoryUnavailable(
-                f"tamer's usage history {self.path} cannot be written ({exc}); nothing was "
-                f"recorded; move it aside (mv {self.path} {self.path}.broken) and rerun"
+                f"tamer's usage history {self.path} cannot be written ({exc}); nothing was recorded; "
+                + self._what_to_do(exc)
             ) from None
 
     def last_used(self) -> dict[tuple[str, str], datetime]:

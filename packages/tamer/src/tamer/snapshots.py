@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tamer.errors import TamerError
-from tamer.state import StateUnavailable, state_dir
+from tamer.state import StateUnavailable, keep_it_advice, state_dir, why_unwritable
 
 if TYPE_CHECKING:
     from tamer.accounting import DiskReport
@@ -364,6 +364,15 @@ def _what_to_do(path: Path) -> str:
     return f"move it aside (mv {path} {path}.broken) and a new history starts with the next `tamer record`"
 
 
+def _expected(path: Path, exc: BaseException, expected: str) -> str:
+    """What was expected and what to do: a full or read-only disk is said as such (the store is fine, and
+    moving it aside would lose the history), anything else as a store to set aside."""
+    why = why_unwritable(Path(path).parent, exc)
+    if why is not None:
+        return f"expected a state folder with room to write; {keep_it_advice(path, why)}"
+    return f"{expected}; {_what_to_do(path)}"
+
+
 @contextmanager
 def _open(path: Path | None, *, write: bool) -> Iterator[sqlite3.Connection | None]:
     """A connection with the schema checked (and made, for a write); None for a read of no store."""
@@ -375,8 +384,8 @@ def _open(path: Path | None, *, write: bool) -> Iterator[sqlite3.Connection | No
         db = sqlite3.connect(where, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except (sqlite3.Error, OSError) as exc:
         raise SnapshotsUnavailable(
-            f"tamer's snapshot store {where} cannot be opened ({exc}); expected a SQLite file this user "
-            f"can {'write' if write else 'read'}; {_what_to_do(where)}"
+            f"tamer's snapshot store {where} cannot be opened ({exc}); "
+            + _expected(where, exc, f"expected a SQLite file this user can {'write' if write else 'read'}")
         ) from None
     with closing(db):
         try:
@@ -407,7 +416,7 @@ def _open(path: Path | None, *, write: bool) -> Iterator[sqlite3.Connection | No
                 + (
                     f"another tamer held it for over {BUSY_TIMEOUT_S:.0f}s; retry"
                     if locked
-                    else f"expected a SQLite file written by tamer; {_what_to_do(where)}"
+                    else _expected(where, exc, "expected a SQLite file written by tamer")
                 )
             ) from None
         except BaseException:

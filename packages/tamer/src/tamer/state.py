@@ -53,6 +53,32 @@ def state_dir() -> Path:
     return path
 
 
+def why_unwritable(folder: Path, exc: BaseException) -> str | None:
+    """Why the state folder took no write, when the folder is to blame (full, read-only, not ours) and not
+    the file: then the file is fine and advice to move it aside would only throw its history away.
+    None when nothing is wrong with the folder (the file itself is damaged)."""
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return f"{folder} is on a read-only filesystem"
+    free = fs.f_bavail * fs.f_frsize
+    if free < 1 << 20 or "full" in str(exc):
+        return f"the disk holding {folder} is full ({free} bytes free)"
+    if not os.access(folder, os.W_OK):
+        return f"you may not write to {folder}"
+    return None
+
+
+def keep_it_advice(path: Path, why: str) -> str:
+    """The advice for a state file that is fine but cannot be written (`why`, from why_unwritable)."""
+    return (
+        f"{why}; the file is not damaged, keep it; make room or fix that folder (or point TAMER_STATE_DIR at a "
+        "writable folder on a disk with space), then run this again"
+    )
+
+
 # -- `sudo -E tamer`: root working in the folder of the user who ran sudo --------------------------
 # Root's journals, ledger, history and lock would otherwise stay root-owned in the user's folder: the user's
 # next run could not update any of them (a clean or move that cannot write its journal, history that stops).

@@ -51,7 +51,7 @@ MOVE_POINTS = (
     "move.create-new.mid",
     "move.recreate.created",
     "move.recreate.mid",
-    "move.start.mid",
+    "move.start.before",
 )
 
 
@@ -212,9 +212,11 @@ def test_engine_killed_mid_move_then_the_rollback_it_names_restores_everything(
         move = ("volume", "move", name, "--to", str(dest), "--stop-users", "--apply", "--yes")
         cut = _tamer(eng, tmp_path, *move, kill_at=point)
         assert "engine-killed-at" in cut.stderr, (point, cut.stderr)
-        assert cut.returncode != 0 and "internal error" not in cut.stderr, (point, cut)
-        assert "--rollback" in cut.stderr, (point, cut.stderr)
         _engine_back(eng)
+        if cut.returncode == 0:  # every engine step had ended: the move is complete and says so
+            assert _where(eng, name) == dest and _digest(eng, name) == before, point
+            continue
+        assert "internal error" not in cut.stderr and "--rollback" in cut.stderr, (point, cut)
         undone = _tamer(eng, tmp_path, "volume", "move", name, "--rollback", "--apply", "--yes")
         assert undone.returncode == 0, (point, undone)
         assert _where(eng, name) != dest and not dest.exists(), point

@@ -171,3 +171,25 @@ def test_a_backup_to_a_full_disk_is_a_clear_error_and_leaves_no_partial(eng: Any
     again = _tamer(eng, small_disk.parent / "state", "volume", "backup", name, "-o", str(out))
     assert again.returncode == 0, again
     assert _tamer(eng, small_disk.parent / "state", "volume", "verify", str(out)).returncode == 0
+
+
+def test_a_full_state_disk_never_advises_moving_the_history_aside(eng: Any, small_disk: Path) -> None:
+    """The snapshot store and the usage history are fine on a full disk: moving them aside (what the message
+    said) would throw the history away. The message says the disk is full; with room again, nothing is lost."""
+    state = small_disk / "state"
+    assert _tamer(eng, state, "record").returncode == 0
+    assert _tamer(eng, state, "watch", "--once").returncode == 0
+    ballast = small_disk / "ballast"
+    _fill(ballast)
+    for args, rc in ((("record",), 1), (("df",), 0), (("plan",), 0), (("watch", "--once"), 1)):
+        r = _tamer(eng, state, *args)
+        assert r.returncode == rc, (args, r)
+        said = r.stdout + r.stderr  # a plan names what it went on without among its notes
+        assert "internal error" not in said and "is full" in said, (args, said)
+        assert "move it aside" not in said and "not damaged" in said, (args, said)
+    ballast.unlink()
+    assert _tamer(eng, state, "record").returncode == 0
+    listed = json.loads(_tamer(eng, state, "--json", "history").stdout)
+    assert listed["exit_code"] == 0 and listed["data"]["snapshots"] >= 2, listed  # the first one is kept
+    again = _tamer(eng, state, "plan")
+    assert "move it aside" not in again.stdout + again.stderr
