@@ -168,7 +168,7 @@ def test_engine_killed_mid_clean_then_the_rerun_finishes_and_counts_right(
     private: Any, tmp_path: Path
 ) -> None:
     eng = private
-    doomed = [f"s9-ek-{i}" for i in range(10)]
+    doomed = [f"s9-ek-{i}" for i in range(8)]
     for name in doomed:
         eng.docker("create", "--name", name, BUSYBOX, "true")
     eng.docker("volume", "create", "s9-ek-data")
@@ -224,3 +224,28 @@ def test_engine_killed_mid_move_then_the_rollback_it_names_restores_everything(
         assert eng.docker("inspect", "-f", "{{.State.Running}}", user).strip() == "true", point
         assert f"{name}.pre-move" not in eng.docker("volume", "ls", "-q").split(), point
         assert not list((tmp_path / "operations" / "move").glob("*.json")), point
+
+
+# restore.created fails the same way (both failed before); one point keeps the suite's time down
+@pytest.mark.parametrize("point", ["restore.extract.after"])
+def test_engine_killed_mid_restore_is_said_as_such_and_the_named_undo_lets_it_rerun(
+    private: Any, tmp_path: Path, point: str
+) -> None:
+    """It was 'removed by someone else while it was restored ... nothing was restored' (an engine that does
+    not answer read as a replaced volume), while the volume held the restored data and blocked a rerun."""
+    eng = private
+    name = "s9-ekr-" + point.split(".")[1]
+    eng.docker("volume", "create", "s9-ekr-src")
+    eng.docker("run", "--rm", "-v", "s9-ekr-src:/d", BUSYBOX, "sh", "-c", "mkdir /d/b; seq 1 9999 > /d/b/c")
+    archive = tmp_path / "src.tar.zst"
+    assert _tamer(eng, tmp_path, "volume", "backup", "s9-ekr-src", "-o", str(archive)).returncode == 0
+    cut = _tamer(eng, tmp_path, "volume", "restore", str(archive), name, kill_at=point)
+    assert "engine-killed-at" in cut.stderr, cut.stderr
+    assert cut.returncode == 1, cut
+    assert "someone else" not in cut.stderr and "nothing was restored" not in cut.stderr, cut.stderr
+    assert "engine went away" in cut.stderr and f"docker volume rm {name}" in cut.stderr, cut.stderr
+    _engine_back(eng)
+    eng.docker("volume", "rm", name)  # as the message says
+    again = _tamer(eng, tmp_path, "volume", "restore", str(archive), name)
+    assert again.returncode == 0, again
+    assert _digest(eng, name) == _digest(eng, "s9-ekr-src")

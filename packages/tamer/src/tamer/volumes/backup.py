@@ -26,7 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tamer.engine import Engine
-from tamer.errors import NotEnoughSpace, ObjectNotFound, RestoreRefused, TamerError, UsageError
+from tamer.errors import (
+    EngineUnreachable,
+    NotEnoughSpace,
+    ObjectNotFound,
+    RestoreRefused,
+    TamerError,
+    UsageError,
+)
 from tamer.operation import faults, operation_lock
 from tamer.volumes.archive import read_archive
 from tamer.volumes.archive_write import gnu_tar, write_archive
@@ -405,10 +412,12 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
         ours = hold_data_folder(apply_create(engine, plan.create))
         created = True
         faults.hit("restore.created")
+    where = ""  # the volume's folder, once known
     try:
         try:
             vol = engine.inspect_volume(plan.volume)
             root = local_data_dir(volume_place(vol))
+            where = str(root)
             if ours < 0:
                 ours = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             elif replaced_since(engine, plan.volume, ours):
@@ -418,6 +427,10 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
             if replaced_since(engine, plan.volume, ours):
                 raise _replaced(plan.volume)
         except BaseException as exc:
+            # an engine that went away cannot say whether the volume is still ours: never "replaced", and
+            # nothing can be removed now; say what this restore may have left and how to start over
+            if isinstance(exc, EngineUnreachable) or _engine_gone(engine, plan.volume):
+                raise _engine_went_away(plan, created, where, exc) from exc
             # only the volume this restore made, still in place (a folder held open keeps its inode, so a
             # volume of the same name made by someone else meanwhile never matches): never another's
             replaced = replaced_since(engine, plan.volume, ours)
@@ -443,6 +456,32 @@ def _restore_locked(engine: Engine, plan: RestorePlan, *, privileged: bool) -> R
         bytes=r.bytes,
         sha256=r.sha256,
         warnings=tuple(done.warnings),
+    )
+
+
+def _engine_gone(engine: Engine, name: str) -> bool:
+    try:
+        inspect_volume_or_none(engine, name)
+    except EngineUnreachable:
+        return True
+    except TamerError:
+        return False
+    return False
+
+
+def _engine_went_away(plan: RestorePlan, created: bool, root: str, exc: BaseException) -> EngineUnreachable:
+    cause = str(exc) if isinstance(exc, EngineUnreachable) else "no engine answers now"
+    folder = f" and empty its folder {root}" if root and plan.at is not None else ""
+    undo = (
+        f"remove the volume this restore made (`docker volume rm {plan.volume}`{folder}: it holds only what this "
+        "restore wrote)"
+        if created
+        else f"empty volume {plan.volume}{f' ({root})' if root else ''}: it was empty before this restore"
+    )
+    return EngineUnreachable(
+        f"the engine went away while volume {plan.volume} was restored from {plan.archive} ({cause}); the volume "
+        "may hold part or all of the archive's data, unchecked; expected the engine to answer until the restore "
+        f"ended; once it is back, {undo}, then restore again"
     )
 
 
