@@ -287,7 +287,7 @@ class Sampler:
             x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
             if x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] > 0:
                 _check_rows(rows, x.shape[0])
-                return SampleResult(argmax_checked(x), np.zeros(x.shape[0]), None)
+                return SampleResult(argmax_checked(_as_float64_or_32(x)), np.zeros(x.shape[0]), None)
         source: Any = rng
         if self._fused is not None:
             fast_input = self._fast_path_input(logits, rows, history, rng, step)
@@ -321,6 +321,7 @@ class Sampler:
         x = np.asarray(to_numpy_logits(logits, self.backend) if is_torch_tensor(logits) else logits)
         if not (x.dtype.kind == "f" and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0):
             return None
+        x = _as_float64_or_32(x)
         row_ids = _check_rows(rows, x.shape[0])
         if history is not None and len(history) != x.shape[0]:
             raise ShapeMismatchError(
@@ -365,6 +366,17 @@ class Sampler:
 
 
 KERNELS = ("auto", "numba", "numpy")
+
+
+def _as_float64_or_32(x: np.ndarray) -> np.ndarray:
+    """Float logits as the compiled paths read them: float32/float64 as they are, any other float as
+    the float64 values the reference validates and samples. A float128 logit past float64's range is
+    +-inf there (an error, or probability 0); the numpy candidate kernels drew token -1 or a NaN log q
+    from it, and greedy took a token the reference refuses."""
+    if x.dtype in (np.float32, np.float64):
+        return x
+    with np.errstate(over="ignore"):
+        return x.astype(np.float64)
 
 
 def _kernels_available() -> bool:
