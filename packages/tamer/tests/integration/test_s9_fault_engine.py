@@ -249,3 +249,25 @@ def test_engine_killed_mid_restore_is_said_as_such_and_the_named_undo_lets_it_re
     again = _tamer(eng, tmp_path, "volume", "restore", str(archive), name)
     assert again.returncode == 0, again
     assert _digest(eng, name) == _digest(eng, "s9-ekr-src")
+
+
+def test_engine_killed_mid_run_says_what_may_be_left_and_the_rerun_after_it_works(
+    private: Any, tmp_path: Path
+) -> None:
+    """It said only 'no Docker engine answered ... start one'; the rerun then met 'name already in use'."""
+    eng = private
+    cut = _tamer(
+        eng, tmp_path, "run", "tamer-test/mongo-standin:1", "--name", "s9-ekrun", kill_at="run.created"
+    )
+    assert "engine-killed-at" in cut.stderr, cut.stderr
+    assert cut.returncode == 1 and "internal error" not in cut.stderr, cut
+    assert "docker rm -f s9-ekrun; docker volume rm s9-ekrun-data-" in cut.stderr, cut.stderr
+    _engine_back(eng)
+    assert "s9-ekrun" in _names(eng)  # what the message warned of
+    eng.docker("rm", "-f", "s9-ekrun")
+    left = [v for v in eng.docker("volume", "ls", "-q").split() if v.startswith("s9-ekrun-")]
+    assert sorted(left) == ["s9-ekrun-data-configdb", "s9-ekrun-data-db"], left
+    eng.docker("volume", "rm", *left)
+    again = _tamer(eng, tmp_path, "run", "tamer-test/mongo-standin:1", "--name", "s9-ekrun")
+    assert again.returncode == 0, again
+    assert eng.docker("inspect", "-f", "{{.State.Running}}", "s9-ekrun").strip() == "true"

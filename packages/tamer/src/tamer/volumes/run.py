@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tamer.engine import Engine
-from tamer.errors import ObjectNotFound, TamerError, UsageError
+from tamer.errors import EngineUnreachable, ObjectNotFound, TamerError, UsageError
+from tamer.operation import faults
 from tamer.volumes.place import (
     CreatePlan,
     apply_create,
@@ -364,6 +365,18 @@ def plan_run(engine: Engine, req: RunRequest) -> RunPlan:
     return RunPlan(req.name, req.image, tuple(mounts), tuple(creates), tuple(reuse), body, tuple(notes))
 
 
+def _left_by_a_cut_run(plan: RunPlan, made: list[tuple[CreatePlan, int]]) -> str:
+    volumes = " ".join(cp.name for cp, _ in made)
+    rm_volumes = f"; docker volume rm {volumes}" if volumes else ""
+    return (
+        f"the engine went away while `tamer run` made {plan.name}, so nothing it made could be removed: "
+        f"container {plan.name} may exist (created, perhaps started)"
+        + (f" and the new volume(s) {volumes} (made by this run)" if volumes else "")
+        + f"; once the engine is back, `docker start {plan.name}` if it is there, or remove what is there "
+        f"(`docker rm -f {plan.name}{rm_volumes}`) and run this again"
+    )
+
+
 def apply_run(engine: Engine, plan: RunPlan) -> str:
     """Create the planned volumes and the container, start it; returns the container id.
 
@@ -376,9 +389,10 @@ def apply_run(engine: Engine, plan: RunPlan) -> str:
             vol = apply_create(engine, cp)
             made.append((cp, hold_data_folder(vol)))
         cid = engine.create_container_raw(plan.body, name=plan.name)
+        faults.hit("run.created", cid=cid)
         engine.start_container(cid)
         return cid
-    except BaseException:
+    except BaseException as exc:
         if cid is not None:
             with contextlib.suppress(TamerError):
                 engine.remove_container(cid, force=True)
@@ -389,6 +403,10 @@ def apply_run(engine: Engine, plan: RunPlan) -> str:
             if cp.at is not None and not cp.at.exists:
                 with contextlib.suppress(OSError):
                     os.rmdir(cp.at.path)
+        if isinstance(exc, EngineUnreachable):
+            # nothing could be undone without the engine: say what may be left, or the rerun meets it
+            # ("name already in use") with no word on where it came from
+            raise EngineUnreachable(f"{exc}; {_left_by_a_cut_run(plan, made)}") from exc
         raise
     finally:
         for _, held in made:
