@@ -38,6 +38,13 @@ BAD_RECORDS = [
     ({**TOP, "vocab_size": 10**20, "sampler": "top-p:0.9"}, "vocab_size"),
     # a token outside the stated vocabulary is no record of a draw from it
     ({**TOP, "vocab_size": 5, "token": 9}, "token"),
+    # top-k ids that are no ids: 1.5 and True were read as token 1, U+0661 (an Arabic-Indic one) too,
+    # and 2**70 was an internal OverflowError; a token past any vocabulary was judged "probability 0"
+    ({**TOP, "top_logprobs": [[1.5, -0.1], [0, -2.5]], "token": 1}, "top_logprobs"),
+    ({**TOP, "top_logprobs": [[True, -0.1], [0, -2.5]], "token": 1}, "top_logprobs"),
+    ({**TOP, "top_logprobs": {"\u0661": -0.1, "0": -2.5}, "token": 1}, "top_logprobs"),
+    ({**TOP, "top_logprobs": [[2**70, -0.1], [0, -2.5]]}, "top_logprobs"),
+    ({**TOP, "token": 2**70}, "token"),
     # history ids outside the stated vocabulary, or that are no ids
     ({**TOP, "vocab_size": 5, "sampler": "repetition-penalty:1.3", "history": [99]}, "history"),
     ({"logits": [0.0, 1.0, 2.0], "sampler": "repetition-penalty:1.3", "token": 2, "logprob": -0.4,

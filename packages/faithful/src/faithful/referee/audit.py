@@ -359,10 +359,14 @@ def _top(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
         )
     ids, lps = [], []
     for t, lp in items:
-        try:
-            ids.append(int(t))
-        except (TypeError, ValueError):
-            raise AuditInputError(f"{where}: `top_logprobs` key {t!r} is not a token id") from None
+        # an int, or a key of ASCII digits: int() also took 1.5 and True (as token 1), an
+        # Arabic-Indic digit one (U+0661) and 2**70 (then an internal OverflowError)
+        digits = isinstance(t, str) and t.strip().isascii() and t.strip().isdigit()
+        if not (digits or (isinstance(t, int) and not isinstance(t, bool))) or not 0 <= int(t) < MAX_VOCAB:
+            raise AuditInputError(
+                f"{where}: `top_logprobs` key {t!r} is not a token id (an int in [0, {MAX_VOCAB}))"
+            )
+        ids.append(int(t))
         lps.append(_number(lp, f"{where}: top logprob of token {t}"))
     a, b = np.asarray(ids, dtype=np.int64), np.asarray(lps, dtype=np.float64)
     if len(set(ids)) != len(ids) or a.min() < 0:
@@ -442,9 +446,10 @@ def audit_records(
                 raise AuditInputError(
                     f"{where}: `vocab_size` {vocab} is larger than any vocabulary the audit takes ({MAX_VOCAB})"
                 )
-            if token < 0 or (vocab is not None and token >= vocab):
+            room = vocab if vocab is not None else MAX_VOCAB  # 2**70 was judged "probability 0"
+            if not 0 <= token < room:
                 raise AuditInputError(
-                    f"{where}: `token` must be in [0, vocab_size{'' if vocab is None else f' = {vocab}'}), got {token}"
+                    f"{where}: `token` must be in [0, {'vocab_size = ' if vocab is not None else ''}{room}), got {token}"
                 )
             _check_history_ids(history, vocab, "`vocab_size`", where)
             if reported > 1e-9 or math.isnan(reported):
