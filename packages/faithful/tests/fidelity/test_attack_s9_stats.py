@@ -15,3 +15,20 @@ def test_the_normal_tail_is_right_far_out() -> None:
     for z in zs:
         assert normal_sf(float(z)) == pytest.approx(stats.norm.sf(z), rel=1e-12, abs=0.0)
     assert normal_sf(40.0) == 0.0 and normal_sf(-40.0) == 1.0
+
+
+def test_the_binomial_pmf_is_right_at_a_hundred_million_tosses() -> None:
+    # coin --n goes to 10**8: a difference of lgammas (~2e9 there) lost 1.3e-7 relative
+    from faithful.fidelity.stats import binomial_pmf
+
+    g = np.random.default_rng(3)
+    cases = [(55_000_000, 10**8, 0.55), (3, 10**8, 3e-8), (99_999_999, 10**8, 1 - 1e-9), (11, 20, 0.55)]
+    for _ in range(200):
+        n = int(g.choice([17, 100, 10**4, 10**6, 10**8]))
+        p = float(g.choice([1e-6, 0.3, 0.5, 0.999, g.random()]))
+        k = int(min(n - 1, max(1, round(n * p + g.normal() * np.sqrt(n * p * (1 - p) + 1)))))
+        cases.append((k, n, p))
+    for k, n, p in cases:
+        expected = stats.binom.pmf(k, n, p)
+        if expected > 1e-290:
+            assert binomial_pmf(k, n, p) == pytest.approx(expected, rel=1e-11), (k, n, p)
