@@ -32,3 +32,25 @@ def test_the_binomial_pmf_is_right_at_a_hundred_million_tosses() -> None:
         expected = stats.binom.pmf(k, n, p)
         if expected > 1e-290:
             assert binomial_pmf(k, n, p) == pytest.approx(expected, rel=1e-11), (k, n, p)
+
+
+def test_the_multinomial_pmf_is_right_at_a_hundred_million_tosses() -> None:
+    # a coin with three faces and --n 10**8: the lgamma differences lost 6e-8 relative (scipy's
+    # multinomial.pmf does too, so the oracle is exact arithmetic)
+    mpmath = pytest.importorskip("mpmath")
+    from faithful.fidelity.stats import multinomial_pmf
+
+    g = np.random.default_rng(4)
+    cases = [([33_333_333, 33_333_333, 33_333_334], [1 / 3, 1 / 3, 1 / 3]), ([3, 0, 2], [0.2, 0.3, 0.5])]
+    for _ in range(40):
+        probs = g.dirichlet(np.ones(int(g.integers(2, 6))))
+        n = int(g.choice([20, 10**6, 10**8]))
+        cases.append((g.multinomial(n, probs).tolist(), probs.tolist()))
+    for counts, probs in cases:
+        with mpmath.workdps(50):
+            exact = mpmath.factorial(sum(counts))
+            for c, p in zip(counts, probs, strict=True):
+                exact = exact / mpmath.factorial(c) * mpmath.mpf(p) ** c
+            want = float(exact)
+        if want > 1e-290:
+            assert multinomial_pmf(counts, probs) == pytest.approx(want, rel=1e-11), counts
