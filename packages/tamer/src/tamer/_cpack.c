@@ -39,7 +39,8 @@
  *
  * Where it does better than the reference, only under a running user's changes (a still tree gives the
  * same bytes): a regular file swapped for a device node or a FIFO between its stat and its open is never
- * read (fstat on the opened file; the reference would store a device's contents); a symlink removed or
+ * opened, let alone read (O_PATH, fstat, then the same inode through /proc/self/fd: _cpack_tree.c open_listed;
+ * the reference opens it and checks afterwards); a symlink removed or
  * replaced between its stat and its readlink is left out (the reference fails the backup); the root's
  * xattrs are read from the opened folder (the reference reads them from the root's path without
  * following a link).
@@ -318,7 +319,7 @@ static void Packer_dealloc(Packer *self) {
 static PyObject *Packer_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     Packer *self = (Packer *)type->tp_alloc(type, 0);
     if (self != NULL) {
-        self->root_fd = self->s_fd = -1;
+        self->root_fd = self->s_fd = self->proc_fd = -1;
         self->state = S_DONE;
         pthread_mutex_init(&self->mu, NULL);
         pthread_cond_init(&self->cv, NULL);

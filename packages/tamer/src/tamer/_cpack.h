@@ -121,6 +121,7 @@ typedef struct {
     char *prefix; /* "data" */
     size_t prefix_len;
     int root_fd;
+    int proc_fd; /* /proc/self/fd, opened on first use: regular files are opened for reading through it */
     int state;
     int busy, spent, exports;
     PyThreadState *ts; /* while the GIL is let go inside fill() */

@@ -93,6 +93,10 @@ void pack_close(Packer *self) {
         close(self->root_fd);
         self->root_fd = -1;
     }
+    if (self->proc_fd >= 0) {
+        close(self->proc_fd);
+        self->proc_fd = -1;
+    }
     self->state = S_DONE;
 }
 
@@ -362,7 +366,9 @@ static int list_folder(Packer *self) {
         }
     }
     const char *base = self->names.p;
-    qsort_r(self->name_offs, self->n_names, sizeof(size_t), by_bytes, &base);
+    if (self->n_names > 1) { /* an empty folder has no arrays yet: qsort_r must not be handed NULL (UBSan) */
+        qsort_r(self->name_offs, self->n_names, sizeof(size_t), by_bytes, &base);
+    }
     return 0;
 }
 
@@ -456,20 +462,42 @@ static ssize_t read_full(int fd, char *p, size_t want) {
 
 /* The regular file listed as `name`, opened without following a link; -1 (read as shrunk to nothing)
  * when a running user removed it or put a link, a folder or anything but a regular file in its place
- * since; -2 on any other error (recorded). */
+ * since; -2 on any other error (recorded).
+ * Why O_PATH first: opening is itself an action on what a running user put there. A FIFO or a device
+ * node (a container with CAP_MKNOD makes one in its volume: /dev/watchdog's numbers arm the host's
+ * watchdog when opened, a tape device rewinds) swapped in between the listing's stat and a plain open
+ * would be opened as root, checked only afterwards. An O_PATH descriptor opens nothing (no driver's open,
+ * no FIFO's); only once fstat says it is a regular file is that same inode opened for reading, through
+ * /proc/self/fd (never by its name again, so nothing can be swapped in between). */
 static int open_listed(Packer *self, const char *name) {
-    int fd = openat(self->cur->fd, name, FILE_FLAGS);
-    if (fd < 0) {
-        if (errno == ENOENT || errno == EISDIR || errno == ELOOP || errno == ENXIO) {
+    int pfd = openat(self->cur->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) {
             return -1;
         }
         fail(self, errno, "opening", self->rel.p, self->rel.len);
         return -2;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { /* a device or FIFO swapped in: never read */
-        close(fd);
+    if (fstat(pfd, &st) != 0 || !S_ISREG(st.st_mode)) { /* a link, folder, device, FIFO or socket: never opened */
+        close(pfd);
         return -1;
+    }
+    /* the path walk to /proc/self/fd once per Packer, not once per file */
+    if (self->proc_fd < 0 && (self->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        int err = errno;
+        close(pfd);
+        fail(self, err, "opening /proc/self/fd to open", self->rel.p, self->rel.len);
+        return -2;
+    }
+    char num[24];
+    snprintf(num, sizeof num, "%d", pfd);
+    int fd = openat(self->proc_fd, num, FILE_FLAGS & ~O_NOFOLLOW);
+    int err = errno;
+    close(pfd);
+    if (fd < 0) { /* the inode is held: no race makes this fail; EACCES as a non-root user, or no /proc */
+        fail(self, err, "opening", self->rel.p, self->rel.len);
+        return -2;
     }
     return fd;
 }
