@@ -189,8 +189,7 @@ def run_create(args: argparse.Namespace) -> Outcome:
 def run_ls(args: argparse.Namespace) -> Outcome:
     engine = connect(args.host)
     places = sorted((place.volume_place(v) for v in engine.volumes()), key=lambda p: p.name)
-    rows = [f"{'NAME':<30} {'PLACEMENT':<9} DATA"]
-    rows += [f"{p.name:<30} {p.placement:<9} {p.data_path or '-'}" for p in places]
+    rows = [volume_places_table(places)]
     symlinked = [p.name for p in places if p.placement == "symlink"]
     if symlinked:
         rows.append(
@@ -198,6 +197,16 @@ def run_ls(args: argparse.Namespace) -> Outcome:
             "essay's trick): `tamer volume move NAME --to PATH` turns each into a bind placement"
         )
     return Outcome({"volumes": [p.__dict__ for p in places]}, "\n".join(rows))
+
+
+def volume_places_table(places: list[place.VolumePlace]) -> str:
+    """`tamer volume ls`'s table: columns as wide as their widest cell (an anonymous volume's name is 64
+    characters); a bind folder's path is any text its creator chose, so control characters show as '?'."""
+    from tamer.report.table import render_table
+
+    return render_table(
+        ["NAME", "PLACEMENT", "DATA"], [[p.name, p.placement, p.data_path or "-"] for p in places]
+    )
 
 
 def _require_root(engine: Any, action: str, *, write: bool) -> None:
