@@ -73,7 +73,11 @@ GLOBAL_OPTIONS = (
         "host",
         ("--host", "-H"),
         None,
-        {"metavar": "ADDR", "help": "engine address (default: $DOCKER_HOST, else the local socket)"},
+        {
+            "metavar": "ADDR",
+            "help": "engine address (default: $DOCKER_HOST, else the docker context: DOCKER_CONTEXT or the "
+            "docker config's currentContext; else the local socket)",
+        },
     ),
     GlobalOption(
         "json",
