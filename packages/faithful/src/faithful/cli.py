@@ -376,7 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _envelope(command: str | None, exit_code: int, data: Any, errors: list[str]) -> str:
+def _envelope(
+    command: str | None, exit_code: int, data: Any, errors: list[str], *, pretty: bool = True
+) -> str:
+    """The envelope as tamer lays it out: indented on a terminal, one line for a pipe or a log."""
     from faithful.fidelity.compare import _jsonable
 
     env = {
@@ -387,7 +390,16 @@ def _envelope(command: str | None, exit_code: int, data: Any, errors: list[str])
         "data": _jsonable(data),
         "errors": [str(e) for e in errors],
     }
-    return json.dumps(env, indent=2, allow_nan=False)
+    if pretty:
+        return json.dumps(env, indent=2, allow_nan=False)
+    return json.dumps(env, separators=(",", ":"), allow_nan=False)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def _scan(argv: Sequence[str]) -> tuple[set[str], str | None]:
@@ -468,7 +480,7 @@ def _main(args_list: list[str], out: TextIO, err: TextIO) -> int:
     if failure is not None and "traceback" in flags:
         traceback.print_exception(failure, file=err)
     if "json" in flags:
-        _write(out, _envelope(command, code, data, errors))
+        _write(out, _envelope(command, code, data, errors, pretty=_is_terminal(out)))
     elif code == EXIT_PARTIAL:
         _write(out, text)
         for e in errors:
