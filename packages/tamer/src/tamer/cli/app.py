@@ -246,7 +246,14 @@ def parse_command_line(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, ar
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     """Parse `argv`, then give each global option not given anywhere its default."""
-    args = parser.parse_args(list(argv))
+    args, extras = parser.parse_known_args(list(argv))
+    if extras:
+        # argparse would report leftovers from the top parser ("see `tamer --help`"), whose page
+        # lists no command's options: point at the help of the (sub)command that was parsed
+        named = [getattr(args, "command", None)]
+        named += [v for k, v in vars(args).items() if k.endswith("_command") and isinstance(v, str)]
+        where = " ".join(["tamer", *(n for n in named if n)])
+        raise UsageError(f"unrecognized arguments: {' '.join(extras)} (see `{where} --help`)")
     if not hasattr(args, "version"):
         args.version = False
     for opt in GLOBAL_OPTIONS:
