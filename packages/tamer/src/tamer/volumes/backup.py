@@ -20,6 +20,7 @@ import errno
 import fcntl
 import os
 import secrets
+import shlex
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -157,7 +158,10 @@ def backup_volume(
     require_data_access(str(root), "volume backup", write=False)
     out = Path(out).absolute()
     if not out.parent.is_dir():
-        raise UsageError(f"folder {out.parent} for the backup does not exist; expected an existing folder")
+        raise UsageError(
+            f"folder {out.parent} for the backup does not exist; expected an existing folder; nothing was "
+            f"written; create it (mkdir -p {shlex.quote(str(out.parent))}) or pick another -o"
+        )
     if out.is_dir():
         raise UsageError(
             f"{out} is a folder; expected the path of a new backup file, e.g. {out / (name + '.tar.zst')}; "
