@@ -267,7 +267,7 @@ def no_history_hint(engine: str, older: int, others: list[str]) -> str:
         f"No history for engine {engine} yet. Take a snapshot now with `tamer record` (every `tamer df` "
         "records one too), and keep taking them on a timer: `tamer schedule install --policy FILE --every 1d` "
         "(systemd units that also record every hour; --record-every to change) or a cron line such as "
-        "`@hourly tamer record -q`."
+        "`@hourly tamer record -q >/dev/null`."
     )
     if others:
         text += (
