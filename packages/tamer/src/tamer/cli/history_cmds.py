@@ -177,7 +177,9 @@ def _which_engine(args: argparse.Namespace) -> tuple[str, str, str | None]:
     if args.engine is not None:
         if not args.engine.strip():
             raise UsageError("--engine needs an engine identity (ID@data-root), got an empty one")
-        return args.engine, address, None
+        # the engine at -H is never asked here: say where this history was recorded, not that address
+        newest = latest(args.engine)
+        return args.engine, newest.host if newest is not None and newest.host else address, None
     try:
         ident = engine_identity(connect(args.host, answer_within=5.0).info()) or address
         return ident, address, None
