@@ -460,43 +460,26 @@ static ssize_t read_full(int fd, char *p, size_t want) {
     return (ssize_t)got;
 }
 
-/* The regular file listed as `name`, opened without following a link; -1 (read as shrunk to nothing)
- * when a running user removed it or put a link, a folder or anything but a regular file in its place
- * since; -2 on any other error (recorded).
- * Why O_PATH first: opening is itself an action on what a running user put there. A FIFO or a device
- * node (a container with CAP_MKNOD makes one in its volume: /dev/watchdog's numbers arm the host's
- * watchdog when opened, a tape device rewinds) swapped in between the listing's stat and a plain open
- * would be opened as root, checked only afterwards. An O_PATH descriptor opens nothing (no driver's open,
- * no FIFO's); only once fstat says it is a regular file is that same inode opened for reading, through
- * /proc/self/fd (never by its name again, so nothing can be swapped in between). */
-static int open_listed(Packer *self, const char *name) {
-    int pfd = openat(self->cur->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (pfd < 0) {
-        if (errno == ENOENT || errno == ENOTDIR) {
-            return -1;
-        }
-        fail(self, errno, "opening", self->rel.p, self->rel.len);
-        return -2;
-    }
-    struct stat st;
-    if (fstat(pfd, &st) != 0 || !S_ISREG(st.st_mode)) { /* a link, folder, device, FIFO or socket: never opened */
-        close(pfd);
-        return -1;
-    }
+/* The regular file the entry's O_PATH descriptor `pfd` holds (entry() took it in place of a stat, and
+ * fstat said regular), opened for reading; -2 on an error (recorded).
+ * Why O_PATH: opening is itself an action on what a running user put there. A FIFO or a device node (a
+ * container with CAP_MKNOD makes one in its volume: /dev/watchdog's numbers arm the host's watchdog when
+ * opened, a tape device rewinds) swapped in between a stat and a plain open by name would be opened as
+ * root, checked only afterwards. An O_PATH descriptor opens nothing (no driver's open, no FIFO's); the
+ * stat is of that descriptor, and only a regular file's same inode is opened for reading, through
+ * /proc/self/fd (never by its name again, so nothing can be swapped in between). Taking the O_PATH
+ * descriptor instead of the listing's fstatat keeps this to one path lookup per file, as before. */
+static int open_listed(Packer *self, int pfd) {
     /* the path walk to /proc/self/fd once per Packer, not once per file */
     if (self->proc_fd < 0 && (self->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        int err = errno;
-        close(pfd);
-        fail(self, err, "opening /proc/self/fd to open", self->rel.p, self->rel.len);
+        fail(self, errno, "opening /proc/self/fd to open", self->rel.p, self->rel.len);
         return -2;
     }
     char num[24];
     snprintf(num, sizeof num, "%d", pfd);
     int fd = openat(self->proc_fd, num, FILE_FLAGS & ~O_NOFOLLOW);
-    int err = errno;
-    close(pfd);
     if (fd < 0) { /* the inode is held: no race makes this fail; EACCES as a non-root user, or no /proc */
-        fail(self, err, "opening", self->rel.p, self->rel.len);
+        fail(self, errno, "opening", self->rel.p, self->rel.len);
         return -2;
     }
     return fd;
@@ -506,9 +489,9 @@ static int shrank(Packer *self, const char *rel, size_t len, unsigned long long 
     return real < size ? add_warning(self, W_SHRANK, 0, rel, len, real, size) : 0;
 }
 
-static int regular_file(Packer *self, const char *name, const struct stat *st) {
+static int regular_file(Packer *self, const char *name, const struct stat *st, int pfd) {
     unsigned long long size = (unsigned long long)st->st_size;
-    int fd = open_listed(self, name);
+    int fd = open_listed(self, pfd);
     if (fd == -2) {
         return -1;
     }
@@ -675,6 +658,8 @@ static linkseen *link_seen(Packer *self, unsigned long long dev, unsigned long l
     return NULL;
 }
 
+static int listed_entry(Packer *self, const char *name, size_t nl, const struct stat *stp, int pfd);
+
 /* One entry of the folder being written, as _scan yields it and emit_batch writes it. */
 static int entry(Packer *self, const char *name) {
     size_t nl = strlen(name);
@@ -691,13 +676,29 @@ static int entry(Packer *self, const char *name) {
         bb_put(&self->name, self->rel.p, self->rel.len) < 0) {
         return pack_no_memory(self);
     }
-    struct stat st;
-    if (fstatat(self->cur->fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    /* an O_PATH descriptor in place of fstatat (the same one path lookup; O_NOFOLLOW: a link's own), so a
+     * regular file is then opened as the very inode stat described: see open_listed */
+    int pfd = openat(self->cur->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0) {
         if (errno == ENOENT) {
             return 0; /* removed since the folder was listed */
         }
         return fail(self, errno, "stat", self->rel.p, self->rel.len);
     }
+    struct stat st;
+    if (fstat(pfd, &st) != 0) {
+        int err = errno;
+        close(pfd);
+        return fail(self, err, "stat", self->rel.p, self->rel.len);
+    }
+    int rc = listed_entry(self, name, nl, &st, pfd);
+    close(pfd);
+    return rc;
+}
+
+/* entry()'s rest: the entry `name` (length nl) as `st` describes it; `pfd` holds it (O_PATH). */
+static int listed_entry(Packer *self, const char *name, size_t nl, const struct stat *stp, int pfd) {
+    struct stat st = *stp;
     meta m;
     meta_of(&m, &st, 0);
     if (S_ISREG(st.st_mode)) {
@@ -717,7 +718,7 @@ static int entry(Packer *self, const char *name) {
             }
         }
         self->n_entries++;
-        return regular_file(self, name, &st);
+        return regular_file(self, name, &st, pfd);
     }
     if (S_ISDIR(st.st_mode)) {
         if (grow((void **)&self->subs, &self->subs_cap, self->n_subs, sizeof *self->subs) < 0) {
