@@ -1,4 +1,4 @@
-"""The compiled archive writer (tamer._cpack) never opens a FIFO or a device node that a running user swaps in for a
+"""The archive writers (the compiled one, tamer._cpack, and the pure-Python one) never open a FIFO or a device node that a running user swaps in for a
 listed regular file between the listing's stat and the open (found by attacking the writer, session 9).
 
 Opening is itself an action: a container with CAP_MKNOD (Docker's default) can make a device node in its volume,
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import os
 import threading
 import time
@@ -22,12 +23,10 @@ from pathlib import Path
 
 import pytest
 from tamer.compiled import load, native_blake3
-from tamer.volumes import archive_pack
+from tamer.volumes import archive_pack, archive_write
 
 _native = load("tamer._cpack", None)
-pytestmark = pytest.mark.skipif(
-    _native is None or not native_blake3(_native), reason="tamer._cpack not built with its own BLAKE3"
-)
+_no_compiled = _native is None or not native_blake3(_native)
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYS_RENAMEAT2 = 316  # x86_64
 _RENAME_EXCHANGE = 2
@@ -36,7 +35,10 @@ _IN_OPEN = 0x20
 _SECONDS = float(os.environ.get("TAMER_S9_ATTACK_SECONDS", "3"))
 
 
-def _pack(root: Path) -> None:
+def _pack(root: Path, writer: str) -> None:
+    if writer == "python":
+        archive_write.write_archive(str(root), io.BytesIO(), {"volume": "v"}, writer="python")
+        return
     assert _native is not None
     packer = _native.Packer(str(root), b"data", archive_pack._header, {}, {}, [])
     try:
@@ -47,7 +49,10 @@ def _pack(root: Path) -> None:
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="renameat2's syscall number is x86_64's")
-def test_a_fifo_swapped_in_for_a_listed_file_is_never_opened(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["compiled", "python"])
+def test_a_fifo_swapped_in_for_a_listed_file_is_never_opened(tmp_path: Path, writer: str) -> None:
+    if writer == "compiled" and _no_compiled:
+        pytest.skip("tamer._cpack not built with its own BLAKE3")
     root = tmp_path / "vol"
     root.mkdir()
     names = [f"f{k:02d}" for k in range(16)]
@@ -72,7 +77,7 @@ def test_a_fifo_swapped_in_for_a_listed_file_is_never_opened(tmp_path: Path) -> 
     try:
         end = time.monotonic() + _SECONDS
         while time.monotonic() < end and opens == 0:
-            _pack(root)
+            _pack(root, writer)
             packs += 1
             with contextlib.suppress(BlockingIOError):
                 opens += len(os.read(watcher, 1 << 16)) // 16  # no names: each event is 16 bytes
@@ -82,5 +87,5 @@ def test_a_fifo_swapped_in_for_a_listed_file_is_never_opened(tmp_path: Path) -> 
         os.close(watcher)
     assert packs > 0
     assert opens == 0, (
-        f"the writer opened a FIFO swapped in for a listed file {opens} times in {packs} backups"
+        f"the {writer} writer opened a FIFO swapped in for a listed file {opens} times in {packs} backups"
     )

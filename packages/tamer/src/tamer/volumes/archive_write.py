@@ -197,24 +197,23 @@ def _xattrs(path: str) -> dict[str, str]:
 def _open_listed(path: str) -> int | None:
     """The regular file listed at `path`, opened without following a link; None when a running user
     removed it or put a link, a folder, a device node or a FIFO in its place since (read as shrunk to
-    nothing). A container with CAP_MKNOD can make a device node in its volume: its contents (a disk of the
-    host) are never volume data."""
+    nothing).
+
+    Opening is itself an action on what stands at the name: a container with CAP_MKNOD can make a device
+    node in its volume (/dev/watchdog's numbers arm the host's watchdog when opened, a tape device rewinds)
+    and swap it in after the listing's stat. So the name is taken with O_PATH, which opens nothing, and
+    only when fstat of that descriptor says regular is the same inode opened for reading, through
+    /proc/self/fd (as the compiled writer does, _cpack_tree.c)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, IsADirectoryError):
+        held = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):
+    try:
+        if not stat.S_ISREG(os.fstat(held).st_mode):
             return None
-        raise
-    try:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        regular = False
-    if not regular:
-        os.close(fd)
-        return None
-    return fd
+        return os.open(f"/proc/self/fd/{held}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    finally:
+        os.close(held)
 
 
 def _read_file(path: str, size: int) -> tuple[bytes, int]:
