@@ -211,7 +211,10 @@ def _open_listed(path: str) -> int | None:
     try:
         if not stat.S_ISREG(os.fstat(held).st_mode):
             return None
-        return os.open(f"/proc/self/fd/{held}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            return os.open(f"/proc/self/fd/{held}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:  # EACCES as a non-root user: said of the file, not of its descriptor
+            raise OSError(exc.errno, exc.strerror, path) from None
     finally:
         os.close(held)
 
