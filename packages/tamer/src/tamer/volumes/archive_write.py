@@ -89,38 +89,65 @@ class WriteStats:
 
 
 class _HashingWriter:
-    """A file-like sink that counts and hashes (on a thread of its own) what passes through to `raw`.
+    """A file-like sink that counts what passes through to `raw`, and hashes and writes it on a thread of
+    its own.
 
-    Hashing the compressed output on the compressing thread would put a
-    second full pass in series with compression; hashlib releases the GIL,
-    so a thread lets it overlap. Call close() before reading `sha`.
+    Hashing the compressed output on the compressing thread would put a second full pass in series with
+    compression, and writing it there a copy into the file (on 2 cores the thread that feeds the
+    compressor is the backup's critical path); hashlib and the write release the GIL, so a thread lets
+    both overlap. An error writing (a full disk, a file past ulimit -f) is raised on the caller's thread,
+    as the same OSError, at its next write, flush or close; nothing is written after it. Call close()
+    before reading `sha`: it waits for every write.
     """
 
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
         self.sha = hashlib.sha256()
         self.size = 0
+        self._error: BaseException | None = None
+        self._reported = False
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
-        self._thread = threading.Thread(target=self._hash, name="tamer-archive-sha", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="tamer-archive-out", daemon=True)
         self._thread.start()
 
-    def _hash(self) -> None:
+    def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            self.sha.update(item)
+            try:
+                if self._error is None:
+                    self.raw.write(item)
+                    self.sha.update(item)
+            except BaseException as exc:  # handed to the caller's thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _raise_error(self) -> None:
+        error = self._error
+        if error is not None and not self._reported:
+            self._reported = True
+            raise error
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._raise_error()
         chunk = bytes(data)
         self._queue.put(chunk)
         self.size += len(chunk)
-        return self.raw.write(chunk)
+        return len(chunk)
 
     def flush(self) -> None:
+        if self._thread.is_alive():
+            self._queue.join()  # every write so far done
+        self._raise_error()
         self.raw.flush()
 
-    def close(self) -> None:
+    def close(self, *, quiet: bool = False) -> None:
+        """Wait for every write; raise the first error writing unless `quiet` (another error is in flight)."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+        if not quiet:
+            self._raise_error()
 
 
 class _Dir:
@@ -523,6 +550,9 @@ def write_archive(
             add_bytes(MANIFEST_NAME, json.dumps(manifest, separators=(",", ":")).encode())
             parts.append(bytes(2 * BLOCK))
             flush()
-    finally:
-        hashed.close()
+    except BaseException:
+        # the error in flight is the one to say (a write error raised it, or came after it)
+        hashed.close(quiet=True)
+        raise
+    hashed.close()
     return stats, hashed.sha.hexdigest(), hashed.size
