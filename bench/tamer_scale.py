@@ -205,6 +205,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     curve: dict[str, list[tuple[int, float]]] = {label: [] for label in TARGETS}
+    anchor_curve: dict[str, list[tuple[int, float]]] = {label: [] for label in TARGETS}
     peak_at: dict[int, float] = {}
     with PrivateEngine.create() as sandbox:
         engine = sandbox.engine
@@ -237,6 +238,7 @@ def main() -> None:
             for label, target in TARGETS.items():
                 ours, theirs, rss = measure(label, env, args.repeat)
                 curve[label].append((n, ours))
+                anchor_curve[label].append((n, theirs))
                 peak_at[n] = max(peak_at[n], rss)
                 ratio = ours / theirs
                 print(
@@ -251,13 +253,15 @@ def main() -> None:
                         f"= {floors[label] * 1000:.0f} ms, ratio {floors[label] / theirs:.2f} to the anchor",
                         flush=True,
                     )
-    print("== the curve (seconds) and growth exponent (1.0 = linear)")
+    print("== the curve (seconds) and growth exponent (1.0 = linear); the anchor's own exponent beside it")
     print("   " + " ".join(f"{n:>10d}" for n in sizes) + "   exponent")
     for label, points in curve.items():
         exp = slope(points) if len(points) > 1 else float("nan")
+        theirs_exp = slope(anchor_curve[label]) if len(points) > 1 else float("nan")
         print(
             f"   {label:14s}" + " ".join(f"{t:10.3f}" for _, t in points) + f"   {exp:6.2f}"
             f"  {'linear or better' if exp <= 1.1 else 'MORE THAN LINEAR'}"
+            f"  ({' '.join(ANCHORS[label])}: {theirs_exp:.2f})"
         )
     top = sizes[-1]
     print(
