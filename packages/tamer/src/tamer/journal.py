@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from tamer.errors import TamerError
 from tamer.inventory import Inventory
 from tamer.reasons import Reason
-from tamer.state import state_dir
+from tamer.state import state_dir, why_unwritable
 
 if TYPE_CHECKING:
     from tamer.plan import Plan  # imported where a run is read back: `tamer df` only keeps the orphan clock
@@ -88,22 +88,6 @@ class StateUnreadable(TamerError):
 
 class StateUnwritable(StateUnreadable):
     """The journal is fine but cannot be written: a full disk, a read-only filesystem, no permission."""
-
-
-def _why_unwritable(folder: Path, exc: sqlite3.Error) -> str | None:
-    """Why the state folder cannot take a write (None: nothing wrong with the folder; the file is damaged)."""
-    try:
-        fs = os.statvfs(folder)
-    except OSError:
-        return None
-    if fs.f_flag & os.ST_RDONLY:
-        return f"{folder} is on a read-only filesystem"
-    free = fs.f_bavail * fs.f_frsize
-    if free < 1 << 20 or "full" in str(exc):
-        return f"the disk holding {folder} is full ({free} bytes free)"
-    if not os.access(folder, os.W_OK):
-        return f"you may not write to {folder}"
-    return None
 
 
 class UnreadableRun(TamerError):
@@ -206,7 +190,7 @@ class Journal:
                 raise self._unusable(exc) from None
 
     def _unusable(self, exc: sqlite3.Error) -> StateUnreadable:
-        why = _why_unwritable(self.path.parent, exc)
+        why = why_unwritable(self.path.parent, exc)
         if why is not None:
             # the file is fine: "move it aside" would throw away the orphan clock and any unfinished run
             return StateUnwritable(
