@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from tamer.errors import TamerError, UsageError
-from tamer.state import state_dir
+from tamer.state import state_dir, why_unwritable
 
 JSON = dict[str, Any]
 
@@ -78,18 +78,10 @@ class JournalUnwritable(TamerError):
     no permission. The journal on disk still holds the last step recorded."""
 
 
-def _why_unwritable(folder: Path) -> str:
-    """A few words on why `folder` takes no write ("" when nothing stands out)."""
-    try:
-        fs = os.statvfs(folder)
-    except OSError:
-        return ""
-    if fs.f_flag & os.ST_RDONLY:
-        return f"; {folder} is on a read-only filesystem"
-    free = fs.f_bavail * fs.f_frsize
-    if free < 1 << 20 or fs.f_favail == 0:
-        return f"; the disk holding {folder} is full ({free} bytes, {fs.f_favail} inodes free)"
-    return ""
+def _why_unwritable(folder: Path, exc: OSError) -> str:
+    """state.why_unwritable as a clause of an error message ("" when nothing stands out)."""
+    why = why_unwritable(folder, exc)
+    return f"; {why}" if why else ""
 
 
 # -- faults: the seam tests use ---------------------------------------------------
@@ -207,7 +199,7 @@ def operation_lock(command: str, *, wait: float = 0.0, engine: Any = None) -> It
         fh = open(path, "a+")  # noqa: SIM115 - held until the block ends
     except OSError as exc:
         raise JournalUnwritable(
-            f"tamer's lock file {path} cannot be opened ({exc.strerror or exc}{_why_unwritable(path.parent)}); "
+            f"tamer's lock file {path} cannot be opened ({exc.strerror or exc}{_why_unwritable(path.parent, exc)}); "
             "expected a state folder this user can write, with free space; make room there or fix the folder "
             "(or point TAMER_STATE_DIR at another one), then run this again; nothing was changed"
         ) from None
@@ -381,7 +373,7 @@ class Operation:
             )
             raise JournalUnwritable(
                 f"the journal {self.path} of this {self.kind} cannot be written "
-                f"({exc.strerror or exc}{_why_unwritable(self.path.parent)}); expected a state folder this "
+                f"({exc.strerror or exc}{_why_unwritable(self.path.parent, exc)}); expected a state folder this "
                 f"user can write, with free space; make room there or fix the folder, {then}"
             ) from None
         with contextlib.suppress(OSError):

@@ -64,8 +64,8 @@ def why_unwritable(folder: Path, exc: BaseException) -> str | None:
     if fs.f_flag & os.ST_RDONLY:
         return f"{folder} is on a read-only filesystem"
     free = fs.f_bavail * fs.f_frsize
-    if free < 1 << 20 or "full" in str(exc):
-        return f"the disk holding {folder} is full ({free} bytes free)"
+    if free < 1 << 20 or fs.f_favail == 0 or "full" in str(exc):
+        return f"the disk holding {folder} is full ({free} bytes, {fs.f_favail} inodes free)"
     if not os.access(folder, os.W_OK):
         return f"you may not write to {folder}"
     return None
